@@ -1,0 +1,44 @@
+/** Outbound adapter: an MCP server run as a child process, spoken to over stdio. */
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import { CLIENT_INFO, McpUpstream, type UpstreamConnector } from "../../src/executor/index.js";
+import type { Logger } from "../../src/util/logger.js";
+
+export interface StdioServerSpec {
+  command: string;
+  args?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
+  const description = `stdio: ${[spec.command, ...(spec.args ?? [])].join(" ")}`;
+  return {
+    description,
+    async connect(logger: Logger): Promise<McpUpstream> {
+      const transport = new StdioClientTransport({
+        command: spec.command,
+        args: spec.args ?? [],
+        env: { ...getDefaultEnvironment(), ...spec.env },
+        ...(spec.cwd ? { cwd: spec.cwd } : {}),
+        stderr: "pipe",
+      });
+      const upstream = new McpUpstream(transport, logger);
+      forwardStderr(transport.stderr as Readable | null, logger);
+      await upstream.connect(CLIENT_INFO);
+      logger.debug({ pid: transport.pid }, "upstream child started");
+      return upstream;
+    },
+  };
+}
+
+/** The child's stderr is its log: keep it, line by line, in ours (stdout belongs to MCP). */
+function forwardStderr(stream: Readable | null, logger: Logger): void {
+  if (!stream) return;
+  const lines = createInterface({ input: stream });
+  lines.on("line", (line) => {
+    if (line.trim()) logger.info({ upstream_stderr: line }, "upstream log");
+  });
+  lines.on("error", () => undefined);
+}

@@ -1,0 +1,4 @@
+export * from "./connection.js";
+export * from "./rpc.js";
+export * from "./registry.js";
+export * from "./nats-server.js";

@@ -1,0 +1,287 @@
+/**
+ * The live registry of services. Each executor instance keeps its capability announcement in a
+ * JetStream KV bucket (so a restarted gateway reads it at once) and publishes heartbeats on core NATS
+ * (so a killed instance is noticed within a few intervals). The bucket's TTL collects what dead
+ * instances leave behind.
+ */
+import { Kvm, type KV } from "@nats-io/kv";
+import type { Subscription } from "@nats-io/transport-node";
+import {
+  createEnvelope,
+  decodeEnvelope,
+  encodeEnvelope,
+  parseHeartbeatSubject,
+  parseRegistryKey,
+  REGISTRY_BUCKET,
+  registryKey,
+  subjects,
+  type AnnouncePayload,
+  type Catalog,
+  type HeartbeatPayload,
+  type InstanceStatus,
+} from "../protocol/index.js";
+import type { Bus } from "./connection.js";
+
+/** Entries not refreshed for this long disappear from the bucket. */
+export const REGISTRY_TTL_MS = 30_000;
+/** Announcements are re-put this often, well inside the TTL. */
+export const ANNOUNCE_REFRESH_MS = 10_000;
+export const DEFAULT_HEARTBEAT_MS = 2_000;
+/** An instance that misses this many heartbeats is considered gone. */
+export const MISSED_HEARTBEATS = 3;
+
+export async function openRegistryBucket(bus: Bus): Promise<KV> {
+  return new Kvm(bus.nc).create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+}
+
+/** What an instance says about itself; the presence adds identity, status and timing. */
+export interface AnnouncementInput {
+  catalog: Catalog;
+  capabilities: Record<string, unknown>;
+  server_info?: Record<string, unknown>;
+  protocol_version?: string;
+  instructions?: string;
+}
+
+export interface PresenceOptions {
+  service: string;
+  instance: string;
+  intervalMs?: number;
+  /** Reads the instance's current status and load for each heartbeat. */
+  load: () => { status: InstanceStatus; inflight: number; handled: number };
+}
+
+/** One instance's presence on the bus: announcement in the registry plus periodic heartbeats. */
+export class InstancePresence {
+  private kv: KV | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private announcement: AnnouncementInput | undefined;
+  private lastAnnounced = 0;
+  private readonly startedAt = new Date().toISOString();
+  private readonly intervalMs: number;
+  private readonly key: string;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly options: PresenceOptions,
+  ) {
+    this.intervalMs = options.intervalMs ?? DEFAULT_HEARTBEAT_MS;
+    this.key = registryKey(options.service, options.instance);
+  }
+
+  async start(announcement: AnnouncementInput): Promise<void> {
+    this.kv = await openRegistryBucket(this.bus);
+    await this.announce(announcement);
+    this.timer = setInterval(() => void this.beat(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Publishes a new announcement (the catalog or status changed). */
+  async announce(announcement: AnnouncementInput): Promise<void> {
+    this.announcement = announcement;
+    if (!this.kv) return;
+    const { status } = this.options.load();
+    const envelope = createEnvelope(
+      "agent_heartbeat",
+      {
+        kind: "announce",
+        service: this.options.service,
+        instance: this.options.instance,
+        status,
+        interval_ms: this.intervalMs,
+        started_at: this.startedAt,
+        ...announcement,
+      },
+      { sender: this.options.instance },
+    );
+    this.lastAnnounced = Date.now();
+    await this.kv.put(this.key, encodeEnvelope(envelope));
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      this.publishHeartbeat(this.options.load().status);
+      if (this.announcement && Date.now() - this.lastAnnounced >= ANNOUNCE_REFRESH_MS) await this.announce(this.announcement);
+    } catch (err) {
+      this.bus.logger.warn({ err }, "heartbeat failed");
+    }
+  }
+
+  private publishHeartbeat(status: InstanceStatus): void {
+    if (this.bus.nc.isClosed()) return;
+    const load = this.options.load();
+    const envelope = createEnvelope(
+      "agent_heartbeat",
+      {
+        kind: "heartbeat",
+        service: this.options.service,
+        instance: this.options.instance,
+        status,
+        interval_ms: this.intervalMs,
+        inflight: load.inflight,
+        handled: load.handled,
+      },
+      { sender: this.options.instance },
+    );
+    this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeEnvelope(envelope));
+  }
+
+  /** Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    try {
+      this.publishHeartbeat("stopping");
+      await this.kv?.delete(this.key);
+    } catch (err) {
+      this.bus.logger.debug({ err }, "could not withdraw from the registry");
+    }
+  }
+}
+
+export interface LiveInstance {
+  service: string;
+  instance: string;
+  announcement: AnnouncePayload;
+  lastSeen: number;
+  heartbeat?: HeartbeatPayload;
+}
+
+/**
+ * What a gateway (or `dmcp status`) knows of the services on the bus, kept current from the registry
+ * bucket and the heartbeats. `onChange` fires when an instance joins, leaves or changes its catalog.
+ */
+export class RegistryView {
+  private readonly instances = new Map<string, LiveInstance>();
+  private readonly listeners = new Set<() => void>();
+  private heartbeatSub: Subscription | undefined;
+  private watcher: { stop(): void } | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private kv: KV | undefined;
+
+  constructor(private readonly bus: Bus) {}
+
+  async start(): Promise<void> {
+    this.kv = await openRegistryBucket(this.bus);
+    this.heartbeatSub = this.bus.nc.subscribe(subjects.heartbeatAll(), {
+      callback: (err, msg) => {
+        if (!err) this.onHeartbeat(msg.subject, msg.data);
+      },
+    });
+    const initialDone = await this.watch(this.kv);
+    await initialDone;
+    this.sweeper = setInterval(() => this.sweep(), 500);
+    this.sweeper.unref();
+  }
+
+  /** Watches the bucket; resolves (to a promise of the initial load) once the watch is set up. */
+  private async watch(kv: KV): Promise<Promise<void>> {
+    const iterator = await kv.watch({ key: ">" });
+    this.watcher = iterator;
+    let markInitialDone: () => void = () => undefined;
+    const initialDone = new Promise<void>((resolve) => (markInitialDone = resolve));
+    const pending = iterator.getPending();
+    if (pending === 0) markInitialDone();
+    let seen = 0;
+    void (async () => {
+      for await (const entry of iterator) {
+        if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry.value);
+        else this.remove(entry.key);
+        seen++;
+        if (!entry.isUpdate && seen >= pending) markInitialDone();
+        if (entry.isUpdate) markInitialDone();
+      }
+      markInitialDone();
+    })().catch((err: unknown) => this.bus.logger.warn({ err }, "registry watch ended"));
+    // The initial values are all delivered quickly; never block start-up on a bucket that is still filling.
+    return Promise.race([initialDone, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  list(): LiveInstance[] {
+    return [...this.instances.values()].sort((a, b) => (a.service === b.service ? a.instance.localeCompare(b.instance) : a.service.localeCompare(b.service)));
+  }
+
+  get(service: string, instance: string): LiveInstance | undefined {
+    return this.instances.get(registryKey(service, instance));
+  }
+
+  async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.watcher?.stop();
+    this.heartbeatSub?.unsubscribe();
+  }
+
+  private onAnnouncement(key: string, value: Uint8Array): void {
+    if (!parseRegistryKey(key)) return;
+    const decoded = decodeEnvelope(value, Number.POSITIVE_INFINITY);
+    if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "announce") {
+      this.bus.logger.warn({ key, error: decoded.ok ? "not an announcement" : decoded.error.message }, "ignoring bad registry entry");
+      return;
+    }
+    const announcement = decoded.envelope.payload;
+    const previous = this.instances.get(key);
+    this.instances.set(key, {
+      service: announcement.service,
+      instance: announcement.instance,
+      announcement,
+      lastSeen: Date.now(),
+      ...(previous?.heartbeat ? { heartbeat: previous.heartbeat } : {}),
+    });
+    if (!previous || JSON.stringify(previous.announcement.catalog) !== JSON.stringify(announcement.catalog) || previous.announcement.status !== announcement.status) {
+      this.emit();
+    }
+  }
+
+  private onHeartbeat(subject: string, data: Uint8Array): void {
+    const ids = parseHeartbeatSubject(subject);
+    if (!ids) return;
+    const decoded = decodeEnvelope(data);
+    if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "heartbeat") return;
+    const heartbeat = decoded.envelope.payload;
+    const key = registryKey(ids.service, ids.instance);
+    const known = this.instances.get(key);
+    if (heartbeat.status === "stopping") {
+      this.remove(key);
+      return;
+    }
+    if (known) {
+      known.lastSeen = Date.now();
+      known.heartbeat = heartbeat;
+      return;
+    }
+    // An instance we evicted (or never saw) is alive: read its announcement again.
+    void this.kv?.get(key).then((entry) => {
+      if (entry && entry.operation === "PUT") this.onAnnouncement(key, entry.value);
+    }, () => undefined);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [key, live] of this.instances) {
+      const interval = live.heartbeat?.interval_ms ?? live.announcement.interval_ms;
+      if (now - live.lastSeen > interval * MISSED_HEARTBEATS + 250) {
+        this.bus.logger.warn({ service: live.service, instance: live.instance }, "instance missed its heartbeats; removing it");
+        this.remove(key);
+      }
+    }
+  }
+
+  private remove(key: string): void {
+    if (this.instances.delete(key)) this.emit();
+  }
+
+  private emit(): void {
+    for (const listener of this.listeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.bus.logger.error({ err }, "registry listener failed");
+      }
+    }
+  }
+}

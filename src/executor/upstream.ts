@@ -1,0 +1,181 @@
+/**
+ * A raw JSON-RPC session with one upstream MCP server, over any SDK client `Transport`. Raw, because the
+ * SDK's typed helpers drop fields they do not know, and a transparent bridge must not.
+ */
+import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import {
+  DmcpError,
+  ErrorCode,
+  errorResponse,
+  isErrorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  JsonRpcErrorCode,
+  resultResponse,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+} from "../protocol/index.js";
+import type { Logger } from "../util/logger.js";
+
+/** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
+export const UPSTREAM_PROTOCOL_VERSION = "2025-11-25";
+const KNOWN_VERSIONS = new Set(["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"]);
+
+export interface UpstreamInfo {
+  protocolVersion: string;
+  capabilities: Record<string, unknown>;
+  serverInfo: Record<string, unknown>;
+  instructions?: string;
+}
+
+export interface UpstreamRequestOptions {
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+interface Pending {
+  resolve: (result: Record<string, unknown>) => void;
+  reject: (error: DmcpError) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class McpUpstream {
+  onnotification: ((method: string, params: Record<string, unknown> | undefined) => void) | undefined;
+  onclose: ((error?: Error) => void) | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private closed = false;
+  private lastError: Error | undefined;
+  info: UpstreamInfo | undefined;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly logger: Logger,
+  ) {
+    transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
+    transport.onerror = (error) => {
+      this.lastError = error;
+      this.logger.warn({ err: error }, "upstream transport error");
+    };
+    transport.onclose = () => this.onClosed();
+  }
+
+  /** Starts the transport and performs the MCP initialize handshake. */
+  async connect(clientInfo: { name: string; version: string }, timeoutMs = 30_000): Promise<UpstreamInfo> {
+    await this.transport.start();
+    const result = await this.request(
+      "initialize",
+      { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: { roots: { listChanged: false } }, clientInfo },
+      { timeoutMs },
+    );
+    const protocolVersion = typeof result.protocolVersion === "string" ? result.protocolVersion : "";
+    if (!KNOWN_VERSIONS.has(protocolVersion)) {
+      await this.close();
+      throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream answered with unsupported protocol version ${JSON.stringify(protocolVersion)}`);
+    }
+    this.transport.setProtocolVersion?.(protocolVersion);
+    this.info = {
+      protocolVersion,
+      capabilities: asRecord(result.capabilities),
+      serverInfo: asRecord(result.serverInfo),
+      ...(typeof result.instructions === "string" ? { instructions: result.instructions } : {}),
+    };
+    await this.transport.send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    return this.info;
+  }
+
+  /** Sends one request and resolves with its raw result; JSON-RPC errors become UPSTREAM_ERROR. */
+  request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
+    if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
+    const id = this.nextId++;
+    const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
+        void this.cancelUpstream(id, "deadline exceeded");
+      }, options.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      options.signal?.addEventListener(
+        "abort",
+        () => {
+          this.settle(id)?.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
+          void this.cancelUpstream(id, "cancelled by the caller");
+        },
+        { once: true },
+      );
+      this.transport.send(message).catch((cause: unknown) => {
+        this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, `could not send ${method} upstream: ${(cause as Error).message}`, { cause }));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.transport.close().catch(() => undefined);
+    this.onClosed();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private settle(id: number): Pending | undefined {
+    const entry = this.pending.get(id);
+    if (!entry) return undefined;
+    this.pending.delete(id);
+    clearTimeout(entry.timer);
+    return entry;
+  }
+
+  private async cancelUpstream(id: number, reason: string): Promise<void> {
+    if (this.closed) return;
+    await this.transport.send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } }).catch(() => undefined);
+  }
+
+  private onMessage(message: JsonRpcMessage): void {
+    if (isResponse(message)) {
+      const entry = typeof message.id === "number" ? this.settle(message.id) : undefined;
+      if (!entry) return; // late answer to a call that timed out or was cancelled
+      if (isErrorResponse(message)) {
+        const { code, message: text, data } = message.error;
+        entry.reject(new DmcpError(ErrorCode.UpstreamError, text, { jsonrpcCode: code, data }));
+      } else {
+        entry.resolve(message.result);
+      }
+      return;
+    }
+    if (isRequest(message)) {
+      void this.answerServerRequest(message);
+      return;
+    }
+    if (isNotification(message)) this.onnotification?.(message.method, message.params);
+  }
+
+  /** Server-to-client requests that the executor can answer itself. */
+  private async answerServerRequest(request: JsonRpcRequest): Promise<void> {
+    const reply =
+      request.method === "ping"
+        ? resultResponse(request.id, {})
+        : request.method === "roots/list"
+          ? resultResponse(request.id, { roots: [] })
+          : errorResponse(request.id, {
+              code: JsonRpcErrorCode.MethodNotFound,
+              message: `${request.method} is not forwarded to MCP clients by this dmcp-gateway version`,
+            });
+    await this.transport.send(reply as JSONRPCMessage).catch(() => undefined);
+  }
+
+  private onClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of [...this.pending.keys()]) {
+      this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the connection during the call"));
+    }
+    this.onclose?.(this.lastError);
+  }
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}

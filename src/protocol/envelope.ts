@@ -1,0 +1,216 @@
+/**
+ * The dMCP v0.1 envelope and its five message types, as zod schemas (the source of the JSON Schemas in
+ * `schemas/`). Objects are loose: fields this version does not know survive a hop, so newer agents
+ * can add fields without breaking older ones.
+ */
+import { randomUUID } from "node:crypto";
+import * as z from "zod";
+import { DmcpError, ErrorCode } from "./errors.js";
+
+export const DMCP_VERSION = "0.1";
+
+export const MESSAGE_TYPES = [
+  "context_update",
+  "prompt_request",
+  "prompt_response",
+  "error_notification",
+  "agent_heartbeat",
+] as const;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+
+const Timestamp = z.iso.datetime({ offset: true });
+const JsonObject = z.record(z.string(), z.unknown());
+const Name = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "use 1-128 characters from A-Z a-z 0-9 _ -");
+
+/** An MCP request carried across the bus: the JSON-RPC request minus `jsonrpc` and `id`. */
+export const PromptRequestPayload = z.looseObject({
+  service: Name.describe("the service (queue group) the request is addressed to"),
+  method: z.string().min(1).describe("the MCP method, e.g. tools/call"),
+  params: JsonObject.optional().describe("the MCP params, forwarded unchanged"),
+});
+
+/** The JSON-RPC `result` of the request, unchanged. */
+export const PromptResponsePayload = z.looseObject({
+  result: JsonObject.describe("the MCP result object, forwarded unchanged"),
+});
+
+export const ErrorNotificationPayload = z.looseObject({
+  code: z.string().min(1).describe("a stable dMCP error code, e.g. NO_RESPONDERS (see PROTOCOL.md)"),
+  message: z.string(),
+  jsonrpc_code: z.number().int().optional().describe("the JSON-RPC error code an MCP client sees"),
+  data: z.unknown().optional(),
+});
+
+export const ContextUpdatePayload = z.looseObject({
+  topic: z.string().optional().describe("the context topic, for dMCP context streams"),
+  method: z.string().optional().describe("the MCP notification method, when the update carries one"),
+  params: JsonObject.optional(),
+  data: z.unknown().optional(),
+});
+
+export const InstanceStatus = z.enum(["starting", "ready", "degraded", "stopping"]);
+export type InstanceStatus = z.infer<typeof InstanceStatus>;
+
+const Liveness = {
+  service: Name,
+  instance: Name,
+  status: InstanceStatus,
+  interval_ms: z.number().int().positive().describe("heartbeats follow at this interval; 3 missed mean gone"),
+};
+
+export const HeartbeatPayload = z.looseObject({
+  kind: z.literal("heartbeat"),
+  ...Liveness,
+  inflight: z.number().int().nonnegative().describe("calls being executed now"),
+  handled: z.number().int().nonnegative().describe("calls answered since start"),
+});
+
+export const Catalog = z.looseObject({
+  tools: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
+  resources: z.array(z.looseObject({ uri: z.string().min(1) })).default([]),
+  resource_templates: z.array(z.looseObject({ uriTemplate: z.string().min(1) })).default([]),
+  prompts: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
+});
+export type Catalog = z.infer<typeof Catalog>;
+
+/** A capability announcement: who the instance is and what it offers. Kept in the registry. */
+export const AnnouncePayload = z.looseObject({
+  kind: z.literal("announce"),
+  ...Liveness,
+  started_at: Timestamp,
+  server_info: JsonObject.optional().describe("the upstream MCP server's serverInfo"),
+  protocol_version: z.string().optional().describe("the MCP revision negotiated with the upstream"),
+  capabilities: JsonObject.default({}).describe("the upstream MCP server's capabilities"),
+  instructions: z.string().optional(),
+  catalog: Catalog,
+});
+
+export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayload, AnnouncePayload]);
+
+const envelopeFields = {
+  dMCP_version: z.literal(DMCP_VERSION),
+  id: z.string().min(1).max(256).describe("unique per message, for de-duplication"),
+  correlation_id: z.string().min(1).max(256).optional().describe("pairs a response with its request"),
+  session_id: z.string().max(256).optional().describe("optional session grouping"),
+  timestamp: Timestamp,
+  sender_id: z.string().min(1).max(256),
+  deadline: Timestamp.optional().describe("after this instant nobody waits for the answer"),
+};
+
+export const PromptRequest = z.looseObject({ ...envelopeFields, type: z.literal("prompt_request"), payload: PromptRequestPayload });
+export const PromptResponse = z.looseObject({ ...envelopeFields, type: z.literal("prompt_response"), payload: PromptResponsePayload });
+export const ErrorNotification = z.looseObject({ ...envelopeFields, type: z.literal("error_notification"), payload: ErrorNotificationPayload });
+export const ContextUpdate = z.looseObject({ ...envelopeFields, type: z.literal("context_update"), payload: ContextUpdatePayload });
+export const AgentHeartbeat = z.looseObject({ ...envelopeFields, type: z.literal("agent_heartbeat"), payload: AgentHeartbeatPayload });
+
+export const Envelope = z.discriminatedUnion("type", [PromptRequest, PromptResponse, ErrorNotification, ContextUpdate, AgentHeartbeat]);
+
+export type Envelope = z.infer<typeof Envelope>;
+export type PromptRequest = z.infer<typeof PromptRequest>;
+export type PromptResponse = z.infer<typeof PromptResponse>;
+export type ErrorNotification = z.infer<typeof ErrorNotification>;
+export type ContextUpdate = z.infer<typeof ContextUpdate>;
+export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
+export type HeartbeatPayload = z.infer<typeof HeartbeatPayload>;
+export type AnnouncePayload = z.infer<typeof AnnouncePayload>;
+
+type PayloadOf<T extends MessageType> = Extract<Envelope, { type: T }>["payload"];
+type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends infer E
+  ? E extends { type: T; payload: infer P }
+    ? P
+    : never
+  : never;
+
+export interface EnvelopeOptions {
+  sender: string;
+  correlationId?: string | undefined;
+  sessionId?: string | undefined;
+  deadline?: Date | string | undefined;
+}
+
+/** Builds a new envelope with a fresh id and the current time. */
+export function createEnvelope<T extends MessageType>(
+  type: T,
+  payload: InputPayloadOf<T>,
+  options: EnvelopeOptions,
+): Extract<Envelope, { type: T }> {
+  const envelope: Record<string, unknown> = {
+    dMCP_version: DMCP_VERSION,
+    type,
+    id: randomUUID(),
+    timestamp: new Date().toISOString(),
+    sender_id: options.sender,
+    payload,
+  };
+  if (options.correlationId !== undefined) envelope.correlation_id = options.correlationId;
+  if (options.sessionId !== undefined) envelope.session_id = options.sessionId;
+  if (options.deadline !== undefined) {
+    envelope.deadline = typeof options.deadline === "string" ? options.deadline : options.deadline.toISOString();
+  }
+  return envelope as Extract<Envelope, { type: T }>;
+}
+
+export type { PayloadOf };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export function encodeEnvelope(envelope: Envelope | Record<string, unknown>): Uint8Array {
+  return encoder.encode(JSON.stringify(envelope));
+}
+
+/** The default upper bound for one envelope; NATS' own default max_payload is 1 MiB. */
+export const DEFAULT_MAX_ENVELOPE_BYTES = 1024 * 1024;
+
+export type DecodeResult = { ok: true; envelope: Envelope } | { ok: false; error: DmcpError; raw: unknown };
+
+/**
+ * Decodes and validates one envelope. Never throws: a bad message becomes an INVALID_ENVELOPE or
+ * PAYLOAD_TOO_LARGE error that names what is wrong, with the parsed JSON (if any) kept in `raw` so that
+ * the caller can still answer the sender's correlation id.
+ */
+export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_ENVELOPE_BYTES): DecodeResult {
+  if (bytes.byteLength > maxBytes) {
+    return {
+      ok: false,
+      raw: undefined,
+      error: new DmcpError(ErrorCode.PayloadTooLarge, `envelope of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`),
+    };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(decoder.decode(bytes));
+  } catch (cause) {
+    return { ok: false, raw: undefined, error: new DmcpError(ErrorCode.InvalidEnvelope, "envelope is not valid JSON", { cause }) };
+  }
+  return validateEnvelope(raw);
+}
+
+export function validateEnvelope(raw: unknown): DecodeResult {
+  const parsed = Envelope.safeParse(raw);
+  if (parsed.success) return { ok: true, envelope: parsed.data };
+  return {
+    ok: false,
+    raw,
+    error: new DmcpError(ErrorCode.InvalidEnvelope, `invalid envelope: ${formatIssues(parsed.error.issues)}`, {
+      data: { issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) },
+    }),
+  };
+}
+
+/** Renders zod issues as `path: message; path: message`, the path in dotted form. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length ? issue.path.join(".") : "(root)"}: ${issue.message}`)
+    .join("; ");
+}
+
+/** Reads `correlation_id`/`id`/`sender_id` from a message that failed validation, where they are present. */
+export function salvageIds(raw: unknown): { correlationId?: string; sender?: string } {
+  if (typeof raw !== "object" || raw === null) return {};
+  const record = raw as Record<string, unknown>;
+  const correlationId = typeof record.correlation_id === "string" ? record.correlation_id : typeof record.id === "string" ? record.id : undefined;
+  const sender = typeof record.sender_id === "string" ? record.sender_id : undefined;
+  return { ...(correlationId ? { correlationId } : {}), ...(sender ? { sender } : {}) };
+}

@@ -1,0 +1,91 @@
+/**
+ * Stable error codes. Wire errors (`error_notification.payload.code`) and local errors (`DmcpError.code`)
+ * share this vocabulary so that a code means the same thing on every hop and in every language.
+ */
+export const ErrorCode = {
+  /** The envelope failed validation (bad JSON, wrong shape, unknown type, oversized). */
+  InvalidEnvelope: "INVALID_ENVELOPE",
+  /** No executor subscribes to the service's request subject. */
+  NoResponders: "NO_RESPONDERS",
+  /** The call's deadline passed before an answer arrived (or before work started). */
+  DeadlineExceeded: "DEADLINE_EXCEEDED",
+  /** The executor is up but its upstream MCP server is not (starting, restarting, unreachable). */
+  UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
+  /** The upstream MCP server answered with a JSON-RPC error; `jsonrpc_code` carries its code. */
+  UpstreamError: "UPSTREAM_ERROR",
+  /** The upstream MCP server went away while the call was running. */
+  UpstreamClosed: "UPSTREAM_CLOSED",
+  /** No service offers the requested tool, prompt or resource. */
+  UnknownTarget: "UNKNOWN_TARGET",
+  /** A message is larger than the bus (or the configured limit) allows. */
+  PayloadTooLarge: "PAYLOAD_TOO_LARGE",
+  /** The bus connection is closed, draining or was never established. */
+  BusUnavailable: "BUS_UNAVAILABLE",
+  /** The call was cancelled by its caller. */
+  Cancelled: "CANCELLED",
+  /** The executor is shutting down and takes no new work. */
+  ShuttingDown: "SHUTTING_DOWN",
+  /** Anything else that went wrong inside a dMCP component. */
+  Internal: "INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export const ERROR_CODES = Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]];
+
+/** JSON-RPC 2.0 and MCP error codes used at the MCP edges. */
+export const JsonRpcErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  /** MCP: resource not found. */
+  ResourceNotFound: -32002,
+  /** Implementation-defined server errors (-32000 to -32099) that dmcp-gateway uses. */
+  BusUnavailable: -32010,
+  NoResponders: -32011,
+  DeadlineExceeded: -32012,
+  UpstreamUnavailable: -32013,
+  PayloadTooLarge: -32014,
+  UpstreamClosed: -32015,
+  Cancelled: -32016,
+  ShuttingDown: -32017,
+} as const;
+
+/** The JSON-RPC code an MCP client sees for each dMCP error code (UpstreamError keeps the upstream's own). */
+export const jsonRpcCodeFor: Record<ErrorCode, number> = {
+  INVALID_ENVELOPE: JsonRpcErrorCode.InvalidRequest,
+  NO_RESPONDERS: JsonRpcErrorCode.NoResponders,
+  DEADLINE_EXCEEDED: JsonRpcErrorCode.DeadlineExceeded,
+  UPSTREAM_UNAVAILABLE: JsonRpcErrorCode.UpstreamUnavailable,
+  UPSTREAM_ERROR: JsonRpcErrorCode.InternalError,
+  UPSTREAM_CLOSED: JsonRpcErrorCode.UpstreamClosed,
+  UNKNOWN_TARGET: JsonRpcErrorCode.InvalidParams,
+  PAYLOAD_TOO_LARGE: JsonRpcErrorCode.PayloadTooLarge,
+  BUS_UNAVAILABLE: JsonRpcErrorCode.BusUnavailable,
+  CANCELLED: JsonRpcErrorCode.Cancelled,
+  SHUTTING_DOWN: JsonRpcErrorCode.ShuttingDown,
+  INTERNAL: JsonRpcErrorCode.InternalError,
+};
+
+/**
+ * The one local error class of dMCP components. `code` is stable; `jsonrpcCode` and `data` are what an
+ * MCP client receives when the error crosses the MCP edge.
+ */
+export class DmcpError extends Error {
+  readonly code: ErrorCode;
+  readonly jsonrpcCode: number;
+  readonly data: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { jsonrpcCode?: number; data?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "DmcpError";
+    this.code = code;
+    this.jsonrpcCode = options.jsonrpcCode ?? jsonRpcCodeFor[code];
+    this.data = options.data;
+  }
+}
+
+export function isDmcpError(value: unknown, code?: ErrorCode): value is DmcpError {
+  return value instanceof DmcpError && (code === undefined || value.code === code);
+}

@@ -1,0 +1,6 @@
+export * from "./envelope.js";
+export * from "./errors.js";
+export * from "./jsonrpc.js";
+export * from "./mapping.js";
+export * from "./subjects.js";
+export { jsonSchemas } from "./json-schema.js";

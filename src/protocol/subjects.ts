@@ -1,0 +1,73 @@
+/**
+ * Every NATS subject dMCP uses is built here, and nowhere else.
+ *
+ * Tokens (service names, instance ids, topic segments) are validated: a dot, a wildcard or white space
+ * inside a token would silently change which subscribers receive a message.
+ */
+export const SUBJECT_ROOT = "dmcp.v1";
+
+const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
+const TOPIC = /^[A-Za-z0-9_-]{1,128}(\.[A-Za-z0-9_-]{1,128}){0,15}$/;
+
+export class InvalidSubjectTokenError extends Error {
+  readonly code = "INVALID_SUBJECT_TOKEN";
+  constructor(kind: string, value: string) {
+    super(`invalid ${kind} ${JSON.stringify(value)}: use 1-128 characters from A-Z a-z 0-9 _ -`);
+    this.name = "InvalidSubjectTokenError";
+  }
+}
+
+export function isValidToken(value: string): boolean {
+  return TOKEN.test(value);
+}
+
+export function assertToken(kind: string, value: string): string {
+  if (!TOKEN.test(value)) throw new InvalidSubjectTokenError(kind, value);
+  return value;
+}
+
+function assertTopic(topic: string): string {
+  if (!TOPIC.test(topic)) {
+    throw new InvalidSubjectTokenError("topic", topic);
+  }
+  return topic;
+}
+
+export const subjects = {
+  /** Requests for a service; every replica subscribes with the service's queue group. */
+  request: (service: string) => `${SUBJECT_ROOT}.req.${assertToken("service", service)}`,
+  /** The queue group name shared by replicas of a service. */
+  queueGroup: (service: string) => `dmcp-${assertToken("service", service)}`,
+  /** Requests addressed to one executor instance (session pinning, cancellation). */
+  instanceRequest: (instance: string) => `${SUBJECT_ROOT}.inst.${assertToken("instance", instance)}.req`,
+  /** Context updates of a topic (topics may have dot-separated segments). */
+  context: (topic: string) => `${SUBJECT_ROOT}.ctx.${assertTopic(topic)}`,
+  contextAll: () => `${SUBJECT_ROOT}.ctx.>`,
+  /** Liveness of one instance of a service. */
+  heartbeat: (service: string, instance: string) =>
+    `${SUBJECT_ROOT}.hb.${assertToken("service", service)}.${assertToken("instance", instance)}`,
+  heartbeatAll: () => `${SUBJECT_ROOT}.hb.>`,
+  /** Error notifications raised by a component (reported, not answered). */
+  errors: (sender: string) => `${SUBJECT_ROOT}.err.${assertToken("sender", sender)}`,
+  errorsAll: () => `${SUBJECT_ROOT}.err.>`,
+} as const;
+
+/** Parses `dmcp.v1.hb.<service>.<instance>` back into its tokens. */
+export function parseHeartbeatSubject(subject: string): { service: string; instance: string } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 5 || `${parts[0]}.${parts[1]}` !== SUBJECT_ROOT || parts[2] !== "hb") return undefined;
+  return { service: parts[3]!, instance: parts[4]! };
+}
+
+/** The JetStream KV bucket holding the live registry of services. */
+export const REGISTRY_BUCKET = "dmcp_registry";
+
+/** KV key of one instance's announcement. */
+export const registryKey = (service: string, instance: string) =>
+  `${assertToken("service", service)}.${assertToken("instance", instance)}`;
+
+export function parseRegistryKey(key: string): { service: string; instance: string } | undefined {
+  const parts = key.split(".");
+  if (parts.length !== 2 || !TOKEN.test(parts[0]!) || !TOKEN.test(parts[1]!)) return undefined;
+  return { service: parts[0]!, instance: parts[1]! };
+}
