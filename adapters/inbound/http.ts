@@ -1,0 +1,163 @@
+/**
+ * Inbound adapter: the gateway as a Streamable HTTP MCP server at `/mcp` (express). Each MCP session
+ * gets its own SDK transport; the session id in `Mcp-Session-Id` routes later requests to it.
+ */
+import { randomUUID } from "node:crypto";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { hostHeaderValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
+import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
+import type { Gateway } from "../../src/gateway/index.js";
+import type { Logger } from "../../src/util/logger.js";
+
+export interface HttpServeOptions {
+  port: number;
+  host?: string;
+  /** Largest accepted request body. */
+  maxBodyBytes?: number;
+  /** Sessions with no request for this long are closed. */
+  sessionIdleMs?: number;
+  logger: Logger;
+}
+
+export interface HttpGatewayServer {
+  url: string;
+  port: number;
+  sessionCount(): number;
+  close(): Promise<void>;
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
+
+interface HttpSession {
+  transport: NodeStreamableHTTPServerTransport;
+  lastUsed: number;
+}
+
+export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Promise<HttpGatewayServer> {
+  const host = options.host ?? "127.0.0.1";
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
+  const sessionIdleMs = options.sessionIdleMs ?? 60 * 60 * 1000;
+  const logger = options.logger;
+  const sessions = new Map<string, HttpSession>();
+
+  const app = express();
+  app.disable("x-powered-by");
+  // A gateway bound to loopback only answers to loopback names: a DNS rebinding guard.
+  if (LOOPBACK_HOSTS.has(host)) {
+    const validate = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
+    app.use((req, res, next) => (validate(req, res) ? next() : undefined));
+  }
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok", sessions: sessions.size });
+  });
+  app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
+    const sessionId = req.header("mcp-session-id");
+    const existing = sessionId ? sessions.get(sessionId) : undefined;
+    if (existing) {
+      existing.lastUsed = Date.now();
+      await existing.transport.handleRequest(req, res, req.body);
+      return;
+    }
+    if (sessionId) {
+      sendRpcError(res, 404, JsonRpcErrorCode.InvalidRequest, "Session not found: initialize a new session");
+      return;
+    }
+    if (!containsInitialize(req.body)) {
+      sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
+      return;
+    }
+    const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, lastUsed: Date.now() });
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+    });
+    const session = await gateway.connect(transport);
+    session.onclose = chain(session.onclose, () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    });
+    await transport.handleRequest(req, res, req.body);
+  });
+  const byHeader = async (req: Request, res: Response) => {
+    const sessionId = req.header("mcp-session-id");
+    const session = sessionId ? sessions.get(sessionId) : undefined;
+    if (!session) {
+      sendRpcError(res, sessionId ? 404 : 400, JsonRpcErrorCode.InvalidRequest, sessionId ? "Session not found" : "Missing Mcp-Session-Id header");
+      return;
+    }
+    session.lastUsed = Date.now();
+    await session.transport.handleRequest(req, res);
+  };
+  app.get("/mcp", byHeader);
+  app.delete("/mcp", byHeader);
+  app.all("/mcp", (_req, res) => sendRpcError(res, 405, JsonRpcErrorCode.InvalidRequest, "Method not allowed"));
+  // Body parser failures (bad JSON, too large) become JSON-RPC errors, never a stack trace.
+  app.use((err: { type?: string; status?: number }, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    if (err.type === "entity.too.large") {
+      sendRpcError(res, 413, JsonRpcErrorCode.InvalidRequest, `request body exceeds the limit of ${maxBodyBytes} bytes`);
+    } else if (err.type === "entity.parse.failed") {
+      sendRpcError(res, 400, JsonRpcErrorCode.ParseError, "Parse error: the body is not valid JSON");
+    } else {
+      logger.error({ err }, "http request failed");
+      sendRpcError(res, err.status ?? 500, JsonRpcErrorCode.InternalError, "internal error");
+    }
+  });
+
+  const server = await listen(app, options.port, host);
+  const port = (server.address() as AddressInfo).port;
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const [id, session] of sessions) {
+      if (now - session.lastUsed > sessionIdleMs) {
+        logger.info({ session: id }, "closing idle session");
+        sessions.delete(id);
+        void session.transport.close();
+      }
+    }
+  }, Math.min(sessionIdleMs, 60_000));
+  sweeper.unref();
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
+  logger.info({ url }, "gateway serving MCP over Streamable HTTP");
+  return {
+    url,
+    port,
+    sessionCount: () => sessions.size,
+    async close() {
+      clearInterval(sweeper);
+      await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
+      sessions.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+    },
+  };
+}
+
+function listen(app: express.Express, port: number, host: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once("listening", () => resolve(server));
+    server.once("error", reject);
+  });
+}
+
+function containsInitialize(body: unknown): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === "object" && m !== null && (m as { method?: unknown }).method === "initialize");
+}
+
+function sendRpcError(res: Response, status: number, code: number, message: string): void {
+  res.status(status).json(errorResponse(null, { code, message }));
+}
+
+function chain(first: (() => void) | undefined, second: () => void): () => void {
+  return () => {
+    first?.();
+    second();
+  };
+}

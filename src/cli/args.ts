@@ -1,0 +1,68 @@
+/** Command-line parsing shared by the commands (node's util.parseArgs), with errors users can act on. */
+import { parseArgs } from "node:util";
+
+export class UsageError extends Error {
+  readonly code = "USAGE";
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
+
+interface OptionSpec {
+  type: "string" | "boolean";
+  multiple?: boolean;
+  short?: string;
+}
+
+type Values<O extends Record<string, OptionSpec>> = {
+  [K in keyof O]?: O[K] extends { type: "boolean" } ? boolean : O[K] extends { multiple: true } ? string[] : string;
+} & { help?: boolean; "log-level"?: string };
+
+const commonOptions = {
+  help: { type: "boolean", short: "h" },
+  "log-level": { type: "string" },
+} as const;
+
+export function parse<const O extends Record<string, OptionSpec>>(
+  argv: string[],
+  options: O,
+  allowPositionals = false,
+): { values: Values<O>; positionals: string[] } {
+  try {
+    const parsed = parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals, strict: true });
+    return { values: parsed.values as Values<O>, positionals: parsed.positionals };
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+export function natsUrl(value: string | undefined): string {
+  return value ?? process.env.DMCP_NATS_URL ?? DEFAULT_NATS_URL;
+}
+
+export function parsePort(value: string, flag: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} needs a port number (0-65535), got ${JSON.stringify(value)}`);
+  return port;
+}
+
+export function parsePositiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) throw new UsageError(`${flag} needs a positive whole number, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+/** Parses `--header 'Name: value'` flags into a record. */
+export function parseHeaders(values: string[] | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const value of values ?? []) {
+    const colon = value.indexOf(":");
+    if (colon <= 0) throw new UsageError(`--header needs 'Name: value', got ${JSON.stringify(value)}`);
+    headers[value.slice(0, colon).trim()] = value.slice(colon + 1).trim();
+  }
+  return headers;
+}

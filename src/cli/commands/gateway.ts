@@ -1,0 +1,52 @@
+import { connectBus } from "../../bus/connection.js";
+import type { Logger } from "../../util/logger.js";
+import { natsUrl, parse, parsePort, parsePositiveInt, UsageError } from "../args.js";
+import { runUntilSignal } from "../lifecycle.js";
+import { startGateway } from "../serve.js";
+
+export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST]) [options]
+
+Serves every service on the bus as one MCP server.
+
+Options:
+  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
+  --stdio               serve MCP on stdin/stdout (for Claude Desktop and other stdio clients)
+  --http PORT           serve MCP over Streamable HTTP at http://HOST:PORT/mcp (0 = any free port)
+  --host HOST           address to listen on with --http (default: 127.0.0.1)
+  --call-timeout MS     deadline of each forwarded call (default: 60000)
+  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+  -h, --help            show this help
+`;
+
+export async function gatewayCommand(argv: string[], logger: Logger): Promise<number> {
+  const { values } = parse(argv, {
+    nats: { type: "string" },
+    stdio: { type: "boolean" },
+    http: { type: "string" },
+    host: { type: "string" },
+    "call-timeout": { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(gatewayHelp);
+    return 0;
+  }
+  if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
+  const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-gateway", logger });
+  const running = await startGateway({
+    bus,
+    logger,
+    stdio: values.stdio ?? false,
+    http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
+    callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
+  });
+  if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
+  await runUntilSignal(
+    logger,
+    async () => {
+      await running.stop();
+      await bus.drain();
+    },
+    values.stdio ? running.stdioClosed : undefined,
+  );
+  return 0;
+}

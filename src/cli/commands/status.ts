@@ -1,0 +1,79 @@
+import { connectBus } from "../../bus/connection.js";
+import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/registry.js";
+import type { Logger } from "../../util/logger.js";
+import { natsUrl, parse } from "../args.js";
+
+export const statusHelp = `Usage: dmcp status [--nats URL] [--json]
+
+Lists the live services on the bus, their replicas (status, load, last heartbeat) and tools.
+
+Options:
+  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
+  --json                print JSON instead of a table
+  --wait MS             how long to listen for heartbeats before printing (default: 2500)
+  --log-level LEVEL     trace, debug, info, warn, error or silent (default: warn)
+  -h, --help            show this help
+`;
+
+export async function statusCommand(argv: string[], logger: Logger): Promise<number> {
+  const { values } = parse(argv, { nats: { type: "string" }, json: { type: "boolean" }, wait: { type: "string" } });
+  if (values.help) {
+    process.stdout.write(statusHelp);
+    return 0;
+  }
+  const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-status", logger });
+  const view = new RegistryView(bus);
+  try {
+    await view.start();
+    // The registry holds the announcements; one heartbeat interval shows which replicas are alive.
+    await new Promise((resolve) => setTimeout(resolve, Number(values.wait ?? DEFAULT_HEARTBEAT_MS + 500)));
+    const instances = view.list();
+    process.stdout.write(values.json ? `${JSON.stringify(toJson(instances), null, 2)}\n` : renderTable(instances));
+  } finally {
+    await view.stop();
+    await bus.drain();
+  }
+  return 0;
+}
+
+function toJson(instances: LiveInstance[]) {
+  const services: Record<string, { replicas: unknown[]; tools: string[]; resources: number; prompts: number }> = {};
+  for (const live of instances) {
+    const entry = (services[live.service] ??= {
+      replicas: [],
+      tools: live.announcement.catalog.tools.map((t) => t.name),
+      resources: live.announcement.catalog.resources.length,
+      prompts: live.announcement.catalog.prompts.length,
+    });
+    entry.replicas.push({
+      instance: live.instance,
+      status: live.heartbeat?.status ?? live.announcement.status,
+      inflight: live.heartbeat?.inflight ?? null,
+      handled: live.heartbeat?.handled ?? null,
+      last_seen_ms: Date.now() - live.lastSeen,
+      heartbeat_seen: live.heartbeat !== undefined,
+      server_info: live.announcement.server_info ?? null,
+    });
+  }
+  return { services };
+}
+
+function renderTable(instances: LiveInstance[]): string {
+  if (instances.length === 0) return "no services on the bus\n";
+  const rows = [["SERVICE", "INSTANCE", "STATUS", "INFLIGHT", "HANDLED", "LAST SEEN", "TOOLS"]];
+  for (const live of instances) {
+    rows.push([
+      live.service,
+      live.instance,
+      live.heartbeat?.status ?? live.announcement.status,
+      String(live.heartbeat?.inflight ?? "-"),
+      String(live.heartbeat?.handled ?? "-"),
+      live.heartbeat ? `${((Date.now() - live.lastSeen) / 1000).toFixed(1)}s ago` : "no heartbeat yet",
+      live.announcement.catalog.tools.map((t) => t.name).join(", ") || "-",
+    ]);
+  }
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const lines = rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join("  "));
+  const services = new Set(instances.map((i) => i.service)).size;
+  return `${lines.join("\n")}\n\n${services} service(s), ${instances.length} replica(s)\n`;
+}

@@ -1,0 +1,102 @@
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connectBus } from "../../bus/connection.js";
+import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
+import type { Executor } from "../../executor/index.js";
+import type { Logger } from "../../util/logger.js";
+import { parse, parsePort } from "../args.js";
+import { loadConfig } from "../config.js";
+import { runUntilSignal } from "../lifecycle.js";
+import { startExecutors, startGateway } from "../serve.js";
+
+/** The sample config shipped with the package, used when no config file is given or found. */
+export const SAMPLE_CONFIG = fileURLToPath(new URL("../../../../dmcp.config.json", import.meta.url));
+
+export const upHelp = `Usage: dmcp up [--config FILE] [--http PORT] [--host HOST] [--stdio] [--nats URL]
+
+The embedded default: starts a private nats-server (JetStream, loopback, random port), the MCP
+servers the config names as executors, and a gateway in front of them. Stops them all on exit.
+
+Config: --config FILE, else ./dmcp.config.json, else the sample config shipped with dmcp-gateway
+(it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory).
+
+Options:
+  --config FILE         config file (JSON; see README "Configuration")
+  --http PORT           serve MCP over HTTP on PORT (default: the config's gateway.http, 8808)
+  --host HOST           address for --http (default: the config's, 127.0.0.1)
+  --no-http             do not serve HTTP
+  --stdio               also serve MCP on stdin/stdout (for Claude Desktop)
+  --nats URL            use this NATS server instead of starting one
+  --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
+                        else ~/.local/state/dmcp/nats)
+  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+  -h, --help            show this help
+`;
+
+export async function upCommand(argv: string[], logger: Logger): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: "string" },
+    http: { type: "string" },
+    host: { type: "string" },
+    "no-http": { type: "boolean" },
+    stdio: { type: "boolean" },
+    nats: { type: "string" },
+    "data-dir": { type: "string" },
+  });
+  if (values.help) {
+    process.stdout.write(upHelp);
+    return 0;
+  }
+  const configPath = values.config ?? (existsSync("dmcp.config.json") ? "dmcp.config.json" : SAMPLE_CONFIG);
+  const { config, baseDir } = loadConfig(configPath);
+  logger.info({ config: resolve(configPath) }, "loaded config");
+
+  let embedded: EmbeddedNats | undefined;
+  const url = values.nats ?? config.nats.url;
+  if (!url) {
+    const dataDir = values["data-dir"] ?? (config.nats.dataDir ? resolve(baseDir, config.nats.dataDir) : defaultDataDir());
+    embedded = await startNatsServer({ dataDir, logger });
+    logger.info({ url: embedded.url, dataDir }, "embedded nats-server started");
+  }
+  const stopEmbedded = async () => embedded?.stop();
+  let executors: Executor[] = [];
+  try {
+    const bus = await connectBus({ servers: embedded?.url ?? url!, name: "dmcp-up", logger });
+    executors = await startExecutors(bus, logger, config.servers, baseDir);
+    const configuredHttp = config.gateway.http;
+    const http = values["no-http"]
+      ? undefined
+      : values.http !== undefined
+        ? { port: parsePort(values.http, "--http"), host: values.host ?? (configuredHttp ? configuredHttp.host : "127.0.0.1") }
+        : configuredHttp
+          ? { port: configuredHttp.port, host: values.host ?? configuredHttp.host }
+          : undefined;
+    const running = await startGateway({ bus, logger, http, stdio: values.stdio ?? false, callTimeoutMs: config.gateway.callTimeoutMs });
+    const services = Object.keys(config.servers).join(", ") || "none";
+    process.stderr.write(
+      `dmcp up: ${running.http ? `MCP at ${running.http.url}` : "MCP on stdio"}; NATS at ${embedded?.url ?? url}; services: ${services}\n`,
+    );
+    await runUntilSignal(
+      logger,
+      async () => {
+        await running.stop();
+        await Promise.allSettled(executors.map((executor) => executor.stop()));
+        await bus.drain();
+        await stopEmbedded();
+      },
+      values.stdio ? running.stdioClosed : undefined,
+    );
+  } catch (err) {
+    await Promise.allSettled(executors.map((executor) => executor.stop()));
+    await stopEmbedded();
+    throw err;
+  }
+  return 0;
+}
+
+function defaultDataDir(): string {
+  const stateHome = process.env.XDG_STATE_HOME ?? join(homedir(), ".local", "state");
+  return join(stateHome, "dmcp", "nats");
+}

@@ -1,0 +1,79 @@
+import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
+import { connectBus } from "../../bus/connection.js";
+import { Executor } from "../../executor/index.js";
+import { assertToken } from "../../protocol/index.js";
+import type { Logger } from "../../util/logger.js";
+import { natsUrl, parse, parseHeaders, parsePositiveInt, UsageError } from "../args.js";
+import { runUntilSignal } from "../lifecycle.js";
+
+export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
+       dmcp wrap --name NAME [--nats URL] --url URL [--header 'Name: value']...
+
+Makes an existing MCP server an executor on the bus: it takes the requests for service NAME,
+calls the server and publishes the answers. Run it several times with the same NAME and the
+replicas share the load. A stdio server that dies is restarted with backoff; while it is
+down, calls get a clear error.
+
+Options:
+  --name NAME           service name (1-128 characters from A-Z a-z 0-9 _ -)
+  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
+  --url URL             wrap a remote MCP server over Streamable HTTP (legacy SSE as fallback)
+  --header 'K: V'       HTTP header for every request to --url (repeatable)
+  --transport MODE      with --url: auto (default), streamable-http or sse
+  --instance ID         instance id on the bus (default: NAME-<random>)
+  --heartbeat MS        heartbeat interval (default: 2000)
+  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+  -h, --help            show this help
+`;
+
+export async function wrapCommand(argv: string[], logger: Logger): Promise<number> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      name: { type: "string" },
+      nats: { type: "string" },
+      url: { type: "string" },
+      header: { type: "string", multiple: true },
+      transport: { type: "string" },
+      instance: { type: "string" },
+      heartbeat: { type: "string" },
+    },
+    true,
+  );
+  if (values.help) {
+    process.stdout.write(wrapHelp);
+    return 0;
+  }
+  if (!values.name) throw new UsageError("dmcp wrap needs --name NAME (see dmcp wrap --help)");
+  try {
+    assertToken("service name", values.name);
+    if (values.instance) assertToken("instance id", values.instance);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.url && positionals.length > 0) throw new UsageError("give either --url URL or -- COMMAND ARGS..., not both");
+  if (!values.url && positionals.length === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS... or --url URL (see dmcp wrap --help)");
+  const transport = values.transport ?? "auto";
+  if (!["auto", "streamable-http", "sse"].includes(transport)) throw new UsageError(`--transport must be auto, streamable-http or sse, got ${transport}`);
+  if (values.url && !URL.canParse(values.url)) throw new UsageError(`--url needs a URL, got ${JSON.stringify(values.url)}`);
+  const connector = values.url
+    ? httpConnector({ url: values.url, headers: parseHeaders(values.header), transport: transport as "auto" })
+    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1) });
+
+  const bus = await connectBus({ servers: natsUrl(values.nats), name: `dmcp-wrap-${values.name}`, logger });
+  const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
+  const executor = new Executor({
+    bus,
+    service: values.name,
+    connector,
+    logger,
+    ...(values.instance ? { instance: values.instance } : {}),
+    ...(heartbeatMs ? { heartbeatMs } : {}),
+  });
+  await executor.start();
+  await runUntilSignal(logger, async () => {
+    await executor.stop();
+    await bus.drain();
+  });
+  return 0;
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/** The `dmcp` command. */
+import { createLogger } from "../util/logger.js";
+import { UsageError } from "./args.js";
+import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
+import { statusCommand, statusHelp } from "./commands/status.js";
+import { upCommand, upHelp } from "./commands/up.js";
+import { wrapCommand, wrapHelp } from "./commands/wrap.js";
+
+const VERSION = "0.1.0";
+
+const mainHelp = `dmcp ${VERSION}: an MCP-to-dMCP bridge gateway over NATS
+
+Usage: dmcp <command> [options]
+
+Commands:
+  up        start everything on this machine: a private nats-server, the configured MCP
+            servers as executors, and a gateway (the embedded default)
+  gateway   serve every service on the bus as one MCP server (--stdio or --http PORT)
+  wrap      make an MCP server (stdio command or HTTP URL) an executor on the bus
+  status    list live services, their replicas and tools
+  help      show help for a command
+
+Run 'dmcp <command> --help' for a command's options. Logs go to stderr.
+`;
+
+const commands = {
+  up: { run: upCommand, help: upHelp },
+  gateway: { run: gatewayCommand, help: gatewayHelp },
+  wrap: { run: wrapCommand, help: wrapHelp },
+  status: { run: statusCommand, help: statusHelp },
+} as const;
+type CommandName = keyof typeof commands;
+
+function isCommand(name: string | undefined): name is CommandName {
+  return name !== undefined && Object.hasOwn(commands, name);
+}
+
+/** Reads --log-level wherever it stands, before the command parses the rest. */
+function logLevel(argv: string[], fallback: string): string {
+  const at = argv.findIndex((arg) => arg === "--log-level" || arg.startsWith("--log-level="));
+  if (at === -1) return process.env.DMCP_LOG_LEVEL ?? fallback;
+  const arg = argv[at]!;
+  return arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : (argv[at + 1] ?? fallback);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h") {
+    process.stdout.write(mainHelp);
+    return 0;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  if (name === "help") {
+    const topic = rest[0];
+    process.stdout.write(isCommand(topic) ? commands[topic].help : mainHelp);
+    return 0;
+  }
+  if (!isCommand(name)) {
+    process.stderr.write(`dmcp: unknown command ${JSON.stringify(name)}\n\n${mainHelp}`);
+    return 2;
+  }
+  const level = logLevel(rest, name === "status" ? "warn" : "info");
+  const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+  if (!levels.includes(level)) {
+    process.stderr.write(`dmcp: --log-level must be one of ${levels.join(", ")}\n`);
+    return 2;
+  }
+  const logger = createLogger({ name: `dmcp-${name}`, level });
+  try {
+    return await commands[name].run(rest, logger);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`dmcp ${name}: ${err.message}\n`);
+      return 2;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    logger.fatal({ err }, message);
+    process.stderr.write(`dmcp ${name}: ${message}\n`);
+    return 1;
+  }
+}
+
+// Unhandled failures are bugs; log them instead of dying silently, and keep serving.
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`dmcp: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    // Give pino's async stderr writer a moment, then leave even if a handle lingers.
+    setTimeout(() => process.exit(code), 200).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`dmcp: ${String(err)}\n`);
+    process.exit(1);
+  },
+);

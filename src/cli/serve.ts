@@ -1,0 +1,64 @@
+/** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
+import { serveHttp, serveStdio, type HttpGatewayServer } from "../../adapters/inbound/index.js";
+import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
+import type { Bus } from "../bus/connection.js";
+import { Executor } from "../executor/index.js";
+import { Gateway } from "../gateway/index.js";
+import type { Logger } from "../util/logger.js";
+import { isStdioServer, type ServerConfig } from "./config.js";
+
+export interface GatewayServeOptions {
+  bus: Bus;
+  logger: Logger;
+  http?: { port: number; host: string } | undefined;
+  stdio?: boolean;
+  callTimeoutMs?: number | undefined;
+}
+
+export interface RunningGateway {
+  gateway: Gateway;
+  http?: HttpGatewayServer;
+  /** Resolves when the stdio client goes away (never, without stdio). */
+  stdioClosed: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayServeOptions): Promise<RunningGateway> {
+  const gateway = new Gateway({ bus: options.bus, logger: options.logger, ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}) });
+  await gateway.start();
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger }) : undefined;
+  const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
+  return {
+    gateway,
+    ...(http ? { http } : {}),
+    stdioClosed,
+    async stop() {
+      await http?.close();
+      await gateway.stop();
+    },
+  };
+}
+
+export function connectorFor(server: ServerConfig, baseDir?: string) {
+  if (isStdioServer(server)) {
+    return stdioConnector({
+      command: server.command,
+      args: server.args,
+      env: server.env,
+      ...(server.cwd || baseDir ? { cwd: server.cwd ?? baseDir! } : {}),
+    });
+  }
+  return httpConnector({ url: server.url, headers: server.headers, transport: server.transport });
+}
+
+/** Starts `replicas` executors for each configured server. */
+export async function startExecutors(bus: Bus, logger: Logger, servers: Record<string, ServerConfig>, baseDir?: string): Promise<Executor[]> {
+  const executors: Executor[] = [];
+  for (const [service, server] of Object.entries(servers)) {
+    for (let replica = 0; replica < server.replicas; replica++) {
+      executors.push(new Executor({ bus, service, logger, connector: connectorFor(server, baseDir) }));
+    }
+  }
+  await Promise.all(executors.map((executor) => executor.start()));
+  return executors;
+}

@@ -1,0 +1,158 @@
+/**
+ * The gateway's MCP-facing core, shared by every client session and both inbound transports: the
+ * aggregated catalog kept current from the registry, and the routing of calls onto the bus.
+ */
+import type { Bus } from "../bus/connection.js";
+import { RegistryView } from "../bus/registry.js";
+import { BusCaller } from "../bus/rpc.js";
+import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../protocol/index.js";
+import type { Logger } from "../util/logger.js";
+import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
+import type { ListKind } from "./session.js";
+
+export interface GatewayCoreOptions {
+  bus: Bus;
+  logger: Logger;
+  /** Unique id of this gateway process on the bus. */
+  id: string;
+  /** Deadline of each forwarded call. */
+  callTimeoutMs?: number;
+  serverInfo?: { name: string; version: string };
+}
+
+export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+
+export class GatewayCore {
+  catalog: AggregatedCatalog = new AggregatedCatalog(new Map());
+  readonly serverInfo: { name: string; version: string };
+  private readonly registry: RegistryView;
+  private readonly caller: BusCaller;
+  private readonly listeners = new Set<(kind: ListKind) => void>();
+  private fingerprints: Record<ListKind, string> = { tools: "[]", resources: "[][]", prompts: "[]" };
+  private reportedCollisions = new Set<string>();
+
+  constructor(private readonly options: GatewayCoreOptions) {
+    this.registry = new RegistryView(options.bus);
+    this.caller = new BusCaller(options.bus, options.id);
+    this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
+  }
+
+  async start(): Promise<void> {
+    this.registry.onChange(() => this.rebuild());
+    await this.registry.start();
+    this.rebuild();
+  }
+
+  async stop(): Promise<void> {
+    await this.registry.stop();
+  }
+
+  get instances() {
+    return this.registry.list();
+  }
+
+  /** Called with the kind of list that changed, after every registry change that alters it. */
+  onListChanged(listener: (kind: ListKind) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Routes a call to the service that owns its target and returns the raw MCP result. */
+  forward(
+    method: string,
+    params: Record<string, unknown>,
+    context: { signal?: AbortSignal; sessionId?: string | undefined },
+  ): Promise<Record<string, unknown>> {
+    const route = this.route(method, params);
+    return this.caller.call(route.service, method, route.params, {
+      timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+      signal: context.signal,
+      sessionId: context.sessionId,
+    });
+  }
+
+  private route(method: string, params: Record<string, unknown>): { service: string; params: Record<string, unknown> } {
+    switch (method) {
+      case "tools/call":
+        return renamed(params, "name", this.catalog.tool(requireString(params, "name")), "tool");
+      case "prompts/get":
+        return renamed(params, "name", this.catalog.prompt(requireString(params, "name")), "prompt");
+      case "resources/read":
+        return renamed(params, "uri", resourceRoute(this.catalog.resource(requireString(params, "uri")), requireString(params, "uri")), "resource");
+      case "completion/complete": {
+        const ref = (params.ref ?? {}) as Record<string, unknown>;
+        if (ref.type === "ref/prompt") {
+          const route = this.catalog.prompt(requireString(ref, "name"));
+          const forwarded = renamed(ref, "name", route, "prompt");
+          return { service: forwarded.service, params: { ...params, ref: forwarded.params } };
+        }
+        if (ref.type === "ref/resource") {
+          const uri = requireString(ref, "uri");
+          const forwarded = renamed(ref, "uri", resourceRoute(this.catalog.template(uri), uri), "resource template");
+          return { service: forwarded.service, params: { ...params, ref: forwarded.params } };
+        }
+        throw new DmcpError(ErrorCode.UnknownTarget, "completion/complete needs ref.type ref/prompt or ref/resource", {
+          jsonrpcCode: JsonRpcErrorCode.InvalidParams,
+        });
+      }
+      default:
+        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+    }
+  }
+
+  private rebuild(): void {
+    this.catalog = new AggregatedCatalog(catalogsByService(this.registry.list()));
+    for (const collision of this.catalog.collisions) {
+      const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
+      if (this.reportedCollisions.has(key)) continue;
+      this.reportedCollisions.add(key);
+      this.options.logger.warn(collision, `${collision.kind} "${collision.name}" is offered by several services; exposing it qualified per service`);
+    }
+    const next: Record<ListKind, string> = {
+      tools: JSON.stringify(this.catalog.tools),
+      resources: JSON.stringify(this.catalog.resources) + JSON.stringify(this.catalog.resourceTemplates),
+      prompts: JSON.stringify(this.catalog.prompts),
+    };
+    for (const kind of Object.keys(next) as ListKind[]) {
+      if (next[kind] === this.fingerprints[kind]) continue;
+      this.fingerprints[kind] = next[kind];
+      this.options.logger.info({ kind, services: this.catalog.services }, "catalog changed");
+      for (const listener of this.listeners) listener(kind);
+    }
+  }
+}
+
+function requireString(params: Record<string, unknown>, field: string): string {
+  const value = params[field];
+  if (typeof value !== "string" || value === "") {
+    throw new DmcpError(ErrorCode.UnknownTarget, `params.${field} must be a non-empty string`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+  }
+  return value;
+}
+
+function resourceRoute(route: ResourceRoute | undefined, uri: string): Route | undefined {
+  if (route && "ambiguous" in route) {
+    throw new DmcpError(
+      ErrorCode.UnknownTarget,
+      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); ` +
+        `read it as dmcp://<service>/<percent-encoded uri> to choose one`,
+      { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { uri, services: route.ambiguous } },
+    );
+  }
+  return route;
+}
+
+function renamed(
+  params: Record<string, unknown>,
+  field: string,
+  route: Route | undefined,
+  what: string,
+): { service: string; params: Record<string, unknown> } {
+  if (!route) {
+    const value = String(params[field]);
+    const code = what === "resource" ? JsonRpcErrorCode.ResourceNotFound : JsonRpcErrorCode.InvalidParams;
+    const message = what === "resource" ? `Resource not found: ${value}` : `Unknown ${what}: ${value}`;
+    throw new DmcpError(ErrorCode.UnknownTarget, message, { jsonrpcCode: code, data: { [field]: value } });
+  }
+  return { service: route.service, params: params[field] === route.target ? params : { ...params, [field]: route.target } };
+}

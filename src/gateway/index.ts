@@ -1,0 +1,4 @@
+export * from "./gateway.js";
+export * from "./core.js";
+export * from "./session.js";
+export * from "./catalog.js";

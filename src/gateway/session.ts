@@ -1,0 +1,164 @@
+/**
+ * One MCP client session on the gateway, over any SDK server `Transport` (stdio or Streamable HTTP).
+ * The gateway answers the session-level methods itself (initialize, ping, the aggregated lists) and
+ * forwards calls as raw JSON-RPC to the service that owns the tool, prompt or resource.
+ */
+import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import {
+  DmcpError,
+  ErrorCode,
+  errorResponse,
+  isNotification,
+  isRequest,
+  JsonRpcErrorCode,
+  resultResponse,
+  toJsonRpcError,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+} from "../protocol/index.js";
+import type { Logger } from "../util/logger.js";
+import type { GatewayCore } from "./core.js";
+
+export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
+export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
+
+export type ListKind = "tools" | "resources" | "prompts";
+
+export class GatewaySession {
+  private initialized = false;
+  private protocolVersion: string | undefined;
+  private readonly inflight = new Map<JsonRpcId, AbortController>();
+  private isClosed = false;
+  private markClosed: () => void = () => undefined;
+  /** Resolves when the client's transport has closed. */
+  readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
+  onclose: (() => void) | undefined;
+
+  constructor(
+    private readonly core: GatewayCore,
+    readonly transport: Transport,
+    private readonly logger: Logger,
+  ) {
+    transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
+    transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
+    transport.onclose = () => this.onClosed();
+  }
+
+  get id(): string | undefined {
+    return this.transport.sessionId;
+  }
+
+  async start(): Promise<void> {
+    await this.transport.start();
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close().catch(() => undefined);
+    this.onClosed();
+  }
+
+  /** Tells the client that a list changed (only once it has initialized). */
+  notifyListChanged(kind: ListKind): void {
+    if (!this.initialized || this.isClosed) return;
+    this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
+  }
+
+  private onMessage(message: JsonRpcMessage): void {
+    if (isRequest(message)) {
+      void this.onRequest(message);
+    } else if (isNotification(message)) {
+      this.onNotification(message.method, message.params);
+    }
+    // Responses: the gateway sends clients no requests yet, so there is nothing to pair them with.
+  }
+
+  private onNotification(method: string, params: Record<string, unknown> | undefined): void {
+    if (method === "notifications/initialized") {
+      this.initialized = true;
+    } else if (method === "notifications/cancelled") {
+      const requestId = params?.requestId;
+      if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort();
+    }
+  }
+
+  private async onRequest(request: JsonRpcRequest): Promise<void> {
+    const controller = new AbortController();
+    this.inflight.set(request.id, controller);
+    const log = this.logger.child({ rpc: request.id, method: request.method });
+    try {
+      const result = await this.dispatch(request, controller.signal);
+      this.send(resultResponse(request.id, result), request.id);
+    } catch (err) {
+      // A cancelled request gets no answer (MCP cancellation).
+      if (err instanceof DmcpError && err.code === ErrorCode.Cancelled) return;
+      if (!(err instanceof DmcpError)) log.error({ err }, "request failed");
+      else log.debug({ err }, "request failed");
+      this.send(errorResponse(request.id, toJsonRpcError(err)), request.id);
+    } finally {
+      this.inflight.delete(request.id);
+    }
+  }
+
+  private dispatch(request: JsonRpcRequest, signal: AbortSignal): Promise<Record<string, unknown>> | Record<string, unknown> {
+    const params = request.params ?? {};
+    switch (request.method) {
+      case "initialize":
+        return this.initialize(params);
+      case "ping":
+        return {};
+      case "logging/setLevel":
+        return {};
+      case "tools/list":
+        return { tools: this.core.catalog.tools };
+      case "prompts/list":
+        return { prompts: this.core.catalog.prompts };
+      case "resources/list":
+        return { resources: this.core.catalog.resources };
+      case "resources/templates/list":
+        return { resourceTemplates: this.core.catalog.resourceTemplates };
+      case "tools/call":
+      case "prompts/get":
+      case "resources/read":
+      case "completion/complete":
+        return this.core.forward(request.method, params, { signal, sessionId: this.id });
+      default:
+        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+    }
+  }
+
+  private initialize(params: Record<string, unknown>): Record<string, unknown> {
+    const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
+    this.protocolVersion = requested && GATEWAY_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+    this.transport.setProtocolVersion?.(this.protocolVersion);
+    const instructions = this.core.catalog.instructions.join("\n");
+    return {
+      protocolVersion: this.protocolVersion,
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { listChanged: true },
+        prompts: { listChanged: true },
+        completions: {},
+        logging: {},
+      },
+      serverInfo: this.core.serverInfo,
+      ...(instructions ? { instructions } : {}),
+    };
+  }
+
+  private send(message: JsonRpcMessage, relatedRequestId?: JsonRpcId): void {
+    if (this.isClosed) return;
+    this.transport
+      .send(message as JSONRPCMessage, relatedRequestId === undefined ? undefined : { relatedRequestId })
+      .catch((err: unknown) => this.logger.debug({ err }, "could not send to the client"));
+  }
+
+  private onClosed(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const controller of this.inflight.values()) controller.abort();
+    this.inflight.clear();
+    this.onclose?.();
+    this.markClosed();
+  }
+}
