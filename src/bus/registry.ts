@@ -154,6 +154,7 @@ export interface LiveInstance {
 export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
   private readonly listeners = new Set<() => void>();
+  private readonly lostListeners = new Set<(instance: LiveInstance) => void>();
   private heartbeatSub: Subscription | undefined;
   private watcher: { stop(): void } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -200,6 +201,12 @@ export class RegistryView {
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Called when an instance is evicted for missing its heartbeats (not when it leaves in order). */
+  onLost(listener: (instance: LiveInstance) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
   }
 
   list(): LiveInstance[] {
@@ -267,6 +274,7 @@ export class RegistryView {
       if (now - live.lastSeen > interval * MISSED_HEARTBEATS + 250) {
         this.bus.logger.warn({ service: live.service, instance: live.instance }, "instance missed its heartbeats; removing it");
         this.remove(key);
+        for (const listener of this.lostListeners) listener(live);
       }
     }
   }

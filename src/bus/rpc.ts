@@ -1,9 +1,14 @@
 /**
  * Request/response correlation over NATS: the caller side sends a `prompt_request` and waits for the
  * `prompt_response` or `error_notification` with the same correlation id, within the call's deadline.
+ *
+ * All replies arrive on one wildcard inbox subscription per caller (one SUB, not one per call). The
+ * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
+ * registry, the call fails at once with EXECUTOR_LOST instead of waiting out its deadline.
  */
-import { errors as natsErrors, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, type Msg, type Subscription } from "@nats-io/transport-node";
 import {
+  ACCEPTED_METHOD,
   createEnvelope,
   decodeEnvelope,
   DmcpError,
@@ -11,7 +16,6 @@ import {
   ErrorCode,
   errorFromPayload,
   subjects,
-  type PromptRequest,
 } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 
@@ -25,94 +29,163 @@ export interface CallOptions {
   instance?: string | undefined;
 }
 
+interface PendingCall {
+  correlationId: string;
+  service: string;
+  resolve: (result: Record<string, unknown>) => void;
+  reject: (error: DmcpError) => void;
+  timer: NodeJS.Timeout;
+  /** The executor instance that accepted the call, once its receipt arrived. */
+  instance?: string;
+  onAbort?: () => void;
+  signal?: AbortSignal | undefined;
+}
+
 /** Calls services on the bus. One per process; `sender` is this process's id. */
 export class BusCaller {
+  private readonly inbox: string;
+  private readonly pending = new Map<string, PendingCall>();
+  private subscription: Subscription | undefined;
+  private sequence = 0;
+
   constructor(
     private readonly bus: Bus,
     private readonly sender: string,
-  ) {}
+  ) {
+    this.inbox = createInbox();
+  }
 
   /** Sends one MCP request to a service and returns the MCP result object, or throws a DmcpError. */
-  async call(service: string, method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<Record<string, unknown>> {
-    const deadline = new Date(Date.now() + options.timeoutMs);
+  call(service: string, method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<Record<string, unknown>> {
+    const nc = this.bus.nc;
+    if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
+    if (options.signal?.aborted) return Promise.reject(cancelled());
     const request = createEnvelope(
       "prompt_request",
       params === undefined ? { service, method } : { service, method, params },
-      { sender: this.sender, sessionId: options.sessionId, deadline },
+      { sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs) },
     );
     request.correlation_id = request.id;
     const data = encodeEnvelope(request);
     if (data.byteLength > this.bus.maxPayload) {
-      throw new DmcpError(
-        ErrorCode.PayloadTooLarge,
-        `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`,
+      return Promise.reject(
+        new DmcpError(ErrorCode.PayloadTooLarge, `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`),
       );
     }
-    const subject = options.instance ? subjects.instanceRequest(options.instance) : subjects.request(service);
-    const reply = await this.send(this.bus.nc, subject, data, options, service);
-    return readReply(reply, request);
+    this.subscribe();
+    const token = (++this.sequence).toString(36);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const call: PendingCall = {
+        correlationId: request.id,
+        service,
+        resolve,
+        reject,
+        signal: options.signal,
+        timer: setTimeout(() => {
+          this.settle(token)?.reject(
+            new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
+              data: { service, timeout_ms: options.timeoutMs },
+            }),
+          );
+        }, options.timeoutMs),
+      };
+      if (options.signal) {
+        call.onAbort = () => this.settle(token)?.reject(cancelled());
+        options.signal.addEventListener("abort", call.onAbort, { once: true });
+      }
+      this.pending.set(token, call);
+      const subject = options.instance ? subjects.instanceRequest(options.instance) : subjects.request(service);
+      try {
+        nc.publish(subject, data, { reply: `${this.inbox}.${token}` });
+      } catch (cause) {
+        this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
+      }
+    });
   }
 
-  private send(nc: NatsConnection, subject: string, data: Uint8Array, options: CallOptions, service: string): Promise<Msg> {
-    if (nc.isClosed() || nc.isDraining()) {
-      return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
+  /** Fails every call held by an executor instance that left the bus. */
+  instanceLost(instance: string): void {
+    for (const [token, call] of this.pending) {
+      if (call.instance !== instance) continue;
+      this.settle(token)?.reject(
+        new DmcpError(ErrorCode.ExecutorLost, `executor ${instance} of "${call.service}" left the bus before answering`, {
+          data: { service: call.service, instance },
+        }),
+      );
     }
-    const pending = nc.request(subject, data, { timeout: options.timeoutMs }).catch((err: unknown) => {
-      throw classifyRequestError(err, service, options.timeoutMs);
+  }
+
+  /** The instances holding calls right now. */
+  busyInstances(): Set<string> {
+    const out = new Set<string>();
+    for (const call of this.pending.values()) if (call.instance) out.add(call.instance);
+    return out;
+  }
+
+  /** Rejects everything still pending (on stop). */
+  close(): void {
+    for (const token of [...this.pending.keys()]) {
+      this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
+    }
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+  }
+
+  private subscribe(): void {
+    if (this.subscription && !this.subscription.isClosed()) return;
+    this.subscription = this.bus.nc.subscribe(`${this.inbox}.*`, {
+      callback: (err, msg) => {
+        if (!err) this.onReply(msg);
+      },
     });
-    const signal = options.signal;
-    if (!signal) return pending;
-    if (signal.aborted) return Promise.reject(cancelled());
-    return new Promise<Msg>((resolve, reject) => {
-      const onAbort = () => reject(cancelled());
-      signal.addEventListener("abort", onAbort, { once: true });
-      pending.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-    });
+  }
+
+  private onReply(msg: Msg): void {
+    const token = msg.subject.slice(this.inbox.length + 1);
+    const call = this.pending.get(token);
+    if (!call) return; // late or duplicate answer to a call that already ended
+    if (msg.headers?.hasError && msg.headers.code === 503) {
+      this.settle(token)?.reject(
+        new DmcpError(ErrorCode.NoResponders, `no executor serves "${call.service}" (nothing subscribes to its request subject)`, {
+          data: { service: call.service },
+        }),
+      );
+      return;
+    }
+    const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
+    if (!decoded.ok) {
+      this.settle(token)?.reject(new DmcpError(ErrorCode.InvalidEnvelope, `the executor answered with ${decoded.error.message}`, { cause: decoded.error }));
+      return;
+    }
+    const envelope = decoded.envelope;
+    if (envelope.correlation_id !== call.correlationId) return; // not an answer to this call
+    switch (envelope.type) {
+      case "prompt_response":
+        this.settle(token)?.resolve(envelope.payload.result);
+        return;
+      case "error_notification":
+        this.settle(token)?.reject(errorFromPayload(envelope.payload));
+        return;
+      case "context_update":
+        if (envelope.payload.method === ACCEPTED_METHOD && typeof envelope.payload.params?.instance === "string") {
+          call.instance = envelope.payload.params.instance;
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private settle(token: string): PendingCall | undefined {
+    const call = this.pending.get(token);
+    if (!call) return undefined;
+    this.pending.delete(token);
+    clearTimeout(call.timer);
+    if (call.onAbort) call.signal?.removeEventListener("abort", call.onAbort);
+    return call;
   }
 }
 
 function cancelled(): DmcpError {
   return new DmcpError(ErrorCode.Cancelled, "the call was cancelled");
-}
-
-function readReply(reply: Msg, request: PromptRequest): Record<string, unknown> {
-  const decoded = decodeEnvelope(reply.data, Number.POSITIVE_INFINITY);
-  if (!decoded.ok) {
-    throw new DmcpError(ErrorCode.InvalidEnvelope, `the executor answered with ${decoded.error.message}`, { cause: decoded.error });
-  }
-  const envelope = decoded.envelope;
-  if (envelope.correlation_id !== request.correlation_id) {
-    throw new DmcpError(ErrorCode.InvalidEnvelope, "the executor answered with a different correlation_id");
-  }
-  if (envelope.type === "prompt_response") return envelope.payload.result;
-  if (envelope.type === "error_notification") throw errorFromPayload(envelope.payload);
-  throw new DmcpError(ErrorCode.InvalidEnvelope, `the executor answered with a ${envelope.type} message`);
-}
-
-/** Classifies a nats.js request failure by its error class, never by its message. */
-export function classifyRequestError(err: unknown, service: string, timeoutMs: number): DmcpError {
-  const causes = causeChain(err);
-  if (causes.some((e) => e instanceof natsErrors.NoRespondersError)) {
-    return new DmcpError(ErrorCode.NoResponders, `no executor serves "${service}" (nothing subscribes to its request subject)`, {
-      cause: err,
-      data: { service },
-    });
-  }
-  if (causes.some((e) => e instanceof natsErrors.TimeoutError)) {
-    return new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${timeoutMs} ms`, { cause: err, data: { service, timeout_ms: timeoutMs } });
-  }
-  if (causes.some((e) => e instanceof natsErrors.ClosedConnectionError || e instanceof natsErrors.DrainingConnectionError || e instanceof natsErrors.RequestError)) {
-    return new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call", { cause: err });
-  }
-  return new DmcpError(ErrorCode.Internal, `bus request failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-}
-
-function causeChain(err: unknown): unknown[] {
-  const chain: unknown[] = [];
-  let current: unknown = err;
-  while (current instanceof Error && chain.length < 8) {
-    chain.push(current);
-    current = current.cause;
-  }
-  return chain;
 }

@@ -8,6 +8,7 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import type { Bus } from "../bus/connection.js";
 import { InstancePresence } from "../bus/registry.js";
 import {
+  ACCEPTED_METHOD,
   createEnvelope,
   decodeEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
@@ -145,6 +146,7 @@ export class Executor {
       return;
     }
     const correlationId = envelope.correlation_id ?? envelope.id;
+    this.acknowledge(msg, correlationId);
     try {
       const result = await this.execute(envelope);
       this.respond(msg, createEnvelope("prompt_response", { result }, this.replyOptions(envelope, correlationId)));
@@ -164,6 +166,17 @@ export class Executor {
       return Promise.reject(new DmcpError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
     return this.supervisor.request(request.payload.method, request.payload.params, { timeoutMs: remaining });
+  }
+
+  /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */
+  private acknowledge(msg: Msg, correlationId: string): void {
+    if (!msg.reply) return;
+    const receipt = createEnvelope(
+      "context_update",
+      { method: ACCEPTED_METHOD, params: { instance: this.instance } },
+      { sender: this.instance, correlationId },
+    );
+    this.bus.nc.publish(msg.reply, encodeEnvelope(receipt));
   }
 
   private replyOptions(request: PromptRequest, correlationId: string) {

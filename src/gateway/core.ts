@@ -39,11 +39,13 @@ export class GatewayCore {
 
   async start(): Promise<void> {
     this.registry.onChange(() => this.rebuild());
+    this.registry.onLost((live) => this.caller.instanceLost(live.instance));
     await this.registry.start();
     this.rebuild();
   }
 
   async stop(): Promise<void> {
+    this.caller.close();
     await this.registry.stop();
   }
 

@@ -41,6 +41,13 @@ export const ErrorNotificationPayload = z.looseObject({
   data: z.unknown().optional(),
 });
 
+/**
+ * The `context_update.payload.method` of a receipt: an executor sends it to the reply subject as soon as
+ * it takes a request, so the caller knows which instance holds the call (and can fail the call at once
+ * if that instance leaves the bus).
+ */
+export const ACCEPTED_METHOD = "dmcp/accepted";
+
 export const ContextUpdatePayload = z.looseObject({
   topic: z.string().optional().describe("the context topic, for dMCP context streams"),
   method: z.string().optional().describe("the MCP notification method, when the update carries one"),

@@ -21,6 +21,8 @@ export const ErrorCode = {
   PayloadTooLarge: "PAYLOAD_TOO_LARGE",
   /** The bus connection is closed, draining or was never established. */
   BusUnavailable: "BUS_UNAVAILABLE",
+  /** The executor instance that accepted the call left the bus before answering. */
+  ExecutorLost: "EXECUTOR_LOST",
   /** The call was cancelled by its caller. */
   Cancelled: "CANCELLED",
   /** The executor is shutting down and takes no new work. */
@@ -50,6 +52,7 @@ export const JsonRpcErrorCode = {
   UpstreamClosed: -32015,
   Cancelled: -32016,
   ShuttingDown: -32017,
+  ExecutorLost: -32018,
 } as const;
 
 /** The JSON-RPC code an MCP client sees for each dMCP error code (UpstreamError keeps the upstream's own). */
@@ -65,6 +68,7 @@ export const jsonRpcCodeFor: Record<ErrorCode, number> = {
   BUS_UNAVAILABLE: JsonRpcErrorCode.BusUnavailable,
   CANCELLED: JsonRpcErrorCode.Cancelled,
   SHUTTING_DOWN: JsonRpcErrorCode.ShuttingDown,
+  EXECUTOR_LOST: JsonRpcErrorCode.ExecutorLost,
   INTERNAL: JsonRpcErrorCode.InternalError,
 };
 

@@ -2,7 +2,8 @@
 import * as z from "zod";
 import { AgentHeartbeat, ContextUpdate, Envelope, ErrorNotification, PromptRequest, PromptResponse } from "./envelope.js";
 
-const SCHEMA_BASE = "https://dmcp-gateway.dev/schemas/v0.1/";
+/** Base of the `$id` of every schema this package publishes (`schemas/<file>`). */
+export const SCHEMA_BASE = "https://dmcp-gateway.dev/schemas/v0.1/";
 
 const sources = {
   "envelope.schema.json": Envelope,
@@ -13,10 +14,17 @@ const sources = {
   "agent_heartbeat.schema.json": AgentHeartbeat,
 } as const;
 
+/**
+ * Converts one zod schema as it is accepted on input (fields with defaults are optional). Anything JSON
+ * Schema cannot express makes this throw: a schema silently widened to `{}` would accept messages that
+ * the zod schema rejects.
+ */
+export function toPublishedSchema(file: string, schema: z.ZodType): Record<string, unknown> {
+  return { $id: SCHEMA_BASE + file, ...z.toJSONSchema(schema, { io: "input", unrepresentable: "throw" }) };
+}
+
 export function jsonSchemas(): Record<string, Record<string, unknown>> {
   const out: Record<string, Record<string, unknown>> = {};
-  for (const [file, schema] of Object.entries(sources)) {
-    out[file] = { $id: SCHEMA_BASE + file, ...z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) };
-  }
+  for (const [file, schema] of Object.entries(sources)) out[file] = toPublishedSchema(file, schema);
   return out;
 }
