@@ -132,8 +132,10 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       clearInterval(sweeper);
       await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
       sessions.clear();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // close() waits for open connections (keep-alive, half-sent bodies); end them so it can finish.
       server.closeAllConnections();
+      await closed;
     },
   };
 }

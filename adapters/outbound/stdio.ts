@@ -8,7 +8,10 @@ import type { Logger } from "../../src/util/logger.js";
 export interface StdioServerSpec {
   command: string;
   args?: string[];
+  /** Added to the child's environment. */
   env?: Record<string, string>;
+  /** The base environment: the SDK's safe default (HOME, PATH, ...) unless given, e.g. process.env. */
+  baseEnv?: Record<string, string>;
   cwd?: string;
 }
 
@@ -20,7 +23,7 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
       const transport = new StdioClientTransport({
         command: spec.command,
         args: spec.args ?? [],
-        env: { ...getDefaultEnvironment(), ...spec.env },
+        env: { ...(spec.baseEnv ?? getDefaultEnvironment()), ...spec.env },
         ...(spec.cwd ? { cwd: spec.cwd } : {}),
         stderr: "pipe",
       });

@@ -27,6 +27,8 @@ export interface Bus {
   /** Resolves when the connection is closed for good, with the error that closed it, if any. */
   readonly closed: Promise<Error | void>;
   isConnected(): boolean;
+  /** Called each time the connection to the server is lost (before any reconnect). */
+  onDisconnect(listener: () => void): void;
   /** Stops subscriptions after their pending messages are processed, flushes, closes. */
   drain(): Promise<void>;
 }
@@ -58,12 +60,14 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
   }
   const logger = options.logger;
   let connected = true;
+  const disconnectListeners: (() => void)[] = [];
   void (async () => {
     for await (const status of nc.status()) {
       switch (status.type) {
         case "disconnect":
           connected = false;
           logger.warn({ server: status.server }, "bus disconnected; reconnecting");
+          for (const listener of disconnectListeners) listener();
           break;
         case "reconnect":
           connected = true;
@@ -84,6 +88,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
     maxPayload: nc.info?.max_payload ?? 1024 * 1024,
     closed,
     isConnected: () => connected && !nc.isClosed(),
+    onDisconnect: (listener) => void disconnectListeners.push(listener),
     async drain() {
       if (nc.isClosed() || nc.isDraining()) return closed.then(() => undefined);
       await nc.drain().catch((err: unknown) => logger.debug({ err }, "drain failed; closing"));

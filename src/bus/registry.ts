@@ -55,6 +55,7 @@ export interface PresenceOptions {
 export class InstancePresence {
   private kv: KV | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
   private announcement: AnnouncementInput | undefined;
   private lastAnnounced = 0;
   private readonly startedAt = new Date().toISOString();
@@ -72,8 +73,11 @@ export class InstancePresence {
   async start(announcement: AnnouncementInput): Promise<void> {
     this.kv = await openRegistryBucket(this.bus);
     await this.announce(announcement);
-    this.timer = setInterval(() => void this.beat(), this.intervalMs);
+    this.timer = setInterval(() => this.beat(), this.intervalMs);
     this.timer.unref();
+    // Its own timer, so the entry outlives the bucket TTL whatever the heartbeat interval.
+    this.refreshTimer = setInterval(() => void this.refresh(), ANNOUNCE_REFRESH_MS);
+    this.refreshTimer.unref();
   }
 
   /** Publishes a new announcement (the catalog or status changed). */
@@ -98,13 +102,17 @@ export class InstancePresence {
     await this.kv.put(this.key, encodeEnvelope(envelope));
   }
 
-  private async beat(): Promise<void> {
+  private beat(): void {
     try {
       this.publishHeartbeat(this.options.load().status);
-      if (this.announcement && Date.now() - this.lastAnnounced >= ANNOUNCE_REFRESH_MS) await this.announce(this.announcement);
     } catch (err) {
       this.bus.logger.warn({ err }, "heartbeat failed");
     }
+  }
+
+  private async refresh(): Promise<void> {
+    if (!this.announcement || Date.now() - this.lastAnnounced < ANNOUNCE_REFRESH_MS / 2) return;
+    await this.announce(this.announcement).catch((err: unknown) => this.bus.logger.warn({ err }, "announcement refresh failed"));
   }
 
   private publishHeartbeat(status: InstanceStatus): void {
@@ -128,8 +136,9 @@ export class InstancePresence {
 
   /** Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    clearInterval(this.timer);
+    clearInterval(this.refreshTimer);
+    this.timer = this.refreshTimer = undefined;
     try {
       this.publishHeartbeat("stopping");
       await this.kv?.delete(this.key);
@@ -166,7 +175,13 @@ export class RegistryView {
     this.kv = await openRegistryBucket(this.bus);
     this.heartbeatSub = this.bus.nc.subscribe(subjects.heartbeatAll(), {
       callback: (err, msg) => {
-        if (!err) this.onHeartbeat(msg.subject, msg.data);
+        if (err) return;
+        // A throwing callback would stop the connection's reader: bad input is logged, never thrown.
+        try {
+          this.onHeartbeat(msg.subject, msg.data);
+        } catch (error) {
+          this.bus.logger.warn({ err: error, subject: msg.subject }, "ignoring bad heartbeat");
+        }
       },
     });
     const initialDone = await this.watch(this.kv);
@@ -186,8 +201,12 @@ export class RegistryView {
     let seen = 0;
     void (async () => {
       for await (const entry of iterator) {
-        if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry.value);
-        else this.remove(entry.key);
+        try {
+          if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry.value, entry.isUpdate ? undefined : entry.created);
+          else this.remove(entry.key);
+        } catch (err) {
+          this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
+        }
         seen++;
         if (!entry.isUpdate && seen >= pending) markInitialDone();
         if (entry.isUpdate) markInitialDone();
@@ -223,7 +242,12 @@ export class RegistryView {
     this.heartbeatSub?.unsubscribe();
   }
 
-  private onAnnouncement(key: string, value: Uint8Array): void {
+  /**
+   * `storedAt` is given for entries that were already in the bucket when the watch began: they may
+   * belong to instances that died since, so they get one heartbeat interval to prove they are alive
+   * instead of three.
+   */
+  private onAnnouncement(key: string, value: Uint8Array, storedAt?: Date): void {
     if (!parseRegistryKey(key)) return;
     const decoded = decodeEnvelope(value, Number.POSITIVE_INFINITY);
     if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "announce") {
@@ -232,11 +256,13 @@ export class RegistryView {
     }
     const announcement = decoded.envelope.payload;
     const previous = this.instances.get(key);
+    const now = Date.now();
+    const lastSeen = storedAt ? Math.max(storedAt.getTime(), now - announcement.interval_ms * (MISSED_HEARTBEATS - 1)) : now;
     this.instances.set(key, {
       service: announcement.service,
       instance: announcement.instance,
       announcement,
-      lastSeen: Date.now(),
+      lastSeen: previous ? Math.max(previous.lastSeen, lastSeen) : lastSeen,
       ...(previous?.heartbeat ? { heartbeat: previous.heartbeat } : {}),
     });
     if (!previous || JSON.stringify(previous.announcement.catalog) !== JSON.stringify(announcement.catalog) || previous.announcement.status !== announcement.status) {

@@ -53,12 +53,16 @@ export class BusCaller {
     private readonly sender: string,
   ) {
     this.inbox = createInbox();
+    // Replies routed to a server we lost are gone: fail those calls now rather than at their deadline.
+    bus.onDisconnect(() => this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call")));
   }
 
   /** Sends one MCP request to a service and returns the MCP result object, or throws a DmcpError. */
   call(service: string, method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<Record<string, unknown>> {
     const nc = this.bus.nc;
     if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
+    // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
+    if (!this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
     if (options.signal?.aborted) return Promise.reject(cancelled());
     const request = createEnvelope(
       "prompt_request",
@@ -66,6 +70,7 @@ export class BusCaller {
       { sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs) },
     );
     request.correlation_id = request.id;
+    request.receipt = true;
     const data = encodeEnvelope(request);
     if (data.byteLength > this.bus.maxPayload) {
       return Promise.reject(
@@ -124,11 +129,13 @@ export class BusCaller {
 
   /** Rejects everything still pending (on stop). */
   close(): void {
-    for (const token of [...this.pending.keys()]) {
-      this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
-    }
+    this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+  }
+
+  private failAll(error: DmcpError): void {
+    for (const token of [...this.pending.keys()]) this.settle(token)?.reject(error);
   }
 
   private subscribe(): void {

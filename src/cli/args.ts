@@ -66,3 +66,14 @@ export function parseHeaders(values: string[] | undefined): Record<string, strin
   }
   return headers;
 }
+
+/** Parses `--env NAME=value` flags into a record. */
+export function parseEnv(values: string[] | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const value of values ?? []) {
+    const equals = value.indexOf("=");
+    if (equals <= 0) throw new UsageError(`--env needs NAME=value, got ${JSON.stringify(value)}`);
+    env[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return env;
+}

@@ -97,7 +97,6 @@ export class Executor {
     const up = await this.supervisor.start();
     await this.catalogRefresh;
     if (!up) this.status = "degraded";
-    await this.presence.start(this.announcement());
     const callback = (err: Error | null, msg: Msg) => {
       if (err) {
         this.logger.error({ err }, "subscription error");
@@ -109,7 +108,9 @@ export class Executor {
       this.bus.nc.subscribe(subjects.request(this.service), { queue: subjects.queueGroup(this.service), callback }),
       this.bus.nc.subscribe(subjects.instanceRequest(this.instance), { callback }),
     );
+    // Subscribed before announced: a gateway that sees the announcement can call at once.
     await this.bus.nc.flush();
+    await this.presence.start(this.announcement());
     this.logger.info({ upstream: this.options.connector.description, status: this.status }, "executor serving");
   }
 
@@ -146,14 +147,17 @@ export class Executor {
       return;
     }
     const correlationId = envelope.correlation_id ?? envelope.id;
-    this.acknowledge(msg, correlationId);
+    if (envelope.receipt === true) this.acknowledge(msg, correlationId);
     try {
       const result = await this.execute(envelope);
       this.respond(msg, createEnvelope("prompt_response", { result }, this.replyOptions(envelope, correlationId)));
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
       if (error.code !== ErrorCode.UpstreamError) this.logger.warn({ err: error, method: envelope.payload.method, correlationId }, "call failed");
-      this.respond(msg, createEnvelope("error_notification", errorPayload(error), this.replyOptions(envelope, correlationId)));
+      const payload = errorPayload(error);
+      // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
+      if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.instance };
+      this.respond(msg, createEnvelope("error_notification", payload, this.replyOptions(envelope, correlationId)));
     } finally {
       this.handled++;
     }
@@ -240,4 +244,8 @@ export class Executor {
       ...(info?.instructions ? { instructions: info.instructions } : {}),
     };
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

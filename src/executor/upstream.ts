@@ -68,7 +68,12 @@ export class McpUpstream {
       "initialize",
       { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: { roots: { listChanged: false } }, clientInfo },
       { timeoutMs },
-    );
+    ).catch((err: unknown) => {
+      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
+        throw new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server exited or closed before answering initialize (see its log above)", { cause: err });
+      }
+      throw err;
+    });
     const protocolVersion = typeof result.protocolVersion === "string" ? result.protocolVersion : "";
     if (!KNOWN_VERSIONS.has(protocolVersion)) {
       await this.close();

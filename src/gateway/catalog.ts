@@ -89,12 +89,14 @@ export class AggregatedCatalog {
     return this.resource(uriTemplate);
   }
 
+  /** Splits `<service>__<name>` at each separator in turn: service names may contain `__` too. */
   private qualified(name: string, offers: (service: string, target: string) => boolean): Route | undefined {
-    const at = name.indexOf(NAME_SEPARATOR);
-    if (at <= 0) return undefined;
-    const service = name.slice(0, at);
-    const target = name.slice(at + NAME_SEPARATOR.length);
-    return offers(service, target) ? { service, target } : undefined;
+    for (let at = name.indexOf(NAME_SEPARATOR); at > 0; at = name.indexOf(NAME_SEPARATOR, at + 1)) {
+      const service = name.slice(0, at);
+      const target = name.slice(at + NAME_SEPARATOR.length);
+      if (offers(service, target)) return { service, target };
+    }
+    return undefined;
   }
 
   private offers(service: string, kind: "tool" | "prompt", target: string): boolean {
@@ -125,7 +127,13 @@ export class AggregatedCatalog {
       for (const item of items) {
         const value = String(item[key]);
         const exposed = owners.get(value)!.length > 1 ? qualify(service, value) : value;
-        if (routes.has(exposed)) continue; // duplicate entry within one service
+        const taken = routes.get(exposed);
+        if (taken) {
+          // A duplicate within one service is dropped; a qualified name that equals another service's
+          // real name is a collision, reported (the first in service order keeps the name).
+          if (taken.service !== service) this.collisions.push({ kind, name: exposed, services: [taken.service, service] });
+          continue;
+        }
         routes.set(exposed, { service, target: value });
         out.push(exposed === value ? item : { ...item, [key]: exposed });
       }

@@ -5,7 +5,7 @@
 import type { Bus } from "../bus/connection.js";
 import { RegistryView } from "../bus/registry.js";
 import { BusCaller } from "../bus/rpc.js";
-import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../protocol/index.js";
+import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import type { ListKind } from "./session.js";
@@ -60,17 +60,31 @@ export class GatewayCore {
   }
 
   /** Routes a call to the service that owns its target and returns the raw MCP result. */
-  forward(
+  async forward(
     method: string,
     params: Record<string, unknown>,
     context: { signal?: AbortSignal; sessionId?: string | undefined },
   ): Promise<Record<string, unknown>> {
     const route = this.route(method, params);
-    return this.caller.call(route.service, method, route.params, {
+    const options = {
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       signal: context.signal,
       sessionId: context.sessionId,
-    });
+    };
+    try {
+      return await this.caller.call(route.service, method, route.params, options);
+    } catch (err) {
+      // The queue group picked a replica whose upstream is down; the call never reached an upstream,
+      // so trying a ready replica instead is safe.
+      const ready = isDmcpError(err, ErrorCode.UpstreamUnavailable) ? this.readyReplica(route.service, (err.data as { instance?: unknown })?.instance) : undefined;
+      if (!ready) throw err;
+      return this.caller.call(route.service, method, route.params, { ...options, instance: ready });
+    }
+  }
+
+  private readyReplica(service: string, except: unknown): string | undefined {
+    return this.registry.list().find((live) => live.service === service && live.instance !== except && live.announcement.status === "ready")
+      ?.instance;
   }
 
   private route(method: string, params: Record<string, unknown>): { service: string; params: Record<string, unknown> } {

@@ -104,7 +104,12 @@ const envelopeFields = {
   deadline: Timestamp.optional().describe("after this instant nobody waits for the answer"),
 };
 
-export const PromptRequest = z.looseObject({ ...envelopeFields, type: z.literal("prompt_request"), payload: PromptRequestPayload });
+export const PromptRequest = z.looseObject({
+  ...envelopeFields,
+  type: z.literal("prompt_request"),
+  payload: PromptRequestPayload,
+  receipt: z.boolean().optional().describe(`true: the executor first sends a "${"dmcp/accepted"}" context_update to the reply subject`),
+});
 export const PromptResponse = z.looseObject({ ...envelopeFields, type: z.literal("prompt_response"), payload: PromptResponsePayload });
 export const ErrorNotification = z.looseObject({ ...envelopeFields, type: z.literal("error_notification"), payload: ErrorNotificationPayload });
 export const ContextUpdate = z.looseObject({ ...envelopeFields, type: z.literal("context_update"), payload: ContextUpdatePayload });
@@ -208,9 +213,25 @@ export function validateEnvelope(raw: unknown): DecodeResult {
 /** Renders zod issues as `path: message; path: message`, the path in dotted form. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
   return issues
+    .flatMap((issue) => explainUnion(issue))
     .slice(0, 5)
     .map((issue) => `${issue.path.length ? issue.path.join(".") : "(root)"}: ${issue.message}`)
     .join("; ");
+}
+
+/**
+ * A value that fits no branch of a union yields one vague issue. When one branch is clearly the one
+ * meant (fewest issues, then the deepest path), its issues, under the union's path, say exactly what
+ * is wrong.
+ */
+function explainUnion(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string }[] {
+  if (issue.code !== "invalid_union" || !("errors" in issue) || issue.errors.length === 0) return [issue];
+  const score = (branch: z.core.$ZodIssue[]) => [branch.length, -Math.max(0, ...branch.map((i) => i.path.length))] as const;
+  const ranked = [...issue.errors].sort((a, b) => score(a)[0] - score(b)[0] || score(a)[1] - score(b)[1]);
+  const [best, second] = ranked;
+  if (!best || best.length === 0) return [issue];
+  if (second && score(best)[0] === score(second)[0] && score(best)[1] === score(second)[1]) return [issue];
+  return best.flatMap((inner) => explainUnion(inner)).map((inner) => ({ path: [...issue.path, ...inner.path], message: inner.message }));
 }
 
 /** Reads `correlation_id`/`id`/`sender_id` from a message that failed validation, where they are present. */

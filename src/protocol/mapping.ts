@@ -16,10 +16,9 @@ export function errorPayload(error: DmcpError): { code: string; message: string;
 export function errorFromPayload(payload: { code: string; message: string; jsonrpc_code?: number | undefined; data?: unknown }): DmcpError {
   const known = (Object.values(ErrorCode) as string[]).includes(payload.code);
   const code = (known ? payload.code : ErrorCode.Internal) as ErrorCode;
-  return new DmcpError(code, payload.message, {
-    jsonrpcCode: payload.jsonrpc_code ?? jsonRpcCodeFor[code],
-    data: payload.data,
-  });
+  // An unknown (newer) code travels on in data.dmcp_code instead of being lost.
+  const data = known ? payload.data : { ...(isRecord(payload.data) ? payload.data : payload.data === undefined ? {} : { detail: payload.data }), dmcp_code: payload.code };
+  return new DmcpError(code, payload.message, { jsonrpcCode: payload.jsonrpc_code ?? jsonRpcCodeFor[code], data });
 }
 
 /** What an MCP client receives for a local error. Upstream errors keep their own code, message and data. */

@@ -56,7 +56,10 @@ export const subjects = {
 export function parseHeartbeatSubject(subject: string): { service: string; instance: string } | undefined {
   const parts = subject.split(".");
   if (parts.length !== 5 || `${parts[0]}.${parts[1]}` !== SUBJECT_ROOT || parts[2] !== "hb") return undefined;
-  return { service: parts[3]!, instance: parts[4]! };
+  const [service, instance] = [parts[3]!, parts[4]!];
+  // Anyone can publish here; a token we could not build a subject from must not get further.
+  if (!TOKEN.test(service) || !TOKEN.test(instance)) return undefined;
+  return { service, instance };
 }
 
 /** The JetStream KV bucket holding the live registry of services. */

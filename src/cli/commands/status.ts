@@ -3,7 +3,7 @@ import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus
 import type { Logger } from "../../util/logger.js";
 import { natsUrl, parse } from "../args.js";
 
-export const statusHelp = `Usage: dmcp status [--nats URL] [--json]
+export const statusHelp = `Usage: dmcp status [--nats URL] [--json] [--wait MS]
 
 Lists the live services on the bus, their replicas (status, load, last heartbeat) and tools.
 

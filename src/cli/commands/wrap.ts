@@ -3,7 +3,7 @@ import { connectBus } from "../../bus/connection.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsUrl, parse, parseHeaders, parsePositiveInt, UsageError } from "../args.js";
+import { natsUrl, parse, parseEnv, parseHeaders, parsePositiveInt, UsageError } from "../args.js";
 import { runUntilSignal } from "../lifecycle.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
@@ -19,6 +19,8 @@ Options:
   --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
   --url URL             wrap a remote MCP server over Streamable HTTP (legacy SSE as fallback)
   --header 'K: V'       HTTP header for every request to --url (repeatable)
+  --env K=V             environment variable for the wrapped command (repeatable); the command
+                        also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
   --instance ID         instance id on the bus (default: NAME-<random>)
   --heartbeat MS        heartbeat interval (default: 2000)
@@ -34,6 +36,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       nats: { type: "string" },
       url: { type: "string" },
       header: { type: "string", multiple: true },
+      env: { type: "string", multiple: true },
       transport: { type: "string" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
@@ -58,7 +61,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   if (values.url && !URL.canParse(values.url)) throw new UsageError(`--url needs a URL, got ${JSON.stringify(values.url)}`);
   const connector = values.url
     ? httpConnector({ url: values.url, headers: parseHeaders(values.header), transport: transport as "auto" })
-    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1) });
+    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), baseEnv: inheritedEnv(), env: parseEnv(values.env) });
 
   const bus = await connectBus({ servers: natsUrl(values.nats), name: `dmcp-wrap-${values.name}`, logger });
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
@@ -76,4 +79,9 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     await bus.drain();
   });
   return 0;
+}
+
+/** Like running the command in this shell: the wrapped server sees the same environment. */
+function inheritedEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
