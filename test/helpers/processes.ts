@@ -32,7 +32,8 @@ process.once("exit", () => {
 export function spawnNode(args: string[], options: { env?: Record<string, string>; stdin?: "pipe" | "ignore" } = {}): Child {
   const child = spawn(process.execPath, args, {
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
-    env: { ...process.env, ...options.env },
+    // A command that forgets --nats must fail, not reach the machine's own server on 4222.
+    env: { ...process.env, DMCP_NATS_URL: "nats://127.0.0.1:9", ...options.env },
   });
   running.add(child);
   const stderr: string[] = [];
