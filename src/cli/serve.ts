@@ -1,4 +1,5 @@
 /** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
+import { resolve } from "node:path";
 import { serveHttp, serveStdio, type HttpGatewayServer } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus } from "../bus/connection.js";
@@ -45,7 +46,8 @@ export function connectorFor(server: ServerConfig, baseDir?: string) {
       command: server.command,
       args: server.args,
       env: server.env,
-      ...(server.cwd || baseDir ? { cwd: server.cwd ?? baseDir! } : {}),
+      // A relative cwd is relative to the config file, like every other path in it.
+      ...(server.cwd || baseDir ? { cwd: baseDir ? resolve(baseDir, server.cwd ?? ".") : server.cwd! } : {}),
     });
   }
   return httpConnector({ url: server.url, headers: server.headers, transport: server.transport });

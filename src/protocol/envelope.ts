@@ -185,7 +185,7 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_ENVELOP
   if (bytes.byteLength > maxBytes) {
     return {
       ok: false,
-      raw: undefined,
+      raw: peekIds(bytes),
       error: new DmcpError(ErrorCode.PayloadTooLarge, `envelope of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`),
     };
   }
@@ -196,6 +196,20 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_ENVELOP
     return { ok: false, raw: undefined, error: new DmcpError(ErrorCode.InvalidEnvelope, "envelope is not valid JSON", { cause }) };
   }
   return validateEnvelope(raw);
+}
+
+/**
+ * The ids of an envelope too large to parse, read from its head: enough to pair the error with the
+ * request. Envelopes written by this package put the ids before the payload.
+ */
+function peekIds(bytes: Uint8Array): Record<string, string> {
+  const head = decoder.decode(bytes.subarray(0, 64 * 1024));
+  const ids: Record<string, string> = {};
+  for (const field of ["correlation_id", "id", "sender_id"]) {
+    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,256})"`).exec(head);
+    if (match) ids[field] = match[1]!;
+  }
+  return ids;
 }
 
 export function validateEnvelope(raw: unknown): DecodeResult {
