@@ -86,10 +86,10 @@ describe("bad input on the bus", () => {
     expect(envelope).toMatchObject({ type: "prompt_response", correlation_id: "ok-1", payload: { result: { content: [{ text: "still here" }] } } });
   });
 
-  it("sends an accepted receipt before the answer when the request asks for one", async () => {
+  it("sends an accepted receipt before the answer of a call that runs a while, when the request asks for one", async () => {
     const inbox = createInbox();
     const replies = nc.subscribe(inbox, { max: 2 });
-    nc.publish(subjects.request("sturdy"), toolCall("rc-1", "echo", { text: "r" }, { receipt: true }), { reply: inbox });
+    nc.publish(subjects.request("sturdy"), toolCall("rc-1", "sleep", { ms: 300 }, { receipt: true }), { reply: inbox });
     const received = [];
     for await (const msg of replies) {
       const decoded = decodeEnvelope(msg.data);
@@ -97,6 +97,20 @@ describe("bad input on the bus", () => {
     }
     expect(received[0]).toMatchObject({ type: "context_update", correlation_id: "rc-1", payload: { method: "dmcp/accepted" } });
     expect(received[1]).toMatchObject({ type: "prompt_response", correlation_id: "rc-1" });
+  });
+
+  it("sends no receipt for a call that answers at once", async () => {
+    const inbox = createInbox();
+    const replies = nc.subscribe(inbox);
+    nc.publish(subjects.request("sturdy"), toolCall("rc-2", "echo", { text: "quick" }, { receipt: true }), { reply: inbox });
+    const received = [];
+    const timer = setTimeout(() => replies.unsubscribe(), 500);
+    for await (const msg of replies) {
+      const decoded = decodeEnvelope(msg.data);
+      if (decoded.ok) received.push(decoded.envelope.type);
+    }
+    clearTimeout(timer);
+    expect(received).toEqual(["prompt_response"]);
   });
 
   it("answers a result larger than the bus allows with PAYLOAD_TOO_LARGE instead of dropping it", async () => {

@@ -70,6 +70,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     }
     const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
+      enableJsonResponse: true,
       onsessioninitialized: (id) => {
         sessions.set(id, { transport, lastUsed: Date.now() });
       },

@@ -2,9 +2,10 @@
  * Outbound adapter: a remote MCP server over Streamable HTTP, falling back to the legacy HTTP+SSE
  * transport when the server does not take a Streamable HTTP POST (it answers 4xx other than 401/403).
  */
-import { SdkHttpError, SSEClientTransport, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { SSEClientTransport } from "@modelcontextprotocol/client";
 import { CLIENT_INFO, McpUpstream, type UpstreamConnector } from "../../src/executor/index.js";
 import type { Logger } from "../../src/util/logger.js";
+import { HttpStatusError, StreamableHttpClientTransport } from "./streamable-http.js";
 
 export interface HttpServerSpec {
   url: string;
@@ -24,7 +25,7 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
     },
     async connect(logger: Logger): Promise<McpUpstream> {
       if (!useSse) {
-        const upstream = new McpUpstream(new StreamableHTTPClientTransport(url, { requestInit }), logger);
+        const upstream = new McpUpstream(new StreamableHttpClientTransport(url, spec.headers), logger);
         try {
           await upstream.connect(CLIENT_INFO);
           return upstream;
@@ -45,7 +46,7 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
 function looksLikeLegacyServer(err: unknown): boolean {
   const causes: unknown[] = [];
   for (let e: unknown = err; e instanceof Error && causes.length < 6; e = e.cause) causes.push(e);
-  return causes.some((e) => SdkHttpError.isInstance(e) && e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 403);
+  return causes.some((e) => e instanceof HttpStatusError && e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 403);
 }
 
 /** The SSE GET must carry the same headers (e.g. Authorization) as the POSTs. */

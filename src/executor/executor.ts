@@ -42,8 +42,13 @@ export interface ExecutorOptions {
   defaultTimeoutMs?: number;
   /** How long stop() waits for calls in flight. */
   stopGraceMs?: number;
+  /** A call still running after this long gets its acceptance receipt (when the caller asked for one). */
+  receiptDelayMs?: number;
   backoff?: BackoffOptions;
 }
+
+/** Receipts are sent for calls running longer than this (PROTOCOL.md §5.2). */
+export const DEFAULT_RECEIPT_DELAY_MS = 20;
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
 const LIST_CHANGED = new Set([
@@ -66,11 +71,13 @@ export class Executor {
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
   private stopping = false;
+  private readonly receiptDelayMs: number;
 
   constructor(private readonly options: ExecutorOptions) {
     this.bus = options.bus;
     this.service = options.service;
     this.instance = options.instance ?? `${options.service}-${randomUUID().slice(0, 8)}`;
+    this.receiptDelayMs = options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS;
     this.logger = options.logger.child({ service: this.service, instance: this.instance });
     this.presence = new InstancePresence(this.bus, {
       service: this.service,
@@ -147,7 +154,8 @@ export class Executor {
       return;
     }
     const correlationId = envelope.correlation_id ?? envelope.id;
-    if (envelope.receipt === true) this.acknowledge(msg, correlationId);
+    // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
+    const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(msg, correlationId), this.receiptDelayMs) : undefined;
     try {
       const result = await this.execute(envelope);
       this.respond(msg, createEnvelope("prompt_response", { result }, this.replyOptions(envelope, correlationId)));
@@ -159,6 +167,7 @@ export class Executor {
       if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.instance };
       this.respond(msg, createEnvelope("error_notification", payload, this.replyOptions(envelope, correlationId)));
     } finally {
+      clearTimeout(receipt);
       this.handled++;
     }
   }

@@ -1,0 +1,228 @@
+/**
+ * A lean Streamable HTTP client transport for the executor's hot path: node:http with keep-alive, one
+ * JSON write per message, and a small reader for JSON or SSE answers. The SDK's transport builds each
+ * call on fetch and web streams and costs about three times the CPU per call; it stays in use for
+ * legacy SSE servers.
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+
+/** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
+export class HttpStatusError extends Error {
+  readonly code = "HTTP_STATUS";
+  constructor(
+    readonly status: number,
+    body: string,
+  ) {
+    super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ""}`);
+    this.name = "HttpStatusError";
+  }
+}
+
+const GET_RETRY_INITIAL_MS = 1000;
+const GET_RETRY_MAX_MS = 30_000;
+
+export class StreamableHttpClientTransport implements Transport {
+  onmessage: Transport["onmessage"];
+  onerror: Transport["onerror"];
+  onclose: Transport["onclose"];
+  sessionId: string | undefined;
+  private protocolVersion: string | undefined;
+  private readonly agent: HttpAgent;
+  private readonly request: typeof httpRequest;
+  private closed = false;
+  private getStream: IncomingMessage | undefined;
+  private getRetryMs = GET_RETRY_INITIAL_MS;
+  private lastEventId: string | undefined;
+
+  constructor(
+    private readonly url: URL,
+    private readonly headers: Record<string, string> = {},
+  ) {
+    const https = url.protocol === "https:";
+    this.agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+  }
+
+  async start(): Promise<void> {}
+
+  setProtocolVersion(version: string): void {
+    this.protocolVersion = version;
+  }
+
+  async send(message: JSONRPCMessage): Promise<void> {
+    if (this.closed) throw new Error("transport closed");
+    const isInitialize = "method" in message && message.method === "initialize";
+    const response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize);
+    if (isInitialize) this.sessionId = header(response, "mcp-session-id") ?? this.sessionId;
+    if (response.statusCode === 202 || response.statusCode === 204) {
+      response.resume();
+      if ("method" in message && message.method === "notifications/initialized") this.openGetStream();
+      return;
+    }
+    const type = header(response, "content-type") ?? "";
+    if (type.includes("text/event-stream")) {
+      // The answer (and notifications before it) arrive as events; the stream ends after the answer.
+      this.readEvents(response, false);
+    } else if (type.includes("application/json")) {
+      this.deliver(await readText(response));
+    } else {
+      response.resume();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.getStream?.destroy();
+    if (this.sessionId) {
+      // Ends the server's session; best effort, the server also expires idle sessions.
+      await this.exchange("DELETE", undefined, "application/json", false, 2000).then(
+        (response) => response.resume(),
+        () => undefined,
+      );
+    }
+    this.agent.destroy();
+    this.onclose?.();
+  }
+
+  /** Sends one HTTP request; resolves with a 2xx response, rejects with HttpStatusError otherwise. */
+  private exchange(method: string, body: string | undefined, accept: string, isInitialize: boolean, timeoutMs?: number): Promise<IncomingMessage> {
+    const headers: Record<string, string> = { ...this.headers, accept };
+    if (body !== undefined) {
+      headers["content-type"] = "application/json";
+      headers["content-length"] = String(Buffer.byteLength(body));
+    }
+    if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
+    if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
+    if (this.lastEventId && method === "GET") headers["last-event-id"] = this.lastEventId;
+    return new Promise((resolve, reject) => {
+      const req = this.request(this.url, { method, headers, agent: this.agent }, (response) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          resolve(response);
+          return;
+        }
+        void readText(response).then((text) => {
+          // A session the server no longer knows: the session is over, the owner reconnects.
+          if (status === 404 && this.sessionId && !isInitialize) void this.close();
+          reject(new HttpStatusError(status, text));
+        }, reject);
+      });
+      req.on("error", reject);
+      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`HTTP ${method} timed out`)));
+      req.end(body);
+    });
+  }
+
+  /** The standing GET stream for server-initiated messages (list_changed and the like). */
+  private openGetStream(): void {
+    if (this.closed || this.getStream) return;
+    this.exchange("GET", undefined, "text/event-stream", false).then(
+      (response) => {
+        this.getRetryMs = GET_RETRY_INITIAL_MS;
+        this.getStream = response;
+        this.readEvents(response, true);
+      },
+      (err: unknown) => {
+        if (err instanceof HttpStatusError && err.status === 405) return; // the server offers no GET stream
+        this.retryGetStream(err);
+      },
+    );
+  }
+
+  private retryGetStream(err?: unknown): void {
+    this.getStream = undefined;
+    if (this.closed) return;
+    if (err) this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+    const timer = setTimeout(() => this.openGetStream(), this.getRetryMs);
+    timer.unref();
+    this.getRetryMs = Math.min(GET_RETRY_MAX_MS, this.getRetryMs * 2);
+  }
+
+  private readEvents(stream: IncomingMessage, standing: boolean): void {
+    const parser = new SseParser((data, id) => {
+      if (id !== undefined && standing) this.lastEventId = id;
+      if (data) this.deliver(data);
+    });
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => parser.push(chunk));
+    stream.on("error", (err) => {
+      if (standing) this.retryGetStream(err);
+      else this.onerror?.(err);
+    });
+    stream.on("end", () => {
+      parser.end();
+      if (standing) this.retryGetStream();
+    });
+  }
+
+  private deliver(text: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      this.onerror?.(new Error(`the server sent a message that is not JSON: ${(err as Error).message}`));
+      return;
+    }
+    for (const message of Array.isArray(parsed) ? parsed : [parsed]) this.onmessage?.(message as JSONRPCMessage);
+  }
+}
+
+/** Server-sent events: calls `onEvent` with each event's data and id (comments and retry are ignored). */
+export class SseParser {
+  private buffer = "";
+  private data: string[] = [];
+  private id: string | undefined;
+  private event = "message";
+
+  constructor(private readonly onEvent: (data: string, id: string | undefined) => void) {}
+
+  push(chunk: string): void {
+    this.buffer += chunk;
+    let newline: number;
+    while ((newline = this.buffer.search(/\r\n|\r|\n/)) !== -1) {
+      // A CR at the very end may be the first half of a CRLF split across chunks: wait for the next.
+      if (newline === this.buffer.length - 1 && this.buffer.endsWith("\r")) break;
+      const line = this.buffer.slice(0, newline);
+      const width = this.buffer.startsWith("\r\n", newline) ? 2 : 1;
+      this.buffer = this.buffer.slice(newline + width);
+      this.line(line);
+    }
+  }
+
+  /** The stream ended: a held-back final CR still ends its line (an unfinished event is dropped). */
+  end(): void {
+    if (this.buffer.endsWith("\r")) this.line(this.buffer.slice(0, -1));
+    this.buffer = "";
+  }
+
+  private line(line: string): void {
+    if (line === "") {
+      if (this.data.length > 0 && this.event === "message") this.onEvent(this.data.join("\n"), this.id);
+      this.data = [];
+      this.event = "message";
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.data.push(value);
+    else if (field === "event") this.event = value;
+    else if (field === "id") this.id = value;
+  }
+}
+
+function header(response: IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function readText(response: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
