@@ -36,7 +36,11 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
           useSse = true;
         }
       }
-      const upstream = new McpUpstream(new SSEClientTransport(url, { requestInit, eventSourceInit: { fetch: withHeaders(spec.headers) } }), logger);
+      // Its EventSource reconnects by itself into a new session that nobody initialized: end the
+      // session on the first error instead, and let the supervisor start a proper one.
+      const upstream = new McpUpstream(new SSEClientTransport(url, { requestInit, eventSourceInit: { fetch: withHeaders(spec.headers) } }), logger, {
+        closeOnError: true,
+      });
       await upstream.connect(CLIENT_INFO);
       return upstream;
     },

@@ -110,7 +110,11 @@ export class StreamableHttpClientTransport implements Transport {
           reject(new HttpStatusError(status, text));
         }, reject);
       });
-      req.on("error", reject);
+      req.on("error", (err) => {
+        // No answer at all (refused, reset): the server is gone, and so is this session.
+        reject(err);
+        void this.close();
+      });
       if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`HTTP ${method} timed out`)));
       req.end(body);
     });

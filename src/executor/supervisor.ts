@@ -5,7 +5,7 @@
 import { DmcpError, ErrorCode } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import type { UpstreamConnector } from "./connector.js";
-import type { McpUpstream, UpstreamInfo, UpstreamRequestOptions } from "./upstream.js";
+import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
 export interface BackoffOptions {
   initialMs: number;
@@ -82,7 +82,7 @@ export class UpstreamSupervisor {
     try {
       upstream = await this.connector.connect(this.logger);
     } catch (err) {
-      this.lastError = (err as Error).message;
+      this.lastError = describeError(err);
       this.logger.error({ err, attempt: this.attempt }, "could not start the upstream MCP server");
       this.scheduleRetry();
       return false;
@@ -99,7 +99,7 @@ export class UpstreamSupervisor {
       if (this.upstream !== upstream) return;
       this.upstream = undefined;
       if (Date.now() - connectedAt >= this.backoff.stableMs) this.attempt = 0;
-      this.lastError = error?.message ?? "the upstream closed";
+      this.lastError = error ? describeError(error) : "the upstream closed";
       if (this.stopped) return;
       this.logger.warn({ err: error }, "the upstream MCP server went away; restarting it");
       this.events.onDown?.(error);

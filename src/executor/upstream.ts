@@ -49,14 +49,20 @@ export class McpUpstream {
   private lastError: Error | undefined;
   info: UpstreamInfo | undefined;
 
+  /**
+   * `closeOnError`: treat any transport error after the handshake as the end of the session, for
+   * transports that would otherwise reconnect on their own into a session nobody initialized.
+   */
   constructor(
     private readonly transport: Transport,
     private readonly logger: Logger,
+    private readonly options: { closeOnError?: boolean } = {},
   ) {
     transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
     transport.onerror = (error) => {
       this.lastError = error;
       this.logger.warn({ err: error }, "upstream transport error");
+      if (this.options.closeOnError && this.info) void this.close();
     };
     transport.onclose = () => this.onClosed();
   }
@@ -70,7 +76,7 @@ export class McpUpstream {
       { timeoutMs },
     ).catch((err: unknown) => {
       if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
-        throw new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server exited or closed before answering initialize (see its log above)", { cause: err });
+        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering initialize: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
       }
       throw err;
     });
@@ -183,4 +189,14 @@ export class McpUpstream {
 
 function asRecord(value: unknown): Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+/** An error's message with the messages of its causes, for logs and for callers' error text. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = error; e !== undefined && parts.length < 6; e = e instanceof Error ? e.cause : undefined) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (message && !parts.some((part) => part.includes(message))) parts.push(message);
+  }
+  return parts.join(": ");
 }
