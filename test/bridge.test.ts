@@ -128,8 +128,8 @@ describe.each(["stdio", "http"] as const)("outbound %s", (outbound) => {
       expect(JSON.stringify(result)).toContain("new");
     });
 
-    it("serves 2025-06-18 and 2025-03-26 clients too", async () => {
-      for (const version of ["2025-06-18", "2025-03-26"]) {
+    it("serves 2025-06-18, 2025-03-26 and 2024-11-05 clients too", async () => {
+      for (const version of ["2025-06-18", "2025-03-26", "2024-11-05"]) {
         const older = await RawMcpClient.connect(gatewayTransport(inbound, { natsUrl: nats.url, httpUrl: gateway.url }), version);
         try {
           const result = await older.result("tools/call", { name: "whoami", arguments: {} });
