@@ -644,15 +644,15 @@ describe("aggregated catalog", () => {
     expect(catalog.tool("solo")).toBeUndefined();
   });
 
-  it("routes listed resource URIs and qualifies colliding ones as dmcp://<service>/<encoded uri>", () => {
+  it("routes listed resource URIs and qualifies colliding ones as dmcp://service/<service>/<encoded uri>", () => {
     const shared = "file:///shared/notes.txt?x=1#y";
     const catalog = aggregate(
       live("alpha", { resources: [{ uri: shared, name: "a" }, { uri: "alpha://only" }] }),
       live("beta", { resources: [{ uri: shared, name: "b" }] }),
     );
-    const qualifiedAlpha = `dmcp://alpha/${encodeURIComponent(shared)}`;
+    const qualifiedAlpha = `dmcp://service/alpha/${encodeURIComponent(shared)}`;
     expect(qualifyUri("alpha", shared)).toBe(qualifiedAlpha);
-    expect(catalog.resources).toEqual([{ uri: qualifiedAlpha, name: "a" }, { uri: "alpha://only" }, { uri: `dmcp://beta/${encodeURIComponent(shared)}`, name: "b" }]);
+    expect(catalog.resources).toEqual([{ uri: qualifiedAlpha, name: "a" }, { uri: "alpha://only" }, { uri: `dmcp://service/beta/${encodeURIComponent(shared)}`, name: "b" }]);
     expect(catalog.collisions).toEqual([{ kind: "resource", name: shared, services: ["alpha", "beta"] }]);
     expect(catalog.resource("alpha://only")).toEqual({ service: "alpha", target: "alpha://only" });
     expect(catalog.resource(qualifiedAlpha)).toEqual({ service: "alpha", target: shared });
@@ -661,8 +661,8 @@ describe("aggregated catalog", () => {
     // A qualified URI works for any URI of a known service, listed or not.
     expect(catalog.resource(qualifyUri("beta", "beta://dynamic/1"))).toEqual({ service: "beta", target: "beta://dynamic/1" });
     expect(catalog.resource(qualifyUri("gamma", "x://y"))).toBeUndefined();
-    expect(parseQualifiedUri("dmcp://alpha/%E0%A4%A")).toBeUndefined();
-    expect(parseQualifiedUri("dmcp:///x")).toBeUndefined();
+    expect(parseQualifiedUri("dmcp://service/alpha/%E0%A4%A")).toBeUndefined();
+    expect(parseQualifiedUri("dmcp://service//x")).toBeUndefined();
     expect(parseQualifiedUri("file:///x")).toBeUndefined();
   });
 

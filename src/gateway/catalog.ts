@@ -5,14 +5,14 @@
  * exposed unchanged; a name offered by several services is exposed once per service as
  * `<service>__<name>`, never silently shadowed. The qualified form `<service>__<name>` is accepted for
  * every tool and prompt, colliding or not. Resource URIs work the same way, qualified as
- * `dmcp://<service>/<percent-encoded uri>`.
+ * `dmcp://service/<service>/<percent-encoded uri>`.
  */
 import { UriTemplate } from "@modelcontextprotocol/server";
 import type { LiveInstance } from "../bus/registry.js";
 import type { Catalog } from "../protocol/index.js";
 
 export const NAME_SEPARATOR = "__";
-const QUALIFIED_URI_PREFIX = "dmcp://";
+const QUALIFIED_URI_PREFIX = "dmcp://service/";
 
 type Item = Record<string, unknown>;
 

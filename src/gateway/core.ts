@@ -151,7 +151,7 @@ function resourceRoute(route: ResourceRoute | undefined, uri: string): Route | u
     throw new DmcpError(
       ErrorCode.UnknownTarget,
       `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); ` +
-        `read it as dmcp://<service>/<percent-encoded uri> to choose one`,
+        `read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
       { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { uri, services: route.ambiguous } },
     );
   }
