@@ -2,3 +2,4 @@ export * from "./connection.js";
 export * from "./rpc.js";
 export * from "./registry.js";
 export * from "./nats-server.js";
+export * from "./context.js";

@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import * as z from "zod";
 import { DmcpError, ErrorCode } from "./errors.js";
+import { TOPIC_PATTERN } from "./subjects.js";
 
 export const DMCP_VERSION = "0.1";
 
@@ -48,8 +49,11 @@ export const ErrorNotificationPayload = z.looseObject({
  */
 export const ACCEPTED_METHOD = "dmcp/accepted";
 
+/** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
+export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
+
 export const ContextUpdatePayload = z.looseObject({
-  topic: z.string().optional().describe("the context topic, for dMCP context streams"),
+  topic: TopicName.optional().describe("the context topic, for dMCP context streams (equals the subject's topic)"),
   method: z.string().optional().describe("the MCP notification method, when the update carries one"),
   params: JsonObject.optional(),
   data: z.unknown().optional(),
@@ -72,6 +76,12 @@ export const HeartbeatPayload = z.looseObject({
   handled: z.number().int().nonnegative().describe("calls answered since start"),
 });
 
+/** MCP requires a tool's inputSchema to be a JSON Schema object of type "object". */
+export const ToolEntry = z.looseObject({
+  name: z.string().min(1),
+  inputSchema: z.looseObject({ type: z.literal("object") }),
+});
+
 export const Catalog = z.looseObject({
   tools: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
   resources: z.array(z.looseObject({ uri: z.string().min(1) })).default([]),
@@ -79,6 +89,17 @@ export const Catalog = z.looseObject({
   prompts: z.array(z.looseObject({ name: z.string().min(1) })).default([]),
 });
 export type Catalog = z.infer<typeof Catalog>;
+
+/** Who a native dMCP agent is (executors that wrap MCP servers may leave it out). */
+export const AgentProfile = z.looseObject({
+  id: z.string().min(1).max(256).describe("stable id of the agent, e.g. its name plus a host"),
+  name: z.string().min(1).max(256),
+  version: z.string().min(1).max(64),
+  description: z.string().optional(),
+  publishes: z.array(TopicName).default([]).describe("context topics it publishes"),
+  consumes: z.array(TopicName).default([]).describe("context topics it subscribes to"),
+});
+export type AgentProfile = z.infer<typeof AgentProfile>;
 
 /** A capability announcement: who the instance is and what it offers. Kept in the registry. */
 export const AnnouncePayload = z.looseObject({
@@ -90,6 +111,7 @@ export const AnnouncePayload = z.looseObject({
   capabilities: JsonObject.default({}).describe("the upstream MCP server's capabilities"),
   instructions: z.string().optional(),
   catalog: Catalog,
+  profile: AgentProfile.optional(),
 });
 
 export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayload, AnnouncePayload]);

@@ -15,6 +15,8 @@ export const ErrorCode = {
   UpstreamError: "UPSTREAM_ERROR",
   /** The upstream MCP server went away while the call was running. */
   UpstreamClosed: "UPSTREAM_CLOSED",
+  /** A request's params (e.g. a tool's arguments) fail the target's schema. */
+  InvalidParams: "INVALID_PARAMS",
   /** No service offers the requested tool, prompt or resource. */
   UnknownTarget: "UNKNOWN_TARGET",
   /** A message is larger than the bus (or the configured limit) allows. */
@@ -64,6 +66,7 @@ export const jsonRpcCodeFor: Record<ErrorCode, number> = {
   UPSTREAM_ERROR: JsonRpcErrorCode.InternalError,
   UPSTREAM_CLOSED: JsonRpcErrorCode.UpstreamClosed,
   UNKNOWN_TARGET: JsonRpcErrorCode.InvalidParams,
+  INVALID_PARAMS: JsonRpcErrorCode.InvalidParams,
   PAYLOAD_TOO_LARGE: JsonRpcErrorCode.PayloadTooLarge,
   BUS_UNAVAILABLE: JsonRpcErrorCode.BusUnavailable,
   CANCELLED: JsonRpcErrorCode.Cancelled,

@@ -7,7 +7,13 @@
 export const SUBJECT_ROOT = "dmcp.v1";
 
 const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
-const TOPIC = /^[A-Za-z0-9_-]{1,128}(\.[A-Za-z0-9_-]{1,128}){0,15}$/;
+/** A context topic: 1-16 dot-separated tokens. */
+export const TOPIC_PATTERN = /^[A-Za-z0-9_-]{1,128}(\.[A-Za-z0-9_-]{1,128}){0,15}$/;
+const TOPIC = TOPIC_PATTERN;
+
+export function isValidTopic(topic: string): boolean {
+  return TOPIC.test(topic);
+}
 
 export class InvalidSubjectTokenError extends Error {
   readonly code = "INVALID_SUBJECT_TOKEN";
@@ -43,6 +49,11 @@ export const subjects = {
   /** Context updates of a topic (topics may have dot-separated segments). */
   context: (topic: string) => `${SUBJECT_ROOT}.ctx.${assertTopic(topic)}`,
   contextAll: () => `${SUBJECT_ROOT}.ctx.>`,
+  /** Context subjects matching a topic pattern with NATS wildcards (`*` one token, `>` the rest). */
+  contextPattern: (pattern: string) => {
+    if (!/^([A-Za-z0-9_-]{1,128}|\*)(\.([A-Za-z0-9_-]{1,128}|\*))*(\.>)?$|^>$/.test(pattern)) throw new InvalidSubjectTokenError("topic pattern", pattern);
+    return `${SUBJECT_ROOT}.ctx.${pattern}`;
+  },
   /** Liveness of one instance of a service. */
   heartbeat: (service: string, instance: string) =>
     `${SUBJECT_ROOT}.hb.${assertToken("service", service)}.${assertToken("instance", instance)}`,
@@ -60,6 +71,26 @@ export function parseHeartbeatSubject(subject: string): { service: string; insta
   // Anyone can publish here; a token we could not build a subject from must not get further.
   if (!TOKEN.test(service) || !TOKEN.test(instance)) return undefined;
   return { service, instance };
+}
+
+/** The topic of a context subject `dmcp.v1.ctx.<topic>`. */
+export function topicOfSubject(subject: string): string | undefined {
+  const prefix = `${SUBJECT_ROOT}.ctx.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const topic = subject.slice(prefix.length);
+  return TOPIC.test(topic) ? topic : undefined;
+}
+
+/** The JetStream stream keeping context topics for replay. */
+export const CONTEXT_STREAM = "DMCP_CONTEXT";
+
+/** The MCP resource URI of a context topic. */
+export const CONTEXT_URI_PREFIX = "dmcp://context/";
+export const contextUri = (topic: string) => `${CONTEXT_URI_PREFIX}${assertTopic(topic)}`;
+export function topicOfUri(uri: string): string | undefined {
+  if (!uri.startsWith(CONTEXT_URI_PREFIX)) return undefined;
+  const topic = uri.slice(CONTEXT_URI_PREFIX.length);
+  return TOPIC.test(topic) ? topic : undefined;
 }
 
 /** The JetStream KV bucket holding the live registry of services. */

@@ -1,0 +1,265 @@
+/**
+ * Context streams (dMCP-Streams): every `context_update` on `dmcp.v1.ctx.<topic>` is kept in one
+ * JetStream stream with limits (age, size, count), so that topics can be read (latest value),
+ * replayed from a sequence or a time, in order, and consumed durably by agents that were away.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import type { Subscription } from "@nats-io/transport-node";
+import {
+  CONTEXT_STREAM,
+  createEnvelope,
+  decodeEnvelope,
+  DmcpError,
+  encodeEnvelope,
+  ErrorCode,
+  subjects,
+  topicOfSubject,
+  type ContextUpdate,
+} from "../protocol/index.js";
+import type { Bus } from "./connection.js";
+
+export interface ContextRetention {
+  /** Updates older than this are dropped. */
+  maxAgeMs?: number;
+  /** The stream keeps at most this many bytes (oldest dropped first). */
+  maxBytes?: number;
+  /** The stream keeps at most this many updates. */
+  maxMessages?: number;
+  /** Each topic keeps at most this many updates. */
+  maxMessagesPerTopic?: number;
+}
+
+export const DEFAULT_RETENTION: Required<ContextRetention> = {
+  maxAgeMs: 7 * 24 * 3600 * 1000,
+  maxBytes: 1024 * 1024 * 1024,
+  maxMessages: 1_000_000,
+  maxMessagesPerTopic: 10_000,
+};
+
+/** One stored update: the envelope plus where and when the stream stored it. */
+export interface ContextEntry {
+  topic: string;
+  seq: number;
+  time: Date;
+  envelope: ContextUpdate;
+}
+
+/** A message on a context subject that is not a valid context_update for that topic. */
+export interface BadContextMessage {
+  subject: string;
+  seq?: number;
+  error: DmcpError;
+}
+
+export type ReplayFrom = { seq: number } | { time: Date } | "all" | "new";
+
+const NANOS_PER_MS = 1_000_000;
+const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+
+export class ContextStreams {
+  private jsm: JetStreamManager | undefined;
+  private readonly js: JetStreamClient;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly sender: string,
+  ) {
+    this.js = jetstream(bus.nc);
+  }
+
+  /**
+   * Creates the stream, or sets its limits when `retention` is given (the gateway owns them);
+   * without it, an existing stream is left as it is.
+   */
+  async ensureStream(retention?: ContextRetention): Promise<void> {
+    const jsm = await this.manager();
+    const limits = { ...DEFAULT_RETENTION, ...retention };
+    const config = {
+      name: CONTEXT_STREAM,
+      subjects: [subjects.contextAll()],
+      max_age: limits.maxAgeMs * NANOS_PER_MS,
+      max_bytes: limits.maxBytes,
+      max_msgs: limits.maxMessages,
+      max_msgs_per_subject: limits.maxMessagesPerTopic,
+      duplicate_window: Math.min(DUPLICATE_WINDOW_MS, limits.maxAgeMs) * NANOS_PER_MS,
+    };
+    const existing = await jsm.streams.info(CONTEXT_STREAM).catch(() => undefined);
+    if (!existing) {
+      await jsm.streams.add(config).catch(async (err: unknown) => {
+        // Someone else created it at the same moment: fine, unless limits must be set.
+        if (!(await jsm.streams.info(CONTEXT_STREAM).catch(() => undefined))) throw err;
+        if (retention) await jsm.streams.update(CONTEXT_STREAM, config);
+      });
+    } else if (retention) {
+      await jsm.streams.update(CONTEXT_STREAM, config);
+    }
+  }
+
+  /** Publishes one update; resolves with the stream sequence once JetStream stored it. */
+  async publish(topic: string, data: unknown, options: { sessionId?: string; correlationId?: string } = {}): Promise<{ seq: number; envelope: ContextUpdate }> {
+    const envelope = createEnvelope("context_update", { topic, data }, { sender: this.sender, ...options });
+    const ack = await this.js.publish(subjects.context(topic), encodeEnvelope(envelope), { msgID: envelope.id }).catch((cause: unknown) => {
+      throw new DmcpError(ErrorCode.BusUnavailable, `could not store the update of ${topic}: ${(cause as Error).message}`, { cause });
+    });
+    return { seq: ack.seq, envelope };
+  }
+
+  /** The latest valid update of a topic, or undefined when it has none. */
+  async latest(topic: string): Promise<ContextEntry | undefined> {
+    const jsm = await this.manager();
+    const stored = await jsm.streams.getMessage(CONTEXT_STREAM, { last_by_subj: subjects.context(topic) }).catch(() => null);
+    if (!stored) return undefined;
+    const entry = toEntry(stored.subject, stored.seq, stored.time, stored.data);
+    if ("error" in entry) throw entry.error;
+    return entry;
+  }
+
+  /** Every topic the stream holds, with its number of stored updates. */
+  async topics(): Promise<Map<string, number>> {
+    const jsm = await this.manager();
+    const info = await jsm.streams.info(CONTEXT_STREAM, { subjects_filter: subjects.contextAll() }).catch(() => undefined);
+    const out = new Map<string, number>();
+    for (const [subject, count] of Object.entries(info?.state.subjects ?? {})) {
+      const topic = topicOfSubject(subject);
+      if (topic) out.set(topic, count);
+    }
+    return out;
+  }
+
+  /**
+   * Stored updates of a topic, oldest first, from a sequence or a time, at most `limit`. Invalid
+   * messages are skipped and reported through `onBad`.
+   */
+  async history(
+    topic: string,
+    options: { from?: ReplayFrom; limit?: number; onBad?: (bad: BadContextMessage) => void } = {},
+  ): Promise<ContextEntry[]> {
+    const limit = Math.max(1, Math.min(options.limit ?? 100, 10_000));
+    const consumer = await this.js.consumers.get(CONTEXT_STREAM, {
+      filter_subjects: subjects.context(topic),
+      ...deliverFrom(options.from ?? "all"),
+    });
+    const pending = (await consumer.info()).num_pending;
+    const entries: ContextEntry[] = [];
+    if (pending === 0) return entries;
+    const batch = await consumer.fetch({ max_messages: Math.min(limit, pending), expires: 5000 });
+    for await (const msg of batch) {
+      const entry = toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
+      if ("error" in entry) options.onBad?.({ subject: msg.subject, seq: msg.seq, error: entry.error });
+      else entries.push(entry);
+      if (msg.info.pending === 0 || entries.length >= limit) break;
+    }
+    await batch.close().catch(() => undefined);
+    return entries;
+  }
+
+  /** Live updates of topics matching a pattern (`*` and `>` wildcards), as they are published. */
+  watch(pattern: string, onUpdate: (entry: Omit<ContextEntry, "seq">) => void, onBad?: (bad: BadContextMessage) => void): Subscription {
+    return this.bus.nc.subscribe(subjects.contextPattern(pattern), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const entry = toEntry(msg.subject, 0, new Date(), msg.data);
+          if ("error" in entry) onBad?.({ subject: msg.subject, error: entry.error });
+          else onUpdate(entry);
+        } catch (error) {
+          this.bus.logger.warn({ err: error, subject: msg.subject }, "context watcher failed");
+        }
+      },
+    });
+  }
+
+  /**
+   * A durable subscription: the stream remembers what `name` has processed, so updates published
+   * while it was away are delivered when it returns, in order. Each update is acknowledged after
+   * `onUpdate` resolves; one that throws is delivered again (up to `maxDeliver` times).
+   */
+  async consume(
+    name: string,
+    pattern: string,
+    onUpdate: (entry: ContextEntry) => Promise<void> | void,
+    options: { from?: ReplayFrom; maxDeliver?: number; onBad?: (bad: BadContextMessage) => void } = {},
+  ): Promise<{ stop(): Promise<void>; done: Promise<void> }> {
+    const jsm = await this.manager();
+    const durable = `${name}-${pattern}`.replace(/[.*>]/g, "_");
+    await jsm.consumers
+      .add(CONTEXT_STREAM, {
+        durable_name: durable,
+        filter_subject: subjects.contextPattern(pattern),
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: 30_000 * NANOS_PER_MS,
+        max_deliver: options.maxDeliver ?? 5,
+        ...deliverFrom(options.from ?? "new"),
+      })
+      .catch(async (err: unknown) => {
+        // It exists already: keep its position (that is the point of a durable).
+        if (!(await jsm.consumers.info(CONTEXT_STREAM, durable).catch(() => undefined))) throw err;
+      });
+    const consumer = await this.js.consumers.get(CONTEXT_STREAM, durable);
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 16 });
+    const done = (async () => {
+      for await (const msg of messages) await this.deliver(msg, onUpdate, options.onBad);
+    })().catch((err: unknown) => this.bus.logger.warn({ err, durable }, "durable context consumer ended"));
+    return {
+      done,
+      async stop() {
+        await messages.close().catch(() => undefined);
+        await done;
+      },
+    };
+  }
+
+  private async deliver(msg: JsMsg, onUpdate: (entry: ContextEntry) => Promise<void> | void, onBad?: (bad: BadContextMessage) => void): Promise<void> {
+    const entry = toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
+    if ("error" in entry) {
+      // A bad message is reported once and acknowledged: redelivering it cannot make it valid.
+      onBad?.({ subject: msg.subject, seq: msg.seq, error: entry.error });
+      msg.ack();
+      return;
+    }
+    try {
+      await onUpdate(entry);
+      msg.ack();
+    } catch (err) {
+      this.bus.logger.warn({ err, topic: entry.topic, seq: msg.seq }, "context handler failed; the update will be delivered again");
+      msg.nak(1000);
+    }
+  }
+
+  private async manager(): Promise<JetStreamManager> {
+    this.jsm ??= await jetstreamManager(this.bus.nc);
+    return this.jsm;
+  }
+}
+
+function deliverFrom(from: ReplayFrom): { deliver_policy: DeliverPolicy; opt_start_seq?: number; opt_start_time?: string } {
+  if (from === "all") return { deliver_policy: DeliverPolicy.All };
+  if (from === "new") return { deliver_policy: DeliverPolicy.New };
+  if ("seq" in from) return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.seq) };
+  return { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() };
+}
+
+/** Validates a stored message: a context_update envelope whose topic is its subject's. */
+function toEntry(subject: string, seq: number, time: Date, data: Uint8Array): ContextEntry | { error: DmcpError } {
+  const topic = topicOfSubject(subject);
+  if (!topic) return { error: new DmcpError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
+  const decoded = decodeEnvelope(data);
+  if (!decoded.ok) return { error: decoded.error };
+  const envelope = decoded.envelope;
+  if (envelope.type !== "context_update") {
+    return { error: new DmcpError(ErrorCode.InvalidEnvelope, `expected a context_update on ${subject}, got ${envelope.type}`) };
+  }
+  if (envelope.payload.topic !== undefined && envelope.payload.topic !== topic) {
+    return { error: new DmcpError(ErrorCode.InvalidEnvelope, `payload.topic ${envelope.payload.topic} does not match the subject's topic ${topic}`) };
+  }
+  return { topic, seq, time, envelope };
+}

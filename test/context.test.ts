@@ -1,0 +1,89 @@
+/** Context streams on a real JetStream: publish, latest, topics, replay from a sequence or a time, durable consumption. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ContextStreams, connectBus, type Bus, type BadContextMessage, type ContextEntry } from "../src/bus/index.js";
+import { CONTEXT_STREAM, ErrorCode, subjects } from "../src/protocol/index.js";
+import { silentLogger } from "../src/util/logger.js";
+import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { eventually, sleep } from "./helpers/processes.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+
+describe("ContextStreams", () => {
+  let nats: EmbeddedNats;
+  let bus: Bus;
+  let streams: ContextStreams;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url, name: "context-test", logger: silentLogger() });
+    streams = new ContextStreams(bus, "context-test");
+    await streams.ensureStream({ maxMessagesPerTopic: 50 });
+  });
+
+  afterAll(async () => {
+    await bus?.drain();
+    await nats?.stop();
+  });
+
+  it("keeps the limits it was given", async () => {
+    const info = await (await jetstreamManager(bus.nc)).streams.info(CONTEXT_STREAM);
+    expect(info.config.max_msgs_per_subject).toBe(50);
+    expect(info.config.subjects).toEqual([subjects.contextAll()]);
+  });
+
+  it("publishes, reads the latest value and lists topics", async () => {
+    await streams.publish("plant.pressure", { bar: 1.0 });
+    const second = await streams.publish("plant.pressure", { bar: 2.5 });
+    await streams.publish("plant.temperature", { c: 20 });
+    const latest = await streams.latest("plant.pressure");
+    expect(latest?.seq).toBe(second.seq);
+    expect(latest?.envelope.payload).toMatchObject({ topic: "plant.pressure", data: { bar: 2.5 } });
+    expect(await streams.latest("plant.nothing")).toBeUndefined();
+    const topics = await streams.topics();
+    expect(topics.get("plant.pressure")).toBe(2);
+    expect(topics.get("plant.temperature")).toBe(1);
+  });
+
+  it("replays a topic in order from a sequence or a time, up to a limit", async () => {
+    const published = [];
+    for (let i = 0; i < 10; i++) published.push(await streams.publish("replay.me", { i }));
+    const all = await streams.history("replay.me");
+    expect(all.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const fromSeq = await streams.history("replay.me", { from: { seq: published[6]!.seq } });
+    expect(fromSeq.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([6, 7, 8, 9]);
+    const limited = await streams.history("replay.me", { limit: 3 });
+    expect(limited.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([0, 1, 2]);
+    await sleep(20);
+    const cut = new Date();
+    await streams.publish("replay.me", { i: 10 });
+    const sinceCut = await streams.history("replay.me", { from: { time: cut } });
+    expect(sinceCut.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([10]);
+    expect(await streams.history("replay.empty")).toEqual([]);
+  });
+
+  it("skips and reports malformed updates instead of failing the replay", async () => {
+    await streams.publish("mixed", { ok: 1 });
+    bus.nc.publish(subjects.context("mixed"), "not json");
+    await bus.nc.flush();
+    await sleep(50);
+    await streams.publish("mixed", { ok: 2 });
+    const bad: BadContextMessage[] = [];
+    const entries = await streams.history("mixed", { onBad: (b) => bad.push(b) });
+    expect(entries.map((e) => e.envelope.payload.data)).toEqual([{ ok: 1 }, { ok: 2 }]);
+    expect(bad).toHaveLength(1);
+    expect(bad[0]!.error.code).toBe(ErrorCode.InvalidEnvelope);
+  });
+
+  it("delivers what a durable consumer missed while it was away, in order", async () => {
+    const seen: number[] = [];
+    const first = await streams.consume("inventory", "orders", (entry: ContextEntry) => void seen.push((entry.envelope.payload.data as { n: number }).n));
+    await streams.publish("orders", { n: 1 });
+    await eventually(() => seen.length === 1);
+    await first.stop();
+    await streams.publish("orders", { n: 2 });
+    await streams.publish("orders", { n: 3 });
+    const again = await streams.consume("inventory", "orders", (entry: ContextEntry) => void seen.push((entry.envelope.payload.data as { n: number }).n));
+    await eventually(() => seen.length === 3);
+    expect(seen).toEqual([1, 2, 3]);
+    await again.stop();
+  });
+});
