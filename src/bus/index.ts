@@ -3,3 +3,4 @@ export * from "./rpc.js";
 export * from "./registry.js";
 export * from "./nats-server.js";
 export * from "./context.js";
+export * from "./endpoint.js";

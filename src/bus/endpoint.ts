@@ -1,0 +1,172 @@
+/**
+ * The serving side of a service on the bus, shared by executors (which forward to an MCP server) and
+ * native dMCP agents (which answer themselves): takes `prompt_request`s from the service's queue group
+ * (replicas share the load) and from the instance's own subject, validates them, refuses expired
+ * ones, sends receipts for calls that run a while, and answers each with exactly one
+ * `prompt_response` or `error_notification` under the request's correlation id.
+ */
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import {
+  ACCEPTED_METHOD,
+  createEnvelope,
+  decodeEnvelope,
+  DEFAULT_MAX_ENVELOPE_BYTES,
+  DmcpError,
+  encodeEnvelope,
+  ErrorCode,
+  errorPayload,
+  salvageIds,
+  subjects,
+  type Envelope,
+  type PromptRequest,
+} from "../protocol/index.js";
+import type { Logger } from "../util/logger.js";
+import type { Bus } from "./connection.js";
+
+/** Receipts are sent for calls running longer than this (PROTOCOL.md §5.2). */
+export const DEFAULT_RECEIPT_DELAY_MS = 20;
+
+export interface RequestContext {
+  /** Milliseconds left before the caller stops waiting. */
+  timeoutMs: number;
+  /** The request's correlation id: tools can use it to make side effects idempotent. */
+  correlationId: string;
+  sessionId?: string | undefined;
+}
+
+/** Answers one request with the MCP result, or throws (a DmcpError says what the caller sees). */
+export type RequestHandler = (request: PromptRequest, context: RequestContext) => Promise<Record<string, unknown>>;
+
+export interface EndpointOptions {
+  bus: Bus;
+  service: string;
+  instance: string;
+  logger: Logger;
+  handler: RequestHandler;
+  /** Envelopes larger than this are refused with PAYLOAD_TOO_LARGE. */
+  maxEnvelopeBytes?: number;
+  /** Longest time a call may run when its envelope carries no deadline. */
+  defaultTimeoutMs?: number;
+  /** A call still running after this long gets its acceptance receipt (when the caller asked for one). */
+  receiptDelayMs?: number;
+}
+
+export class ServiceEndpoint {
+  private readonly subscriptions: Subscription[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private handledCount = 0;
+  private stopping = false;
+
+  constructor(private readonly options: EndpointOptions) {}
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  get handled(): number {
+    return this.handledCount;
+  }
+
+  /** Subscribes and waits until the server has the subscriptions, so callers can call at once. */
+  async start(): Promise<void> {
+    const callback = (err: Error | null, msg: Msg) => {
+      if (err) {
+        this.options.logger.error({ err }, "subscription error");
+        return;
+      }
+      this.track(this.handle(msg));
+    };
+    const { bus, service, instance } = this.options;
+    this.subscriptions.push(
+      bus.nc.subscribe(subjects.request(service), { queue: subjects.queueGroup(service), callback }),
+      bus.nc.subscribe(subjects.instanceRequest(instance), { callback }),
+    );
+    await bus.nc.flush();
+  }
+
+  /** Takes no new requests; resolves when the calls in flight have answered or the grace period ends. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    for (const sub of this.subscriptions) sub.unsubscribe();
+    const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([Promise.allSettled([...this.inflight]), grace]);
+  }
+
+  private track(work: Promise<void>): void {
+    this.inflight.add(work);
+    void work.finally(() => this.inflight.delete(work));
+  }
+
+  private async handle(msg: Msg): Promise<void> {
+    const decoded = decodeEnvelope(msg.data, this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES);
+    if (!decoded.ok) {
+      this.reject(msg, decoded.error, salvageIds(decoded.raw).correlationId);
+      return;
+    }
+    const envelope = decoded.envelope;
+    if (envelope.type !== "prompt_request") {
+      this.reject(msg, new DmcpError(ErrorCode.InvalidEnvelope, `expected a prompt_request, got ${envelope.type}`), envelope.correlation_id ?? envelope.id);
+      return;
+    }
+    const correlationId = envelope.correlation_id ?? envelope.id;
+    // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
+    const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(msg, correlationId), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
+    const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
+    try {
+      const result = await this.execute(envelope, correlationId);
+      this.respond(msg, createEnvelope("prompt_response", { result }, reply));
+    } catch (err) {
+      const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
+      if (error.code !== ErrorCode.UpstreamError) this.options.logger.warn({ err: error, method: envelope.payload.method, correlationId }, "call failed");
+      const payload = errorPayload(error);
+      // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
+      if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
+      this.respond(msg, createEnvelope("error_notification", payload, reply));
+    } finally {
+      clearTimeout(receipt);
+      this.handledCount++;
+    }
+  }
+
+  private execute(request: PromptRequest, correlationId: string): Promise<Record<string, unknown>> {
+    if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
+    const timeoutMs = request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000);
+    if (timeoutMs <= 0) {
+      return Promise.reject(new DmcpError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
+    }
+    return this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id });
+  }
+
+  /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */
+  private acknowledge(msg: Msg, correlationId: string): void {
+    if (!msg.reply) return;
+    const receipt = createEnvelope(
+      "context_update",
+      { method: ACCEPTED_METHOD, params: { instance: this.options.instance } },
+      { sender: this.options.instance, correlationId },
+    );
+    this.options.bus.nc.publish(msg.reply, encodeEnvelope(receipt));
+  }
+
+  private respond(msg: Msg, envelope: Envelope): void {
+    const maxPayload = this.options.bus.maxPayload;
+    let data = encodeEnvelope(envelope);
+    if (data.byteLength > maxPayload) {
+      const error = new DmcpError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
+      data = encodeEnvelope(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }));
+    }
+    if (msg.reply) msg.respond(data);
+  }
+
+  /** Answers a message that cannot be served and reports it on the error subject. */
+  private reject(msg: Msg, error: DmcpError, correlationId: string | undefined): void {
+    this.options.logger.warn({ err: error, subject: msg.subject }, "rejected a bad message");
+    const data = encodeEnvelope(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId }));
+    if (msg.reply) msg.respond(data);
+    this.options.bus.nc.publish(subjects.errors(this.options.instance), data);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
