@@ -15,6 +15,8 @@ import {
   REGISTRY_BUCKET,
   registryKey,
   subjects,
+  formatIssues,
+  ToolEntry,
   type AnnouncePayload,
   type Catalog,
   type HeartbeatPayload,
@@ -164,6 +166,7 @@ export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
   private readonly listeners = new Set<() => void>();
   private readonly lostListeners = new Set<(instance: LiveInstance) => void>();
+  private readonly invalidListeners = new Set<(problem: { service: string; instance: string; message: string }) => void>();
   private heartbeatSub: Subscription | undefined;
   private watcher: { stop(): void } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -228,6 +231,12 @@ export class RegistryView {
     return () => this.lostListeners.delete(listener);
   }
 
+  /** Called for each announced tool that breaks MCP's rules (it is left out of the catalog). */
+  onInvalid(listener: (problem: { service: string; instance: string; message: string }) => void): () => void {
+    this.invalidListeners.add(listener);
+    return () => this.invalidListeners.delete(listener);
+  }
+
   list(): LiveInstance[] {
     return [...this.instances.values()].sort((a, b) => (a.service === b.service ? a.instance.localeCompare(b.instance) : a.service.localeCompare(b.service)));
   }
@@ -254,7 +263,7 @@ export class RegistryView {
       this.bus.logger.warn({ key, error: decoded.ok ? "not an announcement" : decoded.error.message }, "ignoring bad registry entry");
       return;
     }
-    const announcement = decoded.envelope.payload;
+    const announcement = this.withValidTools(decoded.envelope.payload);
     const previous = this.instances.get(key);
     const now = Date.now();
     const lastSeen = storedAt ? Math.max(storedAt.getTime(), now - announcement.interval_ms * (MISSED_HEARTBEATS - 1)) : now;
@@ -268,6 +277,18 @@ export class RegistryView {
     if (!previous || JSON.stringify(previous.announcement.catalog) !== JSON.stringify(announcement.catalog) || previous.announcement.status !== announcement.status) {
       this.emit();
     }
+  }
+
+  /** Drops (and reports) tools without a name or an object inputSchema: clients would reject the list. */
+  private withValidTools(announcement: AnnouncePayload): AnnouncePayload {
+    const tools = announcement.catalog.tools.filter((tool) => {
+      const checked = ToolEntry.safeParse(tool);
+      if (checked.success) return true;
+      const message = `tool ${JSON.stringify(tool.name)}: ${formatIssues(checked.error.issues)}`;
+      for (const listener of this.invalidListeners) listener({ service: announcement.service, instance: announcement.instance, message });
+      return false;
+    });
+    return tools.length === announcement.catalog.tools.length ? announcement : { ...announcement, catalog: { ...announcement.catalog, tools } };
   }
 
   private onHeartbeat(subject: string, data: Uint8Array): void {

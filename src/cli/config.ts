@@ -2,7 +2,9 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as z from "zod";
+import type { ContextRetention } from "../bus/context.js";
 import { formatIssues } from "../protocol/index.js";
+import { parseDuration, parseSize } from "./args.js";
 
 const ServiceName = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "service names use 1-128 characters from A-Z a-z 0-9 _ -");
 
@@ -43,7 +45,16 @@ export const ConfigSchema = z.strictObject({
       callTimeoutMs: z.number().int().positive().default(60_000),
     })
     .default({ http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000 }),
-  servers: z.record(ServiceName, ServerEntry).default({}),
+  /** Limits of the context stream (see PROTOCOL.md §13.3); each as a number or a string like "7d" / "1GiB". */
+  context: z
+    .strictObject({
+      maxAge: z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 30s, 15m, 24h or 7d")]).optional(),
+      maxBytes: z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*([kmgKMG]i?[bB]|[bB])?$/, "a size such as 512MB or 1GiB")]).optional(),
+      maxMessages: z.number().int().positive().optional(),
+      maxMessagesPerTopic: z.number().int().positive().optional(),
+    })
+    .optional(),
+  servers: z.record(ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"), ServerEntry).default({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -82,4 +93,15 @@ export function parseConfig(raw: unknown, source = "config"): Config {
 
 export function isStdioServer(server: ServerConfig): server is z.infer<typeof StdioServer> {
   return "command" in server;
+}
+
+/** The config's context limits in the units the bus uses, or undefined when none are set. */
+export function contextRetention(context: Config["context"]): ContextRetention | undefined {
+  if (!context) return undefined;
+  const retention: ContextRetention = {};
+  if (context.maxAge !== undefined) retention.maxAgeMs = typeof context.maxAge === "number" ? context.maxAge : parseDuration(context.maxAge, "context.maxAge");
+  if (context.maxBytes !== undefined) retention.maxBytes = typeof context.maxBytes === "number" ? context.maxBytes : parseSize(context.maxBytes, "context.maxBytes");
+  if (context.maxMessages !== undefined) retention.maxMessages = context.maxMessages;
+  if (context.maxMessagesPerTopic !== undefined) retention.maxMessagesPerTopic = context.maxMessagesPerTopic;
+  return retention;
 }

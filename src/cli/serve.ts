@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { serveHttp, serveStdio, type HttpGatewayServer } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus } from "../bus/connection.js";
+import type { ContextRetention } from "../bus/context.js";
 import { Executor } from "../executor/index.js";
 import { Gateway } from "../gateway/index.js";
 import type { Logger } from "../util/logger.js";
@@ -14,6 +15,7 @@ export interface GatewayServeOptions {
   http?: { port: number; host: string } | undefined;
   stdio?: boolean;
   callTimeoutMs?: number | undefined;
+  contextRetention?: ContextRetention | undefined;
 }
 
 export interface RunningGateway {
@@ -25,7 +27,12 @@ export interface RunningGateway {
 }
 
 export async function startGateway(options: GatewayServeOptions): Promise<RunningGateway> {
-  const gateway = new Gateway({ bus: options.bus, logger: options.logger, ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}) });
+  const gateway = new Gateway({
+    bus: options.bus,
+    logger: options.logger,
+    ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
+    ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
+  });
   await gateway.start();
   const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);

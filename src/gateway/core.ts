@@ -5,9 +5,11 @@
 import type { Bus } from "../bus/connection.js";
 import { RegistryView } from "../bus/registry.js";
 import { BusCaller } from "../bus/rpc.js";
-import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode } from "../protocol/index.js";
+import { createEnvelope, DmcpError, encodeEnvelope, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
+import type { ContextRetention } from "../bus/context.js";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
+import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
 import type { ListKind } from "./session.js";
 
 export interface GatewayCoreOptions {
@@ -18,6 +20,8 @@ export interface GatewayCoreOptions {
   /** Deadline of each forwarded call. */
   callTimeoutMs?: number;
   serverInfo?: { name: string; version: string };
+  /** Limits of the context stream (age, size, count); without them the stream keeps its own. */
+  contextRetention?: ContextRetention;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
@@ -27,24 +31,36 @@ export class GatewayCore {
   readonly serverInfo: { name: string; version: string };
   private readonly registry: RegistryView;
   private readonly caller: BusCaller;
+  readonly context: ContextService;
   private readonly listeners = new Set<(kind: ListKind) => void>();
   private fingerprints: Record<ListKind, string> = { tools: "[]", resources: "[][]", prompts: "[]" };
   private reportedCollisions = new Set<string>();
+  private readonly reportedInvalid = new Set<string>();
 
   constructor(private readonly options: GatewayCoreOptions) {
     this.registry = new RegistryView(options.bus);
     this.caller = new BusCaller(options.bus, options.id);
+    this.context = new ContextService({
+      bus: options.bus,
+      logger: options.logger,
+      sender: options.id,
+      ...(options.contextRetention ? { retention: options.contextRetention } : {}),
+    });
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
   }
 
   async start(): Promise<void> {
     this.registry.onChange(() => this.rebuild());
     this.registry.onLost((live) => this.caller.instanceLost(live.instance));
+    this.registry.onInvalid((problem) => this.reportInvalid(problem));
+    this.context.onTopicsChanged(() => this.rebuild());
+    await this.context.start();
     await this.registry.start();
     this.rebuild();
   }
 
   async stop(): Promise<void> {
+    this.context.stop();
     this.caller.close();
     await this.registry.stop();
   }
@@ -66,6 +82,7 @@ export class GatewayCore {
     context: { signal?: AbortSignal; sessionId?: string | undefined },
   ): Promise<Record<string, unknown>> {
     const route = this.route(method, params);
+    if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       signal: context.signal,
@@ -82,6 +99,23 @@ export class GatewayCore {
     }
   }
 
+  private reportInvalid(problem: InvalidAnnouncementItem): void {
+    // Announcements are refreshed every few seconds; report each problem once.
+    const key = `${problem.service}/${problem.instance}/${problem.message}`;
+    if (this.reportedInvalid.has(key)) return;
+    this.reportedInvalid.add(key);
+    this.options.logger.warn(problem, "dropping an invalid item from an announcement");
+    const error = new DmcpError(ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
+      data: { service: problem.service, instance: problem.instance },
+    });
+    const envelope = createEnvelope("error_notification", errorPayload(error), { sender: this.options.id });
+    try {
+      this.options.bus.nc.publish(subjects.errors(this.options.id), encodeEnvelope(envelope));
+    } catch (err) {
+      this.options.logger.debug({ err }, "could not report the invalid announcement");
+    }
+  }
+
   private readyReplica(service: string, except: unknown): string | undefined {
     return this.registry.list().find((live) => live.service === service && live.instance !== except && live.announcement.status === "ready")
       ?.instance;
@@ -93,8 +127,11 @@ export class GatewayCore {
         return renamed(params, "name", this.catalog.tool(requireString(params, "name")), "tool");
       case "prompts/get":
         return renamed(params, "name", this.catalog.prompt(requireString(params, "name")), "prompt");
-      case "resources/read":
-        return renamed(params, "uri", resourceRoute(this.catalog.resource(requireString(params, "uri")), requireString(params, "uri")), "resource");
+      case "resources/read": {
+        const uri = requireString(params, "uri");
+        if (ContextService.topicOf(uri)) return { service: GATEWAY_SERVICE, params };
+        return renamed(params, "uri", resourceRoute(this.catalog.resource(uri), uri), "resource");
+      }
       case "completion/complete": {
         const ref = (params.ref ?? {}) as Record<string, unknown>;
         if (ref.type === "ref/prompt") {
@@ -117,7 +154,12 @@ export class GatewayCore {
   }
 
   private rebuild(): void {
-    this.catalog = new AggregatedCatalog(catalogsByService(this.registry.list()));
+    const catalogs = catalogsByService(this.registry.list());
+    if (catalogs.has(GATEWAY_SERVICE)) this.options.logger.warn(`a service on the bus is named "${GATEWAY_SERVICE}", which is reserved for the gateway's own tools; ignoring it`);
+    // No "resources" capability: the gateway's context URIs are routed by their prefix, and the
+    // single-resource-server fallback keeps working for the one wrapped server.
+    catalogs.set(GATEWAY_SERVICE, { catalog: this.context.catalog(), capabilities: { tools: {} } });
+    this.catalog = new AggregatedCatalog(catalogs);
     for (const collision of this.catalog.collisions) {
       const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
       if (this.reportedCollisions.has(key)) continue;
@@ -136,6 +178,13 @@ export class GatewayCore {
       for (const listener of this.listeners) listener(kind);
     }
   }
+}
+
+/** Announced items that break the protocol are dropped from the catalog and reported on the bus. */
+export interface InvalidAnnouncementItem {
+  service: string;
+  instance: string;
+  message: string;
 }
 
 function requireString(params: Record<string, unknown>, field: string): string {

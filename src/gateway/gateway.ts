@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { Transport } from "@modelcontextprotocol/server";
 import type { Bus } from "../bus/connection.js";
+import type { ContextRetention } from "../bus/context.js";
 import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
 import { GatewaySession } from "./session.js";
@@ -11,6 +12,7 @@ export interface GatewayOptions {
   logger: Logger;
   id?: string;
   callTimeoutMs?: number;
+  contextRetention?: ContextRetention;
 }
 
 export class Gateway {
@@ -27,9 +29,13 @@ export class Gateway {
       logger: this.logger,
       id: this.id,
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
+      ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
     });
     this.core.onListChanged((kind) => {
       for (const session of this.sessions) session.notifyListChanged(kind);
+    });
+    this.core.context.onUpdated((topic) => {
+      for (const session of this.sessions) session.notifyResourceUpdated(topic);
     });
   }
 

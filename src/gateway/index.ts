@@ -2,3 +2,4 @@ export * from "./gateway.js";
 export * from "./core.js";
 export * from "./session.js";
 export * from "./catalog.js";
+export * from "./context-service.js";

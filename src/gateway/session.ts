@@ -5,6 +5,7 @@
  */
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
 import {
+  contextUri,
   DmcpError,
   ErrorCode,
   errorResponse,
@@ -16,6 +17,7 @@ import {
   type JsonRpcId,
   type JsonRpcMessage,
   type JsonRpcRequest,
+  topicOfUri,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import type { GatewayCore } from "./core.js";
@@ -29,6 +31,8 @@ export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
+  /** Context topics this client subscribed to (resources/subscribe). */
+  private readonly subscriptions = new Set<string>();
   private isClosed = false;
   private markClosed: () => void = () => undefined;
   /** Resolves when the client's transport has closed. */
@@ -56,6 +60,12 @@ export class GatewaySession {
   async close(): Promise<void> {
     await this.transport.close().catch(() => undefined);
     this.onClosed();
+  }
+
+  /** Tells the client that a subscribed context resource has a new value. */
+  notifyResourceUpdated(topic: string): void {
+    if (!this.initialized || this.isClosed || !this.subscriptions.has(topic)) return;
+    this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: contextUri(topic) } });
   }
 
   /** Tells the client that a list changed (only once it has initialized). */
@@ -109,6 +119,12 @@ export class GatewaySession {
         return {};
       case "logging/setLevel":
         return {};
+      case "resources/subscribe":
+        this.subscriptions.add(this.subscribableTopic(params));
+        return {};
+      case "resources/unsubscribe":
+        this.subscriptions.delete(this.subscribableTopic(params));
+        return {};
       case "tools/list":
         return { tools: this.core.catalog.tools };
       case "prompts/list":
@@ -127,6 +143,18 @@ export class GatewaySession {
     }
   }
 
+  private subscribableTopic(params: Record<string, unknown>): string {
+    const uri = typeof params.uri === "string" ? params.uri : "";
+    const topic = topicOfUri(uri);
+    if (topic) return topic;
+    throw new DmcpError(
+      ErrorCode.InvalidParams,
+      `cannot subscribe to ${JSON.stringify(uri)}: subscriptions are offered for context topics (dmcp://context/<topic>); ` +
+        "resources of wrapped servers cannot be subscribed to through the gateway yet",
+      { data: { uri } },
+    );
+  }
+
   private initialize(params: Record<string, unknown>): Record<string, unknown> {
     const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
     this.protocolVersion = requested && GATEWAY_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
@@ -136,7 +164,7 @@ export class GatewaySession {
       protocolVersion: this.protocolVersion,
       capabilities: {
         tools: { listChanged: true },
-        resources: { listChanged: true },
+        resources: { listChanged: true, subscribe: true },
         prompts: { listChanged: true },
         completions: {},
         logging: {},

@@ -1,6 +1,7 @@
 import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
-import { natsUrl, parse, parsePort, parsePositiveInt, UsageError } from "../args.js";
+import type { ContextRetention } from "../../bus/context.js";
+import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
 import { runUntilSignal } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 
@@ -14,6 +15,12 @@ Options:
   --http PORT           serve MCP over Streamable HTTP at http://HOST:PORT/mcp (0 = any free port)
   --host HOST           address to listen on with --http (default: 127.0.0.1)
   --call-timeout MS     deadline of each forwarded call (default: 60000)
+  --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
+  --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
+  --context-max-msgs N  keep at most N context updates in all (default: 1000000)
+  --context-max-per-topic N
+                        keep at most N updates per topic (default: 10000)
+                        (the context limits are set on the stream only when one of them is given)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -25,6 +32,10 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     http: { type: "string" },
     host: { type: "string" },
     "call-timeout": { type: "string" },
+    "context-max-age": { type: "string" },
+    "context-max-bytes": { type: "string" },
+    "context-max-msgs": { type: "string" },
+    "context-max-per-topic": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -38,6 +49,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     stdio: values.stdio ?? false,
     http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
     callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
+    contextRetention: retentionFlags(values),
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   await runUntilSignal(
@@ -49,4 +61,16 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     values.stdio ? running.stdioClosed : undefined,
   );
   return 0;
+}
+
+function retentionFlags(values: Record<string, unknown>): ContextRetention | undefined {
+  const retention: ContextRetention = {};
+  const text = (flag: string) => (typeof values[flag] === "string" ? (values[flag] as string) : undefined);
+  if (text("context-max-age")) retention.maxAgeMs = parseDuration(text("context-max-age")!, "--context-max-age");
+  if (text("context-max-bytes")) retention.maxBytes = parseSize(text("context-max-bytes")!, "--context-max-bytes");
+  const msgs = parsePositiveInt(text("context-max-msgs"), "--context-max-msgs");
+  if (msgs) retention.maxMessages = msgs;
+  const perTopic = parsePositiveInt(text("context-max-per-topic"), "--context-max-per-topic");
+  if (perTopic) retention.maxMessagesPerTopic = perTopic;
+  return Object.keys(retention).length > 0 ? retention : undefined;
 }

@@ -7,7 +7,7 @@ import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
 import { parse, parsePort } from "../args.js";
-import { loadConfig } from "../config.js";
+import { contextRetention, loadConfig } from "../config.js";
 import { runUntilSignal } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 
@@ -73,7 +73,14 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
         : configuredHttp
           ? { port: configuredHttp.port, host: values.host ?? configuredHttp.host }
           : undefined;
-    const running = await startGateway({ bus, logger, http, stdio: values.stdio ?? false, callTimeoutMs: config.gateway.callTimeoutMs });
+    const running = await startGateway({
+      bus,
+      logger,
+      http,
+      stdio: values.stdio ?? false,
+      callTimeoutMs: config.gateway.callTimeoutMs,
+      contextRetention: contextRetention(config.context),
+    });
     const services = Object.keys(config.servers).join(", ") || "none";
     process.stderr.write(
       `dmcp up: ${running.http ? `MCP at ${running.http.url}` : "MCP on stdio"}; NATS at ${embedded?.url ?? url}; services: ${services}\n`,

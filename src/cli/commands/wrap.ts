@@ -48,6 +48,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     return 0;
   }
   if (!values.name) throw new UsageError("dmcp wrap needs --name NAME (see dmcp wrap --help)");
+  if (values.name === "dmcp") throw new UsageError("the service name dmcp is reserved for the gateway's own tools");
   try {
     assertToken("service name", values.name);
     if (values.instance) assertToken("instance id", values.instance);
