@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ContextStreams, connectBus, InstancePresence, type Bus } from "../src/bus/index.js";
-import { CONTEXT_STREAM, decodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
+import { CONTEXT_STREAM, decodeEnvelope, ErrorCode, subjects, type AgentProfile } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
@@ -176,6 +176,30 @@ describe("announcements with invalid tools", () => {
         });
       }
     } finally {
+      await presence.stop();
+    }
+  });
+
+  it("does not list an instance whose profile is invalid, and reports why", async () => {
+    const reports = raw.subscribe(subjects.errorsAll());
+    const presence = new InstancePresence(bus, { service: "profiled", instance: "profiled-1", intervalMs: 500, load: () => ({ status: "ready", inflight: 0, handled: 0 }) });
+    // A profile without version and with a topic that is no topic: the announcement fails validation.
+    await presence.start({
+      capabilities: { tools: {} },
+      catalog: { tools: [{ name: "profiled_tool", inputSchema: { type: "object" } }], resources: [], resource_templates: [], prompts: [] },
+      profile: { id: "p", name: "profiled", publishes: ["not a topic"] } as unknown as AgentProfile,
+    });
+    try {
+      for await (const msg of reports) {
+        const decoded = decodeEnvelope(msg.data);
+        if (!decoded.ok || decoded.envelope.type !== "error_notification" || !decoded.envelope.payload.message.includes("profiled")) continue;
+        expect(decoded.envelope.payload.message).toMatch(/profile\.version/);
+        expect(decoded.envelope.payload.message).toMatch(/profile\.publishes\.0/);
+        break;
+      }
+      expect(await client.toolNames()).not.toContain("profiled_tool");
+    } finally {
+      reports.unsubscribe();
       await presence.stop();
     }
   });

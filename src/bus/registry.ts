@@ -17,6 +17,7 @@ import {
   subjects,
   formatIssues,
   ToolEntry,
+  type AgentProfile,
   type AnnouncePayload,
   type Catalog,
   type HeartbeatPayload,
@@ -43,6 +44,8 @@ export interface AnnouncementInput {
   server_info?: Record<string, unknown>;
   protocol_version?: string;
   instructions?: string;
+  /** Native agents say who they are (PROTOCOL.md §13.1). */
+  profile?: AgentProfile;
 }
 
 export interface PresenceOptions {
@@ -231,7 +234,10 @@ export class RegistryView {
     return () => this.lostListeners.delete(listener);
   }
 
-  /** Called for each announced tool that breaks MCP's rules (it is left out of the catalog). */
+  /**
+   * Called for each announcement that fails validation (the instance is not listed) and for each
+   * announced tool that breaks MCP's rules (it is left out of the catalog).
+   */
   onInvalid(listener: (problem: { service: string; instance: string; message: string }) => void): () => void {
     this.invalidListeners.add(listener);
     return () => this.invalidListeners.delete(listener);
@@ -257,10 +263,12 @@ export class RegistryView {
    * instead of three.
    */
   private onAnnouncement(key: string, value: Uint8Array, storedAt?: Date): void {
-    if (!parseRegistryKey(key)) return;
+    const ids = parseRegistryKey(key);
+    if (!ids) return;
     const decoded = decodeEnvelope(value, Number.POSITIVE_INFINITY);
     if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "announce") {
-      this.bus.logger.warn({ key, error: decoded.ok ? "not an announcement" : decoded.error.message }, "ignoring bad registry entry");
+      const message = `announcement rejected: ${decoded.ok ? `expected an agent_heartbeat of kind announce, got ${decoded.envelope.type}` : decoded.error.message}`;
+      for (const listener of this.invalidListeners) listener({ ...ids, message });
       return;
     }
     const announcement = this.withValidTools(decoded.envelope.payload);

@@ -104,7 +104,7 @@ export class GatewayCore {
     const key = `${problem.service}/${problem.instance}/${problem.message}`;
     if (this.reportedInvalid.has(key)) return;
     this.reportedInvalid.add(key);
-    this.options.logger.warn(problem, "dropping an invalid item from an announcement");
+    this.options.logger.warn(problem, "ignoring an invalid announcement or announced item");
     const error = new DmcpError(ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
       data: { service: problem.service, instance: problem.instance },
     });
