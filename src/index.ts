@@ -5,4 +5,5 @@ export * from "./gateway/index.js";
 export * from "./executor/index.js";
 export * from "../adapters/inbound/index.js";
 export * from "../adapters/outbound/index.js";
+export * from "./metrics/index.js";
 export { createLogger, silentLogger, type Logger } from "./util/logger.js";

@@ -319,9 +319,12 @@ describe("a nats-server that is down at start or goes away", () => {
         return errorData(response).dmcp_code === ErrorCode.BusUnavailable ? response : undefined;
       }, 10_000);
       expect(during.error?.code).toBe(JsonRpcErrorCode.BusUnavailable);
+      const readyz = gateway.url.replace(/\/mcp$/, "/readyz");
+      expect((await fetch(readyz)).status).toBe(503);
       await nats.restart();
       const after = await eventually(async () => (await client.request("tools/call", { name: "echo", arguments: { text: "again" } })).result, 20_000);
       expect(after).toMatchObject({ content: [{ text: "again" }] });
+      expect((await fetch(readyz)).status).toBe(200);
       expect(gateway.process.exitCode).toBeNull();
       expect(executor.process.exitCode).toBeNull();
     } finally {

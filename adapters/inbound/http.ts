@@ -52,6 +52,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok", sessions: sessions.size });
   });
+  app.get("/readyz", (_req, res) => {
+    const ready = gateway.core.ready;
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "not ready", bus: gateway.core.busConnected, services: gateway.core.catalog.services.length });
+  });
+  if (gateway.metrics) {
+    const metrics = gateway.metrics;
+    app.get("/metrics", (_req, res, next) => {
+      metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
+    });
+  }
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
     const sessionId = req.header("mcp-session-id");
     const existing = sessionId ? sessions.get(sessionId) : undefined;
@@ -78,7 +88,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
         sessions.delete(id);
       },
     });
-    const session = await gateway.connect(transport);
+    const session = await gateway.connect(transport, "http");
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     });

@@ -116,6 +116,6 @@ function isJsonRpcMessage(value: unknown): boolean {
 
 /** Serves the gateway on this process's stdin/stdout; `closed` resolves when stdin ends. */
 export async function serveStdio(gateway: Gateway, streams: { input?: Readable; output?: Writable } = {}): Promise<{ closed: Promise<void> }> {
-  const session = await gateway.connect(new LineStdioServerTransport(streams.input, streams.output));
+  const session = await gateway.connect(new LineStdioServerTransport(streams.input, streams.output), "stdio");
   return { closed: session.closed };
 }

@@ -4,6 +4,7 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { DmcpError, ErrorCode } from "../protocol/index.js";
+import type { BusMetrics } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 
 export interface BusConnectOptions {
@@ -29,6 +30,8 @@ export interface Bus {
   isConnected(): boolean;
   /** Called each time the connection to the server is lost (before any reconnect). */
   onDisconnect(listener: () => void): void;
+  /** Called each time the connection is re-established. */
+  onReconnect(listener: () => void): void;
   /** Stops subscriptions after their pending messages are processed, flushes, closes. */
   drain(): Promise<void>;
 }
@@ -61,6 +64,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
   const logger = options.logger;
   let connected = true;
   const disconnectListeners: (() => void)[] = [];
+  const reconnectListeners: (() => void)[] = [];
   void (async () => {
     for await (const status of nc.status()) {
       switch (status.type) {
@@ -72,6 +76,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
         case "reconnect":
           connected = true;
           logger.info({ server: status.server }, "bus reconnected");
+          for (const listener of reconnectListeners) listener();
           break;
         case "error":
           logger.error({ err: status.error }, "bus error");
@@ -89,10 +94,17 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
     closed,
     isConnected: () => connected && !nc.isClosed(),
     onDisconnect: (listener) => void disconnectListeners.push(listener),
+    onReconnect: (listener) => void reconnectListeners.push(listener),
     async drain() {
       if (nc.isClosed() || nc.isDraining()) return closed.then(() => undefined);
       await nc.drain().catch((err: unknown) => logger.debug({ err }, "drain failed; closing"));
       await nc.close().catch(() => undefined);
     },
   };
+}
+
+/** Counts this bus's disconnects and reconnects in a metrics registry. */
+export function instrumentBus(bus: Bus, metrics: BusMetrics): void {
+  bus.onDisconnect(() => metrics.disconnects.inc());
+  bus.onReconnect(() => metrics.reconnects.inc());
 }

@@ -4,6 +4,8 @@ import { serveHttp, serveStdio, type HttpGatewayServer } from "../../adapters/in
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus } from "../bus/connection.js";
 import type { ContextRetention } from "../bus/context.js";
+import type { Registry } from "prom-client";
+import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
 import { Gateway } from "../gateway/index.js";
 import type { Logger } from "../util/logger.js";
@@ -16,6 +18,9 @@ export interface GatewayServeOptions {
   stdio?: boolean;
   callTimeoutMs?: number | undefined;
   contextRetention?: ContextRetention | undefined;
+  metrics?: Registry | undefined;
+  /** Serve /metrics, /healthz and /readyz on their own port (for a stdio gateway). */
+  metricsPort?: number | undefined;
 }
 
 export interface RunningGateway {
@@ -32,8 +37,13 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     logger: options.logger,
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   await gateway.start();
+  const probes =
+    options.metricsPort !== undefined && options.metrics
+      ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
+      : undefined;
   const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
   return {
@@ -42,6 +52,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     stdioClosed,
     async stop() {
       await http?.close();
+      await probes?.close();
       await gateway.stop();
     },
   };
@@ -61,11 +72,17 @@ export function connectorFor(server: ServerConfig, baseDir?: string) {
 }
 
 /** Starts `replicas` executors for each configured server. */
-export async function startExecutors(bus: Bus, logger: Logger, servers: Record<string, ServerConfig>, baseDir?: string): Promise<Executor[]> {
+export async function startExecutors(
+  bus: Bus,
+  logger: Logger,
+  servers: Record<string, ServerConfig>,
+  baseDir?: string,
+  metrics?: Registry,
+): Promise<Executor[]> {
   const executors: Executor[] = [];
   for (const [service, server] of Object.entries(servers)) {
     for (let replica = 0; replica < server.replicas; replica++) {
-      executors.push(new Executor({ bus, service, logger, connector: connectorFor(server, baseDir) }));
+      executors.push(new Executor({ bus, service, logger, connector: connectorFor(server, baseDir), ...(metrics ? { metrics } : {}) }));
     }
   }
   await Promise.all(executors.map((executor) => executor.start()));

@@ -4,7 +4,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../bus/connection.js";
-import { ServiceEndpoint } from "../bus/endpoint.js";
+import { ServiceEndpoint, type RequestHandler } from "../bus/endpoint.js";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { CallMetrics, shared } from "../metrics/registry.js";
 import { InstancePresence } from "../bus/registry.js";
 import type { Catalog, InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
@@ -30,6 +32,8 @@ export interface ExecutorOptions {
   /** A call still running after this long gets its acceptance receipt (when the caller asked for one). */
   receiptDelayMs?: number;
   backoff?: BackoffOptions;
+  /** Where to record call and upstream metrics; none are kept without it. */
+  metrics?: Registry;
 }
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
@@ -55,12 +59,17 @@ export class Executor {
     this.service = options.service;
     this.instance = options.instance ?? `${options.service}-${randomUUID().slice(0, 8)}`;
     this.logger = options.logger.child({ service: this.service, instance: this.instance });
+    const forward: RequestHandler = (request, context) =>
+      this.supervisor.request(request.payload.method, request.payload.params, { timeoutMs: context.timeoutMs });
+    const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     this.endpoint = new ServiceEndpoint({
       bus: options.bus,
       service: this.service,
       instance: this.instance,
       logger: this.logger,
-      handler: (request, context) => this.supervisor.request(request.payload.method, request.payload.params, { timeoutMs: context.timeoutMs }),
+      handler: metrics
+        ? (request, context) => metrics.calls.observe({ service: this.service, method: request.payload.method }, () => forward(request, context))
+        : forward,
       ...(options.maxEnvelopeBytes ? { maxEnvelopeBytes: options.maxEnvelopeBytes } : {}),
       ...(options.defaultTimeoutMs ? { defaultTimeoutMs: options.defaultTimeoutMs } : {}),
       ...(options.receiptDelayMs !== undefined ? { receiptDelayMs: options.receiptDelayMs } : {}),
@@ -75,8 +84,15 @@ export class Executor {
       options.connector,
       this.logger,
       {
-        onUp: (info) => this.onUpstreamUp(info),
-        onDown: () => this.setStatus("degraded"),
+        onUp: (info) => {
+          metrics?.up.set({ service: this.service }, 1);
+          this.onUpstreamUp(info);
+        },
+        onDown: () => {
+          metrics?.up.set({ service: this.service }, 0);
+          metrics?.restarts.inc({ service: this.service });
+          this.setStatus("degraded");
+        },
         onNotification: (method) => {
           if (LIST_CHANGED.has(method)) this.refreshCatalog();
         },
@@ -105,6 +121,24 @@ export class Executor {
     await this.presence.stop();
     await draining;
     await this.supervisor.stop();
+  }
+
+  private instrument(registry: Registry) {
+    return shared(registry, "executor", () => ({
+      calls: new CallMetrics(registry, "dmcp_executor", ["service", "method"]),
+      up: new Gauge({ name: "dmcp_executor_upstream_up", help: "1 while the upstream MCP server is connected", labelNames: ["service"], registers: [registry] }),
+      restarts: new Counter({
+        name: "dmcp_executor_upstream_restarts_total",
+        help: "Times the upstream MCP server went away and was restarted",
+        labelNames: ["service"],
+        registers: [registry],
+      }),
+    }));
+  }
+
+  /** Serving, with its upstream connected. */
+  get ready(): boolean {
+    return this.status === "ready";
   }
 
   get currentCatalog(): Catalog {

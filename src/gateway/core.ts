@@ -7,7 +7,10 @@ import { RegistryView } from "../bus/registry.js";
 import { BusCaller } from "../bus/rpc.js";
 import { createEnvelope, DmcpError, encodeEnvelope, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
+import type { Registry } from "prom-client";
 import type { ContextRetention } from "../bus/context.js";
+import { CallMetrics } from "../metrics/registry.js";
+import { Counter, Gauge } from "prom-client";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
 import type { ListKind } from "./session.js";
@@ -22,6 +25,8 @@ export interface GatewayCoreOptions {
   serverInfo?: { name: string; version: string };
   /** Limits of the context stream (age, size, count); without them the stream keeps its own. */
   contextRetention?: ContextRetention;
+  /** Where to record call metrics; none are kept without it. */
+  metrics?: Registry;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
@@ -32,6 +37,8 @@ export class GatewayCore {
   private readonly registry: RegistryView;
   private readonly caller: BusCaller;
   readonly context: ContextService;
+  private readonly callMetrics: CallMetrics | undefined;
+  private registryLoaded = false;
   private readonly listeners = new Set<(kind: ListKind) => void>();
   private fingerprints: Record<ListKind, string> = { tools: "[]", resources: "[][]", prompts: "[]" };
   private reportedCollisions = new Set<string>();
@@ -47,6 +54,10 @@ export class GatewayCore {
       ...(options.contextRetention ? { retention: options.contextRetention } : {}),
     });
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
+    if (options.metrics) {
+      this.callMetrics = new CallMetrics(options.metrics, "dmcp_gateway", ["service", "method", "target", "transport"]);
+      this.instrumentRegistry(options.metrics);
+    }
   }
 
   async start(): Promise<void> {
@@ -56,7 +67,17 @@ export class GatewayCore {
     this.context.onTopicsChanged(() => this.rebuild());
     await this.context.start();
     await this.registry.start();
+    this.registryLoaded = true;
     this.rebuild();
+  }
+
+  get busConnected(): boolean {
+    return this.options.bus.isConnected();
+  }
+
+  /** Ready to serve: connected to the bus, registry read. */
+  get ready(): boolean {
+    return this.registryLoaded && this.options.bus.isConnected();
   }
 
   async stop(): Promise<void> {
@@ -79,9 +100,22 @@ export class GatewayCore {
   async forward(
     method: string,
     params: Record<string, unknown>,
-    context: { signal?: AbortSignal; sessionId?: string | undefined },
+    context: { signal?: AbortSignal; sessionId?: string | undefined; transport?: string },
   ): Promise<Record<string, unknown>> {
     const route = this.route(method, params);
+    if (!this.callMetrics) return this.dispatch(route, method, context);
+    // Tool and prompt names label the series; resource URIs would be unbounded, so they do not.
+    const target = method === "tools/call" || method === "prompts/get" ? String(route.params.name ?? "") : "";
+    return this.callMetrics.observe({ service: route.service, method, target, transport: context.transport ?? "" }, () =>
+      this.dispatch(route, method, context),
+    );
+  }
+
+  private async dispatch(
+    route: { service: string; params: Record<string, unknown> },
+    method: string,
+    context: { signal?: AbortSignal; sessionId?: string | undefined },
+  ): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
@@ -97,6 +131,27 @@ export class GatewayCore {
       if (!ready) throw err;
       return this.caller.call(route.service, method, route.params, { ...options, instance: ready });
     }
+  }
+
+  private instrumentRegistry(metrics: Registry): void {
+    const registry = this.registry;
+    new Gauge({
+      name: "dmcp_registry_instances",
+      help: "Live instances on the bus, by service and status",
+      labelNames: ["service", "status"],
+      registers: [metrics],
+      collect() {
+        this.reset();
+        for (const live of registry.list()) this.inc({ service: live.service, status: live.heartbeat?.status ?? live.announcement.status });
+      },
+    });
+    const lost = new Counter({
+      name: "dmcp_registry_heartbeats_missed_total",
+      help: "Instances dropped because they missed their heartbeats",
+      labelNames: ["service"],
+      registers: [metrics],
+    });
+    registry.onLost((live) => lost.inc({ service: live.service }));
   }
 
   private reportInvalid(problem: InvalidAnnouncementItem): void {

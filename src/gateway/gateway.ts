@@ -3,6 +3,9 @@ import { randomUUID } from "node:crypto";
 import type { Transport } from "@modelcontextprotocol/server";
 import type { Bus } from "../bus/connection.js";
 import type { ContextRetention } from "../bus/context.js";
+import { instrumentBus } from "../bus/connection.js";
+import { Gauge, type Registry } from "prom-client";
+import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
 import { GatewaySession } from "./session.js";
@@ -13,11 +16,15 @@ export interface GatewayOptions {
   id?: string;
   callTimeoutMs?: number;
   contextRetention?: ContextRetention;
+  /** Where to record metrics (calls, sessions, registry, bus); none are kept without it. */
+  metrics?: Registry;
 }
 
 export class Gateway {
   readonly id: string;
   readonly core: GatewayCore;
+  /** The metrics registry, when the gateway keeps metrics. */
+  readonly metrics: Registry | undefined;
   private readonly sessions = new Set<GatewaySession>();
   private readonly logger: Logger;
 
@@ -30,7 +37,23 @@ export class Gateway {
       id: this.id,
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
+    this.metrics = options.metrics;
+    if (options.metrics) {
+      const sessions = this.sessions;
+      new Gauge({
+        name: "dmcp_gateway_sessions",
+        help: "Connected MCP client sessions, by transport",
+        labelNames: ["transport"],
+        registers: [options.metrics],
+        collect() {
+          this.reset();
+          for (const session of sessions) this.inc({ transport: session.kind });
+        },
+      });
+      instrumentBus(options.bus, shared(options.metrics, "bus", () => new BusMetrics(options.metrics!)));
+    }
     this.core.onListChanged((kind) => {
       for (const session of this.sessions) session.notifyListChanged(kind);
     });
@@ -43,9 +66,9 @@ export class Gateway {
     await this.core.start();
   }
 
-  /** Serves one client connection; the session ends when its transport closes. */
-  async connect(transport: Transport): Promise<GatewaySession> {
-    const session = new GatewaySession(this.core, transport, this.logger);
+  /** Serves one client connection (`kind`: stdio or http); the session ends when its transport closes. */
+  async connect(transport: Transport, kind = ""): Promise<GatewaySession> {
+    const session = new GatewaySession(this.core, transport, this.logger, kind);
     this.sessions.add(session);
     session.onclose = () => this.sessions.delete(session);
     await session.start();

@@ -43,6 +43,8 @@ export class GatewaySession {
     private readonly core: GatewayCore,
     readonly transport: Transport,
     private readonly logger: Logger,
+    /** `stdio` or `http`, for metrics and logs. */
+    readonly kind: string = "",
   ) {
     transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
@@ -137,7 +139,7 @@ export class GatewaySession {
       case "prompts/get":
       case "resources/read":
       case "completion/complete":
-        return this.core.forward(request.method, params, { signal, sessionId: this.id });
+        return this.core.forward(request.method, params, { signal, sessionId: this.id, transport: this.kind });
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }

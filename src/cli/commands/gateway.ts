@@ -1,6 +1,7 @@
 import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
 import type { ContextRetention } from "../../bus/context.js";
+import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
 import { runUntilSignal } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
@@ -21,6 +22,8 @@ Options:
   --context-max-per-topic N
                         keep at most N updates per topic (default: 10000)
                         (the context limits are set on the stream only when one of them is given)
+  --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
+                        serves them on its own port as well)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -36,6 +39,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-bytes": { type: "string" },
     "context-max-msgs": { type: "string" },
     "context-max-per-topic": { type: "string" },
+    "metrics-port": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -50,6 +54,8 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
     callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
     contextRetention: retentionFlags(values),
+    metrics: createMetricsRegistry(),
+    metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   await runUntilSignal(

@@ -7,6 +7,7 @@ import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
 import { parse, parsePort } from "../args.js";
+import { createMetricsRegistry } from "../../metrics/registry.js";
 import { contextRetention, loadConfig } from "../config.js";
 import { runUntilSignal } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
@@ -64,7 +65,9 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   let executors: Executor[] = [];
   try {
     const bus = await connectBus({ servers: embedded?.url ?? url!, name: "dmcp-up", logger });
-    executors = await startExecutors(bus, logger, config.servers, baseDir);
+    // One registry for the process: the gateway's /metrics shows the executors' series too.
+    const metrics = createMetricsRegistry();
+    executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
       ? undefined
@@ -80,6 +83,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       stdio: values.stdio ?? false,
       callTimeoutMs: config.gateway.callTimeoutMs,
       contextRetention: contextRetention(config.context),
+      metrics,
     });
     const services = Object.keys(config.servers).join(", ") || "none";
     process.stderr.write(

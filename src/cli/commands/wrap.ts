@@ -3,7 +3,10 @@ import { connectBus } from "../../bus/connection.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsUrl, parse, parseEnv, parseHeaders, parsePositiveInt, UsageError } from "../args.js";
+import { instrumentBus } from "../../bus/connection.js";
+import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
+import { serveProbes } from "../../metrics/server.js";
+import { natsUrl, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError } from "../args.js";
 import { runUntilSignal } from "../lifecycle.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
@@ -24,6 +27,8 @@ Options:
   --transport MODE      with --url: auto (default), streamable-http or sse
   --instance ID         instance id on the bus (default: NAME-<random>)
   --heartbeat MS        heartbeat interval (default: 2000)
+  --metrics-port PORT   serve /metrics, /healthz and /readyz (ready: upstream connected) on PORT
+  --metrics-host HOST   address for --metrics-port (default: 127.0.0.1)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -40,6 +45,8 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       transport: { type: "string" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
+      "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
     },
     true,
   );
@@ -66,6 +73,9 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
 
   const bus = await connectBus({ servers: natsUrl(values.nats), name: `dmcp-wrap-${values.name}`, logger });
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
+  const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
+  const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
+  if (metrics) instrumentBus(bus, new BusMetrics(metrics));
   const executor = new Executor({
     bus,
     service: values.name,
@@ -73,10 +83,17 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     logger,
     ...(values.instance ? { instance: values.instance } : {}),
     ...(heartbeatMs ? { heartbeatMs } : {}),
+    ...(metrics ? { metrics } : {}),
   });
   await executor.start();
+  const probes =
+    metrics && metricsPort !== undefined
+      ? await serveProbes({ registry: metrics, port: metricsPort, host: values["metrics-host"] ?? "127.0.0.1", ready: () => executor.ready })
+      : undefined;
+  if (probes) logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   await runUntilSignal(logger, async () => {
     await executor.stop();
+    await probes?.close();
     await bus.drain();
   });
   return 0;

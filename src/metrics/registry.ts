@@ -1,0 +1,86 @@
+/**
+ * Prometheus metrics of one process. Each component records into the registry it is given (never a
+ * global), so that tests and embedded uses can run several components side by side.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/** Seconds, from 1 ms to 2 minutes: tool calls range from cache hits to long-running work. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+export function createMetricsRegistry(options: { defaultMetrics?: boolean } = {}): Registry {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+const sharedMetrics = new WeakMap<Registry, Map<string, unknown>>();
+
+/**
+ * One set of metric objects per registry and key: several components of one process (the executors
+ * of `dmcp up`) record into the same series instead of registering a name twice.
+ */
+export function shared<T>(registry: Registry, key: string, create: () => T): T {
+  let byKey = sharedMetrics.get(registry);
+  if (!byKey) sharedMetrics.set(registry, (byKey = new Map()));
+  if (!byKey.has(key)) byKey.set(key, create());
+  return byKey.get(key) as T;
+}
+
+/** The outcome label of a call: `ok`, `tool_error` (a result with isError) or a dMCP error code in lower case. */
+export function outcomeOf(result: Record<string, unknown> | undefined, error?: unknown): string {
+  if (error !== undefined) {
+    const code = (error as { code?: unknown })?.code;
+    return typeof code === "string" ? code.toLowerCase() : "internal";
+  }
+  return result?.isError === true ? "tool_error" : "ok";
+}
+
+/** Metrics of the bus connection, shared by gateways and executors. */
+export class BusMetrics {
+  readonly disconnects: Counter;
+  readonly reconnects: Counter;
+
+  constructor(registry: Registry) {
+    this.disconnects = new Counter({ name: "dmcp_bus_disconnects_total", help: "Times the NATS connection was lost", registers: [registry] });
+    this.reconnects = new Counter({ name: "dmcp_bus_reconnects_total", help: "Times the NATS connection was re-established", registers: [registry] });
+  }
+}
+
+/** Call metrics as seen by one side (gateway or executor). */
+export class CallMetrics {
+  readonly calls: Counter<string>;
+  readonly duration: Histogram<string>;
+  readonly inflight: Gauge<string>;
+
+  constructor(registry: Registry, prefix: "dmcp_gateway" | "dmcp_executor", labels: string[]) {
+    this.calls = new Counter({ name: `${prefix}_calls_total`, help: "Calls answered, by outcome", labelNames: [...labels, "outcome"], registers: [registry] });
+    this.duration = new Histogram({
+      name: `${prefix}_call_duration_seconds`,
+      help: "Time from receiving a call to answering it",
+      labelNames: ["service", "method", "outcome"],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    });
+    this.inflight = new Gauge({ name: `${prefix}_calls_in_flight`, help: "Calls being handled now", labelNames: ["service"], registers: [registry] });
+  }
+
+  /** Times one call and records it under `labels` plus its outcome. */
+  async observe<T extends Record<string, unknown>>(labels: Record<string, string>, work: () => Promise<T>): Promise<T> {
+    const service = labels.service ?? "";
+    const started = performance.now();
+    this.inflight.inc({ service });
+    let outcome = "ok";
+    try {
+      const result = await work();
+      outcome = outcomeOf(result);
+      return result;
+    } catch (err) {
+      outcome = outcomeOf(undefined, err);
+      throw err;
+    } finally {
+      this.inflight.dec({ service });
+      this.calls.inc({ ...labels, outcome });
+      this.duration.observe({ service, method: labels.method ?? "", outcome }, (performance.now() - started) / 1000);
+    }
+  }
+}
