@@ -3,6 +3,7 @@ export * from "./protocol/index.js";
 export * from "./bus/index.js";
 export * from "./gateway/index.js";
 export * from "./executor/index.js";
+export * from "./agent/index.js";
 export * from "../adapters/inbound/index.js";
 export * from "../adapters/outbound/index.js";
 export * from "./metrics/index.js";

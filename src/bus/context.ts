@@ -205,7 +205,9 @@ export class ContextStreams {
         if (!(await jsm.consumers.info(CONTEXT_STREAM, durable).catch(() => undefined))) throw err;
       });
     const consumer = await this.js.consumers.get(CONTEXT_STREAM, durable);
-    const messages: ConsumerMessages = await consumer.consume({ max_messages: 16 });
+    // One message at a time: handlers run in order and may be slow, and a prefetched message would
+    // sit out its ack wait in our buffer and be delivered twice.
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: 1 });
     const done = (async () => {
       for await (const msg of messages) await this.deliver(msg, onUpdate, options.onBad);
     })().catch((err: unknown) => this.bus.logger.warn({ err, durable }, "durable context consumer ended"));
@@ -226,12 +228,16 @@ export class ContextStreams {
       msg.ack();
       return;
     }
+    // A long handler tells the server it is still working, so the update is not redelivered meanwhile.
+    const working = setInterval(() => msg.working(), 10_000);
     try {
       await onUpdate(entry);
       msg.ack();
     } catch (err) {
       this.bus.logger.warn({ err, topic: entry.topic, seq: msg.seq }, "context handler failed; the update will be delivered again");
       msg.nak(1000);
+    } finally {
+      clearInterval(working);
     }
   }
 

@@ -117,7 +117,9 @@ export class ServiceEndpoint {
       this.respond(msg, createEnvelope("prompt_response", { result }, reply));
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
-      if (error.code !== ErrorCode.UpstreamError) this.options.logger.warn({ err: error, method: envelope.payload.method, correlationId }, "call failed");
+      // The caller's own mistakes (bad arguments, unknown tools) are its news, not this process's.
+      const callersFault = error.code === ErrorCode.UpstreamError || error.code === ErrorCode.InvalidParams || error.code === ErrorCode.UnknownTarget;
+      this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
       const payload = errorPayload(error);
       // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
       if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
