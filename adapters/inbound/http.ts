@@ -25,6 +25,8 @@ export interface HttpGatewayServer {
   url: string;
   port: number;
   sessionCount(): number;
+  /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
+  stopAccepting(): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
     });
   }
+  let accepting = true;
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
     const sessionId = req.header("mcp-session-id");
     const existing = sessionId ? sessions.get(sessionId) : undefined;
@@ -72,6 +75,11 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     }
     if (sessionId) {
       sendRpcError(res, 404, JsonRpcErrorCode.InvalidRequest, "Session not found: initialize a new session");
+      return;
+    }
+    if (!accepting) {
+      res.setHeader("retry-after", "5");
+      sendRpcError(res, 503, JsonRpcErrorCode.ShuttingDown, "the gateway is shutting down");
       return;
     }
     if (!containsInitialize(req.body)) {
@@ -139,11 +147,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     url,
     port,
     sessionCount: () => sessions.size,
+    stopAccepting() {
+      accepting = false;
+      server.close();
+    },
     async close() {
+      accepting = false;
       clearInterval(sweeper);
       await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
       sessions.clear();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       // close() waits for open connections (keep-alive, half-sent bodies); end them so it can finish.
       server.closeAllConnections();
       await closed;

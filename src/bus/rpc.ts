@@ -63,7 +63,7 @@ export class BusCaller {
     if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
     // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
     if (!this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
-    if (options.signal?.aborted) return Promise.reject(cancelled());
+    if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
     const request = createEnvelope(
       "prompt_request",
       params === undefined ? { service, method } : { service, method, params },
@@ -95,7 +95,7 @@ export class BusCaller {
         }, options.timeoutMs),
       };
       if (options.signal) {
-        call.onAbort = () => this.settle(token)?.reject(cancelled());
+        call.onAbort = () => this.settle(token)?.reject(abortError(options.signal!));
         options.signal.addEventListener("abort", call.onAbort, { once: true });
       }
       this.pending.set(token, call);
@@ -193,6 +193,7 @@ export class BusCaller {
   }
 }
 
-function cancelled(): DmcpError {
-  return new DmcpError(ErrorCode.Cancelled, "the call was cancelled");
+/** Why a call's signal aborted: the DmcpError given as the reason (e.g. SHUTTING_DOWN), else CANCELLED. */
+function abortError(signal: AbortSignal): DmcpError {
+  return signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the call was cancelled");
 }

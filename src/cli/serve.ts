@@ -21,6 +21,8 @@ export interface GatewayServeOptions {
   metrics?: Registry | undefined;
   /** Serve /metrics, /healthz and /readyz on their own port (for a stdio gateway). */
   metricsPort?: number | undefined;
+  /** How long a stop waits for calls in flight. */
+  shutdownGraceMs?: number | undefined;
 }
 
 export interface RunningGateway {
@@ -51,9 +53,10 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     ...(http ? { http } : {}),
     stdioClosed,
     async stop() {
+      http?.stopAccepting();
+      await gateway.stop(options.shutdownGraceMs);
       await http?.close();
       await probes?.close();
-      await gateway.stop();
     },
   };
 }

@@ -79,8 +79,20 @@ export class Gateway {
     return this.sessions.size;
   }
 
-  async stop(): Promise<void> {
-    await Promise.allSettled([...this.sessions].map((session) => session.close()));
+  /**
+   * Graceful stop: refuse new requests, let calls in flight finish for up to `graceMs`, answer the
+   * rest with SHUTTING_DOWN, then close every session and leave the bus.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    const sessions = [...this.sessions];
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.all(sessions.map((session) => session.drain())), graceOver]);
+    clearTimeout(timer);
+    for (const session of sessions) session.abortInflight();
+    // Let the SHUTTING_DOWN answers reach the transports before they close.
+    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.allSettled(sessions.map((session) => session.close()));
     await this.core.stop();
   }
 }

@@ -31,6 +31,9 @@ export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
+  /** Set when the gateway shuts down: new requests are refused, calls in flight may finish. */
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
   /** Context topics this client subscribed to (resources/subscribe). */
   private readonly subscriptions = new Set<string>();
   private isClosed = false;
@@ -94,7 +97,24 @@ export class GatewaySession {
     }
   }
 
+  /** Refuses new requests from now on; resolves when the calls in flight have answered. */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.inflight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Ends the calls still in flight with a SHUTTING_DOWN error (after the grace period). */
+  abortInflight(): void {
+    const reason = new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down; the call was given up");
+    for (const controller of this.inflight.values()) controller.abort(reason);
+  }
+
   private async onRequest(request: JsonRpcRequest): Promise<void> {
+    if (this.draining && request.method !== "ping") {
+      this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
+      return;
+    }
     const controller = new AbortController();
     this.inflight.set(request.id, controller);
     const log = this.logger.child({ rpc: request.id, method: request.method });
@@ -109,6 +129,7 @@ export class GatewaySession {
       this.send(errorResponse(request.id, toJsonRpcError(err)), request.id);
     } finally {
       this.inflight.delete(request.id);
+      if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
 
@@ -188,6 +209,7 @@ export class GatewaySession {
     this.isClosed = true;
     for (const controller of this.inflight.values()) controller.abort();
     this.inflight.clear();
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
     this.onclose?.();
     this.markClosed();
   }

@@ -22,6 +22,7 @@ Options:
   --context-max-per-topic N
                         keep at most N updates per topic (default: 10000)
                         (the context limits are set on the stream only when one of them is given)
+  --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
   --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
                         serves them on its own port as well)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -40,6 +41,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-msgs": { type: "string" },
     "context-max-per-topic": { type: "string" },
     "metrics-port": { type: "string" },
+    "shutdown-grace": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -56,6 +58,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     contextRetention: retentionFlags(values),
     metrics: createMetricsRegistry(),
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
+    shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   await runUntilSignal(
