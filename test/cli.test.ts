@@ -11,7 +11,10 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
-import { FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { eventually, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { connectBus, ContextStreams } from "../src/bus/index.js";
+import { createEnvelope, encodeEnvelope, subjects } from "../src/protocol/index.js";
+import { silentLogger } from "../src/util/logger.js";
 
 interface Finished {
   code: number | null;
@@ -274,5 +277,41 @@ describe("stdout belongs to the protocol", () => {
     }
     // The logs went somewhere: stderr.
     expect(gateway.stderr.length).toBeGreaterThan(0);
+  });
+});
+
+describe("dmcp tail", () => {
+  it("prints stored and live context updates and error notifications, one per line", async () => {
+    const nats = await startTestNats();
+    const bus = await connectBus({ servers: nats.url, name: "tail-test", logger: silentLogger() });
+    const streams = new ContextStreams(bus, "tail-sensor");
+    await streams.ensureStream();
+    for (const bar of [1, 2, 3]) await streams.publish("plant.pressure", { bar });
+    const tail = runDmcp(["tail", "--nats", nats.url, "plant.pressure", "plant.>", "--last", "2"]);
+    const lines: string[] = [];
+    tail.process.stdout!.on("data", (chunk: Buffer) => lines.push(...chunk.toString().split("\n").filter(Boolean)));
+    try {
+      await tail.waitFor(/watching/);
+      await streams.publish("plant.temperature", { c: 70 });
+      bus.nc.publish(subjects.errors("someone"), encodeEnvelope(createEnvelope("error_notification", { code: "UPSTREAM_UNAVAILABLE", message: "it is down" }, { sender: "someone" })));
+      bus.nc.publish(subjects.context("plant.bad"), "garbage");
+      await eventually(() => lines.some((line) => line.includes("ERROR")) && lines.some((line) => line.includes("plant.temperature")));
+      await eventually(() => tail.stderr.some((line) => /malformed update on dmcp\.v1\.ctx\.plant\.bad/.test(line)));
+      expect(lines[0]).toMatch(/plant\.pressure #\d+ tail-sensor \{"bar":2\}$/);
+      expect(lines[1]).toMatch(/plant\.pressure #\d+ tail-sensor \{"bar":3\}$/);
+      expect(lines.find((line) => line.includes("plant.temperature"))).toMatch(/plant\.temperature tail-sensor \{"c":70\}$/);
+      expect(lines.find((line) => line.includes("ERROR"))).toMatch(/ERROR someone UPSTREAM_UNAVAILABLE: it is down$/);
+      tail.kill("SIGINT");
+      expect(await tail.exited).toBe(0);
+    } finally {
+      await tail.stop();
+      await bus.drain();
+      await nats.stop();
+    }
+  });
+
+  it("refuses a topic pattern that is not one", async () => {
+    const tail = runDmcp(["tail", "--nats", "nats://127.0.0.1:9", "bad topic"]);
+    expect(await tail.exited).toBe(2);
   });
 });

@@ -4,6 +4,7 @@ import { createLogger } from "../util/logger.js";
 import { UsageError } from "./args.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
 import { statusCommand, statusHelp } from "./commands/status.js";
+import { tailCommand, tailHelp } from "./commands/tail.js";
 import { upCommand, upHelp } from "./commands/up.js";
 import { wrapCommand, wrapHelp } from "./commands/wrap.js";
 
@@ -19,6 +20,7 @@ Commands:
   gateway   serve every service on the bus as one MCP server (--stdio or --http PORT)
   wrap      make an MCP server (stdio command or HTTP URL) an executor on the bus
   status    list live services, their replicas and tools
+  tail      print context updates and errors from the bus as they happen
   help      show help for a command
 
 Run 'dmcp <command> --help' for a command's options. Logs go to stderr.
@@ -29,6 +31,7 @@ const commands = {
   gateway: { run: gatewayCommand, help: gatewayHelp },
   wrap: { run: wrapCommand, help: wrapHelp },
   status: { run: statusCommand, help: statusHelp },
+  tail: { run: tailCommand, help: tailHelp },
 } as const;
 type CommandName = keyof typeof commands;
 
@@ -63,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`dmcp: unknown command ${JSON.stringify(name)}\n\n${mainHelp}`);
     return 2;
   }
-  const level = logLevel(rest, name === "status" ? "warn" : "info");
+  const level = logLevel(rest, name === "status" || name === "tail" ? "warn" : "info");
   const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
   if (!levels.includes(level)) {
     process.stderr.write(`dmcp: --log-level must be one of ${levels.join(", ")}\n`);
