@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import type * as z from "zod";
 import type { Bus } from "../bus/connection.js";
 import { ContextStreams, type BadContextMessage, type ReplayFrom } from "../bus/context.js";
+import { ServiceDiscovery } from "../bus/discovery.js";
 import { ServiceEndpoint } from "../bus/endpoint.js";
 import { InstancePresence, type AnnouncementInput } from "../bus/registry.js";
 import { BusCaller } from "../bus/rpc.js";
@@ -59,6 +60,7 @@ export class Agent {
   private readonly logger: Logger;
   private readonly tools: ToolSet;
   private readonly endpoint: ServiceEndpoint;
+  private readonly discovery: ServiceDiscovery;
   private readonly presence: InstancePresence;
   private readonly streams: ContextStreams;
   private readonly caller: BusCaller;
@@ -93,6 +95,14 @@ export class Agent {
       instance: this.instance,
       logger: this.logger,
       handler: agentRequestHandler(this.tools),
+    });
+    this.discovery = new ServiceDiscovery(options.bus, {
+      name: this.name,
+      id: this.instance,
+      version: this.version,
+      description: options.description ?? `dMCP agent ${this.name}`,
+      metadata: { kind: "agent", agent_id: this.id },
+      endpoint: this.endpoint,
     });
     this.presence = new InstancePresence(options.bus, {
       service: this.name,
@@ -156,6 +166,7 @@ export class Agent {
   private async open(): Promise<void> {
     await this.streams.ensureStream();
     await this.endpoint.start();
+    this.discovery.start();
     this.streamReady = true;
     await Promise.all([...this.subscriptions].map((sub) => sub.start()));
     // stop() during start: leave without ever announcing.
@@ -186,6 +197,7 @@ export class Agent {
     this.state = "stopping";
     this.status = "stopping";
     const draining = this.endpoint.stop(this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
+    this.discovery.stop();
     await this.presence.stop();
     await Promise.allSettled([...this.subscriptions].map((sub) => sub.stop()));
     this.subscriptions.clear();

@@ -51,11 +51,20 @@ export interface EndpointOptions {
   receiptDelayMs?: number;
 }
 
+/** What the NATS services protocol reports for an endpoint (`$SRV.STATS`). */
+export interface EndpointStats {
+  requests: number;
+  errors: number;
+  lastError: string;
+  processingTimeNs: number;
+}
+
 export class ServiceEndpoint {
   private readonly subscriptions: Subscription[] = [];
   private readonly inflight = new Set<Promise<void>>();
   private handledCount = 0;
   private stopping = false;
+  private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
 
   constructor(private readonly options: EndpointOptions) {}
 
@@ -65,6 +74,18 @@ export class ServiceEndpoint {
 
   get handled(): number {
     return this.handledCount;
+  }
+
+  get stats(): EndpointStats {
+    return { ...this.counters };
+  }
+
+  get subject(): string {
+    return subjects.request(this.options.service);
+  }
+
+  get queueGroup(): string {
+    return subjects.queueGroup(this.options.service);
   }
 
   /** Subscribes and waits until the server has the subscriptions, so callers can call at once. */
@@ -98,6 +119,16 @@ export class ServiceEndpoint {
   }
 
   private async handle(msg: Msg): Promise<void> {
+    const started = process.hrtime.bigint();
+    this.counters.requests++;
+    try {
+      await this.serve(msg);
+    } finally {
+      this.counters.processingTimeNs += Number(process.hrtime.bigint() - started);
+    }
+  }
+
+  private async serve(msg: Msg): Promise<void> {
     const decoded = decodeEnvelope(msg.data, this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES);
     if (!decoded.ok) {
       this.reject(msg, decoded.error, salvageIds(decoded.raw).correlationId);
@@ -120,6 +151,8 @@ export class ServiceEndpoint {
       // The caller's own mistakes (bad arguments, unknown tools) are its news, not this process's.
       const callersFault = error.code === ErrorCode.UpstreamError || error.code === ErrorCode.InvalidParams || error.code === ErrorCode.UnknownTarget;
       this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
+      this.counters.errors++;
+      this.counters.lastError = `${error.code}: ${error.message}`;
       const payload = errorPayload(error);
       // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
       if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
@@ -162,6 +195,8 @@ export class ServiceEndpoint {
 
   /** Answers a message that cannot be served and reports it on the error subject. */
   private reject(msg: Msg, error: DmcpError, correlationId: string | undefined): void {
+    this.counters.errors++;
+    this.counters.lastError = `${error.code}: ${error.message}`;
     this.options.logger.warn({ err: error, subject: msg.subject }, "rejected a bad message");
     const data = encodeEnvelope(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId }));
     if (msg.reply) msg.respond(data);

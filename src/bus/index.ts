@@ -4,3 +4,4 @@ export * from "./registry.js";
 export * from "./nats-server.js";
 export * from "./context.js";
 export * from "./endpoint.js";
+export * from "./discovery.js";

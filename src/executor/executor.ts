@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../bus/connection.js";
+import { ServiceDiscovery } from "../bus/discovery.js";
 import { ServiceEndpoint, type RequestHandler } from "../bus/endpoint.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/registry.js";
@@ -12,7 +13,7 @@ import type { Catalog, InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { fetchCatalog } from "./catalog.js";
 import { UpstreamSupervisor, type BackoffOptions } from "./supervisor.js";
-import type { UpstreamConnector } from "./connector.js";
+import { CLIENT_INFO, type UpstreamConnector } from "./connector.js";
 import type { UpstreamInfo } from "./upstream.js";
 
 export interface ExecutorOptions {
@@ -50,6 +51,7 @@ export class Executor {
   private readonly supervisor: UpstreamSupervisor;
   private readonly presence: InstancePresence;
   private readonly endpoint: ServiceEndpoint;
+  private readonly discovery: ServiceDiscovery;
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -73,6 +75,14 @@ export class Executor {
       ...(options.maxEnvelopeBytes ? { maxEnvelopeBytes: options.maxEnvelopeBytes } : {}),
       ...(options.defaultTimeoutMs ? { defaultTimeoutMs: options.defaultTimeoutMs } : {}),
       ...(options.receiptDelayMs !== undefined ? { receiptDelayMs: options.receiptDelayMs } : {}),
+    });
+    this.discovery = new ServiceDiscovery(options.bus, {
+      name: this.service,
+      id: this.instance,
+      version: CLIENT_INFO.version,
+      description: `dMCP executor for ${options.connector.description}`,
+      metadata: { kind: "executor", upstream: options.connector.description },
+      endpoint: this.endpoint,
     });
     this.presence = new InstancePresence(options.bus, {
       service: this.service,
@@ -108,6 +118,7 @@ export class Executor {
     if (!up) this.status = "degraded";
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     await this.endpoint.start();
+    this.discovery.start();
     await this.presence.start(this.announcement());
     this.logger.info({ upstream: this.options.connector.description, status: this.status }, "executor serving");
   }
@@ -118,6 +129,7 @@ export class Executor {
     this.stopping = true;
     this.status = "stopping";
     const draining = this.endpoint.stop(this.options.stopGraceMs);
+    this.discovery.stop();
     await this.presence.stop();
     await draining;
     await this.supervisor.stop();
