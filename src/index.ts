@@ -7,4 +7,5 @@ export * from "./agent/index.js";
 export * from "../adapters/inbound/index.js";
 export * from "../adapters/outbound/index.js";
 export * from "./metrics/index.js";
+export * from "./tracing/index.js";
 export { createLogger, silentLogger, type Logger } from "./util/logger.js";

@@ -20,6 +20,8 @@ import {
   type Envelope,
   type PromptRequest,
 } from "../protocol/index.js";
+import { SpanKind, type Context } from "@opentelemetry/api";
+import { contextFromNats, inSpan } from "../tracing/propagation.js";
 import type { Logger } from "../util/logger.js";
 import type { Bus } from "./connection.js";
 
@@ -27,6 +29,8 @@ import type { Bus } from "./connection.js";
 export const DEFAULT_RECEIPT_DELAY_MS = 20;
 
 export interface RequestContext {
+  /** The caller's trace, continued in this hop's span. */
+  trace: Context;
   /** Milliseconds left before the caller stops waiting. */
   timeoutMs: number;
   /** The request's correlation id: tools can use it to make side effects idempotent. */
@@ -144,7 +148,7 @@ export class ServiceEndpoint {
     const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(msg, correlationId), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
     try {
-      const result = await this.execute(envelope, correlationId);
+      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers));
       this.respond(msg, createEnvelope("prompt_response", { result }, reply));
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
@@ -163,13 +167,19 @@ export class ServiceEndpoint {
     }
   }
 
-  private execute(request: PromptRequest, correlationId: string): Promise<Record<string, unknown>> {
+  private execute(request: PromptRequest, correlationId: string, trace: Context): Promise<Record<string, unknown>> {
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
     const timeoutMs = request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000);
     if (timeoutMs <= 0) {
       return Promise.reject(new DmcpError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
-    return this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id });
+    return inSpan(
+      `dmcp process ${request.payload.method}`,
+      SpanKind.CONSUMER,
+      trace,
+      { "messaging.system": "nats", "messaging.destination.name": subjects.request(this.options.service), "dmcp.instance": this.options.instance },
+      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx }),
+    );
   }
 
   /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */

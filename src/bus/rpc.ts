@@ -17,6 +17,8 @@ import {
   errorFromPayload,
   subjects,
 } from "../protocol/index.js";
+import type { Context } from "@opentelemetry/api";
+import { natsHeadersFor } from "../tracing/propagation.js";
 import type { Bus } from "./connection.js";
 
 export interface CallOptions {
@@ -27,6 +29,8 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   /** Send to one executor instance instead of the service's queue group. */
   instance?: string | undefined;
+  /** The trace this call belongs to; it travels in the request's NATS headers. */
+  trace?: Context | undefined;
 }
 
 interface PendingCall {
@@ -100,8 +104,9 @@ export class BusCaller {
       }
       this.pending.set(token, call);
       const subject = options.instance ? subjects.instanceRequest(options.instance) : subjects.request(service);
+      const headers = options.trace ? natsHeadersFor(options.trace) : undefined;
       try {
-        nc.publish(subject, data, { reply: `${this.inbox}.${token}` });
+        nc.publish(subject, data, headers ? { reply: `${this.inbox}.${token}`, headers } : { reply: `${this.inbox}.${token}` });
       } catch (cause) {
         this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
       }

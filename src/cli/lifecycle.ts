@@ -1,4 +1,5 @@
 /** Runs a long-lived command until SIGINT/SIGTERM, then stops it in order, once. */
+import { enableTracing, tracingEndpoint } from "../tracing/setup.js";
 import type { Logger } from "../util/logger.js";
 
 export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?: Promise<unknown>): Promise<void> {
@@ -24,4 +25,13 @@ export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?:
     process.once("SIGTERM", () => shutdown("SIGTERM"));
     void also?.then(() => shutdown("input closed"));
   });
+}
+
+/** Span export when an endpoint is configured (flag or OTEL_* environment); returns its stop. */
+export function startTracing(flag: string | undefined, serviceName: string, logger: Logger): () => Promise<void> {
+  const endpoint = tracingEndpoint(flag);
+  if (!endpoint) return async () => undefined;
+  logger.info({ endpoint, serviceName }, "exporting OpenTelemetry spans");
+  const stop = enableTracing({ endpoint, serviceName });
+  return () => stop().catch((err: unknown) => logger.warn({ err }, "could not flush spans"));
 }

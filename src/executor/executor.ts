@@ -8,6 +8,8 @@ import { ServiceDiscovery } from "../bus/discovery.js";
 import { ServiceEndpoint, type RequestHandler } from "../bus/endpoint.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/registry.js";
+import { SpanKind } from "@opentelemetry/api";
+import { inSpan, withTraceMeta } from "../tracing/propagation.js";
 import { InstancePresence } from "../bus/registry.js";
 import type { Catalog, InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
@@ -61,8 +63,11 @@ export class Executor {
     this.service = options.service;
     this.instance = options.instance ?? `${options.service}-${randomUUID().slice(0, 8)}`;
     this.logger = options.logger.child({ service: this.service, instance: this.instance });
+    // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span.
     const forward: RequestHandler = (request, context) =>
-      this.supervisor.request(request.payload.method, request.payload.params, { timeoutMs: context.timeoutMs });
+      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) =>
+        this.supervisor.request(request.payload.method, withTraceMeta(request.payload.params, ctx), { timeoutMs: context.timeoutMs }),
+      );
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     this.endpoint = new ServiceEndpoint({
       bus: options.bus,

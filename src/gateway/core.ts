@@ -8,6 +8,8 @@ import { BusCaller } from "../bus/rpc.js";
 import { createEnvelope, DmcpError, encodeEnvelope, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import type { Registry } from "prom-client";
+import { SpanKind, type Context } from "@opentelemetry/api";
+import { contextFromMeta, inSpan } from "../tracing/propagation.js";
 import type { ContextRetention } from "../bus/context.js";
 import { CallMetrics } from "../metrics/registry.js";
 import { Counter, Gauge } from "prom-client";
@@ -100,27 +102,35 @@ export class GatewayCore {
   async forward(
     method: string,
     params: Record<string, unknown>,
-    context: { signal?: AbortSignal; sessionId?: string | undefined; transport?: string },
+    context: { signal?: AbortSignal; sessionId?: string | undefined; transport?: string; traceHeaders?: Record<string, string> | undefined },
   ): Promise<Record<string, unknown>> {
     const route = this.route(method, params);
-    if (!this.callMetrics) return this.dispatch(route, method, context);
     // Tool and prompt names label the series; resource URIs would be unbounded, so they do not.
     const target = method === "tools/call" || method === "prompts/get" ? String(route.params.name ?? "") : "";
-    return this.callMetrics.observe({ service: route.service, method, target, transport: context.transport ?? "" }, () =>
-      this.dispatch(route, method, context),
-    );
+    // The client's trace (from _meta, else HTTP headers) continues in a span of this hop.
+    const traced = () =>
+      inSpan(
+        target ? `${method} ${target}` : method,
+        SpanKind.SERVER,
+        contextFromMeta(params, context.traceHeaders),
+        { "mcp.method.name": method, "dmcp.service": route.service, ...(target ? { "dmcp.target": target } : {}) },
+        (trace) => this.dispatch(route, method, { ...context, trace }),
+      );
+    if (!this.callMetrics) return traced();
+    return this.callMetrics.observe({ service: route.service, method, target, transport: context.transport ?? "" }, traced);
   }
 
   private async dispatch(
     route: { service: string; params: Record<string, unknown> },
     method: string,
-    context: { signal?: AbortSignal; sessionId?: string | undefined },
+    context: { signal?: AbortSignal; sessionId?: string | undefined; trace?: Context },
   ): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       signal: context.signal,
       sessionId: context.sessionId,
+      trace: context.trace,
     };
     try {
       return await this.caller.call(route.service, method, route.params, options);

@@ -49,7 +49,7 @@ export class GatewaySession {
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",
   ) {
-    transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
+    transport.onmessage = (message, extra) => this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
   }
@@ -79,9 +79,9 @@ export class GatewaySession {
     this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
   }
 
-  private onMessage(message: JsonRpcMessage): void {
+  private onMessage(message: JsonRpcMessage, headers?: Record<string, string>): void {
     if (isRequest(message)) {
-      void this.onRequest(message);
+      void this.onRequest(message, headers);
     } else if (isNotification(message)) {
       this.onNotification(message.method, message.params);
     }
@@ -110,7 +110,7 @@ export class GatewaySession {
     for (const controller of this.inflight.values()) controller.abort(reason);
   }
 
-  private async onRequest(request: JsonRpcRequest): Promise<void> {
+  private async onRequest(request: JsonRpcRequest, headers?: Record<string, string>): Promise<void> {
     if (this.draining && request.method !== "ping") {
       this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
@@ -119,7 +119,7 @@ export class GatewaySession {
     this.inflight.set(request.id, controller);
     const log = this.logger.child({ rpc: request.id, method: request.method });
     try {
-      const result = await this.dispatch(request, controller.signal);
+      const result = await this.dispatch(request, controller.signal, headers);
       this.send(resultResponse(request.id, result), request.id);
     } catch (err) {
       // A cancelled request gets no answer (MCP cancellation).
@@ -133,7 +133,7 @@ export class GatewaySession {
     }
   }
 
-  private dispatch(request: JsonRpcRequest, signal: AbortSignal): Promise<Record<string, unknown>> | Record<string, unknown> {
+  private dispatch(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
     const params = request.params ?? {};
     switch (request.method) {
       case "initialize":
@@ -160,7 +160,7 @@ export class GatewaySession {
       case "prompts/get":
       case "resources/read":
       case "completion/complete":
-        return this.core.forward(request.method, params, { signal, sessionId: this.id, transport: this.kind });
+        return this.core.forward(request.method, params, { signal, sessionId: this.id, transport: this.kind, traceHeaders: headers });
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
@@ -213,4 +213,12 @@ export class GatewaySession {
     this.onclose?.();
     this.markClosed();
   }
+}
+
+/** The W3C trace headers of an HTTP request (stdio messages have none). */
+function traceHeaders(headers: Headers | undefined): Record<string, string> | undefined {
+  const traceparent = headers?.get("traceparent");
+  if (!traceparent) return undefined;
+  const tracestate = headers?.get("tracestate");
+  return tracestate ? { traceparent, tracestate } : { traceparent };
 }

@@ -3,7 +3,7 @@ import type { Logger } from "../../util/logger.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
-import { runUntilSignal } from "../lifecycle.js";
+import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST]) [options]
@@ -25,6 +25,8 @@ Options:
   --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
   --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
                         serves them on its own port as well)
+  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
+                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -42,12 +44,14 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-per-topic": { type: "string" },
     "metrics-port": { type: "string" },
     "shutdown-grace": { type: "string" },
+    "otel-endpoint": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
     return 0;
   }
   if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
+  const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-gateway", logger });
   const running = await startGateway({
     bus,
@@ -66,6 +70,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     async () => {
       await running.stop();
       await bus.drain();
+      await stopTracing();
     },
     values.stdio ? running.stdioClosed : undefined,
   );

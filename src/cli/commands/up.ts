@@ -9,7 +9,7 @@ import type { Logger } from "../../util/logger.js";
 import { parse, parsePort } from "../args.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { contextRetention, loadConfig } from "../config.js";
-import { runUntilSignal } from "../lifecycle.js";
+import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */
@@ -32,6 +32,8 @@ Options:
   --nats URL            use this NATS server instead of starting one
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
+  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
+                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -45,11 +47,13 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     stdio: { type: "boolean" },
     nats: { type: "string" },
     "data-dir": { type: "string" },
+    "otel-endpoint": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(upHelp);
     return 0;
   }
+  const stopTracing = startTracing(values["otel-endpoint"], "dmcp-up", logger);
   const configPath = values.config ?? (existsSync("dmcp.config.json") ? "dmcp.config.json" : SAMPLE_CONFIG);
   const { config, baseDir } = loadConfig(configPath);
   logger.info({ config: resolve(configPath) }, "loaded config");
@@ -96,6 +100,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
         await Promise.allSettled(executors.map((executor) => executor.stop()));
         await bus.drain();
         await stopEmbedded();
+        await stopTracing();
       },
       values.stdio ? running.stdioClosed : undefined,
     );

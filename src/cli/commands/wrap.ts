@@ -7,7 +7,7 @@ import { instrumentBus } from "../../bus/connection.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
 import { natsUrl, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError } from "../args.js";
-import { runUntilSignal } from "../lifecycle.js";
+import { runUntilSignal, startTracing } from "../lifecycle.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
        dmcp wrap --name NAME [--nats URL] --url URL [--header 'Name: value']...
@@ -29,6 +29,8 @@ Options:
   --heartbeat MS        heartbeat interval (default: 2000)
   --metrics-port PORT   serve /metrics, /healthz and /readyz (ready: upstream connected) on PORT
   --metrics-host HOST   address for --metrics-port (default: 127.0.0.1)
+  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
+                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -47,6 +49,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       heartbeat: { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
+      "otel-endpoint": { type: "string" },
     },
     true,
   );
@@ -71,6 +74,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     ? httpConnector({ url: values.url, headers: parseHeaders(values.header), transport: transport as "auto" })
     : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), baseEnv: inheritedEnv(), env: parseEnv(values.env) });
 
+  const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
   const bus = await connectBus({ servers: natsUrl(values.nats), name: `dmcp-wrap-${values.name}`, logger });
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
   const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
@@ -95,6 +99,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     await executor.stop();
     await probes?.close();
     await bus.drain();
+    await stopTracing();
   });
   return 0;
 }

@@ -1,0 +1,81 @@
+/**
+ * W3C trace context across the hops: MCP `_meta` (traceparent/tracestate) and HTTP headers on the
+ * client side, NATS headers on the bus, `_meta` again towards the upstream MCP server. The W3C
+ * propagator is used directly, so trace ids travel even when no tracing SDK is set up.
+ */
+import { context as otelContext, ROOT_CONTEXT, trace, type Context, type Span, type SpanKind, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+
+const propagator = new W3CTraceContextPropagator();
+const FIELDS = ["traceparent", "tracestate"] as const;
+
+type Carrier = Record<string, unknown>;
+const getter: TextMapGetter<Carrier> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => (typeof carrier[key] === "string" ? (carrier[key] as string) : undefined),
+};
+const setter: TextMapSetter<Carrier> = { set: (carrier, key, value) => void (carrier[key] = value) };
+
+export const tracer = () => trace.getTracer("dmcp-gateway", "0.1.0");
+
+/** The trace context carried in an MCP request's `params._meta`, else in HTTP-style headers. */
+export function contextFromMeta(params: Record<string, unknown> | undefined, headers?: Carrier): Context {
+  const meta = params?._meta;
+  if (meta && typeof meta === "object" && typeof (meta as Carrier).traceparent === "string") return propagator.extract(ROOT_CONTEXT, meta as Carrier, getter);
+  return headers ? propagator.extract(ROOT_CONTEXT, headers, getter) : ROOT_CONTEXT;
+}
+
+/** `params` with `_meta.traceparent`/`tracestate` set to the given context (other `_meta` kept). */
+export function withTraceMeta(params: Record<string, unknown> | undefined, ctx: Context): Record<string, unknown> | undefined {
+  const carrier: Carrier = {};
+  propagator.inject(ctx, carrier, setter);
+  if (!carrier.traceparent) return params;
+  const meta = { ...((params?._meta as Carrier | undefined) ?? {}), ...carrier };
+  return { ...(params ?? {}), _meta: meta };
+}
+
+/** NATS headers carrying the context, or undefined when there is none to carry. */
+export function natsHeadersFor(ctx: Context): MsgHdrs | undefined {
+  const carrier: Carrier = {};
+  propagator.inject(ctx, carrier, setter);
+  if (!carrier.traceparent) return undefined;
+  const headers = natsHeaders();
+  for (const field of FIELDS) if (typeof carrier[field] === "string") headers.set(field, carrier[field] as string);
+  return headers;
+}
+
+/** The context carried by a NATS message's headers. */
+export function contextFromNats(headers: MsgHdrs | undefined): Context {
+  if (!headers) return ROOT_CONTEXT;
+  const carrier: Carrier = {};
+  for (const field of FIELDS) {
+    const value = headers.get(field);
+    if (value) carrier[field] = value;
+  }
+  return propagator.extract(ROOT_CONTEXT, carrier, getter);
+}
+
+/**
+ * Runs `work` inside a span that is a child of `parent`, ends it, and records a failure. The span's
+ * context is handed to `work` for the next hop.
+ */
+export async function inSpan<T>(
+  name: string,
+  kind: SpanKind,
+  parent: Context,
+  attributes: Record<string, string | number | boolean>,
+  work: (ctx: Context, span: Span) => Promise<T>,
+): Promise<T> {
+  const span = tracer().startSpan(name, { kind, attributes }, parent);
+  const ctx = trace.setSpan(parent, span);
+  try {
+    return await otelContext.with(ctx, () => work(ctx, span));
+  } catch (err) {
+    span.recordException(err as Error);
+    span.setStatus({ code: 2, message: (err as Error)?.message ?? String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
+}
