@@ -1,6 +1,6 @@
 /** Context streams on a real JetStream: publish, latest, topics, replay from a sequence or a time, durable consumption. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ContextStreams, connectBus, type Bus, type BadContextMessage, type ContextEntry } from "../src/bus/index.js";
+import { ContextStreams, connectBus, durableName, type Bus, type BadContextMessage, type ContextEntry } from "../src/bus/index.js";
 import { CONTEXT_STREAM, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -85,5 +85,39 @@ describe("ContextStreams", () => {
     await eventually(() => seen.length === 3);
     expect(seen).toEqual([1, 2, 3]);
     await again.stop();
+  });
+
+  it("retries a failed update before any later one, so order holds", async () => {
+    const seen: number[] = [];
+    let failed = false;
+    const consumer = await streams.consume("strict", "steps", (entry: ContextEntry) => {
+      const n = (entry.envelope.payload.data as { n: number }).n;
+      if (n === 2 && !failed) {
+        failed = true;
+        throw new Error("transient");
+      }
+      seen.push(n);
+    });
+    for (const n of [1, 2, 3, 4]) await streams.publish("steps", { n });
+    await eventually(() => seen.length === 4, 15_000);
+    expect(seen).toEqual([1, 2, 3, 4]);
+    await consumer.stop();
+  });
+
+  it("gives different topic patterns different durable consumers", async () => {
+    expect(durableName("watcher", "plant.unit_1")).not.toBe(durableName("watcher", "plant.unit.1"));
+    expect(durableName("watcher", "orders.*")).not.toBe(durableName("watcher", "orders.>"));
+    expect(durableName("planner", "plant.*")).toBe("planner-plant_d_s");
+    const underscore: unknown[] = [];
+    const dotted: unknown[] = [];
+    const a = await streams.consume("watcher", "plant.unit_1", (entry: ContextEntry) => void underscore.push(entry.envelope.payload.data));
+    const b = await streams.consume("watcher", "plant.unit.1", (entry: ContextEntry) => void dotted.push(entry.envelope.payload.data));
+    await streams.publish("plant.unit_1", { u: 1 });
+    await streams.publish("plant.unit.1", { d: 1 });
+    await eventually(() => underscore.length === 1 && dotted.length === 1);
+    expect(underscore).toEqual([{ u: 1 }]);
+    expect(dotted).toEqual([{ d: 1 }]);
+    await a.stop();
+    await b.stop();
   });
 });

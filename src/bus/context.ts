@@ -63,6 +63,16 @@ export interface BadContextMessage {
 export type ReplayFrom = { seq: number } | { time: Date } | "all" | "new";
 
 const NANOS_PER_MS = 1_000_000;
+const DEFAULT_MAX_DELIVER = 5;
+
+/**
+ * The durable consumer of an agent and a topic pattern. `_` escapes, so that different patterns
+ * (`a.b_c` and `a.b.c`, `x.*` and `x.>`) never share a consumer.
+ */
+export function durableName(agent: string, pattern: string): string {
+  const escaped = pattern.replace(/[_.*>]/g, (c) => ({ _: "_u", ".": "_d", "*": "_s", ">": "_g" })[c]!);
+  return `${agent.replace(/_/g, "_u")}-${escaped}`;
+}
 const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
 export class ContextStreams {
@@ -190,14 +200,16 @@ export class ContextStreams {
     options: { from?: ReplayFrom; maxDeliver?: number; onBad?: (bad: BadContextMessage) => void } = {},
   ): Promise<{ stop(): Promise<void>; done: Promise<void> }> {
     const jsm = await this.manager();
-    const durable = `${name}-${pattern}`.replace(/[.*>]/g, "_");
+    const durable = durableName(name, pattern);
     await jsm.consumers
       .add(CONTEXT_STREAM, {
         durable_name: durable,
         filter_subject: subjects.contextPattern(pattern),
         ack_policy: AckPolicy.Explicit,
+        // One update outstanding at a time: a failed update is retried before any later one.
+        max_ack_pending: 1,
         ack_wait: 30_000 * NANOS_PER_MS,
-        max_deliver: options.maxDeliver ?? 5,
+        max_deliver: options.maxDeliver ?? DEFAULT_MAX_DELIVER,
         ...deliverFrom(options.from ?? "new"),
       })
       .catch(async (err: unknown) => {
@@ -209,7 +221,7 @@ export class ContextStreams {
     // sit out its ack wait in our buffer and be delivered twice.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 1 });
     const done = (async () => {
-      for await (const msg of messages) await this.deliver(msg, onUpdate, options.onBad);
+      for await (const msg of messages) await this.deliver(msg, onUpdate, options.onBad, options.maxDeliver ?? DEFAULT_MAX_DELIVER);
     })().catch((err: unknown) => this.bus.logger.warn({ err, durable }, "durable context consumer ended"));
     return {
       done,
@@ -220,7 +232,12 @@ export class ContextStreams {
     };
   }
 
-  private async deliver(msg: JsMsg, onUpdate: (entry: ContextEntry) => Promise<void> | void, onBad?: (bad: BadContextMessage) => void): Promise<void> {
+  private async deliver(
+    msg: JsMsg,
+    onUpdate: (entry: ContextEntry) => Promise<void> | void,
+    onBad: ((bad: BadContextMessage) => void) | undefined,
+    maxDeliver: number,
+  ): Promise<void> {
     const entry = toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
     if ("error" in entry) {
       // A bad message is reported once and acknowledged: redelivering it cannot make it valid.
@@ -234,6 +251,12 @@ export class ContextStreams {
       await onUpdate(entry);
       msg.ack();
     } catch (err) {
+      if (msg.info.deliveryCount >= maxDeliver) {
+        // The server delivers it no more; say so loudly rather than lose it in silence.
+        this.bus.logger.error({ err, topic: entry.topic, seq: msg.seq, attempts: msg.info.deliveryCount }, "context handler failed on every attempt; giving up on this update");
+        msg.term();
+        return;
+      }
       this.bus.logger.warn({ err, topic: entry.topic, seq: msg.seq }, "context handler failed; the update will be delivered again");
       msg.nak(1000);
     } finally {
