@@ -10,7 +10,10 @@ import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import { Client, StreamableHTTPClientTransport, type Tool } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import type { Agent } from "../src/agent/index.js";
+import { connectBus, type Bus } from "../src/bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
+import { createLogger, type Logger } from "../src/util/logger.js";
 
 /** The repository root (the compiled examples live in dist/examples/). */
 export const ROOT = findRoot(dirname(fileURLToPath(import.meta.url)));
@@ -87,6 +90,36 @@ export async function startNats(): Promise<EmbeddedNats> {
   return nats;
 }
 
+/** `dmcp gateway --nats <url> --http 0` as a child process; resolves with its MCP URL. */
+export async function startGateway(natsUrl: string, extraArgs: string[] = []): Promise<{ child: Child; url: string }> {
+  const child = new Child("dmcp gateway", NODE, [DMCP, "gateway", "--nats", natsUrl, "--http", "0", ...extraArgs]);
+  const [, url] = await child.waitForLine(/dmcp gateway: serving MCP at (\S+)/);
+  step(`dmcp gateway serving MCP at ${url}`);
+  return { child, url: url! };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Native agents in this process
+
+/** The agents' logger: warnings and errors on stderr (DMCP_LOG_LEVEL=info shows more). */
+export function agentLogger(name: string): Logger {
+  return createLogger({ name, level: process.env.DMCP_LOG_LEVEL ?? "warn" });
+}
+
+/** A NATS connection of its own for one participant (as if it ran on another machine); drained at the end. */
+export async function connectParticipant(natsUrl: string, name: string): Promise<Bus> {
+  const bus = await connectBus({ servers: natsUrl, name, logger: agentLogger(name) });
+  onCleanup(`bus of ${name}`, () => bus.drain());
+  return bus;
+}
+
+/** Starts an agent and stops it at the end (stopping twice is harmless). */
+export async function startAgent<A extends Agent>(agent: A): Promise<A> {
+  onCleanup(`agent ${agent.name}`, () => agent.stop());
+  await agent.start();
+  return agent;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // MCP clients
 
@@ -124,6 +157,13 @@ export async function waitForTools(client: Client, names: string[], timeoutMs = 
     },
     timeoutMs,
   );
+}
+
+/** A tool result's structuredContent, checked to be there. */
+export function structuredOf<T>(result: { structuredContent?: unknown; isError?: unknown; content?: unknown }, what: string): T {
+  check(result.isError !== true, `${what} returned an error: ${textOf(result)}`);
+  check(result.structuredContent !== undefined && result.structuredContent !== null, `${what} returned no structuredContent: ${textOf(result)}`);
+  return result.structuredContent as T;
 }
 
 /** The text of a tool result's text blocks, joined. */
