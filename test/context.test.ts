@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContextStreams, connectBus, durableName, type Bus, type BadContextMessage, type ContextEntry } from "../src/bus/index.js";
 import { CONTEXT_STREAM, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
+import { createMetricsRegistry } from "../src/metrics/index.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, sleep } from "./helpers/processes.js";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -87,10 +88,12 @@ describe("ContextStreams", () => {
     await again.stop();
   });
 
-  it("retries a failed update before any later one, so order holds", async () => {
+  it("retries a failed update before any later one, so order holds, and counts the redelivery", async () => {
+    const registry = createMetricsRegistry({ defaultMetrics: false });
+    const counted = new ContextStreams(bus, "context-test", registry);
     const seen: number[] = [];
     let failed = false;
-    const consumer = await streams.consume("strict", "steps", (entry: ContextEntry) => {
+    const consumer = await counted.consume("strict", "steps", (entry: ContextEntry) => {
       const n = (entry.envelope.payload.data as { n: number }).n;
       if (n === 2 && !failed) {
         failed = true;
@@ -101,6 +104,31 @@ describe("ContextStreams", () => {
     for (const n of [1, 2, 3, 4]) await streams.publish("steps", { n });
     await eventually(() => seen.length === 4, 15_000);
     expect(seen).toEqual([1, 2, 3, 4]);
+    expect((await registry.getSingleMetric("dmcp_context_redeliveries_total")!.get()).values).toEqual([
+      expect.objectContaining({ labels: { consumer: durableName("strict", "steps") }, value: 1 }),
+    ]);
+    await consumer.stop();
+  });
+
+  it("gives up an update after its last attempt, counts it as a dead letter, and goes on", async () => {
+    const registry = createMetricsRegistry({ defaultMetrics: false });
+    const counted = new ContextStreams(bus, "context-test", registry);
+    const seen: number[] = [];
+    const consumer = await counted.consume(
+      "stubborn",
+      "poison",
+      (entry: ContextEntry) => {
+        const n = (entry.envelope.payload.data as { n: number }).n;
+        if (n === 2) throw new Error("always fails");
+        seen.push(n);
+      },
+      { maxDeliver: 2 },
+    );
+    for (const n of [1, 2, 3]) await streams.publish("poison", { n });
+    await eventually(() => seen.length === 2, 15_000);
+    expect(seen).toEqual([1, 3]);
+    const dead = (await registry.getSingleMetric("dmcp_context_dead_letters_total")!.get()).values;
+    expect(dead).toEqual([expect.objectContaining({ labels: { consumer: durableName("stubborn", "poison") }, value: 1 })]);
     await consumer.stop();
   });
 

@@ -5,6 +5,7 @@
  * the registry and heartbeats, plus ContextStreams and a BusCaller.
  */
 import { randomUUID } from "node:crypto";
+import type { Registry } from "prom-client";
 import { hostname } from "node:os";
 import type * as z from "zod";
 import type { Bus } from "../bus/connection.js";
@@ -39,6 +40,8 @@ export interface AgentOptions {
   callTimeoutMs?: number;
   /** How long stop() waits for calls and context handlers in flight. */
   stopGraceMs?: number;
+  /** Where to record metrics (durable subscriptions' redeliveries and dead letters); none without it. */
+  metrics?: Registry;
 }
 
 export interface AgentCallOptions {
@@ -110,7 +113,7 @@ export class Agent {
       ...(options.heartbeatMs ? { intervalMs: options.heartbeatMs } : {}),
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount, handled: this.endpoint.handled }),
     });
-    this.streams = new ContextStreams(options.bus, this.instance);
+    this.streams = new ContextStreams(options.bus, this.instance, options.metrics);
     this.caller = new BusCaller(options.bus, this.instance);
     this.reportBad = badUpdateReporter(options.bus, this.instance, this.logger);
   }

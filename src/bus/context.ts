@@ -25,6 +25,8 @@ import {
   topicOfSubject,
   type ContextUpdate,
 } from "../protocol/index.js";
+import { Counter, type Registry } from "prom-client";
+import { shared } from "../metrics/registry.js";
 import type { Bus } from "./connection.js";
 
 export interface ContextRetention {
@@ -78,12 +80,16 @@ const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 export class ContextStreams {
   private jsm: JetStreamManager | undefined;
   private readonly js: JetStreamClient;
+  private readonly metrics: ConsumerMetrics | undefined;
 
+  /** `metrics`: where durable consumers count redeliveries and updates given up (dead letters). */
   constructor(
     private readonly bus: Bus,
     private readonly sender: string,
+    metrics?: Registry,
   ) {
     this.js = jetstream(bus.nc);
+    this.metrics = metrics ? shared(metrics, "context-consumers", () => new ConsumerMetrics(metrics)) : undefined;
   }
 
   /**
@@ -221,7 +227,7 @@ export class ContextStreams {
     // sit out its ack wait in our buffer and be delivered twice.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 1 });
     const done = (async () => {
-      for await (const msg of messages) await this.deliver(msg, onUpdate, options.onBad, options.maxDeliver ?? DEFAULT_MAX_DELIVER);
+      for await (const msg of messages) await this.deliver(durable, msg, onUpdate, options.onBad, options.maxDeliver ?? DEFAULT_MAX_DELIVER);
     })().catch((err: unknown) => this.bus.logger.warn({ err, durable }, "durable context consumer ended"));
     return {
       done,
@@ -233,6 +239,7 @@ export class ContextStreams {
   }
 
   private async deliver(
+    consumer: string,
     msg: JsMsg,
     onUpdate: (entry: ContextEntry) => Promise<void> | void,
     onBad: ((bad: BadContextMessage) => void) | undefined,
@@ -255,8 +262,10 @@ export class ContextStreams {
         // The server delivers it no more; say so loudly rather than lose it in silence.
         this.bus.logger.error({ err, topic: entry.topic, seq: msg.seq, attempts: msg.info.deliveryCount }, "context handler failed on every attempt; giving up on this update");
         msg.term();
+        this.metrics?.deadLetters.inc({ consumer });
         return;
       }
+      this.metrics?.redeliveries.inc({ consumer });
       this.bus.logger.warn({ err, topic: entry.topic, seq: msg.seq }, "context handler failed; the update will be delivered again");
       msg.nak(1000);
     } finally {
@@ -267,6 +276,26 @@ export class ContextStreams {
   private async manager(): Promise<JetStreamManager> {
     this.jsm ??= await jetstreamManager(this.bus.nc);
     return this.jsm;
+  }
+}
+
+class ConsumerMetrics {
+  readonly redeliveries: Counter<string>;
+  readonly deadLetters: Counter<string>;
+
+  constructor(registry: Registry) {
+    this.redeliveries = new Counter({
+      name: "dmcp_context_redeliveries_total",
+      help: "Context updates handed back for redelivery after their handler failed, by durable consumer",
+      labelNames: ["consumer"],
+      registers: [registry],
+    });
+    this.deadLetters = new Counter({
+      name: "dmcp_context_dead_letters_total",
+      help: "Context updates given up after their last delivery attempt failed, by durable consumer",
+      labelNames: ["consumer"],
+      registers: [registry],
+    });
   }
 }
 
