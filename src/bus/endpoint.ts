@@ -208,9 +208,10 @@ export class ServiceEndpoint {
     this.counters.errors++;
     this.counters.lastError = `${error.code}: ${error.message}`;
     this.options.logger.warn({ err: error, subject: msg.subject }, "rejected a bad message");
-    const data = encodeEnvelope(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId }));
-    if (msg.reply) msg.respond(data);
-    this.options.bus.nc.publish(subjects.errors(this.options.instance), data);
+    const payload = errorPayload(error);
+    if (msg.reply) msg.respond(encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
+    // The report is a message of its own, with its own id.
+    this.options.bus.nc.publish(subjects.errors(this.options.instance), encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
   }
 }
 
