@@ -9,7 +9,9 @@ import express, { type NextFunction, type Request, type Response } from "express
 import { hostHeaderValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
 import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
 import type { Gateway } from "../../src/gateway/index.js";
+import type { GatewayMonitor } from "../../src/gateway/monitor.js";
 import type { Logger } from "../../src/util/logger.js";
+import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 export interface HttpServeOptions {
   port: number;
@@ -19,11 +21,15 @@ export interface HttpServeOptions {
   /** Sessions with no request for this long are closed. */
   sessionIdleMs?: number;
   logger: Logger;
+  /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
+  dashboard?: GatewayMonitor | undefined;
 }
 
 export interface HttpGatewayServer {
   url: string;
   port: number;
+  /** Where the dashboard is served, when it is. */
+  dashboardUrl?: string;
   sessionCount(): number;
   /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
   stopAccepting(): void;
@@ -64,6 +70,8 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
     });
   }
+  // After the host-header guard, so the dashboard is guarded like /mcp.
+  const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
     const sessionId = req.header("mcp-session-id");
@@ -143,9 +151,12 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   sweeper.unref();
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
   logger.info({ url }, "gateway serving MCP over Streamable HTTP");
+  const dashboardUrl = dashboard ? url.replace(/\/mcp$/, DASHBOARD_PATH) : undefined;
+  if (dashboardUrl) logger.info({ url: dashboardUrl }, "gateway serving its dashboard");
   return {
     url,
     port,
+    ...(dashboardUrl ? { dashboardUrl } : {}),
     sessionCount: () => sessions.size,
     stopAccepting() {
       accepting = false;
@@ -154,6 +165,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     async close() {
       accepting = false;
       clearInterval(sweeper);
+      dashboard?.close();
       await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
       sessions.clear();
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));

@@ -6,6 +6,7 @@
  * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
  * registry, the call fails at once with EXECUTOR_LOST instead of waiting out its deadline.
  */
+import { randomUUID } from "node:crypto";
 import { createInbox, type Msg, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
@@ -68,12 +69,12 @@ export class BusCaller {
     // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
     if (!this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
     if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
+    const id = randomUUID();
     const request = createEnvelope(
       "prompt_request",
       params === undefined ? { service, method } : { service, method, params },
-      { sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs) },
+      { id, correlationId: id, sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs) },
     );
-    request.correlation_id = request.id;
     request.receipt = true;
     const data = encodeEnvelope(request);
     if (data.byteLength > this.bus.maxPayload) {

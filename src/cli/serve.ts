@@ -8,6 +8,7 @@ import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
 import { Gateway } from "../gateway/index.js";
+import { GatewayMonitor } from "../gateway/monitor.js";
 import type { Logger } from "../util/logger.js";
 import { isStdioServer, type ServerConfig } from "./config.js";
 
@@ -23,6 +24,8 @@ export interface GatewayServeOptions {
   metricsPort?: number | undefined;
   /** How long a stop waits for calls in flight. */
   shutdownGraceMs?: number | undefined;
+  /** Serve the live dashboard at /dashboard on the HTTP gateway (off by default). */
+  dashboard?: boolean | undefined;
 }
 
 export interface RunningGateway {
@@ -34,19 +37,22 @@ export interface RunningGateway {
 }
 
 export async function startGateway(options: GatewayServeOptions): Promise<RunningGateway> {
+  // The dashboard's monitor sees the gateway's bus traffic through the connection it hands the gateway.
+  const monitor = options.dashboard && options.http ? new GatewayMonitor({ bus: options.bus, logger: options.logger }) : undefined;
   const gateway = new Gateway({
-    bus: options.bus,
+    bus: monitor?.bus ?? options.bus,
     logger: options.logger,
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   await gateway.start();
+  monitor?.attach(gateway);
   const probes =
     options.metricsPort !== undefined && options.metrics
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
   return {
     gateway,
@@ -56,6 +62,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       http?.stopAccepting();
       await gateway.stop(options.shutdownGraceMs);
       await http?.close();
+      monitor?.stop();
       await probes?.close();
     },
   };

@@ -11,7 +11,7 @@ import type { Registry } from "prom-client";
 import { SpanKind, type Context } from "@opentelemetry/api";
 import { contextFromMeta, inSpan } from "../tracing/propagation.js";
 import type { ContextRetention } from "../bus/context.js";
-import { CallMetrics } from "../metrics/registry.js";
+import { CallMetrics, outcomeOf } from "../metrics/registry.js";
 import { Counter, Gauge } from "prom-client";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
@@ -40,6 +40,7 @@ export class GatewayCore {
   private readonly caller: BusCaller;
   readonly context: ContextService;
   private readonly callMetrics: CallMetrics | undefined;
+  private readonly callObservers = new Set<CallObserver>();
   private registryLoaded = false;
   private readonly listeners = new Set<(kind: ListKind) => void>();
   private fingerprints: Record<ListKind, string> = { tools: "[]", resources: "[][]", prompts: "[]" };
@@ -104,7 +105,14 @@ export class GatewayCore {
     params: Record<string, unknown>,
     context: { signal?: AbortSignal; sessionId?: string | undefined; transport?: string; traceHeaders?: Record<string, string> | undefined },
   ): Promise<Record<string, unknown>> {
-    const route = this.route(method, params);
+    let route: { service: string; params: Record<string, unknown> };
+    try {
+      route = this.route(method, params);
+    } catch (err) {
+      // Observers see calls refused before routing too (an unknown tool), with no service.
+      for (const observer of this.callObservers) observer({ service: "", method, params, transport: context.transport ?? "" })(outcomeOf(undefined, err), err);
+      throw err;
+    }
     // Tool and prompt names label the series; resource URIs would be unbounded, so they do not.
     const target = method === "tools/call" || method === "prompts/get" ? String(route.params.name ?? "") : "";
     // The client's trace (from _meta, else HTTP headers) continues in a span of this hop.
@@ -116,8 +124,28 @@ export class GatewayCore {
         { "mcp.method.name": method, "dmcp.service": route.service, ...(target ? { "dmcp.target": target } : {}) },
         (trace) => this.dispatch(route, method, { ...context, trace }),
       );
-    if (!this.callMetrics) return traced();
-    return this.callMetrics.observe({ service: route.service, method, target, transport: context.transport ?? "" }, traced);
+    const run = this.callMetrics
+      ? () => this.callMetrics!.observe({ service: route.service, method, target, transport: context.transport ?? "" }, traced)
+      : traced;
+    if (this.callObservers.size === 0) return run();
+    const ends = [...this.callObservers].map((observer) => observer({ service: route.service, method, params, transport: context.transport ?? "" }));
+    try {
+      const result = await run();
+      for (const end of ends) end(outcomeOf(result));
+      return result;
+    } catch (err) {
+      for (const end of ends) end(outcomeOf(undefined, err), err);
+      throw err;
+    }
+  }
+
+  /**
+   * Sees every call start (refused ones with service ""); the function it returns is called with the call's outcome (`ok`,
+   * `tool_error` or an error code in lower case) when it ends. For live views such as the dashboard.
+   */
+  observeCalls(observer: CallObserver): () => void {
+    this.callObservers.add(observer);
+    return () => this.callObservers.delete(observer);
   }
 
   private async dispatch(
@@ -244,6 +272,16 @@ export class GatewayCore {
     }
   }
 }
+
+/** A routed call as observers see it: the owning service and the client's own params. */
+export interface CallStart {
+  service: string;
+  method: string;
+  params: Record<string, unknown>;
+  transport: string;
+}
+
+export type CallObserver = (call: CallStart) => (outcome: string, error?: unknown) => void;
 
 /** Announced items that break the protocol are dropped from the catalog and reported on the bus. */
 export interface InvalidAnnouncementItem {

@@ -3,3 +3,4 @@ export * from "./core.js";
 export * from "./session.js";
 export * from "./catalog.js";
 export * from "./context-service.js";
+export * from "./monitor.js";

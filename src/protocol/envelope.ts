@@ -157,6 +157,8 @@ type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends in
 
 export interface EnvelopeOptions {
   sender: string;
+  /** The message id; a fresh UUID unless given (a request correlates to its own id). */
+  id?: string | undefined;
   correlationId?: string | undefined;
   sessionId?: string | undefined;
   deadline?: Date | string | undefined;
@@ -168,19 +170,16 @@ export function createEnvelope<T extends MessageType>(
   payload: InputPayloadOf<T>,
   options: EnvelopeOptions,
 ): Extract<Envelope, { type: T }> {
-  const envelope: Record<string, unknown> = {
-    dMCP_version: DMCP_VERSION,
-    type,
-    id: randomUUID(),
-    timestamp: new Date().toISOString(),
-    sender_id: options.sender,
-    payload,
-  };
+  // Ids come before the payload: a reader of an envelope too large to parse finds them in its head.
+  const envelope: Record<string, unknown> = { dMCP_version: DMCP_VERSION, type, id: options.id ?? randomUUID() };
   if (options.correlationId !== undefined) envelope.correlation_id = options.correlationId;
   if (options.sessionId !== undefined) envelope.session_id = options.sessionId;
+  envelope.timestamp = new Date().toISOString();
+  envelope.sender_id = options.sender;
   if (options.deadline !== undefined) {
     envelope.deadline = typeof options.deadline === "string" ? options.deadline : options.deadline.toISOString();
   }
+  envelope.payload = payload;
   return envelope as Extract<Envelope, { type: T }>;
 }
 

@@ -6,7 +6,7 @@ import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, 
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 
-export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST]) [options]
+export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
 
 Serves every service on the bus as one MCP server.
 
@@ -15,6 +15,9 @@ Options:
   --stdio               serve MCP on stdin/stdout (for Claude Desktop and other stdio clients)
   --http PORT           serve MCP over Streamable HTTP at http://HOST:PORT/mcp (0 = any free port)
   --host HOST           address to listen on with --http (default: 127.0.0.1)
+  --dashboard           with --http, also serve a live dashboard at http://HOST:PORT/dashboard:
+                        services and replicas, calls in flight, recent errors, bus traffic (metadata
+                        only, no payloads; like /mcp, anyone who can reach the port can open it)
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -45,12 +48,14 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "metrics-port": { type: "string" },
     "shutdown-grace": { type: "string" },
     "otel-endpoint": { type: "string" },
+    dashboard: { type: "boolean" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
     return 0;
   }
   if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
+  if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-gateway", logger });
   const running = await startGateway({
@@ -63,8 +68,10 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     metrics: createMetricsRegistry(),
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
+    dashboard: values.dashboard ?? false,
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
+  if (running.http?.dashboardUrl) process.stderr.write(`dmcp gateway: dashboard at ${running.http.dashboardUrl}\n`);
   await runUntilSignal(
     logger,
     async () => {

@@ -6,7 +6,7 @@ import { connectBus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
-import { parse, parsePort } from "../args.js";
+import { parse, parsePort, UsageError } from "../args.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { contextRetention, loadConfig } from "../config.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
@@ -29,6 +29,7 @@ Options:
   --host HOST           address for --http (default: the config's, 127.0.0.1)
   --no-http             do not serve HTTP
   --stdio               also serve MCP on stdin/stdout (for Claude Desktop)
+  --dashboard           serve the live dashboard at /dashboard on the HTTP gateway
   --nats URL            use this NATS server instead of starting one
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
@@ -48,6 +49,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     nats: { type: "string" },
     "data-dir": { type: "string" },
     "otel-endpoint": { type: "string" },
+    dashboard: { type: "boolean" },
   });
   if (values.help) {
     process.stdout.write(upHelp);
@@ -80,6 +82,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
         : configuredHttp
           ? { port: configuredHttp.port, host: values.host ?? configuredHttp.host }
           : undefined;
+    if (values.dashboard && !http) throw new UsageError("--dashboard needs the HTTP gateway (leave out --no-http)");
     const running = await startGateway({
       bus,
       logger,
@@ -88,6 +91,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       callTimeoutMs: config.gateway.callTimeoutMs,
       contextRetention: contextRetention(config.context),
       metrics,
+      dashboard: values.dashboard ?? false,
     });
     const services = Object.keys(config.servers).join(", ") || "none";
     process.stderr.write(
