@@ -127,6 +127,22 @@ function decodeError(value: unknown): DmcpError {
 // ---------------------------------------------------------------------------
 
 describe("envelope", () => {
+  it("writes the ids before the payload, so that an oversized envelope's head still names them", () => {
+    const envelope = createEnvelope("prompt_request", { service: "s", method: "tools/call", params: { pad: "x".repeat(100) } }, {
+      sender: "t",
+      id: "req-1",
+      correlationId: "req-1",
+      sessionId: "sess",
+      deadline: new Date(),
+    });
+    const keys = Object.keys(envelope);
+    expect(keys.at(-1)).toBe("payload");
+    expect(keys.indexOf("correlation_id")).toBeLessThan(keys.indexOf("payload"));
+    const oversized = decodeEnvelope(encodeEnvelope(envelope), 64);
+    expect(oversized.ok).toBe(false);
+    expect(salvageIds(oversized.ok ? undefined : oversized.raw)).toMatchObject({ correlationId: "req-1", sender: "t" });
+  });
+
   it("creates, encodes and decodes every message type unchanged", () => {
     const samples = sampleEnvelopes();
     expect(Object.keys(samples).sort()).toEqual([...MESSAGE_TYPES].sort());
