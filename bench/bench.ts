@@ -32,6 +32,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
+import { terminate } from "../src/util/terminate.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Configuration
@@ -157,21 +158,7 @@ async function cleanup(): Promise<void> {
   shuttingDown = true;
   // All children at once; they stay listed until gone so that the exit handler can still SIGKILL them.
   await Promise.all(
-    children.map(async (child) => {
-      const { proc } = child;
-      if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      const escalate = new Promise<void>((resolveKill) => {
-        timer = setTimeout(() => {
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-          resolveKill();
-        }, STOP_GRACE_MS);
-      });
-      await Promise.race([child.exited, escalate]);
-      clearTimeout(timer);
-      await child.exited;
-    }),
+    children.map((child) => terminate(child.proc, child.exited, STOP_GRACE_MS)),
   );
   children.length = 0;
   const server = nats;

@@ -13,6 +13,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import type { Logger } from "pino";
+import { terminate } from "../util/terminate.js";
 
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
 const STDERR_RING_LINES = 50;
@@ -265,7 +266,7 @@ export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promis
     },
     async restart(): Promise<void> {
       if (stopping) throw new NatsServerStartError("restart() after stop()", []);
-      if (current) await terminate(current);
+      if (current) await terminate(current.child, current.exited, STOP_GRACE_MS);
       current = undefined;
       const next = await launch(spec, owned);
       current = next.running;
@@ -273,7 +274,7 @@ export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promis
     },
     stop(): Promise<void> {
       stopping ??= (async () => {
-        if (current) await terminate(current);
+        if (current) await terminate(current.child, current.exited, STOP_GRACE_MS);
         current = undefined;
         untrack(owned);
         await rm(base, { recursive: true, force: true });
@@ -407,26 +408,6 @@ function canConnect(host: string, port: number): Promise<boolean> {
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
   });
-}
-
-/** SIGTERM, then SIGKILL after the grace period; resolves once the child has exited. */
-async function terminate(running: Running): Promise<void> {
-  const { child } = running;
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
-    await running.exited;
-    return;
-  }
-  child.kill("SIGTERM");
-  let timer: NodeJS.Timeout | undefined;
-  const escalate = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      resolve();
-    }, STOP_GRACE_MS);
-  });
-  await Promise.race([running.exited, escalate]);
-  clearTimeout(timer);
-  await running.exited;
 }
 
 function sleep(ms: number): Promise<void> {

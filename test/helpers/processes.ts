@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { terminate } from "../../src/util/terminate.js";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const DMCP_BIN = `${REPO_ROOT}dist/src/cli/main.js`;
@@ -85,11 +86,8 @@ export function spawnNode(args: string[], options: { env?: Record<string, string
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
+      await terminate(child, exited);
+      return exited;
     },
   };
 }
