@@ -125,7 +125,7 @@ export class ToolSet {
       correlationId: context.correlationId,
       sessionId: context.sessionId,
       timeoutMs: context.timeoutMs,
-      signal: AbortSignal.timeout(Math.max(0, Math.min(context.timeoutMs, MAX_TIMER_MS))),
+      signal: eitherSignal(AbortSignal.timeout(Math.max(0, Math.min(context.timeoutMs, MAX_TIMER_MS))), context.signal),
     };
     try {
       return toCallToolResult(await tool.handler(parsed.data, ctx));
@@ -183,4 +183,16 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (!isRecord(value)) return false;
   const proto = Object.getPrototypeOf(value) as unknown;
   return proto === Object.prototype || proto === null;
+}
+
+/** Aborts when either aborts (AbortSignal.any arrived in Node 20.3; engines allow 20.0). */
+function eitherSignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (typeof AbortSignal.any === "function") return AbortSignal.any([a, b]);
+  const controller = new AbortController();
+  const forward = (signal: AbortSignal) => () => controller.abort(signal.reason);
+  for (const signal of [a, b]) {
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener("abort", forward(signal), { once: true });
+  }
+  return controller.signal;
 }

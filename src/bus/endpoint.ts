@@ -8,6 +8,7 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
+  CANCEL_METHOD,
   createEnvelope,
   decodeEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
@@ -29,6 +30,8 @@ import type { Bus } from "./connection.js";
 export const DEFAULT_RECEIPT_DELAY_MS = 20;
 
 export interface RequestContext {
+  /** Aborted when the caller cancels the call (its reason is a CANCELLED DmcpError). */
+  signal: AbortSignal;
   /** The caller's trace, continued in this hop's span. */
   trace: Context;
   /** Milliseconds left before the caller stops waiting. */
@@ -69,6 +72,8 @@ export class ServiceEndpoint {
   private handledCount = 0;
   private stopping = false;
   private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
+  /** Calls being served, by correlation id, so that a cancellation can stop them. */
+  private readonly running = new Map<string, AbortController>();
 
   constructor(private readonly options: EndpointOptions) {}
 
@@ -105,6 +110,7 @@ export class ServiceEndpoint {
     this.subscriptions.push(
       bus.nc.subscribe(subjects.request(service), { queue: subjects.queueGroup(service), callback }),
       bus.nc.subscribe(subjects.instanceRequest(instance), { callback }),
+      bus.nc.subscribe(subjects.cancel(service), { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
     );
     await bus.nc.flush();
   }
@@ -115,6 +121,17 @@ export class ServiceEndpoint {
     for (const sub of this.subscriptions) sub.unsubscribe();
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.inflight]), grace]);
+  }
+
+  /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
+  private onCancel(msg: Msg): void {
+    const decoded = decodeEnvelope(msg.data);
+    if (!decoded.ok || decoded.envelope.type !== "context_update" || decoded.envelope.payload.method !== CANCEL_METHOD) return;
+    const correlationId = decoded.envelope.correlation_id;
+    const controller = correlationId ? this.running.get(correlationId) : undefined;
+    if (!controller) return;
+    this.options.logger.debug({ correlationId }, "call cancelled by its caller");
+    controller.abort(new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller"));
   }
 
   private track(work: Promise<void>): void {
@@ -147,8 +164,10 @@ export class ServiceEndpoint {
     // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
     const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(msg, correlationId), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
+    const cancel = new AbortController();
+    this.running.set(correlationId, cancel);
     try {
-      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers));
+      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers), cancel.signal);
       this.respond(msg, createEnvelope("prompt_response", { result }, reply));
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
@@ -163,11 +182,12 @@ export class ServiceEndpoint {
       this.respond(msg, createEnvelope("error_notification", payload, reply));
     } finally {
       clearTimeout(receipt);
+      if (this.running.get(correlationId) === cancel) this.running.delete(correlationId);
       this.handledCount++;
     }
   }
 
-  private execute(request: PromptRequest, correlationId: string, trace: Context): Promise<Record<string, unknown>> {
+  private execute(request: PromptRequest, correlationId: string, trace: Context, signal: AbortSignal): Promise<Record<string, unknown>> {
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
     const timeoutMs = request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000);
     if (timeoutMs <= 0) {
@@ -178,7 +198,7 @@ export class ServiceEndpoint {
       SpanKind.CONSUMER,
       trace,
       { "messaging.system": "nats", "messaging.destination.name": subjects.request(this.options.service), "dmcp.instance": this.options.instance },
-      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx }),
+      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal }),
     );
   }
 

@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { createInbox, type Msg, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
+  CANCEL_METHOD,
   createEnvelope,
   decodeEnvelope,
   DmcpError,
@@ -100,7 +101,10 @@ export class BusCaller {
         }, options.timeoutMs),
       };
       if (options.signal) {
-        call.onAbort = () => this.settle(token)?.reject(abortError(options.signal!));
+        call.onAbort = () => {
+          this.settle(token)?.reject(abortError(options.signal!));
+          this.publishCancel(service, id, options.signal!.reason);
+        };
         options.signal.addEventListener("abort", call.onAbort, { once: true });
       }
       this.pending.set(token, call);
@@ -112,6 +116,21 @@ export class BusCaller {
         this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
       }
     });
+  }
+
+  /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */
+  private publishCancel(service: string, correlationId: string, reason: unknown): void {
+    if (this.bus.nc.isClosed()) return;
+    const envelope = createEnvelope(
+      "context_update",
+      { method: CANCEL_METHOD, params: { reason: reason instanceof Error ? reason.message : "cancelled by the caller" } },
+      { sender: this.sender, correlationId },
+    );
+    try {
+      this.bus.nc.publish(subjects.cancel(service), encodeEnvelope(envelope));
+    } catch (err) {
+      this.bus.logger.debug({ err }, "could not publish a cancellation");
+    }
   }
 
   /** Fails every call held by an executor instance that left the bus. */

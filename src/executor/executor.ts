@@ -66,7 +66,7 @@ export class Executor {
     // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span.
     const forward: RequestHandler = (request, context) =>
       inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) =>
-        this.supervisor.request(request.payload.method, withTraceMeta(request.payload.params, ctx), { timeoutMs: context.timeoutMs }),
+        this.supervisor.request(request.payload.method, withTraceMeta(request.payload.params, ctx), { timeoutMs: context.timeoutMs, signal: context.signal }),
       );
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     this.endpoint = new ServiceEndpoint({

@@ -49,6 +49,12 @@ export const ErrorNotificationPayload = z.looseObject({
  */
 export const ACCEPTED_METHOD = "dmcp/accepted";
 
+/**
+ * The `context_update.payload.method` of a cancellation, published on `dmcp.v1.cancel.<service>` with
+ * the cancelled call's `correlation_id`: the instance that holds the call stops it.
+ */
+export const CANCEL_METHOD = "notifications/cancelled";
+
 /** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
 export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
 

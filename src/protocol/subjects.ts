@@ -46,6 +46,8 @@ export const subjects = {
   queueGroup: (service: string) => `dmcp-${assertToken("service", service)}`,
   /** Requests addressed to one executor instance (session pinning, cancellation). */
   instanceRequest: (instance: string) => `${SUBJECT_ROOT}.inst.${assertToken("instance", instance)}.req`,
+  /** Cancellations of calls to a service; every instance subscribes (no queue group). */
+  cancel: (service: string) => `${SUBJECT_ROOT}.cancel.${assertToken("service", service)}`,
   /** Context updates of a topic (topics may have dot-separated segments). */
   context: (topic: string) => `${SUBJECT_ROOT}.ctx.${assertTopic(topic)}`,
   contextAll: () => `${SUBJECT_ROOT}.ctx.>`,

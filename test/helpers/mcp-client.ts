@@ -77,6 +77,11 @@ export class RawMcpClient {
     });
   }
 
+  /** The id of the newest request sent (to cancel it). */
+  get lastRequestId(): number {
+    return this.nextId - 1;
+  }
+
   /** The result, or throws with the JSON-RPC error. */
   async result(method: string, params?: Record<string, unknown>): Promise<Record<string, unknown>> {
     const response = await this.request(method, params);

@@ -1,0 +1,84 @@
+/** A client's notifications/cancelled travels over the bus to the executor or agent running the call. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as z from "zod";
+import { Agent } from "../src/agent/index.js";
+import { connectBus, type Bus } from "../src/bus/index.js";
+import { silentLogger } from "../src/util/logger.js";
+import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
+import { eventually, sleep, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+
+describe("cancellation across the bus", () => {
+  let nats: EmbeddedNats;
+  let executor: Child;
+  let metricsUrl: string;
+  let gateway: Child & { url: string };
+  let client: RawMcpClient;
+  let bus: Bus;
+  let agent: Agent;
+  let agentSawAbort: unknown;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    executor = await wrapFixtureStdio(nats.url, "halting", ["--metrics-port", "0"]);
+    metricsUrl = (await executor.waitFor(/"url":"(http:\/\/[^"]+\/metrics)"/))[1]!;
+    bus = await connectBus({ servers: nats.url, name: "cancel-test", logger: silentLogger() });
+    agent = new Agent({ bus, name: "patient", version: "1.0.0", logger: silentLogger() });
+    agent.tool("wait_for_abort", { description: "waits until cancelled", input: z.object({}) }, (_args, ctx) =>
+      new Promise((resolve) => {
+        ctx.signal.addEventListener("abort", () => {
+          agentSawAbort = ctx.signal.reason;
+          resolve("stopped");
+        });
+      }),
+    );
+    await agent.start();
+    gateway = await startGatewayHttp(nats.url);
+    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
+    await eventually(async () => {
+      const names = await client.toolNames();
+      return names.includes("sleep") && names.includes("wait_for_abort");
+    });
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await gateway?.stop();
+    await agent?.stop();
+    await bus?.drain();
+    await executor?.stop();
+    await nats?.stop();
+  });
+
+  /** Starts a call, waits until it runs, cancels it, and checks that the client gets no answer. */
+  async function startAndCancel(name: string, args: Record<string, unknown>): Promise<void> {
+    const pending = client.request("tools/call", { name, arguments: args }, 3000).then(
+      () => "answered",
+      () => "no answer",
+    );
+    await sleep(300);
+    await client.notify("notifications/cancelled", { requestId: client.lastRequestId, reason: "user pressed stop" });
+    expect(await pending).toBe("no answer");
+  }
+
+  it("stops the upstream call of a wrapped server: the server receives notifications/cancelled", async () => {
+    await startAndCancel("sleep", { ms: 20_000 });
+    const cancellations = await eventually(async () => {
+      const result = (await client.result("tools/call", { name: "cancelled", arguments: {} })) as { structuredContent: { cancellations: unknown[] } };
+      return result.structuredContent.cancellations.length > 0 ? result.structuredContent.cancellations : undefined;
+    });
+    expect(cancellations[0]).toMatchObject({ requestId: expect.anything() });
+    const metrics = await eventually(async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      return /dmcp_executor_calls_total\{service="halting",method="tools\/call",outcome="cancelled"\} 1/.test(text) ? text : undefined;
+    });
+    expect(metrics).toMatch(/dmcp_executor_calls_in_flight\{service="halting"\} 0/);
+  });
+
+  it("aborts a native agent's handler through its signal", async () => {
+    agentSawAbort = undefined;
+    await startAndCancel("wait_for_abort", {});
+    await eventually(() => agentSawAbort !== undefined);
+    expect(agentSawAbort).toMatchObject({ code: "CANCELLED" });
+  });
+});
