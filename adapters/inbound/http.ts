@@ -20,6 +20,8 @@ export interface HttpServeOptions {
   maxBodyBytes?: number;
   /** Sessions with no request for this long are closed. */
   sessionIdleMs?: number;
+  /** Answer POSTs with plain JSON instead of an SSE stream: faster, but no in-call notifications. */
+  jsonResponses?: boolean;
   logger: Logger;
   /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
   dashboard?: GatewayMonitor | undefined;
@@ -96,7 +98,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     }
     const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
-      enableJsonResponse: true,
+      // SSE answers carry a call's progress notifications before its result; plain JSON answers are
+      // cheaper but drop them, so they are opt-in.
+      enableJsonResponse: options.jsonResponses ?? false,
       onsessioninitialized: (id) => {
         sessions.set(id, { transport, lastUsed: Date.now() });
       },

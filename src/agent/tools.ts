@@ -20,8 +20,10 @@ export interface ToolContext {
   sessionId?: string | undefined;
   /** Milliseconds left before the caller stops waiting. */
   timeoutMs: number;
-  /** Aborted when the caller's deadline passes: nobody reads the answer after that. */
+  /** Aborted when the caller's deadline passes or the caller cancels: nobody reads the answer after that. */
   signal: AbortSignal;
+  /** Tells the caller how far the call has got (MCP progress); a no-op when the caller asked for none. */
+  reportProgress(progress: number, total?: number, message?: string): void;
 }
 
 /** MCP tool annotations (hints for clients; never trusted for security). */
@@ -126,6 +128,7 @@ export class ToolSet {
       sessionId: context.sessionId,
       timeoutMs: context.timeoutMs,
       signal: eitherSignal(AbortSignal.timeout(Math.max(0, Math.min(context.timeoutMs, MAX_TIMER_MS))), context.signal),
+      reportProgress: progressReporter(params, context),
     };
     try {
       return toCallToolResult(await tool.handler(parsed.data, ctx));
@@ -195,4 +198,17 @@ function eitherSignal(a: AbortSignal, b: AbortSignal): AbortSignal {
     else signal.addEventListener("abort", forward(signal), { once: true });
   }
   return controller.signal;
+}
+
+/** Progress for the caller's progressToken, if it sent one. */
+function progressReporter(params: Record<string, unknown> | undefined, context: RequestContext): ToolContext["reportProgress"] {
+  const token = (params?._meta as Record<string, unknown> | undefined)?.progressToken;
+  if (typeof token !== "string" && typeof token !== "number") return () => undefined;
+  return (progress, total, message) =>
+    context.notify("notifications/progress", {
+      progressToken: token,
+      progress,
+      ...(total === undefined ? {} : { total }),
+      ...(message === undefined ? {} : { message }),
+    });
 }

@@ -30,6 +30,11 @@ import type { Bus } from "./connection.js";
 export const DEFAULT_RECEIPT_DELAY_MS = 20;
 
 export interface RequestContext {
+  /**
+   * Sends the caller an MCP notification that belongs to this call (progress, logging), as a
+   * `context_update` on the reply subject; it arrives before the answer.
+   */
+  notify(method: string, params: Record<string, unknown>): void;
   /** Aborted when the caller cancels the call (its reason is a CANCELLED DmcpError). */
   signal: AbortSignal;
   /** The caller's trace, continued in this hop's span. */
@@ -167,7 +172,7 @@ export class ServiceEndpoint {
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
     try {
-      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers), cancel.signal);
+      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers), cancel.signal, msg.reply);
       this.respond(msg, createEnvelope("prompt_response", { result }, reply));
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
@@ -187,7 +192,12 @@ export class ServiceEndpoint {
     }
   }
 
-  private execute(request: PromptRequest, correlationId: string, trace: Context, signal: AbortSignal): Promise<Record<string, unknown>> {
+  private execute(request: PromptRequest, correlationId: string, trace: Context, signal: AbortSignal, reply: string | undefined): Promise<Record<string, unknown>> {
+    const notify = (method: string, params: Record<string, unknown>) => {
+      if (!reply || signal.aborted) return;
+      const update = createEnvelope("context_update", { method, params }, { sender: this.options.instance, correlationId });
+      this.options.bus.nc.publish(reply, encodeEnvelope(update));
+    };
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
     const timeoutMs = request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000);
     if (timeoutMs <= 0) {
@@ -198,7 +208,7 @@ export class ServiceEndpoint {
       SpanKind.CONSUMER,
       trace,
       { "messaging.system": "nats", "messaging.destination.name": subjects.request(this.options.service), "dmcp.instance": this.options.instance },
-      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal }),
+      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal, notify }),
     );
   }
 

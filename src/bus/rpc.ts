@@ -33,6 +33,8 @@ export interface CallOptions {
   instance?: string | undefined;
   /** The trace this call belongs to; it travels in the request's NATS headers. */
   trace?: Context | undefined;
+  /** Receives the MCP notifications that belong to the call (progress, logging), in order, before the answer. */
+  onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
 }
 
 interface PendingCall {
@@ -44,6 +46,7 @@ interface PendingCall {
   /** The executor instance that accepted the call, once its receipt arrived. */
   instance?: string;
   onAbort?: () => void;
+  onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -92,6 +95,7 @@ export class BusCaller {
         resolve,
         reject,
         signal: options.signal,
+        onNotification: options.onNotification,
         timer: setTimeout(() => {
           this.settle(token)?.reject(
             new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
@@ -198,11 +202,15 @@ export class BusCaller {
       case "error_notification":
         this.settle(token)?.reject(errorFromPayload(envelope.payload));
         return;
-      case "context_update":
-        if (envelope.payload.method === ACCEPTED_METHOD && typeof envelope.payload.params?.instance === "string") {
-          call.instance = envelope.payload.params.instance;
+      case "context_update": {
+        const { method, params } = envelope.payload;
+        if (method === ACCEPTED_METHOD) {
+          if (typeof params?.instance === "string") call.instance = params.instance;
+        } else if (method) {
+          call.onNotification?.(method, params ?? {});
         }
         return;
+      }
       default:
         return;
     }

@@ -26,6 +26,8 @@ export interface GatewayServeOptions {
   shutdownGraceMs?: number | undefined;
   /** Serve the live dashboard at /dashboard on the HTTP gateway (off by default). */
   dashboard?: boolean | undefined;
+  /** Plain JSON answers on the HTTP gateway (no in-call notifications such as progress). */
+  jsonResponses?: boolean | undefined;
 }
 
 export interface RunningGateway {
@@ -52,7 +54,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     options.metricsPort !== undefined && options.metrics
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

@@ -16,6 +16,7 @@ import type { Logger } from "../util/logger.js";
 import { fetchCatalog } from "./catalog.js";
 import { UpstreamSupervisor, type BackoffOptions } from "./supervisor.js";
 import { CLIENT_INFO, type UpstreamConnector } from "./connector.js";
+import { ProgressRelay } from "./progress.js";
 import type { UpstreamInfo } from "./upstream.js";
 
 export interface ExecutorOptions {
@@ -54,6 +55,7 @@ export class Executor {
   private readonly presence: InstancePresence;
   private readonly endpoint: ServiceEndpoint;
   private readonly discovery: ServiceDiscovery;
+  private readonly progress = new ProgressRelay();
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -63,11 +65,15 @@ export class Executor {
     this.service = options.service;
     this.instance = options.instance ?? `${options.service}-${randomUUID().slice(0, 8)}`;
     this.logger = options.logger.child({ service: this.service, instance: this.instance });
-    // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span.
+    // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span, and a
+    // progress token of this executor's own (callers' tokens may collide in the shared upstream session).
     const forward: RequestHandler = (request, context) =>
-      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) =>
-        this.supervisor.request(request.payload.method, withTraceMeta(request.payload.params, ctx), { timeoutMs: context.timeoutMs, signal: context.signal }),
-      );
+      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) => {
+        const { params, release } = this.progress.retag(request.payload.params, context.notify);
+        return this.supervisor
+          .request(request.payload.method, withTraceMeta(params, ctx), { timeoutMs: context.timeoutMs, signal: context.signal })
+          .finally(release);
+      });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     this.endpoint = new ServiceEndpoint({
       bus: options.bus,
@@ -108,8 +114,9 @@ export class Executor {
           metrics?.restarts.inc({ service: this.service });
           this.setStatus("degraded");
         },
-        onNotification: (method) => {
+        onNotification: (method, params) => {
           if (LIST_CHANGED.has(method)) this.refreshCatalog();
+          else if (method === "notifications/progress") this.progress.deliver(params);
         },
       },
       options.backoff,

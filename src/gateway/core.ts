@@ -103,7 +103,14 @@ export class GatewayCore {
   async forward(
     method: string,
     params: Record<string, unknown>,
-    context: { signal?: AbortSignal; sessionId?: string | undefined; transport?: string; traceHeaders?: Record<string, string> | undefined },
+    context: {
+      signal?: AbortSignal;
+      sessionId?: string | undefined;
+      transport?: string;
+      traceHeaders?: Record<string, string> | undefined;
+      /** Receives the call's notifications (progress), in order, before the result. */
+      onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+    },
   ): Promise<Record<string, unknown>> {
     let route: { service: string; params: Record<string, unknown> };
     try {
@@ -151,7 +158,12 @@ export class GatewayCore {
   private async dispatch(
     route: { service: string; params: Record<string, unknown> },
     method: string,
-    context: { signal?: AbortSignal; sessionId?: string | undefined; trace?: Context },
+    context: {
+      signal?: AbortSignal;
+      sessionId?: string | undefined;
+      trace?: Context;
+      onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+    },
   ): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
@@ -159,6 +171,7 @@ export class GatewayCore {
       signal: context.signal,
       sessionId: context.sessionId,
       trace: context.trace,
+      onNotification: context.onNotification,
     };
     try {
       return await this.caller.call(route.service, method, route.params, options);

@@ -160,7 +160,16 @@ export class GatewaySession {
       case "prompts/get":
       case "resources/read":
       case "completion/complete":
-        return this.core.forward(request.method, params, { signal, sessionId: this.id, transport: this.kind, traceHeaders: headers });
+        return this.core.forward(request.method, params, {
+          signal,
+          sessionId: this.id,
+          transport: this.kind,
+          traceHeaders: headers,
+          // Progress and the like go out on the request's own stream, before its result.
+          onNotification: (method, notificationParams) => {
+            if (!signal.aborted) this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
+          },
+        });
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }

@@ -18,6 +18,8 @@ Options:
   --dashboard           with --http, also serve a live dashboard at http://HOST:PORT/dashboard:
                         services and replicas, calls in flight, recent errors, bus traffic (metadata
                         only, no payloads; like /mcp, anyone who can reach the port can open it)
+  --json-responses      with --http: answer with plain JSON instead of SSE streams; faster, but
+                        progress notifications of a call do not reach HTTP clients
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -49,6 +51,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "shutdown-grace": { type: "string" },
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
+    "json-responses": { type: "boolean" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -68,6 +71,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     metrics: createMetricsRegistry(),
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
+    jsonResponses: values["json-responses"] ?? false,
     dashboard: values.dashboard ?? false,
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
