@@ -23,6 +23,7 @@
  *   BENCH_SERIAL_CALLS calls of the single-client (concurrency 1) measurement per path (default 1000)
  *   BENCH_CPU_PROF     a directory: run gateway, wrap and upstream with --cpu-prof into it
  *   BENCH_VERBOSE=1    echo the children's stderr
+ *   BENCH_GATEWAY_ARGS extra `dmcp gateway` flags, e.g. "--json-responses"
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -385,7 +386,7 @@ async function main(): Promise<void> {
   await spawnNode("wrap", [DMCP_JS, "wrap", "--name", "bench", "--nats", nats.url, "--url", upstreamUrl, "--log-level", "warn"], undefined, nodeFlags);
   const gateway = await spawnNode(
     "gateway",
-    [DMCP_JS, "gateway", "--nats", nats.url, "--http", "0", "--log-level", "warn"],
+    [DMCP_JS, "gateway", "--nats", nats.url, "--http", "0", "--log-level", "warn", ...(process.env["BENCH_GATEWAY_ARGS"] ?? "").split(/\s+/).filter(Boolean)],
     /dmcp gateway: serving MCP at (http:\/\/\S+)/,
     nodeFlags,
   );
