@@ -191,6 +191,7 @@ describe("dmcp up", () => {
     const fixture = status.services.fixture!;
     expect(fixture.replicas).toHaveLength(1);
     expect(fixture.replicas[0]!.status).toBe("ready");
+    expect(fixture.replicas[0]).toMatchObject({ kind: "executor", profile: null });
     expect(fixture.tools).toEqual(expect.arrayContaining(["echo", "add", "whoami"]));
   });
 
@@ -204,7 +205,7 @@ describe("dmcp up", () => {
     const row = stdout.split("\n").find((line) => line.startsWith("fixture "));
     expect(row).toBeDefined();
     expect(row).toContain(instance);
-    expect(row).toMatch(/\bready\b/);
+    expect(row).toMatch(/\bexecutor\s+ready\b/);
     for (const tool of ["echo", "add", "whoami"]) expect(row).toContain(tool);
     expect(stdout).toMatch(/1 service\(s\), 1 replica\(s\)/);
   });

@@ -7,7 +7,7 @@ import { Agent } from "../src/agent/index.js";
 import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
-import { wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 async function collect<T>(iterator: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -78,5 +78,15 @@ describe("NATS services protocol", () => {
     await leaving.stop();
     // Nobody answers for it any more: the request fails with no responders.
     await expect(client.ping("ephemeral").then(collect)).rejects.toBeInstanceOf(NoRespondersError);
+  });
+
+  it("shows up in dmcp status with its kind and, for agents, the profile", async () => {
+    const status = runDmcp(["status", "--nats", nats.url, "--json", "--wait", "600"]);
+    let stdout = "";
+    status.process.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    expect(await status.exited).toBe(0);
+    const services = (JSON.parse(stdout) as { services: Record<string, { replicas: { kind: string; profile: Record<string, unknown> | null }[] }> }).services;
+    expect(services.finder!.replicas[0]).toMatchObject({ kind: "agent", profile: { name: "finder", version: "2.1.0", description: "finds things" } });
+    expect(services.discoverable!.replicas[0]).toMatchObject({ kind: "executor", profile: null });
   });
 });

@@ -5,7 +5,9 @@ import { natsUrl, parse } from "../args.js";
 
 export const statusHelp = `Usage: dmcp status [--nats URL] [--json] [--wait MS]
 
-Lists the live services on the bus, their replicas (status, load, last heartbeat) and tools.
+Lists the live services on the bus (executors and native agents), their replicas (status, load,
+last heartbeat) and tools; --json adds each agent's profile (version, topics it publishes and
+consumes).
 
 Options:
   --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
@@ -52,7 +54,9 @@ function toJson(instances: LiveInstance[]) {
       handled: live.heartbeat?.handled ?? null,
       last_seen_ms: Date.now() - live.lastSeen,
       heartbeat_seen: live.heartbeat !== undefined,
+      kind: live.announcement.profile ? "agent" : "executor",
       server_info: live.announcement.server_info ?? null,
+      profile: live.announcement.profile ?? null,
     });
   }
   return { services };
@@ -60,11 +64,13 @@ function toJson(instances: LiveInstance[]) {
 
 function renderTable(instances: LiveInstance[]): string {
   if (instances.length === 0) return "no services on the bus\n";
-  const rows = [["SERVICE", "INSTANCE", "STATUS", "INFLIGHT", "HANDLED", "LAST SEEN", "TOOLS"]];
+  const rows = [["SERVICE", "INSTANCE", "KIND", "STATUS", "INFLIGHT", "HANDLED", "LAST SEEN", "TOOLS"]];
   for (const live of instances) {
+    const profile = live.announcement.profile;
     rows.push([
       live.service,
       live.instance,
+      profile ? `agent ${profile.version}` : "executor",
       live.heartbeat?.status ?? live.announcement.status,
       String(live.heartbeat?.inflight ?? "-"),
       String(live.heartbeat?.handled ?? "-"),
