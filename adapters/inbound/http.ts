@@ -11,7 +11,10 @@ import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
 import type { Gateway } from "../../src/gateway/index.js";
 import type { GatewayMonitor } from "../../src/gateway/monitor.js";
 import type { Logger } from "../../src/util/logger.js";
+import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
+
+const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
 
 export interface HttpServeOptions {
   port: number;
@@ -25,6 +28,8 @@ export interface HttpServeOptions {
   logger: Logger;
   /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
   dashboard?: GatewayMonitor | undefined;
+  /** Require authentication on /mcp and /dashboard; without it the gateway is open. */
+  auth?: { authenticate: Authenticate; authorizationServers: string[] } | undefined;
 }
 
 export interface HttpGatewayServer {
@@ -72,7 +77,17 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
     });
   }
-  // After the host-header guard, so the dashboard is guarded like /mcp.
+  if (options.auth) {
+    // RFC 9728: where clients learn which authorization servers issue tokens for /mcp.
+    const { authenticate, authorizationServers } = options.auth;
+    const origin = (req: Request) => `${req.protocol}://${req.get("host") ?? `${host}:${port}`}`;
+    const metadataPath = `${PROTECTED_RESOURCE_PATH}/mcp`;
+    app.get([PROTECTED_RESOURCE_PATH, metadataPath], (req, res) => {
+      res.json(protectedResourceMetadata(`${origin(req)}/mcp`, authorizationServers));
+    });
+    app.use(["/mcp", DASHBOARD_PATH], requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`));
+  }
+  // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {

@@ -1,6 +1,6 @@
 /** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
 import { resolve } from "node:path";
-import { serveHttp, serveStdio, type HttpGatewayServer } from "../../adapters/inbound/index.js";
+import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus } from "../bus/connection.js";
 import type { ContextRetention } from "../bus/context.js";
@@ -28,6 +28,8 @@ export interface GatewayServeOptions {
   dashboard?: boolean | undefined;
   /** Plain JSON answers on the HTTP gateway (no in-call notifications such as progress). */
   jsonResponses?: boolean | undefined;
+  /** Authentication of the HTTP gateway. */
+  auth?: HttpServeOptions["auth"];
 }
 
 export interface RunningGateway {
@@ -54,7 +56,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     options.metricsPort !== undefined && options.metrics
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

@@ -1,5 +1,7 @@
 import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
+import { readFileSync } from "node:fs";
+import { createAuthenticator, parseTokens, readTokensFile, type Authenticate } from "../../../adapters/inbound/auth.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
@@ -20,6 +22,14 @@ Options:
                         only, no payloads; like /mcp, anyone who can reach the port can open it)
   --json-responses      with --http: answer with plain JSON instead of SSE streams; faster, but
                         progress notifications of a call do not reach HTTP clients
+  --auth-tokens FILE    with --http: require a bearer token from FILE (lines name:token; the
+                        name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...)
+  --jwt-jwks URL        with --http: accept JWTs signed by a key of this JWKS
+  --jwt-public-key FILE with --http: accept JWTs signed by this PEM public key (RS256)
+  --jwt-issuer ISS      required iss of accepted JWTs
+  --jwt-audience AUD    required aud of accepted JWTs (e.g. this gateway's /mcp URL)
+  --auth-server URL     authorization server announced in /.well-known/oauth-protected-resource
+                        (repeatable)
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -52,6 +62,12 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
     "json-responses": { type: "boolean" },
+    "auth-tokens": { type: "string" },
+    "jwt-jwks": { type: "string" },
+    "jwt-public-key": { type: "string" },
+    "jwt-issuer": { type: "string" },
+    "jwt-audience": { type: "string" },
+    "auth-server": { type: "string", multiple: true },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -59,6 +75,8 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   }
   if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
   if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
+  const auth = await authFlags(values);
+  if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-gateway", logger });
   const running = await startGateway({
@@ -72,6 +90,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
     jsonResponses: values["json-responses"] ?? false,
+    auth,
     dashboard: values.dashboard ?? false,
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
@@ -98,4 +117,31 @@ function retentionFlags(values: Record<string, unknown>): ContextRetention | und
   const perTopic = parsePositiveInt(text("context-max-per-topic"), "--context-max-per-topic");
   if (perTopic) retention.maxMessagesPerTopic = perTopic;
   return Object.keys(retention).length > 0 ? retention : undefined;
+}
+
+/** The authenticator the flags (and $DMCP_AUTH_TOKENS) describe, or undefined for an open gateway. */
+async function authFlags(values: Record<string, unknown>): Promise<{ authenticate: Authenticate; authorizationServers: string[] } | undefined> {
+  const text = (flag: string) => (typeof values[flag] === "string" ? (values[flag] as string) : undefined);
+  try {
+    const tokens = {
+      ...(process.env.DMCP_AUTH_TOKENS ? parseTokens(process.env.DMCP_AUTH_TOKENS) : {}),
+      ...(text("auth-tokens") ? readTokensFile(text("auth-tokens")!) : {}),
+    };
+    const jwksUrl = text("jwt-jwks");
+    const keyFile = text("jwt-public-key");
+    const jwt =
+      jwksUrl || keyFile
+        ? {
+            ...(jwksUrl ? { jwksUrl } : {}),
+            ...(keyFile ? { publicKeyPem: readFileSync(keyFile, "utf8") } : {}),
+            ...(text("jwt-issuer") ? { issuer: text("jwt-issuer")! } : {}),
+            ...(text("jwt-audience") ? { audience: text("jwt-audience")! } : {}),
+          }
+        : undefined;
+    if (Object.keys(tokens).length === 0 && !jwt) return undefined;
+    const authenticate = await createAuthenticator({ tokens, ...(jwt ? { jwt } : {}) });
+    return { authenticate, authorizationServers: (values["auth-server"] as string[] | undefined) ?? [] };
+  } catch (err) {
+    throw new UsageError(`authentication: ${(err as Error).message}`);
+  }
 }
