@@ -6,12 +6,13 @@ import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { hostHeaderValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
+import { hostHeaderValidation, localhostOriginValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
 import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
 import type { Gateway } from "../../src/gateway/index.js";
 import type { GatewayMonitor } from "../../src/gateway/monitor.js";
 import type { Logger } from "../../src/util/logger.js";
 import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
+import { rateLimiter, type RateLimit } from "./rate-limit.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -30,6 +31,8 @@ export interface HttpServeOptions {
   dashboard?: GatewayMonitor | undefined;
   /** Require authentication on /mcp and /dashboard; without it the gateway is open. */
   auth?: { authenticate: Authenticate; authorizationServers: string[] } | undefined;
+  /** Requests per client (identity, else address) on /mcp; unlimited without it. */
+  rateLimit?: RateLimit | undefined;
 }
 
 export interface HttpGatewayServer {
@@ -59,10 +62,12 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
 
   const app = express();
   app.disable("x-powered-by");
-  // A gateway bound to loopback only answers to loopback names: a DNS rebinding guard.
+  // A gateway bound to loopback only answers to loopback names and loopback pages: DNS rebinding
+  // guards on the Host header and on the Origin a browser sends.
   if (LOOPBACK_HOSTS.has(host)) {
-    const validate = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
-    app.use((req, res, next) => (validate(req, res) ? next() : undefined));
+    const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
+    const validateOrigin = localhostOriginValidation();
+    app.use((req, res, next) => (validateHost(req, res) && validateOrigin(req, res) ? next() : undefined));
   }
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok", sessions: sessions.size });
@@ -87,6 +92,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     });
     app.use(["/mcp", DASHBOARD_PATH], requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`));
   }
+  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit));
   // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
@@ -156,6 +162,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   });
 
   const server = await listen(app, options.port, host);
+  // A client that trickles its headers or body is cut off instead of holding a socket forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   const port = (server.address() as AddressInfo).port;
   const sweeper = setInterval(() => {
     const now = Date.now();

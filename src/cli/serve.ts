@@ -30,6 +30,8 @@ export interface GatewayServeOptions {
   jsonResponses?: boolean | undefined;
   /** Authentication of the HTTP gateway. */
   auth?: HttpServeOptions["auth"];
+  /** Per-client request rate of the HTTP gateway. */
+  rateLimit?: HttpServeOptions["rateLimit"];
 }
 
 export interface RunningGateway {
@@ -56,7 +58,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     options.metricsPort !== undefined && options.metrics
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth, rateLimit: options.rateLimit }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

@@ -2,6 +2,7 @@ import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
 import { readFileSync } from "node:fs";
 import { createAuthenticator, parseTokens, readTokensFile, type Authenticate } from "../../../adapters/inbound/auth.js";
+import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
@@ -30,6 +31,8 @@ Options:
   --jwt-audience AUD    required aud of accepted JWTs (e.g. this gateway's /mcp URL)
   --auth-server URL     authorization server announced in /.well-known/oauth-protected-resource
                         (repeatable)
+  --rate-limit N/s      with --http: at most N requests per second per client (its token's name or
+                        JWT subject, else its address), bursts up to N; or N/s,burst=M. Over it: 429
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -68,6 +71,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "jwt-issuer": { type: "string" },
     "jwt-audience": { type: "string" },
     "auth-server": { type: "string", multiple: true },
+    "rate-limit": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -91,6 +95,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
     jsonResponses: values["json-responses"] ?? false,
     auth,
+    rateLimit: rateLimitFlag(values["rate-limit"]),
     dashboard: values.dashboard ?? false,
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
@@ -143,5 +148,14 @@ async function authFlags(values: Record<string, unknown>): Promise<{ authenticat
     return { authenticate, authorizationServers: (values["auth-server"] as string[] | undefined) ?? [] };
   } catch (err) {
     throw new UsageError(`authentication: ${(err as Error).message}`);
+  }
+}
+
+function rateLimitFlag(value: string | undefined): RateLimit | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parseRateLimit(value);
+  } catch (err) {
+    throw new UsageError(`--rate-limit: ${(err as Error).message}`);
   }
 }

@@ -1,0 +1,57 @@
+/**
+ * Per-client rate limiting for the HTTP gateway: a token bucket per client (its authenticated
+ * identity, else its address). Over the limit a request gets 429 with `Retry-After`.
+ */
+import type { NextFunction, Request, Response } from "express";
+
+export interface RateLimit {
+  /** Requests per second allowed on average. */
+  perSecond: number;
+  /** How many may come at once before the rate applies. */
+  burst: number;
+}
+
+interface Bucket {
+  tokens: number;
+  updated: number;
+}
+
+/** Buckets unused for this long are forgotten (they would be full again anyway). */
+const IDLE_MS = 60_000;
+const MAX_CLIENTS = 100_000;
+
+export function rateLimiter(limit: RateLimit) {
+  const buckets = new Map<string, Bucket>();
+  let lastSweep = Date.now();
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const now = Date.now();
+    if (now - lastSweep > IDLE_MS || buckets.size > MAX_CLIENTS) {
+      for (const [key, bucket] of buckets) if (now - bucket.updated > IDLE_MS) buckets.delete(key);
+      lastSweep = now;
+    }
+    const identity = (req as Request & { identity?: { subject: string } }).identity;
+    const key = identity ? `id:${identity.subject}` : `ip:${req.socket.remoteAddress ?? "?"}`;
+    const bucket = buckets.get(key) ?? { tokens: limit.burst, updated: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.updated) / 1000) * limit.perSecond);
+    bucket.updated = now;
+    buckets.set(key, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      next();
+      return;
+    }
+    const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / limit.perSecond));
+    res
+      .status(429)
+      .setHeader("Retry-After", String(retryAfter))
+      .json({ jsonrpc: "2.0", id: null, error: { code: -32029, message: `rate limit of ${limit.perSecond} requests/s exceeded; retry in ${retryAfter} s` } });
+  };
+}
+
+/** Parses `N` or `N/s` or `N/s,burst=M`. */
+export function parseRateLimit(text: string): RateLimit {
+  const match = /^(\d+(?:\.\d+)?)(?:\/s)?(?:,burst=(\d+))?$/.exec(text.trim());
+  if (!match || Number(match[1]) <= 0) throw new Error(`a rate limit reads N/s or N/s,burst=M, got ${JSON.stringify(text)}`);
+  const perSecond = Number(match[1]);
+  return { perSecond, burst: match[2] ? Number(match[2]) : Math.max(1, Math.ceil(perSecond)) };
+}

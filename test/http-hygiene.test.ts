@@ -1,0 +1,64 @@
+/** The HTTP gateway's guards: per-client rate limits (429 with Retry-After) and Origin validation on loopback. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { sleep, startGatewayHttp, type Child } from "./helpers/processes.js";
+
+describe("HTTP hygiene", () => {
+  let nats: EmbeddedNats;
+  let limited: Child & { url: string };
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    limited = await startGatewayHttp(nats.url, ["--rate-limit", "2/s,burst=3"]);
+  });
+
+  afterAll(async () => {
+    await limited?.stop();
+    await nats?.stop();
+  });
+
+  const initialize = (url: string, headers: Record<string, string> = {}) =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } } }),
+    });
+
+  it("answers a client over its rate with 429 and Retry-After, and serves it again later", async () => {
+    const statuses: number[] = [];
+    let retryAfter = 0;
+    for (let i = 0; i < 8; i++) {
+      const response = await initialize(limited.url);
+      statuses.push(response.status);
+      if (response.status === 429) {
+        retryAfter = Number(response.headers.get("retry-after"));
+        expect(await response.json()).toMatchObject({ error: { message: expect.stringMatching(/rate limit/) } });
+      } else {
+        await response.body?.cancel();
+      }
+    }
+    expect(statuses.slice(0, 3)).toEqual([200, 200, 200]);
+    expect(statuses).toContain(429);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    await sleep(retryAfter * 1000 + 100);
+    const again = await initialize(limited.url);
+    expect(again.status).toBe(200);
+    await again.body?.cancel();
+  });
+
+  it("refuses a browser page from another origin on a loopback gateway, and accepts a loopback one", async () => {
+    await sleep(2000); // a fresh bucket
+    const foreign = await initialize(limited.url, { origin: "http://evil.example" });
+    expect(foreign.status).toBe(403);
+    await foreign.body?.cancel();
+    const local = await initialize(limited.url, { origin: "http://localhost:5173" });
+    expect(local.status).toBe(200);
+    await local.body?.cancel();
+  });
+
+  it("refuses a rate limit that does not parse", async () => {
+    const { runDmcp } = await import("./helpers/processes.js");
+    const bad = runDmcp(["gateway", "--http", "0", "--nats", nats.url, "--rate-limit", "fast"]);
+    expect(await bad.exited).toBe(2);
+  });
+});
