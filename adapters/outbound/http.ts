@@ -20,8 +20,9 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
   const mode = spec.transport ?? "auto";
   let useSse = mode === "sse";
   return {
+    // Shown in logs, announcements and $SRV metadata: never the URL's credentials or query (tokens).
     get description() {
-      return `${useSse ? "sse" : "http"}: ${url.href}`;
+      return `${useSse ? "sse" : "http"}: ${url.origin}${url.pathname}`;
     },
     async connect(logger: Logger): Promise<McpUpstream> {
       if (!useSse) {
