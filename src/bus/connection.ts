@@ -2,7 +2,8 @@
  * The NATS connection of one dMCP component: connect with a clear error when nothing answers, reconnect
  * forever while running, log status changes, drain on stop.
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, nkeyAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { DmcpError, ErrorCode } from "../protocol/index.js";
 import type { BusMetrics } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
@@ -18,6 +19,12 @@ export interface BusConnectOptions {
   user?: string;
   pass?: string;
   token?: string;
+  /** A NATS credentials file (user JWT and nkey seed), as `nsc` writes it. */
+  credsFile?: string;
+  /** A file holding an nkey seed (SU...). */
+  nkeySeedFile?: string;
+  /** TLS: the CA that signed the server's certificate, and a client certificate and key if the server asks. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 export interface Bus {
@@ -52,6 +59,9 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       ...(options.user ? { user: options.user } : {}),
       ...(options.pass ? { pass: options.pass } : {}),
       ...(options.token ? { token: options.token } : {}),
+      ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
+      ...(options.nkeySeedFile ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(readFileSync(options.nkeySeedFile, "utf8").trim())) } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
     });
   } catch (cause) {
     throw new DmcpError(

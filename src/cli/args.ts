@@ -94,3 +94,49 @@ export function parseSize(value: string, flag: string): number {
   if (!match) throw new UsageError(`${flag} needs a size such as 512MB or 1GiB, got ${JSON.stringify(value)}`);
   return Math.round(Number(match[1]) * SIZE_UNITS[(match[2] ?? "b").toLowerCase()]!);
 }
+
+/** The connection flags every command that talks to NATS takes. */
+export const natsOptions = {
+  nats: { type: "string" },
+  "nats-user": { type: "string" },
+  "nats-pass": { type: "string" },
+  "nats-token": { type: "string" },
+  "nats-creds": { type: "string" },
+  "nats-nkey": { type: "string" },
+  "nats-tls-ca": { type: "string" },
+  "nats-tls-cert": { type: "string" },
+  "nats-tls-key": { type: "string" },
+} as const;
+
+export const natsHelp = `  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
+  --nats-user U, --nats-pass P, --nats-token T
+                        NATS credentials (also $DMCP_NATS_USER, $DMCP_NATS_PASS, $DMCP_NATS_TOKEN)
+  --nats-creds FILE     a NATS credentials file (JWT and nkey seed)
+  --nats-nkey FILE      a file holding an nkey seed
+  --nats-tls-ca FILE    TLS: the CA of the server's certificate (also use a tls:// URL)
+  --nats-tls-cert FILE, --nats-tls-key FILE
+                        TLS client certificate and key
+`;
+
+/** BusConnectOptions from the NATS flags (and their environment variables). */
+export function natsConnection(values: Record<string, unknown>) {
+  const text = (flag: string, env?: string) => (typeof values[flag] === "string" ? (values[flag] as string) : env ? process.env[env] : undefined);
+  const user = text("nats-user", "DMCP_NATS_USER");
+  const pass = text("nats-pass", "DMCP_NATS_PASS");
+  const token = text("nats-token", "DMCP_NATS_TOKEN");
+  const credsFile = text("nats-creds");
+  const nkeySeedFile = text("nats-nkey");
+  if (credsFile && nkeySeedFile) throw new UsageError("give --nats-creds or --nats-nkey, not both");
+  const [caFile, certFile, keyFile] = [text("nats-tls-ca"), text("nats-tls-cert"), text("nats-tls-key")];
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError("--nats-tls-cert and --nats-tls-key go together");
+  const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
+  return {
+    servers: natsUrl(text("nats")),
+    ...(user ? { user } : {}),
+    ...(pass ? { pass } : {}),
+    ...(token ? { token } : {}),
+    ...(credsFile ? { credsFile } : {}),
+    ...(nkeySeedFile ? { nkeySeedFile } : {}),
+    ...(tls ? { tls } : {}),
+  };
+}

@@ -5,7 +5,7 @@ import { createAuthenticator, parseTokens, readTokensFile, type Authenticate } f
 import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { natsUrl, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 
@@ -14,8 +14,7 @@ export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http P
 Serves every service on the bus as one MCP server.
 
 Options:
-  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
-  --stdio               serve MCP on stdin/stdout (for Claude Desktop and other stdio clients)
+${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop and other stdio clients)
   --http PORT           serve MCP over Streamable HTTP at http://HOST:PORT/mcp (0 = any free port)
   --host HOST           address to listen on with --http (default: 127.0.0.1)
   --dashboard           with --http, also serve a live dashboard at http://HOST:PORT/dashboard:
@@ -51,7 +50,7 @@ Options:
 
 export async function gatewayCommand(argv: string[], logger: Logger): Promise<number> {
   const { values } = parse(argv, {
-    nats: { type: "string" },
+    ...natsOptions,
     stdio: { type: "boolean" },
     http: { type: "string" },
     host: { type: "string" },
@@ -82,7 +81,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   const auth = await authFlags(values);
   if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
-  const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-gateway", logger });
+  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-gateway", logger });
   const running = await startGateway({
     bus,
     logger,

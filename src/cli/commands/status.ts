@@ -1,7 +1,7 @@
 import { connectBus } from "../../bus/connection.js";
 import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/registry.js";
 import type { Logger } from "../../util/logger.js";
-import { natsUrl, parse } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse } from "../args.js";
 
 export const statusHelp = `Usage: dmcp status [--nats URL] [--json] [--wait MS]
 
@@ -10,20 +10,19 @@ last heartbeat) and tools; --json adds each agent's profile (version, topics it 
 consumes).
 
 Options:
-  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
-  --json                print JSON instead of a table
+${natsHelp}  --json                print JSON instead of a table
   --wait MS             how long to listen for heartbeats before printing (default: 2500)
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: warn)
   -h, --help            show this help
 `;
 
 export async function statusCommand(argv: string[], logger: Logger): Promise<number> {
-  const { values } = parse(argv, { nats: { type: "string" }, json: { type: "boolean" }, wait: { type: "string" } });
+  const { values } = parse(argv, { ...natsOptions, json: { type: "boolean" }, wait: { type: "string" } });
   if (values.help) {
     process.stdout.write(statusHelp);
     return 0;
   }
-  const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-status", logger });
+  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-status", logger });
   const view = new RegistryView(bus);
   try {
     await view.start();

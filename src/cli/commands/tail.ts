@@ -2,7 +2,7 @@ import { connectBus } from "../../bus/connection.js";
 import { ContextStreams, type ContextEntry } from "../../bus/context.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsUrl, parse, parsePositiveInt, UsageError } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
 import { runUntilSignal } from "../lifecycle.js";
 
 export const tailHelp = `Usage: dmcp tail [--nats URL] [TOPIC...] [--last N] [--no-errors] [--json]
@@ -11,8 +11,7 @@ Prints context updates and error notifications from the bus as they happen, one 
 Ctrl-C. TOPIC may use NATS wildcards: plant.* (one token), plant.> (the rest); default: every topic.
 
 Options:
-  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
-  --last N              first print the last N stored updates of each TOPIC given by name
+${natsHelp}  --last N              first print the last N stored updates of each TOPIC given by name
   --no-errors           do not print error notifications (dmcp.v1.err.>)
   --json                print each envelope as one JSON line instead of text
   --log-level LEVEL     trace, debug, info, warn, error or silent (default: warn)
@@ -20,7 +19,7 @@ Options:
 `;
 
 export async function tailCommand(argv: string[], logger: Logger): Promise<number> {
-  const { values, positionals } = parse(argv, { nats: { type: "string" }, last: { type: "string" }, "no-errors": { type: "boolean" }, json: { type: "boolean" } }, true);
+  const { values, positionals } = parse(argv, { ...natsOptions, last: { type: "string" }, "no-errors": { type: "boolean" }, json: { type: "boolean" } }, true);
   if (values.help) {
     process.stdout.write(tailHelp);
     return 0;
@@ -35,7 +34,7 @@ export async function tailCommand(argv: string[], logger: Logger): Promise<numbe
   }
   const last = parsePositiveInt(values.last, "--last");
   const json = values.json ?? false;
-  const bus = await connectBus({ servers: natsUrl(values.nats), name: "dmcp-tail", logger });
+  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-tail", logger });
   const streams = new ContextStreams(bus, "dmcp-tail");
   const print = (line: string) => process.stdout.write(`${line}\n`);
   const printUpdate = (entry: Omit<ContextEntry, "seq"> & { seq?: number }) =>

@@ -6,7 +6,7 @@ import { connectBus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
-import { parse, parsePort, UsageError } from "../args.js";
+import { natsConnection, natsOptions, parse, parsePort, UsageError } from "../args.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { contextRetention, loadConfig } from "../config.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
@@ -30,7 +30,8 @@ Options:
   --no-http             do not serve HTTP
   --stdio               also serve MCP on stdin/stdout (for Claude Desktop)
   --dashboard           serve the live dashboard at /dashboard on the HTTP gateway
-  --nats URL            use this NATS server instead of starting one
+  --nats URL            use this NATS server instead of starting one (with --nats-user, --nats-pass,
+                        --nats-token, --nats-creds, --nats-nkey, --nats-tls-* as for dmcp gateway)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
   --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
@@ -46,7 +47,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     host: { type: "string" },
     "no-http": { type: "boolean" },
     stdio: { type: "boolean" },
-    nats: { type: "string" },
+    ...natsOptions,
     "data-dir": { type: "string" },
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
@@ -70,7 +71,8 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   const stopEmbedded = async () => embedded?.stop();
   let executors: Executor[] = [];
   try {
-    const bus = await connectBus({ servers: embedded?.url ?? url!, name: "dmcp-up", logger });
+    // The private server needs no credentials; an external one gets those given on the command line.
+    const bus = await connectBus({ ...(embedded ? { servers: embedded.url } : natsConnection({ ...values, nats: url })), name: "dmcp-up", logger });
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
     executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);

@@ -6,7 +6,7 @@ import type { Logger } from "../../util/logger.js";
 import { instrumentBus } from "../../bus/connection.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
-import { natsUrl, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
@@ -19,8 +19,7 @@ down, calls get a clear error.
 
 Options:
   --name NAME           service name (1-128 characters from A-Z a-z 0-9 _ -)
-  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
-  --url URL             wrap a remote MCP server over Streamable HTTP (legacy SSE as fallback)
+${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP (legacy SSE as fallback)
   --header 'K: V'       HTTP header for every request to --url (repeatable)
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
@@ -40,7 +39,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     argv,
     {
       name: { type: "string" },
-      nats: { type: "string" },
+      ...natsOptions,
       url: { type: "string" },
       header: { type: "string", multiple: true },
       env: { type: "string", multiple: true },
@@ -75,7 +74,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), baseEnv: inheritedEnv(), env: parseEnv(values.env) });
 
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
-  const bus = await connectBus({ servers: natsUrl(values.nats), name: `dmcp-wrap-${values.name}`, logger });
+  const bus = await connectBus({ ...natsConnection(values), name: `dmcp-wrap-${values.name}`, logger });
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
   const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
   const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
