@@ -3,7 +3,7 @@
  * against a real nats-server and the fixture MCP server over stdio.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { stdioConnector } from "../adapters/outbound/index.js";
 import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
 import { Executor } from "../src/executor/index.js";
@@ -27,6 +27,8 @@ describe("Executor in-process", () => {
       logger: silentLogger(),
       maxEnvelopeBytes: 2048,
       heartbeatMs: 500,
+      // Long enough that no call of this file is still running when its receipt would be due.
+      receiptDelayMs: 5000,
       connector: stdioConnector({ command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "lib"] }),
     });
     await executor.start();
@@ -82,5 +84,29 @@ describe("Executor in-process", () => {
     const error = await pending.catch((err: unknown) => err);
     expect(isDmcpError(error, ErrorCode.Cancelled)).toBe(true);
     caller.close();
+  });
+
+  it("sends no receipt for a call that answers before the receipt is due", async () => {
+    const inbox = createInbox();
+    const replies = raw.subscribe(inbox);
+    const request = {
+      dMCP_version: "0.1",
+      type: "prompt_request",
+      id: "quick-1",
+      correlation_id: "quick-1",
+      receipt: true,
+      timestamp: new Date().toISOString(),
+      sender_id: "t",
+      payload: { service: "lib", method: "tools/call", params: { name: "echo", arguments: { text: "quick" } } },
+    };
+    raw.publish(subjects.request("lib"), JSON.stringify(request), { reply: inbox });
+    const types: string[] = [];
+    const timer = setTimeout(() => replies.unsubscribe(), 1000);
+    for await (const msg of replies) {
+      const decoded = decodeEnvelope(msg.data);
+      if (decoded.ok) types.push(decoded.envelope.type);
+    }
+    clearTimeout(timer);
+    expect(types).toEqual(["prompt_response"]);
   });
 });
