@@ -140,3 +140,7 @@ export function natsConnection(values: Record<string, unknown>) {
     ...(tls ? { tls } : {}),
   };
 }
+
+export const otelHelp = `  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
+                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
+`;

@@ -5,7 +5,7 @@ import { createAuthenticator, parseTokens, readTokensFile, type Authenticate } f
 import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { natsConnection, natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 
@@ -42,9 +42,7 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
   --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
   --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
                         serves them on its own port as well)
-  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
-                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
-  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
 

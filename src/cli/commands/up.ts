@@ -6,7 +6,7 @@ import { connectBus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsConnection, natsOptions, parse, parsePort, UsageError } from "../args.js";
+import { natsConnection, natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { contextRetention, loadConfig } from "../config.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
@@ -34,9 +34,7 @@ Options:
                         --nats-token, --nats-creds, --nats-nkey, --nats-tls-* as for dmcp gateway)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
-  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
-                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
-  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
 

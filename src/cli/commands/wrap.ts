@@ -6,7 +6,7 @@ import type { Logger } from "../../util/logger.js";
 import { instrumentBus } from "../../bus/connection.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
-import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
@@ -28,9 +28,7 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
   --heartbeat MS        heartbeat interval (default: 2000)
   --metrics-port PORT   serve /metrics, /healthz and /readyz (ready: upstream connected) on PORT
   --metrics-host HOST   address for --metrics-port (default: 127.0.0.1)
-  --otel-endpoint URL   export OpenTelemetry spans over OTLP/HTTP, e.g. http://localhost:4318/v1/traces
-                        (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; off)
-  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
+${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
 
