@@ -8,4 +8,5 @@ export * from "../adapters/inbound/index.js";
 export * from "../adapters/outbound/index.js";
 export * from "./metrics/index.js";
 export * from "./tracing/index.js";
+export * from "./security/index.js";
 export { createLogger, silentLogger, type Logger } from "./util/logger.js";

@@ -4,7 +4,10 @@
  * legacy HTTP+SSE transport (server-everything in `sse` mode), and a URL that nobody listens on yet.
  * Every party is a real process: nats-server, `dmcp wrap`, `dmcp gateway --http`, the MCP servers.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { decodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
@@ -135,6 +138,50 @@ describe("dmcp wrap --url --header against a server that requires the header", (
     expect(await replicaStatus(nats.url, "guarded")).toBe("ready");
     // No request of the wrap was refused (a 401 on any of them would show as a transport error).
     expect(withHeader.stderr.join("\n")).not.toMatch(/"status":401|HTTP 401|Unauthorized/);
+  });
+
+  it("reads upstream credentials from the environment, a file or the config, and never shows them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "dmcp-upstream-secrets-"));
+    const children: Child[] = [];
+    try {
+      writeFileSync(join(dir, "token"), "s3cret\n");
+      const serving = async (child: Child) => {
+        children.push(child);
+        await child.waitFor(/executor serving/);
+        return child;
+      };
+      const fromEnv = await serving(
+        runDmcp(["wrap", "--name", "from-env", "--nats", nats.url, "--heartbeat", "500", "--url", upstream.url, "--bearer-token-env", "UPSTREAM_TOKEN"], {
+          env: { UPSTREAM_TOKEN: "s3cret" },
+        }),
+      );
+      const fromHeaderEnv = await serving(
+        runDmcp(["wrap", "--name", "from-header-env", "--nats", nats.url, "--heartbeat", "500", "--url", upstream.url, "--header-env", "Authorization=UPSTREAM_AUTH"], {
+          env: { UPSTREAM_AUTH: "Bearer s3cret" },
+        }),
+      );
+      const fromFile = await serving(runDmcp(["wrap", "--name", "from-file", "--nats", nats.url, "--heartbeat", "500", "--url", upstream.url, "--bearer-token-file", join(dir, "token")]));
+      writeFileSync(
+        join(dir, "dmcp.config.json"),
+        JSON.stringify({ gateway: { http: false }, servers: { "from-config": { url: upstream.url, bearerToken: { file: "token" } } } }),
+      );
+      const fromConfig = await serving(runDmcp(["up", "--config", join(dir, "dmcp.config.json"), "--nats", nats.url]));
+      for (const service of ["from-env", "from-header-env", "from-file", "from-config"]) {
+        await eventually(async () => (await client.toolNames()).includes(`${service}__echo`));
+        expect(textOf(await client.result("tools/call", { name: `${service}__echo`, arguments: { text: service } }))).toBe(service);
+      }
+      const announced = JSON.stringify(await status(nats.url));
+      expect(announced).not.toContain("s3cret");
+      for (const child of [fromEnv, fromHeaderEnv, fromFile, fromConfig]) expect(child.stderr.join("\n")).not.toContain("s3cret");
+
+      // A missing secret is a clear start-up error that names where it was looked for.
+      const missing = runDmcp(["wrap", "--name", "missing", "--nats", nats.url, "--url", upstream.url, "--bearer-token-env", "NO_SUCH_TOKEN_VAR"]);
+      expect(await missing.exited).toBe(2);
+      expect(missing.stderr.join("\n")).toContain("NO_SUCH_TOKEN_VAR is not set");
+    } finally {
+      await Promise.allSettled(children.map((child) => child.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("without the header: the wrap starts degraded, logs the 401, keeps retrying and does not fall back to SSE", async () => {

@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 
 import type { LiveInstance } from "../src/bus/registry.js";
 import { ConfigError, loadConfig, parseConfig } from "../src/cli/config.js";
-import { configJsonSchema, CONFIG_SCHEMA_FILE } from "../src/cli/write-config-schema.js";
+import { configJsonSchema, CONFIG_SCHEMA_FILE, policyJsonSchema, POLICY_SCHEMA_FILE } from "../src/cli/write-config-schema.js";
 import {
   AggregatedCatalog,
   catalogsByService,
@@ -174,11 +174,11 @@ describe("envelope", () => {
     const samples = sampleEnvelopes();
     const extended = {
       ...samples.prompt_request,
-      signature: { alg: "ed25519", value: "abc" },
+      future_field: { alg: "ed25519", value: "abc" },
       payload: { ...samples.prompt_request.payload, priority: 7 },
     };
     const decoded = decodeOk(encodeEnvelope(extended)) as Record<string, unknown>;
-    expect(decoded.signature).toEqual({ alg: "ed25519", value: "abc" });
+    expect(decoded.future_field).toEqual({ alg: "ed25519", value: "abc" });
     expect((decoded.payload as Record<string, unknown>).priority).toBe(7);
 
     const announce = samples.agent_heartbeat;
@@ -293,7 +293,7 @@ describe("subjects", () => {
     expect(SUBJECT_ROOT).toBe("dmcp.v1");
     expect(subjects.request("everything")).toBe("dmcp.v1.req.everything");
     expect(subjects.queueGroup("everything")).toBe("dmcp-everything");
-    expect(subjects.instanceRequest("everything-1a2b")).toBe("dmcp.v1.inst.everything-1a2b.req");
+    expect(subjects.instanceRequest("everything", "everything-1a2b")).toBe("dmcp.v1.inst.everything.everything-1a2b.req");
     expect(subjects.context("sensors")).toBe("dmcp.v1.ctx.sensors");
     expect(subjects.context("sensors.pressure.hall_2")).toBe("dmcp.v1.ctx.sensors.pressure.hall_2");
     expect(subjects.contextAll()).toBe("dmcp.v1.ctx.>");
@@ -310,7 +310,8 @@ describe("subjects", () => {
     const builders: ((value: string) => unknown)[] = [
       (v) => subjects.request(v),
       (v) => subjects.queueGroup(v),
-      (v) => subjects.instanceRequest(v),
+      (v) => subjects.instanceRequest(v, "i"),
+      (v) => subjects.instanceRequest("s", v),
       (v) => subjects.heartbeat(v, "i"),
       (v) => subjects.heartbeat("s", v),
       (v) => subjects.errors(v),
@@ -478,7 +479,7 @@ function committedSchema(file: string): Record<string, unknown> {
 }
 
 describe("JSON Schemas", () => {
-  const generated = { ...jsonSchemas(), [CONFIG_SCHEMA_FILE]: configJsonSchema() };
+  const generated = { ...jsonSchemas(), [CONFIG_SCHEMA_FILE]: configJsonSchema(), [POLICY_SCHEMA_FILE]: policyJsonSchema() };
 
   it("are committed exactly as generated (run `npm run schemas` after changing a zod schema)", () => {
     const committed = readdirSync(schemasDir).filter((f) => f.endsWith(".json")).sort();
@@ -742,6 +743,12 @@ describe("config", () => {
       headers: {},
       transport: "auto",
       replicas: 1,
+      forwardCaller: false,
+      audit: false,
+      delivery: "direct",
+      durable: {},
+      priority: "normal",
+      tools: {},
     });
   });
 
@@ -753,6 +760,9 @@ describe("config", () => {
       [{ servers: { x: { command: "npx", replicas: 0 } } }, "servers.x.replicas:"],
       [{ servers: { x: {} } }, "servers.x:"],
       [{ nats: { url: "" } }, "nats.url:"],
+      [{ servers: { x: { url: "https://example.com/mcp", bearerToken: { env: "" } } } }, "servers.x.bearerToken.env:"],
+      [{ servers: { x: { url: "https://example.com/mcp", headers: { "X-Key": { vault: "k" } } } } }, "servers.x.headers.X-Key:"],
+      [{ gateway: { policy: { rules: [{ allow: { tool: [] } }] } } }, "gateway.policy"],
       [{ extra: 1 }, "(root):"],
     ];
     for (const [raw, expected] of cases) {

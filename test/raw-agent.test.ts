@@ -264,9 +264,9 @@ describe("a native agent written from PROTOCOL.md alone", () => {
 
   it("answers ping and tools/list on its instance subject (§4, §13.2)", async () => {
     const ping = request("ping");
-    const [pong] = await busCall(`dmcp.v1.inst.${agent.instance}.req`, ping);
+    const [pong] = await busCall(`dmcp.v1.inst.${agent.service}.${agent.instance}.req`, ping);
     expect(pong).toMatchObject({ type: "prompt_response", correlation_id: ping.id, session_id: "conformance-session", sender_id: agent.instance, payload: { result: {} } });
-    const list = await busCall(`dmcp.v1.inst.${agent.instance}.req`, request("tools/list"));
+    const list = await busCall(`dmcp.v1.inst.${agent.service}.${agent.instance}.req`, request("tools/list"));
     expect(list).toHaveLength(1);
     expect((list[0]!.payload.result as { tools: { name: string }[] }).tools.map((t) => t.name)).toEqual(["add", "wait"]);
   });

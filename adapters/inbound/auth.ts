@@ -7,7 +7,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { NextFunction, Request, Response } from "express";
-import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from "jose";
+import type { Identity } from "../../src/gateway/policy.js";
 
 export interface AuthOptions {
   /** Static tokens by name (the name is the caller's identity). */
@@ -26,13 +27,7 @@ export interface AuthOptions {
   authorizationServers?: string[];
 }
 
-/** Who made a request, as far as the gateway could tell. */
-export interface Identity {
-  kind: "token" | "jwt";
-  /** The token's name, or the JWT's `sub`. */
-  subject: string;
-  claims?: JWTPayload;
-}
+export type { Identity };
 
 export class AuthError extends Error {
   readonly code = "UNAUTHORIZED";
@@ -78,7 +73,7 @@ export async function createAuthenticator(options: AuthOptions): Promise<Authent
     const presented = digest(token);
     let found: string | undefined;
     for (const candidate of staticTokens) if (timingSafeEqual(candidate.digest, presented)) found = candidate.name;
-    if (found) return { kind: "token", subject: found };
+    if (found) return { kind: "token", subject: found, token };
     if (verifyJwt && token.split(".").length === 3) return verifyJwt(token);
     throw new AuthError("the token is not valid", "invalid_token");
   };
@@ -97,7 +92,7 @@ async function jwtVerifier(jwt: NonNullable<AuthOptions["jwt"]>): Promise<(token
         ...(jwt.audience ? { audience: jwt.audience } : {}),
         requiredClaims: ["exp"],
       });
-      return { kind: "jwt", subject: typeof payload.sub === "string" ? payload.sub : "(no subject)", claims: payload };
+      return { kind: "jwt", subject: typeof payload.sub === "string" ? payload.sub : "(no subject)", claims: payload, token };
     } catch (err) {
       // jose's message says what failed (expired, audience, signature); it reveals nothing secret.
       throw new AuthError(`the token is not valid: ${(err as Error).message}`, "invalid_token");

@@ -8,11 +8,12 @@ import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { hostHeaderValidation, localhostOriginValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
 import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
-import type { Gateway } from "../../src/gateway/index.js";
+import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../src/gateway/index.js";
 import type { GatewayMonitor } from "../../src/gateway/monitor.js";
 import type { Logger } from "../../src/util/logger.js";
 import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
 import { rateLimiter, type RateLimit } from "./rate-limit.js";
+import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -51,6 +52,29 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
 interface HttpSession {
   transport: NodeStreamableHTTPServerTransport;
   lastUsed: number;
+  /** Set once the gateway session exists (right after the transport). */
+  session?: GatewaySession;
+}
+
+/** Who sent an HTTP request: its authenticated identity, or anonymous on an open gateway. */
+function identityOf(req: Request): Identity {
+  return (req as Request & { identity?: Identity }).identity ?? ANONYMOUS;
+}
+
+/**
+ * A session belongs to the identity that opened it: a request with another identity's session id is
+ * refused (a leaked session id is not a credential). The same subject may come back with a refreshed token.
+ */
+function admit(entry: HttpSession, req: Request, res: Response): boolean {
+  const identity = identityOf(req);
+  const owner = entry.session?.identity;
+  if (owner && (owner.kind !== identity.kind || owner.subject !== identity.subject)) {
+    sendRpcError(res, 403, JsonRpcErrorCode.InvalidRequest, "Forbidden: this session belongs to another identity");
+    return false;
+  }
+  if (entry.session) entry.session.identity = identity;
+  entry.lastUsed = Date.now();
+  return true;
 }
 
 export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Promise<HttpGatewayServer> {
@@ -100,8 +124,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     const sessionId = req.header("mcp-session-id");
     const existing = sessionId ? sessions.get(sessionId) : undefined;
     if (existing) {
-      existing.lastUsed = Date.now();
-      await existing.transport.handleRequest(req, res, req.body);
+      if (admit(existing, req, res)) await existing.transport.handleRequest(req, res, req.body);
       return;
     }
     if (sessionId) {
@@ -111,6 +134,10 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     if (!accepting) {
       res.setHeader("retry-after", "5");
       sendRpcError(res, 503, JsonRpcErrorCode.ShuttingDown, "the gateway is shutting down");
+      return;
+    }
+    if (isStatelessRequest(req)) {
+      await handleStatelessRequest(gateway, req, res, identityOf(req));
       return;
     }
     if (!containsInitialize(req.body)) {
@@ -123,17 +150,23 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       // cheaper but drop them, so they are opt-in.
       enableJsonResponse: options.jsonResponses ?? false,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, lastUsed: Date.now() });
+        sessions.set(id, entry);
       },
       onsessionclosed: (id) => {
         sessions.delete(id);
       },
     });
-    const session = await gateway.connect(transport, "http");
+    // Registered under its id by onsessioninitialized, which runs during handleRequest below.
+    const entry: HttpSession = { transport, lastUsed: Date.now() };
+    const session = await gateway.connect(transport, "http", identityOf(req));
+    entry.session = session;
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     });
     await transport.handleRequest(req, res, req.body);
+    // The transport refused the initialize (not valid JSON-RPC, in a batch, wrong Accept header): no
+    // session came of it, and nothing would ever close this one.
+    if (transport.sessionId === undefined) await session.close();
   });
   const byHeader = async (req: Request, res: Response) => {
     const sessionId = req.header("mcp-session-id");
@@ -142,19 +175,22 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       sendRpcError(res, sessionId ? 404 : 400, JsonRpcErrorCode.InvalidRequest, sessionId ? "Session not found" : "Missing Mcp-Session-Id header");
       return;
     }
-    session.lastUsed = Date.now();
-    await session.transport.handleRequest(req, res);
+    if (admit(session, req, res)) await session.transport.handleRequest(req, res);
   };
   app.get("/mcp", byHeader);
   app.delete("/mcp", byHeader);
   app.all("/mcp", (_req, res) => sendRpcError(res, 405, JsonRpcErrorCode.InvalidRequest, "Method not allowed"));
-  // Body parser failures (bad JSON, too large) become JSON-RPC errors, never a stack trace.
-  app.use((err: { type?: string; status?: number }, _req: Request, res: Response, next: NextFunction) => {
+  // Body parser failures (bad JSON, too large, an unknown charset) become JSON-RPC errors, never a stack trace.
+  app.use((err: { type?: string; status?: number; expose?: boolean; message?: string }, _req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err);
     if (err.type === "entity.too.large") {
       sendRpcError(res, 413, JsonRpcErrorCode.InvalidRequest, `request body exceeds the limit of ${maxBodyBytes} bytes`);
     } else if (err.type === "entity.parse.failed") {
       sendRpcError(res, 400, JsonRpcErrorCode.ParseError, "Parse error: the body is not valid JSON");
+    } else if (err.expose && err.status !== undefined && err.status >= 400 && err.status < 500) {
+      // The client's mistake, with a message meant for it (e.g. unsupported charset "LATIN1").
+      logger.debug({ err }, "http request refused");
+      sendRpcError(res, err.status, JsonRpcErrorCode.InvalidRequest, `Bad Request: ${err.message ?? "the request cannot be read"}`);
     } else {
       logger.error({ err }, "http request failed");
       sendRpcError(res, err.status ?? 500, JsonRpcErrorCode.InternalError, "internal error");

@@ -85,7 +85,7 @@ export class LineStdioServerTransport implements Transport {
     }
     if (!isJsonRpcMessage(parsed)) {
       const id = typeof parsed === "object" && parsed !== null && "id" in parsed ? (parsed as { id: unknown }).id : null;
-      this.reply(JsonRpcErrorCode.InvalidRequest, "Invalid Request: not a JSON-RPC 2.0 message", typeof id === "string" || typeof id === "number" ? id : null);
+      this.reply(JsonRpcErrorCode.InvalidRequest, "Invalid Request: not a JSON-RPC 2.0 message", isId(id) ? id : null);
       return;
     }
     this.onmessage?.(parsed as JSONRPCMessage);
@@ -104,18 +104,35 @@ export class LineStdioServerTransport implements Transport {
   };
 }
 
+/**
+ * A JSON-RPC id: a string or a finite number. JSON.parse turns 1e999 into Infinity, which
+ * JSON.stringify writes back as null: the answer would not carry the request's id.
+ */
+function isId(value: unknown): value is string | number {
+  return typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
+}
+
 function isJsonRpcMessage(value: unknown): boolean {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
   const message = value as Record<string, unknown>;
   if (message.jsonrpc !== "2.0") return false;
-  const validId = message.id === undefined || typeof message.id === "string" || typeof message.id === "number";
+  const validId = message.id === undefined || isId(message.id);
   if (!validId) return false;
-  if (typeof message.method === "string") return message.params === undefined || (typeof message.params === "object" && message.params !== null);
+  // A method that is not a string makes neither a request nor a response (a response has no method).
+  if ("method" in message) return typeof message.method === "string" && (message.params === undefined || (typeof message.params === "object" && message.params !== null));
   return message.id !== undefined && ("result" in message || "error" in message);
 }
 
-/** Serves the gateway on this process's stdin/stdout; `closed` resolves when stdin ends. */
-export async function serveStdio(gateway: Gateway, streams: { input?: Readable; output?: Writable } = {}): Promise<{ closed: Promise<void> }> {
-  const session = await gateway.connect(new LineStdioServerTransport(streams.input, streams.output), "stdio");
+/**
+ * Serves the gateway on this process's stdin/stdout; `closed` resolves when stdin ends. The client is
+ * whoever started the process: a `local` identity, named by `identity` (default "local").
+ */
+export async function serveStdio(
+  gateway: Gateway,
+  streams: { input?: Readable; output?: Writable } = {},
+  identity = "local",
+): Promise<{ closed: Promise<void> }> {
+  const transport = new LineStdioServerTransport(streams.input, streams.output);
+  const session = await gateway.connect(transport, "stdio", { kind: "local", subject: identity });
   return { closed: session.closed };
 }

@@ -7,13 +7,14 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import { requestedVersion } from "../../src/protocol/index.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
   readonly code = "HTTP_STATUS";
   constructor(
     readonly status: number,
-    body: string,
+    readonly body: string,
   ) {
     super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ""}`);
     this.name = "HttpStatusError";
@@ -54,7 +55,19 @@ export class StreamableHttpClientTransport implements Transport {
   async send(message: JSONRPCMessage): Promise<void> {
     if (this.closed) throw new Error("transport closed");
     const isInitialize = "method" in message && message.method === "initialize";
-    const response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize);
+    let response: IncomingMessage;
+    try {
+      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, statelessHeaders(message));
+    } catch (err) {
+      // A request refused with a JSON-RPC error in the body (400 for a bad header, 404 for an unknown
+      // method): that error is the answer, for the caller to see as the server sent it.
+      // Not for initialize or refused credentials: those say the server cannot be used at all.
+      const answerable = err instanceof HttpStatusError && !isInitialize && err.status !== 401 && err.status !== 403 && "id" in message;
+      const answer = answerable ? errorAnswer(err.body, message.id) : undefined;
+      if (!answer) throw err;
+      this.onmessage?.(answer);
+      return;
+    }
     if (isInitialize) this.sessionId = header(response, "mcp-session-id") ?? this.sessionId;
     if (response.statusCode === 202 || response.statusCode === 204) {
       response.resume();
@@ -88,14 +101,25 @@ export class StreamableHttpClientTransport implements Transport {
   }
 
   /** Sends one HTTP request; resolves with a 2xx response, rejects with HttpStatusError otherwise. */
-  private exchange(method: string, body: string | undefined, accept: string, isInitialize: boolean, timeoutMs?: number): Promise<IncomingMessage> {
+  private exchange(
+    method: string,
+    body: string | undefined,
+    accept: string,
+    isInitialize: boolean,
+    timeoutMs?: number,
+    /** A 2026-07-28 request's own headers: it travels outside the session. */
+    stateless?: Record<string, string>,
+  ): Promise<IncomingMessage> {
     const headers: Record<string, string> = { ...this.headers, accept };
     if (body !== undefined) {
       headers["content-type"] = "application/json";
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
-    if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
+    if (stateless) Object.assign(headers, stateless);
+    else {
+      if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
+      if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
+    }
     if (this.lastEventId && method === "GET") headers["last-event-id"] = this.lastEventId;
     return new Promise((resolve, reject) => {
       const req = this.request(this.url, { method, headers, agent: this.agent }, (response) => {
@@ -229,4 +253,36 @@ async function readText(response: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of response) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The JSON-RPC error response in an HTTP error body, when it answers the request `id`. */
+function errorAnswer(body: string, id: unknown): JSONRPCMessage | undefined {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    const error = parsed.error as { code?: unknown } | undefined;
+    if (parsed.jsonrpc !== "2.0" || typeof error?.code !== "number") return undefined;
+    // Servers that cannot read the id (a body they reject whole) answer with id null.
+    return { ...parsed, id } as JSONRPCMessage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Which params field `Mcp-Name` mirrors, per method (MCP 2026-07-28). */
+const NAMED_BY: Record<string, string> = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
+
+/**
+ * The headers of a request that names a stateless protocol version in its `_meta` (the executor
+ * forwards such requests only to servers that said they speak it): version, method and name.
+ */
+function statelessHeaders(message: JSONRPCMessage): Record<string, string> | undefined {
+  if (!("method" in message) || !("id" in message)) return undefined;
+  const params = (message as { params?: Record<string, unknown> }).params;
+  const version = requestedVersion(params);
+  if (version === undefined) return undefined;
+  const headers: Record<string, string> = { "mcp-protocol-version": version, "mcp-method": message.method };
+  const named = params?.[NAMED_BY[message.method] ?? ""];
+  // Header values are ASCII; a name outside it travels Base64-encoded as the revision prescribes.
+  if (typeof named === "string") headers["mcp-name"] = /^[\x20-\x7e]*$/.test(named) ? named : `=?base64?${Buffer.from(named).toString("base64")}?=`;
+  return headers;
 }

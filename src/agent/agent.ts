@@ -20,6 +20,7 @@ import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
 import { agentRequestHandler } from "./requests.js";
 import { toEvent, TopicSubscription, type AgentSubscription, type ContextEvent, type ContextHandler, type SubscribeOptions } from "./subscriptions.js";
+import type { MessageSecurity } from "../security/security.js";
 import { ToolSet, type CallToolResult, type ToolDefinition, type ToolHandler } from "./tools.js";
 
 export interface AgentOptions {
@@ -42,6 +43,11 @@ export interface AgentOptions {
   stopGraceMs?: number;
   /** Where to record metrics (durable subscriptions' redeliveries and dead letters); none without it. */
   metrics?: Registry;
+  /**
+   * Signs what the agent sends, verifies what it receives, opens requests sealed to its service's curve
+   * key (PROTOCOL.md §14). Default: the bus's own (`connectBus({ security })`), if any.
+   */
+  security?: MessageSecurity;
 }
 
 export interface AgentCallOptions {
@@ -92,14 +98,15 @@ export class Agent {
     if (this.id.length < 1 || this.id.length > 256) throw new AgentDeclarationError("the agent id must have 1-256 characters");
     this.logger = (options.logger ?? createLogger({ name: "dmcp-agent" })).child({ agent: this.name, instance: this.instance });
     this.tools = new ToolSet(this.logger);
+    const bus = options.security ? { ...options.bus, security: options.security } : options.bus;
     this.endpoint = new ServiceEndpoint({
-      bus: options.bus,
+      bus,
       service: this.name,
       instance: this.instance,
       logger: this.logger,
       handler: agentRequestHandler(this.tools),
     });
-    this.discovery = new ServiceDiscovery(options.bus, {
+    this.discovery = new ServiceDiscovery(bus, {
       name: this.name,
       id: this.instance,
       version: this.version,
@@ -107,15 +114,15 @@ export class Agent {
       metadata: { kind: "agent", agent_id: this.id },
       endpoint: this.endpoint,
     });
-    this.presence = new InstancePresence(options.bus, {
+    this.presence = new InstancePresence(bus, {
       service: this.name,
       instance: this.instance,
       ...(options.heartbeatMs ? { intervalMs: options.heartbeatMs } : {}),
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount, handled: this.endpoint.handled }),
     });
-    this.streams = new ContextStreams(options.bus, this.instance, options.metrics);
-    this.caller = new BusCaller(options.bus, this.instance);
-    this.reportBad = badUpdateReporter(options.bus, this.instance, this.logger);
+    this.streams = new ContextStreams(bus, this.instance, options.metrics);
+    this.caller = new BusCaller(bus, this.instance);
+    this.reportBad = badUpdateReporter(bus, this.instance, this.logger);
   }
 
   /** Declares a tool. Its arguments are validated against `input` before the handler runs. */

@@ -17,9 +17,7 @@ import type { Subscription } from "@nats-io/transport-node";
 import {
   CONTEXT_STREAM,
   createEnvelope,
-  decodeEnvelope,
   DmcpError,
-  encodeEnvelope,
   ErrorCode,
   subjects,
   topicOfSubject,
@@ -27,7 +25,8 @@ import {
 } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/registry.js";
-import type { Bus } from "./connection.js";
+import { decodeFrom, encodeFor } from "../security/codec.js";
+import { isPermissionDenied, type Bus } from "./connection.js";
 
 export interface ContextRetention {
   /** Updates older than this are dropped. */
@@ -81,6 +80,7 @@ export class ContextStreams {
   private jsm: JetStreamManager | undefined;
   private readonly js: JetStreamClient;
   private readonly metrics: ConsumerMetrics | undefined;
+  private watches = 0;
 
   /** `metrics`: where durable consumers count redeliveries and updates given up (dead letters). */
   constructor(
@@ -123,7 +123,14 @@ export class ContextStreams {
   /** Publishes one update; resolves with the stream sequence once JetStream stored it. */
   async publish(topic: string, data: unknown, options: { sessionId?: string; correlationId?: string } = {}): Promise<{ seq: number; envelope: ContextUpdate }> {
     const envelope = createEnvelope("context_update", { topic, data }, { sender: this.sender, ...options });
-    const ack = await this.js.publish(subjects.context(topic), encodeEnvelope(envelope), { msgID: envelope.id }).catch((cause: unknown) => {
+    const subject = subjects.context(topic);
+    const ack = await this.js.publish(subject, encodeFor(this.bus, envelope), { msgID: envelope.id }).catch((cause: unknown) => {
+      if (isPermissionDenied(cause)) {
+        throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied publishing to ${subject}: this participant's NATS user may not publish on ${topic}`, {
+          cause,
+          data: { topic, subject },
+        });
+      }
       throw new DmcpError(ErrorCode.BusUnavailable, `could not store the update of ${topic}: ${(cause as Error).message}`, { cause });
     });
     return { seq: ack.seq, envelope };
@@ -134,7 +141,7 @@ export class ContextStreams {
     const jsm = await this.manager();
     const stored = await jsm.streams.getMessage(CONTEXT_STREAM, { last_by_subj: subjects.context(topic) }).catch(() => null);
     if (!stored) return undefined;
-    const entry = toEntry(stored.subject, stored.seq, stored.time, stored.data);
+    const entry = this.toEntry(stored.subject, stored.seq, stored.time, stored.data);
     if ("error" in entry) throw entry.error;
     return entry;
   }
@@ -169,7 +176,7 @@ export class ContextStreams {
     if (pending === 0) return entries;
     const batch = await consumer.fetch({ max_messages: Math.min(limit, pending), expires: 5000 });
     for await (const msg of batch) {
-      const entry = toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
+      const entry = this.toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
       if ("error" in entry) options.onBad?.({ subject: msg.subject, seq: msg.seq, error: entry.error });
       else entries.push(entry);
       if (msg.info.pending === 0 || entries.length >= limit) break;
@@ -180,11 +187,13 @@ export class ContextStreams {
 
   /** Live updates of topics matching a pattern (`*` and `>` wildcards), as they are published. */
   watch(pattern: string, onUpdate: (entry: Omit<ContextEntry, "seq">) => void, onBad?: (bad: BadContextMessage) => void): Subscription {
+    // Each watch is a receiver of its own: two watches may see the same update (overlapping patterns).
+    const receiver = `${this.sender}-watch-${++this.watches}`;
     return this.bus.nc.subscribe(subjects.contextPattern(pattern), {
       callback: (err, msg) => {
         if (err) return;
         try {
-          const entry = toEntry(msg.subject, 0, new Date(), msg.data);
+          const entry = this.toEntry(msg.subject, 0, new Date(), msg.data, receiver);
           if ("error" in entry) onBad?.({ subject: msg.subject, error: entry.error });
           else onUpdate(entry);
         } catch (error) {
@@ -245,7 +254,7 @@ export class ContextStreams {
     onBad: ((bad: BadContextMessage) => void) | undefined,
     maxDeliver: number,
   ): Promise<void> {
-    const entry = toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
+    const entry = this.toEntry(msg.subject, msg.seq, new Date(msg.info.timestampNanos / NANOS_PER_MS), msg.data);
     if ("error" in entry) {
       // A bad message is reported once and acknowledged: redelivering it cannot make it valid.
       onBad?.({ subject: msg.subject, seq: msg.seq, error: entry.error });
@@ -271,6 +280,26 @@ export class ContextStreams {
     } finally {
       clearInterval(working);
     }
+  }
+
+  /**
+   * Verifies and validates one message: a context_update envelope whose topic is its subject's. A live
+   * message (`liveReceiver` given) is judged by the reader's clock, a stored one by the time the
+   * stream stored it: history is re-read legitimately long after it was published.
+   */
+  private toEntry(subject: string, seq: number, time: Date, data: Uint8Array, liveReceiver?: string): ContextEntry | { error: DmcpError } {
+    const topic = topicOfSubject(subject);
+    if (!topic) return { error: new DmcpError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
+    const decoded = decodeFrom(this.bus, data, liveReceiver ? { receiver: liveReceiver } : { receiver: `${this.sender}-stored`, stored: { at: time, tag: seq } });
+    if (!decoded.ok) return { error: decoded.error };
+    const envelope = decoded.envelope;
+    if (envelope.type !== "context_update") {
+      return { error: new DmcpError(ErrorCode.InvalidEnvelope, `expected a context_update on ${subject}, got ${envelope.type}`) };
+    }
+    if (envelope.payload.topic !== undefined && envelope.payload.topic !== topic) {
+      return { error: new DmcpError(ErrorCode.InvalidEnvelope, `payload.topic ${envelope.payload.topic} does not match the subject's topic ${topic}`) };
+    }
+    return { topic, seq, time, envelope };
   }
 
   private async manager(): Promise<JetStreamManager> {
@@ -304,20 +333,4 @@ function deliverFrom(from: ReplayFrom): { deliver_policy: DeliverPolicy; opt_sta
   if (from === "new") return { deliver_policy: DeliverPolicy.New };
   if ("seq" in from) return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.seq) };
   return { deliver_policy: DeliverPolicy.StartTime, opt_start_time: from.time.toISOString() };
-}
-
-/** Validates a stored message: a context_update envelope whose topic is its subject's. */
-function toEntry(subject: string, seq: number, time: Date, data: Uint8Array): ContextEntry | { error: DmcpError } {
-  const topic = topicOfSubject(subject);
-  if (!topic) return { error: new DmcpError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
-  const decoded = decodeEnvelope(data);
-  if (!decoded.ok) return { error: decoded.error };
-  const envelope = decoded.envelope;
-  if (envelope.type !== "context_update") {
-    return { error: new DmcpError(ErrorCode.InvalidEnvelope, `expected a context_update on ${subject}, got ${envelope.type}`) };
-  }
-  if (envelope.payload.topic !== undefined && envelope.payload.topic !== topic) {
-    return { error: new DmcpError(ErrorCode.InvalidEnvelope, `payload.topic ${envelope.payload.topic} does not match the subject's topic ${topic}`) };
-  }
-  return { topic, seq, time, envelope };
 }

@@ -5,15 +5,13 @@
  * ones, sends receipts for calls that run a while, and answers each with exactly one
  * `prompt_response` or `error_notification` under the request's correlation id.
  */
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import { PermissionViolationError, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
   createEnvelope,
-  decodeEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
   DmcpError,
-  encodeEnvelope,
   ErrorCode,
   errorPayload,
   salvageIds,
@@ -24,7 +22,14 @@ import {
 import { SpanKind, type Context } from "@opentelemetry/api";
 import { contextFromNats, inSpan } from "../tracing/propagation.js";
 import type { Logger } from "../util/logger.js";
-import type { Bus } from "./connection.js";
+import { decodeFrom, encodeFor } from "../security/codec.js";
+import { isSecurityRejection } from "../security/security.js";
+import type { SealInfo } from "../security/seal.js";
+import type { StoredAt } from "../security/replay.js";
+import { dropReason, type Bus } from "./connection.js";
+
+/** The longest delay a Node timer takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Receipts are sent for calls running longer than this (PROTOCOL.md §5.2). */
 export const DEFAULT_RECEIPT_DELAY_MS = 20;
@@ -44,6 +49,29 @@ export interface RequestContext {
   /** The request's correlation id: tools can use it to make side effects idempotent. */
   correlationId: string;
   sessionId?: string | undefined;
+  /** Durable requests: which delivery attempt this is (1 = the first). */
+  attempt?: number | undefined;
+}
+
+/**
+ * How one request reached the endpoint and where its answer goes: a message on the endpoint's own
+ * subscriptions, or a delivery from the durable work queue (durable-worker.ts), which stores and
+ * acknowledges the answer it is handed instead of sending a NATS reply.
+ */
+export interface Delivery {
+  readonly data: Uint8Array;
+  readonly headers?: MsgHdrs | undefined;
+  readonly subject: string;
+  /** Where receipts and notifications of the call go (read after `admit`). */
+  readonly reply?: string | undefined;
+  /** Which delivery attempt this is, for requests that can be delivered again. */
+  readonly attempt?: number | undefined;
+  /** Read from a stream: when the server stored it and its sequence (a redelivery is not a replay). */
+  readonly stored?: StoredAt | undefined;
+  /** Sees the validated request before it runs; resolves false when it must not run (it was answered otherwise). */
+  admit?(request: PromptRequest): Promise<boolean>;
+  /** Takes the one final answer; `error` is set when it is an error_notification. */
+  respond(data: Uint8Array, error?: DmcpError): void;
 }
 
 /** Answers one request with the MCP result, or throws (a DmcpError says what the caller sees). */
@@ -102,22 +130,36 @@ export class ServiceEndpoint {
     return subjects.queueGroup(this.options.service);
   }
 
-  /** Subscribes and waits until the server has the subscriptions, so callers can call at once. */
+  /**
+   * Subscribes and waits until the server has the subscriptions, so callers can call at once. Throws
+   * FORBIDDEN if the server refuses one of them (the NATS user may not serve this service).
+   */
   async start(): Promise<void> {
-    const callback = (err: Error | null, msg: Msg) => {
-      if (err) {
-        this.options.logger.error({ err }, "subscription error");
-        return;
-      }
-      this.track(this.handle(msg));
+    const refused: string[] = [];
+    const failed = (err: Error, subject: string) => {
+      if (err instanceof PermissionViolationError) refused.push(subject);
+      else this.options.logger.error({ err, subject }, "subscription error");
     };
     const { bus, service, instance } = this.options;
+    const serve = (subject: string, queue?: string) =>
+      bus.nc.subscribe(subject, {
+        ...(queue ? { queue } : {}),
+        callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
+      });
+    const cancel = subjects.cancel(service);
     this.subscriptions.push(
-      bus.nc.subscribe(subjects.request(service), { queue: subjects.queueGroup(service), callback }),
-      bus.nc.subscribe(subjects.instanceRequest(instance), { callback }),
-      bus.nc.subscribe(subjects.cancel(service), { callback: (err, msg) => (err ? undefined : this.onCancel(msg)) }),
+      serve(subjects.request(service), subjects.queueGroup(service)),
+      serve(subjects.instanceRequest(service, instance)),
+      bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) }),
     );
+    // The server answers a refused SUB with an error before the flush's PONG.
     await bus.nc.flush();
+    if (refused.length > 0) {
+      for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
+      throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied subscribing to ${refused.join(", ")}: this NATS user may not serve "${service}"`, {
+        data: { service, subjects: refused },
+      });
+    }
   }
 
   /** Takes no new requests; resolves when the calls in flight have answered or the grace period ends. */
@@ -130,8 +172,12 @@ export class ServiceEndpoint {
 
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
   private onCancel(msg: Msg): void {
-    const decoded = decodeEnvelope(msg.data);
-    if (!decoded.ok || decoded.envelope.type !== "context_update" || decoded.envelope.payload.method !== CANCEL_METHOD) return;
+    const decoded = decodeFrom(this.options.bus, msg.data, { receiver: this.options.instance });
+    if (!decoded.ok && isSecurityRejection(decoded.error)) this.reject(fromMsg(msg), decoded.error, salvageIds(decoded.raw).correlationId);
+    if (!decoded.ok || decoded.envelope.type !== "context_update" || decoded.envelope.payload.method !== CANCEL_METHOD) {
+      this.options.bus.dropped("cancel", dropReason(decoded));
+      return;
+    }
     const correlationId = decoded.envelope.correlation_id;
     const controller = correlationId ? this.running.get(correlationId) : undefined;
     if (!controller) return;
@@ -141,39 +187,51 @@ export class ServiceEndpoint {
 
   private track(work: Promise<void>): void {
     this.inflight.add(work);
-    void work.finally(() => this.inflight.delete(work));
+    // A failure here is a bug, but must not become an unhandled rejection: log it and go on serving.
+    void work.catch((err: unknown) => this.options.logger.error({ err }, "serving a message failed")).finally(() => this.inflight.delete(work));
   }
 
   private async handle(msg: Msg): Promise<void> {
     const started = process.hrtime.bigint();
     this.counters.requests++;
     try {
-      await this.serve(msg);
+      await this.serve(fromMsg(msg));
     } finally {
       this.counters.processingTimeNs += Number(process.hrtime.bigint() - started);
     }
   }
 
-  private async serve(msg: Msg): Promise<void> {
-    const decoded = decodeEnvelope(msg.data, this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES);
+  /**
+   * Decodes, checks and executes one request and hands its one answer to `delivery.respond`. The
+   * durable work queue serves its deliveries here too, so they are checked exactly like direct ones.
+   */
+  async serve(delivery: Delivery): Promise<void> {
+    const decoded = decodeFrom(this.options.bus, delivery.data, {
+      receiver: this.options.instance,
+      maxBytes: this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
+      stored: delivery.stored,
+    });
     if (!decoded.ok) {
-      this.reject(msg, decoded.error, salvageIds(decoded.raw).correlationId);
+      this.reject(delivery, decoded.error, salvageIds(decoded.raw).correlationId);
       return;
     }
     const envelope = decoded.envelope;
     if (envelope.type !== "prompt_request") {
-      this.reject(msg, new DmcpError(ErrorCode.InvalidEnvelope, `expected a prompt_request, got ${envelope.type}`), envelope.correlation_id ?? envelope.id);
+      this.reject(delivery, new DmcpError(ErrorCode.InvalidEnvelope, `expected a prompt_request, got ${envelope.type}`), envelope.correlation_id ?? envelope.id);
       return;
     }
     const correlationId = envelope.correlation_id ?? envelope.id;
+    if (delivery.admit && !(await delivery.admit(envelope))) return;
+    // Everything sent back for a sealed request is sealed to its sender, with the key that opened it.
+    const seal = decoded.sealed ? { from: decoded.sealed.to, to: decoded.sealed.from } : undefined;
     // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
-    const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(msg, correlationId), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
+    const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(delivery, correlationId, seal), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
     try {
-      const result = await this.execute(envelope, correlationId, contextFromNats(msg.headers), cancel.signal, msg.reply);
-      this.respond(msg, createEnvelope("prompt_response", { result }, reply));
+      const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
+      this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
       const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
       // The caller's own mistakes (bad arguments, unknown tools) are its news, not this process's.
@@ -184,7 +242,7 @@ export class ServiceEndpoint {
       const payload = errorPayload(error);
       // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
       if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
-      this.respond(msg, createEnvelope("error_notification", payload, reply));
+      this.respond(delivery, createEnvelope("error_notification", payload, reply), seal, error);
     } finally {
       clearTimeout(receipt);
       if (this.running.get(correlationId) === cancel) this.running.delete(correlationId);
@@ -192,14 +250,23 @@ export class ServiceEndpoint {
     }
   }
 
-  private execute(request: PromptRequest, correlationId: string, trace: Context, signal: AbortSignal, reply: string | undefined): Promise<Record<string, unknown>> {
+  private execute(
+    request: PromptRequest,
+    correlationId: string,
+    trace: Context,
+    signal: AbortSignal,
+    reply: string | undefined,
+    seal: SealInfo | undefined,
+    attempt: number | undefined,
+  ): Promise<Record<string, unknown>> {
     const notify = (method: string, params: Record<string, unknown>) => {
       if (!reply || signal.aborted) return;
       const update = createEnvelope("context_update", { method, params }, { sender: this.options.instance, correlationId });
-      this.options.bus.nc.publish(reply, encodeEnvelope(update));
+      this.options.bus.nc.publish(reply, this.encode(update, seal));
     };
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
-    const timeoutMs = request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000);
+    // A deadline years away is "no hurry", not a timer Node cuts to 1 ms (timers hold at most 2^31-1 ms).
+    const timeoutMs = Math.min(request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000), MAX_TIMER_MS);
     if (timeoutMs <= 0) {
       return Promise.reject(new DmcpError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
@@ -208,41 +275,59 @@ export class ServiceEndpoint {
       SpanKind.CONSUMER,
       trace,
       { "messaging.system": "nats", "messaging.destination.name": subjects.request(this.options.service), "dmcp.instance": this.options.instance },
-      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal, notify }),
+      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal, notify, attempt }),
     );
   }
 
   /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */
-  private acknowledge(msg: Msg, correlationId: string): void {
-    if (!msg.reply) return;
+  private acknowledge(delivery: Delivery, correlationId: string, seal: SealInfo | undefined): void {
+    if (!delivery.reply) return;
     const receipt = createEnvelope(
       "context_update",
       { method: ACCEPTED_METHOD, params: { instance: this.options.instance } },
       { sender: this.options.instance, correlationId },
     );
-    this.options.bus.nc.publish(msg.reply, encodeEnvelope(receipt));
+    this.options.bus.nc.publish(delivery.reply, this.encode(receipt, seal));
   }
 
-  private respond(msg: Msg, envelope: Envelope): void {
+  private respond(delivery: Delivery, envelope: Envelope, seal?: SealInfo, error?: DmcpError): void {
     const maxPayload = this.options.bus.maxPayload;
-    let data = encodeEnvelope(envelope);
+    let data = this.encode(envelope, seal);
     if (data.byteLength > maxPayload) {
-      const error = new DmcpError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
-      data = encodeEnvelope(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }));
+      error = new DmcpError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
+      data = this.encode(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }), seal);
     }
-    if (msg.reply) msg.respond(data);
+    delivery.respond(data, error);
   }
 
   /** Answers a message that cannot be served and reports it on the error subject. */
-  private reject(msg: Msg, error: DmcpError, correlationId: string | undefined): void {
+  private reject(delivery: Delivery, error: DmcpError, correlationId: string | undefined): void {
     this.counters.errors++;
     this.counters.lastError = `${error.code}: ${error.message}`;
-    this.options.logger.warn({ err: error, subject: msg.subject }, "rejected a bad message");
+    this.options.logger.warn({ err: error, subject: delivery.subject }, "rejected a bad message");
     const payload = errorPayload(error);
-    if (msg.reply) msg.respond(encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
+    this.respond(delivery, createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId }), undefined, error);
     // The report is a message of its own, with its own id.
-    this.options.bus.nc.publish(subjects.errors(this.options.instance), encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
+    this.options.bus.nc.publish(subjects.errors(this.options.instance), this.encode(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
   }
+
+  /** Signed, and sealed to the caller when its request was, as the bus's message security says. */
+  private encode(envelope: Envelope, seal?: SealInfo): Uint8Array {
+    return encodeFor(this.options.bus, envelope, seal);
+  }
+}
+
+/** A message on the endpoint's own subscriptions: answered on its NATS reply subject, when it has one. */
+function fromMsg(msg: Msg): Delivery {
+  return {
+    data: msg.data,
+    headers: msg.headers,
+    subject: msg.subject,
+    reply: msg.reply,
+    respond: (data) => {
+      if (msg.reply) msg.respond(data);
+    },
+  };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

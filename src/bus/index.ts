@@ -5,3 +5,8 @@ export * from "./nats-server.js";
 export * from "./context.js";
 export * from "./endpoint.js";
 export * from "./discovery.js";
+export * from "./work-queue.js";
+export * from "./result-store.js";
+export * from "./dead-letters.js";
+export * from "./durable-caller.js";
+export * from "./durable-worker.js";

@@ -4,12 +4,11 @@
  * (so a killed instance is noticed within a few intervals). The bucket's TTL collects what dead
  * instances leave behind.
  */
-import { Kvm, type KV } from "@nats-io/kv";
+import { randomUUID } from "node:crypto";
+import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import type { Subscription } from "@nats-io/transport-node";
 import {
   createEnvelope,
-  decodeEnvelope,
-  encodeEnvelope,
   parseHeartbeatSubject,
   parseRegistryKey,
   REGISTRY_BUCKET,
@@ -18,12 +17,16 @@ import {
   formatIssues,
   ToolEntry,
   type AgentProfile,
+  type ErrorCode,
   type AnnouncePayload,
   type Catalog,
+  type DeliveryPlan,
   type HeartbeatPayload,
   type InstanceStatus,
 } from "../protocol/index.js";
-import type { Bus } from "./connection.js";
+import { decodeFrom, encodeFor } from "../security/codec.js";
+import { isSecurityRejection } from "../security/security.js";
+import { dropReason, type Bus } from "./connection.js";
 
 /** Entries not refreshed for this long disappear from the bucket. */
 export const REGISTRY_TTL_MS = 30_000;
@@ -46,6 +49,8 @@ export interface AnnouncementInput {
   instructions?: string;
   /** Native agents say who they are (PROTOCOL.md §13.1). */
   profile?: AgentProfile;
+  /** How the service's tools/call requests travel (PROTOCOL.md §15.2). */
+  delivery?: DeliveryPlan;
 }
 
 export interface PresenceOptions {
@@ -90,6 +95,7 @@ export class InstancePresence {
     this.announcement = announcement;
     if (!this.kv) return;
     const { status } = this.options.load();
+    const sealKey = this.bus.security?.servedSealKey(this.options.service);
     const envelope = createEnvelope(
       "agent_heartbeat",
       {
@@ -100,11 +106,12 @@ export class InstancePresence {
         interval_ms: this.intervalMs,
         started_at: this.startedAt,
         ...announcement,
+        ...(sealKey ? { seal_key: sealKey } : {}),
       },
       { sender: this.options.instance },
     );
     this.lastAnnounced = Date.now();
-    await this.kv.put(this.key, encodeEnvelope(envelope));
+    await this.kv.put(this.key, encodeFor(this.bus, envelope));
   }
 
   private beat(): void {
@@ -136,7 +143,7 @@ export class InstancePresence {
       },
       { sender: this.options.instance },
     );
-    this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeEnvelope(envelope));
+    this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeFor(this.bus, envelope));
   }
 
   /** Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. */
@@ -151,6 +158,15 @@ export class InstancePresence {
       this.bus.logger.debug({ err }, "could not withdraw from the registry");
     }
   }
+}
+
+/** An announcement, heartbeat or announced tool a registry reader refused. */
+export interface RegistryProblem {
+  service: string;
+  instance: string;
+  message: string;
+  /** Why, when message security refused it (SIGNATURE_INVALID, UNTRUSTED_SIGNER, ...); else the message is invalid. */
+  code?: ErrorCode;
 }
 
 export interface LiveInstance {
@@ -169,7 +185,9 @@ export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
   private readonly listeners = new Set<() => void>();
   private readonly lostListeners = new Set<(instance: LiveInstance) => void>();
-  private readonly invalidListeners = new Set<(problem: { service: string; instance: string; message: string }) => void>();
+  private readonly invalidListeners = new Set<(problem: RegistryProblem) => void>();
+  /** Who receives, for replay protection: each view remembers the ids it accepted. */
+  private readonly receiver = `registry-${randomUUID().slice(0, 8)}`;
   private heartbeatSub: Subscription | undefined;
   private watcher: { stop(): void } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
@@ -208,7 +226,7 @@ export class RegistryView {
     void (async () => {
       for await (const entry of iterator) {
         try {
-          if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry.value, entry.isUpdate ? undefined : entry.created);
+          if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry, !entry.isUpdate);
           else this.remove(entry.key);
         } catch (err) {
           this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
@@ -235,10 +253,11 @@ export class RegistryView {
   }
 
   /**
-   * Called for each announcement that fails validation (the instance is not listed) and for each
-   * announced tool that breaks MCP's rules (it is left out of the catalog).
+   * Called for each announcement that fails validation (the instance is not listed), for each
+   * announced tool that breaks MCP's rules (it is left out of the catalog), and for each announcement
+   * or heartbeat that message security rejects (with its `code`).
    */
-  onInvalid(listener: (problem: { service: string; instance: string; message: string }) => void): () => void {
+  onInvalid(listener: (problem: RegistryProblem) => void): () => void {
     this.invalidListeners.add(listener);
     return () => this.invalidListeners.delete(listener);
   }
@@ -258,16 +277,34 @@ export class RegistryView {
   }
 
   /**
-   * `storedAt` is given for entries that were already in the bucket when the watch began: they may
-   * belong to instances that died since, so they get one heartbeat interval to prove they are alive
-   * instead of three.
+   * `initial` entries were already in the bucket when the watch began: they may belong to instances
+   * that died since, so they get one heartbeat interval to prove they are alive instead of three.
    */
-  private onAnnouncement(key: string, value: Uint8Array, storedAt?: Date): void {
+  private onAnnouncement(key: string, entry: Pick<KvEntry, "value" | "created" | "revision">, initial: boolean): void {
     const ids = parseRegistryKey(key);
-    if (!ids) return;
-    const decoded = decodeEnvelope(value, Number.POSITIVE_INFINITY);
+    if (!ids) {
+      this.bus.dropped("registry", "invalid_subject");
+      return;
+    }
+    const storedAt = initial ? entry.created : undefined;
+    const decoded = decodeFrom(this.bus, entry.value, {
+      receiver: this.receiver,
+      maxBytes: Number.POSITIVE_INFINITY,
+      speaksFor: ids.service,
+      stored: { at: entry.created, tag: entry.revision },
+    });
     if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "announce") {
       const message = `announcement rejected: ${decoded.ok ? `expected an agent_heartbeat of kind announce, got ${decoded.envelope.type}` : decoded.error.message}`;
+      this.bus.dropped("registry", dropReason(decoded));
+      const code = !decoded.ok && isSecurityRejection(decoded.error) ? { code: decoded.error.code } : {};
+      for (const listener of this.invalidListeners) listener({ ...ids, message, ...code });
+      return;
+    }
+    // The key is what trust and listing go by: an announcement speaks only for the instance its key names.
+    const { service, instance } = decoded.envelope.payload;
+    if (service !== ids.service || instance !== ids.instance) {
+      const message = `announcement rejected: it names ${service}/${instance}, its registry key ${key}`;
+      this.bus.dropped("registry", "key_mismatch");
       for (const listener of this.invalidListeners) listener({ ...ids, message });
       return;
     }
@@ -282,9 +319,20 @@ export class RegistryView {
       lastSeen: previous ? Math.max(previous.lastSeen, lastSeen) : lastSeen,
       ...(previous?.heartbeat ? { heartbeat: previous.heartbeat } : {}),
     });
+    this.learnSealKey(announcement.service);
     if (!previous || JSON.stringify(previous.announcement.catalog) !== JSON.stringify(announcement.catalog) || previous.announcement.status !== announcement.status) {
       this.emit();
     }
+  }
+
+  /**
+   * Calls to a service are sealed to the key its live instances announce, only while they all
+   * announce the same one: a replica without it could not open them (PROTOCOL.md §14.3).
+   */
+  private learnSealKey(service: string): void {
+    if (!this.bus.security) return;
+    const keys = new Set([...this.instances.values()].filter((live) => live.service === service).map((live) => live.announcement.seal_key));
+    this.bus.security.learnSealKey(service, keys.size === 1 ? [...keys][0] : undefined);
   }
 
   /** Drops (and reports) tools without a name or an object inputSchema: clients would reject the list. */
@@ -301,9 +349,21 @@ export class RegistryView {
 
   private onHeartbeat(subject: string, data: Uint8Array): void {
     const ids = parseHeartbeatSubject(subject);
-    if (!ids) return;
-    const decoded = decodeEnvelope(data);
-    if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "heartbeat") return;
+    if (!ids) {
+      this.bus.dropped("heartbeat", "invalid_subject");
+      return;
+    }
+    const decoded = decodeFrom(this.bus, data, { receiver: this.receiver, speaksFor: ids.service });
+    if (!decoded.ok && isSecurityRejection(decoded.error)) {
+      // One message per instance, code and signer (not per heartbeat), so that a reader reports it once.
+      const signer = (decoded.error.data as { signer?: string } | undefined)?.signer;
+      const message = `heartbeat rejected: ${decoded.error.code}${signer ? ` (signed by ${signer})` : ""}`;
+      for (const listener of this.invalidListeners) listener({ ...ids, message, code: decoded.error.code });
+    }
+    if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "heartbeat") {
+      this.bus.dropped("heartbeat", dropReason(decoded));
+      return;
+    }
     const heartbeat = decoded.envelope.payload;
     const key = registryKey(ids.service, ids.instance);
     const known = this.instances.get(key);
@@ -318,7 +378,7 @@ export class RegistryView {
     }
     // An instance we evicted (or never saw) is alive: read its announcement again.
     void this.kv?.get(key).then((entry) => {
-      if (entry && entry.operation === "PUT") this.onAnnouncement(key, entry.value);
+      if (entry && entry.operation === "PUT") this.onAnnouncement(key, entry, false);
     }, () => undefined);
   }
 
@@ -335,7 +395,10 @@ export class RegistryView {
   }
 
   private remove(key: string): void {
-    if (this.instances.delete(key)) this.emit();
+    const removed = this.instances.get(key);
+    if (!this.instances.delete(key)) return;
+    this.learnSealKey(removed!.service);
+    this.emit();
   }
 
   private emit(): void {

@@ -5,28 +5,38 @@
  * All replies arrive on one wildcard inbox subscription per caller (one SUB, not one per call). The
  * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
  * registry, the call fails at once with EXECUTOR_LOST instead of waiting out its deadline.
+ *
+ * A call given a `route` (durable delivery, durable-caller.ts) is queued instead of published: its
+ * reply subject travels in the envelope's `reply_to`, and it survives the loss of the executor that
+ * holds it and of the bus connection (its answer is then read from the result store).
  */
 import { randomUUID } from "node:crypto";
-import { createInbox, type Msg, type Subscription } from "@nats-io/transport-node";
+import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
   createEnvelope,
-  decodeEnvelope,
   DmcpError,
-  encodeEnvelope,
   ErrorCode,
   errorFromPayload,
+  RESULTS_BUCKET,
   subjects,
+  type Caller,
+  type PromptRequest,
 } from "../protocol/index.js";
 import type { Context } from "@opentelemetry/api";
 import { natsHeadersFor } from "../tracing/propagation.js";
-import type { Bus } from "./connection.js";
+import { decodeFrom, encodeFor, reportRejected } from "../security/codec.js";
+import { isSecurityRejection } from "../security/security.js";
+import type { StoredAt } from "../security/replay.js";
+import type { Bus, PermissionDenial } from "./connection.js";
 
 export interface CallOptions {
   /** Milliseconds until nobody waits for the answer. */
   timeoutMs: number;
   sessionId?: string | undefined;
+  /** Who made the call at the MCP edge (travels in the envelope to the executor). */
+  caller?: Caller | undefined;
   /** Aborting rejects the call at once with CANCELLED. */
   signal?: AbortSignal | undefined;
   /** Send to one executor instance instead of the service's queue group. */
@@ -35,11 +45,23 @@ export interface CallOptions {
   trace?: Context | undefined;
   /** Receives the MCP notifications that belong to the call (progress, logging), in order, before the answer. */
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+  /** Queue the request this way (durable delivery) instead of publishing it to the service. */
+  route?: RequestRoute | undefined;
+}
+
+/** Another way to a service than a core NATS publish: the durable work queue (durable-caller.ts). */
+export interface RequestRoute {
+  /** Queues the encoded request; rejects (with a DmcpError) when it cannot be queued before its deadline. */
+  send(request: PromptRequest, data: Uint8Array, headers: MsgHdrs | undefined): Promise<void>;
+  /** The caller gave the call up (cancelled): keep a queued copy from running. */
+  withdraw(request: PromptRequest): void;
 }
 
 interface PendingCall {
   correlationId: string;
   service: string;
+  /** The subject the request went to. */
+  subject: string;
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
@@ -48,6 +70,8 @@ interface PendingCall {
   onAbort?: () => void;
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   signal?: AbortSignal | undefined;
+  /** Set for durable calls. */
+  route?: RequestRoute | undefined;
 }
 
 /** Calls services on the bus. One per process; `sender` is this process's id. */
@@ -61,9 +85,12 @@ export class BusCaller {
     private readonly bus: Bus,
     private readonly sender: string,
   ) {
-    this.inbox = createInbox();
+    this.inbox = createInbox(bus.inboxPrefix);
     // Replies routed to a server we lost are gone: fail those calls now rather than at their deadline.
-    bus.onDisconnect(() => this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call")));
+    // (Durable calls stay: their requests are stored, and their answers too.)
+    bus.onDisconnect(() => this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call"), (call) => !call.route));
+    // A refused request is dropped by the server in silence: fail its call now rather than at its deadline.
+    bus.onPermissionDenied((denial) => this.onDenied(denial));
   }
 
   /** Sends one MCP request to a service and returns the MCP result object, or throws a DmcpError. */
@@ -71,31 +98,36 @@ export class BusCaller {
     const nc = this.bus.nc;
     if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
     // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
-    if (!this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
+    // (A durable request is queued once the bus is back, within its deadline.)
+    if (!options.route && !this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
     if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
     const id = randomUUID();
     const request = createEnvelope(
       "prompt_request",
       params === undefined ? { service, method } : { service, method, params },
-      { id, correlationId: id, sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs) },
+      { id, correlationId: id, sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs), caller: options.caller },
     );
     request.receipt = true;
-    const data = encodeEnvelope(request);
+    const token = (++this.sequence).toString(36);
+    if (options.route) request.reply_to = `${this.inbox}.${token}`;
+    const data = encodeFor(this.bus, request, this.bus.security?.requestSeal(service));
     if (data.byteLength > this.bus.maxPayload) {
       return Promise.reject(
         new DmcpError(ErrorCode.PayloadTooLarge, `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`),
       );
     }
     this.subscribe();
-    const token = (++this.sequence).toString(36);
+    const subject = options.instance ? subjects.instanceRequest(service, options.instance) : subjects.request(service);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const call: PendingCall = {
         correlationId: request.id,
         service,
+        subject,
         resolve,
         reject,
         signal: options.signal,
         onNotification: options.onNotification,
+        route: options.route,
         timer: setTimeout(() => {
           this.settle(token)?.reject(
             new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
@@ -108,12 +140,16 @@ export class BusCaller {
         call.onAbort = () => {
           this.settle(token)?.reject(abortError(options.signal!));
           this.publishCancel(service, id, options.signal!.reason);
+          options.route?.withdraw(request);
         };
         options.signal.addEventListener("abort", call.onAbort, { once: true });
       }
       this.pending.set(token, call);
-      const subject = options.instance ? subjects.instanceRequest(options.instance) : subjects.request(service);
       const headers = options.trace ? natsHeadersFor(options.trace) : undefined;
+      if (options.route) {
+        options.route.send(request, data, headers).catch((error: unknown) => this.settle(token)?.reject(asDmcpError(error)));
+        return;
+      }
       try {
         nc.publish(subject, data, headers ? { reply: `${this.inbox}.${token}`, headers } : { reply: `${this.inbox}.${token}` });
       } catch (cause) {
@@ -131,7 +167,7 @@ export class BusCaller {
       { sender: this.sender, correlationId },
     );
     try {
-      this.bus.nc.publish(subjects.cancel(service), encodeEnvelope(envelope));
+      this.bus.nc.publish(subjects.cancel(service), encodeFor(this.bus, envelope));
     } catch (err) {
       this.bus.logger.debug({ err }, "could not publish a cancellation");
     }
@@ -140,7 +176,8 @@ export class BusCaller {
   /** Fails every call held by an executor instance that left the bus. */
   instanceLost(instance: string): void {
     for (const [token, call] of this.pending) {
-      if (call.instance !== instance) continue;
+      // A durable call outlives its executor: the work queue delivers it to another.
+      if (call.instance !== instance || call.route) continue;
       this.settle(token)?.reject(
         new DmcpError(ErrorCode.ExecutorLost, `executor ${instance} of "${call.service}" left the bus before answering`, {
           data: { service: call.service, instance },
@@ -163,8 +200,39 @@ export class BusCaller {
     this.subscription = undefined;
   }
 
-  private failAll(error: DmcpError): void {
-    for (const token of [...this.pending.keys()]) this.settle(token)?.reject(error);
+  private onDenied(denial: PermissionDenial): void {
+    if (denial.operation === "publish") {
+      for (const [token, call] of this.pending) {
+        if (call.subject !== denial.subject) continue;
+        this.settle(token)?.reject(
+          new DmcpError(ErrorCode.Forbidden, `the NATS server denied publishing to ${denial.subject}: this participant's NATS user may not call "${call.service}"`, {
+            data: { service: call.service, subject: denial.subject },
+          }),
+        );
+      }
+    } else if (denial.subject === `${this.inbox}.*`) {
+      this.failAll(
+        new DmcpError(ErrorCode.Forbidden, `the NATS server denied subscribing to the reply inbox ${denial.subject}: give this connection an inbox prefix its NATS user may subscribe to`, {
+          data: { subject: denial.subject },
+        }),
+      );
+    }
+  }
+
+  /** The correlation ids of the durable calls waiting for their answers. */
+  durableCalls(): string[] {
+    return [...this.pending.values()].filter((call) => call.route).map((call) => call.correlationId);
+  }
+
+  /** Settles a durable call with an answer read from the result store (its message on the wire was lost). */
+  deliverStored(correlationId: string, data: Uint8Array, stored: StoredAt): void {
+    for (const [token, call] of this.pending) {
+      if (call.correlationId === correlationId) this.onAnswer(token, call, data, RESULTS_BUCKET, stored);
+    }
+  }
+
+  private failAll(error: DmcpError, which: (call: PendingCall) => boolean = () => true): void {
+    for (const [token, call] of [...this.pending]) if (which(call)) this.settle(token)?.reject(error);
   }
 
   private subscribe(): void {
@@ -188,7 +256,17 @@ export class BusCaller {
       );
       return;
     }
-    const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
+    this.onAnswer(token, call, msg.data, msg.subject);
+  }
+
+  private onAnswer(token: string, call: PendingCall, data: Uint8Array, subject: string, stored?: StoredAt): void {
+    const decoded = decodeFrom(this.bus, data, { receiver: this.sender, maxBytes: Number.POSITIVE_INFINITY, speaksFor: call.service, stored });
+    if (!decoded.ok && isSecurityRejection(decoded.error)) {
+      // Not the executor's answer as far as we can tell: the call waits for one we can trust.
+      this.bus.logger.warn({ err: decoded.error, service: call.service }, "rejected a reply");
+      reportRejected(this.bus, this.sender, decoded.error, { subject, service: call.service });
+      return;
+    }
     if (!decoded.ok) {
       this.settle(token)?.reject(new DmcpError(ErrorCode.InvalidEnvelope, `the executor answered with ${decoded.error.message}`, { cause: decoded.error }));
       return;
@@ -224,6 +302,10 @@ export class BusCaller {
     if (call.onAbort) call.signal?.removeEventListener("abort", call.onAbort);
     return call;
   }
+}
+
+function asDmcpError(error: unknown): DmcpError {
+  return error instanceof DmcpError ? error : new DmcpError(ErrorCode.BusUnavailable, `could not queue the request: ${(error as Error).message}`, { cause: error });
 }
 
 /** Why a call's signal aborted: the DmcpError given as the reason (e.g. SHUTTING_DOWN), else CANCELLED. */

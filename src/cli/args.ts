@@ -106,6 +106,7 @@ export const natsOptions = {
   "nats-tls-ca": { type: "string" },
   "nats-tls-cert": { type: "string" },
   "nats-tls-key": { type: "string" },
+  "nats-inbox-prefix": { type: "string" },
 } as const;
 
 export const natsHelp = `  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
@@ -116,6 +117,8 @@ export const natsHelp = `  --nats URL            NATS server URL (default: $DMCP
   --nats-tls-ca FILE    TLS: the CA of the server's certificate (also use a tls:// URL)
   --nats-tls-cert FILE, --nats-tls-key FILE
                         TLS client certificate and key
+  --nats-inbox-prefix P reply subjects start with P (default: $DMCP_NATS_INBOX_PREFIX or
+                        _INBOX), so that a NATS user may subscribe to P.> only (deploy/nats/)
 `;
 
 /** BusConnectOptions from the NATS flags (and their environment variables). */
@@ -129,6 +132,10 @@ export function natsConnection(values: Record<string, unknown>) {
   if (credsFile && nkeySeedFile) throw new UsageError("give --nats-creds or --nats-nkey, not both");
   const [caFile, certFile, keyFile] = [text("nats-tls-ca"), text("nats-tls-cert"), text("nats-tls-key")];
   if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError("--nats-tls-cert and --nats-tls-key go together");
+  const inboxPrefix = text("nats-inbox-prefix", "DMCP_NATS_INBOX_PREFIX");
+  if (inboxPrefix !== undefined && !/^[^.*>\s]+(\.[^.*>\s]+)*$/.test(inboxPrefix)) {
+    throw new UsageError(`--nats-inbox-prefix needs dot-separated tokens without wildcards or spaces, e.g. _INBOX.gateway; got ${JSON.stringify(inboxPrefix)}`);
+  }
   const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
   return {
     servers: natsUrl(text("nats")),
@@ -138,6 +145,7 @@ export function natsConnection(values: Record<string, unknown>) {
     ...(credsFile ? { credsFile } : {}),
     ...(nkeySeedFile ? { nkeySeedFile } : {}),
     ...(tls ? { tls } : {}),
+    ...(inboxPrefix ? { inboxPrefix } : {}),
   };
 }
 

@@ -4,9 +4,32 @@ import { dirname, resolve } from "node:path";
 import * as z from "zod";
 import type { ContextRetention } from "../bus/context.js";
 import { formatIssues } from "../protocol/index.js";
+import { AccessPolicy, PolicySchema } from "../gateway/policy.js";
 import { parseDuration, parseSize } from "./args.js";
+import { DeliveryConfigFields } from "./delivery.js";
 
 const ServiceName = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "service names use 1-128 characters from A-Z a-z 0-9 _ -");
+const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 30s, 15m, 24h or 7d")]);
+const SigningPublicKey = z.string().regex(/^[ACNOU][A-Z2-7]{55}$/, "a public signing nkey (U…, 56 characters)");
+
+/** Message security of every component `dmcp up` starts (PROTOCOL.md §14); key files are relative to the config file. */
+const SecurityConfig = z.strictObject({
+  signKey: z.string().min(1).optional().describe("file holding the ed25519 nkey seed every component signs with"),
+  trustedKeys: z.array(SigningPublicKey).default([]).describe("public keys trusted for every role"),
+  serviceKeys: z.record(ServiceName, z.array(SigningPublicKey)).default({}).describe("public keys trusted to speak for one service only"),
+  requireSignatures: z.boolean().default(false).describe("reject unsigned messages and untrusted signers"),
+  replayWindow: Duration.optional().describe("how far a signed message's timestamp may be off (default 2m)"),
+  sealKeys: z.record(ServiceName, z.string().min(1)).default({}).describe("files holding the curve (xkey) seeds of configured services: their calls travel sealed"),
+  sealTo: z.record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)")).default({}).describe("public curve keys of services elsewhere on the bus"),
+});
+export type SecurityConfig = z.infer<typeof SecurityConfig>;
+
+/** What `dmcp wrap --forward-caller` and `--audit` set, for servers of the config. */
+const ExecutorSettings = {
+  forwardCaller: z.boolean().default(false).describe('pass the caller to the server in _meta["io.dmcp/caller"]'),
+  audit: z.boolean().default(false).describe("log every call with its caller at info level"),
+  ...DeliveryConfigFields,
+};
 
 const StdioServer = z.strictObject({
   command: z.string().min(1),
@@ -14,13 +37,24 @@ const StdioServer = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
   cwd: z.string().optional(),
   replicas: z.number().int().min(1).max(64).default(1),
+  ...ExecutorSettings,
 });
+
+/** A secret given inline, or read at start from an environment variable or a file (so the config can be shared). */
+const Secret = z.union([
+  z.string(),
+  z.strictObject({ env: z.string().min(1).describe("environment variable holding the value") }),
+  z.strictObject({ file: z.string().min(1).describe("file holding the value (trailing newline dropped); relative to the config file") }),
+], { error: () => 'a value is a string, {"env": "VARIABLE"} or {"file": "path"}' });
+export type Secret = z.infer<typeof Secret>;
 
 const HttpServer = z.strictObject({
   url: z.url(),
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: z.record(z.string(), Secret).default({}).describe("HTTP headers for every request to the server"),
+  bearerToken: Secret.optional().describe("sent as Authorization: Bearer <token>"),
   transport: z.enum(["auto", "streamable-http", "sse"]).default("auto"),
   replicas: z.number().int().min(1).max(64).default(1),
+  ...ExecutorSettings,
 });
 
 const ServerEntry = z.union([StdioServer, HttpServer], {
@@ -43,17 +77,22 @@ export const ConfigSchema = z.strictObject({
         .union([z.strictObject({ port: z.number().int().min(0).max(65535).default(8808), host: z.string().min(1).default("127.0.0.1") }), z.literal(false)])
         .default({ port: 8808, host: "127.0.0.1" }),
       callTimeoutMs: z.number().int().positive().default(60_000),
+      /** Per-identity access to tools, resources and prompts: a policy file's path, or the policy itself. */
+      policy: z.union([z.string().min(1), PolicySchema]).optional(),
+      /** JWT claims copied into each request's `caller` for executors. */
+      forwardClaims: z.array(z.string().min(1)).optional(),
     })
     .default({ http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000 }),
   /** Limits of the context stream (see PROTOCOL.md §13.3); each as a number or a string like "7d" / "1GiB". */
   context: z
     .strictObject({
-      maxAge: z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 30s, 15m, 24h or 7d")]).optional(),
+      maxAge: Duration.optional(),
       maxBytes: z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*([kmgKMG]i?[bB]|[bB])?$/, "a size such as 512MB or 1GiB")]).optional(),
       maxMessages: z.number().int().positive().optional(),
       maxMessagesPerTopic: z.number().int().positive().optional(),
     })
     .optional(),
+  security: SecurityConfig.optional(),
   servers: z.record(ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"), ServerEntry).default({}),
 });
 
@@ -104,4 +143,48 @@ export function contextRetention(context: Config["context"]): ContextRetention |
   if (context.maxMessages !== undefined) retention.maxMessages = context.maxMessages;
   if (context.maxMessagesPerTopic !== undefined) retention.maxMessagesPerTopic = context.maxMessagesPerTopic;
   return retention;
+}
+
+/** Reads a secret's value: inline, from the environment, or from a file (relative to `baseDir`). */
+export function resolveSecret(secret: Secret, what: string, baseDir?: string): string {
+  if (typeof secret === "string") return secret;
+  if ("env" in secret) {
+    const value = process.env[secret.env];
+    if (value === undefined || value === "") throw new ConfigError(`${what}: the environment variable ${secret.env} is not set`);
+    return value;
+  }
+  const path = baseDir ? resolve(baseDir, secret.file) : secret.file;
+  try {
+    return readFileSync(path, "utf8").replace(/\r?\n$/, "");
+  } catch (cause) {
+    throw new ConfigError(`${what}: cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** The HTTP headers of a remote server with every secret resolved (bearerToken becomes Authorization). */
+export function resolveHeaders(headers: Record<string, Secret>, bearerToken: Secret | undefined, what: string, baseDir?: string): Record<string, string> {
+  const resolved = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, resolveSecret(value, `${what} header ${name}`, baseDir)]));
+  if (bearerToken !== undefined) resolved.Authorization = `Bearer ${resolveSecret(bearerToken, `${what} bearerToken`, baseDir)}`;
+  return resolved;
+}
+
+/** Reads a policy file (JSON), or checks an inline policy; errors name the file. */
+export function loadPolicy(policy: string | z.input<typeof PolicySchema>, baseDir?: string): AccessPolicy {
+  if (typeof policy !== "string") return toPolicy(policy, "gateway.policy");
+  const path = baseDir ? resolve(baseDir, policy) : policy;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (cause) {
+    throw new ConfigError(`cannot read policy ${path}: ${(cause as Error).message}`, { cause });
+  }
+  return toPolicy(raw as z.input<typeof PolicySchema>, `policy ${path}`);
+}
+
+function toPolicy(raw: z.input<typeof PolicySchema>, source: string): AccessPolicy {
+  try {
+    return new AccessPolicy(raw, source);
+  } catch (cause) {
+    throw new ConfigError((cause as Error).message, { cause });
+  }
 }

@@ -3,6 +3,7 @@
 import { createLogger } from "../util/logger.js";
 import { UsageError } from "./args.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
+import { keygenCommand, keygenHelp } from "./commands/keygen.js";
 import { statusCommand, statusHelp } from "./commands/status.js";
 import { tailCommand, tailHelp } from "./commands/tail.js";
 import { upCommand, upHelp } from "./commands/up.js";
@@ -21,6 +22,7 @@ Commands:
   wrap      make an MCP server (stdio command or HTTP URL) an executor on the bus
   status    list live services, their replicas and tools
   tail      print context updates and errors from the bus as they happen
+  keygen    create a signing key (--sign-key) or a curve key (--seal-key) for message security
   help      show help for a command
 
 Run 'dmcp <command> --help' for a command's options. Logs go to stderr.
@@ -32,6 +34,7 @@ const commands = {
   wrap: { run: wrapCommand, help: wrapHelp },
   status: { run: statusCommand, help: statusHelp },
   tail: { run: tailCommand, help: tailHelp },
+  keygen: { run: keygenCommand, help: keygenHelp },
 } as const;
 type CommandName = keyof typeof commands;
 
@@ -66,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`dmcp: unknown command ${JSON.stringify(name)}\n\n${mainHelp}`);
     return 2;
   }
-  const level = logLevel(rest, name === "status" || name === "tail" ? "warn" : "info");
+  const level = logLevel(rest, name === "status" || name === "tail" || name === "keygen" ? "warn" : "info");
   const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
   if (!levels.includes(level)) {
     process.stderr.write(`dmcp: --log-level must be one of ${levels.join(", ")}\n`);

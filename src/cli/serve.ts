@@ -7,10 +7,11 @@ import type { ContextRetention } from "../bus/context.js";
 import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
-import { Gateway } from "../gateway/index.js";
+import { Gateway, type AccessPolicy } from "../gateway/index.js";
 import { GatewayMonitor } from "../gateway/monitor.js";
 import type { Logger } from "../util/logger.js";
-import { isStdioServer, type ServerConfig } from "./config.js";
+import { deliveryFromConfig } from "./delivery.js";
+import { isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions {
   bus: Bus;
@@ -32,6 +33,13 @@ export interface GatewayServeOptions {
   auth?: HttpServeOptions["auth"];
   /** Per-client request rate of the HTTP gateway. */
   rateLimit?: HttpServeOptions["rateLimit"];
+  /** Who may use which tools, resources and prompts. */
+  policy?: AccessPolicy | undefined;
+  /** JWT claims and, when asked, the raw token copied into each request's `caller`. */
+  forwardClaims?: string[] | undefined;
+  forwardToken?: boolean | undefined;
+  /** The identity of the stdio client (default "local"). */
+  stdioIdentity?: string | undefined;
 }
 
 export interface RunningGateway {
@@ -51,6 +59,9 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    policy: options.policy,
+    forwardClaims: options.forwardClaims,
+    forwardToken: options.forwardToken,
   });
   await gateway.start();
   monitor?.attach(gateway);
@@ -58,8 +69,9 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     options.metricsPort !== undefined && options.metrics
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
+  if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth, rateLimit: options.rateLimit }) : undefined;
-  const stdioClosed = options.stdio ? (await serveStdio(gateway)).closed : new Promise<void>(() => undefined);
+  const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,
     ...(http ? { http } : {}),
@@ -74,7 +86,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   };
 }
 
-export function connectorFor(server: ServerConfig, baseDir?: string) {
+export function connectorFor(service: string, server: ServerConfig, baseDir?: string) {
   if (isStdioServer(server)) {
     return stdioConnector({
       command: server.command,
@@ -84,7 +96,9 @@ export function connectorFor(server: ServerConfig, baseDir?: string) {
       ...(server.cwd || baseDir ? { cwd: baseDir ? resolve(baseDir, server.cwd ?? ".") : server.cwd! } : {}),
     });
   }
-  return httpConnector({ url: server.url, headers: server.headers, transport: server.transport });
+  // Secrets from the environment or files are read now, at start; a missing one is a config error.
+  const headers = resolveHeaders(server.headers, server.bearerToken, `servers.${service}`, baseDir);
+  return httpConnector({ url: server.url, headers, transport: server.transport });
 }
 
 /** Starts `replicas` executors for each configured server. */
@@ -98,7 +112,9 @@ export async function startExecutors(
   const executors: Executor[] = [];
   for (const [service, server] of Object.entries(servers)) {
     for (let replica = 0; replica < server.replicas; replica++) {
-      executors.push(new Executor({ bus, service, logger, connector: connectorFor(server, baseDir), ...(metrics ? { metrics } : {}) }));
+      const connector = connectorFor(service, server, baseDir);
+      const delivery = deliveryFromConfig(server);
+      executors.push(new Executor({ bus, service, logger, connector, forwardCaller: server.forwardCaller, audit: server.audit, ...(metrics ? { metrics } : {}), ...(delivery ? { delivery } : {}) }));
     }
   }
   await Promise.all(executors.map((executor) => executor.start()));

@@ -17,6 +17,11 @@ import { fetchCatalog } from "./catalog.js";
 import { UpstreamSupervisor, type BackoffOptions } from "./supervisor.js";
 import { CLIENT_INFO, type UpstreamConnector } from "./connector.js";
 import { ProgressRelay } from "./progress.js";
+import { audited, withCallerMeta } from "./caller.js";
+import { DurableWorker } from "../bus/durable-worker.js";
+import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
+import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
+import { META_ATTEMPT, META_CORRELATION_ID } from "../protocol/index.js";
 import type { UpstreamInfo } from "./upstream.js";
 
 export interface ExecutorOptions {
@@ -38,6 +43,12 @@ export interface ExecutorOptions {
   backoff?: BackoffOptions;
   /** Where to record call and upstream metrics; none are kept without it. */
   metrics?: Registry;
+  /** Pass the envelope's caller to the upstream in `_meta["io.dmcp/caller"]`. */
+  forwardCaller?: boolean | undefined;
+  /** Log every call at info level with its caller, method, target and outcome. */
+  audit?: boolean | undefined;
+  /** Durable delivery of tools/call (PROTOCOL.md §15); without it every call is direct. */
+  delivery?: DeliveryOptions | undefined;
 }
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
@@ -55,6 +66,7 @@ export class Executor {
   private readonly presence: InstancePresence;
   private readonly endpoint: ServiceEndpoint;
   private readonly discovery: ServiceDiscovery;
+  private readonly worker: DurableWorker | undefined;
   private readonly progress = new ProgressRelay();
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
@@ -69,24 +81,41 @@ export class Executor {
     // progress token of this executor's own (callers' tokens may collide in the shared upstream session).
     const forward: RequestHandler = (request, context) =>
       inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) => {
-        const { params, release } = this.progress.retag(request.payload.params, context.notify);
+        const retagged = this.progress.retag(request.payload.params, context.notify);
+        const withCaller = options.forwardCaller ? withCallerMeta(retagged.params, request.caller) : retagged.params;
+        // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
+        const params = context.attempt === undefined ? withCaller : withDeliveryMeta(withCaller, context.correlationId, context.attempt);
+        const { release } = retagged;
         return this.supervisor
           .request(request.payload.method, withTraceMeta(params, ctx), { timeoutMs: context.timeoutMs, signal: context.signal })
           .finally(release);
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
+    const measured: RequestHandler = metrics
+      ? (request, context) => metrics.calls.observe({ service: this.service, method: request.payload.method }, () => forward(request, context))
+      : forward;
     this.endpoint = new ServiceEndpoint({
       bus: options.bus,
       service: this.service,
       instance: this.instance,
       logger: this.logger,
-      handler: metrics
-        ? (request, context) => metrics.calls.observe({ service: this.service, method: request.payload.method }, () => forward(request, context))
-        : forward,
+      handler: options.audit ? audited(measured, this.logger) : measured,
       ...(options.maxEnvelopeBytes ? { maxEnvelopeBytes: options.maxEnvelopeBytes } : {}),
       ...(options.defaultTimeoutMs ? { defaultTimeoutMs: options.defaultTimeoutMs } : {}),
       ...(options.receiptDelayMs !== undefined ? { receiptDelayMs: options.receiptDelayMs } : {}),
     });
+    this.worker = usesDurable(options.delivery)
+      ? new DurableWorker({
+          bus: options.bus,
+          service: this.service,
+          instance: this.instance,
+          logger: this.logger,
+          endpoint: this.endpoint,
+          settings: { ...DEFAULT_DURABLE_SETTINGS, ...options.delivery?.settings },
+          canServe: () => this.supervisor.isUp && !this.stopping,
+          metrics: options.metrics,
+        })
+      : undefined;
     this.discovery = new ServiceDiscovery(options.bus, {
       name: this.service,
       id: this.instance,
@@ -99,7 +128,7 @@ export class Executor {
       service: this.service,
       instance: this.instance,
       ...(options.heartbeatMs ? { intervalMs: options.heartbeatMs } : {}),
-      load: () => ({ status: this.status, inflight: this.endpoint.inflightCount, handled: this.endpoint.handled }),
+      load: () => ({ status: this.status, inflight: this.endpoint.inflightCount + (this.worker?.inflightCount ?? 0), handled: this.endpoint.handled }),
     });
     this.supervisor = new UpstreamSupervisor(
       options.connector,
@@ -129,9 +158,19 @@ export class Executor {
     await this.catalogRefresh;
     if (!up) this.status = "degraded";
     // Subscribed before announced: a gateway that sees the announcement can call at once.
-    await this.endpoint.start();
-    this.discovery.start();
-    await this.presence.start(this.announcement());
+    try {
+      await this.endpoint.start();
+      await this.worker?.start();
+      this.discovery.start();
+      await this.presence.start(this.announcement());
+    } catch (err) {
+      // Refused by the bus (e.g. the NATS user may not serve this service): leave nothing running.
+      this.discovery.stop();
+      await this.worker?.stop(0);
+      await this.endpoint.stop(0);
+      await this.supervisor.stop();
+      throw err;
+    }
     this.logger.info({ upstream: this.options.connector.description, status: this.status }, "executor serving");
   }
 
@@ -140,7 +179,7 @@ export class Executor {
     if (this.stopping) return;
     this.stopping = true;
     this.status = "stopping";
-    const draining = this.endpoint.stop(this.options.stopGraceMs);
+    const draining = Promise.all([this.endpoint.stop(this.options.stopGraceMs), this.worker?.stop(this.options.stopGraceMs)]);
     this.discovery.stop();
     await this.presence.stop();
     await draining;
@@ -177,6 +216,7 @@ export class Executor {
   private setStatus(status: InstanceStatus): void {
     if (this.stopping || this.status === status) return;
     this.status = status;
+    this.worker?.wake();
     this.publishAnnouncement();
   }
 
@@ -203,7 +243,14 @@ export class Executor {
       capabilities: info?.capabilities ?? {},
       ...(info ? { server_info: info.serverInfo, protocol_version: info.protocolVersion } : {}),
       ...(info?.instructions ? { instructions: info.instructions } : {}),
+      ...(this.options.delivery ? { delivery: planDelivery(this.catalog, this.options.delivery, this.worker ? this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver : undefined) } : {}),
     };
   }
+}
+
+/** `params` with the call's correlation id and delivery attempt in `_meta` (other `_meta` kept). */
+function withDeliveryMeta(params: Record<string, unknown> | undefined, correlationId: string, attempt: number): Record<string, unknown> {
+  const meta = { ...((params?._meta as Record<string, unknown> | undefined) ?? {}), [META_CORRELATION_ID]: correlationId, [META_ATTEMPT]: attempt };
+  return { ...(params ?? {}), _meta: meta };
 }
 

@@ -15,6 +15,10 @@ import {
   resultResponse,
   type JsonRpcMessage,
   type JsonRpcRequest,
+  META,
+  requestedVersion,
+  STATELESS_PROTOCOL_VERSIONS,
+  withoutStatelessMeta,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 
@@ -24,6 +28,8 @@ const KNOWN_VERSIONS = new Set(["2025-11-25", "2025-06-18", "2025-03-26", "2024-
 
 export interface UpstreamInfo {
   protocolVersion: string;
+  /** Stateless revisions (2026-07-28) the server also serves, per request, as `server/discover` said. */
+  statelessVersions?: string[];
   capabilities: Record<string, unknown>;
   serverInfo: Record<string, unknown>;
   instructions?: string;
@@ -93,12 +99,33 @@ export class McpUpstream {
       ...(typeof result.instructions === "string" ? { instructions: result.instructions } : {}),
     };
     await this.transport.send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    // In the background: readiness does not wait for a server that ignores unknown methods.
+    void this.discoverStatelessVersions(clientInfo);
     return this.info;
+  }
+
+  /**
+   * Asks the server whether it also speaks a stateless revision: 2026-07-28 clients' requests then go
+   * to it as they are; to a server that does not, without the per-request `_meta` keys it would misread.
+   */
+  private async discoverStatelessVersions(clientInfo: { name: string; version: string }): Promise<void> {
+    const version = STATELESS_PROTOCOL_VERSIONS[0]!;
+    const meta = { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: {} };
+    try {
+      const result = await this.request("server/discover", { _meta: meta }, { timeoutMs: 5000 });
+      const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
+      if (this.info) this.info.statelessVersions = STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+      this.logger.debug({ statelessVersions: this.info?.statelessVersions }, "upstream discovery");
+    } catch {
+      // -32601 from a 2025 server, or no answer: it speaks sessions only.
+    }
   }
 
   /** Sends one request and resolves with its raw result; JSON-RPC errors become UPSTREAM_ERROR. */
   request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
+    const version = requestedVersion(params);
+    if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
     const id = this.nextId++;
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -7,9 +7,10 @@
  * every tool and prompt, colliding or not. Resource URIs work the same way, qualified as
  * `dmcp://service/<service>/<percent-encoded uri>`.
  */
-import { UriTemplate } from "@modelcontextprotocol/server";
+import type { UriTemplate } from "@modelcontextprotocol/server";
 import type { LiveInstance } from "../bus/registry.js";
-import type { Catalog } from "../protocol/index.js";
+import { matchableUri, templateMatcher } from "./template-matcher.js";
+import type { Catalog, DeliveryPlan } from "../protocol/index.js";
 
 export const NAME_SEPARATOR = "__";
 const QUALIFIED_URI_PREFIX = "dmcp://service/";
@@ -55,7 +56,7 @@ export class AggregatedCatalog {
       if (c.instructions) this.instructions.push(`[${service}] ${c.instructions}`);
       for (const template of c.catalog.resource_templates) {
         this.resourceTemplates.push(template);
-        this.templates.push({ service, template: template.uriTemplate, matcher: safeTemplate(template.uriTemplate) });
+        this.templates.push({ service, template: template.uriTemplate, matcher: templateMatcher(template.uriTemplate) });
       }
     }
   }
@@ -74,7 +75,7 @@ export class AggregatedCatalog {
     if (listed) return listed;
     const qualified = parseQualifiedUri(uri);
     if (qualified && this.services.includes(qualified.service)) return qualified;
-    const matching = [...new Set(this.templates.filter((t) => t.matcher?.match(uri)).map((t) => t.service))];
+    const matching = matchableUri(uri) ? [...new Set(this.templates.filter((t) => t.matcher?.match(uri)).map((t) => t.service))] : [];
     if (matching.length === 1) return { service: matching[0]!, target: uri };
     if (matching.length > 1) return { ambiguous: matching };
     if (this.resourceServices.length === 1) return { service: this.resourceServices[0]!, target: uri };
@@ -145,6 +146,8 @@ export interface ServiceCatalog {
   catalog: Catalog;
   capabilities: Record<string, unknown>;
   instructions?: string | undefined;
+  /** How the service's tools/call requests travel (durable delivery), when it says. */
+  delivery?: DeliveryPlan | undefined;
 }
 
 /**
@@ -163,6 +166,7 @@ export function catalogsByService(instances: readonly LiveInstance[]): Map<strin
       catalog: live.announcement.catalog,
       capabilities: live.announcement.capabilities,
       instructions: live.announcement.instructions,
+      ...(live.announcement.delivery ? { delivery: live.announcement.delivery } : {}),
     });
   }
   return out;
@@ -188,14 +192,6 @@ export function parseQualifiedUri(uri: string): Route | undefined {
   if (slash <= 0) return undefined;
   try {
     return { service: rest.slice(0, slash), target: decodeURIComponent(rest.slice(slash + 1)) };
-  } catch {
-    return undefined;
-  }
-}
-
-function safeTemplate(template: string): UriTemplate | undefined {
-  try {
-    return new UriTemplate(template);
   } catch {
     return undefined;
   }

@@ -17,6 +17,8 @@ import {
   type Catalog,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
+import { reportRejected } from "../security/codec.js";
+import { isSecurityRejection } from "../security/security.js";
 
 /** The reserved service name of the gateway's own tools and resources. */
 export const GATEWAY_SERVICE = "dmcp";
@@ -49,7 +51,11 @@ export class ContextService {
     this.watcher = this.streams.watch(
       ">",
       (entry) => this.onUpdate(entry.topic),
-      (bad) => this.options.logger.warn({ subject: bad.subject, err: bad.error }, "malformed context update on the bus"),
+      (bad) => {
+        this.options.logger.warn({ subject: bad.subject, err: bad.error }, "malformed context update on the bus");
+        this.options.bus.dropped("context", bad.error.code.toLowerCase());
+        if (isSecurityRejection(bad.error)) reportRejected(this.options.bus, this.options.sender, bad.error, { subject: bad.subject });
+      },
     );
     for (const topic of (await this.streams.topics()).keys()) this.topics.add(topic);
   }

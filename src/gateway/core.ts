@@ -5,7 +5,9 @@
 import type { Bus } from "../bus/connection.js";
 import { RegistryView } from "../bus/registry.js";
 import { BusCaller } from "../bus/rpc.js";
-import { createEnvelope, DmcpError, encodeEnvelope, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
+import { DurableCaller } from "../bus/durable-caller.js";
+import { encodeFor } from "../security/codec.js";
+import { createEnvelope, DmcpError, type Caller, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import type { Registry } from "prom-client";
 import { SpanKind, type Context } from "@opentelemetry/api";
@@ -15,6 +17,8 @@ import { CallMetrics, outcomeOf } from "../metrics/registry.js";
 import { Counter, Gauge } from "prom-client";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
+import { DeliveryTable } from "./delivery.js";
+import { ALLOW_ALL, type Access, type AccessPolicy, type Identity, type ItemKind } from "./policy.js";
 import type { ListKind } from "./session.js";
 
 export interface GatewayCoreOptions {
@@ -29,17 +33,29 @@ export interface GatewayCoreOptions {
   contextRetention?: ContextRetention;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry;
+  /** Who may use which tools, resources and prompts; everyone may use everything without it. */
+  policy?: AccessPolicy | undefined;
+  /** JWT claims copied into each request's `caller` (the subject and issuer always are). */
+  forwardClaims?: string[] | undefined;
+  /** Put the caller's raw bearer token in each request's `caller` (off by default). */
+  forwardToken?: boolean | undefined;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+/** How many reported registry problems the gateway remembers, so that it reports each once. */
+const MAX_REMEMBERED_PROBLEMS = 1000;
 
 export class GatewayCore {
   catalog: AggregatedCatalog = new AggregatedCatalog(new Map());
   readonly serverInfo: { name: string; version: string };
   private readonly registry: RegistryView;
   private readonly caller: BusCaller;
+  /** Durable calls go through the work queue (PROTOCOL.md §15), by the plans the services announce. */
+  private readonly durable: DurableCaller;
+  private deliveries = new DeliveryTable();
   readonly context: ContextService;
   private readonly callMetrics: CallMetrics | undefined;
+  private readonly clientDrops: Counter<"transport" | "reason"> | undefined;
   private readonly callObservers = new Set<CallObserver>();
   private registryLoaded = false;
   private readonly listeners = new Set<(kind: ListKind) => void>();
@@ -50,6 +66,7 @@ export class GatewayCore {
   constructor(private readonly options: GatewayCoreOptions) {
     this.registry = new RegistryView(options.bus);
     this.caller = new BusCaller(options.bus, options.id);
+    this.durable = new DurableCaller(options.bus, this.caller, options.id);
     this.context = new ContextService({
       bus: options.bus,
       logger: options.logger,
@@ -59,8 +76,19 @@ export class GatewayCore {
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
     if (options.metrics) {
       this.callMetrics = new CallMetrics(options.metrics, "dmcp_gateway", ["service", "method", "target", "transport"]);
+      this.clientDrops = new Counter({
+        name: "dmcp_gateway_client_messages_dropped_total",
+        help: "Client messages dropped unanswered: responses to no request, notifications the gateway does not handle",
+        labelNames: ["transport", "reason"],
+        registers: [options.metrics],
+      });
       this.instrumentRegistry(options.metrics);
     }
+  }
+
+  /** Counts a client message that gets no answer and has no effect. */
+  clientMessageDropped(transport: string, reason: "response" | "notification"): void {
+    this.clientDrops?.inc({ transport, reason });
   }
 
   async start(): Promise<void> {
@@ -85,6 +113,7 @@ export class GatewayCore {
 
   async stop(): Promise<void> {
     this.context.stop();
+    this.durable.stop();
     this.caller.close();
     await this.registry.stop();
   }
@@ -99,6 +128,59 @@ export class GatewayCore {
     return () => this.listeners.delete(listener);
   }
 
+  /** What an identity may use under the gateway's policy. */
+  accessFor(identity: Identity): Access {
+    return this.options.policy?.accessFor(identity) ?? ALLOW_ALL;
+  }
+
+  /** Throws FORBIDDEN when the request's target is one the access does not allow; unknown targets pass (routing names them). */
+  authorize(access: Access, identity: Identity, method: string, params: Record<string, unknown>): void {
+    if (access === ALLOW_ALL) return;
+    const target = this.targetOf(method, params);
+    if (!target || access.allows(target.kind, target.names)) return;
+    const what = target.kind === "tools" ? "tool" : target.kind === "prompts" ? "prompt" : "resource";
+    throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${identity.kind} ${JSON.stringify(identity.subject)} may not use ${what} ${target.names[0]}`, {
+      data: { [what === "resource" ? "uri" : "name"]: target.names[0] },
+    });
+  }
+
+  /** The names a listed item is known by, for policy patterns: as exposed, and as <service>/<upstream name>. */
+  namesOf(list: "tools" | "prompts" | "resources" | "resourceTemplates", item: Record<string, unknown>): string[] {
+    const key = list === "resources" ? "uri" : list === "resourceTemplates" ? "uriTemplate" : "name";
+    const exposed = String(item[key]);
+    const route =
+      list === "tools" ? this.catalog.tool(exposed) : list === "prompts" ? this.catalog.prompt(exposed) : list === "resources" ? this.catalog.resource(exposed) : this.catalog.template(exposed);
+    return route && "service" in route ? [exposed, `${route.service}/${route.target}`] : [exposed];
+  }
+
+  /** The envelope's `caller` for a request of this identity: subject and issuer, plus what the gateway is configured to forward. */
+  callerOf(identity: Identity): Caller {
+    const caller: Caller = { kind: identity.kind, subject: identity.subject };
+    if (typeof identity.claims?.iss === "string") caller.issuer = identity.claims.iss;
+    const claims = this.options.forwardClaims?.filter((claim) => identity.claims?.[claim] !== undefined);
+    if (claims?.length) caller.claims = Object.fromEntries(claims.map((claim) => [claim, identity.claims![claim]]));
+    if (this.options.forwardToken && identity.token) caller.token = identity.token;
+    return caller;
+  }
+
+  private targetOf(method: string, params: Record<string, unknown>): { kind: ItemKind; names: string[] } | undefined {
+    const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+    const ref = (params.ref ?? {}) as Record<string, unknown>;
+    const [kind, name] =
+      method === "tools/call" ? (["tools", text(params.name)] as const)
+      : method === "prompts/get" ? (["prompts", text(params.name)] as const)
+      : method === "resources/read" || method === "resources/subscribe" ? (["resources", text(params.uri)] as const)
+      : method === "completion/complete" && ref.type === "ref/prompt" ? (["prompts", text(ref.name)] as const)
+      : method === "completion/complete" && ref.type === "ref/resource" ? (["resources", text(ref.uri)] as const)
+      : ([undefined, undefined] as const);
+    if (!kind || !name) return undefined;
+    const route = kind === "tools" ? this.catalog.tool(name) : kind === "prompts" ? this.catalog.prompt(name) : this.catalog.resource(name);
+    // Unknown tools and prompts are left to routing (an unknown name); a URI is checked even unlisted:
+    // context topics can be subscribed to before they exist.
+    if (!route) return kind === "resources" ? { kind, names: [name] } : undefined;
+    return { kind, names: "service" in route ? [name, `${route.service}/${route.target}`] : [name] };
+  }
+
   /** Routes a call to the service that owns its target and returns the raw MCP result. */
   async forward(
     method: string,
@@ -108,6 +190,8 @@ export class GatewayCore {
       sessionId?: string | undefined;
       transport?: string;
       traceHeaders?: Record<string, string> | undefined;
+      /** Who made the call, for the envelope. */
+      caller?: Caller | undefined;
       /** Receives the call's notifications (progress), in order, before the result. */
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
     },
@@ -161,6 +245,7 @@ export class GatewayCore {
     context: {
       signal?: AbortSignal;
       sessionId?: string | undefined;
+      caller?: Caller | undefined;
       trace?: Context;
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
     },
@@ -170,9 +255,13 @@ export class GatewayCore {
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       signal: context.signal,
       sessionId: context.sessionId,
+      caller: context.caller,
       trace: context.trace,
       onNotification: context.onNotification,
     };
+    const lane = this.deliveries.laneFor(route.service, method, route.params);
+    // A durable call is retried by the work queue itself, on whichever replica can serve it.
+    if (lane) return this.caller.call(route.service, method, route.params, { ...options, route: this.durable.route(lane) });
     try {
       return await this.caller.call(route.service, method, route.params, options);
     } catch (err) {
@@ -209,14 +298,16 @@ export class GatewayCore {
     // Announcements are refreshed every few seconds; report each problem once.
     const key = `${problem.service}/${problem.instance}/${problem.message}`;
     if (this.reportedInvalid.has(key)) return;
+    // Each new bad announcement is a new key: bound the memory of what was reported (once more is fine).
+    if (this.reportedInvalid.size >= MAX_REMEMBERED_PROBLEMS) this.reportedInvalid.clear();
     this.reportedInvalid.add(key);
     this.options.logger.warn(problem, "ignoring an invalid announcement or announced item");
-    const error = new DmcpError(ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
+    const error = new DmcpError(problem.code ?? ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
       data: { service: problem.service, instance: problem.instance },
     });
     const envelope = createEnvelope("error_notification", errorPayload(error), { sender: this.options.id });
     try {
-      this.options.bus.nc.publish(subjects.errors(this.options.id), encodeEnvelope(envelope));
+      this.options.bus.nc.publish(subjects.errors(this.options.id), encodeFor(this.options.bus, envelope));
     } catch (err) {
       this.options.logger.debug({ err }, "could not report the invalid announcement");
     }
@@ -265,6 +356,7 @@ export class GatewayCore {
     // No "resources" capability: the gateway's context URIs are routed by their prefix, and the
     // single-resource-server fallback keeps working for the one wrapped server.
     catalogs.set(GATEWAY_SERVICE, { catalog: this.context.catalog(), capabilities: { tools: {} } });
+    this.deliveries = new DeliveryTable(catalogs);
     this.catalog = new AggregatedCatalog(catalogs);
     for (const collision of this.catalog.collisions) {
       const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
@@ -301,6 +393,8 @@ export interface InvalidAnnouncementItem {
   service: string;
   instance: string;
   message: string;
+  /** Set when message security refused an announcement or heartbeat (e.g. UNTRUSTED_SIGNER). */
+  code?: ErrorCode | undefined;
 }
 
 function requireString(params: Record<string, unknown>, field: string): string {

@@ -8,6 +8,7 @@ import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
+import type { AccessPolicy, Identity } from "./policy.js";
 import { GatewaySession } from "./session.js";
 
 export interface GatewayOptions {
@@ -18,6 +19,12 @@ export interface GatewayOptions {
   contextRetention?: ContextRetention;
   /** Where to record metrics (calls, sessions, registry, bus); none are kept without it. */
   metrics?: Registry;
+  /** Who may use which tools, resources and prompts; everyone may use everything without it. */
+  policy?: AccessPolicy | undefined;
+  /** JWT claims copied into each request's `caller` (subject and issuer always are). */
+  forwardClaims?: string[] | undefined;
+  /** Put the caller's raw bearer token in each request's `caller`. */
+  forwardToken?: boolean | undefined;
 }
 
 export class Gateway {
@@ -38,6 +45,9 @@ export class Gateway {
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
+      policy: options.policy,
+      forwardClaims: options.forwardClaims,
+      forwardToken: options.forwardToken,
     });
     this.metrics = options.metrics;
     if (options.metrics) {
@@ -66,9 +76,12 @@ export class Gateway {
     await this.core.start();
   }
 
-  /** Serves one client connection (`kind`: stdio or http); the session ends when its transport closes. */
-  async connect(transport: Transport, kind = ""): Promise<GatewaySession> {
-    const session = new GatewaySession(this.core, transport, this.logger, kind);
+  /**
+   * Serves one client connection (`kind`: stdio or http) for `identity` (anonymous unless the inbound
+   * adapter authenticated the client); the session ends when its transport closes.
+   */
+  async connect(transport: Transport, kind = "", identity?: Identity): Promise<GatewaySession> {
+    const session = new GatewaySession(this.core, transport, this.logger, kind, identity);
     this.sessions.add(session);
     session.onclose = () => this.sessions.delete(session);
     await session.start();

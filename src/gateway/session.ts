@@ -20,7 +20,19 @@ import {
   topicOfUri,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
+import type { AggregatedCatalog } from "./catalog.js";
 import type { GatewayCore } from "./core.js";
+import { ANONYMOUS, type Access, type Identity, type ItemKind } from "./policy.js";
+import {
+  checkStatelessMeta,
+  META,
+  parseSubscriptionFilter,
+  REMOVED_METHODS,
+  requestedVersion,
+  STATELESS_PROTOCOL_VERSIONS,
+  statelessResult,
+  type SubscriptionFilter,
+} from "./stateless.js";
 
 export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
 export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
@@ -36,11 +48,17 @@ export class GatewaySession {
   private idleWaiters: (() => void)[] = [];
   /** Context topics this client subscribed to (resources/subscribe). */
   private readonly subscriptions = new Set<string>();
+  /** Open 2026-07-28 listen streams, by the id of their subscriptions/listen request. */
+  private readonly listens = new Map<JsonRpcId, { id: string; filter: SubscriptionFilter; end: () => void }>();
   private isClosed = false;
   private markClosed: () => void = () => undefined;
   /** Resolves when the client's transport has closed. */
   readonly closed = new Promise<void>((resolve) => (this.markClosed = resolve));
   onclose: (() => void) | undefined;
+  private currentIdentity: Identity = ANONYMOUS;
+  private access: Access;
+  /** The lists as this session's identity may see them, for the catalog they were filtered from. */
+  private visible: { catalog: AggregatedCatalog; lists: Record<string, Record<string, unknown>[]> } | undefined;
 
   constructor(
     private readonly core: GatewayCore,
@@ -48,7 +66,10 @@ export class GatewaySession {
     private readonly logger: Logger,
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",
+    identity: Identity = ANONYMOUS,
   ) {
+    this.currentIdentity = identity;
+    this.access = core.accessFor(identity);
     transport.onmessage = (message, extra) => this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
@@ -56,6 +77,18 @@ export class GatewaySession {
 
   get id(): string | undefined {
     return this.transport.sessionId;
+  }
+
+  get identity(): Identity {
+    return this.currentIdentity;
+  }
+
+  /** The identity of the latest request (a refreshed JWT brings new claims; the subject stays). */
+  set identity(identity: Identity) {
+    if (identity === this.currentIdentity) return;
+    this.currentIdentity = identity;
+    this.access = this.core.accessFor(identity);
+    this.visible = undefined;
   }
 
   async start(): Promise<void> {
@@ -69,14 +102,18 @@ export class GatewaySession {
 
   /** Tells the client that a subscribed context resource has a new value. */
   notifyResourceUpdated(topic: string): void {
-    if (!this.initialized || this.isClosed || !this.subscriptions.has(topic)) return;
-    this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri: contextUri(topic) } });
+    if (this.isClosed) return;
+    const uri = contextUri(topic);
+    if (this.initialized && this.subscriptions.has(topic)) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+    this.notifyListens("notifications/resources/updated", (filter) => filter.resourceSubscriptions?.includes(uri) === true, { uri });
   }
 
-  /** Tells the client that a list changed (only once it has initialized). */
+  /** Tells the client that a list changed: a 2025 client once it has initialized, 2026 listen streams that opted in. */
   notifyListChanged(kind: ListKind): void {
-    if (!this.initialized || this.isClosed) return;
-    this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
+    if (this.isClosed) return;
+    if (this.initialized) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
+    const opted = `${kind}ListChanged` as "toolsListChanged" | "promptsListChanged" | "resourcesListChanged";
+    this.notifyListens(`notifications/${kind}/list_changed`, (filter) => filter[opted] === true);
   }
 
   private onMessage(message: JsonRpcMessage, headers?: Record<string, string>): void {
@@ -84,8 +121,10 @@ export class GatewaySession {
       void this.onRequest(message, headers);
     } else if (isNotification(message)) {
       this.onNotification(message.method, message.params);
+    } else {
+      // Responses: the gateway sends clients no requests yet, so there is nothing to pair them with.
+      this.core.clientMessageDropped(this.kind, "response");
     }
-    // Responses: the gateway sends clients no requests yet, so there is nothing to pair them with.
   }
 
   private onNotification(method: string, params: Record<string, unknown> | undefined): void {
@@ -94,12 +133,16 @@ export class GatewaySession {
     } else if (method === "notifications/cancelled") {
       const requestId = params?.requestId;
       if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort();
+    } else {
+      this.core.clientMessageDropped(this.kind, "notification");
     }
   }
 
   /** Refuses new requests from now on; resolves when the calls in flight have answered. */
   drain(): Promise<void> {
     this.draining = true;
+    // Listen streams would never finish on their own: end them gracefully now.
+    for (const listen of [...this.listens.values()]) listen.end();
     if (this.inflight.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
@@ -118,18 +161,86 @@ export class GatewaySession {
     const controller = new AbortController();
     this.inflight.set(request.id, controller);
     const log = this.logger.child({ rpc: request.id, method: request.method });
+    // A request that names its protocol version in _meta is a 2026-07-28 (stateless) request, whatever came before.
+    const stateless = requestedVersion(request.params) !== undefined;
     try {
-      const result = await this.dispatch(request, controller.signal, headers);
-      this.send(resultResponse(request.id, result), request.id);
+      const result = stateless ? await this.dispatchStateless(request, controller.signal, headers) : await this.dispatch(request, controller.signal, headers);
+      this.send(resultResponse(request.id, stateless ? statelessResult(request.method, result) : result), request.id);
     } catch (err) {
       // A cancelled request gets no answer (MCP cancellation).
       if (err instanceof DmcpError && err.code === ErrorCode.Cancelled) return;
       if (!(err instanceof DmcpError)) log.error({ err }, "request failed");
       else log.debug({ err }, "request failed");
-      this.send(errorResponse(request.id, toJsonRpcError(err)), request.id);
+      const error = toJsonRpcError(err);
+      // 2026-07-28 answers an unknown resource with -32602 (earlier revisions: -32002).
+      if (stateless && error.code === JsonRpcErrorCode.ResourceNotFound) error.code = JsonRpcErrorCode.InvalidParams;
+      this.send(errorResponse(request.id, error), request.id);
     } finally {
       this.inflight.delete(request.id);
       if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** The 2026-07-28 methods: discovery and listen streams instead of initialize and subscribe; the rest as before. */
+  private dispatchStateless(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
+    checkStatelessMeta(request.params);
+    if (REMOVED_METHODS.has(request.method)) {
+      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+    }
+    if (request.method === "server/discover") return this.discover();
+    if (request.method === "subscriptions/listen") return this.listen(request, signal);
+    return this.dispatch(request, signal, headers);
+  }
+
+  private discover(): Record<string, unknown> {
+    const instructions = this.core.catalog.instructions.join("\n");
+    return {
+      supportedVersions: [...STATELESS_PROTOCOL_VERSIONS, ...GATEWAY_PROTOCOL_VERSIONS],
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { listChanged: true, subscribe: true },
+        prompts: { listChanged: true },
+        completions: {},
+      },
+      ...(instructions ? { instructions } : {}),
+      _meta: { [META.serverInfo]: this.core.serverInfo },
+    };
+  }
+
+  /**
+   * A 2026-07-28 listen stream: acknowledged first with what the gateway will honor, then the opted-in
+   * notifications tagged with the stream's id, until the client goes away (no answer) or the gateway
+   * stops (an empty result ends it gracefully).
+   */
+  private listen(request: JsonRpcRequest, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const filter = parseSubscriptionFilter(request.params ?? {});
+    // Updates exist for context topics only; the acknowledgement names the URIs that will get them.
+    const uris = (filter.resourceSubscriptions ?? []).filter(
+      (uri) => topicOfUri(uri) !== undefined && this.access.allows("resources", [uri]),
+    );
+    const honored: SubscriptionFilter = { ...filter, ...(filter.resourceSubscriptions ? { resourceSubscriptions: uris } : {}) };
+    const subscriptionId = String(request.id);
+    this.send(
+      { jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: { notifications: honored, _meta: { [META.subscriptionId]: subscriptionId } } },
+      request.id,
+    );
+    return new Promise((resolve, reject) => {
+      const end = () => {
+        this.listens.delete(request.id);
+        resolve({});
+      };
+      this.listens.set(request.id, { id: subscriptionId, filter: honored, end });
+      signal.addEventListener("abort", () => {
+        this.listens.delete(request.id);
+        reject(signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the listen stream was closed"));
+      }, { once: true });
+    });
+  }
+
+  private notifyListens(method: string, wants: (filter: SubscriptionFilter) => boolean, params: Record<string, unknown> = {}): void {
+    for (const [requestId, listen] of this.listens) {
+      if (!wants(listen.filter)) continue;
+      this.send({ jsonrpc: "2.0", method, params: { ...params, _meta: { [META.subscriptionId]: listen.id } } }, requestId);
     }
   }
 
@@ -143,28 +254,31 @@ export class GatewaySession {
       case "logging/setLevel":
         return {};
       case "resources/subscribe":
+        this.core.authorize(this.access, this.identity, request.method, params);
         this.subscriptions.add(this.subscribableTopic(params));
         return {};
       case "resources/unsubscribe":
         this.subscriptions.delete(this.subscribableTopic(params));
         return {};
       case "tools/list":
-        return { tools: this.core.catalog.tools };
+        return { tools: this.visibleList("tools") };
       case "prompts/list":
-        return { prompts: this.core.catalog.prompts };
+        return { prompts: this.visibleList("prompts") };
       case "resources/list":
-        return { resources: this.core.catalog.resources };
+        return { resources: this.visibleList("resources") };
       case "resources/templates/list":
-        return { resourceTemplates: this.core.catalog.resourceTemplates };
+        return { resourceTemplates: this.visibleList("resourceTemplates") };
       case "tools/call":
       case "prompts/get":
       case "resources/read":
       case "completion/complete":
+        this.core.authorize(this.access, this.identity, request.method, params);
         return this.core.forward(request.method, params, {
           signal,
           sessionId: this.id,
           transport: this.kind,
           traceHeaders: headers,
+          caller: this.core.callerOf(this.identity),
           // Progress and the like go out on the request's own stream, before its result.
           onNotification: (method, notificationParams) => {
             if (!signal.aborted) this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
@@ -173,6 +287,18 @@ export class GatewaySession {
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
+  }
+
+  /** A list of the aggregated catalog without the items this session's identity may not use. */
+  private visibleList(list: "tools" | "prompts" | "resources" | "resourceTemplates"): Record<string, unknown>[] {
+    const catalog = this.core.catalog;
+    if (this.visible?.catalog !== catalog) this.visible = { catalog, lists: {} };
+    const cached = this.visible.lists[list];
+    if (cached) return cached;
+    const kind: ItemKind = list === "resourceTemplates" ? "resources" : list;
+    const filtered = catalog[list].filter((item) => this.access.allows(kind, this.core.namesOf(list, item)));
+    this.visible.lists[list] = filtered;
+    return filtered;
   }
 
   private subscribableTopic(params: Record<string, unknown>): string {

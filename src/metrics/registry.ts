@@ -39,10 +39,17 @@ export function outcomeOf(result: Record<string, unknown> | undefined, error?: u
 export class BusMetrics {
   readonly disconnects: Counter;
   readonly reconnects: Counter;
+  readonly dropped: Counter<"subject" | "reason">;
 
   constructor(registry: Registry) {
     this.disconnects = new Counter({ name: "dmcp_bus_disconnects_total", help: "Times the NATS connection was lost", registers: [registry] });
     this.reconnects = new Counter({ name: "dmcp_bus_reconnects_total", help: "Times the NATS connection was re-established", registers: [registry] });
+    this.dropped = new Counter({
+      name: "dmcp_bus_messages_dropped_total",
+      help: "Invalid messages dropped unanswered, by subject (cancel, heartbeat, registry, context) and reason",
+      labelNames: ["subject", "reason"],
+      registers: [registry],
+    });
   }
 }
 

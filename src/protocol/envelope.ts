@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import * as z from "zod";
+import { DeliveryPlan } from "./delivery.js";
 import { DmcpError, ErrorCode } from "./errors.js";
 import { TOPIC_PATTERN } from "./subjects.js";
 
@@ -118,9 +119,18 @@ export const AnnouncePayload = z.looseObject({
   instructions: z.string().optional(),
   catalog: Catalog,
   profile: AgentProfile.optional(),
+  delivery: DeliveryPlan.optional().describe("how tools/call requests for this service travel (absent: all direct)"),
+  seal_key: z.string().regex(/^X[A-Z2-7]{55}$/).optional().describe("public curve key (xkey) that requests to this service may be sealed to"),
 });
 
 export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayload, AnnouncePayload]);
+
+/** Appended as the last field by a signer (PROTOCOL.md §14.1): the signature covers every byte before it. */
+export const Signature = z.strictObject({
+  alg: z.literal("ed25519"),
+  key: z.string().regex(/^[A-Z2-7]{56}$/).describe("the signer's public nkey"),
+  sig: z.string().regex(/^[A-Za-z0-9_-]{86}$/).describe("the ed25519 signature, base64url without padding"),
+});
 
 const envelopeFields = {
   dMCP_version: z.literal(DMCP_VERSION),
@@ -130,13 +140,34 @@ const envelopeFields = {
   timestamp: Timestamp,
   sender_id: z.string().min(1).max(256),
   deadline: Timestamp.optional().describe("after this instant nobody waits for the answer"),
+  signature: Signature.optional(),
 };
+
+/**
+ * Who made a call at the MCP edge, as the gateway authenticated them: for executors' audit logs and
+ * upstream decisions. The raw bearer token travels only when the gateway is configured to forward it.
+ */
+export const Caller = z.looseObject({
+  kind: z.string().min(1).max(32).describe('how the gateway knows the caller: "token", "jwt", "local" (stdio) or "anonymous"'),
+  subject: z.string().min(1).max(256).describe("the token's name, the JWT's sub, or the local identity"),
+  issuer: z.string().max(1024).optional().describe("the JWT's iss"),
+  claims: JsonObject.optional().describe("the JWT claims the gateway is configured to forward"),
+  token: z.string().optional().describe("the raw bearer token, only when the gateway forwards it"),
+});
+export type Caller = z.infer<typeof Caller>;
 
 export const PromptRequest = z.looseObject({
   ...envelopeFields,
   type: z.literal("prompt_request"),
+  caller: Caller.optional(),
   payload: PromptRequestPayload,
   receipt: z.boolean().optional().describe(`true: the executor first sends a "${"dmcp/accepted"}" context_update to the reply subject`),
+  reply_to: z
+    .string()
+    .min(1)
+    .max(256)
+    .optional()
+    .describe("durable requests: the subject for receipts, notifications and the answer (a JetStream message's own reply subject is its ack subject)"),
 });
 export const PromptResponse = z.looseObject({ ...envelopeFields, type: z.literal("prompt_response"), payload: PromptResponsePayload });
 export const ErrorNotification = z.looseObject({ ...envelopeFields, type: z.literal("error_notification"), payload: ErrorNotificationPayload });
@@ -144,6 +175,22 @@ export const ContextUpdate = z.looseObject({ ...envelopeFields, type: z.literal(
 export const AgentHeartbeat = z.looseObject({ ...envelopeFields, type: z.literal("agent_heartbeat"), payload: AgentHeartbeatPayload });
 
 export const Envelope = z.discriminatedUnion("type", [PromptRequest, PromptResponse, ErrorNotification, ContextUpdate, AgentHeartbeat]);
+
+/**
+ * An envelope whose `payload` (and `caller`) travel sealed to the recipient's curve key (PROTOCOL.md
+ * §14.3): its form on the wire; receivers open it into one of the envelopes above.
+ */
+export const SealedEnvelope = z.looseObject({
+  ...envelopeFields,
+  type: z.enum(["prompt_request", "prompt_response", "error_notification", "context_update"]),
+  receipt: z.boolean().optional(),
+  sealed: z.strictObject({
+    from: z.string().regex(/^X[A-Z2-7]{55}$/).describe("the sender's public curve key"),
+    to: z.string().regex(/^X[A-Z2-7]{55}$/).describe("the recipient's public curve key"),
+    data: z.string().regex(/^[A-Za-z0-9_-]+$/).describe("the xkv1 box of the sealed fields' JSON, base64url without padding"),
+  }),
+  payload: z.never().optional().describe("absent: it is inside `sealed`"),
+});
 
 export type Envelope = z.infer<typeof Envelope>;
 export type PromptRequest = z.infer<typeof PromptRequest>;
@@ -168,6 +215,8 @@ export interface EnvelopeOptions {
   correlationId?: string | undefined;
   sessionId?: string | undefined;
   deadline?: Date | string | undefined;
+  /** Who made the call (prompt_request only). */
+  caller?: Caller | undefined;
 }
 
 /** Builds a new envelope with a fresh id and the current time. */
@@ -185,6 +234,7 @@ export function createEnvelope<T extends MessageType>(
   if (options.deadline !== undefined) {
     envelope.deadline = typeof options.deadline === "string" ? options.deadline : options.deadline.toISOString();
   }
+  if (options.caller !== undefined) envelope.caller = options.caller;
   envelope.payload = payload;
   return envelope as Extract<Envelope, { type: T }>;
 }
@@ -239,6 +289,9 @@ function peekIds(bytes: Uint8Array): Record<string, string> {
   return ids;
 }
 
+/** How many validation issues an INVALID_ENVELOPE error lists in its data. */
+export const MAX_REPORTED_ISSUES = 20;
+
 export function validateEnvelope(raw: unknown): DecodeResult {
   const parsed = Envelope.safeParse(raw);
   if (parsed.success) return { ok: true, envelope: parsed.data };
@@ -246,7 +299,8 @@ export function validateEnvelope(raw: unknown): DecodeResult {
     ok: false,
     raw,
     error: new DmcpError(ErrorCode.InvalidEnvelope, `invalid envelope: ${formatIssues(parsed.error.issues)}`, {
-      data: { issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) },
+      // The first issues only: 20,000 bad catalog entries would make an answer larger than the bus takes.
+      data: { issues: parsed.error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => ({ path: i.path.join("."), message: i.message })) },
     }),
   };
 }
@@ -275,11 +329,17 @@ function explainUnion(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: 
   return best.flatMap((inner) => explainUnion(inner)).map((inner) => ({ path: [...issue.path, ...inner.path], message: inner.message }));
 }
 
-/** Reads `correlation_id`/`id`/`sender_id` from a message that failed validation, where they are present. */
+/** Reads `correlation_id`/`id`/`sender_id` from a message that failed validation, where they are present and fit an envelope. */
 export function salvageIds(raw: unknown): { correlationId?: string; sender?: string } {
   if (typeof raw !== "object" || raw === null) return {};
   const record = raw as Record<string, unknown>;
-  const correlationId = typeof record.correlation_id === "string" ? record.correlation_id : typeof record.id === "string" ? record.id : undefined;
-  const sender = typeof record.sender_id === "string" ? record.sender_id : undefined;
+  // Only ids an envelope may carry: an answer that echoed a 10 kB "id" would itself be invalid.
+  const correlationId = isEnvelopeId(record.correlation_id) ? record.correlation_id : isEnvelopeId(record.id) ? record.id : undefined;
+  const sender = isEnvelopeId(record.sender_id) ? record.sender_id : undefined;
   return { ...(correlationId ? { correlationId } : {}), ...(sender ? { sender } : {}) };
+}
+
+/** A string that fits an envelope's id fields (1-256 characters). */
+function isEnvelopeId(value: unknown): value is string {
+  return typeof value === "string" && value.length >= 1 && value.length <= 256;
 }

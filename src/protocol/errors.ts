@@ -29,6 +29,20 @@ export const ErrorCode = {
   Cancelled: "CANCELLED",
   /** The executor is shutting down and takes no new work. */
   ShuttingDown: "SHUTTING_DOWN",
+  /** The caller's identity may not use the requested tool, resource or prompt (the gateway's policy). */
+  Forbidden: "FORBIDDEN",
+  /** An unsigned message where signatures are required (PROTOCOL.md §14). */
+  SignatureRequired: "SIGNATURE_REQUIRED",
+  /** A signature that is malformed or does not match the signed bytes (forged or altered). */
+  SignatureInvalid: "SIGNATURE_INVALID",
+  /** A valid signature by a key the receiver does not trust (for that role). */
+  UntrustedSigner: "UNTRUSTED_SIGNER",
+  /** A signed message seen before, or whose timestamp lies outside the receiver's window. */
+  Replayed: "REPLAYED",
+  /** A sealed (encrypted) payload the receiver cannot open. */
+  DecryptionFailed: "DECRYPTION_FAILED",
+  /** A durable request failed on every delivery attempt and was moved to the dead-letter stream. */
+  RetriesExhausted: "RETRIES_EXHAUSTED",
   /** Anything else that went wrong inside a dMCP component. */
   Internal: "INTERNAL",
 } as const;
@@ -55,6 +69,13 @@ export const JsonRpcErrorCode = {
   Cancelled: -32016,
   ShuttingDown: -32017,
   ExecutorLost: -32018,
+  Forbidden: -32019,
+  SignatureRequired: -32040,
+  SignatureInvalid: -32041,
+  UntrustedSigner: -32042,
+  Replayed: -32043,
+  DecryptionFailed: -32044,
+  RetriesExhausted: -32030,
 } as const;
 
 /** The JSON-RPC code an MCP client sees for each dMCP error code (UpstreamError keeps the upstream's own). */
@@ -72,6 +93,13 @@ export const jsonRpcCodeFor: Record<ErrorCode, number> = {
   CANCELLED: JsonRpcErrorCode.Cancelled,
   SHUTTING_DOWN: JsonRpcErrorCode.ShuttingDown,
   EXECUTOR_LOST: JsonRpcErrorCode.ExecutorLost,
+  FORBIDDEN: JsonRpcErrorCode.Forbidden,
+  SIGNATURE_REQUIRED: JsonRpcErrorCode.SignatureRequired,
+  SIGNATURE_INVALID: JsonRpcErrorCode.SignatureInvalid,
+  UNTRUSTED_SIGNER: JsonRpcErrorCode.UntrustedSigner,
+  REPLAYED: JsonRpcErrorCode.Replayed,
+  DECRYPTION_FAILED: JsonRpcErrorCode.DecryptionFailed,
+  RETRIES_EXHAUSTED: JsonRpcErrorCode.RetriesExhausted,
   INTERNAL: JsonRpcErrorCode.InternalError,
 };
 

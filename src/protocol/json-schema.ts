@@ -1,6 +1,6 @@
 /** JSON Schemas generated from the zod schemas, so that agents in any language can validate messages. */
 import * as z from "zod";
-import { AgentHeartbeat, ContextUpdate, Envelope, ErrorNotification, PromptRequest, PromptResponse } from "./envelope.js";
+import { AgentHeartbeat, ContextUpdate, Envelope, ErrorNotification, PromptRequest, PromptResponse, SealedEnvelope } from "./envelope.js";
 
 /** Base of the `$id` of every schema this package publishes (`schemas/<file>`). */
 export const SCHEMA_BASE = "https://dmcp-gateway.dev/schemas/v0.1/";
@@ -12,6 +12,7 @@ const sources = {
   "error_notification.schema.json": ErrorNotification,
   "context_update.schema.json": ContextUpdate,
   "agent_heartbeat.schema.json": AgentHeartbeat,
+  "sealed_envelope.schema.json": SealedEnvelope,
 } as const;
 
 /**

@@ -4,6 +4,8 @@
  * Tokens (service names, instance ids, topic segments) are validated: a dot, a wildcard or white space
  * inside a token would silently change which subscribers receive a message.
  */
+import { isPriorityLane, type PriorityLane } from "./delivery.js";
+
 export const SUBJECT_ROOT = "dmcp.v1";
 
 const TOKEN = /^[A-Za-z0-9_-]{1,128}$/;
@@ -45,7 +47,8 @@ export const subjects = {
   /** The queue group name shared by replicas of a service. */
   queueGroup: (service: string) => `dmcp-${assertToken("service", service)}`,
   /** Requests addressed to one executor instance (session pinning, cancellation). */
-  instanceRequest: (instance: string) => `${SUBJECT_ROOT}.inst.${assertToken("instance", instance)}.req`,
+  instanceRequest: (service: string, instance: string) =>
+    `${SUBJECT_ROOT}.inst.${assertToken("service", service)}.${assertToken("instance", instance)}.req`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */
   cancel: (service: string) => `${SUBJECT_ROOT}.cancel.${assertToken("service", service)}`,
   /** Context updates of a topic (topics may have dot-separated segments). */
@@ -63,6 +66,14 @@ export const subjects = {
   /** Error notifications raised by a component (reported, not answered). */
   errors: (sender: string) => `${SUBJECT_ROOT}.err.${assertToken("sender", sender)}`,
   errorsAll: () => `${SUBJECT_ROOT}.err.>`,
+  /** Durable requests for a service, one subject per priority lane, kept in the work stream. */
+  work: (service: string, lane: PriorityLane) => `${SUBJECT_ROOT}.work.${assertToken("service", service)}.${assertLane(lane)}`,
+  workAll: () => `${SUBJECT_ROOT}.work.>`,
+  /** Durable requests given up after their last attempt, kept in the dead-letter stream. */
+  deadLetter: (service: string) => `${SUBJECT_ROOT}.dead.${assertToken("service", service)}`,
+  deadLetterAll: () => `${SUBJECT_ROOT}.dead.>`,
+  /** The server's advisory when a message of the work stream has used up its delivery attempts. */
+  maxDeliveriesAdvisory: () => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.*`,
 } as const;
 
 /** Parses `dmcp.v1.hb.<service>.<instance>` back into its tokens. */
@@ -106,4 +117,27 @@ export function parseRegistryKey(key: string): { service: string; instance: stri
   const parts = key.split(".");
   if (parts.length !== 2 || !TOKEN.test(parts[0]!) || !TOKEN.test(parts[1]!)) return undefined;
   return { service: parts[0]!, instance: parts[1]! };
+}
+
+/** The JetStream work-queue stream holding durable requests until an executor has answered them. */
+export const WORK_STREAM = "DMCP_WORK";
+/** The stream keeping durable requests that failed on every attempt, with the reason. */
+export const DEAD_LETTER_STREAM = "DMCP_DEAD_LETTERS";
+/** The JetStream KV bucket holding the answer of each durable call, by correlation id. */
+export const RESULTS_BUCKET = "dmcp_results";
+
+/** The durable consumer that the replicas of a service share for one lane. */
+export const workConsumer = (service: string, lane: PriorityLane) => `dmcp-work-${assertToken("service", service)}-${assertLane(lane)}`;
+
+/** Parses `dmcp.v1.work.<service>.<lane>` back into its tokens. */
+export function parseWorkSubject(subject: string): { service: string; lane: PriorityLane } | undefined {
+  const parts = subject.split(".");
+  if (parts.length !== 5 || `${parts[0]}.${parts[1]}` !== SUBJECT_ROOT || parts[2] !== "work") return undefined;
+  const [service, lane] = [parts[3]!, parts[4]!];
+  return TOKEN.test(service) && isPriorityLane(lane) ? { service, lane } : undefined;
+}
+
+function assertLane(lane: string): PriorityLane {
+  if (!isPriorityLane(lane)) throw new InvalidSubjectTokenError("priority lane", lane);
+  return lane;
 }

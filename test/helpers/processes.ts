@@ -5,7 +5,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { terminate } from "../../src/util/terminate.js";
 
-export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const HELPERS_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** The repository root, from test/helpers (vitest) or from dist/test/helpers (`npm run chaos`). */
+export const REPO_ROOT = HELPERS_ROOT.endsWith("/dist/") ? HELPERS_ROOT.slice(0, -"dist/".length) : HELPERS_ROOT;
 export const DMCP_BIN = `${REPO_ROOT}dist/src/cli/main.js`;
 export const FIXTURE_BIN = `${REPO_ROOT}dist/test/fixtures/raw-server.js`;
 

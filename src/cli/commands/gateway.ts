@@ -8,6 +8,9 @@ import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsConnection, natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
+import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
+import { loadPolicy } from "../config.js";
+import type { AccessPolicy } from "../../gateway/policy.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
 
@@ -30,8 +33,16 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
   --jwt-audience AUD    required aud of accepted JWTs (e.g. this gateway's /mcp URL)
   --auth-server URL     authorization server announced in /.well-known/oauth-protected-resource
                         (repeatable)
+  --policy FILE         per-identity access to tools, resources and prompts (JSON; see README
+                        "Authorization"); denied items are left out of lists and calls get FORBIDDEN
+  --forward-claims LIST JWT claims (comma-separated) copied into each request's caller for executors
+                        (the caller's kind, subject and issuer always travel)
+  --forward-token       also copy the caller's raw bearer token into each request (off by default)
+  --identity NAME       with --stdio: the identity of the stdio client for --policy (default: local)
   --rate-limit N/s      with --http: at most N requests per second per client (its token's name or
                         JWT subject, else its address), bursts up to N; or N/s,burst=M. Over it: 429
+${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answers) with its public curve key KEY
+                        (X…); without it, to the key the service announces, if any (repeatable)
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -69,6 +80,12 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "jwt-audience": { type: "string" },
     "auth-server": { type: "string", multiple: true },
     "rate-limit": { type: "string" },
+    ...securityOptions,
+    "seal-to": { type: "string", multiple: true },
+    policy: { type: "string" },
+    "forward-claims": { type: "string" },
+    "forward-token": { type: "boolean" },
+    identity: { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
@@ -77,9 +94,12 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
   if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
   const auth = await authFlags(values);
+  const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
   if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
-  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-gateway", logger });
+  const metrics = createMetricsRegistry();
+  const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to") }), metrics);
+  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-gateway", logger, security });
   const running = await startGateway({
     bus,
     logger,
@@ -87,13 +107,17 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
     callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
     contextRetention: retentionFlags(values),
-    metrics: createMetricsRegistry(),
+    metrics,
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
     jsonResponses: values["json-responses"] ?? false,
     auth,
     rateLimit: rateLimitFlag(values["rate-limit"]),
     dashboard: values.dashboard ?? false,
+    policy,
+    forwardClaims: values["forward-claims"]?.split(",").map((claim) => claim.trim()).filter(Boolean),
+    forwardToken: values["forward-token"] ?? false,
+    stdioIdentity: values.identity,
   });
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   if (running.http?.dashboardUrl) process.stderr.write(`dmcp gateway: dashboard at ${running.http.dashboardUrl}\n`);
@@ -145,6 +169,14 @@ async function authFlags(values: Record<string, unknown>): Promise<{ authenticat
     return { authenticate, authorizationServers: (values["auth-server"] as string[] | undefined) ?? [] };
   } catch (err) {
     throw new UsageError(`authentication: ${(err as Error).message}`);
+  }
+}
+
+function policyFlag(path: string): AccessPolicy {
+  try {
+    return loadPolicy(path);
+  } catch (err) {
+    throw new UsageError(`--policy: ${(err as Error).message}`);
   }
 }
 

@@ -8,9 +8,10 @@ import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
 import { natsConnection, natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { contextRetention, loadConfig } from "../config.js";
+import { contextRetention, loadConfig, loadPolicy } from "../config.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
+import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */
 export const SAMPLE_CONFIG = fileURLToPath(new URL("../../../../dmcp.config.json", import.meta.url));
@@ -31,9 +32,12 @@ Options:
   --stdio               also serve MCP on stdin/stdout (for Claude Desktop)
   --dashboard           serve the live dashboard at /dashboard on the HTTP gateway
   --nats URL            use this NATS server instead of starting one (with --nats-user, --nats-pass,
-                        --nats-token, --nats-creds, --nats-nkey, --nats-tls-* as for dmcp gateway)
+                        --nats-token, --nats-creds, --nats-nkey, --nats-tls-*, --nats-inbox-prefix
+                        as for dmcp gateway)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
+${securityHelp}                        (these add to, or override, the config's "security" section; all
+                        components of dmcp up share one key and trust list)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
   -h, --help            show this help
 `;
@@ -49,6 +53,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     "data-dir": { type: "string" },
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
+    ...securityOptions,
   });
   if (values.help) {
     process.stdout.write(upHelp);
@@ -58,6 +63,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   const configPath = values.config ?? (existsSync("dmcp.config.json") ? "dmcp.config.json" : SAMPLE_CONFIG);
   const { config, baseDir } = loadConfig(configPath);
   logger.info({ config: resolve(configPath) }, "loaded config");
+  const policy = config.gateway.policy === undefined ? undefined : loadPolicy(config.gateway.policy, baseDir);
 
   let embedded: EmbeddedNats | undefined;
   const url = values.nats ?? config.nats.url;
@@ -69,10 +75,11 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   const stopEmbedded = async () => embedded?.stop();
   let executors: Executor[] = [];
   try {
-    // The private server needs no credentials; an external one gets those given on the command line.
-    const bus = await connectBus({ ...(embedded ? { servers: embedded.url } : natsConnection({ ...values, nats: url })), name: "dmcp-up", logger });
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
+    const security = createSecurity(securityFromFlags(values, securityFromConfig(config.security, baseDir)), metrics);
+    // The private server needs no credentials; an external one gets those given on the command line.
+    const bus = await connectBus({ ...(embedded ? { servers: embedded.url } : natsConnection({ ...values, nats: url })), name: "dmcp-up", logger, security });
     executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
@@ -92,6 +99,8 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       contextRetention: contextRetention(config.context),
       metrics,
       dashboard: values.dashboard ?? false,
+      policy,
+      forwardClaims: config.gateway.forwardClaims,
     });
     const services = Object.keys(config.servers).join(", ") || "none";
     process.stderr.write(

@@ -8,6 +8,9 @@ import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
 import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
+import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom } from "../security.js";
+import { resolveHeaders, type Secret } from "../config.js";
+import { deliveryFromFlags, deliveryHelp, deliveryOptionSpec } from "../delivery.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
        dmcp wrap --name NAME [--nats URL] --url URL [--header 'Name: value']...
@@ -20,12 +23,25 @@ down, calls get a clear error.
 Options:
   --name NAME           service name (1-128 characters from A-Z a-z 0-9 _ -)
 ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP (legacy SSE as fallback)
-  --header 'K: V'       HTTP header for every request to --url (repeatable)
+  --header 'K: V'       HTTP header for every request to --url (repeatable); visible in the process
+                        list, so prefer the two options below for secrets
+  --header-env 'K=VAR'  HTTP header K for every request to --url, its value read from the
+                        environment variable VAR (repeatable)
+  --bearer-token-env VAR
+                        send Authorization: Bearer <token> to --url, the token read from $VAR
+  --bearer-token-file FILE
+                        the same, the token read from FILE (trailing newline dropped)
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
-  --instance ID         instance id on the bus (default: NAME-<random>)
+  --forward-caller      pass the caller's identity (the envelope's caller: kind, subject, issuer,
+                        forwarded claims) to the server in each request's _meta["io.dmcp/caller"]
+  --audit               log every call at info level with its caller, method, target and outcome
+${deliveryHelp}  --instance ID         instance id on the bus (default: NAME-<random>)
   --heartbeat MS        heartbeat interval (default: 2000)
+${securityHelp}  --seal-key FILE       the service's curve (xkey) seed in FILE (dmcp keygen --curve): requests
+                        sealed to its public half are opened, answers sealed back; it is announced,
+                        so gateways seal requests to it. Every replica of NAME needs the same key
   --metrics-port PORT   serve /metrics, /healthz and /readyz (ready: upstream connected) on PORT
   --metrics-host HOST   address for --metrics-port (default: 127.0.0.1)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -40,6 +56,11 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       ...natsOptions,
       url: { type: "string" },
       header: { type: "string", multiple: true },
+      "header-env": { type: "string", multiple: true },
+      "bearer-token-env": { type: "string" },
+      "bearer-token-file": { type: "string" },
+      "forward-caller": { type: "boolean" },
+      audit: { type: "boolean" },
       env: { type: "string", multiple: true },
       transport: { type: "string" },
       instance: { type: "string" },
@@ -47,6 +68,9 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "otel-endpoint": { type: "string" },
+      ...securityOptions,
+      "seal-key": { type: "string" },
+      ...deliveryOptionSpec,
     },
     true,
   );
@@ -67,15 +91,21 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   const transport = values.transport ?? "auto";
   if (!["auto", "streamable-http", "sse"].includes(transport)) throw new UsageError(`--transport must be auto, streamable-http or sse, got ${transport}`);
   if (values.url && !URL.canParse(values.url)) throw new UsageError(`--url needs a URL, got ${JSON.stringify(values.url)}`);
+  if (!values.url && (values["header-env"] || values["bearer-token-env"] || values["bearer-token-file"])) {
+    throw new UsageError("--header-env and --bearer-token-* apply to --url servers; a command gets --env");
+  }
   const connector = values.url
-    ? httpConnector({ url: values.url, headers: parseHeaders(values.header), transport: transport as "auto" })
+    ? httpConnector({ url: values.url, headers: upstreamHeaders(values), transport: transport as "auto" })
     : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), baseEnv: inheritedEnv(), env: parseEnv(values.env) });
 
+  const delivery = deliveryFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
-  const bus = await connectBus({ ...natsConnection(values), name: `dmcp-wrap-${values.name}`, logger });
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
   const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
   const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
+  const sealKeys = values["seal-key"] ? { [values.name]: seedFrom(values["seal-key"], "--seal-key") } : undefined;
+  const security = createSecurity(securityFromFlags(values, { sealKeys }), metrics);
+  const bus = await connectBus({ ...natsConnection(values), name: `dmcp-wrap-${values.name}`, logger, security });
   if (metrics) instrumentBus(bus, new BusMetrics(metrics));
   const executor = new Executor({
     bus,
@@ -85,6 +115,9 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     ...(values.instance ? { instance: values.instance } : {}),
     ...(heartbeatMs ? { heartbeatMs } : {}),
     ...(metrics ? { metrics } : {}),
+    forwardCaller: values["forward-caller"] ?? false,
+    audit: values.audit ?? false,
+    ...(delivery ? { delivery } : {}),
   });
   await executor.start();
   const probes =
@@ -99,6 +132,27 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     await stopTracing();
   });
   return 0;
+}
+
+/** The --url server's headers: plain ones, and secrets read from the environment or a file now. */
+function upstreamHeaders(values: { header?: string[]; "header-env"?: string[]; "bearer-token-env"?: string; "bearer-token-file"?: string }): Record<string, string> {
+  if (values["bearer-token-env"] && values["bearer-token-file"]) throw new UsageError("give --bearer-token-env or --bearer-token-file, not both");
+  const secrets: Record<string, Secret> = parseHeaders(values.header);
+  for (const pair of values["header-env"] ?? []) {
+    const equals = pair.indexOf("=");
+    if (equals <= 0 || equals === pair.length - 1) throw new UsageError(`--header-env needs Name=VARIABLE, got ${JSON.stringify(pair)}`);
+    secrets[pair.slice(0, equals).trim()] = { env: pair.slice(equals + 1).trim() };
+  }
+  const bearer: Secret | undefined = values["bearer-token-env"]
+    ? { env: values["bearer-token-env"] }
+    : values["bearer-token-file"]
+      ? { file: values["bearer-token-file"] }
+      : undefined;
+  try {
+    return resolveHeaders(secrets, bearer, "--url server");
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** Like running the command in this shell: the wrapped server sees the same environment. */
