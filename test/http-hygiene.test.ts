@@ -1,4 +1,4 @@
-/** The HTTP gateway's guards: per-client rate limits (429 with Retry-After) and Origin validation on loopback. */
+/** The HTTP gateway's guards: per-client rate limits (429 with Retry-After), Origin validation on loopback, CORS only when configured. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { sleep, startGatewayHttp, type Child } from "./helpers/processes.js";
@@ -49,6 +49,42 @@ describe("HTTP hygiene", () => {
     const local = await initialize(limited.url, { origin: "http://localhost:5173" });
     expect(local.status).toBe(200);
     await local.body?.cancel();
+  });
+
+  it("sends no CORS headers unless origins are configured; then answers preflights and exposes the session id", async () => {
+    const closed = await initialize(limited.url, { origin: "http://localhost:5173" });
+    expect(closed.headers.get("access-control-allow-origin")).toBeNull();
+    await closed.body?.cancel();
+
+    const { runDmcp } = await import("./helpers/processes.js");
+    const open = await startGatewayHttp(nats.url, ["--cors-origin", "https://app.example.com"]);
+    try {
+      const preflight = await fetch(open.url, {
+        method: "OPTIONS",
+        headers: { origin: "https://app.example.com", "access-control-request-method": "POST", "access-control-request-headers": "content-type, mcp-protocol-version, mcp-param-region" },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+      expect(preflight.headers.get("access-control-allow-methods")).toContain("POST");
+      expect(preflight.headers.get("access-control-allow-headers")).toContain("mcp-param-region");
+
+      // A configured origin passes the loopback Origin guard and can read the session id.
+      const allowed = await initialize(open.url, { origin: "https://app.example.com" });
+      expect(allowed.status).toBe(200);
+      expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+      expect(allowed.headers.get("access-control-expose-headers")).toContain("Mcp-Session-Id");
+      await allowed.body?.cancel();
+
+      // Any other origin gets neither CORS headers nor past the guard.
+      const other = await initialize(open.url, { origin: "https://evil.example" });
+      expect(other.status).toBe(403);
+      expect(other.headers.get("access-control-allow-origin")).toBeNull();
+      await other.body?.cancel();
+    } finally {
+      await open.stop();
+    }
+    const stdio = runDmcp(["gateway", "--stdio", "--nats", nats.url, "--cors-origin", "https://app.example.com"]);
+    expect(await stdio.exited).toBe(2);
   });
 
   it("refuses a rate limit that does not parse", async () => {

@@ -13,6 +13,7 @@ import type { GatewayMonitor } from "../../src/gateway/monitor.js";
 import type { Logger } from "../../src/util/logger.js";
 import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
 import { rateLimiter, type RateLimit } from "./rate-limit.js";
+import { allowsOrigin, cors } from "./cors.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
@@ -34,6 +35,8 @@ export interface HttpServeOptions {
   auth?: { authenticate: Authenticate; authorizationServers: string[] } | undefined;
   /** Requests per client (identity, else address) on /mcp; unlimited without it. */
   rateLimit?: RateLimit | undefined;
+  /** Browser origins allowed to call /mcp (CORS); `*` for any. No CORS headers without them. */
+  corsOrigins?: string[] | undefined;
 }
 
 export interface HttpGatewayServer {
@@ -88,11 +91,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   app.disable("x-powered-by");
   // A gateway bound to loopback only answers to loopback names and loopback pages: DNS rebinding
   // guards on the Host header and on the Origin a browser sends.
+  // Origins configured for CORS are trusted pages: the loopback Origin guard lets them through.
+  const corsOrigins = options.corsOrigins ?? [];
   if (LOOPBACK_HOSTS.has(host)) {
     const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
     const validateOrigin = localhostOriginValidation();
-    app.use((req, res, next) => (validateHost(req, res) && validateOrigin(req, res) ? next() : undefined));
+    app.use((req, res, next) =>
+      validateHost(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined,
+    );
   }
+  if (corsOrigins.length > 0) app.use(cors(corsOrigins));
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok", sessions: sessions.size });
   });

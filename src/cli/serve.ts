@@ -33,6 +33,8 @@ export interface GatewayServeOptions {
   auth?: HttpServeOptions["auth"];
   /** Per-client request rate of the HTTP gateway. */
   rateLimit?: HttpServeOptions["rateLimit"];
+  /** Browser origins allowed to call the HTTP gateway (CORS). */
+  corsOrigins?: string[] | undefined;
   /** Who may use which tools, resources and prompts. */
   policy?: AccessPolicy | undefined;
   /** JWT claims and, when asked, the raw token copied into each request's `caller`. */
@@ -70,7 +72,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth, rateLimit: options.rateLimit }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

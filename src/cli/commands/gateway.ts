@@ -33,6 +33,8 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
   --jwt-audience AUD    required aud of accepted JWTs (e.g. this gateway's /mcp URL)
   --auth-server URL     authorization server announced in /.well-known/oauth-protected-resource
                         (repeatable)
+  --cors-origin ORIGIN  with --http: let browser pages from ORIGIN (e.g. https://app.example.com;
+                        * for any) call /mcp; repeatable. Without it no CORS headers are sent
   --policy FILE         per-identity access to tools, resources and prompts (JSON; see README
                         "Authorization"); denied items are left out of lists and calls get FORBIDDEN
   --forward-claims LIST JWT claims (comma-separated) copied into each request's caller for executors
@@ -83,6 +85,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     ...securityOptions,
     "seal-to": { type: "string", multiple: true },
     policy: { type: "string" },
+    "cors-origin": { type: "string", multiple: true },
     "forward-claims": { type: "string" },
     "forward-token": { type: "boolean" },
     identity: { type: "string" },
@@ -96,6 +99,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
   if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
+  if (values["cors-origin"] && values.http === undefined) throw new UsageError("--cors-origin applies to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
   const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to") }), metrics);
@@ -115,6 +119,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     rateLimit: rateLimitFlag(values["rate-limit"]),
     dashboard: values.dashboard ?? false,
     policy,
+    corsOrigins: values["cors-origin"],
     forwardClaims: values["forward-claims"]?.split(",").map((claim) => claim.trim()).filter(Boolean),
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
