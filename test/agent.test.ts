@@ -122,6 +122,8 @@ describe("native dMCP agents", () => {
       title: "Plan",
       inputSchema: z.toJSONSchema(PlanInput, { target: "draft-2020-12", io: "input" }),
       annotations: { readOnlyHint: true },
+      // The gateway offers every tool as a task (README "Tasks").
+      execution: { taskSupport: "optional" },
     });
     expect(plan.inputSchema).toMatchObject({ type: "object", required: ["anomaly"] });
     expect(tools.find((t) => t.name === "explode")!.inputSchema).toMatchObject({ type: "object", properties: {} });

@@ -62,6 +62,8 @@ describe("cancellation across the bus", () => {
   }
 
   it("stops the upstream call of a wrapped server: the server receives notifications/cancelled", async () => {
+    // The session's first call opens its upstream session (a new stdio process): open it before timing a cancel.
+    await client.result("tools/call", { name: "echo", arguments: { text: "warm" } });
     await startAndCancel("sleep", { ms: 20_000 });
     const cancellations = await eventually(async () => {
       const result = (await client.result("tools/call", { name: "cancelled", arguments: {} })) as { structuredContent: { cancellations: unknown[] } };

@@ -78,10 +78,11 @@ describe("context topics through the gateway", () => {
     }
   });
 
-  it("refuses subscriptions to resources that are not context topics, clearly", async () => {
+  it("refuses subscriptions to resources that no service offers, clearly", async () => {
+    // Resources of wrapped servers are subscribed to in the client's upstream session (README "Client sessions").
     const response = await client.request("resources/subscribe", { uri: "file:///etc/hosts" });
-    expect(response.error?.code).toBe(-32602);
-    expect(response.error?.message).toMatch(/context topics/);
+    expect(response.error?.code).toBe(-32002);
+    expect(response.error?.message).toMatch(/Resource not found: file:\/\/\/etc\/hosts/);
   });
 
   it("publishes with dmcp_publish_context and replays in order with dmcp_context_history", async () => {

@@ -15,6 +15,7 @@ import { protectedResourceMetadata, requireAuth, type Authenticate } from "./aut
 import { rateLimiter, type RateLimit } from "./rate-limit.js";
 import { allowsOrigin, cors } from "./cors.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
+import { MemoryEventStore } from "./event-store.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -50,6 +51,8 @@ export interface HttpGatewayServer {
   close(): Promise<void>;
 }
 
+/** How long a client whose SSE stream dropped waits before it reconnects (the SSE `retry` field). */
+const SSE_RETRY_MS = 1000;
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
 
 interface HttpSession {
@@ -86,6 +89,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const sessionIdleMs = options.sessionIdleMs ?? 60 * 60 * 1000;
   const logger = options.logger;
   const sessions = new Map<string, HttpSession>();
+  // Session SSE streams get event ids, a priming event and a retry hint: a client that loses one
+  // resumes it with Last-Event-ID (bounded memory, see event-store.ts).
+  const eventStore = new MemoryEventStore();
 
   const app = express();
   app.disable("x-powered-by");
@@ -157,6 +163,8 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
       // cheaper but drop them, so they are opt-in.
       enableJsonResponse: options.jsonResponses ?? false,
+      eventStore,
+      retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {
         sessions.set(id, entry);
       },

@@ -6,7 +6,7 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
+import { errorResponse, JsonRpcErrorCode, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
 import {
   checkMetaKeys,
   checkVersion,
@@ -46,7 +46,7 @@ export async function handleStatelessRequest(gateway: Gateway, req: Request, res
     res.status(202).end();
     return;
   }
-  const problem = headerProblem(req, body);
+  const problem = headerProblem(req, body) ?? paramHeaderProblem(gateway, req, body);
   if (problem) {
     reject(res, 400, id, problem.code, problem.message, problem.data);
     return;
@@ -78,7 +78,22 @@ function headerProblem(req: Request, body: Record<string, unknown>): { code: num
     const name = req.header("mcp-name")?.trim();
     if (name !== named) return headerMismatch(name === undefined ? "Missing Mcp-Name header" : `Mcp-Name header does not match params.${field}`);
   }
+  // Task methods may name their task (the tasks extension); a header that is there must match.
+  const taskName = TASK_METHODS.has(body.method as string) ? req.header("mcp-name")?.trim() : undefined;
+  if (taskName !== undefined && taskName !== params?.taskId) return headerMismatch("Mcp-Name header does not match params.taskId");
   return undefined;
+}
+
+const TASK_METHODS = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
+
+/** `Mcp-Param-*` headers must mirror the arguments the called tool marks with `x-mcp-header` (SEP-2243). */
+function paramHeaderProblem(gateway: Gateway, req: Request, body: Record<string, unknown>): { code: number; message: string; data?: unknown } | undefined {
+  if (body.method !== "tools/call") return undefined;
+  const params = body.params as { name?: unknown; arguments?: unknown } | undefined;
+  if (typeof params?.name !== "string") return undefined;
+  const declared = paramHeadersOf(gateway.core.catalog.toolDefinition(params.name)?.inputSchema);
+  const mismatch = paramHeaderMismatch(declared, params.arguments, (name) => req.header(name)?.trim());
+  return mismatch === undefined ? undefined : headerMismatch(mismatch);
 }
 
 function headerMismatch(message: string) {

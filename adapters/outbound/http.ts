@@ -24,11 +24,11 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
     get description() {
       return `${useSse ? "sse" : "http"}: ${url.origin}${url.pathname}`;
     },
-    async connect(logger: Logger): Promise<McpUpstream> {
+    async connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream> {
       if (!useSse) {
         const upstream = new McpUpstream(new StreamableHttpClientTransport(url, spec.headers), logger);
         try {
-          await upstream.connect(CLIENT_INFO);
+          await upstream.connect(CLIENT_INFO, capabilities);
           return upstream;
         } catch (err) {
           await upstream.close();
@@ -42,7 +42,7 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
       const upstream = new McpUpstream(new SSEClientTransport(url, { requestInit, eventSourceInit: { fetch: withHeaders(spec.headers) } }), logger, {
         closeOnError: true,
       });
-      await upstream.connect(CLIENT_INFO);
+      await upstream.connect(CLIENT_INFO, capabilities);
       return upstream;
     },
   };

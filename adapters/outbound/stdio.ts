@@ -19,7 +19,7 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
   const description = `stdio: ${[spec.command, ...(spec.args ?? [])].join(" ")}`;
   return {
     description,
-    async connect(logger: Logger): Promise<McpUpstream> {
+    async connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream> {
       const transport = new StdioClientTransport({
         command: spec.command,
         args: spec.args ?? [],
@@ -29,7 +29,7 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
       });
       const upstream = new McpUpstream(transport, logger);
       forwardStderr(transport.stderr as Readable | null, logger);
-      await upstream.connect(CLIENT_INFO);
+      await upstream.connect(CLIENT_INFO, capabilities);
       logger.debug({ pid: transport.pid }, "upstream child started");
       return upstream;
     },

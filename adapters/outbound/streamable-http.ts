@@ -7,7 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
-import { requestedVersion } from "../../src/protocol/index.js";
+import { encodeParamValue, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
@@ -23,12 +23,16 @@ export class HttpStatusError extends Error {
 
 const GET_RETRY_INITIAL_MS = 1000;
 const GET_RETRY_MAX_MS = 30_000;
+/** How many times one POST stream is resumed before the call is left to its deadline. */
+const MAX_POST_RESUMES = 10;
 
 export class StreamableHttpClientTransport implements Transport {
   onmessage: Transport["onmessage"];
   onerror: Transport["onerror"];
   onclose: Transport["onclose"];
   sessionId: string | undefined;
+  /** A tool's inputSchema by name, for the `Mcp-Param-*` headers of stateless calls (set by the session that lists tools). */
+  toolSchema: ((name: string) => unknown) | undefined;
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
@@ -57,7 +61,7 @@ export class StreamableHttpClientTransport implements Transport {
     const isInitialize = "method" in message && message.method === "initialize";
     let response: IncomingMessage;
     try {
-      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, statelessHeaders(message));
+      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, statelessHeaders(message, this.toolSchema));
     } catch (err) {
       // A request refused with a JSON-RPC error in the body (400 for a bad header, 404 for an unknown
       // method): that error is the answer, for the caller to see as the server sent it.
@@ -109,6 +113,8 @@ export class StreamableHttpClientTransport implements Transport {
     timeoutMs?: number,
     /** A 2026-07-28 request's own headers: it travels outside the session. */
     stateless?: Record<string, string>,
+    /** Where a GET resumes (default: the standing stream's last event). */
+    lastEventId = this.lastEventId,
   ): Promise<IncomingMessage> {
     const headers: Record<string, string> = { ...this.headers, accept };
     if (body !== undefined) {
@@ -120,7 +126,7 @@ export class StreamableHttpClientTransport implements Transport {
       if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
       if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
     }
-    if (this.lastEventId && method === "GET") headers["last-event-id"] = this.lastEventId;
+    if (lastEventId && method === "GET") headers["last-event-id"] = lastEventId;
     return new Promise((resolve, reject) => {
       const req = this.request(this.url, { method, headers, agent: this.agent }, (response) => {
         const status = response.statusCode ?? 0;
@@ -169,10 +175,13 @@ export class StreamableHttpClientTransport implements Transport {
     this.getRetryMs = Math.min(GET_RETRY_MAX_MS, this.getRetryMs * 2);
   }
 
-  private readEvents(stream: IncomingMessage, standing: boolean): void {
+  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0): void {
+    let lastId: string | undefined;
+    let answered = false;
     const parser = new SseParser((data, id) => {
+      if (id !== undefined) lastId = id;
       if (id !== undefined && standing) this.lastEventId = id;
-      if (data) this.deliver(data);
+      if (data && this.deliver(data)) answered = true;
     });
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => parser.push(chunk));
@@ -183,18 +192,37 @@ export class StreamableHttpClientTransport implements Transport {
     stream.on("end", () => {
       parser.end();
       if (standing) this.retryGetStream();
+      else if (!answered && lastId !== undefined) this.resumePostStream(lastId, resumes);
     });
   }
 
-  private deliver(text: string): void {
+  /**
+   * A session's POST stream that the server closed before the answer (SSE polling, SEP-1699): a GET
+   * with the stream's last event id replays what followed, the answer included.
+   */
+  private resumePostStream(lastEventId: string, resumes: number): void {
+    if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return;
+    this.exchange("GET", undefined, "text/event-stream", false, undefined, undefined, lastEventId).then(
+      (response) => this.readEvents(response, false, resumes + 1),
+      (err: unknown) => this.onerror?.(err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */
+  private deliver(text: string): boolean {
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch (err) {
       this.onerror?.(new Error(`the server sent a message that is not JSON: ${(err as Error).message}`));
-      return;
+      return false;
     }
-    for (const message of Array.isArray(parsed) ? parsed : [parsed]) this.onmessage?.(message as JSONRPCMessage);
+    let answer = false;
+    for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (typeof message === "object" && message !== null && ("result" in message || "error" in message)) answer = true;
+      this.onmessage?.(message as JSONRPCMessage);
+    }
+    return answer;
   }
 }
 
@@ -273,9 +301,10 @@ const NAMED_BY: Record<string, string> = { "tools/call": "name", "prompts/get": 
 
 /**
  * The headers of a request that names a stateless protocol version in its `_meta` (the executor
- * forwards such requests only to servers that said they speak it): version, method and name.
+ * forwards such requests only to servers that said they speak it): version, method, name, and for a
+ * tool call the arguments its inputSchema mirrors into `Mcp-Param-*` headers.
  */
-function statelessHeaders(message: JSONRPCMessage): Record<string, string> | undefined {
+function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) => unknown): Record<string, string> | undefined {
   if (!("method" in message) || !("id" in message)) return undefined;
   const params = (message as { params?: Record<string, unknown> }).params;
   const version = requestedVersion(params);
@@ -283,6 +312,7 @@ function statelessHeaders(message: JSONRPCMessage): Record<string, string> | und
   const headers: Record<string, string> = { "mcp-protocol-version": version, "mcp-method": message.method };
   const named = params?.[NAMED_BY[message.method] ?? ""];
   // Header values are ASCII; a name outside it travels Base64-encoded as the revision prescribes.
-  if (typeof named === "string") headers["mcp-name"] = /^[\x20-\x7e]*$/.test(named) ? named : `=?base64?${Buffer.from(named).toString("base64")}?=`;
+  if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
+  if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
   return headers;
 }

@@ -48,7 +48,7 @@ export interface BusConnectOptions {
  * registry entries, context updates. The reason is `invalid_subject`, `unexpected_type`, `key_mismatch`
  * (an announcement under another instance's registry key) or the decoding error's code in lower case.
  */
-export type DroppedSubject = "cancel" | "heartbeat" | "registry" | "context";
+export type DroppedSubject = "cancel" | "heartbeat" | "registry" | "context" | "session";
 
 /** The reason of a dropped message: its decoding error's code in lower case, or `unexpected_type` for a valid envelope of the wrong kind. */
 export function dropReason(decoded: { ok: true } | { ok: false; error: { code: string } }): string {

@@ -22,6 +22,7 @@ import {
   RESULTS_BUCKET,
   subjects,
   type Caller,
+  type ClientSession,
   type PromptRequest,
 } from "../protocol/index.js";
 import type { Context } from "@opentelemetry/api";
@@ -47,6 +48,12 @@ export interface CallOptions {
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   /** Queue the request this way (durable delivery) instead of publishing it to the service. */
   route?: RequestRoute | undefined;
+  /** The MCP client session the call belongs to: the executor serves it in that session's upstream session. */
+  clientSession?: ClientSession | undefined;
+  /** The request's correlation id (a fresh UUID by default), so the caller can recognise what refers to the call. */
+  correlationId?: string | undefined;
+  /** Told which executor instance took the call (from its receipt or its answer), for session pinning. */
+  onInstance?: ((instance: string) => void) | undefined;
 }
 
 /** Another way to a service than a core NATS publish: the durable work queue (durable-caller.ts). */
@@ -69,6 +76,7 @@ interface PendingCall {
   instance?: string;
   onAbort?: () => void;
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+  onInstance?: ((instance: string) => void) | undefined;
   signal?: AbortSignal | undefined;
   /** Set for durable calls. */
   route?: RequestRoute | undefined;
@@ -101,13 +109,14 @@ export class BusCaller {
     // (A durable request is queued once the bus is back, within its deadline.)
     if (!options.route && !this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
     if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
-    const id = randomUUID();
+    const id = options.correlationId ?? randomUUID();
     const request = createEnvelope(
       "prompt_request",
       params === undefined ? { service, method } : { service, method, params },
       { id, correlationId: id, sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs), caller: options.caller },
     );
     request.receipt = true;
+    if (options.clientSession) request.client_session = options.clientSession;
     const token = (++this.sequence).toString(36);
     if (options.route) request.reply_to = `${this.inbox}.${token}`;
     const data = encodeFor(this.bus, request, this.bus.security?.requestSeal(service));
@@ -127,7 +136,10 @@ export class BusCaller {
         reject,
         signal: options.signal,
         onNotification: options.onNotification,
+        onInstance: options.onInstance,
         route: options.route,
+        // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
+        ...(options.instance ? { instance: options.instance } : {}),
         timer: setTimeout(() => {
           this.settle(token)?.reject(
             new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
@@ -273,6 +285,7 @@ export class BusCaller {
     }
     const envelope = decoded.envelope;
     if (envelope.correlation_id !== call.correlationId) return; // not an answer to this call
+    if (envelope.type !== "context_update") call.onInstance?.(envelope.sender_id);
     switch (envelope.type) {
       case "prompt_response":
         this.settle(token)?.resolve(envelope.payload.result);
@@ -283,7 +296,10 @@ export class BusCaller {
       case "context_update": {
         const { method, params } = envelope.payload;
         if (method === ACCEPTED_METHOD) {
-          if (typeof params?.instance === "string") call.instance = params.instance;
+          if (typeof params?.instance === "string") {
+            call.instance = params.instance;
+            call.onInstance?.(params.instance);
+          }
         } else if (method) {
           call.onNotification?.(method, params ?? {});
         }

@@ -56,6 +56,13 @@ export function parsePositiveInt(value: string | undefined, flag: string): numbe
   return number;
 }
 
+export function parseNonNegativeInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) throw new UsageError(`${flag} needs a whole number >= 0, got ${JSON.stringify(value)}`);
+  return number;
+}
+
 /** Parses `--header 'Name: value'` flags into a record. */
 export function parseHeaders(values: string[] | undefined): Record<string, string> {
   const headers: Record<string, string> = {};

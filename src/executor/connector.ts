@@ -5,8 +5,11 @@ import type { McpUpstream } from "./upstream.js";
 export interface UpstreamConnector {
   /** For logs and errors, e.g. `stdio: npx server-everything` or `http: https://host/mcp`. */
   readonly description: string;
-  /** Opens a new, initialized session with the upstream server. */
-  connect(logger: Logger): Promise<McpUpstream>;
+  /**
+   * Opens a new, initialized session with the upstream server, declaring `capabilities` as the
+   * client's (a client session's own, for its upstream session; roots only by default).
+   */
+  connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream>;
 }
 
 export const CLIENT_INFO = { name: "dmcp-gateway", version: "0.1.0" } as const;

@@ -21,8 +21,9 @@ import { audited, withCallerMeta } from "./caller.js";
 import { DurableWorker } from "../bus/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
-import { META_ATTEMPT, META_CORRELATION_ID } from "../protocol/index.js";
-import type { UpstreamInfo } from "./upstream.js";
+import { META_ATTEMPT, META_CORRELATION_ID, SESSION_CLOSE_METHOD } from "../protocol/index.js";
+import type { McpUpstream, UpstreamInfo } from "./upstream.js";
+import { UpstreamSessions } from "./sessions.js";
 
 export interface ExecutorOptions {
   bus: Bus;
@@ -49,6 +50,10 @@ export interface ExecutorOptions {
   audit?: boolean | undefined;
   /** Durable delivery of tools/call (PROTOCOL.md §15); without it every call is direct. */
   delivery?: DeliveryOptions | undefined;
+  /** Closes a client session's upstream session after this long without calls (PROTOCOL.md §16). */
+  sessionIdleMs?: number | undefined;
+  /** At most this many client sessions get upstream sessions of their own; more share the executor's. */
+  maxSessions?: number | undefined;
 }
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
@@ -68,6 +73,7 @@ export class Executor {
   private readonly discovery: ServiceDiscovery;
   private readonly worker: DurableWorker | undefined;
   private readonly progress = new ProgressRelay();
+  private readonly sessions: UpstreamSessions;
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -86,9 +92,14 @@ export class Executor {
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
         const params = context.attempt === undefined ? withCaller : withDeliveryMeta(withCaller, context.correlationId, context.attempt);
         const { release } = retagged;
-        return this.supervisor
-          .request(request.payload.method, withTraceMeta(params, ctx), { timeoutMs: context.timeoutMs, signal: context.signal })
-          .finally(release);
+        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal };
+        const traced = withTraceMeta(params, ctx);
+        // A client session's calls run in its own upstream session; stateless and durable calls share one.
+        if (this.sessions.accepts(request)) {
+          return this.sessions.request(request, traced, { correlationId: context.correlationId, notify: context.notify }, upstreamOptions).finally(release);
+        }
+        if (request.payload.method === SESSION_CLOSE_METHOD) return Promise.resolve({}).finally(release);
+        return this.supervisor.request(request.payload.method, traced, upstreamOptions).finally(release);
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     const measured: RequestHandler = metrics
@@ -130,6 +141,22 @@ export class Executor {
       ...(options.heartbeatMs ? { intervalMs: options.heartbeatMs } : {}),
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount + (this.worker?.inflightCount ?? 0), handled: this.endpoint.handled }),
     });
+    // A list that changed in a client session's upstream session (a stdio server per session) is read there.
+    const onNotification = (method: string, params: Record<string, unknown> | undefined, upstream?: McpUpstream) => {
+      if (LIST_CHANGED.has(method)) this.refreshCatalog(upstream?.info ?? this.supervisor.info, upstream);
+      else if (method === "notifications/progress") this.progress.deliver(params);
+    };
+    this.sessions = new UpstreamSessions({
+      bus: options.bus,
+      service: this.service,
+      instance: this.instance,
+      connector: options.connector,
+      logger: this.logger,
+      onNotification,
+      idleMs: options.sessionIdleMs,
+      maxSessions: options.maxSessions,
+      onLost: () => metrics?.restarts.inc({ service: this.service }),
+    });
     this.supervisor = new UpstreamSupervisor(
       options.connector,
       this.logger,
@@ -143,10 +170,7 @@ export class Executor {
           metrics?.restarts.inc({ service: this.service });
           this.setStatus("degraded");
         },
-        onNotification: (method, params) => {
-          if (LIST_CHANGED.has(method)) this.refreshCatalog();
-          else if (method === "notifications/progress") this.progress.deliver(params);
-        },
+        onNotification,
       },
       options.backoff,
     );
@@ -183,6 +207,7 @@ export class Executor {
     this.discovery.stop();
     await this.presence.stop();
     await draining;
+    await this.sessions.closeAll();
     await this.supervisor.stop();
   }
 
@@ -192,7 +217,7 @@ export class Executor {
       up: new Gauge({ name: "dmcp_executor_upstream_up", help: "1 while the upstream MCP server is connected", labelNames: ["service"], registers: [registry] }),
       restarts: new Counter({
         name: "dmcp_executor_upstream_restarts_total",
-        help: "Times the upstream MCP server went away and was restarted",
+        help: "Times the upstream MCP server (or a client session's upstream session) went away and was restarted",
         labelNames: ["service"],
         registers: [registry],
       }),
@@ -221,10 +246,10 @@ export class Executor {
   }
 
   /** Re-reads the upstream's lists (after start, restart or list_changed) and re-announces. */
-  private refreshCatalog(info = this.supervisor.info): void {
+  private refreshCatalog(info = this.supervisor.info, from: McpUpstream | UpstreamSupervisor = this.supervisor): void {
     if (!info) return;
     this.catalogRefresh = this.catalogRefresh
-      .then(() => fetchCatalog(info, (method, params) => this.supervisor.request(method, params, { timeoutMs: 30_000 })))
+      .then(() => fetchCatalog(info, (method, params) => from.request(method, params, { timeoutMs: 30_000 })))
       .then((catalog) => {
         this.catalog = catalog;
         this.publishAnnouncement();
@@ -243,6 +268,7 @@ export class Executor {
       capabilities: info?.capabilities ?? {},
       ...(info ? { server_info: info.serverInfo, protocol_version: info.protocolVersion } : {}),
       ...(info?.instructions ? { instructions: info.instructions } : {}),
+      ...(this.sessions.enabled ? { client_sessions: true } : {}),
       ...(this.options.delivery ? { delivery: planDelivery(this.catalog, this.options.delivery, this.worker ? this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver : undefined) } : {}),
     };
   }

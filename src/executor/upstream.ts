@@ -16,6 +16,7 @@ import {
   type JsonRpcMessage,
   type JsonRpcRequest,
   META,
+  toJsonRpcError,
   requestedVersion,
   STATELESS_PROTOCOL_VERSIONS,
   withoutStatelessMeta,
@@ -46,14 +47,24 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** The capabilities the executor declares for itself when no client session's are known. */
+export const DEFAULT_CLIENT_CAPABILITIES: Record<string, unknown> = { roots: { listChanged: false } };
+
+/** Answers a server-to-client request (sampling, elicitation, roots) with its result, or throws a DmcpError. */
+export type ServerRequestHandler = (method: string, params: Record<string, unknown> | undefined) => Promise<Record<string, unknown>>;
+
 export class McpUpstream {
   onnotification: ((method: string, params: Record<string, unknown> | undefined) => void) | undefined;
+  /** Set for a client session's upstream session: its server-to-client requests go to that client. */
+  onrequest: ServerRequestHandler | undefined;
   onclose: ((error?: Error) => void) | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private lastError: Error | undefined;
   info: UpstreamInfo | undefined;
+  /** The input schemas of the tools the server listed: its transport may mirror arguments into headers. */
+  private readonly toolSchemas = new Map<string, unknown>();
 
   /**
    * `closeOnError`: treat any transport error after the handshake as the end of the session, for
@@ -71,14 +82,15 @@ export class McpUpstream {
       if (this.options.closeOnError && this.info) void this.close();
     };
     transport.onclose = () => this.onClosed();
+    (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
-  async connect(clientInfo: { name: string; version: string }, timeoutMs = 30_000): Promise<UpstreamInfo> {
+  async connect(clientInfo: { name: string; version: string }, capabilities = DEFAULT_CLIENT_CAPABILITIES, timeoutMs = 30_000): Promise<UpstreamInfo> {
     await this.transport.start();
     const result = await this.request(
       "initialize",
-      { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: { roots: { listChanged: false } }, clientInfo },
+      { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo },
       { timeoutMs },
     ).catch((err: unknown) => {
       if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
@@ -123,7 +135,19 @@ export class McpUpstream {
 
   /** Sends one request and resolves with its raw result; JSON-RPC errors become UPSTREAM_ERROR. */
   request(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
+    const answer = this.send(method, params, options);
+    return method === "tools/list" ? answer.then((result) => this.learnToolSchemas(result)) : answer;
+  }
+
+  private learnToolSchemas(result: Record<string, unknown>): Record<string, unknown> {
+    if (Array.isArray(result.tools)) for (const tool of result.tools as { name?: unknown; inputSchema?: unknown }[]) if (typeof tool?.name === "string") this.toolSchemas.set(tool.name, tool.inputSchema);
+    return result;
+  }
+
+  private send(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
     if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
+    // Cancelled while waiting for its upstream session to open: it never reaches the upstream.
+    if (options.signal?.aborted) return Promise.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
     const version = requestedVersion(params);
     if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
     const id = this.nextId++;
@@ -190,10 +214,16 @@ export class McpUpstream {
     if (isNotification(message)) this.onnotification?.(message.method, message.params);
   }
 
-  /** Server-to-client requests that the executor can answer itself. */
+  /** Server-to-client requests: relayed to the client session when there is one, else answered here. */
   private async answerServerRequest(request: JsonRpcRequest): Promise<void> {
+    const relay = this.onrequest;
     const reply =
-      request.method === "ping"
+      relay && request.method !== "ping"
+        ? await relay(request.method, request.params).then(
+            (result) => resultResponse(request.id, result),
+            (err: unknown) => errorResponse(request.id, toJsonRpcError(err)),
+          )
+        : request.method === "ping"
         ? resultResponse(request.id, {})
         : request.method === "roots/list"
           ? resultResponse(request.id, { roots: [] })
@@ -212,6 +242,11 @@ export class McpUpstream {
     }
     this.onclose?.(this.lastError);
   }
+}
+
+/** What a transport offers to send `Mcp-Param-*` headers (the Streamable HTTP one does; others ignore it). */
+interface ToolSchemaHook {
+  toolSchema?: (name: string) => unknown;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -11,6 +11,7 @@ import type { UriTemplate } from "@modelcontextprotocol/server";
 import type { LiveInstance } from "../bus/registry.js";
 import { matchableUri, templateMatcher } from "./template-matcher.js";
 import type { Catalog, DeliveryPlan } from "../protocol/index.js";
+import { EXTENSION_METHODS, mergeExtensions } from "./extensions.js";
 
 export const NAME_SEPARATOR = "__";
 const QUALIFIED_URI_PREFIX = "dmcp://service/";
@@ -39,11 +40,16 @@ export class AggregatedCatalog {
   readonly collisions: Collision[] = [];
   readonly services: string[];
   readonly instructions: string[] = [];
+  /** The upstreams' `capabilities.extensions`, merged (see extensions.ts). */
+  readonly extensions: Record<string, unknown>;
+  private readonly extensionOwners: Map<string, string>;
   private readonly toolRoutes = new Map<string, Route>();
   private readonly promptRoutes = new Map<string, Route>();
   private readonly resourceRoutes = new Map<string, Route>();
   private readonly templates: { service: string; template: string; matcher: UriTemplate | undefined }[] = [];
   private readonly resourceServices: string[] = [];
+  /** Each service's own tool definitions, by `service NUL name`. */
+  private readonly toolDefinitions = new Map<string, Item>();
 
   constructor(catalogs: ReadonlyMap<string, ServiceCatalog>) {
     this.services = [...catalogs.keys()].sort();
@@ -51,7 +57,9 @@ export class AggregatedCatalog {
     this.merge("tool", ordered.map(([service, c]) => [service, c.catalog.tools]), "name", this.tools, this.toolRoutes, qualifyName);
     this.merge("prompt", ordered.map(([service, c]) => [service, c.catalog.prompts]), "name", this.prompts, this.promptRoutes, qualifyName);
     this.merge("resource", ordered.map(([service, c]) => [service, c.catalog.resources]), "uri", this.resources, this.resourceRoutes, qualifyUri);
+    ({ declared: this.extensions, owners: this.extensionOwners } = mergeExtensions(ordered.map(([service, c]) => [service, c.capabilities] as const)));
     for (const [service, c] of ordered) {
+      for (const tool of c.catalog.tools) this.toolDefinitions.set(`${service}\0${String(tool.name)}`, tool);
       if (c.capabilities.resources !== undefined) this.resourceServices.push(service);
       if (c.instructions) this.instructions.push(`[${service}] ${c.instructions}`);
       for (const template of c.catalog.resource_templates) {
@@ -63,6 +71,18 @@ export class AggregatedCatalog {
 
   tool(name: string): Route | undefined {
     return this.toolRoutes.get(name) ?? this.qualified(name, (service, target) => this.offers(service, "tool", target));
+  }
+
+  /** The upstream's definition of an exposed tool name (inputSchema and all), when some service offers it. */
+  toolDefinition(name: string): Item | undefined {
+    const route = this.tool(name);
+    return route && this.toolDefinitions.get(`${route.service}\0${route.target}`);
+  }
+
+  /** The service that serves an extension's method (skills/list ...), when one declares the extension. */
+  extensionService(method: string): string | undefined {
+    const extension = EXTENSION_METHODS[method];
+    return extension === undefined ? undefined : this.extensionOwners.get(extension);
   }
 
   prompt(name: string): Route | undefined {

@@ -4,10 +4,10 @@
  */
 import type { Bus } from "../bus/connection.js";
 import { RegistryView } from "../bus/registry.js";
-import { BusCaller } from "../bus/rpc.js";
+import { BusCaller, type CallOptions } from "../bus/rpc.js";
 import { DurableCaller } from "../bus/durable-caller.js";
 import { encodeFor } from "../security/codec.js";
-import { createEnvelope, DmcpError, type Caller, ErrorCode, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
+import { createEnvelope, DmcpError, type Caller, type ClientSession, ErrorCode, SESSION_CLOSE_METHOD, errorPayload, isDmcpError, JsonRpcErrorCode, subjects } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import type { Registry } from "prom-client";
 import { SpanKind, type Context } from "@opentelemetry/api";
@@ -15,11 +15,14 @@ import { contextFromMeta, inSpan } from "../tracing/propagation.js";
 import type { ContextRetention } from "../bus/context.js";
 import { CallMetrics, outcomeOf } from "../metrics/registry.js";
 import { Counter, Gauge } from "prom-client";
+import { EXTENSION_METHODS } from "./extensions.js";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
 import { DeliveryTable } from "./delivery.js";
 import { ALLOW_ALL, type Access, type AccessPolicy, type Identity, type ItemKind } from "./policy.js";
 import type { ListKind } from "./session.js";
+import { SessionRelay } from "./session-relay.js";
+import { GatewayTasks } from "./tasks.js";
 
 export interface GatewayCoreOptions {
   bus: Bus;
@@ -53,7 +56,13 @@ export class GatewayCore {
   /** Durable calls go through the work queue (PROTOCOL.md §15), by the plans the services announce. */
   private readonly durable: DurableCaller;
   private deliveries = new DeliveryTable();
+  /** Services whose instances keep upstream sessions per client session (their announcements say so). */
+  private sessionServices = new Set<string>();
   readonly context: ContextService;
+  /** Server-to-client traffic of the client sessions this gateway holds (PROTOCOL.md §16). */
+  readonly sessions: SessionRelay;
+  /** MCP Tasks run by this gateway, their records in NATS KV (PROTOCOL.md §17). */
+  readonly tasks: GatewayTasks;
   private readonly callMetrics: CallMetrics | undefined;
   private readonly clientDrops: Counter<"transport" | "reason"> | undefined;
   private readonly callObservers = new Set<CallObserver>();
@@ -74,6 +83,8 @@ export class GatewayCore {
       ...(options.contextRetention ? { retention: options.contextRetention } : {}),
     });
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
+    this.sessions = new SessionRelay({ bus: options.bus, id: options.id, logger: options.logger });
+    this.tasks = new GatewayTasks({ bus: options.bus, id: options.id, logger: options.logger, host: this });
     if (options.metrics) {
       this.callMetrics = new CallMetrics(options.metrics, "dmcp_gateway", ["service", "method", "target", "transport"]);
       this.clientDrops = new Counter({
@@ -97,6 +108,7 @@ export class GatewayCore {
     this.registry.onInvalid((problem) => this.reportInvalid(problem));
     this.context.onTopicsChanged(() => this.rebuild());
     await this.context.start();
+    this.sessions.start();
     await this.registry.start();
     this.registryLoaded = true;
     this.rebuild();
@@ -112,7 +124,10 @@ export class GatewayCore {
   }
 
   async stop(): Promise<void> {
+    // Before the caller fails its pending calls: tasks in flight stay working, for adoption.
+    this.tasks.stop();
     this.context.stop();
+    this.sessions.stop();
     this.durable.stop();
     this.caller.close();
     await this.registry.stop();
@@ -120,6 +135,17 @@ export class GatewayCore {
 
   get instances() {
     return this.registry.list();
+  }
+
+  /** This gateway instance's id on the bus (its session subject is named after it). */
+  get gatewayId(): string {
+    return this.options.id;
+  }
+
+  /** The service that owns a resource URI and the URI its upstream knows it by (throws for unknown ones). */
+  resourceTarget(uri: string): { service: string; uri: string } {
+    const route = this.route("resources/read", { uri });
+    return { service: route.service, uri: String(route.params.uri) };
   }
 
   /** Called with the kind of list that changed, after every registry change that alters it. */
@@ -136,6 +162,8 @@ export class GatewayCore {
   /** Throws FORBIDDEN when the request's target is one the access does not allow; unknown targets pass (routing names them). */
   authorize(access: Access, identity: Identity, method: string, params: Record<string, unknown>): void {
     if (access === ALLOW_ALL) return;
+    // Extension methods name no tool, prompt or listed resource the policy could judge: refused under a policy.
+    if (EXTENSION_METHODS[method]) throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${method} (an extension method) is not offered when an access policy applies`);
     const target = this.targetOf(method, params);
     if (!target || access.allows(target.kind, target.names)) return;
     const what = target.kind === "tools" ? "tool" : target.kind === "prompts" ? "prompt" : "resource";
@@ -181,6 +209,16 @@ export class GatewayCore {
     return { kind, names: "service" in route ? [name, `${route.service}/${route.target}`] : [name] };
   }
 
+  /** How a call would travel: through the durable work queue or directly (unknown targets: direct). */
+  deliveryOf(method: string, params: Record<string, unknown>): "durable" | "direct" {
+    try {
+      const route = this.route(method, params);
+      return this.deliveries.laneFor(route.service, method, route.params) ? "durable" : "direct";
+    } catch {
+      return "direct";
+    }
+  }
+
   /** Routes a call to the service that owns its target and returns the raw MCP result. */
   async forward(
     method: string,
@@ -194,7 +232,7 @@ export class GatewayCore {
       caller?: Caller | undefined;
       /** Receives the call's notifications (progress), in order, before the result. */
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
-    },
+    } & SessionCallContext,
   ): Promise<Record<string, unknown>> {
     let route: { service: string; params: Record<string, unknown> };
     try {
@@ -248,7 +286,7 @@ export class GatewayCore {
       caller?: Caller | undefined;
       trace?: Context;
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
-    },
+    } & SessionCallContext,
   ): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
@@ -258,10 +296,13 @@ export class GatewayCore {
       caller: context.caller,
       trace: context.trace,
       onNotification: context.onNotification,
+      // Tasks name their calls, so that a durable call can be resumed under the same id.
+      ...(context.correlationId ? { correlationId: context.correlationId } : {}),
     };
     const lane = this.deliveries.laneFor(route.service, method, route.params);
     // A durable call is retried by the work queue itself, on whichever replica can serve it.
     if (lane) return this.caller.call(route.service, method, route.params, { ...options, route: this.durable.route(lane) });
+    if (context.clientSession && context.pins && this.sessionServices.has(route.service)) return this.sessionCall(route, method, options, context.clientSession, context.pins, context.correlationId);
     try {
       return await this.caller.call(route.service, method, route.params, options);
     } catch (err) {
@@ -271,6 +312,50 @@ export class GatewayCore {
       if (!ready) throw err;
       return this.caller.call(route.service, method, route.params, { ...options, instance: ready });
     }
+  }
+
+  /**
+   * A call of a client session goes to the replica holding the session's upstream session (the first
+   * call's replica, by the queue group); if that replica is gone, the session is lost: SESSION_LOST.
+   */
+  private async sessionCall(
+    route: { service: string; params: Record<string, unknown> },
+    method: string,
+    options: CallOptions,
+    clientSession: ClientSession,
+    pins: Map<string, string>,
+    correlationId: string | undefined,
+  ): Promise<Record<string, unknown>> {
+    const pinned = pins.get(route.service);
+    try {
+      return await this.caller.call(route.service, method, route.params, {
+        ...options,
+        clientSession,
+        correlationId,
+        instance: pinned,
+        onInstance: (instance) => pins.set(route.service, instance),
+      });
+    } catch (err) {
+      const lost = pinned !== undefined && (isDmcpError(err, ErrorCode.NoResponders) || isDmcpError(err, ErrorCode.ExecutorLost));
+      if (!lost) throw err;
+      // The next call starts a new upstream session on another replica; this client learns its state is gone.
+      if (pins.get(route.service) === pinned) pins.delete(route.service);
+      throw new DmcpError(
+        ErrorCode.SessionLost,
+        `executor ${pinned} of "${route.service}", which held this session's upstream session, left the bus; the upstream session's state is lost`,
+        { data: { service: route.service, instance: pinned }, cause: err },
+      );
+    }
+  }
+
+  /** Tells the replicas holding a client session's upstream sessions that the session ended (best effort). */
+  closeUpstreamSessions(sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
+    for (const [service, instance] of pins) {
+      void this.caller
+        .call(service, SESSION_CLOSE_METHOD, undefined, { timeoutMs: 10_000, sessionId, clientSession, instance })
+        .catch((err: unknown) => this.options.logger.debug({ err, service, instance }, "could not close an upstream session"));
+    }
+    pins.clear();
   }
 
   private instrumentRegistry(metrics: Registry): void {
@@ -324,6 +409,8 @@ export class GatewayCore {
         return renamed(params, "name", this.catalog.tool(requireString(params, "name")), "tool");
       case "prompts/get":
         return renamed(params, "name", this.catalog.prompt(requireString(params, "name")), "prompt");
+      case "resources/subscribe":
+      case "resources/unsubscribe":
       case "resources/read": {
         const uri = requireString(params, "uri");
         if (ContextService.topicOf(uri)) return { service: GATEWAY_SERVICE, params };
@@ -345,8 +432,12 @@ export class GatewayCore {
           jsonrpcCode: JsonRpcErrorCode.InvalidParams,
         });
       }
-      default:
+      default: {
+        // An extension's method (skills/list ...) goes to the service that declares the extension.
+        const owner = this.catalog.extensionService(method);
+        if (owner) return { service: owner, params };
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+      }
     }
   }
 
@@ -357,6 +448,7 @@ export class GatewayCore {
     // single-resource-server fallback keeps working for the one wrapped server.
     catalogs.set(GATEWAY_SERVICE, { catalog: this.context.catalog(), capabilities: { tools: {} } });
     this.deliveries = new DeliveryTable(catalogs);
+    this.sessionServices = new Set(this.registry.list().filter((live) => live.announcement.client_sessions === true).map((live) => live.service));
     this.catalog = new AggregatedCatalog(catalogs);
     for (const collision of this.catalog.collisions) {
       const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
@@ -376,6 +468,16 @@ export class GatewayCore {
       for (const listener of this.listeners) listener(kind);
     }
   }
+}
+
+/** What ties a call to its MCP client session (absent for stateless requests). */
+export interface SessionCallContext {
+  /** The client session, for its upstream session: set with `pins`. */
+  clientSession?: ClientSession | undefined;
+  /** The replica holding the session's upstream session, per service; filled in by the first call. */
+  pins?: Map<string, string> | undefined;
+  /** The call's correlation id on the bus (server-to-client requests name it). */
+  correlationId?: string | undefined;
 }
 
 /** A routed call as observers see it: the owning service and the client's own params. */

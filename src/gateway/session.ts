@@ -4,25 +4,32 @@
  * forwards calls as raw JSON-RPC to the service that owns the tool, prompt or resource.
  */
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import { randomUUID } from "node:crypto";
 import {
   contextUri,
   DmcpError,
   ErrorCode,
   errorResponse,
+  isErrorResponse,
   isNotification,
   isRequest,
+  isResponse,
   JsonRpcErrorCode,
   resultResponse,
   toJsonRpcError,
   type JsonRpcId,
   type JsonRpcMessage,
   type JsonRpcRequest,
+  type ClientSession,
   topicOfUri,
 } from "../protocol/index.js";
+import type { SessionCallContext } from "./core.js";
+import { ServerRequests } from "./server-requests.js";
 import type { Logger } from "../util/logger.js";
 import type { AggregatedCatalog } from "./catalog.js";
 import type { GatewayCore } from "./core.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "./policy.js";
+import { SessionTasks, TASKS_CAPABILITY, TASKS_EXTENSION, withTaskSupport } from "./task-methods.js";
 import {
   checkStatelessMeta,
   META,
@@ -59,6 +66,20 @@ export class GatewaySession {
   private access: Access;
   /** The lists as this session's identity may see them, for the catalog they were filtered from. */
   private visible: { catalog: AggregatedCatalog; lists: Record<string, Record<string, unknown>[]> } | undefined;
+  /** The session's id on the bus (a UUID of its own: an HTTP session id is assigned only later, at initialize). */
+  readonly busSessionId = randomUUID();
+  /** The client's capabilities from initialize, declared to its upstream sessions. */
+  private clientCapabilities: Record<string, unknown> = {};
+  private logLevel: string | undefined;
+  /** The replica holding this session's upstream session, per service (PROTOCOL.md §16). */
+  private readonly pins = new Map<string, string>();
+  /** Client request ids of the calls on the bus, by correlation id: server-to-client requests name the call. */
+  private readonly callIds = new Map<string, JsonRpcId>();
+  /** Upstream resources this client subscribed to (service and upstream URI), with the URI the client knows. */
+  private readonly upstreamSubscriptions = new Map<string, string>();
+  private readonly serverRequests: ServerRequests;
+  private readonly unregister: () => void;
+  private readonly taskMethods: SessionTasks;
 
   constructor(
     private readonly core: GatewayCore,
@@ -70,9 +91,28 @@ export class GatewaySession {
   ) {
     this.currentIdentity = identity;
     this.access = core.accessFor(identity);
+    this.taskMethods = new SessionTasks(core.tasks, {
+      identity: () => this.identity,
+      caller: () => this.core.callerOf(this.identity),
+      authorize: (method, params) => this.core.authorize(this.access, this.identity, method, params),
+      notify: (method, params) => this.send({ jsonrpc: "2.0", method, params }),
+    });
     transport.onmessage = (message, extra) => this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
+    this.serverRequests = new ServerRequests((message, related) => this.send(message, related));
+    this.unregister = core.sessions.register(this.busSessionId, {
+      holdsSession: (service, instance, correlationId) => {
+        const pinned = this.pins.get(service);
+        if (pinned === undefined && correlationId !== undefined && this.callIds.has(correlationId)) this.pins.set(service, instance);
+        return this.pins.get(service) === instance;
+      },
+      serverRequest: (method, params, correlationId, timeoutMs) => {
+        const related = correlationId === undefined ? undefined : this.callIds.get(correlationId);
+        return this.serverRequests.send(method, params, related, timeoutMs);
+      },
+      sessionNotification: (service, method, params) => this.onSessionNotification(service, method, params),
+    });
   }
 
   get id(): string | undefined {
@@ -121,8 +161,8 @@ export class GatewaySession {
       void this.onRequest(message, headers);
     } else if (isNotification(message)) {
       this.onNotification(message.method, message.params);
-    } else {
-      // Responses: the gateway sends clients no requests yet, so there is nothing to pair them with.
+    } else if (!(isResponse(message) && message.id !== null && this.serverRequests.settle(message.id, isErrorResponse(message) ? { error: message.error } : { result: message.result }))) {
+      // A response to no request of ours (or one that timed out).
       this.core.clientMessageDropped(this.kind, "response");
     }
   }
@@ -177,6 +217,7 @@ export class GatewaySession {
       this.send(errorResponse(request.id, error), request.id);
     } finally {
       this.inflight.delete(request.id);
+      for (const [correlationId, id] of this.callIds) if (id === request.id) this.callIds.delete(correlationId);
       if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
@@ -189,7 +230,7 @@ export class GatewaySession {
     }
     if (request.method === "server/discover") return this.discover();
     if (request.method === "subscriptions/listen") return this.listen(request, signal);
-    return this.dispatch(request, signal, headers);
+    return this.taskMethods.stateless(request.method, request.params ?? {}) ?? this.dispatch(request, signal, headers);
   }
 
   private discover(): Record<string, unknown> {
@@ -201,6 +242,7 @@ export class GatewaySession {
         resources: { listChanged: true, subscribe: true },
         prompts: { listChanged: true },
         completions: {},
+        extensions: { ...this.core.catalog.extensions, [TASKS_EXTENSION]: {} },
       },
       ...(instructions ? { instructions } : {}),
       _meta: { [META.serverInfo]: this.core.serverInfo },
@@ -252,16 +294,16 @@ export class GatewaySession {
       case "ping":
         return {};
       case "logging/setLevel":
+        // Applied to this session's upstream sessions with their next call.
+        if (typeof params.level !== "string") throw new DmcpError(ErrorCode.InvalidParams, "params.level must be a string", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+        this.logLevel = params.level;
         return {};
       case "resources/subscribe":
-        this.core.authorize(this.access, this.identity, request.method, params);
-        this.subscriptions.add(this.subscribableTopic(params));
-        return {};
       case "resources/unsubscribe":
-        this.subscriptions.delete(this.subscribableTopic(params));
-        return {};
+        this.core.authorize(this.access, this.identity, request.method, params);
+        return this.subscribe(request, signal, headers);
       case "tools/list":
-        return { tools: this.visibleList("tools") };
+        return { tools: withTaskSupport(this.visibleList("tools")) };
       case "prompts/list":
         return { prompts: this.visibleList("prompts") };
       case "resources/list":
@@ -272,18 +314,23 @@ export class GatewaySession {
       case "prompts/get":
       case "resources/read":
       case "completion/complete":
+      case "skills/list":
+      case "skills/get":
+      case "resources/directory/read":
         this.core.authorize(this.access, this.identity, request.method, params);
+        if (SessionTasks.isLegacyTaskCall(request.method, params)) return this.taskMethods.createLegacy(params);
         return this.core.forward(request.method, params, {
-          signal,
-          sessionId: this.id,
-          transport: this.kind,
-          traceHeaders: headers,
-          caller: this.core.callerOf(this.identity),
+          ...this.forwardContext(request, signal, headers),
           // Progress and the like go out on the request's own stream, before its result.
           onNotification: (method, notificationParams) => {
             if (!signal.aborted) this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
           },
         });
+      case "tasks/get":
+      case "tasks/result":
+      case "tasks/list":
+      case "tasks/cancel":
+        return this.taskMethods.legacy(request.method, params, signal);
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
@@ -301,22 +348,68 @@ export class GatewaySession {
     return filtered;
   }
 
-  private subscribableTopic(params: Record<string, unknown>): string {
+  /**
+   * Context topics are subscribed to here; other resources in the upstream session of the service that
+   * owns them, whose `notifications/resources/updated` then reach this client only.
+   */
+  private async subscribe(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> {
+    const params = request.params ?? {};
     const uri = typeof params.uri === "string" ? params.uri : "";
     const topic = topicOfUri(uri);
-    if (topic) return topic;
-    throw new DmcpError(
-      ErrorCode.InvalidParams,
-      `cannot subscribe to ${JSON.stringify(uri)}: subscriptions are offered for context topics (dmcp://context/<topic>); ` +
-        "resources of wrapped servers cannot be subscribed to through the gateway yet",
-      { data: { uri } },
-    );
+    const subscribing = request.method === "resources/subscribe";
+    if (topic) {
+      if (subscribing) this.subscriptions.add(topic);
+      else this.subscriptions.delete(topic);
+      return {};
+    }
+    const route = this.core.resourceTarget(uri);
+    const result = await this.core.forward(request.method, params, this.forwardContext(request, signal, headers));
+    const key = `${route.service}\n${route.uri}`;
+    if (subscribing) this.upstreamSubscriptions.set(key, uri);
+    else this.upstreamSubscriptions.delete(key);
+    return result;
+  }
+
+  /** What the core needs to forward one of this session's requests over the bus. */
+  private forwardContext(request: JsonRpcRequest, signal: AbortSignal, headers: Record<string, string> | undefined) {
+    return {
+      signal,
+      sessionId: this.busSessionId,
+      transport: this.kind,
+      traceHeaders: headers,
+      caller: this.core.callerOf(this.identity),
+      ...this.sessionContext(request),
+    };
+  }
+
+  /** Ties a call to this session's upstream sessions; stateless (2026-07-28) requests stay untied. */
+  private sessionContext(request: JsonRpcRequest): SessionCallContext {
+    if (requestedVersion(request.params) !== undefined) return {};
+    const correlationId = randomUUID();
+    this.callIds.set(correlationId, request.id);
+    return { clientSession: this.clientSession(), pins: this.pins, correlationId };
+  }
+
+  private clientSession(): ClientSession {
+    return { gateway: this.core.gatewayId, capabilities: this.clientCapabilities, ...(this.logLevel ? { log_level: this.logLevel } : {}) };
+  }
+
+  /** Logging and resource updates of an upstream session, for this client. */
+  private onSessionNotification(service: string, method: string, params: Record<string, unknown>): void {
+    if (method === "notifications/resources/updated") {
+      const uri = this.upstreamSubscriptions.get(`${service}\n${String(params.uri)}`);
+      if (uri !== undefined) this.send({ jsonrpc: "2.0", method, params: { ...params, uri } });
+      return;
+    }
+    this.send({ jsonrpc: "2.0", method, params });
   }
 
   private initialize(params: Record<string, unknown>): Record<string, unknown> {
     const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
     this.protocolVersion = requested && GATEWAY_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
     this.transport.setProtocolVersion?.(this.protocolVersion);
+    const capabilities = params.capabilities;
+    if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.clientCapabilities = capabilities as Record<string, unknown>;
     const instructions = this.core.catalog.instructions.join("\n");
     return {
       protocolVersion: this.protocolVersion,
@@ -326,6 +419,8 @@ export class GatewaySession {
         prompts: { listChanged: true },
         completions: {},
         logging: {},
+        tasks: TASKS_CAPABILITY,
+        ...(Object.keys(this.core.catalog.extensions).length > 0 ? { extensions: this.core.catalog.extensions } : {}),
       },
       serverInfo: this.core.serverInfo,
       ...(instructions ? { instructions } : {}),
@@ -344,6 +439,10 @@ export class GatewaySession {
     this.isClosed = true;
     for (const controller of this.inflight.values()) controller.abort();
     this.inflight.clear();
+    this.serverRequests.closeAll(new DmcpError(ErrorCode.SessionLost, "the MCP client session closed"));
+    this.unregister();
+    this.taskMethods.close();
+    this.core.closeUpstreamSessions(this.busSessionId, this.clientSession(), this.pins);
     for (const resolve of this.idleWaiters.splice(0)) resolve();
     this.onclose?.();
     this.markClosed();

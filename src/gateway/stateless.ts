@@ -17,8 +17,23 @@ export const StatelessErrorCode = {
 /** Methods of the 2025 revisions that 2026-07-28 removed: a stateless client gets "method not found". */
 export const REMOVED_METHODS = new Set(["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"]);
 
-/** Results a 2026-07-28 client may cache: they carry `ttlMs` and `cacheScope`. */
-const CACHEABLE = new Set(["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"]);
+/**
+ * Results a 2026-07-28 client may cache: they carry `ttlMs` and `cacheScope`. An upstream's own hints
+ * on a result that passes through (resources/read, the skills extension's methods) are kept; the
+ * lists and discovery the gateway builds itself are `private` with `ttlMs: 0`, as they depend on the
+ * caller's identity (access policy) and change whenever a service joins or leaves the bus.
+ */
+const CACHEABLE = new Set([
+  "server/discover",
+  "tools/list",
+  "prompts/list",
+  "resources/list",
+  "resources/templates/list",
+  "resources/read",
+  "skills/list",
+  "skills/get",
+  "resources/directory/read",
+]);
 
 /** A 2026 request must name its version and capabilities, and the version must be one the gateway speaks statelessly. */
 export function checkStatelessMeta(params: Record<string, unknown> | undefined): void {

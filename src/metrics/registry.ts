@@ -46,7 +46,7 @@ export class BusMetrics {
     this.reconnects = new Counter({ name: "dmcp_bus_reconnects_total", help: "Times the NATS connection was re-established", registers: [registry] });
     this.dropped = new Counter({
       name: "dmcp_bus_messages_dropped_total",
-      help: "Invalid messages dropped unanswered, by subject (cancel, heartbeat, registry, context) and reason",
+      help: "Invalid messages dropped unanswered, by subject (cancel, heartbeat, registry, context, session) and reason",
       labelNames: ["subject", "reason"],
       registers: [registry],
     });

@@ -56,6 +56,12 @@ export const ACCEPTED_METHOD = "dmcp/accepted";
  */
 export const CANCEL_METHOD = "notifications/cancelled";
 
+/**
+ * The `prompt_request.payload.method` a gateway sends to the replica a client session is pinned to when
+ * that session ends: the replica closes the matching upstream session (PROTOCOL.md §16).
+ */
+export const SESSION_CLOSE_METHOD = "dmcp/session/close";
+
 /** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
 export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
 
@@ -120,6 +126,7 @@ export const AnnouncePayload = z.looseObject({
   catalog: Catalog,
   profile: AgentProfile.optional(),
   delivery: DeliveryPlan.optional().describe("how tools/call requests for this service travel (absent: all direct)"),
+  client_sessions: z.boolean().optional().describe("true: the instance keeps an upstream session per MCP client session, and gateways pin client sessions to it (PROTOCOL.md §16)"),
   seal_key: z.string().regex(/^X[A-Z2-7]{55}$/).optional().describe("public curve key (xkey) that requests to this service may be sealed to"),
 });
 
@@ -156,10 +163,23 @@ export const Caller = z.looseObject({
 });
 export type Caller = z.infer<typeof Caller>;
 
+/**
+ * The MCP client session a request belongs to (PROTOCOL.md §16): the executor keeps a matching upstream
+ * session per client session, declares the client's capabilities to it, and sends its server-to-client
+ * traffic to the gateway instance's session subject.
+ */
+export const ClientSession = z.looseObject({
+  gateway: Name.describe("the gateway instance holding the client session (dmcp.v1.gw.<gateway>.session)"),
+  capabilities: JsonObject.default({}).describe("the client's capabilities from its initialize (sampling, elicitation, roots)"),
+  log_level: z.string().optional().describe("the client's logging/setLevel, applied to the upstream session"),
+});
+export type ClientSession = z.infer<typeof ClientSession>;
+
 export const PromptRequest = z.looseObject({
   ...envelopeFields,
   type: z.literal("prompt_request"),
   caller: Caller.optional(),
+  client_session: ClientSession.optional(),
   payload: PromptRequestPayload,
   receipt: z.boolean().optional().describe(`true: the executor first sends a "${"dmcp/accepted"}" context_update to the reply subject`),
   reply_to: z

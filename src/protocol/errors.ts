@@ -43,6 +43,8 @@ export const ErrorCode = {
   DecryptionFailed: "DECRYPTION_FAILED",
   /** A durable request failed on every delivery attempt and was moved to the dead-letter stream. */
   RetriesExhausted: "RETRIES_EXHAUSTED",
+  /** The executor replica holding a client session's upstream session left the bus (or closed that session). */
+  SessionLost: "SESSION_LOST",
   /** Anything else that went wrong inside a dMCP component. */
   Internal: "INTERNAL",
 } as const;
@@ -76,6 +78,7 @@ export const JsonRpcErrorCode = {
   Replayed: -32043,
   DecryptionFailed: -32044,
   RetriesExhausted: -32030,
+  SessionLost: -32031,
 } as const;
 
 /** The JSON-RPC code an MCP client sees for each dMCP error code (UpstreamError keeps the upstream's own). */
@@ -100,6 +103,7 @@ export const jsonRpcCodeFor: Record<ErrorCode, number> = {
   REPLAYED: JsonRpcErrorCode.Replayed,
   DECRYPTION_FAILED: JsonRpcErrorCode.DecryptionFailed,
   RETRIES_EXHAUSTED: JsonRpcErrorCode.RetriesExhausted,
+  SESSION_LOST: JsonRpcErrorCode.SessionLost,
   INTERNAL: JsonRpcErrorCode.InternalError,
 };
 

@@ -6,3 +6,4 @@ export * from "./mapping.js";
 export * from "./subjects.js";
 export { jsonSchemas } from "./json-schema.js";
 export * from "./mcp-meta.js";
+export * from "./param-headers.js";

@@ -49,6 +49,12 @@ export const subjects = {
   /** Requests addressed to one executor instance (session pinning, cancellation). */
   instanceRequest: (service: string, instance: string) =>
     `${SUBJECT_ROOT}.inst.${assertToken("service", service)}.${assertToken("instance", instance)}.req`,
+  /**
+   * Server-to-client traffic for the MCP client sessions one gateway instance holds: executors send
+   * the upstream's requests (sampling, elicitation, roots) and session notifications (logging,
+   * resources/updated) here.
+   */
+  gatewaySession: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.session`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */
   cancel: (service: string) => `${SUBJECT_ROOT}.cancel.${assertToken("service", service)}`,
   /** Context updates of a topic (topics may have dot-separated segments). */

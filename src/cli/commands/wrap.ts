@@ -6,7 +6,7 @@ import type { Logger } from "../../util/logger.js";
 import { instrumentBus } from "../../bus/connection.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
-import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
+import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom } from "../security.js";
 import { resolveHeaders, type Secret } from "../config.js";
@@ -37,6 +37,12 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
   --forward-caller      pass the caller's identity (the envelope's caller: kind, subject, issuer,
                         forwarded claims) to the server in each request's _meta["io.dmcp/caller"]
   --audit               log every call at info level with its caller, method, target and outcome
+  --max-sessions N      MCP client sessions that get an upstream session of their own on this replica
+                        (default: 32; a stdio server runs one process per session); further sessions
+                        (all with 0) share one, without sampling, elicitation, roots, logging or
+                        resource updates
+  --session-idle MS     close a client session's upstream session after MS without calls
+                        (default: 600000)
 ${deliveryHelp}  --instance ID         instance id on the bus (default: NAME-<random>)
   --heartbeat MS        heartbeat interval (default: 2000)
 ${securityHelp}  --seal-key FILE       the service's curve (xkey) seed in FILE (dmcp keygen --curve): requests
@@ -65,6 +71,8 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       transport: { type: "string" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
+      "max-sessions": { type: "string" },
+      "session-idle": { type: "string" },
       "metrics-port": { type: "string" },
       "metrics-host": { type: "string" },
       "otel-endpoint": { type: "string" },
@@ -101,6 +109,8 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   const delivery = deliveryFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
+  const maxSessions = parseNonNegativeInt(values["max-sessions"], "--max-sessions");
+  const sessionIdleMs = parsePositiveInt(values["session-idle"], "--session-idle");
   const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
   const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
   const sealKeys = values["seal-key"] ? { [values.name]: seedFrom(values["seal-key"], "--seal-key") } : undefined;
@@ -114,6 +124,8 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     logger,
     ...(values.instance ? { instance: values.instance } : {}),
     ...(heartbeatMs ? { heartbeatMs } : {}),
+    maxSessions,
+    sessionIdleMs,
     ...(metrics ? { metrics } : {}),
     forwardCaller: values["forward-caller"] ?? false,
     audit: values.audit ?? false,

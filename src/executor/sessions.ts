@@ -1,0 +1,227 @@
+/**
+ * Upstream sessions per MCP client session (PROTOCOL.md §16): a client session's calls reach the
+ * upstream in a session of their own, opened with the client's capabilities, so that the upstream's
+ * server-to-client requests (sampling, elicitation, roots), log messages and resource updates can go
+ * back to that client only, across the bus to the gateway instance that holds it.
+ */
+import type { Bus } from "../bus/connection.js";
+import { decodeFrom, encodeFor } from "../security/codec.js";
+import {
+  createEnvelope,
+  DmcpError,
+  ErrorCode,
+  errorFromPayload,
+  SESSION_CLOSE_METHOD,
+  subjects,
+  type ClientSession,
+  type PromptRequest,
+} from "../protocol/index.js";
+import type { Logger } from "../util/logger.js";
+import type { UpstreamConnector } from "./connector.js";
+import type { McpUpstream, UpstreamRequestOptions } from "./upstream.js";
+
+/** Closes an upstream session whose client session sent nothing for this long. */
+export const DEFAULT_SESSION_IDLE_MS = 10 * 60_000;
+/** More client sessions than this share the executor's own upstream session (no per-client features). */
+export const DEFAULT_MAX_SESSIONS = 32;
+/** How long a server-to-client request may wait for the client when no call bounds it (a human may answer). */
+const SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
+
+type Notify = (method: string, params: Record<string, unknown>) => void;
+
+interface RunningCall {
+  correlationId: string;
+  notify: Notify;
+  deadline: number;
+}
+
+interface UpstreamSession {
+  key: string;
+  sessionId: string;
+  client: ClientSession;
+  opened: Promise<McpUpstream>;
+  calls: RunningCall[];
+  logLevel: string | undefined;
+  idle: NodeJS.Timeout | undefined;
+}
+
+export interface UpstreamSessionsOptions {
+  bus: Bus;
+  service: string;
+  instance: string;
+  connector: UpstreamConnector;
+  logger: Logger;
+  /** Upstream notifications other than logging and resource updates (progress, list_changed), with the session they came from. */
+  onNotification: (method: string, params: Record<string, unknown> | undefined, upstream: McpUpstream) => void;
+  idleMs?: number | undefined;
+  maxSessions?: number | undefined;
+  /** An upstream session went away on its own (its server crashed or closed it); the next call reopens it. */
+  onLost?: (() => void) | undefined;
+}
+
+export class UpstreamSessions {
+  private readonly sessions = new Map<string, UpstreamSession>();
+  private warnedFull = false;
+
+  constructor(private readonly options: UpstreamSessionsOptions) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Whether client sessions get upstream sessions here at all (`--max-sessions 0`: never). */
+  get enabled(): boolean {
+    return (this.options.maxSessions ?? DEFAULT_MAX_SESSIONS) > 0;
+  }
+
+  /** Whether this request is served in a client session's own upstream session (else in the shared one). */
+  accepts(request: PromptRequest): boolean {
+    if (!request.client_session || !request.session_id) return false;
+    if (this.sessions.has(keyOf(request)) || this.sessions.size < (this.options.maxSessions ?? DEFAULT_MAX_SESSIONS)) return true;
+    if (!this.warnedFull) this.options.logger.warn({ max: this.options.maxSessions ?? DEFAULT_MAX_SESSIONS }, "too many client sessions: further ones share the executor's upstream session");
+    this.warnedFull = true;
+    return false;
+  }
+
+  /** Runs one call in its client session's upstream session (opened on the first call). */
+  async request(
+    request: PromptRequest,
+    params: Record<string, unknown> | undefined,
+    call: { correlationId: string; notify: Notify },
+    options: UpstreamRequestOptions,
+  ): Promise<Record<string, unknown>> {
+    const key = keyOf(request);
+    if (request.payload.method === SESSION_CLOSE_METHOD) {
+      await this.close(key);
+      return {};
+    }
+    const session = this.sessions.get(key) ?? this.open(key, request);
+    this.touch(session);
+    const upstream = await session.opened;
+    await this.applyLogLevel(session, upstream, request.client_session?.log_level, options);
+    const running: RunningCall = { ...call, deadline: Date.now() + options.timeoutMs };
+    session.calls.push(running);
+    try {
+      return await upstream.request(request.payload.method, params, options);
+    } finally {
+      session.calls.splice(session.calls.indexOf(running), 1);
+      this.touch(session);
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.sessions.keys()].map((key) => this.close(key)));
+  }
+
+  private open(key: string, request: PromptRequest): UpstreamSession {
+    const client = request.client_session!;
+    const session: UpstreamSession = { key, sessionId: request.session_id!, client, calls: [], logLevel: undefined, idle: undefined, opened: undefined! };
+    const logger = this.options.logger.child({ clientSession: request.session_id, gateway: client.gateway });
+    session.opened = this.options.connector.connect(logger, upstreamCapabilities(client.capabilities)).then((upstream) => {
+      upstream.onrequest = (method, params) => this.relayRequest(session, method, params);
+      upstream.onnotification = (method, params) => this.onNotification(session, upstream, method, params);
+      upstream.onclose = (error) => {
+        if (this.sessions.get(key) !== session) return; // closed by us
+        this.sessions.delete(key);
+        clearTimeout(session.idle);
+        logger.warn({ err: error }, "a client session's upstream session went away; its next call opens a new one");
+        this.options.onLost?.();
+      };
+      logger.info({ sessions: this.sessions.size }, "upstream session opened for a client session");
+      return upstream;
+    });
+    session.opened.catch(() => this.sessions.get(key) === session && this.sessions.delete(key));
+    this.sessions.set(key, session);
+    return session;
+  }
+
+  private async close(key: string): Promise<void> {
+    const session = this.sessions.get(key);
+    if (!session) return;
+    this.sessions.delete(key);
+    clearTimeout(session.idle);
+    const upstream = await session.opened.catch(() => undefined);
+    await upstream?.close();
+    this.options.logger.info({ clientSession: session.sessionId, sessions: this.sessions.size }, "upstream session closed");
+  }
+
+  private touch(session: UpstreamSession): void {
+    clearTimeout(session.idle);
+    session.idle = setTimeout(() => {
+      if (session.calls.length === 0) void this.close(session.key);
+    }, this.options.idleMs ?? DEFAULT_SESSION_IDLE_MS);
+    session.idle.unref?.();
+  }
+
+  /** The client's logging/setLevel reaches its upstream session before the next call. */
+  private async applyLogLevel(session: UpstreamSession, upstream: McpUpstream, level: string | undefined, options: UpstreamRequestOptions): Promise<void> {
+    if (!level || level === session.logLevel || !upstream.info?.capabilities.logging) return;
+    session.logLevel = level;
+    await upstream.request("logging/setLevel", { level }, { timeoutMs: Math.min(options.timeoutMs, 10_000) }).catch((err: unknown) => {
+      this.options.logger.debug({ err, level }, "the upstream refused logging/setLevel");
+    });
+  }
+
+  /**
+   * Log messages go with the call that runs (on its stream, before its result) when there is one;
+   * they and resource updates otherwise go to the client session itself.
+   */
+  private onNotification(session: UpstreamSession, upstream: McpUpstream, method: string, params: Record<string, unknown> | undefined): void {
+    if (method === "notifications/message" && session.calls.length > 0) {
+      session.calls.at(-1)!.notify(method, params ?? {});
+    } else if (method === "notifications/message" || method === "notifications/resources/updated") {
+      this.publish(session, method, params ?? {});
+    } else {
+      this.options.onNotification(method, params, upstream);
+    }
+  }
+
+  private publish(session: UpstreamSession, method: string, params: Record<string, unknown>): void {
+    const { bus, instance, service } = this.options;
+    const update = createEnvelope("context_update", { method, params, data: { service } }, { sender: instance, sessionId: session.sessionId });
+    try {
+      bus.nc.publish(subjects.gatewaySession(session.client.gateway), encodeFor(bus, update));
+    } catch (err) {
+      this.options.logger.debug({ err, method }, "could not send a session notification to the gateway");
+    }
+  }
+
+  /**
+   * A server-to-client request travels to the gateway instance holding the client session, tagged with
+   * the call it belongs to (the latest call running in the session, if any), and its answer back.
+   */
+  private async relayRequest(session: UpstreamSession, method: string, params: Record<string, unknown> | undefined): Promise<Record<string, unknown>> {
+    const { bus, instance, service } = this.options;
+    const call = session.calls.at(-1);
+    const timeoutMs = call ? Math.max(1, call.deadline - Date.now()) : SERVER_REQUEST_TIMEOUT_MS;
+    const request = createEnvelope("prompt_request", params === undefined ? { service, method } : { service, method, params }, {
+      sender: instance,
+      sessionId: session.sessionId,
+      correlationId: call?.correlationId,
+      deadline: new Date(Date.now() + timeoutMs),
+    });
+    let reply;
+    try {
+      reply = await bus.nc.request(subjects.gatewaySession(session.client.gateway), encodeFor(bus, request), { timeout: timeoutMs });
+    } catch (cause) {
+      throw new DmcpError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
+    }
+    const decoded = decodeFrom(bus, reply.data, { receiver: instance, maxBytes: Number.POSITIVE_INFINITY });
+    if (!decoded.ok) throw decoded.error;
+    const envelope = decoded.envelope;
+    if (envelope.type === "prompt_response") return envelope.payload.result;
+    if (envelope.type === "error_notification") throw errorFromPayload(envelope.payload);
+    throw new DmcpError(ErrorCode.InvalidEnvelope, `the gateway answered ${method} with a ${envelope.type}`);
+  }
+}
+
+function keyOf(request: PromptRequest): string {
+  return `${request.client_session?.gateway ?? ""}/${request.session_id ?? ""}`;
+}
+
+/** What the upstream session declares: the client's own capabilities for server-to-client features. */
+function upstreamCapabilities(client: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of ["sampling", "elicitation", "roots"]) if (client[name] !== undefined) out[name] = client[name];
+  return out;
+}
