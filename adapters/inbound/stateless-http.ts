@@ -6,7 +6,7 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
+import { errorResponse, JsonRpcErrorCode, mcpNameField, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
 import {
   checkMetaKeys,
   checkVersion,
@@ -24,9 +24,6 @@ export function isStatelessRequest(req: Request): boolean {
   const body = req.body as { params?: Record<string, unknown> } | undefined;
   return typeof body === "object" && body !== null && !Array.isArray(body) && requestedVersion(body.params) !== undefined;
 }
-
-/** The params field that `Mcp-Name` mirrors, per method. */
-const NAMED_BY: Record<string, string> = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
 
 export async function handleStatelessRequest(gateway: Gateway, req: Request, res: Response, identity: Identity): Promise<void> {
   const body = req.body as Record<string, unknown>;
@@ -72,7 +69,7 @@ function headerProblem(req: Request, body: Record<string, unknown>): { code: num
   }
   const method = req.header("mcp-method")?.trim();
   if (method !== body.method) return headerMismatch(method === undefined ? "Missing Mcp-Method header" : `Mcp-Method header ${JSON.stringify(method)} does not match the body's method`);
-  const field = NAMED_BY[body.method as string];
+  const field = mcpNameField(body.method as string);
   const named = field ? params?.[field] : undefined;
   if (typeof named === "string") {
     const name = req.header("mcp-name")?.trim();

@@ -7,7 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
-import { encodeParamValue, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
+import { encodeParamValue, mcpNameField, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
@@ -296,9 +296,6 @@ function errorAnswer(body: string, id: unknown): JSONRPCMessage | undefined {
   }
 }
 
-/** Which params field `Mcp-Name` mirrors, per method (MCP 2026-07-28). */
-const NAMED_BY: Record<string, string> = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
-
 /**
  * The headers of a request that names a stateless protocol version in its `_meta` (the executor
  * forwards such requests only to servers that said they speak it): version, method, name, and for a
@@ -310,7 +307,8 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   const version = requestedVersion(params);
   if (version === undefined) return undefined;
   const headers: Record<string, string> = { "mcp-protocol-version": version, "mcp-method": message.method };
-  const named = params?.[NAMED_BY[message.method] ?? ""];
+  const field = mcpNameField(message.method);
+  const named = field ? params?.[field] : undefined;
   // Header values are ASCII; a name outside it travels Base64-encoded as the revision prescribes.
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
   if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));

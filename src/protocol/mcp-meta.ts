@@ -36,3 +36,10 @@ export function withoutStatelessMeta(params: Record<string, unknown> | undefined
   const { _meta: _dropped, ...rest } = params!;
   return Object.keys(kept).length > 0 ? { ...rest, _meta: kept } : rest;
 }
+
+/** The params field that the `Mcp-Name` header mirrors, per method (MCP 2026-07-28). */
+const NAMED_BY: Readonly<Record<string, string>> = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
+
+export function mcpNameField(method: string): string | undefined {
+  return Object.hasOwn(NAMED_BY, method) ? NAMED_BY[method] : undefined;
+}
