@@ -157,7 +157,7 @@ describe("dmcp up", () => {
 
   beforeAll(async () => {
     const config = tempConfig(
-      JSON.stringify({ servers: { fixture: { command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "fixture"] } } }),
+      JSON.stringify({ servers: { fixture: { command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "fixture"], sessionIdle: "1500ms" } } }),
     );
     up = runDmcp(["up", "--config", config, "--http", "0", "--data-dir", tempDir()]);
     const [, url, nats, services] = await up.waitFor(/^dmcp up: MCP at (\S+); NATS at (\S+); services: (.*)$/);
@@ -178,6 +178,27 @@ describe("dmcp up", () => {
       expect(tools.map((t) => t.name)).toContain("add");
       const result = await client.callTool({ name: "add", arguments: { a: 40, b: 2 } });
       expect(result.structuredContent).toEqual({ sum: 42 });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("closes a client session's upstream session after the config's sessionIdle", async () => {
+    const client = new Client({ name: "idler", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      const whoami = await client.callTool({ name: "whoami", arguments: {} });
+      const pid = Number((whoami.content as { text: string }[])[0]!.text.split(":")[1]);
+      expect(alive(pid)).toBe(true);
+      await eventually(() => !alive(pid));
     } finally {
       await client.close();
     }

@@ -24,10 +24,12 @@ const SecurityConfig = z.strictObject({
 });
 export type SecurityConfig = z.infer<typeof SecurityConfig>;
 
-/** What `dmcp wrap --forward-caller` and `--audit` set, for servers of the config. */
+/** What `dmcp wrap --forward-caller`, `--audit`, `--max-sessions` and `--session-idle` set, for servers of the config. */
 const ExecutorSettings = {
   forwardCaller: z.boolean().default(false).describe('pass the caller to the server in _meta["io.dmcp/caller"]'),
   audit: z.boolean().default(false).describe("log every call with its caller at info level"),
+  maxSessions: z.number().int().min(0).optional().describe("MCP client sessions that get an upstream session of their own on each replica (default 32; 0: none)"),
+  sessionIdle: Duration.optional().describe("close a client session's upstream session after this long without calls (default 10m)"),
   ...DeliveryConfigFields,
 };
 
@@ -135,10 +137,15 @@ export function isStdioServer(server: ServerConfig): server is z.infer<typeof St
 }
 
 /** The config's context limits in the units the bus uses, or undefined when none are set. */
+/** A config duration (milliseconds, or a string such as "15m") in milliseconds. */
+export function durationMs(value: number | string, path: string): number {
+  return typeof value === "number" ? value : parseDuration(value, path);
+}
+
 export function contextRetention(context: Config["context"]): ContextRetention | undefined {
   if (!context) return undefined;
   const retention: ContextRetention = {};
-  if (context.maxAge !== undefined) retention.maxAgeMs = typeof context.maxAge === "number" ? context.maxAge : parseDuration(context.maxAge, "context.maxAge");
+  if (context.maxAge !== undefined) retention.maxAgeMs = durationMs(context.maxAge, "context.maxAge");
   if (context.maxBytes !== undefined) retention.maxBytes = typeof context.maxBytes === "number" ? context.maxBytes : parseSize(context.maxBytes, "context.maxBytes");
   if (context.maxMessages !== undefined) retention.maxMessages = context.maxMessages;
   if (context.maxMessagesPerTopic !== undefined) retention.maxMessagesPerTopic = context.maxMessagesPerTopic;

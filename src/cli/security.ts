@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import type { Registry } from "prom-client";
 import { KeyError, MessageSecurity, readSeedFile, type SecurityOptions } from "../security/index.js";
 import { parseDuration, UsageError } from "./args.js";
-import type { SecurityConfig } from "./config.js";
+import { durationMs, type SecurityConfig } from "./config.js";
 
 export const securityOptions = {
   "sign-key": { type: "string" },
@@ -51,7 +51,7 @@ export function securityFromConfig(section: SecurityConfig | undefined, baseDir:
     trustedKeys: section.trustedKeys,
     serviceKeys: section.serviceKeys,
     requireSignatures: section.requireSignatures,
-    ...(window !== undefined ? { replayWindowMs: typeof window === "number" ? window : parseDuration(window, "security.replayWindow") } : {}),
+    ...(window !== undefined ? { replayWindowMs: durationMs(window, "security.replayWindow") } : {}),
     sealKeys: Object.fromEntries(Object.entries(section.sealKeys).map(([service, file]) => [service, seed(file, `security.sealKeys.${service}`)])),
     sealTo: section.sealTo,
   };

@@ -11,7 +11,7 @@ import { Gateway, type AccessPolicy } from "../gateway/index.js";
 import { GatewayMonitor } from "../gateway/monitor.js";
 import type { Logger } from "../util/logger.js";
 import { deliveryFromConfig } from "./delivery.js";
-import { isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
+import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions {
   bus: Bus;
@@ -116,7 +116,20 @@ export async function startExecutors(
     for (let replica = 0; replica < server.replicas; replica++) {
       const connector = connectorFor(service, server, baseDir);
       const delivery = deliveryFromConfig(server);
-      executors.push(new Executor({ bus, service, logger, connector, forwardCaller: server.forwardCaller, audit: server.audit, ...(metrics ? { metrics } : {}), ...(delivery ? { delivery } : {}) }));
+      executors.push(
+        new Executor({
+          bus,
+          service,
+          logger,
+          connector,
+          forwardCaller: server.forwardCaller,
+          audit: server.audit,
+          maxSessions: server.maxSessions,
+          sessionIdleMs: server.sessionIdle === undefined ? undefined : durationMs(server.sessionIdle, `servers.${service}.sessionIdle`),
+          ...(metrics ? { metrics } : {}),
+          ...(delivery ? { delivery } : {}),
+        }),
+      );
     }
   }
   await Promise.all(executors.map((executor) => executor.start()));
