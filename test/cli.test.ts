@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
-import { eventually, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { eventually, isAlive, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 import { connectBus, ContextStreams } from "../src/bus/index.js";
 import { createEnvelope, encodeEnvelope, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
@@ -186,19 +186,11 @@ describe("dmcp up", () => {
   it("closes a client session's upstream session after the config's sessionIdle", async () => {
     const client = new Client({ name: "idler", version: "1.0.0" });
     await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     try {
       const whoami = await client.callTool({ name: "whoami", arguments: {} });
       const pid = Number((whoami.content as { text: string }[])[0]!.text.split(":")[1]);
-      expect(alive(pid)).toBe(true);
-      await eventually(() => !alive(pid));
+      expect(isAlive(pid)).toBe(true);
+      await eventually(() => !isAlive(pid));
     } finally {
       await client.close();
     }

@@ -13,7 +13,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { ErrorCode, JsonRpcErrorCode } from "../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
-import { DMCP_BIN, eventually, REPO_ROOT, runDmcp, sleep, spawnNode, startGatewayHttp, wrapFixtureStdio, wrapUrl, type Child } from "./helpers/processes.js";
+import { DMCP_BIN, eventually, isAlive, REPO_ROOT, runDmcp, sleep, spawnNode, startGatewayHttp, wrapFixtureStdio, wrapUrl, type Child } from "./helpers/processes.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/fixtures/conformance-server.js`;
 
@@ -273,14 +273,6 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
     await nats?.stop();
   });
 
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
 
   async function sessionPid(client: Client): Promise<number> {
     await eventually(async () => (await client.listTools()).tools.some((t) => t.name === "whoami"));
@@ -292,10 +284,10 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
     const transport = new StreamableHTTPClientTransport(new URL(gateway.url));
     await client.connect(transport);
     const pid = await sessionPid(client);
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     await transport.terminateSession();
     await client.close();
-    await eventually(() => !alive(pid));
+    await eventually(() => !isAlive(pid));
   });
 
   it("ends an idle upstream session, and opens a new one on the next call", async () => {
@@ -303,7 +295,7 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
     await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
     try {
       const pid = await sessionPid(client);
-      await eventually(() => !alive(pid));
+      await eventually(() => !isAlive(pid));
       const next = await sessionPid(client);
       expect(next).not.toBe(pid);
     } finally {
