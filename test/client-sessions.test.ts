@@ -273,7 +273,6 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
     await nats?.stop();
   });
 
-
   async function sessionPid(client: Client): Promise<number> {
     await eventually(async () => (await client.listTools()).tools.some((t) => t.name === "whoami"));
     return Number(textOf(await client.callTool({ name: "whoami", arguments: {} })).split(":")[1]);
