@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
-import { DMCP_BIN, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { DMCP_BIN, eventually, startFixtureHttp, startGatewayHttp, wrapFixtureStdio, wrapUrl, type Child } from "./helpers/processes.js";
 
 const VERSION = "2026-07-28";
 const META = {
@@ -27,14 +27,12 @@ interface Exchange {
   events: Record<string, any>[];
 }
 
-describe("MCP 2026-07-28 clients", () => {
-  let nats: EmbeddedNats;
-  let executor: Child;
-  let gateway: Child & { url: string };
-  let nextId = 1;
+let nextId = 1;
 
-  /** One stateless POST with the headers a 2026-07-28 client sends; `headers` overrides them. */
-  async function post(method: string, params: Record<string, unknown> = {}, options: { headers?: Record<string, string>; meta?: Record<string, unknown> | null; signal?: AbortSignal } = {}): Promise<Exchange> {
+type PostOptions = { headers?: Record<string, string>; meta?: Record<string, unknown> | null; signal?: AbortSignal };
+
+/** One stateless POST with the headers a 2026-07-28 client sends; `headers` overrides them. */
+async function statelessPost(url: string, method: string, params: Record<string, unknown> = {}, options: PostOptions = {}): Promise<Exchange> {
     const id = nextId++;
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": VERSION, "mcp-method": method };
     const named = params[NAMED_BY[method] ?? ""];
@@ -44,12 +42,18 @@ describe("MCP 2026-07-28 clients", () => {
       if (value !== "") headers[name] = value;
     }
     const withMeta = options.meta === null ? params : { ...params, _meta: { ...META, ...(options.meta ?? {}) } };
-    const response = await fetch(gateway.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method, params: withMeta }), signal: options.signal ?? null });
+    const response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method, params: withMeta }), signal: options.signal ?? null });
     const contentType = response.headers.get("content-type") ?? "";
     if (!contentType.includes("text/event-stream")) return { status: response.status, contentType, body: await response.json(), events: [] };
     const events = parseSse(await response.text());
     return { status: response.status, contentType, body: events.at(-1)!, events };
-  }
+}
+
+describe("MCP 2026-07-28 clients", () => {
+  let nats: EmbeddedNats;
+  let executor: Child;
+  let gateway: Child & { url: string };
+  const post = (method: string, params: Record<string, unknown> = {}, options: PostOptions = {}) => statelessPost(gateway.url, method, params, options);
 
   beforeAll(async () => {
     nats = await startTestNats();
@@ -237,6 +241,46 @@ describe("MCP 2026-07-28 clients", () => {
       close: () => aborted.abort(),
     };
   }
+});
+
+describe("MCP 2026-07-28 clients: log messages per request", () => {
+  let nats: EmbeddedNats;
+  let upstream: Child & { url: string };
+  let executor: Child;
+  let gateway: Child & { url: string };
+  const post = (method: string, params: Record<string, unknown> = {}, options: PostOptions = {}) => statelessPost(gateway.url, method, params, options);
+  const logLevels = (events: Record<string, any>[]) => events.filter((event) => event.method === "notifications/message").map((event) => event.params.level);
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    // A 2025 server over HTTP: it logs at every level (it gets no per-request level), on the call's own stream.
+    upstream = await startFixtureHttp("logs");
+    executor = await wrapUrl(nats.url, "logs", upstream.url);
+    gateway = await startGatewayHttp(nats.url);
+    await eventually(async () => ((await post("tools/list")).body.result?.tools ?? []).some((tool: { name: string }) => tool.name === "log"));
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([gateway?.stop(), executor?.stop(), upstream?.stop()]);
+    await nats?.stop();
+  });
+
+  it("gets the call's log messages at or above the level in its _meta, on its own stream, before the result", async () => {
+    const { events, body } = await post("tools/call", { name: "log", arguments: {} }, { meta: { "io.modelcontextprotocol/logLevel": "warning" } });
+    expect(logLevels(events)).toEqual(["warning", "error"]);
+    expect(events.at(-1)).toBe(body);
+    expect(body.result).toMatchObject({ resultType: "complete", content: [{ text: "logged" }] });
+    const all = await post("tools/call", { name: "log", arguments: {} }, { meta: { "io.modelcontextprotocol/logLevel": "debug" } });
+    expect(logLevels(all.events)).toEqual(["debug", "info", "warning", "error"]);
+  });
+
+  it("gets no log messages without a level, and a clear error for a level that is not one", async () => {
+    const { events, body } = await post("tools/call", { name: "log", arguments: {} });
+    expect(logLevels(events)).toEqual([]);
+    expect(body.result).toMatchObject({ content: [{ text: "logged" }] });
+    const bad = await post("tools/call", { name: "log", arguments: {} }, { meta: { "io.modelcontextprotocol/logLevel": "loud" } });
+    expect(bad.body.error).toMatchObject({ code: -32602, message: expect.stringContaining("logLevel") });
+  });
 });
 
 function parseSse(text: string): Record<string, any>[] {

@@ -33,6 +33,11 @@ export class StreamableHttpClientTransport implements Transport {
   sessionId: string | undefined;
   /** A tool's inputSchema by name, for the `Mcp-Param-*` headers of stateless calls (set by the session that lists tools). */
   toolSchema: ((name: string) => unknown) | undefined;
+  /**
+   * A notification that arrived on the POST stream of request `requestId`, so it belongs to that call
+   * (set by the session; without it, or when it returns false, the notification goes to `onmessage`).
+   */
+  onrequestnotification: ((requestId: string | number, message: JSONRPCMessage) => boolean) | undefined;
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
@@ -81,7 +86,7 @@ export class StreamableHttpClientTransport implements Transport {
     const type = header(response, "content-type") ?? "";
     if (type.includes("text/event-stream")) {
       // The answer (and notifications before it) arrive as events; the stream ends after the answer.
-      this.readEvents(response, false);
+      this.readEvents(response, false, 0, "id" in message ? message.id : undefined);
     } else if (type.includes("application/json")) {
       this.deliver(await readText(response));
     } else {
@@ -175,13 +180,14 @@ export class StreamableHttpClientTransport implements Transport {
     this.getRetryMs = Math.min(GET_RETRY_MAX_MS, this.getRetryMs * 2);
   }
 
-  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0): void {
+  /** `requestId`: the request whose POST stream this is (none for the standing GET stream). */
+  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0, requestId?: string | number): void {
     let lastId: string | undefined;
     let answered = false;
     const parser = new SseParser((data, id) => {
       if (id !== undefined) lastId = id;
       if (id !== undefined && standing) this.lastEventId = id;
-      if (data && this.deliver(data)) answered = true;
+      if (data && this.deliver(data, requestId)) answered = true;
     });
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => parser.push(chunk));
@@ -192,7 +198,7 @@ export class StreamableHttpClientTransport implements Transport {
     stream.on("end", () => {
       parser.end();
       if (standing) this.retryGetStream();
-      else if (!answered && lastId !== undefined) this.resumePostStream(lastId, resumes);
+      else if (!answered && lastId !== undefined) this.resumePostStream(lastId, resumes, requestId);
     });
   }
 
@@ -200,16 +206,16 @@ export class StreamableHttpClientTransport implements Transport {
    * A session's POST stream that the server closed before the answer (SSE polling, SEP-1699): a GET
    * with the stream's last event id replays what followed, the answer included.
    */
-  private resumePostStream(lastEventId: string, resumes: number): void {
+  private resumePostStream(lastEventId: string, resumes: number, requestId: string | number | undefined): void {
     if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return;
     this.exchange("GET", undefined, "text/event-stream", false, undefined, undefined, lastEventId).then(
-      (response) => this.readEvents(response, false, resumes + 1),
+      (response) => this.readEvents(response, false, resumes + 1, requestId),
       (err: unknown) => this.onerror?.(err instanceof Error ? err : new Error(String(err))),
     );
   }
 
   /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */
-  private deliver(text: string): boolean {
+  private deliver(text: string, requestId?: string | number): boolean {
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -220,7 +226,8 @@ export class StreamableHttpClientTransport implements Transport {
     let answer = false;
     for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
       if (typeof message === "object" && message !== null && ("result" in message || "error" in message)) answer = true;
-      this.onmessage?.(message as JSONRPCMessage);
+      const related = requestId !== undefined && isNotification(message) && this.onrequestnotification?.(requestId, message as JSONRPCMessage);
+      if (!related) this.onmessage?.(message as JSONRPCMessage);
     }
     return answer;
   }
@@ -313,4 +320,8 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
   if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
   return headers;
+}
+
+function isNotification(message: unknown): boolean {
+  return typeof message === "object" && message !== null && "method" in message && !("id" in message);
 }

@@ -92,7 +92,7 @@ export class Executor {
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
         const params = context.attempt === undefined ? withCaller : withDeliveryMeta(withCaller, context.correlationId, context.attempt);
         const { release } = retagged;
-        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal };
+        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal, onNotification: context.notify };
         const traced = withTraceMeta(params, ctx);
         // A client session's calls run in its own upstream session; stateless and durable calls share one.
         if (this.sessions.accepts(request)) {

@@ -39,12 +39,15 @@ export interface UpstreamInfo {
 export interface UpstreamRequestOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Log messages the server sent with this request (where the transport can tell, e.g. on its POST stream). */
+  onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
 }
 
 interface Pending {
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
+  onNotification: UpstreamRequestOptions["onNotification"];
 }
 
 /** The capabilities the executor declares for itself when no client session's are known. */
@@ -83,6 +86,7 @@ export class McpUpstream {
     };
     transport.onclose = () => this.onClosed();
     (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
+    (transport as RequestNotificationHook).onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -157,7 +161,7 @@ export class McpUpstream {
         this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, onNotification: options.onNotification });
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -214,6 +218,14 @@ export class McpUpstream {
     if (isNotification(message)) this.onnotification?.(message.method, message.params);
   }
 
+  /** A log message that came with one request goes to that call only (a stateless request has no session to log to). */
+  private onRequestNotification(requestId: string | number, message: JsonRpcMessage): boolean {
+    const entry = typeof requestId === "number" ? this.pending.get(requestId) : undefined;
+    if (!entry?.onNotification || !isNotification(message) || message.method !== "notifications/message") return false;
+    entry.onNotification(message.method, message.params ?? {});
+    return true;
+  }
+
   /** Server-to-client requests: relayed to the client session when there is one, else answered here. */
   private async answerServerRequest(request: JsonRpcRequest): Promise<void> {
     const relay = this.onrequest;
@@ -247,6 +259,11 @@ export class McpUpstream {
 /** What a transport offers to send `Mcp-Param-*` headers (the Streamable HTTP one does; others ignore it). */
 interface ToolSchemaHook {
   toolSchema?: (name: string) => unknown;
+}
+
+/** What a transport that can tell which request a notification came with offers (the Streamable HTTP one). */
+interface RequestNotificationHook {
+  onrequestnotification?: (requestId: string | number, message: JSONRPCMessage) => boolean;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -39,6 +39,7 @@ import {
   STATELESS_PROTOCOL_VERSIONS,
   statelessResult,
   type SubscriptionFilter,
+  wantsLogMessage,
 } from "./stateless.js";
 
 export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
@@ -323,7 +324,9 @@ export class GatewaySession {
           ...this.forwardContext(request, signal, headers),
           // Progress and the like go out on the request's own stream, before its result.
           onNotification: (method, notificationParams) => {
-            if (!signal.aborted) this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
+            if (signal.aborted) return;
+            if (method === "notifications/message" && requestedVersion(params) !== undefined && !wantsLogMessage(params, notificationParams)) return;
+            this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
           },
         });
       case "tasks/get":

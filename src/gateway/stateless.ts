@@ -39,6 +39,31 @@ const CACHEABLE = new Set([
 export function checkStatelessMeta(params: Record<string, unknown> | undefined): void {
   checkMetaKeys(params);
   checkVersion(requestedVersion(params)!);
+  checkLogLevel(params);
+}
+
+/** MCP's log levels, least severe first. */
+const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+function checkLogLevel(params: Record<string, unknown> | undefined): void {
+  const level = metaOf(params)?.[META.logLevel];
+  if (level !== undefined && !LOG_LEVELS.includes(level as string)) {
+    throw new DmcpError(ErrorCode.InvalidParams, `Invalid params: _meta ${META.logLevel} must be one of ${LOG_LEVELS.join(", ")}`, {
+      jsonrpcCode: JsonRpcErrorCode.InvalidParams,
+    });
+  }
+}
+
+/**
+ * Whether a log message of a 2026-07-28 request's call reaches its client: a request asks for log
+ * messages per call (`_meta` logLevel) and gets those at or above that level, none without one. Applied
+ * at the gateway because a 2025 upstream, which gets no such key, logs at its session's level.
+ */
+export function wantsLogMessage(requestParams: Record<string, unknown> | undefined, message: Record<string, unknown>): boolean {
+  const threshold = LOG_LEVELS.indexOf(metaOf(requestParams)?.[META.logLevel] as string);
+  if (threshold < 0) return false;
+  const level = LOG_LEVELS.indexOf(message.level as string);
+  return level < 0 || level >= threshold;
 }
 
 /** Throws INVALID_PARAMS (-32602) when `_meta` lacks the protocol version or the client capabilities. */
