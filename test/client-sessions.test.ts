@@ -278,6 +278,24 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
     return Number(textOf(await client.callTool({ name: "whoami", arguments: {} })).split(":")[1]);
   }
 
+  it("passes the client's roots/list_changed to its upstream session, and the upstream's elicitation/complete to the client", async () => {
+    const client = new Client({ name: "roots-changer", version: "1.0.0" }, { capabilities: { roots: { listChanged: true }, elicitation: { form: {}, url: {} } } });
+    const completed: unknown[] = [];
+    client.setRequestHandler("roots/list", () => ({ roots: [] }));
+    client.setNotificationHandler("notifications/elicitation/complete", (n) => void completed.push(n.params));
+    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
+    try {
+      await sessionPid(client);
+      await client.sendRootsListChanged();
+      await eventually(async () => textOf(await client.callTool({ name: "client_notifications", arguments: {} })).includes("notifications/roots/list_changed"));
+      expect(textOf(await client.callTool({ name: "elicitation_complete", arguments: { id: "e-42" } }))).toBe("completed e-42");
+      await eventually(() => completed.length > 0);
+      expect(completed).toEqual([{ elicitationId: "e-42" }]);
+    } finally {
+      await client.close();
+    }
+  });
+
   it("ends the upstream session when the client ends its session", async () => {
     const client = new Client({ name: "leaver", version: "1.0.0" });
     const transport = new StreamableHTTPClientTransport(new URL(gateway.url));

@@ -21,7 +21,7 @@ import { audited, withCallerMeta } from "./caller.js";
 import { DurableWorker } from "../bus/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
-import { META_ATTEMPT, META_CORRELATION_ID, SESSION_CLOSE_METHOD } from "../protocol/index.js";
+import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD } from "../protocol/index.js";
 import type { McpUpstream, UpstreamInfo } from "./upstream.js";
 import { UpstreamSessions } from "./sessions.js";
 
@@ -98,7 +98,8 @@ export class Executor {
         if (this.sessions.accepts(request)) {
           return this.sessions.request(request, traced, { correlationId: context.correlationId, notify: context.notify }, upstreamOptions).finally(release);
         }
-        if (request.payload.method === SESSION_CLOSE_METHOD) return Promise.resolve({}).finally(release);
+        // Nothing to close or tell in the shared session.
+        if (request.payload.method === SESSION_CLOSE_METHOD || RELAYED_CLIENT_NOTIFICATIONS.has(request.payload.method)) return Promise.resolve({}).finally(release);
         return this.supervisor.request(request.payload.method, traced, upstreamOptions).finally(release);
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;

@@ -11,6 +11,7 @@ import {
   DmcpError,
   ErrorCode,
   errorFromPayload,
+  RELAYED_CLIENT_NOTIFICATIONS,
   SESSION_CLOSE_METHOD,
   subjects,
   type ClientSession,
@@ -95,6 +96,12 @@ export class UpstreamSessions {
       await this.close(key);
       return {};
     }
+    if (RELAYED_CLIENT_NOTIFICATIONS.has(request.payload.method)) {
+      // For an upstream session that exists; a session opened later asks for roots anyway.
+      const upstream = await this.sessions.get(key)?.opened.catch(() => undefined);
+      await upstream?.notify(request.payload.method, params);
+      return {};
+    }
     const session = this.sessions.get(key) ?? this.open(key, request);
     this.touch(session);
     const upstream = await session.opened;
@@ -169,7 +176,7 @@ export class UpstreamSessions {
   private onNotification(session: UpstreamSession, upstream: McpUpstream, method: string, params: Record<string, unknown> | undefined): void {
     if (method === "notifications/message" && session.calls.length > 0) {
       session.calls.at(-1)!.notify(method, params ?? {});
-    } else if (method === "notifications/message" || method === "notifications/resources/updated") {
+    } else if (SESSION_NOTIFICATIONS.has(method)) {
       this.publish(session, method, params ?? {});
     } else {
       this.options.onNotification(method, params, upstream);
@@ -214,6 +221,9 @@ export class UpstreamSessions {
     throw new DmcpError(ErrorCode.InvalidEnvelope, `the gateway answered ${method} with a ${envelope.type}`);
   }
 }
+
+/** Notifications of an upstream session that go to its client session (outside a call's stream). */
+const SESSION_NOTIFICATIONS = new Set(["notifications/message", "notifications/resources/updated", "notifications/elicitation/complete"]);
 
 function keyOf(request: PromptRequest): string {
   return `${request.client_session?.gateway ?? ""}/${request.session_id ?? ""}`;

@@ -176,6 +176,12 @@ export class McpUpstream {
     });
   }
 
+  /** Sends a notification to the server (e.g. a client's roots/list_changed); best effort. */
+  async notify(method: string, params: Record<string, unknown> | undefined): Promise<void> {
+    if (this.closed) return;
+    await this.transport.send((params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params }) as JSONRPCMessage).catch(() => undefined);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await this.transport.close().catch(() => undefined);

@@ -350,12 +350,21 @@ export class GatewayCore {
 
   /** Tells the replicas holding a client session's upstream sessions that the session ended (best effort). */
   closeUpstreamSessions(sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
+    this.toPinnedReplicas(SESSION_CLOSE_METHOD, undefined, sessionId, clientSession, pins);
+    pins.clear();
+  }
+
+  /** Passes a client notification (e.g. roots/list_changed) on to the session's upstream sessions (best effort). */
+  notifyUpstreamSessions(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
+    this.toPinnedReplicas(method, params, sessionId, clientSession, pins);
+  }
+
+  private toPinnedReplicas(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
     for (const [service, instance] of pins) {
       void this.caller
-        .call(service, SESSION_CLOSE_METHOD, undefined, { timeoutMs: 10_000, sessionId, clientSession, instance })
-        .catch((err: unknown) => this.options.logger.debug({ err, service, instance }, "could not close an upstream session"));
+        .call(service, method, params, { timeoutMs: 10_000, sessionId, clientSession, instance })
+        .catch((err: unknown) => this.options.logger.debug({ err, service, instance, method }, "could not reach an upstream session"));
     }
-    pins.clear();
   }
 
   private instrumentRegistry(metrics: Registry): void {

@@ -15,6 +15,7 @@ import {
   isRequest,
   isResponse,
   JsonRpcErrorCode,
+  RELAYED_CLIENT_NOTIFICATIONS,
   resultResponse,
   toJsonRpcError,
   type JsonRpcId,
@@ -174,6 +175,8 @@ export class GatewaySession {
     } else if (method === "notifications/cancelled") {
       const requestId = params?.requestId;
       if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort();
+    } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
+      this.core.notifyUpstreamSessions(method, params, this.busSessionId, this.clientSession(), this.pins);
     } else {
       this.core.clientMessageDropped(this.kind, "notification");
     }

@@ -62,6 +62,12 @@ export const CANCEL_METHOD = "notifications/cancelled";
  */
 export const SESSION_CLOSE_METHOD = "dmcp/session/close";
 
+/**
+ * Client notifications that a gateway passes on, as a `prompt_request` with the notification's method
+ * (answered `{}`), to the replicas holding the client session's upstream sessions (PROTOCOL.md §16).
+ */
+export const RELAYED_CLIENT_NOTIFICATIONS: ReadonlySet<string> = new Set(["notifications/roots/list_changed"]);
+
 /** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
 export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
 
