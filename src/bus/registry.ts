@@ -278,7 +278,9 @@ export class RegistryView {
 
   /**
    * `initial` entries were already in the bucket when the watch began: they may belong to instances
-   * that died since, so they get one heartbeat interval to prove they are alive instead of three.
+   * that died since, so they get two heartbeat intervals to prove they are alive instead of three
+   * (one was too few on a loaded machine: a live instance whose first heartbeat came late dropped out
+   * of a freshly started gateway's catalog for a moment).
    */
   private onAnnouncement(key: string, entry: Pick<KvEntry, "value" | "created" | "revision">, initial: boolean): void {
     const ids = parseRegistryKey(key);
@@ -311,7 +313,7 @@ export class RegistryView {
     const announcement = this.withValidTools(decoded.envelope.payload);
     const previous = this.instances.get(key);
     const now = Date.now();
-    const lastSeen = storedAt ? Math.max(storedAt.getTime(), now - announcement.interval_ms * (MISSED_HEARTBEATS - 1)) : now;
+    const lastSeen = storedAt ? Math.max(storedAt.getTime(), now - announcement.interval_ms * (MISSED_HEARTBEATS - 2)) : now;
     this.instances.set(key, {
       service: announcement.service,
       instance: announcement.instance,
