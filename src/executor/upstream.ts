@@ -247,7 +247,11 @@ export class McpUpstream {
           ? resultResponse(request.id, { roots: [] })
           : errorResponse(request.id, {
               code: JsonRpcErrorCode.MethodNotFound,
-              message: `${request.method} is not forwarded to MCP clients by this dmcp-gateway version`,
+              // The upstream reports this as the call's failure: it should tell the user what to change.
+              message:
+                `${request.method} cannot reach an MCP client from here: the call that asked came without a client session ` +
+                `(an MCP 2026-07-28 stateless request, a durable call, or a client session beyond dmcp wrap --max-sessions), ` +
+                `and this server asks for input with server-to-client requests (MCP 2025-11-25); call it from a 2025-11-25 client session`,
             });
     await this.transport.send(reply as JSONRPCMessage).catch(() => undefined);
   }
