@@ -74,6 +74,25 @@ describe("ContextStreams", () => {
     expect(bad[0]!.error.code).toBe(ErrorCode.InvalidEnvelope);
   });
 
+  it("reads a topic's latest valid update when its newest message is malformed, and reports the bad one", async () => {
+    await streams.publish("latest.bad", { v: 1 });
+    await streams.publish("latest.other", { v: "elsewhere" });
+    bus.nc.publish(subjects.context("latest.bad"), "not json");
+    await bus.nc.flush();
+    const bad: BadContextMessage[] = [];
+    await eventually(async () => {
+      bad.length = 0;
+      const latest = await streams.latest("latest.bad", (b) => bad.push(b));
+      return bad.length === 1 ? latest : undefined;
+    });
+    expect((await streams.latest("latest.bad"))?.envelope.payload.data).toEqual({ v: 1 });
+    expect(bad[0]!.error.code).toBe(ErrorCode.InvalidEnvelope);
+    bus.nc.publish(subjects.context("latest.only-bad"), "not json");
+    await bus.nc.flush();
+    await eventually(async () => (await streams.topics()).has("latest.only-bad"));
+    await expect(streams.latest("latest.only-bad")).rejects.toMatchObject({ code: ErrorCode.InvalidEnvelope });
+  });
+
   it("delivers what a durable consumer missed while it was away, in order", async () => {
     const seen: number[] = [];
     const first = await streams.consume("inventory", "orders", (entry: ContextEntry) => void seen.push((entry.envelope.payload.data as { n: number }).n));

@@ -28,6 +28,9 @@ import { shared } from "../metrics/registry.js";
 import { decodeFrom, encodeFor } from "../security/codec.js";
 import { isPermissionDenied, type Bus } from "./connection.js";
 
+/** How many earlier stream messages `latest` looks through for a valid update when a topic's newest is invalid. */
+const LATEST_LOOKBACK = 256;
+
 export interface ContextRetention {
   /** Updates older than this are dropped. */
   maxAgeMs?: number;
@@ -136,14 +139,28 @@ export class ContextStreams {
     return { seq: ack.seq, envelope };
   }
 
-  /** The latest valid update of a topic, or undefined when it has none. */
-  async latest(topic: string): Promise<ContextEntry | undefined> {
+  /**
+   * The latest valid update of a topic, or undefined when it has none. An invalid newest message is
+   * reported through `onBad` and passed over for the valid one before it (looked for among the stream's
+   * previous LATEST_LOOKBACK messages), so that one bad publisher cannot hide a topic; with none
+   * there, its error is thrown.
+   */
+  async latest(topic: string, onBad?: (bad: BadContextMessage) => void): Promise<ContextEntry | undefined> {
     const jsm = await this.manager();
-    const stored = await jsm.streams.getMessage(CONTEXT_STREAM, { last_by_subj: subjects.context(topic) }).catch(() => null);
+    const subject = subjects.context(topic);
+    const stored = await jsm.streams.getMessage(CONTEXT_STREAM, { last_by_subj: subject }).catch(() => null);
     if (!stored) return undefined;
-    const entry = this.toEntry(stored.subject, stored.seq, stored.time, stored.data);
-    if ("error" in entry) throw entry.error;
-    return entry;
+    const newest = this.toEntry(stored.subject, stored.seq, stored.time, stored.data);
+    if (!("error" in newest)) return newest;
+    onBad?.({ subject, seq: stored.seq, error: newest.error });
+    for (let seq = stored.seq - 1; seq > 0 && seq >= stored.seq - LATEST_LOOKBACK; seq--) {
+      const earlier = await jsm.streams.getMessage(CONTEXT_STREAM, { seq }).catch(() => null);
+      if (earlier?.subject !== subject) continue;
+      const entry = this.toEntry(earlier.subject, earlier.seq, earlier.time, earlier.data);
+      if (!("error" in entry)) return entry;
+      onBad?.({ subject, seq, error: entry.error });
+    }
+    throw newest.error;
   }
 
   /** Every topic the stream holds, with its number of stored updates. */

@@ -139,7 +139,9 @@ export class ContextService {
 
   private async read(uri: string): Promise<Record<string, unknown>> {
     const topic = topicOfUri(uri);
-    const latest = topic ? await this.streams.latest(topic) : undefined;
+    const latest = topic
+      ? await this.streams.latest(topic, (bad) => this.options.logger.warn({ seq: bad.seq, err: bad.error }, "passing over a malformed stored context update"))
+      : undefined;
     if (!latest) {
       throw new DmcpError(ErrorCode.UnknownTarget, `Resource not found: ${uri}`, { jsonrpcCode: JsonRpcErrorCode.ResourceNotFound, data: { uri } });
     }
