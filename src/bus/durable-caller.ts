@@ -37,6 +37,8 @@ export class DurableCaller {
   private readonly queuedAt = new Map<string, number>();
   private reconnectWaiters: (() => void)[] = [];
   private stopped = false;
+  /** When the server last refused a publish to each subject (a refusal comes apart from the publish). */
+  private readonly deniedAt = new Map<string, number>();
 
   constructor(
     private readonly bus: Bus,
@@ -44,6 +46,9 @@ export class DurableCaller {
     private readonly sender: string,
   ) {
     this.js = jetstream(bus.nc);
+    bus.onPermissionDenied((denial) => {
+      if (denial.operation === "publish") this.deniedAt.set(denial.subject, Date.now());
+    });
     bus.onReconnect(() => {
       for (const wake of this.reconnectWaiters.splice(0)) wake();
       // Answers published while this process was away are in the result store.
@@ -90,12 +95,14 @@ export class DurableCaller {
     const deadline = request.deadline ? Date.parse(request.deadline) : Date.now() + WORK_DUPLICATE_WINDOW_MS;
     // Re-published under the same id within the duplicate window, a request is stored once.
     const giveUpAt = Math.min(deadline, Date.now() + WORK_DUPLICATE_WINDOW_MS);
+    const subject = subjects.work(service, lane);
     for (let attempt = 0; ; attempt++) {
+      const attemptStarted = Date.now();
       try {
         if (!this.bus.isConnected()) await this.reconnected(giveUpAt);
         const { messageTtl } = await this.ready();
         const ttl = messageTtl ? `${Math.max(1, Math.ceil((deadline - Date.now()) / 1000) + TTL_MARGIN_S)}s` : undefined;
-        await this.js.publish(subjects.work(service, lane), data, {
+        await this.js.publish(subject, data, {
           msgID: request.id,
           timeout: PUBLISH_TIMEOUT_MS,
           ...(headers ? { headers } : {}),
@@ -104,6 +111,13 @@ export class DurableCaller {
         this.queuedAt.set(request.correlation_id ?? request.id, Date.now());
         return;
       } catch (err) {
+        // Refused for permission: retrying cannot help, and the caller should learn why now.
+        if ((this.deniedAt.get(subject) ?? 0) >= attemptStarted) {
+          throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
+            cause: err,
+            data: { service, subject },
+          });
+        }
         const delay = Math.min(1000, 50 * 2 ** attempt);
         if (this.stopped || this.bus.nc.isClosed() || Date.now() + delay >= giveUpAt) {
           throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
