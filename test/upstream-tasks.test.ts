@@ -24,6 +24,7 @@ describe("tasks of upstreams that keep their own", () => {
   let dir: string;
   let fixture: Child & { url: string };
   const children: Child[] = [];
+  let remote: Child;
   /** Two replicas: tasks created through the first are polled through the second. */
   let first: Child & { url: string };
   let second: Child & { url: string };
@@ -54,7 +55,8 @@ describe("tasks of upstreams that keep their own", () => {
     children.push(fixture);
     const [, port] = await fixture.waitFor(/LISTENING (\d+)/);
     fixture.url = `http://127.0.0.1:${port}/mcp`;
-    children.push(await wrapUrl(nats.url, "remote", fixture.url));
+    remote = await wrapUrl(nats.url, "remote", fixture.url);
+    children.push(remote);
     children.push(await wrapFixtureStdio(nats.url, "plain"));
     const auth = ["--auth-tokens", join(dir, "tokens")];
     first = await startGatewayHttp(nats.url, auth);
@@ -152,5 +154,14 @@ describe("tasks of upstreams that keep their own", () => {
     const failed = await settled(second.url, "alice-token", created.taskId, "failed");
     expect(failed.error).toMatchObject({ code: -32603, message: expect.stringContaining("disk on fire") });
     expect(failed).not.toHaveProperty("result");
+  }, 30_000);
+
+  it("reaches an HTTP upstream's task through another replica once the instance that created it left", async () => {
+    const created = await result(first.url, "alice-token", "tools/call", { name: "slow_compute", arguments: { seconds: 1, label: "e" } });
+    const replica = await wrapUrl(nats.url, "remote", fixture.url);
+    children.push(replica);
+    await remote.stop();
+    const done = await settled(second.url, "alice-token", created.taskId, "completed");
+    expect(done.result).toMatchObject({ content: [{ type: "text", text: "Computed e in 1s" }] });
   }, 30_000);
 });
