@@ -6,7 +6,7 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode, mcpNameField, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
+import { errorResponse, JsonRpcErrorCode, mcpNameField, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
 import {
   checkMetaKeys,
   checkVersion,
@@ -80,8 +80,6 @@ function headerProblem(req: Request, body: Record<string, unknown>): { code: num
   if (taskName !== undefined && taskName !== params?.taskId) return headerMismatch("Mcp-Name header does not match params.taskId");
   return undefined;
 }
-
-const TASK_METHODS = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
 
 /** `Mcp-Param-*` headers must mirror the arguments the called tool marks with `x-mcp-header` (SEP-2243). */
 function paramHeaderProblem(gateway: Gateway, req: Request, body: Record<string, unknown>): { code: number; message: string; data?: unknown } | undefined {

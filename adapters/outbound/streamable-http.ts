@@ -7,7 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
-import { encodeParamValue, mcpNameField, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
+import { encodeParamValue, mcpNameField, TASK_METHODS, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
@@ -314,7 +314,8 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   const version = requestedVersion(params);
   if (version === undefined) return undefined;
   const headers: Record<string, string> = { "mcp-protocol-version": version, "mcp-method": message.method };
-  const field = mcpNameField(message.method);
+  // A task method names its task (servers of the tasks extension require it).
+  const field = mcpNameField(message.method) ?? (TASK_METHODS.has(message.method) ? "taskId" : undefined);
   const named = field ? params?.[field] : undefined;
   // Header values are ASCII; a name outside it travels Base64-encoded as the revision prescribes.
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;

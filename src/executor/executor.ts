@@ -166,6 +166,8 @@ export class Executor {
           metrics?.up.set({ service: this.service }, 1);
           this.onUpstreamUp(info);
         },
+        // Re-announced with what discovery found (the tasks extension, for one).
+        onDiscovered: () => this.publishAnnouncement(),
         onDown: () => {
           metrics?.up.set({ service: this.service }, 0);
           metrics?.restarts.inc({ service: this.service });
@@ -180,7 +182,8 @@ export class Executor {
   /** Connects the upstream (retrying in the background if it fails), then starts taking requests. */
   async start(): Promise<void> {
     const up = await this.supervisor.start();
-    await this.catalogRefresh;
+    // The first announcement says what discovery found: a gateway must know at once whether the upstream keeps its own tasks.
+    await Promise.all([this.catalogRefresh, this.supervisor.discovery]);
     if (!up) this.status = "degraded";
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
@@ -269,6 +272,7 @@ export class Executor {
       capabilities: info?.capabilities ?? {},
       ...(info ? { server_info: info.serverInfo, protocol_version: info.protocolVersion } : {}),
       ...(info?.instructions ? { instructions: info.instructions } : {}),
+      ...(info?.statelessCapabilities ? { stateless_capabilities: info.statelessCapabilities } : {}),
       ...(this.sessions.enabled ? { client_sessions: true } : {}),
       ...(this.options.delivery ? { delivery: planDelivery(this.catalog, this.options.delivery, this.worker ? this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver : undefined) } : {}),
     };

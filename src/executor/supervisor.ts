@@ -18,6 +18,8 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, 
 
 export interface SupervisorEvents {
   onUp?: (info: UpstreamInfo) => void;
+  /** The upstream answered (or ignored) `server/discover`: its stateless versions and capabilities are known. */
+  onDiscovered?: (info: UpstreamInfo) => void;
   onDown?: (error: Error | undefined) => void;
   onNotification?: (method: string, params: Record<string, unknown> | undefined) => void;
 }
@@ -44,6 +46,11 @@ export class UpstreamSupervisor {
 
   get info(): UpstreamInfo | undefined {
     return this.upstream?.info;
+  }
+
+  /** Settles when the connected upstream has answered (or ignored) `server/discover`. */
+  get discovery(): Promise<void> {
+    return this.upstream?.discovery ?? Promise.resolve();
   }
 
   get isUp(): boolean {
@@ -107,6 +114,9 @@ export class UpstreamSupervisor {
     };
     this.logger.info({ upstream: this.connector.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
     this.events.onUp?.(upstream.info!);
+    void upstream.discovery.then(() => {
+      if (this.upstream === upstream) this.events.onDiscovered?.(upstream.info!);
+    });
     return true;
   }
 

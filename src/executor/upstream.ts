@@ -31,6 +31,8 @@ export interface UpstreamInfo {
   protocolVersion: string;
   /** Stateless revisions (2026-07-28) the server also serves, per request, as `server/discover` said. */
   statelessVersions?: string[];
+  /** The capabilities `server/discover` declared to a stateless request (extensions such as tasks may appear only there). */
+  statelessCapabilities?: Record<string, unknown>;
   capabilities: Record<string, unknown>;
   serverInfo: Record<string, unknown>;
   instructions?: string;
@@ -66,6 +68,8 @@ export class McpUpstream {
   private closed = false;
   private lastError: Error | undefined;
   info: UpstreamInfo | undefined;
+  /** Settles when the server has answered (or ignored) `server/discover` after the handshake. */
+  discovery: Promise<void> = Promise.resolve();
   /** The input schemas of the tools the server listed: its transport may mirror arguments into headers. */
   private readonly toolSchemas = new Map<string, unknown>();
 
@@ -116,7 +120,7 @@ export class McpUpstream {
     };
     await this.transport.send({ jsonrpc: "2.0", method: "notifications/initialized" });
     // In the background: readiness does not wait for a server that ignores unknown methods.
-    void this.discoverStatelessVersions(clientInfo);
+    this.discovery = this.discoverStatelessVersions(clientInfo);
     return this.info;
   }
 
@@ -131,6 +135,7 @@ export class McpUpstream {
       const result = await this.request("server/discover", { _meta: meta }, { timeoutMs: 5000 });
       const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
       if (this.info) this.info.statelessVersions = STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+      if (this.info?.statelessVersions?.length) this.info.statelessCapabilities = asRecord(result.capabilities);
       this.logger.debug({ statelessVersions: this.info?.statelessVersions }, "upstream discovery");
     } catch {
       // -32601 from a 2025 server, or no answer: it speaks sessions only.

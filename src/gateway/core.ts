@@ -23,6 +23,7 @@ import { ALLOW_ALL, type Access, type AccessPolicy, type Identity, type ItemKind
 import type { ListKind } from "./session.js";
 import { SessionRelay } from "./session-relay.js";
 import { GatewayTasks } from "./tasks.js";
+import { TASKS_EXTENSION } from "./task-methods.js";
 
 export interface GatewayCoreOptions {
   bus: Bus;
@@ -58,6 +59,8 @@ export class GatewayCore {
   private deliveries = new DeliveryTable();
   /** Services whose instances keep upstream sessions per client session (their announcements say so). */
   private sessionServices = new Set<string>();
+  /** Services whose upstreams keep MCP Tasks of their own (the tasks extension in their 2026 discovery). */
+  private taskServices = new Set<string>();
   readonly context: ContextService;
   /** Server-to-client traffic of the client sessions this gateway holds (PROTOCOL.md §16). */
   readonly sessions: SessionRelay;
@@ -219,6 +222,38 @@ export class GatewayCore {
     }
   }
 
+  /** The service a tools/call goes to when its upstream keeps MCP Tasks of its own (PROTOCOL.md §17), else undefined. */
+  taskKeepingService(params: Record<string, unknown>): string | undefined {
+    try {
+      const { service } = this.route("tools/call", params);
+      return this.taskServices.has(service) ? service : undefined;
+    } catch {
+      return undefined; // an unknown tool: forward() names the problem
+    }
+  }
+
+  /**
+   * Sends a task method of a task an upstream keeps to the instance that created it. When that
+   * instance left the bus another replica is asked: it reaches the same upstream over HTTP; a
+   * per-process upstream (stdio) there answers that it does not know the task.
+   */
+  async forwardToTaskHolder(
+    holder: { service: string; instance: string },
+    method: string,
+    params: Record<string, unknown>,
+    context: { signal?: AbortSignal | undefined; caller?: Caller | undefined; transport?: string },
+  ): Promise<Record<string, unknown>> {
+    const options: CallOptions = { timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, signal: context.signal, caller: context.caller };
+    const call = () => this.caller.call(holder.service, method, params, { ...options, instance: holder.instance });
+    const run = this.callMetrics ? () => this.callMetrics!.observe({ service: holder.service, method, target: "", transport: context.transport ?? "" }, call) : call;
+    try {
+      return await run();
+    } catch (err) {
+      if (!isDmcpError(err, ErrorCode.NoResponders)) throw err;
+      return this.caller.call(holder.service, method, params, options);
+    }
+  }
+
   /** Routes a call to the service that owns its target and returns the raw MCP result. */
   async forward(
     method: string,
@@ -232,6 +267,8 @@ export class GatewayCore {
       caller?: Caller | undefined;
       /** Receives the call's notifications (progress), in order, before the result. */
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+      /** Told which executor instance answered (an upstream's task lives there). */
+      onInstance?: ((instance: string) => void) | undefined;
     } & SessionCallContext,
   ): Promise<Record<string, unknown>> {
     let route: { service: string; params: Record<string, unknown> };
@@ -286,10 +323,12 @@ export class GatewayCore {
       caller?: Caller | undefined;
       trace?: Context;
       onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+      onInstance?: ((instance: string) => void) | undefined;
     } & SessionCallContext,
   ): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.context.handle(method, route.params);
     const options = {
+      onInstance: context.onInstance,
       timeoutMs: this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       signal: context.signal,
       sessionId: context.sessionId,
@@ -333,7 +372,10 @@ export class GatewayCore {
         clientSession,
         correlationId,
         instance: pinned,
-        onInstance: (instance) => pins.set(route.service, instance),
+        onInstance: (instance) => {
+          pins.set(route.service, instance);
+          options.onInstance?.(instance);
+        },
       });
     } catch (err) {
       const lost = pinned !== undefined && (isDmcpError(err, ErrorCode.NoResponders) || isDmcpError(err, ErrorCode.ExecutorLost));
@@ -458,6 +500,7 @@ export class GatewayCore {
     catalogs.set(GATEWAY_SERVICE, { catalog: this.context.catalog(), capabilities: { tools: {} } });
     this.deliveries = new DeliveryTable(catalogs);
     this.sessionServices = new Set(this.registry.list().filter((live) => live.announcement.client_sessions === true).map((live) => live.service));
+    this.taskServices = new Set(this.registry.list().filter((live) => keepsOwnTasks(live.announcement.stateless_capabilities)).map((live) => live.service));
     this.catalog = new AggregatedCatalog(catalogs);
     for (const collision of this.catalog.collisions) {
       const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
@@ -506,6 +549,12 @@ export interface InvalidAnnouncementItem {
   message: string;
   /** Set when message security refused an announcement or heartbeat (e.g. UNTRUSTED_SIGNER). */
   code?: ErrorCode | undefined;
+}
+
+/** The tasks extension among the capabilities an upstream declared to 2026-07-28 requests. */
+function keepsOwnTasks(capabilities: Record<string, unknown> | undefined): boolean {
+  const extensions = capabilities?.extensions;
+  return typeof extensions === "object" && extensions !== null && (extensions as Record<string, unknown>)[TASKS_EXTENSION] !== undefined;
 }
 
 function requireString(params: Record<string, unknown>, field: string): string {

@@ -98,6 +98,9 @@ export class GatewaySession {
       caller: () => this.core.callerOf(this.identity),
       authorize: (method, params) => this.core.authorize(this.access, this.identity, method, params),
       notify: (method, params) => this.send({ jsonrpc: "2.0", method, params }),
+      taskKeepingService: (params) => this.core.taskKeepingService(params),
+      forwardToTaskHolder: (holder, method, params, signal) =>
+        this.core.forwardToTaskHolder(holder, method, params, { signal, caller: this.core.callerOf(this.identity), transport: this.kind }),
     });
     transport.onmessage = (message, extra) => this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
@@ -234,7 +237,9 @@ export class GatewaySession {
     }
     if (request.method === "server/discover") return this.discover();
     if (request.method === "subscriptions/listen") return this.listen(request, signal);
-    return this.taskMethods.stateless(request.method, request.params ?? {}) ?? this.dispatch(request, signal, headers);
+    const forward = (params: Record<string, unknown>, onInstance: (instance: string) => void) =>
+      this.core.forward(request.method, params, { ...this.forwardContext(request, signal, headers), onInstance, onNotification: this.notifier(request, signal) });
+    return this.taskMethods.stateless(request.method, request.params ?? {}, forward, signal) ?? this.dispatch(request, signal, headers);
   }
 
   private discover(): Record<string, unknown> {
@@ -323,15 +328,7 @@ export class GatewaySession {
       case "resources/directory/read":
         this.core.authorize(this.access, this.identity, request.method, params);
         if (SessionTasks.isLegacyTaskCall(request.method, params)) return this.taskMethods.createLegacy(params);
-        return this.core.forward(request.method, params, {
-          ...this.forwardContext(request, signal, headers),
-          // Progress and the like go out on the request's own stream, before its result.
-          onNotification: (method, notificationParams) => {
-            if (signal.aborted) return;
-            if (method === "notifications/message" && requestedVersion(params) !== undefined && !wantsLogMessage(params, notificationParams)) return;
-            this.send({ jsonrpc: "2.0", method, params: notificationParams }, request.id);
-          },
-        });
+        return this.core.forward(request.method, params, { ...this.forwardContext(request, signal, headers), onNotification: this.notifier(request, signal) });
       case "tasks/get":
       case "tasks/result":
       case "tasks/list":
@@ -374,6 +371,19 @@ export class GatewaySession {
     if (subscribing) this.upstreamSubscriptions.set(key, uri);
     else this.upstreamSubscriptions.delete(key);
     return result;
+  }
+
+  /** Progress and the like go out on the request's own stream, before its result. */
+  /**
+   * Where a forwarded request's notifications go: out on its own stream, before its result (log messages
+   * of a 2026-07-28 request only at or above the level it asked for).
+   */
+  private notifier(request: JsonRpcRequest, signal: AbortSignal) {
+    return (method: string, params: Record<string, unknown>) => {
+      if (signal.aborted) return;
+      if (method === "notifications/message" && requestedVersion(request.params) !== undefined && !wantsLogMessage(request.params, params)) return;
+      this.send({ jsonrpc: "2.0", method, params }, request.id);
+    };
   }
 
   /** What the core needs to forward one of this session's requests over the bus. */

@@ -4,14 +4,17 @@
  *   `tasks/get`, `tasks/result` (waits for the outcome), `tasks/list`, `tasks/cancel`, and
  *   `notifications/tasks/status` for the tasks this session created.
  * - 2026-07-28, the `io.modelcontextprotocol/tasks` extension (SEP-2663): a `tools/call` of a request
- *   declaring the extension becomes a task when it has not answered within a short grace period;
- *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges; `tasks/result` and `tasks/list` are
- *   gone; `tasks/update` has nothing to update (gateway tasks never ask for input).
+ *   declaring the extension goes up as it is when the tool's upstream keeps tasks of its own; a task
+ *   it creates is recorded under an id of the gateway's, and `tasks/get`, `tasks/update` and
+ *   `tasks/cancel` of that id go to the instance that created it. For other upstreams the gateway
+ *   runs the task: the call becomes a task when it has not answered within a short grace period;
+ *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges, `tasks/update` has nothing to
+ *   update (gateway tasks never ask for input). `tasks/result` and `tasks/list` are gone.
  */
 import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, type Caller } from "../protocol/index.js";
 import type { Identity } from "./policy.js";
 import { StatelessErrorCode } from "./stateless.js";
-import type { GatewayTasks } from "./tasks.js";
+import { unknownTask, type GatewayTasks } from "./tasks.js";
 import type { TaskRecord } from "./task-store.js";
 
 export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
@@ -30,7 +33,14 @@ export interface TaskSessionPeer {
   authorize(method: string, params: Record<string, unknown>): void;
   /** Sends a notification to the client (status changes of its tasks). */
   notify(method: string, params: Record<string, unknown>): void;
+  /** The service of a tools/call whose upstream keeps tasks of its own, if it does. */
+  taskKeepingService(params: Record<string, unknown>): string | undefined;
+  /** Sends a task method to the executor instance holding an upstream's task. */
+  forwardToTaskHolder(holder: { service: string; instance: string }, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>>;
 }
+
+/** Forwards the client's request as it is, telling which executor instance answered. */
+export type ForwardCall = (params: Record<string, unknown>, onInstance: (instance: string) => void) => Promise<Record<string, unknown>>;
 
 export class SessionTasks {
   /** Tasks this session created, for their status notifications. */
@@ -67,13 +77,15 @@ export class SessionTasks {
   /** tasks/get, tasks/result, tasks/list and tasks/cancel of 2025-11-25. */
   async legacy(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
     const identity = this.peer.identity();
+    // A task an upstream keeps speaks the extension's wire only.
+    if (method !== "tasks/list" && (await this.tasks.get(identity, params.taskId)).upstream) throw unknownTask(params.taskId);
     switch (method) {
       case "tasks/get":
         return legacyTask(await this.tasks.get(identity, params.taskId));
       case "tasks/result":
         return legacyOutcome(await this.tasks.waitTerminal(identity, params.taskId, signal));
       case "tasks/list":
-        return { tasks: (await this.tasks.list(identity)).map(legacyTask) };
+        return { tasks: (await this.tasks.list(identity)).filter((record) => !record.upstream).map(legacyTask) };
       default: {
         const { record, wasTerminal } = await this.tasks.cancel(identity, params.taskId);
         if (wasTerminal) throw invalidParams(`Cannot cancel task ${record.taskId}: it is already ${record.status}`, { taskId: record.taskId });
@@ -86,7 +98,7 @@ export class SessionTasks {
    * The 2026-07-28 tasks surface, or undefined when the request is none of its business (a tools/call
    * of a request that did not declare the extension runs synchronously).
    */
-  stateless(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> | undefined {
+  stateless(method: string, params: Record<string, unknown>, forward: ForwardCall, signal: AbortSignal): Promise<Record<string, unknown>> | undefined {
     if (REMOVED_IN_2026.has(method)) {
       throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method} (removed by the tasks extension)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
@@ -94,11 +106,41 @@ export class SessionTasks {
     if (method === "tools/call") {
       if (!declared) return undefined;
       this.peer.authorize(method, params);
-      return this.callAsTask(params);
+      const service = this.peer.taskKeepingService(params);
+      return service ? this.passThrough(service, params, forward) : this.callAsTask(params);
     }
     if (!STATELESS_METHODS.has(method)) return undefined;
     if (!declared) throw extensionRequired(method);
-    return this.statelessMethod(method, params);
+    return this.statelessMethod(method, params, signal);
+  }
+
+  /**
+   * The upstream keeps its own tasks: the call goes up as it is (the client's capabilities with it);
+   * input_required rounds and direct results come back as they are, a task is recorded for later methods.
+   */
+  private async passThrough(service: string, params: Record<string, unknown>, forward: ForwardCall): Promise<Record<string, unknown>> {
+    let instance: string | undefined;
+    const result = await forward(params, (answered) => (instance = answered));
+    if (result.resultType !== "task") return result;
+    if (typeof result.taskId !== "string" || instance === undefined) {
+      const missing = typeof result.taskId !== "string" ? "no task id" : "no executor instance to reach it through";
+      throw new DmcpError(ErrorCode.UpstreamError, `the upstream answered with a task but ${missing}`, { jsonrpcCode: JsonRpcErrorCode.InternalError });
+    }
+    const record = await this.tasks.recordUpstream(this.peer.identity(), this.peer.caller(), params, { service, instance }, result);
+    return { ...result, taskId: record.taskId };
+  }
+
+  /** tasks/get, tasks/update or tasks/cancel of a task an upstream keeps, re-authorized, under the upstream's id. */
+  private async upstreamMethod(record: TaskRecord, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const upstream = record.upstream!;
+    // The policy may have changed since the task was created.
+    this.peer.authorize("tools/call", record.request.params);
+    try {
+      const result = await this.peer.forwardToTaskHolder(upstream, method, { ...params, taskId: upstream.taskId }, signal);
+      return result.taskId === upstream.taskId ? { ...result, taskId: record.taskId } : result;
+    } catch (err) {
+      throw inGatewayTerms(err, upstream.taskId, record.taskId);
+    }
   }
 
   private async callAsTask(params: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -108,15 +150,16 @@ export class SessionTasks {
     return { resultType: "task", ...statelessTask(outcome.task) };
   }
 
-  private async statelessMethod(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async statelessMethod(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
     const identity = this.peer.identity();
-    if (method === "tasks/get") return detailedTask(await this.tasks.get(identity, params.taskId));
+    const owned = await this.tasks.get(identity, params.taskId);
+    if (owned.upstream) return this.upstreamMethod(owned, method, params, signal);
+    if (method === "tasks/get") return detailedTask(owned);
     if (method === "tasks/cancel") {
       await this.tasks.cancel(identity, params.taskId);
       return {};
     }
-    const record = await this.tasks.get(identity, params.taskId);
-    throw invalidParams(`Task ${record.taskId} is not waiting for input (gateway tasks never ask for any)`, { taskId: record.taskId });
+    throw invalidParams(`Task ${owned.taskId} is not waiting for input (gateway tasks never ask for any)`, { taskId: owned.taskId });
   }
 }
 
@@ -181,6 +224,14 @@ function extensionRequired(method: string): DmcpError {
     jsonrpcCode: StatelessErrorCode.MissingRequiredClientCapability,
     data: { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
   });
+}
+
+/** An upstream's error about its task, naming the task by the gateway's id (the client never sees the upstream's). */
+function inGatewayTerms(err: unknown, upstreamId: string, gatewayId: string): unknown {
+  if (!(err instanceof DmcpError)) return err;
+  const rename = (text: string) => text.split(upstreamId).join(gatewayId);
+  const data = isObject(err.data) ? JSON.parse(rename(JSON.stringify(err.data))) as unknown : err.data;
+  return new DmcpError(err.code, rename(err.message), { jsonrpcCode: err.jsonrpcCode, data, cause: err });
 }
 
 function invalidParams(message: string, data: Record<string, unknown>): DmcpError {

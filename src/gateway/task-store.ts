@@ -36,6 +36,11 @@ export interface TaskRecord {
     correlationId: string;
     caller?: Caller | undefined;
   };
+  /**
+   * Set when the upstream keeps the task itself (pass-through): the executor instance that created it
+   * and the upstream's own task id. The record is then only a pointer: status and outcome live upstream.
+   */
+  upstream?: { service: string; instance: string; taskId: string };
   /** The gateway running the call, and until when it vouches for it (renewed while it runs). */
   runner: { gateway: string; leaseUntil: string };
   /** The tool's result (status `completed`, tool errors included: `isError`). */

@@ -75,6 +75,29 @@ export class GatewayTasks {
     return { task: record };
   }
 
+  /**
+   * Records a task an upstream created (its CreateTaskResult `created`) under a new id of the gateway's,
+   * so that later task methods of `identity` reach `holder` and nobody reaches it by the upstream's id.
+   */
+  async recordUpstream(
+    identity: Identity,
+    caller: Caller | undefined,
+    params: Record<string, unknown>,
+    holder: { service: string; instance: string },
+    created: Record<string, unknown>,
+  ): Promise<TaskRecord> {
+    const ttlMs = typeof created.ttlMs === "number" ? created.ttlMs : undefined;
+    const base = this.newRecord(identity, caller, params, ttlMs);
+    const record: TaskRecord = {
+      ...base,
+      upstream: { ...holder, taskId: String(created.taskId) },
+      // Nothing for another gateway to adopt: the upstream runs the task.
+      runner: { gateway: this.options.id, leaseUntil: new Date(Date.parse(base.createdAt) + base.ttlMs).toISOString() },
+    };
+    await (await this.tasks()).create(record);
+    return record;
+  }
+
   /** The task, if `identity` owns it; a working task whose runner died is adopted first. */
   async get(identity: Identity, taskId: unknown): Promise<TaskRecord> {
     const record = typeof taskId === "string" ? await (await this.tasks()).get(taskId) : undefined;
@@ -240,7 +263,7 @@ function owns(identity: Identity, record: TaskRecord): boolean {
 }
 
 function orphaned(record: TaskRecord): boolean {
-  return !TERMINAL.has(record.status) && Date.parse(record.runner.leaseUntil) < Date.now();
+  return record.upstream === undefined && !TERMINAL.has(record.status) && Date.parse(record.runner.leaseUntil) < Date.now();
 }
 
 function leaseFromNow(): string {
@@ -248,6 +271,6 @@ function leaseFromNow(): string {
 }
 
 /** Another identity's task is reported exactly like a task that does not exist. */
-function unknownTask(taskId: unknown): DmcpError {
+export function unknownTask(taskId: unknown): DmcpError {
   return new DmcpError(ErrorCode.InvalidParams, `Unknown task: ${String(taskId)}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { taskId } });
 }

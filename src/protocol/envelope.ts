@@ -128,6 +128,7 @@ export const AnnouncePayload = z.looseObject({
   server_info: JsonObject.optional().describe("the upstream MCP server's serverInfo"),
   protocol_version: z.string().optional().describe("the MCP revision negotiated with the upstream"),
   capabilities: JsonObject.default({}).describe("the upstream MCP server's capabilities"),
+  stateless_capabilities: JsonObject.optional().describe("the capabilities the upstream declared to a 2026-07-28 server/discover, when it speaks that revision (PROTOCOL.md §17: the tasks extension there means it keeps its own tasks)"),
   instructions: z.string().optional(),
   catalog: Catalog,
   profile: AgentProfile.optional(),

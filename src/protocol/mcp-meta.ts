@@ -40,6 +40,9 @@ export function withoutStatelessMeta(params: Record<string, unknown> | undefined
 /** The params field that the `Mcp-Name` header mirrors, per method (MCP 2026-07-28). */
 const NAMED_BY: Readonly<Record<string, string>> = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
 
+/** The methods of the tasks extension (SEP-2663), whose `Mcp-Name` header carries `params.taskId`. */
+export const TASK_METHODS: ReadonlySet<string> = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
+
 export function mcpNameField(method: string): string | undefined {
   return Object.hasOwn(NAMED_BY, method) ? NAMED_BY[method] : undefined;
 }
