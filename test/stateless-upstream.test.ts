@@ -19,7 +19,7 @@ import { statelessPost } from "./helpers/stateless-client.js";
 const FIXTURE = `${REPO_ROOT}dist/test/fixtures/conformance-server.js`;
 const ELICITING = { "io.modelcontextprotocol/clientCapabilities": { elicitation: { form: {} } } };
 const childPids = (pid: number) =>
-  execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" }).split("\n").map((line) => Number(line.trim())).filter((n) => n > 0);
+  execFileSync("ps", ["-o", "pid=", "--sort", "start_time", "--ppid", String(pid)], { encoding: "utf8" }).split("\n").map((line) => Number(line.trim())).filter((n) => n > 0);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -145,7 +145,7 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
     }
   });
 
-  it("ends the stateless lane's child with the executor (no orphan upstream processes)", async () => {
+  it("restarts the stateless lane's child when it dies, and ends it with the executor (no orphan upstream processes)", async () => {
     const lane = runDmcp(["wrap", "--name", "lane", "--nats", nats.url, "--heartbeat", "500", "--", process.execPath, FIXTURE, "--stdio"]);
     try {
       await lane.waitFor(/executor serving/);
@@ -155,9 +155,20 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
         return answer.body.result ? answer : undefined; // until the gateway has seen the service
       }, 30_000);
       expect(first.body.result).toMatchObject({ resultType: "input_required" });
-      // The executor's initialized session and its stateless lane: two children of the same command.
+      // The executor's initialized session and its stateless lane: two children of the same command,
+      // the lane started second.
+      const [session, laneChild] = childPids(lane.process.pid!);
+      expect(childPids(lane.process.pid!)).toHaveLength(2);
+      process.kill(laneChild!, "SIGKILL");
+      const again = await eventually(async () => {
+        const answer = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
+        return answer.body.result ? answer : undefined; // UPSTREAM_UNAVAILABLE until the lane is back
+      }, 30_000, 200);
+      expect(again.body.result).toMatchObject({ resultType: "input_required" });
       const children = childPids(lane.process.pid!);
       expect(children).toHaveLength(2);
+      expect(children).toContain(session);
+      expect(children).not.toContain(laneChild);
       expect(await lane.stop()).toBe(0);
       await eventually(() => children.every((pid) => !alive(pid)), 10_000);
     } finally {
