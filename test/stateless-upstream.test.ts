@@ -1,14 +1,16 @@
 /**
  * MCP 2026-07-28 clients through the gateway and the bus to upstreams that speak 2026-07-28 too (the
  * conformance fixture), over HTTP and over stdio: `Mcp-Param-*` headers checked on the way in and
- * generated on the way out, and `input_required` results (multi round-trip) passed through unchanged.
+ * generated on the way out, and `input_required` results (multi round-trip) passed through unchanged
+ * (over stdio on the executor's stateless lane, while 2025 clients keep their sessions).
  * Real nats-server, gateway, executors and fixture processes; raw HTTP on the client side.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { execFileSync } from "node:child_process";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, REPO_ROOT, runDmcp, spawnNode, startGatewayHttp, wrapUrl, type Child } from "./helpers/processes.js";
@@ -16,6 +18,16 @@ import { statelessPost } from "./helpers/stateless-client.js";
 
 const FIXTURE = `${REPO_ROOT}dist/test/fixtures/conformance-server.js`;
 const ELICITING = { "io.modelcontextprotocol/clientCapabilities": { elicitation: { form: {} } } };
+const childPids = (pid: number) =>
+  execFileSync("ps", ["-o", "pid=", "--sort", "start_time", "--ppid", String(pid)], { encoding: "utf8" }).split("\n").map((line) => Number(line.trim())).filter((n) => n > 0);
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 const base64 = (text: string) => `=?base64?${Buffer.from(text, "utf8").toString("base64")}?=`;
 
 describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
@@ -84,33 +96,84 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
     }
   });
 
-  it("passes input_required results, inputResponses and requestState through unchanged, round after round (HTTP upstream)", async () => {
-    const tool = "remote__test_input_required_result_multi_round";
-    // The upstream asks only clients that declare the capability: its refusal (-32021) passes through too.
-    const undeclared = await call(tool, {});
-    expect(undeclared.status).toBe(400);
-    expect(undeclared.body.error).toMatchObject({ code: -32021, data: { requiredCapabilities: { elicitation: {} } } });
-    const first = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
-    expect(first.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step1: { method: "elicitation/create" } } });
-    const state1 = first.body.result.requestState as string;
-    expect(typeof state1).toBe("string");
-    const second = await statelessPost(gateway.url, "tools/call", {
-      name: tool,
-      arguments: {},
-      inputResponses: { step1: { action: "accept", content: { name: "Ada" } } },
-      requestState: state1,
-    }, { meta: ELICITING });
-    expect(second.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step2: { method: "elicitation/create" } } });
-    const third = await statelessPost(gateway.url, "tools/call", {
-      name: tool,
-      arguments: {},
-      inputResponses: { step2: { action: "accept", content: { color: "green" } } },
-      requestState: second.body.result.requestState,
-    }, { meta: ELICITING });
-    expect(third.body.result).toMatchObject({ resultType: "complete", content: [{ type: "text", text: "Ada likes green" }] });
-    // A state the upstream did not sign is refused by the upstream, and the refusal reaches the client.
-    const tampered = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {}, requestState: `${state1}x` }, { meta: ELICITING });
-    expect(tampered.body.error?.code).toBe(-32602);
+  // Over stdio on the executor's stateless lane: a child of its own that is never initialized, where
+  // the upstream takes these requests as stateless ones (in the shared session they would be that session's).
+  for (const service of ["remote", "stdio"]) {
+    it(`passes input_required results, inputResponses and requestState through unchanged, round after round (${service} upstream)`, async () => {
+      const tool = `${service}__test_input_required_result_multi_round`;
+      // The upstream asks only clients that declare the capability: its refusal (-32021) passes through too.
+      const undeclared = await call(tool, {});
+      expect(undeclared.status).toBe(400);
+      expect(undeclared.body.error).toMatchObject({ code: -32021, data: { requiredCapabilities: { elicitation: {} } } });
+      const first = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
+      expect(first.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step1: { method: "elicitation/create" } } });
+      const state1 = first.body.result.requestState as string;
+      expect(typeof state1).toBe("string");
+      const second = await statelessPost(gateway.url, "tools/call", {
+        name: tool,
+        arguments: {},
+        inputResponses: { step1: { action: "accept", content: { name: "Ada" } } },
+        requestState: state1,
+      }, { meta: ELICITING });
+      expect(second.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step2: { method: "elicitation/create" } } });
+      const third = await statelessPost(gateway.url, "tools/call", {
+        name: tool,
+        arguments: {},
+        inputResponses: { step2: { action: "accept", content: { color: "green" } } },
+        requestState: second.body.result.requestState,
+      }, { meta: ELICITING });
+      expect(third.body.result).toMatchObject({ resultType: "complete", content: [{ type: "text", text: "Ada likes green" }] });
+      // A state the upstream did not sign is refused by the upstream, and the refusal reaches the client.
+      const tampered = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {}, requestState: `${state1}x` }, { meta: ELICITING });
+      expect(tampered.body.error?.code).toBe(-32602);
+    });
+  }
+
+  it("keeps 2025 clients in sessions of their own with the stdio upstream, next to 2026 clients' stateless requests", async () => {
+    const client = new Client({ name: "session-client", version: "1" }, { capabilities: { elicitation: { form: {} } } });
+    client.setRequestHandler("elicitation/create", () => ({ action: "accept", content: { username: "ada", email: "ada@example.com" } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
+    try {
+      // The upstream asks with a 2025 server-to-client request in the client's own upstream session.
+      const asked = await client.callTool({ name: "stdio__test_elicitation", arguments: { message: "Who are you?" } });
+      expect(JSON.stringify(asked.content)).toContain("ada@example.com");
+      // Meanwhile a 2026 client's request on the same service is stateless upstream: input_required.
+      const stateless = await statelessPost(gateway.url, "tools/call", { name: "stdio__test_input_required_result_elicitation", arguments: {} }, { meta: ELICITING });
+      expect(stateless.body.result).toMatchObject({ resultType: "input_required", inputRequests: { user_name: { method: "elicitation/create" } } });
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("restarts the stateless lane's child when it dies, and ends it with the executor (no orphan upstream processes)", async () => {
+    const lane = runDmcp(["wrap", "--name", "lane", "--nats", nats.url, "--heartbeat", "500", "--", process.execPath, FIXTURE, "--stdio"]);
+    try {
+      await lane.waitFor(/executor serving/);
+      const tool = "lane__test_input_required_result_elicitation";
+      const first = await eventually(async () => {
+        const answer = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
+        return answer.body.result ? answer : undefined; // until the gateway has seen the service
+      }, 30_000);
+      expect(first.body.result).toMatchObject({ resultType: "input_required" });
+      // The executor's initialized session and its stateless lane: two children of the same command,
+      // the lane started second.
+      const [session, laneChild] = childPids(lane.process.pid!);
+      expect(childPids(lane.process.pid!)).toHaveLength(2);
+      process.kill(laneChild!, "SIGKILL");
+      const again = await eventually(async () => {
+        const answer = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
+        return answer.body.result ? answer : undefined; // UPSTREAM_UNAVAILABLE until the lane is back
+      }, 30_000, 200);
+      expect(again.body.result).toMatchObject({ resultType: "input_required" });
+      const children = childPids(lane.process.pid!);
+      expect(children).toHaveLength(2);
+      expect(children).toContain(session);
+      expect(children).not.toContain(laneChild);
+      expect(await lane.stop()).toBe(0);
+      await eventually(() => children.every((pid) => !alive(pid)), 10_000);
+    } finally {
+      await lane.stop();
+    }
   });
 
   it("declares the upstreams' extensions and forwards the skills methods with the upstream's cache hints", async () => {

@@ -17,20 +17,34 @@ export interface StdioServerSpec {
 
 export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
   const description = `stdio: ${[spec.command, ...(spec.args ?? [])].join(" ")}`;
+  const spawn = (logger: Logger) => {
+    const transport = new StdioClientTransport({
+      command: spec.command,
+      args: spec.args ?? [],
+      env: { ...(spec.baseEnv ?? getDefaultEnvironment()), ...spec.env },
+      ...(spec.cwd ? { cwd: spec.cwd } : {}),
+      stderr: "pipe",
+    });
+    forwardStderr(transport.stderr as Readable | null, logger);
+    return { transport, upstream: new McpUpstream(transport, logger) };
+  };
   return {
     description,
     async connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream> {
-      const transport = new StdioClientTransport({
-        command: spec.command,
-        args: spec.args ?? [],
-        env: { ...(spec.baseEnv ?? getDefaultEnvironment()), ...spec.env },
-        ...(spec.cwd ? { cwd: spec.cwd } : {}),
-        stderr: "pipe",
-      });
-      const upstream = new McpUpstream(transport, logger);
-      forwardStderr(transport.stderr as Readable | null, logger);
+      const { transport, upstream } = spawn(logger);
       await upstream.connect(CLIENT_INFO, capabilities);
       logger.debug({ pid: transport.pid }, "upstream child started");
+      return upstream;
+    },
+    // A child of its own: the SDK's stdio server pins a connection to the revision of its first message.
+    async connectStateless(logger: Logger): Promise<McpUpstream> {
+      const { transport, upstream } = spawn(logger);
+      // A child that does not answer would otherwise outlive the attempt.
+      await upstream.connectStateless(CLIENT_INFO).catch(async (err: unknown) => {
+        await upstream.close();
+        throw err;
+      });
+      logger.debug({ pid: transport.pid }, "stateless upstream child started");
       return upstream;
     },
   };

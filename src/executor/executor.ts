@@ -24,6 +24,7 @@ import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD } from "../protocol/index.js";
 import type { McpUpstream, UpstreamInfo } from "./upstream.js";
 import { UpstreamSessions } from "./sessions.js";
+import { StatelessLane } from "./stateless-lane.js";
 
 export interface ExecutorOptions {
   bus: Bus;
@@ -74,6 +75,7 @@ export class Executor {
   private readonly worker: DurableWorker | undefined;
   private readonly progress = new ProgressRelay();
   private readonly sessions: UpstreamSessions;
+  private readonly lane: StatelessLane;
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -86,7 +88,7 @@ export class Executor {
     // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span, and a
     // progress token of this executor's own (callers' tokens may collide in the shared upstream session).
     const forward: RequestHandler = (request, context) =>
-      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) => {
+      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, async (ctx) => {
         const retagged = this.progress.retag(request.payload.params, context.notify);
         const withCaller = options.forwardCaller ? withCallerMeta(retagged.params, request.caller) : retagged.params;
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
@@ -94,7 +96,9 @@ export class Executor {
         const { release } = retagged;
         const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal, onNotification: context.notify };
         const traced = withTraceMeta(params, ctx);
-        // A client session's calls run in its own upstream session; stateless and durable calls share one.
+        // 2026-07-28 requests on the upstream's stateless lane, if its transport needs one (stdio) and it serves them.
+        if (await this.lane.takes(traced)) return this.lane.request(request.payload.method, traced, upstreamOptions).finally(release);
+        // A client session's calls run in its own upstream session; other calls share the executor's.
         if (this.sessions.accepts(request)) {
           return this.sessions.request(request, traced, { correlationId: context.correlationId, notify: context.notify }, upstreamOptions).finally(release);
         }
@@ -158,6 +162,13 @@ export class Executor {
       maxSessions: options.maxSessions,
       onLost: () => metrics?.restarts.inc({ service: this.service }),
     });
+    // A list that changed on the stateless lane (its own child) is read there too, like a client session's.
+    const onLaneNotification = (method: string, params: Record<string, unknown> | undefined) => {
+      if (LIST_CHANGED.has(method)) this.refreshCatalog(this.lane.info ?? this.supervisor.info, this.lane);
+      else onNotification(method, params);
+    };
+    const onLaneDown = () => metrics?.restarts.inc({ service: this.service });
+    this.lane = new StatelessLane(options.connector, this.logger, { onUp: () => this.publishAnnouncement(), onNotification: onLaneNotification, onDown: onLaneDown }, options.backoff);
     this.supervisor = new UpstreamSupervisor(
       options.connector,
       this.logger,
@@ -182,8 +193,10 @@ export class Executor {
   /** Connects the upstream (retrying in the background if it fails), then starts taking requests. */
   async start(): Promise<void> {
     const up = await this.supervisor.start();
-    // The first announcement says what discovery found: a gateway must know at once whether the upstream keeps its own tasks.
-    await Promise.all([this.catalogRefresh, this.supervisor.discovery]);
+    this.lane.start();
+    // The first announcement says what discovery found (the main session's, or the stateless lane's):
+    // a gateway must know at once whether the upstream keeps its own tasks.
+    await Promise.all([this.catalogRefresh, this.supervisor.discovery, this.lane.ready]);
     if (!up) this.status = "degraded";
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
@@ -196,6 +209,7 @@ export class Executor {
       this.discovery.stop();
       await this.worker?.stop(0);
       await this.endpoint.stop(0);
+      await this.lane.stop();
       await this.supervisor.stop();
       throw err;
     }
@@ -212,6 +226,7 @@ export class Executor {
     await this.presence.stop();
     await draining;
     await this.sessions.closeAll();
+    await this.lane.stop();
     await this.supervisor.stop();
   }
 
@@ -221,7 +236,7 @@ export class Executor {
       up: new Gauge({ name: "dmcp_executor_upstream_up", help: "1 while the upstream MCP server is connected", labelNames: ["service"], registers: [registry] }),
       restarts: new Counter({
         name: "dmcp_executor_upstream_restarts_total",
-        help: "Times the upstream MCP server (or a client session's upstream session) went away and was restarted",
+        help: "Times the upstream MCP server (or a client session's upstream session, or its stateless lane) went away and was restarted",
         labelNames: ["service"],
         registers: [registry],
       }),
@@ -250,7 +265,7 @@ export class Executor {
   }
 
   /** Re-reads the upstream's lists (after start, restart or list_changed) and re-announces. */
-  private refreshCatalog(info = this.supervisor.info, from: McpUpstream | UpstreamSupervisor = this.supervisor): void {
+  private refreshCatalog(info = this.supervisor.info, from: Pick<McpUpstream, "request"> = this.supervisor): void {
     if (!info) return;
     this.catalogRefresh = this.catalogRefresh
       .then(() => fetchCatalog(info, (method, params) => from.request(method, params, { timeoutMs: 30_000 })))
@@ -267,12 +282,14 @@ export class Executor {
 
   private announcement() {
     const info = this.supervisor.info;
+    // What 2026-07-28 requests find: the main session's discovery, or the stateless lane's (stdio).
+    const statelessCapabilities = info?.statelessCapabilities ?? this.lane.info?.statelessCapabilities;
     return {
       catalog: this.catalog,
       capabilities: info?.capabilities ?? {},
       ...(info ? { server_info: info.serverInfo, protocol_version: info.protocolVersion } : {}),
       ...(info?.instructions ? { instructions: info.instructions } : {}),
-      ...(info?.statelessCapabilities ? { stateless_capabilities: info.statelessCapabilities } : {}),
+      ...(statelessCapabilities ? { stateless_capabilities: statelessCapabilities } : {}),
       ...(this.sessions.enabled ? { client_sessions: true } : {}),
       ...(this.options.delivery ? { delivery: planDelivery(this.catalog, this.options.delivery, this.worker ? this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver : undefined) } : {}),
     };

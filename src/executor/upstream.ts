@@ -16,6 +16,7 @@ import {
   type JsonRpcMessage,
   type JsonRpcRequest,
   META,
+  metaOf,
   toJsonRpcError,
   requestedVersion,
   STATELESS_PROTOCOL_VERSIONS,
@@ -70,6 +71,8 @@ export class McpUpstream {
   info: UpstreamInfo | undefined;
   /** Settles when the server has answered (or ignored) `server/discover` after the handshake. */
   discovery: Promise<void> = Promise.resolve();
+  /** Set on a stateless connection: the envelope its requests carry when they come without one (catalog reads). */
+  private statelessMeta: Record<string, unknown> | undefined;
   /** The input schemas of the tools the server listed: its transport may mirror arguments into headers. */
   private readonly toolSchemas = new Map<string, unknown>();
 
@@ -125,16 +128,59 @@ export class McpUpstream {
   }
 
   /**
+   * Starts the transport without `initialize`: the connection then carries only stateless (2026-07-28)
+   * requests, each with its own client capabilities, and the server answers them as such (over stdio
+   * the SDK server pins a connection to the revision of its first request, here `server/discover`).
+   */
+  async connectStateless(clientInfo: { name: string; version: string }, timeoutMs = 10_000): Promise<UpstreamInfo> {
+    await this.transport.start();
+    const result = await this.discover(clientInfo, timeoutMs).catch((err: unknown) => {
+      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
+        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering server/discover: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
+      }
+      throw err;
+    });
+    const statelessVersions = supportedStatelessVersions(result);
+    if (statelessVersions.length === 0) {
+      await this.close();
+      throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream serves none of the stateless protocol versions ${STATELESS_PROTOCOL_VERSIONS.join(", ")}`);
+    }
+    this.statelessMeta = statelessEnvelope(statelessVersions[0]!, clientInfo);
+    await this.listenForListChanges();
+    this.info = {
+      protocolVersion: statelessVersions[0]!,
+      statelessVersions,
+      capabilities: asRecord(result.capabilities),
+      statelessCapabilities: asRecord(result.capabilities),
+      serverInfo: asRecord(asRecord(result._meta)[META.serverInfo]),
+      ...(typeof result.instructions === "string" ? { instructions: result.instructions } : {}),
+    };
+    return this.info;
+  }
+
+  private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {
+    return this.request("server/discover", { _meta: statelessEnvelope(STATELESS_PROTOCOL_VERSIONS[0]!, clientInfo) }, { timeoutMs });
+  }
+
+  /**
+   * A stateless server announces list changes only on `subscriptions/listen` streams: one stays open
+   * for the connection's life (its answer, if any, comes when the server ends it), so that the
+   * list_changed notifications reach `onnotification` as in a session.
+   */
+  private async listenForListChanges(): Promise<void> {
+    const notifications = { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true };
+    const message: JsonRpcRequest = { jsonrpc: "2.0", id: this.nextId++, method: "subscriptions/listen", params: { notifications, _meta: this.statelessMeta } };
+    await this.transport.send(message as JSONRPCMessage);
+  }
+
+  /**
    * Asks the server whether it also speaks a stateless revision: 2026-07-28 clients' requests then go
    * to it as they are; to a server that does not, without the per-request `_meta` keys it would misread.
    */
   private async discoverStatelessVersions(clientInfo: { name: string; version: string }): Promise<void> {
-    const version = STATELESS_PROTOCOL_VERSIONS[0]!;
-    const meta = { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: {} };
     try {
-      const result = await this.request("server/discover", { _meta: meta }, { timeoutMs: 5000 });
-      const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
-      if (this.info) this.info.statelessVersions = STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+      const result = await this.discover(clientInfo, 5000);
+      if (this.info) this.info.statelessVersions = supportedStatelessVersions(result);
       if (this.info?.statelessVersions?.length) this.info.statelessCapabilities = asRecord(result.capabilities);
       this.logger.debug({ statelessVersions: this.info?.statelessVersions }, "upstream discovery");
     } catch {
@@ -158,7 +204,8 @@ export class McpUpstream {
     // Cancelled while waiting for its upstream session to open: it never reaches the upstream.
     if (options.signal?.aborted) return Promise.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
     const version = requestedVersion(params);
-    if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
+    if (version === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
+    else if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
     const id = this.nextId++;
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -279,6 +326,17 @@ interface ToolSchemaHook {
 /** What a transport that can tell which request a notification came with offers (the Streamable HTTP one). */
 interface RequestNotificationHook {
   onrequestnotification?: (requestId: string | number, message: JSONRPCMessage) => boolean;
+}
+
+/** The per-request `_meta` of the executor's own stateless requests (it declares no client capabilities). */
+function statelessEnvelope(version: string, clientInfo: { name: string; version: string }): Record<string, unknown> {
+  return { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: {} };
+}
+
+/** The stateless revisions this executor knows that a `server/discover` result names. */
+function supportedStatelessVersions(result: Record<string, unknown>): string[] {
+  const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
+  return STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -18,7 +18,8 @@ export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [A
 Makes an existing MCP server an executor on the bus: it takes the requests for service NAME,
 calls the server and publishes the answers. Run it several times with the same NAME and the
 replicas share the load. A stdio server that dies is restarted with backoff; while it is
-down, calls get a clear error.
+down, calls get a clear error. A stdio server that also speaks MCP 2026-07-28 gets a second
+process, never initialized, for the stateless requests of 2026-07-28 clients.
 
 Options:
   --name NAME           service name (1-128 characters from A-Z a-z 0-9 _ -)
