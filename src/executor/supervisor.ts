@@ -17,7 +17,7 @@ export interface BackoffOptions {
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, stableMs: 30_000 };
 
 export interface SupervisorEvents {
-  onUp?: (info: UpstreamInfo) => void;
+  onUp?: (info: UpstreamInfo, upstream: McpUpstream) => void;
   onDown?: (error: Error | undefined) => void;
   onNotification?: (method: string, params: Record<string, unknown> | undefined) => void;
 }
@@ -106,7 +106,7 @@ export class UpstreamSupervisor {
       this.scheduleRetry();
     };
     this.logger.info({ upstream: this.connector.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
-    this.events.onUp?.(upstream.info!);
+    this.events.onUp?.(upstream.info!, upstream);
     return true;
   }
 

@@ -39,12 +39,15 @@ export interface UpstreamInfo {
 export interface UpstreamRequestOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** The server closed the request's SSE stream before answering, to be polled (SEP-1699); the answer comes later. */
+  onStreamClosed?: (() => void) | undefined;
 }
 
 interface Pending {
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
+  onStreamClosed?: (() => void) | undefined;
 }
 
 /** The capabilities the executor declares for itself when no client session's are known. */
@@ -63,6 +66,8 @@ export class McpUpstream {
   private closed = false;
   private lastError: Error | undefined;
   info: UpstreamInfo | undefined;
+  /** Settles once `server/discover` answered or failed: `info.statelessVersions` is known then. */
+  discovery: Promise<void> = Promise.resolve();
   /** The input schemas of the tools the server listed: its transport may mirror arguments into headers. */
   private readonly toolSchemas = new Map<string, unknown>();
 
@@ -83,6 +88,7 @@ export class McpUpstream {
     };
     transport.onclose = () => this.onClosed();
     (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
+    (transport as RequestStreamHook).onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -112,7 +118,7 @@ export class McpUpstream {
     };
     await this.transport.send({ jsonrpc: "2.0", method: "notifications/initialized" });
     // In the background: readiness does not wait for a server that ignores unknown methods.
-    void this.discoverStatelessVersions(clientInfo);
+    this.discovery = this.discoverStatelessVersions(clientInfo);
     return this.info;
   }
 
@@ -157,7 +163,7 @@ export class McpUpstream {
         this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, onStreamClosed: options.onStreamClosed });
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -193,6 +199,12 @@ export class McpUpstream {
   private async cancelUpstream(id: number, reason: string): Promise<void> {
     if (this.closed) return;
     await this.transport.send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } }).catch(() => undefined);
+  }
+
+  private onRequestStreamClosed(id: string | number, resuming: boolean): void {
+    if (typeof id !== "number") return;
+    if (resuming) this.pending.get(id)?.onStreamClosed?.();
+    else this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the request's stream before answering"));
   }
 
   private onMessage(message: JsonRpcMessage): void {
@@ -247,6 +259,11 @@ export class McpUpstream {
 /** What a transport offers to send `Mcp-Param-*` headers (the Streamable HTTP one does; others ignore it). */
 interface ToolSchemaHook {
   toolSchema?: (name: string) => unknown;
+}
+
+/** How a transport with a stream per request (Streamable HTTP) reports one that ended before its answer. */
+interface RequestStreamHook {
+  onrequeststreamclosed?: (requestId: string | number, resuming: boolean) => void;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {
