@@ -38,6 +38,12 @@ export class StreamableHttpClientTransport implements Transport {
    * (set by the session; without it, or when it returns false, the notification goes to `onmessage`).
    */
   onrequestnotification: ((requestId: string | number, message: JSONRPCMessage) => boolean) | undefined;
+  /**
+   * A request's SSE stream ended before its answer: `resuming` when the server closed a session's
+   * stream to be polled (SEP-1699) and a GET with Last-Event-ID picks it up again; otherwise (a
+   * 2026-07-28 request's stream, which has no session to resume in) the answer will not come.
+   */
+  onrequeststreamclosed: ((requestId: string | number, resuming: boolean) => void) | undefined;
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
@@ -45,6 +51,8 @@ export class StreamableHttpClientTransport implements Transport {
   private getStream: IncomingMessage | undefined;
   private getRetryMs = GET_RETRY_INITIAL_MS;
   private lastEventId: string | undefined;
+  /** The open answer streams of 2026-07-28 requests: such a request is cancelled by closing its stream. */
+  private readonly statelessStreams = new Map<string | number, IncomingMessage>();
 
   constructor(
     private readonly url: URL,
@@ -63,10 +71,13 @@ export class StreamableHttpClientTransport implements Transport {
 
   async send(message: JSONRPCMessage): Promise<void> {
     if (this.closed) throw new Error("transport closed");
+    if (this.cancelsStatelessRequest(message)) return;
     const isInitialize = "method" in message && message.method === "initialize";
+    const stateless = statelessHeaders(message, this.toolSchema);
+    const requestId = "id" in message && "method" in message ? (message.id as string | number) : undefined;
     let response: IncomingMessage;
     try {
-      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, statelessHeaders(message, this.toolSchema));
+      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, stateless);
     } catch (err) {
       // A request refused with a JSON-RPC error in the body (400 for a bad header, 404 for an unknown
       // method): that error is the answer, for the caller to see as the server sent it.
@@ -86,7 +97,8 @@ export class StreamableHttpClientTransport implements Transport {
     const type = header(response, "content-type") ?? "";
     if (type.includes("text/event-stream")) {
       // The answer (and notifications before it) arrive as events; the stream ends after the answer.
-      this.readEvents(response, false, 0, "id" in message ? message.id : undefined);
+      if (stateless && requestId !== undefined) this.statelessStreams.set(requestId, response);
+      this.readEvents(response, false, 0, requestId, stateless !== undefined);
     } else if (type.includes("application/json")) {
       this.deliver(await readText(response));
     } else {
@@ -180,10 +192,33 @@ export class StreamableHttpClientTransport implements Transport {
     this.getRetryMs = Math.min(GET_RETRY_MAX_MS, this.getRetryMs * 2);
   }
 
-  /** `requestId`: the request whose POST stream this is (none for the standing GET stream). */
-  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0, requestId?: string | number): void {
+  /**
+   * A 2026-07-28 request has no session to send `notifications/cancelled` in: closing its stream is
+   * how it is cancelled (and how a listen stream is left).
+   */
+  private cancelsStatelessRequest(message: JSONRPCMessage): boolean {
+    if (!("method" in message) || message.method !== "notifications/cancelled" || "id" in message) return false;
+    const requestId = (message.params as { requestId?: unknown } | undefined)?.requestId;
+    const stream = typeof requestId === "string" || typeof requestId === "number" ? this.statelessStreams.get(requestId) : undefined;
+    if (!stream) return false;
+    this.statelessStreams.delete(requestId as string | number);
+    stream.destroy();
+    return true;
+  }
+
+  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0, requestId?: string | number, stateless = false): void {
     let lastId: string | undefined;
     let answered = false;
+    let ended = false;
+    // The end of a request's stream without its answer: resumed when it can be, else reported as lost.
+    const lost = () => {
+      if (ended) return;
+      ended = true;
+      if (requestId !== undefined && stateless) this.statelessStreams.delete(requestId);
+      if (answered || requestId === undefined || this.closed) return;
+      if (stateless) this.onrequeststreamclosed?.(requestId, false);
+      else if (lastId !== undefined && this.resumePostStream(lastId, resumes, requestId)) this.onrequeststreamclosed?.(requestId, true);
+    };
     const parser = new SseParser((data, id) => {
       if (id !== undefined) lastId = id;
       if (id !== undefined && standing) this.lastEventId = id;
@@ -193,25 +228,29 @@ export class StreamableHttpClientTransport implements Transport {
     stream.on("data", (chunk: string) => parser.push(chunk));
     stream.on("error", (err) => {
       if (standing) this.retryGetStream(err);
+      else if (stateless) lost();
       else this.onerror?.(err);
     });
     stream.on("end", () => {
       parser.end();
       if (standing) this.retryGetStream();
-      else if (!answered && lastId !== undefined) this.resumePostStream(lastId, resumes, requestId);
+      else lost();
     });
+    // Destroyed without an end (cancelled here, or the connection reset).
+    if (stateless) stream.on("close", lost);
   }
 
   /**
    * A session's POST stream that the server closed before the answer (SSE polling, SEP-1699): a GET
    * with the stream's last event id replays what followed, the answer included.
    */
-  private resumePostStream(lastEventId: string, resumes: number, requestId: string | number | undefined): void {
-    if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return;
+  private resumePostStream(lastEventId: string, resumes: number, requestId: string | number): boolean {
+    if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return false;
     this.exchange("GET", undefined, "text/event-stream", false, undefined, undefined, lastEventId).then(
       (response) => this.readEvents(response, false, resumes + 1, requestId),
       (err: unknown) => this.onerror?.(err instanceof Error ? err : new Error(String(err))),
     );
+    return true;
   }
 
   /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */

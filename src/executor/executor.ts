@@ -21,10 +21,11 @@ import { audited, withCallerMeta } from "./caller.js";
 import { DurableWorker } from "../bus/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
-import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD } from "../protocol/index.js";
+import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
 import type { McpUpstream, UpstreamInfo } from "./upstream.js";
 import { UpstreamSessions } from "./sessions.js";
 import { StatelessLane } from "./stateless-lane.js";
+import { ownStatelessMeta, UpstreamListen } from "./upstream-listen.js";
 
 export interface ExecutorOptions {
   bus: Bus;
@@ -63,6 +64,7 @@ const LIST_CHANGED = new Set([
   "notifications/resources/list_changed",
   "notifications/prompts/list_changed",
 ]);
+const LISTEN_ACKNOWLEDGED = "notifications/subscriptions/acknowledged";
 
 export class Executor {
   readonly service: string;
@@ -76,6 +78,7 @@ export class Executor {
   private readonly progress = new ProgressRelay();
   private readonly sessions: UpstreamSessions;
   private readonly lane: StatelessLane;
+  private readonly listen: UpstreamListen;
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -94,7 +97,9 @@ export class Executor {
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
         const params = context.attempt === undefined ? withCaller : withDeliveryMeta(withCaller, context.correlationId, context.attempt);
         const { release } = retagged;
-        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal, onNotification: context.notify };
+        // An upstream that closes the call's stream to be polled: the caller's own stream may close too (PROTOCOL.md §5.6).
+        const onStreamClosed = () => context.notify(STREAM_CLOSED_METHOD, {});
+        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal, onNotification: context.notify, onStreamClosed };
         const traced = withTraceMeta(params, ctx);
         // 2026-07-28 requests on the upstream's stateless lane, if its transport needs one (stdio) and it serves them.
         if (await this.lane.takes(traced)) return this.lane.request(request.payload.method, traced, upstreamOptions).finally(release);
@@ -147,8 +152,9 @@ export class Executor {
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount + (this.worker?.inflightCount ?? 0), handled: this.endpoint.handled }),
     });
     // A list that changed in a client session's upstream session (a stdio server per session) is read there.
+    // A listen stream that (re)opens may have missed changes while none was open: the lists are read then too.
     const onNotification = (method: string, params: Record<string, unknown> | undefined, upstream?: McpUpstream) => {
-      if (LIST_CHANGED.has(method)) this.refreshCatalog(upstream?.info ?? this.supervisor.info, upstream);
+      if (LIST_CHANGED.has(method) || method === LISTEN_ACKNOWLEDGED) this.refreshCatalog(upstream?.info ?? this.supervisor.info, upstream);
       else if (method === "notifications/progress") this.progress.deliver(params);
     };
     this.sessions = new UpstreamSessions({
@@ -173,13 +179,14 @@ export class Executor {
       options.connector,
       this.logger,
       {
-        onUp: (info) => {
+        onUp: (info, upstream) => {
           metrics?.up.set({ service: this.service }, 1);
-          this.onUpstreamUp(info);
+          this.onUpstreamUp(info, upstream);
         },
         // Re-announced with what discovery found (the tasks extension, for one).
         onDiscovered: () => this.publishAnnouncement(),
         onDown: () => {
+          this.listen.end();
           metrics?.up.set({ service: this.service }, 0);
           metrics?.restarts.inc({ service: this.service });
           this.setStatus("degraded");
@@ -188,6 +195,7 @@ export class Executor {
       },
       options.backoff,
     );
+    this.listen = new UpstreamListen((method, params, upstreamOptions) => this.supervisor.request(method, params, upstreamOptions), this.logger);
   }
 
   /** Connects the upstream (retrying in the background if it fails), then starts taking requests. */
@@ -225,6 +233,7 @@ export class Executor {
     this.discovery.stop();
     await this.presence.stop();
     await draining;
+    this.listen.end();
     await this.sessions.closeAll();
     await this.lane.stop();
     await this.supervisor.stop();
@@ -252,9 +261,16 @@ export class Executor {
     return this.catalog;
   }
 
-  private onUpstreamUp(info: UpstreamInfo): void {
+  private onUpstreamUp(info: UpstreamInfo, upstream: McpUpstream): void {
     this.setStatus("ready");
     this.refreshCatalog(info);
+    // A server that also speaks 2026-07-28 is read, and heard, at that revision once discovery says so.
+    void upstream.discovery.then(() => {
+      const version = info.statelessVersions?.[0];
+      if (!version || upstream.isClosed || this.stopping) return;
+      this.refreshCatalog(info);
+      this.listen.begin(version, info);
+    });
   }
 
   private setStatus(status: InstanceStatus): void {
@@ -264,11 +280,19 @@ export class Executor {
     this.publishAnnouncement();
   }
 
-  /** Re-reads the upstream's lists (after start, restart or list_changed) and re-announces. */
+  /**
+   * Re-reads the upstream's lists (after start, restart or list_changed) and re-announces. A server
+   * that speaks 2026-07-28 is read at that revision: a change it announces on a listen stream is one
+   * of what it lists there (an older session of its own may still list what it had).
+   */
   private refreshCatalog(info = this.supervisor.info, from: Pick<McpUpstream, "request"> = this.supervisor): void {
     if (!info) return;
+    const list = (method: string, params: Record<string, unknown> | undefined) => {
+      const version = info.statelessVersions?.[0];
+      return from.request(method, version ? { ...params, _meta: ownStatelessMeta(version) } : params, { timeoutMs: 30_000 });
+    };
     this.catalogRefresh = this.catalogRefresh
-      .then(() => fetchCatalog(info, (method, params) => from.request(method, params, { timeoutMs: 30_000 })))
+      .then(() => fetchCatalog(info, list))
       .then((catalog) => {
         this.catalog = catalog;
         this.publishAnnouncement();

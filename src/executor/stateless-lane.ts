@@ -36,9 +36,9 @@ export class StatelessLane {
         return probe ?? connectStateless(log);
       },
     };
-    const onUp: SupervisorEvents["onUp"] = (info) => {
+    const onUp: SupervisorEvents["onUp"] = (info, upstream) => {
       this.versions = info.statelessVersions ?? [];
-      events.onUp?.(info);
+      events.onUp?.(info, upstream);
     };
     this.supervisor = new UpstreamSupervisor(lane, this.logger, { ...events, onUp }, backoff);
   }

@@ -17,7 +17,7 @@ export interface BackoffOptions {
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, stableMs: 30_000 };
 
 export interface SupervisorEvents {
-  onUp?: (info: UpstreamInfo) => void;
+  onUp?: (info: UpstreamInfo, upstream: McpUpstream) => void;
   /** The upstream answered (or ignored) `server/discover`: its stateless versions and capabilities are known. */
   onDiscovered?: (info: UpstreamInfo) => void;
   onDown?: (error: Error | undefined) => void;
@@ -113,7 +113,7 @@ export class UpstreamSupervisor {
       this.scheduleRetry();
     };
     this.logger.info({ upstream: this.connector.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
-    this.events.onUp?.(upstream.info!);
+    this.events.onUp?.(upstream.info!, upstream);
     void upstream.discovery.then(() => {
       if (this.upstream === upstream) this.events.onDiscovered?.(upstream.info!);
     });

@@ -44,6 +44,8 @@ export interface UpstreamRequestOptions {
   signal?: AbortSignal | undefined;
   /** Log messages the server sent with this request (where the transport can tell, e.g. on its POST stream). */
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
+  /** The server closed the request's SSE stream before answering, to be polled (SEP-1699); the answer comes later. */
+  onStreamClosed?: (() => void) | undefined;
 }
 
 interface Pending {
@@ -51,6 +53,7 @@ interface Pending {
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
   onNotification: UpstreamRequestOptions["onNotification"];
+  onStreamClosed?: (() => void) | undefined;
 }
 
 /** The capabilities the executor declares for itself when no client session's are known. */
@@ -94,6 +97,7 @@ export class McpUpstream {
     transport.onclose = () => this.onClosed();
     (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
     (transport as RequestNotificationHook).onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
+    (transport as RequestStreamHook).onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -213,7 +217,7 @@ export class McpUpstream {
         this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer, onNotification: options.onNotification });
+      this.pending.set(id, { resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -255,6 +259,12 @@ export class McpUpstream {
   private async cancelUpstream(id: number, reason: string): Promise<void> {
     if (this.closed) return;
     await this.transport.send({ jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } }).catch(() => undefined);
+  }
+
+  private onRequestStreamClosed(id: string | number, resuming: boolean): void {
+    if (typeof id !== "number") return;
+    if (resuming) this.pending.get(id)?.onStreamClosed?.();
+    else this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the request's stream before answering"));
   }
 
   private onMessage(message: JsonRpcMessage): void {
@@ -337,6 +347,11 @@ function statelessEnvelope(version: string, clientInfo: { name: string; version:
 function supportedStatelessVersions(result: Record<string, unknown>): string[] {
   const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
   return STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+}
+
+/** How a transport with a stream per request (Streamable HTTP) reports one that ended before its answer. */
+interface RequestStreamHook {
+  onrequeststreamclosed?: (requestId: string | number, resuming: boolean) => void;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -22,6 +22,7 @@ import {
   type JsonRpcMessage,
   type JsonRpcRequest,
   type ClientSession,
+  STREAM_CLOSED_METHOD,
   topicOfUri,
 } from "../protocol/index.js";
 import type { SessionCallContext } from "./core.js";
@@ -52,6 +53,8 @@ export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
+  /** Closes a request's SSE stream for the client to resume (HTTP with an event store only), by request id. */
+  private readonly streamClosers = new Map<JsonRpcId, () => void>();
   /** Set when the gateway shuts down: new requests are refused, calls in flight may finish. */
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -102,7 +105,10 @@ export class GatewaySession {
       forwardToTaskHolder: (holder, method, params, signal) =>
         this.core.forwardToTaskHolder(holder, method, params, { signal, caller: this.core.callerOf(this.identity), transport: this.kind }),
     });
-    transport.onmessage = (message, extra) => this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
+    transport.onmessage = (message, extra) => {
+      if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.streamClosers.set((message as JsonRpcRequest).id, extra.closeSSEStream);
+      this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
+    };
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
     this.serverRequests = new ServerRequests((message, related) => this.send(message, related));
@@ -202,6 +208,7 @@ export class GatewaySession {
 
   private async onRequest(request: JsonRpcRequest, headers?: Record<string, string>): Promise<void> {
     if (this.draining && request.method !== "ping") {
+      this.streamClosers.delete(request.id);
       this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
@@ -224,6 +231,7 @@ export class GatewaySession {
       this.send(errorResponse(request.id, error), request.id);
     } finally {
       this.inflight.delete(request.id);
+      this.streamClosers.delete(request.id);
       for (const [correlationId, id] of this.callIds) if (id === request.id) this.callIds.delete(correlationId);
       if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
@@ -376,13 +384,16 @@ export class GatewaySession {
   /** Progress and the like go out on the request's own stream, before its result. */
   /**
    * Where a forwarded request's notifications go: out on its own stream, before its result (log messages
-   * of a 2026-07-28 request only at or above the level it asked for).
+   * of a 2026-07-28 request only at or above the level it asked for; a closed upstream stream closes the client's).
    */
   private notifier(request: JsonRpcRequest, signal: AbortSignal) {
     return (method: string, params: Record<string, unknown>) => {
       if (signal.aborted) return;
-      if (method === "notifications/message" && requestedVersion(request.params) !== undefined && !wantsLogMessage(request.params, params)) return;
-      this.send({ jsonrpc: "2.0", method, params }, request.id);
+      // The upstream closed its stream to be polled: so does this client's, which then resumes it with
+      // Last-Event-ID and gets the answer from the event store. Other clients wait.
+      if (method === STREAM_CLOSED_METHOD) this.streamClosers.get(request.id)?.();
+      else if (method === "notifications/message" && requestedVersion(request.params) !== undefined && !wantsLogMessage(request.params, params)) return;
+      else this.send({ jsonrpc: "2.0", method, params }, request.id);
     };
   }
 

@@ -68,6 +68,13 @@ export const SESSION_CLOSE_METHOD = "dmcp/session/close";
  */
 export const RELAYED_CLIENT_NOTIFICATIONS: ReadonlySet<string> = new Set(["notifications/roots/list_changed"]);
 
+/**
+ * A `context_update` on a call's reply subject: the upstream closed the call's SSE stream before its
+ * answer, to be polled (SEP-1699); the answer follows. A gateway may close its client's stream for
+ * the request too, if the client can resume it (PROTOCOL.md §5.6).
+ */
+export const STREAM_CLOSED_METHOD = "dmcp/stream/closed";
+
 /** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
 export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
 
