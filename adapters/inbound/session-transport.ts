@@ -6,7 +6,7 @@
  * when its first chunk is ready at once, waiting a 1 ms timer for more so as to send it whole. With the
  * event store every SSE answer starts with such a chunk (the priming event), so every call through the
  * gateway waited that timer before its headers left (+1 ms at p50 with one client, a timer per call).
- * Here the headers go out at once and each chunk as it comes, with the writer's backpressure.
+ * Here the headers go out at once (with the priming event) and each chunk as it comes, with backpressure.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
@@ -88,7 +88,11 @@ function webRequest(req: IncomingMessage): Request {
   return new Request(`http://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, { method: req.method ?? "GET", headers });
 }
 
-/** Writes a Response: the headers at once, then its body chunk by chunk; a client that goes away cancels the body. */
+/**
+ * Writes a Response. A JSON body goes whole, with its length; an SSE body chunk by chunk as it comes,
+ * the headers with the first chunk when one is ready at once (the priming event), else alone at once.
+ * A client that goes away cancels the body.
+ */
 async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of response.headers) headers[name] = value;
@@ -98,8 +102,13 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
     res.writeHead(response.status, headers).end();
     return;
   }
+  if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
+    const body = Buffer.from(await response.arrayBuffer());
+    headers["content-length"] = String(body.byteLength);
+    res.writeHead(response.status, headers).end(body);
+    return;
+  }
   res.writeHead(response.status, headers);
-  res.flushHeaders();
   const reader = response.body.getReader();
   const cancel = () => void reader.cancel().catch(() => undefined);
   if (res.destroyed) {
@@ -109,11 +118,15 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
   res.on("close", cancel);
   res.on("error", cancel);
   try {
+    let next = reader.read();
+    const ready = await Promise.race([next, Promise.resolve().then(() => undefined)]);
+    if (ready === undefined) res.flushHeaders();
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await next;
       if (done) break;
       if (!res.write(value)) await drained(res);
       if (res.destroyed) return;
+      next = reader.read();
     }
     res.end();
   } catch {
