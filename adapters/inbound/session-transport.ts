@@ -69,7 +69,16 @@ export class HttpSessionTransport implements Transport {
 
   /** Serves one HTTP request of the session; a POST's body comes parsed (express.json). */
   async handleRequest(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, parsedBody?: unknown): Promise<void> {
-    const response = await this.web.handleRequest(webRequest(req), {
+    let request: Request;
+    try {
+      request = webRequest(req);
+    } catch (err) {
+      // Node's parser lets through a few header values the Fetch API refuses.
+      const message = `Bad Request: ${(err as Error).message}`;
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32600, message } }));
+      return;
+    }
+    const response = await this.web.handleRequest(request, {
       ...(req.auth !== undefined ? { authInfo: req.auth } : {}),
       ...(parsedBody !== undefined ? { parsedBody } : {}),
     });
@@ -85,7 +94,8 @@ function webRequest(req: IncomingMessage): Request {
     const name = raw[i]!;
     if (!name.startsWith(":")) headers.append(name, raw[i + 1]!);
   }
-  return new Request(`http://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, { method: req.method ?? "GET", headers });
+  // The transport reads no URL: a fixed one, so that no Host header can make it invalid.
+  return new Request("http://gateway/mcp", { method: req.method ?? "GET", headers });
 }
 
 /**
