@@ -24,6 +24,10 @@
  *   BENCH_CPU_PROF     a directory: run gateway, wrap and upstream with --cpu-prof into it
  *   BENCH_VERBOSE=1    echo the children's stderr
  *   BENCH_GATEWAY_ARGS extra `dmcp gateway` flags, e.g. "--json-responses"
+ *   BENCH_BASELINE     another build of this project (its checkout, with dist/ built): runs a third path,
+ *                      "base", through that build's gateway and wrap (on their own nats-server, same
+ *                      upstream), in the same alternating rounds, and prints bus/base ratios, so that a
+ *                      change is compared with its baseline under the same machine load
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -62,6 +66,14 @@ const STOP_GRACE_MS = 5_000;
 const DIST = fileURLToPath(new URL("..", import.meta.url));
 const RAW_SERVER_JS = resolve(DIST, "test/fixtures/raw-server.js");
 const DMCP_JS = resolve(DIST, "src/cli/main.js");
+
+/** `dist/src/cli/main.js` of the BENCH_BASELINE build, given its checkout or its dist/. */
+function baselineDmcpJs(dir: string): string {
+  for (const candidate of [resolve(dir, "dist/src/cli/main.js"), resolve(dir, "src/cli/main.js")]) {
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new BenchError(`BENCH_BASELINE=${dir}: no dist/src/cli/main.js there (build that checkout first)`);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Child processes
@@ -162,9 +174,10 @@ async function cleanup(): Promise<void> {
     children.map((child) => terminate(child.proc, child.exited, STOP_GRACE_MS)),
   );
   children.length = 0;
-  const server = nats;
+  const servers = [nats, baseNats];
   nats = undefined;
-  await server?.stop();
+  baseNats = undefined;
+  await Promise.all(servers.map((server) => server?.stop()));
 }
 
 /** Last resort when this process dies without running cleanup(): no orphans. */
@@ -181,9 +194,17 @@ process.once("exit", () => {
 // ---------------------------------------------------------------------------------------------------
 // CPU accounting (Linux /proc): where each call's CPU time goes, per process
 
+/** The columns of the CPU table: one per role on a call's path. */
 const PROCS = ["client", "upstream", "gateway", "wrap", "nats"] as const;
 type Proc = (typeof PROCS)[number];
-type CpuSnapshot = Partial<Record<Proc, number>>;
+/** CPU ms by process name: the roles, and "base gateway", "base wrap", "base nats" of the baseline. */
+type CpuSnapshot = Partial<Record<string, number>>;
+let baseNats: EmbeddedNats | undefined;
+
+/** The process that plays `proc` on `path`: the baseline's own gateway, wrap and nats-server for "base". */
+function processFor(path: Path, proc: Proc): string {
+  return path === "base" && (proc === "gateway" || proc === "wrap" || proc === "nats") ? `base ${proc}` : proc;
+}
 
 const clockTicks = (() => {
   if (process.platform !== "linux") return undefined;
@@ -212,19 +233,20 @@ function cpuSnapshot(): CpuSnapshot {
   const snapshot: CpuSnapshot = { client: (self.user + self.system) / 1000 };
   for (const child of children) {
     const ms = procCpuMs(child.proc.pid);
-    if (ms !== undefined && (PROCS as readonly string[]).includes(child.name)) snapshot[child.name as Proc] = ms;
+    if (ms !== undefined) snapshot[child.name] = ms;
   }
-  const natsMs = procCpuMs(nats?.pid);
-  if (natsMs !== undefined) snapshot.nats = natsMs;
+  for (const [name, server] of [["nats", nats], ["base nats", baseNats]] as const) {
+    const ms = procCpuMs(server?.pid);
+    if (ms !== undefined) snapshot[name] = ms;
+  }
   return snapshot;
 }
 
 function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot {
   const delta: CpuSnapshot = {};
-  for (const proc of PROCS) {
-    const a = after[proc];
-    const b = before[proc];
-    if (a !== undefined && b !== undefined) delta[proc] = a - b;
+  for (const [name, a] of Object.entries(after)) {
+    const b = before[name];
+    if (a !== undefined && b !== undefined) delta[name] = a - b;
   }
   return delta;
 }
@@ -232,7 +254,7 @@ function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): CpuSnapshot {
 // ---------------------------------------------------------------------------------------------------
 // Clients and measurement
 
-type Path = "direct" | "bus";
+type Path = "direct" | "bus" | "base";
 
 async function connectClient(url: string, name: string): Promise<Client> {
   const client = new Client({ name, version: "1.0.0" });
@@ -292,8 +314,8 @@ interface Stats {
   p90: number;
   p99: number;
   mean: number;
-  /** CPU ms per call, by process. */
-  cpuPerCall: CpuSnapshot;
+  /** CPU ms per call, by the role the process plays on this path. */
+  cpuPerCall: Partial<Record<Proc, number>>;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -302,14 +324,15 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!;
 }
 
-function stats(samples: Sample[]): Stats {
+function stats(path: Path, samples: Sample[]): Stats {
   const calls = samples.reduce((n, s) => n + s.calls, 0);
   const seconds = samples.reduce((n, s) => n + s.seconds, 0);
   const sorted = Float64Array.from(samples.flatMap((s) => s.latencies)).sort();
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-  const cpuPerCall: CpuSnapshot = {};
+  const cpuPerCall: Partial<Record<Proc, number>> = {};
   for (const proc of PROCS) {
-    if (samples.every((s) => s.cpu[proc] !== undefined)) cpuPerCall[proc] = samples.reduce((n, s) => n + s.cpu[proc]!, 0) / calls;
+    const name = processFor(path, proc);
+    if (samples.every((s) => s.cpu[name] !== undefined)) cpuPerCall[proc] = samples.reduce((n, s) => n + s.cpu[name]!, 0) / calls;
   }
   return { calls, seconds, rate: calls / seconds, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), mean, cpuPerCall };
 }
@@ -348,6 +371,27 @@ function table(header: string[], rows: string[][]): string {
 // ---------------------------------------------------------------------------------------------------
 // Main
 
+/** Starts wrap and gateway of one build (`dmcpJs`) on `natsUrl`; resolves with the gateway's MCP URL. */
+async function startBusPath(prefix: string, dmcpJs: string, natsUrl: string, upstreamUrl: string, nodeFlags: string[]): Promise<string> {
+  // wrap prints nothing at warn level once it serves; the gateway's catalog tells when it is up.
+  await spawnNode(`${prefix}wrap`, [dmcpJs, "wrap", "--name", "bench", "--nats", natsUrl, "--url", upstreamUrl, "--log-level", "warn"], undefined, nodeFlags);
+  const gateway = await spawnNode(
+    `${prefix}gateway`,
+    [dmcpJs, "gateway", "--nats", natsUrl, "--http", "0", "--log-level", "warn", ...(process.env["BENCH_GATEWAY_ARGS"] ?? "").split(/\s+/).filter(Boolean)],
+    /dmcp gateway: serving MCP at (http:\/\/\S+)/,
+    nodeFlags,
+  );
+  const gatewayUrl = gateway.match![1]!;
+  await waitForEcho(gatewayUrl);
+  return gatewayUrl;
+}
+
+/** Round `round`'s order of the paths: rotated and, every other round, reversed, so no path is always first or last. */
+function roundOrder(paths: Path[], round: number): Path[] {
+  const rotated = [...paths.slice(round % paths.length), ...paths.slice(0, round % paths.length)];
+  return Math.floor(round / paths.length) % 2 === 0 ? rotated : rotated.reverse();
+}
+
 async function main(): Promise<void> {
   const seconds = envNumber("BENCH_SECONDS", 5, { integer: false, min: 0.1 });
   const rounds = envNumber("BENCH_ROUNDS", 2);
@@ -355,11 +399,13 @@ async function main(): Promise<void> {
   const warmup = envNumber("BENCH_WARMUP", 300, { min: 0 });
   const serialCalls = envNumber("BENCH_SERIAL_CALLS", 1000);
   const profDir = process.env["BENCH_CPU_PROF"] ? resolve(process.env["BENCH_CPU_PROF"]) : undefined;
+  const baselineDir = process.env["BENCH_BASELINE"] ? resolve(process.env["BENCH_BASELINE"]) : undefined;
   verbose = process.env["BENCH_VERBOSE"] === "1";
 
   for (const file of [RAW_SERVER_JS, DMCP_JS]) {
     if (!existsSync(file)) throw new BenchError(`${file} is missing: run \`npm run build\` first`);
   }
+  const baseDmcpJs = baselineDir === undefined ? undefined : baselineDmcpJs(baselineDir);
   let nodeFlags: string[] = [];
   if (profDir) {
     mkdirSync(profDir, { recursive: true });
@@ -377,96 +423,92 @@ async function main(): Promise<void> {
       `${warmup} warm-up calls per path; serial: ${serialCalls} calls per path` +
       (profDir ? `; CPU profiles → ${profDir}` : ""),
   );
+  if (baseDmcpJs) console.log(`baseline ("base"): gateway + NATS + wrap of ${baseDmcpJs}`);
 
   // 1. The bus and the processes.
   nats = await startNatsServer({ host: "127.0.0.1", port: -1, jetstream: true });
   const upstream = await spawnNode("upstream", [RAW_SERVER_JS, "--http", "0", "--name", "bench"], /^LISTENING (\d+)$/, nodeFlags);
   const upstreamUrl = `http://127.0.0.1:${upstream.match![1]}/mcp`;
-  // wrap prints nothing at warn level once it serves; the gateway's catalog tells when it is up.
-  await spawnNode("wrap", [DMCP_JS, "wrap", "--name", "bench", "--nats", nats.url, "--url", upstreamUrl, "--log-level", "warn"], undefined, nodeFlags);
-  const gateway = await spawnNode(
-    "gateway",
-    [DMCP_JS, "gateway", "--nats", nats.url, "--http", "0", "--log-level", "warn", ...(process.env["BENCH_GATEWAY_ARGS"] ?? "").split(/\s+/).filter(Boolean)],
-    /dmcp gateway: serving MCP at (http:\/\/\S+)/,
-    nodeFlags,
-  );
-  const gatewayUrl = gateway.match![1]!;
-  await waitForEcho(gatewayUrl);
-  console.log(`nats ${nats.url}; upstream ${upstreamUrl}; gateway ${gatewayUrl}\n`);
+  const urls: Partial<Record<Path, string>> = { direct: upstreamUrl };
+  urls.bus = await startBusPath("", DMCP_JS, nats.url, upstreamUrl, nodeFlags);
+  console.log(`nats ${nats.url}; upstream ${upstreamUrl}; gateway ${urls.bus}`);
+  if (baseDmcpJs) {
+    // Its own nats-server: the two executors serve the same name and must not answer each other's gateway.
+    baseNats = await startNatsServer({ host: "127.0.0.1", port: -1, jetstream: true });
+    urls.base = await startBusPath("base ", baseDmcpJs, baseNats.url, upstreamUrl, nodeFlags);
+    console.log(`base: nats ${baseNats.url}; gateway ${urls.base}`);
+  }
+  if (profDir) {
+    console.log(`CPU profile files by pid: ${children.map((c) => `${c.name} ${c.proc.pid}`).join(", ")}`);
+  }
+  console.log("");
 
-  const urls: Record<Path, string> = { direct: upstreamUrl, bus: gatewayUrl };
-  const paths: Path[] = ["direct", "bus"];
+  const paths = Object.keys(urls) as Path[];
 
   // 2. Sessions: `concurrency` per path; the serial measurement reuses the first of each.
   const pools = {} as Record<Path, Client[]>;
   for (const path of paths) {
-    pools[path] = await Promise.all(Array.from({ length: concurrency }, (_, i) => connectClient(urls[path], `bench-${path}-${i}`)));
+    pools[path] = await Promise.all(Array.from({ length: concurrency }, (_, i) => connectClient(urls[path]!, `bench-${path}-${i}`)));
   }
 
   // 3. Warm-up (JIT, connection pools, the executor's upstream session).
   for (const path of paths) await drive(pools[path], { calls: warmup }, false);
 
-  // 4. Concurrent measurement, alternating the order each round.
-  const samples: Record<Path, Sample[]> = { direct: [], bus: [] };
+  // 4. Concurrent measurement, changing the order each round.
+  const samples = Object.fromEntries(paths.map((p) => [p, [] as Sample[]])) as Record<Path, Sample[]>;
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? paths : [...paths].reverse();
-    for (const path of order) {
+    for (const path of roundOrder(paths, round)) {
       const sample = await drive(pools[path], { seconds: seconds / rounds }, true);
       samples[path].push(sample);
       process.stderr.write(`  round ${round + 1}/${rounds} ${path.padEnd(6)} ${sample.calls} calls in ${fmt(sample.seconds)} s\n`);
     }
   }
-  const concurrent: Record<Path, Stats> = { direct: stats(samples.direct), bus: stats(samples.bus) };
+  const concurrent = Object.fromEntries(paths.map((p) => [p, stats(p, samples[p])])) as Record<Path, Stats>;
 
   // 5. Serial (concurrency 1): latency without queueing. Same alternation.
-  const serialSamples: Record<Path, Sample[]> = { direct: [], bus: [] };
+  const serialSamples = Object.fromEntries(paths.map((p) => [p, [] as Sample[]])) as Record<Path, Sample[]>;
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? paths : [...paths].reverse();
-    for (const path of order) {
+    for (const path of roundOrder(paths, round)) {
       const one = [pools[path][0]!];
       if (round === 0) await drive(one, { calls: Math.min(200, serialCalls) }, false);
       serialSamples[path].push(await drive(one, { calls: Math.ceil(serialCalls / rounds) }, true));
     }
   }
-  const serial: Record<Path, Stats> = { direct: stats(serialSamples.direct), bus: stats(serialSamples.bus) };
+  const serial = Object.fromEntries(paths.map((p) => [p, stats(p, serialSamples[p])])) as Record<Path, Stats>;
 
   await Promise.all(paths.flatMap((path) => pools[path].map(closeClient)));
 
   // 6. Report.
   const row = (label: string, s: Stats) => [label, String(s.calls), fmt(s.rate, 0), fmt(s.p50), fmt(s.p90), fmt(s.p99), fmt(s.mean)];
+  const ratioRow = (label: string, a: Stats, b: Stats) => [label, "", `${fmt((a.rate / b.rate) * 100, 1)} %`, `×${fmt(a.p50 / b.p50)}`, `×${fmt(a.p90 / b.p90)}`, `×${fmt(a.p99 / b.p99)}`, `×${fmt(a.mean / b.mean)}`];
+  const latencyTable = (set: Record<Path, Stats>) => {
+    const rows = paths.map((p) => row(p, set[p]));
+    rows.push(ratioRow("bus/direct", set.bus, set.direct));
+    if (set.base) rows.push(ratioRow("base/direct", set.base, set.direct), ratioRow("bus/base", set.bus, set.base));
+    return table(["path", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "mean ms"], rows);
+  };
   console.log(`\ntools/call at concurrency ${concurrency}:`);
-  console.log(
-    table(
-      ["path", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
-      [row("direct", concurrent.direct), row("bus", concurrent.bus), ["bus/direct", "", `${fmt((concurrent.bus.rate / concurrent.direct.rate) * 100, 1)} %`, `×${fmt(concurrent.bus.p50 / concurrent.direct.p50)}`, `×${fmt(concurrent.bus.p90 / concurrent.direct.p90)}`, `×${fmt(concurrent.bus.p99 / concurrent.direct.p99)}`, `×${fmt(concurrent.bus.mean / concurrent.direct.mean)}`]],
-    ),
-  );
+  console.log(latencyTable(concurrent));
   console.log(`\ntools/call at concurrency 1 (single client, no queueing):`);
-  console.log(
-    table(
-      ["path", "calls", "calls/s", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
-      [row("direct", serial.direct), row("bus", serial.bus), ["bus/direct", "", `${fmt((serial.bus.rate / serial.direct.rate) * 100, 1)} %`, `×${fmt(serial.bus.p50 / serial.direct.p50)}`, `×${fmt(serial.bus.p90 / serial.direct.p90)}`, `×${fmt(serial.bus.p99 / serial.direct.p99)}`, `×${fmt(serial.bus.mean / serial.direct.mean)}`]],
-    ),
-  );
+  console.log(latencyTable(serial));
 
   if (clockTicks !== undefined) {
+    const total = (s: Stats) => PROCS.reduce<number>((n, proc) => n + (s.cpuPerCall[proc] ?? 0), 0);
     const cpuRow = (label: string, s: Stats) => {
       const values = PROCS.map((proc) => s.cpuPerCall[proc]);
-      const total = values.reduce<number>((n, v) => n + (v ?? 0), 0);
-      return [label, ...values.map((v) => (v === undefined ? "n/a" : fmt(v, 3))), fmt(total, 3), `${fmt((total * s.rate) / 10, 0)} %`];
+      return [label, ...values.map((v) => (v === undefined ? "n/a" : fmt(v, 3))), fmt(total(s), 3), `${fmt((total(s) * s.rate) / 10, 0)} %`];
     };
+    const cpuRatioRow = (label: string, a: Stats, b: Stats) => {
+      const ratio = (x: number | undefined, y: number | undefined) => (x === undefined || y === undefined ? "n/a" : `×${fmt(x / y)}`);
+      return [label, ...PROCS.map((proc) => ratio(a.cpuPerCall[proc], b.cpuPerCall[proc])), ratio(total(a), total(b)), ""];
+    };
+    const rows: string[][] = [];
+    for (const [set, level] of [[concurrent, `c=${concurrency}`], [serial, "c=1"]] as const) {
+      for (const path of paths) rows.push(cpuRow(`${path} ${level}`, set[path]));
+      if (set.base) rows.push(cpuRatioRow(`bus/base ${level}`, set.bus, set.base));
+    }
     console.log(`\nCPU time per call in ms, by process (/proc; ${cpuList.length} CPU(s) = ${cpuList.length * 100} % available):`);
-    console.log(
-      table(
-        ["path", ...PROCS, "total", "CPU busy"],
-        [
-          cpuRow(`direct c=${concurrency}`, concurrent.direct),
-          cpuRow(`bus c=${concurrency}`, concurrent.bus),
-          cpuRow("direct c=1", serial.direct),
-          cpuRow("bus c=1", serial.bus),
-        ],
-      ),
-    );
+    console.log(table(["path", ...PROCS, "total", "CPU busy"], rows));
   }
 
   const addedP50 = concurrent.bus.p50 - concurrent.direct.p50;
@@ -477,7 +519,7 @@ async function main(): Promise<void> {
   console.log(`added p50 (concurrency ${concurrency}): ${fmt(addedP50, 3)} ms (target ≤ ${TARGET_ADDED_P50_MS} ms): ${met(addedP50 <= TARGET_ADDED_P50_MS)}`);
   console.log(`added p50 (concurrency 1):  ${fmt(addedSerialP50, 3)} ms (target ≤ ${TARGET_ADDED_P50_MS} ms): ${met(addedSerialP50 <= TARGET_ADDED_P50_MS)}`);
   console.log(`throughput ratio (concurrency ${concurrency}): ${fmt(ratio * 100, 1)} % (target ≥ ${TARGET_THROUGHPUT_RATIO * 100} %): ${met(ratio >= TARGET_THROUGHPUT_RATIO)}`);
-  console.log(`node ${process.version}, ${cpuList.length} CPU(s); all processes (client, upstream, nats, wrap, gateway) share them`);
+  console.log(`node ${process.version}, ${cpuList.length} CPU(s); all processes (client, upstream, nats, wrap, gateway${baseDmcpJs ? ", and the baseline's" : ""}) share them`);
 }
 
 let interrupted = false;

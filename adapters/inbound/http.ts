@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { hostHeaderValidation, localhostOriginValidation, NodeStreamableHTTPServerTransport } from "@modelcontextprotocol/node";
+import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
 import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
 import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../src/gateway/index.js";
 import type { GatewayMonitor } from "../../src/gateway/monitor.js";
@@ -16,6 +16,7 @@ import { rateLimiter, type RateLimit } from "./rate-limit.js";
 import { allowsOrigin, cors } from "./cors.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { MemoryEventStore } from "./event-store.js";
+import { HttpSessionTransport } from "./session-transport.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -56,7 +57,7 @@ const SSE_RETRY_MS = 1000;
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
 
 interface HttpSession {
-  transport: NodeStreamableHTTPServerTransport;
+  transport: HttpSessionTransport;
   lastUsed: number;
   /** Set once the gateway session exists (right after the transport). */
   session?: GatewaySession;
@@ -158,7 +159,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
       return;
     }
-    const transport: NodeStreamableHTTPServerTransport = new NodeStreamableHTTPServerTransport({
+    const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
       // cheaper but drop them, so they are opt-in.

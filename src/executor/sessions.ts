@@ -44,6 +44,8 @@ interface UpstreamSession {
   calls: RunningCall[];
   logLevel: string | undefined;
   idle: NodeJS.Timeout | undefined;
+  /** When a call last started or ended (Date.now()). */
+  lastUsed: number;
 }
 
 export interface UpstreamSessionsOptions {
@@ -122,7 +124,7 @@ export class UpstreamSessions {
 
   private open(key: string, request: PromptRequest): UpstreamSession {
     const client = request.client_session!;
-    const session: UpstreamSession = { key, sessionId: request.session_id!, client, calls: [], logLevel: undefined, idle: undefined, opened: undefined! };
+    const session: UpstreamSession = { key, sessionId: request.session_id!, client, calls: [], logLevel: undefined, idle: undefined, lastUsed: Date.now(), opened: undefined! };
     const logger = this.options.logger.child({ clientSession: request.session_id, gateway: client.gateway });
     session.opened = this.options.connector.connect(logger, upstreamCapabilities(client.capabilities)).then((upstream) => {
       upstream.onrequest = (method, params) => this.relayRequest(session, method, params);
@@ -152,11 +154,24 @@ export class UpstreamSessions {
     this.options.logger.info({ clientSession: session.sessionId, sessions: this.sessions.size }, "upstream session closed");
   }
 
+  /** Notes a call starting or ending; one timer per session checks for idleness (not a new timer per call). */
   private touch(session: UpstreamSession): void {
-    clearTimeout(session.idle);
+    session.lastUsed = Date.now();
+    if (session.idle === undefined) this.armIdle(session, this.options.idleMs ?? DEFAULT_SESSION_IDLE_MS);
+  }
+
+  private armIdle(session: UpstreamSession, delayMs: number): void {
     session.idle = setTimeout(() => {
-      if (session.calls.length === 0) void this.close(session.key);
-    }, this.options.idleMs ?? DEFAULT_SESSION_IDLE_MS);
+      if (this.sessions.get(session.key) !== session) return; // closed, or failed to open: the key may be another session's now
+      const idleMs = this.options.idleMs ?? DEFAULT_SESSION_IDLE_MS;
+      const quietFor = Date.now() - session.lastUsed;
+      if (session.calls.length > 0) this.armIdle(session, idleMs);
+      else if (quietFor < idleMs) this.armIdle(session, idleMs - quietFor);
+      else {
+        session.idle = undefined;
+        void this.close(session.key);
+      }
+    }, delayMs);
     session.idle.unref?.();
   }
 

@@ -214,7 +214,6 @@ export class GatewaySession {
     }
     const controller = new AbortController();
     this.inflight.set(request.id, controller);
-    const log = this.logger.child({ rpc: request.id, method: request.method });
     // A request that names its protocol version in _meta is a 2026-07-28 (stateless) request, whatever came before.
     const stateless = requestedVersion(request.params) !== undefined;
     try {
@@ -223,8 +222,9 @@ export class GatewaySession {
     } catch (err) {
       // A cancelled request gets no answer (MCP cancellation).
       if (err instanceof DmcpError && err.code === ErrorCode.Cancelled) return;
-      if (!(err instanceof DmcpError)) log.error({ err }, "request failed");
-      else log.debug({ err }, "request failed");
+      // Fields in the line, not a child logger per request: pino serialises (and redacts) a child's bindings when it is made.
+      if (!(err instanceof DmcpError)) this.logger.error({ err, rpc: request.id, method: request.method }, "request failed");
+      else this.logger.debug({ err, rpc: request.id, method: request.method }, "request failed");
       const error = toJsonRpcError(err);
       // 2026-07-28 answers an unknown resource with -32602 (earlier revisions: -32002).
       if (stateless && error.code === JsonRpcErrorCode.ResourceNotFound) error.code = JsonRpcErrorCode.InvalidParams;
