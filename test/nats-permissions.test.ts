@@ -37,7 +37,7 @@ import { pino } from "pino";
 import * as z from "zod";
 import { Agent, type ContextEvent } from "../src/agent/index.js";
 import { connectBus, findNatsServerBinary, type Bus } from "../src/bus/index.js";
-import { DmcpError, ErrorCode } from "../src/protocol/index.js";
+import { decodeEnvelope, DmcpError, ErrorCode } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -55,6 +55,8 @@ const ROLES = {
   agent: { user: "agent-planner", pass: "planner-secret", variable: "DMCP_AGENT_PLANNER_PASSWORD" },
   /** The executor of service `conf` (the conformance fixture): the example's executor block, copied as its comment says. */
   conf: { user: "svc-conf", pass: "conf-secret", variable: "DMCP_SVC_CONF_PASSWORD" },
+  /** The executor of service `fragile`, killed during a call's last attempt (copied the same way). */
+  fragile: { user: "svc-fragile", pass: "fragile-secret", variable: "DMCP_SVC_FRAGILE_PASSWORD" },
 } as const;
 type Role = keyof typeof ROLES;
 
@@ -105,11 +107,11 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   const children: Child[] = [];
 
   /**
-   * What the server refused the roles in their normal work: nothing but the executor's subscription
+   * What the server refused the roles in their normal work: nothing but the executors' subscriptions
    * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
    */
   const violations = () =>
-    serverLog.filter((line) => /Violation/.test(line) && !/User "svc-everything", Subject "\$JS\.EVENT\.ADVISORY\.CONSUMER\.MAX_DELIVERIES\.DMCP_WORK\.\*"/.test(line));
+    serverLog.filter((line) => /Violation/.test(line) && !/User "svc-[a-z]+", Subject "\$JS\.EVENT\.ADVISORY\.CONSUMER\.MAX_DELIVERIES\.DMCP_WORK\.\*"/.test(line));
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
@@ -133,7 +135,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     // The example as it is, after the variables its passwords refer to (port and store come from flags).
     const variables = Object.values(ROLES).map(({ variable, pass }) => `${variable}: "${pass}"`);
     const config = join(dir, "nats.conf");
-    writeFileSync(config, `${variables.join("\n")}\n${withExecutorOf("conf", readFileSync(EXAMPLE_CONFIG, "utf8"))}`);
+    writeFileSync(config, `${variables.join("\n")}\n${withExecutorOf("fragile", withExecutorOf("conf", readFileSync(EXAMPLE_CONFIG, "utf8")))}`);
     const logger = pino({ level: "debug" }, { write: (line: string) => void serverLog.push(String(JSON.parse(line).msg)) });
     // DMCP_TEST_TRACE=FILE keeps the server's protocol trace: the subjects each user really used.
     nats = await startTestNats({ extraArgs: ["-c", config, ...(process.env.DMCP_TEST_TRACE ? ["-V"] : [])], logger });
@@ -258,6 +260,29 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     }
     expect(violations()).toEqual([]);
   }, 60_000);
+
+  it("dead-letters a call whose executor died on its last attempt: the gateway takes the max-deliveries advisory", async () => {
+    const fragile = await wrapFixtureStdio(nats.url, "fragile", [...roleFlags("fragile"), "--delivery", "durable", "--max-deliver", "1", "--ack-wait", "2s"]);
+    children.push(fragile);
+    // Its tools share names with `everything`'s, so the gateway names them by service.
+    const sleepTool = await eventually(async () => (await client.toolNames()).find((name) => name.startsWith("fragile") && name.endsWith("sleep")), 30_000);
+    const watcher = await rawConnection("gateway");
+    let busy = false;
+    watcher.nc.subscribe("dmcp.v1.hb.fragile.*", {
+      callback: (_err, msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (decoded.ok && (decoded.envelope.payload as { inflight?: number }).inflight) busy = true;
+      },
+    });
+    const call = client.request("tools/call", { name: sleepTool, arguments: { ms: 60_000 } }, 60_000);
+    await eventually(() => busy, 30_000);
+    fragile.kill("SIGKILL");
+    const response = await call;
+    expect(response.error?.code).toBe(-32030);
+    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, reason: "executor lost during the last attempt" });
+    await eventually(() => gateway.stderr.some((line) => line.includes("durable request dead-lettered")));
+    expect(violations()).toEqual([]);
+  }, 90_000);
 
   it("ships a server configuration that nats-server accepts, with the passwords from the environment", () => {
     const env = { ...process.env, ...Object.fromEntries(Object.values(ROLES).map(({ variable, pass }) => [variable, pass])) };
