@@ -281,6 +281,12 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     expect(response.error?.code).toBe(-32030);
     expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, reason: "executor lost during the last attempt" });
     await eventually(() => gateway.stderr.some((line) => line.includes("durable request dead-lettered")));
+
+    // A replacement with other settings updates the service's lane consumers (under the same user) and serves.
+    const replacement = await wrapFixtureStdio(nats.url, "fragile", [...roleFlags("fragile"), "--delivery", "durable", "--max-deliver", "3", "--ack-wait", "3s"]);
+    children.push(replacement);
+    const slept = (await client.result("tools/call", { name: sleepTool, arguments: { ms: 10 } })) as CallResult;
+    expect(slept.content[0]?.text).toBe("slept 10");
     expect(violations()).toEqual([]);
   }, 90_000);
 
