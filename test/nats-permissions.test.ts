@@ -1,22 +1,25 @@
 /**
  * The per-role NATS permissions of deploy/nats/dmcp-permissions.conf against a real nats-server that
- * enforces them: the gateway, an executor (`dmcp wrap` of the fixture as service `everything`) and a
- * native agent (`planner`) each run as their role's user, and the normal flows work (calls through
- * the gateway, an agent's tool, the agent calling a service, context published and read). Raw
- * connections under each user are refused outside the role's subjects, and the code says so clearly
+ * enforces them: the gateway, an executor (`dmcp wrap --delivery durable` of the fixture as service
+ * `everything`), a second executor (the conformance fixture as `conf`, its user the example's executor
+ * block copied) and a native agent (`planner`) each run as their role's user, and the normal flows
+ * work (calls through the gateway, an agent's tool, the agent calling a service, context published
+ * and read, durable calls and a dead-lettered poison call, an MCP task, sampling and elicitation
+ * relayed to the client). Raw connections under each user are refused outside the role's subjects
+ * (an executor cannot take another service's work or an agent write answers), and the code says so clearly
  * when a permission is missing: a wrap under another service's user exits with the reason, an agent
  * call to a service it may not call fails at once with FORBIDDEN, and nothing crashes.
  *
  * The same in operator mode (JWT accounts made here with @nats-io/jwt): the gateway connects with
- * `--nats-creds`, an executor's user gets the example's executor permissions from a templated scoped
- * signing key, and creds files that cannot get in say why.
+ * `--nats-creds`, a durable executor's user gets the example's executor permissions from a templated
+ * scoped signing key, and creds files that cannot get in say why.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import {
   createAccount,
   createOperator,
@@ -34,19 +37,26 @@ import { pino } from "pino";
 import * as z from "zod";
 import { Agent, type ContextEvent } from "../src/agent/index.js";
 import { connectBus, findNatsServerBinary, type Bus } from "../src/bus/index.js";
-import { DmcpError, ErrorCode } from "../src/protocol/index.js";
+import { decodeEnvelope, DmcpError, ErrorCode } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, FIXTURE_BIN, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 const EXAMPLE_CONFIG = `${REPO_ROOT}deploy/nats/dmcp-permissions.conf`;
+const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/fixtures/conformance-server.js`;
+/** The `everything` executor takes tool calls from its work queue (echo stays direct: agents call it). */
+const DURABLE = ["--delivery", "durable", "--direct-tools", "echo", "--max-deliver", "2", "--backoff", "100ms", "--ack-wait", "2s"];
 
 /** The users of the example, with the passwords this test gives them and their inbox prefixes. */
 const ROLES = {
   gateway: { user: "gateway", pass: "gateway-secret", variable: "DMCP_GATEWAY_PASSWORD" },
   executor: { user: "svc-everything", pass: "everything-secret", variable: "DMCP_SVC_EVERYTHING_PASSWORD" },
   agent: { user: "agent-planner", pass: "planner-secret", variable: "DMCP_AGENT_PLANNER_PASSWORD" },
+  /** The executor of service `conf` (the conformance fixture): the example's executor block, copied as its comment says. */
+  conf: { user: "svc-conf", pass: "conf-secret", variable: "DMCP_SVC_CONF_PASSWORD" },
+  /** The executor of service `fragile`, killed during a call's last attempt (copied the same way). */
+  fragile: { user: "svc-fragile", pass: "fragile-secret", variable: "DMCP_SVC_FRAGILE_PASSWORD" },
 } as const;
 type Role = keyof typeof ROLES;
 
@@ -88,12 +98,20 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   const serverLog: string[] = [];
   let gateway: Child & { url: string };
   let executor: Child;
+  let conf: Child;
   let agentBus: Bus;
   let planner: Agent;
   let client: RawMcpClient;
   const planned: ContextEvent[] = [];
   const raws: NatsConnection[] = [];
   const children: Child[] = [];
+
+  /**
+   * What the server refused the roles in their normal work: nothing but the executors' subscriptions
+   * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
+   */
+  const violations = () =>
+    serverLog.filter((line) => /Violation/.test(line) && !/User "svc-[a-z]+", Subject "\$JS\.EVENT\.ADVISORY\.CONSUMER\.MAX_DELIVERIES\.DMCP_WORK\.\*"/.test(line));
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
@@ -117,15 +135,19 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     // The example as it is, after the variables its passwords refer to (port and store come from flags).
     const variables = Object.values(ROLES).map(({ variable, pass }) => `${variable}: "${pass}"`);
     const config = join(dir, "nats.conf");
-    writeFileSync(config, `${variables.join("\n")}\n${readFileSync(EXAMPLE_CONFIG, "utf8")}`);
+    writeFileSync(config, `${variables.join("\n")}\n${withExecutorOf("fragile", withExecutorOf("conf", readFileSync(EXAMPLE_CONFIG, "utf8")))}`);
     const logger = pino({ level: "debug" }, { write: (line: string) => void serverLog.push(String(JSON.parse(line).msg)) });
     // DMCP_TEST_TRACE=FILE keeps the server's protocol trace: the subjects each user really used.
     nats = await startTestNats({ extraArgs: ["-c", config, ...(process.env.DMCP_TEST_TRACE ? ["-V"] : [])], logger });
 
     // Executor and agent start first, so that they create the registry bucket and the context stream
     // under their users; the gateway then sets the stream's limits under its own.
-    executor = await wrapFixtureStdio(nats.url, "everything", roleFlags("executor"));
+    executor = await wrapFixtureStdio(nats.url, "everything", [...roleFlags("executor"), ...DURABLE]);
     children.push(executor);
+    // The conformance fixture sends sampling, elicitation and roots requests to its clients.
+    conf = runDmcp(["wrap", "--name", "conf", "--nats", nats.url, "--heartbeat", "500", ...roleFlags("conf"), "--", process.execPath, CONFORMANCE_BIN, "--stdio"]);
+    children.push(conf);
+    await conf.waitFor(/executor serving/);
 
     const { user, pass } = ROLES.agent;
     agentBus = await connectBus({ servers: nats.url, name: "planner", logger: silentLogger(), user, pass, inboxPrefix: inboxPrefix("agent") });
@@ -144,7 +166,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
     await eventually(async () => {
       const names = await client.toolNames();
-      return names.includes("echo") && names.includes("plan");
+      return names.includes("echo") && names.includes("plan") && names.includes("test_sampling");
     }, 30_000);
   }, 90_000);
 
@@ -183,8 +205,90 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     expect(await status.exited).toBe(0);
 
     // Nothing the three roles did in their normal work was refused.
-    expect(serverLog.filter((line) => /Violation/.test(line))).toEqual([]);
+    expect(violations()).toEqual([]);
   });
+
+  it("answers durable calls through the work queue, and dead-letters a poison call, under the gateway's and executor's users", async () => {
+    const slept = (await client.result("tools/call", { name: "sleep", arguments: { ms: 20 } })) as CallResult;
+    expect(slept.content[0]?.text).toBe("slept 20");
+    const high = (await client.result("tools/call", { name: "sleep", arguments: { ms: 21 }, _meta: { "io.dmcp/priority": "high" } })) as CallResult;
+    expect(high.content[0]?.text).toBe("slept 21");
+    // `crash` kills the upstream on each of its 2 attempts: the executor dead-letters it.
+    const poison = await client.request("tools/call", { name: "crash", arguments: {} }, 60_000);
+    expect(poison.error?.code).toBe(-32030);
+    expect(poison.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, attempts: 2, last_error: { code: ErrorCode.UpstreamClosed } });
+    await eventually(() => executor.stderr.some((line) => line.includes("durable request dead-lettered")));
+    // The executor serves again after the crashes.
+    const again = (await client.result("tools/call", { name: "sleep", arguments: { ms: 22 } })) as CallResult;
+    expect(again.content[0]?.text).toBe("slept 22");
+    expect(violations()).toEqual([]);
+  }, 90_000);
+
+  it("runs an MCP task (2025-11-25): created, polled with tasks/get, listed, its result fetched", async () => {
+    const created = await client.result("tools/call", { name: "sleep", arguments: { ms: 300 }, task: { ttl: 60_000 } });
+    const task = created.task as { taskId: string; status: string };
+    expect(task.status).toBe("working");
+    const done = await eventually(async () => {
+      const polled = await client.result("tasks/get", { taskId: task.taskId });
+      return polled.status === "completed" ? polled : undefined;
+    }, 30_000, 100);
+    expect(done.taskId).toBe(task.taskId);
+    const listed = (await client.result("tasks/list")).tasks as { taskId: string }[];
+    expect(listed.map((entry) => entry.taskId)).toContain(task.taskId);
+    const result = (await client.result("tasks/result", { taskId: task.taskId })) as CallResult;
+    expect(result.content[0]?.text).toBe("slept 300");
+    expect(violations()).toEqual([]);
+  }, 60_000);
+
+  it("relays an upstream's sampling and elicitation requests to the client and its answers back (dmcp.v1.gw.<gateway>.session)", async () => {
+    const sdk = new Client({ name: "perms", version: "1.0.0" }, { capabilities: { sampling: {}, elicitation: { form: {} } } });
+    sdk.setRequestHandler("sampling/createMessage", (request) => ({
+      role: "assistant",
+      content: { type: "text", text: `sampled: ${JSON.stringify(request.params.messages[0]?.content)}` },
+      model: "test-model",
+    }));
+    sdk.setRequestHandler("elicitation/create", () => ({ action: "accept", content: { username: "perms-user", email: "perms@example.com" } }));
+    await sdk.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
+    try {
+      const sampled = await sdk.callTool({ name: "test_sampling", arguments: { prompt: "allowed?" } });
+      expect(JSON.stringify(sampled.content)).toContain("sampled:");
+      expect(JSON.stringify(sampled.content)).toContain("allowed?");
+      const elicited = await sdk.callTool({ name: "test_elicitation", arguments: { message: "who?" } });
+      expect(JSON.stringify(elicited.content)).toContain("perms-user");
+    } finally {
+      await sdk.close();
+    }
+    expect(violations()).toEqual([]);
+  }, 60_000);
+
+  it("dead-letters a call whose executor died on its last attempt: the gateway takes the max-deliveries advisory", async () => {
+    const fragile = await wrapFixtureStdio(nats.url, "fragile", [...roleFlags("fragile"), "--delivery", "durable", "--max-deliver", "1", "--ack-wait", "2s"]);
+    children.push(fragile);
+    // Its tools share names with `everything`'s, so the gateway names them by service.
+    const sleepTool = await eventually(async () => (await client.toolNames()).find((name) => name.startsWith("fragile") && name.endsWith("sleep")), 30_000);
+    const watcher = await rawConnection("gateway");
+    let busy = false;
+    watcher.nc.subscribe("dmcp.v1.hb.fragile.*", {
+      callback: (_err, msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (decoded.ok && (decoded.envelope.payload as { inflight?: number }).inflight) busy = true;
+      },
+    });
+    const call = client.request("tools/call", { name: sleepTool, arguments: { ms: 60_000 } }, 60_000);
+    await eventually(() => busy, 30_000);
+    fragile.kill("SIGKILL");
+    const response = await call;
+    expect(response.error?.code).toBe(-32030);
+    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, reason: "executor lost during the last attempt" });
+    await eventually(() => gateway.stderr.some((line) => line.includes("durable request dead-lettered")));
+
+    // A replacement with other settings updates the service's lane consumers (under the same user) and serves.
+    const replacement = await wrapFixtureStdio(nats.url, "fragile", [...roleFlags("fragile"), "--delivery", "durable", "--max-deliver", "3", "--ack-wait", "3s"]);
+    children.push(replacement);
+    const slept = (await client.result("tools/call", { name: sleepTool, arguments: { ms: 10 } })) as CallResult;
+    expect(slept.content[0]?.text).toBe("slept 10");
+    expect(violations()).toEqual([]);
+  }, 90_000);
 
   it("ships a server configuration that nats-server accepts, with the passwords from the environment", () => {
     const env = { ...process.env, ...Object.fromEntries(Object.values(ROLES).map(({ variable, pass }) => [variable, pass])) };
@@ -206,6 +310,20 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     raw.nc.publish("$KV.dmcp_registry.other.raw-1", "{}"); // a fake announcement for another service
     raw.nc.publish("dmcp.v1.req.everything", "{}"); // calling services is the gateway's job
     raw.nc.publish("dmcp.v1.ctx.plant.plans", "{}");
+    // Durable delivery: only its own lane consumers, with their own filters; no reads by sequence.
+    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal", "");
+    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-other-normal.dmcp.v1.work.other.normal", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.>", "{}"); // its own name, any filter
+    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal", "{}");
+    raw.nc.publish("$JS.API.STREAM.MSG.GET.DMCP_WORK", '{"seq":1}');
+    raw.nc.publish("$JS.API.STREAM.PURGE.DMCP_WORK", "");
+    raw.nc.publish("dmcp.v1.work.everything.normal", "{}"); // queueing calls is the gateway's job
+    raw.nc.publish("dmcp.v1.dead.other", "{}");
+    // The result store: no listing or watching it, no reads by sequence; the task records are not its business.
+    raw.nc.publish("$JS.API.CONSUMER.CREATE.KV_dmcp_results", "{}");
+    raw.nc.publish("$JS.API.STREAM.MSG.GET.KV_dmcp_results", '{"seq":1}');
+    raw.nc.publish("$KV.dmcp_tasks.forged", "{}");
+    await trySubscribe(raw, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*");
     await trySubscribe(raw, "dmcp.v1.req.other", "dmcp-other"); // another service's requests
     await trySubscribe(raw, "dmcp.v1.req.everything"); // its own requests outside the queue group
     await trySubscribe(raw, "dmcp.v1.req.everything", "stolen");
@@ -215,12 +333,44 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     await raw.refused("publish", "$KV.dmcp_registry.other.raw-1");
     await raw.refused("publish", "dmcp.v1.req.everything");
     await raw.refused("publish", "dmcp.v1.ctx.plant.plans");
+    for (const subject of [
+      "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-other-normal.dmcp.v1.work.other.normal",
+      "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.>",
+      "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal",
+      "$JS.API.STREAM.MSG.GET.DMCP_WORK",
+      "$JS.API.STREAM.PURGE.DMCP_WORK",
+      "dmcp.v1.work.everything.normal",
+      "dmcp.v1.dead.other",
+      "$JS.API.CONSUMER.CREATE.KV_dmcp_results",
+      "$JS.API.STREAM.MSG.GET.KV_dmcp_results",
+      "$KV.dmcp_tasks.forged",
+    ]) {
+      await raw.refused("publish", subject);
+    }
+    await raw.refused("subscription", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*");
     await raw.refused("subscription", "dmcp.v1.req.other");
     await raw.refused("subscription", "_INBOX.gateway.>");
     await raw.refused("subscription", "dmcp.v1.ctx.>");
     await eventually(() => raw.denied.filter((error) => error.subject === "dmcp.v1.req.everything" && error.operation === "subscription").length === 2);
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.hb.everything.raw-1");
     expect(raw.denied.map((error) => error.subject)).not.toContain("$SRV.PING.everything");
+    expect(raw.denied.map((error) => error.subject)).not.toContain("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal");
+  });
+
+  it("refuses another service's executor the work queue of `everything`", async () => {
+    const raw = await rawConnection("conf");
+    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-conf-high", "");
+    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-high", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal", "");
+    raw.nc.publish("$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0", "+TERM");
+    raw.nc.publish("dmcp.v1.dead.everything", "{}");
+    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal");
+    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-high");
+    await raw.refused("publish", "$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal");
+    await raw.refused("publish", "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0");
+    await raw.refused("publish", "dmcp.v1.dead.everything");
+    expect(raw.denied.map((error) => error.subject)).not.toContain("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-conf-high");
   });
 
   it("refuses the agent's user other services' requests, other topics and services it may not call", async () => {
@@ -234,12 +384,29 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     raw.nc.publish("dmcp.v1.req.other", "{}"); // a service it may not call
     raw.nc.publish("dmcp.v1.hb.everything.fake", "{}");
     raw.nc.publish("$JS.API.STREAM.DELETE.DMCP_CONTEXT", "");
+    // Durable delivery and tasks are the gateway's and executors' business: no answers, queued calls or task records.
+    raw.nc.publish("$KV.dmcp_results.forged", "{}");
+    raw.nc.publish("$JS.API.STREAM.CREATE.KV_dmcp_results", "{}");
+    raw.nc.publish("$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.forged", "");
+    raw.nc.publish("dmcp.v1.work.everything.normal", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
+    raw.nc.publish("$KV.dmcp_tasks.forged", "{}");
     await raw.refused("subscription", "dmcp.v1.req.>");
     await raw.refused("subscription", "dmcp.v1.req.everything");
     await raw.refused("publish", "dmcp.v1.ctx.plant.actions");
     await raw.refused("publish", "dmcp.v1.req.other");
     await raw.refused("publish", "dmcp.v1.hb.everything.fake");
     await raw.refused("publish", "$JS.API.STREAM.DELETE.DMCP_CONTEXT");
+    for (const subject of [
+      "$KV.dmcp_results.forged",
+      "$JS.API.STREAM.CREATE.KV_dmcp_results",
+      "$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.forged",
+      "dmcp.v1.work.everything.normal",
+      "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal",
+      "$KV.dmcp_tasks.forged",
+    ]) {
+      await raw.refused("publish", subject);
+    }
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.plant.plans");
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.>");
   });
@@ -250,10 +417,19 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     raw.nc.publish("dmcp.v1.hb.everything.fake", "{}");
     raw.nc.publish("$KV.dmcp_registry.everything.fake", "{}");
     raw.nc.publish("$JS.API.STREAM.DELETE.KV_dmcp_registry", "");
+    // Queueing calls, yes; taking them from an executor's queue or acknowledging them, no.
+    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.everything.normal", "{}");
+    raw.nc.publish("$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0", "+ACK");
+    raw.nc.publish("$JS.API.STREAM.DELETE.DMCP_WORK", "");
     await raw.refused("subscription", "dmcp.v1.req.everything");
     await raw.refused("publish", "dmcp.v1.hb.everything.fake");
     await raw.refused("publish", "$KV.dmcp_registry.everything.fake");
     await raw.refused("publish", "$JS.API.STREAM.DELETE.KV_dmcp_registry");
+    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal");
+    await raw.refused("publish", "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.everything.normal");
+    await raw.refused("publish", "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0");
+    await raw.refused("publish", "$JS.API.STREAM.DELETE.DMCP_WORK");
   });
 
   it("an executor under another service's user exits and says which subjects it may not use", async () => {
@@ -291,6 +467,18 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
 });
 
 /**
+ * The example config with an executor user for `service` added: the `svc-everything` block copied
+ * with the service's name in place of `everything`, as the example tells operators to do.
+ */
+function withExecutorOf(service: string, config: string): string {
+  const block = /\n    \{\n      user: svc-everything\n[\s\S]*?\n    \}\n/.exec(config)?.[0];
+  if (!block) throw new Error(`no svc-everything block in ${EXAMPLE_CONFIG}`);
+  const copy = block.replace(/everything/g, service).replace(/EVERYTHING/g, service.toUpperCase());
+  const end = config.lastIndexOf("  ]\n}");
+  return `${config.slice(0, end)}${copy}${config.slice(end)}`;
+}
+
+/**
  * The permissions of a user of the example config, read from its block (comments left out), so that
  * the JWT test below uses the very lists the example gives.
  */
@@ -306,6 +494,9 @@ function examplePermissions(user: string): { pub: string[]; sub: string[] } {
   };
   return { pub: list("publish"), sub: list("subscribe") };
 }
+
+/** The tags of an executor's user under the templated role key: its service, and its work queue's consumers. */
+const EXECUTOR_TAGS = (service: string) => [`service:${service}`, `work-normal:dmcp-work-${service}-normal`, `work-high:dmcp-work-${service}-high`];
 
 const NO_LIMITS: OperatorLimits = {
   subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1,
@@ -341,8 +532,14 @@ describe("NATS JWT accounts: creds files, and executors' permissions from one te
     // every user this key signs may serve only the service its `service:` tag names.
     const example = examplePermissions("svc-everything");
     // Templates fill whole subject tokens and leave queue names alone: the template allows the
-    // service's request subject in any queue group (the config file can also name the group).
-    const template = (entry: string) => entry.split(" ")[0]!.replace("svc-everything", "{{name()}}").replace(/\beverything\b/g, "{{tag(service)}}");
+    // service's request subject in any queue group (the config file can also name the group). The
+    // work queue's consumer names hold the service inside a token, so they come from tags of their own.
+    const template = (entry: string) =>
+      entry
+        .split(" ")[0]!
+        .replace("svc-everything", "{{name()}}")
+        .replace(/dmcp-work-everything-(normal|high)/g, "{{tag(work-$1)}}")
+        .replace(/\beverything\b/g, "{{tag(service)}}");
     const executorRole = newScopedSigner(executorSigner, "executor", {
       pub: { allow: example.pub.map(template) },
       sub: { allow: example.sub.map(template) },
@@ -373,16 +570,22 @@ describe("NATS JWT accounts: creds files, and executors' permissions from one te
 
   it("runs the gateway with --nats-creds and an executor whose creds a templated role key signed", async () => {
     const gatewayCreds = await credsFile("gateway");
-    const executorCreds = await credsFile("svc-everything", { scoped: true, tags: ["service:everything"] });
-    const executor = await wrapFixtureStdio(nats.url, "everything", ["--nats-creds", executorCreds, "--nats-inbox-prefix", "_INBOX.svc-everything"]);
+    const executorCreds = await credsFile("svc-everything", { scoped: true, tags: EXECUTOR_TAGS("everything") });
+    const executor = await wrapFixtureStdio(nats.url, "everything", ["--nats-creds", executorCreds, "--nats-inbox-prefix", "_INBOX.svc-everything", ...DURABLE]);
     children.push(executor);
-    const gateway = await startGatewayHttp(nats.url, ["--nats-creds", gatewayCreds]);
+    // Its inbox prefix is the one the executors' permissions name: durable answers go to the gateway's reply_to.
+    const gateway = await startGatewayHttp(nats.url, ["--nats-creds", gatewayCreds, "--nats-inbox-prefix", "_INBOX.gateway"]);
     children.push(gateway);
     const client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
     try {
       await eventually(async () => (await client.toolNames()).includes("echo"), 30_000);
       const echo = (await client.result("tools/call", { name: "echo", arguments: { text: "over jwt" } })) as CallResult;
       expect(echo.content[0]?.text).toContain("over jwt");
+      // A durable call: the executor's lane consumers, acknowledgements and result store, from the template.
+      const slept = (await client.result("tools/call", { name: "sleep", arguments: { ms: 20 } })) as CallResult;
+      expect(slept.content[0]?.text).toBe("slept 20");
+      // Nothing refused but the advisories the example leaves to gateways (the answer was not read back from the store).
+      expect(executor.stderr.filter((line) => /denied/.test(line) && !line.includes("MAX_DELIVERIES"))).toEqual([]);
     } finally {
       await client.close();
     }
@@ -394,7 +597,9 @@ describe("NATS JWT accounts: creds files, and executors' permissions from one te
     nc.publish("dmcp.v1.hb.everything.x", "{}");
     nc.subscribe("dmcp.v1.req.other", { queue: "dmcp-other", callback: () => undefined });
     nc.publish("dmcp.v1.hb.other.x", "{}");
+    nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal", "{}");
     await raw.refused("subscription", "dmcp.v1.req.other");
+    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal");
     await raw.refused("publish", "dmcp.v1.hb.other.x");
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.hb.everything.x");
   });
