@@ -31,29 +31,35 @@ function parseEvents(text: string): SseEvent[] {
     });
 }
 
+/** Opens a 2025-11-25 session on the gateway and returns the headers of its requests. */
+async function openSession(url: string): Promise<() => Record<string, string>> {
+  const init = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-resume", version: "1" } } }),
+  });
+  const session = init.headers.get("mcp-session-id")!;
+  await init.text();
+  const headers = () => ({ "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25" });
+  await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await eventually(async () => {
+    const listed = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
+    return (await listed.text()).includes('"progress"');
+  });
+  return headers;
+}
+
 describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
   let nats: EmbeddedNats;
   let executor: Child;
   let gateway: Child & { url: string };
-  let session: string;
-  const headers = () => ({ "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25" });
+  let headers: () => Record<string, string>;
 
   beforeAll(async () => {
     nats = await startTestNats();
     executor = await wrapFixtureStdio(nats.url, "legacy");
     gateway = await startGatewayHttp(nats.url);
-    const init = await fetch(gateway.url, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-resume", version: "1" } } }),
-    });
-    session = init.headers.get("mcp-session-id")!;
-    await init.text();
-    await (await fetch(gateway.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
-    await eventually(async () => {
-      const listed = await fetch(gateway.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
-      return (await listed.text()).includes('"progress"');
-    });
+    headers = await openSession(gateway.url);
   }, 60_000);
 
   afterAll(async () => {
@@ -88,5 +94,43 @@ describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
     const replayed = parseEvents(text).filter((event) => event.data !== "");
     expect(replayed.map((event) => event.id)).toEqual(messages.map((event) => event.id));
     expect(JSON.parse(replayed.at(-1)!.data)).toMatchObject({ id: 2, result: { content: expect.any(Array) } });
+  });
+});
+
+describe("SSE polling of long calls (dmcp gateway --sse-poll)", () => {
+  let nats: EmbeddedNats;
+  let executor: Child;
+  let gateway: Child & { url: string };
+  let headers: () => Record<string, string>;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    executor = await wrapFixtureStdio(nats.url, "legacy");
+    gateway = await startGatewayHttp(nats.url, ["--sse-poll", "200"]);
+    headers = await openSession(gateway.url);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
+    await nats?.stop();
+  });
+
+  it("closes a long call's stream before the answer, and the client polling with Last-Event-ID gets the answer", async () => {
+    const call = { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "sleep", arguments: { ms: 1500 } } };
+    const response = await fetch(gateway.url, { method: "POST", headers: headers(), body: JSON.stringify(call) });
+    const first = parseEvents(await response.text());
+    expect(first[0]).toMatchObject({ data: "", retry: "1000" });
+    expect(first.some((event) => event.data.includes('"result"'))).toBe(false);
+    // Poll as a client does: reconnect from the last event seen until the answer comes.
+    let lastId = first.at(-1)!.id!;
+    let answer: SseEvent | undefined;
+    for (let polls = 0; !answer && polls < 50; polls++) {
+      const resumed = await fetch(gateway.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": lastId } });
+      expect(resumed.status).toBe(200);
+      const events = parseEvents(await resumed.text());
+      lastId = events.filter((event) => event.id).at(-1)?.id ?? lastId;
+      answer = events.find((event) => event.data.includes('"result"'));
+    }
+    expect(JSON.parse(answer!.data)).toMatchObject({ id: 7, result: { content: [{ text: "slept 1500" }] } });
   });
 });

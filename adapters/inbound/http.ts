@@ -17,6 +17,7 @@ import { allowsOrigin, cors } from "./cors.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { MemoryEventStore } from "./event-store.js";
 import { HttpSessionTransport } from "./session-transport.js";
+import { pollLongCalls } from "./sse-poll.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -30,6 +31,8 @@ export interface HttpServeOptions {
   sessionIdleMs?: number;
   /** Answer POSTs with plain JSON instead of an SSE stream: faster, but no in-call notifications. */
   jsonResponses?: boolean;
+  /** Close a call's SSE stream once it has waited this many ms for its answer, for the client to resume it (SSE polling); never without it. */
+  ssePollMs?: number | undefined;
   logger: Logger;
   /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
   dashboard?: GatewayMonitor | undefined;
@@ -176,6 +179,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     // Registered under its id by onsessioninitialized, which runs during handleRequest below.
     const entry: HttpSession = { transport, lastUsed: Date.now() };
     const session = await gateway.connect(transport, "http", identityOf(req));
+    if (options.ssePollMs) pollLongCalls(transport, options.ssePollMs);
     entry.session = session;
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);

@@ -11,6 +11,12 @@ import type { TargetName } from "./target-names.js";
 
 const FIXTURE = join(ROOT, "dist", "test", "fixtures", "conformance-server.js");
 const SERVICE = "conformance";
+/**
+ * The gateway polls long calls' SSE streams (`--sse-poll`): every call of the suite that runs longer
+ * than this is cut and resumed with Last-Event-ID, and a stdio upstream (which has no stream of its
+ * own to close) gets the server-sse-polling behaviour from the gateway.
+ */
+export const GATEWAY_FLAGS = ["--sse-poll", "250"];
 
 export interface RunningTarget {
   name: TargetName;
@@ -33,7 +39,7 @@ export async function startTarget(name: TargetName, fixture: { url: string }): P
   const upstream = name === "http" ? ["--url", fixture.url] : ["--", NODE, FIXTURE, "--stdio"];
   const wrap = new Child(`dmcp wrap (${name} upstream)`, NODE, [DMCP, "wrap", "--name", SERVICE, "--nats", nats.url, ...upstream]);
   await wrap.waitForLine(/executor serving/);
-  const gateway = await startGateway(nats.url);
+  const gateway = await startGateway(nats.url, GATEWAY_FLAGS);
   await waitUntilServed(gateway.url);
   const children = [wrap, gateway.child];
   return {

@@ -29,6 +29,7 @@ export interface GatewayServeOptions {
   dashboard?: boolean | undefined;
   /** Plain JSON answers on the HTTP gateway (no in-call notifications such as progress). */
   jsonResponses?: boolean | undefined;
+  ssePollMs?: number | undefined;
   /** Authentication of the HTTP gateway. */
   auth?: HttpServeOptions["auth"];
   /** Per-client request rate of the HTTP gateway. */
@@ -72,7 +73,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
       : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
+  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, ssePollMs: options.ssePollMs, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

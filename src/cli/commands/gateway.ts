@@ -25,6 +25,9 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         only, no payloads; like /mcp, anyone who can reach the port can open it)
   --json-responses      with --http: answer with plain JSON instead of SSE streams; faster, but
                         progress notifications of a call do not reach HTTP clients
+  --sse-poll MS         with --http: close the SSE stream of a call still waiting for its answer
+                        after MS, once; the client resumes it with Last-Event-ID and gets the answer
+                        there (SSE polling, SEP-1699; 2025-11-25 clients). Default: streams stay open
   --auth-tokens FILE    with --http: require a bearer token from FILE (lines name:token; the
                         name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...)
   --jwt-jwks URL        with --http: accept JWTs signed by a key of this JWKS
@@ -75,6 +78,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
     "json-responses": { type: "boolean" },
+    "sse-poll": { type: "string" },
     "auth-tokens": { type: "string" },
     "jwt-jwks": { type: "string" },
     "jwt-public-key": { type: "string" },
@@ -115,6 +119,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
     jsonResponses: values["json-responses"] ?? false,
+    ssePollMs: parsePositiveInt(values["sse-poll"], "--sse-poll"),
     auth,
     rateLimit: rateLimitFlag(values["rate-limit"]),
     dashboard: values.dashboard ?? false,
