@@ -49,23 +49,28 @@ async function openSession(url: string): Promise<() => Record<string, string>> {
   return headers;
 }
 
-describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
+/** A nats-server, the fixture wrapped as `legacy`, a gateway with `gatewayFlags`, and an open session on it, for the describe block that calls it. */
+function gatewayWithSession(gatewayFlags: string[] = []) {
   let nats: EmbeddedNats;
   let executor: Child;
   let gateway: Child & { url: string };
   let headers: () => Record<string, string>;
-
   beforeAll(async () => {
     nats = await startTestNats();
     executor = await wrapFixtureStdio(nats.url, "legacy");
-    gateway = await startGatewayHttp(nats.url);
+    gateway = await startGatewayHttp(nats.url, gatewayFlags);
     headers = await openSession(gateway.url);
   }, 60_000);
-
   afterAll(async () => {
     await Promise.allSettled([gateway?.stop(), executor?.stop()]);
     await nats?.stop();
   });
+  return { get url() { return gateway.url; }, headers: () => headers() };
+}
+
+describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
+  const gateway = gatewayWithSession();
+  const headers = () => gateway.headers();
 
   it("primes each POST stream with an event id and a retry hint, and replays it after Last-Event-ID", async () => {
     const call = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "progress", arguments: { steps: 2 }, _meta: { progressToken: "t" } } };
@@ -98,22 +103,8 @@ describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
 });
 
 describe("SSE polling of long calls (dmcp gateway --sse-poll)", () => {
-  let nats: EmbeddedNats;
-  let executor: Child;
-  let gateway: Child & { url: string };
-  let headers: () => Record<string, string>;
-
-  beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "legacy");
-    gateway = await startGatewayHttp(nats.url, ["--sse-poll", "200"]);
-    headers = await openSession(gateway.url);
-  }, 60_000);
-
-  afterAll(async () => {
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
-  });
+  const gateway = gatewayWithSession(["--sse-poll", "200"]);
+  const headers = () => gateway.headers();
 
   it("closes a long call's stream before the answer, and the client polling with Last-Event-ID gets the answer", async () => {
     const call = { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "sleep", arguments: { ms: 1500 } } };
