@@ -222,6 +222,10 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     const again = (await client.result("tools/call", { name: "sleep", arguments: { ms: 22 } })) as CallResult;
     expect(again.content[0]?.text).toBe("slept 22");
     expect(violations()).toEqual([]);
+    // The advisory subscription the example refuses executors is expected: said at info, not as an error.
+    const advisoryDenials = executor.stderr.filter((line) => line.includes("MAX_DELIVERIES"));
+    expect(advisoryDenials.some((line) => line.includes("gateways take them") && line.includes('"level":30'))).toBe(true);
+    expect(advisoryDenials.some((line) => line.includes('"level":50'))).toBe(false);
   }, 90_000);
 
   it("runs an MCP task (2025-11-25): created, polled with tasks/get, listed, its result fetched", async () => {

@@ -2,8 +2,11 @@
 import type { OutcomeClass } from "./tally.js";
 import type { RpcMessage } from "./mcp-peers.js";
 
-/** The client notifications the gateway acts on; every other notification, and every response, it drops (and counts). */
-const HANDLED_NOTIFICATIONS = new Set(["notifications/initialized", "notifications/cancelled"]);
+/**
+ * The client notifications the gateway acts on (roots/list_changed: passed on to the session's upstream
+ * sessions); every other notification, and every response, it drops (and counts).
+ */
+const HANDLED_NOTIFICATIONS = new Set(["notifications/initialized", "notifications/cancelled", "notifications/roots/list_changed"]);
 
 /** The outcome of a notification or response that the transport handed to the gateway. */
 export function notificationOutcome(message: RpcMessage): { class: OutcomeClass; kind: string } {

@@ -80,6 +80,8 @@ export interface Bus {
   onReconnect(listener: () => void): void;
   /** Called each time the server refuses a publish or a subscription for lack of permission. */
   onPermissionDenied(listener: (denial: PermissionDenial) => void): void;
+  /** A refusal of this subject is expected where permissions are tight: logged once at info, saying `why`, not as an error. */
+  tolerateDenial(subject: string, why: string): void;
   /** Tells of a received message dropped unanswered because it is invalid, so that it is counted (see instrumentBus). */
   dropped(subject: DroppedSubject, reason: string): void;
   onDropped(listener: (subject: DroppedSubject, reason: string) => void): void;
@@ -123,7 +125,8 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
   const reconnectListeners: (() => void)[] = [];
   const denialListeners: ((denial: PermissionDenial) => void)[] = [];
   const dropListeners: ((subject: DroppedSubject, reason: string) => void)[] = [];
-  const reportDenial = denialReporter(logger);
+  const tolerated = new Map<string, string>();
+  const reportDenial = denialReporter(logger, tolerated);
   void (async () => {
     for await (const status of nc.status()) {
       switch (status.type) {
@@ -163,6 +166,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
     onDisconnect: (listener) => void disconnectListeners.push(listener),
     onReconnect: (listener) => void reconnectListeners.push(listener),
     onPermissionDenied: (listener) => void denialListeners.push(listener),
+    tolerateDenial: (subject, why) => void tolerated.set(subject, why),
     dropped: (subject, reason) => {
       for (const listener of dropListeners) listener(subject, reason);
     },
@@ -206,9 +210,9 @@ const MAX_REPORTED_DENIALS = 1000;
 
 /**
  * Logs each refused subject once as an error (a heartbeat refused every two seconds would flood the
- * log), and again at debug level.
+ * log), or at info with its reason when the refusal is tolerated, and again at debug level.
  */
-function denialReporter(logger: Logger): (denial: PermissionDenial) => void {
+function denialReporter(logger: Logger, tolerated: ReadonlyMap<string, string>): (denial: PermissionDenial) => void {
   const reported = new Set<string>();
   return (denial) => {
     const key = `${denial.operation} ${denial.subject} ${denial.queue ?? ""}`;
@@ -216,6 +220,11 @@ function denialReporter(logger: Logger): (denial: PermissionDenial) => void {
     if (first) {
       if (reported.size >= MAX_REPORTED_DENIALS) reported.clear();
       reported.add(key);
+    }
+    const why = tolerated.get(denial.subject);
+    if (why !== undefined) {
+      logger[first ? "info" : "debug"](denial, `the NATS server denied ${denial.subject}: ${why}`);
+      return;
     }
     logger[first ? "error" : "debug"](
       denial,

@@ -18,6 +18,7 @@ import {
   ErrorCode,
   PRIORITY_LANES,
   salvageIds,
+  subjects,
   WORK_STREAM,
   workConsumer,
   type PriorityLane,
@@ -117,6 +118,10 @@ export class DurableWorker {
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
     this.results = await ResultStore.open(bus, settings.resultTtlMs);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
+    bus.tolerateDenial(
+      subjects.maxDeliveriesAdvisory(),
+      "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)",
+    );
     this.deadLetters.watch();
     for (const lane of PRIORITY_LANES) this.loops.push(this.consume(lane));
     this.options.logger.info({ server: this.features.version, ...settings }, "taking durable requests");
