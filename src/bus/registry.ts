@@ -216,12 +216,14 @@ export class RegistryView {
 
   /** Watches the bucket; resolves (to a promise of the initial load) once the watch is set up. */
   private async watch(kv: KV): Promise<Promise<void>> {
+    // How many entries the bucket holds (one message per key): the watch delivers each of them first.
+    // (The iterator's own pending count is what it has buffered so far, often none yet.)
+    const stored = (await kv.status()).values;
     const iterator = await kv.watch({ key: ">" });
     this.watcher = iterator;
     let markInitialDone: () => void = () => undefined;
     const initialDone = new Promise<void>((resolve) => (markInitialDone = resolve));
-    const pending = iterator.getPending();
-    if (pending === 0) markInitialDone();
+    if (stored === 0) markInitialDone();
     let seen = 0;
     void (async () => {
       for await (const entry of iterator) {
@@ -232,8 +234,7 @@ export class RegistryView {
           this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
         }
         seen++;
-        if (!entry.isUpdate && seen >= pending) markInitialDone();
-        if (entry.isUpdate) markInitialDone();
+        if (seen >= stored || entry.isUpdate) markInitialDone();
       }
       markInitialDone();
     })().catch((err: unknown) => this.bus.logger.warn({ err }, "registry watch ended"));
