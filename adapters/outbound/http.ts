@@ -3,7 +3,7 @@
  * transport when the server does not take a Streamable HTTP POST (it answers 4xx other than 401/403).
  */
 import { SSEClientTransport } from "@modelcontextprotocol/client";
-import { CLIENT_INFO, McpUpstream, type UpstreamConnector } from "../../src/executor/index.js";
+import { CLIENT_INFO, McpUpstream, sessionOrStateless, type UpstreamConnector } from "../../src/executor/index.js";
 import type { Logger } from "../../src/util/logger.js";
 import { HttpStatusError, StreamableHttpClientTransport } from "./streamable-http.js";
 
@@ -19,6 +19,7 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
   const requestInit = { headers: spec.headers ?? {} };
   const mode = spec.transport ?? "auto";
   let useSse = mode === "sse";
+  const connectStreamable = sessionOrStateless((logger) => new McpUpstream(new StreamableHttpClientTransport(url, spec.headers), logger));
   return {
     // Shown in logs, announcements and $SRV metadata: never the URL's credentials or query (tokens).
     get description() {
@@ -26,12 +27,9 @@ export function httpConnector(spec: HttpServerSpec): UpstreamConnector {
     },
     async connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream> {
       if (!useSse) {
-        const upstream = new McpUpstream(new StreamableHttpClientTransport(url, spec.headers), logger);
         try {
-          await upstream.connect(CLIENT_INFO, capabilities);
-          return upstream;
+          return await connectStreamable(logger, capabilities);
         } catch (err) {
-          await upstream.close();
           if (mode !== "auto" || !looksLikeLegacyServer(err)) throw err;
           logger.info({ url: url.href }, "server does not speak Streamable HTTP; falling back to legacy SSE");
           useSse = true;

@@ -2,7 +2,7 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
-import { CLIENT_INFO, McpUpstream, type UpstreamConnector } from "../../src/executor/index.js";
+import { CLIENT_INFO, McpUpstream, sessionOrStateless, type UpstreamConnector } from "../../src/executor/index.js";
 import type { Logger } from "../../src/util/logger.js";
 
 export interface StdioServerSpec {
@@ -28,12 +28,12 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
     forwardStderr(transport.stderr as Readable | null, logger);
     return { transport, upstream: new McpUpstream(transport, logger) };
   };
+  const connect = sessionOrStateless((logger) => spawn(logger).upstream);
   return {
     description,
     async connect(logger: Logger, capabilities?: Record<string, unknown>): Promise<McpUpstream> {
-      const { transport, upstream } = spawn(logger);
-      await upstream.connect(CLIENT_INFO, capabilities);
-      logger.debug({ pid: transport.pid }, "upstream child started");
+      const upstream = await connect(logger, capabilities);
+      logger.debug("upstream child started");
       return upstream;
     },
     // A child of its own: the SDK's stdio server pins a connection to the revision of its first message.

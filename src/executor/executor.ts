@@ -21,10 +21,11 @@ import { audited, withCallerMeta } from "./caller.js";
 import { DurableWorker } from "../bus/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
-import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
+import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, requestedVersion, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
 import type { McpUpstream, UpstreamInfo } from "./upstream.js";
 import { UpstreamSessions } from "./sessions.js";
 import { StatelessLane } from "./stateless-lane.js";
+import { inputWithoutSession, isInputRequired } from "./input-rounds.js";
 import { ownStatelessMeta, UpstreamListen } from "./upstream-listen.js";
 
 export interface ExecutorOptions {
@@ -109,7 +110,14 @@ export class Executor {
         }
         // Nothing to close or tell in the shared session.
         if (request.payload.method === SESSION_CLOSE_METHOD || RELAYED_CLIENT_NOTIFICATIONS.has(request.payload.method)) return Promise.resolve({}).finally(release);
-        return this.supervisor.request(request.payload.method, traced, upstreamOptions).finally(release);
+        return this.supervisor
+          .request(request.payload.method, traced, upstreamOptions)
+          .then((result) => {
+            // A 2025 caller cannot answer an input_required result, and here there is no client session to ask.
+            if (isInputRequired(result) && requestedVersion(params) === undefined) throw inputWithoutSession();
+            return result;
+          })
+          .finally(release);
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     const measured: RequestHandler = metrics

@@ -20,6 +20,7 @@ import {
 import type { Logger } from "../util/logger.js";
 import type { UpstreamConnector } from "./connector.js";
 import type { McpUpstream, UpstreamRequestOptions } from "./upstream.js";
+import { completeInputRounds, isInputRequired } from "./input-rounds.js";
 
 /** Closes an upstream session whose client session sent nothing for this long. */
 export const DEFAULT_SESSION_IDLE_MS = 10 * 60_000;
@@ -111,7 +112,14 @@ export class UpstreamSessions {
     const running: RunningCall = { ...call, deadline: Date.now() + options.timeoutMs };
     session.calls.push(running);
     try {
-      return await upstream.request(request.payload.method, params, options);
+      const result = await upstream.request(request.payload.method, params, options);
+      // An upstream that serves 2026-07-28 only asks for input in its result: this 2025 client is asked.
+      if (!isInputRequired(result)) return result;
+      return await completeInputRounds(
+        result,
+        (method, input) => this.relayRequest(session, method, input),
+        (input) => upstream.request(request.payload.method, { ...params, ...input }, options),
+      );
     } finally {
       session.calls.splice(session.calls.indexOf(running), 1);
       this.touch(session);

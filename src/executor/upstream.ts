@@ -136,7 +136,17 @@ export class McpUpstream {
    * requests, each with its own client capabilities, and the server answers them as such (over stdio
    * the SDK server pins a connection to the revision of its first request, here `server/discover`).
    */
-  async connectStateless(clientInfo: { name: string; version: string }, timeoutMs = 10_000): Promise<UpstreamInfo> {
+  async connectStateless(
+    clientInfo: { name: string; version: string },
+    options: {
+      timeoutMs?: number;
+      /** The client capabilities its requests declare (a client session's own; none by default). */
+      capabilities?: Record<string, unknown> | undefined;
+      /** Keep a listen stream open for list changes (off where the executor listens by itself). */
+      listen?: boolean;
+    } = {},
+  ): Promise<UpstreamInfo> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
     await this.transport.start();
     const result = await this.discover(clientInfo, timeoutMs).catch((err: unknown) => {
       if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
@@ -149,8 +159,8 @@ export class McpUpstream {
       await this.close();
       throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream serves none of the stateless protocol versions ${STATELESS_PROTOCOL_VERSIONS.join(", ")}`);
     }
-    this.statelessMeta = statelessEnvelope(statelessVersions[0]!, clientInfo);
-    await this.listenForListChanges();
+    this.statelessMeta = statelessEnvelope(statelessVersions[0]!, clientInfo, options.capabilities);
+    if (options.listen ?? true) await this.listenForListChanges();
     this.info = {
       protocolVersion: statelessVersions[0]!,
       statelessVersions,
@@ -338,9 +348,34 @@ interface RequestNotificationHook {
   onrequestnotification?: (requestId: string | number, message: JSONRPCMessage) => boolean;
 }
 
-/** The per-request `_meta` of the executor's own stateless requests (it declares no client capabilities). */
-function statelessEnvelope(version: string, clientInfo: { name: string; version: string }): Record<string, unknown> {
-  return { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: {} };
+/** The per-request `_meta` of the executor's own stateless requests (no client capabilities unless given). */
+function statelessEnvelope(version: string, clientInfo: { name: string; version: string }, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
+  return { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: capabilities };
+}
+
+/**
+ * Whether `initialize` was refused because the server speaks only stateless revisions (MCP 2026-07-28
+ * servers built without 2025 support answer it -32022, naming the versions they serve).
+ */
+export function refusedSessions(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e !== undefined && depth < 6; e = e instanceof Error ? e.cause : undefined, depth++) {
+    if (e instanceof DmcpError && e.jsonrpcCode === UNSUPPORTED_PROTOCOL_VERSION) return true;
+    const body = (e as { body?: unknown } | undefined)?.body;
+    if (typeof body === "string" && jsonRpcErrorCode(body) === UNSUPPORTED_PROTOCOL_VERSION) return true;
+  }
+  return false;
+}
+
+/** MCP 2026-07-28's code for a protocol version the server does not serve. */
+const UNSUPPORTED_PROTOCOL_VERSION = -32022;
+
+function jsonRpcErrorCode(text: string): number | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === "number" ? code : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The stateless revisions this executor knows that a `server/discover` result names. */
