@@ -76,10 +76,14 @@ interface RawConnection {
   denied: PermissionViolationError[];
   /** Resolves once the server has refused `operation` on `subject`. */
   refused(operation: "publish" | "subscription", subject: string): Promise<PermissionViolationError>;
+  /** Publishes to each subject and resolves once the server has refused every one. */
+  refusesPublishing(subjects: string[]): Promise<void>;
 }
 
 function recordingDenials(nc: NatsConnection): RawConnection {
   const denied: PermissionViolationError[] = [];
+  const refused: RawConnection["refused"] = (operation, subject) =>
+    eventually(() => denied.find((error) => error.operation === operation && error.subject === subject), 10_000, 25);
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "error" && status.error instanceof PermissionViolationError) denied.push(status.error);
@@ -88,7 +92,11 @@ function recordingDenials(nc: NatsConnection): RawConnection {
   return {
     nc,
     denied,
-    refused: (operation, subject) => eventually(() => denied.find((error) => error.operation === operation && error.subject === subject), 10_000, 25),
+    refused,
+    async refusesPublishing(subjects) {
+      for (const subject of subjects) nc.publish(subject, "{}");
+      for (const subject of subjects) await refused("publish", subject);
+    },
   };
 }
 
@@ -310,47 +318,31 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     await trySubscribe(raw, "dmcp.v1.req.everything", "dmcp-everything");
     await trySubscribe(raw, "$SRV.PING.everything");
 
-    raw.nc.publish("dmcp.v1.hb.other.raw-1", "{}"); // a fake heartbeat for another service
-    raw.nc.publish("$KV.dmcp_registry.other.raw-1", "{}"); // a fake announcement for another service
-    raw.nc.publish("dmcp.v1.req.everything", "{}"); // calling services is the gateway's job
-    raw.nc.publish("dmcp.v1.ctx.plant.plans", "{}");
-    // Durable delivery: only its own lane consumers, with their own filters; no reads by sequence.
-    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal", "");
-    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-other-normal.dmcp.v1.work.other.normal", "{}");
-    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.>", "{}"); // its own name, any filter
-    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal", "{}");
-    raw.nc.publish("$JS.API.STREAM.MSG.GET.DMCP_WORK", '{"seq":1}');
-    raw.nc.publish("$JS.API.STREAM.PURGE.DMCP_WORK", "");
-    raw.nc.publish("dmcp.v1.work.everything.normal", "{}"); // queueing calls is the gateway's job
-    raw.nc.publish("dmcp.v1.dead.other", "{}");
-    // The result store: no listing or watching it, no reads by sequence; the task records are not its business.
-    raw.nc.publish("$JS.API.CONSUMER.CREATE.KV_dmcp_results", "{}");
-    raw.nc.publish("$JS.API.STREAM.MSG.GET.KV_dmcp_results", '{"seq":1}');
-    raw.nc.publish("$KV.dmcp_tasks.forged", "{}");
+    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal", ""); // its own lane consumer: allowed
     await trySubscribe(raw, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*");
     await trySubscribe(raw, "dmcp.v1.req.other", "dmcp-other"); // another service's requests
     await trySubscribe(raw, "dmcp.v1.req.everything"); // its own requests outside the queue group
     await trySubscribe(raw, "dmcp.v1.req.everything", "stolen");
     await trySubscribe(raw, "_INBOX.gateway.>"); // the gateway's replies
     await trySubscribe(raw, "dmcp.v1.ctx.>");
-    await raw.refused("publish", "dmcp.v1.hb.other.raw-1");
-    await raw.refused("publish", "$KV.dmcp_registry.other.raw-1");
-    await raw.refused("publish", "dmcp.v1.req.everything");
-    await raw.refused("publish", "dmcp.v1.ctx.plant.plans");
-    for (const subject of [
+    await raw.refusesPublishing([
+      "dmcp.v1.hb.other.raw-1", // a fake heartbeat for another service
+      "$KV.dmcp_registry.other.raw-1", // a fake announcement for another service
+      "dmcp.v1.req.everything", // calling services is the gateway's job
+      "dmcp.v1.ctx.plant.plans",
+      // Durable delivery: only its own lane consumers, with their own filters; no reads by sequence.
       "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-other-normal.dmcp.v1.work.other.normal",
-      "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.>",
+      "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.>", // its own name, any filter
       "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal",
       "$JS.API.STREAM.MSG.GET.DMCP_WORK",
       "$JS.API.STREAM.PURGE.DMCP_WORK",
-      "dmcp.v1.work.everything.normal",
+      "dmcp.v1.work.everything.normal", // queueing calls is the gateway's job
       "dmcp.v1.dead.other",
+      // The result store: no listing or watching it, no reads by sequence; the task records are not its business.
       "$JS.API.CONSUMER.CREATE.KV_dmcp_results",
       "$JS.API.STREAM.MSG.GET.KV_dmcp_results",
       "$KV.dmcp_tasks.forged",
-    ]) {
-      await raw.refused("publish", subject);
-    }
+    ]);
     await raw.refused("subscription", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*");
     await raw.refused("subscription", "dmcp.v1.req.other");
     await raw.refused("subscription", "_INBOX.gateway.>");
@@ -364,16 +356,13 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   it("refuses another service's executor the work queue of `everything`", async () => {
     const raw = await rawConnection("conf");
     raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-conf-high", "");
-    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
-    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-high", "{}");
-    raw.nc.publish("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal", "");
-    raw.nc.publish("$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0", "+TERM");
-    raw.nc.publish("dmcp.v1.dead.everything", "{}");
-    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal");
-    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-high");
-    await raw.refused("publish", "$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal");
-    await raw.refused("publish", "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0");
-    await raw.refused("publish", "dmcp.v1.dead.everything");
+    await raw.refusesPublishing([
+      "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal",
+      "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-high",
+      "$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-everything-normal",
+      "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0",
+      "dmcp.v1.dead.everything",
+    ]);
     expect(raw.denied.map((error) => error.subject)).not.toContain("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-conf-high");
   });
 
@@ -384,33 +373,21 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
 
     await trySubscribe(raw, "dmcp.v1.req.>");
     await trySubscribe(raw, "dmcp.v1.req.everything", "dmcp-everything");
-    raw.nc.publish("dmcp.v1.ctx.plant.actions", "{}"); // a topic it does not own
-    raw.nc.publish("dmcp.v1.req.other", "{}"); // a service it may not call
-    raw.nc.publish("dmcp.v1.hb.everything.fake", "{}");
-    raw.nc.publish("$JS.API.STREAM.DELETE.DMCP_CONTEXT", "");
-    // Durable delivery and tasks are the gateway's and executors' business: no answers, queued calls or task records.
-    raw.nc.publish("$KV.dmcp_results.forged", "{}");
-    raw.nc.publish("$JS.API.STREAM.CREATE.KV_dmcp_results", "{}");
-    raw.nc.publish("$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.forged", "");
-    raw.nc.publish("dmcp.v1.work.everything.normal", "{}");
-    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
-    raw.nc.publish("$KV.dmcp_tasks.forged", "{}");
     await raw.refused("subscription", "dmcp.v1.req.>");
     await raw.refused("subscription", "dmcp.v1.req.everything");
-    await raw.refused("publish", "dmcp.v1.ctx.plant.actions");
-    await raw.refused("publish", "dmcp.v1.req.other");
-    await raw.refused("publish", "dmcp.v1.hb.everything.fake");
-    await raw.refused("publish", "$JS.API.STREAM.DELETE.DMCP_CONTEXT");
-    for (const subject of [
+    await raw.refusesPublishing([
+      "dmcp.v1.ctx.plant.actions", // a topic it does not own
+      "dmcp.v1.req.other", // a service it may not call
+      "dmcp.v1.hb.everything.fake",
+      "$JS.API.STREAM.DELETE.DMCP_CONTEXT",
+      // Durable delivery and tasks are the gateway's and executors' business: no answers, queued calls or task records.
       "$KV.dmcp_results.forged",
       "$JS.API.STREAM.CREATE.KV_dmcp_results",
       "$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.forged",
       "dmcp.v1.work.everything.normal",
       "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal",
       "$KV.dmcp_tasks.forged",
-    ]) {
-      await raw.refused("publish", subject);
-    }
+    ]);
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.plant.plans");
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.>");
   });
@@ -418,22 +395,17 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   it("refuses the gateway's user serving a service or posing as an instance", async () => {
     const raw = await rawConnection("gateway");
     await trySubscribe(raw, "dmcp.v1.req.everything", "dmcp-everything");
-    raw.nc.publish("dmcp.v1.hb.everything.fake", "{}");
-    raw.nc.publish("$KV.dmcp_registry.everything.fake", "{}");
-    raw.nc.publish("$JS.API.STREAM.DELETE.KV_dmcp_registry", "");
-    // Queueing calls, yes; taking them from an executor's queue or acknowledging them, no.
-    raw.nc.publish("$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal", "{}");
-    raw.nc.publish("$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.everything.normal", "{}");
-    raw.nc.publish("$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0", "+ACK");
-    raw.nc.publish("$JS.API.STREAM.DELETE.DMCP_WORK", "");
     await raw.refused("subscription", "dmcp.v1.req.everything");
-    await raw.refused("publish", "dmcp.v1.hb.everything.fake");
-    await raw.refused("publish", "$KV.dmcp_registry.everything.fake");
-    await raw.refused("publish", "$JS.API.STREAM.DELETE.KV_dmcp_registry");
-    await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal");
-    await raw.refused("publish", "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.everything.normal");
-    await raw.refused("publish", "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0");
-    await raw.refused("publish", "$JS.API.STREAM.DELETE.DMCP_WORK");
+    await raw.refusesPublishing([
+      "dmcp.v1.hb.everything.fake",
+      "$KV.dmcp_registry.everything.fake",
+      "$JS.API.STREAM.DELETE.KV_dmcp_registry",
+      // Queueing calls, yes; taking them from an executor's queue or acknowledging them, no.
+      "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal",
+      "$JS.API.CONSUMER.CREATE.DMCP_WORK.dmcp-work-everything-normal.dmcp.v1.work.everything.normal",
+      "$JS.ACK.DMCP_WORK.dmcp-work-everything-normal.1.1.1.1.0",
+      "$JS.API.STREAM.DELETE.DMCP_WORK",
+    ]);
   });
 
   it("an executor under another service's user exits and says which subjects it may not use", async () => {
