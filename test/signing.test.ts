@@ -418,16 +418,19 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     const traffic: { subject: string; data: string }[] = [];
     const tap = raw.nc.subscribe(">", { callback: (err, msg) => void (err ? undefined : traffic.push({ subject: msg.subject, data: text(msg.data) })) });
     await raw.nc.flush();
+    const sealedAnswer = () => traffic.some((m) => m.subject.startsWith("_INBOX.") && m.data.includes('"type":"prompt_response"') && m.data.includes('"sealed"'));
     try {
       const result = await client.result("tools/call", { name: "echo", arguments: { text: secret } });
       expect(JSON.stringify(result.content)).toContain(secret);
+      // The tap is another connection: the answer may reach it after it reached the gateway.
+      await eventually(sealedAnswer, 5000);
     } finally {
       tap.unsubscribe();
     }
     const request = traffic.find((m) => m.subject === subjects.request("vault"));
     expect(request?.data).toContain('"sealed":{"from":"X');
     expect(request?.data).not.toContain('"payload"');
-    expect(traffic.some((m) => m.subject.startsWith("_INBOX.") && m.data.includes('"type":"prompt_response"') && m.data.includes('"sealed"'))).toBe(true);
+    expect(sealedAnswer()).toBe(true);
     expect(traffic.filter((m) => m.data.includes(secret))).toEqual([]);
     const metrics = await (await fetch(gateway.url.replace(/\/mcp$/, "/metrics"))).text();
     expect(metrics).toMatch(/dmcp_messages_accepted_total\{verification="verified"\} [1-9]/);
