@@ -7,13 +7,13 @@ import type { ContextRetention } from "../bus/context.js";
 import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
-import { Gateway, type AccessPolicy } from "../gateway/index.js";
+import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../gateway/monitor.js";
 import type { Logger } from "../util/logger.js";
 import { deliveryFromConfig } from "./delivery.js";
 import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
-export interface GatewayServeOptions {
+export interface GatewayServeOptions extends CallerAccess {
   bus: Bus;
   logger: Logger;
   http?: { port: number; host: string } | undefined;
@@ -36,11 +36,6 @@ export interface GatewayServeOptions {
   rateLimit?: HttpServeOptions["rateLimit"];
   /** Browser origins allowed to call the HTTP gateway (CORS). */
   corsOrigins?: string[] | undefined;
-  /** Who may use which tools, resources and prompts. */
-  policy?: AccessPolicy | undefined;
-  /** JWT claims and, when asked, the raw token copied into each request's `caller`. */
-  forwardClaims?: string[] | undefined;
-  forwardToken?: boolean | undefined;
   /** The identity of the stdio client (default "local"). */
   stdioIdentity?: string | undefined;
 }
@@ -62,9 +57,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
-    policy: options.policy,
-    forwardClaims: options.forwardClaims,
-    forwardToken: options.forwardToken,
+    ...callerAccess(options),
   });
   await gateway.start();
   monitor?.attach(gateway);

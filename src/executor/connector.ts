@@ -30,7 +30,7 @@ export function sessionOrStateless(open: (logger: Logger) => McpUpstream): Upstr
   let statelessOnly = false;
   const stateless = async (logger: Logger, capabilities: Record<string, unknown> | undefined) => {
     const upstream = open(logger);
-    await upstream.connectStateless(CLIENT_INFO, { capabilities, listen: false }).catch(async (err: unknown) => {
+    await upstream.connectStateless(CLIENT_INFO, { capabilities }).catch(async (err: unknown) => {
       await upstream.close();
       throw err;
     });

@@ -80,6 +80,8 @@ export class Executor {
   private readonly sessions: UpstreamSessions;
   private readonly lane: StatelessLane;
   private readonly listen: UpstreamListen;
+  /** The stateless lane's own listen stream (its child announces list changes only there). */
+  private readonly laneListen: UpstreamListen;
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
@@ -178,11 +180,19 @@ export class Executor {
     });
     // A list that changed on the stateless lane (its own child) is read there too, like a client session's.
     const onLaneNotification = (method: string, params: Record<string, unknown> | undefined) => {
-      if (LIST_CHANGED.has(method)) this.refreshCatalog(this.lane.info ?? this.supervisor.info, this.lane);
+      if (LIST_CHANGED.has(method) || method === LISTEN_ACKNOWLEDGED) this.refreshCatalog(this.lane.info ?? this.supervisor.info, this.lane);
       else onNotification(method, params);
     };
-    const onLaneDown = () => metrics?.restarts.inc({ service: this.service });
-    this.lane = new StatelessLane(options.connector, this.logger, { onUp: () => this.publishAnnouncement(), onNotification: onLaneNotification, onDown: onLaneDown }, options.backoff);
+    const onLaneUp = (info: UpstreamInfo) => {
+      this.publishAnnouncement();
+      const version = info.statelessVersions?.[0];
+      if (version && !this.stopping) this.laneListen.begin(version, info);
+    };
+    const onLaneDown = () => {
+      this.laneListen.end();
+      metrics?.restarts.inc({ service: this.service });
+    };
+    this.lane = new StatelessLane(options.connector, this.logger, { onUp: onLaneUp, onNotification: onLaneNotification, onDown: onLaneDown }, options.backoff);
     this.supervisor = new UpstreamSupervisor(
       options.connector,
       this.logger,
@@ -204,6 +214,7 @@ export class Executor {
       options.backoff,
     );
     this.listen = new UpstreamListen((method, params, upstreamOptions) => this.supervisor.request(method, params, upstreamOptions), this.logger);
+    this.laneListen = new UpstreamListen((method, params, upstreamOptions) => this.lane.request(method, params, upstreamOptions), this.logger);
   }
 
   /** Connects the upstream (retrying in the background if it fails), then starts taking requests. */
@@ -242,6 +253,7 @@ export class Executor {
     await this.presence.stop();
     await draining;
     this.listen.end();
+    this.laneListen.end();
     await this.sessions.closeAll();
     await this.lane.stop();
     await this.supervisor.stop();

@@ -4,14 +4,14 @@
  * speaks that revision the executor keeps one listen stream open there; its notifications reach the
  * executor's usual handler (catalog re-read, announcement), and a stream that ends is reopened.
  */
-import { DmcpError, ErrorCode, META } from "../protocol/index.js";
+import { DmcpError, ErrorCode } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { CLIENT_INFO } from "./connector.js";
-import type { UpstreamInfo, UpstreamRequestOptions } from "./upstream.js";
+import { statelessEnvelope, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
 /** The `_meta` of a request the executor itself makes at a stateless revision (its catalog reads and listen stream). */
 export function ownStatelessMeta(version: string): Record<string, unknown> {
-  return { [META.protocolVersion]: version, [META.clientInfo]: CLIENT_INFO, [META.clientCapabilities]: {} };
+  return statelessEnvelope(version, CLIENT_INFO);
 }
 
 /** The list changes to listen for: those the server says it announces. */

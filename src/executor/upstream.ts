@@ -142,8 +142,6 @@ export class McpUpstream {
       timeoutMs?: number;
       /** The client capabilities its requests declare (a client session's own; none by default). */
       capabilities?: Record<string, unknown> | undefined;
-      /** Keep a listen stream open for list changes (off where the executor listens by itself). */
-      listen?: boolean;
     } = {},
   ): Promise<UpstreamInfo> {
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -160,7 +158,6 @@ export class McpUpstream {
       throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream serves none of the stateless protocol versions ${STATELESS_PROTOCOL_VERSIONS.join(", ")}`);
     }
     this.statelessMeta = statelessEnvelope(statelessVersions[0]!, clientInfo, options.capabilities);
-    if (options.listen ?? true) await this.listenForListChanges();
     this.info = {
       protocolVersion: statelessVersions[0]!,
       statelessVersions,
@@ -176,16 +173,7 @@ export class McpUpstream {
     return this.request("server/discover", { _meta: statelessEnvelope(STATELESS_PROTOCOL_VERSIONS[0]!, clientInfo) }, { timeoutMs });
   }
 
-  /**
-   * A stateless server announces list changes only on `subscriptions/listen` streams: one stays open
-   * for the connection's life (its answer, if any, comes when the server ends it), so that the
-   * list_changed notifications reach `onnotification` as in a session.
-   */
-  private async listenForListChanges(): Promise<void> {
-    const notifications = { toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true };
-    const message: JsonRpcRequest = { jsonrpc: "2.0", id: this.nextId++, method: "subscriptions/listen", params: { notifications, _meta: this.statelessMeta } };
-    await this.transport.send(message as JSONRPCMessage);
-  }
+
 
   /**
    * Asks the server whether it also speaks a stateless revision: 2026-07-28 clients' requests then go
@@ -349,7 +337,7 @@ interface RequestNotificationHook {
 }
 
 /** The per-request `_meta` of the executor's own stateless requests (no client capabilities unless given). */
-function statelessEnvelope(version: string, clientInfo: { name: string; version: string }, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
+export function statelessEnvelope(version: string, clientInfo: { name: string; version: string }, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
   return { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: capabilities };
 }
 

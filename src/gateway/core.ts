@@ -19,13 +19,13 @@ import { EXTENSION_METHODS } from "./extensions.js";
 import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
 import { DeliveryTable } from "./delivery.js";
-import { ALLOW_ALL, type Access, type AccessPolicy, type Identity, type ItemKind } from "./policy.js";
+import { ALLOW_ALL, type Access, type CallerAccess, type Identity, type ItemKind } from "./policy.js";
 import type { ListKind } from "./session.js";
 import { SessionRelay } from "./session-relay.js";
 import { GatewayTasks } from "./tasks.js";
 import { TASKS_EXTENSION } from "./task-methods.js";
 
-export interface GatewayCoreOptions {
+export interface GatewayCoreOptions extends CallerAccess {
   bus: Bus;
   logger: Logger;
   /** Unique id of this gateway process on the bus. */
@@ -37,12 +37,6 @@ export interface GatewayCoreOptions {
   contextRetention?: ContextRetention;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry;
-  /** Who may use which tools, resources and prompts; everyone may use everything without it. */
-  policy?: AccessPolicy | undefined;
-  /** JWT claims copied into each request's `caller` (the subject and issuer always are). */
-  forwardClaims?: string[] | undefined;
-  /** Put the caller's raw bearer token in each request's `caller` (off by default). */
-  forwardToken?: boolean | undefined;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;

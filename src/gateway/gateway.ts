@@ -8,10 +8,10 @@ import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
-import type { AccessPolicy, Identity } from "./policy.js";
+import { callerAccess, type CallerAccess, type Identity } from "./policy.js";
 import { GatewaySession } from "./session.js";
 
-export interface GatewayOptions {
+export interface GatewayOptions extends CallerAccess {
   bus: Bus;
   logger: Logger;
   id?: string;
@@ -19,12 +19,6 @@ export interface GatewayOptions {
   contextRetention?: ContextRetention;
   /** Where to record metrics (calls, sessions, registry, bus); none are kept without it. */
   metrics?: Registry;
-  /** Who may use which tools, resources and prompts; everyone may use everything without it. */
-  policy?: AccessPolicy | undefined;
-  /** JWT claims copied into each request's `caller` (subject and issuer always are). */
-  forwardClaims?: string[] | undefined;
-  /** Put the caller's raw bearer token in each request's `caller`. */
-  forwardToken?: boolean | undefined;
 }
 
 export class Gateway {
@@ -45,9 +39,7 @@ export class Gateway {
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      policy: options.policy,
-      forwardClaims: options.forwardClaims,
-      forwardToken: options.forwardToken,
+      ...callerAccess(options),
     });
     this.metrics = options.metrics;
     if (options.metrics) {

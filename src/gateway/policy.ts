@@ -133,3 +133,18 @@ function claimHolds(actual: unknown, path: string, wanted: string[]): boolean {
   if (typeof actual === "number" || typeof actual === "boolean") return wanted.includes(String(actual));
   return false;
 }
+
+/** Who may use what, and what of the caller travels with each request: options of the gateway at every level. */
+export interface CallerAccess {
+  /** Who may use which tools, resources and prompts; everyone may use everything without it. */
+  policy?: AccessPolicy | undefined;
+  /** JWT claims copied into each request's `caller` (the subject and issuer always are). */
+  forwardClaims?: string[] | undefined;
+  /** Put the caller's raw bearer token in each request's `caller` (off by default). */
+  forwardToken?: boolean | undefined;
+}
+
+/** The CallerAccess part of a larger options object, to hand on to the next level. */
+export function callerAccess(options: CallerAccess): CallerAccess {
+  return { policy: options.policy, forwardClaims: options.forwardClaims, forwardToken: options.forwardToken };
+}

@@ -32,17 +32,8 @@ import type { AggregatedCatalog } from "./catalog.js";
 import type { GatewayCore } from "./core.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "./policy.js";
 import { SessionTasks, TASKS_CAPABILITY, TASKS_EXTENSION, withTaskSupport } from "./task-methods.js";
-import {
-  checkStatelessMeta,
-  META,
-  parseSubscriptionFilter,
-  REMOVED_METHODS,
-  requestedVersion,
-  STATELESS_PROTOCOL_VERSIONS,
-  statelessResult,
-  type SubscriptionFilter,
-  wantsLogMessage,
-} from "./stateless.js";
+import { checkStatelessMeta, META, REMOVED_METHODS, requestedVersion, STATELESS_PROTOCOL_VERSIONS, statelessResult, wantsLogMessage } from "./stateless.js";
+import { ListenStreams } from "./listen-streams.js";
 
 export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
 export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
@@ -60,8 +51,11 @@ export class GatewaySession {
   private idleWaiters: (() => void)[] = [];
   /** Context topics this client subscribed to (resources/subscribe). */
   private readonly subscriptions = new Set<string>();
-  /** Open 2026-07-28 listen streams, by the id of their subscriptions/listen request. */
-  private readonly listens = new Map<JsonRpcId, { id: string; filter: SubscriptionFilter; end: () => void }>();
+  /** Its 2026-07-28 listen streams. */
+  private readonly listens = new ListenStreams(
+    (message, related) => this.send(message, related),
+    (uri) => this.access.allows("resources", [uri]),
+  );
   private isClosed = false;
   private markClosed: () => void = () => undefined;
   /** Resolves when the client's transport has closed. */
@@ -156,7 +150,7 @@ export class GatewaySession {
     if (this.isClosed) return;
     const uri = contextUri(topic);
     if (this.initialized && this.subscriptions.has(topic)) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
-    this.notifyListens("notifications/resources/updated", (filter) => filter.resourceSubscriptions?.includes(uri) === true, { uri });
+    this.listens.notify("notifications/resources/updated", (filter) => filter.resourceSubscriptions?.includes(uri) === true, { uri });
   }
 
   /** Tells the client that a list changed: a 2025 client once it has initialized, 2026 listen streams that opted in. */
@@ -164,7 +158,7 @@ export class GatewaySession {
     if (this.isClosed) return;
     if (this.initialized) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
     const opted = `${kind}ListChanged` as "toolsListChanged" | "promptsListChanged" | "resourcesListChanged";
-    this.notifyListens(`notifications/${kind}/list_changed`, (filter) => filter[opted] === true);
+    this.listens.notify(`notifications/${kind}/list_changed`, (filter) => filter[opted] === true);
   }
 
   private onMessage(message: JsonRpcMessage, headers?: Record<string, string>): void {
@@ -195,7 +189,7 @@ export class GatewaySession {
   drain(): Promise<void> {
     this.draining = true;
     // Listen streams would never finish on their own: end them gracefully now.
-    for (const listen of [...this.listens.values()]) listen.end();
+    this.listens.endAll();
     if (this.inflight.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
@@ -244,7 +238,7 @@ export class GatewaySession {
       throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
     if (request.method === "server/discover") return this.discover();
-    if (request.method === "subscriptions/listen") return this.listen(request, signal);
+    if (request.method === "subscriptions/listen") return this.listens.listen(request, signal);
     const forward = (params: Record<string, unknown>, onInstance: (instance: string) => void) =>
       this.core.forward(request.method, params, { ...this.forwardContext(request, signal, headers), onInstance, onNotification: this.notifier(request, signal) });
     return this.taskMethods.stateless(request.method, request.params ?? {}, forward, signal) ?? this.dispatch(request, signal, headers);
@@ -264,43 +258,6 @@ export class GatewaySession {
       ...(instructions ? { instructions } : {}),
       _meta: { [META.serverInfo]: this.core.serverInfo },
     };
-  }
-
-  /**
-   * A 2026-07-28 listen stream: acknowledged first with what the gateway will honor, then the opted-in
-   * notifications tagged with the stream's id, until the client goes away (no answer) or the gateway
-   * stops (an empty result ends it gracefully).
-   */
-  private listen(request: JsonRpcRequest, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const filter = parseSubscriptionFilter(request.params ?? {});
-    // Updates exist for context topics only; the acknowledgement names the URIs that will get them.
-    const uris = (filter.resourceSubscriptions ?? []).filter(
-      (uri) => topicOfUri(uri) !== undefined && this.access.allows("resources", [uri]),
-    );
-    const honored: SubscriptionFilter = { ...filter, ...(filter.resourceSubscriptions ? { resourceSubscriptions: uris } : {}) };
-    const subscriptionId = String(request.id);
-    this.send(
-      { jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: { notifications: honored, _meta: { [META.subscriptionId]: subscriptionId } } },
-      request.id,
-    );
-    return new Promise((resolve, reject) => {
-      const end = () => {
-        this.listens.delete(request.id);
-        resolve({});
-      };
-      this.listens.set(request.id, { id: subscriptionId, filter: honored, end });
-      signal.addEventListener("abort", () => {
-        this.listens.delete(request.id);
-        reject(signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the listen stream was closed"));
-      }, { once: true });
-    });
-  }
-
-  private notifyListens(method: string, wants: (filter: SubscriptionFilter) => boolean, params: Record<string, unknown> = {}): void {
-    for (const [requestId, listen] of this.listens) {
-      if (!wants(listen.filter)) continue;
-      this.send({ jsonrpc: "2.0", method, params: { ...params, _meta: { [META.subscriptionId]: listen.id } } }, requestId);
-    }
   }
 
   private dispatch(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
