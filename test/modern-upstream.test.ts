@@ -92,6 +92,20 @@ function describeUpstream(kind: "http" | "stdio") {
       }
     });
 
+    it("passes a 2025 client's log level on with each request, and the call's log messages back", async () => {
+      const { client } = await legacyClient(gateway.url);
+      const logged: string[] = [];
+      client.setNotificationHandler("notifications/message", (n) => void logged.push(String(n.params.level)));
+      try {
+        await client.setLoggingLevel("info");
+        expect(textOf(await client.callTool({ name: "test_tool_with_logging", arguments: {} }))).toBe("Logging finished");
+        await eventually(() => logged.length >= 3);
+        expect(logged).toEqual(["info", "info", "info"]);
+      } finally {
+        await client.close();
+      }
+    });
+
     it("asks a 2025 client the upstream's input requests, round after round, and completes the call", async () => {
       const { client, asked } = await legacyClient(gateway.url);
       try {

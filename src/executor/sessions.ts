@@ -187,6 +187,11 @@ export class UpstreamSessions {
   private async applyLogLevel(session: UpstreamSession, upstream: McpUpstream, level: string | undefined, options: UpstreamRequestOptions): Promise<void> {
     if (!level || level === session.logLevel || !upstream.info?.capabilities.logging) return;
     session.logLevel = level;
+    // A stateless upstream (2026-07-28 only) has no logging/setLevel: the level goes with each request.
+    if (upstream.stateless) {
+      upstream.setRequestLogLevel(level);
+      return;
+    }
     await upstream.request("logging/setLevel", { level }, { timeoutMs: Math.min(options.timeoutMs, 10_000) }).catch((err: unknown) => {
       this.options.logger.debug({ err, level }, "the upstream refused logging/setLevel");
     });

@@ -230,6 +230,16 @@ export class McpUpstream {
     });
   }
 
+  /** Whether this connection carries stateless requests only (connectStateless). */
+  get stateless(): boolean {
+    return this.statelessMeta !== undefined;
+  }
+
+  /** On a stateless connection: the log level its requests ask for from now on (`_meta` logLevel). */
+  setRequestLogLevel(level: string): void {
+    if (this.statelessMeta) this.statelessMeta = { ...this.statelessMeta, [META.logLevel]: level };
+  }
+
   /** Sends a notification to the server (e.g. a client's roots/list_changed); best effort. */
   async notify(method: string, params: Record<string, unknown> | undefined): Promise<void> {
     if (this.closed) return;
