@@ -19,7 +19,9 @@ Makes an existing MCP server an executor on the bus: it takes the requests for s
 calls the server and publishes the answers. Run it several times with the same NAME and the
 replicas share the load. A stdio server that dies is restarted with backoff; while it is
 down, calls get a clear error. A stdio server that also speaks MCP 2026-07-28 gets a second
-process, never initialized, for the stateless requests of 2026-07-28 clients.
+process, never initialized, for the stateless requests of 2026-07-28 clients. A server that
+serves MCP 2026-07-28 only (it refuses initialize) is spoken to statelessly, and its requests for
+input are asked of 2025 clients as server-to-client requests.
 
 Options:
   --name NAME           service name (1-128 characters from A-Z a-z 0-9 _ -)
