@@ -5,6 +5,8 @@
  * roots, several rounds, signed request state), 2026 clients get the rounds as they are, and a 2025
  * call without a client session to ask gets an error. Real nats-server, gateway, executors.
  */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -153,6 +155,86 @@ describe("a 2025 call without a client session to ask (dmcp wrap --max-sessions 
       expect(textOf(await client.callTool({ name: "test_simple_text", arguments: {} }))).toBe("This is a simple text response for testing.");
     } finally {
       await client.close();
+    }
+  });
+});
+
+/**
+ * A bare 2026-07-28-only server (no SDK): it refuses initialize, answers server/discover, lists one
+ * tool, and answers every call of it with input_required whatever the request declares, until the
+ * retry brings the answer.
+ */
+async function startAskingServer(): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    req.on("end", () => {
+      const message = JSON.parse(body || "{}") as { id?: number; method?: string; params?: Record<string, any> };
+      const reply = (payload: Record<string, unknown>, status = 200) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: message.id ?? null, ...payload }));
+      if (message.id === undefined) return void res.writeHead(202).end();
+      switch (message.method) {
+        case "initialize":
+          return reply({ error: { code: -32022, message: "Unsupported protocol version: 2025-11-25", data: { supported: ["2026-07-28"] } } }, 400);
+        case "server/discover":
+          return reply({ result: { supportedVersions: ["2026-07-28"], capabilities: { tools: {} }, _meta: { "io.modelcontextprotocol/serverInfo": { name: "asking", version: "1" } } } });
+        case "tools/list":
+          return reply({ result: { tools: [{ name: "ask", inputSchema: { type: "object" } }], resultType: "complete" } });
+        case "tools/call": {
+          const answer = message.params?.inputResponses?.who?.content?.name;
+          if (typeof answer === "string") return reply({ result: { content: [{ type: "text", text: `hello ${answer}` }], resultType: "complete" } });
+          return reply({
+            result: {
+              resultType: "input_required",
+              inputRequests: { who: { method: "elicitation/create", params: { message: "Who?", requestedSchema: { type: "object", properties: { name: { type: "string" } } } } } },
+              requestState: "round-1",
+            },
+          });
+        }
+        default:
+          return reply({ error: { code: -32601, message: "Method not found" } });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, server };
+}
+
+describe("an upstream that asks for input whatever the request declares", () => {
+  let nats: EmbeddedNats;
+  let upstream: { url: string; server: Server };
+  let sessions: Child;
+  let shared: Child;
+  let gateways: (Child & { url: string })[] = [];
+
+  beforeAll(async () => {
+    upstream = await startAskingServer();
+    nats = await startTestNats();
+    sessions = await wrapUrl(nats.url, "asking", upstream.url);
+    shared = await wrapUrl(nats.url, "asking-shared", upstream.url, ["--max-sessions", "0"]);
+    gateways = [await startGatewayHttp(nats.url)];
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([...gateways.map((g) => g.stop()), sessions?.stop(), shared?.stop()]);
+    await nats?.stop();
+    upstream?.server.close();
+  });
+
+  async function client() {
+    const sdk = new Client({ name: "legacy", version: "1.0.0" }, { capabilities: { elicitation: { form: {} } } });
+    sdk.setRequestHandler("elicitation/create", () => ({ action: "accept", content: { name: "Ada" } }));
+    await sdk.connect(new StreamableHTTPClientTransport(new URL(gateways[0]!.url)));
+    await eventually(async () => (await sdk.listTools()).tools.filter((tool) => tool.name.endsWith("ask")).length === 2);
+    return sdk;
+  }
+
+  it("asks a 2025 client session, and tells a call without one that it cannot", async () => {
+    const sdk = await client();
+    try {
+      expect(textOf(await sdk.callTool({ name: "asking__ask", arguments: {} }))).toBe("hello Ada");
+      await expect(sdk.callTool({ name: "asking-shared__ask", arguments: {} })).rejects.toThrow(/needs input from the client.*without a client session/);
+    } finally {
+      await sdk.close();
     }
   });
 });
