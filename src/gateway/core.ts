@@ -16,10 +16,11 @@ import type { ContextRetention } from "../bus/context.js";
 import { CallMetrics, outcomeOf } from "../metrics/registry.js";
 import { Counter, Gauge } from "prom-client";
 import { EXTENSION_METHODS } from "./extensions.js";
-import { AggregatedCatalog, catalogsByService, type ResourceRoute, type Route } from "./catalog.js";
+import { AggregatedCatalog, catalogsByService } from "./catalog.js";
+import { policyTarget, routeRequest } from "./routing.js";
 import { ContextService, GATEWAY_SERVICE } from "./context-service.js";
 import { DeliveryTable } from "./delivery.js";
-import { ALLOW_ALL, type Access, type CallerAccess, type Identity, type ItemKind } from "./policy.js";
+import { ALLOW_ALL, type Access, type CallerAccess, type Identity } from "./policy.js";
 import type { ListKind } from "./session.js";
 import { SessionRelay } from "./session-relay.js";
 import { GatewayTasks } from "./tasks.js";
@@ -141,7 +142,7 @@ export class GatewayCore {
 
   /** The service that owns a resource URI and the URI its upstream knows it by (throws for unknown ones). */
   resourceTarget(uri: string): { service: string; uri: string } {
-    const route = this.route("resources/read", { uri });
+    const route = routeRequest(this.catalog, "resources/read", { uri });
     return { service: route.service, uri: String(route.params.uri) };
   }
 
@@ -161,7 +162,7 @@ export class GatewayCore {
     if (access === ALLOW_ALL) return;
     // Extension methods name no tool, prompt or listed resource the policy could judge: refused under a policy.
     if (EXTENSION_METHODS[method]) throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${method} (an extension method) is not offered when an access policy applies`);
-    const target = this.targetOf(method, params);
+    const target = policyTarget(this.catalog, method, params);
     if (!target || access.allows(target.kind, target.names)) return;
     const what = target.kind === "tools" ? "tool" : target.kind === "prompts" ? "prompt" : "resource";
     throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${identity.kind} ${JSON.stringify(identity.subject)} may not use ${what} ${target.names[0]}`, {
@@ -188,28 +189,10 @@ export class GatewayCore {
     return caller;
   }
 
-  private targetOf(method: string, params: Record<string, unknown>): { kind: ItemKind; names: string[] } | undefined {
-    const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
-    const ref = (params.ref ?? {}) as Record<string, unknown>;
-    const [kind, name] =
-      method === "tools/call" ? (["tools", text(params.name)] as const)
-      : method === "prompts/get" ? (["prompts", text(params.name)] as const)
-      : method === "resources/read" || method === "resources/subscribe" ? (["resources", text(params.uri)] as const)
-      : method === "completion/complete" && ref.type === "ref/prompt" ? (["prompts", text(ref.name)] as const)
-      : method === "completion/complete" && ref.type === "ref/resource" ? (["resources", text(ref.uri)] as const)
-      : ([undefined, undefined] as const);
-    if (!kind || !name) return undefined;
-    const route = kind === "tools" ? this.catalog.tool(name) : kind === "prompts" ? this.catalog.prompt(name) : this.catalog.resource(name);
-    // Unknown tools and prompts are left to routing (an unknown name); a URI is checked even unlisted:
-    // context topics can be subscribed to before they exist.
-    if (!route) return kind === "resources" ? { kind, names: [name] } : undefined;
-    return { kind, names: "service" in route ? [name, `${route.service}/${route.target}`] : [name] };
-  }
-
   /** How a call would travel: through the durable work queue or directly (unknown targets: direct). */
   deliveryOf(method: string, params: Record<string, unknown>): "durable" | "direct" {
     try {
-      const route = this.route(method, params);
+      const route = routeRequest(this.catalog, method, params);
       return this.deliveries.laneFor(route.service, method, route.params) ? "durable" : "direct";
     } catch {
       return "direct";
@@ -219,7 +202,7 @@ export class GatewayCore {
   /** The service a tools/call goes to when its upstream keeps MCP Tasks of its own (PROTOCOL.md §17), else undefined. */
   taskKeepingService(params: Record<string, unknown>): string | undefined {
     try {
-      const { service } = this.route("tools/call", params);
+      const { service } = routeRequest(this.catalog, "tools/call", params);
       return this.taskServices.has(service) ? service : undefined;
     } catch {
       return undefined; // an unknown tool: forward() names the problem
@@ -267,7 +250,7 @@ export class GatewayCore {
   ): Promise<Record<string, unknown>> {
     let route: { service: string; params: Record<string, unknown> };
     try {
-      route = this.route(method, params);
+      route = routeRequest(this.catalog, method, params);
     } catch (err) {
       // Observers see calls refused before routing too (an unknown tool), with no service.
       for (const observer of this.callObservers) observer({ service: "", method, params, transport: context.transport ?? "" })(outcomeOf(undefined, err), err);
@@ -448,44 +431,6 @@ export class GatewayCore {
       ?.instance;
   }
 
-  private route(method: string, params: Record<string, unknown>): { service: string; params: Record<string, unknown> } {
-    switch (method) {
-      case "tools/call":
-        return renamed(params, "name", this.catalog.tool(requireString(params, "name")), "tool");
-      case "prompts/get":
-        return renamed(params, "name", this.catalog.prompt(requireString(params, "name")), "prompt");
-      case "resources/subscribe":
-      case "resources/unsubscribe":
-      case "resources/read": {
-        const uri = requireString(params, "uri");
-        if (ContextService.topicOf(uri)) return { service: GATEWAY_SERVICE, params };
-        return renamed(params, "uri", resourceRoute(this.catalog.resource(uri), uri), "resource");
-      }
-      case "completion/complete": {
-        const ref = (params.ref ?? {}) as Record<string, unknown>;
-        if (ref.type === "ref/prompt") {
-          const route = this.catalog.prompt(requireString(ref, "name"));
-          const forwarded = renamed(ref, "name", route, "prompt");
-          return { service: forwarded.service, params: { ...params, ref: forwarded.params } };
-        }
-        if (ref.type === "ref/resource") {
-          const uri = requireString(ref, "uri");
-          const forwarded = renamed(ref, "uri", resourceRoute(this.catalog.template(uri), uri), "resource template");
-          return { service: forwarded.service, params: { ...params, ref: forwarded.params } };
-        }
-        throw new DmcpError(ErrorCode.UnknownTarget, "completion/complete needs ref.type ref/prompt or ref/resource", {
-          jsonrpcCode: JsonRpcErrorCode.InvalidParams,
-        });
-      }
-      default: {
-        // An extension's method (skills/list ...) goes to the service that declares the extension.
-        const owner = this.catalog.extensionService(method);
-        if (owner) return { service: owner, params };
-        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
-      }
-    }
-  }
-
   private rebuild(): void {
     const catalogs = catalogsByService(this.registry.list());
     if (catalogs.has(GATEWAY_SERVICE)) this.options.logger.warn(`a service on the bus is named "${GATEWAY_SERVICE}", which is reserved for the gateway's own tools; ignoring it`);
@@ -549,39 +494,4 @@ export interface InvalidAnnouncementItem {
 function keepsOwnTasks(capabilities: Record<string, unknown> | undefined): boolean {
   const extensions = capabilities?.extensions;
   return typeof extensions === "object" && extensions !== null && (extensions as Record<string, unknown>)[TASKS_EXTENSION] !== undefined;
-}
-
-function requireString(params: Record<string, unknown>, field: string): string {
-  const value = params[field];
-  if (typeof value !== "string" || value === "") {
-    throw new DmcpError(ErrorCode.UnknownTarget, `params.${field} must be a non-empty string`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
-  }
-  return value;
-}
-
-function resourceRoute(route: ResourceRoute | undefined, uri: string): Route | undefined {
-  if (route && "ambiguous" in route) {
-    throw new DmcpError(
-      ErrorCode.UnknownTarget,
-      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); ` +
-        `read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
-      { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { uri, services: route.ambiguous } },
-    );
-  }
-  return route;
-}
-
-function renamed(
-  params: Record<string, unknown>,
-  field: string,
-  route: Route | undefined,
-  what: string,
-): { service: string; params: Record<string, unknown> } {
-  if (!route) {
-    const value = String(params[field]);
-    const code = what === "resource" ? JsonRpcErrorCode.ResourceNotFound : JsonRpcErrorCode.InvalidParams;
-    const message = what === "resource" ? `Resource not found: ${value}` : `Unknown ${what}: ${value}`;
-    throw new DmcpError(ErrorCode.UnknownTarget, message, { jsonrpcCode: code, data: { [field]: value } });
-  }
-  return { service: route.service, params: params[field] === route.target ? params : { ...params, [field]: route.target } };
 }
