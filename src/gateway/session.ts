@@ -179,7 +179,8 @@ export class GatewaySession {
       const requestId = params?.requestId;
       if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort();
     } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
-      this.core.notifyUpstreamSessions(method, params, this.busSessionId, this.clientSession(), this.pins);
+      // Without the client's params: they mean nothing to the upstream, and unchecked they could make an envelope executors refuse.
+      this.core.notifyUpstreamSessions(method, undefined, this.busSessionId, this.clientSession(), this.pins);
     } else {
       this.core.clientMessageDropped(this.kind, "notification");
     }
