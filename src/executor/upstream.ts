@@ -20,6 +20,7 @@ import {
   toJsonRpcError,
   requestedVersion,
   STATELESS_PROTOCOL_VERSIONS,
+  StatelessErrorCode,
   withoutStatelessMeta,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
@@ -172,8 +173,6 @@ export class McpUpstream {
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {
     return this.request("server/discover", { _meta: statelessEnvelope(STATELESS_PROTOCOL_VERSIONS[0]!, clientInfo) }, { timeoutMs });
   }
-
-
 
   /**
    * Asks the server whether it also speaks a stateless revision: 2026-07-28 clients' requests then go
@@ -357,15 +356,13 @@ export function statelessEnvelope(version: string, clientInfo: { name: string; v
  */
 export function refusedSessions(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e !== undefined && depth < 6; e = e instanceof Error ? e.cause : undefined, depth++) {
-    if (e instanceof DmcpError && e.jsonrpcCode === UNSUPPORTED_PROTOCOL_VERSION) return true;
+    if (e instanceof DmcpError && e.jsonrpcCode === StatelessErrorCode.UnsupportedProtocolVersion) return true;
+    // An HTTP transport's refusal carries the JSON-RPC error in its body.
     const body = (e as { body?: unknown } | undefined)?.body;
-    if (typeof body === "string" && jsonRpcErrorCode(body) === UNSUPPORTED_PROTOCOL_VERSION) return true;
+    if (typeof body === "string" && jsonRpcErrorCode(body) === StatelessErrorCode.UnsupportedProtocolVersion) return true;
   }
   return false;
 }
-
-/** MCP 2026-07-28's code for a protocol version the server does not serve. */
-const UNSUPPORTED_PROTOCOL_VERSION = -32022;
 
 function jsonRpcErrorCode(text: string): number | undefined {
   try {

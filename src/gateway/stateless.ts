@@ -3,16 +3,9 @@
  * protocol version, client info and client capabilities in `params._meta`. These are the rules the
  * gateway applies to such a request on any transport (the HTTP adapter adds the header checks).
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS } from "../protocol/index.js";
+import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "../protocol/index.js";
 
-export { META, requestedVersion, STATELESS_PROTOCOL_VERSIONS };
-
-/** JSON-RPC codes 2026-07-28 defines for its own failures. */
-export const StatelessErrorCode = {
-  HeaderMismatch: -32020,
-  MissingRequiredClientCapability: -32021,
-  UnsupportedProtocolVersion: -32022,
-} as const;
+export { META, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode };
 
 /** Methods of the 2025 revisions that 2026-07-28 removed: a stateless client gets "method not found". */
 export const REMOVED_METHODS = new Set(["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"]);

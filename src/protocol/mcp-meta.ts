@@ -14,6 +14,13 @@ export const META = {
   subscriptionId: "io.modelcontextprotocol/subscriptionId",
 } as const;
 
+/** JSON-RPC codes 2026-07-28 defines for its own failures. */
+export const StatelessErrorCode = {
+  HeaderMismatch: -32020,
+  MissingRequiredClientCapability: -32021,
+  UnsupportedProtocolVersion: -32022,
+} as const;
+
 /** The keys a 2026-07-28 request adds that a session-based (2025) server does not expect. */
 const PER_REQUEST_KEYS: readonly string[] = [META.protocolVersion, META.clientInfo, META.clientCapabilities, META.logLevel];
 
