@@ -201,8 +201,6 @@ export class Executor {
           metrics?.up.set({ service: this.service }, 1);
           this.onUpstreamUp(info, upstream);
         },
-        // Re-announced with what discovery found (the tasks extension, for one).
-        onDiscovered: () => this.publishAnnouncement(),
         onDown: () => {
           this.listen.end();
           metrics?.up.set({ service: this.service }, 0);
@@ -221,9 +219,9 @@ export class Executor {
   async start(): Promise<void> {
     const up = await this.supervisor.start();
     this.lane.start();
-    // The first announcement says what discovery found (the main session's, or the stateless lane's):
-    // a gateway must know at once whether the upstream keeps its own tasks.
-    await Promise.all([this.catalogRefresh, this.supervisor.discovery, this.lane.ready]);
+    // The first announcement says what discovery found (the main session's, read with the catalog, or
+    // the stateless lane's): a gateway must know at once whether the upstream keeps its own tasks.
+    await Promise.all([this.catalogRefresh, this.lane.ready]);
     if (!up) this.status = "degraded";
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
@@ -283,13 +281,12 @@ export class Executor {
 
   private onUpstreamUp(info: UpstreamInfo, upstream: McpUpstream): void {
     this.setStatus("ready");
-    this.refreshCatalog(info);
-    // A server that also speaks 2026-07-28 is read, and heard, at that revision once discovery says so.
+    // Read once discovery has said whether the server also speaks 2026-07-28 (it is then read, and
+    // heard, at that revision); the announcement that follows also carries what discovery found.
+    this.refreshCatalog(info, this.supervisor, upstream.discovery);
     void upstream.discovery.then(() => {
       const version = info.statelessVersions?.[0];
-      if (!version || upstream.isClosed || this.stopping) return;
-      this.refreshCatalog(info);
-      this.listen.begin(version, info);
+      if (version && !upstream.isClosed && !this.stopping) this.listen.begin(version, info);
     });
   }
 
@@ -303,15 +300,17 @@ export class Executor {
   /**
    * Re-reads the upstream's lists (after start, restart or list_changed) and re-announces. A server
    * that speaks 2026-07-28 is read at that revision: a change it announces on a listen stream is one
-   * of what it lists there (an older session of its own may still list what it had).
+   * of what it lists there (an older session of its own may still list what it had). `after`: what
+   * to wait for first (a new session's discovery).
    */
-  private refreshCatalog(info = this.supervisor.info, from: Pick<McpUpstream, "request"> = this.supervisor): void {
+  private refreshCatalog(info = this.supervisor.info, from: Pick<McpUpstream, "request"> = this.supervisor, after: Promise<void> = Promise.resolve()): void {
     if (!info) return;
     const list = (method: string, params: Record<string, unknown> | undefined) => {
       const version = info.statelessVersions?.[0];
       return from.request(method, version ? { ...params, _meta: ownStatelessMeta(version) } : params, { timeoutMs: 30_000 });
     };
     this.catalogRefresh = this.catalogRefresh
+      .then(() => after)
       .then(() => fetchCatalog(info, list))
       .then((catalog) => {
         this.catalog = catalog;

@@ -18,8 +18,6 @@ export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 30_000, 
 
 export interface SupervisorEvents {
   onUp?: (info: UpstreamInfo, upstream: McpUpstream) => void;
-  /** The upstream answered (or ignored) `server/discover`: its stateless versions and capabilities are known. */
-  onDiscovered?: (info: UpstreamInfo) => void;
   onDown?: (error: Error | undefined) => void;
   onNotification?: (method: string, params: Record<string, unknown> | undefined) => void;
 }
@@ -46,11 +44,6 @@ export class UpstreamSupervisor {
 
   get info(): UpstreamInfo | undefined {
     return this.upstream?.info;
-  }
-
-  /** Settles when the connected upstream has answered (or ignored) `server/discover`. */
-  get discovery(): Promise<void> {
-    return this.upstream?.discovery ?? Promise.resolve();
   }
 
   get isUp(): boolean {
@@ -114,9 +107,6 @@ export class UpstreamSupervisor {
     };
     this.logger.info({ upstream: this.connector.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
     this.events.onUp?.(upstream.info!, upstream);
-    void upstream.discovery.then(() => {
-      if (this.upstream === upstream) this.events.onDiscovered?.(upstream.info!);
-    });
     return true;
   }
 
