@@ -17,7 +17,6 @@ import { allowsOrigin, cors } from "./cors.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { MemoryEventStore } from "./event-store.js";
 import { HttpSessionTransport } from "./session-transport.js";
-import { pollLongCalls } from "./sse-poll.js";
 import { DASHBOARD_PATH, mountDashboard } from "./dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -178,8 +177,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     });
     // Registered under its id by onsessioninitialized, which runs during handleRequest below.
     const entry: HttpSession = { transport, lastUsed: Date.now() };
-    const session = await gateway.connect(transport, "http", identityOf(req));
-    if (options.ssePollMs) pollLongCalls(transport, options.ssePollMs);
+    const session = await gateway.connect(transport, "http", identityOf(req), { ssePollMs: options.ssePollMs });
     entry.session = session;
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);

@@ -9,7 +9,7 @@ import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./policy.js";
-import { GatewaySession } from "./session.js";
+import { GatewaySession, type SessionOptions } from "./session.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;
@@ -72,8 +72,8 @@ export class Gateway {
    * Serves one client connection (`kind`: stdio or http) for `identity` (anonymous unless the inbound
    * adapter authenticated the client); the session ends when its transport closes.
    */
-  async connect(transport: Transport, kind = "", identity?: Identity): Promise<GatewaySession> {
-    const session = new GatewaySession(this.core, transport, this.logger, kind, identity);
+  async connect(transport: Transport, kind = "", identity?: Identity, options?: SessionOptions): Promise<GatewaySession> {
+    const session = new GatewaySession(this.core, transport, this.logger, kind, identity, options);
     this.sessions.add(session);
     session.onclose = () => this.sessions.delete(session);
     await session.start();

@@ -40,12 +40,23 @@ export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
 
 export type ListKind = "tools" | "resources" | "prompts";
 
+export interface SessionOptions {
+  /**
+   * SSE polling (SEP-1699) by the gateway: a request still waiting for its answer after this many ms
+   * has its SSE stream closed, once, for the client to resume it with Last-Event-ID; never without it.
+   */
+  ssePollMs?: number | undefined;
+}
+
 export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
-  /** Closes a request's SSE stream for the client to resume (HTTP with an event store only), by request id. */
-  private readonly streamClosers = new Map<JsonRpcId, () => void>();
+  /**
+   * Closes a request's SSE stream for the client to resume (HTTP with an event store only), by request
+   * id; with SSE polling, `poll` closes it by itself, once, when the answer is late.
+   */
+  private readonly streamClosers = new Map<JsonRpcId, { close: () => void; poll: NodeJS.Timeout | undefined }>();
   /** Set when the gateway shuts down: new requests are refused, calls in flight may finish. */
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -87,6 +98,7 @@ export class GatewaySession {
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",
     identity: Identity = ANONYMOUS,
+    private readonly options: SessionOptions = {},
   ) {
     this.currentIdentity = identity;
     this.access = core.accessFor(identity);
@@ -100,7 +112,7 @@ export class GatewaySession {
         this.core.forwardToTaskHolder(holder, method, params, { signal, caller: this.core.callerOf(this.identity), transport: this.kind }),
     });
     transport.onmessage = (message, extra) => {
-      if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.streamClosers.set((message as JsonRpcRequest).id, extra.closeSSEStream);
+      if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.trackStream((message as JsonRpcRequest).id, extra.closeSSEStream);
       this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     };
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
@@ -186,6 +198,27 @@ export class GatewaySession {
     }
   }
 
+  private trackStream(id: JsonRpcId, close: () => void): void {
+    const closer = {
+      // Closed by anyone (the gateway when the upstream closed its own, or the poll), it is not polled again.
+      close: () => {
+        clearTimeout(closer.poll);
+        close();
+      },
+      poll: undefined as NodeJS.Timeout | undefined,
+    };
+    if (this.options.ssePollMs) {
+      closer.poll = setTimeout(closer.close, this.options.ssePollMs);
+      closer.poll.unref();
+    }
+    this.streamClosers.set(id, closer);
+  }
+
+  private forgetStream(id: JsonRpcId): void {
+    clearTimeout(this.streamClosers.get(id)?.poll);
+    this.streamClosers.delete(id);
+  }
+
   /** Refuses new requests from now on; resolves when the calls in flight have answered. */
   drain(): Promise<void> {
     this.draining = true;
@@ -203,7 +236,7 @@ export class GatewaySession {
 
   private async onRequest(request: JsonRpcRequest, headers?: Record<string, string>): Promise<void> {
     if (this.draining && request.method !== "ping") {
-      this.streamClosers.delete(request.id);
+      this.forgetStream(request.id);
       this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
@@ -226,7 +259,7 @@ export class GatewaySession {
       this.send(errorResponse(request.id, error), request.id);
     } finally {
       this.inflight.delete(request.id);
-      this.streamClosers.delete(request.id);
+      this.forgetStream(request.id);
       for (const [correlationId, id] of this.callIds) if (id === request.id) this.callIds.delete(correlationId);
       if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
@@ -349,7 +382,7 @@ export class GatewaySession {
       if (signal.aborted) return;
       // The upstream closed its stream to be polled: so does this client's, which then resumes it with
       // Last-Event-ID and gets the answer from the event store. Other clients wait.
-      if (method === STREAM_CLOSED_METHOD) this.streamClosers.get(request.id)?.();
+      if (method === STREAM_CLOSED_METHOD) this.streamClosers.get(request.id)?.close();
       else if (method === "notifications/message" && requestedVersion(request.params) !== undefined && !wantsLogMessage(request.params, params)) return;
       else this.send({ jsonrpc: "2.0", method, params }, request.id);
     };
