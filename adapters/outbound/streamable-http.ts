@@ -7,7 +7,16 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
-import { encodeParamValue, mcpNameField, TASK_METHODS, paramHeadersOf, paramHeaderValues, requestedVersion } from "../../src/protocol/index.js";
+import {
+  encodeParamValue,
+  isNotification,
+  mcpNameField,
+  TASK_METHODS,
+  paramHeadersOf,
+  paramHeaderValues,
+  requestedVersion,
+  type JsonRpcMessage,
+} from "../../src/protocol/index.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
@@ -264,8 +273,9 @@ export class StreamableHttpClientTransport implements Transport {
     }
     let answer = false;
     for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
-      if (typeof message === "object" && message !== null && ("result" in message || "error" in message)) answer = true;
-      const related = requestId !== undefined && isNotification(message) && this.onrequestnotification?.(requestId, message as JSONRPCMessage);
+      const rpc = typeof message === "object" && message !== null ? (message as JsonRpcMessage) : undefined;
+      if (rpc && ("result" in rpc || "error" in rpc)) answer = true;
+      const related = requestId !== undefined && rpc !== undefined && isNotification(rpc) && this.onrequestnotification?.(requestId, message as JSONRPCMessage);
       if (!related) this.onmessage?.(message as JSONRPCMessage);
     }
     return answer;
@@ -360,8 +370,4 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
   if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
   return headers;
-}
-
-function isNotification(message: unknown): boolean {
-  return typeof message === "object" && message !== null && "method" in message && !("id" in message);
 }
