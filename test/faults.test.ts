@@ -233,7 +233,8 @@ describe("executors, upstreams and deadlines", () => {
   });
 
   it("fails a call with EXECUTOR_LOST, long before its deadline, when the executor running it is killed", async () => {
-    const executor = await wrapFixtureStdio(nats.url, "fragile");
+    // No client sessions: an ordinary direct call (a session's call would get SESSION_LOST).
+    const executor = await wrapFixtureStdio(nats.url, "fragile", ["--max-sessions", "0"]);
     await eventually(async () => (await client.toolNames()).includes("sleep"));
     const pending = client.request("tools/call", { name: "sleep", arguments: { ms: 60_000 } }, 60_000);
     await sleep(500);
