@@ -259,6 +259,27 @@ describe("session pinning under concurrency, three replicas at the default heart
     const pids = await Promise.all(sessions.map((client) => Promise.all(Array.from({ length: 8 }, () => upstreamPid(client)))));
     for (const [index, sessionPids] of pids.entries()) expect({ session: index, pids: [...new Set(sessionPids)] }).toEqual({ session: index, pids: [sessionPids[0]] });
   }, 90_000);
+
+  it("fails a call in flight with SESSION_LOST within a second or so when its replica is killed, long before the heartbeats expire", async () => {
+    const client = await sdkSession("http", "doomed-session");
+    const pid = await upstreamPid(client);
+    const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+    const replica = replicas.find((r) => r.process.pid === ppid)!;
+    const pending = client.callTool({ name: "sleep", arguments: { ms: 60_000 } }).then(
+      () => undefined,
+      (err: unknown) => err as { code?: number },
+    );
+    // The call has reached the upstream (its receipt is long sent) before the replica dies.
+    await sleep(500);
+    replica.kill("SIGKILL");
+    const killedAt = Date.now();
+    const error = await pending;
+    // Heartbeat expiry would take 6 s; the machine is noisy, so the bound is loose.
+    expect(Date.now() - killedAt).toBeLessThan(3_000);
+    expect(error?.code).toBe(JsonRpcErrorCode.SessionLost);
+    // The next call opens a new upstream session on a replica that is left.
+    expect(await upstreamPid(client)).not.toBe(pid);
+  }, 60_000);
 });
 
 describe("server-to-client requests with signatures required", () => {

@@ -73,7 +73,7 @@ export class GatewayCore {
 
   constructor(private readonly options: GatewayCoreOptions) {
     this.registry = new RegistryView(options.bus);
-    this.caller = new BusCaller(options.bus, options.id);
+    this.caller = new BusCaller(options.bus, options.id, { listed: (service, instance) => this.registry.get(service, instance) !== undefined });
     this.durable = new DurableCaller(options.bus, this.caller, options.id);
     this.context = new ContextService({
       bus: options.bus,
