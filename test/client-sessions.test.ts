@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { ErrorCode, JsonRpcErrorCode } from "../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
@@ -210,6 +211,75 @@ describe("session pinning across two executor replicas (stdio upstreams)", () =>
       await client.close();
     }
   });
+});
+
+describe("session pinning under concurrency, three replicas at the default heartbeat", () => {
+  let nats: EmbeddedNats;
+  let replicas: Child[] = [];
+  let gateway: Child & { url: string };
+  const clients: Client[] = [];
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    // The default heartbeat (2 s): a killed replica is evicted only after 6 s.
+    replicas = await Promise.all([1, 2, 3].map(() => wrapFixtureStdio(nats.url, "trio", ["--heartbeat", "2000"])));
+    gateway = await startGatewayHttp(nats.url);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((client) => client.close()));
+    await Promise.allSettled([gateway?.stop(), ...replicas.map((r) => r.stop())]);
+    await nats?.stop();
+  });
+
+  /** An SDK client of the HTTP gateway, or of a `dmcp gateway --stdio` of its own, that sees the service. */
+  async function sdkSession(kind: "http" | "stdio", name: string): Promise<Client> {
+    const client = new Client({ name, version: "1.0.0" });
+    clients.push(client);
+    const transport =
+      kind === "http"
+        ? new StreamableHTTPClientTransport(new URL(gateway.url))
+        : new StdioClientTransport({ command: process.execPath, args: [DMCP_BIN, "gateway", "--stdio", "--nats", nats.url, "--log-level", "warn"], stderr: "ignore" });
+    await client.connect(transport);
+    await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "whoami"));
+    return client;
+  }
+
+  /** The pid of the upstream process that answered (each upstream session is a process of its own). */
+  async function upstreamPid(client: Client): Promise<number> {
+    return Number(textOf(await client.callTool({ name: "whoami", arguments: {} })).split(":")[1]);
+  }
+
+  it("runs every call of a session in one upstream session when its first calls are sent all at once", async () => {
+    const sessions = await Promise.all([
+      ...[1, 2, 3, 4].map((n) => sdkSession("http", `http-${n}`)),
+      ...[1, 2].map((n) => sdkSession("stdio", `stdio-${n}`)),
+    ]);
+    // Every session's first calls to the service leave together, before any has answered.
+    const pids = await Promise.all(sessions.map((client) => Promise.all(Array.from({ length: 8 }, () => upstreamPid(client)))));
+    for (const [index, sessionPids] of pids.entries()) expect({ session: index, pids: [...new Set(sessionPids)] }).toEqual({ session: index, pids: [sessionPids[0]] });
+  }, 90_000);
+
+  it("fails a call in flight with SESSION_LOST within a second or so when its replica is killed, long before the heartbeats expire", async () => {
+    const client = await sdkSession("http", "doomed-session");
+    const pid = await upstreamPid(client);
+    const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+    const replica = replicas.find((r) => r.process.pid === ppid)!;
+    const pending = client.callTool({ name: "sleep", arguments: { ms: 60_000 } }).then(
+      () => undefined,
+      (err: unknown) => err as { code?: number },
+    );
+    // The call has reached the upstream (its receipt is long sent) before the replica dies.
+    await sleep(500);
+    replica.kill("SIGKILL");
+    const killedAt = Date.now();
+    const error = await pending;
+    // Heartbeat expiry would take 6 s; the machine is noisy, so the bound is loose.
+    expect(Date.now() - killedAt).toBeLessThan(3_000);
+    expect(error?.code).toBe(JsonRpcErrorCode.SessionLost);
+    // The next call opens a new upstream session on a replica that is left.
+    expect(await upstreamPid(client)).not.toBe(pid);
+  }, 60_000);
 });
 
 describe("server-to-client requests with signatures required", () => {

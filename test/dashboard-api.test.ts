@@ -164,7 +164,8 @@ describe("dashboard endpoints", () => {
     const initial = stream.events[0]!.data as DashboardState;
 
     await client.result("tools/call", { name: "echo", arguments: { text: SECRET } });
-    const request = await eventually(() => stream.traffic().find((t) => t.type === "prompt_request" && t.subject === "dmcp.v1.req.api"));
+    // The client session's call goes to the replica it is pinned to.
+    const request = await eventually(() => stream.traffic().find((t) => t.type === "prompt_request" && t.subject.startsWith("dmcp.v1.inst.api.")));
     expect(request).toMatchObject({ dir: "out", sender: initial.gateway!.id });
     expect(request.correlationId).toMatch(/^[0-9a-f-]{36}$/);
     expect(request.size).toBeGreaterThan(100);

@@ -218,6 +218,35 @@ describe("executors, upstreams and deadlines", () => {
     await eventually(async () => !(await client.toolNames()).includes("whoami"));
   });
 
+  it("probes a replica holding calls once per 250 ms however many calls it holds, and not at all when none waits", async () => {
+    const executor = await wrapFixtureStdio(nats.url, "probed", ["--max-sessions", "0"]);
+    const nc = await connect({ servers: nats.url });
+    try {
+      await eventually(async () => (await client.toolNames()).includes("sleep"));
+      const pings: number[] = [];
+      nc.subscribe("dmcp.v1.inst.probed.*.req", {
+        callback: (_err, msg) => {
+          const decoded = decodeEnvelope(msg.data);
+          if (decoded.ok && decoded.envelope.type === "prompt_request" && decoded.envelope.payload.method === "ping") pings.push(Date.now());
+        },
+      });
+      await nc.flush();
+      const started = Date.now();
+      const calls = await Promise.all(Array.from({ length: 20 }, () => client.request("tools/call", { name: "sleep", arguments: { ms: 1500 } })));
+      const busyMs = Date.now() - started;
+      for (const call of calls) expect(call.result).toMatchObject({ content: [{ text: "slept 1500" }] });
+      // 20 calls on one replica: one probe per interval, not one per call (that would be 20 per interval).
+      expect(pings.length).toBeGreaterThan(0);
+      expect(pings.length).toBeLessThanOrEqual(Math.ceil(busyMs / 250) + 1);
+      const afterCalls = pings.length;
+      await sleep(1000);
+      expect(pings.length).toBe(afterCalls);
+    } finally {
+      await nc.close();
+      await executor.stop();
+    }
+  });
+
   it("fails a call at once with NO_RESPONDERS when the service's only executor was just killed", async () => {
     const executor = await wrapFixtureStdio(nats.url, "doomed");
     await eventually(async () => (await client.toolNames()).includes("whoami"));
@@ -232,13 +261,19 @@ describe("executors, upstreams and deadlines", () => {
     await eventually(async () => !(await client.toolNames()).includes("whoami"), 15_000);
   });
 
-  it("fails a call with EXECUTOR_LOST, long before its deadline, when the executor running it is killed", async () => {
-    const executor = await wrapFixtureStdio(nats.url, "fragile");
+  it("fails a call with EXECUTOR_LOST within a second or so, long before its heartbeats expire, when the executor running it is killed", async () => {
+    // No client sessions: an ordinary direct call (a session's call would get SESSION_LOST). The
+    // default heartbeat (2 s): missed heartbeats would evict the killed executor only after 6 s.
+    const executor = await wrapFixtureStdio(nats.url, "fragile", ["--max-sessions", "0", "--heartbeat", "2000"]);
     await eventually(async () => (await client.toolNames()).includes("sleep"));
     const pending = client.request("tools/call", { name: "sleep", arguments: { ms: 60_000 } }, 60_000);
+    // The call has reached the upstream, and its receipt the gateway.
     await sleep(500);
     executor.kill("SIGKILL");
+    const killedAt = Date.now();
     const response = await pending;
+    // A loose bound: the machine is noisy.
+    expect(Date.now() - killedAt).toBeLessThan(3_000);
     expect(errorData(response).dmcp_code).toBe(ErrorCode.ExecutorLost);
     expect(response.error?.message).toMatch(/left the bus/);
   });

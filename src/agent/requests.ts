@@ -1,7 +1,7 @@
 /**
  * The MCP methods a native agent answers on the bus. An agent is a tools-only MCP server: tools/call
- * and tools/list, plus ping so that callers can check it is alive; anything else is "method not found",
- * as an MCP server would answer.
+ * and tools/list (the endpoint answers ping, endpoint.ts); anything else is "method not found", as an
+ * MCP server would answer.
  */
 import type { RequestHandler } from "../bus/endpoint.js";
 import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../protocol/index.js";
@@ -15,8 +15,6 @@ export function agentRequestHandler(tools: ToolSet): RequestHandler {
         return { ...(await tools.call(params, context)) };
       case "tools/list":
         return { tools: tools.list() };
-      case "ping":
-        return {};
       default:
         throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }

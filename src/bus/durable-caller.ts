@@ -18,6 +18,8 @@ import { DEFAULT_DURABLE_SETTINGS, ensureWorkStreams, serverFeatures, WORK_DUPLI
 
 /** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
 const SWEEP_INTERVAL_MS = 5_000;
+/** How often a call whose request was queued before (by a caller that died) looks for its answer there. */
+const RESUMED_POLL_MS = 500;
 const PUBLISH_TIMEOUT_MS = 2_000;
 /** A queued request outlives its deadline by this much (where the server has per-message TTL). */
 const TTL_MARGIN_S = 5;
@@ -102,13 +104,17 @@ export class DurableCaller {
         if (!this.bus.isConnected()) await this.reconnected(giveUpAt);
         const { messageTtl } = await this.ready();
         const ttl = messageTtl ? `${Math.max(1, Math.ceil((deadline - Date.now()) / 1000) + TTL_MARGIN_S)}s` : undefined;
-        await this.js.publish(subject, data, {
+        const ack = await this.js.publish(subject, data, {
           msgID: request.id,
           timeout: PUBLISH_TIMEOUT_MS,
           ...(headers ? { headers } : {}),
           ...(ttl ? { ttl } : {}),
         });
-        this.queuedAt.set(request.correlation_id ?? request.id, Date.now());
+        const correlationId = request.correlation_id ?? request.id;
+        this.queuedAt.set(correlationId, Date.now());
+        // Queued before, under the same id (a call resumed after its caller died, e.g. an adopted task):
+        // its answer went, or will go, to that caller's inbox, so it is read from the result store.
+        if (ack.duplicate) this.readResumed(correlationId);
         return;
       } catch (err) {
         // Refused for permission: retrying cannot help, and the caller should learn why now.
@@ -136,6 +142,19 @@ export class DurableCaller {
     void this.ready()
       .then(({ results }) => results.settle(correlationId, answer))
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
+  }
+
+  /** Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while it waits. */
+  private readResumed(correlationId: string): void {
+    const read = async (): Promise<void> => {
+      if (this.stopped || !this.caller.durableCalls().includes(correlationId)) return;
+      const { results } = await this.ready();
+      const stored = await results.get(correlationId).catch(() => undefined);
+      if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
+      else setTimeout(() => void read().catch(failed), RESUMED_POLL_MS).unref();
+    };
+    const failed = (err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not read a resumed call's answer from the result store");
+    void read().catch(failed);
   }
 
   private recoverSoon(minAgeMs: number): void {

@@ -224,6 +224,11 @@ export class ServiceEndpoint {
     if (delivery.admit && !(await delivery.admit(envelope))) return;
     // Everything sent back for a sealed request is sealed to its sender, with the key that opened it.
     const seal = decoded.sealed ? { from: decoded.sealed.to, to: decoded.sealed.from } : undefined;
+    // A ping asks whether this instance is alive (callers probe the instances holding their calls): it answers itself.
+    if (envelope.payload.method === "ping") {
+      this.respond(delivery, createEnvelope("prompt_response", { result: {} }, { sender: this.options.instance, correlationId, sessionId: envelope.session_id }), seal);
+      return;
+    }
     // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
     const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(delivery, correlationId, seal), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };

@@ -4,7 +4,9 @@
  *
  * All replies arrive on one wildcard inbox subscription per caller (one SUB, not one per call). The
  * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
- * registry, the call fails at once with EXECUTOR_LOST instead of waiting out its deadline.
+ * registry for missed heartbeats, or (for a caller given the registry) stops listening on its own
+ * subject while it is listed (instance-probe.ts), the call fails with EXECUTOR_LOST instead of waiting
+ * out its deadline.
  *
  * A call given a `route` (durable delivery, durable-caller.ts) is queued instead of published: its
  * reply subject travels in the envelope's `reply_to`, and it survives the loss of the executor that
@@ -31,6 +33,7 @@ import { decodeFrom, encodeFor, reportRejected } from "../security/codec.js";
 import { isSecurityRejection } from "../security/security.js";
 import type { StoredAt } from "../security/replay.js";
 import type { Bus, PermissionDenial } from "./connection.js";
+import { InstanceProbe } from "./instance-probe.js";
 
 export interface CallOptions {
   /** Milliseconds until nobody waits for the answer. */
@@ -88,12 +91,18 @@ export class BusCaller {
   private readonly pending = new Map<string, PendingCall>();
   private subscription: Subscription | undefined;
   private sequence = 0;
+  private readonly probe: InstanceProbe | undefined;
 
+  /** With `registry`, the instances holding direct calls are probed, so that a dead one is noticed within a second. */
   constructor(
     private readonly bus: Bus,
     private readonly sender: string,
+    registry?: { listed(service: string, instance: string): boolean },
   ) {
     this.inbox = createInbox(bus.inboxPrefix);
+    if (registry) {
+      this.probe = new InstanceProbe({ bus, sender, busy: () => this.busyInstances(), listed: registry.listed, lost: (instance) => this.instanceLost(instance) });
+    }
     // Replies routed to a server we lost are gone: fail those calls now rather than at their deadline.
     // (Durable calls stay: their requests are stored, and their answers too.)
     bus.onDisconnect(() => this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call"), (call) => !call.route));
@@ -157,6 +166,7 @@ export class BusCaller {
         options.signal.addEventListener("abort", call.onAbort, { once: true });
       }
       this.pending.set(token, call);
+      if (call.instance && !call.route) this.probe?.watch();
       const headers = options.trace ? natsHeadersFor(options.trace) : undefined;
       if (options.route) {
         options.route.send(request, data, headers).catch((error: unknown) => this.settle(token)?.reject(asDmcpError(error)));
@@ -198,15 +208,16 @@ export class BusCaller {
     }
   }
 
-  /** The instances holding calls right now. */
-  busyInstances(): Set<string> {
-    const out = new Set<string>();
-    for (const call of this.pending.values()) if (call.instance) out.add(call.instance);
+  /** The instances holding direct calls right now, each with its service (durable calls outlive their instances). */
+  private busyInstances(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const call of this.pending.values()) if (call.instance && !call.route) out.set(call.instance, call.service);
     return out;
   }
 
   /** Rejects everything still pending (on stop). */
   close(): void {
+    this.probe?.stop();
     this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
     this.subscription?.unsubscribe();
     this.subscription = undefined;
@@ -298,6 +309,7 @@ export class BusCaller {
         if (method === ACCEPTED_METHOD) {
           if (typeof params?.instance === "string") {
             call.instance = params.instance;
+            if (!call.route) this.probe?.watch();
             call.onInstance?.(params.instance);
           }
         } else if (method) {

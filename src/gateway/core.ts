@@ -23,6 +23,7 @@ import { DeliveryTable } from "./delivery.js";
 import { ALLOW_ALL, type Access, type CallerAccess, type Identity } from "./policy.js";
 import type { ListKind } from "./session.js";
 import { SessionRelay } from "./session-relay.js";
+import type { SessionPins } from "./session-pins.js";
 import { GatewayTasks } from "./tasks.js";
 import { TASKS_EXTENSION } from "./task-methods.js";
 
@@ -72,7 +73,7 @@ export class GatewayCore {
 
   constructor(private readonly options: GatewayCoreOptions) {
     this.registry = new RegistryView(options.bus);
-    this.caller = new BusCaller(options.bus, options.id);
+    this.caller = new BusCaller(options.bus, options.id, { listed: (service, instance) => this.registry.get(service, instance) !== undefined });
     this.durable = new DurableCaller(options.bus, this.caller, options.id);
     this.context = new ContextService({
       bus: options.bus,
@@ -331,55 +332,76 @@ export class GatewayCore {
   }
 
   /**
-   * A call of a client session goes to the replica holding the session's upstream session (the first
-   * call's replica, by the queue group); if that replica is gone, the session is lost: SESSION_LOST.
+   * A call of a client session goes to the replica holding the session's upstream session, chosen
+   * before the session's first call to the service leaves; if that replica is gone, the session is
+   * lost: SESSION_LOST. A replica that vanished before any call of the session reached it lost
+   * nothing: another one is chosen.
    */
   private async sessionCall(
     route: { service: string; params: Record<string, unknown> },
     method: string,
     options: CallOptions,
     clientSession: ClientSession,
-    pins: Map<string, string>,
+    pins: SessionPins,
     correlationId: string | undefined,
   ): Promise<Record<string, unknown>> {
-    const pinned = pins.get(route.service);
-    try {
-      return await this.caller.call(route.service, method, route.params, {
-        ...options,
-        clientSession,
-        correlationId,
-        instance: pinned,
-        onInstance: (instance) => {
-          pins.set(route.service, instance);
-          options.onInstance?.(instance);
-        },
-      });
-    } catch (err) {
-      const lost = pinned !== undefined && (isDmcpError(err, ErrorCode.NoResponders) || isDmcpError(err, ErrorCode.ExecutorLost));
-      if (!lost) throw err;
-      // The next call starts a new upstream session on another replica; this client learns its state is gone.
-      if (pins.get(route.service) === pinned) pins.delete(route.service);
-      throw new DmcpError(
-        ErrorCode.SessionLost,
-        `executor ${pinned} of "${route.service}", which held this session's upstream session, left the bus; the upstream session's state is lost`,
-        { data: { service: route.service, instance: pinned }, cause: err },
-      );
+    const { service } = route;
+    const tried = new Set<string>();
+    for (;;) {
+      // No replica to choose (none listed yet): the queue group picks, and its answer pins.
+      const pinned = pins.pinFor(service, () => this.sessionReplica(service, tried));
+      try {
+        return await this.caller.call(service, method, route.params, {
+          ...options,
+          clientSession,
+          correlationId,
+          instance: pinned,
+          onInstance: (instance) => {
+            pins.reached(service, instance);
+            options.onInstance?.(instance);
+          },
+        });
+      } catch (err) {
+        const gone = pinned !== undefined && (isDmcpError(err, ErrorCode.NoResponders) || isDmcpError(err, ErrorCode.ExecutorLost));
+        if (!gone) throw err;
+        const held = pins.wasReached(service, pinned);
+        pins.drop(service, pinned);
+        // No responders there and no call of the session ever reached it: nothing was lost, try another.
+        if (!held && isDmcpError(err, ErrorCode.NoResponders)) {
+          tried.add(pinned);
+          continue;
+        }
+        // The next call starts a new upstream session on another replica; this client learns its state is gone.
+        throw new DmcpError(
+          ErrorCode.SessionLost,
+          `executor ${pinned} of "${service}", which held this session's upstream session, left the bus; the upstream session's state is lost`,
+          { data: { service, instance: pinned }, cause: err },
+        );
+      }
     }
   }
 
+  /** A replica for a client session's upstream session: at random (as the queue group picks) among those that keep client sessions, ready ones first. */
+  private sessionReplica(service: string, except: Set<string>): string | undefined {
+    const candidates = this.registry.list().filter((live) => live.service === service && live.announcement.client_sessions === true && !except.has(live.instance));
+    const ready = candidates.filter((live) => live.announcement.status === "ready");
+    const pool = ready.length > 0 ? ready : candidates;
+    return pool[Math.floor(Math.random() * pool.length)]?.instance;
+  }
+
   /** Tells the replicas holding a client session's upstream sessions that the session ended (best effort). */
-  closeUpstreamSessions(sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
+  closeUpstreamSessions(sessionId: string, clientSession: ClientSession, pins: SessionPins): void {
     this.toPinnedReplicas(SESSION_CLOSE_METHOD, undefined, sessionId, clientSession, pins);
     pins.clear();
   }
 
   /** Passes a client notification (e.g. roots/list_changed) on to the session's upstream sessions (best effort). */
-  notifyUpstreamSessions(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
+  notifyUpstreamSessions(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: SessionPins): void {
     this.toPinnedReplicas(method, params, sessionId, clientSession, pins);
   }
 
-  private toPinnedReplicas(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: Map<string, string>): void {
-    for (const [service, instance] of pins) {
+  private toPinnedReplicas(method: string, params: Record<string, unknown> | undefined, sessionId: string, clientSession: ClientSession, pins: SessionPins): void {
+    for (const [service, instance] of pins.entries()) {
       void this.caller
         .call(service, method, params, { timeoutMs: 10_000, sessionId, clientSession, instance })
         .catch((err: unknown) => this.options.logger.debug({ err, service, instance, method }, "could not reach an upstream session"));
@@ -465,8 +487,8 @@ export class GatewayCore {
 export interface SessionCallContext {
   /** The client session, for its upstream session: set with `pins`. */
   clientSession?: ClientSession | undefined;
-  /** The replica holding the session's upstream session, per service; filled in by the first call. */
-  pins?: Map<string, string> | undefined;
+  /** The replica holding the session's upstream session, per service; chosen for the first call. */
+  pins?: SessionPins | undefined;
   /** The call's correlation id on the bus (server-to-client requests name it). */
   correlationId?: string | undefined;
 }

@@ -34,6 +34,7 @@ import { ANONYMOUS, type Access, type Identity, type ItemKind } from "./policy.j
 import { SessionTasks, TASKS_CAPABILITY, TASKS_EXTENSION, withTaskSupport } from "./task-methods.js";
 import { checkStatelessMeta, META, REMOVED_METHODS, requestedVersion, STATELESS_PROTOCOL_VERSIONS, statelessResult, wantsLogMessage } from "./stateless.js";
 import { ListenStreams } from "./listen-streams.js";
+import { SessionPins } from "./session-pins.js";
 
 export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
 export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
@@ -82,7 +83,7 @@ export class GatewaySession {
   private clientCapabilities: Record<string, unknown> = {};
   private logLevel: string | undefined;
   /** The replica holding this session's upstream session, per service (PROTOCOL.md §16). */
-  private readonly pins = new Map<string, string>();
+  private readonly pins = new SessionPins();
   /** Client request ids of the calls on the bus, by correlation id: server-to-client requests name the call. */
   private readonly callIds = new Map<string, JsonRpcId>();
   /** Upstream resources this client subscribed to (service and upstream URI), with the URI the client knows. */
@@ -120,8 +121,7 @@ export class GatewaySession {
     this.serverRequests = new ServerRequests((message, related) => this.send(message, related));
     this.unregister = core.sessions.register(this.busSessionId, {
       holdsSession: (service, instance, correlationId) => {
-        const pinned = this.pins.get(service);
-        if (pinned === undefined && correlationId !== undefined && this.callIds.has(correlationId)) this.pins.set(service, instance);
+        if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
         return this.pins.get(service) === instance;
       },
       serverRequest: (method, params, correlationId, timeoutMs) => {

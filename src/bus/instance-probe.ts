@@ -1,0 +1,100 @@
+/**
+ * Notices within about two probe intervals that an instance holding direct calls died without leaving
+ * (killed, crashed, its connection cut), where missed heartbeats take three heartbeat intervals
+ * (PROTOCOL.md §5.2). While calls wait on an instance, the caller sends it one `ping` per interval on
+ * its own subject: the server drops a dead connection's subscriptions at once and answers such a
+ * request "no responders". An instance that leaves in order also unsubscribes, but finishes its calls:
+ * it says so (a `stopping` heartbeat, its registry entry deleted) and is then no longer listed, so a
+ * miss counts only for a listed instance, and only when the next probe misses too.
+ */
+import { errors } from "@nats-io/transport-node";
+import { createEnvelope, subjects } from "../protocol/index.js";
+import { encodeFor } from "../security/codec.js";
+import type { Bus } from "./connection.js";
+
+/** One probe per busy instance this often: a death is noticed after two misses, within about 0.5 s. */
+const PROBE_INTERVAL_MS = 250;
+/** A probe not answered by then tells nothing (a slow instance is not a dead one). */
+const PROBE_TIMEOUT_MS = 2_000;
+
+export interface InstanceProbeOptions {
+  bus: Bus;
+  sender: string;
+  /** The instances holding direct calls now, each with its service. */
+  busy(): Map<string, string>;
+  /** Whether the registry lists the instance (one that left in order is not listed). */
+  listed(service: string, instance: string): boolean;
+  /** The instance is gone: its calls fail. */
+  lost(instance: string): void;
+}
+
+export class InstanceProbe {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Instances whose probe is on its way. */
+  private readonly probing = new Set<string>();
+  /** Instances whose last probe met no responders. */
+  private readonly missed = new Set<string>();
+
+  constructor(private readonly options: InstanceProbeOptions) {}
+
+  /** A call now waits on an instance: probe while any does. */
+  watch(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => this.tick(), PROBE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private tick(): void {
+    const busy = this.options.busy();
+    for (const instance of this.missed) if (!busy.has(instance)) this.missed.delete(instance);
+    if (busy.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    if (!this.options.bus.isConnected()) return;
+    for (const [instance, service] of busy) if (!this.probing.has(instance)) void this.probe(service, instance);
+  }
+
+  private async probe(service: string, instance: string): Promise<void> {
+    this.probing.add(instance);
+    try {
+      const listening = await this.ping(service, instance);
+      if (listening !== false || !this.options.listed(service, instance)) {
+        this.missed.delete(instance);
+      } else if (!this.missed.has(instance)) {
+        // A leave in order may have unsubscribed a moment before its `stopping` heartbeat: the next probe decides.
+        this.missed.add(instance);
+      } else {
+        this.missed.delete(instance);
+        this.options.lost(instance);
+      }
+    } finally {
+      this.probing.delete(instance);
+    }
+  }
+
+  /** true: the instance answered; false: nothing subscribes to its subject; undefined: no telling. */
+  private async ping(service: string, instance: string): Promise<boolean | undefined> {
+    const { bus, sender } = this.options;
+    const request = createEnvelope("prompt_request", { service, method: "ping" }, { sender, deadline: new Date(Date.now() + PROBE_TIMEOUT_MS) });
+    try {
+      await bus.nc.request(subjects.instanceRequest(service, instance), encodeFor(bus, request, bus.security?.requestSeal(service)), { timeout: PROBE_TIMEOUT_MS });
+      return true;
+    } catch (err) {
+      return isNoResponders(err) ? false : undefined;
+    }
+  }
+}
+
+function isNoResponders(err: unknown): boolean {
+  if (err instanceof errors.NoRespondersError) return true;
+  return err instanceof errors.RequestError && err.isNoResponders();
+}

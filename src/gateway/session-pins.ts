@@ -1,0 +1,47 @@
+/**
+ * Which executor replica holds a client session's upstream session, per service (PROTOCOL.md §16).
+ * The gateway picks the replica before the session's first call to the service leaves, so that calls
+ * sent at once all go to it; a replica is `reached` once one of the session's calls got an answer or
+ * receipt from it (from then on its upstream session may hold state the client relies on).
+ */
+export class SessionPins {
+  private readonly pins = new Map<string, { instance: string; reached: boolean }>();
+
+  /** The replica pinned for `service`; pins `choose()`'s pick first when there is none (none to pick: undefined). */
+  pinFor(service: string, choose: () => string | undefined): string | undefined {
+    const pinned = this.pins.get(service);
+    if (pinned) return pinned.instance;
+    const chosen = choose();
+    if (chosen !== undefined) this.pins.set(service, { instance: chosen, reached: false });
+    return chosen;
+  }
+
+  get(service: string): string | undefined {
+    return this.pins.get(service)?.instance;
+  }
+
+  /** A call of the session was taken by `instance`: it holds the session's upstream session (pinned now, if nothing was). */
+  reached(service: string, instance: string): void {
+    const pinned = this.pins.get(service);
+    if (!pinned) this.pins.set(service, { instance, reached: true });
+    else if (pinned.instance === instance) pinned.reached = true;
+  }
+
+  wasReached(service: string, instance: string): boolean {
+    const pinned = this.pins.get(service);
+    return pinned?.instance === instance && pinned.reached;
+  }
+
+  /** Unpins `instance` (if it is still the pin): the session's next call to the service picks again. */
+  drop(service: string, instance: string): void {
+    if (this.pins.get(service)?.instance === instance) this.pins.delete(service);
+  }
+
+  entries(): [service: string, instance: string][] {
+    return [...this.pins].map(([service, pinned]) => [service, pinned.instance]);
+  }
+
+  clear(): void {
+    this.pins.clear();
+  }
+}
