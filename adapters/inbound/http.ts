@@ -93,7 +93,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const logger = options.logger;
   const sessions = new Map<string, HttpSession>();
   // Session SSE streams get event ids, a priming event and a retry hint: a client that loses one
-  // resumes it with Last-Event-ID (bounded memory, see event-store.ts).
+  // resumes it with Last-Event-ID (bounded memory, each session sees only its own streams: see event-store.ts).
   const eventStore = new MemoryEventStore();
 
   const app = express();
@@ -161,12 +161,13 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
       return;
     }
+    const events = eventStore.forSession();
     const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
       // cheaper but drop them, so they are opt-in.
       enableJsonResponse: options.jsonResponses ?? false,
-      eventStore,
+      eventStore: events,
       retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {
         sessions.set(id, entry);
@@ -181,6 +182,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     entry.session = session;
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
+      events.forget();
     });
     await transport.handleRequest(req, res, req.body);
     // The transport refused the initialize (not valid JSON-RPC, in a batch, wrong Accept header): no
