@@ -3,7 +3,7 @@
  * gets its own SDK transport; the session id in `Mcp-Session-Id` routes later requests to it.
  */
 import { randomUUID } from "node:crypto";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
@@ -41,13 +41,27 @@ export interface HttpServeOptions {
   rateLimit?: RateLimit | undefined;
   /** Browser origins allowed to call /mcp (CORS); `*` for any. No CORS headers without them. */
   corsOrigins?: string[] | undefined;
+  /** How long a client may take over its headers and its whole request (tests shorten them). */
+  timeouts?: HttpTimeouts | undefined;
 }
+
+export interface HttpTimeouts {
+  headersMs: number;
+  requestMs: number;
+  /** Node checks both only this often, so a slow client is cut at most this much after its deadline. */
+  checkEveryMs: number;
+}
+
+/** The documented figures: headers within 10 s, the request with its body within 30 s. */
+export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, checkEveryMs: 1_000 };
 
 export interface HttpGatewayServer {
   url: string;
   port: number;
   /** Where the dashboard is served, when it is. */
   dashboardUrl?: string;
+  /** The timeouts the HTTP server enforces, as it holds them. */
+  timeouts: HttpTimeouts;
   sessionCount(): number;
   /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
   stopAccepting(): void;
@@ -218,10 +232,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     }
   });
 
-  const server = await listen(app, options.port, host);
-  // A client that trickles its headers or body is cut off instead of holding a socket forever.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
   const sweeper = setInterval(() => {
     const now = Date.now();
@@ -242,6 +253,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     url,
     port,
     ...(dashboardUrl ? { dashboardUrl } : {}),
+    timeouts: { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval },
     sessionCount: () => sessions.size,
     stopAccepting() {
       accepting = false;
@@ -261,9 +273,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   };
 }
 
-function listen(app: express.Express, port: number, host: string): Promise<Server> {
+/**
+ * A client that trickles its headers or body is cut off (408) instead of holding a socket forever.
+ * Both deadlines end once the request is in: SSE answers and long calls stream on.
+ */
+function listen(app: express.Express, port: number, host: string, timeouts: HttpTimeouts): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(
+      { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
+      app,
+    ).listen(port, host);
     server.once("listening", () => resolve(server));
     server.once("error", reject);
   });
