@@ -63,6 +63,8 @@ export interface HttpGatewayServer {
   /** The timeouts the HTTP server enforces, as it holds them. */
   timeouts: HttpTimeouts;
   sessionCount(): number;
+  /** Closes at once the sessions of identities that may no longer come in (a user removed from the tokens file). */
+  closeSessionsOf(revoked: (identity: Identity) => boolean): Promise<void>;
   /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
   stopAccepting(): void;
   close(): Promise<void>;
@@ -234,14 +236,15 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
 
   const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
+  const closeSession = (id: string, entry: HttpSession, why: string): Promise<void> => {
+    logger.info({ session: id, subject: entry.session?.identity.subject }, why);
+    sessions.delete(id);
+    return entry.transport.close();
+  };
   const sweeper = setInterval(() => {
     const now = Date.now();
     for (const [id, session] of sessions) {
-      if (now - session.lastUsed > sessionIdleMs) {
-        logger.info({ session: id }, "closing idle session");
-        sessions.delete(id);
-        void session.transport.close();
-      }
+      if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
     }
   }, Math.min(sessionIdleMs, 60_000));
   sweeper.unref();
@@ -255,6 +258,10 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     ...(dashboardUrl ? { dashboardUrl } : {}),
     timeouts: { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval },
     sessionCount: () => sessions.size,
+    async closeSessionsOf(revoked) {
+      const closing = [...sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
+      await Promise.allSettled(closing.map(([id, entry]) => closeSession(id, entry, "closing the session of an identity no longer accepted")));
+    },
     stopAccepting() {
       accepting = false;
       server.close();
