@@ -3,51 +3,13 @@
  * POST stream starts with a priming event (an id, no data) and a retry hint, each message has an
  * event id, and a GET with `Last-Event-ID` replays what followed. Real gateway, executor, nats-server.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
-
-interface SseEvent {
-  id?: string;
-  retry?: string;
-  data: string;
-}
-
-function parseEvents(text: string): SseEvent[] {
-  return text
-    .split(/\n\n/)
-    .filter((block) => block.trim() !== "")
-    .map((block) => {
-      const event: SseEvent = { data: "" };
-      for (const line of block.split("\n")) {
-        const colon = line.indexOf(":");
-        const field = line.slice(0, colon);
-        const value = line.slice(colon + 1).trimStart();
-        if (field === "id") event.id = value;
-        else if (field === "retry") event.retry = value;
-        else if (field === "data") event.data += value;
-      }
-      return event;
-    });
-}
-
-/** Opens a 2025-11-25 session on the gateway and returns the headers of its requests. */
-async function openSession(url: string): Promise<() => Record<string, string>> {
-  const init = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-resume", version: "1" } } }),
-  });
-  const session = init.headers.get("mcp-session-id")!;
-  await init.text();
-  const headers = () => ({ "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25" });
-  await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
-  await eventually(async () => {
-    const listed = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
-    return (await listed.text()).includes('"progress"');
-  });
-  return headers;
-}
+import { startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { openSession, parseEvents, readStreamUntil, type SseEvent } from "./helpers/sse.js";
 
 /** A nats-server, the fixture wrapped as `legacy`, a gateway with `gatewayFlags`, and an open session on it, for the describe block that calls it. */
 function gatewayWithSession(gatewayFlags: string[] = []) {
@@ -86,17 +48,8 @@ describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
     // A client that lost the stream right after the priming event gets everything that followed.
     const resumed = await fetch(gateway.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": priming!.id! } });
     expect(resumed.status).toBe(200);
-    const reader = resumed.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = "";
     // The replay ends with the call's answer; the stream itself stays open for what may follow.
-    while (!text.includes('"result"')) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-    }
-    await reader.cancel();
-    const replayed = parseEvents(text).filter((event) => event.data !== "");
+    const replayed = (await readStreamUntil(resumed, '"result"')).filter((event) => event.data !== "");
     expect(replayed.map((event) => event.id)).toEqual(messages.map((event) => event.id));
     expect(JSON.parse(replayed.at(-1)!.data)).toMatchObject({ id: 2, result: { content: expect.any(Array) } });
   });
@@ -123,5 +76,62 @@ describe("SSE polling of long calls (dmcp gateway --sse-poll)", () => {
       answer = events.find((event) => event.data.includes('"result"'));
     }
     expect(JSON.parse(answer!.data)).toMatchObject({ id: 7, result: { content: [{ text: "slept 1500" }] } });
+  });
+});
+
+describe("replay stays within the session that owns the stream", () => {
+  let nats: EmbeddedNats;
+  let executor: Child;
+  let gateway: Child & { url: string };
+  let dir: string;
+  let alice: () => Record<string, string>;
+  let aliceAgain: () => Record<string, string>;
+  let bob: () => Record<string, string>;
+  beforeAll(async () => {
+    nats = await startTestNats();
+    executor = await wrapFixtureStdio(nats.url, "legacy");
+    dir = mkdtempSync(join(tmpdir(), "dmcp-sse-replay-"));
+    writeFileSync(join(dir, "tokens"), "alice:alice-token\nbob:bob-token\n");
+    gateway = await startGatewayHttp(nats.url, ["--auth-tokens", join(dir, "tokens")]);
+    [alice, aliceAgain, bob] = await Promise.all(["alice", "alice", "bob"].map((name) => openSession(gateway.url, `Bearer ${name}-token`)));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const resume = (headers: Record<string, string>, lastEventId: string) =>
+    fetch(gateway.url, { method: "GET", headers: { ...headers, accept: "text/event-stream", "last-event-id": lastEventId } });
+
+  /** Another identity's session, and another session of the same identity, get 400 and none of the stream. */
+  async function expectRefusedElsewhere(lastEventId: string): Promise<void> {
+    for (const other of [bob, aliceAgain]) {
+      const response = await resume(other(), lastEventId);
+      expect(response.status).toBe(400);
+      expect(await response.json()).toEqual({ jsonrpc: "2.0", id: null, error: { code: -32600, message: expect.stringContaining("Last-Event-ID names no stream of this session") } });
+    }
+  }
+
+  it("replays a call's stream only to its own session", async () => {
+    const call = { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { text: "alice's secret" } } };
+    const [priming] = parseEvents(await (await fetch(gateway.url, { method: "POST", headers: alice(), body: JSON.stringify(call) })).text());
+    await expectRefusedElsewhere(priming!.id!);
+    // The id was live all along: its own session gets the answer replayed.
+    const own = await resume(alice(), priming!.id!);
+    expect(own.status).toBe(200);
+    const replayed = await readStreamUntil(own, '"result"');
+    expect(replayed.at(-1)!.data).toContain("alice's secret");
+  });
+
+  it("replays a session's GET stream only to that session", async () => {
+    const listening = await fetch(gateway.url, { method: "GET", headers: { ...alice(), accept: "text/event-stream" } });
+    expect(listening.status).toBe(200);
+    const notified = readStreamUntil(listening, "list_changed");
+    const call = { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "add_tool", arguments: { name: "fresh" } } };
+    await (await fetch(gateway.url, { method: "POST", headers: alice(), body: JSON.stringify(call) })).text();
+    const event = (await notified).find((e) => e.data.includes("list_changed"));
+    expect(event!.id).toBeTruthy();
+    await expectRefusedElsewhere(event!.id!);
   });
 });

@@ -11,8 +11,8 @@ import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type Cryp
 import type { Identity } from "../../src/gateway/policy.js";
 
 export interface AuthOptions {
-  /** Static tokens by name (the name is the caller's identity). */
-  tokens?: Record<string, string>;
+  /** Static tokens by name (the name is the caller's identity); a `StaticTokens` may be replaced later, and may be empty. */
+  tokens?: Record<string, string> | StaticTokens;
   jwt?: {
     /** A JWKS URL (fetched and cached), or a JWKS document, or a PEM public key (SPKI). */
     jwksUrl?: string;
@@ -45,34 +45,66 @@ export type Authenticate = (authorization: string | undefined) => Promise<Identi
 
 /** Reads `name:token` lines (or comma-separated pairs from an environment variable). */
 export function parseTokens(text: string): Record<string, string> {
-  const tokens: Record<string, string> = {};
-  for (const entry of text.split(/[\n,]/).map((line) => line.trim()).filter((line) => line && !line.startsWith("#"))) {
+  const tokens: [string, string][] = [];
+  for (const [index, raw] of text.split(/[\n,]/).entries()) {
+    const entry = raw.trim();
+    if (!entry || entry.startsWith("#")) continue;
     const colon = entry.indexOf(":");
-    if (colon <= 0 || colon === entry.length - 1) throw new Error(`a token entry must read name:token, got ${JSON.stringify(entry.slice(0, 40))}`);
-    tokens[entry.slice(0, colon).trim()] = entry.slice(colon + 1).trim();
+    // Its text is not shown: a line without its name may well be a bare token.
+    if (colon <= 0 || colon === entry.length - 1) throw new Error(`token entry ${index + 1} (a line, or an item between commas) must read name:token`);
+    tokens.push([entry.slice(0, colon).trim(), entry.slice(colon + 1).trim()]);
   }
-  return tokens;
+  return Object.fromEntries(tokens);
 }
 
 export function readTokensFile(path: string): Record<string, string> {
   return parseTokens(readFileSync(path, "utf8"));
 }
 
+// Digests of equal length, so that comparing them takes the same time whatever the token.
+const digest = (value: string) => createHash("sha256").update(value).digest();
+
+/** The static tokens, replaced as a whole when their file is reloaded: each request sees the set of the moment. */
+export class StaticTokens {
+  private entries: { name: string; digest: Buffer }[] = [];
+
+  constructor(tokens: Record<string, string> = {}) {
+    this.replace(tokens);
+  }
+
+  replace(tokens: Record<string, string>): void {
+    this.entries = Object.entries(tokens).map(([name, token]) => ({ name, digest: digest(token) }));
+  }
+
+  has(name: string): boolean {
+    return this.entries.some((entry) => entry.name === name);
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** The name of `token`, compared in constant time against every entry. */
+  nameOf(token: string): string | undefined {
+    const presented = digest(token);
+    let found: string | undefined;
+    for (const candidate of this.entries) if (timingSafeEqual(candidate.digest, presented)) found = candidate.name;
+    return found;
+  }
+}
+
 export async function createAuthenticator(options: AuthOptions): Promise<Authenticate> {
-  // Digests of equal length, so that comparing them takes the same time whatever the token.
-  const digest = (value: string) => createHash("sha256").update(value).digest();
-  const staticTokens = Object.entries(options.tokens ?? {}).map(([name, token]) => ({ name, digest: digest(token) }));
+  const replaceable = options.tokens instanceof StaticTokens;
+  const staticTokens = options.tokens instanceof StaticTokens ? options.tokens : new StaticTokens(options.tokens);
   const verifyJwt = options.jwt ? await jwtVerifier(options.jwt) : undefined;
-  if (staticTokens.length === 0 && !verifyJwt) throw new Error("authentication needs at least one token or a JWT key");
+  if (!replaceable && staticTokens.size === 0 && !verifyJwt) throw new Error("authentication needs at least one token or a JWT key");
 
   return async (authorization) => {
     if (!authorization) throw new AuthError("authentication required: send Authorization: Bearer <token>");
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!match) throw new AuthError("the Authorization header must read Bearer <token>", "invalid_request");
     const token = match[1]!;
-    const presented = digest(token);
-    let found: string | undefined;
-    for (const candidate of staticTokens) if (timingSafeEqual(candidate.digest, presented)) found = candidate.name;
+    const found = staticTokens.nameOf(token);
     if (found) return { kind: "token", subject: found, token };
     if (verifyJwt && token.split(".").length === 3) return verifyJwt(token);
     throw new AuthError("the token is not valid", "invalid_token");

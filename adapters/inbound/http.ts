@@ -3,7 +3,7 @@
  * gets its own SDK transport; the session id in `Mcp-Session-Id` routes later requests to it.
  */
 import { randomUUID } from "node:crypto";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
@@ -41,14 +41,30 @@ export interface HttpServeOptions {
   rateLimit?: RateLimit | undefined;
   /** Browser origins allowed to call /mcp (CORS); `*` for any. No CORS headers without them. */
   corsOrigins?: string[] | undefined;
+  /** How long a client may take over its headers and its whole request (tests shorten them). */
+  timeouts?: HttpTimeouts | undefined;
 }
+
+export interface HttpTimeouts {
+  headersMs: number;
+  requestMs: number;
+  /** Node checks both only this often, so a slow client is cut at most this much after its deadline. */
+  checkEveryMs: number;
+}
+
+/** The documented figures: headers within 10 s, the request with its body within 30 s. */
+export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, checkEveryMs: 1_000 };
 
 export interface HttpGatewayServer {
   url: string;
   port: number;
   /** Where the dashboard is served, when it is. */
   dashboardUrl?: string;
+  /** The timeouts the HTTP server enforces, as it holds them. */
+  timeouts: HttpTimeouts;
   sessionCount(): number;
+  /** Closes at once the sessions of identities that may no longer come in (a user removed from the tokens file). */
+  closeSessionsOf(revoked: (identity: Identity) => boolean): Promise<void>;
   /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
   stopAccepting(): void;
   close(): Promise<void>;
@@ -93,7 +109,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const logger = options.logger;
   const sessions = new Map<string, HttpSession>();
   // Session SSE streams get event ids, a priming event and a retry hint: a client that loses one
-  // resumes it with Last-Event-ID (bounded memory, see event-store.ts).
+  // resumes it with Last-Event-ID (bounded memory, each session sees only its own streams: see event-store.ts).
   const eventStore = new MemoryEventStore();
 
   const app = express();
@@ -161,12 +177,13 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
       return;
     }
+    const events = eventStore.forSession();
     const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
       // cheaper but drop them, so they are opt-in.
       enableJsonResponse: options.jsonResponses ?? false,
-      eventStore,
+      eventStore: events,
       retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {
         sessions.set(id, entry);
@@ -181,6 +198,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     entry.session = session;
     session.onclose = chain(session.onclose, () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
+      events.forget();
     });
     await transport.handleRequest(req, res, req.body);
     // The transport refused the initialize (not valid JSON-RPC, in a batch, wrong Accept header): no
@@ -216,19 +234,17 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     }
   });
 
-  const server = await listen(app, options.port, host);
-  // A client that trickles its headers or body is cut off instead of holding a socket forever.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
+  const closeSession = (id: string, entry: HttpSession, why: string): Promise<void> => {
+    logger.info({ session: id, subject: entry.session?.identity.subject }, why);
+    sessions.delete(id);
+    return entry.transport.close();
+  };
   const sweeper = setInterval(() => {
     const now = Date.now();
     for (const [id, session] of sessions) {
-      if (now - session.lastUsed > sessionIdleMs) {
-        logger.info({ session: id }, "closing idle session");
-        sessions.delete(id);
-        void session.transport.close();
-      }
+      if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
     }
   }, Math.min(sessionIdleMs, 60_000));
   sweeper.unref();
@@ -240,7 +256,12 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     url,
     port,
     ...(dashboardUrl ? { dashboardUrl } : {}),
+    timeouts: { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval },
     sessionCount: () => sessions.size,
+    async closeSessionsOf(revoked) {
+      const closing = [...sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
+      await Promise.allSettled(closing.map(([id, entry]) => closeSession(id, entry, "closing the session of an identity no longer accepted")));
+    },
     stopAccepting() {
       accepting = false;
       server.close();
@@ -259,9 +280,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   };
 }
 
-function listen(app: express.Express, port: number, host: string): Promise<Server> {
+/**
+ * A client that trickles its headers or body is cut off (408) instead of holding a socket forever.
+ * Both deadlines end once the request is in: SSE answers and long calls stream on.
+ */
+function listen(app: express.Express, port: number, host: string, timeouts: HttpTimeouts): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(
+      { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
+      app,
+    ).listen(port, host);
     server.once("listening", () => resolve(server));
     server.once("error", reject);
   });

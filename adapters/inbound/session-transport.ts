@@ -18,12 +18,15 @@ import {
   type TransportSendOptions,
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
+import type { SessionEventStore } from "./event-store.js";
 
 export class HttpSessionTransport implements Transport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
+  private readonly eventStore: SessionEventStore | undefined;
 
-  constructor(options: WebStandardStreamableHTTPServerTransportOptions) {
+  constructor(options: WebStandardStreamableHTTPServerTransportOptions & { eventStore?: SessionEventStore }) {
     this.web = new WebStandardStreamableHTTPServerTransport(options);
+    this.eventStore = options.eventStore;
   }
 
   get sessionId(): string | undefined {
@@ -74,8 +77,13 @@ export class HttpSessionTransport implements Transport {
       request = webRequest(req);
     } catch (err) {
       // Node's parser lets through a few header values the Fetch API refuses.
-      const message = `Bad Request: ${(err as Error).message}`;
-      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32600, message } }));
+      badRequest(res, `Bad Request: ${(err as Error).message}`);
+      return;
+    }
+    // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
+    const lastEventId = req.method === "GET" ? request.headers.get("last-event-id") : null;
+    if (lastEventId && this.eventStore && !(await this.eventStore.getStreamIdForEventId(lastEventId))) {
+      badRequest(res, "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay");
       return;
     }
     const response = await this.web.handleRequest(request, {
@@ -84,6 +92,10 @@ export class HttpSessionTransport implements Transport {
     });
     await writeResponse(response, res);
   }
+}
+
+function badRequest(res: ServerResponse, message: string): void {
+  res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32600, message } }));
 }
 
 /** The request as the Web-standard transport reads it: method, URL and headers (the body comes parsed). */

@@ -1,7 +1,9 @@
 import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
 import { readFileSync } from "node:fs";
-import { createAuthenticator, parseTokens, readTokensFile, type Authenticate } from "../../../adapters/inbound/auth.js";
+import { createAuthenticator, parseTokens, readTokensFile, StaticTokens, type Authenticate } from "../../../adapters/inbound/auth.js";
+import { followTokensFile } from "../../../adapters/inbound/tokens-file.js";
+import type { HttpGatewayServer } from "../../../adapters/inbound/http.js";
 import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
@@ -29,7 +31,10 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         after MS, once; the client resumes it with Last-Event-ID and gets the answer
                         there (SSE polling, SEP-1699; 2025-11-25 clients). Default: streams stay open
   --auth-tokens FILE    with --http: require a bearer token from FILE (lines name:token; the
-                        name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...)
+                        name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...).
+                        FILE is reread when it changes and on SIGHUP: a name taken out gets 401
+                        from its next request and its sessions close; a bad FILE keeps the last
+                        good tokens (logged as an error)
   --jwt-jwks URL        with --http: accept JWTs signed by a key of this JWKS
   --jwt-public-key FILE with --http: accept JWTs signed by this PEM public key (RS256)
   --jwt-issuer ISS      required iss of accepted JWTs
@@ -129,11 +134,13 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
   });
+  const tokensFile = auth?.tokensFile && running.http ? followTokens(auth.tokensFile, running.http, logger) : undefined;
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   if (running.http?.dashboardUrl) process.stderr.write(`dmcp gateway: dashboard at ${running.http.dashboardUrl}\n`);
   await runUntilSignal(
     logger,
     async () => {
+      tokensFile?.close();
       await running.stop();
       await bus.drain();
       await stopTracing();
@@ -155,14 +162,22 @@ function retentionFlags(values: Record<string, unknown>): ContextRetention | und
   return Object.keys(retention).length > 0 ? retention : undefined;
 }
 
+interface AuthFlags {
+  authenticate: Authenticate;
+  authorizationServers: string[];
+  /** With --auth-tokens: the file, what it held at start, and the tokens to replace when it changes. */
+  tokensFile?: { path: string; initial: Record<string, string>; fromEnvironment: Record<string, string>; tokens: StaticTokens };
+}
+
 /** The authenticator the flags (and $DMCP_AUTH_TOKENS) describe, or undefined for an open gateway. */
-async function authFlags(values: Record<string, unknown>): Promise<{ authenticate: Authenticate; authorizationServers: string[] } | undefined> {
+async function authFlags(values: Record<string, unknown>): Promise<AuthFlags | undefined> {
   const text = (flag: string) => (typeof values[flag] === "string" ? (values[flag] as string) : undefined);
   try {
-    const tokens = {
-      ...(process.env.DMCP_AUTH_TOKENS ? parseTokens(process.env.DMCP_AUTH_TOKENS) : {}),
-      ...(text("auth-tokens") ? readTokensFile(text("auth-tokens")!) : {}),
-    };
+    const path = text("auth-tokens");
+    const fromEnvironment = process.env.DMCP_AUTH_TOKENS ? parseTokens(process.env.DMCP_AUTH_TOKENS) : {};
+    const fromFile = path ? readTokensFile(path) : {};
+    // With a tokens file, authentication is on even while the file names nobody: users may be added later.
+    const fileTokens = path ? new StaticTokens({ ...fromEnvironment, ...fromFile }) : undefined;
     const jwksUrl = text("jwt-jwks");
     const keyFile = text("jwt-public-key");
     const jwt =
@@ -174,12 +189,38 @@ async function authFlags(values: Record<string, unknown>): Promise<{ authenticat
             ...(text("jwt-audience") ? { audience: text("jwt-audience")! } : {}),
           }
         : undefined;
-    if (Object.keys(tokens).length === 0 && !jwt) return undefined;
-    const authenticate = await createAuthenticator({ tokens, ...(jwt ? { jwt } : {}) });
-    return { authenticate, authorizationServers: (values["auth-server"] as string[] | undefined) ?? [] };
+    if (!path && Object.keys(fromEnvironment).length === 0 && !jwt) return undefined;
+    const authenticate = await createAuthenticator({ tokens: fileTokens ?? fromEnvironment, ...(jwt ? { jwt } : {}) });
+    return {
+      authenticate,
+      authorizationServers: (values["auth-server"] as string[] | undefined) ?? [],
+      ...(path && fileTokens ? { tokensFile: { path, initial: fromFile, fromEnvironment, tokens: fileTokens } } : {}),
+    };
   } catch (err) {
     throw new UsageError(`authentication: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Keeps the accepted tokens those of the file (and $DMCP_AUTH_TOKENS) as it changes, and on SIGHUP.
+ * A user who is no longer named is refused (401) from the next request, and their open sessions close.
+ */
+function followTokens(file: NonNullable<AuthFlags["tokensFile"]>, http: HttpGatewayServer, logger: Logger): { close(): void } {
+  const followed = followTokensFile(file.path, file.initial, {
+    logger,
+    onChange: (fromFile) => {
+      file.tokens.replace({ ...file.fromEnvironment, ...fromFile });
+      void http.closeSessionsOf((identity) => identity.kind === "token" && !file.tokens.has(identity.subject));
+    },
+  });
+  const onHangup = () => followed.reload("SIGHUP");
+  process.on("SIGHUP", onHangup);
+  return {
+    close() {
+      process.off("SIGHUP", onHangup);
+      followed.close();
+    },
+  };
 }
 
 function policyFlag(path: string): AccessPolicy {
