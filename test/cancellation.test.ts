@@ -61,7 +61,7 @@ describe("cancellation across the bus", () => {
     expect(await pending).toBe("no answer");
   }
 
-  it("stops the upstream call of a wrapped server: the server receives notifications/cancelled", async () => {
+  it("stops the upstream call of a wrapped server: the server receives notifications/cancelled with the client's reason", async () => {
     // The session's first call opens its upstream session (a new stdio process): open it before timing a cancel.
     await client.result("tools/call", { name: "echo", arguments: { text: "warm" } });
     await startAndCancel("sleep", { ms: 20_000 });
@@ -69,7 +69,7 @@ describe("cancellation across the bus", () => {
       const result = (await client.result("tools/call", { name: "cancelled", arguments: {} })) as { structuredContent: { cancellations: unknown[] } };
       return result.structuredContent.cancellations.length > 0 ? result.structuredContent.cancellations : undefined;
     });
-    expect(cancellations[0]).toMatchObject({ requestId: expect.anything() });
+    expect(cancellations[0]).toMatchObject({ requestId: expect.anything(), reason: "user pressed stop" });
     const metrics = await eventually(async () => {
       const text = await (await fetch(metricsUrl)).text();
       return /dmcp_executor_calls_total\{service="halting",method="tools\/call",outcome="cancelled"\} 1/.test(text) ? text : undefined;
@@ -77,10 +77,10 @@ describe("cancellation across the bus", () => {
     expect(metrics).toMatch(/dmcp_executor_calls_in_flight\{service="halting"\} 0/);
   });
 
-  it("aborts a native agent's handler through its signal", async () => {
+  it("aborts a native agent's handler through its signal, with the client's reason", async () => {
     agentSawAbort = undefined;
     await startAndCancel("wait_for_abort", {});
     await eventually(() => agentSawAbort !== undefined);
-    expect(agentSawAbort).toMatchObject({ code: "CANCELLED" });
+    expect(agentSawAbort).toMatchObject({ code: "CANCELLED", message: "user pressed stop" });
   });
 });

@@ -9,6 +9,7 @@ import { PermissionViolationError, type Msg, type MsgHdrs, type Subscription } f
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
+  cancellation,
   createEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
   DmcpError,
@@ -182,7 +183,8 @@ export class ServiceEndpoint {
     const controller = correlationId ? this.running.get(correlationId) : undefined;
     if (!controller) return;
     this.options.logger.debug({ correlationId }, "call cancelled by its caller");
-    controller.abort(new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller"));
+    // The caller's reason reaches the handler (and, through it, an executor's upstream).
+    controller.abort(cancellation(decoded.envelope.payload.params?.reason, "the call was cancelled by its caller"));
   }
 
   private track(work: Promise<void>): void {
