@@ -233,11 +233,14 @@ export class ServiceEndpoint {
     this.running.set(correlationId, cancel);
     try {
       const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
+      // A cancelled call is answered CANCELLED, whatever its handler made of the cancellation (PROTOCOL.md §5.5).
+      if (cancel.signal.aborted) throw cancel.signal.reason;
       this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
-      const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
-      // The caller's own mistakes (bad arguments, unknown tools) are its news, not this process's.
-      const callersFault = error.code === ErrorCode.UpstreamError || error.code === ErrorCode.InvalidParams || error.code === ErrorCode.UnknownTarget;
+      const raised: unknown = cancel.signal.aborted ? cancel.signal.reason : err;
+      const error = raised instanceof DmcpError ? raised : new DmcpError(ErrorCode.Internal, (raised as Error).message, { cause: raised });
+      // The caller's own doing (bad arguments, unknown tools, a cancellation) is its news, not this process's.
+      const callersFault = ([ErrorCode.UpstreamError, ErrorCode.InvalidParams, ErrorCode.UnknownTarget, ErrorCode.Cancelled] as ErrorCode[]).includes(error.code);
       this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
       this.counters.errors++;
       this.counters.lastError = `${error.code}: ${error.message}`;
