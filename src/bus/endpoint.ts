@@ -102,7 +102,10 @@ export interface EndpointStats {
 
 export class ServiceEndpoint {
   private readonly subscriptions: Subscription[] = [];
+  private cancelSubscription: Subscription | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  /** Every call being served, direct or durable: a leaving instance finishes them, still cancellable. */
+  private readonly serving = new Set<Promise<void>>();
   private handledCount = 0;
   private stopping = false;
   private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
@@ -148,11 +151,8 @@ export class ServiceEndpoint {
         callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
       });
     const cancel = subjects.cancel(service);
-    this.subscriptions.push(
-      serve(subjects.request(service), subjects.queueGroup(service)),
-      serve(subjects.instanceRequest(service, instance)),
-      bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) }),
-    );
+    this.cancelSubscription = bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) });
+    this.subscriptions.push(serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance)), this.cancelSubscription);
     // The server answers a refused SUB with an error before the flush's PONG.
     await bus.nc.flush();
     if (refused.length > 0) {
@@ -163,12 +163,20 @@ export class ServiceEndpoint {
     }
   }
 
-  /** Takes no new requests; resolves when the calls in flight have answered or the grace period ends. */
+  /**
+   * Takes no new requests; resolves when the calls in flight have answered or the grace period ends
+   * (PROTOCOL.md §6.3). The request subscriptions are drained, not just dropped: a request the server
+   * routed here before it saw the unsubscription is still read, and answered SHUTTING_DOWN. The
+   * cancellation subscription stays until the calls in flight are done, so that they can be cancelled.
+   */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
-    for (const sub of this.subscriptions) sub.unsubscribe();
+    const requests = this.subscriptions.filter((sub) => sub !== this.cancelSubscription);
+    const drained = Promise.allSettled(requests.map((sub) => sub.drain()));
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-    await Promise.race([Promise.allSettled([...this.inflight]), grace]);
+    await Promise.race([drained, grace]);
+    await Promise.race([Promise.allSettled([...this.serving]), grace]);
+    this.cancelSubscription?.unsubscribe();
   }
 
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
@@ -208,6 +216,16 @@ export class ServiceEndpoint {
    * durable work queue serves its deliveries here too, so they are checked exactly like direct ones.
    */
   async serve(delivery: Delivery): Promise<void> {
+    const work = this.answer(delivery);
+    this.serving.add(work);
+    try {
+      await work;
+    } finally {
+      this.serving.delete(work);
+    }
+  }
+
+  private async answer(delivery: Delivery): Promise<void> {
     const decoded = decodeFrom(this.options.bus, delivery.data, {
       receiver: this.options.instance,
       maxBytes: this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
