@@ -146,14 +146,19 @@ export class InstancePresence {
     this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeFor(this.bus, envelope));
   }
 
-  /** Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. */
+  /**
+   * Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. Nothing
+   * is announced after that (an executor finishing its calls may still see its catalog change).
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.refreshTimer);
     this.timer = this.refreshTimer = undefined;
+    const kv = this.kv;
+    this.kv = undefined;
     try {
       this.publishHeartbeat("stopping");
-      await this.kv?.delete(this.key);
+      await kv?.delete(this.key);
     } catch (err) {
       this.bus.logger.debug({ err }, "could not withdraw from the registry");
     }
