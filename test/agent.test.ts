@@ -166,15 +166,20 @@ describe("native dMCP agents", () => {
     expect(echo.content[0]!.text).toBe("legacy");
   });
 
-  it("rejects bad arguments and unknown tools with -32602, and reports a throwing handler as isError", async () => {
-    const bad = await client.request("tools/call", { name: "plan", arguments: { anomaly: "x", location: { unit: 42 } } });
-    expect(bad.error?.code).toBe(-32602);
-    expect(bad.error?.message).toMatch(/^Invalid arguments for tool plan: location\.unit: /);
-    expect(bad.error?.data).toMatchObject({ dmcp_code: ErrorCode.InvalidParams, issues: [{ path: "location.unit" }] });
+  it("answers arguments that fail the schema with a tool error naming them (MCP 2025-11-25), unknown tools with -32602, and reports a throwing handler as isError", async () => {
+    const bad = (await client.result("tools/call", { name: "plan", arguments: { anomaly: "x", location: { unit: 42 } } })) as CallResult;
+    expect(bad.isError).toBe(true);
+    expect(bad.content).toHaveLength(1);
+    expect(bad.content[0]!.text).toMatch(/^Invalid arguments for tool plan: location\.unit: /);
 
-    const missing = await client.request("tools/call", { name: "plan", arguments: {} });
-    expect(missing.error?.code).toBe(-32602);
-    expect(missing.error?.message).toContain("anomaly");
+    const missing = (await client.result("tools/call", { name: "plan", arguments: {} })) as CallResult;
+    expect(missing).toMatchObject({ isError: true, content: [{ type: "text", text: expect.stringMatching(/^Invalid arguments for tool plan: anomaly: /) }] });
+
+    // A request that does not fit MCP's CallToolRequest is still a protocol error.
+    const notAnObject = await caller.call("planner", "tools/call", { name: "plan", arguments: "anomaly" }, { timeoutMs: 5000 }).catch((err: unknown) => err);
+    expect(notAnObject).toMatchObject({ code: ErrorCode.InvalidParams, jsonrpcCode: -32602, message: "tools/call needs params.arguments to be an object" });
+    const nameless = await caller.call("planner", "tools/call", { arguments: {} }, { timeoutMs: 5000 }).catch((err: unknown) => err);
+    expect(nameless).toMatchObject({ code: ErrorCode.UnknownTarget, jsonrpcCode: -32602 });
 
     const unknownAtGateway = await client.request("tools/call", { name: "no_such_tool", arguments: {} });
     expect(unknownAtGateway.error?.code).toBe(-32602);
@@ -201,7 +206,9 @@ describe("native dMCP agents", () => {
     await sensor.start();
     const result = await sensor.call("planner", "plan", { anomaly: "leak", severity: 5 });
     expect(result.structuredContent).toEqual({ steps: ["isolate the area", "inspect: leak"], severity: 5 });
-    await expect(sensor.call("planner", "plan", { severity: 9 })).rejects.toMatchObject({ code: ErrorCode.InvalidParams, jsonrpcCode: -32602 });
+    const invalid = await sensor.call("planner", "plan", { severity: 9 });
+    expect(invalid.isError).toBe(true);
+    expect(invalid.content[0]!.text).toMatch(/anomaly: .*; severity: /);
     await expect(sensor.call("nobody", "plan", {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     const failed = await sensor.call("planner", "explode");
     expect(failed.isError).toBe(true);
