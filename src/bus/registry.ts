@@ -35,6 +35,10 @@ export const ANNOUNCE_REFRESH_MS = 10_000;
 export const DEFAULT_HEARTBEAT_MS = 2_000;
 /** An instance that misses this many heartbeats is considered gone. */
 export const MISSED_HEARTBEATS = 3;
+/** Slack on top of the missed heartbeats before an instance is dropped. */
+const EVICTION_SLACK_MS = 250;
+/** How often a view looks for instances that missed their heartbeats (PROTOCOL.md §6.2 states the bound this gives). */
+const SWEEP_EVERY_MS = 500;
 
 export async function openRegistryBucket(bus: Bus): Promise<KV> {
   return new Kvm(bus.nc).create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
@@ -215,7 +219,7 @@ export class RegistryView {
     });
     const initialDone = await this.watch(this.kv);
     await initialDone;
-    this.sweeper = setInterval(() => this.sweep(), 500);
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
 
@@ -394,7 +398,7 @@ export class RegistryView {
     const now = Date.now();
     for (const [key, live] of this.instances) {
       const interval = live.heartbeat?.interval_ms ?? live.announcement.interval_ms;
-      if (now - live.lastSeen > interval * MISSED_HEARTBEATS + 250) {
+      if (now - live.lastSeen > interval * MISSED_HEARTBEATS + EVICTION_SLACK_MS) {
         this.bus.logger.warn({ service: live.service, instance: live.instance }, "instance missed its heartbeats; removing it");
         this.remove(key);
         for (const listener of this.lostListeners) listener(live);
