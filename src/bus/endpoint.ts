@@ -151,8 +151,9 @@ export class ServiceEndpoint {
         callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
       });
     const cancel = subjects.cancel(service);
+    const requests = [serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance))];
     this.cancelSubscription = bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) });
-    this.subscriptions.push(serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance)), this.cancelSubscription);
+    this.subscriptions.push(...requests, this.cancelSubscription);
     // The server answers a refused SUB with an error before the flush's PONG.
     await bus.nc.flush();
     if (refused.length > 0) {
