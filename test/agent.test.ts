@@ -11,7 +11,7 @@ import { pino } from "pino";
 import * as z from "zod";
 import { Agent, AgentDeclarationError, AgentStateError, type ContextEvent } from "../src/agent/index.js";
 import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
-import { decodeEnvelope, DmcpError, ErrorCode, REGISTRY_BUCKET, registryKey, subjects, type Envelope } from "../src/protocol/index.js";
+import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -166,15 +166,20 @@ describe("native dMCP agents", () => {
     expect(echo.content[0]!.text).toBe("legacy");
   });
 
-  it("rejects bad arguments and unknown tools with -32602, and reports a throwing handler as isError", async () => {
-    const bad = await client.request("tools/call", { name: "plan", arguments: { anomaly: "x", location: { unit: 42 } } });
-    expect(bad.error?.code).toBe(-32602);
-    expect(bad.error?.message).toMatch(/^Invalid arguments for tool plan: location\.unit: /);
-    expect(bad.error?.data).toMatchObject({ dmcp_code: ErrorCode.InvalidParams, issues: [{ path: "location.unit" }] });
+  it("answers arguments that fail the schema with a tool error naming them (MCP 2025-11-25), unknown tools with -32602, and reports a throwing handler as isError", async () => {
+    const bad = (await client.result("tools/call", { name: "plan", arguments: { anomaly: "x", location: { unit: 42 } } })) as CallResult;
+    expect(bad.isError).toBe(true);
+    expect(bad.content).toHaveLength(1);
+    expect(bad.content[0]!.text).toMatch(/^Invalid arguments for tool plan: location\.unit: /);
 
-    const missing = await client.request("tools/call", { name: "plan", arguments: {} });
-    expect(missing.error?.code).toBe(-32602);
-    expect(missing.error?.message).toContain("anomaly");
+    const missing = (await client.result("tools/call", { name: "plan", arguments: {} })) as CallResult;
+    expect(missing).toMatchObject({ isError: true, content: [{ type: "text", text: expect.stringMatching(/^Invalid arguments for tool plan: anomaly: /) }] });
+
+    // A request that does not fit MCP's CallToolRequest is still a protocol error.
+    const notAnObject = await caller.call("planner", "tools/call", { name: "plan", arguments: "anomaly" }, { timeoutMs: 5000 }).catch((err: unknown) => err);
+    expect(notAnObject).toMatchObject({ code: ErrorCode.InvalidParams, jsonrpcCode: -32602, message: "tools/call needs params.arguments to be an object" });
+    const nameless = await caller.call("planner", "tools/call", { arguments: {} }, { timeoutMs: 5000 }).catch((err: unknown) => err);
+    expect(nameless).toMatchObject({ code: ErrorCode.UnknownTarget, jsonrpcCode: -32602 });
 
     const unknownAtGateway = await client.request("tools/call", { name: "no_such_tool", arguments: {} });
     expect(unknownAtGateway.error?.code).toBe(-32602);
@@ -201,7 +206,9 @@ describe("native dMCP agents", () => {
     await sensor.start();
     const result = await sensor.call("planner", "plan", { anomaly: "leak", severity: 5 });
     expect(result.structuredContent).toEqual({ steps: ["isolate the area", "inspect: leak"], severity: 5 });
-    await expect(sensor.call("planner", "plan", { severity: 9 })).rejects.toMatchObject({ code: ErrorCode.InvalidParams, jsonrpcCode: -32602 });
+    const invalid = await sensor.call("planner", "plan", { severity: 9 });
+    expect(invalid.isError).toBe(true);
+    expect(invalid.content[0]!.text).toMatch(/anomaly: .*; severity: /);
     await expect(sensor.call("nobody", "plan", {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     const failed = await sensor.call("planner", "explode");
     expect(failed.isError).toBe(true);
@@ -322,6 +329,45 @@ describe("native dMCP agents", () => {
     await expect(caller.call("ephemeral", "tools/call", { name: "ephemeral_nap", arguments: { ms: 1 } }, { timeoutMs: 2000 })).rejects.toMatchObject({
       code: ErrorCode.NoResponders,
     });
+  });
+
+  it("a call still running while its agent leaves can be cancelled, with the caller's reason (PROTOCOL.md §6.3)", async () => {
+    let sawAbort: unknown;
+    let markStarted: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (markStarted = resolve));
+    const leaving = agent("leaving", { stopGraceMs: 30_000 }).tool("hang", { description: "Waits until cancelled" }, (_args, ctx) =>
+      new Promise((resolve) => {
+        markStarted();
+        ctx.signal.addEventListener("abort", () => {
+          sawAbort = ctx.signal.reason;
+          resolve("stopped");
+        });
+      }),
+    );
+    await leaving.start();
+    const controller = new AbortController();
+    const call = caller.call("leaving", "tools/call", { name: "hang" }, { timeoutMs: 30_000, signal: controller.signal }).catch((err: unknown) => err);
+    await started;
+    const stopped = leaving.stop();
+    controller.abort(new DmcpError(ErrorCode.Cancelled, "given up while the agent leaves"));
+    await eventually(() => sawAbort !== undefined, 5000);
+    expect(sawAbort).toMatchObject({ code: ErrorCode.Cancelled, message: "given up while the agent leaves" });
+    expect(await call).toMatchObject({ code: ErrorCode.Cancelled });
+    await stopped;
+  });
+
+  it("answers SHUTTING_DOWN a request that reached a leaving agent before its unsubscription, instead of dropping it (PROTOCOL.md §6.3)", async () => {
+    const leaving = agent("leaving2").tool("quick", { description: "Answers at once" }, () => "done");
+    await leaving.start();
+    const id = "leaving2-request";
+    const request = createEnvelope("prompt_request", { service: "leaving2", method: "tools/call", params: { name: "quick" } }, { id, correlationId: id, sender: "agent-test" });
+    // Published on the agent's own connection just before it unsubscribes: the server routes the
+    // request to the agent before it reads the unsubscription, so the request arrives after stop().
+    const answer = bus.nc.request(subjects.request("leaving2"), encodeEnvelope(request), { timeout: 5000 });
+    const stopped = leaving.stop();
+    const decoded = decodeEnvelope((await answer).data);
+    expect(decoded.ok && decoded.envelope).toMatchObject({ type: "error_notification", correlation_id: id, payload: { code: ErrorCode.ShuttingDown } });
+    await stopped;
   });
 
   it("an agent in a child process serves through the gateway, leaves within seconds when killed, and stops cleanly on SIGTERM", async () => {

@@ -1,8 +1,11 @@
 /** A client's notifications/cancelled travels over the bus to the executor or agent running the call. */
+import { randomUUID } from "node:crypto";
+import { createInbox } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
 import { connectBus, type Bus } from "../src/bus/index.js";
+import { createEnvelope, decodeEnvelope, encodeEnvelope, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
@@ -61,7 +64,7 @@ describe("cancellation across the bus", () => {
     expect(await pending).toBe("no answer");
   }
 
-  it("stops the upstream call of a wrapped server: the server receives notifications/cancelled", async () => {
+  it("stops the upstream call of a wrapped server: the server receives notifications/cancelled with the client's reason", async () => {
     // The session's first call opens its upstream session (a new stdio process): open it before timing a cancel.
     await client.result("tools/call", { name: "echo", arguments: { text: "warm" } });
     await startAndCancel("sleep", { ms: 20_000 });
@@ -69,7 +72,7 @@ describe("cancellation across the bus", () => {
       const result = (await client.result("tools/call", { name: "cancelled", arguments: {} })) as { structuredContent: { cancellations: unknown[] } };
       return result.structuredContent.cancellations.length > 0 ? result.structuredContent.cancellations : undefined;
     });
-    expect(cancellations[0]).toMatchObject({ requestId: expect.anything() });
+    expect(cancellations[0]).toMatchObject({ requestId: expect.anything(), reason: "user pressed stop" });
     const metrics = await eventually(async () => {
       const text = await (await fetch(metricsUrl)).text();
       return /dmcp_executor_calls_total\{service="halting",method="tools\/call",outcome="cancelled"\} 1/.test(text) ? text : undefined;
@@ -77,10 +80,42 @@ describe("cancellation across the bus", () => {
     expect(metrics).toMatch(/dmcp_executor_calls_in_flight\{service="halting"\} 0/);
   });
 
-  it("aborts a native agent's handler through its signal", async () => {
+  it("aborts a native agent's handler through its signal, with the client's reason", async () => {
     agentSawAbort = undefined;
     await startAndCancel("wait_for_abort", {});
     await eventually(() => agentSawAbort !== undefined);
-    expect(agentSawAbort).toMatchObject({ code: "CANCELLED" });
+    expect(agentSawAbort).toMatchObject({ code: "CANCELLED", message: "user pressed stop" });
+  });
+
+  it("answers a cancelled call CANCELLED with the caller's reason, although the agent's handler returned a result", async () => {
+    const nc = bus.nc;
+    const inbox = createInbox();
+    const replies: Envelope[] = [];
+    const sub = nc.subscribe(inbox, {
+      callback: (_err, msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (decoded.ok) replies.push(decoded.envelope);
+      },
+    });
+    await nc.flush();
+    const id = randomUUID();
+    const request = createEnvelope(
+      "prompt_request",
+      { service: "patient", method: "tools/call", params: { name: "wait_for_abort", arguments: {} } },
+      { id, correlationId: id, sender: "cancel-test", deadline: new Date(Date.now() + 10_000) },
+    );
+    request.receipt = true;
+    nc.publish(subjects.request("patient"), encodeEnvelope(request), { reply: inbox });
+    // The receipt says the handler is running.
+    await eventually(() => replies.some((reply) => reply.type === "context_update"));
+    const cancel = createEnvelope("context_update", { method: "notifications/cancelled", params: { reason: "no longer needed" } }, { sender: "cancel-test", correlationId: id });
+    nc.publish(subjects.cancel("patient"), encodeEnvelope(cancel));
+    const answer = await eventually(() => replies.find((reply) => reply.type !== "context_update"));
+    expect(answer).toMatchObject({
+      type: "error_notification",
+      correlation_id: id,
+      payload: { code: "CANCELLED", jsonrpc_code: -32016, message: "no longer needed", data: { instance: agent.instance } },
+    });
+    sub.unsubscribe();
   });
 });

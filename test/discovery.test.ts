@@ -59,14 +59,15 @@ describe("NATS services protocol", () => {
   it("reports request counts, errors and processing time in STATS", async () => {
     const caller = new BusCaller(bus, "discovery-test");
     await caller.call("finder", "tools/call", { name: "find", arguments: { what: "keys" } }, { timeoutMs: 5000 });
-    await caller.call("finder", "tools/call", { name: "find", arguments: {} }, { timeoutMs: 5000 }).catch(() => undefined);
+    // An unknown tool is an error_notification (bad arguments would be a tool result with isError).
+    await caller.call("finder", "tools/call", { name: "nothing_here", arguments: {} }, { timeoutMs: 5000 }).catch(() => undefined);
     caller.close();
     const client = new Svcm(nc).client({ maxWait: 1000 });
     const [stats] = await collect(await client.stats("finder", agent.instance));
     const endpoint = stats!.endpoints![0]!;
     expect(endpoint.num_requests).toBe(2);
     expect(endpoint.num_errors).toBe(1);
-    expect(endpoint.last_error).toMatch(/INVALID_PARAMS/);
+    expect(endpoint.last_error).toMatch(/UNKNOWN_TARGET/);
     expect(endpoint.processing_time).toBeGreaterThan(0);
   });
 

@@ -252,7 +252,8 @@ describe("durable calls through the gateway: lanes and cancellation", () => {
       const cancellations = (result.structuredContent as { cancellations: unknown[] }).cancellations;
       return cancellations.length > 0 ? cancellations : undefined;
     }, 30_000);
-    expect(JSON.stringify(seen)).toContain("cancelled");
+    // The client's reason reaches the upstream (PROTOCOL.md §5.5).
+    expect(seen[0]).toMatchObject({ requestId: expect.anything(), reason: "stop" });
   }, 60_000);
 });
 

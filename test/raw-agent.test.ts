@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import Ajv2020Import from "ajv/dist/2020.js";
 import addFormatsImport from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -86,8 +86,8 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     });
     await tapConn.flush();
     caller = await connect({ servers: nats.url, name: "conformance-caller" });
-    gateway = await startGatewayHttp(nats.url);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
+    // The agent starts first, on a fresh server: it creates the registry's stream from §6.1 alone,
+    // and the gateway then uses that stream.
     agentStartedAt = Date.now();
     agent = await startRawAgent({
       natsUrl: nats.url,
@@ -97,6 +97,8 @@ describe("a native agent written from PROTOCOL.md alone", () => {
       consumes: ["raw.commands"],
     });
     agents.push(agent);
+    gateway = await startGatewayHttp(nats.url);
+    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
     registry = await new Kvm(caller).open("dmcp_registry");
   }, 120_000);
 
@@ -185,6 +187,18 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     expect(status.ttl).toBe(30_000);
   });
 
+  it("created the registry stream exactly as a key-value library makes the bucket (§6.1)", async () => {
+    const jsm = await jetstreamManager(caller);
+    const made = (await jsm.streams.info("KV_dmcp_registry")).config;
+    // The same bucket settings through the KV library, under another name.
+    await new Kvm(caller).create("dmcp_registry_reference", { history: 1, ttl: 30_000 });
+    const reference = (await jsm.streams.info("KV_dmcp_registry_reference")).config;
+    expect(made.subjects).toEqual(["$KV.dmcp_registry.>"]);
+    expect({ ...made, name: "", subjects: [] }).toEqual({ ...reference, name: "", subjects: [] });
+    expect(made).toMatchObject({ discard: "new", duplicate_window: 30_000_000_000, allow_direct: true, max_age: 30_000_000_000, max_msgs_per_subject: 1 });
+    await jsm.streams.delete("KV_dmcp_registry_reference");
+  });
+
   it("publishes heartbeats on dmcp.v1.hb.<service>.<instance> at its interval (§6.2)", async () => {
     const subject = `dmcp.v1.hb.rawcalc.${agent.instance}`;
     const since = Date.now();
@@ -221,12 +235,13 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     expect(response.result).toEqual({ content: [{ type: "text", text: "5" }], structuredContent: { sum: 5 } });
   });
 
-  it("bad arguments give -32602 (INVALID_PARAMS) naming the paths", async () => {
+  it("bad arguments give a tool result with isError naming each failing argument (§13.2, MCP 2025-11-25)", async () => {
     const response = await callTool("add", { a: "two" });
-    expect(response.error?.code).toBe(-32602);
-    expect(response.error?.data).toMatchObject({ dmcp_code: "INVALID_PARAMS", instance: agent.instance });
-    const issues = response.error?.data?.issues as { path: string }[];
-    expect(issues.map((i) => i.path).sort()).toEqual(["a", "b"]);
+    expect(response.error).toBeUndefined();
+    expect(response.result).toEqual({
+      content: [{ type: "text", text: "Invalid arguments for tool add: b: required property is missing; a: expected number, received string" }],
+      isError: true,
+    });
   });
 
   it("an unknown tool gives -32602 at the gateway", async () => {
@@ -279,10 +294,35 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     expect(unknownMethod).toMatchObject({ type: "error_notification", payload: { code: "UNKNOWN_TARGET", jsonrpc_code: -32601 } });
   });
 
-  it("validates tool arguments by hand: INVALID_PARAMS with data.issues", async () => {
+  it("validates tool arguments by hand: a tool error for schema failures, INVALID_PARAMS or UNKNOWN_TARGET for malformed calls (§13.2)", async () => {
     const [bad] = await busCall("dmcp.v1.req.rawcalc", request("tools/call", { name: "wait", arguments: { ms: 1.5, extra: 1 } }));
-    expect(bad).toMatchObject({ type: "error_notification", payload: { code: "INVALID_PARAMS", jsonrpc_code: -32602 } });
-    expect((bad!.payload.data as { issues: { path: string }[] }).issues.map((i) => i.path)).toEqual(["ms"]);
+    expect(bad).toMatchObject({
+      type: "prompt_response",
+      payload: { result: { content: [{ type: "text", text: "Invalid arguments for tool wait: ms: expected integer, received number" }], isError: true } },
+    });
+    const [notAnObject] = await busCall("dmcp.v1.req.rawcalc", request("tools/call", { name: "wait", arguments: [1] }));
+    expect(notAnObject).toMatchObject({ type: "error_notification", payload: { code: "INVALID_PARAMS", jsonrpc_code: -32602 } });
+    const [nameless] = await busCall("dmcp.v1.req.rawcalc", request("tools/call", { arguments: {} }));
+    expect(nameless).toMatchObject({ type: "error_notification", payload: { code: "UNKNOWN_TARGET", jsonrpc_code: -32602 } });
+  });
+
+  it("a client's cancellation reaches it with the client's reason, and it answers CANCELLED (§5.5)", async () => {
+    const pending = client.request("tools/call", { name: "wait", arguments: { ms: 20_000 } }, 3000).then(
+      () => "answered",
+      () => "no answer",
+    );
+    const req = await eventually(() =>
+      [...tapped].reverse().find((t) => t.subject === "dmcp.v1.req.rawcalc" && (t.envelope.payload.params as { arguments?: { ms?: number } })?.arguments?.ms === 20_000),
+    );
+    // The receipt: the agent runs the call.
+    await eventually(() => tapped.find((t) => t.envelope.correlation_id === req.envelope.correlation_id && t.envelope.type === "context_update"));
+    await client.notify("notifications/cancelled", { requestId: client.lastRequestId, reason: "the user changed their mind" });
+    const cancel = await eventually(() => tapped.find((t) => t.subject === "dmcp.v1.cancel.rawcalc" && t.envelope.correlation_id === req.envelope.correlation_id));
+    expect(cancel.envelope).toMatchObject({ type: "context_update", payload: { method: "notifications/cancelled", params: { reason: "the user changed their mind" } } });
+    const answer = await eventually(() => tapped.find((t) => t.envelope.correlation_id === req.envelope.correlation_id && t.envelope.type === "error_notification"));
+    expect(answer.subject).toBe(req.reply);
+    expect(answer.envelope.payload).toMatchObject({ code: "CANCELLED", jsonrpc_code: -32016, message: "the user changed their mind" });
+    expect(await pending).toBe("no answer");
   });
 
   it("honours deadline: passed → DEADLINE_EXCEEDED at once; too short → DEADLINE_EXCEEDED at the deadline (§5.4)", async () => {
@@ -470,9 +510,24 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     const last = tapped.filter((t) => t.subject === `dmcp.v1.hb.rawstop.${leaver.instance}`).at(-1)!;
     expect(last.envelope.payload.status).toBe("stopping");
     const entry = await registry.get(`rawstop.${leaver.instance}`);
-    expect(entry === null || entry.operation !== "PUT").toBe(true);
+    expect(entry?.operation).toBe("DEL");
     // the collision is gone: rawcalc's tools are unqualified again
     await eventually(async () => (await toolsList()).some((t) => t.name === "add"));
+  });
+
+  it("stop(): a call still running can be cancelled while it leaves, and is answered CANCELLED (§6.3 step 3)", async () => {
+    const leaver = await startRawAgent({ natsUrl: nats.url, name: "rawleave", heartbeatMs: 500 });
+    agents.push(leaver);
+    const call = request("tools/call", { name: "wait", arguments: { ms: 20_000 } }, { receipt: true }, "rawleave");
+    const replies = busCall(`dmcp.v1.inst.rawleave.${leaver.instance}.req`, call, 15_000);
+    await eventually(() => tapped.find((t) => t.envelope.correlation_id === call.id && t.envelope.type === "context_update"));
+    const stopping = leaver.stop();
+    await eventually(() => tapped.find((t) => t.subject === `dmcp.v1.hb.rawleave.${leaver.instance}` && t.envelope.payload.status === "stopping"));
+    const cancel = { dMCP_version: "0.1", type: "context_update", id: randomUUID(), correlation_id: call.id, timestamp: new Date().toISOString(), sender_id: "conformance-caller", payload: { method: "notifications/cancelled", params: { reason: "not while leaving" } } };
+    caller.publish("dmcp.v1.cancel.rawleave", JSON.stringify(cancel));
+    expect(finalOf(await replies)).toEqual([expect.objectContaining({ type: "error_notification", payload: expect.objectContaining({ code: "CANCELLED", message: "not while leaving" }) })]);
+    await stopping;
+    expect((await registry.get(`rawleave.${leaver.instance}`))?.operation).toBe("DEL");
   });
 
   it("kill(): its tools leave after the missed heartbeats, and a call it accepted fails with EXECUTOR_LOST", async () => {

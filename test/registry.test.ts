@@ -2,8 +2,10 @@
  * The registry view a gateway starts with: once start() resolves it holds every instance already
  * announced in the bucket (a gateway answers its first client from it), against a real nats-server.
  */
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, InstancePresence, RegistryView, type Bus } from "../src/bus/index.js";
+import { REGISTRY_BUCKET } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 
@@ -42,5 +44,16 @@ describe("registry view", () => {
         await viewBus.drain();
       }
     }
+  });
+
+  it("puts no announcement once it has left: its deleted key stays deleted (PROTOCOL.md §6.3)", async () => {
+    const presence = new InstancePresence(bus, { service: "leaver", instance: "leaver-1", intervalMs: 5000, load: () => ({ status: "ready", inflight: 1, handled: 0 }) });
+    const announcement = { capabilities: { tools: {} }, catalog: { tools: [], resources: [], resource_templates: [], prompts: [] } };
+    await presence.start(announcement);
+    await presence.stop();
+    // An executor still finishing its calls re-announces when its upstream's catalog changes.
+    await presence.announce({ ...announcement, catalog: { ...announcement.catalog, tools: [{ name: "late", inputSchema: { type: "object" } }] } });
+    const entry = await (await new Kvm(bus.nc).open(REGISTRY_BUCKET)).get("leaver.leaver-1");
+    expect(entry?.operation).toBe("DEL");
   });
 });

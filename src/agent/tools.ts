@@ -108,20 +108,21 @@ export class ToolSet {
   }
 
   /**
-   * Serves one tools/call. A bad name or bad arguments are protocol errors (the caller sent a request
-   * it should not have); a handler that throws is a tool execution error, which MCP reports in the
-   * result so that the model can see it and try again.
+   * Serves one tools/call. A missing or unknown tool, or arguments that are not an object, are protocol
+   * errors (the request does not fit MCP's CallToolRequest); arguments that fail the tool's schema and
+   * a handler that throws are tool execution errors, which MCP 2025-11-25 reports in the result
+   * (`isError`) so that the model can read them and try again (PROTOCOL.md §13.2).
    */
   async call(params: Record<string, unknown> | undefined, context: RequestContext): Promise<CallToolResult> {
     const name = params?.name;
-    if (typeof name !== "string") throw new DmcpError(ErrorCode.InvalidParams, "tools/call needs params.name (a string)");
+    if (typeof name !== "string") throw new DmcpError(ErrorCode.UnknownTarget, "tools/call needs params.name (a string)", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
     const tool = this.tools.get(name);
     if (!tool) throw new DmcpError(ErrorCode.UnknownTarget, `Unknown tool: ${name}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
-    const parsed = await tool.input.safeParseAsync(params?.arguments ?? {});
+    const args = params?.arguments === undefined ? {} : params.arguments;
+    if (!isRecord(args)) throw new DmcpError(ErrorCode.InvalidParams, "tools/call needs params.arguments to be an object");
+    const parsed = await tool.input.safeParseAsync(args);
     if (!parsed.success) {
-      throw new DmcpError(ErrorCode.InvalidParams, `Invalid arguments for tool ${name}: ${formatIssues(parsed.error.issues)}`, {
-        data: { issues: parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join("."), message: issue.message })) },
-      });
+      return { content: [{ type: "text", text: `Invalid arguments for tool ${name}: ${formatIssues(parsed.error.issues)}` }], isError: true };
     }
     const ctx: ToolContext = {
       correlationId: context.correlationId,

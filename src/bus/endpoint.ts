@@ -9,6 +9,7 @@ import { PermissionViolationError, type Msg, type MsgHdrs, type Subscription } f
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
+  cancellation,
   createEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
   DmcpError,
@@ -101,7 +102,10 @@ export interface EndpointStats {
 
 export class ServiceEndpoint {
   private readonly subscriptions: Subscription[] = [];
+  private cancelSubscription: Subscription | undefined;
   private readonly inflight = new Set<Promise<void>>();
+  /** Every call being served, direct or durable: a leaving instance finishes them, still cancellable. */
+  private readonly serving = new Set<Promise<void>>();
   private handledCount = 0;
   private stopping = false;
   private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
@@ -147,11 +151,9 @@ export class ServiceEndpoint {
         callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
       });
     const cancel = subjects.cancel(service);
-    this.subscriptions.push(
-      serve(subjects.request(service), subjects.queueGroup(service)),
-      serve(subjects.instanceRequest(service, instance)),
-      bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) }),
-    );
+    const requests = [serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance))];
+    this.cancelSubscription = bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) });
+    this.subscriptions.push(...requests, this.cancelSubscription);
     // The server answers a refused SUB with an error before the flush's PONG.
     await bus.nc.flush();
     if (refused.length > 0) {
@@ -162,12 +164,20 @@ export class ServiceEndpoint {
     }
   }
 
-  /** Takes no new requests; resolves when the calls in flight have answered or the grace period ends. */
+  /**
+   * Takes no new requests; resolves when the calls in flight have answered or the grace period ends
+   * (PROTOCOL.md §6.3). The request subscriptions are drained, not just dropped: a request the server
+   * routed here before it saw the unsubscription is still read, and answered SHUTTING_DOWN. The
+   * cancellation subscription stays until the calls in flight are done, so that they can be cancelled.
+   */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
-    for (const sub of this.subscriptions) sub.unsubscribe();
+    const requests = this.subscriptions.filter((sub) => sub !== this.cancelSubscription);
+    const drained = Promise.allSettled(requests.map((sub) => sub.drain()));
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-    await Promise.race([Promise.allSettled([...this.inflight]), grace]);
+    await Promise.race([drained, grace]);
+    await Promise.race([Promise.allSettled([...this.serving]), grace]);
+    this.cancelSubscription?.unsubscribe();
   }
 
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
@@ -182,7 +192,8 @@ export class ServiceEndpoint {
     const controller = correlationId ? this.running.get(correlationId) : undefined;
     if (!controller) return;
     this.options.logger.debug({ correlationId }, "call cancelled by its caller");
-    controller.abort(new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller"));
+    // The caller's reason reaches the handler (and, through it, an executor's upstream).
+    controller.abort(cancellation(decoded.envelope.payload.params?.reason, "the call was cancelled by its caller"));
   }
 
   private track(work: Promise<void>): void {
@@ -206,6 +217,16 @@ export class ServiceEndpoint {
    * durable work queue serves its deliveries here too, so they are checked exactly like direct ones.
    */
   async serve(delivery: Delivery): Promise<void> {
+    const work = this.answer(delivery);
+    this.serving.add(work);
+    try {
+      await work;
+    } finally {
+      this.serving.delete(work);
+    }
+  }
+
+  private async answer(delivery: Delivery): Promise<void> {
     const decoded = decodeFrom(this.options.bus, delivery.data, {
       receiver: this.options.instance,
       maxBytes: this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
@@ -236,11 +257,14 @@ export class ServiceEndpoint {
     this.running.set(correlationId, cancel);
     try {
       const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
+      // A cancelled call is answered CANCELLED, whatever its handler made of the cancellation (PROTOCOL.md §5.5).
+      if (cancel.signal.aborted) throw cancel.signal.reason;
       this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
-      const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
-      // The caller's own mistakes (bad arguments, unknown tools) are its news, not this process's.
-      const callersFault = error.code === ErrorCode.UpstreamError || error.code === ErrorCode.InvalidParams || error.code === ErrorCode.UnknownTarget;
+      const raised: unknown = cancel.signal.aborted ? cancel.signal.reason : err;
+      const error = raised instanceof DmcpError ? raised : new DmcpError(ErrorCode.Internal, (raised as Error).message, { cause: raised });
+      // The caller's own doing (bad arguments, unknown tools, a cancellation) is its news, not this process's.
+      const callersFault = ([ErrorCode.UpstreamError, ErrorCode.InvalidParams, ErrorCode.UnknownTarget, ErrorCode.Cancelled] as ErrorCode[]).includes(error.code);
       this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
       this.counters.errors++;
       this.counters.lastError = `${error.code}: ${error.message}`;

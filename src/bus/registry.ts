@@ -35,6 +35,10 @@ export const ANNOUNCE_REFRESH_MS = 10_000;
 export const DEFAULT_HEARTBEAT_MS = 2_000;
 /** An instance that misses this many heartbeats is considered gone. */
 export const MISSED_HEARTBEATS = 3;
+/** Slack on top of the missed heartbeats before an instance is dropped. */
+const EVICTION_SLACK_MS = 250;
+/** How often a view looks for instances that missed their heartbeats (PROTOCOL.md §6.2 states the bound this gives). */
+const SWEEP_EVERY_MS = 500;
 
 export async function openRegistryBucket(bus: Bus): Promise<KV> {
   return new Kvm(bus.nc).create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
@@ -146,14 +150,19 @@ export class InstancePresence {
     this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeFor(this.bus, envelope));
   }
 
-  /** Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. */
+  /**
+   * Leaves the registry at once: a last heartbeat that says "stopping" and the entry deleted. Nothing
+   * is announced after that (an executor finishing its calls may still see its catalog change).
+   */
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.refreshTimer);
     this.timer = this.refreshTimer = undefined;
+    const kv = this.kv;
+    this.kv = undefined;
     try {
       this.publishHeartbeat("stopping");
-      await this.kv?.delete(this.key);
+      await kv?.delete(this.key);
     } catch (err) {
       this.bus.logger.debug({ err }, "could not withdraw from the registry");
     }
@@ -210,7 +219,7 @@ export class RegistryView {
     });
     const initialDone = await this.watch(this.kv);
     await initialDone;
-    this.sweeper = setInterval(() => this.sweep(), 500);
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
 
@@ -389,7 +398,7 @@ export class RegistryView {
     const now = Date.now();
     for (const [key, live] of this.instances) {
       const interval = live.heartbeat?.interval_ms ?? live.announcement.interval_ms;
-      if (now - live.lastSeen > interval * MISSED_HEARTBEATS + 250) {
+      if (now - live.lastSeen > interval * MISSED_HEARTBEATS + EVICTION_SLACK_MS) {
         this.bus.logger.warn({ service: live.service, instance: live.instance }, "instance missed its heartbeats; removing it");
         this.remove(key);
         for (const listener of this.lostListeners) listener(live);

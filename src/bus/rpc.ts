@@ -17,6 +17,7 @@ import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
+  cancelReasonOf,
   createEnvelope,
   DmcpError,
   ErrorCode,
@@ -160,7 +161,7 @@ export class BusCaller {
       if (options.signal) {
         call.onAbort = () => {
           this.settle(token)?.reject(abortError(options.signal!));
-          this.publishCancel(service, id, options.signal!.reason);
+          this.publishCancel(service, id, cancelReasonOf(options.signal!, "cancelled by the caller"));
           options.route?.withdraw(request);
         };
         options.signal.addEventListener("abort", call.onAbort, { once: true });
@@ -181,11 +182,11 @@ export class BusCaller {
   }
 
   /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */
-  private publishCancel(service: string, correlationId: string, reason: unknown): void {
+  private publishCancel(service: string, correlationId: string, reason: string): void {
     if (this.bus.nc.isClosed()) return;
     const envelope = createEnvelope(
       "context_update",
-      { method: CANCEL_METHOD, params: { reason: reason instanceof Error ? reason.message : "cancelled by the caller" } },
+      { method: CANCEL_METHOD, params: { reason } },
       { sender: this.sender, correlationId },
     );
     try {

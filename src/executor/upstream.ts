@@ -4,6 +4,7 @@
  */
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
 import {
+  cancelReasonOf,
   DmcpError,
   ErrorCode,
   errorResponse,
@@ -218,8 +219,9 @@ export class McpUpstream {
       options.signal?.addEventListener(
         "abort",
         () => {
-          this.settle(id)?.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
-          void this.cancelUpstream(id, "cancelled by the caller");
+          const reason = cancelReasonOf(options.signal!, "cancelled by the caller");
+          this.settle(id)?.reject(new DmcpError(ErrorCode.Cancelled, reason));
+          void this.cancelUpstream(id, reason);
         },
         { once: true },
       );

@@ -6,6 +6,7 @@
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
 import { randomUUID } from "node:crypto";
 import {
+  cancellation,
   contextUri,
   DmcpError,
   ErrorCode,
@@ -189,7 +190,8 @@ export class GatewaySession {
       this.initialized = true;
     } else if (method === "notifications/cancelled") {
       const requestId = params?.requestId;
-      if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort();
+      // The client's reason goes with the cancellation to the agent or upstream running the call (PROTOCOL.md §5.5).
+      if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort(cancellation(params?.reason, "the client cancelled the request"));
     } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
       // Without the client's params: they mean nothing to the upstream, and unchecked they could make an envelope executors refuse.
       this.core.notifyUpstreamSessions(method, undefined, this.busSessionId, this.clientSession(), this.pins);
@@ -455,7 +457,8 @@ export class GatewaySession {
   private onClosed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    for (const controller of this.inflight.values()) controller.abort();
+    const closed = cancellation(undefined, "the MCP client session closed");
+    for (const controller of this.inflight.values()) controller.abort(closed);
     this.inflight.clear();
     this.serverRequests.closeAll(new DmcpError(ErrorCode.SessionLost, "the MCP client session closed"));
     this.unregister();

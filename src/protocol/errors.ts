@@ -128,3 +128,21 @@ export class DmcpError extends Error {
 export function isDmcpError(value: unknown, code?: ErrorCode): value is DmcpError {
   return value instanceof DmcpError && (code === undefined || value.code === code);
 }
+
+/** Cancellation reasons travel in bus messages: a client's reason is kept to this many characters. */
+export const MAX_CANCEL_REASON_CHARS = 1024;
+
+/**
+ * The CANCELLED error a canceller's reason becomes (PROTOCOL.md §5.5): its message is the reason (a
+ * non-empty string, cut to MAX_CANCEL_REASON_CHARS), else `fallback`.
+ */
+export function cancellation(reason: unknown, fallback: string): DmcpError {
+  const text = typeof reason === "string" && reason.length > 0 ? reason.slice(0, MAX_CANCEL_REASON_CHARS) : fallback;
+  return new DmcpError(ErrorCode.Cancelled, text);
+}
+
+/** The reason an aborted signal carries, as the text of a `notifications/cancelled`. */
+export function cancelReasonOf(signal: AbortSignal, fallback: string): string {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error && reason.message.length > 0 ? reason.message : fallback;
+}
