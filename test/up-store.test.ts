@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { eventually, FIXTURE_BIN, isAlive, runDmcp, spawnNode, type Child } from "./helpers/processes.js";
 import { natsTarget } from "../src/cli/args.js";
+import { parseConfig, withDataDir } from "../src/cli/config.js";
 import { UP_FILE } from "../src/cli/up-store.js";
 
 const tempDirs: string[] = [];
@@ -227,5 +228,21 @@ describe("after a crash", () => {
     } finally {
       await next.up.stop();
     }
+  });
+});
+
+describe("${DMCP_DATA_DIR} in the config", () => {
+  it("stands for the data directory in a stdio server's args and env values, which is created", () => {
+    const dataDir = join(tempDir(), "store");
+    const { servers } = parseConfig({
+      servers: {
+        memory: { command: "npx", args: ["-y", "x", "--dir=${DMCP_DATA_DIR}/files"], env: { MEMORY_FILE_PATH: "${DMCP_DATA_DIR}/memory.jsonl", KEEP: "as is" } },
+        remote: { url: "https://example.com/${DMCP_DATA_DIR}" },
+      },
+    });
+    const replaced = withDataDir(servers, dataDir);
+    expect(replaced.memory).toMatchObject({ args: ["-y", "x", `--dir=${dataDir}/files`], env: { MEMORY_FILE_PATH: `${dataDir}/memory.jsonl`, KEEP: "as is" } });
+    expect(replaced.remote).toEqual(servers.remote);
+    expect(existsSync(dataDir)).toBe(true);
   });
 });

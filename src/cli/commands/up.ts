@@ -8,7 +8,7 @@ import type { Logger } from "../../util/logger.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { contextRetention, loadConfig, loadPolicy } from "../config.js";
+import { contextRetention, loadConfig, loadPolicy, withDataDir } from "../config.js";
 import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
@@ -23,7 +23,9 @@ The embedded default: starts a private nats-server (JetStream, loopback, random 
 servers the config names as executors, and a gateway in front of them. Stops them all on exit.
 
 Config: --config FILE, else ./dmcp.config.json, else the sample config shipped with dmcp-gateway
-(it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory).
+(it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory, which keeps
+its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio server's args and env
+values stands for the data directory (see --data-dir).
 
 Options:
   --config FILE         config file (JSON; see README "Configuration")
@@ -97,7 +99,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     const bus = embedded
       ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
       : await connectCommandBus("up", { ...values, nats: url }, { name: "dmcp-up", logger, security });
-    executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);
+    executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), baseDir, metrics);
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
       ? undefined
