@@ -80,6 +80,7 @@ describe("help", () => {
     expect(overview.code).toBe(0);
     for (const command of ["up", "gateway", "wrap", "status"]) expect(overview.stdout).toContain(command);
     expect(overview.stdout).toMatch(/Usage: dmcp <command>/);
+    expect(overview.stdout).toMatch(/Without --nats, a command connects to \$DMCP_NATS_URL, else to the bus of the dmcp up running on\s+this machine/);
 
     const wrap = await dmcp(["help", "wrap"]);
     expect(wrap.code).toBe(0);
