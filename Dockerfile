@@ -6,8 +6,8 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
 COPY adapters ./adapters
-# npm ci builds dist/ (the prepare script), then the dev dependencies go.
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+# Install, build dist/, then the dev dependencies go.
+RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

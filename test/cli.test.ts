@@ -80,6 +80,7 @@ describe("help", () => {
     expect(overview.code).toBe(0);
     for (const command of ["up", "gateway", "wrap", "status"]) expect(overview.stdout).toContain(command);
     expect(overview.stdout).toMatch(/Usage: dmcp <command>/);
+    expect(overview.stdout).toMatch(/Without --nats, a command connects to \$DMCP_NATS_URL, else to the bus of the dmcp up running on\s+this machine/);
 
     const wrap = await dmcp(["help", "wrap"]);
     expect(wrap.code).toBe(0);
@@ -91,7 +92,8 @@ describe("help", () => {
     ["up", ["--config", "--http", "--stdio", "--nats", "--data-dir", "--no-http"]],
     ["gateway", ["--nats", "--stdio", "--http", "--host", "--call-timeout"]],
     ["wrap", ["--name", "--url", "--header", "--nats", "--heartbeat", "--transport"]],
-    ["status", ["--nats", "--json"]],
+    ["status", ["--nats", "--json", "--data-dir"]],
+    ["tail", ["--nats", "--data-dir", "--last"]],
   ])("dmcp %s --help names the command's options", async (command, flags) => {
     const { code, stdout, stderr } = await dmcp([command, "--help"]);
     expect(code).toBe(0);
@@ -128,6 +130,41 @@ describe("failures exit 1 with a clear message", () => {
     const { code, stderr } = await dmcp(["gateway", "--nats", `nats://127.0.0.1:${port}`, "--http", "0"], 15_000);
     expect(code).toBe(1);
     expect(stderr).toMatch(new RegExp(`^dmcp gateway: cannot connect to NATS at nats://127\\.0\\.0\\.1:${port}`, "m"));
+  });
+
+  it.each(["gateway", "status", "tail", "wrap"])("dmcp %s advises a nats-server with -js or dmcp up when nothing listens at --nats", async (command) => {
+    const port = await freePort();
+    const extra = { gateway: ["--http", "0"], status: [], tail: [], wrap: ["--name", "x", "--", "true"] }[command]!;
+    const { code, stderr } = await dmcp([command, "--nats", `nats://127.0.0.1:${port}`, "--log-level", "silent", ...extra], 15_000);
+    expect(code).toBe(1);
+    const line = stderr.split("\n").find((l) => l.startsWith(`dmcp ${command}: cannot connect to NATS at nats://127.0.0.1:${port}`));
+    expect(line).toContain("Start a nats-server with JetStream there (nats-server -js)");
+    expect(line).toContain(`dmcp ${command} uses the bus of the dmcp up running on this machine`);
+    expect(line).not.toContain("leave out --nats");
+  });
+
+  it("dmcp up --nats advises leaving out --nats when nothing listens there", async () => {
+    const port = await freePort();
+    const { code, stderr } = await dmcp(["up", "--config", tempConfig("{}"), "--nats", `nats://127.0.0.1:${port}`, "--no-http", "--log-level", "silent"], 15_000);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^dmcp up: cannot connect to NATS at .*leave out --nats and the config's nats\.url to let `dmcp up` start its own\.$/m);
+  });
+
+  describe("a NATS server without JetStream", () => {
+    let plain: EmbeddedNats;
+    beforeAll(async () => {
+      plain = await startTestNats({ jetstream: false });
+    });
+    afterAll(async () => {
+      await plain?.stop();
+    });
+
+    it.each(["gateway", "status", "tail", "wrap"])("dmcp %s tells to start it with -js", async (command) => {
+      const extra = { gateway: ["--http", "0"], status: [], tail: [], wrap: ["--name", "x", "--", process.execPath, FIXTURE_BIN, "--stdio"] }[command]!;
+      const { code, stderr } = await dmcp([command, "--nats", plain.url, "--log-level", "silent", ...extra], 15_000);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`dmcp ${command}: the NATS server at ${plain.url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js)`);
+    });
   });
 
   it("dmcp up with an invalid server entry names its path", async () => {

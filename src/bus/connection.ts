@@ -41,6 +41,8 @@ export interface BusConnectOptions {
   inboxPrefix?: string;
   /** Signs, verifies and seals the envelopes this process sends and receives on the bus (PROTOCOL.md §14). */
   security?: MessageSecurity | undefined;
+  /** What to do when nothing answers at `servers` (default: start a nats-server with JetStream there). */
+  unreachableHint?: string;
 }
 
 /**
@@ -116,7 +118,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
     const hint =
       cause instanceof AuthorizationError
         ? "The server refused the credentials: check the creds file, nkey, user and password or token given."
-        : "Start a nats-server (with -js) or leave out --nats to let `dmcp up` start its own.";
+        : (options.unreachableHint ?? "Start a nats-server with JetStream there (nats-server -js).");
     throw new DmcpError(ErrorCode.BusUnavailable, `cannot connect to NATS at ${where}: ${(cause as Error).message}. ${hint}`, { cause });
   }
   const logger = options.logger;

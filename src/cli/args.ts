@@ -1,5 +1,6 @@
 /** Command-line parsing shared by the commands (node's util.parseArgs), with errors users can act on. */
 import { parseArgs } from "node:util";
+import { defaultDataDir, findRunningUp, type RunningUp } from "./up-store.js";
 
 export class UsageError extends Error {
   readonly code = "USAGE";
@@ -39,8 +40,23 @@ export function parse<const O extends Record<string, OptionSpec>>(
   }
 }
 
-export function natsUrl(value: string | undefined): string {
-  return value ?? process.env.DMCP_NATS_URL ?? DEFAULT_NATS_URL;
+/** The NATS server a command connects to, and where that choice came from (for advice when it fails). */
+export interface NatsTarget {
+  url: string;
+  from: "--nats" | "$DMCP_NATS_URL" | "dmcp up" | "default";
+  /** The store where a running `dmcp up` was looked for (and, if found, that `dmcp up`). */
+  dataDir: string;
+  up?: RunningUp;
+}
+
+/** --nats, else $DMCP_NATS_URL, else the bus of the `dmcp up` running with the store --data-dir, else 4222. */
+export function natsTarget(values: Record<string, unknown>): NatsTarget {
+  const dataDir = typeof values["data-dir"] === "string" ? values["data-dir"] : defaultDataDir();
+  if (typeof values.nats === "string") return { url: values.nats, from: "--nats", dataDir };
+  if (process.env.DMCP_NATS_URL) return { url: process.env.DMCP_NATS_URL, from: "$DMCP_NATS_URL", dataDir };
+  const up = findRunningUp(dataDir);
+  if (up) return { url: up.url, from: "dmcp up", dataDir: up.dataDir, up };
+  return { url: DEFAULT_NATS_URL, from: "default", dataDir };
 }
 
 export function parsePort(value: string, flag: string): number {
@@ -114,9 +130,14 @@ export const natsOptions = {
   "nats-tls-cert": { type: "string" },
   "nats-tls-key": { type: "string" },
   "nats-inbox-prefix": { type: "string" },
+  "data-dir": { type: "string" },
 } as const;
 
-export const natsHelp = `  --nats URL            NATS server URL (default: $DMCP_NATS_URL or nats://127.0.0.1:4222)
+export const natsHelp = `  --nats URL            NATS server URL. Default: $DMCP_NATS_URL, else the bus of the dmcp up running
+                        on this machine with the store --data-dir (its dmcp-up.json there names it),
+                        else nats://127.0.0.1:4222
+  --data-dir DIR        without --nats: the store of the dmcp up whose bus to use (default:
+                        $XDG_STATE_HOME/dmcp/nats, else ~/.local/state/dmcp/nats, as for dmcp up)
   --nats-user U, --nats-pass P, --nats-token T
                         NATS credentials (also $DMCP_NATS_USER, $DMCP_NATS_PASS, $DMCP_NATS_TOKEN)
   --nats-creds FILE     a NATS credentials file (JWT and nkey seed)
@@ -129,7 +150,7 @@ export const natsHelp = `  --nats URL            NATS server URL (default: $DMCP
 `;
 
 /** BusConnectOptions from the NATS flags (and their environment variables). */
-export function natsConnection(values: Record<string, unknown>) {
+export function natsConnection(values: Record<string, unknown>, target: NatsTarget = natsTarget(values)) {
   const text = (flag: string, env?: string) => (typeof values[flag] === "string" ? (values[flag] as string) : env ? process.env[env] : undefined);
   const user = text("nats-user", "DMCP_NATS_USER");
   const pass = text("nats-pass", "DMCP_NATS_PASS");
@@ -145,7 +166,7 @@ export function natsConnection(values: Record<string, unknown>) {
   }
   const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
   return {
-    servers: natsUrl(text("nats")),
+    servers: target.url,
     ...(user ? { user } : {}),
     ...(pass ? { pass } : {}),
     ...(token ? { token } : {}),

@@ -1,5 +1,5 @@
 /** The `dmcp up` config file: validated by zod, every error reported with its exact path. */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as z from "zod";
 import type { ContextRetention } from "../bus/context.js";
@@ -134,6 +134,31 @@ export function parseConfig(raw: unknown, source = "config"): Config {
 
 export function isStdioServer(server: ServerConfig): server is z.infer<typeof StdioServer> {
   return "command" in server;
+}
+
+const DATA_DIR_PLACEHOLDER = "${DMCP_DATA_DIR}";
+
+/**
+ * The servers with `${DMCP_DATA_DIR}` in a stdio server's args and env values replaced by `dmcp up`'s
+ * data directory (created if a server names it), so that a server can keep its state beside the store.
+ */
+export function withDataDir(servers: Record<string, ServerConfig>, dataDir: string): Record<string, ServerConfig> {
+  let named = false;
+  const replace = (value: string) => {
+    if (!value.includes(DATA_DIR_PLACEHOLDER)) return value;
+    named = true;
+    return value.replaceAll(DATA_DIR_PLACEHOLDER, dataDir);
+  };
+  const replaced = Object.fromEntries(
+    Object.entries(servers).map(([name, server]) => [
+      name,
+      isStdioServer(server)
+        ? { ...server, args: server.args.map(replace), env: Object.fromEntries(Object.entries(server.env).map(([key, value]) => [key, replace(value)])) }
+        : server,
+    ]),
+  );
+  if (named) mkdirSync(dataDir, { recursive: true });
+  return replaced;
 }
 
 /** The config's context limits in the units the bus uses, or undefined when none are set. */

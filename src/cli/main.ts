@@ -25,6 +25,9 @@ Commands:
   keygen    create a signing key (--sign-key) or a curve key (--seal-key) for message security
   help      show help for a command
 
+Without --nats, a command connects to $DMCP_NATS_URL, else to the bus of the dmcp up running on
+this machine (found through dmcp-up.json in its store, see --data-dir), else to nats://127.0.0.1:4222.
+
 Run 'dmcp <command> --help' for a command's options. Logs go to stderr.
 `;
 

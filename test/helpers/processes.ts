@@ -32,9 +32,10 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-export function spawnNode(args: string[], options: { env?: Record<string, string>; stdin?: "pipe" | "ignore" } = {}): Child {
+export function spawnNode(args: string[], options: { env?: Record<string, string>; stdin?: "pipe" | "ignore"; cwd?: string } = {}): Child {
   const child = spawn(process.execPath, args, {
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
     // A command that forgets --nats must fail, not reach the machine's own server on 4222.
     env: { ...process.env, DMCP_NATS_URL: "nats://127.0.0.1:9", ...options.env },
   });

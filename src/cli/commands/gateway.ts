@@ -1,4 +1,3 @@
-import { connectBus } from "../../bus/connection.js";
 import type { Logger } from "../../util/logger.js";
 import { readFileSync } from "node:fs";
 import { createAuthenticator, parseTokens, readTokensFile, StaticTokens, type Authenticate } from "../../../adapters/inbound/auth.js";
@@ -7,7 +6,8 @@ import type { HttpGatewayServer } from "../../../adapters/inbound/http.js";
 import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
 import type { ContextRetention } from "../../bus/context.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { natsConnection, natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
+import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
+import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
@@ -112,7 +112,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
   const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to") }), metrics);
-  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-gateway", logger, security });
+  const bus = await connectCommandBus("gateway", values, { name: "dmcp-gateway", logger, security });
   const running = await startGateway({
     bus,
     logger,

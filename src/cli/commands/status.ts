@@ -1,7 +1,7 @@
-import { connectBus } from "../../bus/connection.js";
 import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/registry.js";
 import type { Logger } from "../../util/logger.js";
-import { natsConnection, natsHelp, natsOptions, parse } from "../args.js";
+import { natsHelp, natsOptions, parse } from "../args.js";
+import { connectCommandBus } from "../bus.js";
 
 export const statusHelp = `Usage: dmcp status [--nats URL] [--json] [--wait MS]
 
@@ -22,7 +22,7 @@ export async function statusCommand(argv: string[], logger: Logger): Promise<num
     process.stdout.write(statusHelp);
     return 0;
   }
-  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-status", logger });
+  const bus = await connectCommandBus("status", values, { name: "dmcp-status", logger });
   const view = new RegistryView(bus);
   try {
     await view.start();

@@ -1,8 +1,8 @@
-import { connectBus } from "../../bus/connection.js";
 import { ContextStreams, type ContextEntry } from "../../bus/context.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsConnection, natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
+import { natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
+import { connectCommandBus } from "../bus.js";
 import { runUntilSignal } from "../lifecycle.js";
 
 export const tailHelp = `Usage: dmcp tail [--nats URL] [TOPIC...] [--last N] [--no-errors] [--json]
@@ -34,7 +34,7 @@ export async function tailCommand(argv: string[], logger: Logger): Promise<numbe
   }
   const last = parsePositiveInt(values.last, "--last");
   const json = values.json ?? false;
-  const bus = await connectBus({ ...natsConnection(values), name: "dmcp-tail", logger });
+  const bus = await connectCommandBus("tail", values, { name: "dmcp-tail", logger });
   const streams = new ContextStreams(bus, "dmcp-tail");
   const print = (line: string) => process.stdout.write(`${line}\n`);
   const printUpdate = (entry: Omit<ContextEntry, "seq"> & { seq?: number }) =>
@@ -60,12 +60,14 @@ export async function tailCommand(argv: string[], logger: Logger): Promise<numbe
         },
       });
   await bus.nc.flush();
-  process.stderr.write(`dmcp tail: watching ${patterns.join(", ")}${errors ? " and errors" : ""}\n`);
-  await runUntilSignal(logger, async () => {
+  // Ctrl-C is handled from before the line that says tail is watching.
+  const stopped = runUntilSignal(logger, async () => {
     for (const watcher of watchers) watcher.unsubscribe();
     errors?.unsubscribe();
     await bus.drain();
   });
+  process.stderr.write(`dmcp tail: watching ${patterns.join(", ")}${errors ? " and errors" : ""}\n`);
+  await stopped;
   return 0;
 }
 

@@ -1,14 +1,15 @@
 import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectBus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
-import { natsConnection, natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
+import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
+import { connectCommandBus } from "../bus.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
-import { contextRetention, loadConfig, loadPolicy } from "../config.js";
+import { contextRetention, loadConfig, loadPolicy, withDataDir } from "../config.js";
+import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
@@ -22,7 +23,9 @@ The embedded default: starts a private nats-server (JetStream, loopback, random 
 servers the config names as executors, and a gateway in front of them. Stops them all on exit.
 
 Config: --config FILE, else ./dmcp.config.json, else the sample config shipped with dmcp-gateway
-(it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory).
+(it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory, which keeps
+its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio server's args and env
+values stands for the data directory (see --data-dir).
 
 Options:
   --config FILE         config file (JSON; see README "Configuration")
@@ -35,7 +38,10 @@ Options:
                         --nats-token, --nats-creds, --nats-nkey, --nats-tls-*, --nats-inbox-prefix
                         as for dmcp gateway)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
-                        else ~/.local/state/dmcp/nats)
+                        else $XDG_STATE_HOME/dmcp/nats or ~/.local/state/dmcp/nats). A store belongs
+                        to one dmcp up at a time: a second one with the same store exits with an
+                        error. While it runs, ${UP_FILE} there names its pid and bus, which
+                        dmcp gateway, wrap, status and tail use when given no --nats
 ${securityHelp}                        (these add to, or override, the config's "security" section; all
                         components of dmcp up share one key and trust list)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -66,21 +72,34 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   const policy = config.gateway.policy === undefined ? undefined : loadPolicy(config.gateway.policy, baseDir);
 
   let embedded: EmbeddedNats | undefined;
+  let lock: StoreLock | undefined;
   const url = values.nats ?? config.nats.url;
+  const dataDir = resolve(values["data-dir"] ?? (config.nats.dataDir ? resolve(baseDir, config.nats.dataDir) : defaultDataDir()));
   if (!url) {
-    const dataDir = values["data-dir"] ?? (config.nats.dataDir ? resolve(baseDir, config.nats.dataDir) : defaultDataDir());
-    embedded = await startNatsServer({ dataDir, logger });
+    lock = await lockStore(dataDir);
+    try {
+      embedded = await startNatsServer({ dataDir, logger });
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+    lock.publish(embedded.url, embedded.pid);
     logger.info({ url: embedded.url, dataDir }, "embedded nats-server started");
   }
-  const stopEmbedded = async () => embedded?.stop();
+  const stopEmbedded = async () => {
+    await embedded?.stop();
+    lock?.release();
+  };
   let executors: Executor[] = [];
   try {
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
     const security = createSecurity(securityFromFlags(values, securityFromConfig(config.security, baseDir)), metrics);
     // The private server needs no credentials; an external one gets those given on the command line.
-    const bus = await connectBus({ ...(embedded ? { servers: embedded.url } : natsConnection({ ...values, nats: url })), name: "dmcp-up", logger, security });
-    executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);
+    const bus = embedded
+      ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
+      : await connectCommandBus("up", { ...values, nats: url }, { name: "dmcp-up", logger, security });
+    executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), baseDir, metrics);
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
       ? undefined
@@ -123,9 +142,4 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     throw err;
   }
   return 0;
-}
-
-function defaultDataDir(): string {
-  const stateHome = process.env.XDG_STATE_HOME ?? join(homedir(), ".local", "state");
-  return join(stateHome, "dmcp", "nats");
 }

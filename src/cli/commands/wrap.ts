@@ -1,12 +1,12 @@
 import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
-import { connectBus } from "../../bus/connection.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { instrumentBus } from "../../bus/connection.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
-import { natsConnection, natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
+import { natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
+import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom } from "../security.js";
 import { resolveHeaders, type Secret } from "../config.js";
@@ -118,7 +118,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
   const sealKeys = values["seal-key"] ? { [values.name]: seedFrom(values["seal-key"], "--seal-key") } : undefined;
   const security = createSecurity(securityFromFlags(values, { sealKeys }), metrics);
-  const bus = await connectBus({ ...natsConnection(values), name: `dmcp-wrap-${values.name}`, logger, security });
+  const bus = await connectCommandBus("wrap", values, { name: `dmcp-wrap-${values.name}`, logger, security });
   if (metrics) instrumentBus(bus, new BusMetrics(metrics));
   const executor = new Executor({
     bus,
