@@ -23,6 +23,7 @@ import {
   StatelessErrorCode,
   withoutStatelessMeta,
 } from "../protocol/index.js";
+import { excerpt } from "../util/excerpt.js";
 import type { Logger } from "../util/logger.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
@@ -50,6 +51,7 @@ export interface UpstreamRequestOptions {
 }
 
 interface Pending {
+  method: string;
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
@@ -99,6 +101,8 @@ export class McpUpstream {
     (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
     (transport as RequestNotificationHook).onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
     (transport as RequestStreamHook).onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
+    (transport as RequestFailedHook).onrequestfailed = (id, error) => this.failUnreadable(typeof id === "number" ? this.settle(id) : undefined, error.message);
+    (transport as UnreadableLineHook).onunreadable = (line, reason) => this.onUnreadable(line, reason);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -214,7 +218,7 @@ export class McpUpstream {
         this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
+      this.pending.set(id, { method, resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -291,6 +295,31 @@ export class McpUpstream {
       return;
     }
     if (isNotification(message)) this.onnotification?.(message.method, message.params);
+  }
+
+  /**
+   * A line the transport could not take as a message (stdio): when it names a request that waits (an
+   * object with its id, not a request of the server's own), it is that request's garbled answer, and the
+   * call fails now instead of at its deadline; otherwise it can only be logged.
+   */
+  private onUnreadable(line: string, reason: string): void {
+    let id: unknown;
+    try {
+      const parsed = JSON.parse(line) as unknown;
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) && !("method" in parsed)) id = (parsed as { id?: unknown }).id;
+    } catch {
+      // not JSON: nothing ties it to a call
+    }
+    const entry = typeof id === "number" ? this.settle(id) : undefined;
+    if (entry) this.failUnreadable(entry, `the upstream answered ${entry.method} with a message that is ${reason}: ${excerpt(line)}`);
+    else this.logger.warn({ upstream_stdout: excerpt(line) }, `the upstream wrote a line that is ${reason}`);
+  }
+
+  /** An answer that cannot be read fails its call now (UPSTREAM_ERROR, saying what came), not at its deadline. */
+  private failUnreadable(entry: Pending | undefined, message: string): void {
+    if (!entry) return; // already settled (answered, timed out or cancelled)
+    this.logger.warn({ method: entry.method, reason: message }, "the upstream's answer cannot be read");
+    entry.reject(new DmcpError(ErrorCode.UpstreamError, message));
   }
 
   /** A log message that came with one request goes to that call only (a stateless request has no session to log to). */
@@ -377,6 +406,16 @@ function jsonRpcErrorCode(text: string): number | undefined {
 function supportedStatelessVersions(result: Record<string, unknown>): string[] {
   const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
   return STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+}
+
+/** How a line-based transport (stdio) hands over a line that is not a JSON-RPC message, and why. */
+interface UnreadableLineHook {
+  onunreadable?: (line: string, reason: string) => void;
+}
+
+/** How a transport that can tell which request an answer belongs to (Streamable HTTP) reports one it cannot read. */
+interface RequestFailedHook {
+  onrequestfailed?: (requestId: string | number, error: Error) => void;
 }
 
 /** How a transport with a stream per request (Streamable HTTP) reports one that ended before its answer. */
