@@ -176,7 +176,9 @@ export class StreamableHttpClientTransport implements Transport {
         }, reject);
       });
       req.on("error", (err) => {
-        // No answer at all (refused, reset): the server is gone, and so is this session.
+        // No answer at all (refused, reset, unknown host): the server is gone, and so is this session.
+        // Told first, so that the calls the close fails name the cause (e.g. ECONNREFUSED).
+        if (!this.closed) this.onerror?.(err);
         reject(err);
         void this.close();
       });

@@ -83,8 +83,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`dmcp ${name}: ${err.message}\n`);
       return 2;
     }
+    // Printed once, readable; the stack is for --log-level debug.
     const message = err instanceof Error ? err.message : String(err);
-    logger.fatal({ err }, message);
+    logger.debug({ err }, "fatal error");
     process.stderr.write(`dmcp ${name}: ${message}\n`);
     return 1;
   }

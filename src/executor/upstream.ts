@@ -94,7 +94,8 @@ export class McpUpstream {
     transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
     transport.onerror = (error) => {
       this.lastError = error;
-      this.logger.warn({ err: error }, "upstream transport error");
+      // Before the handshake, the error is the failure of connect(), which says it (the warning would say it twice).
+      this.logger[this.info ? "warn" : "debug"]({ err: error }, "upstream transport error");
       if (this.options.closeOnError && this.info) void this.close();
     };
     transport.onclose = () => this.onClosed();
@@ -113,10 +114,7 @@ export class McpUpstream {
       { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo },
       { timeoutMs },
     ).catch((err: unknown) => {
-      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
-        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering initialize: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
-      }
-      throw err;
+      throw this.goneBefore("initialize", err);
     });
     const protocolVersion = typeof result.protocolVersion === "string" ? result.protocolVersion : "";
     if (!KNOWN_VERSIONS.has(protocolVersion)) {
@@ -152,10 +150,7 @@ export class McpUpstream {
     const timeoutMs = options.timeoutMs ?? 10_000;
     await this.transport.start();
     const result = await this.discover(clientInfo, timeoutMs).catch((err: unknown) => {
-      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
-        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering server/discover: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
-      }
-      throw err;
+      throw this.goneBefore("server/discover", err);
     });
     const statelessVersions = supportedStatelessVersions(result);
     if (statelessVersions.length === 0) {
@@ -172,6 +167,13 @@ export class McpUpstream {
       ...(typeof result.instructions === "string" ? { instructions: result.instructions } : {}),
     };
     return this.info;
+  }
+
+  /** A handshake without an answer: said by its cause (e.g. ECONNREFUSED, HTTP 401) when the transport told one. */
+  private goneBefore(method: string, err: unknown): unknown {
+    if (!(err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed)) return err;
+    const reason = err.cause ?? this.lastError;
+    return new DmcpError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : `the upstream MCP server went away before answering ${method}`, { cause: reason });
   }
 
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {

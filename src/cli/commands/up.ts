@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectBus } from "../../bus/connection.js";
+import { connectBus, type Bus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
@@ -36,6 +36,8 @@ Options:
                         as for dmcp gateway)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else ~/.local/state/dmcp/nats)
+  --wait-for-upstream   a configured server that does not start is retried with backoff (its service
+                        serves as degraded meanwhile); without it dmcp up fails at start, naming it
 ${securityHelp}                        (these add to, or override, the config's "security" section; all
                         components of dmcp up share one key and trust list)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -51,6 +53,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     stdio: { type: "boolean" },
     ...natsOptions,
     "data-dir": { type: "string" },
+    "wait-for-upstream": { type: "boolean" },
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
     ...securityOptions,
@@ -74,13 +77,16 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   }
   const stopEmbedded = async () => embedded?.stop();
   let executors: Executor[] = [];
+  /** For the clean-up of a failed start. */
+  let openedBus: Bus | undefined;
   try {
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
     const security = createSecurity(securityFromFlags(values, securityFromConfig(config.security, baseDir)), metrics);
     // The private server needs no credentials; an external one gets those given on the command line.
     const bus = await connectBus({ ...(embedded ? { servers: embedded.url } : natsConnection({ ...values, nats: url })), name: "dmcp-up", logger, security });
-    executors = await startExecutors(bus, logger, config.servers, baseDir, metrics);
+    openedBus = bus;
+    executors = await startExecutors(bus, logger, config.servers, { baseDir, metrics, waitForUpstream: values["wait-for-upstream"] });
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
       ? undefined
@@ -119,6 +125,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     );
   } catch (err) {
     await Promise.allSettled(executors.map((executor) => executor.stop()));
+    await openedBus?.drain();
     await stopEmbedded();
     throw err;
   }
