@@ -1,7 +1,9 @@
 /**
- * How `dmcp wrap` and `dmcp up` start, as real processes in a process group of their own (as a shell
- * runs a command): an upstream that never starts fails the command at once with one readable line
- * (no retry loop, no JSON or stack), unless --wait-for-upstream, and leaves no process.
+ * How `dmcp wrap` and `dmcp up` start and stop, as real processes in a process group of their own (as a
+ * shell runs a command): an upstream that never starts fails the command at once with one readable
+ * line (no retry loop, no JSON or stack), unless --wait-for-upstream; Ctrl-C (SIGINT to the whole
+ * group, so the wrapped servers and the embedded nats-server get it at the same moment) and SIGTERM
+ * stop everything without restarts, failed announcements or stack traces, and leave no process.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
@@ -98,6 +100,90 @@ describe("an upstream that never starts", () => {
     ]);
     expect(noise(up)).toEqual([]);
     // The server that did start, and the embedded nats-server, were stopped.
+    await groupGone(up);
+  });
+});
+
+describe("Ctrl-C and SIGTERM", () => {
+  /** Signals the whole process group, as a terminal does; resolves with the exit code and how long it took. */
+  async function stopGroup(child: Child, signal: NodeJS.Signals): Promise<{ code: number | null; ms: number }> {
+    const sent = Date.now();
+    process.kill(-child.process.pid!, signal);
+    const code = await child.exited;
+    return { code, ms: Date.now() - sent };
+  }
+
+  function expectQuietStop(child: Child, signal: NodeJS.Signals): void {
+    expect(child.stderr.some((line) => line.includes(`"reason":"${signal}"`) && line.includes("shutting down"))).toBe(true);
+    expect(noise(child)).toEqual([]);
+  }
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`dmcp wrap: ${signal} to its process group stops it without restarting the server`, async () => {
+      const wrap = runDmcp(["wrap", "--name", `wrapped_${signal}`, "--nats", nats.url, "--", ...fixture("wrapped")], { detached: true });
+      await wrap.waitFor(/executor serving/);
+      const { code, ms } = await stopGroup(wrap, signal);
+      expect(code).toBe(0);
+      expectQuietStop(wrap, signal);
+      await groupGone(wrap);
+      // A generous guard only (the machine is shared): it took 5-6 s when it waited for restarts.
+      expect(ms).toBeLessThan(4000);
+    });
+
+    it(`dmcp up: ${signal} to its process group (servers and nats-server included) stops it at once and quietly`, async () => {
+      const config = join(dir, `up-${signal}.json`);
+      writeFileSync(
+        config,
+        JSON.stringify({
+          gateway: { http: { port: 0, host: "127.0.0.1" } },
+          servers: { one: { command: fixture("one")[0], args: fixture("one").slice(1) }, two: { command: fixture("two")[0], args: fixture("two").slice(1), replicas: 2 } },
+        }),
+      );
+      const up = runDmcp(["up", "--config", config, "--data-dir", join(dir, `nats-${signal}`)], { detached: true });
+      await up.waitFor(/dmcp up: MCP at/, 30_000);
+      const { code, ms } = await stopGroup(up, signal);
+      expect(code).toBe(0);
+      expectQuietStop(up, signal);
+      await groupGone(up);
+      expect(ms).toBeLessThan(4000);
+    });
+  }
+
+  /** `dmcp wrap` around the fixture behind a shell that says "starting" on stderr, then takes `seconds` to start it. */
+  const slowStart = (service: string, seconds: number) =>
+    runDmcp(["wrap", "--name", service, "--nats", nats.url, "--", "sh", "-c", `echo starting >&2; sleep ${seconds}; exec "$0" "$@"`, ...fixture(service)], { detached: true });
+
+  it("dmcp wrap: a SIGTERM that comes while it starts stops it once started, in order", async () => {
+    const wrap = slowStart("slow", 1);
+    await wrap.waitFor(/"upstream_stderr":"starting"/);
+    wrap.kill("SIGTERM");
+    await wrap.waitFor(/stopping once started/);
+    expect(await wrap.exited).toBe(0);
+    const order = ["stopping once started", "executor serving", "shutting down"].map((msg) => wrap.stderr.findIndex((line) => line.includes(`"msg":"${msg}"`)));
+    expect(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!))).toBe(true);
+    expect(noise(wrap)).toEqual([]);
+  });
+
+  it("dmcp wrap: a second signal ends it at once", async () => {
+    const wrap = slowStart("impatient", 30);
+    await wrap.waitFor(/"upstream_stderr":"starting"/);
+    wrap.kill("SIGINT");
+    await wrap.waitFor(/stopping once started/);
+    wrap.kill("SIGINT");
+    expect(await wrap.exited).toBe(130);
+    expect(wrap.stderr).toContain("dmcp: SIGINT again: exiting at once");
+    // Its shell still sleeps in the group: not this test's business.
+    process.kill(-wrap.process.pid!, "SIGKILL");
+  });
+
+  it("dmcp up: SIGINT to dmcp up alone still stops its servers and nats-server in order", async () => {
+    const config = join(dir, "up-alone.json");
+    writeFileSync(config, JSON.stringify({ gateway: { http: false }, servers: { alone: { command: fixture("alone")[0], args: fixture("alone").slice(1) } } }));
+    const up = runDmcp(["up", "--config", config, "--data-dir", join(dir, "nats-alone")], { detached: true });
+    await up.waitFor(/^dmcp up: /, 30_000);
+    up.kill("SIGINT");
+    expect(await up.exited).toBe(0);
+    expectQuietStop(up, "SIGINT");
     await groupGone(up);
   });
 });

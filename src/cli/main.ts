@@ -2,6 +2,7 @@
 /** The `dmcp` command. */
 import { createLogger } from "../util/logger.js";
 import { UsageError } from "./args.js";
+import { catchStopSignals } from "./lifecycle.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
 import { keygenCommand, keygenHelp } from "./commands/keygen.js";
 import { statusCommand, statusHelp } from "./commands/status.js";
@@ -37,6 +38,8 @@ const commands = {
   keygen: { run: keygenCommand, help: keygenHelp },
 } as const;
 type CommandName = keyof typeof commands;
+/** Commands that run until SIGINT or SIGTERM. */
+const LONG_RUNNING = new Set<CommandName>(["up", "gateway", "wrap", "tail"]);
 
 function isCommand(name: string | undefined): name is CommandName {
   return name !== undefined && Object.hasOwn(commands, name);
@@ -76,6 +79,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger({ name: `dmcp-${name}`, level });
+  // From the start: a stop signal that comes while a long-running command starts is not lost.
+  if (LONG_RUNNING.has(name)) catchStopSignals(logger);
   try {
     return await commands[name].run(rest, logger);
   } catch (err) {

@@ -90,7 +90,9 @@ export class Executor {
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
+  /** Set when shutdown begins (beginShutdown or stop). */
   private stopping = false;
+  private stopped: Promise<void> | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     this.service = options.service;
@@ -252,11 +254,28 @@ export class Executor {
     this.logger.info({ upstream: description, status: this.status }, "executor serving");
   }
 
-  /** Stops taking work, leaves the registry at once, finishes calls in flight (up to the grace period). */
-  async stop(): Promise<void> {
+  /**
+   * Shutdown has begun: no more durable work is taken, and an upstream that goes away from now on is
+   * let go (in a terminal, Ctrl-C reaches the wrapped servers at the same moment): no restart, no
+   * announcement. stop() begins with it; a process that stops other components first calls it at once.
+   */
+  beginShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
     this.status = "stopping";
+    this.supervisor.beginShutdown();
+    this.lane.beginShutdown();
+    this.sessions.beginShutdown();
+  }
+
+  /** Stops taking work, leaves the registry at once, finishes calls in flight (up to the grace period). */
+  stop(): Promise<void> {
+    this.beginShutdown();
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
     const draining = Promise.all([this.endpoint.stop(this.options.stopGraceMs), this.worker?.stop(this.options.stopGraceMs)]);
     this.discovery.stop();
     await this.presence.stop();
@@ -327,11 +346,13 @@ export class Executor {
         this.catalog = catalog;
         this.publishAnnouncement();
       })
-      .catch((err: unknown) => this.logger.warn({ err }, "could not read the upstream's catalog"));
+      .catch((err: unknown) => this.logger[this.stopping ? "debug" : "warn"]({ err }, "could not read the upstream's catalog"));
   }
 
+  /** Not once shutdown has begun: the instance has said "stopping" and leaves the registry. */
   private publishAnnouncement(): void {
-    void this.presence.announce(this.announcement()).catch((err: unknown) => this.logger.warn({ err }, "announcement failed"));
+    if (this.stopping) return;
+    void this.presence.announce(this.announcement()).catch((err: unknown) => this.logger[this.stopping ? "debug" : "warn"]({ err }, "announcement failed"));
   }
 
   private announcement() {

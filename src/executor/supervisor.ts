@@ -72,9 +72,17 @@ export class UpstreamSupervisor {
     return upstream.request(method, params, options);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Shutdown has begun: an upstream that goes away from now on is let go, not restarted nor reported
+   * (in a terminal, Ctrl-C reaches the wrapped server too). The live session serves until stop().
+   */
+  beginShutdown(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  async stop(): Promise<void> {
+    this.beginShutdown();
     const upstream = this.upstream;
     this.upstream = undefined;
     await upstream?.close();

@@ -115,6 +115,9 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     await runUntilSignal(
       logger,
       async () => {
+        // At once: in a terminal, Ctrl-C reaches the wrapped servers and the embedded nats-server too.
+        for (const executor of executors) executor.beginShutdown();
+        bus.beginShutdown();
         await running.stop();
         await Promise.allSettled(executors.map((executor) => executor.stop()));
         await bus.drain();

@@ -153,6 +153,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       : undefined;
   if (probes) logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   await runUntilSignal(logger, async () => {
+    bus.beginShutdown();
     await executor.stop();
     await probes?.close();
     await bus.drain();
