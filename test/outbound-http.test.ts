@@ -184,8 +184,15 @@ describe("dmcp wrap --url --header against a server that requires the header", (
     }
   });
 
-  it("without the header: the wrap starts degraded, logs the 401, keeps retrying and does not fall back to SSE", async () => {
-    const denied = await wrapUrl(nats.url, "unauthorized", upstream.url);
+  it("without the header: the wrap fails at once naming the 401, and does not fall back to SSE", async () => {
+    const refused = runDmcp(["wrap", "--name", "unauthorized", "--nats", nats.url, "--url", upstream.url]);
+    expect(await refused.exited).toBe(1);
+    expect(refused.stderr.filter((line) => !line.startsWith("{"))).toEqual([expect.stringMatching(/^dmcp wrap: could not start the upstream MCP server \(http: http:\/\/127\.0\.0\.1:\d+\/mcp\): HTTP 401: .*Unauthorized/)]);
+    expect(refused.stderr.join("\n")).not.toMatch(/falling back to legacy SSE/);
+  });
+
+  it("without the header, with --wait-for-upstream: the wrap starts degraded, logs the 401, keeps retrying and does not fall back to SSE", async () => {
+    const denied = await wrapUrl(nats.url, "unauthorized", upstream.url, ["--wait-for-upstream"]);
     extra.push(denied);
 
     // The log says why: the HTTP status of the refused POST, and the server's own error text.
@@ -217,7 +224,7 @@ describe("dmcp wrap --url --header against a server that requires the header", (
   // log above)": the HTTP 401 is lost, "exited" is wrong for a remote server, and "its log" is not the
   // caller's to see. The supervisor keeps only the outermost message of the wrapped error.
   it("a call that reaches the unauthorized executor over the bus names the 401 in its UPSTREAM_UNAVAILABLE error", async () => {
-    const denied = extra[0] ?? (await wrapUrl(nats.url, "unauthorized", upstream.url));
+    const denied = extra[0] ?? (await wrapUrl(nats.url, "unauthorized", upstream.url, ["--wait-for-upstream"]));
     if (!extra.includes(denied)) extra.push(denied);
     await denied.waitFor(/could not start the upstream MCP server/);
     const nc: NatsConnection = await connect({ servers: nats.url });
@@ -299,7 +306,7 @@ describe("legacy HTTP+SSE server (server-everything sse)", () => {
   });
 
   it("transport streamable-http: does not fall back; the wrap stays degraded", async () => {
-    const wrap = await wrapUrl(nats.url, "legacy_strict", sseUrl, ["--transport", "streamable-http"]);
+    const wrap = await wrapUrl(nats.url, "legacy_strict", sseUrl, ["--transport", "streamable-http", "--wait-for-upstream"]);
     wraps.push(wrap);
     expect(wrap.stderr.join("\n")).toMatch(/could not start the upstream MCP server/);
     expect(wrap.stderr.join("\n")).not.toMatch(/falling back/);
@@ -433,9 +440,9 @@ describe("a URL nobody listens on yet", () => {
     await nats?.stop();
   });
 
-  it("starts degraded, keeps retrying without crashing, and serves once the server comes up", async () => {
+  it("with --wait-for-upstream: starts degraded, keeps retrying without crashing, and serves once the server comes up", async () => {
     const port = await freePort();
-    wrap = await wrapUrl(nats.url, "late", `http://127.0.0.1:${port}/mcp`);
+    wrap = await wrapUrl(nats.url, "late", `http://127.0.0.1:${port}/mcp`, ["--wait-for-upstream"]);
     expect(await replicaStatus(nats.url, "late")).toBe("degraded");
     await eventually(() => logLines(wrap).filter((l) => l.msg === "could not start the upstream MCP server").length >= 3, 10_000);
     expect(wrap.process.exitCode).toBeNull();

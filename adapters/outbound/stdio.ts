@@ -1,6 +1,7 @@
 /** Outbound adapter: an MCP server run as a child process, spoken to over stdio. */
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE, type JSONRPCMessage } from "@modelcontextprotocol/client";
 import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { CLIENT_INFO, McpUpstream, sessionOrStateless, type UpstreamConnector } from "../../src/executor/index.js";
 import type { Logger } from "../../src/util/logger.js";
@@ -26,6 +27,7 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
       stderr: "pipe",
     });
     forwardStderr(transport.stderr as Readable | null, logger);
+    readLinesTelling(transport);
     return { transport, upstream: new McpUpstream(transport, logger) };
   };
   const connect = sessionOrStateless((logger) => spawn(logger).upstream);
@@ -48,6 +50,53 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
       return upstream;
     },
   };
+}
+
+/**
+ * The SDK's stdio transport drops a stdout line that is not JSON without a word, and reports one that
+ * is JSON but not a JSON-RPC message without the line. Its line reader is swapped for one that hands
+ * such lines to the transport's `onunreadable` (the session then fails the call a garbled answer names,
+ * at once, instead of at its deadline); the SDK keeps no other hook for them. Without the reader
+ * (another SDK version) lines are read as before.
+ */
+function readLinesTelling(transport: StdioClientTransport): void {
+  const hooked = transport as unknown as { _readBuffer?: unknown; onunreadable?: (line: string, reason: string) => void };
+  if (!("_readBuffer" in hooked)) return;
+  hooked._readBuffer = new TellingLineReader((line, reason) => hooked.onunreadable?.(line, reason));
+}
+
+/** The SDK's ReadBuffer (same limit, same validation), telling of each line that is not a message. */
+class TellingLineReader {
+  private buffer: Buffer | undefined;
+
+  constructor(private readonly onUnreadable: (line: string, reason: string) => void) {}
+
+  append(chunk: Buffer): void {
+    if ((this.buffer?.length ?? 0) + chunk.length > STDIO_DEFAULT_MAX_BUFFER_SIZE) {
+      this.clear();
+      throw new Error(`ReadBuffer exceeded maximum size of ${STDIO_DEFAULT_MAX_BUFFER_SIZE} bytes`);
+    }
+    this.buffer = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
+  }
+
+  readMessage(): JSONRPCMessage | null {
+    while (this.buffer) {
+      const newline = this.buffer.indexOf("\n");
+      if (newline === -1) return null;
+      const line = this.buffer.toString("utf8", 0, newline).replace(/\r$/, "");
+      this.buffer = this.buffer.subarray(newline + 1);
+      try {
+        return deserializeMessage(line);
+      } catch (err) {
+        if (line.trim() !== "") this.onUnreadable(line, err instanceof SyntaxError ? `not JSON (${err.message})` : "not a JSON-RPC message");
+      }
+    }
+    return null;
+  }
+
+  clear(): void {
+    this.buffer = undefined;
+  }
 }
 
 /** The child's stderr is its log: keep it, line by line, in ours (stdout belongs to MCP). */

@@ -17,6 +17,7 @@ import {
   requestedVersion,
   type JsonRpcMessage,
 } from "../../src/protocol/index.js";
+import { excerpt } from "../../src/util/excerpt.js";
 
 /** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
 export class HttpStatusError extends Error {
@@ -53,6 +54,8 @@ export class StreamableHttpClientTransport implements Transport {
    * 2026-07-28 request's stream, which has no session to resume in) the answer will not come.
    */
   onrequeststreamclosed: ((requestId: string | number, resuming: boolean) => void) | undefined;
+  /** The server's answer to request `requestId` cannot be read (not JSON, or no answer where one must be): the call fails at once. */
+  onrequestfailed: ((requestId: string | number, error: Error) => void) | undefined;
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
@@ -83,7 +86,8 @@ export class StreamableHttpClientTransport implements Transport {
     if (this.cancelsStatelessRequest(message)) return;
     const isInitialize = "method" in message && message.method === "initialize";
     const stateless = statelessHeaders(message, this.toolSchema);
-    const requestId = "id" in message && "method" in message ? (message.id as string | number) : undefined;
+    const request = "id" in message && "method" in message ? { id: message.id as string | number, method: message.method } : undefined;
+    const requestId = request?.id;
     let response: IncomingMessage;
     try {
       response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, stateless);
@@ -101,6 +105,8 @@ export class StreamableHttpClientTransport implements Transport {
     if (response.statusCode === 202 || response.statusCode === 204) {
       response.resume();
       if ("method" in message && message.method === "notifications/initialized") this.openGetStream();
+      // What answers a notification or a response cannot answer a request: no answer will come.
+      if (request) this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with HTTP ${response.statusCode} and no body`));
       return;
     }
     const type = header(response, "content-type") ?? "";
@@ -109,9 +115,12 @@ export class StreamableHttpClientTransport implements Transport {
       if (stateless && requestId !== undefined) this.statelessStreams.set(requestId, response);
       this.readEvents(response, false, 0, requestId, stateless !== undefined);
     } else if (type.includes("application/json")) {
-      this.deliver(await readText(response));
-    } else {
+      this.deliverBody(await readText(response), type, request);
+    } else if (request === undefined) {
       response.resume();
+    } else {
+      const text = await readText(response);
+      this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with content type ${JSON.stringify(type)}, neither application/json nor text/event-stream: ${excerpt(text)}`));
     }
   }
 
@@ -167,7 +176,9 @@ export class StreamableHttpClientTransport implements Transport {
         }, reject);
       });
       req.on("error", (err) => {
-        // No answer at all (refused, reset): the server is gone, and so is this session.
+        // No answer at all (refused, reset, unknown host): the server is gone, and so is this session.
+        // Told first, so that the calls the close fails name the cause (e.g. ECONNREFUSED).
+        if (!this.closed) this.onerror?.(err);
         reject(err);
         void this.close();
       });
@@ -231,7 +242,19 @@ export class StreamableHttpClientTransport implements Transport {
     const parser = new SseParser((data, id) => {
       if (id !== undefined) lastId = id;
       if (id !== undefined && standing) this.lastEventId = id;
-      if (data && this.deliver(data, requestId)) answered = true;
+      if (!data) return;
+      const message = parseJson(data);
+      if ("unreadable" in message) {
+        const error = new Error(`the upstream sent an event that is not JSON (${message.unreadable}): ${excerpt(data)}`);
+        if (requestId === undefined) this.onerror?.(error);
+        // On a request's stream it stands where the answer would: the call fails now, not at its deadline.
+        else if (!answered) {
+          answered = true;
+          this.onrequestfailed?.(requestId, error);
+        }
+        return;
+      }
+      if (this.deliver(asMessages(message.value), requestId)) answered = true;
     });
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => parser.push(chunk));
@@ -262,17 +285,30 @@ export class StreamableHttpClientTransport implements Transport {
     return true;
   }
 
-  /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */
-  private deliver(text: string, requestId?: string | number): boolean {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (err) {
-      this.onerror?.(new Error(`the server sent a message that is not JSON: ${(err as Error).message}`));
-      return false;
+  /**
+   * An application/json answer: one message or batch, or, as some servers send them, one message per
+   * line (a progress notification, then the result). It must hold the request's answer; a body that
+   * does not (or cannot be read) fails the call at once, saying what came.
+   */
+  private deliverBody(text: string, type: string, request: { id: string | number; method: string } | undefined): void {
+    const parsed = parseJsonBody(text);
+    const unreadable = parsed.unreadable;
+    // An error with id null is the server's answer to a request whose id it could not read.
+    const messages = parsed.messages.map((message) => (request && isObject(message) && "error" in message && message.id === null ? { ...message, id: request.id } : message));
+    const answered = request !== undefined && messages.some((message) => isObject(message) && ("result" in message || "error" in message) && message.id === request.id);
+    this.deliver(messages, request?.id);
+    if (!request || answered) {
+      if (unreadable) this.onerror?.(new Error(`the upstream sent a body with a part that is not JSON (${unreadable}): ${excerpt(text)}`));
+      return;
     }
+    const what = unreadable ? `that is not JSON (${unreadable})` : "that holds no answer to it";
+    this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with a body ${what}: content type ${JSON.stringify(type)}, ${excerpt(text)}`));
+  }
+
+  /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */
+  private deliver(messages: unknown[], requestId?: string | number): boolean {
     let answer = false;
-    for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+    for (const message of messages) {
       const rpc = typeof message === "object" && message !== null ? (message as JsonRpcMessage) : undefined;
       if (rpc && ("result" in rpc || "error" in rpc)) answer = true;
       const related = requestId !== undefined && rpc !== undefined && isNotification(rpc) && this.onrequestnotification?.(requestId, message as JSONRPCMessage);
@@ -326,6 +362,42 @@ export class SseParser {
     else if (field === "event") this.event = value;
     else if (field === "id") this.id = value;
   }
+}
+
+/** One JSON value, or why it is not one. */
+function parseJson(text: string): { value: unknown } | { unreadable: string } {
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch (err) {
+    return { unreadable: (err as Error).message };
+  }
+}
+
+/**
+ * The messages of an application/json body: one JSON value (a message or a batch), else one value per
+ * line (newline-delimited JSON). `unreadable` says why the first part that is not JSON is not.
+ */
+function parseJsonBody(text: string): { messages: unknown[]; unreadable?: string } {
+  const whole = parseJson(text);
+  if ("value" in whole) return { messages: asMessages(whole.value) };
+  const messages: unknown[] = [];
+  let unreadable: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    if (line.trim() === "") continue;
+    const part = parseJson(line);
+    if ("value" in part) messages.push(...asMessages(part.value));
+    else unreadable ??= part.unreadable;
+  }
+  return unreadable === undefined ? { messages } : { messages, unreadable };
+}
+
+/** A JSON-RPC message or batch as a list of messages. */
+function asMessages(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [value];
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function header(response: IncomingMessage, name: string): string | undefined {

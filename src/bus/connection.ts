@@ -87,6 +87,12 @@ export interface Bus {
   /** Tells of a received message dropped unanswered because it is invalid, so that it is counted (see instrumentBus). */
   dropped(subject: DroppedSubject, reason: string): void;
   onDropped(listener: (subject: DroppedSubject, reason: string) => void): void;
+  /**
+   * Shutdown has begun: a connection that is lost (or is lost from now on) is closed, not
+   * re-established, so that nothing waits for a server that stops too (the embedded one gets the same
+   * Ctrl-C); what was still to be said on the bus is given up.
+   */
+  beginShutdown(): void;
   /** Stops subscriptions after their pending messages are processed, flushes, closes. */
   drain(): Promise<void>;
 }
@@ -123,6 +129,11 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
   }
   const logger = options.logger;
   let connected = true;
+  let shuttingDown = false;
+  const closeLost = () => {
+    logger.debug("bus connection lost during shutdown; closing it");
+    void nc.close().catch(() => undefined);
+  };
   const disconnectListeners: (() => void)[] = [];
   const reconnectListeners: (() => void)[] = [];
   const denialListeners: ((denial: PermissionDenial) => void)[] = [];
@@ -134,7 +145,8 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       switch (status.type) {
         case "disconnect":
           connected = false;
-          logger.warn({ server: status.server }, "bus disconnected; reconnecting");
+          if (shuttingDown) closeLost();
+          else logger.warn({ server: status.server }, "bus disconnected; reconnecting");
           for (const listener of disconnectListeners) listener();
           break;
         case "reconnect":
@@ -173,6 +185,10 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       for (const listener of dropListeners) listener(subject, reason);
     },
     onDropped: (listener) => void dropListeners.push(listener),
+    beginShutdown() {
+      shuttingDown = true;
+      if (!connected && !nc.isClosed()) closeLost();
+    },
     async drain() {
       if (nc.isClosed() || nc.isDraining()) return closed.then(() => undefined);
       await nc.drain().catch((err: unknown) => logger.debug({ err }, "drain failed; closing"));

@@ -1,8 +1,36 @@
 /** Runs a long-lived command until SIGINT/SIGTERM, then stops it in order, once. */
+import { constants } from "node:os";
 import { enableTracing, tracingEndpoint } from "../tracing/setup.js";
 import type { Logger } from "../util/logger.js";
 
+/** The first stop signal heard, and what to do with it once the command runs (set by runUntilSignal). */
+let heard: NodeJS.Signals | undefined;
+let onStopSignal: ((signal: NodeJS.Signals) => void) | undefined;
+let catching = false;
+
+/**
+ * Catches SIGINT and SIGTERM from now on, for a command that runs until one. A signal that comes
+ * while the command starts is kept: it stops once started, in order, instead of dying half-started
+ * (its nats-server and children left behind). A second signal ends the process at once.
+ */
+export function catchStopSignals(logger: Logger): void {
+  if (catching) return;
+  catching = true;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (heard !== undefined) {
+      process.stderr.write(`dmcp: ${signal} again: exiting at once\n`);
+      process.exit(128 + constants.signals[signal]);
+    }
+    heard = signal;
+    if (onStopSignal) onStopSignal(signal);
+    else logger.info({ reason: signal }, "stopping once started");
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
 export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?: Promise<unknown>): Promise<void> {
+  catchStopSignals(logger);
   return new Promise((resolve) => {
     let stopping = false;
     const shutdown = (reason: string) => {
@@ -21,8 +49,8 @@ export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?:
           resolve();
         });
     };
-    process.once("SIGINT", () => shutdown("SIGINT"));
-    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    onStopSignal = shutdown;
+    if (heard) shutdown(heard);
     void also?.then(() => shutdown("input closed"));
   });
 }

@@ -2,6 +2,7 @@
 /** The `dmcp` command. */
 import { createLogger } from "../util/logger.js";
 import { UsageError } from "./args.js";
+import { catchStopSignals } from "./lifecycle.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
 import { keygenCommand, keygenHelp } from "./commands/keygen.js";
 import { statusCommand, statusHelp } from "./commands/status.js";
@@ -40,6 +41,8 @@ const commands = {
   keygen: { run: keygenCommand, help: keygenHelp },
 } as const;
 type CommandName = keyof typeof commands;
+/** Commands that run until SIGINT or SIGTERM. */
+const LONG_RUNNING = new Set<CommandName>(["up", "gateway", "wrap", "tail"]);
 
 function isCommand(name: string | undefined): name is CommandName {
   return name !== undefined && Object.hasOwn(commands, name);
@@ -79,6 +82,8 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger({ name: `dmcp-${name}`, level });
+  // From the start: a stop signal that comes while a long-running command starts is not lost.
+  if (LONG_RUNNING.has(name)) catchStopSignals(logger);
   try {
     return await commands[name].run(rest, logger);
   } catch (err) {
@@ -86,8 +91,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`dmcp ${name}: ${err.message}\n`);
       return 2;
     }
+    // Printed once, readable; the stack is for --log-level debug.
     const message = err instanceof Error ? err.message : String(err);
-    logger.fatal({ err }, message);
+    logger.debug({ err }, "fatal error");
     process.stderr.write(`dmcp ${name}: ${message}\n`);
     return 1;
   }

@@ -97,14 +97,17 @@ export function connectorFor(service: string, server: ServerConfig, baseDir?: st
   return httpConnector({ url: server.url, headers, transport: server.transport });
 }
 
-/** Starts `replicas` executors for each configured server. */
+/**
+ * Starts `replicas` executors for each configured server. A server that does not start fails them all
+ * (those that started are stopped again), naming each that failed, unless `waitForUpstream`.
+ */
 export async function startExecutors(
   bus: Bus,
   logger: Logger,
   servers: Record<string, ServerConfig>,
-  baseDir?: string,
-  metrics?: Registry,
+  options: { baseDir?: string | undefined; metrics?: Registry | undefined; waitForUpstream?: boolean | undefined } = {},
 ): Promise<Executor[]> {
+  const { baseDir, metrics } = options;
   const executors: Executor[] = [];
   for (const [service, server] of Object.entries(servers)) {
     for (let replica = 0; replica < server.replicas; replica++) {
@@ -122,10 +125,17 @@ export async function startExecutors(
           sessionIdleMs: server.sessionIdle === undefined ? undefined : durationMs(server.sessionIdle, `servers.${service}.sessionIdle`),
           ...(metrics ? { metrics } : {}),
           ...(delivery ? { delivery } : {}),
+          waitForUpstream: options.waitForUpstream,
         }),
       );
     }
   }
-  await Promise.all(executors.map((executor) => executor.start()));
+  const started = await Promise.allSettled(executors.map((executor) => executor.start()));
+  const failures = started.flatMap((outcome, i) => (outcome.status === "rejected" ? [`servers.${executors[i]!.service}: ${(outcome.reason as Error).message}`] : []));
+  if (failures.length > 0) {
+    // A failed start leaves nothing running; the others are stopped.
+    await Promise.allSettled(executors.filter((_, i) => started[i]!.status === "fulfilled").map((executor) => executor.stop()));
+    throw new Error([...new Set(failures)].join("; "));
+  }
   return executors;
 }

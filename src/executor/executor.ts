@@ -11,7 +11,7 @@ import { CallMetrics, shared } from "../metrics/registry.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/propagation.js";
 import { InstancePresence } from "../bus/registry.js";
-import type { Catalog, InstanceStatus } from "../protocol/index.js";
+import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { fetchCatalog } from "./catalog.js";
 import { UpstreamSupervisor, type BackoffOptions } from "./supervisor.js";
@@ -22,7 +22,7 @@ import { DurableWorker } from "../bus/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, requestedVersion, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
-import type { McpUpstream, UpstreamInfo } from "./upstream.js";
+import { describeError, type McpUpstream, type UpstreamInfo } from "./upstream.js";
 import { UpstreamSessions } from "./sessions.js";
 import { StatelessLane } from "./stateless-lane.js";
 import { inputWithoutSession, isInputRequired } from "./input-rounds.js";
@@ -57,6 +57,11 @@ export interface ExecutorOptions {
   sessionIdleMs?: number | undefined;
   /** At most this many client sessions get upstream sessions of their own; more share the executor's. */
   maxSessions?: number | undefined;
+  /**
+   * An upstream that fails its first start: keep trying in the background (start() resolves, the
+   * instance serves as degraded) instead of failing start(). Once up, a lost upstream is always restarted.
+   */
+  waitForUpstream?: boolean | undefined;
 }
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
@@ -85,7 +90,9 @@ export class Executor {
   private status: InstanceStatus = "starting";
   private catalog: Catalog = EMPTY_CATALOG;
   private catalogRefresh: Promise<void> = Promise.resolve();
+  /** Set when shutdown begins (beginShutdown or stop). */
   private stopping = false;
+  private stopped: Promise<void> | undefined;
 
   constructor(private readonly options: ExecutorOptions) {
     this.service = options.service;
@@ -215,9 +222,15 @@ export class Executor {
     this.laneListen = new UpstreamListen((method, params, upstreamOptions) => this.lane.request(method, params, upstreamOptions), this.logger);
   }
 
-  /** Connects the upstream (retrying in the background if it fails), then starts taking requests. */
+  /**
+   * Connects the upstream, then starts taking requests. An upstream that does not start fails this
+   * (UPSTREAM_UNAVAILABLE naming it), unless `waitForUpstream` keeps trying in the background.
+   */
   async start(): Promise<void> {
-    const up = await this.supervisor.start();
+    const description = this.options.connector.description;
+    const up = await this.supervisor.start(this.options.waitForUpstream ?? false).catch((err: unknown) => {
+      throw new DmcpError(ErrorCode.UpstreamUnavailable, `could not start the upstream MCP server (${description}): ${describeError(err)}`, { cause: err });
+    });
     this.lane.start();
     // The first announcement says what discovery found (the main session's, read with the catalog, or
     // the stateless lane's): a gateway must know at once whether the upstream keeps its own tasks.
@@ -238,14 +251,31 @@ export class Executor {
       await this.supervisor.stop();
       throw err;
     }
-    this.logger.info({ upstream: this.options.connector.description, status: this.status }, "executor serving");
+    this.logger.info({ upstream: description, status: this.status }, "executor serving");
   }
 
-  /** Stops taking work, leaves the registry at once, finishes calls in flight (up to the grace period). */
-  async stop(): Promise<void> {
+  /**
+   * Shutdown has begun: no more durable work is taken, and an upstream that goes away from now on is
+   * let go (in a terminal, Ctrl-C reaches the wrapped servers at the same moment): no restart, no
+   * announcement. stop() begins with it; a process that stops other components first calls it at once.
+   */
+  beginShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
     this.status = "stopping";
+    this.supervisor.beginShutdown();
+    this.lane.beginShutdown();
+    this.sessions.beginShutdown();
+  }
+
+  /** Stops taking work, leaves the registry at once, finishes calls in flight (up to the grace period). */
+  stop(): Promise<void> {
+    this.beginShutdown();
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private async shutdown(): Promise<void> {
     const draining = Promise.all([this.endpoint.stop(this.options.stopGraceMs), this.worker?.stop(this.options.stopGraceMs)]);
     this.discovery.stop();
     await this.presence.stop();
@@ -316,11 +346,13 @@ export class Executor {
         this.catalog = catalog;
         this.publishAnnouncement();
       })
-      .catch((err: unknown) => this.logger.warn({ err }, "could not read the upstream's catalog"));
+      .catch((err: unknown) => this.logger[this.stopping ? "debug" : "warn"]({ err }, "could not read the upstream's catalog"));
   }
 
+  /** Not once shutdown has begun: the instance has said "stopping" and leaves the registry. */
   private publishAnnouncement(): void {
-    void this.presence.announce(this.announcement()).catch((err: unknown) => this.logger.warn({ err }, "announcement failed"));
+    if (this.stopping) return;
+    void this.presence.announce(this.announcement()).catch((err: unknown) => this.logger[this.stopping ? "debug" : "warn"]({ err }, "announcement failed"));
   }
 
   private announcement() {

@@ -66,6 +66,8 @@ export interface UpstreamSessionsOptions {
 export class UpstreamSessions {
   private readonly sessions = new Map<string, UpstreamSession>();
   private warnedFull = false;
+  /** Set when shutdown has begun: an upstream session that goes away then is no news. */
+  private shuttingDown = false;
 
   constructor(private readonly options: UpstreamSessionsOptions) {}
 
@@ -126,7 +128,13 @@ export class UpstreamSessions {
     }
   }
 
+  /** Shutdown has begun: upstream sessions that go away from now on (Ctrl-C reaches their servers too) are not reported as lost. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
   async closeAll(): Promise<void> {
+    this.beginShutdown();
     await Promise.all([...this.sessions.keys()].map((key) => this.close(key)));
   }
 
@@ -141,6 +149,7 @@ export class UpstreamSessions {
         if (this.sessions.get(key) !== session) return; // closed by us
         this.sessions.delete(key);
         clearTimeout(session.idle);
+        if (this.shuttingDown) return;
         logger.warn({ err: error }, "a client session's upstream session went away; its next call opens a new one");
         this.options.onLost?.();
       };

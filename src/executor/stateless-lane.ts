@@ -71,8 +71,14 @@ export class StatelessLane {
     return this.supervisor!.request(method, params, options);
   }
 
-  async stop(): Promise<void> {
+  /** Shutdown has begun: the lane's server is not restarted if it goes away (see UpstreamSupervisor). */
+  beginShutdown(): void {
     this.stopped = true;
+    this.supervisor?.beginShutdown();
+  }
+
+  async stop(): Promise<void> {
+    this.beginShutdown();
     await this.supervisor?.stop();
     const probe = this.probe;
     this.probe = undefined;

@@ -1,6 +1,7 @@
 /**
  * Keeps one upstream session alive: connects, reconnects with exponential backoff when it dies, and
  * answers calls made while it is down with a clear UPSTREAM_UNAVAILABLE error instead of waiting.
+ * An upstream that never came up fails start() unless asked to keep trying.
  */
 import { DmcpError, ErrorCode } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
@@ -37,9 +38,13 @@ export class UpstreamSupervisor {
     private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
   ) {}
 
-  /** Connects once; on failure, keeps retrying in the background and resolves false. */
-  async start(): Promise<boolean> {
-    return this.connect();
+  /**
+   * Connects once. On failure: with `keepTrying`, retries in the background and resolves false;
+   * without, rejects with the error and leaves nothing running (the server never started: a wrong
+   * command or URL is not fixed by retrying).
+   */
+  async start(keepTrying = true): Promise<boolean> {
+    return this.connect(keepTrying);
   }
 
   get info(): UpstreamInfo | undefined {
@@ -67,22 +72,32 @@ export class UpstreamSupervisor {
     return upstream.request(method, params, options);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Shutdown has begun: an upstream that goes away from now on is let go, not restarted nor reported
+   * (in a terminal, Ctrl-C reaches the wrapped server too). The live session serves until stop().
+   */
+  beginShutdown(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  async stop(): Promise<void> {
+    this.beginShutdown();
     const upstream = this.upstream;
     this.upstream = undefined;
     await upstream?.close();
   }
 
-  private async connect(): Promise<boolean> {
+  private async connect(keepTrying = true): Promise<boolean> {
     if (this.stopped) return false;
     this.attempt++;
     let upstream: McpUpstream;
     try {
       upstream = await this.connector.connect(this.logger);
     } catch (err) {
+      if (!keepTrying) throw err;
       this.lastError = describeError(err);
+      if (this.stopped) return false;
       this.logger.error({ err, attempt: this.attempt }, "could not start the upstream MCP server");
       this.scheduleRetry();
       return false;

@@ -24,6 +24,7 @@ import {
   StatelessErrorCode,
   withoutStatelessMeta,
 } from "../protocol/index.js";
+import { excerpt } from "../util/excerpt.js";
 import type { Logger } from "../util/logger.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
@@ -51,6 +52,7 @@ export interface UpstreamRequestOptions {
 }
 
 interface Pending {
+  method: string;
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
@@ -93,13 +95,16 @@ export class McpUpstream {
     transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
     transport.onerror = (error) => {
       this.lastError = error;
-      this.logger.warn({ err: error }, "upstream transport error");
+      // Before the handshake, the error is the failure of connect(), which says it (the warning would say it twice).
+      this.logger[this.info ? "warn" : "debug"]({ err: error }, "upstream transport error");
       if (this.options.closeOnError && this.info) void this.close();
     };
     transport.onclose = () => this.onClosed();
     (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
     (transport as RequestNotificationHook).onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
     (transport as RequestStreamHook).onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
+    (transport as RequestFailedHook).onrequestfailed = (id, error) => this.failUnreadable(typeof id === "number" ? this.settle(id) : undefined, error.message);
+    (transport as UnreadableLineHook).onunreadable = (line, reason) => this.onUnreadable(line, reason);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -110,10 +115,7 @@ export class McpUpstream {
       { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo },
       { timeoutMs },
     ).catch((err: unknown) => {
-      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
-        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering initialize: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
-      }
-      throw err;
+      throw this.goneBefore("initialize", err);
     });
     const protocolVersion = typeof result.protocolVersion === "string" ? result.protocolVersion : "";
     if (!KNOWN_VERSIONS.has(protocolVersion)) {
@@ -149,10 +151,7 @@ export class McpUpstream {
     const timeoutMs = options.timeoutMs ?? 10_000;
     await this.transport.start();
     const result = await this.discover(clientInfo, timeoutMs).catch((err: unknown) => {
-      if (err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed) {
-        throw new DmcpError(ErrorCode.UpstreamClosed, `the upstream MCP server went away before answering server/discover: ${describeError(err.cause ?? this.lastError ?? err)}`, { cause: err });
-      }
-      throw err;
+      throw this.goneBefore("server/discover", err);
     });
     const statelessVersions = supportedStatelessVersions(result);
     if (statelessVersions.length === 0) {
@@ -169,6 +168,13 @@ export class McpUpstream {
       ...(typeof result.instructions === "string" ? { instructions: result.instructions } : {}),
     };
     return this.info;
+  }
+
+  /** A handshake without an answer: said by its cause (e.g. ECONNREFUSED, HTTP 401) when the transport told one. */
+  private goneBefore(method: string, err: unknown): unknown {
+    if (!(err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed)) return err;
+    const reason = err.cause ?? this.lastError;
+    return new DmcpError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : `the upstream MCP server went away before answering ${method}`, { cause: reason });
   }
 
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -215,7 +221,7 @@ export class McpUpstream {
         this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
+      this.pending.set(id, { method, resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -293,6 +299,31 @@ export class McpUpstream {
       return;
     }
     if (isNotification(message)) this.onnotification?.(message.method, message.params);
+  }
+
+  /**
+   * A line the transport could not take as a message (stdio): when it names a request that waits (an
+   * object with its id, not a request of the server's own), it is that request's garbled answer, and the
+   * call fails now instead of at its deadline; otherwise it can only be logged.
+   */
+  private onUnreadable(line: string, reason: string): void {
+    let id: unknown;
+    try {
+      const parsed = JSON.parse(line) as unknown;
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) && !("method" in parsed)) id = (parsed as { id?: unknown }).id;
+    } catch {
+      // not JSON: nothing ties it to a call
+    }
+    const entry = typeof id === "number" ? this.settle(id) : undefined;
+    if (entry) this.failUnreadable(entry, `the upstream answered ${entry.method} with a message that is ${reason}: ${excerpt(line)}`);
+    else this.logger.warn({ upstream_stdout: excerpt(line) }, `the upstream wrote a line that is ${reason}`);
+  }
+
+  /** An answer that cannot be read fails its call now (UPSTREAM_ERROR, saying what came), not at its deadline. */
+  private failUnreadable(entry: Pending | undefined, message: string): void {
+    if (!entry) return; // already settled (answered, timed out or cancelled)
+    this.logger.warn({ method: entry.method, reason: message }, "the upstream's answer cannot be read");
+    entry.reject(new DmcpError(ErrorCode.UpstreamError, message));
   }
 
   /** A log message that came with one request goes to that call only (a stateless request has no session to log to). */
@@ -379,6 +410,16 @@ function jsonRpcErrorCode(text: string): number | undefined {
 function supportedStatelessVersions(result: Record<string, unknown>): string[] {
   const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
   return STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
+}
+
+/** How a line-based transport (stdio) hands over a line that is not a JSON-RPC message, and why. */
+interface UnreadableLineHook {
+  onunreadable?: (line: string, reason: string) => void;
+}
+
+/** How a transport that can tell which request an answer belongs to (Streamable HTTP) reports one it cannot read. */
+interface RequestFailedHook {
+  onrequestfailed?: (requestId: string | number, error: Error) => void;
 }
 
 /** How a transport with a stream per request (Streamable HTTP) reports one that ended before its answer. */

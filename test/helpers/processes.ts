@@ -32,9 +32,18 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-export function spawnNode(args: string[], options: { env?: Record<string, string>; stdin?: "pipe" | "ignore"; cwd?: string } = {}): Child {
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  stdin?: "pipe" | "ignore";
+  /** A process group of its own (pid = group id), as a shell gives a command: `process.kill(-pid, sig)` is Ctrl-C. */
+  detached?: boolean;
+  cwd?: string;
+}
+
+export function spawnNode(args: string[], options: SpawnOptions = {}): Child {
   const child = spawn(process.execPath, args, {
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
+    detached: options.detached ?? false,
     ...(options.cwd ? { cwd: options.cwd } : {}),
     // A command that forgets --nats must fail, not reach the machine's own server on 4222.
     env: { ...process.env, DMCP_NATS_URL: "nats://127.0.0.1:9", ...options.env },
@@ -95,7 +104,7 @@ export function spawnNode(args: string[], options: { env?: Record<string, string
   };
 }
 
-export function runDmcp(args: string[], options: { env?: Record<string, string>; stdin?: "pipe" | "ignore" } = {}): Child {
+export function runDmcp(args: string[], options: SpawnOptions = {}): Child {
   return spawnNode([DMCP_BIN, ...args], options);
 }
 

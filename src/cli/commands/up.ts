@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectBus } from "../../bus/connection.js";
+import { connectBus, type Bus } from "../../bus/connection.js";
 import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
@@ -42,6 +42,8 @@ Options:
                         to one dmcp up at a time: a second one with the same store exits with an
                         error. While it runs, ${UP_FILE} there names its pid and bus, which
                         dmcp gateway, wrap, status and tail use when given no --nats
+  --wait-for-upstream   a configured server that does not start is retried with backoff (its service
+                        serves as degraded meanwhile); without it dmcp up fails at start, naming it
 ${securityHelp}                        (these add to, or override, the config's "security" section; all
                         components of dmcp up share one key and trust list)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -57,6 +59,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     stdio: { type: "boolean" },
     ...natsOptions,
     "data-dir": { type: "string" },
+    "wait-for-upstream": { type: "boolean" },
     "otel-endpoint": { type: "string" },
     dashboard: { type: "boolean" },
     ...securityOptions,
@@ -91,6 +94,8 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     lock?.release();
   };
   let executors: Executor[] = [];
+  /** For the clean-up of a failed start. */
+  let openedBus: Bus | undefined;
   try {
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
@@ -99,7 +104,8 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     const bus = embedded
       ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
       : await connectCommandBus("up", { ...values, nats: url }, { name: "dmcp-up", logger, security });
-    executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), baseDir, metrics);
+    openedBus = bus;
+    executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), { baseDir, metrics, waitForUpstream: values["wait-for-upstream"] });
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
       ? undefined
@@ -128,6 +134,9 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     await runUntilSignal(
       logger,
       async () => {
+        // At once: in a terminal, Ctrl-C reaches the wrapped servers and the embedded nats-server too.
+        for (const executor of executors) executor.beginShutdown();
+        bus.beginShutdown();
         await running.stop();
         await Promise.allSettled(executors.map((executor) => executor.stop()));
         await bus.drain();
@@ -138,6 +147,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     );
   } catch (err) {
     await Promise.allSettled(executors.map((executor) => executor.stop()));
+    await openedBus?.drain();
     await stopEmbedded();
     throw err;
   }

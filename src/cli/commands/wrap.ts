@@ -17,7 +17,9 @@ export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [A
 
 Makes an existing MCP server an executor on the bus: it takes the requests for service NAME,
 calls the server and publishes the answers. Run it several times with the same NAME and the
-replicas share the load. A stdio server that dies is restarted with backoff; while it is
+replicas share the load. A server that does not start (no such command, nobody at the URL, no
+answer to initialize) fails dmcp wrap at once, naming it, with exit code 1 (unless
+--wait-for-upstream). A server that dies after it started is restarted with backoff; while it is
 down, calls get a clear error. A stdio server that also speaks MCP 2026-07-28 gets a second
 process, never initialized, for the stateless requests of 2026-07-28 clients. A server that
 serves MCP 2026-07-28 only (it refuses initialize) is spoken to statelessly, and its requests for
@@ -37,6 +39,8 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
+  --wait-for-upstream   a server that does not start is retried with backoff (the instance serves
+                        as degraded meanwhile) instead of failing dmcp wrap
   --forward-caller      pass the caller's identity (the envelope's caller: kind, subject, issuer,
                         forwarded claims) to the server in each request's _meta["io.dmcp/caller"]
   --audit               log every call at info level with its caller, method, target and outcome
@@ -72,6 +76,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       audit: { type: "boolean" },
       env: { type: "string", multiple: true },
       transport: { type: "string" },
+      "wait-for-upstream": { type: "boolean" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
       "max-sessions": { type: "string" },
@@ -133,14 +138,22 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     forwardCaller: values["forward-caller"] ?? false,
     audit: values.audit ?? false,
     ...(delivery ? { delivery } : {}),
+    waitForUpstream: values["wait-for-upstream"] ?? false,
   });
-  await executor.start();
+  try {
+    await executor.start();
+  } catch (err) {
+    await bus.drain();
+    await stopTracing();
+    throw err;
+  }
   const probes =
     metrics && metricsPort !== undefined
       ? await serveProbes({ registry: metrics, port: metricsPort, host: values["metrics-host"] ?? "127.0.0.1", ready: () => executor.ready })
       : undefined;
   if (probes) logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   await runUntilSignal(logger, async () => {
+    bus.beginShutdown();
     await executor.stop();
     await probes?.close();
     await bus.drain();
