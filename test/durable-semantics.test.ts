@@ -9,6 +9,8 @@ import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jets
 import { randomUUID } from "node:crypto";
 import { DEAD_LETTER_HEADERS } from "../src/bus/dead-letters.js";
 import {
+  ACCEPTED_METHOD,
+  CANCEL_METHOD,
   createEnvelope,
   DEAD_LETTER_STREAM,
   decodeEnvelope,
@@ -241,11 +243,22 @@ describe("durable calls through the gateway: lanes and cancellation", () => {
     expect(await directCall(nc, "lanes", "lanes-1", "ghost")).toContain("Unknown tool: ghost");
   }, 60_000);
 
+  const heldByTheReplica = async () => (await (await jetstreamManager(nc)).consumers.info(WORK_STREAM, workConsumer("lanes", "normal"))).num_ack_pending;
+
   it("stops a running durable call when its caller cancels it (the upstream gets notifications/cancelled)", async () => {
+    // Delivered is not yet running: the replica's receipt on the gateway's reply subject says it runs.
+    const receipts = nc.subscribe("_INBOX.>");
+    const receipt = (async () => {
+      for await (const msg of receipts) {
+        const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
+        if (decoded.ok && decoded.envelope.type === "context_update" && decoded.envelope.payload.method === ACCEPTED_METHOD) return;
+      }
+    })();
     const running = client.request("tools/call", { name: "sleep", arguments: { ms: 30_000 } }, 60_000);
     const id = client.lastRequestId;
     void running.catch(() => undefined);
-    await eventually(async () => (await (await jetstreamManager(nc)).consumers.info(WORK_STREAM, workConsumer("lanes", "normal"))).num_ack_pending >= 1);
+    await receipt;
+    receipts.unsubscribe();
     await client.notify("notifications/cancelled", { requestId: id, reason: "stop" });
     const seen = await eventually(async () => {
       const result = await client.result("tools/call", { name: "cancelled", arguments: {} });
@@ -253,6 +266,24 @@ describe("durable calls through the gateway: lanes and cancellation", () => {
       return cancellations.length > 0 ? cancellations : undefined;
     }, 30_000);
     expect(JSON.stringify(seen)).toContain("cancelled");
+  }, 60_000);
+
+  it("answers CANCELLED, without running it, a durable request whose cancellation came before it started", async () => {
+    const js = jetstream(nc);
+    const replies = inbox(nc);
+    const blocker = request("lanes", "sleep", { ms: 1500 }, replies.subject);
+    const victim = request("lanes", "sleep", { ms: 30_000 }, replies.subject);
+    await js.publish(subjects.work("lanes", "normal"), blocker.data, { msgID: blocker.id });
+    await eventually(() => replies.received.some((e) => e.correlation_id === blocker.id && e.type === "context_update"));
+    await js.publish(subjects.work("lanes", "normal"), victim.data, { msgID: victim.id });
+    // The replica holds it, waiting for its one slot.
+    await eventually(async () => (await heldByTheReplica()) >= 2);
+    // The cancellation as a gateway publishes it (§5.5), ahead of the CANCELLED answer it stores in the
+    // result store (§15.8), which here never comes: the replica reads no answer there before the call starts.
+    const cancellation = createEnvelope("context_update", { method: CANCEL_METHOD, params: { reason: "stop" } }, { sender: "test", correlationId: victim.id });
+    nc.publish(subjects.cancel("lanes"), encodeEnvelope(cancellation));
+    expect(await replies.answer(victim.id)).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.Cancelled } });
+    expect(replies.received.some((e) => e.correlation_id === victim.id && e.type === "context_update")).toBe(false);
   }, 60_000);
 });
 

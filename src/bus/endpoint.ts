@@ -27,6 +27,7 @@ import { isSecurityRejection } from "../security/security.js";
 import type { SealInfo } from "../security/seal.js";
 import type { StoredAt } from "../security/replay.js";
 import { dropReason, type Bus } from "./connection.js";
+import { EarlyCancellations } from "./early-cancellations.js";
 
 /** The longest delay a Node timer takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -107,6 +108,8 @@ export class ServiceEndpoint {
   private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
   /** Calls being served, by correlation id, so that a cancellation can stop them. */
   private readonly running = new Map<string, AbortController>();
+  /** Cancellations of calls that had not started here when they arrived. */
+  private readonly earlyCancellations = new EarlyCancellations();
 
   constructor(private readonly options: EndpointOptions) {}
 
@@ -179,10 +182,15 @@ export class ServiceEndpoint {
       return;
     }
     const correlationId = decoded.envelope.correlation_id;
-    const controller = correlationId ? this.running.get(correlationId) : undefined;
-    if (!controller) return;
+    if (!correlationId) return;
+    const controller = this.running.get(correlationId);
+    if (!controller) {
+      // Not ours, already over, or a durable request about to start here: remember it for the last case.
+      this.earlyCancellations.add(correlationId);
+      return;
+    }
     this.options.logger.debug({ correlationId }, "call cancelled by its caller");
-    controller.abort(new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller"));
+    controller.abort(cancelledByCaller());
   }
 
   private track(work: Promise<void>): void {
@@ -230,6 +238,7 @@ export class ServiceEndpoint {
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
     try {
+      if (this.earlyCancellations.take(correlationId)) throw cancelledByCaller();
       const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
       this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
@@ -328,6 +337,10 @@ function fromMsg(msg: Msg): Delivery {
       if (msg.reply) msg.respond(data);
     },
   };
+}
+
+function cancelledByCaller(): DmcpError {
+  return new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller");
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
