@@ -104,7 +104,9 @@ function parseOutcome(value: Uint8Array | undefined): DeliveryOutcome | undefine
   if (!value) return undefined;
   try {
     const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<DeliveryOutcome>;
-    return typeof parsed.ran === "boolean" && typeof parsed.code === "string" && typeof parsed.message === "string" ? (parsed as DeliveryOutcome) : undefined;
+    // Written by any replica: only a well-formed record, with an error code's length, counts.
+    if (typeof parsed.ran !== "boolean" || typeof parsed.code !== "string" || !/^[A-Z_]{1,64}$/.test(parsed.code) || typeof parsed.message !== "string") return undefined;
+    return { ran: parsed.ran, code: parsed.code, message: parsed.message.slice(0, 512) };
   } catch {
     return undefined;
   }
