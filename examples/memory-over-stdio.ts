@@ -8,8 +8,8 @@
  * In claude_desktop_config.json that is:
  *   "mcpServers": { "dmcp": { "command": "dmcp", "args": ["gateway", "--stdio", "--nats", "nats://..."] } }
  *
- * Note: `dmcp wrap` starts the wrapped server with a minimal environment (HOME, PATH, SHELL, TERM,
- * USER, LOGNAME), not its own, so MEMORY_FILE_PATH is passed through `env` on the command line.
+ * The wrapped server inherits `dmcp wrap`'s environment; MEMORY_FILE_PATH (the graph's file) is set
+ * for it alone with `env` on the command line (`--env MEMORY_FILE_PATH=...` does the same).
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -9,6 +9,8 @@ import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jets
 import { randomUUID } from "node:crypto";
 import { DEAD_LETTER_HEADERS } from "../src/bus/dead-letters.js";
 import {
+  ACCEPTED_METHOD,
+  CANCEL_METHOD,
   createEnvelope,
   DEAD_LETTER_STREAM,
   decodeEnvelope,
@@ -28,7 +30,7 @@ import { deliveryFromConfig, deliveryFromFlags } from "../src/cli/delivery.js";
 import { parseConfig } from "../src/cli/config.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
-import { eventually, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { crashRuns, eventually, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 const DURABLE = ["--delivery", "durable", "--ack-wait", "1s", "--backoff", "100ms"];
 
@@ -49,6 +51,14 @@ async function directCall(nc: NatsConnection, service: string, instance: string,
   const request = createEnvelope("prompt_request", { service, method: "tools/call", params: { name: tool, arguments: { text: "x" } } }, { sender: "test" });
   const reply = decodeEnvelope((await nc.request(subjects.instanceRequest(service, instance), encodeEnvelope(request), { timeout: 10_000 })).data);
   return reply.ok && reply.envelope.type === "error_notification" ? reply.envelope.payload.message : undefined;
+}
+
+/** The pid of the upstream server behind an instance (the fixture's `whoami` says `<name>:<pid>`). */
+async function upstreamPid(nc: NatsConnection, service: string, instance: string): Promise<number> {
+  const request = createEnvelope("prompt_request", { service, method: "tools/call", params: { name: "whoami", arguments: {} } }, { sender: "test" });
+  const reply = decodeEnvelope((await nc.request(subjects.instanceRequest(service, instance), encodeEnvelope(request), { timeout: 10_000 })).data);
+  const text = reply.ok && reply.envelope.type === "prompt_response" ? (reply.envelope.payload.result.content as { text: string }[])[0]!.text : "";
+  return Number(text.split(":")[1]);
 }
 
 /** Collects the envelopes that arrive on a fresh inbox. */
@@ -175,12 +185,60 @@ describe("durable requests on the bus", () => {
     await eventually(() => replies.received.some((e) => e.correlation_id === id && e.type === "context_update"));
     doomed.kill("SIGKILL");
     const answer = await replies.answer(id);
-    expect(answer).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.RetriesExhausted, data: { attempts: 1 } } });
-    expect((answer.payload as { message: string }).message).toContain("lost");
+    expect(answer).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.RetriesExhausted, data: { deliveries: 1, attempts: 0 } } });
+    expect((answer.payload as { message: string }).message).toBe(
+      '"doomed" got no answer in 1 delivery: 1 was lost with its replica; the replica holding the last one died or was cut off from the server before answering',
+    );
     const jsm = await jetstreamManager(nc);
     const dead = await jsm.streams.getMessage(DEAD_LETTER_STREAM, { last_by_subj: subjects.deadLetter("doomed") });
     expect(dead.header?.get(DEAD_LETTER_HEADERS.correlationId)).toBe(id);
     await eventually(async () => (await jsm.streams.info(WORK_STREAM)).state.messages === 0);
+  }, 60_000);
+
+  it("says in a dead letter what the earlier deliveries did when the replica holding the last one was lost", async () => {
+    const fated = await wrapFixtureStdio(nats.url, "fated", [...DURABLE, "--max-deliver", "2", "--instance", "fated-1"]);
+    const replies = inbox(nc);
+    const { id, data } = request("fated", "sleep", { ms: 60_000 }, replies.subject);
+    const receipts = () => replies.received.filter((e) => e.correlation_id === id && e.type === "context_update").length;
+    const pid = await upstreamPid(nc, "fated", "fated-1");
+    await js.publish(subjects.work("fated", "normal"), data, { msgID: id });
+    await eventually(() => receipts() >= 1);
+    // Its upstream dies during the first delivery; the second (the last) runs on the restarted one, and then its replica dies.
+    process.kill(pid, "SIGKILL");
+    await eventually(() => receipts() >= 2);
+    fated.kill("SIGKILL");
+    const answer = await replies.answer(id);
+    expect(answer).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.RetriesExhausted, data: { deliveries: 2, attempts: 1 } } });
+    expect((answer.payload as { message: string }).message).toBe(
+      '"fated" got no answer in 2 deliveries: 1 ran and failed (UPSTREAM_CLOSED), 1 was lost with its replica; the replica holding the last one died or was cut off from the server before answering',
+    );
+  }, 60_000);
+
+  it("counts in a dead letter only the deliveries that ran: one handed back by a stopping replica did not", async () => {
+    const settings = [...DURABLE, "--max-deliver", "3"];
+    const first = await wrapFixtureStdio(nats.url, "brittle", [...settings, "--concurrency", "1", "--instance", "brittle-1"]);
+    let second: Child | undefined;
+    try {
+      const replies = inbox(nc);
+      const blocker = request("brittle", "sleep", { ms: 30_000 }, replies.subject);
+      const poison = request("brittle", "crash", {}, replies.subject);
+      await js.publish(subjects.work("brittle", "normal"), blocker.data, { msgID: blocker.id });
+      await eventually(() => replies.received.some((e) => e.correlation_id === blocker.id && e.type === "context_update"));
+      // brittle-1's one slot is busy: it holds the poison request, waiting for the slot.
+      await js.publish(subjects.work("brittle", "normal"), poison.data, { msgID: poison.id });
+      await eventually(async () => (await (await jetstreamManager(nc)).consumers.info(WORK_STREAM, workConsumer("brittle", "normal"))).num_ack_pending >= 2);
+      second = await wrapFixtureStdio(nats.url, "brittle", [...settings, "--instance", "brittle-2"]);
+      // Stopping, brittle-1 hands the poison back without running it; brittle-2 runs it on the two deliveries left.
+      first.kill("SIGTERM");
+      const answer = await replies.answer(poison.id);
+      expect(answer).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.RetriesExhausted, data: { deliveries: 3, attempts: 2 } } });
+      expect((answer.payload as { message: string }).message).toBe(
+        '"brittle" got no answer in 3 deliveries: 2 ran and failed (UPSTREAM_CLOSED), 1 did not run (SHUTTING_DOWN); the last failure: UPSTREAM_CLOSED: the upstream MCP server closed the connection during the call',
+      );
+      await eventually(() => crashRuns([first, second!], poison.id) === 2);
+    } finally {
+      await Promise.all([first.stop(), second?.stop()]);
+    }
   }, 60_000);
 });
 
@@ -241,11 +299,22 @@ describe("durable calls through the gateway: lanes and cancellation", () => {
     expect(await directCall(nc, "lanes", "lanes-1", "ghost")).toContain("Unknown tool: ghost");
   }, 60_000);
 
+  const heldByTheReplica = async () => (await (await jetstreamManager(nc)).consumers.info(WORK_STREAM, workConsumer("lanes", "normal"))).num_ack_pending;
+
   it("stops a running durable call when its caller cancels it (the upstream gets notifications/cancelled)", async () => {
+    // Delivered is not yet running: the replica's receipt on the gateway's reply subject says it runs.
+    const receipts = nc.subscribe("_INBOX.>");
+    const receipt = (async () => {
+      for await (const msg of receipts) {
+        const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
+        if (decoded.ok && decoded.envelope.type === "context_update" && decoded.envelope.payload.method === ACCEPTED_METHOD) return;
+      }
+    })();
     const running = client.request("tools/call", { name: "sleep", arguments: { ms: 30_000 } }, 60_000);
     const id = client.lastRequestId;
     void running.catch(() => undefined);
-    await eventually(async () => (await (await jetstreamManager(nc)).consumers.info(WORK_STREAM, workConsumer("lanes", "normal"))).num_ack_pending >= 1);
+    await receipt;
+    receipts.unsubscribe();
     await client.notify("notifications/cancelled", { requestId: id, reason: "stop" });
     const seen = await eventually(async () => {
       const result = await client.result("tools/call", { name: "cancelled", arguments: {} });
@@ -254,6 +323,24 @@ describe("durable calls through the gateway: lanes and cancellation", () => {
     }, 30_000);
     // The client's reason reaches the upstream (PROTOCOL.md §5.5).
     expect(seen[0]).toMatchObject({ requestId: expect.anything(), reason: "stop" });
+  }, 60_000);
+
+  it("answers CANCELLED, without running it, a durable request whose cancellation came before it started", async () => {
+    const js = jetstream(nc);
+    const replies = inbox(nc);
+    const blocker = request("lanes", "sleep", { ms: 1500 }, replies.subject);
+    const victim = request("lanes", "sleep", { ms: 30_000 }, replies.subject);
+    await js.publish(subjects.work("lanes", "normal"), blocker.data, { msgID: blocker.id });
+    await eventually(() => replies.received.some((e) => e.correlation_id === blocker.id && e.type === "context_update"));
+    await js.publish(subjects.work("lanes", "normal"), victim.data, { msgID: victim.id });
+    // The replica holds it, waiting for its one slot.
+    await eventually(async () => (await heldByTheReplica()) >= 2);
+    // The cancellation as a gateway publishes it (§5.5), ahead of the CANCELLED answer it stores in the
+    // result store (§15.8), which here never comes: the replica reads no answer there before the call starts.
+    const cancellation = createEnvelope("context_update", { method: CANCEL_METHOD, params: { reason: "stop" } }, { sender: "test", correlationId: victim.id });
+    nc.publish(subjects.cancel("lanes"), encodeEnvelope(cancellation));
+    expect(await replies.answer(victim.id)).toMatchObject({ type: "error_notification", payload: { code: ErrorCode.Cancelled } });
+    expect(replies.received.some((e) => e.correlation_id === victim.id && e.type === "context_update")).toBe(false);
   }, 60_000);
 });
 

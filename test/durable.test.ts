@@ -12,7 +12,7 @@ import { DEAD_LETTER_STREAM, decodeEnvelope, ErrorCode, subjects, WORK_STREAM } 
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { countResponses, runLoad, whenReached, type CallOutcome } from "./helpers/load.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
+import { crashRuns, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 const CALLS = 500;
 const DURABLE = ["--delivery", "durable", "--ack-wait", "2s", "--backoff", "100ms", "--concurrency", "8"];
@@ -126,8 +126,13 @@ describe("a poison request", () => {
   it("ends in the dead-letter stream after N attempts, with the reason, an error_notification, and a clear error for the caller", async () => {
     const reports = nc.subscribe(subjects.errorsAll());
     const response = await cluster.client.request("tools/call", { name: "crash", arguments: {} }, 120_000);
-    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, attempts: 3, last_error: { code: ErrorCode.UpstreamClosed } });
+    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, deliveries: 3, last_error: { code: ErrorCode.UpstreamClosed } });
     expect(response.error?.code).toBe(-32030);
+    // Its upstream died on every attempt: the reason says how many ran (the fixture logs each run), and no replica was lost.
+    const runs = (response.error?.data as { attempts: number }).attempts;
+    expect(runs).toBeGreaterThanOrEqual(1);
+    expect(response.error?.message).toContain(`"fragile" got no answer in 3 deliveries: ${runs} ran and failed (UPSTREAM_CLOSED)`);
+    expect(response.error?.message).not.toContain("lost");
     const jsm = await jetstreamManager(nc);
     const dead = await jsm.streams.getMessage(DEAD_LETTER_STREAM, { last_by_subj: subjects.deadLetter("fragile") });
     expect(dead.header?.get(DEAD_LETTER_HEADERS.code)).toBe(ErrorCode.RetriesExhausted);
@@ -138,6 +143,7 @@ describe("a poison request", () => {
     expect((await jsm.streams.info(WORK_STREAM)).state.messages).toBe(0);
     // The report on the errors subject names the same call.
     const correlationId = dead.header?.get(DEAD_LETTER_HEADERS.correlationId);
+    await eventually(() => crashRuns(cluster.executors, correlationId!) === runs);
     for await (const msg of reports) {
       const report = decodeEnvelope(msg.data);
       if (report.ok && report.envelope.type === "error_notification" && report.envelope.correlation_id === correlationId) {

@@ -224,7 +224,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     // `crash` kills the upstream on each of its 2 attempts: the executor dead-letters it.
     const poison = await client.request("tools/call", { name: "crash", arguments: {} }, 60_000);
     expect(poison.error?.code).toBe(-32030);
-    expect(poison.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, attempts: 2, last_error: { code: ErrorCode.UpstreamClosed } });
+    expect(poison.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, deliveries: 2, attempts: 2, last_error: { code: ErrorCode.UpstreamClosed } });
     await eventually(() => executor.stderr.some((line) => line.includes("durable request dead-lettered")));
     // The executor serves again after the crashes.
     const again = (await client.result("tools/call", { name: "sleep", arguments: { ms: 22 } })) as CallResult;
@@ -291,7 +291,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     fragile.kill("SIGKILL");
     const response = await call;
     expect(response.error?.code).toBe(-32030);
-    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, reason: "executor lost during the last attempt" });
+    expect(response.error?.data).toMatchObject({ dmcp_code: ErrorCode.RetriesExhausted, deliveries: 1, reason: "the replica holding the last delivery was lost" });
     await eventually(() => gateway.stderr.some((line) => line.includes("durable request dead-lettered")));
 
     // A replacement with other settings updates the service's lane consumers (under the same user) and serves.

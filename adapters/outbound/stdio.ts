@@ -2,17 +2,15 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE, type JSONRPCMessage } from "@modelcontextprotocol/client";
-import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/client/stdio";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { CLIENT_INFO, McpUpstream, sessionOrStateless, type UpstreamConnector } from "../../src/executor/index.js";
 import type { Logger } from "../../src/util/logger.js";
 
 export interface StdioServerSpec {
   command: string;
   args?: string[];
-  /** Added to the child's environment. */
+  /** Added to (or replacing variables of) the environment the child inherits from this process. */
   env?: Record<string, string>;
-  /** The base environment: the SDK's safe default (HOME, PATH, ...) unless given, e.g. process.env. */
-  baseEnv?: Record<string, string>;
   cwd?: string;
 }
 
@@ -22,7 +20,9 @@ export function stdioConnector(spec: StdioServerSpec): UpstreamConnector {
     const transport = new StdioClientTransport({
       command: spec.command,
       args: spec.args ?? [],
-      env: { ...(spec.baseEnv ?? getDefaultEnvironment()), ...spec.env },
+      // Like running the command in this shell: the child sees this process's environment (the SDK's
+      // default would be a minimal one), so a server behaves wrapped as it does when run by hand.
+      env: { ...inheritedEnv(), ...spec.env },
       ...(spec.cwd ? { cwd: spec.cwd } : {}),
       stderr: "pipe",
     });
@@ -97,6 +97,10 @@ class TellingLineReader {
   clear(): void {
     this.buffer = undefined;
   }
+}
+
+function inheritedEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
 
 /** The child's stderr is its log: keep it, line by line, in ours (stdout belongs to MCP). */

@@ -3,9 +3,9 @@
  * kept in the dead-letter stream with the reason, its caller gets a RETRIES_EXHAUSTED answer (stored
  * like any answer), and an `error_notification` is reported on the errors subject.
  *
- * An executor that dies during the last attempt cannot do this itself: the server then publishes a
- * max-deliveries advisory, and whichever executor or gateway takes it (one queue group) dead-letters
- * the request and removes it from the work stream.
+ * An executor that dies during the last attempt (or hands it back as it stops) cannot do this itself:
+ * the server then publishes a max-deliveries advisory, and whichever executor or gateway takes it (one
+ * queue group) dead-letters the request and removes it from the work stream.
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type Subscription } from "@nats-io/transport-node";
@@ -22,7 +22,40 @@ import {
   WORK_STREAM,
 } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
-import type { ResultStore } from "./result-store.js";
+import { deliveryOutcomes, type DeliveryOutcome, type ResultStore } from "./result-store.js";
+
+/**
+ * The RETRIES_EXHAUSTED error of a request dead-lettered after its last delivery: how many deliveries
+ * it had, how many of them ran (reached the upstream) and failed, did not run (their replica's upstream
+ * was down, or it was stopping), or were lost with their replica (no outcome recorded), and how the
+ * last one ended. `outcomes` has one entry per delivery, the last one last.
+ */
+export function retriesExhausted(service: string, outcomes: (DeliveryOutcome | undefined)[]): DmcpError {
+  const deliveries = outcomes.length;
+  const known = outcomes.filter((outcome): outcome is DeliveryOutcome => outcome !== undefined);
+  const ran = known.filter((outcome) => outcome.ran);
+  const notRun = known.filter((outcome) => !outcome.ran);
+  const lost = deliveries - known.length;
+  const codes = (some: DeliveryOutcome[]) => [...new Set(some.map((outcome) => outcome.code))].join(", ");
+  const tally = [
+    ran.length > 0 ? `${ran.length} ran and failed (${codes(ran)})` : "",
+    notRun.length > 0 ? `${notRun.length} did not run (${codes(notRun)})` : "",
+    lost > 0 ? `${lost} ${lost === 1 ? "was lost with its replica" : "were lost with their replicas"}` : "",
+  ].filter(Boolean);
+  const last = outcomes[deliveries - 1];
+  const ending = last ? `the last failure: ${last.code}: ${last.message}` : "the replica holding the last one died or was cut off from the server before answering";
+  return new DmcpError(ErrorCode.RetriesExhausted, `"${service}" got no answer in ${deliveries} ${deliveries === 1 ? "delivery" : "deliveries"}: ${tally.join(", ")}; ${ending}`, {
+    data: {
+      service,
+      deliveries,
+      attempts: ran.length,
+      ...(last ? { last_error: { code: last.code, message: last.message } } : { reason: "the replica holding the last delivery was lost" }),
+    },
+  });
+}
+
+/** The most deliveries whose outcomes an advisory's handler reads. */
+const MAX_DELIVERIES_READ = 1_000;
 
 /** NATS headers on a dead letter (its body is the request, byte for byte, so that it can be re-driven). */
 export const DEAD_LETTER_HEADERS = {
@@ -101,7 +134,7 @@ export class DeadLetters {
     this.subscription = undefined;
   }
 
-  /** The request's last attempt was never acknowledged (its executor died): dead-letter it. */
+  /** The request's last delivery was neither answered nor handed back (its replica died, or was cut off): dead-letter it. */
   private async onMaxDeliveries(data: Uint8Array): Promise<void> {
     const advisory = JSON.parse(new TextDecoder().decode(data)) as { stream?: unknown; stream_seq?: unknown; deliveries?: unknown };
     if (advisory.stream !== WORK_STREAM || typeof advisory.stream_seq !== "number") return;
@@ -114,17 +147,16 @@ export class DeadLetters {
     const envelope = decoded.ok && decoded.envelope.type === "prompt_request" ? decoded.envelope : undefined;
     const correlationId = envelope ? (envelope.correlation_id ?? envelope.id) : salvageIds(decoded.ok ? decoded.envelope : decoded.raw).correlationId;
     const replyTo = envelope?.reply_to;
-    const deliveries = typeof advisory.deliveries === "number" ? advisory.deliveries : 0;
+    // The server's count (at least 1); bounded, since each is a read of the result store.
+    const deliveries = Number.isInteger(advisory.deliveries) ? Math.min(Math.max(advisory.deliveries as number, 1), MAX_DELIVERIES_READ) : 1;
     const answered = correlationId ? await this.results.get(correlationId) : undefined;
     if (answered) {
       // The last attempt finished and stored its answer; only its acknowledgement was lost.
       if (replyTo) this.bus.nc.publish(replyTo, answered.data);
     } else if (target) {
-      const error = new DmcpError(
-        ErrorCode.RetriesExhausted,
-        `"${target.service}" did not answer after ${deliveries} deliveries: the executor holding the last attempt was lost before answering`,
-        { data: { service: target.service, attempts: deliveries, reason: "executor lost during the last attempt" } },
-      );
+      // What became of the earlier deliveries (and of the last, if its replica handed it back as it stopped).
+      const outcomes = correlationId ? await deliveryOutcomes(this.results, correlationId, deliveries) : Array.from({ length: deliveries }, () => undefined);
+      const error = retriesExhausted(target.service, outcomes);
       await this.bury({ data: stored.data, service: target.service, correlationId, replyTo, seq, deliveries }, error);
     }
     await this.jsm.streams.deleteMessage(WORK_STREAM, seq, false).catch(() => undefined);

@@ -6,7 +6,8 @@
  * - an answer (a result, a tool error, an upstream JSON-RPC error, an expired deadline) is stored in
  *   the result store, published to the request's `reply_to`, and acknowledged, in that order;
  * - a failure of this replica or its upstream (down, closed mid-call, shutting down) is handed back
- *   with a delay (nak) for another attempt, until the last attempt, which is dead-lettered;
+ *   with a delay (nak) for another attempt, until the last attempt, which is dead-lettered; how each
+ *   delivery ended is recorded in the result store, so that the dead letter can say what happened;
  * - a request whose answer is already stored (it ran before, or was cancelled) is answered from the
  *   store and not run again.
  */
@@ -29,9 +30,9 @@ import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/registry.js";
 import { Admission } from "./admission.js";
 import type { Bus } from "./connection.js";
-import { DeadLetters } from "./dead-letters.js";
+import { DeadLetters, retriesExhausted } from "./dead-letters.js";
 import type { Delivery, ServiceEndpoint } from "./endpoint.js";
-import { isSuspect, markSuspect, ResultStore } from "./result-store.js";
+import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
 import { backoffDelay, ensureLaneConsumer, ensureWorkStreams, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
 
 const PULL_EXPIRES_MS = 5_000;
@@ -43,6 +44,8 @@ const UPSTREAM_WAIT_MS = 30_000;
 
 /** Failures of this replica or its upstream, not answers: another attempt may succeed. */
 const RETRYABLE = new Set<string>([ErrorCode.UpstreamUnavailable, ErrorCode.UpstreamClosed, ErrorCode.ShuttingDown, ErrorCode.BusUnavailable, ErrorCode.Internal]);
+/** Failures that come before the call reaches the upstream: the delivery did not run it. */
+const NOT_RUN = new Set<string>([ErrorCode.UpstreamUnavailable, ErrorCode.ShuttingDown]);
 
 export interface DurableWorkerOptions {
   bus: Bus;
@@ -162,6 +165,10 @@ export class DurableWorker {
           const admitted = await this.admission.enter(lane, () => msg.working(), keepAliveMs, maxHoldMs);
           if (!admitted) {
             // Another replica may serve it now; this one pulls nothing more until it can serve.
+            // Still reporting progress: a delivery that timed out meanwhile would go to another replica, and
+            // this nak would then hand back that replica's delivery (the server matches it by sequence).
+            const holding = setInterval(() => msg.working(), keepAliveMs);
+            await this.record(correlationOfMessage(msg), msg.info.deliveryCount, notRun(this.stopping)).finally(() => clearInterval(holding));
             msg.nak();
             await this.admission.untilServing(UPSTREAM_WAIT_MS * 10);
             continue;
@@ -262,20 +269,19 @@ export class DurableWorker {
     const correlationId = correlationOf(request);
     const error = answer.error;
     if (error && RETRYABLE.has(error.code)) {
+      const outcome: DeliveryOutcome = { ran: !NOT_RUN.has(error.code), code: error.code, message: error.message.slice(0, 512) };
       if (attempt < settings.maxDeliver) {
         this.count("retried");
+        await this.record(correlationId, attempt, outcome);
         if (error.code === ErrorCode.UpstreamClosed) await markSuspect(this.results!, correlationId).catch(() => undefined);
         msg.nak(error.code === ErrorCode.ShuttingDown ? 0 : backoffDelay(settings, attempt));
         return;
       }
-      const exhausted = new DmcpError(
-        ErrorCode.RetriesExhausted,
-        `"${service}" failed on all ${attempt} delivery attempts; the last failure: ${error.code}: ${error.message}`,
-        { data: { service, attempts: attempt, last_error: { code: error.code, message: error.message } } },
-      );
+      const earlier = await deliveryOutcomes(this.results!, correlationId, attempt - 1);
+      const exhausted = retriesExhausted(service, [...earlier, outcome]);
       await this.deadLetters!.bury({ data: msg.data, service, correlationId, replyTo: request.reply_to, seq: msg.seq, deliveries: attempt }, exhausted);
       this.count("deadLettered");
-      this.terminate(msg, `dead-lettered after ${attempt} attempts`);
+      this.terminate(msg, `dead-lettered after ${attempt} deliveries`);
       return;
     }
     // Stored before it is published, published before it is acknowledged: a crash in between leaves
@@ -284,6 +290,12 @@ export class DurableWorker {
     if (request.reply_to) bus.nc.publish(request.reply_to, settled.answer);
     this.count("answered");
     msg.ack();
+  }
+
+  /** Records how a delivery handed back without an answer ended (best effort: unrecorded, it counts as lost). */
+  private async record(correlationId: string | undefined, delivery: number, outcome: DeliveryOutcome): Promise<void> {
+    if (!correlationId) return;
+    await recordDelivery(this.results!, correlationId, delivery, outcome).catch((err: unknown) => this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"));
   }
 
   /** Ends the delivery of a request that was dead-lettered (with the reason, where the server takes one). */
@@ -307,6 +319,19 @@ export class DurableWorker {
       }
     }
   }
+}
+
+/** A delivery this replica hands back before running it. */
+function notRun(stopping: boolean): DeliveryOutcome {
+  return stopping
+    ? { ran: false, code: ErrorCode.ShuttingDown, message: "the replica holding it was shutting down" }
+    : { ran: false, code: ErrorCode.UpstreamUnavailable, message: "the upstream of the replica holding it stayed down for the ack wait" };
+}
+
+/** The correlation id of a queued request not decoded yet, if it has one. */
+function correlationOfMessage(msg: JsMsg): string | undefined {
+  const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
+  return salvageIds(decoded.ok ? decoded.envelope : decoded.raw).correlationId;
 }
 
 function correlationOf(request: PromptRequest): string {

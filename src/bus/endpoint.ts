@@ -28,6 +28,7 @@ import { isSecurityRejection } from "../security/security.js";
 import type { SealInfo } from "../security/seal.js";
 import type { StoredAt } from "../security/replay.js";
 import { dropReason, type Bus } from "./connection.js";
+import { EarlyCancellations } from "./early-cancellations.js";
 
 /** The longest delay a Node timer takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -111,6 +112,8 @@ export class ServiceEndpoint {
   private readonly counters: EndpointStats = { requests: 0, errors: 0, lastError: "", processingTimeNs: 0 };
   /** Calls being served, by correlation id, so that a cancellation can stop them. */
   private readonly running = new Map<string, AbortController>();
+  /** Cancellations of calls that had not started here when they arrived. */
+  private readonly earlyCancellations = new EarlyCancellations();
 
   constructor(private readonly options: EndpointOptions) {}
 
@@ -189,11 +192,17 @@ export class ServiceEndpoint {
       return;
     }
     const correlationId = decoded.envelope.correlation_id;
-    const controller = correlationId ? this.running.get(correlationId) : undefined;
-    if (!controller) return;
-    this.options.logger.debug({ correlationId }, "call cancelled by its caller");
+    if (!correlationId) return;
+    const controller = this.running.get(correlationId);
     // The caller's reason reaches the handler (and, through it, an executor's upstream).
-    controller.abort(cancellation(decoded.envelope.payload.params?.reason, "the call was cancelled by its caller"));
+    const error = cancellation(decoded.envelope.payload.params?.reason, "the call was cancelled by its caller");
+    if (!controller) {
+      // Not ours, already over, or a durable request about to start here: remember it for the last case.
+      this.earlyCancellations.add(correlationId, error);
+      return;
+    }
+    this.options.logger.debug({ correlationId }, "call cancelled by its caller");
+    controller.abort(error);
   }
 
   private track(work: Promise<void>): void {
@@ -256,6 +265,8 @@ export class ServiceEndpoint {
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
     try {
+      const cancelledEarly = this.earlyCancellations.take(correlationId);
+      if (cancelledEarly) throw cancelledEarly;
       const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
       // A cancelled call is answered CANCELLED, whatever its handler made of the cancellation (PROTOCOL.md §5.5).
       if (cancel.signal.aborted) throw cancel.signal.reason;

@@ -35,12 +35,17 @@ export class ResultStore {
     return entry && entry.operation === "PUT" ? { data: entry.value, stored: { at: entry.created, tag: entry.revision } } : undefined;
   }
 
-  async mark(key: string): Promise<void> {
-    await this.kv.put(key, new Uint8Array(0));
+  async mark(key: string, value: Uint8Array = new Uint8Array(0)): Promise<void> {
+    await this.kv.put(key, value);
   }
 
   async marked(key: string): Promise<boolean> {
-    return (await this.kv.get(key))?.operation === "PUT";
+    return (await this.read(key)) !== undefined;
+  }
+
+  async read(key: string): Promise<Uint8Array | undefined> {
+    const entry = await this.kv.get(key);
+    return entry?.operation === "PUT" ? entry.value : undefined;
   }
 
   /**
@@ -71,6 +76,41 @@ export async function isSuspect(store: ResultStore, correlationId: string): Prom
 
 /** Suspect marks share the bucket (and its TTL) under a prefix no correlation key has. */
 const suspectKey = (correlationId: string) => `suspect.${resultKey(correlationId)}`;
+
+/**
+ * How one delivery of a durable call ended when it was handed back without an answer: whether the
+ * call reached the upstream on it (`ran`), and the failure.
+ */
+export interface DeliveryOutcome {
+  ran: boolean;
+  code: string;
+  message: string;
+}
+
+/** Records how delivery number `delivery` (1-based) of a call ended, for whoever dead-letters it later. */
+export async function recordDelivery(store: ResultStore, correlationId: string, delivery: number, outcome: DeliveryOutcome): Promise<void> {
+  await store.mark(deliveryKey(correlationId, delivery), new TextEncoder().encode(JSON.stringify(outcome)));
+}
+
+/** The recorded outcomes of deliveries 1 to `deliveries` of a call; undefined where none was recorded. */
+export async function deliveryOutcomes(store: ResultStore, correlationId: string, deliveries: number): Promise<(DeliveryOutcome | undefined)[]> {
+  const numbers = Array.from({ length: deliveries }, (_, index) => index + 1);
+  return Promise.all(numbers.map(async (delivery) => parseOutcome(await store.read(deliveryKey(correlationId, delivery)).catch(() => undefined))));
+}
+
+const deliveryKey = (correlationId: string, delivery: number) => `delivery.${resultKey(correlationId)}.${delivery}`;
+
+function parseOutcome(value: Uint8Array | undefined): DeliveryOutcome | undefined {
+  if (!value) return undefined;
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<DeliveryOutcome>;
+    // Written by any replica: only a well-formed record, with an error code's length, counts.
+    if (typeof parsed.ran !== "boolean" || typeof parsed.code !== "string" || !/^[A-Z_]{1,64}$/.test(parsed.code) || typeof parsed.message !== "string") return undefined;
+    return { ran: parsed.ran, code: parsed.code, message: parsed.message.slice(0, 512) };
+  } catch {
+    return undefined;
+  }
+}
 
 /** Correlation ids made of key-safe characters are their own key; others are base64url-encoded under `b64.`. */
 export function resultKey(correlationId: string): string {

@@ -50,7 +50,7 @@ export const deliveryHelp = `  --delivery MODE       how tools/call requests rea
   --high-priority-tools P,...
                         durable calls of these tools take the high lane, ahead of a backlog (a
                         client picks the lane of one call with _meta["io.dmcp/priority"])
-  --max-deliver N       attempts of a durable request before it is dead-lettered (default: 5)
+  --max-deliver N       deliveries of a durable request before it is dead-lettered (default: 5)
   --ack-wait D          a durable request held this long without a sign of life goes to another
                         replica (default: 10s; running calls send signs of life)
   --backoff D,D,...     delays before the 2nd, 3rd, ... attempt after a failure (default: 1s,5s,15s)

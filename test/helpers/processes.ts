@@ -165,3 +165,23 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 15_
     await sleep(everyMs);
   }
 }
+
+/**
+ * How many times the fixture's `crash` tool ran for one durable call, across these `dmcp wrap`
+ * processes: the fixture says so on its stderr, which the executor logs as `upstream_stderr`.
+ */
+export function crashRuns(executors: Child[], correlationId: string): number {
+  const marker = "crash: running ";
+  let runs = 0;
+  for (const line of executors.flatMap((executor) => executor.stderr)) {
+    let logged: unknown;
+    try {
+      logged = (JSON.parse(line) as { upstream_stderr?: unknown }).upstream_stderr;
+    } catch {
+      continue;
+    }
+    if (typeof logged !== "string" || !logged.startsWith(marker)) continue;
+    if ((JSON.parse(logged.slice(marker.length)) as { correlation_id?: unknown }).correlation_id === correlationId) runs++;
+  }
+  return runs;
+}

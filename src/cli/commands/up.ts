@@ -21,6 +21,7 @@ export const upHelp = `Usage: dmcp up [--config FILE] [--http PORT] [--host HOST
 
 The embedded default: starts a private nats-server (JetStream, loopback, random port), the MCP
 servers the config names as executors, and a gateway in front of them. Stops them all on exit.
+A stdio server inherits this process's environment, plus its "env" from the config.
 
 Config: --config FILE, else ./dmcp.config.json, else the sample config shipped with dmcp-gateway
 (it wraps @modelcontextprotocol/server-everything and @modelcontextprotocol/server-memory, which keeps

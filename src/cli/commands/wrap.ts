@@ -112,7 +112,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   }
   const connector = values.url
     ? httpConnector({ url: values.url, headers: upstreamHeaders(values), transport: transport as "auto" })
-    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), baseEnv: inheritedEnv(), env: parseEnv(values.env) });
+    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), env: parseEnv(values.env) });
 
   const delivery = deliveryFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
@@ -181,9 +181,4 @@ function upstreamHeaders(values: { header?: string[]; "header-env"?: string[]; "
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-}
-
-/** Like running the command in this shell: the wrapped server sees the same environment. */
-function inheritedEnv(): Record<string, string> {
-  return Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
