@@ -176,6 +176,17 @@ describe("Ctrl-C and SIGTERM", () => {
     process.kill(-wrap.process.pid!, "SIGKILL");
   });
 
+  it("dmcp up: SIGHUP (its terminal closed) stops it, its servers and its nats-server in order", async () => {
+    const config = join(dir, "up-hangup.json");
+    writeFileSync(config, JSON.stringify({ gateway: { http: false }, servers: { hangup: { command: fixture("hangup")[0], args: fixture("hangup").slice(1) } } }));
+    const up = runDmcp(["up", "--config", config, "--data-dir", join(dir, "nats-hangup")], { detached: true });
+    await up.waitFor(/^dmcp up: /, 30_000);
+    up.kill("SIGHUP");
+    expect(await up.exited).toBe(0);
+    expectQuietStop(up, "SIGHUP");
+    await groupGone(up);
+  });
+
   it("dmcp up: SIGINT to dmcp up alone still stops its servers and nats-server in order", async () => {
     const config = join(dir, "up-alone.json");
     writeFileSync(config, JSON.stringify({ gateway: { http: false }, servers: { alone: { command: fixture("alone")[0], args: fixture("alone").slice(1) } } }));

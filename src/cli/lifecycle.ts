@@ -1,4 +1,4 @@
-/** Runs a long-lived command until SIGINT/SIGTERM, then stops it in order, once. */
+/** Runs a long-lived command until SIGINT, SIGTERM or SIGHUP, then stops it in order, once. */
 import { constants } from "node:os";
 import { enableTracing, tracingEndpoint } from "../tracing/setup.js";
 import type { Logger } from "../util/logger.js";
@@ -9,7 +9,8 @@ let onStopSignal: ((signal: NodeJS.Signals) => void) | undefined;
 let catching = false;
 
 /**
- * Catches SIGINT and SIGTERM from now on, for a command that runs until one. A signal that comes
+ * Catches SIGINT and SIGTERM from now on, for a command that runs until one, and SIGHUP (its terminal
+ * closed) unless the command rereads something on it (dmcp gateway's tokens file). A signal that comes
  * while the command starts is kept: it stops once started, in order, instead of dying half-started
  * (its nats-server and children left behind). A second signal ends the process at once.
  */
@@ -27,6 +28,9 @@ export function catchStopSignals(logger: Logger): void {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", (signal) => {
+    if (process.listenerCount("SIGHUP") === 1) onSignal(signal);
+  });
 }
 
 export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?: Promise<unknown>): Promise<void> {
