@@ -105,13 +105,17 @@ describe("context topics through the gateway", () => {
     expect(latest.envelope.payload.data).toEqual({ n: 3 });
   });
 
-  it("answers bad arguments of its own tools with -32602", async () => {
-    for (const args of [{ topic: "bad topic!", data: 1 }, { topic: "ok" }]) {
-      const response = await client.request("tools/call", { name: "dmcp_publish_context", arguments: args });
-      expect(response.error?.code).toBe(-32602);
+  it("answers bad arguments of its own tools with a tool result that says what is wrong (isError)", async () => {
+    const bad = [
+      ["dmcp_publish_context", { topic: "bad topic!", data: 1 }, /^Invalid arguments: topic must be/],
+      ["dmcp_publish_context", { topic: "ok" }, /^Invalid arguments: data is required/],
+      ["dmcp_context_history", { topic: "ok", limit: 0 }, /^Invalid arguments: limit must be/],
+    ] as const;
+    for (const [name, args, text] of bad) {
+      const response = await client.request("tools/call", { name, arguments: args });
+      expect(response.error).toBeUndefined();
+      expect(response.result).toMatchObject({ isError: true, content: [{ type: "text", text: expect.stringMatching(text) }] });
     }
-    const response = await client.request("tools/call", { name: "dmcp_context_history", arguments: { topic: "ok", limit: 0 } });
-    expect(response.error?.code).toBe(-32602);
   });
 
   it("skips a malformed update on a topic and keeps serving the topic", async () => {

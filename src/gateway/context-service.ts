@@ -11,6 +11,7 @@ import {
   contextUri,
   DmcpError,
   ErrorCode,
+  isDmcpError,
   isValidTopic,
   JsonRpcErrorCode,
   topicOfUri,
@@ -124,10 +125,15 @@ export class ContextService {
   /** Serves a request addressed to the gateway's own service. */
   async handle(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (method === "resources/read") return this.read(String(params.uri));
-    if (method === "tools/call") {
+    if (method === "tools/call" && (params.name === PUBLISH_TOOL || params.name === HISTORY_TOOL)) {
       const args = (params.arguments ?? {}) as Record<string, unknown>;
-      if (params.name === PUBLISH_TOOL) return this.publish(args);
-      if (params.name === HISTORY_TOOL) return this.history(args);
+      try {
+        return await (params.name === PUBLISH_TOOL ? this.publish(args) : this.history(args));
+      } catch (err) {
+        // Arguments that fail the tool's schema are a tool result the model can read, as MCP 2025-11-25 asks.
+        if (isDmcpError(err, ErrorCode.InvalidParams)) return { content: [{ type: "text", text: err.message }], isError: true };
+        throw err;
+      }
     }
     throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
   }
