@@ -140,6 +140,18 @@ describe("a _meta that fails the MCP schema, to an upstream built on the SDK", (
     expectInvalidMeta(await stdio.request("tools/call", { name: TOOL, arguments: {}, _meta: statelessMeta(meta) }));
   });
 
+  it.each([
+    ["client capabilities that are not an object", { "io.modelcontextprotocol/clientCapabilities": "all" }, "clientCapabilities"],
+    ["client info without a name", { "io.modelcontextprotocol/clientInfo": { version: "1" } }, "clientInfo"],
+  ])("answers an MCP 2026-07-28 call with %s at once with -32602 (HTTP and stdio)", async (_label, meta, key) => {
+    const overHttp = await post(http.url, call(statelessMeta(meta)), { "mcp-protocol-version": STATELESS_VERSION, "mcp-method": "tools/call", "mcp-name": TOOL });
+    const overStdio = await stdio.request("tools/call", { name: TOOL, arguments: {}, _meta: statelessMeta(meta) });
+    for (const answer of [overHttp.messages.at(-1), overStdio]) {
+      expect(answer?.error?.code).toBe(JsonRpcErrorCode.InvalidParams);
+      expect(answer?.error?.message).toContain(key);
+    }
+  });
+
   it.each(BAD_META)("answers a prompt_request with %s as _meta at once with an INVALID_PARAMS error_notification (bus)", async (_label, meta) => {
     const request = createEnvelope(
       "prompt_request",
