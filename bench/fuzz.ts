@@ -1,9 +1,9 @@
 /**
  * `npm run fuzz`: property-based fuzzing (fast-check) of envelope parsing and of the JSON-RPC paths of
  * running processes: HTTP bodies, stdio lines and bus messages. See bench/fuzz/run.ts for what is
- * checked. Prints the figures; exits non-zero on a crash, an unanswered or wrongly answered input, an
- * unhandled rejection (or the like) on a process's stderr, a drop counter that does not match, or a
- * process that no longer answers a valid call.
+ * checked. Prints the figures; exits non-zero on a crash, an unanswered or wrongly answered input, a
+ * request left without an answer after 5 s, an unhandled rejection (or the like) on a process's
+ * stderr, a drop counter that does not match, or a process that no longer answers a valid call.
  *
  * Usage: npm run fuzz -- [--inputs N] [--seed S] [--verbose]
  *   --inputs N   generated inputs in all, shared out over the targets (default 100000)

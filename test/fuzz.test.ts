@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatReport } from "../bench/fuzz/report.js";
 import { runFuzz, type FuzzReport } from "../bench/fuzz/run.js";
+import { ANSWER_WITHIN_MS } from "../bench/fuzz/tally.js";
 
 const INPUTS = 3_000;
 const MiB = 1024 * 1024;
@@ -44,6 +45,10 @@ describe(`fuzzing with ${INPUTS} generated inputs (envelope parsing, HTTP bodies
       expect(tally.classes.failed, `${tally.target}\n${figures}`).toBe(0);
     }
     for (const counter of report.counters) expect(counter.actual, `${counter.what}\n${figures}`).toBe(counter.expected);
+  });
+
+  it("answers every request within 5 s, none left to a deadline", () => {
+    for (const tally of report.tallies) expect(tally.unansweredInTime, `${tally.target}: requests without an answer after ${ANSWER_WITHIN_MS} ms\n${figures}`).toBe(0);
   });
 
   it("leaves every process answering a valid call on each edge", () => {

@@ -1,6 +1,7 @@
 /**
- * The pure parts of dMCP: envelopes, subjects, error mapping, the published JSON Schemas, the gateway's
- * aggregated catalog (namespacing and routing) and the config file. No bus, no processes.
+ * The pure parts of dMCP: envelopes, subjects, error mapping, the MCP message schema check, the
+ * published JSON Schemas, the gateway's aggregated catalog (namespacing and routing) and the config
+ * file. No bus, no processes.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -35,6 +36,7 @@ import {
   jsonRpcCodeFor,
   JsonRpcErrorCode,
   MESSAGE_TYPES,
+  messageProblem,
   parseHeartbeatSubject,
   parseRegistryKey,
   REGISTRY_BUCKET,
@@ -477,6 +479,47 @@ function loadAjv(files: Record<string, Record<string, unknown>>): AjvInstance {
 function committedSchema(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(path.join(schemasDir, file), "utf8")) as Record<string, unknown>;
 }
+
+describe("MCP message schema (what every inbound path checks)", () => {
+  it("accepts requests, notifications and responses that follow it, unknown _meta keys included", () => {
+    for (const message of [
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "t", _meta: { progressToken: "p", "x.example/key": [1] } } },
+      { jsonrpc: "2.0", id: "a", method: "ping" },
+      { jsonrpc: "2.0", id: 2, method: "tools/call", params: { _meta: { progressToken: 1.5, "io.modelcontextprotocol/related-task": { taskId: "t-1" } } } },
+      { jsonrpc: "2.0", method: "notifications/progress", params: { progressToken: 1, progress: 1 } },
+      { jsonrpc: "2.0", id: 3, result: {} },
+      { jsonrpc: "2.0", id: 4, error: { code: -32601, message: "no" } },
+    ]) {
+      expect(messageProblem(message), JSON.stringify(message)).toBeUndefined();
+    }
+  });
+
+  it.each([
+    ["a _meta that is a string", { params: { _meta: "x" } }, "params._meta must be an object"],
+    ["a _meta that is an array", { params: { _meta: [] } }, "params._meta must be an object"],
+    ["a _meta that is null", { params: { _meta: null } }, "params._meta must be an object"],
+    ["a progressToken that is an object", { params: { _meta: { progressToken: {} } } }, "params._meta.progressToken must be a string or a number"],
+    ["a progressToken that is a boolean", { params: { _meta: { progressToken: true } } }, "params._meta.progressToken must be a string or a number"],
+    ["a related task without a taskId", { params: { _meta: { "io.modelcontextprotocol/related-task": {} } } }, "related-task"],
+    ["params that are an array", { params: [1] }, "params must be an object"],
+  ])("answers a request with %s with -32602 naming the field, and its id", (_label, fields, named) => {
+    expect(messageProblem({ jsonrpc: "2.0", id: 7, method: "tools/call", ...fields })).toEqual({ code: JsonRpcErrorCode.InvalidParams, message: expect.stringContaining(named), id: 7 });
+    // A notification has no id to answer with.
+    expect(messageProblem({ jsonrpc: "2.0", method: "notifications/progress", ...fields })).toMatchObject({ code: JsonRpcErrorCode.InvalidParams, id: null });
+  });
+
+  it.each([
+    ["no object", [1], null],
+    ["another JSON-RPC version", { jsonrpc: "1.0", id: 3, method: "ping" }, 3],
+    ["an id that is neither string nor number", { jsonrpc: "2.0", id: true, method: "ping" }, null],
+    ["a method that is not a string", { jsonrpc: "2.0", id: 4, method: 1 }, 4],
+    ["a result that is not an object", { jsonrpc: "2.0", id: 5, result: "x" }, null],
+    ["an error without a code", { jsonrpc: "2.0", id: 6, error: { message: "x" } }, null],
+    ["neither method, result nor error", { jsonrpc: "2.0", id: 8 }, null],
+  ])("answers %s with -32600", (_label, message, id) => {
+    expect(messageProblem(message)).toMatchObject({ code: JsonRpcErrorCode.InvalidRequest, id });
+  });
+});
 
 describe("JSON Schemas", () => {
   const generated = { ...jsonSchemas(), [CONFIG_SCHEMA_FILE]: configJsonSchema(), [POLICY_SCHEMA_FILE]: policyJsonSchema() };

@@ -19,6 +19,7 @@ import {
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
 import type { SessionEventStore } from "./event-store.js";
+import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../src/protocol/index.js";
 
 export class HttpSessionTransport implements Transport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
@@ -70,20 +71,33 @@ export class HttpSessionTransport implements Transport {
     this.web.setSupportedProtocolVersions(versions);
   }
 
-  /** Serves one HTTP request of the session; a POST's body comes parsed (express.json). */
+  /**
+   * Serves one HTTP request of the session; a POST's body comes parsed (express.json). Its messages are
+   * checked against the MCP schema first, for an answer that names what is wrong (the SDK's own check
+   * answers any failure with a parse error).
+   */
   async handleRequest(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    const invalid = parsedBody === undefined ? undefined : bodyProblem(parsedBody);
+    if (invalid) {
+      badRequest(res, invalid);
+      return;
+    }
     let request: Request;
     try {
       request = webRequest(req);
     } catch (err) {
       // Node's parser lets through a few header values the Fetch API refuses.
-      badRequest(res, `Bad Request: ${(err as Error).message}`);
+      badRequest(res, { code: JsonRpcErrorCode.InvalidRequest, message: `Bad Request: ${(err as Error).message}`, id: null });
       return;
     }
     // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
     const lastEventId = req.method === "GET" ? request.headers.get("last-event-id") : null;
     if (lastEventId && this.eventStore && !(await this.eventStore.getStreamIdForEventId(lastEventId))) {
-      badRequest(res, "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay");
+      badRequest(res, {
+        code: JsonRpcErrorCode.InvalidRequest,
+        message: "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay",
+        id: null,
+      });
       return;
     }
     const response = await this.web.handleRequest(request, {
@@ -94,8 +108,18 @@ export class HttpSessionTransport implements Transport {
   }
 }
 
-function badRequest(res: ServerResponse, message: string): void {
-  res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32600, message } }));
+/** The first message of a POST body (one message or a batch) that fails the MCP schema, if any. */
+function bodyProblem(body: unknown): MessageProblem | undefined {
+  if (!Array.isArray(body)) return messageProblem(body);
+  for (const [index, message] of body.entries()) {
+    const problem = messageProblem(message);
+    if (problem) return { ...problem, message: `${problem.message} (message ${index + 1} of the batch)`, id: null };
+  }
+  return undefined;
+}
+
+function badRequest(res: ServerResponse, problem: MessageProblem): void {
+  res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify(errorResponse(problem.id, { code: problem.code, message: problem.message })));
 }
 
 /** The request as the Web-standard transport reads it: method, URL and headers (the body comes parsed). */

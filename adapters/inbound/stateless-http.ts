@@ -6,7 +6,7 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode, mcpNameField, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
+import { errorResponse, JsonRpcErrorCode, mcpNameField, messageProblem, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../src/protocol/index.js";
 import {
   checkMetaKeys,
   checkVersion,
@@ -27,13 +27,18 @@ export function isStatelessRequest(req: Request): boolean {
 
 export async function handleStatelessRequest(gateway: Gateway, req: Request, res: Response, identity: Identity): Promise<void> {
   const body = req.body as Record<string, unknown>;
-  if (typeof body !== "object" || body === null || Array.isArray(body) || typeof body.method !== "string" || body.jsonrpc !== "2.0") {
+  if (typeof body !== "object" || body === null || Array.isArray(body) || typeof body.method !== "string") {
     reject(res, 400, null, JsonRpcErrorCode.InvalidRequest, "Invalid Request: MCP 2026-07-28 takes one JSON-RPC 2.0 message per POST");
     return;
   }
   // An id of another type (true, null, 1.5, an object) makes an invalid request, not a notification.
   if ("id" in body && !(typeof body.id === "string" || Number.isInteger(body.id))) {
     reject(res, 400, null, JsonRpcErrorCode.InvalidRequest, "Invalid Request: the id must be a string or an integer");
+    return;
+  }
+  const invalid = messageProblem(body);
+  if (invalid) {
+    reject(res, 400, invalid.id, invalid.code, invalid.message);
     return;
   }
   const id = body.id as JsonRpcId | undefined;

@@ -6,7 +6,7 @@
  */
 import type { Readable, Writable } from "node:stream";
 import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode } from "../../src/protocol/index.js";
+import { errorResponse, JsonRpcErrorCode, messageProblem } from "../../src/protocol/index.js";
 import type { Gateway } from "../../src/gateway/index.js";
 
 /** Longest accepted line; longer input is answered with an error and dropped. */
@@ -83,9 +83,10 @@ export class LineStdioServerTransport implements Transport {
       this.reply(JsonRpcErrorCode.ParseError, "Parse error: the line is not valid JSON");
       return;
     }
-    if (!isJsonRpcMessage(parsed)) {
-      const id = typeof parsed === "object" && parsed !== null && "id" in parsed ? (parsed as { id: unknown }).id : null;
-      this.reply(JsonRpcErrorCode.InvalidRequest, "Invalid Request: not a JSON-RPC 2.0 message", isId(id) ? id : null);
+    // The whole MCP message schema, _meta included: what an upstream would drop must be answered here.
+    const problem = messageProblem(parsed);
+    if (problem) {
+      this.reply(problem.code, problem.message, problem.id);
       return;
     }
     this.onmessage?.(parsed as JSONRPCMessage);
@@ -102,25 +103,6 @@ export class LineStdioServerTransport implements Transport {
     this.onerror?.(error);
     void this.close();
   };
-}
-
-/**
- * A JSON-RPC id: a string or a finite number. JSON.parse turns 1e999 into Infinity, which
- * JSON.stringify writes back as null: the answer would not carry the request's id.
- */
-function isId(value: unknown): value is string | number {
-  return typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
-}
-
-function isJsonRpcMessage(value: unknown): boolean {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
-  const message = value as Record<string, unknown>;
-  if (message.jsonrpc !== "2.0") return false;
-  const validId = message.id === undefined || isId(message.id);
-  if (!validId) return false;
-  // A method that is not a string makes neither a request nor a response (a response has no method).
-  if ("method" in message) return typeof message.method === "string" && (message.params === undefined || (typeof message.params === "object" && message.params !== null));
-  return message.id !== undefined && ("result" in message || "error" in message);
 }
 
 /**

@@ -7,7 +7,7 @@
  * them (shown in the figures, and enough to tell which family a failing input belongs to).
  */
 import fc, { type Arbitrary } from "fast-check";
-import { DMCP_VERSION, MESSAGE_TYPES } from "../../src/protocol/index.js";
+import { DMCP_VERSION, MESSAGE_TYPES, META } from "../../src/protocol/index.js";
 
 export interface FuzzInput {
   /** Which generator made it, e.g. `envelope/mutated`. */
@@ -80,12 +80,22 @@ export function nested(depth: number, leaf: unknown = 1): unknown {
   return value;
 }
 
-/** A value of the wrong kind for whatever field it replaces. */
-const weirdValue: Arbitrary<unknown> = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom<unknown>(null, true, false, [], {}, [null], { "": "" }) },
+/** One of `values`, a copy each time: mutations change generated values in place, and must not change the constants. */
+function freshFrom<T>(...values: T[]): Arbitrary<T> {
+  return fc.constantFrom(...values).map((value) => structuredClone(value));
+}
+
+/** A value of the wrong kind for whatever field it replaces (shallow). */
+const wrongValue: Arbitrary<unknown> = fc.oneof(
+  { weight: 3, arbitrary: freshFrom<unknown>(null, true, false, [], {}, [null], { "": "" }) },
   { weight: 3, arbitrary: weirdNumber },
   { weight: 4, arbitrary: nastyString },
   { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
+);
+
+/** A value of the wrong kind for whatever field it replaces, sometimes nested deep. */
+const weirdValue: Arbitrary<unknown> = fc.oneof(
+  { weight: 12, arbitrary: wrongValue },
   { weight: 1, arbitrary: fc.integer({ min: 10, max: 2_000 }).map((depth) => nested(depth)) },
 );
 
@@ -140,6 +150,30 @@ function pick<T>(values: readonly T[], other: Arbitrary<T>): Arbitrary<T> {
   return values.length === 0 ? other : fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...values) }, { weight: 1, arbitrary: other });
 }
 
+/**
+ * A request's `params._meta`: of a 2025 request (a progress token), of a 2026-07-28 one (the
+ * per-request keys), or of the wrong shape (not an object, a progress token neither string nor
+ * number): what an MCP server's schema refuses, which must be answered at once, not forwarded.
+ */
+const progressToken = fc.oneof({ weight: 3, arbitrary: fc.oneof(fc.string({ maxLength: 12 }), fc.integer()) }, { weight: 1, arbitrary: wrongValue });
+const requestMeta: Arbitrary<unknown> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ progressToken }, { requiredKeys: [] }) },
+  {
+    weight: 3,
+    arbitrary: fc.record(
+      {
+        [META.protocolVersion]: fc.constant("2026-07-28"),
+        [META.clientCapabilities]: freshFrom<unknown>({}, { extensions: {} }),
+        [META.clientInfo]: freshFrom({ name: "dmcp-fuzz", version: "1" }),
+        progressToken,
+      },
+      { requiredKeys: [META.protocolVersion, META.clientCapabilities] },
+    ),
+  },
+  { weight: 2, arbitrary: wrongValue },
+  { weight: 1, arbitrary: fc.record({ "io.modelcontextprotocol/related-task": wrongValue }) },
+);
+
 /** MCP methods and params of the calls the gateway and executors serve, aimed at the running tools. */
 function mcpParams(world: FuzzWorld, leaf: Leaves): Arbitrary<{ method: string; params?: Record<string, unknown> }> {
   const toolArgs = fc.record(
@@ -160,9 +194,15 @@ function mcpParams(world: FuzzWorld, leaf: Leaves): Arbitrary<{ method: string; 
     { weight: 1, arbitrary: fc.tuple(fc.constantFrom("x", "a-", "a.", "a/", "a,"), fc.integer({ min: 20, max: 4_000 }), fc.constantFrom("", "y", "/")).map(([part, n, last]) => part.repeat(n) + last) },
   );
   const calls = [
-    { weight: 6, arbitrary: fc.record({ method: fc.constant("tools/call"), params: fc.record({ name: pick(world.tools, nastyString), arguments: toolArgs }, { requiredKeys: ["name"] }) }) },
-    { weight: 2, arbitrary: fc.record({ method: fc.constant("resources/read"), params: fc.record({ uri }) }) },
-    { weight: 1, arbitrary: fc.record({ method: fc.constant("prompts/get"), params: fc.record({ name: fc.oneof(fc.constant("greet"), nastyString), arguments: fc.record({ who: nastyString }) }) }) },
+    { weight: 6, arbitrary: fc.record({ method: fc.constant("tools/call"), params: fc.record({ name: pick(world.tools, nastyString), arguments: toolArgs, _meta: requestMeta }, { requiredKeys: ["name"] }) }) },
+    { weight: 2, arbitrary: fc.record({ method: fc.constant("resources/read"), params: fc.record({ uri, _meta: requestMeta }, { requiredKeys: ["uri"] }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        method: fc.constant("prompts/get"),
+        params: fc.record({ name: fc.oneof(fc.constant("greet"), nastyString), arguments: fc.record({ who: nastyString }), _meta: requestMeta }, { requiredKeys: ["name", "arguments"] }),
+      }),
+    },
     {
       weight: 1,
       arbitrary: fc.record({
@@ -170,7 +210,8 @@ function mcpParams(world: FuzzWorld, leaf: Leaves): Arbitrary<{ method: string; 
         params: fc.record({
           ref: fc.record({ type: fc.constantFrom("ref/prompt", "ref/resource", "ref/other"), name: nastyString, uri }, { requiredKeys: ["type"] }),
           argument: fc.record({ name: nastyString, value: nastyString }),
-        }),
+          _meta: requestMeta,
+        }, { requiredKeys: ["ref", "argument"] }),
       }),
     },
     { weight: 1, arbitrary: fc.record({ method: fc.constantFrom("resources/subscribe", "resources/unsubscribe"), params: fc.record({ uri }) }) },

@@ -3,12 +3,14 @@
  * without a reply subject: service requests, per-instance requests, cancellations, heartbeats,
  * registry entries (announcements) and context topics.
  *
- * A request to a service (or an instance) with a reply subject must be answered: a prompt_response, an
- * error_notification, or NATS' no-responders status. Context updates and registry entries go to
- * JetStream, which acknowledges them when there is a reply subject. Everything else is never answered:
- * an invalid one must be counted where it is dropped, which the run checks at the end against the
- * oracle below (each message's validity, judged with the protocol module's own functions).
+ * A request to a service (or an instance) with a reply subject must be answered within
+ * ANSWER_WITHIN_MS: a prompt_response, an error_notification, or NATS' no-responders status. Context
+ * updates and registry entries go to JetStream, which acknowledges them when there is a reply
+ * subject. Everything else is never answered: an invalid one must be counted where it is dropped,
+ * which the run checks at the end against the oracle below (each message's validity, judged with the
+ * protocol module's own functions).
  */
+import { performance } from "node:perf_hooks";
 import { createInbox, type Msg } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import fc, { type Arbitrary } from "fast-check";
@@ -146,6 +148,7 @@ export async function fuzzBus(bus: Bus, world: FuzzWorld, listeners: BusListener
       const judged = judge(input, listeners);
       const reply = input.reply ? `${inbox}.${n}` : undefined;
       const answered = reply && judged.answered ? awaitReply(waiting, reply, input.kind) : undefined;
+      const sent = performance.now();
       try {
         nc.publish(input.subject, input.bytes, reply ? { reply } : undefined);
       } catch (err) {
@@ -160,6 +163,7 @@ export async function fuzzBus(bus: Bus, world: FuzzWorld, listeners: BusListener
         return;
       }
       const outcome = await answered;
+      tally.answeredAfter(outcome instanceof Error ? Number.POSITIVE_INFINITY : performance.now() - sent, () => `${input.subject} ${preview(input.bytes)}`);
       if (outcome instanceof Error) one.fail(`${input.kind}: ${outcome.message}`, `${input.subject} ${preview(input.bytes)}`);
       else one.record("answered", `${input.kind}: ${outcome}`);
     });

@@ -3,14 +3,16 @@
  * made-up one or none, with right and wrong Accept, Content-Type and protocol version headers.
  *
  * Every POST must get an HTTP answer; when the transport takes the body (200 or 202), every request in
- * it must be answered, and every notification or response in it the gateway does not act on must be
- * counted in dmcp_gateway_client_messages_dropped_total (checked at the end against what was sent).
+ * it must be answered within ANSWER_WITHIN_MS, and every notification or response in it the gateway
+ * does not act on must be counted in dmcp_gateway_client_messages_dropped_total (checked at the end
+ * against what was sent).
  */
 import { randomUUID } from "node:crypto";
 import fc, { type Arbitrary } from "fast-check";
 import { draw, jsonRpcInput, type FuzzInput, type FuzzWorld } from "./arbitraries.js";
 import { answerKind, deleteSession, HttpSession, MCP_HEADERS, postMcp, type RpcMessage } from "./mcp-peers.js";
 import { forEachConcurrently, notificationOutcome, parseMessages } from "./outcomes.js";
+import { mcpNameField, requestedVersion } from "../../src/protocol/index.js";
 import { preview, Tally, type InputOutcomes } from "./tally.js";
 
 interface HttpCase extends FuzzInput {
@@ -30,10 +32,31 @@ function httpCase(world: FuzzWorld): Arbitrary<HttpCase> {
       header("accept", MCP_HEADERS.accept, ["application/json", "text/event-stream", "*/*", "text/html"]),
       header("content-type", MCP_HEADERS["content-type"], ["text/plain", "application/json; charset=latin1", "multipart/form-data"]),
       header("mcp-protocol-version", MCP_HEADERS["mcp-protocol-version"], ["1999-01-01", "", "2025-06-18"]),
+      fc.boolean(),
     )
-    .map(([input, session, ...headers]) => ({ ...input, session, headers: Object.assign({}, ...headers) as Record<string, string> }))
+    .map(([input, session, accept, contentType, version, stateless]) => {
+      // Without a session, half the time with the headers 2026-07-28 asks for, read from the body: the stateless path.
+      const headers = { ...accept, ...contentType, ...(session === "none" && stateless ? statelessHeaders(input.bytes) : version) } as Record<string, string>;
+      return { ...input, session, headers };
+    })
     .filter((c) => !cancelsItsOwnRequest(c.bytes));
 }
+
+/** The MCP-Protocol-Version, Mcp-Method and Mcp-Name headers of a 2026-07-28 request, as its body names them (none an HTTP header cannot carry). */
+function statelessHeaders(bytes: Uint8Array): Record<string, string> {
+  const [message] = parseMessages(bytes);
+  const params = typeof message?.params === "object" && message.params !== null ? (message.params as Record<string, unknown>) : {};
+  const field = typeof message?.method === "string" ? mcpNameField(message.method) : undefined;
+  const candidates = {
+    "mcp-protocol-version": requestedVersion(params) ?? "2026-07-28",
+    "mcp-method": message?.method,
+    "mcp-name": field === undefined ? undefined : params[field],
+  };
+  return Object.fromEntries(Object.entries(candidates).filter((entry): entry is [string, string] => typeof entry[1] === "string" && HEADER_VALUE.test(entry[1])));
+}
+
+/** A header value fetch sends as it is: printable ASCII, no white space at either end. */
+const HEADER_VALUE = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/;
 
 /**
  * A batch that cancels one of its own requests: MCP says a cancelled request gets no answer, and the
@@ -80,6 +103,7 @@ async function fuzzOne(url: string, home: HttpSession, input: HttpCase, one: Inp
     answer = await postMcp(url, input.bytes, headers);
   } catch (err) {
     one.fail("no HTTP answer", `${input.source} ${preview(input.bytes)}: ${(err as Error).message}`);
+    result.tally.answeredAfter(Number.POSITIVE_INFINITY, () => `${input.session} session ${preview(input.bytes)}`);
     return;
   }
   if (answer.sessionId && answer.sessionId !== home.id) {
@@ -92,8 +116,9 @@ async function fuzzOne(url: string, home: HttpSession, input: HttpCase, one: Inp
   const stateless = answer.status === 202 && input.session === "none";
   for (const message of taken) {
     if (isRequest(message)) {
-      const response = answer.messages.find((m) => m.id === message.id && !("method" in m));
-      if (!response) one.fail("request not answered", `${preview(input.bytes)} (status ${answer.status})`);
+      const at = answer.messages.findIndex((m) => m.id === message.id && !("method" in m));
+      if (at === -1) one.fail("request not answered", `${preview(input.bytes)} (status ${answer.status})`);
+      result.tally.answeredAfter(at === -1 ? Number.POSITIVE_INFINITY : answer.arrivedAfterMs[at]!, () => `${input.session} session ${preview(input.bytes)}`);
       continue;
     }
     const outcome = stateless ? ({ class: "dropped", kind: "notification without a session (counted)" } as const) : notificationOutcome(message);

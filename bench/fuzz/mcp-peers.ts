@@ -2,6 +2,7 @@
  * Raw MCP clients of the two inbound transports, for the fuzz: whatever bytes the fuzz makes go out
  * unchanged, and every message that comes back is seen (no SDK client validating or dropping them).
  */
+import { performance } from "node:perf_hooks";
 import type { ChildProc } from "./children.js";
 
 export type RpcMessage = Record<string, unknown>;
@@ -13,29 +14,51 @@ export interface HttpAnswer {
   sessionId: string | undefined;
   /** The JSON-RPC messages of the body (an SSE stream's events or a JSON body). */
   messages: RpcMessage[];
+  /** When each of `messages` arrived, in ms after the POST was sent. */
+  arrivedAfterMs: number[];
   /** Parts of the body that were not JSON. */
   unparsed: number;
 }
 
+/** POSTs a body; an SSE answer is read event by event, so that each message's arrival time is known. */
 export async function postMcp(url: string, body: Uint8Array | string, headers: Record<string, string>, timeoutMs = 20_000): Promise<HttpAnswer> {
+  const sent = performance.now();
   const res = await fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
-  const chunks = res.headers.get("content-type")?.includes("text/event-stream")
-    ? text.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim()).filter((data) => data !== "")
-    : text === ""
-      ? []
-      : [text];
-  const messages: RpcMessage[] = [];
-  let unparsed = 0;
-  for (const chunk of chunks) {
+  const answer: HttpAnswer = { status: res.status, sessionId: res.headers.get("mcp-session-id") ?? undefined, messages: [], arrivedAfterMs: [], unparsed: 0 };
+  const take = (chunk: string) => {
+    const at = performance.now() - sent;
     try {
       const value: unknown = JSON.parse(chunk);
-      for (const message of Array.isArray(value) ? value : [value]) messages.push(message as RpcMessage);
+      for (const message of Array.isArray(value) ? value : [value]) {
+        answer.messages.push(message as RpcMessage);
+        answer.arrivedAfterMs.push(at);
+      }
     } catch {
-      unparsed++;
+      answer.unparsed++;
     }
+  };
+  if (!res.headers.get("content-type")?.includes("text/event-stream")) {
+    const text = await res.text();
+    if (text !== "") take(text);
+    return answer;
   }
-  return { status: res.status, sessionId: res.headers.get("mcp-session-id") ?? undefined, messages, unparsed };
+  const decoder = new TextDecoder();
+  let pending = "";
+  const takeLines = (final: boolean) => {
+    const lines = pending.split("\n");
+    pending = final ? "" : (lines.pop() ?? "");
+    for (const line of lines) {
+      const data = line.startsWith("data:") ? line.slice(5).trim() : "";
+      if (data !== "") take(data);
+    }
+  };
+  for await (const chunk of res.body ?? []) {
+    pending += decoder.decode(chunk as Uint8Array, { stream: true });
+    takeLines(false);
+  }
+  pending += decoder.decode();
+  takeLines(true);
+  return answer;
 }
 
 export async function deleteSession(url: string, sessionId: string): Promise<void> {

@@ -1,9 +1,10 @@
 /**
  * One fuzz run over every target, shared by `npm run fuzz` and test/fuzz.test.ts: envelope parsing in
  * this process, then HTTP bodies, stdio lines and bus messages together, each with its share of the
- * inputs. Afterwards every process must still be alive and answer a valid call on each edge, no
- * process may have written an unhandled rejection (or the like) to stderr, and the drop counters of
- * the processes must match what the oracle says they dropped.
+ * inputs; every request among them must be answered within ANSWER_WITHIN_MS. Afterwards every process
+ * must still be alive and answer a valid call on each edge, no process may have written an unhandled
+ * rejection (or the like) to stderr, and the drop counters of the processes must match what the
+ * oracle says they dropped.
  */
 import { randomUUID } from "node:crypto";
 import { createEnvelope, decodeEnvelope, encodeEnvelope } from "../../src/protocol/index.js";
@@ -68,7 +69,7 @@ export function isClean(report: FuzzReport): boolean {
   return (
     report.crashed.length === 0 &&
     report.trouble.length === 0 &&
-    report.tallies.every((t) => t.crashes === 0 && t.classes.failed === 0 && t.accounted === t.tried) &&
+    report.tallies.every((t) => t.crashes === 0 && t.classes.failed === 0 && t.accounted === t.tried && t.unansweredInTime === 0) &&
     report.counters.every((c) => c.expected === c.actual) &&
     report.afterwards.every((a) => a.ok)
   );

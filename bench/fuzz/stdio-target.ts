@@ -3,10 +3,12 @@
  * input (which may hold several lines), then a ping of its own, and waits for the ping's answer and
  * for the answer to every request of the input. What the gateway wrote meanwhile belongs to that
  * input: parse errors and invalid-request errors (with a null id, or the id it could salvage), and the
- * responses to its requests. An input that got no answer and holds no request must consist of
- * notifications or responses, which the gateway counts when it drops them.
+ * responses to its requests, each within ANSWER_WITHIN_MS. An input that got no answer and holds no
+ * request must consist of notifications or responses, which the gateway counts when it drops them.
  */
-import { draw, jsonRpcInput, type FuzzWorld } from "./arbitraries.js";
+import { performance } from "node:perf_hooks";
+import { draw, jsonRpcInput, type FuzzInput, type FuzzWorld } from "./arbitraries.js";
+import { isJsonRpcId, messageProblem } from "../../src/protocol/index.js";
 import { answerKind, type RpcMessage, type StdioPeer } from "./mcp-peers.js";
 import { notificationOutcome, parseMessages } from "./outcomes.js";
 import { preview, Tally } from "./tally.js";
@@ -24,26 +26,41 @@ export async function fuzzStdio(peer: StdioPeer, world: FuzzWorld, count: number
   const tally = new Tally("stdio");
   const result: StdioFuzzResult = { tally, expectedDrops: 0 };
   let received: RpcMessage[] = [];
+  /** When each of `received` arrived, in ms after the input was written. */
+  let arrivedAfterMs: number[] = [];
+  let written = 0;
   let arrived: () => void = () => undefined;
   peer.onMessage((message) => {
     received.push(message);
+    arrivedAfterMs.push(performance.now() - written);
     arrived();
   });
+  const late = (id: string | number, input: FuzzInput) => {
+    const at = received.findIndex((m) => m.id === id);
+    tally.answeredAfter(at === -1 ? Number.POSITIVE_INFINITY : arrivedAfterMs[at]!, () => preview(input.bytes));
+  };
   try {
     for (const input of draw(jsonRpcInput(world), count, seed)) {
       const one = tally.begin();
       received = [];
+      arrivedAfterMs = [];
       // The transport reads UTF-8 and splits at newlines; a line's surrounding white space (BOM included) is trimmed.
       const lines = decoder.decode(input.bytes).split("\n").map((line) => line.trim()).filter((line) => line !== "");
       const requested = lines.map(requestIdOf).filter((id) => id !== undefined);
       const unanswered = lines.filter((line) => requestIdOf(line) === undefined && takenWithoutAnswer(line));
+      written = performance.now();
       await peer.write(input.bytes);
       await peer.write("\n");
+      let failure: Error | undefined;
       try {
         await peer.request("ping");
         await until(() => requested.every((id) => received.some((m) => m.id === id)), (wake) => (arrived = wake));
       } catch (err) {
-        one.fail("no answer", `${input.source} ${preview(input.bytes)}: ${(err as Error).message}`);
+        failure = err as Error;
+      }
+      for (const id of requested) late(id, input);
+      if (failure) {
+        one.fail("no answer", `${input.source} ${preview(input.bytes)}: ${failure.message}`);
         continue;
       }
       for (const message of received) one.record("answered", answerKind(message));
@@ -66,20 +83,14 @@ export async function fuzzStdio(peer: StdioPeer, world: FuzzWorld, count: number
 /** The id of a line that is a request (a JSON object with a method and a string or number id): it must be answered with that id. */
 function requestIdOf(line: string): string | number | undefined {
   const value = parseObject(line);
-  return value && typeof value.method === "string" && isId(value.id) ? value.id : undefined;
+  return value && typeof value.method === "string" && isJsonRpcId(value.id) ? value.id : undefined;
 }
 
-/** A valid JSON-RPC notification or response: the transport hands it on, and nothing answers it. */
+/** A valid notification or response (by the protocol module's own schema check): the transport hands it on, and nothing answers it. */
 function takenWithoutAnswer(line: string): boolean {
   const message = parseObject(line);
-  if (!message || message.jsonrpc !== "2.0") return false;
-  if ("method" in message) return typeof message.method === "string" && message.id === undefined && (message.params === undefined || (typeof message.params === "object" && message.params !== null));
-  return isId(message.id) && ("result" in message || "error" in message);
-}
-
-/** What the transport accepts as an id: a string or a finite number (1e999 parses as Infinity, which has no JSON form). */
-function isId(id: unknown): id is string | number {
-  return typeof id === "string" || (typeof id === "number" && Number.isFinite(id));
+  const isRequest = message !== undefined && "method" in message && message.id !== undefined;
+  return message !== undefined && !isRequest && messageProblem(message) === undefined;
 }
 
 function parseObject(line: string): RpcMessage | undefined {

@@ -6,6 +6,12 @@
  */
 export type OutcomeClass = "answered" | "dropped" | "consumed" | "failed";
 
+/**
+ * How long a request may wait for its answer: every input the targets send gets one at once, so a
+ * request still unanswered after this long was left to a deadline (dropped somewhere on its way).
+ */
+export const ANSWER_WITHIN_MS = 5_000;
+
 const CLASSES: OutcomeClass[] = ["answered", "dropped", "consumed", "failed"];
 const MAX_EXAMPLES = 5;
 
@@ -25,6 +31,10 @@ export class Tally {
   crashes = 0;
   /** Slowest single input (in-process targets), in ms. */
   slowestMs = 0;
+  /** Requests left without an answer after ANSWER_WITHIN_MS (answered later, or never). */
+  unansweredInTime = 0;
+  /** Some of them, shortened, with how long they waited. */
+  readonly lateExamples: string[] = [];
 
   /** Inputs with at least one outcome: every input must be accounted for. */
   accounted = 0;
@@ -70,9 +80,18 @@ export class Tally {
     this.accounted += other.accounted;
     this.crashes += other.crashes;
     this.slowestMs = Math.max(this.slowestMs, other.slowestMs);
+    this.unansweredInTime += other.unansweredInTime;
+    this.lateExamples.push(...other.lateExamples.slice(0, Math.max(0, MAX_EXAMPLES - this.lateExamples.length)));
     for (const outcome of CLASSES) this.classes[outcome] += other.classes[outcome];
     for (const [kind, count] of other.kinds) this.kinds.set(kind, (this.kinds.get(kind) ?? 0) + count);
     this.failures.push(...other.failures.slice(0, Math.max(0, MAX_EXAMPLES - this.failures.length)));
+  }
+
+  /** A request whose answer took `waitedMs` (Infinity: none came); counted when that is over ANSWER_WITHIN_MS. */
+  answeredAfter(waitedMs: number, detail: () => string): void {
+    if (waitedMs <= ANSWER_WITHIN_MS) return;
+    this.unansweredInTime++;
+    if (this.lateExamples.length < MAX_EXAMPLES) this.lateExamples.push(`${Number.isFinite(waitedMs) ? `${Math.round(waitedMs)} ms` : "never"}: ${detail()}`);
   }
 
   crash(detail: string): void {
@@ -90,11 +109,12 @@ export function preview(bytes: Uint8Array | string, max = 160): string {
 
 /**
  * The figures table: one row per target (outcome columns count outcomes, and a batch has one per
- * message; `unaccounted` counts inputs with no outcome at all), then outcomes by kind.
+ * message; `unaccounted` counts inputs with no outcome at all; `no answer in 5 s` counts requests),
+ * then outcomes by kind.
  */
 export function formatTallies(tallies: Tally[]): string {
-  const header = ["target", "inputs", ...CLASSES, "crashes", "unaccounted"];
-  const rows = tallies.map((t) => [t.target, t.tried, ...CLASSES.map((c) => t.classes[c]), t.crashes, t.tried - t.accounted].map(String));
+  const header = ["target", "inputs", ...CLASSES, "crashes", "unaccounted", `no answer in ${ANSWER_WITHIN_MS / 1000} s`];
+  const rows = tallies.map((t) => [t.target, t.tried, ...CLASSES.map((c) => t.classes[c]), t.crashes, t.tried - t.accounted, t.unansweredInTime].map(String));
   const total = ["total", ...header.slice(1).map((_, i) => String(rows.reduce((sum, row) => sum + Number(row[i + 1]), 0)))];
   const table = [header, ...rows, total];
   const widths = header.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
@@ -105,6 +125,7 @@ export function formatTallies(tallies: Tally[]): string {
     const kinds = [...t.kinds].sort((a, b) => b[1] - a[1]);
     for (const [kind, count] of kinds) out.push(`  ${String(count).padStart(7)}  ${kind}`);
     for (const failure of t.failures) out.push(`  ! ${failure}`);
+    for (const late of t.lateExamples) out.push(`  ! no answer in ${ANSWER_WITHIN_MS / 1000} s (${late})`);
   }
   return out.join("\n");
 }

@@ -15,6 +15,7 @@ import {
   DmcpError,
   ErrorCode,
   errorPayload,
+  paramsProblem,
   salvageIds,
   subjects,
   type Envelope,
@@ -305,6 +306,9 @@ export class ServiceEndpoint {
       this.options.bus.nc.publish(reply, this.encode(update, seal));
     };
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
+    // Params an MCP server would drop unanswered (e.g. `_meta: "x"`) fail here, at once, as the caller's mistake.
+    const invalid = paramsProblem(request.payload.params);
+    if (invalid) return Promise.reject(new DmcpError(ErrorCode.InvalidParams, `Invalid params: ${invalid}`));
     // A deadline years away is "no hurry", not a timer Node cuts to 1 ms (timers hold at most 2^31-1 ms).
     const timeoutMs = Math.min(request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000), MAX_TIMER_MS);
     if (timeoutMs <= 0) {

@@ -3,7 +3,7 @@
  * protocol version, client info and client capabilities in `params._meta`. These are the rules the
  * gateway applies to such a request on any transport (the HTTP adapter adds the header checks).
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "../protocol/index.js";
+import { DmcpError, ErrorCode, isPlainObject, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "../protocol/index.js";
 
 export { META, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode };
 
@@ -32,7 +32,22 @@ const CACHEABLE = new Set([
 export function checkStatelessMeta(params: Record<string, unknown> | undefined): void {
   checkMetaKeys(params);
   checkVersion(requestedVersion(params)!);
+  checkClient(params);
   checkLogLevel(params);
+}
+
+/** The 2026-07-28 schema's client capabilities (an object) and client info (a name and a version). */
+function checkClient(params: Record<string, unknown> | undefined): void {
+  const meta = metaOf(params)!;
+  if (!isPlainObject(meta[META.clientCapabilities])) throw invalidMeta(`_meta ${META.clientCapabilities} must be an object`);
+  const info = meta[META.clientInfo];
+  if (info !== undefined && !(isPlainObject(info) && typeof info.name === "string" && typeof info.version === "string")) {
+    throw invalidMeta(`_meta ${META.clientInfo} must be an object with a string name and version`);
+  }
+}
+
+function invalidMeta(what: string): DmcpError {
+  return new DmcpError(ErrorCode.InvalidParams, `Invalid params: ${what}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
 }
 
 /** MCP's log levels, least severe first. */
@@ -40,11 +55,7 @@ const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "
 
 function checkLogLevel(params: Record<string, unknown> | undefined): void {
   const level = metaOf(params)?.[META.logLevel];
-  if (level !== undefined && !LOG_LEVELS.includes(level as string)) {
-    throw new DmcpError(ErrorCode.InvalidParams, `Invalid params: _meta ${META.logLevel} must be one of ${LOG_LEVELS.join(", ")}`, {
-      jsonrpcCode: JsonRpcErrorCode.InvalidParams,
-    });
-  }
+  if (level !== undefined && !LOG_LEVELS.includes(level as string)) throw invalidMeta(`_meta ${META.logLevel} must be one of ${LOG_LEVELS.join(", ")}`);
 }
 
 /**

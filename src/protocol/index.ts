@@ -6,4 +6,5 @@ export * from "./mapping.js";
 export * from "./subjects.js";
 export { jsonSchemas } from "./json-schema.js";
 export * from "./mcp-meta.js";
+export * from "./message-schema.js";
 export * from "./param-headers.js";
