@@ -22,7 +22,7 @@ import { CurveKey, MessageSecurity, SigningKey, splitSignature, type SecurityOpt
 import { parseConfig } from "../src/cli/config.js";
 import { securityFromConfig } from "../src/cli/security.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { DMCP_BIN, eventually, REPO_ROOT, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -106,6 +106,8 @@ describe("signed envelopes between callers, agents and the registry", () => {
   beforeAll(async () => {
     nats = await startTestNats();
     raw = await busWith("raw");
+    // The streams, as a gateway creates them at start: the agent waits for them.
+    await provisionTestStreams(nats.url);
     ({ reports, sub: reportSub } = collectReports(raw));
     agentMetrics = new Registry();
     agentBus = await busWith("agent");
