@@ -246,7 +246,7 @@ export class RegistryView {
       for await (const entry of iterator) {
         try {
           if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry, !entry.isUpdate);
-          else this.remove(entry.key);
+          else this.onDeleted(entry.key);
         } catch (err) {
           this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
         }
@@ -412,6 +412,19 @@ export class RegistryView {
         for (const listener of this.lostListeners) listener(live);
       }
     }
+  }
+
+  /**
+   * A delete or purge carries no signature, so where signatures are required anyone who may write the
+   * key could forge one: an instance then leaves only by its signed "stopping" heartbeat or when its
+   * heartbeats stop (PROTOCOL.md §6.3).
+   */
+  private onDeleted(key: string): void {
+    if (this.bus.security?.requireSignatures) {
+      this.bus.dropped("registry", "signature_required");
+      return;
+    }
+    this.remove(key);
   }
 
   private remove(key: string): void {
