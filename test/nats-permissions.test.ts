@@ -120,7 +120,10 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
    * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
    */
   const violations = () =>
-    serverLog.filter((line) => /Violation/.test(line) && !/User "svc-[a-z]+", Subject "\$JS\.EVENT\.ADVISORY\.CONSUMER\.MAX_DELIVERIES\.DMCP_WORK\.\*"/.test(line));
+    serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
+  // The user as 2.9 names it (`User "svc-x"`) and as newer servers do (`"$G/user:svc-x"`).
+  const refusedAdvisory = (line: string) =>
+    /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
