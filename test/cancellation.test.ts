@@ -7,7 +7,7 @@ import { Agent } from "../src/agent/index.js";
 import { connectBus, type Bus } from "../src/bus/index.js";
 import { createEnvelope, decodeEnvelope, encodeEnvelope, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { eventually, sleep, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -23,6 +23,8 @@ describe("cancellation across the bus", () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
+    // The streams a gateway creates: the agent below starts before the gateway does.
+    await provisionTestStreams(nats.url);
     executor = await wrapFixtureStdio(nats.url, "halting", ["--metrics-port", "0"]);
     metricsUrl = (await executor.waitFor(/"url":"(http:\/\/[^"]+\/metrics)"/))[1]!;
     bus = await connectBus({ servers: nats.url, name: "cancel-test", logger: silentLogger() });

@@ -6,7 +6,7 @@ import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
 import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 async function collect<T>(iterator: AsyncIterable<T>): Promise<T[]> {
@@ -24,6 +24,8 @@ describe("NATS services protocol", () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
+    // The streams a gateway creates (none runs here): executors and agents wait for them.
+    await provisionTestStreams(nats.url);
     executor = await wrapFixtureStdio(nats.url, "discoverable");
     bus = await connectBus({ servers: nats.url, name: "discovery-test", logger: silentLogger() });
     agent = new Agent({ bus, name: "finder", version: "2.1.0", description: "finds things", logger: silentLogger() });

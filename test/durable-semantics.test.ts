@@ -26,9 +26,9 @@ import {
   type PriorityLane,
 } from "../src/protocol/index.js";
 import { planDelivery } from "../src/executor/delivery-plan.js";
-import { deliveryFromConfig, deliveryFromFlags } from "../src/cli/delivery.js";
+import { deliveryFromConfig, deliveryFromFlags, resultTtlFromConfig } from "../src/cli/delivery.js";
 import { parseConfig } from "../src/cli/config.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { crashRuns, eventually, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -89,6 +89,7 @@ describe("durable requests on the bus", () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
+    await provisionTestStreams(nats.url);
     [solo, doomed] = await Promise.all([
       wrapFixtureStdio(nats.url, "solo", [...DURABLE, "--instance", "solo-1", "--metrics-port", "0"]),
       wrapFixtureStdio(nats.url, "doomed", [...DURABLE, "--max-deliver", "1", "--instance", "doomed-1"]),
@@ -380,19 +381,28 @@ describe("delivery plans and options", () => {
       },
     });
     const options = deliveryFromConfig(config.servers.files!)!;
-    expect(options.settings).toEqual({ maxDeliver: 3, ackWaitMs: 20_000, backoffMs: [500, 2000], concurrency: 4, resultTtlMs: 3_600_000 });
+    expect(options.settings).toEqual({ maxDeliver: 3, ackWaitMs: 20_000, backoffMs: [500, 2000], concurrency: 4 });
+    // The result store is the gateway's: dmcp up creates it with the longest TTL its servers ask for.
+    expect(resultTtlFromConfig({ ...config.servers, other: parseConfig({ servers: { other: { command: "c", durable: { resultTtl: 60_000 } } } }).servers.other! })).toBe(3_600_000);
     expect(planDelivery(catalog, options, 3)).toEqual({ mode: "durable", priority: "normal", tools: { read_file: { mode: "direct" }, deploy: { priority: "high" } }, max_deliver: 3 });
     expect(() => parseConfig({ servers: { x: { command: "c", delivery: "eventually" } } })).toThrow(/servers\.x/);
     expect(deliveryFromConfig(parseConfig({ servers: { x: { command: "c" } } }).servers.x!)).toBeUndefined();
   });
 
-  it("documents the options in dmcp wrap --help", async () => {
-    const help = runDmcp(["wrap", "--help"]);
-    let out = "";
-    help.process.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    expect(await help.exited).toBe(0);
-    for (const flag of ["--delivery", "--durable-tools", "--direct-tools", "--high-priority-tools", "--max-deliver", "--ack-wait", "--backoff", "--concurrency", "--result-ttl"]) {
-      expect(out).toContain(flag);
+  it("documents the options in dmcp wrap --help, and --result-ttl in dmcp gateway --help (the gateway creates the result store)", async () => {
+    const helpOf = async (command: string) => {
+      const help = runDmcp([command, "--help"]);
+      let out = "";
+      help.process.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+      expect(await help.exited).toBe(0);
+      return out;
+    };
+    const wrap = await helpOf("wrap");
+    for (const flag of ["--delivery", "--durable-tools", "--direct-tools", "--high-priority-tools", "--max-deliver", "--ack-wait", "--backoff", "--concurrency"]) {
+      expect(wrap).toContain(flag);
     }
+    expect(wrap).not.toContain("--result-ttl");
+    expect(await helpOf("gateway")).toContain("--result-ttl");
+    expect(() => deliveryFromFlags({ "result-ttl": "1h" })).toThrow(/--result-ttl is a dmcp gateway option/);
   });
 });

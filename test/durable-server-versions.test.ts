@@ -14,7 +14,7 @@ import { BusCaller } from "../src/bus/rpc.js";
 import { serverFeatures } from "../src/bus/work-queue.js";
 import { DEAD_LETTER_STREAM, ErrorCode, subjects, WORK_STREAM } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, REPO_ROOT, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 const current = process.env.NATS_SERVER_CURRENT_BIN ?? `${REPO_ROOT}.cache/nats-server-current/root/usr/sbin/nats-server`;
@@ -31,6 +31,7 @@ describe.each(servers)("durable delivery on $label", ({ binary }) => {
 
   beforeAll(async () => {
     nats = await startTestNats(binary ? { binary } : {});
+    await provisionTestStreams(nats.url);
     nc = await connect({ servers: nats.url });
     bus = await connectBus({ servers: nats.url, name: "versions-test", logger: silentLogger() });
     const [major = 0, minor = 0] = (nc.info?.version ?? "0.0").split(".").map(Number);

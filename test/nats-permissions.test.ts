@@ -32,6 +32,7 @@ import {
   type KeyPair,
   type OperatorLimits,
 } from "@nats-io/jwt";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, credsAuthenticator, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import * as z from "zod";
@@ -119,7 +120,10 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
    * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
    */
   const violations = () =>
-    serverLog.filter((line) => /Violation/.test(line) && !/User "svc-[a-z]+", Subject "\$JS\.EVENT\.ADVISORY\.CONSUMER\.MAX_DELIVERIES\.DMCP_WORK\.\*"/.test(line));
+    serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
+  // The user as 2.9 names it (`User "svc-x"`) and as newer servers do (`"$G/user:svc-x"`).
+  const refusedAdvisory = (line: string) =>
+    /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
@@ -148,8 +152,8 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     // DMCP_TEST_TRACE=FILE keeps the server's protocol trace: the subjects each user really used.
     nats = await startTestNats({ extraArgs: ["-c", config, ...(process.env.DMCP_TEST_TRACE ? ["-V"] : [])], logger });
 
-    // Executor and agent start first, so that they create the registry bucket and the context stream
-    // under their users; the gateway then sets the stream's limits under its own.
+    // Executor and agent start first, on a bus without streams: they create none (their users may
+    // not) and wait for the gateway, which creates them all under its own user.
     executor = await wrapFixtureStdio(nats.url, "everything", [...roleFlags("executor"), ...DURABLE]);
     children.push(executor);
     // The conformance fixture sends sampling, elicitation and roots requests to its clients.
@@ -167,10 +171,11 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
       return { content: [{ type: "text", text: `planned #${seq}` }], structuredContent: { seq } };
     });
     planner.subscribe("plant.>", (event) => void planned.push(event), { durable: true });
-    await planner.start();
+    const plannerStarted = planner.start();
 
     gateway = await startGatewayHttp(nats.url, [...roleFlags("gateway"), "--context-max-age", "1d"]);
     children.push(gateway);
+    await plannerStarted;
     client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
     await eventually(async () => {
       const names = await client.toolNames();
@@ -364,6 +369,41 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
       "dmcp.v1.dead.everything",
     ]);
     expect(raw.denied.map((error) => error.subject)).not.toContain("$JS.API.CONSUMER.INFO.DMCP_WORK.dmcp-work-conf-high");
+  });
+
+  it("keeps each executor to its own service's durable answers: it can neither list the result store nor read another service's", async () => {
+    // The answers of `everything`'s durable calls above, listed as only the gateway's user may: keyed by service.
+    const gatewayJsm = await jetstreamManager((await rawConnection("gateway")).nc);
+    const stored = Object.keys((await gatewayJsm.streams.info("KV_dmcp_results", { subjects_filter: "$KV.dmcp_results.>" })).state.subjects ?? {});
+    const answer = stored.find((subject) => /^\$KV\.dmcp_results\.everything\.[^.]+$/.test(subject));
+    expect(answer, stored.join(", ")).toBeDefined();
+
+    // `conf`'s executor: no listing, no read of `everything`'s key, by key or by sequence, and no write there.
+    const conf = await rawConnection("conf");
+    await conf.refusesPublishing([
+      "$JS.API.STREAM.INFO.KV_dmcp_results",
+      `$JS.API.DIRECT.GET.KV_dmcp_results.${answer}`,
+      "$JS.API.DIRECT.GET.KV_dmcp_results",
+      "$JS.API.STREAM.MSG.GET.KV_dmcp_results",
+      `${answer}`,
+    ]);
+    // A direct get on its own prefix that asks for another key in its payload gets nothing.
+    const asked = await conf.nc.request("$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.conf.x", JSON.stringify({ last_by_subj: answer }), { timeout: 5000 });
+    expect(asked.headers?.get("Nats-Subject") ?? "").toBe("");
+    expect(asked.data.length).toBe(0);
+
+    // `everything`'s executor reads its own answer by key.
+    const own = await (await rawConnection("executor")).nc.request(`$JS.API.DIRECT.GET.KV_dmcp_results.${answer}`, "", { timeout: 5000 });
+    expect(own.headers?.get("Nats-Subject")).toBe(answer);
+    expect(decodeEnvelope(own.data, Number.POSITIVE_INFINITY).ok).toBe(true);
+  });
+
+  it("refuses executors and agents creating or changing any stream: the gateway creates them", async () => {
+    const streams = ["KV_dmcp_registry", "KV_dmcp_results", "KV_dmcp_tasks", "DMCP_WORK", "DMCP_DEAD_LETTERS", "DMCP_CONTEXT", "ANY_OTHER"];
+    for (const role of ["executor", "agent"] as const) {
+      const raw = await rawConnection(role);
+      await raw.refusesPublishing(streams.flatMap((stream) => [`$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`]));
+    }
   });
 
   it("refuses the agent's user other services' requests, other topics and services it may not call", async () => {
@@ -577,6 +617,14 @@ describe("NATS JWT accounts: creds files, and executors' permissions from one te
     await raw.refused("subscription", "dmcp.v1.req.other");
     await raw.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-other-normal");
     await raw.refused("publish", "dmcp.v1.hb.other.x");
+    // Its own service's durable answers only, and no stream of its own making.
+    await raw.refusesPublishing([
+      "$JS.API.STREAM.INFO.KV_dmcp_results",
+      "$JS.API.DIRECT.GET.KV_dmcp_results.$KV.dmcp_results.other.x",
+      "$KV.dmcp_results.other.x",
+      "$JS.API.STREAM.CREATE.KV_dmcp_registry",
+      "$JS.API.STREAM.CREATE.DMCP_WORK",
+    ]);
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.hb.everything.x");
   });
 

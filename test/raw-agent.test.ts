@@ -19,7 +19,7 @@ import Ajv2020Import from "ajv/dist/2020.js";
 import addFormatsImport from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startRawAgent, type Envelope, type RawAgent } from "./fixtures/raw-agent.js";
+import { REGISTRY_STREAM_CONFIG, startRawAgent, type Envelope, type RawAgent } from "./fixtures/raw-agent.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, sleep, startGatewayHttp, type Child } from "./helpers/processes.js";
@@ -86,18 +86,18 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     });
     await tapConn.flush();
     caller = await connect({ servers: nats.url, name: "conformance-caller" });
-    // The agent starts first, on a fresh server: it creates the registry's stream from §6.1 alone,
-    // and the gateway then uses that stream.
-    agentStartedAt = Date.now();
-    agent = await startRawAgent({
+    // The agent starts first, on a fresh server: it waits for the gateway to create the streams (§4).
+    const starting = startRawAgent({
       natsUrl: nats.url,
       name: "rawcalc",
       heartbeatMs: 500,
       publishes: ["raw.readings"],
       consumes: ["raw.commands"],
     });
-    agents.push(agent);
     gateway = await startGatewayHttp(nats.url);
+    agent = await starting;
+    agentStartedAt = Date.now();
+    agents.push(agent);
     client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
     registry = await new Kvm(caller).open("dmcp_registry");
   }, 120_000);
@@ -187,15 +187,19 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     expect(status.ttl).toBe(30_000);
   });
 
-  it("created the registry stream exactly as a key-value library makes the bucket (§6.1)", async () => {
+  it("finds the registry stream the gateway made, and §6.1's config, exactly as a key-value library makes the bucket (§6.1)", async () => {
     const jsm = await jetstreamManager(caller);
     const made = (await jsm.streams.info("KV_dmcp_registry")).config;
-    // The same bucket settings through the KV library, under another name.
+    // §6.1's config and the same bucket settings through the KV library, under other names.
+    await jsm.streams.add({ ...REGISTRY_STREAM_CONFIG, name: "KV_dmcp_registry_documented", subjects: ["$KV.dmcp_registry_documented.>"] } as Parameters<typeof jsm.streams.add>[0]);
+    const documented = (await jsm.streams.info("KV_dmcp_registry_documented")).config;
     await new Kvm(caller).create("dmcp_registry_reference", { history: 1, ttl: 30_000 });
     const reference = (await jsm.streams.info("KV_dmcp_registry_reference")).config;
     expect(made.subjects).toEqual(["$KV.dmcp_registry.>"]);
     expect({ ...made, name: "", subjects: [] }).toEqual({ ...reference, name: "", subjects: [] });
-    expect(made).toMatchObject({ discard: "new", duplicate_window: 30_000_000_000, allow_direct: true, max_age: 30_000_000_000, max_msgs_per_subject: 1 });
+    expect({ ...documented, name: "", subjects: [] }).toEqual({ ...reference, name: "", subjects: [] });
+    expect(documented).toMatchObject({ discard: "new", duplicate_window: 30_000_000_000, allow_direct: true, max_age: 30_000_000_000, max_msgs_per_subject: 1 });
+    await jsm.streams.delete("KV_dmcp_registry_documented");
     await jsm.streams.delete("KV_dmcp_registry_reference");
   });
 

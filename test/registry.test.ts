@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, InstancePresence, RegistryView, type Bus } from "../src/bus/index.js";
 import { REGISTRY_BUCKET } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 
 const ANNOUNCED = 40;
 
@@ -19,6 +19,8 @@ describe("registry view", () => {
   beforeAll(async () => {
     nats = await startTestNats();
     bus = await connectBus({ servers: nats.url, name: "registry-test", logger: silentLogger() });
+    // Made as a gateway makes it: instances announce in a bucket that exists.
+    await provisionTestStreams(nats.url);
     for (let i = 0; i < ANNOUNCED; i++) {
       const presence = new InstancePresence(bus, { service: `svc${i}`, instance: `svc${i}-1`, intervalMs: 5000, load: () => ({ status: "ready", inflight: 0, handled: 0 }) });
       await presence.start({ capabilities: { tools: {} }, catalog: { tools: [{ name: `tool${i}`, inputSchema: { type: "object" } }], resources: [], resource_templates: [], prompts: [] } });

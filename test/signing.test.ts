@@ -10,6 +10,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { fromPublic } from "@nats-io/nkeys";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
@@ -17,12 +18,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
 import { BusCaller, connectBus, ContextStreams, InstancePresence, RegistryView, type Bus, type RegistryProblem } from "../src/bus/index.js";
-import { CONTEXT_STREAM, createEnvelope, encodeEnvelope, subjects, type Envelope } from "../src/protocol/index.js";
+import { CONTEXT_STREAM, createEnvelope, encodeEnvelope, REGISTRY_BUCKET, subjects, type Envelope } from "../src/protocol/index.js";
 import { CurveKey, MessageSecurity, SigningKey, splitSignature, type SecurityOptions } from "../src/security/index.js";
 import { parseConfig } from "../src/cli/config.js";
 import { securityFromConfig } from "../src/cli/security.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { DMCP_BIN, eventually, REPO_ROOT, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -106,6 +107,8 @@ describe("signed envelopes between callers, agents and the registry", () => {
   beforeAll(async () => {
     nats = await startTestNats();
     raw = await busWith("raw");
+    // The streams, as a gateway creates them at start: the agent waits for them.
+    await provisionTestStreams(nats.url);
     ({ reports, sub: reportSub } = collectReports(raw));
     agentMetrics = new Registry();
     agentBus = await busWith("agent");
@@ -450,6 +453,40 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
       reports.sub.unsubscribe();
     }
   });
+
+  it("keeps an instance whose registry entry an unsigned delete or purge removes; its signed leave or its missed heartbeats remove it", async () => {
+    const metric = async (pattern: RegExp) => Number(pattern.exec(await (await fetch(gateway.url.replace(/\/mcp$/, "/metrics"))).text())?.[1] ?? 0);
+    const ignoredDeletes = () => metric(/dmcp_bus_messages_dropped_total\{subject="registry",reason="signature_required"\} (\d+)/);
+    const evictions = () => metric(/dmcp_registry_heartbeats_missed_total\{service="vault"\} (\d+)/);
+    const listed = async () => (await client.toolNames()).includes("echo");
+    // A raw client that may write the bucket deletes, then purges, the genuine instance's entry.
+    const registry = await new Kvm(raw.nc).open(REGISTRY_BUCKET);
+    const key = await eventually(async () => {
+      for await (const found of await registry.keys("vault.*")) return found;
+      return undefined;
+    });
+    const before = await ignoredDeletes();
+    await registry.delete(key);
+    await eventually(async () => (await ignoredDeletes()) === before + 1);
+    expect(await listed()).toBe(true);
+    await registry.purge(key);
+    await eventually(async () => (await ignoredDeletes()) === before + 2);
+    expect(await listed()).toBe(true);
+
+    // Killed, it stops heartbeating and is evicted.
+    executor.kill("SIGKILL");
+    await eventually(async () => !(await listed()));
+    expect(await evictions()).toBe(1);
+
+    // Stopped (SIGTERM), it leaves at once by its signed "stopping" heartbeat: no eviction.
+    executor = await wrapFixtureStdio(nats.url, "vault", [
+      "--sign-key", keyFile("vault.seed"), "--trust-key", gatewayPublic, "--require-signatures", "--seal-key", keyFile("vault.xkey"),
+    ]);
+    await eventually(listed);
+    await executor.stop();
+    await eventually(async () => !(await listed()));
+    expect(await evictions()).toBe(1);
+  }, 60_000);
 });
 
 describe("security options of the commands", () => {

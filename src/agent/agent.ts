@@ -9,10 +9,12 @@ import type { Registry } from "prom-client";
 import { hostname } from "node:os";
 import type * as z from "zod";
 import type { Bus } from "../bus/connection.js";
-import { ContextStreams, type BadContextMessage, type ReplayFrom } from "../bus/context.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { CONTEXT_STREAM_SPEC, ContextStreams, type BadContextMessage, type ReplayFrom } from "../bus/context.js";
 import { ServiceDiscovery } from "../bus/discovery.js";
 import { ServiceEndpoint } from "../bus/endpoint.js";
-import { InstancePresence, type AnnouncementInput } from "../bus/registry.js";
+import { InstancePresence, REGISTRY_STREAM, type AnnouncementInput } from "../bus/registry.js";
+import { awaitStreams } from "../bus/streams.js";
 import { BusCaller } from "../bus/rpc.js";
 import { DmcpError, ErrorCode, isValidToken, isValidTopic, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
 import { createLogger, type Logger } from "../util/logger.js";
@@ -82,6 +84,8 @@ export class Agent {
   /** Set once the context stream exists: from then on subscriptions open as soon as they are made. */
   private streamReady = false;
   private starting: Promise<void> | undefined;
+  /** Ends a start() that still waits for a gateway to create the streams. */
+  private readonly startAbort = new AbortController();
 
   constructor(private readonly options: AgentOptions) {
     if (typeof options.name !== "string" || !isValidToken(options.name)) {
@@ -159,7 +163,8 @@ export class Agent {
   }
 
   /**
-   * Ensures the context stream, takes requests, opens the subscriptions made so far, then announces
+   * Waits for a gateway to have created the registry bucket and the context stream (agents do not
+   * create them) and checks them, takes requests, opens the subscriptions made so far, then announces
    * itself: a caller that sees the announcement can call at once.
    */
   start(): Promise<void> {
@@ -174,7 +179,11 @@ export class Agent {
   }
 
   private async open(): Promise<void> {
-    await this.streams.ensureStream();
+    await awaitStreams(await jetstreamManager(this.options.bus.nc), [REGISTRY_STREAM, CONTEXT_STREAM_SPEC], {
+      logger: this.logger,
+      signal: this.startAbort.signal,
+      who: `agent ${this.name}`,
+    });
     await this.endpoint.start();
     this.discovery.start();
     this.streamReady = true;
@@ -197,6 +206,7 @@ export class Agent {
     }
     if (this.state === "stopping" || this.state === "stopped") return;
     this.state = "stopping";
+    this.startAbort.abort(new AgentStateError(`agent ${this.name} was stopped while it started`));
     await this.starting?.catch(() => undefined);
     // A start() that failed has closed everything already.
     if ((this.state as State) === "stopped") return;

@@ -6,6 +6,7 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  RetentionPolicy,
   jetstream,
   jetstreamManager,
   type ConsumerMessages,
@@ -27,6 +28,7 @@ import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/registry.js";
 import { decodeFrom, encodeFor } from "../security/codec.js";
 import { isPermissionDenied, type Bus } from "./connection.js";
+import { ensureStream, type StreamSpec } from "./streams.js";
 
 /** How many earlier stream messages `latest` looks through for a valid update when a topic's newest is invalid. */
 const LATEST_LOOKBACK = 256;
@@ -79,6 +81,8 @@ export function durableName(agent: string, pattern: string): string {
 }
 const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
+export const CONTEXT_STREAM_SPEC: StreamSpec = { name: CONTEXT_STREAM, subjects: [subjects.contextAll()], retention: RetentionPolicy.Limits };
+
 export class ContextStreams {
   private jsm: JetStreamManager | undefined;
   private readonly js: JetStreamClient;
@@ -96,31 +100,25 @@ export class ContextStreams {
   }
 
   /**
-   * Creates the stream, or sets its limits when `retention` is given (the gateway owns them);
-   * without it, an existing stream is left as it is.
+   * The gateway's: creates the stream unless it exists and checks it (streams.ts); sets its limits when
+   * `retention` is given (the gateway owns them), else leaves an existing stream's limits as they are.
    */
   async ensureStream(retention?: ContextRetention): Promise<void> {
     const jsm = await this.manager();
     const limits = { ...DEFAULT_RETENTION, ...retention };
     const config = {
       name: CONTEXT_STREAM,
-      subjects: [subjects.contextAll()],
+      subjects: CONTEXT_STREAM_SPEC.subjects,
+      retention: CONTEXT_STREAM_SPEC.retention,
       max_age: limits.maxAgeMs * NANOS_PER_MS,
       max_bytes: limits.maxBytes,
       max_msgs: limits.maxMessages,
       max_msgs_per_subject: limits.maxMessagesPerTopic,
       duplicate_window: Math.min(DUPLICATE_WINDOW_MS, limits.maxAgeMs) * NANOS_PER_MS,
     };
-    const existing = await jsm.streams.info(CONTEXT_STREAM).catch(() => undefined);
-    if (!existing) {
-      await jsm.streams.add(config).catch(async (err: unknown) => {
-        // Someone else created it at the same moment: fine, unless limits must be set.
-        if (!(await jsm.streams.info(CONTEXT_STREAM).catch(() => undefined))) throw err;
-        if (retention) await jsm.streams.update(CONTEXT_STREAM, config);
-      });
-    } else if (retention) {
-      await jsm.streams.update(CONTEXT_STREAM, config);
-    }
+    await ensureStream(jsm, CONTEXT_STREAM_SPEC, () => jsm.streams.add(config));
+    // Made just now, by this call or another participant's, or long ago: the limits are the gateway's.
+    if (retention) await jsm.streams.update(CONTEXT_STREAM, config);
   }
 
   /** Publishes one update; resolves with the stream sequence once JetStream stored it. */

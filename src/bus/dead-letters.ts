@@ -107,7 +107,7 @@ export class DeadLetters {
     const payload = errorPayload(error);
     if (request.correlationId) {
       const answer = encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.sender, correlationId: request.correlationId }));
-      const settled = await this.results.settle(request.correlationId, answer);
+      const settled = await this.results.settle(request.service, request.correlationId, answer);
       if (request.replyTo) this.bus.nc.publish(request.replyTo, settled.answer);
     }
     if (options.report ?? true) {
@@ -149,13 +149,13 @@ export class DeadLetters {
     const replyTo = envelope?.reply_to;
     // The server's count (at least 1); bounded, since each is a read of the result store.
     const deliveries = Number.isInteger(advisory.deliveries) ? Math.min(Math.max(advisory.deliveries as number, 1), MAX_DELIVERIES_READ) : 1;
-    const answered = correlationId ? await this.results.get(correlationId) : undefined;
+    const answered = correlationId && target ? await this.results.get(target.service, correlationId) : undefined;
     if (answered) {
       // The last attempt finished and stored its answer; only its acknowledgement was lost.
       if (replyTo) this.bus.nc.publish(replyTo, answered.data);
     } else if (target) {
       // What became of the earlier deliveries (and of the last, if its replica handed it back as it stopped).
-      const outcomes = correlationId ? await deliveryOutcomes(this.results, correlationId, deliveries) : Array.from({ length: deliveries }, () => undefined);
+      const outcomes = correlationId ? await deliveryOutcomes(this.results, target.service, correlationId, deliveries) : Array.from({ length: deliveries }, () => undefined);
       const error = retriesExhausted(target.service, outcomes);
       await this.bury({ data: stored.data, service: target.service, correlationId, replyTo, seq, deliveries }, error);
     }

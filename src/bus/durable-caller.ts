@@ -12,9 +12,9 @@ import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Prio
 import { encodeFor } from "../security/codec.js";
 import type { Bus } from "./connection.js";
 import { DeadLetters } from "./dead-letters.js";
-import { ResultStore } from "./result-store.js";
+import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
 import type { BusCaller, RequestRoute } from "./rpc.js";
-import { DEFAULT_DURABLE_SETTINGS, ensureWorkStreams, serverFeatures, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
+import { ensureWorkStreams, serverFeatures, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
 
 /** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
 const SWEEP_INTERVAL_MS = 5_000;
@@ -35,8 +35,8 @@ export class DurableCaller {
   private deadLetters: DeadLetters | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private readonly routes = new Map<PriorityLane, RequestRoute>();
-  /** When each waiting durable call was queued, by correlation id. */
-  private readonly queuedAt = new Map<string, number>();
+  /** When each waiting durable call was queued, and to which service, by correlation id. */
+  private readonly queued = new Map<string, { at: number; service: string }>();
   private reconnectWaiters: (() => void)[] = [];
   private stopped = false;
   /** When the server last refused a publish to each subject (a refusal comes apart from the publish). */
@@ -46,6 +46,8 @@ export class DurableCaller {
     private readonly bus: Bus,
     private readonly caller: BusCaller,
     private readonly sender: string,
+    /** The TTL of the result store, should this caller create it. */
+    private readonly resultTtlMs = DEFAULT_RESULT_TTL_MS,
   ) {
     this.js = jetstream(bus.nc);
     bus.onPermissionDenied((denial) => {
@@ -75,11 +77,20 @@ export class DurableCaller {
     for (const wake of this.reconnectWaiters.splice(0)) wake();
   }
 
-  /** The streams and the result store, made on the first durable call (direct-only gateways never need them). */
+  /**
+   * Creates (unless they exist) and checks the result store and the streams of durable delivery: a
+   * gateway does at start, so that executors, which wait for them, take durable work.
+   */
+  async prepare(): Promise<void> {
+    await this.ready();
+  }
+
+  /** The streams and the result store (made again by a call after a setup that failed). */
   private ready(): Promise<Setup> {
     this.setup ??= (async () => {
+      // The result store first: an executor that finds the work streams takes it for granted.
+      const results = await ResultStore.create(this.bus, this.resultTtlMs);
       const { messageTtl } = await ensureWorkStreams(await jetstreamManager(this.bus.nc), serverFeatures(this.bus.nc));
-      const results = await ResultStore.open(this.bus, DEFAULT_DURABLE_SETTINGS.resultTtlMs);
       // Gateways take max-deliveries advisories too, for when no executor of the service is left.
       this.deadLetters = new DeadLetters(this.bus, this.sender, results);
       this.deadLetters.watch();
@@ -111,10 +122,10 @@ export class DurableCaller {
           ...(ttl ? { ttl } : {}),
         });
         const correlationId = request.correlation_id ?? request.id;
-        this.queuedAt.set(correlationId, Date.now());
+        this.queued.set(correlationId, { at: Date.now(), service });
         // Queued before, under the same id (a call resumed after its caller died, e.g. an adopted task):
         // its answer went, or will go, to that caller's inbox, so it is read from the result store.
-        if (ack.duplicate) this.readResumed(correlationId);
+        if (ack.duplicate) this.readResumed(service, correlationId);
         return;
       } catch (err) {
         // Refused for permission: retrying cannot help, and the caller should learn why now.
@@ -136,20 +147,20 @@ export class DurableCaller {
   /** Marks the call cancelled in the result store: a worker that takes its request answers it from there. */
   private withdraw(request: PromptRequest): void {
     const correlationId = request.correlation_id ?? request.id;
-    this.queuedAt.delete(correlationId);
+    this.queued.delete(correlationId);
     const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
     const answer = encodeFor(this.bus, createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
-      .then(({ results }) => results.settle(correlationId, answer))
+      .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
   }
 
   /** Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while it waits. */
-  private readResumed(correlationId: string): void {
+  private readResumed(service: string, correlationId: string): void {
     const read = async (): Promise<void> => {
       if (this.stopped || !this.caller.durableCalls().includes(correlationId)) return;
       const { results } = await this.ready();
-      const stored = await results.get(correlationId).catch(() => undefined);
+      const stored = await results.get(service, correlationId).catch(() => undefined);
       if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
       else setTimeout(() => void read().catch(failed), RESUMED_POLL_MS).unref();
     };
@@ -166,11 +177,11 @@ export class DurableCaller {
     if (!this.setup || this.stopped) return;
     const { results } = await this.setup;
     const waiting = new Set(this.caller.durableCalls());
-    for (const id of this.queuedAt.keys()) if (!waiting.has(id)) this.queuedAt.delete(id);
+    for (const id of this.queued.keys()) if (!waiting.has(id)) this.queued.delete(id);
     const now = Date.now();
-    for (const [correlationId, queuedAt] of this.queuedAt) {
-      if (now - queuedAt < minAgeMs) continue;
-      const stored = await results.get(correlationId).catch(() => undefined);
+    for (const [correlationId, { at, service }] of this.queued) {
+      if (now - at < minAgeMs) continue;
+      const stored = await results.get(service, correlationId).catch(() => undefined);
       if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
     }
   }

@@ -33,7 +33,7 @@ import type { Bus } from "./connection.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
 import type { Delivery, ServiceEndpoint } from "./endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
-import { backoffDelay, ensureLaneConsumer, ensureWorkStreams, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
+import { backoffDelay, ensureLaneConsumer, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
 
 const PULL_EXPIRES_MS = 5_000;
 /** How long an answer is retried into the result store through a loss of the server. */
@@ -113,13 +113,13 @@ export class DurableWorker {
     return this.inflight.size;
   }
 
+  /** Takes work from the streams and the result store a gateway created (WORK_STREAMS, RESULTS_STREAM). */
   async start(): Promise<void> {
     const { bus, service, settings } = this.options;
     this.features = serverFeatures(bus.nc);
     const jsm = await jetstreamManager(bus.nc);
-    await ensureWorkStreams(jsm, this.features);
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
-    this.results = await ResultStore.open(bus, settings.resultTtlMs);
+    this.results = await ResultStore.bind(bus);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
     bus.tolerateDenial(
       subjects.maxDeliveriesAdvisory(),
@@ -211,10 +211,10 @@ export class DurableWorker {
       admit: async (validated) => {
         request = validated;
         delivery.reply = validated.reply_to;
-        const stored = await this.persistently(() => this.results!.get(correlationOf(validated)));
+        const stored = await this.persistently(() => this.results!.get(this.options.service, correlationOf(validated)));
         if (!stored) {
           // A poison request cannot take down the calls that run beside it twice: no two suspects run together.
-          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, correlationOf(validated))))) releaseSuspect = await this.isolate();
+          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, this.options.service, correlationOf(validated))))) releaseSuspect = await this.isolate();
           return true;
         }
         replayed = true;
@@ -273,11 +273,11 @@ export class DurableWorker {
       if (attempt < settings.maxDeliver) {
         this.count("retried");
         await this.record(correlationId, attempt, outcome);
-        if (error.code === ErrorCode.UpstreamClosed) await markSuspect(this.results!, correlationId).catch(() => undefined);
+        if (error.code === ErrorCode.UpstreamClosed) await markSuspect(this.results!, service, correlationId).catch(() => undefined);
         msg.nak(error.code === ErrorCode.ShuttingDown ? 0 : backoffDelay(settings, attempt));
         return;
       }
-      const earlier = await deliveryOutcomes(this.results!, correlationId, attempt - 1);
+      const earlier = await deliveryOutcomes(this.results!, service, correlationId, attempt - 1);
       const exhausted = retriesExhausted(service, [...earlier, outcome]);
       await this.deadLetters!.bury({ data: msg.data, service, correlationId, replyTo: request.reply_to, seq: msg.seq, deliveries: attempt }, exhausted);
       this.count("deadLettered");
@@ -286,7 +286,7 @@ export class DurableWorker {
     }
     // Stored before it is published, published before it is acknowledged: a crash in between leaves
     // the request in the queue, and its next delivery is answered from the store.
-    const settled = await this.persistently(() => this.results!.settle(correlationId, answer.data));
+    const settled = await this.persistently(() => this.results!.settle(service, correlationId, answer.data));
     if (request.reply_to) bus.nc.publish(request.reply_to, settled.answer);
     this.count("answered");
     msg.ack();
@@ -295,7 +295,7 @@ export class DurableWorker {
   /** Records how a delivery handed back without an answer ended (best effort: unrecorded, it counts as lost). */
   private async record(correlationId: string | undefined, delivery: number, outcome: DeliveryOutcome): Promise<void> {
     if (!correlationId) return;
-    await recordDelivery(this.results!, correlationId, delivery, outcome).catch((err: unknown) => this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"));
+    await recordDelivery(this.results!, this.options.service, correlationId, delivery, outcome).catch((err: unknown) => this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"));
   }
 
   /** Ends the delivery of a request that was dead-lettered (with the reason, where the server takes one). */

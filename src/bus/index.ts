@@ -10,3 +10,4 @@ export * from "./result-store.js";
 export * from "./dead-letters.js";
 export * from "./durable-caller.js";
 export * from "./durable-worker.js";
+export * from "./streams.js";

@@ -5,6 +5,7 @@
  * instances leave behind.
  */
 import { randomUUID } from "node:crypto";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import type { Subscription } from "@nats-io/transport-node";
 import {
@@ -27,6 +28,7 @@ import {
 import { decodeFrom, encodeFor } from "../security/codec.js";
 import { isSecurityRejection } from "../security/security.js";
 import { dropReason, type Bus } from "./connection.js";
+import { ensureStream, kvStream } from "./streams.js";
 
 /** Entries not refreshed for this long disappear from the bucket. */
 export const REGISTRY_TTL_MS = 30_000;
@@ -40,8 +42,13 @@ const EVICTION_SLACK_MS = 250;
 /** How often a view looks for instances that missed their heartbeats (PROTOCOL.md §6.2 states the bound this gives). */
 const SWEEP_EVERY_MS = 500;
 
-export async function openRegistryBucket(bus: Bus): Promise<KV> {
-  return new Kvm(bus.nc).create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS });
+export const REGISTRY_STREAM = kvStream(REGISTRY_BUCKET);
+
+/** The gateway's: creates the registry bucket unless it exists, and checks it (streams.ts). */
+export async function createRegistryBucket(bus: Bus): Promise<KV> {
+  const kvm = new Kvm(bus.nc);
+  const info = await ensureStream(await jetstreamManager(bus.nc), REGISTRY_STREAM, () => kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS }));
+  return kvm.open(REGISTRY_BUCKET, { allow_direct: info.config.allow_direct === true });
 }
 
 /** What an instance says about itself; the presence adds identity, status and timing. */
@@ -84,8 +91,9 @@ export class InstancePresence {
     this.key = registryKey(options.service, options.instance);
   }
 
+  /** Announces the instance in the registry bucket, which must exist: a gateway creates it. */
   async start(announcement: AnnouncementInput): Promise<void> {
-    this.kv = await openRegistryBucket(this.bus);
+    this.kv = await new Kvm(this.bus.nc).open(REGISTRY_BUCKET);
     await this.announce(announcement);
     this.timer = setInterval(() => this.beat(), this.intervalMs);
     this.timer.unref();
@@ -205,7 +213,7 @@ export class RegistryView {
   constructor(private readonly bus: Bus) {}
 
   async start(): Promise<void> {
-    this.kv = await openRegistryBucket(this.bus);
+    this.kv = await createRegistryBucket(this.bus);
     this.heartbeatSub = this.bus.nc.subscribe(subjects.heartbeatAll(), {
       callback: (err, msg) => {
         if (err) return;
@@ -238,7 +246,7 @@ export class RegistryView {
       for await (const entry of iterator) {
         try {
           if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry, !entry.isUpdate);
-          else this.remove(entry.key);
+          else this.onDeleted(entry.key);
         } catch (err) {
           this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
         }
@@ -404,6 +412,19 @@ export class RegistryView {
         for (const listener of this.lostListeners) listener(live);
       }
     }
+  }
+
+  /**
+   * A delete or purge carries no signature, so where signatures are required anyone who may write the
+   * key could forge one: an instance then leaves only by its signed "stopping" heartbeat or when its
+   * heartbeats stop (PROTOCOL.md §6.3).
+   */
+  private onDeleted(key: string): void {
+    if (this.bus.security?.requireSignatures) {
+      this.bus.dropped("registry", "signature_required");
+      return;
+    }
+    this.remove(key);
   }
 
   private remove(key: string): void {

@@ -1,14 +1,16 @@
 /**
- * The answers of durable calls, by correlation id, in a JetStream KV bucket: the first answer stored
- * for a call is its answer. A redelivered request whose work already finished is answered from here
- * instead of running again; a cancelled call is marked here so that a queued copy is never started;
- * a gateway that lost an answer on the wire (its connection dropped) reads it here.
+ * The answers of durable calls, by service and correlation id, in a JetStream KV bucket: the first
+ * answer stored for a call is its answer. A redelivered request whose work already finished is
+ * answered from here instead of running again; a cancelled call is marked here so that a queued copy
+ * is never started; a gateway that lost an answer on the wire (its connection dropped) reads it here.
+ * Keys start with the service, so that each executor's NATS user can be held to its own service's.
  */
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { RESULTS_BUCKET } from "../protocol/index.js";
 import type { StoredAt } from "../security/replay.js";
 import type { Bus } from "./connection.js";
+import { ensureStream, kvStream } from "./streams.js";
 
 /** An answer as stored: the encoded envelope, and when and under which revision it was stored. */
 export interface StoredAnswer {
@@ -17,21 +19,32 @@ export interface StoredAnswer {
 }
 
 const STORE_TIMEOUT_MS = 2_000;
+/** How long answers stay in the store unless the gateway that creates it is told otherwise (--result-ttl). */
+export const DEFAULT_RESULT_TTL_MS = 15 * 60_000;
+
+export const RESULTS_STREAM = kvStream(RESULTS_BUCKET, { allowDirect: true });
 
 export class ResultStore {
   private constructor(private readonly kv: KV) {}
 
-  /** Opens the bucket, creating it with this TTL when it does not exist (an existing bucket keeps its own). */
-  static async open(bus: Bus, ttlMs: number): Promise<ResultStore> {
-    // A request lost in a server restart is retried after 2 s rather than the default 5 s.
-    const kvm = new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
-    const kv = await kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload }).catch(() => kvm.open(RESULTS_BUCKET));
-    return new ResultStore(kv);
+  /** The gateway's: creates the bucket with this TTL unless it exists (an existing bucket keeps its own), and checks it. */
+  static async create(bus: Bus, ttlMs: number): Promise<ResultStore> {
+    const kvm = resultsKvm(bus);
+    await ensureStream(await jetstreamManager(bus.nc), RESULTS_STREAM, () => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload }));
+    return new ResultStore(await kvm.open(RESULTS_BUCKET, { allow_direct: true }));
   }
 
-  /** The stored answer (an encoded envelope) of a call, if any. */
-  async get(correlationId: string): Promise<StoredAnswer | undefined> {
-    const entry = await this.kv.get(resultKey(correlationId));
+  /**
+   * An executor's: the bucket a gateway created, used without reading its stream info (an executor's
+   * user may not: the info lists every service's keys), read by direct get of one key.
+   */
+  static async bind(bus: Bus): Promise<ResultStore> {
+    return new ResultStore(await resultsKvm(bus).open(RESULTS_BUCKET, { allow_direct: true }));
+  }
+
+  /** The stored answer (an encoded envelope) of a call to `service`, if any. */
+  async get(service: string, correlationId: string): Promise<StoredAnswer | undefined> {
+    const entry = await this.kv.get(resultKey(service, correlationId));
     return entry && entry.operation === "PUT" ? { data: entry.value, stored: { at: entry.created, tag: entry.revision } } : undefined;
   }
 
@@ -52,13 +65,13 @@ export class ResultStore {
    * Stores `answer` unless the call has one already. Resolves the call's answer: this one (`first`),
    * or the one stored before, which then wins.
    */
-  async settle(correlationId: string, answer: Uint8Array): Promise<{ answer: Uint8Array; first: boolean }> {
-    const key = resultKey(correlationId);
+  async settle(service: string, correlationId: string, answer: Uint8Array): Promise<{ answer: Uint8Array; first: boolean }> {
+    const key = resultKey(service, correlationId);
     try {
       await this.kv.create(key, answer);
       return { answer, first: true };
     } catch (err) {
-      const stored = await this.get(correlationId);
+      const stored = await this.get(service, correlationId);
       if (stored) return { answer: stored.data, first: false };
       throw err;
     }
@@ -66,16 +79,26 @@ export class ResultStore {
 }
 
 /** Marks a call whose upstream died while it ran: it may be the request that kills it (a poison). */
-export async function markSuspect(store: ResultStore, correlationId: string): Promise<void> {
-  await store.mark(suspectKey(correlationId));
+export async function markSuspect(store: ResultStore, service: string, correlationId: string): Promise<void> {
+  await store.mark(suspectKey(service, correlationId));
 }
 
-export async function isSuspect(store: ResultStore, correlationId: string): Promise<boolean> {
-  return store.marked(suspectKey(correlationId));
+export async function isSuspect(store: ResultStore, service: string, correlationId: string): Promise<boolean> {
+  return store.marked(suspectKey(service, correlationId));
 }
 
-/** Suspect marks share the bucket (and its TTL) under a prefix no correlation key has. */
-const suspectKey = (correlationId: string) => `suspect.${resultKey(correlationId)}`;
+/** A request lost in a server restart is retried after 2 s rather than the default 5 s. */
+function resultsKvm(bus: Bus): Kvm {
+  return new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
+}
+
+/** Suspect marks (and delivery records, below) share the bucket and its TTL, under a token no correlation key has. */
+const suspectKey = (service: string, correlationId: string) => `${service}.suspect.${correlationKey(correlationId)}`;
+
+/** The key of a call's answer: `<service>.<correlation key>`. */
+export function resultKey(service: string, correlationId: string): string {
+  return `${service}.${correlationKey(correlationId)}`;
+}
 
 /**
  * How one delivery of a durable call ended when it was handed back without an answer: whether the
@@ -88,17 +111,17 @@ export interface DeliveryOutcome {
 }
 
 /** Records how delivery number `delivery` (1-based) of a call ended, for whoever dead-letters it later. */
-export async function recordDelivery(store: ResultStore, correlationId: string, delivery: number, outcome: DeliveryOutcome): Promise<void> {
-  await store.mark(deliveryKey(correlationId, delivery), new TextEncoder().encode(JSON.stringify(outcome)));
+export async function recordDelivery(store: ResultStore, service: string, correlationId: string, delivery: number, outcome: DeliveryOutcome): Promise<void> {
+  await store.mark(deliveryKey(service, correlationId, delivery), new TextEncoder().encode(JSON.stringify(outcome)));
 }
 
 /** The recorded outcomes of deliveries 1 to `deliveries` of a call; undefined where none was recorded. */
-export async function deliveryOutcomes(store: ResultStore, correlationId: string, deliveries: number): Promise<(DeliveryOutcome | undefined)[]> {
+export async function deliveryOutcomes(store: ResultStore, service: string, correlationId: string, deliveries: number): Promise<(DeliveryOutcome | undefined)[]> {
   const numbers = Array.from({ length: deliveries }, (_, index) => index + 1);
-  return Promise.all(numbers.map(async (delivery) => parseOutcome(await store.read(deliveryKey(correlationId, delivery)).catch(() => undefined))));
+  return Promise.all(numbers.map(async (delivery) => parseOutcome(await store.read(deliveryKey(service, correlationId, delivery)).catch(() => undefined))));
 }
 
-const deliveryKey = (correlationId: string, delivery: number) => `delivery.${resultKey(correlationId)}.${delivery}`;
+const deliveryKey = (service: string, correlationId: string, delivery: number) => `${service}.delivery.${correlationKey(correlationId)}.${delivery}`;
 
 function parseOutcome(value: Uint8Array | undefined): DeliveryOutcome | undefined {
   if (!value) return undefined;
@@ -113,6 +136,6 @@ function parseOutcome(value: Uint8Array | undefined): DeliveryOutcome | undefine
 }
 
 /** Correlation ids made of key-safe characters are their own key; others are base64url-encoded under `b64.`. */
-export function resultKey(correlationId: string): string {
+function correlationKey(correlationId: string): string {
   return /^[A-Za-z0-9_=-]{1,200}$/.test(correlationId) ? correlationId : `b64.${Buffer.from(correlationId).toString("base64url")}`;
 }

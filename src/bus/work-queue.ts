@@ -6,6 +6,7 @@
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM, subjects, WORK_STREAM, workConsumer, type PriorityLane } from "../protocol/index.js";
+import { ensureStream, type StreamSpec } from "./streams.js";
 
 /** How a service's durable requests are retried; set by its executors (the last one started wins). */
 export interface DurableSettings {
@@ -17,8 +18,6 @@ export interface DurableSettings {
   backoffMs: number[];
   /** Durable calls one executor runs at once. */
   concurrency: number;
-  /** How long answers stay in the result store (longer than the longest call timeout). */
-  resultTtlMs: number;
 }
 
 export const DEFAULT_DURABLE_SETTINGS: DurableSettings = {
@@ -26,7 +25,6 @@ export const DEFAULT_DURABLE_SETTINGS: DurableSettings = {
   ackWaitMs: 10_000,
   backoffMs: [1_000, 5_000, 15_000],
   concurrency: 16,
-  resultTtlMs: 15 * 60_000,
 };
 
 /** Requests older than this leave the work stream whatever their state (nobody waits that long). */
@@ -54,59 +52,51 @@ export function serverFeatures(nc: NatsConnection): ServerFeatures {
   return { version, messageTtl: atLeast(2, 11, 0), termReason: atLeast(2, 10, 4), syncInterval: atLeast(2, 10, 0) };
 }
 
+/** The streams of durable delivery, as executors and gateways expect them (streams.ts). */
+export const WORK_STREAMS: StreamSpec[] = [
+  { name: WORK_STREAM, subjects: [subjects.workAll()], retention: RetentionPolicy.Workqueue },
+  { name: DEAD_LETTER_STREAM, subjects: [subjects.deadLetterAll()], retention: RetentionPolicy.Limits },
+];
+
 /**
- * Creates the work and dead-letter streams unless they exist. On a server with per-message TTL the
- * work stream allows it, so that a request leaves the stream at its deadline even with no executor.
- * Resolves whether requests may carry a TTL.
+ * The gateway's: creates the work and dead-letter streams unless they exist, and checks them. On a
+ * server with per-message TTL the work stream allows it, so that a request leaves the stream at its
+ * deadline even with no executor. Resolves whether requests may carry a TTL.
  */
 export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerFeatures): Promise<{ messageTtl: boolean }> {
-  const work: StreamSettings = {
+  const [workSpec, deadSpec] = WORK_STREAMS as [StreamSpec, StreamSpec];
+  const work: StreamConfigInput = {
     name: WORK_STREAM,
-    subjects: [subjects.workAll()],
-    retention: RetentionPolicy.Workqueue,
+    subjects: workSpec.subjects,
+    retention: workSpec.retention,
     storage: StorageType.File,
     max_age: WORK_MAX_AGE_MS * NANOS_PER_MS,
     duplicate_window: WORK_DUPLICATE_WINDOW_MS * NANOS_PER_MS,
     ...(features.messageTtl ? { allow_msg_ttl: true } : {}),
   };
-  const existing = await ensureStream(jsm, work);
-  let messageTtl = existing?.allow_msg_ttl === true || (!existing && features.messageTtl);
-  if (existing && features.messageTtl && !messageTtl) {
+  const existing = (await ensureStream(jsm, workSpec, () => jsm.streams.add(work))).config;
+  let messageTtl = existing.allow_msg_ttl === true;
+  if (features.messageTtl && !messageTtl) {
     // Created by an older server: a TTL can be allowed later (never taken back).
     messageTtl = await jsm.streams.update(WORK_STREAM, { ...existing, allow_msg_ttl: true }).then(
       () => true,
       () => false,
     );
   }
-  await ensureStream(jsm, {
+  const deadLetters: StreamConfigInput = {
     name: DEAD_LETTER_STREAM,
-    subjects: [subjects.deadLetterAll()],
-    retention: RetentionPolicy.Limits,
+    subjects: deadSpec.subjects,
+    retention: deadSpec.retention,
     storage: StorageType.File,
     discard: DiscardPolicy.Old,
     max_age: DEAD_LETTER_MAX_AGE_MS * NANOS_PER_MS,
     duplicate_window: WORK_DUPLICATE_WINDOW_MS * NANOS_PER_MS,
-  });
+  };
+  await ensureStream(jsm, deadSpec, () => jsm.streams.add(deadLetters));
   return { messageTtl };
 }
 
-type StreamSettings = Partial<StreamConfig> & { name: string };
-
-/** Adds a stream unless it exists; resolves the existing one's config, or undefined when this call created it. */
-async function ensureStream(jsm: JetStreamManager, config: StreamSettings): Promise<StreamConfig | undefined> {
-  const name = config.name;
-  const existing = await jsm.streams.info(name).catch(() => undefined);
-  if (existing) return existing.config;
-  try {
-    await jsm.streams.add(config);
-    return undefined;
-  } catch (err) {
-    // Another participant created it at the same moment.
-    const raced = await jsm.streams.info(name).catch(() => undefined);
-    if (!raced) throw err;
-    return raced.config;
-  }
-}
+type StreamConfigInput = Partial<StreamConfig> & { name: string };
 
 /**
  * Creates (or updates to these settings) the pull consumer a service's replicas share for one lane.

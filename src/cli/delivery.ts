@@ -21,7 +21,7 @@ export const DeliveryConfigFields = {
       ackWait: Duration.optional().describe("a request held this long without a sign of life goes to another replica (default 10s)"),
       backoff: z.array(Duration).min(1).optional().describe("delays before the 2nd, 3rd, ... attempt after a failure (default 1s, 5s, 15s)"),
       concurrency: z.number().int().min(1).max(10_000).optional().describe("durable calls one replica runs at once (default 16)"),
-      resultTtl: Duration.optional().describe("how long answers stay in the result store (default 15m)"),
+      resultTtl: Duration.optional().describe("dmcp up: how long its gateway's result store keeps answers, when it creates the store (the longest of the servers' values; default 15m)"),
     })
     .default({}),
 };
@@ -55,8 +55,6 @@ export const deliveryHelp = `  --delivery MODE       how tools/call requests rea
                         replica (default: 10s; running calls send signs of life)
   --backoff D,D,...     delays before the 2nd, 3rd, ... attempt after a failure (default: 1s,5s,15s)
   --concurrency N       durable calls this replica runs at once (default: 16)
-  --result-ttl D        how long answers stay in the result store (default: 15m; keep it longer
-                        than the gateways' call timeout)
 `;
 
 /** The delivery options the `dmcp wrap` flags give, or undefined when none is given (all direct). */
@@ -76,7 +74,7 @@ export function deliveryFromFlags(values: Partial<Record<keyof typeof deliveryOp
   const concurrency = parsePositiveInt(text("concurrency"), "--concurrency");
   if (concurrency) settings.concurrency = concurrency;
   if (text("ack-wait")) settings.ackWaitMs = parseDuration(text("ack-wait")!, "--ack-wait");
-  if (text("result-ttl")) settings.resultTtlMs = parseDuration(text("result-ttl")!, "--result-ttl");
+  if (text("result-ttl")) throw new UsageError("--result-ttl is a dmcp gateway option: the gateway creates the result store (executors do not)");
   if (text("backoff")) settings.backoffMs = text("backoff")!.split(",").map((delay) => parseDuration(delay, "--backoff"));
   const given = text("delivery") !== undefined || rules.length > 0 || Object.keys(settings).length > 0;
   return given ? { mode, rules, settings } : undefined;
@@ -90,14 +88,22 @@ export function deliveryFromConfig(server: DeliveryConfig): DeliveryOptions | un
     ...(tool.priority ? { priority: tool.priority } : {}),
   }));
   const duration = (value: number | string | undefined, path: string) => (typeof value === "string" ? parseDuration(value, path) : value);
-  const { maxDeliver, ackWait, backoff, concurrency, resultTtl } = server.durable;
+  const { maxDeliver, ackWait, backoff, concurrency } = server.durable;
   const settings: Partial<DurableSettings> = {
     ...(maxDeliver ? { maxDeliver } : {}),
     ...(concurrency ? { concurrency } : {}),
     ...(ackWait !== undefined ? { ackWaitMs: duration(ackWait, "durable.ackWait")! } : {}),
-    ...(resultTtl !== undefined ? { resultTtlMs: duration(resultTtl, "durable.resultTtl")! } : {}),
     ...(backoff ? { backoffMs: backoff.map((delay) => duration(delay, "durable.backoff")!) } : {}),
   };
   if (server.delivery === "direct" && rules.length === 0 && server.priority === "normal") return undefined;
   return { mode: server.delivery, rules, priority: server.priority, settings };
+}
+
+/** `dmcp up`: the result store's TTL its gateway creates it with, the longest of the servers' `durable.resultTtl`. */
+export function resultTtlFromConfig(servers: Record<string, DeliveryConfig>): number | undefined {
+  const ttls = Object.entries(servers).flatMap(([name, server]) => {
+    const ttl = server.durable.resultTtl;
+    return ttl === undefined ? [] : [typeof ttl === "string" ? parseDuration(ttl, `servers.${name}.durable.resultTtl`) : ttl];
+  });
+  return ttls.length > 0 ? Math.max(...ttls) : undefined;
 }

@@ -33,6 +33,7 @@ export function catchStopSignals(logger: Logger): void {
   });
 }
 
+/** `also`: stops it too when it resolves, with its value (a string) as the reason, else "input closed". */
 export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?: Promise<unknown>): Promise<void> {
   catchStopSignals(logger);
   return new Promise((resolve) => {
@@ -55,7 +56,7 @@ export function runUntilSignal(logger: Logger, stop: () => Promise<void>, also?:
     };
     onStopSignal = shutdown;
     if (heard) shutdown(heard);
-    void also?.then(() => shutdown("input closed"));
+    void also?.then((reason) => shutdown(typeof reason === "string" ? reason : "input closed"));
   });
 }
 

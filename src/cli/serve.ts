@@ -20,6 +20,8 @@ export interface GatewayServeOptions extends CallerAccess {
   stdio?: boolean;
   callTimeoutMs?: number | undefined;
   contextRetention?: ContextRetention | undefined;
+  /** The TTL of the result store of durable calls, should the gateway create it. */
+  resultTtlMs?: number | undefined;
   metrics?: Registry | undefined;
   /** Serve /metrics, /healthz and /readyz on their own port (for a stdio gateway). */
   metricsPort?: number | undefined;
@@ -56,6 +58,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     logger: options.logger,
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
+    resultTtlMs: options.resultTtlMs,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...callerAccess(options),
   });

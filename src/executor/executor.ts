@@ -10,7 +10,9 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/registry.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/propagation.js";
-import { InstancePresence } from "../bus/registry.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { InstancePresence, REGISTRY_STREAM } from "../bus/registry.js";
+import { whenStreamsExist } from "../bus/streams.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { fetchCatalog } from "./catalog.js";
@@ -19,7 +21,7 @@ import { CLIENT_INFO, type UpstreamConnector } from "./connector.js";
 import { ProgressRelay } from "./progress.js";
 import { audited, withCallerMeta } from "./caller.js";
 import { DurableWorker } from "../bus/durable-worker.js";
-import { DEFAULT_DURABLE_SETTINGS } from "../bus/work-queue.js";
+import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, requestedVersion, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
 import { describeError, type McpUpstream, type UpstreamInfo } from "./upstream.js";
@@ -93,6 +95,14 @@ export class Executor {
   /** Set when shutdown begins (beginShutdown or stop). */
   private stopping = false;
   private stopped: Promise<void> | undefined;
+  /** Ends the wait for a gateway to create the streams. */
+  private readonly joinAbort = new AbortController();
+  private fail: (err: Error) => void = () => undefined;
+  /**
+   * Resolves when the executor cannot go on: a stream it waited for turned up with settings dMCP does
+   * not expect, or the bus refused its announcement. Whoever runs it should stop it then.
+   */
+  readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
 
   constructor(private readonly options: ExecutorOptions) {
     this.service = options.service;
@@ -239,9 +249,15 @@ export class Executor {
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
       await this.endpoint.start();
-      await this.worker?.start();
       this.discovery.start();
-      await this.presence.start(this.announcement());
+      // Announced, and taking durable work, once a gateway has made the streams: at once if it has.
+      const streams = [REGISTRY_STREAM, ...(this.worker ? WORK_STREAMS : [])];
+      await whenStreamsExist(await jetstreamManager(this.options.bus.nc), streams, () => this.join(), {
+        logger: this.logger,
+        signal: this.joinAbort.signal,
+        who: `executor ${this.service}`,
+        onFatal: (err) => this.fail(err),
+      });
     } catch (err) {
       // Refused by the bus (e.g. the NATS user may not serve this service): leave nothing running.
       this.discovery.stop();
@@ -254,6 +270,11 @@ export class Executor {
     this.logger.info({ upstream: description, status: this.status }, "executor serving");
   }
 
+  private async join(): Promise<void> {
+    await this.worker?.start();
+    await this.presence.start(this.announcement());
+  }
+
   /**
    * Shutdown has begun: no more durable work is taken, and an upstream that goes away from now on is
    * let go (in a terminal, Ctrl-C reaches the wrapped servers at the same moment): no restart, no
@@ -262,6 +283,7 @@ export class Executor {
   beginShutdown(): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.joinAbort.abort(new Error("the executor stopped"));
     this.status = "stopping";
     this.supervisor.beginShutdown();
     this.lane.beginShutdown();

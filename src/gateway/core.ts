@@ -37,6 +37,8 @@ export interface GatewayCoreOptions extends CallerAccess {
   serverInfo?: { name: string; version: string };
   /** Limits of the context stream (age, size, count); without them the stream keeps its own. */
   contextRetention?: ContextRetention;
+  /** The TTL of the result store of durable calls, should this gateway create it. */
+  resultTtlMs?: number | undefined;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry;
 }
@@ -74,7 +76,7 @@ export class GatewayCore {
   constructor(private readonly options: GatewayCoreOptions) {
     this.registry = new RegistryView(options.bus);
     this.caller = new BusCaller(options.bus, options.id, { listed: (service, instance) => this.registry.get(service, instance) !== undefined });
-    this.durable = new DurableCaller(options.bus, this.caller, options.id);
+    this.durable = new DurableCaller(options.bus, this.caller, options.id, options.resultTtlMs);
     this.context = new ContextService({
       bus: options.bus,
       logger: options.logger,
@@ -106,7 +108,10 @@ export class GatewayCore {
     this.registry.onLost((live) => this.caller.instanceLost(live.instance));
     this.registry.onInvalid((problem) => this.reportInvalid(problem));
     this.context.onTopicsChanged(() => this.rebuild());
+    // The gateway creates every stream and bucket (executors and agents wait for them) and checks them.
     await this.context.start();
+    await this.durable.prepare();
+    await this.tasks.prepare();
     this.sessions.start();
     await this.registry.start();
     this.registryLoaded = true;

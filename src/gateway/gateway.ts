@@ -17,6 +17,8 @@ export interface GatewayOptions extends CallerAccess {
   id?: string;
   callTimeoutMs?: number;
   contextRetention?: ContextRetention;
+  /** The TTL of the result store of durable calls, should this gateway create it (default 15 min). */
+  resultTtlMs?: number | undefined;
   /** Where to record metrics (calls, sessions, registry, bus); none are kept without it. */
   metrics?: Registry;
 }
@@ -38,6 +40,7 @@ export class Gateway {
       id: this.id,
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
+      resultTtlMs: options.resultTtlMs,
       ...(options.metrics ? { metrics: options.metrics } : {}),
       ...callerAccess(options),
     });

@@ -3,12 +3,14 @@
  * written with compare-and-set so that a terminal status is never overwritten. Any gateway replica
  * (or the same gateway after a restart) reads the same records.
  */
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Bus } from "../bus/connection.js";
+import { ensureStream, kvStream } from "../bus/streams.js";
 import type { Caller } from "../protocol/index.js";
 
 export const TASKS_BUCKET = "dmcp_tasks";
+export const TASKS_STREAM = kvStream(TASKS_BUCKET);
 
 export const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -56,10 +58,11 @@ export const MAX_TASK_TTL_MS = 24 * 60 * 60_000;
 export class TaskStore {
   private constructor(private readonly kv: KV) {}
 
+  /** Creates the bucket unless it exists, and checks it (streams.ts). */
   static async open(bus: Bus): Promise<TaskStore> {
     const kvm = new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
-    const kv = await kvm.create(TASKS_BUCKET, { history: 1, ttl: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload }).catch(() => kvm.open(TASKS_BUCKET));
-    return new TaskStore(kv);
+    const info = await ensureStream(await jetstreamManager(bus.nc), TASKS_STREAM, () => kvm.create(TASKS_BUCKET, { history: 1, ttl: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload }));
+    return new TaskStore(await kvm.open(TASKS_BUCKET, { allow_direct: info.config.allow_direct === true }));
   }
 
   async create(record: TaskRecord): Promise<void> {

@@ -249,6 +249,11 @@ export class GatewayTasks {
     });
   }
 
+  /** Opens the task store (creating and checking its bucket): the gateway does at start. */
+  async prepare(): Promise<void> {
+    await this.tasks();
+  }
+
   private tasks(): Promise<TaskStore> {
     this.store ??= TaskStore.open(this.options.bus).catch((err: unknown) => {
       this.store = undefined;

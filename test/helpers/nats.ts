@@ -1,5 +1,8 @@
 /** Test helpers: a real nats-server per test file, on a random loopback port. */
+import { connectBus } from "../../src/bus/connection.js";
 import { startNatsServer, type EmbeddedNats, type EmbeddedNatsOptions } from "../../src/bus/nats-server.js";
+import { provisionStreams } from "../../src/gateway/provision.js";
+import { silentLogger } from "../../src/util/logger.js";
 
 export type { EmbeddedNats };
 
@@ -18,5 +21,15 @@ export async function withNatsServer<T>(
     return await fn(server);
   } finally {
     await server.stop();
+  }
+}
+
+/** Creates dMCP's streams as a gateway does at start, for tests that run executors or agents without one. */
+export async function provisionTestStreams(url: string): Promise<void> {
+  const bus = await connectBus({ servers: url, name: "provision", logger: silentLogger() });
+  try {
+    await provisionStreams(bus);
+  } finally {
+    await bus.drain();
   }
 }

@@ -60,6 +60,9 @@ ${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answ
   --context-max-per-topic N
                         keep at most N updates per topic (default: 10000)
                         (the context limits are set on the stream only when one of them is given)
+  --result-ttl D        how long the result store keeps the answers of durable calls, e.g. 1h
+                        (default: 15m; longer than the longest call timeout). It applies when this
+                        gateway creates the store: an existing one keeps its own
   --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
   --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
                         serves them on its own port as well)
@@ -78,6 +81,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-bytes": { type: "string" },
     "context-max-msgs": { type: "string" },
     "context-max-per-topic": { type: "string" },
+    "result-ttl": { type: "string" },
     "metrics-port": { type: "string" },
     "shutdown-grace": { type: "string" },
     "otel-endpoint": { type: "string" },
@@ -120,6 +124,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
     callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
     contextRetention: retentionFlags(values),
+    resultTtlMs: values["result-ttl"] === undefined ? undefined : parseDuration(values["result-ttl"], "--result-ttl"),
     metrics,
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),

@@ -12,6 +12,8 @@ import { contextRetention, loadConfig, loadPolicy, withDataDir } from "../config
 import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
+import { resultTtlFromConfig } from "../delivery.js";
+import { provisionStreams } from "../../gateway/provision.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */
@@ -106,6 +108,9 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
       : await connectCommandBus("up", { ...values, nats: url }, { name: "dmcp-up", logger, security });
     openedBus = bus;
+    const resultTtlMs = resultTtlFromConfig(config.servers);
+    // Its gateway's streams first: executors use them and never create them.
+    await provisionStreams(bus, { contextRetention: contextRetention(config.context), resultTtlMs });
     executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), { baseDir, metrics, waitForUpstream: values["wait-for-upstream"] });
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
@@ -123,6 +128,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       stdio: values.stdio ?? false,
       callTimeoutMs: config.gateway.callTimeoutMs,
       contextRetention: contextRetention(config.context),
+      resultTtlMs,
       metrics,
       dashboard: values.dashboard ?? false,
       policy,

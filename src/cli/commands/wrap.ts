@@ -152,13 +152,23 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       ? await serveProbes({ registry: metrics, port: metricsPort, host: values["metrics-host"] ?? "127.0.0.1", ready: () => executor.ready })
       : undefined;
   if (probes) logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  await runUntilSignal(logger, async () => {
-    bus.beginShutdown();
-    await executor.stop();
-    await probes?.close();
-    await bus.drain();
-    await stopTracing();
+  let failure: Error | undefined;
+  const failed = executor.failed.then((err) => {
+    failure = err;
+    return "the executor cannot go on";
   });
+  await runUntilSignal(
+    logger,
+    async () => {
+      bus.beginShutdown();
+      await executor.stop();
+      await probes?.close();
+      await bus.drain();
+      await stopTracing();
+    },
+    failed,
+  );
+  if (failure) throw failure;
   return 0;
 }
 

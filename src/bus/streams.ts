@@ -1,0 +1,159 @@
+/**
+ * The JetStream streams (and KV buckets) of dMCP, as every process expects to find them. Gateways
+ * (and `dmcp up`) create them; executors and agents never do: they wait for a gateway to have made
+ * them. Whoever uses a stream first checks what it captures and keeps: a stream made by someone else
+ * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
+ */
+import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
+import type { Logger } from "../util/logger.js";
+
+/** What a stream must be for dMCP to use it. */
+export interface StreamSpec {
+  name: string;
+  subjects: string[];
+  retention: RetentionPolicy;
+  /** Direct get, which executors read the result store with (they may not read it by sequence). */
+  allowDirect?: boolean;
+}
+
+/** The spec of a KV bucket's stream. */
+export function kvStream(bucket: string, options: { allowDirect?: boolean } = {}): StreamSpec {
+  return { name: `KV_${bucket}`, subjects: [`$KV.${bucket}.>`], retention: RetentionPolicy.Limits, ...options };
+}
+
+/** A stream that exists with settings dMCP does not expect: using it could expose or swallow messages. */
+export class StreamConfigError extends Error {
+  constructor(
+    readonly stream: string,
+    readonly differences: string[],
+  ) {
+    super(
+      `the JetStream stream ${stream} is not what dMCP expects: ${differences.join("; ")}. ` +
+        `Remove it (nats stream rm ${stream}) and let a gateway create it`,
+    );
+    this.name = "StreamConfigError";
+  }
+}
+
+/** Throws StreamConfigError when `config` differs from `spec` in what it captures, keeps or forwards. */
+export function checkStream(spec: StreamSpec, config: StreamConfig): void {
+  const differences: string[] = [];
+  const subjects = [...(config.subjects ?? [])].sort();
+  if (JSON.stringify(subjects) !== JSON.stringify([...spec.subjects].sort())) {
+    differences.push(`its subjects are ${JSON.stringify(subjects)}, expected ${JSON.stringify(spec.subjects)}`);
+  }
+  if (config.retention !== spec.retention) differences.push(`its retention is ${config.retention}, expected ${spec.retention}`);
+  if (spec.allowDirect && !config.allow_direct) differences.push("it does not allow direct get, expected allow_direct");
+  // Messages from elsewhere, or copies sent elsewhere, are as bad as foreign subjects.
+  for (const field of ["mirror", "sources", "republish", "subject_transform"] as const) {
+    const value = config[field];
+    if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) differences.push(`it has ${field} ${JSON.stringify(value)}, expected none`);
+  }
+  if (differences.length > 0) throw new StreamConfigError(spec.name, differences);
+}
+
+/** The stream's info, or undefined when it does not exist. */
+export async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The gateway's way: creates the stream with `create` unless it exists, then checks it. Resolves its
+ * info. Throws StreamConfigError for a stream someone made with other settings.
+ */
+export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, create: () => Promise<unknown>): Promise<StreamInfo> {
+  let info = await streamInfo(jsm, spec.name);
+  if (!info) {
+    // Another gateway may create it at the same moment: what counts is that it exists afterwards.
+    const failure = await create().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    info = await streamInfo(jsm, spec.name);
+    if (!info) throw failure ?? new Error(`the JetStream stream ${spec.name} could not be created`);
+  }
+  checkStream(spec, info.config);
+  return info;
+}
+
+/** Whether every stream exists (each checked); throws StreamConfigError for one with other settings. */
+export async function streamsExist(jsm: JetStreamManager, specs: StreamSpec[]): Promise<boolean> {
+  let all = true;
+  for (const spec of specs) {
+    const info = await streamInfo(jsm, spec.name);
+    if (info) checkStream(spec, info.config);
+    else all = false;
+  }
+  return all;
+}
+
+const WAIT_POLL_MS = 1000;
+
+export interface StreamWaitOptions {
+  logger: Logger;
+  /** Stops the wait (rejects with the signal's reason). */
+  signal?: AbortSignal | undefined;
+  /** Who waits, for the log line. */
+  who: string;
+}
+
+/**
+ * The executors' and agents' way: resolves once every stream exists, each checked. Logs once that it
+ * waits for a gateway to create them. Rejects with StreamConfigError for a stream with other settings.
+ */
+export async function awaitStreams(jsm: JetStreamManager, specs: StreamSpec[], options: StreamWaitOptions): Promise<void> {
+  if (await streamsExist(jsm, specs)) return;
+  logWaiting(specs, options);
+  await pollStreams(jsm, specs, options.signal);
+}
+
+/**
+ * Runs `begin` now when every stream exists, else in the background once they do. A stream with
+ * other settings throws at once when it is there already, and goes to `onFatal` when it appears later.
+ */
+export async function whenStreamsExist(
+  jsm: JetStreamManager,
+  specs: StreamSpec[],
+  begin: () => Promise<void>,
+  options: StreamWaitOptions & { onFatal: (err: Error) => void },
+): Promise<void> {
+  if (await streamsExist(jsm, specs)) return begin();
+  logWaiting(specs, options);
+  void pollStreams(jsm, specs, options.signal)
+    .then(begin)
+    .catch((err: unknown) => {
+      if (!options.signal?.aborted) options.onFatal(err instanceof Error ? err : new Error(String(err)));
+    });
+}
+
+function logWaiting(specs: StreamSpec[], options: StreamWaitOptions): void {
+  options.logger.warn(
+    { streams: specs.map((spec) => spec.name) },
+    `${options.who} waits for a gateway (dmcp gateway, dmcp up) to create the JetStream streams it uses; executors and agents do not create them`,
+  );
+}
+
+async function pollStreams(jsm: JetStreamManager, specs: StreamSpec[], signal: AbortSignal | undefined): Promise<void> {
+  do await abortableSleep(WAIT_POLL_MS, signal);
+  while (!(await streamsExist(jsm, specs)));
+}
+
+function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }
+    function aborted() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", aborted, { once: true });
+  });
+}
