@@ -151,8 +151,8 @@ describe("several services behind one gateway", () => {
     expect(await client.toolNames()).toEqual(GATEWAY_TOOLS);
   });
 
-  it("shares the load of one service among its replicas", async () => {
-    betas.push(await wrapFixtureStdio(nats.url, "beta"), await wrapFixtureStdio(nats.url, "beta"));
+  it("shares the load of one service among its replicas (calls outside upstream sessions: a client session's calls stay on one replica)", async () => {
+    betas.push(await wrapFixtureStdio(nats.url, "beta", ["--max-sessions", "0"]), await wrapFixtureStdio(nats.url, "beta", ["--max-sessions", "0"]));
     await eventually(async () => (await client.toolNames()).includes("whoami"));
     const answers: string[] = [];
     for (let batch = 0; batch < 5; batch++) {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, REPO_ROOT, runDmcp, spawnNode, startGatewayHttp, wrapUrl, type Child } from "./helpers/processes.js";
+import { statelessPost } from "./helpers/stateless-client.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/fixtures/conformance-server.js`;
 
@@ -52,6 +53,8 @@ function describeUpstream(kind: "http" | "stdio") {
         await executor.waitFor(/executor serving/);
       }
       gateway = await startGatewayHttp(nats.url);
+      // The executor announces itself once the gateway has made the streams (PROTOCOL.md §4).
+      await eventually(async () => ((await statelessPost(gateway.url, "tools/list")).body.result?.tools as { name: string }[] | undefined)?.some((tool) => tool.name === "test_input_required_result_elicitation"));
     });
 
     afterAll(async () => {
