@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, type Bus } from "../src/bus/connection.js";
-import { BusCaller } from "../src/bus/rpc.js";
+import { BusCaller } from "../src/bus/requester.js";
 import { Gateway, GatewayCore } from "../src/gateway/index.js";
-import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../src/gateway/monitor.js";
+import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/monitor.js";
 import { createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";

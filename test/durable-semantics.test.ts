@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
 import { randomUUID } from "node:crypto";
-import { DEAD_LETTER_HEADERS } from "../src/bus/dead-letters.js";
+import { DEAD_LETTER_HEADERS } from "../src/bus/durable/dead-letters.js";
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
@@ -25,7 +25,7 @@ import {
   type Envelope,
   type PriorityLane,
 } from "../src/protocol/index.js";
-import { planDelivery } from "../src/executor/delivery-plan.js";
+import { planDelivery } from "../src/bus/durable/delivery-plan.js";
 import { deliveryFromConfig, deliveryFromFlags, resultTtlFromConfig } from "../src/cli/delivery.js";
 import { parseConfig } from "../src/cli/config.js";
 import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";

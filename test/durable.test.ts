@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { DEAD_LETTER_HEADERS } from "../src/bus/dead-letters.js";
+import { DEAD_LETTER_HEADERS } from "../src/bus/durable/dead-letters.js";
 import { DEAD_LETTER_STREAM, decodeEnvelope, ErrorCode, subjects, WORK_STREAM } from "../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";

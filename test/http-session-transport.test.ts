@@ -1,5 +1,5 @@
 /**
- * How the gateway's HTTP session transport writes its answers (adapters/inbound/session-transport.ts):
+ * How the gateway's HTTP session transport writes its answers (adapters/inbound/http/session-transport.ts):
  * an SSE answer's headers and priming event go out before a slow call ends, a JSON answer goes whole
  * with its length, and a client that drops its stream mid-call leaves the session working. Real
  * gateways, executor and nats-server.

@@ -1,5 +1,5 @@
 /**
- * The HTTP outbound adapter end to end (adapters/outbound/http.ts via `dmcp wrap --url`): headers on
+ * The HTTP outbound adapter end to end (adapters/outbound/http/http.ts via `dmcp wrap --url`): headers on
  * every request to a server that demands them, the 401 a wrap gets without them, the fallback to the
  * legacy HTTP+SSE transport (server-everything in `sse` mode), and a URL that nobody listens on yet.
  * Every party is a real process: nats-server, `dmcp wrap`, `dmcp gateway --http`, the MCP servers.

@@ -1,6 +1,6 @@
 /** The policy's rule semantics, in-process: globs, deny over allow, claims, defaults, and its errors. */
 import { describe, expect, it } from "vitest";
-import { AccessPolicy, globToRegExp, type Identity } from "../src/gateway/policy.js";
+import { AccessPolicy, globToRegExp, type Identity } from "../src/gateway/access/policy.js";
 
 const alice: Identity = { kind: "token", subject: "alice" };
 const jwt = (claims: Record<string, unknown>): Identity => ({ kind: "jwt", subject: "carol", claims });

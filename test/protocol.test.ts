@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 
 import type { LiveInstance } from "../src/bus/registry.js";
 import { ConfigError, loadConfig, parseConfig } from "../src/cli/config.js";
-import { configJsonSchema, CONFIG_SCHEMA_FILE, policyJsonSchema, POLICY_SCHEMA_FILE } from "../src/cli/write-config-schema.js";
+import { configJsonSchema, CONFIG_SCHEMA_FILE, policyJsonSchema, POLICY_SCHEMA_FILE } from "../scripts/write-config-schema.js";
 import {
   AggregatedCatalog,
   catalogsByService,
@@ -20,7 +20,7 @@ import {
   qualifyName,
   qualifyUri,
   type ServiceCatalog,
-} from "../src/gateway/catalog.js";
+} from "../src/gateway/catalog/catalog.js";
 import {
   createEnvelope,
   decodeEnvelope,

@@ -3,8 +3,8 @@
  * of them make it match URIs by backtracking for ever (found with the fuzz harness, bench/fuzz/).
  */
 import { describe, expect, it } from "vitest";
-import { AggregatedCatalog, type ServiceCatalog } from "../src/gateway/catalog.js";
-import { matchableUri, MAX_MATCHED_URI_LENGTH, templateMatcher } from "../src/gateway/template-matcher.js";
+import { AggregatedCatalog, type ServiceCatalog } from "../src/gateway/catalog/catalog.js";
+import { matchableUri, MAX_MATCHED_URI_LENGTH, templateMatcher } from "../src/gateway/catalog/template-matcher.js";
 
 function catalogWith(templates: Record<string, string[]>): AggregatedCatalog {
   const catalogs = new Map<string, ServiceCatalog>(

@@ -1,6 +1,6 @@
 /**
- * What an upstream answers that is not a plain JSON-RPC answer (adapters/outbound/streamable-http.ts,
- * adapters/outbound/stdio.ts): an application/json body with one message per line (newline-delimited
+ * What an upstream answers that is not a plain JSON-RPC answer (adapters/outbound/http/streamable-http.ts,
+ * adapters/outbound/stdio/stdio.ts): an application/json body with one message per line (newline-delimited
  * JSON, as some servers send a progress notification and then the result) is read message by message;
  * a body or event that cannot be read, or holds no answer, and a stdio line that is the call's answer but
  * not a JSON-RPC message, fail the call at once with an error that shows what came, instead of leaving

@@ -1,13 +1,13 @@
 /**
- * The executor's listen loop on a 2026-07-28 upstream (src/executor/upstream-listen.ts), on a clock
+ * The executor's listen loop on a 2026-07-28 upstream (src/executor/upstream/upstream-listen.ts), on a clock
  * of the test's own: a stream that ends is reopened after a growing pause (never in a hot loop), a
  * refusal is not retried, and end() closes the stream and stops the loop. The end-to-end behaviour,
  * with a real upstream, is in upstream-streams.test.ts.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DmcpError, ErrorCode } from "../src/protocol/index.js";
-import { listenFilter, UpstreamListen } from "../src/executor/upstream-listen.js";
-import type { UpstreamInfo, UpstreamRequestOptions } from "../src/executor/upstream.js";
+import { listenFilter, UpstreamListen } from "../src/executor/upstream/upstream-listen.js";
+import type { UpstreamInfo, UpstreamRequestOptions } from "../src/executor/upstream/upstream.js";
 import { silentLogger } from "../src/util/logger.js";
 
 const INFO: UpstreamInfo = {

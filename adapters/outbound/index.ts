@@ -1,2 +1,2 @@
-export { stdioConnector, type StdioServerSpec } from "./stdio.js";
-export { httpConnector, type HttpServerSpec } from "./http.js";
+export { stdioConnector, type StdioServerSpec } from "./stdio/stdio.js";
+export { httpConnector, type HttpServerSpec } from "./http/http.js";

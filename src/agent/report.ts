@@ -3,7 +3,7 @@
  * message security). Whoever published them learns of it on the error subject, where `dmcp` tooling
  * and operators watch; the subscription itself goes on with the next update.
  */
-import type { BadContextMessage } from "../bus/context.js";
+import type { BadContextMessage } from "../bus/context-streams.js";
 import type { Bus } from "../bus/connection.js";
 import { reportRejected } from "../security/codec.js";
 import type { Logger } from "../util/logger.js";

@@ -5,7 +5,7 @@
  * in order.
  */
 import type { Subscription } from "@nats-io/transport-node";
-import type { BadContextMessage, ContextEntry, ContextStreams, ReplayFrom } from "../bus/context.js";
+import type { BadContextMessage, ContextEntry, ContextStreams, ReplayFrom } from "../bus/context-streams.js";
 import type { ContextUpdate } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 

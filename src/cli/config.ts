@@ -2,9 +2,9 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as z from "zod";
-import type { ContextRetention } from "../bus/context.js";
+import type { ContextRetention } from "../bus/context-streams.js";
 import { formatIssues } from "../protocol/index.js";
-import { AccessPolicy, PolicySchema } from "../gateway/policy.js";
+import { AccessPolicy, PolicySchema } from "../gateway/access/policy.js";
 import { parseDuration, parseSize } from "./args.js";
 import { DeliveryConfigFields } from "./delivery.js";
 

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../bus/connection.js";
-import { ServiceDiscovery } from "../bus/discovery.js";
+import { ServiceDiscovery } from "../bus/nats-services.js";
 import { ServiceEndpoint, type RequestHandler } from "../bus/endpoint.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/registry.js";
@@ -15,20 +15,20 @@ import { InstancePresence, REGISTRY_STREAM } from "../bus/registry.js";
 import { whenStreamsExist } from "../bus/streams.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
-import { fetchCatalog } from "./catalog.js";
-import { UpstreamSupervisor, type BackoffOptions } from "./supervisor.js";
-import { CLIENT_INFO, type UpstreamConnector } from "./connector.js";
+import { fetchCatalog } from "./upstream/catalog.js";
+import { UpstreamSupervisor, type BackoffOptions } from "./upstream/supervisor.js";
+import { CLIENT_INFO, type UpstreamConnector } from "./upstream/connector.js";
 import { ProgressRelay } from "./progress.js";
-import { audited, withCallerMeta } from "./caller.js";
-import { DurableWorker } from "../bus/durable-worker.js";
-import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/work-queue.js";
-import { planDelivery, usesDurable, type DeliveryOptions } from "./delivery-plan.js";
+import { audited, withCallerMeta } from "./caller-identity.js";
+import { DurableWorker } from "../bus/durable/durable-worker.js";
+import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/durable/work-queue.js";
+import { planDelivery, usesDurable, type DeliveryOptions } from "../bus/durable/delivery-plan.js";
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, requestedVersion, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
-import { describeError, type McpUpstream, type UpstreamInfo } from "./upstream.js";
+import { describeError, type McpUpstream, type UpstreamInfo } from "./upstream/upstream.js";
 import { UpstreamSessions } from "./sessions.js";
-import { StatelessLane } from "./stateless-lane.js";
+import { StatelessLane } from "./upstream/stateless-lane.js";
 import { inputWithoutSession, isInputRequired } from "./input-rounds.js";
-import { ownStatelessMeta, UpstreamListen } from "./upstream-listen.js";
+import { ownStatelessMeta, UpstreamListen } from "./upstream/upstream-listen.js";
 
 export interface ExecutorOptions {
   bus: Bus;

@@ -1,6 +1,6 @@
 export * from "./executor.js";
-export * from "./connector.js";
-export * from "./supervisor.js";
-export * from "./upstream.js";
-export { fetchCatalog } from "./catalog.js";
-export * from "./delivery-plan.js";
+export * from "./upstream/connector.js";
+export * from "./upstream/supervisor.js";
+export * from "./upstream/upstream.js";
+export { fetchCatalog } from "./upstream/catalog.js";
+export * from "../bus/durable/delivery-plan.js";

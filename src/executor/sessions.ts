@@ -18,8 +18,8 @@ import {
   type PromptRequest,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
-import type { UpstreamConnector } from "./connector.js";
-import type { McpUpstream, UpstreamRequestOptions } from "./upstream.js";
+import type { UpstreamConnector } from "./upstream/connector.js";
+import type { McpUpstream, UpstreamRequestOptions } from "./upstream/upstream.js";
 import { completeInputRounds, isInputRequired } from "./input-rounds.js";
 
 /** Closes an upstream session whose client session sent nothing for this long. */

@@ -5,7 +5,7 @@
  * collision rules.
  */
 import type { Subscription } from "@nats-io/transport-node";
-import { ContextStreams, type ContextEntry, type ContextRetention } from "../bus/context.js";
+import { ContextStreams, type ContextEntry, type ContextRetention } from "../bus/context-streams.js";
 import type { Bus } from "../bus/connection.js";
 import {
   contextUri,

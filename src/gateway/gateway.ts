@@ -2,14 +2,14 @@
 import { randomUUID } from "node:crypto";
 import type { Transport } from "@modelcontextprotocol/server";
 import type { Bus } from "../bus/connection.js";
-import type { ContextRetention } from "../bus/context.js";
+import type { ContextRetention } from "../bus/context-streams.js";
 import { instrumentBus } from "../bus/connection.js";
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
-import { GatewayCore } from "./core.js";
-import { callerAccess, type CallerAccess, type Identity } from "./policy.js";
-import { GatewaySession, type SessionOptions } from "./session.js";
+import { GatewayCore } from "./calls/core.js";
+import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
+import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;

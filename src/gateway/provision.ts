@@ -4,11 +4,11 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Bus } from "../bus/connection.js";
-import { ContextStreams, type ContextRetention } from "../bus/context.js";
+import { ContextStreams, type ContextRetention } from "../bus/context-streams.js";
 import { createRegistryBucket } from "../bus/registry.js";
-import { DEFAULT_RESULT_TTL_MS, ResultStore } from "../bus/result-store.js";
-import { ensureWorkStreams, serverFeatures } from "../bus/work-queue.js";
-import { TaskStore } from "./task-store.js";
+import { DEFAULT_RESULT_TTL_MS, ResultStore } from "../bus/durable/result-store.js";
+import { ensureWorkStreams, serverFeatures } from "../bus/durable/work-queue.js";
+import { TaskStore } from "./tasks/task-store.js";
 
 export async function provisionStreams(bus: Bus, options: { contextRetention?: ContextRetention | undefined; resultTtlMs?: number | undefined } = {}): Promise<void> {
   await createRegistryBucket(bus);

@@ -12,7 +12,7 @@
  * never hold the gateway's memory hostage.
  */
 import type { Express, Response } from "express";
-import type { GatewayMonitor, MonitorUpdate } from "../../../src/gateway/monitor.js";
+import type { GatewayMonitor, MonitorUpdate } from "./monitor.js";
 import type { Logger } from "../../../src/util/logger.js";
 import { dashboardPage } from "./page.js";
 

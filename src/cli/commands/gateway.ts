@@ -1,10 +1,10 @@
 import type { Logger } from "../../util/logger.js";
 import { readFileSync } from "node:fs";
-import { createAuthenticator, parseTokens, readTokensFile, StaticTokens, type Authenticate } from "../../../adapters/inbound/auth.js";
-import { followTokensFile } from "../../../adapters/inbound/tokens-file.js";
-import type { HttpGatewayServer } from "../../../adapters/inbound/http.js";
-import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/rate-limit.js";
-import type { ContextRetention } from "../../bus/context.js";
+import { createAuthenticator, parseTokens, readTokensFile, StaticTokens, type Authenticate } from "../../../adapters/inbound/http/auth.js";
+import { followTokensFile } from "../../../adapters/inbound/http/tokens-file.js";
+import type { HttpGatewayServer } from "../../../adapters/inbound/http/http.js";
+import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/http/rate-limit.js";
+import type { ContextRetention } from "../../bus/context-streams.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
@@ -12,7 +12,7 @@ import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
-import type { AccessPolicy } from "../../gateway/policy.js";
+import type { AccessPolicy } from "../../gateway/access/policy.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
 

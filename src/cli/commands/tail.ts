@@ -1,4 +1,4 @@
-import { ContextStreams, type ContextEntry } from "../../bus/context.js";
+import { ContextStreams, type ContextEntry } from "../../bus/context-streams.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";

@@ -1,0 +1,312 @@
+/**
+ * Inbound adapter: the gateway as a Streamable HTTP MCP server at `/mcp` (express). Each MCP session
+ * gets its own SDK transport; the session id in `Mcp-Session-Id` routes later requests to it.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
+import { errorResponse, JsonRpcErrorCode } from "../../../src/protocol/index.js";
+import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../../src/gateway/index.js";
+import type { GatewayMonitor } from "../dashboard/monitor.js";
+import type { Logger } from "../../../src/util/logger.js";
+import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
+import { rateLimiter, type RateLimit } from "./rate-limit.js";
+import { allowsOrigin, cors } from "./cors.js";
+import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
+import { MemoryEventStore } from "./event-store.js";
+import { HttpSessionTransport } from "./session-transport.js";
+import { DASHBOARD_PATH, mountDashboard } from "../dashboard/index.js";
+
+const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
+
+export interface HttpServeOptions {
+  port: number;
+  host?: string;
+  /** Largest accepted request body. */
+  maxBodyBytes?: number;
+  /** Sessions with no request for this long are closed. */
+  sessionIdleMs?: number;
+  /** Answer POSTs with plain JSON instead of an SSE stream: faster, but no in-call notifications. */
+  jsonResponses?: boolean;
+  /** Close a call's SSE stream once it has waited this many ms for its answer, for the client to resume it (SSE polling); never without it. */
+  ssePollMs?: number | undefined;
+  logger: Logger;
+  /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
+  dashboard?: GatewayMonitor | undefined;
+  /** Require authentication on /mcp and /dashboard; without it the gateway is open. */
+  auth?: { authenticate: Authenticate; authorizationServers: string[] } | undefined;
+  /** Requests per client (identity, else address) on /mcp; unlimited without it. */
+  rateLimit?: RateLimit | undefined;
+  /** Browser origins allowed to call /mcp (CORS); `*` for any. No CORS headers without them. */
+  corsOrigins?: string[] | undefined;
+  /** How long a client may take over its headers and its whole request (tests shorten them). */
+  timeouts?: HttpTimeouts | undefined;
+}
+
+export interface HttpTimeouts {
+  headersMs: number;
+  requestMs: number;
+  /** Node checks both only this often, so a slow client is cut at most this much after its deadline. */
+  checkEveryMs: number;
+}
+
+/** The documented figures: headers within 10 s, the request with its body within 30 s. */
+export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, checkEveryMs: 1_000 };
+
+export interface HttpGatewayServer {
+  url: string;
+  port: number;
+  /** Where the dashboard is served, when it is. */
+  dashboardUrl?: string;
+  /** The timeouts the HTTP server enforces, as it holds them. */
+  timeouts: HttpTimeouts;
+  sessionCount(): number;
+  /** Closes at once the sessions of identities that may no longer come in (a user removed from the tokens file). */
+  closeSessionsOf(revoked: (identity: Identity) => boolean): Promise<void>;
+  /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
+  stopAccepting(): void;
+  close(): Promise<void>;
+}
+
+/** How long a client whose SSE stream dropped waits before it reconnects (the SSE `retry` field). */
+const SSE_RETRY_MS = 1000;
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
+
+interface HttpSession {
+  transport: HttpSessionTransport;
+  lastUsed: number;
+  /** Set once the gateway session exists (right after the transport). */
+  session?: GatewaySession;
+}
+
+/** Who sent an HTTP request: its authenticated identity, or anonymous on an open gateway. */
+function identityOf(req: Request): Identity {
+  return (req as Request & { identity?: Identity }).identity ?? ANONYMOUS;
+}
+
+/**
+ * A session belongs to the identity that opened it: a request with another identity's session id is
+ * refused (a leaked session id is not a credential). The same subject may come back with a refreshed token.
+ */
+function admit(entry: HttpSession, req: Request, res: Response): boolean {
+  const identity = identityOf(req);
+  const owner = entry.session?.identity;
+  if (owner && (owner.kind !== identity.kind || owner.subject !== identity.subject)) {
+    sendRpcError(res, 403, JsonRpcErrorCode.InvalidRequest, "Forbidden: this session belongs to another identity");
+    return false;
+  }
+  if (entry.session) entry.session.identity = identity;
+  entry.lastUsed = Date.now();
+  return true;
+}
+
+export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Promise<HttpGatewayServer> {
+  const host = options.host ?? "127.0.0.1";
+  const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
+  const sessionIdleMs = options.sessionIdleMs ?? 60 * 60 * 1000;
+  const logger = options.logger;
+  const sessions = new Map<string, HttpSession>();
+  // Session SSE streams get event ids, a priming event and a retry hint: a client that loses one
+  // resumes it with Last-Event-ID (bounded memory, each session sees only its own streams: see event-store.ts).
+  const eventStore = new MemoryEventStore();
+
+  const app = express();
+  app.disable("x-powered-by");
+  // A gateway bound to loopback only answers to loopback names and loopback pages: DNS rebinding
+  // guards on the Host header and on the Origin a browser sends.
+  // Origins configured for CORS are trusted pages: the loopback Origin guard lets them through.
+  const corsOrigins = options.corsOrigins ?? [];
+  if (LOOPBACK_HOSTS.has(host)) {
+    const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
+    const validateOrigin = localhostOriginValidation();
+    app.use((req, res, next) =>
+      validateHost(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined,
+    );
+  }
+  if (corsOrigins.length > 0) app.use(cors(corsOrigins));
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok", sessions: sessions.size });
+  });
+  app.get("/readyz", (_req, res) => {
+    const ready = gateway.core.ready;
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "not ready", bus: gateway.core.busConnected, services: gateway.core.catalog.services.length });
+  });
+  if (gateway.metrics) {
+    const metrics = gateway.metrics;
+    app.get("/metrics", (_req, res, next) => {
+      metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
+    });
+  }
+  if (options.auth) {
+    // RFC 9728: where clients learn which authorization servers issue tokens for /mcp.
+    const { authenticate, authorizationServers } = options.auth;
+    const origin = (req: Request) => `${req.protocol}://${req.get("host") ?? `${host}:${port}`}`;
+    const metadataPath = `${PROTECTED_RESOURCE_PATH}/mcp`;
+    app.get([PROTECTED_RESOURCE_PATH, metadataPath], (req, res) => {
+      res.json(protectedResourceMetadata(`${origin(req)}/mcp`, authorizationServers));
+    });
+    app.use(["/mcp", DASHBOARD_PATH], requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`));
+  }
+  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit));
+  // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
+  const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
+  let accepting = true;
+  app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
+    const sessionId = req.header("mcp-session-id");
+    const existing = sessionId ? sessions.get(sessionId) : undefined;
+    if (existing) {
+      if (admit(existing, req, res)) await existing.transport.handleRequest(req, res, req.body);
+      return;
+    }
+    if (sessionId) {
+      sendRpcError(res, 404, JsonRpcErrorCode.InvalidRequest, "Session not found: initialize a new session");
+      return;
+    }
+    if (!accepting) {
+      res.setHeader("retry-after", "5");
+      sendRpcError(res, 503, JsonRpcErrorCode.ShuttingDown, "the gateway is shutting down");
+      return;
+    }
+    if (isStatelessRequest(req)) {
+      await handleStatelessRequest(gateway, req, res, identityOf(req));
+      return;
+    }
+    if (!containsInitialize(req.body)) {
+      sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
+      return;
+    }
+    const events = eventStore.forSession();
+    const transport = new HttpSessionTransport({
+      sessionIdGenerator: () => randomUUID(),
+      // SSE answers carry a call's progress notifications before its result; plain JSON answers are
+      // cheaper but drop them, so they are opt-in.
+      enableJsonResponse: options.jsonResponses ?? false,
+      eventStore: events,
+      retryInterval: SSE_RETRY_MS,
+      onsessioninitialized: (id) => {
+        sessions.set(id, entry);
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+    });
+    // Registered under its id by onsessioninitialized, which runs during handleRequest below.
+    const entry: HttpSession = { transport, lastUsed: Date.now() };
+    const session = await gateway.connect(transport, "http", identityOf(req), { ssePollMs: options.ssePollMs });
+    entry.session = session;
+    session.onclose = chain(session.onclose, () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+      events.forget();
+    });
+    await transport.handleRequest(req, res, req.body);
+    // The transport refused the initialize (not valid JSON-RPC, in a batch, wrong Accept header): no
+    // session came of it, and nothing would ever close this one.
+    if (transport.sessionId === undefined) await session.close();
+  });
+  const byHeader = async (req: Request, res: Response) => {
+    const sessionId = req.header("mcp-session-id");
+    const session = sessionId ? sessions.get(sessionId) : undefined;
+    if (!session) {
+      sendRpcError(res, sessionId ? 404 : 400, JsonRpcErrorCode.InvalidRequest, sessionId ? "Session not found" : "Missing Mcp-Session-Id header");
+      return;
+    }
+    if (admit(session, req, res)) await session.transport.handleRequest(req, res);
+  };
+  app.get("/mcp", byHeader);
+  app.delete("/mcp", byHeader);
+  app.all("/mcp", (_req, res) => sendRpcError(res, 405, JsonRpcErrorCode.InvalidRequest, "Method not allowed"));
+  // Body parser failures (bad JSON, too large, an unknown charset) become JSON-RPC errors, never a stack trace.
+  app.use((err: { type?: string; status?: number; expose?: boolean; message?: string }, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    if (err.type === "entity.too.large") {
+      sendRpcError(res, 413, JsonRpcErrorCode.InvalidRequest, `request body exceeds the limit of ${maxBodyBytes} bytes`);
+    } else if (err.type === "entity.parse.failed") {
+      sendRpcError(res, 400, JsonRpcErrorCode.ParseError, "Parse error: the body is not valid JSON");
+    } else if (err.expose && err.status !== undefined && err.status >= 400 && err.status < 500) {
+      // The client's mistake, with a message meant for it (e.g. unsupported charset "LATIN1").
+      logger.debug({ err }, "http request refused");
+      sendRpcError(res, err.status, JsonRpcErrorCode.InvalidRequest, `Bad Request: ${err.message ?? "the request cannot be read"}`);
+    } else {
+      logger.error({ err }, "http request failed");
+      sendRpcError(res, err.status ?? 500, JsonRpcErrorCode.InternalError, "internal error");
+    }
+  });
+
+  const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
+  const port = (server.address() as AddressInfo).port;
+  const closeSession = (id: string, entry: HttpSession, why: string): Promise<void> => {
+    logger.info({ session: id, subject: entry.session?.identity.subject }, why);
+    sessions.delete(id);
+    return entry.transport.close();
+  };
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const [id, session] of sessions) {
+      if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
+    }
+  }, Math.min(sessionIdleMs, 60_000));
+  sweeper.unref();
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
+  logger.info({ url }, "gateway serving MCP over Streamable HTTP");
+  const dashboardUrl = dashboard ? url.replace(/\/mcp$/, DASHBOARD_PATH) : undefined;
+  if (dashboardUrl) logger.info({ url: dashboardUrl }, "gateway serving its dashboard");
+  return {
+    url,
+    port,
+    ...(dashboardUrl ? { dashboardUrl } : {}),
+    timeouts: { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval },
+    sessionCount: () => sessions.size,
+    async closeSessionsOf(revoked) {
+      const closing = [...sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
+      await Promise.allSettled(closing.map(([id, entry]) => closeSession(id, entry, "closing the session of an identity no longer accepted")));
+    },
+    stopAccepting() {
+      accepting = false;
+      server.close();
+    },
+    async close() {
+      accepting = false;
+      clearInterval(sweeper);
+      dashboard?.close();
+      await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
+      sessions.clear();
+      const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+      // close() waits for open connections (keep-alive, half-sent bodies); end them so it can finish.
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/**
+ * A client that trickles its headers or body is cut off (408) instead of holding a socket forever.
+ * Both deadlines end once the request is in: SSE answers and long calls stream on.
+ */
+function listen(app: express.Express, port: number, host: string, timeouts: HttpTimeouts): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer(
+      { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
+      app,
+    ).listen(port, host);
+    server.once("listening", () => resolve(server));
+    server.once("error", reject);
+  });
+}
+
+function containsInitialize(body: unknown): boolean {
+  const messages = Array.isArray(body) ? body : [body];
+  return messages.some((m) => typeof m === "object" && m !== null && (m as { method?: unknown }).method === "initialize");
+}
+
+function sendRpcError(res: Response, status: number, code: number, message: string): void {
+  res.status(status).json(errorResponse(null, { code, message }));
+}
+
+function chain(first: (() => void) | undefined, second: () => void): () => void {
+  return () => {
+    first?.();
+    second();
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * The server transport of one Streamable HTTP session: the SDK's Web-standard transport, served from
+ * Node's request and response.
+ *
+ * Not @modelcontextprotocol/node's adapter: the Response writer under it holds a streamed answer back
+ * when its first chunk is ready at once, waiting a 1 ms timer for more so as to send it whole. With the
+ * event store every SSE answer starts with such a chunk (the priming event), so every call through the
+ * gateway waited that timer before its headers left (+1 ms at p50 with one client, a timer per call).
+ * Here the headers go out at once (with the priming event) and each chunk as it comes, with backpressure.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  WebStandardStreamableHTTPServerTransport,
+  type AuthInfo,
+  type JSONRPCMessage,
+  type MessageExtraInfo,
+  type Transport,
+  type TransportSendOptions,
+  type WebStandardStreamableHTTPServerTransportOptions,
+} from "@modelcontextprotocol/server";
+import type { SessionEventStore } from "./event-store.js";
+import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../../src/protocol/index.js";
+
+export class HttpSessionTransport implements Transport {
+  private readonly web: WebStandardStreamableHTTPServerTransport;
+  private readonly eventStore: SessionEventStore | undefined;
+
+  constructor(options: WebStandardStreamableHTTPServerTransportOptions & { eventStore?: SessionEventStore }) {
+    this.web = new WebStandardStreamableHTTPServerTransport(options);
+    this.eventStore = options.eventStore;
+  }
+
+  get sessionId(): string | undefined {
+    return this.web.sessionId;
+  }
+
+  get onclose(): (() => void) | undefined {
+    return this.web.onclose;
+  }
+  set onclose(handler: (() => void) | undefined) {
+    this.web.onclose = handler;
+  }
+
+  get onerror(): ((error: Error) => void) | undefined {
+    return this.web.onerror;
+  }
+  set onerror(handler: ((error: Error) => void) | undefined) {
+    this.web.onerror = handler;
+  }
+
+  get onmessage(): (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined {
+    return this.web.onmessage;
+  }
+  set onmessage(handler: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined) {
+    this.web.onmessage = handler;
+  }
+
+  start(): Promise<void> {
+    return this.web.start();
+  }
+
+  close(): Promise<void> {
+    return this.web.close();
+  }
+
+  send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    return this.web.send(message, options);
+  }
+
+  setSupportedProtocolVersions(versions: string[]): void {
+    this.web.setSupportedProtocolVersions(versions);
+  }
+
+  /**
+   * Serves one HTTP request of the session; a POST's body comes parsed (express.json). Its messages are
+   * checked against the MCP schema first, for an answer that names what is wrong (the SDK's own check
+   * answers any failure with a parse error).
+   */
+  async handleRequest(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    const invalid = parsedBody === undefined ? undefined : bodyProblem(parsedBody);
+    if (invalid) {
+      badRequest(res, invalid);
+      return;
+    }
+    let request: Request;
+    try {
+      request = webRequest(req);
+    } catch (err) {
+      // Node's parser lets through a few header values the Fetch API refuses.
+      badRequest(res, { code: JsonRpcErrorCode.InvalidRequest, message: `Bad Request: ${(err as Error).message}`, id: null });
+      return;
+    }
+    // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
+    const lastEventId = req.method === "GET" ? request.headers.get("last-event-id") : null;
+    if (lastEventId && this.eventStore && !(await this.eventStore.getStreamIdForEventId(lastEventId))) {
+      badRequest(res, {
+        code: JsonRpcErrorCode.InvalidRequest,
+        message: "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay",
+        id: null,
+      });
+      return;
+    }
+    const response = await this.web.handleRequest(request, {
+      ...(req.auth !== undefined ? { authInfo: req.auth } : {}),
+      ...(parsedBody !== undefined ? { parsedBody } : {}),
+    });
+    await writeResponse(response, res);
+  }
+}
+
+/** The first message of a POST body (one message or a batch) that fails the MCP schema, if any. */
+function bodyProblem(body: unknown): MessageProblem | undefined {
+  if (!Array.isArray(body)) return messageProblem(body);
+  for (const [index, message] of body.entries()) {
+    const problem = messageProblem(message);
+    if (problem) return { ...problem, message: `${problem.message} (message ${index + 1} of the batch)`, id: null };
+  }
+  return undefined;
+}
+
+function badRequest(res: ServerResponse, problem: MessageProblem): void {
+  res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify(errorResponse(problem.id, { code: problem.code, message: problem.message })));
+}
+
+/** The request as the Web-standard transport reads it: method, URL and headers (the body comes parsed). */
+function webRequest(req: IncomingMessage): Request {
+  const headers = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (!name.startsWith(":")) headers.append(name, raw[i + 1]!);
+  }
+  // The transport reads no URL: a fixed one, so that no Host header can make it invalid.
+  return new Request("http://gateway/mcp", { method: req.method ?? "GET", headers });
+}
+
+/**
+ * Writes a Response. A JSON body goes whole, with its length; an SSE body chunk by chunk as it comes,
+ * the headers with the first chunk when one is ready at once (the priming event), else alone at once.
+ * A client that goes away cancels the body.
+ */
+async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of response.headers) headers[name] = value;
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length > 0) headers["set-cookie"] = cookies;
+  if (response.body === null) {
+    res.writeHead(response.status, headers).end();
+    return;
+  }
+  if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
+    const body = Buffer.from(await response.arrayBuffer());
+    headers["content-length"] = String(body.byteLength);
+    res.writeHead(response.status, headers).end(body);
+    return;
+  }
+  res.writeHead(response.status, headers);
+  const reader = response.body.getReader();
+  const cancel = () => void reader.cancel().catch(() => undefined);
+  if (res.destroyed) {
+    cancel();
+    return;
+  }
+  res.on("close", cancel);
+  res.on("error", cancel);
+  try {
+    let next = reader.read();
+    const ready = await Promise.race([next, Promise.resolve().then(() => undefined)]);
+    if (ready === undefined) res.flushHeaders();
+    for (;;) {
+      const { done, value } = await next;
+      if (done) break;
+      if (!res.write(value)) await drained(res);
+      if (res.destroyed) return;
+      next = reader.read();
+    }
+    res.end();
+  } catch {
+    // The body failed or was cancelled (the client went away): nothing more can be sent.
+    if (!res.destroyed) res.destroy();
+  } finally {
+    res.off("close", cancel);
+    res.off("error", cancel);
+  }
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}

@@ -1,0 +1,445 @@
+/**
+ * A lean Streamable HTTP client transport for the executor's hot path: node:http with keep-alive, one
+ * JSON write per message, and a small reader for JSON or SSE answers. The SDK's transport builds each
+ * call on fetch and web streams and costs about three times the CPU per call; it stays in use for
+ * legacy SSE servers.
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import {
+  encodeParamValue,
+  isNotification,
+  mcpNameField,
+  TASK_METHODS,
+  paramHeadersOf,
+  paramHeaderValues,
+  requestedVersion,
+  type JsonRpcMessage,
+} from "../../../src/protocol/index.js";
+import { excerpt } from "../../../src/util/excerpt.js";
+
+/** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
+export class HttpStatusError extends Error {
+  readonly code = "HTTP_STATUS";
+  constructor(
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ""}`);
+    this.name = "HttpStatusError";
+  }
+}
+
+const GET_RETRY_INITIAL_MS = 1000;
+const GET_RETRY_MAX_MS = 30_000;
+/** How many times one POST stream is resumed before the call is left to its deadline. */
+const MAX_POST_RESUMES = 10;
+
+export class StreamableHttpClientTransport implements Transport {
+  onmessage: Transport["onmessage"];
+  onerror: Transport["onerror"];
+  onclose: Transport["onclose"];
+  sessionId: string | undefined;
+  /** A tool's inputSchema by name, for the `Mcp-Param-*` headers of stateless calls (set by the session that lists tools). */
+  toolSchema: ((name: string) => unknown) | undefined;
+  /**
+   * A notification that arrived on the POST stream of request `requestId`, so it belongs to that call
+   * (set by the session; without it, or when it returns false, the notification goes to `onmessage`).
+   */
+  onrequestnotification: ((requestId: string | number, message: JSONRPCMessage) => boolean) | undefined;
+  /**
+   * A request's SSE stream ended before its answer: `resuming` when the server closed a session's
+   * stream to be polled (SEP-1699) and a GET with Last-Event-ID picks it up again; otherwise (a
+   * 2026-07-28 request's stream, which has no session to resume in) the answer will not come.
+   */
+  onrequeststreamclosed: ((requestId: string | number, resuming: boolean) => void) | undefined;
+  /** The server's answer to request `requestId` cannot be read (not JSON, or no answer where one must be): the call fails at once. */
+  onrequestfailed: ((requestId: string | number, error: Error) => void) | undefined;
+  private protocolVersion: string | undefined;
+  private readonly agent: HttpAgent;
+  private readonly request: typeof httpRequest;
+  private closed = false;
+  private getStream: IncomingMessage | undefined;
+  private getRetryMs = GET_RETRY_INITIAL_MS;
+  private lastEventId: string | undefined;
+  /** The open answer streams of 2026-07-28 requests: such a request is cancelled by closing its stream. */
+  private readonly statelessStreams = new Map<string | number, IncomingMessage>();
+
+  constructor(
+    private readonly url: URL,
+    private readonly headers: Record<string, string> = {},
+  ) {
+    const https = url.protocol === "https:";
+    this.agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+  }
+
+  async start(): Promise<void> {}
+
+  setProtocolVersion(version: string): void {
+    this.protocolVersion = version;
+  }
+
+  async send(message: JSONRPCMessage): Promise<void> {
+    if (this.closed) throw new Error("transport closed");
+    if (this.cancelsStatelessRequest(message)) return;
+    const isInitialize = "method" in message && message.method === "initialize";
+    const stateless = statelessHeaders(message, this.toolSchema);
+    const request = "id" in message && "method" in message ? { id: message.id as string | number, method: message.method } : undefined;
+    const requestId = request?.id;
+    let response: IncomingMessage;
+    try {
+      response = await this.exchange("POST", JSON.stringify(message), "application/json, text/event-stream", isInitialize, undefined, stateless);
+    } catch (err) {
+      // A request refused with a JSON-RPC error in the body (400 for a bad header, 404 for an unknown
+      // method): that error is the answer, for the caller to see as the server sent it.
+      // Not for initialize or refused credentials: those say the server cannot be used at all.
+      const answerable = err instanceof HttpStatusError && !isInitialize && err.status !== 401 && err.status !== 403 && "id" in message;
+      const answer = answerable ? errorAnswer(err.body, message.id) : undefined;
+      if (!answer) throw err;
+      this.onmessage?.(answer);
+      return;
+    }
+    if (isInitialize) this.sessionId = header(response, "mcp-session-id") ?? this.sessionId;
+    if (response.statusCode === 202 || response.statusCode === 204) {
+      response.resume();
+      if ("method" in message && message.method === "notifications/initialized") this.openGetStream();
+      // What answers a notification or a response cannot answer a request: no answer will come.
+      if (request) this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with HTTP ${response.statusCode} and no body`));
+      return;
+    }
+    const type = header(response, "content-type") ?? "";
+    if (type.includes("text/event-stream")) {
+      // The answer (and notifications before it) arrive as events; the stream ends after the answer.
+      if (stateless && requestId !== undefined) this.statelessStreams.set(requestId, response);
+      this.readEvents(response, false, 0, requestId, stateless !== undefined);
+    } else if (type.includes("application/json")) {
+      this.deliverBody(await readText(response), type, request);
+    } else if (request === undefined) {
+      response.resume();
+    } else {
+      const text = await readText(response);
+      this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with content type ${JSON.stringify(type)}, neither application/json nor text/event-stream: ${excerpt(text)}`));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.getStream?.destroy();
+    if (this.sessionId) {
+      // Ends the server's session; best effort, the server also expires idle sessions.
+      await this.exchange("DELETE", undefined, "application/json", false, 2000).then(
+        (response) => response.resume(),
+        () => undefined,
+      );
+    }
+    this.agent.destroy();
+    this.onclose?.();
+  }
+
+  /** Sends one HTTP request; resolves with a 2xx response, rejects with HttpStatusError otherwise. */
+  private exchange(
+    method: string,
+    body: string | undefined,
+    accept: string,
+    isInitialize: boolean,
+    timeoutMs?: number,
+    /** A 2026-07-28 request's own headers: it travels outside the session. */
+    stateless?: Record<string, string>,
+    /** Where a GET resumes (default: the standing stream's last event). */
+    lastEventId = this.lastEventId,
+  ): Promise<IncomingMessage> {
+    const headers: Record<string, string> = { ...this.headers, accept };
+    if (body !== undefined) {
+      headers["content-type"] = "application/json";
+      headers["content-length"] = String(Buffer.byteLength(body));
+    }
+    if (stateless) Object.assign(headers, stateless);
+    else {
+      if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
+      if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
+    }
+    if (lastEventId && method === "GET") headers["last-event-id"] = lastEventId;
+    return new Promise((resolve, reject) => {
+      const req = this.request(this.url, { method, headers, agent: this.agent }, (response) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          resolve(response);
+          return;
+        }
+        void readText(response).then((text) => {
+          // A session the server no longer knows: the session is over, the owner reconnects.
+          if (status === 404 && this.sessionId && !isInitialize) void this.close();
+          reject(new HttpStatusError(status, text));
+        }, reject);
+      });
+      req.on("error", (err) => {
+        // No answer at all (refused, reset, unknown host): the server is gone, and so is this session.
+        // Told first, so that the calls the close fails name the cause (e.g. ECONNREFUSED).
+        if (!this.closed) this.onerror?.(err);
+        reject(err);
+        void this.close();
+      });
+      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`HTTP ${method} timed out`)));
+      req.end(body);
+    });
+  }
+
+  /** The standing GET stream for server-initiated messages (list_changed and the like). */
+  private openGetStream(): void {
+    if (this.closed || this.getStream) return;
+    this.exchange("GET", undefined, "text/event-stream", false).then(
+      (response) => {
+        this.getRetryMs = GET_RETRY_INITIAL_MS;
+        this.getStream = response;
+        this.readEvents(response, true);
+      },
+      (err: unknown) => {
+        if (err instanceof HttpStatusError && err.status === 405) return; // the server offers no GET stream
+        this.retryGetStream(err);
+      },
+    );
+  }
+
+  private retryGetStream(err?: unknown): void {
+    this.getStream = undefined;
+    if (this.closed) return;
+    if (err) this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+    const timer = setTimeout(() => this.openGetStream(), this.getRetryMs);
+    timer.unref();
+    this.getRetryMs = Math.min(GET_RETRY_MAX_MS, this.getRetryMs * 2);
+  }
+
+  /**
+   * A 2026-07-28 request has no session to send `notifications/cancelled` in: closing its stream is
+   * how it is cancelled (and how a listen stream is left).
+   */
+  private cancelsStatelessRequest(message: JSONRPCMessage): boolean {
+    if (!("method" in message) || message.method !== "notifications/cancelled" || "id" in message) return false;
+    const requestId = (message.params as { requestId?: unknown } | undefined)?.requestId;
+    const stream = typeof requestId === "string" || typeof requestId === "number" ? this.statelessStreams.get(requestId) : undefined;
+    if (!stream) return false;
+    this.statelessStreams.delete(requestId as string | number);
+    stream.destroy();
+    return true;
+  }
+
+  private readEvents(stream: IncomingMessage, standing: boolean, resumes = 0, requestId?: string | number, stateless = false): void {
+    let lastId: string | undefined;
+    let answered = false;
+    let ended = false;
+    // The end of a request's stream without its answer: resumed when it can be, else reported as lost.
+    const lost = () => {
+      if (ended) return;
+      ended = true;
+      if (requestId !== undefined && stateless) this.statelessStreams.delete(requestId);
+      if (answered || requestId === undefined || this.closed) return;
+      if (stateless) this.onrequeststreamclosed?.(requestId, false);
+      else if (lastId !== undefined && this.resumePostStream(lastId, resumes, requestId)) this.onrequeststreamclosed?.(requestId, true);
+    };
+    const parser = new SseParser((data, id) => {
+      if (id !== undefined) lastId = id;
+      if (id !== undefined && standing) this.lastEventId = id;
+      if (!data) return;
+      const message = parseJson(data);
+      if ("unreadable" in message) {
+        const error = new Error(`the upstream sent an event that is not JSON (${message.unreadable}): ${excerpt(data)}`);
+        if (requestId === undefined) this.onerror?.(error);
+        // On a request's stream it stands where the answer would: the call fails now, not at its deadline.
+        else if (!answered) {
+          answered = true;
+          this.onrequestfailed?.(requestId, error);
+        }
+        return;
+      }
+      if (this.deliver(asMessages(message.value), requestId)) answered = true;
+    });
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => parser.push(chunk));
+    stream.on("error", (err) => {
+      if (standing) this.retryGetStream(err);
+      else if (stateless) lost();
+      else this.onerror?.(err);
+    });
+    stream.on("end", () => {
+      parser.end();
+      if (standing) this.retryGetStream();
+      else lost();
+    });
+    // Destroyed without an end (cancelled here, or the connection reset).
+    if (stateless) stream.on("close", lost);
+  }
+
+  /**
+   * A session's POST stream that the server closed before the answer (SSE polling, SEP-1699): a GET
+   * with the stream's last event id replays what followed, the answer included.
+   */
+  private resumePostStream(lastEventId: string, resumes: number, requestId: string | number): boolean {
+    if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return false;
+    this.exchange("GET", undefined, "text/event-stream", false, undefined, undefined, lastEventId).then(
+      (response) => this.readEvents(response, false, resumes + 1, requestId),
+      (err: unknown) => this.onerror?.(err instanceof Error ? err : new Error(String(err))),
+    );
+    return true;
+  }
+
+  /**
+   * An application/json answer: one message or batch, or, as some servers send them, one message per
+   * line (a progress notification, then the result). It must hold the request's answer; a body that
+   * does not (or cannot be read) fails the call at once, saying what came.
+   */
+  private deliverBody(text: string, type: string, request: { id: string | number; method: string } | undefined): void {
+    const parsed = parseJsonBody(text);
+    const unreadable = parsed.unreadable;
+    // An error with id null is the server's answer to a request whose id it could not read.
+    const messages = parsed.messages.map((message) => (request && isObject(message) && "error" in message && message.id === null ? { ...message, id: request.id } : message));
+    const answered = request !== undefined && messages.some((message) => isObject(message) && ("result" in message || "error" in message) && message.id === request.id);
+    this.deliver(messages, request?.id);
+    if (!request || answered) {
+      if (unreadable) this.onerror?.(new Error(`the upstream sent a body with a part that is not JSON (${unreadable}): ${excerpt(text)}`));
+      return;
+    }
+    const what = unreadable ? `that is not JSON (${unreadable})` : "that holds no answer to it";
+    this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with a body ${what}: content type ${JSON.stringify(type)}, ${excerpt(text)}`));
+  }
+
+  /** Hands each message to `onmessage`; true when one of them is an answer (result or error). */
+  private deliver(messages: unknown[], requestId?: string | number): boolean {
+    let answer = false;
+    for (const message of messages) {
+      const rpc = typeof message === "object" && message !== null ? (message as JsonRpcMessage) : undefined;
+      if (rpc && ("result" in rpc || "error" in rpc)) answer = true;
+      const related = requestId !== undefined && rpc !== undefined && isNotification(rpc) && this.onrequestnotification?.(requestId, message as JSONRPCMessage);
+      if (!related) this.onmessage?.(message as JSONRPCMessage);
+    }
+    return answer;
+  }
+}
+
+/** Server-sent events: calls `onEvent` with each event's data and id (comments and retry are ignored). */
+export class SseParser {
+  private buffer = "";
+  private data: string[] = [];
+  private id: string | undefined;
+  private event = "message";
+
+  constructor(private readonly onEvent: (data: string, id: string | undefined) => void) {}
+
+  push(chunk: string): void {
+    this.buffer += chunk;
+    let newline: number;
+    while ((newline = this.buffer.search(/\r\n|\r|\n/)) !== -1) {
+      // A CR at the very end may be the first half of a CRLF split across chunks: wait for the next.
+      if (newline === this.buffer.length - 1 && this.buffer.endsWith("\r")) break;
+      const line = this.buffer.slice(0, newline);
+      const width = this.buffer.startsWith("\r\n", newline) ? 2 : 1;
+      this.buffer = this.buffer.slice(newline + width);
+      this.line(line);
+    }
+  }
+
+  /** The stream ended: a held-back final CR still ends its line (an unfinished event is dropped). */
+  end(): void {
+    if (this.buffer.endsWith("\r")) this.line(this.buffer.slice(0, -1));
+    this.buffer = "";
+  }
+
+  private line(line: string): void {
+    if (line === "") {
+      if (this.data.length > 0 && this.event === "message") this.onEvent(this.data.join("\n"), this.id);
+      this.data = [];
+      this.event = "message";
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.data.push(value);
+    else if (field === "event") this.event = value;
+    else if (field === "id") this.id = value;
+  }
+}
+
+/** One JSON value, or why it is not one. */
+function parseJson(text: string): { value: unknown } | { unreadable: string } {
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch (err) {
+    return { unreadable: (err as Error).message };
+  }
+}
+
+/**
+ * The messages of an application/json body: one JSON value (a message or a batch), else one value per
+ * line (newline-delimited JSON). `unreadable` says why the first part that is not JSON is not.
+ */
+function parseJsonBody(text: string): { messages: unknown[]; unreadable?: string } {
+  const whole = parseJson(text);
+  if ("value" in whole) return { messages: asMessages(whole.value) };
+  const messages: unknown[] = [];
+  let unreadable: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    if (line.trim() === "") continue;
+    const part = parseJson(line);
+    if ("value" in part) messages.push(...asMessages(part.value));
+    else unreadable ??= part.unreadable;
+  }
+  return unreadable === undefined ? { messages } : { messages, unreadable };
+}
+
+/** A JSON-RPC message or batch as a list of messages. */
+function asMessages(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [value];
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function header(response: IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function readText(response: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** The JSON-RPC error response in an HTTP error body, when it answers the request `id`. */
+function errorAnswer(body: string, id: unknown): JSONRPCMessage | undefined {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    const error = parsed.error as { code?: unknown } | undefined;
+    if (parsed.jsonrpc !== "2.0" || typeof error?.code !== "number") return undefined;
+    // Servers that cannot read the id (a body they reject whole) answer with id null.
+    return { ...parsed, id } as JSONRPCMessage;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The headers of a request that names a stateless protocol version in its `_meta` (the executor
+ * forwards such requests only to servers that said they speak it): version, method, name, and for a
+ * tool call the arguments its inputSchema mirrors into `Mcp-Param-*` headers.
+ */
+function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) => unknown): Record<string, string> | undefined {
+  if (!("method" in message) || !("id" in message)) return undefined;
+  const params = (message as { params?: Record<string, unknown> }).params;
+  const version = requestedVersion(params);
+  if (version === undefined) return undefined;
+  const headers: Record<string, string> = { "mcp-protocol-version": version, "mcp-method": message.method };
+  // A task method names its task (servers of the tasks extension require it).
+  const field = mcpNameField(message.method) ?? (TASK_METHODS.has(message.method) ? "taskId" : undefined);
+  const named = field ? params?.[field] : undefined;
+  // Header values are ASCII; a name outside it travels Base64-encoded as the revision prescribes.
+  if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
+  if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
+  return headers;
+}

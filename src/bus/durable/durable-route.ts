@@ -1,0 +1,207 @@
+/**
+ * The caller side of durable delivery (PROTOCOL.md §15): queues a request in the work stream (one
+ * `Nats-Msg-Id` per request, so a publish retried after a lost acknowledgement is stored once), waits
+ * out a loss of the bus connection within the call's deadline, reads answers lost on the wire from the
+ * result store, and marks cancelled calls there so that their queued requests never start.
+ *
+ * The BusCaller keeps the calls: this module is the `RequestRoute` it queues durable requests through.
+ */
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
+import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
+import { encodeFor } from "../../security/codec.js";
+import type { Bus } from "../connection.js";
+import { DeadLetters } from "./dead-letters.js";
+import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
+import type { BusCaller, RequestRoute } from "../requester.js";
+import { ensureWorkStreams, serverFeatures, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
+
+/** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
+const SWEEP_INTERVAL_MS = 5_000;
+/** How often a call whose request was queued before (by a caller that died) looks for its answer there. */
+const RESUMED_POLL_MS = 500;
+const PUBLISH_TIMEOUT_MS = 2_000;
+/** A queued request outlives its deadline by this much (where the server has per-message TTL). */
+const TTL_MARGIN_S = 5;
+
+interface Setup {
+  results: ResultStore;
+  messageTtl: boolean;
+}
+
+export class DurableCaller {
+  private readonly js: JetStreamClient;
+  private setup: Promise<Setup> | undefined;
+  private deadLetters: DeadLetters | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly routes = new Map<PriorityLane, RequestRoute>();
+  /** When each waiting durable call was queued, and to which service, by correlation id. */
+  private readonly queued = new Map<string, { at: number; service: string }>();
+  private reconnectWaiters: (() => void)[] = [];
+  private stopped = false;
+  /** When the server last refused a publish to each subject (a refusal comes apart from the publish). */
+  private readonly deniedAt = new Map<string, number>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly caller: BusCaller,
+    private readonly sender: string,
+    /** The TTL of the result store, should this caller create it. */
+    private readonly resultTtlMs = DEFAULT_RESULT_TTL_MS,
+  ) {
+    this.js = jetstream(bus.nc);
+    bus.onPermissionDenied((denial) => {
+      if (denial.operation === "publish") this.deniedAt.set(denial.subject, Date.now());
+    });
+    bus.onReconnect(() => {
+      for (const wake of this.reconnectWaiters.splice(0)) wake();
+      // Answers published while this process was away are in the result store.
+      this.recoverSoon(0);
+    });
+  }
+
+  /** The route of durable calls in one priority lane. */
+  route(lane: PriorityLane): RequestRoute {
+    let route = this.routes.get(lane);
+    if (!route) {
+      route = { send: (request, data, headers) => this.send(lane, request, data, headers), withdraw: (request) => this.withdraw(request) };
+      this.routes.set(lane, route);
+    }
+    return route;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.sweeper);
+    this.deadLetters?.stop();
+    for (const wake of this.reconnectWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Creates (unless they exist) and checks the result store and the streams of durable delivery: a
+   * gateway does at start, so that executors, which wait for them, take durable work.
+   */
+  async prepare(): Promise<void> {
+    await this.ready();
+  }
+
+  /** The streams and the result store (made again by a call after a setup that failed). */
+  private ready(): Promise<Setup> {
+    this.setup ??= (async () => {
+      // The result store first: an executor that finds the work streams takes it for granted.
+      const results = await ResultStore.create(this.bus, this.resultTtlMs);
+      const { messageTtl } = await ensureWorkStreams(await jetstreamManager(this.bus.nc), serverFeatures(this.bus.nc));
+      // Gateways take max-deliveries advisories too, for when no executor of the service is left.
+      this.deadLetters = new DeadLetters(this.bus, this.sender, results);
+      this.deadLetters.watch();
+      this.sweeper = setInterval(() => this.recoverSoon(SWEEP_INTERVAL_MS), SWEEP_INTERVAL_MS);
+      this.sweeper.unref();
+      return { results, messageTtl };
+    })();
+    // A failed setup (the bus was down) is tried again by the next call.
+    this.setup.catch(() => (this.setup = undefined));
+    return this.setup;
+  }
+
+  private async send(lane: PriorityLane, request: PromptRequest, data: Uint8Array, headers: MsgHdrs | undefined): Promise<void> {
+    const service = request.payload.service;
+    const deadline = request.deadline ? Date.parse(request.deadline) : Date.now() + WORK_DUPLICATE_WINDOW_MS;
+    // Re-published under the same id within the duplicate window, a request is stored once.
+    const giveUpAt = Math.min(deadline, Date.now() + WORK_DUPLICATE_WINDOW_MS);
+    const subject = subjects.work(service, lane);
+    for (let attempt = 0; ; attempt++) {
+      const attemptStarted = Date.now();
+      try {
+        if (!this.bus.isConnected()) await this.reconnected(giveUpAt);
+        const { messageTtl } = await this.ready();
+        const ttl = messageTtl ? `${Math.max(1, Math.ceil((deadline - Date.now()) / 1000) + TTL_MARGIN_S)}s` : undefined;
+        const ack = await this.js.publish(subject, data, {
+          msgID: request.id,
+          timeout: PUBLISH_TIMEOUT_MS,
+          ...(headers ? { headers } : {}),
+          ...(ttl ? { ttl } : {}),
+        });
+        const correlationId = request.correlation_id ?? request.id;
+        this.queued.set(correlationId, { at: Date.now(), service });
+        // Queued before, under the same id (a call resumed after its caller died, e.g. an adopted task):
+        // its answer went, or will go, to that caller's inbox, so it is read from the result store.
+        if (ack.duplicate) this.readResumed(service, correlationId);
+        return;
+      } catch (err) {
+        // Refused for permission: retrying cannot help, and the caller should learn why now.
+        if ((this.deniedAt.get(subject) ?? 0) >= attemptStarted) {
+          throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
+            cause: err,
+            data: { service, subject },
+          });
+        }
+        const delay = Math.min(1000, 50 * 2 ** attempt);
+        if (this.stopped || this.bus.nc.isClosed() || Date.now() + delay >= giveUpAt) {
+          throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  /** Marks the call cancelled in the result store: a worker that takes its request answers it from there. */
+  private withdraw(request: PromptRequest): void {
+    const correlationId = request.correlation_id ?? request.id;
+    this.queued.delete(correlationId);
+    const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
+    const answer = encodeFor(this.bus, createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
+    void this.ready()
+      .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
+      .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
+  }
+
+  /** Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while it waits. */
+  private readResumed(service: string, correlationId: string): void {
+    const read = async (): Promise<void> => {
+      if (this.stopped || !this.caller.durableCalls().includes(correlationId)) return;
+      const { results } = await this.ready();
+      const stored = await results.get(service, correlationId).catch(() => undefined);
+      if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
+      else setTimeout(() => void read().catch(failed), RESUMED_POLL_MS).unref();
+    };
+    const failed = (err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not read a resumed call's answer from the result store");
+    void read().catch(failed);
+  }
+
+  private recoverSoon(minAgeMs: number): void {
+    this.recover(minAgeMs).catch((err: unknown) => this.bus.logger.debug({ err }, "could not read answers from the result store"));
+  }
+
+  /** Settles waiting durable calls (queued at least `minAgeMs` ago) whose answers are in the result store. */
+  private async recover(minAgeMs: number): Promise<void> {
+    if (!this.setup || this.stopped) return;
+    const { results } = await this.setup;
+    const waiting = new Set(this.caller.durableCalls());
+    for (const id of this.queued.keys()) if (!waiting.has(id)) this.queued.delete(id);
+    const now = Date.now();
+    for (const [correlationId, { at, service }] of this.queued) {
+      if (now - at < minAgeMs) continue;
+      const stored = await results.get(service, correlationId).catch(() => undefined);
+      if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
+    }
+  }
+
+  /** Resolves when the bus is back, or rejects at `until`. */
+  private reconnected(until: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.reconnectWaiters = this.reconnectWaiters.filter((waiter) => waiter !== wake);
+        reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected"));
+      }, Math.max(0, until - Date.now()));
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.reconnectWaiters.push(wake);
+    });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,53 @@
+/**
+ * Requests the gateway sends to one MCP client on behalf of an upstream (sampling, elicitation,
+ * roots), paired with the client's responses by id.
+ */
+import { DmcpError, ErrorCode, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+
+interface Waiting {
+  resolve: (result: Record<string, unknown>) => void;
+  reject: (error: DmcpError) => void;
+  timer: NodeJS.Timeout;
+}
+
+type Answer = { result: Record<string, unknown> } | { error: { code: number; message: string; data?: unknown } };
+
+export class ServerRequests {
+  private readonly waiting = new Map<JsonRpcId, Waiting>();
+  private sequence = 0;
+
+  constructor(private readonly transmit: (message: JsonRpcMessage, relatedRequestId?: JsonRpcId) => void) {}
+
+  /** Sends a request to the client (on the stream of `related`, when given) and resolves with its result. */
+  send(method: string, params: Record<string, unknown> | undefined, related: JsonRpcId | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
+    // Ids of our own kind, so they cannot be mistaken for the client's.
+    const id = `dmcp-${++this.sequence}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new DmcpError(ErrorCode.DeadlineExceeded, `the MCP client did not answer ${method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(id, { resolve, reject, timer });
+      this.transmit(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params }, related);
+    });
+  }
+
+  /** Settles the request a client response answers; false when it answers none of ours. */
+  settle(id: JsonRpcId, answer: Answer): boolean {
+    const waiting = this.waiting.get(id);
+    if (!waiting) return false;
+    this.waiting.delete(id);
+    clearTimeout(waiting.timer);
+    if ("result" in answer) waiting.resolve(answer.result);
+    else waiting.reject(new DmcpError(ErrorCode.UpstreamError, answer.error.message, { jsonrpcCode: answer.error.code, data: answer.error.data }));
+    return true;
+  }
+
+  closeAll(error: DmcpError): void {
+    for (const [id, waiting] of [...this.waiting]) {
+      this.waiting.delete(id);
+      clearTimeout(waiting.timer);
+      waiting.reject(error);
+    }
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The gateway instance's end of per-client upstream sessions (PROTOCOL.md §16): takes what executors
+ * send on `dmcp.v1.gw.<gateway>.session` (the upstream's server-to-client requests, and its log
+ * messages and resource updates) and hands it to the MCP client session it belongs to; answers the
+ * requests with the client's result or error.
+ */
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Bus } from "../../bus/connection.js";
+import { dropReason } from "../../bus/connection.js";
+import { decodeFrom, encodeFor } from "../../security/codec.js";
+import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
+import type { Logger } from "../../util/logger.js";
+
+/** What a client session offers to its upstream sessions. */
+export interface SessionPeer {
+  /**
+   * Whether `instance` holds this session's upstream session for `service`: the pinned one, or, before
+   * the pin is known (the upstream asked before the call's receipt came), the sender of a request
+   * about a call of this session that is running (it is pinned then).
+   */
+  holdsSession(service: string, instance: string, correlationId: string | undefined): boolean;
+  /** Sends a request to the MCP client (with the related call of `correlationId`) and resolves with its result. */
+  serverRequest(method: string, params: Record<string, unknown> | undefined, correlationId: string | undefined, timeoutMs: number): Promise<Record<string, unknown>>;
+  /** A notification of the session (logging, resources/updated) from a service's upstream session. */
+  sessionNotification(service: string, method: string, params: Record<string, unknown>): void;
+}
+
+const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
+
+export class SessionRelay {
+  private readonly peers = new Map<string, SessionPeer>();
+  private subscription: Subscription | undefined;
+
+  constructor(private readonly options: { bus: Bus; id: string; logger: Logger }) {}
+
+  get subject(): string {
+    return subjects.gatewaySession(this.options.id);
+  }
+
+  start(): void {
+    this.subscription = this.options.bus.nc.subscribe(this.subject, {
+      callback: (err, msg) => (err ? this.options.logger.error({ err, subject: this.subject }, "subscription error") : void this.onMessage(msg)),
+    });
+  }
+
+  stop(): void {
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+  }
+
+  /** Registers a client session under its bus session id; the returned function unregisters it. */
+  register(sessionId: string, peer: SessionPeer): () => void {
+    this.peers.set(sessionId, peer);
+    return () => {
+      if (this.peers.get(sessionId) === peer) this.peers.delete(sessionId);
+    };
+  }
+
+  private async onMessage(msg: Msg): Promise<void> {
+    const { bus, id } = this.options;
+    // The sender must be trusted for the service it names (signed buses): read the name before verifying.
+    const decoded = decodeFrom(bus, msg.data, { receiver: id, speaksFor: claimedService(msg.data) });
+    if (!decoded.ok) {
+      bus.dropped("session", dropReason(decoded));
+      if (msg.reply) this.answer(msg, createEnvelope("error_notification", errorPayload(decoded.error), { sender: id }));
+      return;
+    }
+    const envelope = decoded.envelope;
+    const peer = envelope.session_id ? this.peers.get(envelope.session_id) : undefined;
+    const service = serviceOf(envelope);
+    // Only the replica that holds the session's upstream session may speak to its client.
+    const fromPinned = peer !== undefined && service !== undefined && peer.holdsSession(service, envelope.sender_id, envelope.correlation_id);
+    if (envelope.type === "context_update") {
+      if (fromPinned && envelope.payload.method) peer.sessionNotification(service, envelope.payload.method, envelope.payload.params ?? {});
+      else bus.dropped("session", "unknown_session");
+      return;
+    }
+    if (envelope.type !== "prompt_request" || !msg.reply) return;
+    const reply = { sender: id, correlationId: envelope.correlation_id ?? envelope.id, sessionId: envelope.session_id };
+    if (!fromPinned) {
+      const error = new DmcpError(ErrorCode.SessionLost, `no client session ${envelope.session_id ?? ""} pinned to ${envelope.sender_id} on gateway ${id}`);
+      this.answer(msg, createEnvelope("error_notification", errorPayload(error), reply));
+      return;
+    }
+    const timeoutMs = envelope.deadline ? Math.max(1, Date.parse(envelope.deadline) - Date.now()) : DEFAULT_SERVER_REQUEST_TIMEOUT_MS;
+    try {
+      const result = await peer.serverRequest(envelope.payload.method, envelope.payload.params, envelope.correlation_id, timeoutMs);
+      this.answer(msg, createEnvelope("prompt_response", { result }, reply));
+    } catch (err) {
+      const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
+      this.answer(msg, createEnvelope("error_notification", errorPayload(error), reply));
+    }
+  }
+
+  private answer(msg: Msg, envelope: Envelope): void {
+    try {
+      msg.respond(encodeFor(this.options.bus, envelope));
+    } catch (err) {
+      this.options.logger.debug({ err }, "could not answer a server-to-client request");
+    }
+  }
+}
+
+function serviceOf(envelope: Envelope): string | undefined {
+  if (envelope.type === "prompt_request") return envelope.payload.service;
+  if (envelope.type === "context_update") {
+    const data = envelope.payload.data as { service?: unknown } | undefined;
+    return typeof data?.service === "string" ? data.service : undefined;
+  }
+  return undefined;
+}
+
+/** The service a message says it comes from, before it is verified. */
+function claimedService(data: Uint8Array): string | undefined {
+  try {
+    const raw = JSON.parse(new TextDecoder().decode(data)) as { payload?: { service?: unknown; data?: { service?: unknown } } };
+    const service = raw.payload?.service ?? raw.payload?.data?.service;
+    return typeof service === "string" ? service : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The tasks methods of one client session, on both wires (PROTOCOL.md §17):
+ * - 2025-11-25: a `tools/call` with a `task` param is answered with a CreateTaskResult at once;
+ *   `tasks/get`, `tasks/result` (waits for the outcome), `tasks/list`, `tasks/cancel`, and
+ *   `notifications/tasks/status` for the tasks this session created.
+ * - 2026-07-28, the `io.modelcontextprotocol/tasks` extension (SEP-2663): a `tools/call` of a request
+ *   declaring the extension goes up as it is when the tool's upstream keeps tasks of its own; a task
+ *   it creates is recorded under an id of the gateway's, and `tasks/get`, `tasks/update` and
+ *   `tasks/cancel` of that id go to the instance that created it. For other upstreams the gateway
+ *   runs the task: the call becomes a task when it has not answered within a short grace period;
+ *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges, `tasks/update` has nothing to
+ *   update (gateway tasks never ask for input). `tasks/result` and `tasks/list` are gone.
+ */
+import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, type Caller } from "../../protocol/index.js";
+import type { Identity } from "../access/policy.js";
+import { StatelessErrorCode } from "../sessions/stateless.js";
+import { unknownTask, type GatewayTasks } from "./tasks.js";
+import type { TaskRecord } from "./task-store.js";
+
+export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+/** The server capability of 2025-11-25: tasks for tools/call, listable and cancellable. */
+export const TASKS_CAPABILITY = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
+/** A 2026 call answering within this time is answered directly rather than as a task. */
+export const TASK_GRACE_MS = 150;
+const RELATED_TASK = "io.modelcontextprotocol/related-task";
+const STATELESS_METHODS = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
+const REMOVED_IN_2026 = new Set(["tasks/result", "tasks/list"]);
+
+export interface TaskSessionPeer {
+  identity(): Identity;
+  caller(): Caller | undefined;
+  /** Throws FORBIDDEN when the identity may not make this call. */
+  authorize(method: string, params: Record<string, unknown>): void;
+  /** Sends a notification to the client (status changes of its tasks). */
+  notify(method: string, params: Record<string, unknown>): void;
+  /** The service of a tools/call whose upstream keeps tasks of its own, if it does. */
+  taskKeepingService(params: Record<string, unknown>): string | undefined;
+  /** Sends a task method to the executor instance holding an upstream's task. */
+  forwardToTaskHolder(holder: { service: string; instance: string }, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>>;
+}
+
+/** Forwards the client's request as it is, telling which executor instance answered. */
+export type ForwardCall = (params: Record<string, unknown>, onInstance: (instance: string) => void) => Promise<Record<string, unknown>>;
+
+export class SessionTasks {
+  /** Tasks this session created, for their status notifications. */
+  private readonly created = new Set<string>();
+  private readonly stopListening: () => void;
+
+  constructor(
+    private readonly tasks: GatewayTasks,
+    private readonly peer: TaskSessionPeer,
+  ) {
+    this.stopListening = tasks.onStatus((record) => {
+      if (this.created.has(record.taskId)) this.peer.notify("notifications/tasks/status", legacyTask(record));
+    });
+  }
+
+  close(): void {
+    this.stopListening();
+  }
+
+  /** A 2025-11-25 tools/call asking for a task (a 2026 request's `task` param is a legacy hint and ignored). */
+  static isLegacyTaskCall(method: string, params: Record<string, unknown>): boolean {
+    return method === "tools/call" && typeof params.task === "object" && params.task !== null && requestedVersion(params) === undefined;
+  }
+
+  /** A 2025-11-25 task-augmented tools/call: the task is created and runs on. */
+  async createLegacy(params: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const hint = (params.task ?? {}) as { ttl?: unknown };
+    const ttl = typeof hint.ttl === "number" && hint.ttl > 0 ? hint.ttl : undefined;
+    const record = await this.tasks.create(this.peer.identity(), this.peer.caller(), params, ttl);
+    this.created.add(record.taskId);
+    return { task: legacyTask(record) };
+  }
+
+  /** tasks/get, tasks/result, tasks/list and tasks/cancel of 2025-11-25. */
+  async legacy(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const identity = this.peer.identity();
+    // A task an upstream keeps speaks the extension's wire only.
+    if (method !== "tasks/list" && (await this.tasks.get(identity, params.taskId)).upstream) throw unknownTask(params.taskId);
+    switch (method) {
+      case "tasks/get":
+        return legacyTask(await this.tasks.get(identity, params.taskId));
+      case "tasks/result":
+        return legacyOutcome(await this.tasks.waitTerminal(identity, params.taskId, signal));
+      case "tasks/list":
+        return { tasks: (await this.tasks.list(identity)).filter((record) => !record.upstream).map(legacyTask) };
+      default: {
+        const { record, wasTerminal } = await this.tasks.cancel(identity, params.taskId);
+        if (wasTerminal) throw invalidParams(`Cannot cancel task ${record.taskId}: it is already ${record.status}`, { taskId: record.taskId });
+        return legacyTask(record);
+      }
+    }
+  }
+
+  /**
+   * The 2026-07-28 tasks surface, or undefined when the request is none of its business (a tools/call
+   * of a request that did not declare the extension runs synchronously).
+   */
+  stateless(method: string, params: Record<string, unknown>, forward: ForwardCall, signal: AbortSignal): Promise<Record<string, unknown>> | undefined {
+    if (REMOVED_IN_2026.has(method)) {
+      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method} (removed by the tasks extension)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+    }
+    const declared = declaresExtension(params);
+    if (method === "tools/call") {
+      if (!declared) return undefined;
+      this.peer.authorize(method, params);
+      const service = this.peer.taskKeepingService(params);
+      return service ? this.passThrough(service, params, forward) : this.callAsTask(params);
+    }
+    if (!STATELESS_METHODS.has(method)) return undefined;
+    if (!declared) throw extensionRequired(method);
+    return this.statelessMethod(method, params, signal);
+  }
+
+  /**
+   * The upstream keeps its own tasks: the call goes up as it is (the client's capabilities with it);
+   * input_required rounds and direct results come back as they are, a task is recorded for later methods.
+   */
+  private async passThrough(service: string, params: Record<string, unknown>, forward: ForwardCall): Promise<Record<string, unknown>> {
+    let instance: string | undefined;
+    const result = await forward(params, (answered) => (instance = answered));
+    if (result.resultType !== "task") return result;
+    if (typeof result.taskId !== "string" || instance === undefined) {
+      const missing = typeof result.taskId !== "string" ? "no task id" : "no executor instance to reach it through";
+      throw new DmcpError(ErrorCode.UpstreamError, `the upstream answered with a task but ${missing}`, { jsonrpcCode: JsonRpcErrorCode.InternalError });
+    }
+    const record = await this.tasks.recordUpstream(this.peer.identity(), this.peer.caller(), params, { service, instance }, result);
+    return { ...result, taskId: record.taskId };
+  }
+
+  /** tasks/get, tasks/update or tasks/cancel of a task an upstream keeps, re-authorized, under the upstream's id. */
+  private async upstreamMethod(record: TaskRecord, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const upstream = record.upstream!;
+    // The policy may have changed since the task was created.
+    this.peer.authorize("tools/call", record.request.params);
+    try {
+      const result = await this.peer.forwardToTaskHolder(upstream, method, { ...params, taskId: upstream.taskId }, signal);
+      return result.taskId === upstream.taskId ? { ...result, taskId: record.taskId } : result;
+    } catch (err) {
+      throw inGatewayTerms(err, upstream.taskId, record.taskId);
+    }
+  }
+
+  private async callAsTask(params: Record<string, unknown>): Promise<Record<string, unknown>> {
+    // The gateway runs the task: the upstream gets a plain synchronous call.
+    const outcome = await this.tasks.callOrCreate(this.peer.identity(), this.peer.caller(), withoutExtension(params), TASK_GRACE_MS);
+    if ("result" in outcome) return outcome.result;
+    return { resultType: "task", ...statelessTask(outcome.task) };
+  }
+
+  private async statelessMethod(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const identity = this.peer.identity();
+    const owned = await this.tasks.get(identity, params.taskId);
+    if (owned.upstream) return this.upstreamMethod(owned, method, params, signal);
+    if (method === "tasks/get") return detailedTask(owned);
+    if (method === "tasks/cancel") {
+      await this.tasks.cancel(identity, params.taskId);
+      return {};
+    }
+    throw invalidParams(`Task ${owned.taskId} is not waiting for input (gateway tasks never ask for any)`, { taskId: owned.taskId });
+  }
+}
+
+/** A Task on the wire: the revisions differ only in the names of the two durations. */
+function wireTask(record: TaskRecord, names: { ttl: string; pollInterval: string }): Record<string, unknown> {
+  return {
+    taskId: record.taskId,
+    status: record.status,
+    ...(record.statusMessage ? { statusMessage: record.statusMessage } : {}),
+    createdAt: record.createdAt,
+    lastUpdatedAt: record.lastUpdatedAt,
+    [names.ttl]: record.ttlMs,
+    [names.pollInterval]: record.pollIntervalMs,
+  };
+}
+
+/** The Task of 2025-11-25. */
+export function legacyTask(record: TaskRecord): Record<string, unknown> {
+  return wireTask(record, { ttl: "ttl", pollInterval: "pollInterval" });
+}
+
+/** tasks/result of 2025-11-25: the call's result, or its error as the JSON-RPC error. */
+function legacyOutcome(record: TaskRecord): Record<string, unknown> {
+  const related = { [RELATED_TASK]: { taskId: record.taskId } };
+  if (record.status === "completed" && record.result) {
+    const meta = (record.result._meta ?? {}) as Record<string, unknown>;
+    return { ...record.result, _meta: { ...meta, ...related } };
+  }
+  const error = record.error ?? { code: JsonRpcErrorCode.Cancelled, message: record.statusMessage ?? `the task was ${record.status}` };
+  throw new DmcpError(ErrorCode.UpstreamError, error.message, { jsonrpcCode: error.code, data: { ...(isObject(error.data) ? error.data : {}), taskId: record.taskId } });
+}
+
+/** The Task of the 2026-07-28 extension. */
+function statelessTask(record: TaskRecord): Record<string, unknown> {
+  return wireTask(record, { ttl: "ttlMs", pollInterval: "pollIntervalMs" });
+}
+
+/** tasks/get of the extension: the task with its outcome inlined. */
+function detailedTask(record: TaskRecord): Record<string, unknown> {
+  return {
+    ...statelessTask(record),
+    ...(record.status === "completed" && record.result ? { result: record.result } : {}),
+    ...(record.status === "failed" && record.error ? { error: record.error } : {}),
+  };
+}
+
+function declaresExtension(params: Record<string, unknown>): boolean {
+  const capabilities = metaOf(params)?.[META.clientCapabilities] as { extensions?: Record<string, unknown> } | undefined;
+  return capabilities?.extensions?.[TASKS_EXTENSION] !== undefined;
+}
+
+/** The params without the tasks extension in their client capabilities, so an upstream never makes a task of its own. */
+function withoutExtension(params: Record<string, unknown>): Record<string, unknown> {
+  const meta = metaOf(params) ?? {};
+  const capabilities = meta[META.clientCapabilities] as { extensions?: Record<string, unknown> };
+  const { [TASKS_EXTENSION]: _dropped, ...extensions } = capabilities.extensions ?? {};
+  return { ...params, _meta: { ...meta, [META.clientCapabilities]: { ...capabilities, extensions } } };
+}
+
+function extensionRequired(method: string): DmcpError {
+  return new DmcpError(ErrorCode.InvalidParams, `${method} needs the ${TASKS_EXTENSION} extension in the request's client capabilities`, {
+    jsonrpcCode: StatelessErrorCode.MissingRequiredClientCapability,
+    data: { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
+  });
+}
+
+/** An upstream's error about its task, naming the task by the gateway's id (the client never sees the upstream's). */
+function inGatewayTerms(err: unknown, upstreamId: string, gatewayId: string): unknown {
+  if (!(err instanceof DmcpError)) return err;
+  const rename = (text: string) => text.split(upstreamId).join(gatewayId);
+  const data = isObject(err.data) ? JSON.parse(rename(JSON.stringify(err.data))) as unknown : err.data;
+  return new DmcpError(err.code, rename(err.message), { jsonrpcCode: err.jsonrpcCode, data, cause: err });
+}
+
+function invalidParams(message: string, data: Record<string, unknown>): DmcpError {
+  return new DmcpError(ErrorCode.InvalidParams, message, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** tools/list with every tool offered as a task (`execution.taskSupport`), unless its server says otherwise. */
+export function withTaskSupport(tools: Record<string, unknown>[]): Record<string, unknown>[] {
+  return tools.map((tool) => {
+    const execution = (tool.execution ?? {}) as Record<string, unknown>;
+    return execution.taskSupport ? tool : { ...tool, execution: { ...execution, taskSupport: "optional" } };
+  });
+}

@@ -1,0 +1,128 @@
+/**
+ * Task records in a JetStream KV bucket (PROTOCOL.md §17): one JSON record per task, keyed by task id,
+ * written with compare-and-set so that a terminal status is never overwritten. Any gateway replica
+ * (or the same gateway after a restart) reads the same records.
+ */
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { Bus } from "../../bus/connection.js";
+import { ensureStream, kvStream } from "../../bus/streams.js";
+import type { Caller } from "../../protocol/index.js";
+
+export const TASKS_BUCKET = "dmcp_tasks";
+export const TASKS_STREAM = kvStream(TASKS_BUCKET);
+
+export const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const TERMINAL: ReadonlySet<TaskStatus> = new Set(["completed", "failed", "cancelled"]);
+
+/** A task as stored (version 1 of the record). */
+export interface TaskRecord {
+  v: 1;
+  taskId: string;
+  /** The identity that created the task: only it may read, list or cancel the task. */
+  owner: { kind: string; subject: string };
+  status: TaskStatus;
+  statusMessage?: string;
+  createdAt: string;
+  lastUpdatedAt: string;
+  /** How long after `createdAt` the task is kept. */
+  ttlMs: number;
+  pollIntervalMs: number;
+  /** The call the task runs, enough for another gateway to resume it. */
+  request: {
+    method: "tools/call";
+    params: Record<string, unknown>;
+    /** `durable`: resumable by re-sending the request with the same correlation id. */
+    delivery: "durable" | "direct";
+    correlationId: string;
+    caller?: Caller | undefined;
+  };
+  /**
+   * Set when the upstream keeps the task itself (pass-through): the executor instance that created it
+   * and the upstream's own task id. The record is then only a pointer: status and outcome live upstream.
+   */
+  upstream?: { service: string; instance: string; taskId: string };
+  /** The gateway running the call, and until when it vouches for it (renewed while it runs). */
+  runner: { gateway: string; leaseUntil: string };
+  /** The tool's result (status `completed`, tool errors included: `isError`). */
+  result?: Record<string, unknown>;
+  /** A JSON-RPC error (status `failed`). */
+  error?: { code: number; message: string; data?: unknown };
+}
+
+const STORE_TIMEOUT_MS = 5_000;
+/** Records older than this are gone whatever their own TTL says (the bucket's max age). */
+export const MAX_TASK_TTL_MS = 24 * 60 * 60_000;
+
+export class TaskStore {
+  private constructor(private readonly kv: KV) {}
+
+  /** Creates the bucket unless it exists, and checks it (streams.ts). */
+  static async open(bus: Bus): Promise<TaskStore> {
+    const kvm = new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
+    const info = await ensureStream(await jetstreamManager(bus.nc), TASKS_STREAM, () => kvm.create(TASKS_BUCKET, { history: 1, ttl: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload }));
+    return new TaskStore(await kvm.open(TASKS_BUCKET, { allow_direct: info.config.allow_direct === true }));
+  }
+
+  async create(record: TaskRecord): Promise<void> {
+    await this.kv.create(record.taskId, encode(record));
+  }
+
+  /** The record, unless unknown or past its TTL. */
+  async get(taskId: string): Promise<TaskRecord | undefined> {
+    return (await this.read(taskId))?.record;
+  }
+
+  /**
+   * Applies `change` to the current record (compare-and-set, retried on a concurrent write). `change`
+   * returns undefined to leave the record as it is. Resolves the record as stored afterwards.
+   */
+  async update(taskId: string, change: (record: TaskRecord) => TaskRecord | undefined): Promise<TaskRecord | undefined> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const current = await this.read(taskId);
+      if (!current) return undefined;
+      const next = change(current.record);
+      if (!next) return current.record;
+      try {
+        await this.kv.update(taskId, encode(next), current.revision);
+        return next;
+      } catch (err) {
+        if (attempt === 9) throw err;
+      }
+    }
+    return undefined;
+  }
+
+  /** Every live record (tasks/list filters them by owner). */
+  async all(): Promise<TaskRecord[]> {
+    const records: TaskRecord[] = [];
+    for await (const key of await this.kv.keys()) {
+      const record = await this.get(key);
+      if (record) records.push(record);
+    }
+    return records;
+  }
+
+  private async read(taskId: string): Promise<{ record: TaskRecord; revision: number } | undefined> {
+    if (!/^[A-Za-z0-9_-]{1,200}$/.test(taskId)) return undefined;
+    const entry = await this.kv.get(taskId);
+    if (!entry || entry.operation !== "PUT") return undefined;
+    const record = decode(entry.value);
+    if (!record || Date.parse(record.createdAt) + record.ttlMs < Date.now()) return undefined;
+    return { record, revision: entry.revision };
+  }
+}
+
+function encode(record: TaskRecord): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(record));
+}
+
+function decode(data: Uint8Array): TaskRecord | undefined {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(data)) as TaskRecord;
+    return value?.v === 1 && typeof value.taskId === "string" && TASK_STATUSES.includes(value.status) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
