@@ -1,9 +1,10 @@
 /**
- * One MCP client session on the gateway, over any SDK server `Transport` (stdio or Streamable HTTP).
+ * One MCP client session on the gateway, over an InboundTransport (stdio or Streamable HTTP).
  * The gateway answers the session-level methods itself (initialize, ping, the aggregated lists) and
  * forwards calls as raw JSON-RPC to the service that owns the tool, prompt or resource.
  */
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import type { InboundTransport } from "./inbound-transport.js";
 import { randomUUID } from "node:crypto";
 import {
   cancellation,
@@ -95,7 +96,7 @@ export class GatewaySession {
 
   constructor(
     private readonly core: GatewayCore,
-    readonly transport: Transport,
+    readonly transport: InboundTransport,
     private readonly logger: Logger,
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",
