@@ -212,9 +212,9 @@ export class McpUpstream {
     if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
     // Cancelled while waiting for its upstream session to open: it never reaches the upstream.
     if (options.signal?.aborted) return Promise.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
-    const version = options.revision;
-    if (version === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
-    else if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
+    const { revision } = options;
+    if (revision === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
+    else if (revision !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(revision)) params = withoutStatelessMeta(params);
     const id = this.nextId++;
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {
