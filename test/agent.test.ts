@@ -122,7 +122,7 @@ describe("native dMCP agents", () => {
       title: "Plan",
       inputSchema: z.toJSONSchema(PlanInput, { target: "draft-2020-12", io: "input" }),
       annotations: { readOnlyHint: true },
-      // The gateway offers every tool as a task (README "Tasks").
+      // The gateway offers every tool as a task (docs/sessions-and-tasks.md "Tasks").
       execution: { taskSupport: "optional" },
     });
     expect(plan.inputSchema).toMatchObject({ type: "object", required: ["anomaly"] });
