@@ -2,7 +2,8 @@
  * Envelopes to bytes and back. Decoding never throws: a bad message becomes an error that names what is
  * wrong, and the ids it carries are salvaged so that the sender can still be answered.
  */
-import { DmcpError, ErrorCode } from "./errors.js";
+import { ErrorCode } from "./error-codes.js";
+import { BusError, RequestError, type DmcpError } from "./errors.js";
 import { Envelope } from "./envelope.js";
 import { formatIssues } from "./zod-issues.js";
 
@@ -28,14 +29,14 @@ export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_ENVELOP
     return {
       ok: false,
       raw: peekIds(bytes),
-      error: new DmcpError(ErrorCode.PayloadTooLarge, `envelope of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`),
+      error: new BusError(ErrorCode.PayloadTooLarge, `envelope of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`),
     };
   }
   let raw: unknown;
   try {
     raw = JSON.parse(decoder.decode(bytes));
   } catch (cause) {
-    return { ok: false, raw: undefined, error: new DmcpError(ErrorCode.InvalidEnvelope, "envelope is not valid JSON", { cause }) };
+    return { ok: false, raw: undefined, error: new RequestError(ErrorCode.InvalidEnvelope, "envelope is not valid JSON", { cause }) };
   }
   return validateEnvelope(raw);
 }
@@ -63,7 +64,7 @@ export function validateEnvelope(raw: unknown): DecodeResult {
   return {
     ok: false,
     raw,
-    error: new DmcpError(ErrorCode.InvalidEnvelope, `invalid envelope: ${formatIssues(parsed.error.issues)}`, {
+    error: new RequestError(ErrorCode.InvalidEnvelope, `invalid envelope: ${formatIssues(parsed.error.issues)}`, {
       // The first issues only: 20,000 bad catalog entries would make an answer larger than the bus takes.
       data: { issues: parsed.error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => ({ path: i.path.join("."), message: i.message })) },
     }),

@@ -1,4 +1,5 @@
 /** The dMCP wire, pure: what travels on the bus and how it is checked, built, encoded and named. No I/O. */
+export { cancellation, cancelReasonOf, MAX_CANCEL_REASON_CHARS } from "./cancellation.js";
 export { decodeEnvelope, DEFAULT_MAX_ENVELOPE_BYTES, encodeEnvelope, MAX_REPORTED_ISSUES, salvageIds, validateEnvelope, type DecodeResult } from "./codec.js";
 export { ACCEPTED_METHOD, CANCEL_METHOD, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "./control-methods.js";
 export { createEnvelope, type EnvelopeOptions } from "./create-envelope.js";
@@ -41,7 +42,24 @@ export {
   type MessageType,
   type PayloadOf,
 } from "./envelope.js";
-export { cancellation, cancelReasonOf, DmcpError, ERROR_CODES, ErrorCode, isDmcpError, jsonRpcCodeFor, JsonRpcErrorCode, MAX_CANCEL_REASON_CHARS } from "./errors.js";
+export { ERROR_CODES, ErrorCode, jsonRpcCodeFor, JsonRpcErrorCode } from "./error-codes.js";
+export {
+  BusError,
+  CallError,
+  DmcpError,
+  InternalError,
+  isDmcpError,
+  RequestError,
+  SecurityError,
+  UpstreamError,
+  type BusErrorCode,
+  type CallErrorCode,
+  type DmcpErrorOptions,
+  type InternalErrorCode,
+  type RequestErrorCode,
+  type SecurityErrorCode,
+  type UpstreamErrorCode,
+} from "./errors.js";
 export { jsonSchemas } from "./json-schema.js";
 export {
   errorResponse,
@@ -82,7 +100,7 @@ export {
   WORK_STREAM,
   workConsumer,
 } from "./subjects.js";
-export { errorFromPayload, errorPayload, toJsonRpcError } from "./mapping.js";
+export { asDmcpError, errorForCode, errorFromPayload, errorPayload, fromJsonRpcError, toJsonRpcError } from "./wire-errors.js";
 export { formatIssues } from "./zod-issues.js";
 
 // MCP revision rules (protocol/mcp/).
