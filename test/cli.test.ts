@@ -13,7 +13,8 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, isAlive, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 import { connectBus, ContextStreams } from "../src/bus/index.js";
-import { createEnvelope, encodeEnvelope, subjects } from "../src/protocol/index.js";
+import { connectCommandBus } from "../src/cli/bus.js";
+import { BusError, createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 
 interface Finished {
@@ -164,6 +165,12 @@ describe("failures exit 1 with a clear message", () => {
       const { code, stderr } = await dmcp([command, "--nats", plain.url, "--log-level", "silent", ...extra], 15_000);
       expect(code).toBe(1);
       expect(stderr).toContain(`dmcp ${command}: the NATS server at ${plain.url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js)`);
+    });
+
+    it("is refused with a BUS_UNAVAILABLE BusError", async () => {
+      const refused = await connectCommandBus("status", { nats: plain.url }, { name: "cli-test", logger: silentLogger() }).catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(BusError);
+      expect(refused).toMatchObject({ code: ErrorCode.BusUnavailable, message: expect.stringContaining("has no JetStream") });
     });
   });
 

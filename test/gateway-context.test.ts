@@ -79,7 +79,7 @@ describe("context topics through the gateway", () => {
   });
 
   it("refuses subscriptions to resources that no service offers, clearly", async () => {
-    // Resources of wrapped servers are subscribed to in the client's upstream session (README "Client sessions").
+    // Resources of wrapped servers are subscribed to in the client's upstream session (docs/sessions-and-tasks.md "Client sessions").
     const response = await client.request("resources/subscribe", { uri: "file:///etc/hosts" });
     expect(response.error?.code).toBe(-32002);
     expect(response.error?.message).toMatch(/Resource not found: file:\/\/\/etc\/hosts/);

@@ -370,7 +370,7 @@ describe("a legacy SSE server that dies and comes back", () => {
     expect(answer).toBe("Echo: after");
     // The new server process got a new session, which must be initialized again. (server-everything
     // happens to answer on a session that never saw initialize; a stricter server would not.) The
-    // client's calls run in its own upstream session (README "Client sessions"): that one is reopened.
+    // client's calls run in its own upstream session (docs/sessions-and-tasks.md "Client sessions"): that one is reopened.
     expect.soft(logLines(wrap).filter((l) => l.msg === "upstream session opened for a client session").length).toBeGreaterThanOrEqual(2);
   });
 });

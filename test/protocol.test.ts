@@ -22,6 +22,10 @@ import {
   type ServiceCatalog,
 } from "../src/gateway/catalog/catalog.js";
 import {
+  asDmcpError,
+  BusError,
+  CallError,
+  cancellation,
   createEnvelope,
   decodeEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
@@ -30,9 +34,13 @@ import {
   encodeEnvelope,
   ERROR_CODES,
   ErrorCode,
+  errorForCode,
   errorFromPayload,
   errorPayload,
+  fromJsonRpcError,
+  InternalError,
   InvalidSubjectTokenError,
+  isDmcpError,
   jsonRpcCodeFor,
   JsonRpcErrorCode,
   MESSAGE_TYPES,
@@ -41,10 +49,13 @@ import {
   parseRegistryKey,
   REGISTRY_BUCKET,
   registryKey,
+  RequestError,
   salvageIds,
+  SecurityError,
   subjects,
   SUBJECT_ROOT,
   toJsonRpcError,
+  UpstreamError,
   validateEnvelope,
   type AnnouncePayload,
   type Catalog,
@@ -447,6 +458,80 @@ describe("error mapping", () => {
       data: { dmcp_code: "INTERNAL" },
     });
     expect(toJsonRpcError("string")).toMatchObject({ code: -32603 });
+  });
+});
+
+describe("error families", () => {
+  const CLASSES: Record<string, new (...args: never[]) => DmcpError> = { BusError, CallError, UpstreamError, RequestError, SecurityError, InternalError };
+
+  /** [code, family] as PROTOCOL.md §9.1 lists them: "`BusError` (`BUS_UNAVAILABLE`, ...)". */
+  function documentedFamilies(): [string, string][] {
+    const text = readFileSync(path.join(repoRoot, "PROTOCOL.md"), "utf8").replace(/\s+/g, " ");
+    return [...text.matchAll(/`(\w+Error)` \(((?:`[A-Z_]+`(?:, )?)+)\)/g)].flatMap(([, family, codes]) =>
+      [...codes!.matchAll(/`([A-Z_]+)`/g)].map(([, code]): [string, string] => [code!, family!]),
+    );
+  }
+
+  it("turns every received code into an error of its family (as documented), still a DmcpError of that code", () => {
+    const listed = documentedFamilies();
+    // Every code once: in one family, and none left out.
+    expect(listed.map(([code]) => code).sort()).toEqual([...ERROR_CODES].sort());
+    const documented = new Map(listed);
+    for (const code of ERROR_CODES) {
+      const family = CLASSES[documented.get(code)!]!;
+      const received = errorFromPayload({ code, message: `m ${code}`, data: { n: 1 } });
+      expect(received, code).toBeInstanceOf(family);
+      expect(received.name, code).toBe(family.name);
+      expect(isDmcpError(received, code), code).toBe(true);
+      expect(received).toMatchObject({ code, message: `m ${code}`, jsonrpcCode: jsonRpcCodeFor[code], data: { n: 1 } });
+      // The family does not change what travels.
+      expect(errorPayload(received)).toEqual(errorPayload(new DmcpError(code, `m ${code}`, { data: { n: 1 } })));
+      expect(errorForCode(code, "x")).toBeInstanceOf(family);
+    }
+    const unknown = errorFromPayload({ code: "SOMETHING_NEW", message: "m" });
+    expect(unknown).toBeInstanceOf(InternalError);
+    expect(unknown.data).toEqual({ dmcp_code: "SOMETHING_NEW" });
+  });
+
+  it("keeps the cause, the data and a custom JSON-RPC code", () => {
+    const cause = new Error("socket closed");
+    const error = new BusError(ErrorCode.BusUnavailable, "the bus is gone", { cause, data: { url: "nats://x" } });
+    expect(error).toBeInstanceOf(DmcpError);
+    expect(error).toBeInstanceOf(Error);
+    expect(error.cause).toBe(cause);
+    expect(error).toMatchObject({ name: "BusError", code: "BUS_UNAVAILABLE", jsonrpcCode: -32010, data: { url: "nats://x" } });
+    expect(new RequestError(ErrorCode.UnknownTarget, "Method not found: x", { jsonrpcCode: -32601 }).jsonrpcCode).toBe(-32601);
+    expect("cause" in new CallError(ErrorCode.Cancelled, "stop")).toBe(false);
+  });
+
+  it("gives decoding failures their family and the parser's error as cause", () => {
+    const notJson = decodeEnvelope(new TextEncoder().encode("{nope"));
+    expect(notJson).toMatchObject({ ok: false, error: expect.any(RequestError) });
+    expect((notJson as { error: DmcpError }).error.cause).toBeInstanceOf(SyntaxError);
+    expect(validateEnvelope({ dMCP_version: "0.1" })).toMatchObject({ ok: false, error: expect.any(RequestError) });
+    expect(decodeEnvelope(new Uint8Array(11), 10)).toMatchObject({ ok: false, error: expect.any(BusError) });
+    expect(cancellation("enough", "fallback")).toBeInstanceOf(CallError);
+  });
+
+  it("carries an MCP peer's JSON-RPC error as UPSTREAM_ERROR and gives it back unchanged", () => {
+    const peer = { code: -32602, message: "Invalid arguments", data: { field: "x" } };
+    const error = fromJsonRpcError(peer);
+    expect(error).toBeInstanceOf(UpstreamError);
+    expect(error).toMatchObject({ code: ErrorCode.UpstreamError, jsonrpcCode: -32602, message: "Invalid arguments", data: { field: "x" } });
+    expect(toJsonRpcError(error)).toEqual(peer);
+    expect(toJsonRpcError(errorFromPayload(errorPayload(error)))).toEqual(peer);
+    expect(toJsonRpcError(fromJsonRpcError({ code: 7, message: "no data" }))).toEqual({ code: 7, message: "no data" });
+  });
+
+  it("makes any thrown value a DmcpError: itself, or INTERNAL caused by it", () => {
+    const own = new UpstreamError(ErrorCode.UpstreamClosed, "gone");
+    expect(asDmcpError(own)).toBe(own);
+    const thrown = new TypeError("x is not a function");
+    const wrapped = asDmcpError(thrown);
+    expect(wrapped).toBeInstanceOf(InternalError);
+    expect(wrapped).toMatchObject({ code: "INTERNAL", message: "x is not a function" });
+    expect(wrapped.cause).toBe(thrown);
+    expect(asDmcpError("text")).toMatchObject({ code: "INTERNAL", message: "text", cause: "text" });
   });
 });
 

@@ -228,7 +228,7 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     const announced = (await registry.get(`rawcalc.${agent.instance}`))!.json<Envelope>();
     const catalog = (announced.payload.catalog as { tools: { name: string }[] }).tools;
     for (const item of catalog) {
-      // Unchanged, except that the gateway offers every tool as a task (README "Tasks").
+      // Unchanged, except that the gateway offers every tool as a task (docs/sessions-and-tasks.md "Tasks").
       expect(tools.find((t) => t.name === item.name)).toEqual({ ...item, execution: { taskSupport: "optional" } });
     }
   });

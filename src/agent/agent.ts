@@ -16,7 +16,7 @@ import { ServiceEndpoint } from "../bus/endpoint.js";
 import { InstancePresence, REGISTRY_STREAM, type AnnouncementInput } from "../bus/registry.js";
 import { awaitStreams } from "../bus/streams.js";
 import { BusCaller } from "../bus/requester.js";
-import { DmcpError, ErrorCode, isValidToken, isValidTopic, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
+import { ErrorCode, isValidToken, isValidTopic, RequestError, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
@@ -289,7 +289,7 @@ export class Agent {
   /** Calls a tool of another service on the bus; returns its CallToolResult, or throws a DmcpError. */
   async call(service: string, tool: string, args: Record<string, unknown> = {}, options: AgentCallOptions = {}): Promise<CallToolResult> {
     if (this.state === "stopped") throw new AgentStateError(`agent ${this.name} is stopped`);
-    if (!isValidToken(service)) throw new DmcpError(ErrorCode.UnknownTarget, `invalid service name ${JSON.stringify(service)}`, { data: { service } });
+    if (!isValidToken(service)) throw new RequestError(ErrorCode.UnknownTarget, `invalid service name ${JSON.stringify(service)}`, { data: { service } });
     const result = await this.caller.call(service, "tools/call", { name: tool, arguments: args }, {
       timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       sessionId: options.sessionId,

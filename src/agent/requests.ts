@@ -4,7 +4,7 @@
  * MCP server would answer.
  */
 import type { RequestHandler } from "../bus/endpoint.js";
-import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../protocol/index.js";
+import { ErrorCode, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
 import type { ToolSet } from "./tools.js";
 
 export function agentRequestHandler(tools: ToolSet): RequestHandler {
@@ -16,7 +16,7 @@ export function agentRequestHandler(tools: ToolSet): RequestHandler {
       case "tools/list":
         return { tools: tools.list() };
       default:
-        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+        throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
   };
 }

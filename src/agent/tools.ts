@@ -5,7 +5,7 @@
  */
 import * as z from "zod";
 import type { RequestContext } from "../bus/endpoint.js";
-import { DmcpError, ErrorCode, formatIssues, JsonRpcErrorCode } from "../protocol/index.js";
+import { ErrorCode, formatIssues, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { AgentDeclarationError } from "./errors.js";
 
@@ -115,11 +115,11 @@ export class ToolSet {
    */
   async call(params: Record<string, unknown> | undefined, context: RequestContext): Promise<CallToolResult> {
     const name = params?.name;
-    if (typeof name !== "string") throw new DmcpError(ErrorCode.UnknownTarget, "tools/call needs params.name (a string)", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+    if (typeof name !== "string") throw new RequestError(ErrorCode.UnknownTarget, "tools/call needs params.name (a string)", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
     const tool = this.tools.get(name);
-    if (!tool) throw new DmcpError(ErrorCode.UnknownTarget, `Unknown tool: ${name}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+    if (!tool) throw new RequestError(ErrorCode.UnknownTarget, `Unknown tool: ${name}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
     const args = params?.arguments === undefined ? {} : params.arguments;
-    if (!isRecord(args)) throw new DmcpError(ErrorCode.InvalidParams, "tools/call needs params.arguments to be an object");
+    if (!isRecord(args)) throw new RequestError(ErrorCode.InvalidParams, "tools/call needs params.arguments to be an object");
     const parsed = await tool.input.safeParseAsync(args);
     if (!parsed.success) {
       return { content: [{ type: "text", text: `Invalid arguments for tool ${name}: ${formatIssues(parsed.error.issues)}` }], isError: true };

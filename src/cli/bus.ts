@@ -1,7 +1,7 @@
 /** The bus connection of a `dmcp` command: the NATS server it finds, and advice that fits the command when that fails. */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connectBus, type Bus } from "../bus/connection.js";
-import { DmcpError, ErrorCode } from "../protocol/index.js";
+import { BusError, ErrorCode } from "../protocol/index.js";
 import type { MessageSecurity } from "../security/security.js";
 import type { Logger } from "../util/logger.js";
 import { natsConnection, natsTarget, type NatsTarget } from "./args.js";
@@ -47,7 +47,7 @@ async function requireJetStream(bus: Bus, url: string, logger: Logger): Promise<
     await jetstreamManager(bus.nc);
   } catch (err) {
     if ((err as Error).name === "JetStreamNotEnabled") {
-      throw new DmcpError(
+      throw new BusError(
         ErrorCode.BusUnavailable,
         `the NATS server at ${url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js), or enable JetStream for this NATS account.`,
       );

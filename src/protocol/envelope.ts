@@ -3,10 +3,8 @@
  * `schemas/`). Objects are loose: fields this version does not know survive a hop, so newer agents
  * can add fields without breaking older ones.
  */
-import { randomUUID } from "node:crypto";
 import * as z from "zod";
 import { DeliveryPlan } from "./delivery.js";
-import { DmcpError, ErrorCode } from "./errors.js";
 import { TOPIC_PATTERN } from "./subjects.js";
 
 export const DMCP_VERSION = "0.1";
@@ -42,38 +40,6 @@ export const ErrorNotificationPayload = z.looseObject({
   jsonrpc_code: z.number().int().optional().describe("the JSON-RPC error code an MCP client sees"),
   data: z.unknown().optional(),
 });
-
-/**
- * The `context_update.payload.method` of a receipt: an executor sends it to the reply subject as soon as
- * it takes a request, so the caller knows which instance holds the call (and can fail the call at once
- * if that instance leaves the bus).
- */
-export const ACCEPTED_METHOD = "dmcp/accepted";
-
-/**
- * The `context_update.payload.method` of a cancellation, published on `dmcp.v1.cancel.<service>` with
- * the cancelled call's `correlation_id`: the instance that holds the call stops it.
- */
-export const CANCEL_METHOD = "notifications/cancelled";
-
-/**
- * The `prompt_request.payload.method` a gateway sends to the replica a client session is pinned to when
- * that session ends: the replica closes the matching upstream session (PROTOCOL.md §16).
- */
-export const SESSION_CLOSE_METHOD = "dmcp/session/close";
-
-/**
- * Client notifications that a gateway passes on, as a `prompt_request` with the notification's method
- * (answered `{}`), to the replicas holding the client session's upstream sessions (PROTOCOL.md §16).
- */
-export const RELAYED_CLIENT_NOTIFICATIONS: ReadonlySet<string> = new Set(["notifications/roots/list_changed"]);
-
-/**
- * A `context_update` on a call's reply subject: the upstream closed the call's SSE stream before its
- * answer, to be polled (SEP-1699); the answer follows. A gateway may close its client's stream for
- * the request too, if the client can resume it (PROTOCOL.md §5.6).
- */
-export const STREAM_CLOSED_METHOD = "dmcp/stream/closed";
 
 /** A context topic: dot-separated tokens, e.g. `plant.pressure`; its subject is `dmcp.v1.ctx.<topic>`. */
 export const TopicName = z.string().regex(TOPIC_PATTERN, "use 1-16 dot-separated tokens of A-Z a-z 0-9 _ -");
@@ -235,145 +201,4 @@ export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
 export type HeartbeatPayload = z.infer<typeof HeartbeatPayload>;
 export type AnnouncePayload = z.infer<typeof AnnouncePayload>;
 
-type PayloadOf<T extends MessageType> = Extract<Envelope, { type: T }>["payload"];
-type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends infer E
-  ? E extends { type: T; payload: infer P }
-    ? P
-    : never
-  : never;
-
-export interface EnvelopeOptions {
-  sender: string;
-  /** The message id; a fresh UUID unless given (a request correlates to its own id). */
-  id?: string | undefined;
-  correlationId?: string | undefined;
-  sessionId?: string | undefined;
-  deadline?: Date | string | undefined;
-  /** Who made the call (prompt_request only). */
-  caller?: Caller | undefined;
-}
-
-/** Builds a new envelope with a fresh id and the current time. */
-export function createEnvelope<T extends MessageType>(
-  type: T,
-  payload: InputPayloadOf<T>,
-  options: EnvelopeOptions,
-): Extract<Envelope, { type: T }> {
-  // Ids come before the payload: a reader of an envelope too large to parse finds them in its head.
-  const envelope: Record<string, unknown> = { dMCP_version: DMCP_VERSION, type, id: options.id ?? randomUUID() };
-  if (options.correlationId !== undefined) envelope.correlation_id = options.correlationId;
-  if (options.sessionId !== undefined) envelope.session_id = options.sessionId;
-  envelope.timestamp = new Date().toISOString();
-  envelope.sender_id = options.sender;
-  if (options.deadline !== undefined) {
-    envelope.deadline = typeof options.deadline === "string" ? options.deadline : options.deadline.toISOString();
-  }
-  if (options.caller !== undefined) envelope.caller = options.caller;
-  envelope.payload = payload;
-  return envelope as Extract<Envelope, { type: T }>;
-}
-
-export type { PayloadOf };
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-export function encodeEnvelope(envelope: Envelope | Record<string, unknown>): Uint8Array {
-  return encoder.encode(JSON.stringify(envelope));
-}
-
-/** The default upper bound for one envelope; NATS' own default max_payload is 1 MiB. */
-export const DEFAULT_MAX_ENVELOPE_BYTES = 1024 * 1024;
-
-export type DecodeResult = { ok: true; envelope: Envelope } | { ok: false; error: DmcpError; raw: unknown };
-
-/**
- * Decodes and validates one envelope. Never throws: a bad message becomes an INVALID_ENVELOPE or
- * PAYLOAD_TOO_LARGE error that names what is wrong, with the parsed JSON (if any) kept in `raw` so that
- * the caller can still answer the sender's correlation id.
- */
-export function decodeEnvelope(bytes: Uint8Array, maxBytes = DEFAULT_MAX_ENVELOPE_BYTES): DecodeResult {
-  if (bytes.byteLength > maxBytes) {
-    return {
-      ok: false,
-      raw: peekIds(bytes),
-      error: new DmcpError(ErrorCode.PayloadTooLarge, `envelope of ${bytes.byteLength} bytes exceeds the limit of ${maxBytes} bytes`),
-    };
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(decoder.decode(bytes));
-  } catch (cause) {
-    return { ok: false, raw: undefined, error: new DmcpError(ErrorCode.InvalidEnvelope, "envelope is not valid JSON", { cause }) };
-  }
-  return validateEnvelope(raw);
-}
-
-/**
- * The ids of an envelope too large to parse, read from its head: enough to pair the error with the
- * request. Envelopes written by this package put the ids before the payload.
- */
-function peekIds(bytes: Uint8Array): Record<string, string> {
-  const head = decoder.decode(bytes.subarray(0, 64 * 1024));
-  const ids: Record<string, string> = {};
-  for (const field of ["correlation_id", "id", "sender_id"]) {
-    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,256})"`).exec(head);
-    if (match) ids[field] = match[1]!;
-  }
-  return ids;
-}
-
-/** How many validation issues an INVALID_ENVELOPE error lists in its data. */
-export const MAX_REPORTED_ISSUES = 20;
-
-export function validateEnvelope(raw: unknown): DecodeResult {
-  const parsed = Envelope.safeParse(raw);
-  if (parsed.success) return { ok: true, envelope: parsed.data };
-  return {
-    ok: false,
-    raw,
-    error: new DmcpError(ErrorCode.InvalidEnvelope, `invalid envelope: ${formatIssues(parsed.error.issues)}`, {
-      // The first issues only: 20,000 bad catalog entries would make an answer larger than the bus takes.
-      data: { issues: parsed.error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => ({ path: i.path.join("."), message: i.message })) },
-    }),
-  };
-}
-
-/** Renders zod issues as `path: message; path: message`, the path in dotted form. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .flatMap((issue) => explainUnion(issue))
-    .slice(0, 5)
-    .map((issue) => `${issue.path.length ? issue.path.join(".") : "(root)"}: ${issue.message}`)
-    .join("; ");
-}
-
-/**
- * A value that fits no branch of a union yields one vague issue. When one branch is clearly the one
- * meant (fewest issues, then the deepest path), its issues, under the union's path, say exactly what
- * is wrong.
- */
-function explainUnion(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string }[] {
-  if (issue.code !== "invalid_union" || !("errors" in issue) || issue.errors.length === 0) return [issue];
-  const score = (branch: z.core.$ZodIssue[]) => [branch.length, -Math.max(0, ...branch.map((i) => i.path.length))] as const;
-  const ranked = [...issue.errors].sort((a, b) => score(a)[0] - score(b)[0] || score(a)[1] - score(b)[1]);
-  const [best, second] = ranked;
-  if (!best || best.length === 0) return [issue];
-  if (second && score(best)[0] === score(second)[0] && score(best)[1] === score(second)[1]) return [issue];
-  return best.flatMap((inner) => explainUnion(inner)).map((inner) => ({ path: [...issue.path, ...inner.path], message: inner.message }));
-}
-
-/** Reads `correlation_id`/`id`/`sender_id` from a message that failed validation, where they are present and fit an envelope. */
-export function salvageIds(raw: unknown): { correlationId?: string; sender?: string } {
-  if (typeof raw !== "object" || raw === null) return {};
-  const record = raw as Record<string, unknown>;
-  // Only ids an envelope may carry: an answer that echoed a 10 kB "id" would itself be invalid.
-  const correlationId = isEnvelopeId(record.correlation_id) ? record.correlation_id : isEnvelopeId(record.id) ? record.id : undefined;
-  const sender = isEnvelopeId(record.sender_id) ? record.sender_id : undefined;
-  return { ...(correlationId ? { correlationId } : {}), ...(sender ? { sender } : {}) };
-}
-
-/** A string that fits an envelope's id fields (1-256 characters). */
-function isEnvelopeId(value: unknown): value is string {
-  return typeof value === "string" && value.length >= 1 && value.length <= 256;
-}
+export type PayloadOf<T extends MessageType> = Extract<Envelope, { type: T }>["payload"];

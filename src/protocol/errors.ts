@@ -1,122 +1,30 @@
 /**
- * Stable error codes. Wire errors (`error_notification.payload.code`) and local errors (`DmcpError.code`)
- * share this vocabulary so that a code means the same thing on every hop and in every language.
+ * dMCP's error classes: `DmcpError`, and one subclass per failure family, so that a handler can tell
+ * "the bus could not carry it" from "the request is wrong" with `instanceof`, and `isDmcpError(err, code)`
+ * still names one failure. Each family takes only its own codes; `cause` keeps the error underneath.
+ * Errors are turned into wire payloads and back in wire-errors.ts, and nowhere else.
  */
-export const ErrorCode = {
-  /** The envelope failed validation (bad JSON, wrong shape, unknown type, oversized). */
-  InvalidEnvelope: "INVALID_ENVELOPE",
-  /** No executor subscribes to the service's request subject. */
-  NoResponders: "NO_RESPONDERS",
-  /** The call's deadline passed before an answer arrived (or before work started). */
-  DeadlineExceeded: "DEADLINE_EXCEEDED",
-  /** The executor is up but its upstream MCP server is not (starting, restarting, unreachable). */
-  UpstreamUnavailable: "UPSTREAM_UNAVAILABLE",
-  /** The upstream MCP server answered with a JSON-RPC error; `jsonrpc_code` carries its code. */
-  UpstreamError: "UPSTREAM_ERROR",
-  /** The upstream MCP server went away while the call was running. */
-  UpstreamClosed: "UPSTREAM_CLOSED",
-  /** A request's params (e.g. a tool's arguments) fail the target's schema. */
-  InvalidParams: "INVALID_PARAMS",
-  /** No service offers the requested tool, prompt or resource. */
-  UnknownTarget: "UNKNOWN_TARGET",
-  /** A message is larger than the bus (or the configured limit) allows. */
-  PayloadTooLarge: "PAYLOAD_TOO_LARGE",
-  /** The bus connection is closed, draining or was never established. */
-  BusUnavailable: "BUS_UNAVAILABLE",
-  /** The executor instance that accepted the call left the bus before answering. */
-  ExecutorLost: "EXECUTOR_LOST",
-  /** The call was cancelled by its caller. */
-  Cancelled: "CANCELLED",
-  /** The executor is shutting down and takes no new work. */
-  ShuttingDown: "SHUTTING_DOWN",
-  /** The caller's identity may not use the requested tool, resource or prompt (the gateway's policy). */
-  Forbidden: "FORBIDDEN",
-  /** An unsigned message where signatures are required (PROTOCOL.md §14). */
-  SignatureRequired: "SIGNATURE_REQUIRED",
-  /** A signature that is malformed or does not match the signed bytes (forged or altered). */
-  SignatureInvalid: "SIGNATURE_INVALID",
-  /** A valid signature by a key the receiver does not trust (for that role). */
-  UntrustedSigner: "UNTRUSTED_SIGNER",
-  /** A signed message seen before, or whose timestamp lies outside the receiver's window. */
-  Replayed: "REPLAYED",
-  /** A sealed (encrypted) payload the receiver cannot open. */
-  DecryptionFailed: "DECRYPTION_FAILED",
-  /** A durable request failed on every delivery attempt and was moved to the dead-letter stream. */
-  RetriesExhausted: "RETRIES_EXHAUSTED",
-  /** The executor replica holding a client session's upstream session left the bus (or closed that session). */
-  SessionLost: "SESSION_LOST",
-  /** Anything else that went wrong inside a dMCP component. */
-  Internal: "INTERNAL",
-} as const;
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+import { type ErrorCode, jsonRpcCodeFor } from "./error-codes.js";
 
-export const ERROR_CODES = Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]];
-
-/** JSON-RPC 2.0 and MCP error codes used at the MCP edges. */
-export const JsonRpcErrorCode = {
-  ParseError: -32700,
-  InvalidRequest: -32600,
-  MethodNotFound: -32601,
-  InvalidParams: -32602,
-  InternalError: -32603,
-  /** MCP: resource not found. */
-  ResourceNotFound: -32002,
-  /** Implementation-defined server errors (-32000 to -32099) that dmcp-gateway uses. */
-  BusUnavailable: -32010,
-  NoResponders: -32011,
-  DeadlineExceeded: -32012,
-  UpstreamUnavailable: -32013,
-  PayloadTooLarge: -32014,
-  UpstreamClosed: -32015,
-  Cancelled: -32016,
-  ShuttingDown: -32017,
-  ExecutorLost: -32018,
-  Forbidden: -32019,
-  SignatureRequired: -32040,
-  SignatureInvalid: -32041,
-  UntrustedSigner: -32042,
-  Replayed: -32043,
-  DecryptionFailed: -32044,
-  RetriesExhausted: -32030,
-  SessionLost: -32031,
-} as const;
-
-/** The JSON-RPC code an MCP client sees for each dMCP error code (UpstreamError keeps the upstream's own). */
-export const jsonRpcCodeFor: Record<ErrorCode, number> = {
-  INVALID_ENVELOPE: JsonRpcErrorCode.InvalidRequest,
-  NO_RESPONDERS: JsonRpcErrorCode.NoResponders,
-  DEADLINE_EXCEEDED: JsonRpcErrorCode.DeadlineExceeded,
-  UPSTREAM_UNAVAILABLE: JsonRpcErrorCode.UpstreamUnavailable,
-  UPSTREAM_ERROR: JsonRpcErrorCode.InternalError,
-  UPSTREAM_CLOSED: JsonRpcErrorCode.UpstreamClosed,
-  UNKNOWN_TARGET: JsonRpcErrorCode.InvalidParams,
-  INVALID_PARAMS: JsonRpcErrorCode.InvalidParams,
-  PAYLOAD_TOO_LARGE: JsonRpcErrorCode.PayloadTooLarge,
-  BUS_UNAVAILABLE: JsonRpcErrorCode.BusUnavailable,
-  CANCELLED: JsonRpcErrorCode.Cancelled,
-  SHUTTING_DOWN: JsonRpcErrorCode.ShuttingDown,
-  EXECUTOR_LOST: JsonRpcErrorCode.ExecutorLost,
-  FORBIDDEN: JsonRpcErrorCode.Forbidden,
-  SIGNATURE_REQUIRED: JsonRpcErrorCode.SignatureRequired,
-  SIGNATURE_INVALID: JsonRpcErrorCode.SignatureInvalid,
-  UNTRUSTED_SIGNER: JsonRpcErrorCode.UntrustedSigner,
-  REPLAYED: JsonRpcErrorCode.Replayed,
-  DECRYPTION_FAILED: JsonRpcErrorCode.DecryptionFailed,
-  RETRIES_EXHAUSTED: JsonRpcErrorCode.RetriesExhausted,
-  SESSION_LOST: JsonRpcErrorCode.SessionLost,
-  INTERNAL: JsonRpcErrorCode.InternalError,
-};
+export interface DmcpErrorOptions {
+  /** The JSON-RPC code an MCP client sees; the code's default (error-codes.ts) unless given. */
+  jsonrpcCode?: number | undefined;
+  /** Details that travel with the error (`error_notification.payload.data`). */
+  data?: unknown;
+  /** The error underneath, for logs; it does not travel. */
+  cause?: unknown;
+}
 
 /**
- * The one local error class of dMCP components. `code` is stable; `jsonrpcCode` and `data` are what an
- * MCP client receives when the error crosses the MCP edge.
+ * A dMCP failure. `code` is stable; `jsonrpcCode` and `data` are what an MCP client receives when the
+ * error crosses the MCP edge. New code throws one of the families below.
  */
 export class DmcpError extends Error {
   readonly code: ErrorCode;
   readonly jsonrpcCode: number;
   readonly data: unknown;
 
-  constructor(code: ErrorCode, message: string, options: { jsonrpcCode?: number; data?: unknown; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: DmcpErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "DmcpError";
     this.code = code;
@@ -129,20 +37,79 @@ export function isDmcpError(value: unknown, code?: ErrorCode): value is DmcpErro
   return value instanceof DmcpError && (code === undefined || value.code === code);
 }
 
-/** Cancellation reasons travel in bus messages: a client's reason is kept to this many characters. */
-export const MAX_CANCEL_REASON_CHARS = 1024;
+/** The bus could not carry the message: no connection, nobody listening, or too many bytes. */
+export type BusErrorCode = typeof ErrorCode.BusUnavailable | typeof ErrorCode.NoResponders | typeof ErrorCode.PayloadTooLarge;
 
-/**
- * The CANCELLED error a canceller's reason becomes (PROTOCOL.md §5.5): its message is the reason (a
- * non-empty string, cut to MAX_CANCEL_REASON_CHARS), else `fallback`.
- */
-export function cancellation(reason: unknown, fallback: string): DmcpError {
-  const text = typeof reason === "string" && reason.length > 0 ? reason.slice(0, MAX_CANCEL_REASON_CHARS) : fallback;
-  return new DmcpError(ErrorCode.Cancelled, text);
+export class BusError extends DmcpError {
+  declare readonly code: BusErrorCode;
+  constructor(code: BusErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "BusError";
+  }
 }
 
-/** The reason an aborted signal carries, as the text of a `notifications/cancelled`. */
-export function cancelReasonOf(signal: AbortSignal, fallback: string): string {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error && reason.message.length > 0 ? reason.message : fallback;
+/** The call ended without an answer: out of time, cancelled, or the side holding it went away. */
+export type CallErrorCode =
+  | typeof ErrorCode.DeadlineExceeded
+  | typeof ErrorCode.Cancelled
+  | typeof ErrorCode.ShuttingDown
+  | typeof ErrorCode.ExecutorLost
+  | typeof ErrorCode.SessionLost
+  | typeof ErrorCode.RetriesExhausted;
+
+export class CallError extends DmcpError {
+  declare readonly code: CallErrorCode;
+  constructor(code: CallErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "CallError";
+  }
+}
+
+/** The upstream MCP server is down, went away, or answered with a JSON-RPC error of its own. */
+export type UpstreamErrorCode = typeof ErrorCode.UpstreamUnavailable | typeof ErrorCode.UpstreamError | typeof ErrorCode.UpstreamClosed;
+
+export class UpstreamError extends DmcpError {
+  declare readonly code: UpstreamErrorCode;
+  constructor(code: UpstreamErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "UpstreamError";
+  }
+}
+
+/** The message or request is refused as it stands (malformed, bad params, no such target, not allowed): the same again fails again. */
+export type RequestErrorCode = typeof ErrorCode.InvalidEnvelope | typeof ErrorCode.InvalidParams | typeof ErrorCode.UnknownTarget | typeof ErrorCode.Forbidden;
+
+export class RequestError extends DmcpError {
+  declare readonly code: RequestErrorCode;
+  constructor(code: RequestErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "RequestError";
+  }
+}
+
+/** Message security rejected a message: unsigned, forged, untrusted, replayed, or sealed beyond reach (PROTOCOL.md §14.5). */
+export type SecurityErrorCode =
+  | typeof ErrorCode.SignatureRequired
+  | typeof ErrorCode.SignatureInvalid
+  | typeof ErrorCode.UntrustedSigner
+  | typeof ErrorCode.Replayed
+  | typeof ErrorCode.DecryptionFailed;
+
+export class SecurityError extends DmcpError {
+  declare readonly code: SecurityErrorCode;
+  constructor(code: SecurityErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "SecurityError";
+  }
+}
+
+/** Anything else that went wrong inside a dMCP component, and any code this version does not know. */
+export type InternalErrorCode = typeof ErrorCode.Internal;
+
+export class InternalError extends DmcpError {
+  declare readonly code: InternalErrorCode;
+  constructor(code: InternalErrorCode, message: string, options?: DmcpErrorOptions) {
+    super(code, message, options);
+    this.name = "InternalError";
+  }
 }

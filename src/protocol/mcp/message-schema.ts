@@ -9,7 +9,7 @@
  * next to nothing. The method-specific params (a tool call's name and arguments, ...) are left to the
  * component that handles the method, which answers them.
  */
-import { JsonRpcErrorCode } from "../errors.js";
+import { JsonRpcErrorCode } from "../error-codes.js";
 import type { JsonRpcId } from "../jsonrpc.js";
 
 /** The `_meta` key that ties a message to a task (MCP 2025-11-25). */
