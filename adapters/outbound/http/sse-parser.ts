@@ -9,8 +9,7 @@ export class SseParser {
 
   push(chunk: string): void {
     this.buffer += chunk;
-    let newline: number;
-    while ((newline = this.buffer.search(/\r\n|\r|\n/)) !== -1) {
+    for (let newline = this.buffer.search(/\r\n|\r|\n/); newline !== -1; newline = this.buffer.search(/\r\n|\r|\n/)) {
       // A CR at the very end may be the first half of a CRLF split across chunks: wait for the next.
       if (newline === this.buffer.length - 1 && this.buffer.endsWith("\r")) break;
       const line = this.buffer.slice(0, newline);

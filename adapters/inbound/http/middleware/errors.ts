@@ -10,8 +10,9 @@ export function sendRpcError(res: Response, status: number, code: number, messag
 /** The error handler: bad JSON, a body over `maxBodyBytes`, an unknown charset and the like become JSON-RPC errors. */
 export function jsonRpcErrors(maxBodyBytes: number, logger: Logger) {
   return (err: { type?: string; status?: number; expose?: boolean; message?: string }, _req: Request, res: Response, next: NextFunction): void => {
-    if (res.headersSent) return next(err);
-    if (err.type === "entity.too.large") {
+    if (res.headersSent) {
+      next(err);
+    } else if (err.type === "entity.too.large") {
       sendRpcError(res, 413, JsonRpcErrorCode.InvalidRequest, `request body exceeds the limit of ${maxBodyBytes} bytes`);
     } else if (err.type === "entity.parse.failed") {
       sendRpcError(res, 400, JsonRpcErrorCode.ParseError, "Parse error: the body is not valid JSON");
