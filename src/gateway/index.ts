@@ -5,4 +5,3 @@ export * from "./catalog/catalog.js";
 export * from "./context-service.js";
 export * from "../../adapters/inbound/dashboard/monitor.js";
 export * from "./access/policy.js";
-export * from "./sessions/stateless.js";

@@ -4,8 +4,7 @@
  * with the stream's id, until the client goes away (no answer) or the gateway stops (an empty result
  * ends it gracefully).
  */
-import { DmcpError, ErrorCode, topicOfUri, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from "../../protocol/index.js";
-import { META, parseSubscriptionFilter, type SubscriptionFilter } from "./stateless.js";
+import { DmcpError, ErrorCode, META, parseSubscriptionFilter, topicOfUri, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type SubscriptionFilter } from "../../protocol/index.js";
 
 interface OpenStream {
   id: string;

@@ -16,6 +16,14 @@ import {
   isRequest,
   isResponse,
   JsonRpcErrorCode,
+  META,
+  checkStatelessMeta,
+  negotiatedVersion,
+  REMOVED_METHODS,
+  requestedVersion,
+  statelessResult,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  wantsLogMessage,
   RELAYED_CLIENT_NOTIFICATIONS,
   resultResponse,
   toJsonRpcError,
@@ -33,12 +41,8 @@ import type { AggregatedCatalog } from "../catalog/catalog.js";
 import type { GatewayCore } from "../calls/core.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
 import { SessionTasks, TASKS_CAPABILITY, TASKS_EXTENSION, withTaskSupport } from "../tasks/task-methods.js";
-import { checkStatelessMeta, META, REMOVED_METHODS, requestedVersion, STATELESS_PROTOCOL_VERSIONS, statelessResult, wantsLogMessage } from "./stateless.js";
 import { ListenStreams } from "./listen-streams.js";
 import { SessionPins } from "../calls/session-pins.js";
-
-export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
-export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
 
 export type ListKind = "tools" | "resources" | "prompts";
 
@@ -269,7 +273,7 @@ export class GatewaySession {
 
   /** The 2026-07-28 methods: discovery and listen streams instead of initialize and subscribe; the rest as before. */
   private dispatchStateless(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
-    checkStatelessMeta(request.params);
+    checkStatelessMeta(request.params, requestedVersion(request.params)!);
     if (REMOVED_METHODS.has(request.method)) {
       throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
@@ -283,7 +287,7 @@ export class GatewaySession {
   private discover(): Record<string, unknown> {
     const instructions = this.core.catalog.instructions.join("\n");
     return {
-      supportedVersions: [...STATELESS_PROTOCOL_VERSIONS, ...GATEWAY_PROTOCOL_VERSIONS],
+      supportedVersions: SUPPORTED_PROTOCOL_VERSIONS,
       capabilities: {
         tools: { listChanged: true },
         resources: { listChanged: true, subscribe: true },
@@ -425,8 +429,7 @@ export class GatewaySession {
   }
 
   private initialize(params: Record<string, unknown>): Record<string, unknown> {
-    const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
-    this.protocolVersion = requested && GATEWAY_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+    this.protocolVersion = negotiatedVersion(params.protocolVersion);
     this.transport.setProtocolVersion?.(this.protocolVersion);
     const capabilities = params.capabilities;
     if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.clientCapabilities = capabilities as Record<string, unknown>;

@@ -11,9 +11,8 @@
  *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges, `tasks/update` has nothing to
  *   update (gateway tasks never ask for input). `tasks/result` and `tasks/list` are gone.
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, type Caller } from "../../protocol/index.js";
+import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, StatelessErrorCode, type Caller } from "../../protocol/index.js";
 import type { Identity } from "../access/policy.js";
-import { StatelessErrorCode } from "../sessions/stateless.js";
 import { unknownTask, type GatewayTasks } from "./tasks.js";
 import type { TaskRecord } from "./task-store.js";
 

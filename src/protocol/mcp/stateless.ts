@@ -1,11 +1,12 @@
 /**
  * MCP 2026-07-28, the stateless revision: no initialize and no session; every request carries its
  * protocol version, client info and client capabilities in `params._meta`. These are the rules the
- * gateway applies to such a request on any transport (the HTTP adapter adds the header checks).
+ * gateway applies to such a request on any transport (the HTTP adapter adds the header checks); the
+ * gateway's sessions/stateless.ts dispatches by them.
  */
-import { DmcpError, ErrorCode, isPlainObject, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "../../protocol/index.js";
-
-export { META, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode };
+import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../errors.js";
+import { META, metaOf, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "./meta.js";
+import { isPlainObject } from "./message-schema.js";
 
 /** Methods of the 2025 revisions that 2026-07-28 removed: a stateless client gets "method not found". */
 export const REMOVED_METHODS = new Set(["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"]);
@@ -28,10 +29,10 @@ const CACHEABLE = new Set([
   "resources/directory/read",
 ]);
 
-/** A 2026 request must name its version and capabilities, and the version must be one the gateway speaks statelessly. */
-export function checkStatelessMeta(params: Record<string, unknown> | undefined): void {
+/** A 2026 request (one that names `version` in its `_meta`) must name its capabilities too, and a version the gateway speaks statelessly. */
+export function checkStatelessMeta(params: Record<string, unknown> | undefined, version: string): void {
   checkMetaKeys(params);
-  checkVersion(requestedVersion(params)!);
+  checkVersion(version);
   checkClient(params);
   checkLogLevel(params);
 }
