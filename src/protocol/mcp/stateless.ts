@@ -8,6 +8,9 @@ import { DmcpError, ErrorCode, JsonRpcErrorCode } from "../errors.js";
 import { META, metaOf, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "./meta.js";
 import { isPlainObject } from "./message-schema.js";
 
+/** The tasks extension of 2026-07-28 (SEP-2663): a client declares it to get tasks; an upstream, to keep its own. */
+export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+
 /** Methods of the 2025 revisions that 2026-07-28 removed: a stateless client gets "method not found". */
 export const REMOVED_METHODS = new Set(["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"]);
 
