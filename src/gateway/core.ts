@@ -140,12 +140,11 @@ export class GatewayCore {
   }
 
   /**
-   * The Call of one request, routed by the catalog as it is now and due within the gateway's call
-   * timeout; its `caller` is worked out from its identity unless given.
+   * The Call of one request, routed by the catalog as it is now, with the gateway's call timeout; its
+   * `caller` is worked out from its identity unless given.
    */
   call(request: CallRequest): Call {
     const caller = request.caller ?? (request.identity ? this.access.callerOf(request.identity) : undefined);
-    const timeoutMs = this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
-    return new Call({ ...request, caller }, this.catalogs.directory, Date.now() + timeoutMs);
+    return new Call({ ...request, caller }, this.catalogs.directory, this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
   }
 }

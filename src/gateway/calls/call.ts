@@ -58,8 +58,8 @@ export class Call {
   readonly params: Record<string, unknown>;
   /** The revision a 2026-07-28 request names in its `_meta`; undefined for a request of a session-based revision. */
   readonly version: string | undefined;
-  /** When nobody waits for the answer any more (epoch ms). */
-  readonly deadline: number;
+  /** The call's deadline: each message it sends on the bus is given up this many ms after it leaves (PROTOCOL.md §5.4). */
+  readonly timeoutMs: number;
   readonly transport: string;
   readonly requestId: JsonRpcId | undefined;
   readonly identity: Identity;
@@ -81,12 +81,12 @@ export class Call {
     private readonly request: CallRequest,
     /** The services on the bus as they were when the request arrived: the call is routed by them. */
     private readonly directory: ServiceDirectory,
-    deadline: number,
+    timeoutMs: number,
   ) {
     this.method = request.method;
     this.params = request.params;
     this.version = requestedVersion(request.params);
-    this.deadline = deadline;
+    this.timeoutMs = timeoutMs;
     this.transport = request.transport ?? "";
     this.requestId = request.requestId;
     this.identity = request.identity ?? ANONYMOUS;
@@ -124,17 +124,12 @@ export class Call {
     return route.ok && route.value.lane ? "durable" : "direct";
   }
 
-  /** Milliseconds left until the deadline (at least 1: a call past it still gets its DEADLINE_EXCEEDED). */
-  remainingMs(): number {
-    return Math.max(1, this.deadline - Date.now());
-  }
-
   /**
-   * The same caller's request of another method or params, within this call's deadline (what a task
+   * The same caller's request of another method or params, with this call's deadline (what a task
    * method checks or sends on behalf of its request); it is not tied to upstream sessions.
    */
   derive(method: string, params: Record<string, unknown>): Call {
-    return new Call({ ...this.request, method, params, upstream: undefined }, this.directory, this.deadline);
+    return new Call({ ...this.request, method, params, upstream: undefined }, this.directory, this.timeoutMs);
   }
 
   private routed(): Routing {

@@ -120,14 +120,14 @@ export class Dispatcher {
    * same upstream over HTTP; a per-process upstream (stdio) there answers that it does not know the task.
    */
   async toTaskHolder(call: Call, holder: { service: string; instance: string }, params: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const options: CallOptions = { timeoutMs: call.remainingMs(), signal: call.signal, caller: call.caller };
+    const options: CallOptions = { timeoutMs: call.timeoutMs, signal: call.signal, caller: call.caller };
     const send = () => this.requester.call(holder.service, call.method, params, { ...options, instance: holder.instance });
     const run = this.callMetrics ? () => this.callMetrics!.observe({ service: holder.service, method: call.method, target: "", transport: call.transport }, send) : send;
     try {
       return await run();
     } catch (err) {
       if (!isDmcpError(err, ErrorCode.NoResponders)) throw err;
-      return this.requester.call(holder.service, call.method, params, { ...options, timeoutMs: call.remainingMs() });
+      return this.requester.call(holder.service, call.method, params, options);
     }
   }
 
@@ -144,7 +144,7 @@ export class Dispatcher {
     if (route.service === GATEWAY_SERVICE) return this.options.context.handle(call.method, route.params);
     const options: CallOptions = {
       onInstance: (instance) => (call.instance = instance),
-      timeoutMs: call.remainingMs(),
+      timeoutMs: call.timeoutMs,
       signal: call.signal,
       sessionId: call.sessionId,
       caller: call.caller,
@@ -163,7 +163,7 @@ export class Dispatcher {
       // so trying a ready replica instead is safe.
       const ready = isDmcpError(err, ErrorCode.UpstreamUnavailable) ? this.readyReplica(route.service, (err.data as { instance?: unknown })?.instance) : undefined;
       if (!ready) throw err;
-      return this.requester.call(route.service, call.method, route.params, { ...options, timeoutMs: call.remainingMs(), instance: ready });
+      return this.requester.call(route.service, call.method, route.params, { ...options, instance: ready });
     }
   }
 
@@ -183,7 +183,6 @@ export class Dispatcher {
       try {
         return await this.requester.call(service, call.method, route.params, {
           ...options,
-          timeoutMs: call.remainingMs(),
           clientSession: session.clientSession,
           correlationId: call.correlationId,
           instance: pinned,

@@ -64,7 +64,7 @@ export function routeOf(directory: ServiceDirectory, method: string, params: Rec
 }
 
 /** Throws UNKNOWN_TARGET (with the JSON-RPC code MCP expects) for an unknown name, URI or method. */
-export function routeRequest(catalog: AggregatedCatalog, method: string, params: Record<string, unknown>): RoutedRequest {
+function routeRequest(catalog: AggregatedCatalog, method: string, params: Record<string, unknown>): RoutedRequest {
   switch (method) {
     case "tools/call":
       return renamed(params, "name", catalog.tool(requireString(params, "name")), "tool");
@@ -103,7 +103,7 @@ export function routeRequest(catalog: AggregatedCatalog, method: string, params:
 }
 
 /** The item a request uses, by the names a policy may match (as exposed, and as <service>/<upstream name>). */
-export function policyTarget(catalog: AggregatedCatalog, method: string, params: Record<string, unknown>): PolicyTarget | undefined {
+function policyTarget(catalog: AggregatedCatalog, method: string, params: Record<string, unknown>): PolicyTarget | undefined {
   const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
   const ref = (params.ref ?? {}) as Record<string, unknown>;
   const [kind, name] =
