@@ -41,7 +41,7 @@ export class GatewayCore {
   readonly serverInfo: { name: string; version: string };
   readonly context: ContextService;
   /** What the services on the bus offer, kept current from the registry. */
-  readonly catalogs: CatalogKeeper;
+  readonly catalogKeeper: CatalogKeeper;
   /** The access policy, applied to each call. */
   readonly access: AccessControl;
   /** Sends calls to the services on the bus. */
@@ -60,13 +60,13 @@ export class GatewayCore {
       ...(options.contextRetention ? { retention: options.contextRetention } : {}),
     });
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
-    this.catalogs = new CatalogKeeper({ bus: options.bus, logger: options.logger, id: options.id, context: this.context, metrics: options.metrics });
+    this.catalogKeeper = new CatalogKeeper({ bus: options.bus, logger: options.logger, id: options.id, context: this.context, metrics: options.metrics });
     this.access = new AccessControl(options);
     this.dispatcher = new Dispatcher({
       bus: options.bus,
       logger: options.logger,
       id: options.id,
-      registry: this.catalogs.registry,
+      registry: this.catalogKeeper.registry,
       context: this.context,
       resultTtlMs: options.resultTtlMs,
       metrics: options.metrics,
@@ -94,7 +94,7 @@ export class GatewayCore {
     await this.dispatcher.prepare();
     await this.tasks.prepare();
     this.sessions.start();
-    await this.catalogs.start();
+    await this.catalogKeeper.start();
   }
 
   get busConnected(): boolean {
@@ -103,7 +103,7 @@ export class GatewayCore {
 
   /** Ready to serve: connected to the bus, registry read. */
   get ready(): boolean {
-    return this.catalogs.ready && this.options.bus.isConnected();
+    return this.catalogKeeper.ready && this.options.bus.isConnected();
   }
 
   async stop(): Promise<void> {
@@ -112,16 +112,16 @@ export class GatewayCore {
     this.context.stop();
     this.sessions.stop();
     this.dispatcher.stop();
-    await this.catalogs.stop();
+    await this.catalogKeeper.stop();
   }
 
   /** The aggregated catalog of every service on the bus. */
   get catalog(): AggregatedCatalog {
-    return this.catalogs.catalog;
+    return this.catalogKeeper.catalog;
   }
 
   get instances() {
-    return this.catalogs.registry.list();
+    return this.catalogKeeper.registry.list();
   }
 
   /** This gateway instance's id on the bus (its session subject is named after it). */
@@ -131,7 +131,7 @@ export class GatewayCore {
 
   /** Called with the kind of list that changed, after every registry change that alters it. */
   onListChanged(listener: (kind: ListKind) => void): () => void {
-    return this.catalogs.onListChanged(listener);
+    return this.catalogKeeper.onListChanged(listener);
   }
 
   /** Sees every call the dispatcher sends or refuses to route (see Dispatcher.observeCalls). */
@@ -145,6 +145,6 @@ export class GatewayCore {
    */
   call(request: CallRequest): Call {
     const caller = request.caller ?? (request.identity ? this.access.callerOf(request.identity) : undefined);
-    return new Call({ ...request, caller }, this.catalogs.directory, this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+    return new Call({ ...request, caller }, this.catalogKeeper.directory, this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
   }
 }
