@@ -6,21 +6,13 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
+import { errorResponse, JsonRpcErrorCode, mcpNameField, messageProblem, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../../src/protocol/index.js";
 import {
   checkMetaKeys,
   checkVersion,
-  errorResponse,
-  JsonRpcErrorCode,
-  mcpNameField,
-  messageProblem,
-  TASK_METHODS,
-  paramHeaderMismatch,
-  paramHeadersOf,
-  requestedVersion,
   SESSION_PROTOCOL_VERSIONS,
+  requestedVersion,
   StatelessErrorCode,
-  type DmcpError,
-  type JsonRpcId,
 } from "../../../src/protocol/index.js";
 import type { Gateway, Identity } from "../../../src/gateway/index.js";
 
