@@ -113,7 +113,7 @@ describe("GatewayMonitor", () => {
 
   it("records the gateway's failed calls, bounded, and bus errors even while nobody watches", async () => {
     for (let i = 0; i < 7; i++) {
-      await expect(gateway.core.forward("tools/call", { name: `missing_${i}` }, {})).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+      await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: `missing_${i}` } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
     }
     const report = createEnvelope("error_notification", { code: "INTERNAL", message: "boom" }, { sender: "other" });
     bus.nc.publish(subjects.errors("other"), encodeEnvelope(report));
@@ -131,10 +131,10 @@ describe("GatewayMonitor", () => {
   it("stops following the gateway's calls when it stops", async () => {
     const other = new GatewayMonitor({ bus, logger: silentLogger() });
     other.attach(gateway);
-    await expect(gateway.core.forward("tools/call", { name: "missing_a" }, {})).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_a" } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
     expect(other.snapshot().counters.calls).toBe(1);
     other.stop();
-    await expect(gateway.core.forward("tools/call", { name: "missing_b" }, {})).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_b" } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
     expect(other.snapshot().counters.calls).toBe(1);
   });
 });

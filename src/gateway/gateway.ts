@@ -6,7 +6,7 @@ import { instrumentBus } from "../bus/connection.js";
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
-import { GatewayCore } from "./calls/core.js";
+import { GatewayCore } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 import type { InboundTransport } from "./sessions/inbound-transport.js";

@@ -115,3 +115,5 @@ export {
   paramHeaderValues,
   type ParamHeader,
 } from "./mcp/param-headers.js";
+export { LATEST_SESSION_PROTOCOL_VERSION, negotiatedVersion, SESSION_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS } from "./mcp/versions.js";
+export { checkMetaKeys, checkStatelessMeta, checkVersion, parseSubscriptionFilter, REMOVED_METHODS, statelessResult, TASKS_EXTENSION, wantsLogMessage, type SubscriptionFilter } from "./mcp/stateless.js";

@@ -21,7 +21,7 @@ import type { Bus } from "../../../src/bus/connection.js";
 import { decodeEnvelope, isDmcpError, SUBJECT_ROOT, subjects, ErrorCode } from "../../../src/protocol/index.js";
 import type { Logger } from "../../../src/util/logger.js";
 import { NAME_SEPARATOR } from "../../../src/gateway/catalog/catalog.js";
-import type { GatewayCore } from "../../../src/gateway/calls/core.js";
+import type { GatewayCore } from "../../../src/gateway/core.js";
 import type { Gateway } from "../../../src/gateway/gateway.js";
 
 export interface MonitorOptions {

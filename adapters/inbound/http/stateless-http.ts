@@ -10,18 +10,16 @@ import { errorResponse, JsonRpcErrorCode, mcpNameField, messageProblem, TASK_MET
 import {
   checkMetaKeys,
   checkVersion,
-  GATEWAY_PROTOCOL_VERSIONS,
+  SESSION_PROTOCOL_VERSIONS,
   requestedVersion,
   StatelessErrorCode,
-  type Gateway,
-  type Identity,
-  type InboundTransport,
-} from "../../../src/gateway/index.js";
+} from "../../../src/protocol/index.js";
+import type { Gateway, Identity, InboundTransport } from "../../../src/gateway/index.js";
 
 /** A POST without a session that speaks 2026-07-28 (or a later, unknown revision): by its header or its `_meta`. */
 export function isStatelessRequest(req: Request): boolean {
   const version = req.header("mcp-protocol-version")?.trim();
-  if (version !== undefined && version !== "" && !GATEWAY_PROTOCOL_VERSIONS.includes(version)) return true;
+  if (version !== undefined && version !== "" && !SESSION_PROTOCOL_VERSIONS.includes(version)) return true;
   const body = req.body as { params?: Record<string, unknown> } | undefined;
   return typeof body === "object" && body !== null && !Array.isArray(body) && requestedVersion(body.params) !== undefined;
 }

@@ -53,6 +53,12 @@ export type PolicyConfig = z.input<typeof PolicySchema>;
 
 export type ItemKind = "tools" | "resources" | "prompts";
 
+/** The item a request uses, by the names a policy may match (as exposed, and as <service>/<upstream name>). */
+export interface PolicyTarget {
+  kind: ItemKind;
+  names: string[];
+}
+
 /** What one identity may use. `names` are the forms an item is known by (exposed name, service/target). */
 export interface Access {
   allows(kind: ItemKind, names: readonly string[]): boolean;

@@ -27,14 +27,15 @@ export class SessionPins {
     else if (pinned.instance === instance) pinned.reached = true;
   }
 
-  wasReached(service: string, instance: string): boolean {
+  /**
+   * Unpins `instance` (if it is still the pin) as it left the bus: the session's next call to the
+   * service picks again. True when a call of the session had reached it (its upstream session is lost).
+   */
+  release(service: string, instance: string): boolean {
     const pinned = this.pins.get(service);
-    return pinned?.instance === instance && pinned.reached;
-  }
-
-  /** Unpins `instance` (if it is still the pin): the session's next call to the service picks again. */
-  drop(service: string, instance: string): void {
-    if (this.pins.get(service)?.instance === instance) this.pins.delete(service);
+    if (pinned?.instance !== instance) return false;
+    this.pins.delete(service);
+    return pinned.reached;
   }
 
   entries(): [service: string, instance: string][] {

@@ -4,8 +4,8 @@
  * with the stream's id, until the client goes away (no answer) or the gateway stops (an empty result
  * ends it gracefully).
  */
-import { DmcpError, ErrorCode, topicOfUri, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from "../../protocol/index.js";
-import { META, parseSubscriptionFilter, type SubscriptionFilter } from "./stateless.js";
+import { DmcpError, ErrorCode, META, parseSubscriptionFilter, topicOfUri, type JsonRpcId, type JsonRpcMessage, type SubscriptionFilter } from "../../protocol/index.js";
+import type { Call } from "../calls/call.js";
 
 interface OpenStream {
   id: string;
@@ -25,26 +25,28 @@ export class ListenStreams {
   ) {}
 
   /** Serves one subscriptions/listen request; settles when its stream ends. */
-  listen(request: JsonRpcRequest, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const filter = parseSubscriptionFilter(request.params ?? {});
+  listen(call: Call): Promise<Record<string, unknown>> {
+    const { requestId, signal } = call;
+    if (requestId === undefined) throw new DmcpError(ErrorCode.Internal, "a listen stream belongs to a client's request");
+    const filter = parseSubscriptionFilter(call.params);
     // Updates exist for context topics only; the acknowledgement names the URIs that will get them.
     const uris = (filter.resourceSubscriptions ?? []).filter((uri) => topicOfUri(uri) !== undefined && this.mayRead(uri));
     const honored: SubscriptionFilter = { ...filter, ...(filter.resourceSubscriptions ? { resourceSubscriptions: uris } : {}) };
-    const subscriptionId = String(request.id);
+    const subscriptionId = String(requestId);
     this.send(
       { jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: { notifications: honored, _meta: { [META.subscriptionId]: subscriptionId } } },
-      request.id,
+      requestId,
     );
     return new Promise((resolve, reject) => {
       const end = () => {
-        this.open.delete(request.id);
+        this.open.delete(requestId);
         resolve({});
       };
-      this.open.set(request.id, { id: subscriptionId, filter: honored, end });
+      this.open.set(requestId, { id: subscriptionId, filter: honored, end });
       signal.addEventListener(
         "abort",
         () => {
-          this.open.delete(request.id);
+          this.open.delete(requestId);
           reject(signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the listen stream was closed"));
         },
         { once: true },

@@ -1,7 +1,13 @@
 /**
- * One MCP client session on the gateway, over an InboundTransport (stdio or Streamable HTTP).
- * The gateway answers the session-level methods itself (initialize, ping, the aggregated lists) and
- * forwards calls as raw JSON-RPC to the service that owns the tool, prompt or resource.
+ * The path of one tools/call: an inbound transport (adapters/inbound/) hands each JSON-RPC message of
+ * its client to the client's session here. A request becomes a Call (calls/call.ts), is checked by its
+ * revision's rules and the access policy, and goes to the dispatcher (calls/dispatcher.ts); the answer
+ * goes back on the same transport.
+ *
+ * One MCP client session on the gateway, over an InboundTransport (inbound-transport.ts: stdio or HTTP):
+ * the gateway answers the session-level methods itself (initialize, ping, the aggregated lists,
+ * subscriptions to context topics) and forwards calls to the service that owns the tool, prompt or
+ * resource. A 2026-07-28 request goes through stateless.ts first, whatever the session did before.
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { InboundTransport } from "./inbound-transport.js";
@@ -17,31 +23,30 @@ import {
   isRequest,
   isResponse,
   JsonRpcErrorCode,
+  negotiatedVersion,
   RELAYED_CLIENT_NOTIFICATIONS,
   resultResponse,
+  statelessResult,
+  STREAM_CLOSED_METHOD,
   toJsonRpcError,
+  topicOfUri,
+  wantsLogMessage,
   type JsonRpcId,
   type JsonRpcMessage,
   type JsonRpcRequest,
-  type ClientSession,
-  STREAM_CLOSED_METHOD,
-  topicOfUri,
 } from "../../protocol/index.js";
-import type { SessionCallContext } from "../calls/core.js";
-import { ServerRequests } from "./server-requests.js";
 import type { Logger } from "../../util/logger.js";
-import type { AggregatedCatalog } from "../catalog/catalog.js";
-import type { GatewayCore } from "../calls/core.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
-import { SessionTasks, TASKS_CAPABILITY, TASKS_EXTENSION, withTaskSupport } from "../tasks/task-methods.js";
-import { checkStatelessMeta, META, REMOVED_METHODS, requestedVersion, STATELESS_PROTOCOL_VERSIONS, statelessResult, wantsLogMessage } from "./stateless.js";
+import type { Call } from "../calls/call.js";
+import type { AggregatedCatalog } from "../catalog/catalog.js";
+import type { ListKind } from "../catalog/catalog-keeper.js";
+import { listedNames } from "../catalog/routing.js";
+import type { GatewayCore } from "../core.js";
+import { SessionTasks, TASKS_CAPABILITY, withTaskSupport } from "../tasks/task-methods.js";
 import { ListenStreams } from "./listen-streams.js";
-import { SessionPins } from "../calls/session-pins.js";
-
-export const GATEWAY_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
-export const LATEST_PROTOCOL_VERSION = GATEWAY_PROTOCOL_VERSIONS[0]!;
-
-export type ListKind = "tools" | "resources" | "prompts";
+import { StatelessDispatch, type Answer } from "./stateless.js";
+import { StreamClosers } from "./stream-closers.js";
+import { UpstreamSessions } from "./upstream-sessions.js";
 
 export interface SessionOptions {
   /**
@@ -55,11 +60,8 @@ export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
-  /**
-   * Closes a request's SSE stream for the client to resume (HTTP with an event store only), by request
-   * id; with SSE polling, `poll` closes it by itself, once, when the answer is late.
-   */
-  private readonly streamClosers = new Map<JsonRpcId, { close: () => void; poll: NodeJS.Timeout | undefined }>();
+  /** The SSE streams of requests that the client can resume (HTTP with an event store only). */
+  private readonly streams: StreamClosers;
   /** Set when the gateway shuts down: new requests are refused, calls in flight may finish. */
   private draining = false;
   private idleWaiters: (() => void)[] = [];
@@ -81,18 +83,10 @@ export class GatewaySession {
   private visible: { catalog: AggregatedCatalog; lists: Record<string, Record<string, unknown>[]> } | undefined;
   /** The session's id on the bus (a UUID of its own: an HTTP session id is assigned only later, at initialize). */
   readonly busSessionId = randomUUID();
-  /** The client's capabilities from initialize, declared to its upstream sessions. */
-  private clientCapabilities: Record<string, unknown> = {};
-  private logLevel: string | undefined;
-  /** The replica holding this session's upstream session, per service (PROTOCOL.md §16). */
-  private readonly pins = new SessionPins();
-  /** Client request ids of the calls on the bus, by correlation id: server-to-client requests name the call. */
-  private readonly callIds = new Map<string, JsonRpcId>();
-  /** Upstream resources this client subscribed to (service and upstream URI), with the URI the client knows. */
-  private readonly upstreamSubscriptions = new Map<string, string>();
-  private readonly serverRequests: ServerRequests;
-  private readonly unregister: () => void;
+  /** Its upstream sessions, one per service (PROTOCOL.md §16). */
+  private readonly upstream: UpstreamSessions;
   private readonly taskMethods: SessionTasks;
+  private readonly stateless: StatelessDispatch;
 
   constructor(
     private readonly core: GatewayCore,
@@ -101,36 +95,31 @@ export class GatewaySession {
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",
     identity: Identity = ANONYMOUS,
-    private readonly options: SessionOptions = {},
+    options: SessionOptions = {},
   ) {
     this.currentIdentity = identity;
-    this.access = core.accessFor(identity);
+    this.access = core.access.accessFor(identity);
+    this.streams = new StreamClosers(options.ssePollMs);
+    const { dispatcher } = core;
     this.taskMethods = new SessionTasks(core.tasks, {
-      identity: () => this.identity,
-      caller: () => this.core.callerOf(this.identity),
-      authorize: (method, params) => this.core.authorize(this.access, this.identity, method, params),
+      authorize: (call) => core.access.authorize(call),
       notify: (method, params) => this.send({ jsonrpc: "2.0", method, params }),
-      taskKeepingService: (params) => this.core.taskKeepingService(params),
-      forwardToTaskHolder: (holder, method, params, signal) =>
-        this.core.forwardToTaskHolder(holder, method, params, { signal, caller: this.core.callerOf(this.identity), transport: this.kind }),
+      dispatch: (call) => dispatcher.dispatch(call),
+      toTaskHolder: (call, holder, params) => dispatcher.toTaskHolder(call, holder, params),
     });
+    this.stateless = new StatelessDispatch(core, this.listens, this.taskMethods);
     transport.onmessage = (message, extra) => {
-      if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.trackStream((message as JsonRpcRequest).id, extra.closeSSEStream);
+      if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.streams.track((message as JsonRpcRequest).id, extra.closeSSEStream);
       this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     };
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
-    this.serverRequests = new ServerRequests((message, related) => this.send(message, related));
-    this.unregister = core.sessions.register(this.busSessionId, {
-      holdsSession: (service, instance, correlationId) => {
-        if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
-        return this.pins.get(service) === instance;
-      },
-      serverRequest: (method, params, correlationId, timeoutMs) => {
-        const related = correlationId === undefined ? undefined : this.callIds.get(correlationId);
-        return this.serverRequests.send(method, params, related, timeoutMs);
-      },
-      sessionNotification: (service, method, params) => this.onSessionNotification(service, method, params),
+    this.upstream = new UpstreamSessions({
+      busSessionId: this.busSessionId,
+      gatewayId: core.gatewayId,
+      relay: core.sessions,
+      dispatcher,
+      send: (message, related) => this.send(message, related),
     });
   }
 
@@ -146,7 +135,7 @@ export class GatewaySession {
   set identity(identity: Identity) {
     if (identity === this.currentIdentity) return;
     this.currentIdentity = identity;
-    this.access = this.core.accessFor(identity);
+    this.access = this.core.access.accessFor(identity);
     this.visible = undefined;
   }
 
@@ -180,7 +169,7 @@ export class GatewaySession {
       void this.onRequest(message, headers);
     } else if (isNotification(message)) {
       this.onNotification(message.method, message.params);
-    } else if (!(isResponse(message) && message.id !== null && this.serverRequests.settle(message.id, isErrorResponse(message) ? { error: message.error } : { result: message.result }))) {
+    } else if (!(isResponse(message) && message.id !== null && this.upstream.settle(message.id, isErrorResponse(message) ? { error: message.error } : { result: message.result }))) {
       // A response to no request of ours (or one that timed out).
       this.core.clientMessageDropped(this.kind, "response");
     }
@@ -195,31 +184,10 @@ export class GatewaySession {
       if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort(cancellation(params?.reason, "the client cancelled the request"));
     } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
       // Without the client's params: they mean nothing to the upstream, and unchecked they could make an envelope executors refuse.
-      this.core.notifyUpstreamSessions(method, undefined, this.busSessionId, this.clientSession(), this.pins);
+      this.upstream.relay(method);
     } else {
       this.core.clientMessageDropped(this.kind, "notification");
     }
-  }
-
-  private trackStream(id: JsonRpcId, close: () => void): void {
-    const closer = {
-      // Closed by anyone (the gateway when the upstream closed its own, or the poll), it is not polled again.
-      close: () => {
-        clearTimeout(closer.poll);
-        close();
-      },
-      poll: undefined as NodeJS.Timeout | undefined,
-    };
-    if (this.options.ssePollMs) {
-      closer.poll = setTimeout(closer.close, this.options.ssePollMs);
-      closer.poll.unref();
-    }
-    this.streamClosers.set(id, closer);
-  }
-
-  private forgetStream(id: JsonRpcId): void {
-    clearTimeout(this.streamClosers.get(id)?.poll);
-    this.streamClosers.delete(id);
   }
 
   /** Refuses new requests from now on; resolves when the calls in flight have answered. */
@@ -239,17 +207,17 @@ export class GatewaySession {
 
   private async onRequest(request: JsonRpcRequest, headers?: Record<string, string>): Promise<void> {
     if (this.draining && request.method !== "ping") {
-      this.forgetStream(request.id);
+      this.streams.forget(request.id);
       this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
     const controller = new AbortController();
     this.inflight.set(request.id, controller);
-    // A request that names its protocol version in _meta is a 2026-07-28 (stateless) request, whatever came before.
-    const stateless = requestedVersion(request.params) !== undefined;
+    const call = this.callOf(request, controller.signal, headers);
     try {
-      const result = stateless ? await this.dispatchStateless(request, controller.signal, headers) : await this.dispatch(request, controller.signal, headers);
-      this.send(resultResponse(request.id, stateless ? statelessResult(request.method, result) : result), request.id);
+      // A request that names its protocol version in _meta is a 2026-07-28 (stateless) request, whatever came before.
+      const result = await ((call.stateless ? this.stateless.dispatch(call) : this.sessionMethod(call)) ?? this.forwardedMethod(call));
+      this.send(resultResponse(request.id, call.stateless ? statelessResult(call.method, result) : result), request.id);
     } catch (err) {
       // A cancelled request gets no answer (MCP cancellation).
       if (err instanceof DmcpError && err.code === ErrorCode.Cancelled) return;
@@ -258,48 +226,38 @@ export class GatewaySession {
       else this.logger.debug({ err, rpc: request.id, method: request.method }, "request failed");
       const error = toJsonRpcError(err);
       // 2026-07-28 answers an unknown resource with -32602 (earlier revisions: -32002).
-      if (stateless && error.code === JsonRpcErrorCode.ResourceNotFound) error.code = JsonRpcErrorCode.InvalidParams;
+      if (call.stateless && error.code === JsonRpcErrorCode.ResourceNotFound) error.code = JsonRpcErrorCode.InvalidParams;
       this.send(errorResponse(request.id, error), request.id);
     } finally {
       this.inflight.delete(request.id);
-      this.forgetStream(request.id);
-      for (const [correlationId, id] of this.callIds) if (id === request.id) this.callIds.delete(correlationId);
+      this.streams.forget(request.id);
+      if (call.correlationId) this.upstream.untie(call.correlationId);
       if (this.inflight.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
 
-  /** The 2026-07-28 methods: discovery and listen streams instead of initialize and subscribe; the rest as before. */
-  private dispatchStateless(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
-    checkStatelessMeta(request.params);
-    if (REMOVED_METHODS.has(request.method)) {
-      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
-    }
-    if (request.method === "server/discover") return this.discover();
-    if (request.method === "subscriptions/listen") return this.listens.listen(request, signal);
-    const forward = (params: Record<string, unknown>, onInstance: (instance: string) => void) =>
-      this.core.forward(request.method, params, { ...this.forwardContext(request, signal, headers), onInstance, onNotification: this.notifier(request, signal) });
-    return this.taskMethods.stateless(request.method, request.params ?? {}, forward, signal) ?? this.dispatch(request, signal, headers);
+  /** The request's Call, built once here at the edge; a 2025 request's is tied to this session's upstream sessions. */
+  private callOf(request: JsonRpcRequest, signal: AbortSignal, headers: Record<string, string> | undefined): Call {
+    const call: Call = this.core.call({
+      method: request.method,
+      params: request.params ?? {},
+      requestId: request.id,
+      transport: this.kind,
+      identity: this.identity,
+      access: this.access,
+      signal,
+      traceHeaders: headers,
+      sessionId: this.busSessionId,
+      upstream: this.upstream,
+      onNotification: (method, params) => this.onCallNotification(call, method, params),
+    });
+    return call;
   }
 
-  private discover(): Record<string, unknown> {
-    const instructions = this.core.catalog.instructions.join("\n");
-    return {
-      supportedVersions: [...STATELESS_PROTOCOL_VERSIONS, ...GATEWAY_PROTOCOL_VERSIONS],
-      capabilities: {
-        tools: { listChanged: true },
-        resources: { listChanged: true, subscribe: true },
-        prompts: { listChanged: true },
-        completions: {},
-        extensions: { ...this.core.catalog.extensions, [TASKS_EXTENSION]: {} },
-      },
-      ...(instructions ? { instructions } : {}),
-      _meta: { [META.serverInfo]: this.core.serverInfo },
-    };
-  }
-
-  private dispatch(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> | Record<string, unknown> {
-    const params = request.params ?? {};
-    switch (request.method) {
+  /** The methods of the session-based revisions that the gateway answers itself, or undefined for the shared ones. */
+  private sessionMethod(call: Call): Answer | undefined {
+    const { params } = call;
+    switch (call.method) {
       case "initialize":
         return this.initialize(params);
       case "ping":
@@ -307,12 +265,25 @@ export class GatewaySession {
       case "logging/setLevel":
         // Applied to this session's upstream sessions with their next call.
         if (typeof params.level !== "string") throw new DmcpError(ErrorCode.InvalidParams, "params.level must be a string", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
-        this.logLevel = params.level;
+        this.upstream.setLogLevel(params.level);
         return {};
       case "resources/subscribe":
       case "resources/unsubscribe":
-        this.core.authorize(this.access, this.identity, request.method, params);
-        return this.subscribe(request, signal, headers);
+        this.core.access.authorize(call);
+        return this.subscribe(call);
+      case "tasks/get":
+      case "tasks/result":
+      case "tasks/list":
+      case "tasks/cancel":
+        return this.taskMethods.legacy(call);
+      default:
+        return undefined;
+    }
+  }
+
+  /** The methods both revisions share: the aggregated lists, and the calls forwarded to the owning service. */
+  private forwardedMethod(call: Call): Answer {
+    switch (call.method) {
       case "tools/list":
         return { tools: withTaskSupport(this.visibleList("tools")) };
       case "prompts/list":
@@ -328,16 +299,11 @@ export class GatewaySession {
       case "skills/list":
       case "skills/get":
       case "resources/directory/read":
-        this.core.authorize(this.access, this.identity, request.method, params);
-        if (SessionTasks.isLegacyTaskCall(request.method, params)) return this.taskMethods.createLegacy(params);
-        return this.core.forward(request.method, params, { ...this.forwardContext(request, signal, headers), onNotification: this.notifier(request, signal) });
-      case "tasks/get":
-      case "tasks/result":
-      case "tasks/list":
-      case "tasks/cancel":
-        return this.taskMethods.legacy(request.method, params, signal);
+        this.core.access.authorize(call);
+        if (SessionTasks.isLegacyTaskCall(call)) return this.taskMethods.createLegacy(call);
+        return this.core.dispatcher.dispatch(call);
       default:
-        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${request.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${call.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
   }
 
@@ -348,7 +314,7 @@ export class GatewaySession {
     const cached = this.visible.lists[list];
     if (cached) return cached;
     const kind: ItemKind = list === "resourceTemplates" ? "resources" : list;
-    const filtered = catalog[list].filter((item) => this.access.allows(kind, this.core.namesOf(list, item)));
+    const filtered = catalog[list].filter((item) => this.access.allows(kind, listedNames(catalog, list, item)));
     this.visible.lists[list] = filtered;
     return filtered;
   }
@@ -357,81 +323,41 @@ export class GatewaySession {
    * Context topics are subscribed to here; other resources in the upstream session of the service that
    * owns them, whose `notifications/resources/updated` then reach this client only.
    */
-  private async subscribe(request: JsonRpcRequest, signal: AbortSignal, headers?: Record<string, string>): Promise<Record<string, unknown>> {
-    const params = request.params ?? {};
-    const uri = typeof params.uri === "string" ? params.uri : "";
+  private async subscribe(call: Call): Promise<Record<string, unknown>> {
+    const uri = typeof call.params.uri === "string" ? call.params.uri : "";
     const topic = topicOfUri(uri);
-    const subscribing = request.method === "resources/subscribe";
+    const subscribing = call.method === "resources/subscribe";
     if (topic) {
       if (subscribing) this.subscriptions.add(topic);
       else this.subscriptions.delete(topic);
       return {};
     }
-    const route = this.core.resourceTarget(uri);
-    const result = await this.core.forward(request.method, params, this.forwardContext(request, signal, headers));
-    const key = `${route.service}\n${route.uri}`;
-    if (subscribing) this.upstreamSubscriptions.set(key, uri);
-    else this.upstreamSubscriptions.delete(key);
+    const route = call.route;
+    const result = await this.core.dispatcher.dispatch(call);
+    this.upstream.subscribed(route, uri, subscribing);
     return result;
   }
 
-  /** Progress and the like go out on the request's own stream, before its result. */
   /**
-   * Where a forwarded request's notifications go: out on its own stream, before its result (log messages
-   * of a 2026-07-28 request only at or above the level it asked for; a closed upstream stream closes the client's).
+   * Where a forwarded call's notifications go: out on its request's own stream, before its result (log
+   * messages of a 2026-07-28 request only at or above the level it asked for; a closed upstream stream
+   * closes the client's).
    */
-  private notifier(request: JsonRpcRequest, signal: AbortSignal) {
-    return (method: string, params: Record<string, unknown>) => {
-      if (signal.aborted) return;
-      // The upstream closed its stream to be polled: so does this client's, which then resumes it with
-      // Last-Event-ID and gets the answer from the event store. Other clients wait.
-      if (method === STREAM_CLOSED_METHOD) this.streamClosers.get(request.id)?.close();
-      else if (method === "notifications/message" && requestedVersion(request.params) !== undefined && !wantsLogMessage(request.params, params)) return;
-      else this.send({ jsonrpc: "2.0", method, params }, request.id);
-    };
-  }
-
-  /** What the core needs to forward one of this session's requests over the bus. */
-  private forwardContext(request: JsonRpcRequest, signal: AbortSignal, headers: Record<string, string> | undefined) {
-    return {
-      signal,
-      sessionId: this.busSessionId,
-      transport: this.kind,
-      traceHeaders: headers,
-      caller: this.core.callerOf(this.identity),
-      ...this.sessionContext(request),
-    };
-  }
-
-  /** Ties a call to this session's upstream sessions; stateless (2026-07-28) requests stay untied. */
-  private sessionContext(request: JsonRpcRequest): SessionCallContext {
-    if (requestedVersion(request.params) !== undefined) return {};
-    const correlationId = randomUUID();
-    this.callIds.set(correlationId, request.id);
-    return { clientSession: this.clientSession(), pins: this.pins, correlationId };
-  }
-
-  private clientSession(): ClientSession {
-    return { gateway: this.core.gatewayId, capabilities: this.clientCapabilities, ...(this.logLevel ? { log_level: this.logLevel } : {}) };
-  }
-
-  /** Logging and resource updates of an upstream session, for this client. */
-  private onSessionNotification(service: string, method: string, params: Record<string, unknown>): void {
-    if (method === "notifications/resources/updated") {
-      const uri = this.upstreamSubscriptions.get(`${service}\n${String(params.uri)}`);
-      if (uri !== undefined) this.send({ jsonrpc: "2.0", method, params: { ...params, uri } });
-      return;
-    }
-    this.send({ jsonrpc: "2.0", method, params });
+  private onCallNotification(call: Call, method: string, params: Record<string, unknown>): void {
+    if (call.signal.aborted || call.requestId === undefined) return;
+    // The upstream closed its stream to be polled: so does this client's, which then resumes it with
+    // Last-Event-ID and gets the answer from the event store. Other clients wait.
+    if (method === STREAM_CLOSED_METHOD) this.streams.close(call.requestId);
+    else if (method === "notifications/message" && call.stateless && !wantsLogMessage(call.params, params)) return;
+    else this.send({ jsonrpc: "2.0", method, params }, call.requestId);
   }
 
   private initialize(params: Record<string, unknown>): Record<string, unknown> {
-    const requested = typeof params.protocolVersion === "string" ? params.protocolVersion : undefined;
-    this.protocolVersion = requested && GATEWAY_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+    this.protocolVersion = negotiatedVersion(params.protocolVersion);
     this.transport.setProtocolVersion?.(this.protocolVersion);
-    const capabilities = params.capabilities;
-    if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.clientCapabilities = capabilities as Record<string, unknown>;
-    const instructions = this.core.catalog.instructions.join("\n");
+    this.upstream.declareCapabilities(params.capabilities);
+    const { catalog, serverInfo } = this.core;
+    const instructions = catalog.instructions.join("\n");
     return {
       protocolVersion: this.protocolVersion,
       capabilities: {
@@ -441,9 +367,9 @@ export class GatewaySession {
         completions: {},
         logging: {},
         tasks: TASKS_CAPABILITY,
-        ...(Object.keys(this.core.catalog.extensions).length > 0 ? { extensions: this.core.catalog.extensions } : {}),
+        ...(Object.keys(catalog.extensions).length > 0 ? { extensions: catalog.extensions } : {}),
       },
-      serverInfo: this.core.serverInfo,
+      serverInfo,
       ...(instructions ? { instructions } : {}),
     };
   }
@@ -461,10 +387,8 @@ export class GatewaySession {
     const closed = cancellation(undefined, "the MCP client session closed");
     for (const controller of this.inflight.values()) controller.abort(closed);
     this.inflight.clear();
-    this.serverRequests.closeAll(new DmcpError(ErrorCode.SessionLost, "the MCP client session closed"));
-    this.unregister();
     this.taskMethods.close();
-    this.core.closeUpstreamSessions(this.busSessionId, this.clientSession(), this.pins);
+    this.upstream.close();
     for (const resolve of this.idleWaiters.splice(0)) resolve();
     this.onclose?.();
     this.markClosed();

@@ -1,135 +1,58 @@
 /**
- * MCP 2026-07-28, the stateless revision: no initialize and no session; every request carries its
- * protocol version, client info and client capabilities in `params._meta`. These are the rules the
- * gateway applies to such a request on any transport (the HTTP adapter adds the header checks).
+ * The gateway's dispatch of MCP 2026-07-28 (stateless) requests: each is checked by the revision's
+ * rules (protocol/mcp/stateless.ts); the methods the revision removed are unknown, discovery and
+ * listen streams replace initialize and subscribe, and the tasks extension has its own surface. The
+ * methods both revisions share (lists, tools/call ...) are left to the session.
  */
-import { DmcpError, ErrorCode, isPlainObject, JsonRpcErrorCode, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode } from "../../protocol/index.js";
+import {
+  checkStatelessMeta,
+  DmcpError,
+  ErrorCode,
+  JsonRpcErrorCode,
+  META,
+  REMOVED_METHODS,
+  SUPPORTED_PROTOCOL_VERSIONS,
+  TASKS_EXTENSION,
+} from "../../protocol/index.js";
+import type { Call } from "../calls/call.js";
+import type { GatewayCore } from "../core.js";
+import type { SessionTasks } from "../tasks/task-methods.js";
+import type { ListenStreams } from "./listen-streams.js";
 
-export { META, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode };
+export type Answer = Promise<Record<string, unknown>> | Record<string, unknown>;
 
-/** Methods of the 2025 revisions that 2026-07-28 removed: a stateless client gets "method not found". */
-export const REMOVED_METHODS = new Set(["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"]);
+export class StatelessDispatch {
+  constructor(
+    private readonly core: GatewayCore,
+    private readonly listens: ListenStreams,
+    private readonly tasks: SessionTasks,
+  ) {}
 
-/**
- * Results a 2026-07-28 client may cache: they carry `ttlMs` and `cacheScope`. An upstream's own hints
- * on a result that passes through (resources/read, the skills extension's methods) are kept; the
- * lists and discovery the gateway builds itself are `private` with `ttlMs: 0`, as they depend on the
- * caller's identity (access policy) and change whenever a service joins or leaves the bus.
- */
-const CACHEABLE = new Set([
-  "server/discover",
-  "tools/list",
-  "prompts/list",
-  "resources/list",
-  "resources/templates/list",
-  "resources/read",
-  "skills/list",
-  "skills/get",
-  "resources/directory/read",
-]);
-
-/** A 2026 request must name its version and capabilities, and the version must be one the gateway speaks statelessly. */
-export function checkStatelessMeta(params: Record<string, unknown> | undefined): void {
-  checkMetaKeys(params);
-  checkVersion(requestedVersion(params)!);
-  checkClient(params);
-  checkLogLevel(params);
-}
-
-/** The 2026-07-28 schema's client capabilities (an object) and client info (a name and a version). */
-function checkClient(params: Record<string, unknown> | undefined): void {
-  const meta = metaOf(params)!;
-  if (!isPlainObject(meta[META.clientCapabilities])) throw invalidMeta(`_meta ${META.clientCapabilities} must be an object`);
-  const info = meta[META.clientInfo];
-  if (info !== undefined && !(isPlainObject(info) && typeof info.name === "string" && typeof info.version === "string")) {
-    throw invalidMeta(`_meta ${META.clientInfo} must be an object with a string name and version`);
-  }
-}
-
-function invalidMeta(what: string): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, `Invalid params: ${what}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
-}
-
-/** MCP's log levels, least severe first. */
-const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
-
-function checkLogLevel(params: Record<string, unknown> | undefined): void {
-  const level = metaOf(params)?.[META.logLevel];
-  if (level !== undefined && !LOG_LEVELS.includes(level as string)) throw invalidMeta(`_meta ${META.logLevel} must be one of ${LOG_LEVELS.join(", ")}`);
-}
-
-/**
- * Whether a log message of a 2026-07-28 request's call reaches its client: a request asks for log
- * messages per call (`_meta` logLevel) and gets those at or above that level, none without one. Applied
- * at the gateway because a 2025 upstream, which gets no such key, logs at its session's level.
- */
-export function wantsLogMessage(requestParams: Record<string, unknown> | undefined, message: Record<string, unknown>): boolean {
-  const threshold = LOG_LEVELS.indexOf(metaOf(requestParams)?.[META.logLevel] as string);
-  if (threshold < 0) return false;
-  const level = LOG_LEVELS.indexOf(message.level as string);
-  return level < 0 || level >= threshold;
-}
-
-/** Throws INVALID_PARAMS (-32602) when `_meta` lacks the protocol version or the client capabilities. */
-export function checkMetaKeys(params: Record<string, unknown> | undefined): void {
-  const meta = metaOf(params);
-  const missing = [META.protocolVersion, META.clientCapabilities].filter((key) => meta?.[key] === undefined);
-  if (missing.length > 0) {
-    throw new DmcpError(ErrorCode.InvalidParams, `Invalid params: missing _meta keys: ${missing.join(", ")}`, {
-      jsonrpcCode: JsonRpcErrorCode.InvalidParams,
-      data: { missing },
-    });
-  }
-}
-
-export function checkVersion(version: string): void {
-  if (!STATELESS_PROTOCOL_VERSIONS.includes(version)) throw unsupportedVersion(version);
-}
-
-export function unsupportedVersion(requested: string): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, `Unsupported protocol version: ${requested}`, {
-    jsonrpcCode: StatelessErrorCode.UnsupportedProtocolVersion,
-    data: { supported: STATELESS_PROTOCOL_VERSIONS, requested },
-  });
-}
-
-/** The 2026-07-28 result fields: `resultType`, and caching hints on cacheable results (per identity, so private). */
-export function statelessResult(method: string, result: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...result };
-  out.resultType ??= "complete";
-  if (CACHEABLE.has(method)) {
-    out.ttlMs ??= 0;
-    out.cacheScope ??= "private";
-  }
-  return out;
-}
-
-/** What a `subscriptions/listen` client opts in to; anything else is never sent on its stream. */
-export interface SubscriptionFilter {
-  toolsListChanged?: boolean;
-  promptsListChanged?: boolean;
-  resourcesListChanged?: boolean;
-  resourceSubscriptions?: string[];
-}
-
-export function parseSubscriptionFilter(params: Record<string, unknown>): SubscriptionFilter {
-  const raw = params.notifications;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new DmcpError(ErrorCode.InvalidParams, "subscriptions/listen needs params.notifications (the notifications to receive)", {
-      jsonrpcCode: JsonRpcErrorCode.InvalidParams,
-    });
-  }
-  const filter = raw as Record<string, unknown>;
-  const out: SubscriptionFilter = {};
-  for (const key of ["toolsListChanged", "promptsListChanged", "resourcesListChanged"] as const) if (filter[key] === true) out[key] = true;
-  if (filter.resourceSubscriptions !== undefined) {
-    const uris = filter.resourceSubscriptions;
-    if (!Array.isArray(uris) || !uris.every((uri) => typeof uri === "string")) {
-      throw new DmcpError(ErrorCode.InvalidParams, "notifications.resourceSubscriptions must be an array of URIs", {
-        jsonrpcCode: JsonRpcErrorCode.InvalidParams,
-      });
+  /** The answer to a 2026-07-28 request, or undefined when its method is one both revisions share. */
+  dispatch(call: Call): Answer | undefined {
+    checkStatelessMeta(call.params, call.version!);
+    if (REMOVED_METHODS.has(call.method)) {
+      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${call.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
-    out.resourceSubscriptions = uris as string[];
+    if (call.method === "server/discover") return this.discover();
+    if (call.method === "subscriptions/listen") return this.listens.listen(call);
+    return this.tasks.stateless(call);
   }
-  return out;
+
+  private discover(): Record<string, unknown> {
+    const { catalog, serverInfo } = this.core;
+    const instructions = catalog.instructions.join("\n");
+    return {
+      supportedVersions: SUPPORTED_PROTOCOL_VERSIONS,
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { listChanged: true, subscribe: true },
+        prompts: { listChanged: true },
+        completions: {},
+        extensions: { ...catalog.extensions, [TASKS_EXTENSION]: {} },
+      },
+      ...(instructions ? { instructions } : {}),
+      _meta: { [META.serverInfo]: serverInfo },
+    };
+  }
 }

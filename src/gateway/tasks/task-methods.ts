@@ -11,13 +11,11 @@
  *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges, `tasks/update` has nothing to
  *   update (gateway tasks never ask for input). `tasks/result` and `tasks/list` are gone.
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, requestedVersion, type Caller } from "../../protocol/index.js";
-import type { Identity } from "../access/policy.js";
-import { StatelessErrorCode } from "../sessions/stateless.js";
+import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, StatelessErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
+import type { Call } from "../calls/call.js";
 import { unknownTask, type GatewayTasks } from "./tasks.js";
 import type { TaskRecord } from "./task-store.js";
 
-export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 /** The server capability of 2025-11-25: tasks for tools/call, listable and cancellable. */
 export const TASKS_CAPABILITY = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
 /** A 2026 call answering within this time is answered directly rather than as a task. */
@@ -26,21 +24,17 @@ const RELATED_TASK = "io.modelcontextprotocol/related-task";
 const STATELESS_METHODS = new Set(["tasks/get", "tasks/update", "tasks/cancel"]);
 const REMOVED_IN_2026 = new Set(["tasks/result", "tasks/list"]);
 
+/** What the tasks methods need of their client session and the gateway. */
 export interface TaskSessionPeer {
-  identity(): Identity;
-  caller(): Caller | undefined;
-  /** Throws FORBIDDEN when the identity may not make this call. */
-  authorize(method: string, params: Record<string, unknown>): void;
+  /** Throws FORBIDDEN when the call's caller may not make it. */
+  authorize(call: Call): void;
   /** Sends a notification to the client (status changes of its tasks). */
   notify(method: string, params: Record<string, unknown>): void;
-  /** The service of a tools/call whose upstream keeps tasks of its own, if it does. */
-  taskKeepingService(params: Record<string, unknown>): string | undefined;
-  /** Sends a task method to the executor instance holding an upstream's task. */
-  forwardToTaskHolder(holder: { service: string; instance: string }, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>>;
+  /** Sends the call on its route (`call.instance` then names the executor instance that took it). */
+  dispatch(call: Call): Promise<Record<string, unknown>>;
+  /** Sends a task method (the call, with `params`) to the executor instance holding an upstream's task. */
+  toTaskHolder(call: Call, holder: { service: string; instance: string }, params: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
-
-/** Forwards the client's request as it is, telling which executor instance answered. */
-export type ForwardCall = (params: Record<string, unknown>, onInstance: (instance: string) => void) => Promise<Record<string, unknown>>;
 
 export class SessionTasks {
   /** Tasks this session created, for their status notifications. */
@@ -61,29 +55,29 @@ export class SessionTasks {
   }
 
   /** A 2025-11-25 tools/call asking for a task (a 2026 request's `task` param is a legacy hint and ignored). */
-  static isLegacyTaskCall(method: string, params: Record<string, unknown>): boolean {
-    return method === "tools/call" && typeof params.task === "object" && params.task !== null && requestedVersion(params) === undefined;
+  static isLegacyTaskCall(call: Call): boolean {
+    return call.method === "tools/call" && typeof call.params.task === "object" && call.params.task !== null && !call.stateless;
   }
 
   /** A 2025-11-25 task-augmented tools/call: the task is created and runs on. */
-  async createLegacy(params: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const hint = (params.task ?? {}) as { ttl?: unknown };
+  async createLegacy(call: Call): Promise<Record<string, unknown>> {
+    const hint = (call.params.task ?? {}) as { ttl?: unknown };
     const ttl = typeof hint.ttl === "number" && hint.ttl > 0 ? hint.ttl : undefined;
-    const record = await this.tasks.create(this.peer.identity(), this.peer.caller(), params, ttl);
+    const record = await this.tasks.create(call.identity, call.caller, call.params, ttl);
     this.created.add(record.taskId);
     return { task: legacyTask(record) };
   }
 
   /** tasks/get, tasks/result, tasks/list and tasks/cancel of 2025-11-25. */
-  async legacy(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const identity = this.peer.identity();
+  async legacy(call: Call): Promise<Record<string, unknown>> {
+    const { method, params, identity } = call;
     // A task an upstream keeps speaks the extension's wire only.
     if (method !== "tasks/list" && (await this.tasks.get(identity, params.taskId)).upstream) throw unknownTask(params.taskId);
     switch (method) {
       case "tasks/get":
         return legacyTask(await this.tasks.get(identity, params.taskId));
       case "tasks/result":
-        return legacyOutcome(await this.tasks.waitTerminal(identity, params.taskId, signal));
+        return legacyOutcome(await this.tasks.waitTerminal(identity, params.taskId, call.signal));
       case "tasks/list":
         return { tasks: (await this.tasks.list(identity)).filter((record) => !record.upstream).map(legacyTask) };
       default: {
@@ -98,62 +92,62 @@ export class SessionTasks {
    * The 2026-07-28 tasks surface, or undefined when the request is none of its business (a tools/call
    * of a request that did not declare the extension runs synchronously).
    */
-  stateless(method: string, params: Record<string, unknown>, forward: ForwardCall, signal: AbortSignal): Promise<Record<string, unknown>> | undefined {
+  stateless(call: Call): Promise<Record<string, unknown>> | undefined {
+    const { method, params } = call;
     if (REMOVED_IN_2026.has(method)) {
       throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method} (removed by the tasks extension)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
     const declared = declaresExtension(params);
     if (method === "tools/call") {
       if (!declared) return undefined;
-      this.peer.authorize(method, params);
-      const service = this.peer.taskKeepingService(params);
-      return service ? this.passThrough(service, params, forward) : this.callAsTask(params);
+      this.peer.authorize(call);
+      return keepsOwnTasks(call) ? this.passThrough(call) : this.callAsTask(call);
     }
     if (!STATELESS_METHODS.has(method)) return undefined;
     if (!declared) throw extensionRequired(method);
-    return this.statelessMethod(method, params, signal);
+    return this.statelessMethod(call);
   }
 
   /**
    * The upstream keeps its own tasks: the call goes up as it is (the client's capabilities with it);
    * input_required rounds and direct results come back as they are, a task is recorded for later methods.
    */
-  private async passThrough(service: string, params: Record<string, unknown>, forward: ForwardCall): Promise<Record<string, unknown>> {
-    let instance: string | undefined;
-    const result = await forward(params, (answered) => (instance = answered));
+  private async passThrough(call: Call): Promise<Record<string, unknown>> {
+    const result = await this.peer.dispatch(call);
     if (result.resultType !== "task") return result;
+    const { instance } = call;
     if (typeof result.taskId !== "string" || instance === undefined) {
       const missing = typeof result.taskId !== "string" ? "no task id" : "no executor instance to reach it through";
       throw new DmcpError(ErrorCode.UpstreamError, `the upstream answered with a task but ${missing}`, { jsonrpcCode: JsonRpcErrorCode.InternalError });
     }
-    const record = await this.tasks.recordUpstream(this.peer.identity(), this.peer.caller(), params, { service, instance }, result);
+    const record = await this.tasks.recordUpstream(call, { service: call.route.service, instance }, result);
     return { ...result, taskId: record.taskId };
   }
 
   /** tasks/get, tasks/update or tasks/cancel of a task an upstream keeps, re-authorized, under the upstream's id. */
-  private async upstreamMethod(record: TaskRecord, method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+  private async upstreamMethod(record: TaskRecord, call: Call): Promise<Record<string, unknown>> {
     const upstream = record.upstream!;
     // The policy may have changed since the task was created.
-    this.peer.authorize("tools/call", record.request.params);
+    this.peer.authorize(call.derive("tools/call", record.request.params));
     try {
-      const result = await this.peer.forwardToTaskHolder(upstream, method, { ...params, taskId: upstream.taskId }, signal);
+      const result = await this.peer.toTaskHolder(call, upstream, { ...call.params, taskId: upstream.taskId });
       return result.taskId === upstream.taskId ? { ...result, taskId: record.taskId } : result;
     } catch (err) {
       throw inGatewayTerms(err, upstream.taskId, record.taskId);
     }
   }
 
-  private async callAsTask(params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  private async callAsTask(call: Call): Promise<Record<string, unknown>> {
     // The gateway runs the task: the upstream gets a plain synchronous call.
-    const outcome = await this.tasks.callOrCreate(this.peer.identity(), this.peer.caller(), withoutExtension(params), TASK_GRACE_MS);
+    const outcome = await this.tasks.callOrCreate(call.identity, call.caller, withoutExtension(call.params), TASK_GRACE_MS);
     if ("result" in outcome) return outcome.result;
     return { resultType: "task", ...statelessTask(outcome.task) };
   }
 
-  private async statelessMethod(method: string, params: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const identity = this.peer.identity();
+  private async statelessMethod(call: Call): Promise<Record<string, unknown>> {
+    const { method, params, identity } = call;
     const owned = await this.tasks.get(identity, params.taskId);
-    if (owned.upstream) return this.upstreamMethod(owned, method, params, signal);
+    if (owned.upstream) return this.upstreamMethod(owned, call);
     if (method === "tasks/get") return detailedTask(owned);
     if (method === "tasks/cancel") {
       await this.tasks.cancel(identity, params.taskId);
@@ -204,6 +198,15 @@ function detailedTask(record: TaskRecord): Record<string, unknown> {
     ...(record.status === "completed" && record.result ? { result: record.result } : {}),
     ...(record.status === "failed" && record.error ? { error: record.error } : {}),
   };
+}
+
+/** A tools/call whose upstream keeps tasks of its own (an unknown tool does not: sending it names the problem). */
+function keepsOwnTasks(call: Call): boolean {
+  try {
+    return call.route.keepsTasks;
+  } catch {
+    return false;
+  }
 }
 
 function declaresExtension(params: Record<string, unknown>): boolean {

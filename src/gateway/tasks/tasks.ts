@@ -10,12 +10,13 @@ import type { Bus } from "../../bus/connection.js";
 import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, toJsonRpcError, type Caller } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import type { Identity } from "../access/policy.js";
+import type { Call, CallRequest } from "../calls/call.js";
 import { MAX_TASK_TTL_MS, TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
 
-/** What the task runner needs of the gateway core. */
+/** What the task runner needs of the gateway core: a task's call is a Call of its own, sent like any other. */
 export interface TaskHost {
-  forward(method: string, params: Record<string, unknown>, context: { signal?: AbortSignal; transport?: string; caller?: Caller | undefined; correlationId?: string | undefined }): Promise<Record<string, unknown>>;
-  deliveryOf(method: string, params: Record<string, unknown>): "durable" | "direct";
+  call(request: CallRequest): Call;
+  dispatch(call: Call): Promise<Record<string, unknown>>;
 }
 
 export const DEFAULT_TASK_TTL_MS = 60 * 60_000;
@@ -46,9 +47,10 @@ export class GatewayTasks {
 
   /** Starts `params` (a tools/call) as a task of `identity` and returns its record (status `working`). */
   async create(identity: Identity, caller: Caller | undefined, params: Record<string, unknown>, ttlMs?: number): Promise<TaskRecord> {
-    const record = this.newRecord(identity, caller, params, ttlMs);
+    const controller = new AbortController();
+    const { record, call } = this.newTask(identity, caller, params, controller.signal, ttlMs);
     await (await this.tasks()).create(record);
-    this.run(record, caller);
+    this.follow(record, this.options.host.dispatch(call), controller);
     return record;
   }
 
@@ -57,9 +59,10 @@ export class GatewayTasks {
    * record instead of the result (the 2026-07-28 extension lets a server answer fast calls directly).
    */
   async callOrCreate(identity: Identity, caller: Caller | undefined, params: Record<string, unknown>, graceMs: number): Promise<{ result: Record<string, unknown> } | { task: TaskRecord }> {
-    const record = this.newRecord(identity, caller, params);
     const controller = new AbortController();
-    const call = this.forward(record, caller, controller.signal);
+    const task = this.newTask(identity, caller, params, controller.signal);
+    const { record } = task;
+    const call = this.options.host.dispatch(task.call);
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<"grace">((resolve) => (timer = setTimeout(() => resolve("grace"), graceMs)));
     const first = await Promise.race([call.then((result) => ({ result }), () => "failed" as const), grace]).finally(() => clearTimeout(timer));
@@ -76,18 +79,14 @@ export class GatewayTasks {
   }
 
   /**
-   * Records a task an upstream created (its CreateTaskResult `created`) under a new id of the gateway's,
-   * so that later task methods of `identity` reach `holder` and nobody reaches it by the upstream's id.
+   * Records a task an upstream created (its CreateTaskResult `created`) for `call` under a new id of
+   * the gateway's, so that later task methods of its identity reach `holder` and nobody reaches it by
+   * the upstream's id.
    */
-  async recordUpstream(
-    identity: Identity,
-    caller: Caller | undefined,
-    params: Record<string, unknown>,
-    holder: { service: string; instance: string },
-    created: Record<string, unknown>,
-  ): Promise<TaskRecord> {
+  async recordUpstream(call: Call, holder: { service: string; instance: string }, created: Record<string, unknown>): Promise<TaskRecord> {
     const ttlMs = typeof created.ttlMs === "number" ? created.ttlMs : undefined;
-    const base = this.newRecord(identity, caller, params, ttlMs);
+    const { task: _task, ...callParams } = call.params;
+    const base = this.newRecord(randomUUID(), call.identity, call.caller, callParams, call.delivery, ttlMs);
     const record: TaskRecord = {
       ...base,
       upstream: { ...holder, taskId: String(created.taskId) },
@@ -129,10 +128,23 @@ export class GatewayTasks {
     return { record: after ?? record, wasTerminal: after ? false : true };
   }
 
-  private newRecord(identity: Identity, caller: Caller | undefined, params: Record<string, unknown>, ttlMs?: number): TaskRecord {
-    const now = new Date().toISOString();
+  /** A task of `params` (a tools/call; its `task` hint dropped) and the Call that runs it, under the task's correlation id. */
+  private newTask(identity: Identity, caller: Caller | undefined, params: Record<string, unknown>, signal: AbortSignal, ttlMs?: number): { record: TaskRecord; call: Call } {
     const taskId = randomUUID();
     const { task: _task, ...callParams } = params;
+    const call = this.callOf({ method: "tools/call", params: callParams, correlationId: correlationIdOf(taskId), caller }, signal);
+    return { record: this.newRecord(taskId, identity, caller, callParams, call.delivery, ttlMs), call };
+  }
+
+  private newRecord(
+    taskId: string,
+    identity: Identity,
+    caller: Caller | undefined,
+    callParams: Record<string, unknown>,
+    delivery: "durable" | "direct",
+    ttlMs: number | undefined,
+  ): TaskRecord {
+    const now = new Date().toISOString();
     const { token: _token, ...storedCaller } = caller ?? ({} as Caller);
     return {
       v: 1,
@@ -146,22 +158,24 @@ export class GatewayTasks {
       request: {
         method: "tools/call",
         params: callParams,
-        delivery: this.options.host.deliveryOf("tools/call", callParams),
-        correlationId: `task-${taskId}`,
+        delivery,
+        correlationId: correlationIdOf(taskId),
         ...(caller ? { caller: storedCaller as Caller } : {}),
       },
       runner: { gateway: this.options.id, leaseUntil: leaseFromNow() },
     };
   }
 
-  private run(record: TaskRecord, caller: Caller | undefined): void {
+  /** Runs the call of an adopted task again, under its correlation id. */
+  private rerun(record: TaskRecord): void {
     const controller = new AbortController();
-    this.follow(record, this.forward(record, caller, controller.signal), controller);
+    const call = this.callOf(record.request, controller.signal);
+    this.follow(record, this.options.host.dispatch(call), controller);
   }
 
-  private forward(record: TaskRecord, caller: Caller | undefined, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const { request } = record;
-    return this.options.host.forward(request.method, request.params, { signal, transport: "task", caller, correlationId: request.correlationId });
+  private callOf(request: { method: string; params: Record<string, unknown>; correlationId: string; caller?: Caller | undefined }, signal: AbortSignal): Call {
+    const { method, params, correlationId, caller } = request;
+    return this.options.host.call({ method, params, correlationId, caller, signal, transport: "task" });
   }
 
   /** Keeps the lease while `call` runs and records its outcome. */
@@ -221,7 +235,7 @@ export class GatewayTasks {
     if (!claimed || !adopted) return adopted ?? record;
     if (adopted.request.delivery === "durable") {
       this.options.logger.info({ taskId: adopted.taskId, from: record.runner.gateway }, "adopting a task whose gateway stopped");
-      this.run(adopted, adopted.request.caller);
+      this.rerun(adopted);
       return adopted;
     }
     const lost = new DmcpError(
@@ -269,6 +283,10 @@ function owns(identity: Identity, record: TaskRecord): boolean {
 
 function orphaned(record: TaskRecord): boolean {
   return record.upstream === undefined && !TERMINAL.has(record.status) && Date.parse(record.runner.leaseUntil) < Date.now();
+}
+
+function correlationIdOf(taskId: string): string {
+  return `task-${taskId}`;
 }
 
 function leaseFromNow(): string {

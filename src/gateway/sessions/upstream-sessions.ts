@@ -1,0 +1,115 @@
+/**
+ * A client session's upstream sessions (PROTOCOL.md §16), one per service, each held by one executor
+ * replica: the session's pins, the client's capabilities and log level declared to them, its calls on
+ * the bus (server-to-client requests name them), the upstream resources it subscribed to, and what the
+ * relay brings for it (server requests, log messages, resource updates).
+ */
+import { randomUUID } from "node:crypto";
+import { DmcpError, ErrorCode, SESSION_CLOSE_METHOD, type ClientSession, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+import type { CallSession } from "../calls/call.js";
+import type { Dispatcher } from "../calls/dispatcher.js";
+import { SessionPins } from "../calls/session-pins.js";
+import type { RoutedRequest } from "../catalog/routing.js";
+import { ServerRequests } from "./server-requests.js";
+import type { SessionRelay } from "./session-relay.js";
+
+export interface UpstreamSessionsOptions {
+  /** The client session's id on the bus. */
+  busSessionId: string;
+  /** This gateway's id (declared to the upstream sessions: the relay subject is named after it). */
+  gatewayId: string;
+  relay: SessionRelay;
+  dispatcher: Dispatcher;
+  /** Sends a message to the client (on the stream of request `related`, when given). */
+  send: (message: JsonRpcMessage, related?: JsonRpcId) => void;
+}
+
+export class UpstreamSessions {
+  /** The replica holding this session's upstream session, per service. */
+  private readonly pins = new SessionPins();
+  /** Client request ids of the calls on the bus, by correlation id: server-to-client requests name the call. */
+  private readonly callIds = new Map<string, JsonRpcId>();
+  /** Upstream resources this client subscribed to (service and upstream URI), with the URI the client knows. */
+  private readonly subscriptions = new Map<string, string>();
+  private readonly serverRequests: ServerRequests;
+  private readonly unregister: () => void;
+  /** The client's capabilities from initialize. */
+  private capabilities: Record<string, unknown> = {};
+  private logLevel: string | undefined;
+
+  constructor(private readonly options: UpstreamSessionsOptions) {
+    this.serverRequests = new ServerRequests(options.send);
+    this.unregister = options.relay.register(options.busSessionId, {
+      holdsSession: (service, instance, correlationId) => {
+        if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
+        return this.pins.get(service) === instance;
+      },
+      serverRequest: (method, params, correlationId, timeoutMs) => {
+        const related = correlationId === undefined ? undefined : this.callIds.get(correlationId);
+        return this.serverRequests.send(method, params, related, timeoutMs);
+      },
+      sessionNotification: (service, method, params) => this.onNotification(service, method, params),
+    });
+  }
+
+  /** The client's capabilities (from initialize), declared with every call from now on. */
+  declareCapabilities(capabilities: unknown): void {
+    if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.capabilities = capabilities as Record<string, unknown>;
+  }
+
+  /** Applied to the upstream sessions with the session's next call to each (logging/setLevel). */
+  setLogLevel(level: string): void {
+    this.logLevel = level;
+  }
+
+  /** Ties a call of the client's request `requestId` to the upstream sessions: what its Call carries. */
+  tie(requestId: JsonRpcId): { correlationId: string; session: CallSession } {
+    const correlationId = randomUUID();
+    this.callIds.set(correlationId, requestId);
+    return { correlationId, session: { clientSession: this.clientSession(), pins: this.pins } };
+  }
+
+  /** The call was answered: server-to-client requests can no longer name it. */
+  untie(correlationId: string): void {
+    this.callIds.delete(correlationId);
+  }
+
+  /** Settles the server-to-client request a client response answers; false when it answers none of ours. */
+  settle(id: JsonRpcId, answer: { result: Record<string, unknown> } | { error: { code: number; message: string; data?: unknown } }): boolean {
+    return this.serverRequests.settle(id, answer);
+  }
+
+  /** Remembers (or forgets) the URI the client knows an upstream resource by, for its update notifications. */
+  subscribed(route: RoutedRequest, clientUri: string, subscribing: boolean): void {
+    const key = `${route.service}\n${String(route.params.uri)}`;
+    if (subscribing) this.subscriptions.set(key, clientUri);
+    else this.subscriptions.delete(key);
+  }
+
+  /** Passes a client notification (e.g. roots/list_changed) on to the upstream sessions (best effort). */
+  relay(method: string): void {
+    this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, method);
+  }
+
+  /** The client session ended: its requests to the client fail, and the replicas are told (best effort). */
+  close(): void {
+    this.serverRequests.closeAll(new DmcpError(ErrorCode.SessionLost, "the MCP client session closed"));
+    this.unregister();
+    this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, SESSION_CLOSE_METHOD);
+    this.pins.clear();
+  }
+
+  private clientSession(): ClientSession {
+    return { gateway: this.options.gatewayId, capabilities: this.capabilities, ...(this.logLevel ? { log_level: this.logLevel } : {}) };
+  }
+
+  /** Logging and resource updates of an upstream session, for this client. */
+  private onNotification(service: string, method: string, params: Record<string, unknown>): void {
+    if (method === "notifications/resources/updated") {
+      const uri = this.subscriptions.get(`${service}\n${String(params.uri)}`);
+      if (uri !== undefined) this.options.send({ jsonrpc: "2.0", method, params: { ...params, uri } });
+      return;
+    }
+    this.options.send({ jsonrpc: "2.0", method, params });
+  }
+}
