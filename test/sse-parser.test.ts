@@ -1,6 +1,6 @@
 /** The SSE reader of the lean Streamable HTTP client transport. */
 import { describe, expect, it } from "vitest";
-import { SseParser } from "../adapters/outbound/http/streamable-http.js";
+import { SseParser } from "../adapters/outbound/http/sse-parser.js";
 
 function parse(chunks: string[]): { data: string; id: string | undefined }[] {
   const events: { data: string; id: string | undefined }[] = [];

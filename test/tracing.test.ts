@@ -16,6 +16,7 @@ import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
 import { eventually, FIXTURE_BIN } from "./helpers/processes.js";
+import { statelessPost } from "./helpers/stateless-client.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -105,6 +106,16 @@ describe("trace context across the hops", () => {
     } finally {
       await headerClient.close();
     }
+  });
+
+  it("takes the trace from the traceparent header of an MCP 2026-07-28 request (no session)", async () => {
+    exporter.reset();
+    const traceId = TRACE_ID.replace(/^4/, "6");
+    const answer = await statelessPost(http.url, "tools/call", { name: "whoami", arguments: {} }, { headers: { traceparent: `00-${traceId}-${CLIENT_SPAN}-01` } });
+    expect(answer.body.result).toBeDefined();
+    const server = await eventually(() => exporter.getFinishedSpans().find((span) => span.kind === SpanKind.SERVER));
+    expect(server.spanContext().traceId).toBe(traceId);
+    expect(server.parentSpanContext?.spanId).toBe(CLIENT_SPAN);
   });
 
   it("records a failed call on its span", async () => {

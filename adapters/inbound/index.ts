@@ -1,3 +1,22 @@
-export { serveStdio, LineStdioServerTransport } from "./stdio/stdio.js";
-export { serveHttp, HTTP_TIMEOUTS, type HttpGatewayServer, type HttpServeOptions, type HttpTimeouts } from "./http/http.js";
-export { createAuthenticator, parseTokens, readTokensFile, protectedResourceMetadata, AuthError, type Authenticate, type Identity, type AuthOptions } from "./http/auth.js";
+/** Inbound adapters: the gateway as an MCP server, each transport handing client messages to a gateway session (InboundTransport). */
+export { DEFAULT_MAX_LINE_BYTES, LineStdioServerTransport, serveStdio } from "./stdio/index.js";
+export {
+  AuthError,
+  createAuthenticator,
+  followTokensFile,
+  HTTP_TIMEOUTS,
+  parseRateLimit,
+  parseTokens,
+  protectedResourceMetadata,
+  readTokensFile,
+  serveHttp,
+  StaticTokens,
+  type Authenticate,
+  type AuthOptions,
+  type HttpGatewayServer,
+  type HttpServeOptions,
+  type HttpTimeouts,
+  type Identity,
+  type RateLimit,
+  type TokensFile,
+} from "./http/index.js";

@@ -1,2 +1,3 @@
-export { stdioConnector, type StdioServerSpec } from "./stdio/stdio.js";
-export { httpConnector, type HttpServerSpec } from "./http/http.js";
+/** Outbound adapters: an existing MCP server as the upstream of an executor (a connector per transport). */
+export { stdioConnector, type StdioServerSpec } from "./stdio/index.js";
+export { httpConnector, type HttpServerSpec } from "./http/index.js";

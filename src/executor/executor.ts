@@ -5,30 +5,40 @@
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../bus/connection.js";
 import { ServiceDiscovery } from "../bus/nats-services.js";
-import { ServiceEndpoint, type RequestHandler } from "../bus/endpoint.js";
+import { ServiceEndpoint, type RequestContext, type RequestHandler } from "../bus/endpoint.js";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { CallMetrics, shared } from "../metrics/registry.js";
+import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
-import { inSpan, withTraceMeta } from "../tracing/propagation.js";
+import { inSpan, withTraceMeta } from "../tracing/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { InstancePresence, REGISTRY_STREAM } from "../bus/registry.js";
 import { whenStreamsExist } from "../bus/streams.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
-import { fetchCatalog } from "./upstream/catalog.js";
-import { UpstreamSupervisor, type BackoffOptions } from "./upstream/supervisor.js";
-import { CLIENT_INFO, type UpstreamConnector } from "./upstream/connector.js";
+import {
+  CLIENT_INFO,
+  describeError,
+  fetchCatalog,
+  ownStatelessMeta,
+  StatelessLane,
+  UpstreamListen,
+  UpstreamOpener,
+  UpstreamSupervisor,
+  type BackoffOptions,
+  type McpUpstream,
+  type UpstreamConnector,
+  type UpstreamInfo,
+  type UpstreamRequestOptions,
+} from "./upstream/index.js";
 import { ProgressRelay } from "./progress.js";
 import { audited, withCallerMeta } from "./caller-identity.js";
 import { DurableWorker } from "../bus/durable/durable-worker.js";
 import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/durable/work-queue.js";
 import { planDelivery, usesDurable, type DeliveryOptions } from "../bus/durable/delivery-plan.js";
-import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, requestedVersion, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
-import { describeError, type McpUpstream, type UpstreamInfo } from "./upstream/upstream.js";
+import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
+import { executorRequest, type ExecutorRequest } from "./request.js";
 import { UpstreamSessions } from "./sessions.js";
-import { StatelessLane } from "./upstream/stateless-lane.js";
 import { inputWithoutSession, isInputRequired } from "./input-rounds.js";
-import { ownStatelessMeta, UpstreamListen } from "./upstream/upstream-listen.js";
 
 export interface ExecutorOptions {
   bus: Bus;
@@ -116,27 +126,11 @@ export class Executor {
         const withCaller = options.forwardCaller ? withCallerMeta(retagged.params, request.caller) : retagged.params;
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.
         const params = context.attempt === undefined ? withCaller : withDeliveryMeta(withCaller, context.correlationId, context.attempt);
-        const { release } = retagged;
+        const call = executorRequest(request, withTraceMeta(params, ctx), context);
         // An upstream that closes the call's stream to be polled: the caller's own stream may close too (PROTOCOL.md §5.6).
         const onStreamClosed = () => context.notify(STREAM_CLOSED_METHOD, {});
-        const upstreamOptions = { timeoutMs: context.timeoutMs, signal: context.signal, onNotification: context.notify, onStreamClosed };
-        const traced = withTraceMeta(params, ctx);
-        // 2026-07-28 requests on the upstream's stateless lane, if its transport needs one (stdio) and it serves them.
-        if (await this.lane.takes(traced)) return this.lane.request(request.payload.method, traced, upstreamOptions).finally(release);
-        // A client session's calls run in its own upstream session; other calls share the executor's.
-        if (this.sessions.accepts(request)) {
-          return this.sessions.request(request, traced, { correlationId: context.correlationId, notify: context.notify }, upstreamOptions).finally(release);
-        }
-        // Nothing to close or tell in the shared session.
-        if (request.payload.method === SESSION_CLOSE_METHOD || RELAYED_CLIENT_NOTIFICATIONS.has(request.payload.method)) return Promise.resolve({}).finally(release);
-        return this.supervisor
-          .request(request.payload.method, traced, upstreamOptions)
-          .then((result) => {
-            // A 2025 caller cannot answer an input_required result, and here there is no client session to ask.
-            if (isInputRequired(result) && requestedVersion(params) === undefined) throw inputWithoutSession();
-            return result;
-          })
-          .finally(release);
+        const upstreamOptions = { timeoutMs: context.timeoutMs, revision: call.revision, signal: context.signal, onNotification: context.notify, onStreamClosed };
+        return this.serve(call, upstreamOptions, context.notify).finally(retagged.release);
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     const measured: RequestHandler = metrics
@@ -178,6 +172,8 @@ export class Executor {
       ...(options.heartbeatMs ? { intervalMs: options.heartbeatMs } : {}),
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount + (this.worker?.inflightCount ?? 0), handled: this.endpoint.handled }),
     });
+    // The executor builds its upstream sessions on the connector's transports (shared, per client session, stateless lane).
+    const opener = new UpstreamOpener(options.connector);
     // A list that changed in a client session's upstream session (a stdio server per session) is read there.
     // A listen stream that (re)opens may have missed changes while none was open: the lists are read then too.
     const onNotification = (method: string, params: Record<string, unknown> | undefined, upstream?: McpUpstream) => {
@@ -188,7 +184,7 @@ export class Executor {
       bus: options.bus,
       service: this.service,
       instance: this.instance,
-      connector: options.connector,
+      opener,
       logger: this.logger,
       onNotification,
       idleMs: options.sessionIdleMs,
@@ -209,9 +205,9 @@ export class Executor {
       this.laneListen.end();
       metrics?.restarts.inc({ service: this.service });
     };
-    this.lane = new StatelessLane(options.connector, this.logger, { onUp: onLaneUp, onNotification: onLaneNotification, onDown: onLaneDown }, options.backoff);
+    this.lane = new StatelessLane(opener, this.logger, { onUp: onLaneUp, onNotification: onLaneNotification, onDown: onLaneDown }, options.backoff);
     this.supervisor = new UpstreamSupervisor(
-      options.connector,
+      opener,
       this.logger,
       {
         onUp: (info, upstream) => {
@@ -230,6 +226,20 @@ export class Executor {
     );
     this.listen = new UpstreamListen((method, params, upstreamOptions) => this.supervisor.request(method, params, upstreamOptions), this.logger);
     this.laneListen = new UpstreamListen((method, params, upstreamOptions) => this.lane.request(method, params, upstreamOptions), this.logger);
+  }
+
+  /** Runs one request where it belongs: the stateless lane, its client session's upstream session, or the shared one. */
+  private async serve(call: ExecutorRequest, options: UpstreamRequestOptions, notify: RequestContext["notify"]): Promise<Record<string, unknown>> {
+    // 2026-07-28 requests on the upstream's stateless lane, if its transport needs one (stdio) and it serves them.
+    if (await this.lane.takes(call.revision)) return this.lane.request(call.method, call.params, options);
+    // A client session's calls run in its own upstream session; other calls share the executor's.
+    if (this.sessions.accepts(call)) return this.sessions.request(call, notify, options);
+    // Nothing to close or tell in the shared session.
+    if (call.method === SESSION_CLOSE_METHOD || RELAYED_CLIENT_NOTIFICATIONS.has(call.method)) return {};
+    const result = await this.supervisor.request(call.method, call.params, options);
+    // A 2025 caller cannot answer an input_required result, and here there is no client session to ask.
+    if (isInputRequired(result) && call.revision === undefined) throw inputWithoutSession();
+    return result;
   }
 
   /**
@@ -359,7 +369,7 @@ export class Executor {
     if (!info) return;
     const list = (method: string, params: Record<string, unknown> | undefined) => {
       const version = info.statelessVersions?.[0];
-      return from.request(method, version ? { ...params, _meta: ownStatelessMeta(version) } : params, { timeoutMs: 30_000 });
+      return from.request(method, version ? { ...params, _meta: ownStatelessMeta(version) } : params, { timeoutMs: 30_000, revision: version });
     };
     this.catalogRefresh = this.catalogRefresh
       .then(() => after)

@@ -1,6 +1,25 @@
-export * from "./executor.js";
-export * from "./upstream/connector.js";
-export * from "./upstream/supervisor.js";
-export * from "./upstream/upstream.js";
-export { fetchCatalog } from "./upstream/catalog.js";
-export * from "../bus/durable/delivery-plan.js";
+export { Executor, type ExecutorOptions } from "./executor.js";
+export type { ClientSessionRef, ExecutorRequest, SessionRequest } from "./request.js";
+export {
+  CLIENT_INFO,
+  DEFAULT_BACKOFF,
+  DEFAULT_CLIENT_CAPABILITIES,
+  describeError,
+  fetchCatalog,
+  HttpStatusError,
+  McpUpstream,
+  refusedSessions,
+  statelessEnvelope,
+  UPSTREAM_PROTOCOL_VERSION,
+  UpstreamOpener,
+  UpstreamSupervisor,
+  type BackoffOptions,
+  type OpensUpstream,
+  type ServerRequestHandler,
+  type SupervisorEvents,
+  type UpstreamConnector,
+  type UpstreamInfo,
+  type UpstreamRequestOptions,
+  type UpstreamTransport,
+} from "./upstream/index.js";
+export { patternMatcher, planDelivery, usesDurable, type DeliveryChoice, type DeliveryOptions, type ToolRule } from "../bus/durable/delivery-plan.js";

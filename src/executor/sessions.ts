@@ -15,12 +15,11 @@ import {
   SESSION_CLOSE_METHOD,
   subjects,
   type ClientSession,
-  type PromptRequest,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
-import type { UpstreamConnector } from "./upstream/connector.js";
-import type { McpUpstream, UpstreamRequestOptions } from "./upstream/upstream.js";
+import type { McpUpstream, UpstreamOpener, UpstreamRequestOptions } from "./upstream/index.js";
 import { completeInputRounds, isInputRequired } from "./input-rounds.js";
+import type { ClientSessionRef, ExecutorRequest, SessionRequest } from "./request.js";
 
 /** Closes an upstream session whose client session sent nothing for this long. */
 export const DEFAULT_SESSION_IDLE_MS = 10 * 60_000;
@@ -53,7 +52,7 @@ export interface UpstreamSessionsOptions {
   bus: Bus;
   service: string;
   instance: string;
-  connector: UpstreamConnector;
+  opener: UpstreamOpener;
   logger: Logger;
   /** Upstream notifications other than logging and resource updates (progress, list_changed), with the session they came from. */
   onNotification: (method: string, params: Record<string, unknown> | undefined, upstream: McpUpstream) => void;
@@ -81,46 +80,42 @@ export class UpstreamSessions {
   }
 
   /** Whether this request is served in a client session's own upstream session (else in the shared one). */
-  accepts(request: PromptRequest): boolean {
-    if (!request.client_session || !request.session_id) return false;
-    if (this.sessions.has(keyOf(request)) || this.sessions.size < (this.options.maxSessions ?? DEFAULT_MAX_SESSIONS)) return true;
+  accepts(request: ExecutorRequest): request is SessionRequest {
+    if (!request.clientSession) return false;
+    if (this.sessions.has(keyOf(request.clientSession)) || this.sessions.size < (this.options.maxSessions ?? DEFAULT_MAX_SESSIONS)) return true;
     if (!this.warnedFull) this.options.logger.warn({ max: this.options.maxSessions ?? DEFAULT_MAX_SESSIONS }, "too many client sessions: further ones share the executor's upstream session");
     this.warnedFull = true;
     return false;
   }
 
-  /** Runs one call in its client session's upstream session (opened on the first call). */
-  async request(
-    request: PromptRequest,
-    params: Record<string, unknown> | undefined,
-    call: { correlationId: string; notify: Notify },
-    options: UpstreamRequestOptions,
-  ): Promise<Record<string, unknown>> {
-    const key = keyOf(request);
-    if (request.payload.method === SESSION_CLOSE_METHOD) {
+  /** Runs one call (one `accepts` took) in its client session's upstream session (opened on the first call). */
+  async request(request: SessionRequest, notify: Notify, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
+    const { method, params, clientSession } = request;
+    const key = keyOf(clientSession);
+    if (method === SESSION_CLOSE_METHOD) {
       await this.close(key);
       return {};
     }
-    if (RELAYED_CLIENT_NOTIFICATIONS.has(request.payload.method)) {
+    if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
       // For an upstream session that exists; a session opened later asks for roots anyway.
       const upstream = await this.sessions.get(key)?.opened.catch(() => undefined);
-      await upstream?.notify(request.payload.method, params);
+      await upstream?.notify(method, params);
       return {};
     }
-    const session = this.sessions.get(key) ?? this.open(key, request);
+    const session = this.sessions.get(key) ?? this.open(key, clientSession);
     this.touch(session);
     const upstream = await session.opened;
-    await this.applyLogLevel(session, upstream, request.client_session?.log_level, options);
-    const running: RunningCall = { ...call, deadline: Date.now() + options.timeoutMs };
+    await this.applyLogLevel(session, upstream, clientSession.client.log_level, options);
+    const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline };
     session.calls.push(running);
     try {
-      const result = await upstream.request(request.payload.method, params, options);
+      const result = await upstream.request(method, params, options);
       // An upstream that serves 2026-07-28 only asks for input in its result: this 2025 client is asked.
       if (!isInputRequired(result)) return result;
       return await completeInputRounds(
         result,
-        (method, input) => this.relayRequest(session, method, input),
-        (input) => upstream.request(request.payload.method, { ...params, ...input }, options),
+        (asked, input) => this.relayRequest(session, asked, input),
+        (input) => upstream.request(method, { ...params, ...input }, options),
       );
     } finally {
       session.calls.splice(session.calls.indexOf(running), 1);
@@ -138,11 +133,10 @@ export class UpstreamSessions {
     await Promise.all([...this.sessions.keys()].map((key) => this.close(key)));
   }
 
-  private open(key: string, request: PromptRequest): UpstreamSession {
-    const client = request.client_session!;
-    const session: UpstreamSession = { key, sessionId: request.session_id!, client, calls: [], logLevel: undefined, idle: undefined, lastUsed: Date.now(), opened: undefined! };
-    const logger = this.options.logger.child({ clientSession: request.session_id, gateway: client.gateway });
-    session.opened = this.options.connector.connect(logger, upstreamCapabilities(client.capabilities)).then((upstream) => {
+  private open(key: string, { id, client }: ClientSessionRef): UpstreamSession {
+    const session: UpstreamSession = { key, sessionId: id, client, calls: [], logLevel: undefined, idle: undefined, lastUsed: Date.now(), opened: undefined! };
+    const logger = this.options.logger.child({ clientSession: id, gateway: client.gateway });
+    session.opened = this.options.opener.connect(logger, upstreamCapabilities(client.capabilities)).then((upstream) => {
       upstream.onrequest = (method, params) => this.relayRequest(session, method, params);
       upstream.onnotification = (method, params) => this.onNotification(session, upstream, method, params);
       upstream.onclose = (error) => {
@@ -201,7 +195,7 @@ export class UpstreamSessions {
       upstream.setRequestLogLevel(level);
       return;
     }
-    await upstream.request("logging/setLevel", { level }, { timeoutMs: Math.min(options.timeoutMs, 10_000) }).catch((err: unknown) => {
+    await upstream.request("logging/setLevel", { level }, { timeoutMs: Math.min(options.timeoutMs, 10_000), revision: undefined }).catch((err: unknown) => {
       this.options.logger.debug({ err, level }, "the upstream refused logging/setLevel");
     });
   }
@@ -262,8 +256,8 @@ export class UpstreamSessions {
 /** Notifications of an upstream session that go to its client session (outside a call's stream). */
 const SESSION_NOTIFICATIONS = new Set(["notifications/message", "notifications/resources/updated", "notifications/elicitation/complete"]);
 
-function keyOf(request: PromptRequest): string {
-  return `${request.client_session?.gateway ?? ""}/${request.session_id ?? ""}`;
+function keyOf({ id, client }: ClientSessionRef): string {
+  return `${client.gateway}/${id}`;
 }
 
 /** What the upstream session declares: the client's own capabilities for server-to-client features. */

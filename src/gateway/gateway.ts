@@ -1,6 +1,5 @@
 /** The gateway: one core, any number of client sessions from any inbound transport. */
 import { randomUUID } from "node:crypto";
-import type { Transport } from "@modelcontextprotocol/server";
 import type { Bus } from "../bus/connection.js";
 import type { ContextRetention } from "../bus/context-streams.js";
 import { instrumentBus } from "../bus/connection.js";
@@ -10,6 +9,7 @@ import type { Logger } from "../util/logger.js";
 import { GatewayCore } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
+import type { InboundTransport } from "./sessions/inbound-transport.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;
@@ -75,7 +75,7 @@ export class Gateway {
    * Serves one client connection (`kind`: stdio or http) for `identity` (anonymous unless the inbound
    * adapter authenticated the client); the session ends when its transport closes.
    */
-  async connect(transport: Transport, kind = "", identity?: Identity, options?: SessionOptions): Promise<GatewaySession> {
+  async connect(transport: InboundTransport, kind = "", identity?: Identity, options?: SessionOptions): Promise<GatewaySession> {
     const session = new GatewaySession(this.core, transport, this.logger, kind, identity, options);
     this.sessions.add(session);
     session.onclose = () => this.sessions.delete(session);

@@ -2,6 +2,7 @@
 export { Gateway, type GatewayOptions } from "./gateway.js";
 export { DEFAULT_CALL_TIMEOUT_MS, GatewayCore, type GatewayCoreOptions } from "./core.js";
 export { GatewaySession, type SessionOptions } from "./sessions/session.js";
+export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-transport.js";
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";
 export { Dispatcher, type CallObserver, type CallStart, type DispatcherOptions } from "./calls/dispatcher.js";
 export { SessionPins } from "./calls/session-pins.js";

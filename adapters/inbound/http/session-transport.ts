@@ -13,17 +13,17 @@ import {
   WebStandardStreamableHTTPServerTransport,
   type AuthInfo,
   type JSONRPCMessage,
-  type MessageExtraInfo,
-  type Transport,
   type TransportSendOptions,
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
 import type { SessionEventStore } from "./event-store.js";
 import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../../src/protocol/index.js";
+import type { InboundTransport } from "../../../src/gateway/index.js";
 
-export class HttpSessionTransport implements Transport {
+export class HttpSessionTransport implements InboundTransport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
   private readonly eventStore: SessionEventStore | undefined;
+  private messageHandler: InboundTransport["onmessage"];
 
   constructor(options: WebStandardStreamableHTTPServerTransportOptions & { eventStore?: SessionEventStore }) {
     this.web = new WebStandardStreamableHTTPServerTransport(options);
@@ -48,10 +48,11 @@ export class HttpSessionTransport implements Transport {
     this.web.onerror = handler;
   }
 
-  get onmessage(): (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined {
-    return this.web.onmessage;
+  get onmessage(): InboundTransport["onmessage"] {
+    return this.messageHandler;
   }
-  set onmessage(handler: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined) {
+  set onmessage(handler: InboundTransport["onmessage"]) {
+    this.messageHandler = handler;
     this.web.onmessage = handler;
   }
 
@@ -65,10 +66,6 @@ export class HttpSessionTransport implements Transport {
 
   send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     return this.web.send(message, options);
-  }
-
-  setSupportedProtocolVersions(versions: string[]): void {
-    this.web.setSupportedProtocolVersions(versions);
   }
 
   /**

@@ -5,7 +5,7 @@
  * updates) come before it. A client that hangs up cancels the call.
  */
 import type { Request, Response } from "express";
-import type { JSONRPCMessage, Transport, TransportSendOptions } from "@modelcontextprotocol/server";
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import { errorResponse, JsonRpcErrorCode, mcpNameField, messageProblem, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../../src/protocol/index.js";
 import {
   checkMetaKeys,
@@ -14,7 +14,7 @@ import {
   requestedVersion,
   StatelessErrorCode,
 } from "../../../src/protocol/index.js";
-import type { Gateway, Identity } from "../../../src/gateway/index.js";
+import type { Gateway, Identity, InboundTransport } from "../../../src/gateway/index.js";
 
 /** A POST without a session that speaks 2026-07-28 (or a later, unknown revision): by its header or its `_meta`. */
 export function isStatelessRequest(req: Request): boolean {
@@ -55,7 +55,7 @@ export async function handleStatelessRequest(gateway: Gateway, req: Request, res
   const transport = new HttpExchangeTransport(res, id);
   const session = await gateway.connect(transport, "http", identity);
   res.on("close", () => void session.close());
-  transport.onmessage?.(body as unknown as JSONRPCMessage, { request: new globalThis.Request("http://gateway/mcp", { method: "POST", headers: plainHeaders(req) }) });
+  transport.onmessage?.(body as JSONRPCMessage, { request: { headers: new Headers(plainHeaders(req)) } });
 }
 
 /** The checks 2026-07-28 asks of an HTTP server before it looks at the request (each a 400). */
@@ -117,11 +117,11 @@ function statusOf(message: Record<string, unknown>): number {
   return 200;
 }
 
-/** The SDK Transport shape for one HTTP exchange: JSON for a lone answer, SSE once a notification precedes it. */
-class HttpExchangeTransport implements Transport {
-  onmessage?: Transport["onmessage"];
-  onclose?: () => void;
-  onerror?: (error: Error) => void;
+/** The inbound transport of one HTTP exchange: JSON for a lone answer, SSE once a notification precedes it. */
+class HttpExchangeTransport implements InboundTransport {
+  onmessage: InboundTransport["onmessage"];
+  onclose: InboundTransport["onclose"];
+  onerror: InboundTransport["onerror"];
   private streaming = false;
   private closed = false;
 
@@ -132,7 +132,7 @@ class HttpExchangeTransport implements Transport {
 
   async start(): Promise<void> {}
 
-  async send(message: JSONRPCMessage, _options?: TransportSendOptions): Promise<void> {
+  async send(message: JSONRPCMessage): Promise<void> {
     if (this.closed || this.res.writableEnded) return;
     const m = message as Record<string, unknown>;
     const isAnswer = m.id === this.requestId && ("result" in m || "error" in m);

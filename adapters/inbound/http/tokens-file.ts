@@ -8,7 +8,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "../../../src/util/logger.js";
-import { readTokensFile } from "./auth.js";
+import { readTokensFile } from "./middleware/index.js";
 
 /** Rereads wait this long after the last change, so that a burst of writes is read once, whole. */
 const SETTLE_MS = 100;

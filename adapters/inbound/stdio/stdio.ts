@@ -5,17 +5,18 @@
  * transport reports unparsable input to `onerror` only, and the client would wait forever.
  */
 import type { Readable, Writable } from "node:stream";
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import { errorResponse, JsonRpcErrorCode, messageProblem } from "../../../src/protocol/index.js";
-import type { Gateway } from "../../../src/gateway/index.js";
+import type { Gateway, InboundTransport } from "../../../src/gateway/index.js";
 
 /** Longest accepted line; longer input is answered with an error and dropped. */
 export const DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024;
 
-export class LineStdioServerTransport implements Transport {
-  onmessage: Transport["onmessage"];
-  onerror: Transport["onerror"];
-  onclose: Transport["onclose"];
+/** One JSON-RPC message per line, in on `input` and out on `output` (an SDK server may use it too). */
+export class LineStdioServerTransport implements InboundTransport {
+  onmessage: InboundTransport["onmessage"];
+  onerror: InboundTransport["onerror"];
+  onclose: InboundTransport["onclose"];
   private buffer = "";
   private discarding = false;
   private closed = false;
@@ -94,7 +95,7 @@ export class LineStdioServerTransport implements Transport {
 
   private reply(code: number, message: string, id: string | number | null = null): void {
     this.onerror?.(new Error(message));
-    void this.send(errorResponse(id, { code, message }) as unknown as JSONRPCMessage);
+    void this.send(errorResponse(id, { code, message }) as JSONRPCMessage);
   }
 
   private readonly onEnd = (): void => void this.close();

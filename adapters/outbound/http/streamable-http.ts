@@ -6,7 +6,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import {
   encodeParamValue,
   isNotification,
@@ -17,45 +17,27 @@ import {
   requestedVersion,
   type JsonRpcMessage,
 } from "../../../src/protocol/index.js";
+import { HttpStatusError, type UpstreamTransport } from "../../../src/executor/index.js";
 import { excerpt } from "../../../src/util/excerpt.js";
-
-/** A non-2xx answer; `status` lets callers tell "not a Streamable HTTP server" from other failures. */
-export class HttpStatusError extends Error {
-  readonly code = "HTTP_STATUS";
-  constructor(
-    readonly status: number,
-    readonly body: string,
-  ) {
-    super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ""}`);
-    this.name = "HttpStatusError";
-  }
-}
+import { SseParser } from "./sse-parser.js";
 
 const GET_RETRY_INITIAL_MS = 1000;
 const GET_RETRY_MAX_MS = 30_000;
 /** How many times one POST stream is resumed before the call is left to its deadline. */
 const MAX_POST_RESUMES = 10;
 
-export class StreamableHttpClientTransport implements Transport {
-  onmessage: Transport["onmessage"];
-  onerror: Transport["onerror"];
-  onclose: Transport["onclose"];
+/** The hooks of UpstreamTransport it calls: per-request notifications, lost streams, unreadable answers; tool schemas for `Mcp-Param-*`. */
+export class StreamableHttpClientTransport implements UpstreamTransport {
+  onmessage: UpstreamTransport["onmessage"];
+  onerror: UpstreamTransport["onerror"];
+  onclose: UpstreamTransport["onclose"];
   sessionId: string | undefined;
-  /** A tool's inputSchema by name, for the `Mcp-Param-*` headers of stateless calls (set by the session that lists tools). */
-  toolSchema: ((name: string) => unknown) | undefined;
-  /**
-   * A notification that arrived on the POST stream of request `requestId`, so it belongs to that call
-   * (set by the session; without it, or when it returns false, the notification goes to `onmessage`).
-   */
-  onrequestnotification: ((requestId: string | number, message: JSONRPCMessage) => boolean) | undefined;
-  /**
-   * A request's SSE stream ended before its answer: `resuming` when the server closed a session's
-   * stream to be polled (SEP-1699) and a GET with Last-Event-ID picks it up again; otherwise (a
-   * 2026-07-28 request's stream, which has no session to resume in) the answer will not come.
-   */
-  onrequeststreamclosed: ((requestId: string | number, resuming: boolean) => void) | undefined;
-  /** The server's answer to request `requestId` cannot be read (not JSON, or no answer where one must be): the call fails at once. */
-  onrequestfailed: ((requestId: string | number, error: Error) => void) | undefined;
+  toolSchema: UpstreamTransport["toolSchema"];
+  /** Without it, or when it returns false, a notification on a request's stream goes to `onmessage`. */
+  onrequestnotification: UpstreamTransport["onrequestnotification"];
+  /** Resuming: a GET with Last-Event-ID picks the session's stream up again. */
+  onrequeststreamclosed: UpstreamTransport["onrequeststreamclosed"];
+  onrequestfailed: UpstreamTransport["onrequestfailed"];
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
@@ -315,52 +297,6 @@ export class StreamableHttpClientTransport implements Transport {
       if (!related) this.onmessage?.(message as JSONRPCMessage);
     }
     return answer;
-  }
-}
-
-/** Server-sent events: calls `onEvent` with each event's data and id (comments and retry are ignored). */
-export class SseParser {
-  private buffer = "";
-  private data: string[] = [];
-  private id: string | undefined;
-  private event = "message";
-
-  constructor(private readonly onEvent: (data: string, id: string | undefined) => void) {}
-
-  push(chunk: string): void {
-    this.buffer += chunk;
-    let newline: number;
-    while ((newline = this.buffer.search(/\r\n|\r|\n/)) !== -1) {
-      // A CR at the very end may be the first half of a CRLF split across chunks: wait for the next.
-      if (newline === this.buffer.length - 1 && this.buffer.endsWith("\r")) break;
-      const line = this.buffer.slice(0, newline);
-      const width = this.buffer.startsWith("\r\n", newline) ? 2 : 1;
-      this.buffer = this.buffer.slice(newline + width);
-      this.line(line);
-    }
-  }
-
-  /** The stream ended: a held-back final CR still ends its line (an unfinished event is dropped). */
-  end(): void {
-    if (this.buffer.endsWith("\r")) this.line(this.buffer.slice(0, -1));
-    this.buffer = "";
-  }
-
-  private line(line: string): void {
-    if (line === "") {
-      if (this.data.length > 0 && this.event === "message") this.onEvent(this.data.join("\n"), this.id);
-      this.data = [];
-      this.event = "message";
-      return;
-    }
-    if (line.startsWith(":")) return;
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") this.data.push(value);
-    else if (field === "event") this.event = value;
-    else if (field === "id") this.id = value;
   }
 }
 

@@ -1,9 +1,16 @@
 import type { Logger } from "../../util/logger.js";
 import { readFileSync } from "node:fs";
-import { createAuthenticator, parseTokens, readTokensFile, StaticTokens, type Authenticate } from "../../../adapters/inbound/http/auth.js";
-import { followTokensFile } from "../../../adapters/inbound/http/tokens-file.js";
-import type { HttpGatewayServer } from "../../../adapters/inbound/http/http.js";
-import { parseRateLimit, type RateLimit } from "../../../adapters/inbound/http/rate-limit.js";
+import {
+  createAuthenticator,
+  followTokensFile,
+  parseRateLimit,
+  parseTokens,
+  readTokensFile,
+  StaticTokens,
+  type Authenticate,
+  type HttpGatewayServer,
+  type RateLimit,
+} from "../../../adapters/inbound/index.js";
 import type { ContextRetention } from "../../bus/context-streams.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";

@@ -6,9 +6,9 @@
  * not count. Probed once when the executor starts (its `server/discover` tells which stateless
  * versions the server serves), then kept up and restarted with backoff like the main session.
  */
-import { DmcpError, ErrorCode, requestedVersion } from "../../protocol/index.js";
+import { DmcpError, ErrorCode } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import type { UpstreamConnector } from "./connector.js";
+import type { OpensUpstream, UpstreamOpener } from "./opener.js";
 import { UpstreamSupervisor, type BackoffOptions, type SupervisorEvents } from "./supervisor.js";
 import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
@@ -23,13 +23,13 @@ export class StatelessLane {
   private versions: string[] = [];
   private stopped = false;
 
-  constructor(connector: UpstreamConnector, logger: Logger, events: SupervisorEvents, backoff?: BackoffOptions) {
+  constructor(opener: UpstreamOpener, logger: Logger, events: SupervisorEvents, backoff?: BackoffOptions) {
     this.logger = logger.child({ lane: "stateless" });
-    this.connectStateless = connector.connectStateless?.bind(connector);
-    if (!this.connectStateless) return;
-    const connectStateless = this.connectStateless;
-    const lane: UpstreamConnector = {
-      description: `${connector.description} (stateless lane)`,
+    if (!opener.opensStatelessConnections) return;
+    const connectStateless = (log: Logger) => opener.connectStateless(log);
+    this.connectStateless = connectStateless;
+    const lane: OpensUpstream = {
+      description: `${opener.description} (stateless lane)`,
       connect: (log) => {
         const probe = this.probe;
         this.probe = undefined;
@@ -53,13 +53,12 @@ export class StatelessLane {
     return this.opened ?? Promise.resolve();
   }
 
-  /** Whether a request goes to the lane: it names a stateless version the lane's server serves. */
-  async takes(params: Record<string, unknown> | undefined): Promise<boolean> {
-    const version = requestedVersion(params);
-    if (!this.supervisor || version === undefined) return false;
+  /** Whether a request of `revision` goes to the lane: a stateless revision the lane's server serves. */
+  async takes(revision: string | undefined): Promise<boolean> {
+    if (!this.supervisor || revision === undefined) return false;
     this.start();
     await this.opened;
-    return this.versions.includes(version);
+    return this.versions.includes(revision);
   }
 
   /** The lane's server as its `server/discover` described it, while the lane is up. */

@@ -5,7 +5,7 @@
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import type { UpstreamConnector } from "./connector.js";
+import type { OpensUpstream } from "./opener.js";
 import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
 export interface BackoffOptions {
@@ -32,7 +32,7 @@ export class UpstreamSupervisor {
   private lastError: string | undefined;
 
   constructor(
-    private readonly connector: UpstreamConnector,
+    private readonly opener: OpensUpstream,
     private readonly logger: Logger,
     private readonly events: SupervisorEvents = {},
     private readonly backoff: BackoffOptions = DEFAULT_BACKOFF,
@@ -62,7 +62,7 @@ export class UpstreamSupervisor {
       return Promise.reject(
         new DmcpError(
           ErrorCode.UpstreamUnavailable,
-          `the upstream MCP server (${this.connector.description}) is down` +
+          `the upstream MCP server (${this.opener.description}) is down` +
             (this.stopped ? "" : `; restart attempt ${this.attempt} in ${retryIn} ms`) +
             (this.lastError ? ` (last error: ${this.lastError})` : ""),
           { data: { retry_in_ms: retryIn } },
@@ -93,7 +93,7 @@ export class UpstreamSupervisor {
     this.attempt++;
     let upstream: McpUpstream;
     try {
-      upstream = await this.connector.connect(this.logger);
+      upstream = await this.opener.connect(this.logger);
     } catch (err) {
       if (!keepTrying) throw err;
       this.lastError = describeError(err);
@@ -120,7 +120,7 @@ export class UpstreamSupervisor {
       this.events.onDown?.(error);
       this.scheduleRetry();
     };
-    this.logger.info({ upstream: this.connector.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
+    this.logger.info({ upstream: this.opener.description, protocolVersion: upstream.info?.protocolVersion }, "upstream MCP server connected");
     this.events.onUp?.(upstream.info!, upstream);
     return true;
   }

@@ -6,7 +6,7 @@
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { CLIENT_INFO } from "./connector.js";
+import { CLIENT_INFO } from "./opener.js";
 import { statelessEnvelope, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
 /** The `_meta` of a request the executor itself makes at a stateless revision (its catalog reads and listen stream). */
@@ -57,7 +57,7 @@ export class UpstreamListen {
     this.end();
     const filter = listenFilter(info);
     if (!filter) return;
-    void this.run(++this.generation, { notifications: filter, _meta: ownStatelessMeta(version) });
+    void this.run(++this.generation, version, { notifications: filter, _meta: ownStatelessMeta(version) });
   }
 
   /** Closes the stream and stops reopening it (upstream gone, executor stopping). */
@@ -68,14 +68,14 @@ export class UpstreamListen {
     this.wake?.();
   }
 
-  private async run(generation: number, params: Record<string, unknown>): Promise<void> {
+  private async run(generation: number, revision: string, params: Record<string, unknown>): Promise<void> {
     let delayMs = this.backoff.initialMs;
     while (generation === this.generation) {
       const controller = new AbortController();
       this.controller = controller;
       const openedAt = Date.now();
       try {
-        await this.request("subscriptions/listen", params, { timeoutMs: LISTEN_REQUEST_MS, signal: controller.signal });
+        await this.request("subscriptions/listen", params, { timeoutMs: LISTEN_REQUEST_MS, signal: controller.signal, revision });
         this.logger.debug("the upstream ended its listen stream");
       } catch (err) {
         if (generation !== this.generation) return;

@@ -1,8 +1,8 @@
 /**
- * A raw JSON-RPC session with one upstream MCP server, over any SDK client `Transport`. Raw, because the
- * SDK's typed helpers drop fields they do not know, and a transparent bridge must not.
+ * A raw JSON-RPC session with one upstream MCP server, over an UpstreamTransport (transport.ts). Raw,
+ * because the SDK's typed helpers drop fields they do not know, and a transparent bridge must not.
  */
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/client";
+import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import {
   cancelReasonOf,
   DmcpError,
@@ -19,13 +19,13 @@ import {
   META,
   metaOf,
   toJsonRpcError,
-  requestedVersion,
   STATELESS_PROTOCOL_VERSIONS,
   StatelessErrorCode,
   withoutStatelessMeta,
 } from "../../protocol/index.js";
 import { excerpt } from "../../util/excerpt.js";
 import type { Logger } from "../../util/logger.js";
+import { HttpStatusError, type UpstreamTransport } from "./transport.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
 export const UPSTREAM_PROTOCOL_VERSION = "2025-11-25";
@@ -44,6 +44,11 @@ export interface UpstreamInfo {
 
 export interface UpstreamRequestOptions {
   timeoutMs: number;
+  /**
+   * The stateless MCP revision (2026-07-28) the params' `_meta` names, worked out once by whoever
+   * makes the request; undefined for a request of a session-based revision.
+   */
+  revision: string | undefined;
   signal?: AbortSignal | undefined;
   /** Log messages the server sent with this request (where the transport can tell, e.g. on its POST stream). */
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
@@ -83,28 +88,23 @@ export class McpUpstream {
   /** The input schemas of the tools the server listed: its transport may mirror arguments into headers. */
   private readonly toolSchemas = new Map<string, unknown>();
 
-  /**
-   * `closeOnError`: treat any transport error after the handshake as the end of the session, for
-   * transports that would otherwise reconnect on their own into a session nobody initialized.
-   */
   constructor(
-    private readonly transport: Transport,
+    private readonly transport: UpstreamTransport,
     private readonly logger: Logger,
-    private readonly options: { closeOnError?: boolean } = {},
   ) {
     transport.onmessage = (message) => this.onMessage(message as JsonRpcMessage);
     transport.onerror = (error) => {
       this.lastError = error;
       // Before the handshake, the error is the failure of connect(), which says it (the warning would say it twice).
       this.logger[this.info ? "warn" : "debug"]({ err: error }, "upstream transport error");
-      if (this.options.closeOnError && this.info) void this.close();
+      if (transport.endsSessionOnError && this.info) void this.close();
     };
     transport.onclose = () => this.onClosed();
-    (transport as ToolSchemaHook).toolSchema = (name) => this.toolSchemas.get(name);
-    (transport as RequestNotificationHook).onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
-    (transport as RequestStreamHook).onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
-    (transport as RequestFailedHook).onrequestfailed = (id, error) => this.failUnreadable(typeof id === "number" ? this.settle(id) : undefined, error.message);
-    (transport as UnreadableLineHook).onunreadable = (line, reason) => this.onUnreadable(line, reason);
+    transport.toolSchema = (name) => this.toolSchemas.get(name);
+    transport.onrequestnotification = (requestId, message) => this.onRequestNotification(requestId, message as JsonRpcMessage);
+    transport.onrequeststreamclosed = (id, resuming) => this.onRequestStreamClosed(id, resuming);
+    transport.onrequestfailed = (id, error) => this.failUnreadable(typeof id === "number" ? this.settle(id) : undefined, error.message);
+    transport.onunreadable = (line, reason) => this.onUnreadable(line, reason);
   }
 
   /** Starts the transport and performs the MCP initialize handshake. */
@@ -113,7 +113,7 @@ export class McpUpstream {
     const result = await this.request(
       "initialize",
       { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo },
-      { timeoutMs },
+      { timeoutMs, revision: undefined },
     ).catch((err: unknown) => {
       throw this.goneBefore("initialize", err);
     });
@@ -178,7 +178,8 @@ export class McpUpstream {
   }
 
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {
-    return this.request("server/discover", { _meta: statelessEnvelope(STATELESS_PROTOCOL_VERSIONS[0]!, clientInfo) }, { timeoutMs });
+    const revision = STATELESS_PROTOCOL_VERSIONS[0]!;
+    return this.request("server/discover", { _meta: statelessEnvelope(revision, clientInfo) }, { timeoutMs, revision });
   }
 
   /**
@@ -211,9 +212,9 @@ export class McpUpstream {
     if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
     // Cancelled while waiting for its upstream session to open: it never reaches the upstream.
     if (options.signal?.aborted) return Promise.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
-    const version = requestedVersion(params);
-    if (version === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
-    else if (version !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(version)) params = withoutStatelessMeta(params);
+    const { revision } = options;
+    if (revision === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
+    else if (revision !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(revision)) params = withoutStatelessMeta(params);
     const id = this.nextId++;
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -368,16 +369,6 @@ export class McpUpstream {
   }
 }
 
-/** What a transport offers to send `Mcp-Param-*` headers (the Streamable HTTP one does; others ignore it). */
-interface ToolSchemaHook {
-  toolSchema?: (name: string) => unknown;
-}
-
-/** What a transport that can tell which request a notification came with offers (the Streamable HTTP one). */
-interface RequestNotificationHook {
-  onrequestnotification?: (requestId: string | number, message: JSONRPCMessage) => boolean;
-}
-
 /** The per-request `_meta` of the executor's own stateless requests (no client capabilities unless given). */
 export function statelessEnvelope(version: string, clientInfo: { name: string; version: string }, capabilities: Record<string, unknown> = {}): Record<string, unknown> {
   return { [META.protocolVersion]: version, [META.clientInfo]: clientInfo, [META.clientCapabilities]: capabilities };
@@ -391,8 +382,7 @@ export function refusedSessions(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e !== undefined && depth < 6; e = e instanceof Error ? e.cause : undefined, depth++) {
     if (e instanceof DmcpError && e.jsonrpcCode === StatelessErrorCode.UnsupportedProtocolVersion) return true;
     // An HTTP transport's refusal carries the JSON-RPC error in its body.
-    const body = (e as { body?: unknown } | undefined)?.body;
-    if (typeof body === "string" && jsonRpcErrorCode(body) === StatelessErrorCode.UnsupportedProtocolVersion) return true;
+    if (e instanceof HttpStatusError && jsonRpcErrorCode(e.body) === StatelessErrorCode.UnsupportedProtocolVersion) return true;
   }
   return false;
 }
@@ -410,21 +400,6 @@ function jsonRpcErrorCode(text: string): number | undefined {
 function supportedStatelessVersions(result: Record<string, unknown>): string[] {
   const supported = Array.isArray(result.supportedVersions) ? result.supportedVersions.filter((v): v is string => typeof v === "string") : [];
   return STATELESS_PROTOCOL_VERSIONS.filter((v) => supported.includes(v));
-}
-
-/** How a line-based transport (stdio) hands over a line that is not a JSON-RPC message, and why. */
-interface UnreadableLineHook {
-  onunreadable?: (line: string, reason: string) => void;
-}
-
-/** How a transport that can tell which request an answer belongs to (Streamable HTTP) reports one it cannot read. */
-interface RequestFailedHook {
-  onrequestfailed?: (requestId: string | number, error: Error) => void;
-}
-
-/** How a transport with a stream per request (Streamable HTTP) reports one that ended before its answer. */
-interface RequestStreamHook {
-  onrequeststreamclosed?: (requestId: string | number, resuming: boolean) => void;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -4,12 +4,13 @@
  * revision's rules and the access policy, and goes to the dispatcher (calls/dispatcher.ts); the answer
  * goes back on the same transport.
  *
- * One MCP client session on the gateway, over any SDK server `Transport` (stdio or Streamable HTTP):
+ * One MCP client session on the gateway, over an InboundTransport (inbound-transport.ts: stdio or HTTP):
  * the gateway answers the session-level methods itself (initialize, ping, the aggregated lists,
  * subscriptions to context topics) and forwards calls to the service that owns the tool, prompt or
  * resource. A 2026-07-28 request goes through stateless.ts first, whatever the session did before.
  */
-import type { JSONRPCMessage, Transport } from "@modelcontextprotocol/server";
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import type { InboundTransport } from "./inbound-transport.js";
 import { randomUUID } from "node:crypto";
 import {
   cancellation,
@@ -89,7 +90,7 @@ export class GatewaySession {
 
   constructor(
     private readonly core: GatewayCore,
-    readonly transport: Transport,
+    readonly transport: InboundTransport,
     private readonly logger: Logger,
     /** `stdio` or `http`, for metrics and logs. */
     readonly kind: string = "",

@@ -1,19 +1,30 @@
 /**
- * Inbound adapter: the gateway as a Streamable HTTP MCP server at `/mcp` (express). Each MCP session
- * gets its own SDK transport; the session id in `Mcp-Session-Id` routes later requests to it.
+ * Inbound adapter: the gateway as a Streamable HTTP MCP server at `/mcp` (the express app and its
+ * routes). Each MCP session gets an inbound transport of its own (session-transport.ts), to which the
+ * session id in `Mcp-Session-Id` routes later requests; a 2026-07-28 request is an exchange of its own
+ * (stateless-http.ts). The middleware is in middleware/, the Node server and its timeouts in server.ts.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import express, { type NextFunction, type Request, type Response } from "express";
-import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
-import { errorResponse, JsonRpcErrorCode } from "../../../src/protocol/index.js";
+import express, { type Request, type Response } from "express";
+import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
 import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../../src/gateway/index.js";
 import type { GatewayMonitor } from "../dashboard/monitor.js";
 import type { Logger } from "../../../src/util/logger.js";
-import { protectedResourceMetadata, requireAuth, type Authenticate } from "./auth.js";
-import { rateLimiter, type RateLimit } from "./rate-limit.js";
-import { allowsOrigin, cors } from "./cors.js";
+import {
+  authenticatedIdentity,
+  cors,
+  isLoopbackHost,
+  jsonRpcErrors,
+  loopbackGuard,
+  protectedResourceMetadata,
+  rateLimiter,
+  requireAuth,
+  sendRpcError,
+  type Authenticate,
+  type RateLimit,
+} from "./middleware/index.js";
+import { HTTP_TIMEOUTS, listen, timeoutsOf, type HttpTimeouts } from "./server.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { MemoryEventStore } from "./event-store.js";
 import { HttpSessionTransport } from "./session-transport.js";
@@ -45,16 +56,6 @@ export interface HttpServeOptions {
   timeouts?: HttpTimeouts | undefined;
 }
 
-export interface HttpTimeouts {
-  headersMs: number;
-  requestMs: number;
-  /** Node checks both only this often, so a slow client is cut at most this much after its deadline. */
-  checkEveryMs: number;
-}
-
-/** The documented figures: headers within 10 s, the request with its body within 30 s. */
-export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_000, checkEveryMs: 1_000 };
-
 export interface HttpGatewayServer {
   url: string;
   port: number;
@@ -72,7 +73,6 @@ export interface HttpGatewayServer {
 
 /** How long a client whose SSE stream dropped waits before it reconnects (the SSE `retry` field). */
 const SSE_RETRY_MS = 1000;
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
 
 interface HttpSession {
   transport: HttpSessionTransport;
@@ -83,7 +83,7 @@ interface HttpSession {
 
 /** Who sent an HTTP request: its authenticated identity, or anonymous on an open gateway. */
 function identityOf(req: Request): Identity {
-  return (req as Request & { identity?: Identity }).identity ?? ANONYMOUS;
+  return authenticatedIdentity(req) ?? ANONYMOUS;
 }
 
 /**
@@ -114,17 +114,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
 
   const app = express();
   app.disable("x-powered-by");
-  // A gateway bound to loopback only answers to loopback names and loopback pages: DNS rebinding
-  // guards on the Host header and on the Origin a browser sends.
-  // Origins configured for CORS are trusted pages: the loopback Origin guard lets them through.
+  // A gateway bound to loopback only answers to loopback names and loopback pages (DNS rebinding).
   const corsOrigins = options.corsOrigins ?? [];
-  if (LOOPBACK_HOSTS.has(host)) {
-    const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
-    const validateOrigin = localhostOriginValidation();
-    app.use((req, res, next) =>
-      validateHost(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined,
-    );
-  }
+  if (isLoopbackHost(host)) app.use(loopbackGuard(corsOrigins));
   if (corsOrigins.length > 0) app.use(cors(corsOrigins));
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok", sessions: sessions.size });
@@ -217,22 +209,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   app.get("/mcp", byHeader);
   app.delete("/mcp", byHeader);
   app.all("/mcp", (_req, res) => sendRpcError(res, 405, JsonRpcErrorCode.InvalidRequest, "Method not allowed"));
-  // Body parser failures (bad JSON, too large, an unknown charset) become JSON-RPC errors, never a stack trace.
-  app.use((err: { type?: string; status?: number; expose?: boolean; message?: string }, _req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) return next(err);
-    if (err.type === "entity.too.large") {
-      sendRpcError(res, 413, JsonRpcErrorCode.InvalidRequest, `request body exceeds the limit of ${maxBodyBytes} bytes`);
-    } else if (err.type === "entity.parse.failed") {
-      sendRpcError(res, 400, JsonRpcErrorCode.ParseError, "Parse error: the body is not valid JSON");
-    } else if (err.expose && err.status !== undefined && err.status >= 400 && err.status < 500) {
-      // The client's mistake, with a message meant for it (e.g. unsupported charset "LATIN1").
-      logger.debug({ err }, "http request refused");
-      sendRpcError(res, err.status, JsonRpcErrorCode.InvalidRequest, `Bad Request: ${err.message ?? "the request cannot be read"}`);
-    } else {
-      logger.error({ err }, "http request failed");
-      sendRpcError(res, err.status ?? 500, JsonRpcErrorCode.InternalError, "internal error");
-    }
-  });
+  app.use(jsonRpcErrors(maxBodyBytes, logger));
 
   const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
@@ -256,7 +233,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     url,
     port,
     ...(dashboardUrl ? { dashboardUrl } : {}),
-    timeouts: { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval },
+    timeouts: timeoutsOf(server),
     sessionCount: () => sessions.size,
     async closeSessionsOf(revoked) {
       const closing = [...sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
@@ -280,28 +257,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   };
 }
 
-/**
- * A client that trickles its headers or body is cut off (408) instead of holding a socket forever.
- * Both deadlines end once the request is in: SSE answers and long calls stream on.
- */
-function listen(app: express.Express, port: number, host: string, timeouts: HttpTimeouts): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = createServer(
-      { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
-      app,
-    ).listen(port, host);
-    server.once("listening", () => resolve(server));
-    server.once("error", reject);
-  });
-}
-
 function containsInitialize(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
   return messages.some((m) => typeof m === "object" && m !== null && (m as { method?: unknown }).method === "initialize");
-}
-
-function sendRpcError(res: Response, status: number, code: number, message: string): void {
-  res.status(status).json(errorResponse(null, { code, message }));
 }
 
 function chain(first: (() => void) | undefined, second: () => void): () => void {

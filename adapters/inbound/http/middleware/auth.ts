@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { NextFunction, Request, Response } from "express";
 import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from "jose";
-import type { Identity } from "../../../src/gateway/access/policy.js";
+import type { Identity } from "../../../../src/gateway/index.js";
 
 export interface AuthOptions {
   /** Static tokens by name (the name is the caller's identity); a `StaticTokens` may be replaced later, and may be empty. */
@@ -137,12 +137,19 @@ export function protectedResourceMetadata(resource: string, authorizationServers
   return { resource, authorization_servers: authorizationServers, bearer_methods_supported: ["header"], resource_name: "dmcp-gateway" };
 }
 
+type AuthenticatedRequest = Request & { identity?: Identity };
+
+/** Who sent a request, as requireAuth found out; undefined on an open gateway. */
+export function authenticatedIdentity(req: Request): Identity | undefined {
+  return (req as AuthenticatedRequest).identity;
+}
+
 /** Express middleware: authenticate, or answer 401 with the right headers. */
 export function requireAuth(authenticate: Authenticate, metadataUrl: (req: Request) => string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     authenticate(req.header("authorization")).then(
       (identity) => {
-        (req as Request & { identity?: Identity }).identity = identity;
+        (req as AuthenticatedRequest).identity = identity;
         next();
       },
       (err: unknown) => {

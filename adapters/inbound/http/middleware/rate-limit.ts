@@ -3,6 +3,7 @@
  * identity, else its address). Over the limit a request gets 429 with `Retry-After`.
  */
 import type { NextFunction, Request, Response } from "express";
+import { authenticatedIdentity } from "./auth.js";
 
 export interface RateLimit {
   /** Requests per second allowed on average. */
@@ -29,7 +30,7 @@ export function rateLimiter(limit: RateLimit) {
       for (const [key, bucket] of buckets) if (now - bucket.updated > IDLE_MS) buckets.delete(key);
       lastSweep = now;
     }
-    const identity = (req as Request & { identity?: { subject: string } }).identity;
+    const identity = authenticatedIdentity(req);
     const key = identity ? `id:${identity.subject}` : `ip:${req.socket.remoteAddress ?? "?"}`;
     const bucket = buckets.get(key) ?? { tokens: limit.burst, updated: now };
     bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.updated) / 1000) * limit.perSecond);

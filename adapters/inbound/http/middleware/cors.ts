@@ -18,11 +18,17 @@ export function allowsOrigin(origins: readonly string[], origin: string | undefi
 export function cors(origins: readonly string[]) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const origin = req.header("origin");
-    if (!allowsOrigin(origins, origin)) return next();
+    if (!allowsOrigin(origins, origin)) {
+      next();
+      return;
+    }
     res.setHeader("Access-Control-Allow-Origin", origin!);
     res.setHeader("Vary", "Origin");
     res.setHeader("Access-Control-Expose-Headers", EXPOSED);
-    if (req.method !== "OPTIONS") return next();
+    if (req.method !== "OPTIONS") {
+      next();
+      return;
+    }
     res.setHeader("Access-Control-Allow-Methods", METHODS);
     // Mcp-Param-* names depend on the tool: allow what the browser asks for.
     res.setHeader("Access-Control-Allow-Headers", req.header("access-control-request-headers") ?? DEFAULT_HEADERS);

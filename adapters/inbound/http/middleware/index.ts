@@ -1,0 +1,17 @@
+export {
+  AuthError,
+  authenticatedIdentity,
+  createAuthenticator,
+  parseTokens,
+  protectedResourceMetadata,
+  readTokensFile,
+  requireAuth,
+  StaticTokens,
+  type Authenticate,
+  type AuthOptions,
+  type Identity,
+} from "./auth.js";
+export { allowsOrigin, cors } from "./cors.js";
+export { parseRateLimit, rateLimiter, type RateLimit } from "./rate-limit.js";
+export { isLoopbackHost, loopbackGuard } from "./loopback-guard.js";
+export { jsonRpcErrors, sendRpcError } from "./errors.js";

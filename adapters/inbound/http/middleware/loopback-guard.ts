@@ -1,0 +1,22 @@
+/**
+ * DNS rebinding guards of a gateway bound to loopback: it answers only to loopback names (the Host
+ * header) and to loopback pages (the Origin a browser sends). Origins configured for CORS are trusted
+ * pages: the Origin guard lets them through.
+ */
+import type { NextFunction, Request, Response } from "express";
+import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
+import { allowsOrigin } from "./cors.js";
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
+
+/** Whether the gateway listens on a loopback address only (and so needs the guards). */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host);
+}
+
+export function loopbackGuard(corsOrigins: readonly string[]) {
+  const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
+  const validateOrigin = localhostOriginValidation();
+  return (req: Request, res: Response, next: NextFunction): void =>
+    validateHost(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined;
+}

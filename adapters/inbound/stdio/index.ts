@@ -1,0 +1,1 @@
+export { DEFAULT_MAX_LINE_BYTES, LineStdioServerTransport, serveStdio } from "./stdio.js";

@@ -1,0 +1,1 @@
+export { httpConnector, type HttpServerSpec } from "./connector.js";

@@ -1,0 +1,1 @@
+export { stdioConnector, type StdioServerSpec } from "./connector.js";
