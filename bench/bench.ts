@@ -11,6 +11,8 @@
  *   mcp-proxy     client ──HTTP──▶ mcp-proxy ──stdio──▶ mcp-remote ──HTTP──▶ upstream
  *   tunnel        client ──HTTP──▶ tunnel-in ──NATS──▶ tunnel-out ──HTTP──▶ upstream   (bench/tunnel: bytes, no MCP)
  *   base          as dmcp, through the BENCH_BASELINE build (only with it)
+ *   dmcp-signed   as dmcp, every message signed and checked (only in BENCH_CHAINS)
+ *   dmcp-durable  as dmcp, with wrap --delivery durable (only in BENCH_CHAINS)
  *
  * The clients live in this process: N workers calling in a loop, by default all through one SDK Client
  * session per chain, so that supergateway (one stdio child per session) runs as the issue's 2 processes. The
@@ -60,6 +62,7 @@
  *   BENCH_MARKDOWN=1   print the tables as Markdown (as in docs/performance.md)
  */
 import { mkdirSync } from "node:fs";
+import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { CHAIN_NAMES, startUpstream, UPSTREAM_KINDS, type ChainName } from "./chains/index.js";
 import { runCompare } from "./compare/run.js";
@@ -138,6 +141,11 @@ async function main(): Promise<void> {
   if (which === "scale" || which === "all" || (which === "compare" && envFlag("BENCH_SCALE"))) targets.push(...(await scale()));
   console.log("\ntargets (issue 14 unless marked; reported, not enforced):");
   console.log(formatTargets(targets));
+  console.log(
+    `\nload average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} (1, 5, 15 min) at the end`,
+  );
 }
 
 let interrupted = false;

@@ -39,6 +39,7 @@ export async function runMemory(settings: MemorySettings): Promise<TargetLine[]>
   const url = gateway.match![1]!;
   const pid = gateway.child.proc.pid;
   await waitForTool(url, "sleep");
+  const started = rssBytes(pid);
 
   const clients = await connectPool(url, settings.sessions, "memory");
   const quick: ToolCall = { name: "sleep", arguments: { ms: 0 }, expectText: "slept 0" };
@@ -77,7 +78,8 @@ export async function runMemory(settings: MemorySettings): Promise<TargetLine[]>
     table(
       ["gateway RSS", "MB"],
       [
-        ["idle (sessions open, warmed up)", mib(idle)],
+        ["started, serving, no client session", mib(started)],
+        [`idle: ${settings.sessions} sessions open, warmed up`, mib(idle)],
         [most === undefined ? `in flight: n/a (no ${IN_FLIGHT})` : `${most.calls} calls in flight (gateway's gauge)`, mib(most?.rss)],
         ["peak (sampled every 100 ms)", mib(peak)],
         [`after, ${settings.settleSeconds} s without calls`, mib(after)],

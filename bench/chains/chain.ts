@@ -4,7 +4,7 @@ import { waitForTool, type ToolCall } from "../lib/mcp-client.js";
 import { processTree } from "../lib/proc.js";
 import { waitForPort, type Child } from "../lib/processes.js";
 
-export const CHAIN_NAMES = ["direct", "dmcp", "supergateway", "mcp-proxy", "tunnel", "base"] as const;
+export const CHAIN_NAMES = ["direct", "dmcp", "supergateway", "mcp-proxy", "tunnel", "base", "dmcp-signed", "dmcp-durable"] as const;
 export type ChainName = (typeof CHAIN_NAMES)[number];
 
 /** One process of a chain (with whatever it spawned): a column of the CPU table. */

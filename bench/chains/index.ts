@@ -24,6 +24,8 @@ export async function startChain(name: ChainName, upstream: Upstream, settings: 
     case "direct":
       return { name, path: "client → upstream", url, processes: [] };
     case "dmcp":
+    case "dmcp-signed":
+    case "dmcp-durable":
       return startDmcpChain({ name, dmcpJs: DMCP_JS, upstreamUrl: url, tool, nodeFlags: settings.nodeFlags, gatewayArgs: settings.gatewayArgs });
     case "base":
       if (settings.baselineDir === undefined) throw new Error("the base chain needs BENCH_BASELINE");

@@ -57,7 +57,10 @@ const REFERENCES: ChainName[] = ["direct", "tunnel", "supergateway", "base"];
 
 export function ratiosTable({ chains, concurrent, serial }: Results): string {
   const present = new Set(chains.map((c) => c.name));
-  const references = REFERENCES.filter((name) => present.has(name));
+  // dmcp is the reference of its variants, when the run has them.
+  const variants = present.has("base") || present.has("dmcp-signed") || present.has("dmcp-durable");
+  const references = [...REFERENCES, ...(variants ? (["dmcp"] as const) : [])].filter((name) => present.has(name));
+  if (references.length === 0) return "(no chain to compare with: direct, tunnel, supergateway, base or dmcp)";
   const cpuReferences = references.filter((name) => name !== "direct");
   const cpuOf = (name: ChainName) => (chains.find((c) => c.name === name)!.processes.length === 0 ? undefined : concurrent[name]!.chainCpuPerCall);
   const rows = chains.map((chain) => [
