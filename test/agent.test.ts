@@ -10,7 +10,7 @@ import { Kvm } from "@nats-io/kv";
 import { pino } from "pino";
 import * as z from "zod";
 import { Agent, AgentDeclarationError, AgentStateError, type ContextEvent } from "../src/agent/index.js";
-import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
+import { Requester, connectBus, type Bus } from "../src/bus/index.js";
 import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, RequestError, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
@@ -36,7 +36,7 @@ describe("native dMCP agents", () => {
   let nats: EmbeddedNats;
   let bus: Bus;
   let rawBus: Bus;
-  let caller: BusCaller;
+  let caller: Requester;
   let fixture: Child;
   let gateway: Child & { url: string };
   let client: RawMcpClient;
@@ -58,7 +58,7 @@ describe("native dMCP agents", () => {
     nats = await startTestNats();
     bus = await connectBus({ servers: nats.url, name: "agent-test", logger: silentLogger() });
     rawBus = await connectBus({ servers: nats.url, name: "agent-test-raw", logger: silentLogger() });
-    caller = new BusCaller(rawBus, "agent-test-caller");
+    caller = new Requester(rawBus, "agent-test-caller");
     [fixture, gateway] = await Promise.all([wrapFixtureStdio(nats.url, "legacy"), startGatewayHttp(nats.url)]);
     client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, type Bus } from "../src/bus/connection.js";
-import { BusCaller } from "../src/bus/requester.js";
+import { Requester } from "../src/bus/requester.js";
 import { Gateway, GatewayCore } from "../src/gateway/index.js";
 import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/monitor.js";
 import { createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
@@ -84,7 +84,7 @@ describe("GatewayMonitor", () => {
     const updates: MonitorUpdate[] = [];
     const unwatch = monitor.watch((update) => updates.push(update));
     try {
-      const caller = new BusCaller(monitor.bus, "monitor-test");
+      const caller = new Requester(monitor.bus, "monitor-test");
       const started = Date.now();
       await expect(caller.call("nobody", "tools/call", { name: "x" }, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
       expect(Date.now() - started).toBeLessThan(2000);
@@ -104,7 +104,7 @@ describe("GatewayMonitor", () => {
     expect(monitor.watching).toBe(false);
     const before = monitor.snapshot();
     bus.nc.publish(subjects.heartbeat("svc", "svc-1"), bytes("{}"));
-    const caller = new BusCaller(monitor.bus, "monitor-test");
+    const caller = new Requester(monitor.bus, "monitor-test");
     await expect(caller.call("nobody", "tools/call", {}, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     caller.close();
     await eventually(() => monitor.snapshot().counters.busMessages >= before.counters.busMessages + 2);

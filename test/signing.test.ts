@@ -17,7 +17,7 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
-import { BusCaller, connectBus, ContextStreams, InstancePresence, RegistryView, type Bus, type RegistryProblem } from "../src/bus/index.js";
+import { Requester, connectBus, ContextStreams, InstancePresence, RegistryView, type Bus, type RegistryProblem } from "../src/bus/index.js";
 import { CONTEXT_STREAM, createEnvelope, encodeEnvelope, REGISTRY_BUCKET, subjects, type Envelope } from "../src/protocol/index.js";
 import { CurveKey, MessageSecurity, SigningKey, splitSignature, type SecurityOptions } from "../src/security/index.js";
 import { parseConfig } from "../src/cli/config.js";
@@ -66,7 +66,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
   let callerBus: Bus;
   let agent: Agent;
   let agentMetrics: Registry;
-  let caller: BusCaller;
+  let caller: Requester;
   let reports: Report[];
   let reportSub: Subscription;
   let total = 0;
@@ -130,7 +130,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
       serviceKeys: { counter: [agentKey.publicKey], impostor: [impostorServiceKey.publicKey] },
       requireSignatures: true,
     });
-    caller = new BusCaller(callerBus, "gateway-test");
+    caller = new Requester(callerBus, "gateway-test");
   });
 
   afterAll(async () => {

@@ -1,14 +1,14 @@
 /**
- * Request/response correlation over NATS: the caller side sends a `prompt_request` and waits for the
+ * Request/response correlation over NATS: the requester sends a `prompt_request` and waits for the
  * `prompt_response` or `error_notification` with the same correlation id, within the call's deadline.
  *
- * All replies arrive on one wildcard inbox subscription per caller (one SUB, not one per call). The
+ * All replies arrive on one wildcard inbox subscription per requester (one SUB, not one per call). The
  * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
- * registry for missed heartbeats, or (for a caller given the registry) stops listening on its own
+ * registry for missed heartbeats, or (for a requester given the registry) stops listening on its own
  * subject while it is listed (instance-probe.ts), the call fails with EXECUTOR_LOST instead of waiting
  * out its deadline.
  *
- * A call given a `route` (durable delivery, durable-caller.ts) is queued instead of published: its
+ * A call given a `route` (durable delivery, durable/durable-route.ts) is queued instead of published: its
  * reply subject travels in the envelope's `reply_to`, and it survives the loss of the executor that
  * holds it and of the bus connection (its answer is then read from the result store).
  */
@@ -54,17 +54,17 @@ export interface CallOptions {
   route?: RequestRoute | undefined;
   /** The MCP client session the call belongs to: the executor serves it in that session's upstream session. */
   clientSession?: ClientSession | undefined;
-  /** The request's correlation id (a fresh UUID by default), so the caller can recognise what refers to the call. */
+  /** The request's correlation id (a fresh UUID by default), so the requester can recognise what refers to the call. */
   correlationId?: string | undefined;
   /** Told which executor instance took the call (from its receipt or its answer), for session pinning. */
   onInstance?: ((instance: string) => void) | undefined;
 }
 
-/** Another way to a service than a core NATS publish: the durable work queue (durable-caller.ts). */
+/** Another way to a service than a core NATS publish: the durable work queue (durable/durable-route.ts). */
 export interface RequestRoute {
   /** Queues the encoded request; rejects (with a DmcpError) when it cannot be queued before its deadline. */
   send(request: PromptRequest, data: Uint8Array, headers: MsgHdrs | undefined): Promise<void>;
-  /** The caller gave the call up (cancelled): keep a queued copy from running. */
+  /** The requester gave the call up (cancelled): keep a queued copy from running. */
   withdraw(request: PromptRequest): void;
 }
 
@@ -87,7 +87,7 @@ interface PendingCall {
 }
 
 /** Calls services on the bus. One per process; `sender` is this process's id. */
-export class BusCaller {
+export class Requester {
   private readonly inbox: string;
   private readonly pending = new Map<string, PendingCall>();
   private subscription: Subscription | undefined;

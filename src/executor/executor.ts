@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../bus/connection.js";
-import { ServiceDiscovery } from "../bus/nats-services.js";
+import { NatsServicesEndpoint } from "../bus/nats-services.js";
 import { ServiceEndpoint, type RequestContext, type RequestHandler } from "../bus/endpoint.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/index.js";
@@ -91,7 +91,7 @@ export class Executor {
   private readonly supervisor: UpstreamSupervisor;
   private readonly presence: InstancePresence;
   private readonly endpoint: ServiceEndpoint;
-  private readonly discovery: ServiceDiscovery;
+  private readonly natsServices: NatsServicesEndpoint;
   private readonly worker: DurableWorker | undefined;
   private readonly progress = new ProgressRelay();
   private readonly sessions: UpstreamSessions;
@@ -158,7 +158,7 @@ export class Executor {
           metrics: options.metrics,
         })
       : undefined;
-    this.discovery = new ServiceDiscovery(options.bus, {
+    this.natsServices = new NatsServicesEndpoint(options.bus, {
       name: this.service,
       id: this.instance,
       version: CLIENT_INFO.version,
@@ -259,7 +259,7 @@ export class Executor {
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
       await this.endpoint.start();
-      this.discovery.start();
+      this.natsServices.start();
       // Announced, and taking durable work, once a gateway has made the streams: at once if it has.
       const streams = [REGISTRY_STREAM, ...(this.worker ? WORK_STREAMS : [])];
       await whenStreamsExist(await jetstreamManager(this.options.bus.nc), streams, () => this.join(), {
@@ -270,7 +270,7 @@ export class Executor {
       });
     } catch (err) {
       // Refused by the bus (e.g. the NATS user may not serve this service): leave nothing running.
-      this.discovery.stop();
+      this.natsServices.stop();
       await this.worker?.stop(0);
       await this.endpoint.stop(0);
       await this.lane.stop();
@@ -309,7 +309,7 @@ export class Executor {
 
   private async shutdown(): Promise<void> {
     const draining = Promise.all([this.endpoint.stop(this.options.stopGraceMs), this.worker?.stop(this.options.stopGraceMs)]);
-    this.discovery.stop();
+    this.natsServices.stop();
     await this.presence.stop();
     await draining;
     this.listen.end();
