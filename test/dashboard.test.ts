@@ -103,7 +103,7 @@ describe("GatewayMonitor", () => {
   it("counts but does not read traffic while nobody watches", async () => {
     expect(monitor.watching).toBe(false);
     const before = monitor.snapshot();
-    bus.nc.publish(subjects.heartbeat("svc", "svc-1"), bytes("{}"));
+    bus.publish(subjects.heartbeat("svc", "svc-1"), bytes("{}"));
     const caller = new Requester(monitor.bus, "monitor-test");
     await expect(caller.call("nobody", "tools/call", {}, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     caller.close();
@@ -116,7 +116,7 @@ describe("GatewayMonitor", () => {
       await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: `missing_${i}` } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
     }
     const report = createEnvelope("error_notification", { code: "INTERNAL", message: "boom" }, { sender: "other" });
-    bus.nc.publish(subjects.errors("other"), encodeEnvelope(report));
+    bus.publish(subjects.errors("other"), encodeEnvelope(report));
     const state = await eventually(() => {
       const snapshot = monitor.snapshot();
       return snapshot.errors.some((e) => e.source === "bus") ? snapshot : undefined;

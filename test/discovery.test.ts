@@ -4,7 +4,7 @@ import { Svcm } from "@nats-io/services";
 import { connect, NoRespondersError, type NatsConnection } from "@nats-io/transport-node";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
-import { Requester, connectBus, type Bus } from "../src/bus/index.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";

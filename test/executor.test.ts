@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { stdioConnector } from "../adapters/outbound/index.js";
-import { Requester, connectBus, type Bus } from "../src/bus/index.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { Executor } from "../src/executor/index.js";
 import { decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";

@@ -8,21 +8,27 @@ import { randomUUID } from "node:crypto";
 import type { Registry } from "prom-client";
 import { hostname } from "node:os";
 import type * as z from "zod";
-import type { Bus } from "../bus/connection.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { CONTEXT_STREAM_SPEC, ContextStreams, type BadContextMessage, type ReplayFrom } from "../bus/context-streams.js";
-import { NatsServicesEndpoint } from "../bus/nats-services.js";
-import { ServiceEndpoint } from "../bus/endpoint.js";
-import { InstancePresence, REGISTRY_STREAM, type AnnouncementInput } from "../bus/registry.js";
-import { awaitStreams } from "../bus/streams.js";
-import { Requester } from "../bus/requester.js";
+import {
+  awaitStreams,
+  CONTEXT_STREAM_SPEC,
+  ContextStreams,
+  InstancePresence,
+  NatsServicesEndpoint,
+  REGISTRY_STREAM,
+  Requester,
+  ServiceEndpoint,
+  type AnnouncementInput,
+  type BadContextMessage,
+  type Bus,
+  type ReplayFrom,
+} from "../bus/index.js";
 import { ErrorCode, isValidToken, isValidTopic, RequestError, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
 import { agentRequestHandler } from "./requests.js";
 import { toEvent, TopicSubscription, type AgentSubscription, type ContextEvent, type ContextHandler, type SubscribeOptions } from "./subscriptions.js";
-import type { MessageSecurity } from "../security/security.js";
+import type { MessageSecurity } from "../security/index.js";
 import { ToolSet, type CallToolResult, type ToolDefinition, type ToolHandler } from "./tools.js";
 
 export interface AgentOptions {
@@ -102,7 +108,7 @@ export class Agent {
     if (this.id.length < 1 || this.id.length > 256) throw new AgentDeclarationError("the agent id must have 1-256 characters");
     this.logger = (options.logger ?? createLogger({ name: "dmcp-agent" })).child({ agent: this.name, instance: this.instance });
     this.tools = new ToolSet(this.logger);
-    const bus = options.security ? { ...options.bus, security: options.security } : options.bus;
+    const bus = options.security ? options.bus.withCodec(options.security) : options.bus;
     this.endpoint = new ServiceEndpoint({
       bus,
       service: this.name,
@@ -179,7 +185,7 @@ export class Agent {
   }
 
   private async open(): Promise<void> {
-    await awaitStreams(await jetstreamManager(this.options.bus.nc), [REGISTRY_STREAM, CONTEXT_STREAM_SPEC], {
+    await awaitStreams(this.options.bus, [REGISTRY_STREAM, CONTEXT_STREAM_SPEC], {
       logger: this.logger,
       signal: this.startAbort.signal,
       who: `agent ${this.name}`,
@@ -257,7 +263,7 @@ export class Agent {
       from: options.from,
       logger: this.logger,
       onBad: this.reportBad,
-      flush: () => this.options.bus.nc.flush(),
+      flush: () => this.options.bus.flush(),
       graceMs: this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
     });
     this.subscriptions.add(subscription);

@@ -5,7 +5,7 @@
  * own discovery: MCP's `server/discover` is the gateway's, src/gateway.)
  */
 import type { Subscription } from "@nats-io/transport-node";
-import type { Bus } from "./connection.js";
+import { natsConnectionOf, type Bus } from "./connection.js";
 import type { ServiceEndpoint } from "./endpoint.js";
 
 export interface NatsServicesOptions {
@@ -37,7 +37,7 @@ export class NatsServicesEndpoint {
     for (const verb of VERBS) {
       for (const subject of [`$SRV.${verb}`, `$SRV.${verb}.${name}`, `$SRV.${verb}.${name}.${id}`]) {
         this.subscriptions.push(
-          this.bus.nc.subscribe(subject, {
+          natsConnectionOf(this.bus).subscribe(subject, {
             callback: (err, msg) => {
               if (err || !msg.reply) return;
               try {

@@ -3,16 +3,26 @@
  * server, keeps that server alive (restart with backoff), and announces what it offers.
  */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../bus/connection.js";
-import { NatsServicesEndpoint } from "../bus/nats-services.js";
-import { ServiceEndpoint, type RequestContext, type RequestHandler } from "../bus/endpoint.js";
+import {
+  DEFAULT_DURABLE_SETTINGS,
+  DurableWorker,
+  InstancePresence,
+  NatsServicesEndpoint,
+  planDelivery,
+  REGISTRY_STREAM,
+  ServiceEndpoint,
+  usesDurable,
+  whenStreamsExist,
+  WORK_STREAMS,
+  type Bus,
+  type DeliveryOptions,
+  type RequestContext,
+  type RequestHandler,
+} from "../bus/index.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/index.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { InstancePresence, REGISTRY_STREAM } from "../bus/registry.js";
-import { whenStreamsExist } from "../bus/streams.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import {
@@ -32,9 +42,6 @@ import {
 } from "./upstream/index.js";
 import { ProgressRelay } from "./progress.js";
 import { audited, withCallerMeta } from "./caller-identity.js";
-import { DurableWorker } from "../bus/durable/durable-worker.js";
-import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/durable/work-queue.js";
-import { planDelivery, usesDurable, type DeliveryOptions } from "../bus/durable/delivery-plan.js";
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
 import { executorRequest, type ExecutorRequest } from "./request.js";
 import { UpstreamSessions } from "./sessions.js";
@@ -262,7 +269,7 @@ export class Executor {
       this.natsServices.start();
       // Announced, and taking durable work, once a gateway has made the streams: at once if it has.
       const streams = [REGISTRY_STREAM, ...(this.worker ? WORK_STREAMS : [])];
-      await whenStreamsExist(await jetstreamManager(this.options.bus.nc), streams, () => this.join(), {
+      await whenStreamsExist(this.options.bus, streams, () => this.join(), {
         logger: this.logger,
         signal: this.joinAbort.signal,
         who: `executor ${this.service}`,

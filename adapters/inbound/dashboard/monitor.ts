@@ -7,17 +7,16 @@
  * `dmcp.v1.>`: NATS answers a request with "no responders" only when nothing at all subscribes to its
  * subject. A wildcard subscription on the request subjects would count as a responder, and every
  * caller on the bus (this gateway, other gateways, agents) would wait for its deadline instead of
- * getting NO_RESPONDERS at once. So the monitor listens where listening changes nothing: it wraps
- * the connection it hands to the gateway (requests out, replies in, the heartbeats and context updates
- * the gateway subscribes to anyway) and holds one subscription of its own, to `dmcp.v1.err.>`, which
- * nothing else reads. Requests between other callers and executors are not seen.
+ * getting NO_RESPONDERS at once. So the monitor listens where listening changes nothing: it taps the
+ * bus it hands to the gateway (`bus.tapped`: requests out, replies in, the heartbeats and context
+ * updates the gateway subscribes to anyway) and holds one subscription of its own, to `dmcp.v1.err.>`,
+ * which nothing else reads. Requests between other callers and executors are not seen.
  *
  * Cost: with no dashboard client watching, traffic is neither parsed nor kept (a flag test per
  * message); while one watches, each message's top-level envelope fields are read by a byte scanner
  * that never builds the payload. Every buffer is bounded.
  */
-import type { Msg, NatsConnection, Payload, PublishOptions, Subscription, SubscriptionOptions } from "@nats-io/transport-node";
-import type { Bus } from "../../../src/bus/connection.js";
+import type { Bus, BusMessage, BusSubscription } from "../../../src/bus/index.js";
 import { decodeEnvelope, isDmcpError, SUBJECT_ROOT, subjects, ErrorCode } from "../../../src/protocol/index.js";
 import type { Logger } from "../../../src/util/logger.js";
 import { NAME_SEPARATOR } from "../../../src/gateway/catalog/catalog.js";
@@ -177,7 +176,7 @@ export class GatewayMonitor {
   private seq = 0;
   private callSeq = 0;
   private gateway: Gateway | undefined;
-  private errorSub: Subscription | undefined;
+  private errorSub: BusSubscription | undefined;
   private timer: NodeJS.Timeout | undefined;
   private detach: (() => void) | undefined;
 
@@ -189,18 +188,18 @@ export class GatewayMonitor {
     this.traffic = new Ring(this.trafficLimit);
     this.errors = new Ring(this.errorLimit);
     this.raw = options.bus;
-    this.bus = { ...options.bus, nc: this.tap(options.bus.nc) };
+    // After the fact: the tap never delays or breaks what the gateway sends or receives.
+    this.bus = options.bus.tapped({
+      sent: (subject, data, reply) => this.safely(() => this.onSent(subject, data, reply)),
+      received: (message) => this.safely(() => this.onReceived(message)),
+    });
   }
 
   /** Starts watching a gateway built on `this.bus`: its calls, its registry, and errors on the bus. */
   attach(gateway: Gateway): void {
     this.gateway = gateway;
     this.detach = this.observeCalls(gateway.core);
-    this.errorSub = this.raw.nc.subscribe(subjects.errorsAll(), {
-      callback: (err, msg) => {
-        if (!err) this.safely(() => this.onBusError(msg));
-      },
-    });
+    this.errorSub = this.raw.subscribe(subjects.errorsAll(), (message) => this.safely(() => this.onBusError(message)));
   }
 
   stop(): void {
@@ -251,46 +250,9 @@ export class GatewayMonitor {
 
   // --- the bus tap ---------------------------------------------------------------------------------
 
-  /**
-   * The gateway's connection with `publish` and callback `subscribe` wrapped; everything else is the
-   * connection itself. A proxy, so the gateway and the JetStream/KV clients built on it see the real
-   * connection's API, whatever nats.js adds to it.
-   */
-  private tap(nc: NatsConnection): NatsConnection {
-    const publish = (subject: string, payload?: Payload, options?: PublishOptions): void => {
-      nc.publish(subject, payload, options);
-      // After sending: the tap never delays or breaks what the gateway sends.
-      this.safely(() => this.onSent(subject, payload, options?.reply));
-    };
-    const subscribe = (subject: string, options?: SubscriptionOptions): Subscription => {
-      const callback = options?.callback;
-      if (!callback) return nc.subscribe(subject, options);
-      return nc.subscribe(subject, {
-        ...options,
-        callback: (err, msg) => {
-          callback(err, msg);
-          if (!err) this.safely(() => this.onReceived(msg));
-        },
-      });
-    };
-    const bound = new Map<PropertyKey, unknown>();
-    return new Proxy(nc, {
-      get(target, property) {
-        if (property === "publish") return publish;
-        if (property === "subscribe") return subscribe;
-        const value: unknown = Reflect.get(target, property);
-        if (typeof value !== "function") return value;
-        let fn = bound.get(property);
-        if (!fn) bound.set(property, (fn = (value as (...args: unknown[]) => unknown).bind(target)));
-        return fn;
-      },
-    });
-  }
-
-  private onSent(subject: string, payload: Payload | undefined, reply: string | undefined): void {
+  private onSent(subject: string, data: Uint8Array, reply: string | undefined): void {
     // The monitor's own subscription reports what goes to dmcp.v1.err.>, whoever sent it.
     if (!subject.startsWith(ROOT_PREFIX) || subject.startsWith(ERRORS_PREFIX)) return;
-    const data = typeof payload === "string" ? new TextEncoder().encode(payload) : (payload ?? new Uint8Array());
     this.count(data.byteLength);
     if (!this.watching) return;
     const meta = scanEnvelope(data);
@@ -301,7 +263,7 @@ export class GatewayMonitor {
     }
   }
 
-  private onReceived(msg: Msg): void {
+  private onReceived(msg: BusMessage): void {
     const subject = msg.subject;
     if (subject.startsWith(ERRORS_PREFIX)) return; // reported by the monitor's own subscription
     if (subject.startsWith(ROOT_PREFIX)) {
@@ -314,7 +276,7 @@ export class GatewayMonitor {
     if (!this.awaitedReplies.has(subject)) return;
     this.count(msg.data.byteLength);
     if (!this.watching) return;
-    if (msg.headers?.hasError && msg.headers.code === 503) {
+    if (msg.noResponders) {
       this.awaitedReplies.delete(subject);
       this.push({ seq: ++this.seq, time: Date.now(), dir: "in", subject, type: "no_responders", sender: "nats-server", size: msg.data.byteLength, correlationId: "" });
       return;
@@ -324,7 +286,7 @@ export class GatewayMonitor {
     this.record("in", subject, msg.data.byteLength, meta);
   }
 
-  private onBusError(msg: Msg): void {
+  private onBusError(msg: BusMessage): void {
     const subject = clip(msg.subject);
     this.count(msg.data.byteLength);
     this.counters.busErrors++;

@@ -7,15 +7,14 @@
  * The Requester keeps the calls: this module gives the `RequestRoute`s (one per priority lane) it
  * queues durable requests through.
  */
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
-import { encodeFor } from "../../security/codec.js";
-import type { Bus } from "../connection.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { DeadLetters } from "./dead-letters.js";
 import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
 import type { Requester, RequestRoute } from "../requester.js";
-import { ensureWorkStreams, serverFeatures, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
+import { provisionWorkStreams, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
 
 /** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
 const SWEEP_INTERVAL_MS = 5_000;
@@ -51,7 +50,7 @@ export class DurableRoute {
     /** The TTL of the result store, should this process create it. */
     private readonly resultTtlMs = DEFAULT_RESULT_TTL_MS,
   ) {
-    this.js = jetstream(bus.nc);
+    this.js = jetstream(natsConnectionOf(bus));
     bus.onPermissionDenied((denial) => {
       if (denial.operation === "publish") this.deniedAt.set(denial.subject, Date.now());
     });
@@ -92,7 +91,7 @@ export class DurableRoute {
     this.setup ??= (async () => {
       // The result store first: an executor that finds the work streams takes it for granted.
       const results = await ResultStore.create(this.bus, this.resultTtlMs);
-      const { messageTtl } = await ensureWorkStreams(await jetstreamManager(this.bus.nc), serverFeatures(this.bus.nc));
+      const { messageTtl } = await provisionWorkStreams(this.bus);
       // Gateways take max-deliveries advisories too, for when no executor of the service is left.
       this.deadLetters = new DeadLetters(this.bus, this.sender, results);
       this.deadLetters.watch();
@@ -138,7 +137,7 @@ export class DurableRoute {
           });
         }
         const delay = Math.min(1000, 50 * 2 ** attempt);
-        if (this.stopped || this.bus.nc.isClosed() || Date.now() + delay >= giveUpAt) {
+        if (this.stopped || natsConnectionOf(this.bus).isClosed() || Date.now() + delay >= giveUpAt) {
           throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
         }
         await sleep(delay);
@@ -151,7 +150,7 @@ export class DurableRoute {
     const correlationId = request.correlation_id ?? request.id;
     this.queued.delete(correlationId);
     const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
-    const answer = encodeFor(this.bus, createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
+    const answer = this.bus.codec.encode(createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
       .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
