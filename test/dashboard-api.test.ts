@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, type Bus } from "../src/bus/connection.js";
-import type { DashboardState, MonitorUpdate, TrafficEntry } from "../adapters/inbound/dashboard/monitor.js";
+import type { DashboardState, MonitorUpdate, TrafficEntry } from "../adapters/inbound/dashboard/index.js";
 import { subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";

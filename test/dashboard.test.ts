@@ -4,10 +4,9 @@
  * while nobody watches; the gateway's forward is given back on stop).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, type Bus } from "../src/bus/connection.js";
-import { Requester } from "../src/bus/requester.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { Gateway, GatewayCore } from "../src/gateway/index.js";
-import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/monitor.js";
+import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/index.js";
 import { createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";

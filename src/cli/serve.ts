@@ -8,7 +8,7 @@ import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
 import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
-import { GatewayMonitor } from "../../adapters/inbound/dashboard/monitor.js";
+import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/logger.js";
 import { deliveryFromConfig } from "./delivery.js";
 import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
