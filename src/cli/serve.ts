@@ -2,8 +2,7 @@
 import { resolve } from "node:path";
 import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
-import type { Bus } from "../bus/connection.js";
-import type { ContextRetention } from "../bus/context-streams.js";
+import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";

@@ -6,10 +6,7 @@
  */
 import { SpanKind, type Context } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
-import type { Bus } from "../../bus/connection.js";
-import type { RegistryView } from "../../bus/registry.js";
-import { Requester, type CallOptions } from "../../bus/requester.js";
-import { DurableRoute } from "../../bus/durable/durable-route.js";
+import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView } from "../../bus/index.js";
 import { DmcpError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
 import { CallMetrics, outcomeOf } from "../../metrics/registry.js";
 import { contextFromMeta, inSpan } from "../../tracing/propagation.js";

@@ -4,9 +4,7 @@
  * every change. Tells sessions which lists changed (by fingerprint), warns once per name collision,
  * reports invalid announcements on the bus once each, and keeps the registry's gauges.
  */
-import type { Bus } from "../../bus/connection.js";
-import { RegistryView } from "../../bus/registry.js";
-import { DeliveryTable } from "../../bus/durable/delivery-table.js";
+import { DeliveryTable, RegistryView, type Bus } from "../../bus/index.js";
 import { DmcpError, ErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { Counter, Gauge, type Registry } from "prom-client";
