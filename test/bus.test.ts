@@ -6,7 +6,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, ensureKvBucket, JSON_CODEC, StreamConfigError, type Bus, type BusMessage, type EnvelopeCodec } from "../src/bus/index.js";
-import { createEnvelope, DmcpError, ErrorCode, subjects, type Envelope } from "../src/protocol/index.js";
+import { BusError, CallError, createEnvelope, DmcpError, ErrorCode, subjects, type Envelope } from "../src/protocol/index.js";
 import { MessageSecurity, SigningKey, splitSignature } from "../src/security/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -43,7 +43,9 @@ describe("the bus", () => {
   it("hands out no NATS connection: its users get its operations only", () => {
     expect("nc" in bus).toBe(false);
     // A NatsConnection has status() and info; none of the bus's properties is one.
-    const connections = propertiesOf(bus).filter((value) => typeof value === "object" && value !== null && typeof (value as { status?: unknown }).status === "function" && "info" in value);
+    const connections = propertiesOf(bus).filter(
+      (value) => typeof value === "object" && value !== null && typeof (value as { status?: unknown }).status === "function" && "info" in value,
+    );
     expect(connections).toEqual([]);
   });
 
@@ -91,11 +93,13 @@ describe("the bus", () => {
 
   it("rejects a request nothing subscribes to with NO_RESPONDERS, and one nobody answers with DEADLINE_EXCEEDED", async () => {
     const request = createEnvelope("prompt_request", { service: "nobody", method: "ping" }, { sender: "bus-test" });
-    await expect(bus.request("bus.nobody", request, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
+    const nobody = bus.request("bus.nobody", request, { timeoutMs: 5000 });
+    await expect(nobody).rejects.toBeInstanceOf(BusError);
+    await expect(nobody).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     const silent = other.subscribe("bus.silent", () => undefined);
     await other.flush();
     const late = bus.request("bus.silent", request, { timeoutMs: 200 });
-    await expect(late).rejects.toBeInstanceOf(DmcpError);
+    await expect(late).rejects.toBeInstanceOf(CallError);
     await expect(late).rejects.toMatchObject({ code: ErrorCode.DeadlineExceeded });
     silent.unsubscribe();
   });

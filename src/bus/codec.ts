@@ -30,9 +30,7 @@ export interface DecodeOptions {
 }
 
 /** A decoded envelope (with how it was sealed and who signed it, when it was), or why it was refused. */
-export type DecodedEnvelope =
-  | { ok: true; envelope: Envelope; sealed?: Seal | undefined; signer?: string | undefined }
-  | { ok: false; error: DmcpError; raw: unknown };
+export type DecodedEnvelope = { ok: true; envelope: Envelope; sealed?: Seal | undefined; signer?: string | undefined } | { ok: false; error: DmcpError; raw: unknown };
 
 export interface EnvelopeCodec {
   /** Serializes an envelope, sealed as `seal` says. */

@@ -14,7 +14,7 @@ import {
   type Authenticator,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
+import { createEnvelope, DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
 import type { BusMetrics } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";
 import { JSON_CODEC, type EnvelopeCodec } from "./codec.js";
@@ -320,7 +320,7 @@ class NatsBus implements Bus {
       return new NatsMessage(await this.#nc.request(subject, this.bytesOf(message), { timeout: options.timeoutMs }), this.codec);
     } catch (cause) {
       const code = isNoResponders(cause) ? ErrorCode.NoResponders : cause instanceof errors.TimeoutError ? ErrorCode.DeadlineExceeded : ErrorCode.BusUnavailable;
-      throw new DmcpError(code, (cause as Error).message, { cause, data: { subject } });
+      throw errorForCode(code, (cause as Error).message, { cause, data: { subject } });
     }
   }
 

@@ -55,7 +55,10 @@ export function tapConnection(nc: NatsConnection, tap: BusTap, codec: EnvelopeCo
       const value: unknown = Reflect.get(target, property);
       if (typeof value !== "function") return value;
       let fn = bound.get(property);
-      if (!fn) bound.set(property, (fn = (value as (...args: unknown[]) => unknown).bind(target)));
+      if (!fn) {
+        fn = (value as (...args: unknown[]) => unknown).bind(target);
+        bound.set(property, fn);
+      }
       return fn;
     },
   });
