@@ -24,7 +24,7 @@ import {
   type ContextUpdate,
 } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
-import { shared } from "../metrics/registry.js";
+import { shared } from "../metrics/index.js";
 import { isPermissionDenied, natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 

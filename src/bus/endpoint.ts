@@ -22,7 +22,7 @@ import {
   type PromptRequest,
 } from "../protocol/index.js";
 import { SpanKind, type Context } from "@opentelemetry/api";
-import { inSpan } from "../tracing/propagation.js";
+import { inSpan } from "../tracing/index.js";
 import type { Logger } from "../util/logger.js";
 import type { Seal, StorePosition } from "./codec.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";

@@ -1,7 +1,7 @@
 /** The trace context of a call in NATS message headers (W3C traceparent/tracestate, src/tracing). */
 import { ROOT_CONTEXT, type Context } from "@opentelemetry/api";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { contextFromFields, traceFields } from "../tracing/propagation.js";
+import { contextFromFields, traceFields } from "../tracing/index.js";
 
 /** NATS headers carrying the context, or undefined when there is none to carry. */
 export function natsHeadersFor(ctx: Context): MsgHdrs | undefined {

@@ -15,7 +15,7 @@ import {
   validateEnvelope,
   type Envelope,
 } from "../protocol/index.js";
-import { shared } from "../metrics/registry.js";
+import { shared } from "../metrics/index.js";
 import { CurveKey, isCurvePublicKey, isSigningPublicKey, KeyError, SigningKey, verifySignature } from "./keys.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard, type StoredAt } from "./replay.js";
 import { openEnvelope, sealEnvelope, type SealInfo } from "./seal.js";

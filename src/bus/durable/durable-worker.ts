@@ -28,7 +28,7 @@ import {
 } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { Counter, type Registry } from "prom-client";
-import { shared } from "../../metrics/registry.js";
+import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
