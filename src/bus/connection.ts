@@ -94,7 +94,7 @@ export interface Bus {
   /** The prefix of this connection's reply subjects. */
   readonly inboxPrefix: string;
   /** Resolves when the connection is closed for good, with the error that closed it, if any. */
-  readonly closed: Promise<Error | void>;
+  readonly closed: Promise<Error | undefined>;
   isConnected(): boolean;
   /** Publishes an envelope (encoded by the codec) or bytes encoded already. Throws when the connection is closed. */
   publish(subject: string, message: Envelope | Uint8Array): void;
@@ -185,7 +185,7 @@ class SharedConnection {
   readonly logger: Logger;
   readonly maxPayload: number;
   readonly inboxPrefix: string;
-  readonly closed: Promise<Error | void>;
+  readonly closed: Promise<Error | undefined>;
   connected = true;
   private shuttingDown = false;
   readonly disconnectListeners: (() => void)[] = [];
@@ -201,7 +201,7 @@ class SharedConnection {
     this.logger = options.logger;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.inboxPrefix = options.inboxPrefix ?? "_INBOX";
-    this.closed = nc.closed();
+    this.closed = nc.closed().then((err) => err || undefined);
     void this.followStatus().catch(() => undefined);
   }
 
@@ -284,7 +284,7 @@ class NatsBus implements Bus {
     return this.shared.inboxPrefix;
   }
 
-  get closed(): Promise<Error | void> {
+  get closed(): Promise<Error | undefined> {
     return this.shared.closed;
   }
 
