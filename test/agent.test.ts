@@ -7,14 +7,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import * as z from "zod";
 import { Agent, AgentDeclarationError, AgentStateError, type ContextEvent } from "../src/agent/index.js";
-import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, RequestError, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { RawMcpClient } from "./helpers/mcp-client.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, REPO_ROOT, sleep, spawnNode, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
 const SDK_AGENT_BIN = `${REPO_ROOT}dist/test/fixtures/sdk-agent.js`;
@@ -36,7 +37,8 @@ describe("native dMCP agents", () => {
   let nats: EmbeddedNats;
   let bus: Bus;
   let rawBus: Bus;
-  let caller: BusCaller;
+  let rawNc: NatsConnection;
+  let caller: Requester;
   let fixture: Child;
   let gateway: Child & { url: string };
   let client: RawMcpClient;
@@ -58,7 +60,8 @@ describe("native dMCP agents", () => {
     nats = await startTestNats();
     bus = await connectBus({ servers: nats.url, name: "agent-test", logger: silentLogger() });
     rawBus = await connectBus({ servers: nats.url, name: "agent-test-raw", logger: silentLogger() });
-    caller = new BusCaller(rawBus, "agent-test-caller");
+    rawNc = await connectRawNats(nats.url);
+    caller = new Requester(rawBus, "agent-test-caller");
     [fixture, gateway] = await Promise.all([wrapFixtureStdio(nats.url, "legacy"), startGatewayHttp(nats.url)]);
     client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
 
@@ -87,6 +90,7 @@ describe("native dMCP agents", () => {
     caller?.close();
     await bus?.drain();
     await rawBus?.drain();
+    await rawNc?.drain();
     await nats?.stop();
   });
 
@@ -128,7 +132,7 @@ describe("native dMCP agents", () => {
     expect(plan.inputSchema).toMatchObject({ type: "object", required: ["anomaly"] });
     expect(tools.find((t) => t.name === "explode")!.inputSchema).toMatchObject({ type: "object", properties: {} });
 
-    const kv = await new Kvm(rawBus.nc).open(REGISTRY_BUCKET);
+    const kv = await new Kvm(rawNc).open(REGISTRY_BUCKET);
     const entry = await kv.get(registryKey("planner", planner.instance));
     const decoded = decodeEnvelope(entry!.value, Number.POSITIVE_INFINITY);
     expect(decoded.ok).toBe(true);
@@ -285,17 +289,15 @@ describe("native dMCP agents", () => {
     await Promise.all([sensor.start(), live.start(), durable.start()]);
 
     const reports: Envelope[] = [];
-    const errSub = rawBus.nc.subscribe(subjects.errorsAll(), {
-      callback: (_err, msg) => {
-        const decoded = decodeEnvelope(msg.data);
-        if (decoded.ok) reports.push(Object.assign(decoded.envelope, { subject: msg.subject }));
-      },
+    const errSub = rawBus.subscribe(subjects.errorsAll(), (msg) => {
+      const decoded = decodeEnvelope(msg.data);
+      if (decoded.ok) reports.push(Object.assign(decoded.envelope, { subject: msg.subject }));
     });
-    await rawBus.nc.flush();
+    await rawBus.flush();
 
     await sensor.publish("plant.noise", { v: 1 });
-    rawBus.nc.publish(subjects.context("plant.noise"), "garbage");
-    await rawBus.nc.flush();
+    rawBus.publish(subjects.context("plant.noise"), new TextEncoder().encode("garbage"));
+    await rawBus.flush();
     await sensor.publish("plant.noise", { v: 2 });
 
     await eventually(() => liveSeen.length === 2 && durableSeen.length === 2);
@@ -368,7 +370,7 @@ describe("native dMCP agents", () => {
     const request = createEnvelope("prompt_request", { service: "leaving2", method: "tools/call", params: { name: "quick" } }, { id, correlationId: id, sender: "agent-test" });
     // Published on the agent's own connection just before it unsubscribes: the server routes the
     // request to the agent before it reads the unsubscription, so the request arrives after stop().
-    const answer = bus.nc.request(subjects.request("leaving2"), encodeEnvelope(request), { timeout: 5000 });
+    const answer = bus.request(subjects.request("leaving2"), encodeEnvelope(request), { timeoutMs: 5000 });
     const stopped = leaving.stop();
     const decoded = decodeEnvelope((await answer).data);
     expect(decoded.ok && decoded.envelope).toMatchObject({ type: "error_notification", correlation_id: id, payload: { code: ErrorCode.ShuttingDown } });

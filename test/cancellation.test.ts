@@ -7,7 +7,7 @@ import { Agent } from "../src/agent/index.js";
 import { connectBus, type Bus } from "../src/bus/index.js";
 import { createEnvelope, decodeEnvelope, encodeEnvelope, subjects, type Envelope } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { eventually, sleep, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -90,7 +90,8 @@ describe("cancellation across the bus", () => {
   });
 
   it("answers a cancelled call CANCELLED with the caller's reason, although the agent's handler returned a result", async () => {
-    const nc = bus.nc;
+    // A requester of the test's own: it publishes with a reply subject it reads itself.
+    const nc = await connectRawNats(nats.url);
     const inbox = createInbox();
     const replies: Envelope[] = [];
     const sub = nc.subscribe(inbox, {
@@ -119,5 +120,6 @@ describe("cancellation across the bus", () => {
       payload: { code: "CANCELLED", jsonrpc_code: -32016, message: "no longer needed", data: { instance: agent.instance } },
     });
     sub.unsubscribe();
+    await nc.drain();
   });
 });

@@ -351,8 +351,8 @@ describe("dmcp tail", () => {
     try {
       await tail.waitFor(/watching/);
       await streams.publish("plant.temperature", { c: 70 });
-      bus.nc.publish(subjects.errors("someone"), encodeEnvelope(createEnvelope("error_notification", { code: "UPSTREAM_UNAVAILABLE", message: "it is down" }, { sender: "someone" })));
-      bus.nc.publish(subjects.context("plant.bad"), "garbage");
+      bus.publish(subjects.errors("someone"), encodeEnvelope(createEnvelope("error_notification", { code: "UPSTREAM_UNAVAILABLE", message: "it is down" }, { sender: "someone" })));
+      bus.publish(subjects.context("plant.bad"), new TextEncoder().encode("garbage"));
       await eventually(() => lines.some((line) => line.includes("ERROR")) && lines.some((line) => line.includes("plant.temperature")));
       await eventually(() => tail.stderr.some((line) => /malformed update on dmcp\.v1\.ctx\.plant\.bad/.test(line)));
       expect(lines[0]).toMatch(/plant\.pressure #\d+ tail-sensor \{"bar":2\}$/);

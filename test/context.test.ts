@@ -4,7 +4,7 @@ import { ContextStreams, connectBus, durableName, type Bus, type BadContextMessa
 import { CONTEXT_STREAM, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { createMetricsRegistry } from "../src/metrics/index.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, sleep } from "./helpers/processes.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 
@@ -26,7 +26,9 @@ describe("ContextStreams", () => {
   });
 
   it("keeps the limits it was given", async () => {
-    const info = await (await jetstreamManager(bus.nc)).streams.info(CONTEXT_STREAM);
+    const raw = await connectRawNats(nats.url);
+    const info = await (await jetstreamManager(raw)).streams.info(CONTEXT_STREAM);
+    await raw.drain();
     expect(info.config.max_msgs_per_subject).toBe(50);
     expect(info.config.subjects).toEqual([subjects.contextAll()]);
   });
@@ -63,8 +65,8 @@ describe("ContextStreams", () => {
 
   it("skips and reports malformed updates instead of failing the replay", async () => {
     await streams.publish("mixed", { ok: 1 });
-    bus.nc.publish(subjects.context("mixed"), "not json");
-    await bus.nc.flush();
+    bus.publish(subjects.context("mixed"), new TextEncoder().encode("not json"));
+    await bus.flush();
     await sleep(50);
     await streams.publish("mixed", { ok: 2 });
     const bad: BadContextMessage[] = [];
@@ -77,8 +79,8 @@ describe("ContextStreams", () => {
   it("reads a topic's latest valid update when its newest message is malformed, and reports the bad one", async () => {
     await streams.publish("latest.bad", { v: 1 });
     await streams.publish("latest.other", { v: "elsewhere" });
-    bus.nc.publish(subjects.context("latest.bad"), "not json");
-    await bus.nc.flush();
+    bus.publish(subjects.context("latest.bad"), new TextEncoder().encode("not json"));
+    await bus.flush();
     const bad: BadContextMessage[] = [];
     await eventually(async () => {
       bad.length = 0;
@@ -87,8 +89,8 @@ describe("ContextStreams", () => {
     });
     expect((await streams.latest("latest.bad"))?.envelope.payload.data).toEqual({ v: 1 });
     expect(bad[0]!.error.code).toBe(ErrorCode.InvalidEnvelope);
-    bus.nc.publish(subjects.context("latest.only-bad"), "not json");
-    await bus.nc.flush();
+    bus.publish(subjects.context("latest.only-bad"), new TextEncoder().encode("not json"));
+    await bus.flush();
     await eventually(async () => (await streams.topics()).has("latest.only-bad"));
     await expect(streams.latest("latest.only-bad")).rejects.toMatchObject({ code: ErrorCode.InvalidEnvelope });
   });

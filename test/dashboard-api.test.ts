@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, type Bus } from "../src/bus/connection.js";
-import type { DashboardState, MonitorUpdate, TrafficEntry } from "../adapters/inbound/dashboard/monitor.js";
+import type { DashboardState, MonitorUpdate, TrafficEntry } from "../adapters/inbound/dashboard/index.js";
 import { subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
@@ -202,9 +202,9 @@ describe("dashboard endpoints", () => {
   it("reports error_notifications on dmcp.v1.err.> and survives malformed messages", async () => {
     const stream = await EventStream.open(`${base}/dashboard/api/events`);
     await eventually(() => stream.events.length > 0);
-    bus.nc.publish(subjects.errors("probe"), new TextEncoder().encode("this is not JSON"));
-    bus.nc.publish(subjects.heartbeat("api", "api-00000000"), new TextEncoder().encode('{"type": "agent_heartbeat", "payload": {'));
-    bus.nc.publish(subjects.heartbeat("api", "api-00000001"), new Uint8Array([0xff, 0xfe, 0x00]));
+    bus.publish(subjects.errors("probe"), new TextEncoder().encode("this is not JSON"));
+    bus.publish(subjects.heartbeat("api", "api-00000000"), new TextEncoder().encode('{"type": "agent_heartbeat", "payload": {'));
+    bus.publish(subjects.heartbeat("api", "api-00000001"), new Uint8Array([0xff, 0xfe, 0x00]));
     const error = await eventually(() => stream.updates().flatMap((u) => u.errors ?? []).find((e) => e.source === "bus"));
     expect(error).toMatchObject({ code: "INVALID_ENVELOPE", subject: "dmcp.v1.err.probe" });
     await eventually(() => stream.traffic().filter((t) => t.type === "malformed").length >= 3);

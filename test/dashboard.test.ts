@@ -4,10 +4,9 @@
  * while nobody watches; the gateway's forward is given back on stop).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, type Bus } from "../src/bus/connection.js";
-import { BusCaller } from "../src/bus/requester.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { Gateway, GatewayCore } from "../src/gateway/index.js";
-import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/monitor.js";
+import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../adapters/inbound/dashboard/index.js";
 import { createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
@@ -84,7 +83,7 @@ describe("GatewayMonitor", () => {
     const updates: MonitorUpdate[] = [];
     const unwatch = monitor.watch((update) => updates.push(update));
     try {
-      const caller = new BusCaller(monitor.bus, "monitor-test");
+      const caller = new Requester(monitor.bus, "monitor-test");
       const started = Date.now();
       await expect(caller.call("nobody", "tools/call", { name: "x" }, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
       expect(Date.now() - started).toBeLessThan(2000);
@@ -103,8 +102,8 @@ describe("GatewayMonitor", () => {
   it("counts but does not read traffic while nobody watches", async () => {
     expect(monitor.watching).toBe(false);
     const before = monitor.snapshot();
-    bus.nc.publish(subjects.heartbeat("svc", "svc-1"), bytes("{}"));
-    const caller = new BusCaller(monitor.bus, "monitor-test");
+    bus.publish(subjects.heartbeat("svc", "svc-1"), bytes("{}"));
+    const caller = new Requester(monitor.bus, "monitor-test");
     await expect(caller.call("nobody", "tools/call", {}, { timeoutMs: 5000 })).rejects.toMatchObject({ code: ErrorCode.NoResponders });
     caller.close();
     await eventually(() => monitor.snapshot().counters.busMessages >= before.counters.busMessages + 2);
@@ -116,7 +115,7 @@ describe("GatewayMonitor", () => {
       await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: `missing_${i}` } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
     }
     const report = createEnvelope("error_notification", { code: "INTERNAL", message: "boom" }, { sender: "other" });
-    bus.nc.publish(subjects.errors("other"), encodeEnvelope(report));
+    bus.publish(subjects.errors("other"), encodeEnvelope(report));
     const state = await eventually(() => {
       const snapshot = monitor.snapshot();
       return snapshot.errors.some((e) => e.source === "bus") ? snapshot : undefined;

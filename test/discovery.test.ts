@@ -4,7 +4,7 @@ import { Svcm } from "@nats-io/services";
 import { connect, NoRespondersError, type NatsConnection } from "@nats-io/transport-node";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
-import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { runDmcp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
@@ -59,7 +59,7 @@ describe("NATS services protocol", () => {
   });
 
   it("reports request counts, errors and processing time in STATS", async () => {
-    const caller = new BusCaller(bus, "discovery-test");
+    const caller = new Requester(bus, "discovery-test");
     await caller.call("finder", "tools/call", { name: "find", arguments: { what: "keys" } }, { timeoutMs: 5000 });
     // An unknown tool is an error_notification (bad arguments would be a tool result with isError).
     await caller.call("finder", "tools/call", { name: "nothing_here", arguments: {} }, { timeoutMs: 5000 }).catch(() => undefined);

@@ -9,8 +9,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { connectBus, type Bus } from "../src/bus/connection.js";
 import { DEAD_LETTER_HEADERS } from "../src/bus/durable/dead-letters.js";
-import { DurableCaller } from "../src/bus/durable/durable-route.js";
-import { BusCaller } from "../src/bus/requester.js";
+import { DurableRoute } from "../src/bus/durable/durable-route.js";
+import { Requester } from "../src/bus/requester.js";
 import { serverFeatures } from "../src/bus/durable/work-queue.js";
 import { DEAD_LETTER_STREAM, ErrorCode, subjects, WORK_STREAM } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
@@ -54,8 +54,8 @@ describe.each(servers)("durable delivery on $label", ({ binary }) => {
   });
 
   it("queues a request with a TTL of its deadline only where the server has per-message TTL; there it leaves the queue by itself", async () => {
-    const caller = new BusCaller(bus, "versions-test");
-    const durable = new DurableCaller(bus, caller, "versions-test");
+    const caller = new Requester(bus, "versions-test");
+    const durable = new DurableRoute(bus, caller, "versions-test");
     try {
       // No executor serves "absent": the request waits in the queue, and the caller gives up at its deadline.
       const call = caller.call("absent", "tools/call", { name: "x" }, { timeoutMs: 1500, route: durable.route("normal") });

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { stdioConnector } from "../adapters/outbound/index.js";
-import { BusCaller, connectBus, type Bus } from "../src/bus/index.js";
+import { connectBus, Requester, type Bus } from "../src/bus/index.js";
 import { Executor } from "../src/executor/index.js";
 import { decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
@@ -47,8 +47,8 @@ describe("Executor in-process", () => {
     expect(executor.currentCatalog.resources).toHaveLength(2);
   });
 
-  it("serves calls made with BusCaller", async () => {
-    const caller = new BusCaller(bus, "caller-test");
+  it("serves calls made with a Requester", async () => {
+    const caller = new Requester(bus, "caller-test");
     const result = await caller.call("lib", "tools/call", { name: "add", arguments: { a: 20, b: 22 } }, { timeoutMs: 5000 });
     expect(result.structuredContent).toEqual({ sum: 42 });
     caller.close();
@@ -70,14 +70,14 @@ describe("Executor in-process", () => {
   });
 
   it("gives NO_RESPONDERS for a service nobody serves, at once", async () => {
-    const caller = new BusCaller(bus, "caller-test");
+    const caller = new Requester(bus, "caller-test");
     const error = await caller.call("nobody", "tools/list", undefined, { timeoutMs: 30_000 }).catch((err: unknown) => err);
     expect(isDmcpError(error, ErrorCode.NoResponders)).toBe(true);
     caller.close();
   });
 
   it("cancels a call locally when its signal aborts", async () => {
-    const caller = new BusCaller(bus, "caller-test");
+    const caller = new Requester(bus, "caller-test");
     const controller = new AbortController();
     const pending = caller.call("lib", "tools/call", { name: "sleep", arguments: { ms: 2000 } }, { timeoutMs: 10_000, signal: controller.signal });
     setTimeout(() => controller.abort(), 100);

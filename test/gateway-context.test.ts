@@ -8,7 +8,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { ContextStreams, connectBus, InstancePresence, type Bus } from "../src/bus/index.js";
 import { CONTEXT_STREAM, decodeEnvelope, ErrorCode, subjects, type AgentProfile } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { eventually, startGatewayHttp, type Child } from "./helpers/processes.js";
 
@@ -37,7 +37,9 @@ describe("context topics through the gateway", () => {
   });
 
   it("sets the retention it was given on the stream", async () => {
-    const info = await (await jetstreamManager(bus.nc)).streams.info(CONTEXT_STREAM);
+    const raw = await connectRawNats(nats.url);
+    const info = await (await jetstreamManager(raw)).streams.info(CONTEXT_STREAM);
+    await raw.drain();
     expect(info.config.max_msgs_per_subject).toBe(500);
     expect(info.config.max_age).toBe(2 * 24 * 3600 * 1000 * 1_000_000);
   });
@@ -119,8 +121,8 @@ describe("context topics through the gateway", () => {
   });
 
   it("skips a malformed update on a topic and keeps serving the topic", async () => {
-    bus.nc.publish(subjects.context("orders.new"), "garbage");
-    await bus.nc.flush();
+    bus.publish(subjects.context("orders.new"), new TextEncoder().encode("garbage"));
+    await bus.flush();
     await streams.publish("orders.new", { n: 4 });
     const all = (await client.result("tools/call", { name: "dmcp_context_history", arguments: { topic: "orders.new" } })) as {
       structuredContent: { updates: { data: unknown }[] };

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, InstancePresence, RegistryView, type Bus } from "../src/bus/index.js";
 import { REGISTRY_BUCKET } from "../src/protocol/index.js";
 import { silentLogger } from "../src/util/logger.js";
-import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 
 const ANNOUNCED = 40;
 
@@ -55,7 +55,9 @@ describe("registry view", () => {
     await presence.stop();
     // An executor still finishing its calls re-announces when its upstream's catalog changes.
     await presence.announce({ ...announcement, catalog: { ...announcement.catalog, tools: [{ name: "late", inputSchema: { type: "object" } }] } });
-    const entry = await (await new Kvm(bus.nc).open(REGISTRY_BUCKET)).get("leaver.leaver-1");
+    const raw = await connectRawNats(nats.url);
+    const entry = await (await new Kvm(raw).open(REGISTRY_BUCKET)).get("leaver.leaver-1");
+    await raw.drain();
     expect(entry?.operation).toBe("DEL");
   });
 });

@@ -12,18 +12,18 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { fromPublic } from "@nats-io/nkeys";
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
 import { Agent } from "../src/agent/index.js";
-import { BusCaller, connectBus, ContextStreams, InstancePresence, RegistryView, type Bus, type RegistryProblem } from "../src/bus/index.js";
+import { connectBus, ContextStreams, InstancePresence, RegistryView, Requester, type Bus, type RegistryProblem } from "../src/bus/index.js";
 import { CONTEXT_STREAM, createEnvelope, encodeEnvelope, REGISTRY_BUCKET, subjects, type Envelope } from "../src/protocol/index.js";
 import { CurveKey, MessageSecurity, SigningKey, splitSignature, type SecurityOptions } from "../src/security/index.js";
 import { parseConfig } from "../src/cli/config.js";
 import { securityFromConfig } from "../src/cli/security.js";
 import { silentLogger } from "../src/util/logger.js";
-import { provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, provisionTestStreams, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
 import { DMCP_BIN, eventually, REPO_ROOT, startGatewayHttp, wrapFixtureStdio, type Child } from "./helpers/processes.js";
 
@@ -43,9 +43,9 @@ interface Report {
 }
 
 /** Collects the error_notifications published on dmcp.v1.err.> by whoever rejected something. */
-function collectReports(bus: Bus): { reports: Report[]; sub: Subscription } {
+function collectReports(nc: NatsConnection): { reports: Report[]; sub: Subscription } {
   const reports: Report[] = [];
-  const sub = bus.nc.subscribe(subjects.errorsAll(), {
+  const sub = nc.subscribe(subjects.errorsAll(), {
     callback: (err, msg) => {
       if (err) return;
       const envelope = JSON.parse(text(msg.data)) as { payload: { code: string; data?: Record<string, unknown> } };
@@ -61,12 +61,13 @@ describe("signed envelopes between callers, agents and the registry", () => {
   const strangerKey = SigningKey.generate();
   const impostorServiceKey = SigningKey.generate();
   let nats: EmbeddedNats;
-  let raw: Bus;
+  /** A client of the test's own, outside message security: it sends and stores whatever it likes. */
+  let raw: NatsConnection;
   let agentBus: Bus;
   let callerBus: Bus;
   let agent: Agent;
   let agentMetrics: Registry;
-  let caller: BusCaller;
+  let caller: Requester;
   let reports: Report[];
   let reportSub: Subscription;
   let total = 0;
@@ -89,7 +90,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
 
   /** Sends raw bytes to the agent's request subject and returns the code of its answer (undefined: a result). */
   async function send(bytes: Uint8Array): Promise<string | undefined> {
-    const reply = await raw.nc.request(subjects.request("counter"), bytes, { timeout: 10_000 });
+    const reply = await raw.request(subjects.request("counter"), bytes, { timeout: 10_000 });
     const answer = JSON.parse(text(reply.data)) as { type: string; payload: { code?: string } };
     return answer.type === "error_notification" ? answer.payload.code : undefined;
   }
@@ -106,7 +107,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    raw = await busWith("raw");
+    raw = await connectRawNats(nats.url, { name: "raw" });
     // The streams, as a gateway creates them at start: the agent waits for them.
     await provisionTestStreams(nats.url);
     ({ reports, sub: reportSub } = collectReports(raw));
@@ -130,7 +131,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
       serviceKeys: { counter: [agentKey.publicKey], impostor: [impostorServiceKey.publicKey] },
       requireSignatures: true,
     });
-    caller = new BusCaller(callerBus, "gateway-test");
+    caller = new Requester(callerBus, "gateway-test");
   });
 
   afterAll(async () => {
@@ -138,6 +139,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
     caller?.close();
     await agent?.stop();
     for (const bus of buses) await bus.drain();
+    await raw?.drain();
     await nats?.stop();
   });
 
@@ -229,7 +231,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
   });
 
   it("ignores forged, misattributed and altered replies at the caller; the genuine answer wins", async () => {
-    const responder = raw.nc.subscribe(subjects.request("impostor"), {
+    const responder = raw.subscribe(subjects.request("impostor"), {
       callback: (err, msg: Msg) => {
         if (err || !msg.reply) return;
         const request = JSON.parse(text(msg.data)) as { correlation_id: string };
@@ -242,7 +244,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
         msg.respond(answer(impostorServiceKey, { who: "impostor" }));
       },
     });
-    await raw.nc.flush();
+    await raw.flush();
     const reported = reports.length;
     try {
       const result = await caller.call("impostor", "tools/call", { name: "x" }, { timeoutMs: 15_000 });
@@ -293,7 +295,7 @@ describe("signed envelopes between callers, agents and the registry", () => {
   it("seals calls to the key the live replicas announce, and only while they agree on it", async () => {
     // A permissive reader: what it learns from the registry is what its requestSeal uses.
     const viewSecurity = new MessageSecurity({});
-    const watcher = new RegistryView({ ...(await busWith("seal-view")), security: viewSecurity });
+    const watcher = new RegistryView((await busWith("seal-view")).withCodec(viewSecurity));
     const [first, second] = [CurveKey.generate(), CurveKey.generate()];
     const load = () => ({ status: "ready" as const, inflight: 0, handled: 0 });
     const replica = async (instance: string, key: CurveKey) =>
@@ -325,8 +327,8 @@ describe("signed envelopes between callers, agents and the registry", () => {
     await eventually(() => seen.some((data) => JSON.stringify(data) === '{"from":"trusted"}'));
     expect(seen).not.toContainEqual({ from: "stranger" });
     // The stored message published again (a replay by whoever can publish on the subject).
-    const stored = await (await jetstreamManager(raw.nc)).streams.getMessage(CONTEXT_STREAM, { seq });
-    raw.nc.publish(stored.subject, stored.data);
+    const stored = await (await jetstreamManager(raw)).streams.getMessage(CONTEXT_STREAM, { seq });
+    raw.publish(stored.subject, stored.data);
     const codes = await eventually(() => {
       const mine = reports.slice(reported).filter((r) => r.subject === subjects.errors(agent.instance)).map((r) => r.code);
       return mine.includes("UNTRUSTED_SIGNER") && mine.includes("REPLAYED") ? mine : undefined;
@@ -350,9 +352,9 @@ describe("signed envelopes between callers, agents and the registry", () => {
     const live: unknown[] = [];
     const bad: string[] = [];
     const watch = reader.watch("sec.history", (entry) => void live.push(entry.envelope.payload.data), (problem) => void bad.push(problem.error.code));
-    await readerBus.nc.flush();
-    const stored = await (await jetstreamManager(raw.nc)).streams.getMessage(CONTEXT_STREAM, { seq });
-    raw.nc.publish(stored.subject, stored.data);
+    await readerBus.flush();
+    const stored = await (await jetstreamManager(raw)).streams.getMessage(CONTEXT_STREAM, { seq });
+    raw.publish(stored.subject, stored.data);
     await eventually(() => bad.includes("REPLAYED"));
     watch.unsubscribe();
     expect(live).toEqual([]);
@@ -370,7 +372,8 @@ describe("signed envelopes between callers, agents and the registry", () => {
 describe("dmcp gateway and dmcp wrap with signatures required and sealed payloads", () => {
   let nats: EmbeddedNats;
   let dir: string;
-  let raw: Bus;
+  /** A client of the test's own, outside message security: it sends and stores whatever it likes. */
+  let raw: NatsConnection;
   let executor: Child;
   let plain: Child;
   let gateway: Child & { url: string };
@@ -392,7 +395,7 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     const sealPublic = keygen("vault.xkey", true);
     expect(gatewayPublic).toMatch(/^U[A-Z2-7]{55}$/);
     expect(sealPublic).toMatch(/^X[A-Z2-7]{55}$/);
-    raw = await connectBus({ servers: nats.url, name: "raw", logger: silentLogger() });
+    raw = await connectRawNats(nats.url, { name: "raw" });
     executor = await wrapFixtureStdio(nats.url, "vault", [
       "--sign-key", keyFile("vault.seed"), "--trust-key", gatewayPublic, "--require-signatures", "--seal-key", keyFile("vault.xkey"),
     ]);
@@ -419,8 +422,8 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
   it("calls through the bus while the broker sees only ciphertext of the arguments and the result", async () => {
     const secret = `top-secret-${randomUUID()}`;
     const traffic: { subject: string; data: string }[] = [];
-    const tap = raw.nc.subscribe(">", { callback: (err, msg) => void (err ? undefined : traffic.push({ subject: msg.subject, data: text(msg.data) })) });
-    await raw.nc.flush();
+    const tap = raw.subscribe(">", { callback: (err, msg) => void (err ? undefined : traffic.push({ subject: msg.subject, data: text(msg.data) })) });
+    await raw.flush();
     const sealedAnswer = () => traffic.some((m) => m.subject.startsWith("_INBOX.") && m.data.includes('"type":"prompt_response"') && m.data.includes('"sealed"'));
     try {
       const result = await client.result("tools/call", { name: "echo", arguments: { text: secret } });
@@ -460,7 +463,7 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     const evictions = () => metric(/dmcp_registry_heartbeats_missed_total\{service="vault"\} (\d+)/);
     const listed = async () => (await client.toolNames()).includes("echo");
     // A raw client that may write the bucket deletes, then purges, the genuine instance's entry.
-    const registry = await new Kvm(raw.nc).open(REGISTRY_BUCKET);
+    const registry = await new Kvm(raw).open(REGISTRY_BUCKET);
     const key = await eventually(async () => {
       for await (const found of await registry.keys("vault.*")) return found;
       return undefined;

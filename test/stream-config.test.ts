@@ -6,13 +6,14 @@
  * (every stream), `dmcp wrap` (the streams it reads the settings of) and an agent.
  */
 import { jetstreamManager, RetentionPolicy, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../src/agent/index.js";
 import { connectBus, type Bus } from "../src/bus/index.js";
 import { silentLogger } from "../src/util/logger.js";
 import { gatewayTransport, RawMcpClient } from "./helpers/mcp-client.js";
-import { startTestNats, type EmbeddedNats } from "./helpers/nats.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "./helpers/nats.js";
 import { eventually, FIXTURE_BIN, runDmcp, startGatewayHttp, type Child } from "./helpers/processes.js";
 
 type Hostile = { why: string; config: Partial<StreamConfig> & { name: string; subjects: string[] }; expected: RegExp };
@@ -55,6 +56,7 @@ const hostile = (name: string) => HOSTILE.find((stream) => stream.config.name ==
 describe("dMCP's JetStream streams: created by gateways only, checked by everyone", () => {
   let nats: EmbeddedNats;
   let admin: Bus;
+  let adminNc: NatsConnection;
   let jsm: JetStreamManager;
   const children: Child[] = [];
   const agents: Agent[] = [];
@@ -62,7 +64,8 @@ describe("dMCP's JetStream streams: created by gateways only, checked by everyon
   beforeAll(async () => {
     nats = await startTestNats();
     admin = await connectBus({ servers: nats.url, name: "admin", logger: silentLogger() });
-    jsm = await jetstreamManager(admin.nc);
+    adminNc = await connectRawNats(nats.url);
+    jsm = await jetstreamManager(adminNc);
   });
 
   afterEach(async () => {
@@ -73,6 +76,7 @@ describe("dMCP's JetStream streams: created by gateways only, checked by everyon
 
   afterAll(async () => {
     await admin?.drain();
+    await adminNc?.drain();
     await nats?.stop();
   });
 

@@ -11,7 +11,7 @@
  * protocol module's own functions).
  */
 import { performance } from "node:perf_hooks";
-import { createInbox, type Msg } from "@nats-io/transport-node";
+import { createInbox, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import fc, { type Arbitrary } from "fast-check";
 import {
@@ -25,7 +25,6 @@ import {
   subjects,
   topicOfSubject,
 } from "../../src/protocol/index.js";
-import type { Bus } from "../../src/bus/connection.js";
 import { anyJson, draw, envelopeOf, mutated, rawBytes, strictEnvelope, type FuzzInput, type FuzzWorld } from "./arbitraries.js";
 import { forEachConcurrently } from "./outcomes.js";
 import { preview, Tally } from "./tally.js";
@@ -124,10 +123,9 @@ export interface BusFuzzResult {
   expected: BusExpectations;
 }
 
-export async function fuzzBus(bus: Bus, world: FuzzWorld, listeners: BusListeners, count: number, seed: number): Promise<BusFuzzResult> {
+export async function fuzzBus(nc: NatsConnection, world: FuzzWorld, listeners: BusListeners, count: number, seed: number): Promise<BusFuzzResult> {
   const tally = new Tally("bus");
   const expected = Object.fromEntries(EXPECTED.map((name) => [name, 0])) as BusExpectations;
-  const nc = bus.nc;
   const inbox = createInbox();
   const waiting = new Map<string, { kind: BusSubjectKind; settle: (outcome: string | Error) => void }>();
   const replies = nc.subscribe(`${inbox}.*`, {
@@ -171,7 +169,7 @@ export async function fuzzBus(bus: Bus, world: FuzzWorld, listeners: BusListener
   } finally {
     replies.unsubscribe();
   }
-  await forgetMadeUpInstances(bus, listeners);
+  await forgetMadeUpInstances(nc, listeners);
   return { tally, expected };
 }
 
@@ -265,8 +263,8 @@ function replaceAscii(bytes: Uint8Array, from: string, to: string): Uint8Array {
 }
 
 /** Deletes the registry entries the fuzz made, so that the gateways forget those instances. */
-async function forgetMadeUpInstances(bus: Bus, listeners: BusListeners): Promise<void> {
-  const kv = await new Kvm(bus.nc).open(REGISTRY_BUCKET);
+async function forgetMadeUpInstances(nc: NatsConnection, listeners: BusListeners): Promise<void> {
+  const kv = await new Kvm(nc).open(REGISTRY_BUCKET);
   const real = new Set([`${listeners.executor.service}.${listeners.executor.instance}`, `${listeners.agent.service}.${listeners.agent.instance}`]);
   const keys: string[] = [];
   for await (const key of await kv.keys()) if (!real.has(key)) keys.push(key);

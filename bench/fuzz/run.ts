@@ -120,7 +120,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       const [h, i, b] = await Promise.all([
         fuzzHttp(system.httpUrl, system.world, share("http", round), seed + 1),
         fuzzStdio(system.stdio, system.world, share("stdio", round), seed + 2),
-        fuzzBus(system.bus, system.world, listeners, share("bus", round), seed + 3),
+        fuzzBus(system.nc, system.world, listeners, share("bus", round), seed + 3),
       ]);
       checkAlive([h.tally, i.tally, b.tally]);
       http.tally.add(h.tally);
@@ -242,7 +242,7 @@ async function validCalls(system: FuzzSystem): Promise<FuzzReport["afterwards"]>
       "bus",
       async () => {
         const request = createEnvelope("prompt_request", { service: AGENT_SERVICE, method: "tools/call", params: { name: `${AGENT_SERVICE}_echo`, arguments: { text } } }, { sender: `fuzz-${randomUUID().slice(0, 8)}` });
-        const reply = await system.bus.nc.request(`dmcp.v1.req.${AGENT_SERVICE}`, encodeEnvelope(request), { timeout: 10_000 });
+        const reply = await system.nc.request(`dmcp.v1.req.${AGENT_SERVICE}`, encodeEnvelope(request), { timeout: 10_000 });
         const decoded = decodeEnvelope(reply.data);
         return decoded.ok ? decoded.envelope : decoded.error.message;
       },

@@ -7,11 +7,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subscription } from "@nats-io/transport-node";
-import { connectBus, type Bus } from "../../src/bus/connection.js";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { startNatsServer, type EmbeddedNats } from "../../src/bus/nats-server.js";
 import { subjects } from "../../src/protocol/index.js";
-import { createLogger } from "../../src/util/logger.js";
 import type { FuzzWorld } from "./arbitraries.js";
 import { ChildProc, DMCP_JS, MemorySampler, RAW_SERVER_JS, SDK_AGENT_JS } from "./children.js";
 import { HEAP_FLAGS, liveHeapBytes } from "./heap.js";
@@ -27,8 +25,8 @@ const METRICS_URL = /"url":"(http:\/\/[^"]+\/metrics)"/;
 export interface FuzzSystem {
   world: FuzzWorld;
   nats: EmbeddedNats;
-  /** The harness's own connection. */
-  bus: Bus;
+  /** The harness's own NATS connection: it sends arbitrary bytes with reply subjects of its own and reads NATS statuses. */
+  nc: NatsConnection;
   httpUrl: string;
   stdio: StdioPeer;
   agentInstance: string;
@@ -52,19 +50,19 @@ export async function startSystem(options: { verbose?: boolean } = {}): Promise<
     started.push(child);
     return child;
   };
-  let bus: Bus | undefined;
+  let nc: NatsConnection | undefined;
   let reports: Subscription | undefined;
   const stopAll = async () => {
     reports?.unsubscribe();
-    await bus?.drain();
+    await nc?.drain();
     await Promise.allSettled(started.map((child) => child.stop()));
     await nats.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    bus = await connectBus({ servers: nats.url, name: "dmcp-fuzz", logger: createLogger({ name: "dmcp-fuzz", level: "silent" }) });
+    nc = await connect({ servers: nats.url, name: "dmcp-fuzz" });
     const errorReports = new Map<string, number>();
-    reports = bus.nc.subscribe(subjects.errorsAll(), {
+    reports = nc.subscribe(subjects.errorsAll(), {
       callback: (err, msg) => {
         if (err) return;
         const reporter = msg.subject.slice(subjects.errorsAll().length - 1);
@@ -99,12 +97,12 @@ export async function startSystem(options: { verbose?: boolean } = {}): Promise<
       ...Object.values(children).map((child) => ({ name: child.name, pid: child.proc.pid })),
       { name: "nats-server", pid: nats.pid },
     ]);
-    const harnessBus = bus;
+    const harnessNc = nc;
     const metricsUrls = { gatewayHttp: httpUrl.replace(/\/mcp$/, "/metrics"), gatewayStdio: stdioMetrics[1]!, executor: executorMetrics[1]!, agent: agentMetrics[1]! };
     return {
       world,
       nats,
-      bus: harnessBus,
+      nc: harnessNc,
       httpUrl,
       stdio,
       agentInstance,

@@ -2,27 +2,33 @@
  * A native dMCP agent: serves its own tools on the bus (no MCP server behind it), announces itself with
  * an agent profile, publishes and subscribes to context topics, and calls other services' tools.
  * It composes the same parts as an executor: a ServiceEndpoint for requests, an InstancePresence for
- * the registry and heartbeats, plus ContextStreams and a BusCaller.
+ * the registry and heartbeats, plus ContextStreams and a Requester.
  */
 import { randomUUID } from "node:crypto";
 import type { Registry } from "prom-client";
 import { hostname } from "node:os";
 import type * as z from "zod";
-import type { Bus } from "../bus/connection.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { CONTEXT_STREAM_SPEC, ContextStreams, type BadContextMessage, type ReplayFrom } from "../bus/context-streams.js";
-import { ServiceDiscovery } from "../bus/nats-services.js";
-import { ServiceEndpoint } from "../bus/endpoint.js";
-import { InstancePresence, REGISTRY_STREAM, type AnnouncementInput } from "../bus/registry.js";
-import { awaitStreams } from "../bus/streams.js";
-import { BusCaller } from "../bus/requester.js";
+import {
+  awaitStreams,
+  CONTEXT_STREAM_SPEC,
+  ContextStreams,
+  InstancePresence,
+  NatsServicesEndpoint,
+  REGISTRY_STREAM,
+  Requester,
+  ServiceEndpoint,
+  type AnnouncementInput,
+  type BadContextMessage,
+  type Bus,
+  type ReplayFrom,
+} from "../bus/index.js";
 import { ErrorCode, isValidToken, isValidTopic, RequestError, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
 import { agentRequestHandler } from "./requests.js";
 import { toEvent, TopicSubscription, type AgentSubscription, type ContextEvent, type ContextHandler, type SubscribeOptions } from "./subscriptions.js";
-import type { MessageSecurity } from "../security/security.js";
+import type { MessageSecurity } from "../security/index.js";
 import { ToolSet, type CallToolResult, type ToolDefinition, type ToolHandler } from "./tools.js";
 
 export interface AgentOptions {
@@ -71,10 +77,10 @@ export class Agent {
   private readonly logger: Logger;
   private readonly tools: ToolSet;
   private readonly endpoint: ServiceEndpoint;
-  private readonly discovery: ServiceDiscovery;
+  private readonly natsServices: NatsServicesEndpoint;
   private readonly presence: InstancePresence;
   private readonly streams: ContextStreams;
-  private readonly caller: BusCaller;
+  private readonly requester: Requester;
   private readonly published = new Set<string>();
   private readonly consumed = new Set<string>();
   private readonly subscriptions = new Set<TopicSubscription>();
@@ -102,7 +108,7 @@ export class Agent {
     if (this.id.length < 1 || this.id.length > 256) throw new AgentDeclarationError("the agent id must have 1-256 characters");
     this.logger = (options.logger ?? createLogger({ name: "dmcp-agent" })).child({ agent: this.name, instance: this.instance });
     this.tools = new ToolSet(this.logger);
-    const bus = options.security ? { ...options.bus, security: options.security } : options.bus;
+    const bus = options.security ? options.bus.withCodec(options.security) : options.bus;
     this.endpoint = new ServiceEndpoint({
       bus,
       service: this.name,
@@ -110,7 +116,7 @@ export class Agent {
       logger: this.logger,
       handler: agentRequestHandler(this.tools),
     });
-    this.discovery = new ServiceDiscovery(bus, {
+    this.natsServices = new NatsServicesEndpoint(bus, {
       name: this.name,
       id: this.instance,
       version: this.version,
@@ -125,7 +131,7 @@ export class Agent {
       load: () => ({ status: this.status, inflight: this.endpoint.inflightCount, handled: this.endpoint.handled }),
     });
     this.streams = new ContextStreams(bus, this.instance, options.metrics);
-    this.caller = new BusCaller(bus, this.instance);
+    this.requester = new Requester(bus, this.instance);
     this.reportBad = badUpdateReporter(bus, this.instance, this.logger);
   }
 
@@ -179,13 +185,13 @@ export class Agent {
   }
 
   private async open(): Promise<void> {
-    await awaitStreams(await jetstreamManager(this.options.bus.nc), [REGISTRY_STREAM, CONTEXT_STREAM_SPEC], {
+    await awaitStreams(this.options.bus, [REGISTRY_STREAM, CONTEXT_STREAM_SPEC], {
       logger: this.logger,
       signal: this.startAbort.signal,
       who: `agent ${this.name}`,
     });
     await this.endpoint.start();
-    this.discovery.start();
+    this.natsServices.start();
     this.streamReady = true;
     await Promise.all([...this.subscriptions].map((sub) => sub.start()));
     // stop() during start: leave without ever announcing.
@@ -217,12 +223,12 @@ export class Agent {
     this.state = "stopping";
     this.status = "stopping";
     const draining = this.endpoint.stop(this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS);
-    this.discovery.stop();
+    this.natsServices.stop();
     await this.presence.stop();
     await Promise.allSettled([...this.subscriptions].map((sub) => sub.stop()));
     this.subscriptions.clear();
     await draining;
-    this.caller.close();
+    this.requester.close();
     this.state = "stopped";
     this.logger.info("agent stopped");
   }
@@ -257,7 +263,7 @@ export class Agent {
       from: options.from,
       logger: this.logger,
       onBad: this.reportBad,
-      flush: () => this.options.bus.nc.flush(),
+      flush: () => this.options.bus.flush(),
       graceMs: this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
     });
     this.subscriptions.add(subscription);
@@ -290,7 +296,7 @@ export class Agent {
   async call(service: string, tool: string, args: Record<string, unknown> = {}, options: AgentCallOptions = {}): Promise<CallToolResult> {
     if (this.state === "stopped") throw new AgentStateError(`agent ${this.name} is stopped`);
     if (!isValidToken(service)) throw new RequestError(ErrorCode.UnknownTarget, `invalid service name ${JSON.stringify(service)}`, { data: { service } });
-    const result = await this.caller.call(service, "tools/call", { name: tool, arguments: args }, {
+    const result = await this.requester.call(service, "tools/call", { name: tool, arguments: args }, {
       timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
       sessionId: options.sessionId,
       signal: options.signal,

@@ -3,7 +3,7 @@
  * and tools/list (the endpoint answers ping, endpoint.ts); anything else is "method not found", as an
  * MCP server would answer.
  */
-import type { RequestHandler } from "../bus/endpoint.js";
+import type { RequestHandler } from "../bus/index.js";
 import { ErrorCode, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
 import type { ToolSet } from "./tools.js";
 

@@ -4,8 +4,7 @@
  * catches up on what it missed while it was away). Either way the handler sees updates one at a time,
  * in order.
  */
-import type { Subscription } from "@nats-io/transport-node";
-import type { BadContextMessage, ContextEntry, ContextStreams, ReplayFrom } from "../bus/context-streams.js";
+import type { BadContextMessage, BusSubscription, ContextEntry, ContextStreams, ReplayFrom } from "../bus/index.js";
 import type { ContextUpdate } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 
@@ -73,7 +72,7 @@ export class TopicSubscription {
   /** Settles when the subscription opened (or failed to); resolves too if it is stopped before opening. */
   readonly ready: Promise<void>;
   private settleReady!: { resolve: () => void; reject: (err: unknown) => void };
-  private live: Subscription | undefined;
+  private live: BusSubscription | undefined;
   private consumer: { stop(): Promise<void> } | undefined;
   /** Live updates are chained so that a slow handler does not see them out of order. */
   private queue: Promise<void> = Promise.resolve();

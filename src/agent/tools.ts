@@ -4,7 +4,7 @@
  * validation and the shaping of a handler's return value into an MCP CallToolResult.
  */
 import * as z from "zod";
-import type { RequestContext } from "../bus/endpoint.js";
+import type { RequestContext } from "../bus/index.js";
 import { ErrorCode, formatIssues, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import { AgentDeclarationError } from "./errors.js";

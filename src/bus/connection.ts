@@ -1,21 +1,25 @@
 /**
- * The NATS connection of one dMCP component: connect with a clear error when nothing answers, reconnect
- * forever while running, log status changes, drain on stop.
+ * The bus of one dMCP component: its NATS connection (connect with a clear error when nothing answers,
+ * reconnect forever while running, log status changes, drain on stop) and the operations its users
+ * get, in dMCP terms. The connection itself stays inside src/bus (natsConnectionOf).
  */
 import { readFileSync } from "node:fs";
 import {
   AuthorizationError,
   connect,
   credsAuthenticator,
+  errors,
   nkeyAuthenticator,
   PermissionViolationError,
   type Authenticator,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import { DmcpError, ErrorCode } from "../protocol/index.js";
-import type { BusMetrics } from "../metrics/registry.js";
-import type { MessageSecurity } from "../security/security.js";
+import { createEnvelope, DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
+import type { BusMetrics } from "../metrics/index.js";
 import type { Logger } from "../util/logger.js";
+import { JSON_CODEC, type EnvelopeCodec } from "./codec.js";
+import { NatsMessage, type BusMessage } from "./message.js";
+import { tapConnection, type BusTap } from "./tap.js";
 
 export interface BusConnectOptions {
   /** One URL or several (a cluster); e.g. nats://127.0.0.1:4222. */
@@ -39,8 +43,11 @@ export interface BusConnectOptions {
    * a user allowed to subscribe only to `<prefix>.>` cannot read the replies meant for others.
    */
   inboxPrefix?: string;
-  /** Signs, verifies and seals the envelopes this process sends and receives on the bus (PROTOCOL.md §14). */
-  security?: MessageSecurity | undefined;
+  /**
+   * Signs, verifies and seals the envelopes this process sends and receives on the bus (PROTOCOL.md
+   * §14): a MessageSecurity (src/security), the codec envelopes travel in. Default: plain JSON.
+   */
+  security?: EnvelopeCodec | undefined;
   /** What to do when nothing answers at `servers` (default: start a nats-server with JetStream there). */
   unreachableHint?: string;
 }
@@ -64,18 +71,58 @@ export interface PermissionDenial {
   queue?: string;
 }
 
+export interface BusSubscription {
+  unsubscribe(): void;
+  /** Stops after the messages already received are handled. */
+  drain(): Promise<void>;
+  isClosed(): boolean;
+}
+
+export interface BusSubscribeOptions {
+  /** Share the subject's messages with the other members of this queue group (one gets each). */
+  queue?: string | undefined;
+  /** Called when the subscription fails (e.g. the server refused it); logged at debug level otherwise. */
+  onError?: ((error: Error) => void) | undefined;
+}
+
 export interface Bus {
-  readonly nc: NatsConnection;
   readonly logger: Logger;
   /** The largest message the server accepts (its max_payload). */
   readonly maxPayload: number;
-  /** Message security: signing, verification, sealing. Without it envelopes travel as plain JSON, unverified. */
-  readonly security?: MessageSecurity | undefined;
+  /** How envelopes are encoded and decoded: signed, verified and sealed with message security, else plain JSON. */
+  readonly codec: EnvelopeCodec;
   /** The prefix of this connection's reply subjects. */
   readonly inboxPrefix: string;
   /** Resolves when the connection is closed for good, with the error that closed it, if any. */
-  readonly closed: Promise<Error | void>;
+  readonly closed: Promise<Error | undefined>;
   isConnected(): boolean;
+  /** Publishes an envelope (encoded by the codec) or bytes encoded already. Throws when the connection is closed. */
+  publish(subject: string, message: Envelope | Uint8Array): void;
+  /**
+   * Calls `handler` with each message on `subject` (NATS wildcards allowed) until unsubscribed. A
+   * handler that throws is logged; the subscription goes on.
+   */
+  subscribe(subject: string, handler: (message: BusMessage) => void, options?: BusSubscribeOptions): BusSubscription;
+  /**
+   * Sends a request and resolves with the first answer. Rejects with NO_RESPONDERS when nothing
+   * subscribes to `subject`, DEADLINE_EXCEEDED when no answer came within `timeoutMs`, else BUS_UNAVAILABLE.
+   */
+  request(subject: string, message: Envelope | Uint8Array, options: { timeoutMs: number }): Promise<BusMessage>;
+  /** Resolves when the server has processed everything sent so far (subscriptions included). */
+  flush(): Promise<void>;
+  /**
+   * Publishes `error` (its data merged with `details`) as an `error_notification` on
+   * `dmcp.v1.err.<reporter>`, where operators and tooling watch. Best effort: never throws.
+   */
+  reportError(reporter: string, error: DmcpError, details?: Record<string, unknown>): void;
+  /** The same connection with another codec: e.g. an agent with message security of its own. */
+  withCodec(codec: EnvelopeCodec): Bus;
+  /**
+   * The same connection with its traffic shown to `tap`: what is published through the returned bus
+   * (its bus modules, and the JetStream clients they build, included) and what its subscriptions
+   * receive. Only this bus's own traffic: nothing is subscribed to for the tap.
+   */
+  tapped(tap: BusTap): Bus;
   /** Called each time the connection to the server is lost (before any reconnect). */
   onDisconnect(listener: () => void): void;
   /** Called each time the connection is re-established. */
@@ -127,38 +174,58 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
         : (options.unreachableHint ?? "Start a nats-server with JetStream there (nats-server -js).");
     throw new DmcpError(ErrorCode.BusUnavailable, `cannot connect to NATS at ${where}: ${(cause as Error).message}. ${hint}`, { cause });
   }
-  const logger = options.logger;
-  let connected = true;
-  let shuttingDown = false;
-  const closeLost = () => {
-    logger.debug("bus connection lost during shutdown; closing it");
-    void nc.close().catch(() => undefined);
-  };
-  const disconnectListeners: (() => void)[] = [];
-  const reconnectListeners: (() => void)[] = [];
-  const denialListeners: ((denial: PermissionDenial) => void)[] = [];
-  const dropListeners: ((subject: DroppedSubject, reason: string) => void)[] = [];
-  const tolerated = new Map<string, string>();
-  const reportDenial = denialReporter(logger, tolerated);
-  void (async () => {
+  return new NatsBus(nc, new SharedConnection(nc, options), options.security ?? JSON_CODEC);
+}
+
+/**
+ * What every view of one connection shares (a view differs in its codec or its tap): its state,
+ * its listeners, its shutdown.
+ */
+class SharedConnection {
+  readonly logger: Logger;
+  readonly maxPayload: number;
+  readonly inboxPrefix: string;
+  readonly closed: Promise<Error | undefined>;
+  connected = true;
+  private shuttingDown = false;
+  readonly disconnectListeners: (() => void)[] = [];
+  readonly reconnectListeners: (() => void)[] = [];
+  readonly denialListeners: ((denial: PermissionDenial) => void)[] = [];
+  readonly dropListeners: ((subject: DroppedSubject, reason: string) => void)[] = [];
+  readonly tolerated = new Map<string, string>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    options: BusConnectOptions,
+  ) {
+    this.logger = options.logger;
+    this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    this.inboxPrefix = options.inboxPrefix ?? "_INBOX";
+    this.closed = nc.closed().then((err) => err || undefined);
+    void this.followStatus().catch(() => undefined);
+  }
+
+  private async followStatus(): Promise<void> {
+    const { logger, nc } = this;
+    const reportDenial = denialReporter(logger, this.tolerated);
     for await (const status of nc.status()) {
       switch (status.type) {
         case "disconnect":
-          connected = false;
-          if (shuttingDown) closeLost();
+          this.connected = false;
+          if (this.shuttingDown) this.closeLost();
           else logger.warn({ server: status.server }, "bus disconnected; reconnecting");
-          for (const listener of disconnectListeners) listener();
+          for (const listener of this.disconnectListeners) listener();
           break;
         case "reconnect":
-          connected = true;
+          this.connected = true;
           logger.info({ server: status.server }, "bus reconnected");
-          for (const listener of reconnectListeners) listener();
+          for (const listener of this.reconnectListeners) listener();
           break;
         case "error":
           if (status.error instanceof PermissionViolationError) {
             const denial = toDenial(status.error);
             reportDenial(denial);
-            for (const listener of denialListeners) listener(denial);
+            for (const listener of this.denialListeners) listener(denial);
           } else {
             logger.error({ err: status.error }, "bus error");
           }
@@ -167,34 +234,162 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
           logger.debug({ status: status.type }, "bus status");
       }
     }
-  })().catch(() => undefined);
-  const closed = nc.closed();
-  return {
-    nc,
-    logger,
-    maxPayload: nc.info?.max_payload ?? 1024 * 1024,
-    ...(options.security ? { security: options.security } : {}),
-    inboxPrefix: options.inboxPrefix ?? "_INBOX",
-    closed,
-    isConnected: () => connected && !nc.isClosed(),
-    onDisconnect: (listener) => void disconnectListeners.push(listener),
-    onReconnect: (listener) => void reconnectListeners.push(listener),
-    onPermissionDenied: (listener) => void denialListeners.push(listener),
-    tolerateDenial: (subject, why) => void tolerated.set(subject, why),
-    dropped: (subject, reason) => {
-      for (const listener of dropListeners) listener(subject, reason);
-    },
-    onDropped: (listener) => void dropListeners.push(listener),
-    beginShutdown() {
-      shuttingDown = true;
-      if (!connected && !nc.isClosed()) closeLost();
-    },
-    async drain() {
-      if (nc.isClosed() || nc.isDraining()) return closed.then(() => undefined);
-      await nc.drain().catch((err: unknown) => logger.debug({ err }, "drain failed; closing"));
-      await nc.close().catch(() => undefined);
-    },
-  };
+  }
+
+  private closeLost(): void {
+    this.logger.debug("bus connection lost during shutdown; closing it");
+    void this.nc.close().catch(() => undefined);
+  }
+
+  beginShutdown(): void {
+    this.shuttingDown = true;
+    if (!this.connected && !this.nc.isClosed()) this.closeLost();
+  }
+
+  async drain(): Promise<void> {
+    const nc = this.nc;
+    if (nc.isClosed() || nc.isDraining()) return this.closed.then(() => undefined);
+    await nc.drain().catch((err: unknown) => this.logger.debug({ err }, "drain failed; closing"));
+    await nc.close().catch(() => undefined);
+  }
+}
+
+/** A view of one connection: the connection as this view uses it (tapped or not), and its codec. */
+class NatsBus implements Bus {
+  readonly #nc: NatsConnection;
+
+  constructor(
+    nc: NatsConnection,
+    private readonly shared: SharedConnection,
+    readonly codec: EnvelopeCodec,
+  ) {
+    this.#nc = nc;
+  }
+
+  /** The NATS connection of a bus, for the modules of src/bus (see natsConnectionOf). */
+  static connectionOf(bus: Bus): NatsConnection {
+    if (!(#nc in bus)) throw new TypeError("not a bus made by connectBus");
+    return (bus as NatsBus).#nc;
+  }
+
+  get logger(): Logger {
+    return this.shared.logger;
+  }
+
+  get maxPayload(): number {
+    return this.shared.maxPayload;
+  }
+
+  get inboxPrefix(): string {
+    return this.shared.inboxPrefix;
+  }
+
+  get closed(): Promise<Error | undefined> {
+    return this.shared.closed;
+  }
+
+  isConnected(): boolean {
+    return this.shared.connected && !this.#nc.isClosed();
+  }
+
+  publish(subject: string, message: Envelope | Uint8Array): void {
+    this.#nc.publish(subject, this.bytesOf(message));
+  }
+
+  subscribe(subject: string, handler: (message: BusMessage) => void, options: BusSubscribeOptions = {}): BusSubscription {
+    const onError = options.onError ?? ((err: Error) => this.logger.debug({ err, subject }, "subscription error"));
+    return this.#nc.subscribe(subject, {
+      ...(options.queue ? { queue: options.queue } : {}),
+      callback: (err, msg) => {
+        if (err) {
+          onError(err);
+          return;
+        }
+        // A throwing callback would stop the connection's reader: bad input is logged, never thrown.
+        try {
+          handler(new NatsMessage(msg, this.codec));
+        } catch (error) {
+          this.logger.warn({ err: error, subject: msg.subject }, "a bus message handler failed");
+        }
+      },
+    });
+  }
+
+  async request(subject: string, message: Envelope | Uint8Array, options: { timeoutMs: number }): Promise<BusMessage> {
+    try {
+      return new NatsMessage(await this.#nc.request(subject, this.bytesOf(message), { timeout: options.timeoutMs }), this.codec);
+    } catch (cause) {
+      const code = isNoResponders(cause) ? ErrorCode.NoResponders : cause instanceof errors.TimeoutError ? ErrorCode.DeadlineExceeded : ErrorCode.BusUnavailable;
+      throw errorForCode(code, (cause as Error).message, { cause, data: { subject } });
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.#nc.flush();
+  }
+
+  reportError(reporter: string, error: DmcpError, details: Record<string, unknown> = {}): void {
+    const payload = errorPayload(error);
+    const data = typeof payload.data === "object" && payload.data !== null && !Array.isArray(payload.data) ? payload.data : {};
+    payload.data = { ...data, ...details };
+    try {
+      if (!this.#nc.isClosed()) this.#nc.publish(subjects.errors(reporter), this.codec.encode(createEnvelope("error_notification", payload, { sender: reporter })));
+    } catch (err) {
+      this.logger.debug({ err }, "could not report an error on the bus");
+    }
+  }
+
+  withCodec(codec: EnvelopeCodec): Bus {
+    return new NatsBus(this.#nc, this.shared, codec);
+  }
+
+  tapped(tap: BusTap): Bus {
+    return new NatsBus(tapConnection(this.#nc, tap, this.codec, this.logger), this.shared, this.codec);
+  }
+
+  onDisconnect(listener: () => void): void {
+    this.shared.disconnectListeners.push(listener);
+  }
+
+  onReconnect(listener: () => void): void {
+    this.shared.reconnectListeners.push(listener);
+  }
+
+  onPermissionDenied(listener: (denial: PermissionDenial) => void): void {
+    this.shared.denialListeners.push(listener);
+  }
+
+  tolerateDenial(subject: string, why: string): void {
+    this.shared.tolerated.set(subject, why);
+  }
+
+  dropped(subject: DroppedSubject, reason: string): void {
+    for (const listener of this.shared.dropListeners) listener(subject, reason);
+  }
+
+  onDropped(listener: (subject: DroppedSubject, reason: string) => void): void {
+    this.shared.dropListeners.push(listener);
+  }
+
+  beginShutdown(): void {
+    this.shared.beginShutdown();
+  }
+
+  drain(): Promise<void> {
+    return this.shared.drain();
+  }
+
+  private bytesOf(message: Envelope | Uint8Array): Uint8Array {
+    return message instanceof Uint8Array ? message : this.codec.encode(message);
+  }
+}
+
+/**
+ * The NATS connection under a bus. For the modules of src/bus only (it is not exported from the
+ * folder's index): everyone else uses the bus's own operations.
+ */
+export function natsConnectionOf(bus: Bus): NatsConnection {
+  return NatsBus.connectionOf(bus);
 }
 
 /** The authenticator of a creds file or nkey seed file, read now so that a missing file is named as such. */
@@ -209,6 +404,12 @@ function authenticatorFor(options: BusConnectOptions): Authenticator | undefined
   if (options.credsFile) return credsAuthenticator(new TextEncoder().encode(read(options.credsFile, "credentials file")));
   if (options.nkeySeedFile) return nkeyAuthenticator(new TextEncoder().encode(read(options.nkeySeedFile, "nkey seed file").trim()));
   return undefined;
+}
+
+/** Whether a request failed because nothing subscribes to its subject. */
+export function isNoResponders(err: unknown): boolean {
+  if (err instanceof errors.NoRespondersError) return true;
+  return err instanceof errors.RequestError && err.isNoResponders();
 }
 
 /** Whether an error (or one of its causes: nats.js wraps a refused request) is a permission refusal. */

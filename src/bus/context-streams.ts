@@ -14,7 +14,6 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import type { Subscription } from "@nats-io/transport-node";
 import {
   CONTEXT_STREAM,
   createEnvelope,
@@ -25,9 +24,8 @@ import {
   type ContextUpdate,
 } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
-import { shared } from "../metrics/registry.js";
-import { decodeFrom, encodeFor } from "../security/codec.js";
-import { isPermissionDenied, type Bus } from "./connection.js";
+import { shared } from "../metrics/index.js";
+import { isPermissionDenied, natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 
 /** How many earlier stream messages `latest` looks through for a valid update when a topic's newest is invalid. */
@@ -95,7 +93,7 @@ export class ContextStreams {
     private readonly sender: string,
     metrics?: Registry,
   ) {
-    this.js = jetstream(bus.nc);
+    this.js = jetstream(natsConnectionOf(bus));
     this.metrics = metrics ? shared(metrics, "context-consumers", () => new ConsumerMetrics(metrics)) : undefined;
   }
 
@@ -125,7 +123,7 @@ export class ContextStreams {
   async publish(topic: string, data: unknown, options: { sessionId?: string; correlationId?: string } = {}): Promise<{ seq: number; envelope: ContextUpdate }> {
     const envelope = createEnvelope("context_update", { topic, data }, { sender: this.sender, ...options });
     const subject = subjects.context(topic);
-    const ack = await this.js.publish(subject, encodeFor(this.bus, envelope), { msgID: envelope.id }).catch((cause: unknown) => {
+    const ack = await this.js.publish(subject, this.bus.codec.encode(envelope), { msgID: envelope.id }).catch((cause: unknown) => {
       if (isPermissionDenied(cause)) {
         throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied publishing to ${subject}: this participant's NATS user may not publish on ${topic}`, {
           cause,
@@ -201,10 +199,10 @@ export class ContextStreams {
   }
 
   /** Live updates of topics matching a pattern (`*` and `>` wildcards), as they are published. */
-  watch(pattern: string, onUpdate: (entry: Omit<ContextEntry, "seq">) => void, onBad?: (bad: BadContextMessage) => void): Subscription {
+  watch(pattern: string, onUpdate: (entry: Omit<ContextEntry, "seq">) => void, onBad?: (bad: BadContextMessage) => void): BusSubscription {
     // Each watch is a receiver of its own: two watches may see the same update (overlapping patterns).
     const receiver = `${this.sender}-watch-${++this.watches}`;
-    return this.bus.nc.subscribe(subjects.contextPattern(pattern), {
+    return natsConnectionOf(this.bus).subscribe(subjects.contextPattern(pattern), {
       callback: (err, msg) => {
         if (err) return;
         try {
@@ -305,7 +303,7 @@ export class ContextStreams {
   private toEntry(subject: string, seq: number, time: Date, data: Uint8Array, liveReceiver?: string): ContextEntry | { error: DmcpError } {
     const topic = topicOfSubject(subject);
     if (!topic) return { error: new DmcpError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
-    const decoded = decodeFrom(this.bus, data, liveReceiver ? { receiver: liveReceiver } : { receiver: `${this.sender}-stored`, stored: { at: time, tag: seq } });
+    const decoded = this.bus.codec.decode(data, liveReceiver ? { receiver: liveReceiver } : { receiver: `${this.sender}-stored`, stored: { at: time, tag: seq } });
     if (!decoded.ok) return { error: decoded.error };
     const envelope = decoded.envelope;
     if (envelope.type !== "context_update") {
@@ -318,7 +316,7 @@ export class ContextStreams {
   }
 
   private async manager(): Promise<JetStreamManager> {
-    this.jsm ??= await jetstreamManager(this.bus.nc);
+    this.jsm ??= await jetstreamManager(natsConnectionOf(this.bus));
     return this.jsm;
   }
 }

@@ -5,7 +5,7 @@
  * ones, sends receipts for calls that run a while, and answers each with exactly one
  * `prompt_response` or `error_notification` under the request's correlation id.
  */
-import { PermissionViolationError, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { PermissionViolationError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
@@ -22,13 +22,11 @@ import {
   type PromptRequest,
 } from "../protocol/index.js";
 import { SpanKind, type Context } from "@opentelemetry/api";
-import { contextFromNats, inSpan } from "../tracing/propagation.js";
+import { inSpan } from "../tracing/index.js";
 import type { Logger } from "../util/logger.js";
-import { decodeFrom, encodeFor } from "../security/codec.js";
-import { isSecurityRejection } from "../security/security.js";
-import type { SealInfo } from "../security/seal.js";
-import type { StoredAt } from "../security/replay.js";
-import { dropReason, type Bus } from "./connection.js";
+import type { Seal, StorePosition } from "./codec.js";
+import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
+import { contextFromNats } from "./trace-headers.js";
 import { EarlyCancellations } from "./early-cancellations.js";
 
 /** The longest delay a Node timer takes. */
@@ -70,7 +68,7 @@ export interface Delivery {
   /** Which delivery attempt this is, for requests that can be delivered again. */
   readonly attempt?: number | undefined;
   /** Read from a stream: when the server stored it and its sequence (a redelivery is not a replay). */
-  readonly stored?: StoredAt | undefined;
+  readonly stored?: StorePosition | undefined;
   /** Sees the validated request before it runs; resolves false when it must not run (it was answered otherwise). */
   admit?(request: PromptRequest): Promise<boolean>;
   /** Takes the one final answer; `error` is set when it is an error_notification. */
@@ -116,7 +114,11 @@ export class ServiceEndpoint {
   /** Cancellations of calls that had not started here when they arrived. */
   private readonly earlyCancellations = new EarlyCancellations();
 
-  constructor(private readonly options: EndpointOptions) {}
+  private readonly nc: NatsConnection;
+
+  constructor(private readonly options: EndpointOptions) {
+    this.nc = natsConnectionOf(options.bus);
+  }
 
   get inflightCount(): number {
     return this.inflight.size;
@@ -148,18 +150,19 @@ export class ServiceEndpoint {
       if (err instanceof PermissionViolationError) refused.push(subject);
       else this.options.logger.error({ err, subject }, "subscription error");
     };
-    const { bus, service, instance } = this.options;
+    const { service, instance } = this.options;
+    const nc = this.nc;
     const serve = (subject: string, queue?: string) =>
-      bus.nc.subscribe(subject, {
+      nc.subscribe(subject, {
         ...(queue ? { queue } : {}),
         callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
       });
     const cancel = subjects.cancel(service);
     const requests = [serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance))];
-    this.cancelSubscription = bus.nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) });
+    this.cancelSubscription = nc.subscribe(cancel, { callback: (err, msg) => (err ? failed(err, cancel) : this.onCancel(msg)) });
     this.subscriptions.push(...requests, this.cancelSubscription);
     // The server answers a refused SUB with an error before the flush's PONG.
-    await bus.nc.flush();
+    await nc.flush();
     if (refused.length > 0) {
       for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
       throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied subscribing to ${refused.join(", ")}: this NATS user may not serve "${service}"`, {
@@ -186,8 +189,8 @@ export class ServiceEndpoint {
 
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
   private onCancel(msg: Msg): void {
-    const decoded = decodeFrom(this.options.bus, msg.data, { receiver: this.options.instance });
-    if (!decoded.ok && isSecurityRejection(decoded.error)) this.reject(fromMsg(msg), decoded.error, salvageIds(decoded.raw).correlationId);
+    const decoded = this.options.bus.codec.decode(msg.data, { receiver: this.options.instance });
+    if (!decoded.ok && this.options.bus.codec.isRejection(decoded.error)) this.reject(fromMsg(msg), decoded.error, salvageIds(decoded.raw).correlationId);
     if (!decoded.ok || decoded.envelope.type !== "context_update" || decoded.envelope.payload.method !== CANCEL_METHOD) {
       this.options.bus.dropped("cancel", dropReason(decoded));
       return;
@@ -237,7 +240,7 @@ export class ServiceEndpoint {
   }
 
   private async answer(delivery: Delivery): Promise<void> {
-    const decoded = decodeFrom(this.options.bus, delivery.data, {
+    const decoded = this.options.bus.codec.decode(delivery.data, {
       receiver: this.options.instance,
       maxBytes: this.options.maxEnvelopeBytes ?? DEFAULT_MAX_ENVELOPE_BYTES,
       stored: delivery.stored,
@@ -297,13 +300,13 @@ export class ServiceEndpoint {
     trace: Context,
     signal: AbortSignal,
     reply: string | undefined,
-    seal: SealInfo | undefined,
+    seal: Seal | undefined,
     attempt: number | undefined,
   ): Promise<Record<string, unknown>> {
     const notify = (method: string, params: Record<string, unknown>) => {
       if (!reply || signal.aborted) return;
       const update = createEnvelope("context_update", { method, params }, { sender: this.options.instance, correlationId });
-      this.options.bus.nc.publish(reply, this.encode(update, seal));
+      this.nc.publish(reply, this.encode(update, seal));
     };
     if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
     // Params an MCP server would drop unanswered (e.g. `_meta: "x"`) fail here, at once, as the caller's mistake.
@@ -324,17 +327,17 @@ export class ServiceEndpoint {
   }
 
   /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */
-  private acknowledge(delivery: Delivery, correlationId: string, seal: SealInfo | undefined): void {
+  private acknowledge(delivery: Delivery, correlationId: string, seal: Seal | undefined): void {
     if (!delivery.reply) return;
     const receipt = createEnvelope(
       "context_update",
       { method: ACCEPTED_METHOD, params: { instance: this.options.instance } },
       { sender: this.options.instance, correlationId },
     );
-    this.options.bus.nc.publish(delivery.reply, this.encode(receipt, seal));
+    this.nc.publish(delivery.reply, this.encode(receipt, seal));
   }
 
-  private respond(delivery: Delivery, envelope: Envelope, seal?: SealInfo, error?: DmcpError): void {
+  private respond(delivery: Delivery, envelope: Envelope, seal?: Seal, error?: DmcpError): void {
     const maxPayload = this.options.bus.maxPayload;
     let data = this.encode(envelope, seal);
     if (data.byteLength > maxPayload) {
@@ -352,12 +355,12 @@ export class ServiceEndpoint {
     const payload = errorPayload(error);
     this.respond(delivery, createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId }), undefined, error);
     // The report is a message of its own, with its own id.
-    this.options.bus.nc.publish(subjects.errors(this.options.instance), this.encode(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
+    this.nc.publish(subjects.errors(this.options.instance), this.encode(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
   }
 
   /** Signed, and sealed to the caller when its request was, as the bus's message security says. */
-  private encode(envelope: Envelope, seal?: SealInfo): Uint8Array {
-    return encodeFor(this.options.bus, envelope, seal);
+  private encode(envelope: Envelope, seal?: Seal): Uint8Array {
+    return this.options.bus.codec.encode(envelope, seal);
   }
 }
 

@@ -7,10 +7,8 @@
  * it says so (a `stopping` heartbeat, its registry entry deleted) and is then no longer listed, so a
  * miss counts only for a listed instance, and only when the next probe misses too.
  */
-import { errors } from "@nats-io/transport-node";
 import { createEnvelope, subjects } from "../protocol/index.js";
-import { encodeFor } from "../security/codec.js";
-import type { Bus } from "./connection.js";
+import { isNoResponders, natsConnectionOf, type Bus } from "./connection.js";
 
 /** One probe per busy instance this often: a death is noticed after two misses, within about 0.5 s. */
 const PROBE_INTERVAL_MS = 250;
@@ -86,15 +84,10 @@ export class InstanceProbe {
     const { bus, sender } = this.options;
     const request = createEnvelope("prompt_request", { service, method: "ping" }, { sender, deadline: new Date(Date.now() + PROBE_TIMEOUT_MS) });
     try {
-      await bus.nc.request(subjects.instanceRequest(service, instance), encodeFor(bus, request, bus.security?.requestSeal(service)), { timeout: PROBE_TIMEOUT_MS });
+      await natsConnectionOf(bus).request(subjects.instanceRequest(service, instance), bus.codec.encode(request, bus.codec.requestSeal(service)), { timeout: PROBE_TIMEOUT_MS });
       return true;
     } catch (err) {
       return isNoResponders(err) ? false : undefined;
     }
   }
-}
-
-function isNoResponders(err: unknown): boolean {
-  if (err instanceof errors.NoRespondersError) return true;
-  return err instanceof errors.RequestError && err.isNoResponders();
 }

@@ -1,13 +1,14 @@
 /**
  * The NATS services protocol (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`, version io.nats.micro.v1),
  * answered for one service instance, so that standard NATS tooling (`nats micro ls`, the services
- * clients of every NATS library) sees executors and agents with their request statistics.
+ * clients of every NATS library) sees executors and agents with their request statistics. (NATS's
+ * own discovery: MCP's `server/discover` is the gateway's, src/gateway.)
  */
 import type { Subscription } from "@nats-io/transport-node";
-import type { Bus } from "./connection.js";
+import { natsConnectionOf, type Bus } from "./connection.js";
 import type { ServiceEndpoint } from "./endpoint.js";
 
-export interface DiscoveryOptions {
+export interface NatsServicesOptions {
   name: string;
   id: string;
   /** Semantic version, as the protocol requires. */
@@ -20,13 +21,14 @@ export interface DiscoveryOptions {
 const VERBS = ["PING", "INFO", "STATS"] as const;
 type Verb = (typeof VERBS)[number];
 
-export class ServiceDiscovery {
+/** Answers the NATS services protocol for one instance of a service. */
+export class NatsServicesEndpoint {
   private readonly subscriptions: Subscription[] = [];
   private readonly started = new Date().toISOString();
 
   constructor(
     private readonly bus: Bus,
-    private readonly options: DiscoveryOptions,
+    private readonly options: NatsServicesOptions,
   ) {}
 
   /** Answers `$SRV.<VERB>`, `$SRV.<VERB>.<name>` and `$SRV.<VERB>.<name>.<id>`. */
@@ -35,7 +37,7 @@ export class ServiceDiscovery {
     for (const verb of VERBS) {
       for (const subject of [`$SRV.${verb}`, `$SRV.${verb}.${name}`, `$SRV.${verb}.${name}.${id}`]) {
         this.subscriptions.push(
-          this.bus.nc.subscribe(subject, {
+          natsConnectionOf(this.bus).subscribe(subject, {
             callback: (err, msg) => {
               if (err || !msg.reply) return;
               try {

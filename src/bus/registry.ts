@@ -5,7 +5,6 @@
  * instances leave behind.
  */
 import { randomUUID } from "node:crypto";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
 import type { Subscription } from "@nats-io/transport-node";
 import {
@@ -25,10 +24,9 @@ import {
   type HeartbeatPayload,
   type InstanceStatus,
 } from "../protocol/index.js";
-import { decodeFrom, encodeFor } from "../security/codec.js";
-import { isSecurityRejection } from "../security/security.js";
-import { dropReason, type Bus } from "./connection.js";
-import { ensureStream, kvStream } from "./streams.js";
+import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
+import { ensureKv } from "./kv-bucket.js";
+import { kvStream } from "./streams.js";
 
 /** Entries not refreshed for this long disappear from the bucket. */
 export const REGISTRY_TTL_MS = 30_000;
@@ -46,9 +44,7 @@ export const REGISTRY_STREAM = kvStream(REGISTRY_BUCKET);
 
 /** The gateway's: creates the registry bucket unless it exists, and checks it (streams.ts). */
 export async function createRegistryBucket(bus: Bus): Promise<KV> {
-  const kvm = new Kvm(bus.nc);
-  const info = await ensureStream(await jetstreamManager(bus.nc), REGISTRY_STREAM, () => kvm.create(REGISTRY_BUCKET, { history: 1, ttl: REGISTRY_TTL_MS }));
-  return kvm.open(REGISTRY_BUCKET, { allow_direct: info.config.allow_direct === true });
+  return ensureKv(bus, REGISTRY_BUCKET, { ttlMs: REGISTRY_TTL_MS });
 }
 
 /** What an instance says about itself; the presence adds identity, status and timing. */
@@ -93,7 +89,7 @@ export class InstancePresence {
 
   /** Announces the instance in the registry bucket, which must exist: a gateway creates it. */
   async start(announcement: AnnouncementInput): Promise<void> {
-    this.kv = await new Kvm(this.bus.nc).open(REGISTRY_BUCKET);
+    this.kv = await new Kvm(natsConnectionOf(this.bus)).open(REGISTRY_BUCKET);
     await this.announce(announcement);
     this.timer = setInterval(() => this.beat(), this.intervalMs);
     this.timer.unref();
@@ -107,7 +103,7 @@ export class InstancePresence {
     this.announcement = announcement;
     if (!this.kv) return;
     const { status } = this.options.load();
-    const sealKey = this.bus.security?.servedSealKey(this.options.service);
+    const sealKey = this.bus.codec.servedSealKey(this.options.service);
     const envelope = createEnvelope(
       "agent_heartbeat",
       {
@@ -123,7 +119,7 @@ export class InstancePresence {
       { sender: this.options.instance },
     );
     this.lastAnnounced = Date.now();
-    await this.kv.put(this.key, encodeFor(this.bus, envelope));
+    await this.kv.put(this.key, this.bus.codec.encode(envelope));
   }
 
   private beat(): void {
@@ -140,7 +136,8 @@ export class InstancePresence {
   }
 
   private publishHeartbeat(status: InstanceStatus): void {
-    if (this.bus.nc.isClosed()) return;
+    const nc = natsConnectionOf(this.bus);
+    if (nc.isClosed()) return;
     const load = this.options.load();
     const envelope = createEnvelope(
       "agent_heartbeat",
@@ -155,7 +152,7 @@ export class InstancePresence {
       },
       { sender: this.options.instance },
     );
-    this.bus.nc.publish(subjects.heartbeat(this.options.service, this.options.instance), encodeFor(this.bus, envelope));
+    nc.publish(subjects.heartbeat(this.options.service, this.options.instance), this.bus.codec.encode(envelope));
   }
 
   /**
@@ -214,7 +211,7 @@ export class RegistryView {
 
   async start(): Promise<void> {
     this.kv = await createRegistryBucket(this.bus);
-    this.heartbeatSub = this.bus.nc.subscribe(subjects.heartbeatAll(), {
+    this.heartbeatSub = natsConnectionOf(this.bus).subscribe(subjects.heartbeatAll(), {
       callback: (err, msg) => {
         if (err) return;
         // A throwing callback would stop the connection's reader: bad input is logged, never thrown.
@@ -307,7 +304,7 @@ export class RegistryView {
       return;
     }
     const storedAt = initial ? entry.created : undefined;
-    const decoded = decodeFrom(this.bus, entry.value, {
+    const decoded = this.bus.codec.decode(entry.value, {
       receiver: this.receiver,
       maxBytes: Number.POSITIVE_INFINITY,
       speaksFor: ids.service,
@@ -316,7 +313,7 @@ export class RegistryView {
     if (!decoded.ok || decoded.envelope.type !== "agent_heartbeat" || decoded.envelope.payload.kind !== "announce") {
       const message = `announcement rejected: ${decoded.ok ? `expected an agent_heartbeat of kind announce, got ${decoded.envelope.type}` : decoded.error.message}`;
       this.bus.dropped("registry", dropReason(decoded));
-      const code = !decoded.ok && isSecurityRejection(decoded.error) ? { code: decoded.error.code } : {};
+      const code = !decoded.ok && this.bus.codec.isRejection(decoded.error) ? { code: decoded.error.code } : {};
       for (const listener of this.invalidListeners) listener({ ...ids, message, ...code });
       return;
     }
@@ -350,9 +347,8 @@ export class RegistryView {
    * announce the same one: a replica without it could not open them (PROTOCOL.md §14.3).
    */
   private learnSealKey(service: string): void {
-    if (!this.bus.security) return;
     const keys = new Set([...this.instances.values()].filter((live) => live.service === service).map((live) => live.announcement.seal_key));
-    this.bus.security.learnSealKey(service, keys.size === 1 ? [...keys][0] : undefined);
+    this.bus.codec.learnSealKey(service, keys.size === 1 ? [...keys][0] : undefined);
   }
 
   /** Drops (and reports) tools without a name or an object inputSchema: clients would reject the list. */
@@ -373,8 +369,8 @@ export class RegistryView {
       this.bus.dropped("heartbeat", "invalid_subject");
       return;
     }
-    const decoded = decodeFrom(this.bus, data, { receiver: this.receiver, speaksFor: ids.service });
-    if (!decoded.ok && isSecurityRejection(decoded.error)) {
+    const decoded = this.bus.codec.decode(data, { receiver: this.receiver, speaksFor: ids.service });
+    if (!decoded.ok && this.bus.codec.isRejection(decoded.error)) {
       // One message per instance, code and signer (not per heartbeat), so that a reader reports it once.
       const signer = (decoded.error.data as { signer?: string } | undefined)?.signer;
       const message = `heartbeat rejected: ${decoded.error.code}${signer ? ` (signed by ${signer})` : ""}`;
@@ -420,7 +416,7 @@ export class RegistryView {
    * heartbeats stop (PROTOCOL.md §6.3).
    */
   private onDeleted(key: string): void {
-    if (this.bus.security?.requireSignatures) {
+    if (this.bus.codec.requireSignatures) {
       this.bus.dropped("registry", "signature_required");
       return;
     }

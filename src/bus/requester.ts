@@ -1,19 +1,19 @@
 /**
- * Request/response correlation over NATS: the caller side sends a `prompt_request` and waits for the
+ * Request/response correlation over NATS: the requester sends a `prompt_request` and waits for the
  * `prompt_response` or `error_notification` with the same correlation id, within the call's deadline.
  *
- * All replies arrive on one wildcard inbox subscription per caller (one SUB, not one per call). The
+ * All replies arrive on one wildcard inbox subscription per requester (one SUB, not one per call). The
  * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
- * registry for missed heartbeats, or (for a caller given the registry) stops listening on its own
+ * registry for missed heartbeats, or (for a requester given the registry) stops listening on its own
  * subject while it is listed (instance-probe.ts), the call fails with EXECUTOR_LOST instead of waiting
  * out its deadline.
  *
- * A call given a `route` (durable delivery, durable-caller.ts) is queued instead of published: its
+ * A call given a `route` (durable delivery, durable/durable-route.ts) is queued instead of published: its
  * reply subject travels in the envelope's `reply_to`, and it survives the loss of the executor that
  * holds it and of the bus connection (its answer is then read from the result store).
  */
 import { randomUUID } from "node:crypto";
-import { createInbox, type Msg, type MsgHdrs, type Subscription } from "@nats-io/transport-node";
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
   CANCEL_METHOD,
@@ -29,11 +29,9 @@ import {
   type PromptRequest,
 } from "../protocol/index.js";
 import type { Context } from "@opentelemetry/api";
-import { natsHeadersFor } from "../tracing/propagation.js";
-import { decodeFrom, encodeFor, reportRejected } from "../security/codec.js";
-import { isSecurityRejection } from "../security/security.js";
-import type { StoredAt } from "../security/replay.js";
-import type { Bus, PermissionDenial } from "./connection.js";
+import type { StorePosition } from "./codec.js";
+import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.js";
+import { natsHeadersFor } from "./trace-headers.js";
 import { InstanceProbe } from "./instance-probe.js";
 
 export interface CallOptions {
@@ -54,17 +52,17 @@ export interface CallOptions {
   route?: RequestRoute | undefined;
   /** The MCP client session the call belongs to: the executor serves it in that session's upstream session. */
   clientSession?: ClientSession | undefined;
-  /** The request's correlation id (a fresh UUID by default), so the caller can recognise what refers to the call. */
+  /** The request's correlation id (a fresh UUID by default), so the requester can recognise what refers to the call. */
   correlationId?: string | undefined;
   /** Told which executor instance took the call (from its receipt or its answer), for session pinning. */
   onInstance?: ((instance: string) => void) | undefined;
 }
 
-/** Another way to a service than a core NATS publish: the durable work queue (durable-caller.ts). */
+/** Another way to a service than a core NATS publish: the durable work queue (durable/durable-route.ts). */
 export interface RequestRoute {
   /** Queues the encoded request; rejects (with a DmcpError) when it cannot be queued before its deadline. */
   send(request: PromptRequest, data: Uint8Array, headers: MsgHdrs | undefined): Promise<void>;
-  /** The caller gave the call up (cancelled): keep a queued copy from running. */
+  /** The requester gave the call up (cancelled): keep a queued copy from running. */
   withdraw(request: PromptRequest): void;
 }
 
@@ -87,7 +85,8 @@ interface PendingCall {
 }
 
 /** Calls services on the bus. One per process; `sender` is this process's id. */
-export class BusCaller {
+export class Requester {
+  private readonly nc: NatsConnection;
   private readonly inbox: string;
   private readonly pending = new Map<string, PendingCall>();
   private subscription: Subscription | undefined;
@@ -100,6 +99,7 @@ export class BusCaller {
     private readonly sender: string,
     registry?: { listed(service: string, instance: string): boolean },
   ) {
+    this.nc = natsConnectionOf(bus);
     this.inbox = createInbox(bus.inboxPrefix);
     if (registry) {
       this.probe = new InstanceProbe({ bus, sender, busy: () => this.busyInstances(), listed: registry.listed, lost: (instance) => this.instanceLost(instance) });
@@ -113,7 +113,7 @@ export class BusCaller {
 
   /** Sends one MCP request to a service and returns the MCP result object, or throws a DmcpError. */
   call(service: string, method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<Record<string, unknown>> {
-    const nc = this.bus.nc;
+    const nc = this.nc;
     if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
     // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
     // (A durable request is queued once the bus is back, within its deadline.)
@@ -129,7 +129,7 @@ export class BusCaller {
     if (options.clientSession) request.client_session = options.clientSession;
     const token = (++this.sequence).toString(36);
     if (options.route) request.reply_to = `${this.inbox}.${token}`;
-    const data = encodeFor(this.bus, request, this.bus.security?.requestSeal(service));
+    const data = this.bus.codec.encode(request, this.bus.codec.requestSeal(service));
     if (data.byteLength > this.bus.maxPayload) {
       return Promise.reject(
         new DmcpError(ErrorCode.PayloadTooLarge, `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`),
@@ -183,14 +183,14 @@ export class BusCaller {
 
   /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */
   private publishCancel(service: string, correlationId: string, reason: string): void {
-    if (this.bus.nc.isClosed()) return;
+    if (this.nc.isClosed()) return;
     const envelope = createEnvelope(
       "context_update",
       { method: CANCEL_METHOD, params: { reason } },
       { sender: this.sender, correlationId },
     );
     try {
-      this.bus.nc.publish(subjects.cancel(service), encodeFor(this.bus, envelope));
+      this.nc.publish(subjects.cancel(service), this.bus.codec.encode(envelope));
     } catch (err) {
       this.bus.logger.debug({ err }, "could not publish a cancellation");
     }
@@ -249,7 +249,7 @@ export class BusCaller {
   }
 
   /** Settles a durable call with an answer read from the result store (its message on the wire was lost). */
-  deliverStored(correlationId: string, data: Uint8Array, stored: StoredAt): void {
+  deliverStored(correlationId: string, data: Uint8Array, stored: StorePosition): void {
     for (const [token, call] of this.pending) {
       if (call.correlationId === correlationId) this.onAnswer(token, call, data, RESULTS_BUCKET, stored);
     }
@@ -261,7 +261,7 @@ export class BusCaller {
 
   private subscribe(): void {
     if (this.subscription && !this.subscription.isClosed()) return;
-    this.subscription = this.bus.nc.subscribe(`${this.inbox}.*`, {
+    this.subscription = this.nc.subscribe(`${this.inbox}.*`, {
       callback: (err, msg) => {
         if (!err) this.onReply(msg);
       },
@@ -283,12 +283,12 @@ export class BusCaller {
     this.onAnswer(token, call, msg.data, msg.subject);
   }
 
-  private onAnswer(token: string, call: PendingCall, data: Uint8Array, subject: string, stored?: StoredAt): void {
-    const decoded = decodeFrom(this.bus, data, { receiver: this.sender, maxBytes: Number.POSITIVE_INFINITY, speaksFor: call.service, stored });
-    if (!decoded.ok && isSecurityRejection(decoded.error)) {
+  private onAnswer(token: string, call: PendingCall, data: Uint8Array, subject: string, stored?: StorePosition): void {
+    const decoded = this.bus.codec.decode(data, { receiver: this.sender, maxBytes: Number.POSITIVE_INFINITY, speaksFor: call.service, stored });
+    if (!decoded.ok && this.bus.codec.isRejection(decoded.error)) {
       // Not the executor's answer as far as we can tell: the call waits for one we can trust.
       this.bus.logger.warn({ err: decoded.error, service: call.service }, "rejected a reply");
-      reportRejected(this.bus, this.sender, decoded.error, { subject, service: call.service });
+      this.bus.reportError(this.sender, decoded.error, { subject, service: call.service });
       return;
     }
     if (!decoded.ok) {

@@ -4,8 +4,9 @@
  * them. Whoever uses a stream first checks what it captures and keeps: a stream made by someone else
  * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
  */
-import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
 import type { Logger } from "../util/logger.js";
+import { natsConnectionOf, type Bus } from "./connection.js";
 
 /** What a stream must be for dMCP to use it. */
 export interface StreamSpec {
@@ -106,7 +107,8 @@ export interface StreamWaitOptions {
  * The executors' and agents' way: resolves once every stream exists, each checked. Logs once that it
  * waits for a gateway to create them. Rejects with StreamConfigError for a stream with other settings.
  */
-export async function awaitStreams(jsm: JetStreamManager, specs: StreamSpec[], options: StreamWaitOptions): Promise<void> {
+export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: StreamWaitOptions): Promise<void> {
+  const jsm = await jetstreamManager(natsConnectionOf(bus));
   if (await streamsExist(jsm, specs)) return;
   logWaiting(specs, options);
   await pollStreams(jsm, specs, options.signal);
@@ -117,11 +119,12 @@ export async function awaitStreams(jsm: JetStreamManager, specs: StreamSpec[], o
  * other settings throws at once when it is there already, and goes to `onFatal` when it appears later.
  */
 export async function whenStreamsExist(
-  jsm: JetStreamManager,
+  bus: Bus,
   specs: StreamSpec[],
   begin: () => Promise<void>,
   options: StreamWaitOptions & { onFatal: (err: Error) => void },
 ): Promise<void> {
+  const jsm = await jetstreamManager(natsConnectionOf(bus));
   if (await streamsExist(jsm, specs)) return begin();
   logWaiting(specs, options);
   void pollStreams(jsm, specs, options.signal)
@@ -129,6 +132,20 @@ export async function whenStreamsExist(
     .catch((err: unknown) => {
       if (!options.signal?.aborted) options.onFatal(err instanceof Error ? err : new Error(String(err)));
     });
+}
+
+/**
+ * Whether the bus's server has JetStream for this connection's account (false when the server says it
+ * is not enabled). Throws when it cannot tell (a slow server, a denial).
+ */
+export async function hasJetStream(bus: Bus): Promise<boolean> {
+  try {
+    await jetstreamManager(natsConnectionOf(bus));
+    return true;
+  } catch (err) {
+    if ((err as Error).name === "JetStreamNotEnabled") return false;
+    throw err;
+  }
 }
 
 function logWaiting(specs: StreamSpec[], options: StreamWaitOptions): void {

@@ -1,8 +1,7 @@
 /** The bus connection of a `dmcp` command: the NATS server it finds, and advice that fits the command when that fails. */
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connectBus, type Bus } from "../bus/connection.js";
+import { connectBus, hasJetStream, type Bus } from "../bus/index.js";
 import { BusError, ErrorCode } from "../protocol/index.js";
-import type { MessageSecurity } from "../security/security.js";
+import type { MessageSecurity } from "../security/index.js";
 import type { Logger } from "../util/logger.js";
 import { natsConnection, natsTarget, type NatsTarget } from "./args.js";
 
@@ -43,16 +42,18 @@ function unreachableAdvice(command: BusCommand, target: NatsTarget): string {
 
 /** dMCP keeps its registry, context and durable calls in JetStream: a server without it is refused at once. */
 async function requireJetStream(bus: Bus, url: string, logger: Logger): Promise<void> {
+  let enabled: boolean;
   try {
-    await jetstreamManager(bus.nc);
+    enabled = await hasJetStream(bus);
   } catch (err) {
-    if ((err as Error).name === "JetStreamNotEnabled") {
-      throw new BusError(
-        ErrorCode.BusUnavailable,
-        `the NATS server at ${url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js), or enable JetStream for this NATS account.`,
-      );
-    }
-    // Anything else (a slow server, a denial) is left to the command's own first use of JetStream.
+    // No telling (a slow server, a denial): left to the command's own first use of JetStream.
     logger.debug({ err }, "could not check for JetStream");
+    return;
+  }
+  if (!enabled) {
+    throw new BusError(
+      ErrorCode.BusUnavailable,
+      `the NATS server at ${url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js), or enable JetStream for this NATS account.`,
+    );
   }
 }

@@ -2,7 +2,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as z from "zod";
-import type { ContextRetention } from "../bus/context-streams.js";
+import type { ContextRetention } from "../bus/index.js";
 import { formatIssues } from "../protocol/index.js";
 import { AccessPolicy, PolicySchema } from "../gateway/access/policy.js";
 import { parseDuration, parseSize } from "./args.js";

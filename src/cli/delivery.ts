@@ -1,7 +1,6 @@
 /** Durable delivery settings of an executor, from `dmcp wrap` flags or a config file's server entry. */
 import * as z from "zod";
-import type { DurableSettings } from "../bus/durable/work-queue.js";
-import type { DeliveryOptions, ToolRule } from "../bus/durable/delivery-plan.js";
+import type { DeliveryOptions, DurableSettings, ToolRule } from "../bus/index.js";
 import { parseDuration, parsePositiveInt, UsageError } from "./args.js";
 
 const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 500ms, 30s or 15m")]);

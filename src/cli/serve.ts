@@ -2,13 +2,12 @@
 import { resolve } from "node:path";
 import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
-import type { Bus } from "../bus/connection.js";
-import type { ContextRetention } from "../bus/context-streams.js";
+import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
 import { serveProbes } from "../metrics/server.js";
 import { Executor } from "../executor/index.js";
 import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
-import { GatewayMonitor } from "../../adapters/inbound/dashboard/monitor.js";
+import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/logger.js";
 import { deliveryFromConfig } from "./delivery.js";
 import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";

@@ -2,7 +2,7 @@
  * The caller's identity at the executor: passed on to the upstream in `_meta` (when asked) so the
  * server can decide per caller, and written to the audit log. The raw token never reaches the log.
  */
-import type { RequestHandler } from "../bus/endpoint.js";
+import type { RequestHandler } from "../bus/index.js";
 import { isDmcpError, type Caller } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 

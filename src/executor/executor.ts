@@ -3,16 +3,26 @@
  * server, keeps that server alive (restart with backoff), and announces what it offers.
  */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../bus/connection.js";
-import { ServiceDiscovery } from "../bus/nats-services.js";
-import { ServiceEndpoint, type RequestContext, type RequestHandler } from "../bus/endpoint.js";
+import {
+  DEFAULT_DURABLE_SETTINGS,
+  DurableWorker,
+  InstancePresence,
+  NatsServicesEndpoint,
+  planDelivery,
+  REGISTRY_STREAM,
+  ServiceEndpoint,
+  usesDurable,
+  whenStreamsExist,
+  WORK_STREAMS,
+  type Bus,
+  type DeliveryOptions,
+  type RequestContext,
+  type RequestHandler,
+} from "../bus/index.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/index.js";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { InstancePresence, REGISTRY_STREAM } from "../bus/registry.js";
-import { whenStreamsExist } from "../bus/streams.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
 import {
@@ -32,9 +42,6 @@ import {
 } from "./upstream/index.js";
 import { ProgressRelay } from "./progress.js";
 import { audited, withCallerMeta } from "./caller-identity.js";
-import { DurableWorker } from "../bus/durable/durable-worker.js";
-import { DEFAULT_DURABLE_SETTINGS, WORK_STREAMS } from "../bus/durable/work-queue.js";
-import { planDelivery, usesDurable, type DeliveryOptions } from "../bus/durable/delivery-plan.js";
 import { META_ATTEMPT, META_CORRELATION_ID, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "../protocol/index.js";
 import { executorRequest, type ExecutorRequest } from "./request.js";
 import { UpstreamSessions } from "./sessions.js";
@@ -91,7 +98,7 @@ export class Executor {
   private readonly supervisor: UpstreamSupervisor;
   private readonly presence: InstancePresence;
   private readonly endpoint: ServiceEndpoint;
-  private readonly discovery: ServiceDiscovery;
+  private readonly natsServices: NatsServicesEndpoint;
   private readonly worker: DurableWorker | undefined;
   private readonly progress = new ProgressRelay();
   private readonly sessions: UpstreamSessions;
@@ -158,7 +165,7 @@ export class Executor {
           metrics: options.metrics,
         })
       : undefined;
-    this.discovery = new ServiceDiscovery(options.bus, {
+    this.natsServices = new NatsServicesEndpoint(options.bus, {
       name: this.service,
       id: this.instance,
       version: CLIENT_INFO.version,
@@ -259,10 +266,10 @@ export class Executor {
     // Subscribed before announced: a gateway that sees the announcement can call at once.
     try {
       await this.endpoint.start();
-      this.discovery.start();
+      this.natsServices.start();
       // Announced, and taking durable work, once a gateway has made the streams: at once if it has.
       const streams = [REGISTRY_STREAM, ...(this.worker ? WORK_STREAMS : [])];
-      await whenStreamsExist(await jetstreamManager(this.options.bus.nc), streams, () => this.join(), {
+      await whenStreamsExist(this.options.bus, streams, () => this.join(), {
         logger: this.logger,
         signal: this.joinAbort.signal,
         who: `executor ${this.service}`,
@@ -270,7 +277,7 @@ export class Executor {
       });
     } catch (err) {
       // Refused by the bus (e.g. the NATS user may not serve this service): leave nothing running.
-      this.discovery.stop();
+      this.natsServices.stop();
       await this.worker?.stop(0);
       await this.endpoint.stop(0);
       await this.lane.stop();
@@ -309,7 +316,7 @@ export class Executor {
 
   private async shutdown(): Promise<void> {
     const draining = Promise.all([this.endpoint.stop(this.options.stopGraceMs), this.worker?.stop(this.options.stopGraceMs)]);
-    this.discovery.stop();
+    this.natsServices.stop();
     await this.presence.stop();
     await draining;
     this.listen.end();

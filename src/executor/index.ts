@@ -22,4 +22,4 @@ export {
   type UpstreamRequestOptions,
   type UpstreamTransport,
 } from "./upstream/index.js";
-export { patternMatcher, planDelivery, usesDurable, type DeliveryChoice, type DeliveryOptions, type ToolRule } from "../bus/durable/delivery-plan.js";
+export { patternMatcher, planDelivery, usesDurable, type DeliveryChoice, type DeliveryOptions, type ToolRule } from "../bus/index.js";

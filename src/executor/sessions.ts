@@ -4,8 +4,7 @@
  * server-to-client requests (sampling, elicitation, roots), log messages and resource updates can go
  * back to that client only, across the bus to the gateway instance that holds it.
  */
-import type { Bus } from "../bus/connection.js";
-import { decodeFrom, encodeFor } from "../security/codec.js";
+import type { Bus } from "../bus/index.js";
 import {
   createEnvelope,
   DmcpError,
@@ -218,7 +217,7 @@ export class UpstreamSessions {
     const { bus, instance, service } = this.options;
     const update = createEnvelope("context_update", { method, params, data: { service } }, { sender: instance, sessionId: session.sessionId });
     try {
-      bus.nc.publish(subjects.gatewaySession(session.client.gateway), encodeFor(bus, update));
+      bus.publish(subjects.gatewaySession(session.client.gateway), update);
     } catch (err) {
       this.options.logger.debug({ err, method }, "could not send a session notification to the gateway");
     }
@@ -240,11 +239,11 @@ export class UpstreamSessions {
     });
     let reply;
     try {
-      reply = await bus.nc.request(subjects.gatewaySession(session.client.gateway), encodeFor(bus, request), { timeout: timeoutMs });
+      reply = await bus.request(subjects.gatewaySession(session.client.gateway), request, { timeoutMs });
     } catch (cause) {
       throw new DmcpError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
     }
-    const decoded = decodeFrom(bus, reply.data, { receiver: instance, maxBytes: Number.POSITIVE_INFINITY });
+    const decoded = bus.codec.decode(reply.data, { receiver: instance, maxBytes: Number.POSITIVE_INFINITY });
     if (!decoded.ok) throw decoded.error;
     const envelope = decoded.envelope;
     if (envelope.type === "prompt_response") return envelope.payload.result;

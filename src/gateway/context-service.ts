@@ -4,9 +4,7 @@
  * topic's history. It takes part in aggregation like any other service, so its names follow the same
  * collision rules.
  */
-import type { Subscription } from "@nats-io/transport-node";
-import { ContextStreams, type ContextEntry, type ContextRetention } from "../bus/context-streams.js";
-import type { Bus } from "../bus/connection.js";
+import { ContextStreams, type Bus, type BusSubscription, type ContextEntry, type ContextRetention } from "../bus/index.js";
 import {
   contextUri,
   DmcpError,
@@ -18,8 +16,6 @@ import {
   type Catalog,
 } from "../protocol/index.js";
 import type { Logger } from "../util/logger.js";
-import { reportRejected } from "../security/codec.js";
-import { isSecurityRejection } from "../security/security.js";
 
 /** The reserved service name of the gateway's own tools and resources. */
 export const GATEWAY_SERVICE = "dmcp";
@@ -40,7 +36,7 @@ export class ContextService {
   private readonly topics = new Set<string>();
   private readonly listeners = new Set<(topic: string) => void>();
   private readonly topicListeners = new Set<() => void>();
-  private watcher: Subscription | undefined;
+  private watcher: BusSubscription | undefined;
 
   constructor(private readonly options: ContextServiceOptions) {
     this.streams = new ContextStreams(options.bus, options.sender);
@@ -55,7 +51,7 @@ export class ContextService {
       (bad) => {
         this.options.logger.warn({ subject: bad.subject, err: bad.error }, "malformed context update on the bus");
         this.options.bus.dropped("context", bad.error.code.toLowerCase());
-        if (isSecurityRejection(bad.error)) reportRejected(this.options.bus, this.options.sender, bad.error, { subject: bad.subject });
+        if (this.options.bus.codec.isRejection(bad.error)) this.options.bus.reportError(this.options.sender, bad.error, { subject: bad.subject });
       },
     );
     for (const topic of (await this.streams.topics()).keys()) this.topics.add(topic);

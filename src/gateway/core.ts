@@ -6,8 +6,7 @@
  */
 import type { Registry } from "prom-client";
 import { Counter } from "prom-client";
-import type { Bus } from "../bus/connection.js";
-import type { ContextRetention } from "../bus/context-streams.js";
+import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Logger } from "../util/logger.js";
 import { AccessControl } from "./access/access-control.js";
 import type { CallerAccess } from "./access/policy.js";

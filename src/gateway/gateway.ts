@@ -1,8 +1,6 @@
 /** The gateway: one core, any number of client sessions from any inbound transport. */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../bus/connection.js";
-import type { ContextRetention } from "../bus/context-streams.js";
-import { instrumentBus } from "../bus/connection.js";
+import { instrumentBus, type Bus, type ContextRetention } from "../bus/index.js";
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/registry.js";
 import type { Logger } from "../util/logger.js";

@@ -4,4 +4,3 @@ export { CurveKey, KeyError, SigningKey, readSeedFile, isCurvePublicKey, isSigni
 export { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard, type StoredAt } from "./replay.js";
 export { SEALED_FIELDS, type SealInfo } from "./seal.js";
 export { appendSignature, splitSignature, SIGNATURE_TAIL_LENGTH } from "./signature.js";
-export { decodeFrom, encodeFor, reportRejected } from "./codec.js";

@@ -6,6 +6,7 @@
  */
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+// The one @nats-io package outside src/bus: nkeys is key encoding and crypto only, no I/O, no connection.
 import { createCurve, createUser, fromCurveSeed, fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
 
 export class KeyError extends Error {

@@ -1,8 +1,9 @@
 /**
  * The message security of one process (PROTOCOL.md §14): it signs what the process sends, verifies
  * what it receives against the keys it trusts, rejects replays, and seals and opens the payloads of
- * calls. It lives on the Bus (`bus.security`), so every encode and decode point of the bus modules
- * applies it without further wiring.
+ * calls. It is the codec of the bus it is given to (`connectBus({ security })`: it has the shape of
+ * the bus's EnvelopeCodec, src/bus/codec.ts), so every encode and decode point of the bus modules
+ * applies it without further wiring; it does not know the bus.
  */
 import { Counter, type Registry } from "prom-client";
 import {
@@ -14,7 +15,7 @@ import {
   validateEnvelope,
   type Envelope,
 } from "../protocol/index.js";
-import { shared } from "../metrics/registry.js";
+import { shared } from "../metrics/index.js";
 import { CurveKey, isCurvePublicKey, isSigningPublicKey, KeyError, SigningKey, verifySignature } from "./keys.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard, type StoredAt } from "./replay.js";
 import { openEnvelope, sealEnvelope, type SealInfo } from "./seal.js";
@@ -159,6 +160,11 @@ export class MessageSecurity {
   learnSealKey(service: string, publicKey: string | undefined): void {
     if (publicKey !== undefined && isCurvePublicKey(publicKey)) this.announcedSealTo.set(service, publicKey);
     else this.announcedSealTo.delete(service);
+  }
+
+  /** Whether a failed decode is this security's rejection (see isSecurityRejection), not a malformed message. */
+  isRejection(error: DmcpError): boolean {
+    return isSecurityRejection(error);
   }
 
   /**

@@ -1,11 +1,11 @@
 /**
  * W3C trace context across the hops: MCP `_meta` (traceparent/tracestate) and HTTP headers on the
- * client side, NATS headers on the bus, `_meta` again towards the upstream MCP server. The W3C
- * propagator is used directly, so trace ids travel even when no tracing SDK is set up.
+ * client side, NATS headers on the bus (src/bus/trace-headers.ts puts these fields there), `_meta`
+ * again towards the upstream MCP server. The W3C propagator is used directly, so trace ids travel
+ * even when no tracing SDK is set up.
  */
 import { context as otelContext, ROOT_CONTEXT, trace, type Context, type Span, type SpanKind, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 
 const propagator = new W3CTraceContextPropagator();
 const FIELDS = ["traceparent", "tracestate"] as const;
@@ -35,22 +35,21 @@ export function withTraceMeta(params: Record<string, unknown> | undefined, ctx: 
   return { ...(params ?? {}), _meta: meta };
 }
 
-/** NATS headers carrying the context, or undefined when there is none to carry. */
-export function natsHeadersFor(ctx: Context): MsgHdrs | undefined {
+/** The W3C fields (traceparent, tracestate) that carry the context, or undefined when there is none to carry. */
+export function traceFields(ctx: Context): Record<string, string> | undefined {
   const carrier: Carrier = {};
   propagator.inject(ctx, carrier, setter);
   if (!carrier.traceparent) return undefined;
-  const headers = natsHeaders();
-  for (const field of FIELDS) if (typeof carrier[field] === "string") headers.set(field, carrier[field] as string);
-  return headers;
+  const fields: Record<string, string> = {};
+  for (const field of FIELDS) if (typeof carrier[field] === "string") fields[field] = carrier[field] as string;
+  return fields;
 }
 
-/** The context carried by a NATS message's headers. */
-export function contextFromNats(headers: MsgHdrs | undefined): Context {
-  if (!headers) return ROOT_CONTEXT;
+/** The context carried by the W3C fields that `get` reads (e.g. from a bus message's headers). */
+export function contextFromFields(get: (field: string) => string | undefined): Context {
   const carrier: Carrier = {};
   for (const field of FIELDS) {
-    const value = headers.get(field);
+    const value = get(field);
     if (value) carrier[field] = value;
   }
   return propagator.extract(ROOT_CONTEXT, carrier, getter);

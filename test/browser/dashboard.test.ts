@@ -139,7 +139,7 @@ describe("dashboard in a browser", () => {
     const report = createEnvelope("error_notification", errorPayload(new DmcpError(ErrorCode.InvalidEnvelope, "invalid envelope: payload.method: expected string")), {
       sender: "probe-agent",
     });
-    bus.nc.publish(subjects.errors("probe-agent"), encodeEnvelope(report));
+    bus.publish(subjects.errors("probe-agent"), encodeEnvelope(report));
     await eventually(async () => (await count('#errors tr[data-error]:has-text("probe-agent")')) === 1);
     expect(await page.locator('#errors tr[data-error]:has-text("probe-agent")').innerText()).toContain("INVALID_ENVELOPE");
     await eventually(async () => (await count('#traffic tr[data-type="error_notification"]:has-text("dmcp.v1.err.probe-agent")')) === 1);

@@ -1,4 +1,5 @@
 /** Test helpers: a real nats-server per test file, on a random loopback port. */
+import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { connectBus } from "../../src/bus/connection.js";
 import { startNatsServer, type EmbeddedNats, type EmbeddedNatsOptions } from "../../src/bus/nats-server.js";
 import { provisionStreams } from "../../src/gateway/provision.js";
@@ -32,4 +33,12 @@ export async function provisionTestStreams(url: string): Promise<void> {
   } finally {
     await bus.drain();
   }
+}
+
+/**
+ * A NATS connection of the test's own, for what no dMCP component does and so the bus does not offer:
+ * JetStream and KV used directly, NATS statuses, a subscription to everything. Drain it in afterAll.
+ */
+export function connectRawNats(url: string, options: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
+  return connect({ servers: url, name: "test-raw", ...options });
 }

@@ -1,28 +1,18 @@
 /**
- * What the live dashboard shows, gathered cheaply inside the gateway process: the registry's services
- * and replicas, the gateway's calls in flight and its failed calls, `error_notification`s on the bus,
- * and the dMCP traffic the gateway sends and receives (metadata only, never payloads).
- *
- * Why the traffic comes from a tap on the gateway's own bus, and not from a subscription to
- * `dmcp.v1.>`: NATS answers a request with "no responders" only when nothing at all subscribes to its
- * subject. A wildcard subscription on the request subjects would count as a responder, and every
- * caller on the bus (this gateway, other gateways, agents) would wait for its deadline instead of
- * getting NO_RESPONDERS at once. So the monitor listens where listening changes nothing: it wraps
- * the connection it hands to the gateway (requests out, replies in, the heartbeats and context updates
- * the gateway subscribes to anyway) and holds one subscription of its own, to `dmcp.v1.err.>`, which
- * nothing else reads. Requests between other callers and executors are not seen.
- *
- * Cost: with no dashboard client watching, traffic is neither parsed nor kept (a flag test per
- * message); while one watches, each message's top-level envelope fields are read by a byte scanner
- * that never builds the payload. Every buffer is bounded.
+ * The dashboard's model: what the live dashboard shows, gathered cheaply inside the gateway process.
+ * The registry's services and replicas and the gateway's calls in flight and failed come from the
+ * gateway itself; the dMCP traffic the gateway sends and receives (metadata only, never payloads) and
+ * the `error_notification`s on the bus come from the traffic tap (traffic-tap.ts). Views are kept in
+ * bounded rings and sent to watchers in batches.
  */
-import type { Msg, NatsConnection, Payload, PublishOptions, Subscription, SubscriptionOptions } from "@nats-io/transport-node";
-import type { Bus } from "../../../src/bus/connection.js";
-import { decodeEnvelope, isDmcpError, SUBJECT_ROOT, subjects, ErrorCode } from "../../../src/protocol/index.js";
+import type { Bus, BusSubscription } from "../../../src/bus/index.js";
+import { isDmcpError, ErrorCode } from "../../../src/protocol/index.js";
 import type { Logger } from "../../../src/util/logger.js";
-import { NAME_SEPARATOR } from "../../../src/gateway/catalog/catalog.js";
-import type { GatewayCore } from "../../../src/gateway/core.js";
-import type { Gateway } from "../../../src/gateway/gateway.js";
+import { NAME_SEPARATOR, type Gateway, type GatewayCore } from "../../../src/gateway/index.js";
+import { clip } from "./clip.js";
+import type { EnvelopeMeta } from "./envelope-scanner.js";
+import { Ring } from "./ring.js";
+import { TrafficTap, type BusErrorReport } from "./traffic-tap.js";
 
 export interface MonitorOptions {
   /** The gateway's bus. The gateway must be given `monitor.bus` (the same connection, tapped). */
@@ -145,20 +135,14 @@ export interface MonitorUpdate {
   gateway?: GatewayStatus;
 }
 
-const ROOT_PREFIX = `${SUBJECT_ROOT}.`;
-const ERRORS_PREFIX = subjects.errorsAll().slice(0, -1);
-/** Reply subjects of requests still waiting, so their answers can be listed (bounded: calls may never be answered). */
-const MAX_AWAITED_REPLIES = 2000;
 const MAX_TRACKED_CALLS = 1000;
-/** error_notifications larger than this are not parsed for their message. */
-const MAX_ERROR_BYTES = 64 * 1024;
-const TEXT_LIMIT = 300;
 
 export class GatewayMonitor {
   /** The bus to give the gateway: the same connection, with its dMCP traffic reported here. */
   readonly bus: Bus;
-  /** The same connection untapped, for the monitor's own subscription. */
+  /** The same connection untapped, for the tap's own subscription. */
   private readonly raw: Bus;
+  private readonly tap: TrafficTap;
   private readonly logger: Logger;
   private readonly trafficLimit: number;
   private readonly errorLimit: number;
@@ -166,7 +150,6 @@ export class GatewayMonitor {
   private readonly traffic: Ring<TrafficEntry>;
   private readonly errors: Ring<ErrorEntry>;
   private readonly watchers = new Set<(update: MonitorUpdate) => void>();
-  private readonly awaitedReplies = new Set<string>();
   private readonly calls = new Map<number, CallView>();
   private readonly perService = new Map<string, { calls: number; failed: number }>();
   private readonly counters: Counters = { calls: 0, ok: 0, failed: 0, cancelled: 0, inflight: 0, busMessages: 0, busBytes: 0, malformed: 0, busErrors: 0, dropped: 0 };
@@ -177,7 +160,7 @@ export class GatewayMonitor {
   private seq = 0;
   private callSeq = 0;
   private gateway: Gateway | undefined;
-  private errorSub: Subscription | undefined;
+  private errorSub: BusSubscription | undefined;
   private timer: NodeJS.Timeout | undefined;
   private detach: (() => void) | undefined;
 
@@ -189,18 +172,24 @@ export class GatewayMonitor {
     this.traffic = new Ring(this.trafficLimit);
     this.errors = new Ring(this.errorLimit);
     this.raw = options.bus;
-    this.bus = { ...options.bus, nc: this.tap(options.bus.nc) };
+    this.tap = new TrafficTap({
+      watching: () => this.watching,
+      count: (bytes) => this.count(bytes),
+      record: (dir, subject, size, meta) => this.record(dir, subject, size, meta),
+      busError: (report) => this.onBusError(report),
+      unreadable: (err) => {
+        this.counters.malformed++;
+        this.logger.debug({ err }, "monitor: ignoring a message it could not read");
+      },
+    });
+    this.bus = options.bus.tapped(this.tap);
   }
 
   /** Starts watching a gateway built on `this.bus`: its calls, its registry, and errors on the bus. */
   attach(gateway: Gateway): void {
     this.gateway = gateway;
     this.detach = this.observeCalls(gateway.core);
-    this.errorSub = this.raw.nc.subscribe(subjects.errorsAll(), {
-      callback: (err, msg) => {
-        if (!err) this.safely(() => this.onBusError(msg));
-      },
-    });
+    this.errorSub = this.tap.watchErrors(this.raw);
   }
 
   stop(): void {
@@ -249,106 +238,11 @@ export class GatewayMonitor {
     };
   }
 
-  // --- the bus tap ---------------------------------------------------------------------------------
+  // --- what the traffic tap reports ----------------------------------------------------------------
 
-  /**
-   * The gateway's connection with `publish` and callback `subscribe` wrapped; everything else is the
-   * connection itself. A proxy, so the gateway and the JetStream/KV clients built on it see the real
-   * connection's API, whatever nats.js adds to it.
-   */
-  private tap(nc: NatsConnection): NatsConnection {
-    const publish = (subject: string, payload?: Payload, options?: PublishOptions): void => {
-      nc.publish(subject, payload, options);
-      // After sending: the tap never delays or breaks what the gateway sends.
-      this.safely(() => this.onSent(subject, payload, options?.reply));
-    };
-    const subscribe = (subject: string, options?: SubscriptionOptions): Subscription => {
-      const callback = options?.callback;
-      if (!callback) return nc.subscribe(subject, options);
-      return nc.subscribe(subject, {
-        ...options,
-        callback: (err, msg) => {
-          callback(err, msg);
-          if (!err) this.safely(() => this.onReceived(msg));
-        },
-      });
-    };
-    const bound = new Map<PropertyKey, unknown>();
-    return new Proxy(nc, {
-      get(target, property) {
-        if (property === "publish") return publish;
-        if (property === "subscribe") return subscribe;
-        const value: unknown = Reflect.get(target, property);
-        if (typeof value !== "function") return value;
-        let fn = bound.get(property);
-        if (!fn) bound.set(property, (fn = (value as (...args: unknown[]) => unknown).bind(target)));
-        return fn;
-      },
-    });
-  }
-
-  private onSent(subject: string, payload: Payload | undefined, reply: string | undefined): void {
-    // The monitor's own subscription reports what goes to dmcp.v1.err.>, whoever sent it.
-    if (!subject.startsWith(ROOT_PREFIX) || subject.startsWith(ERRORS_PREFIX)) return;
-    const data = typeof payload === "string" ? new TextEncoder().encode(payload) : (payload ?? new Uint8Array());
-    this.count(data.byteLength);
-    if (!this.watching) return;
-    const meta = scanEnvelope(data);
-    this.record("out", subject, data.byteLength, meta);
-    if (reply && meta?.type === "prompt_request") {
-      if (this.awaitedReplies.size >= MAX_AWAITED_REPLIES) this.awaitedReplies.delete(this.awaitedReplies.values().next().value!);
-      this.awaitedReplies.add(reply);
-    }
-  }
-
-  private onReceived(msg: Msg): void {
-    const subject = msg.subject;
-    if (subject.startsWith(ERRORS_PREFIX)) return; // reported by the monitor's own subscription
-    if (subject.startsWith(ROOT_PREFIX)) {
-      // A JetStream delivery (a context replay) is stored history, not live traffic.
-      if (msg.reply?.startsWith("$JS.")) return;
-      this.count(msg.data.byteLength);
-      if (this.watching) this.record("in", subject, msg.data.byteLength, scanEnvelope(msg.data));
-      return;
-    }
-    if (!this.awaitedReplies.has(subject)) return;
-    this.count(msg.data.byteLength);
-    if (!this.watching) return;
-    if (msg.headers?.hasError && msg.headers.code === 503) {
-      this.awaitedReplies.delete(subject);
-      this.push({ seq: ++this.seq, time: Date.now(), dir: "in", subject, type: "no_responders", sender: "nats-server", size: msg.data.byteLength, correlationId: "" });
-      return;
-    }
-    const meta = scanEnvelope(msg.data);
-    if (meta?.type === "prompt_response" || meta?.type === "error_notification") this.awaitedReplies.delete(subject);
-    this.record("in", subject, msg.data.byteLength, meta);
-  }
-
-  private onBusError(msg: Msg): void {
-    const subject = clip(msg.subject);
-    this.count(msg.data.byteLength);
+  private onBusError(report: BusErrorReport): void {
     this.counters.busErrors++;
-    const decoded = decodeEnvelope(msg.data, MAX_ERROR_BYTES);
-    const time = Date.now();
-    let entry: ErrorEntry;
-    if (decoded.ok && decoded.envelope.type === "error_notification") {
-      const { payload } = decoded.envelope;
-      entry = {
-        seq: ++this.seq,
-        time,
-        source: "bus",
-        code: clip(payload.code),
-        message: clip(payload.message),
-        sender: clip(decoded.envelope.sender_id),
-        subject,
-        ...(decoded.envelope.correlation_id ? { correlationId: clip(decoded.envelope.correlation_id) } : {}),
-      };
-    } else {
-      const message = decoded.ok ? `expected an error_notification, got ${decoded.envelope.type}` : decoded.error.message;
-      entry = { seq: ++this.seq, time, source: "bus", code: decoded.ok ? ErrorCode.InvalidEnvelope : decoded.error.code, message: clip(message), subject };
-    }
-    this.addError(entry);
-    if (this.watching) this.record("in", msg.subject, msg.data.byteLength, scanEnvelope(msg.data));
+    this.addError({ seq: ++this.seq, time: Date.now(), source: "bus", ...report });
   }
 
   private count(bytes: number): void {
@@ -546,15 +440,6 @@ export class GatewayMonitor {
     this.lastSent = { counters: "", services: "", gateway: "" };
   }
 
-  /** Nothing the monitor does may break the gateway: a bad message is counted, logged at debug, dropped. */
-  private safely(work: () => void): void {
-    try {
-      work();
-    } catch (err) {
-      this.counters.malformed++;
-      this.logger.debug({ err }, "monitor: ignoring a message it could not read");
-    }
-  }
 }
 
 function targetOf(method: string, params: Record<string, unknown>): string {
@@ -562,152 +447,4 @@ function targetOf(method: string, params: Record<string, unknown>): string {
   const source = method === "completion/complete" ? ref : params;
   const value = source.name ?? source.uri;
   return typeof value === "string" ? value : "";
-}
-
-function clip(text: string, limit = TEXT_LIMIT): string {
-  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
-}
-
-/** A fixed-size buffer keeping the newest items. */
-export class Ring<T> {
-  private readonly items: (T | undefined)[];
-  private next = 0;
-  private size = 0;
-
-  constructor(readonly capacity: number) {
-    this.items = new Array<T | undefined>(capacity);
-  }
-
-  push(item: T): void {
-    this.items[this.next] = item;
-    this.next = (this.next + 1) % this.capacity;
-    this.size = Math.min(this.size + 1, this.capacity);
-  }
-
-  /** Oldest first. */
-  toArray(): T[] {
-    const start = (this.next - this.size + this.capacity) % this.capacity;
-    const out: T[] = [];
-    for (let i = 0; i < this.size; i++) out.push(this.items[(start + i) % this.capacity]!);
-    return out;
-  }
-}
-
-// --- reading an envelope's metadata without parsing its payload ---------------------------------------
-
-/** The top-level string fields of an envelope the traffic view shows. */
-export interface EnvelopeMeta {
-  type?: string;
-  sender_id?: string;
-  correlation_id?: string;
-}
-
-const WANTED_KEYS: ReadonlySet<string> = new Set(["type", "sender_id", "correlation_id"]);
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const OPEN_OBJECT = 0x7b;
-const CLOSE_OBJECT = 0x7d;
-const OPEN_ARRAY = 0x5b;
-const CLOSE_ARRAY = 0x5d;
-const utf8 = new TextDecoder();
-
-/**
- * Reads `type`, `sender_id` and `correlation_id` from the top level of a JSON object, skipping every
- * other value (the payload) byte by byte without decoding or allocating it. Returns undefined when the
- * bytes are not a JSON object; never throws. Values are not validated: this is for display.
- */
-export function scanEnvelope(bytes: Uint8Array): EnvelopeMeta | undefined {
-  const meta: Record<string, string> = {};
-  let found = 0;
-  let i = skipSpace(bytes, 0);
-  if (bytes[i] !== OPEN_OBJECT) return undefined;
-  i = skipSpace(bytes, i + 1);
-  if (bytes[i] === CLOSE_OBJECT) return meta;
-  for (;;) {
-    if (bytes[i] !== QUOTE) return undefined;
-    const keyEnd = stringEnd(bytes, i);
-    if (keyEnd < 0) return undefined;
-    // Wanted keys are short ASCII: longer keys are skipped without being decoded.
-    const key = keyEnd - i <= 32 ? String.fromCharCode(...bytes.subarray(i + 1, keyEnd - 1)) : "";
-    i = skipSpace(bytes, keyEnd);
-    if (bytes[i] !== COLON) return undefined;
-    i = skipSpace(bytes, i + 1);
-    const valueEnd = skipValue(bytes, i);
-    if (valueEnd <= i) return undefined;
-    if (WANTED_KEYS.has(key) && bytes[i] === QUOTE && !(key in meta)) {
-      meta[key] = readString(bytes, i, valueEnd);
-      // The fields this package writes after the payload (correlation_id) end the scan early when found.
-      if (++found === WANTED_KEYS.size) return meta;
-    }
-    i = skipSpace(bytes, valueEnd);
-    if (bytes[i] === CLOSE_OBJECT) return meta;
-    if (bytes[i] !== COMMA) return undefined;
-    i = skipSpace(bytes, i + 1);
-  }
-}
-
-function skipSpace(bytes: Uint8Array, i: number): number {
-  while (i < bytes.length) {
-    const b = bytes[i];
-    if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) break;
-    i++;
-  }
-  return i;
-}
-
-/** Index just past the closing quote of the string opening at `start`, or -1. */
-function stringEnd(bytes: Uint8Array, start: number): number {
-  let from = start + 1;
-  for (;;) {
-    const quote = bytes.indexOf(QUOTE, from);
-    if (quote < 0) return -1;
-    let backslashes = 0;
-    for (let k = quote - 1; k > start && bytes[k] === BACKSLASH; k--) backslashes++;
-    if (backslashes % 2 === 0) return quote + 1;
-    from = quote + 1;
-  }
-}
-
-/** Index just past the JSON value starting at `i`, or -1. */
-function skipValue(bytes: Uint8Array, i: number): number {
-  const first = bytes[i];
-  if (first === QUOTE) return stringEnd(bytes, i);
-  if (first === OPEN_OBJECT || first === OPEN_ARRAY) {
-    let depth = 0;
-    while (i < bytes.length) {
-      const b = bytes[i];
-      if (b === QUOTE) {
-        i = stringEnd(bytes, i);
-        if (i < 0) return -1;
-        continue;
-      }
-      if (b === OPEN_OBJECT || b === OPEN_ARRAY) depth++;
-      else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
-        depth--;
-        if (depth === 0) return i + 1;
-      }
-      i++;
-    }
-    return -1;
-  }
-  // A number, true, false or null: up to the next delimiter.
-  const start = i;
-  while (i < bytes.length) {
-    const b = bytes[i];
-    if (b === COMMA || b === CLOSE_OBJECT || b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) break;
-    i++;
-  }
-  return i > start && i < bytes.length ? i : -1;
-}
-
-/** Decodes a JSON string for display. Ids are at most 256 characters; longer values are cut, raw. */
-function readString(bytes: Uint8Array, start: number, end: number): string {
-  if (end - start > 1024) return `${utf8.decode(bytes.subarray(start + 1, start + 256))}…`;
-  try {
-    return clip(JSON.parse(utf8.decode(bytes.subarray(start, end))) as string, 256);
-  } catch {
-    return "?";
-  }
 }

@@ -8,7 +8,7 @@
  * queue group) dead-letters the request and removes it from the work stream.
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders, type Subscription } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   createEnvelope,
   decodeEnvelope,
@@ -21,7 +21,7 @@ import {
   subjects,
   WORK_STREAM,
 } from "../../protocol/index.js";
-import type { Bus } from "../connection.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { deliveryOutcomes, type DeliveryOutcome, type ResultStore } from "./result-store.js";
 
 /**
@@ -78,6 +78,7 @@ export interface DeadRequest {
 }
 
 export class DeadLetters {
+  private readonly nc: NatsConnection;
   private readonly js: JetStreamClient;
   private jsm: JetStreamManager | undefined;
   private subscription: Subscription | undefined;
@@ -87,7 +88,8 @@ export class DeadLetters {
     private readonly sender: string,
     private readonly results: ResultStore,
   ) {
-    this.js = jetstream(bus.nc);
+    this.nc = natsConnectionOf(bus);
+    this.js = jetstream(this.nc);
   }
 
   /**
@@ -108,11 +110,11 @@ export class DeadLetters {
     if (request.correlationId) {
       const answer = encodeEnvelope(createEnvelope("error_notification", payload, { sender: this.sender, correlationId: request.correlationId }));
       const settled = await this.results.settle(request.service, request.correlationId, answer);
-      if (request.replyTo) this.bus.nc.publish(request.replyTo, settled.answer);
+      if (request.replyTo) this.nc.publish(request.replyTo, settled.answer);
     }
     if (options.report ?? true) {
       const report = createEnvelope("error_notification", payload, { sender: this.sender, ...(request.correlationId ? { correlationId: request.correlationId } : {}) });
-      this.bus.nc.publish(subjects.errors(this.sender), encodeEnvelope(report));
+      this.nc.publish(subjects.errors(this.sender), encodeEnvelope(report));
     }
     this.bus.logger.warn({ service: request.service, correlationId: request.correlationId, deliveries: request.deliveries, code: error.code }, "durable request dead-lettered");
   }
@@ -120,7 +122,7 @@ export class DeadLetters {
   /** Takes the work stream's max-deliveries advisories, in one queue group with every other watcher. */
   watch(): void {
     if (this.subscription) return;
-    this.subscription = this.bus.nc.subscribe(subjects.maxDeliveriesAdvisory(), {
+    this.subscription = this.nc.subscribe(subjects.maxDeliveriesAdvisory(), {
       queue: "dmcp-dead-letters",
       callback: (err, msg) => {
         if (err) return;
@@ -139,7 +141,7 @@ export class DeadLetters {
     const advisory = JSON.parse(new TextDecoder().decode(data)) as { stream?: unknown; stream_seq?: unknown; deliveries?: unknown };
     if (advisory.stream !== WORK_STREAM || typeof advisory.stream_seq !== "number") return;
     const seq = advisory.stream_seq;
-    this.jsm ??= await jetstreamManager(this.bus.nc);
+    this.jsm ??= await jetstreamManager(this.nc);
     const stored = await this.jsm.streams.getMessage(WORK_STREAM, { seq }).catch(() => null);
     if (!stored) return; // already handled
     const target = parseWorkSubject(stored.subject);
@@ -152,7 +154,7 @@ export class DeadLetters {
     const answered = correlationId && target ? await this.results.get(target.service, correlationId) : undefined;
     if (answered) {
       // The last attempt finished and stored its answer; only its acknowledgement was lost.
-      if (replyTo) this.bus.nc.publish(replyTo, answered.data);
+      if (replyTo) this.nc.publish(replyTo, answered.data);
     } else if (target) {
       // What became of the earlier deliveries (and of the last, if its replica handed it back as it stopped).
       const outcomes = correlationId ? await deliveryOutcomes(this.results, target.service, correlationId, deliveries) : Array.from({ length: deliveries }, () => undefined);

@@ -4,12 +4,12 @@
  * with `params._meta["io.dmcp/priority"]`, else the tool's announced lane, else the service's.
  */
 import { isPriorityLane, META_PRIORITY, type DeliveryPlan, type PriorityLane } from "../../protocol/index.js";
-import type { ServiceCatalog } from "../../gateway/catalog/catalog.js";
 
 export class DeliveryTable {
   private readonly plans = new Map<string, DeliveryPlan>();
 
-  constructor(catalogs: ReadonlyMap<string, ServiceCatalog> = new Map()) {
+  /** `catalogs`: what each service announced (the gateway's catalog entries), by service. */
+  constructor(catalogs: ReadonlyMap<string, { delivery?: DeliveryPlan | undefined }> = new Map()) {
     for (const [service, catalog] of catalogs) if (catalog.delivery) this.plans.set(service, catalog.delivery);
   }
 

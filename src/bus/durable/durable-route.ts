@@ -1,24 +1,24 @@
 /**
- * The caller side of durable delivery (PROTOCOL.md §15): queues a request in the work stream (one
+ * The requester side of durable delivery (PROTOCOL.md §15): queues a request in the work stream (one
  * `Nats-Msg-Id` per request, so a publish retried after a lost acknowledgement is stored once), waits
  * out a loss of the bus connection within the call's deadline, reads answers lost on the wire from the
  * result store, and marks cancelled calls there so that their queued requests never start.
  *
- * The BusCaller keeps the calls: this module is the `RequestRoute` it queues durable requests through.
+ * The Requester keeps the calls: this module gives the `RequestRoute`s (one per priority lane) it
+ * queues durable requests through.
  */
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
-import { encodeFor } from "../../security/codec.js";
-import type { Bus } from "../connection.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { DeadLetters } from "./dead-letters.js";
 import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
-import type { BusCaller, RequestRoute } from "../requester.js";
-import { ensureWorkStreams, serverFeatures, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
+import type { Requester, RequestRoute } from "../requester.js";
+import { provisionWorkStreams, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
 
 /** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
 const SWEEP_INTERVAL_MS = 5_000;
-/** How often a call whose request was queued before (by a caller that died) looks for its answer there. */
+/** How often a call whose request was queued before (by a requester that died) looks for its answer there. */
 const RESUMED_POLL_MS = 500;
 const PUBLISH_TIMEOUT_MS = 2_000;
 /** A queued request outlives its deadline by this much (where the server has per-message TTL). */
@@ -29,7 +29,8 @@ interface Setup {
   messageTtl: boolean;
 }
 
-export class DurableCaller {
+/** The durable way to services: requests queued in the work stream, per priority lane. */
+export class DurableRoute {
   private readonly js: JetStreamClient;
   private setup: Promise<Setup> | undefined;
   private deadLetters: DeadLetters | undefined;
@@ -44,12 +45,12 @@ export class DurableCaller {
 
   constructor(
     private readonly bus: Bus,
-    private readonly caller: BusCaller,
+    private readonly requester: Requester,
     private readonly sender: string,
-    /** The TTL of the result store, should this caller create it. */
+    /** The TTL of the result store, should this process create it. */
     private readonly resultTtlMs = DEFAULT_RESULT_TTL_MS,
   ) {
-    this.js = jetstream(bus.nc);
+    this.js = jetstream(natsConnectionOf(bus));
     bus.onPermissionDenied((denial) => {
       if (denial.operation === "publish") this.deniedAt.set(denial.subject, Date.now());
     });
@@ -90,7 +91,7 @@ export class DurableCaller {
     this.setup ??= (async () => {
       // The result store first: an executor that finds the work streams takes it for granted.
       const results = await ResultStore.create(this.bus, this.resultTtlMs);
-      const { messageTtl } = await ensureWorkStreams(await jetstreamManager(this.bus.nc), serverFeatures(this.bus.nc));
+      const { messageTtl } = await provisionWorkStreams(this.bus);
       // Gateways take max-deliveries advisories too, for when no executor of the service is left.
       this.deadLetters = new DeadLetters(this.bus, this.sender, results);
       this.deadLetters.watch();
@@ -123,12 +124,12 @@ export class DurableCaller {
         });
         const correlationId = request.correlation_id ?? request.id;
         this.queued.set(correlationId, { at: Date.now(), service });
-        // Queued before, under the same id (a call resumed after its caller died, e.g. an adopted task):
-        // its answer went, or will go, to that caller's inbox, so it is read from the result store.
+        // Queued before, under the same id (a call resumed after its requester died, e.g. an adopted task):
+        // its answer went, or will go, to that requester's inbox, so it is read from the result store.
         if (ack.duplicate) this.readResumed(service, correlationId);
         return;
       } catch (err) {
-        // Refused for permission: retrying cannot help, and the caller should learn why now.
+        // Refused for permission: retrying cannot help, and the requester should learn why now.
         if ((this.deniedAt.get(subject) ?? 0) >= attemptStarted) {
           throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
             cause: err,
@@ -136,7 +137,7 @@ export class DurableCaller {
           });
         }
         const delay = Math.min(1000, 50 * 2 ** attempt);
-        if (this.stopped || this.bus.nc.isClosed() || Date.now() + delay >= giveUpAt) {
+        if (this.stopped || natsConnectionOf(this.bus).isClosed() || Date.now() + delay >= giveUpAt) {
           throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
         }
         await sleep(delay);
@@ -149,7 +150,7 @@ export class DurableCaller {
     const correlationId = request.correlation_id ?? request.id;
     this.queued.delete(correlationId);
     const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
-    const answer = encodeFor(this.bus, createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
+    const answer = this.bus.codec.encode(createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
       .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
@@ -158,10 +159,10 @@ export class DurableCaller {
   /** Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while it waits. */
   private readResumed(service: string, correlationId: string): void {
     const read = async (): Promise<void> => {
-      if (this.stopped || !this.caller.durableCalls().includes(correlationId)) return;
+      if (this.stopped || !this.requester.durableCalls().includes(correlationId)) return;
       const { results } = await this.ready();
       const stored = await results.get(service, correlationId).catch(() => undefined);
-      if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
+      if (stored) this.requester.deliverStored(correlationId, stored.data, stored.stored);
       else setTimeout(() => void read().catch(failed), RESUMED_POLL_MS).unref();
     };
     const failed = (err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not read a resumed call's answer from the result store");
@@ -176,13 +177,13 @@ export class DurableCaller {
   private async recover(minAgeMs: number): Promise<void> {
     if (!this.setup || this.stopped) return;
     const { results } = await this.setup;
-    const waiting = new Set(this.caller.durableCalls());
+    const waiting = new Set(this.requester.durableCalls());
     for (const id of this.queued.keys()) if (!waiting.has(id)) this.queued.delete(id);
     const now = Date.now();
     for (const [correlationId, { at, service }] of this.queued) {
       if (now - at < minAgeMs) continue;
       const stored = await results.get(service, correlationId).catch(() => undefined);
-      if (stored) this.caller.deliverStored(correlationId, stored.data, stored.stored);
+      if (stored) this.requester.deliverStored(correlationId, stored.data, stored.stored);
     }
   }
 

@@ -12,6 +12,7 @@
  *   store and not run again.
  */
 import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
   decodeEnvelope,
@@ -27,9 +28,9 @@ import {
 } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { Counter, type Registry } from "prom-client";
-import { shared } from "../../metrics/registry.js";
+import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
-import type { Bus } from "../connection.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
 import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
@@ -71,6 +72,7 @@ export interface DurableWorkerStats {
 }
 
 export class DurableWorker {
+  private readonly nc: NatsConnection;
   private readonly js: JetStreamClient;
   private readonly admission: Admission;
   private readonly iterators = new Set<ConsumerMessages>();
@@ -86,7 +88,8 @@ export class DurableWorker {
   private readonly counter: Counter<string> | undefined;
 
   constructor(private readonly options: DurableWorkerOptions) {
-    this.js = jetstream(options.bus.nc);
+    this.nc = natsConnectionOf(options.bus);
+    this.js = jetstream(this.nc);
     this.admission = new Admission(options.settings.concurrency, options.canServe);
     const registry = options.metrics;
     this.counter = registry
@@ -116,8 +119,8 @@ export class DurableWorker {
   /** Takes work from the streams and the result store a gateway created (WORK_STREAMS, RESULTS_STREAM). */
   async start(): Promise<void> {
     const { bus, service, settings } = this.options;
-    this.features = serverFeatures(bus.nc);
-    const jsm = await jetstreamManager(bus.nc);
+    this.features = serverFeatures(this.nc);
+    const jsm = await jetstreamManager(this.nc);
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
     this.results = await ResultStore.bind(bus);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
@@ -150,7 +153,7 @@ export class DurableWorker {
    * `working()`); the backlog stays in the stream, where other replicas can take it.
    */
   private async consume(lane: PriorityLane): Promise<void> {
-    const { bus, service, settings, logger } = this.options;
+    const { service, settings, logger } = this.options;
     const keepAliveMs = Math.max(250, Math.floor(settings.ackWaitMs / 3));
     while (!this.stopping) {
       try {
@@ -181,7 +184,7 @@ export class DurableWorker {
         logger.warn({ err, lane }, "durable consumer failed; retrying");
         await sleep(1000);
         // The consumer may have been deleted (or the stream): make them again.
-        await jetstreamManager(bus.nc)
+        await jetstreamManager(this.nc)
           .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
           .catch(() => undefined);
       }
@@ -218,7 +221,7 @@ export class DurableWorker {
           return true;
         }
         replayed = true;
-        if (delivery.reply) this.options.bus.nc.publish(delivery.reply, stored.data);
+        if (delivery.reply) this.nc.publish(delivery.reply, stored.data);
         return false;
       },
       respond: (data, error) => void (answer = { data, error }),
@@ -254,7 +257,7 @@ export class DurableWorker {
   }
 
   private async settle(msg: JsMsg, attempt: number, request: PromptRequest | undefined, answer: { data: Uint8Array; error?: DmcpError | undefined }): Promise<void> {
-    const { bus, service, settings } = this.options;
+    const { service, settings } = this.options;
     if (!request) {
       // Not a valid request (the endpoint answered and reported it): no attempt can make it one.
       const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
@@ -287,7 +290,7 @@ export class DurableWorker {
     // Stored before it is published, published before it is acknowledged: a crash in between leaves
     // the request in the queue, and its next delivery is answered from the store.
     const settled = await this.persistently(() => this.results!.settle(service, correlationId, answer.data));
-    if (request.reply_to) bus.nc.publish(request.reply_to, settled.answer);
+    if (request.reply_to) this.nc.publish(request.reply_to, settled.answer);
     this.count("answered");
     msg.ack();
   }
@@ -314,7 +317,7 @@ export class DurableWorker {
       try {
         return await operation();
       } catch (err) {
-        if (Date.now() >= until || this.options.bus.nc.isClosed()) throw err;
+        if (Date.now() >= until || this.nc.isClosed()) throw err;
         await sleep(250);
       }
     }

@@ -8,14 +8,14 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { RESULTS_BUCKET } from "../../protocol/index.js";
-import type { StoredAt } from "../../security/replay.js";
-import type { Bus } from "../connection.js";
+import type { StorePosition } from "../codec.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { ensureStream, kvStream } from "../streams.js";
 
 /** An answer as stored: the encoded envelope, and when and under which revision it was stored. */
 export interface StoredAnswer {
   data: Uint8Array;
-  stored: StoredAt;
+  stored: StorePosition;
 }
 
 const STORE_TIMEOUT_MS = 2_000;
@@ -30,7 +30,7 @@ export class ResultStore {
   /** The gateway's: creates the bucket with this TTL unless it exists (an existing bucket keeps its own), and checks it. */
   static async create(bus: Bus, ttlMs: number): Promise<ResultStore> {
     const kvm = resultsKvm(bus);
-    await ensureStream(await jetstreamManager(bus.nc), RESULTS_STREAM, () => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload }));
+    await ensureStream(await jetstreamManager(natsConnectionOf(bus)), RESULTS_STREAM, () => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload }));
     return new ResultStore(await kvm.open(RESULTS_BUCKET, { allow_direct: true }));
   }
 
@@ -89,7 +89,7 @@ export async function isSuspect(store: ResultStore, service: string, correlation
 
 /** A request lost in a server restart is retried after 2 s rather than the default 5 s. */
 function resultsKvm(bus: Bus): Kvm {
-  return new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
+  return new Kvm(jetstream(natsConnectionOf(bus), { timeout: STORE_TIMEOUT_MS }));
 }
 
 /** Suspect marks (and delivery records, below) share the bucket and its TTL, under a token no correlation key has. */

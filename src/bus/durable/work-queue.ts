@@ -3,9 +3,10 @@
  * until an executor has answered them, the dead-letter stream, the lane consumers the replicas of a
  * service share, and what the connected server can do (2.9 lacks per-message TTL and term reasons).
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM, subjects, WORK_STREAM, workConsumer, type PriorityLane } from "../../protocol/index.js";
+import { natsConnectionOf, type Bus } from "../connection.js";
 import { ensureStream, type StreamSpec } from "../streams.js";
 
 /** How a service's durable requests are retried; set by its executors (the last one started wins). */
@@ -97,6 +98,12 @@ export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerF
 }
 
 type StreamConfigInput = Partial<StreamConfig> & { name: string };
+
+/** ensureWorkStreams on the bus's server, with what that server can do. */
+export async function provisionWorkStreams(bus: Bus): Promise<{ messageTtl: boolean }> {
+  const nc = natsConnectionOf(bus);
+  return ensureWorkStreams(await jetstreamManager(nc), serverFeatures(nc));
+}
 
 /**
  * Creates (or updates to these settings) the pull consumer a service's replicas share for one lane.

@@ -11,7 +11,7 @@ import {
   type HttpGatewayServer,
   type RateLimit,
 } from "../../../adapters/inbound/index.js";
-import type { ContextRetention } from "../../bus/context-streams.js";
+import type { ContextRetention } from "../../bus/index.js";
 import { createMetricsRegistry } from "../../metrics/registry.js";
 import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";

@@ -1,4 +1,4 @@
-import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/registry.js";
+import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/index.js";
 import type { Logger } from "../../util/logger.js";
 import { natsHelp, natsOptions, parse } from "../args.js";
 import { connectCommandBus } from "../bus.js";

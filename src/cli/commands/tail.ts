@@ -1,4 +1,4 @@
-import { ContextStreams, type ContextEntry } from "../../bus/context-streams.js";
+import { ContextStreams, type ContextEntry } from "../../bus/index.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
@@ -51,15 +51,12 @@ export async function tailCommand(argv: string[], logger: Logger): Promise<numbe
   );
   const errors = values["no-errors"]
     ? undefined
-    : bus.nc.subscribe(subjects.errorsAll(), {
-        callback: (err, msg) => {
-          if (err) return;
-          const decoded = decodeEnvelope(msg.data);
-          if (decoded.ok) print(json ? JSON.stringify(decoded.envelope) : formatError(decoded.envelope));
-          else process.stderr.write(`dmcp tail: malformed message on ${msg.subject}: ${decoded.error.message}\n`);
-        },
+    : bus.subscribe(subjects.errorsAll(), (msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (decoded.ok) print(json ? JSON.stringify(decoded.envelope) : formatError(decoded.envelope));
+        else process.stderr.write(`dmcp tail: malformed message on ${msg.subject}: ${decoded.error.message}\n`);
       });
-  await bus.nc.flush();
+  await bus.flush();
   // Ctrl-C is handled from before the line that says tail is watching.
   const stopped = runUntilSignal(logger, async () => {
     for (const watcher of watchers) watcher.unsubscribe();

@@ -1,8 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectBus, type Bus } from "../../bus/connection.js";
-import { startNatsServer, type EmbeddedNats } from "../../bus/nats-server.js";
+import { connectBus, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/logger.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";

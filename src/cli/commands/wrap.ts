@@ -2,7 +2,7 @@ import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
-import { instrumentBus } from "../../bus/connection.js";
+import { instrumentBus } from "../../bus/index.js";
 import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
 import { serveProbes } from "../../metrics/server.js";
 import { natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";

@@ -6,10 +6,7 @@
  */
 import { SpanKind, type Context } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
-import type { Bus } from "../../bus/connection.js";
-import type { RegistryView } from "../../bus/registry.js";
-import { BusCaller, type CallOptions } from "../../bus/requester.js";
-import { DurableCaller } from "../../bus/durable/durable-route.js";
+import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView } from "../../bus/index.js";
 import { DmcpError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
 import { CallMetrics, outcomeOf } from "../../metrics/registry.js";
 import { contextFromMeta, inSpan } from "../../tracing/propagation.js";
@@ -45,16 +42,16 @@ export interface CallStart {
 export type CallObserver = (call: CallStart) => (outcome: string, error?: unknown) => void;
 
 export class Dispatcher {
-  private readonly requester: BusCaller;
+  private readonly requester: Requester;
   /** Durable calls go through the work queue (PROTOCOL.md §15), by the plans the services announce. */
-  private readonly durable: DurableCaller;
+  private readonly durable: DurableRoute;
   private readonly callMetrics: CallMetrics | undefined;
   private readonly callObservers = new Set<CallObserver>();
 
   constructor(private readonly options: DispatcherOptions) {
     const { registry } = options;
-    this.requester = new BusCaller(options.bus, options.id, { listed: (service, instance) => registry.get(service, instance) !== undefined });
-    this.durable = new DurableCaller(options.bus, this.requester, options.id, options.resultTtlMs);
+    this.requester = new Requester(options.bus, options.id, { listed: (service, instance) => registry.get(service, instance) !== undefined });
+    this.durable = new DurableRoute(options.bus, this.requester, options.id, options.resultTtlMs);
     registry.onLost((live) => this.requester.instanceLost(live.instance));
     if (options.metrics) this.callMetrics = new CallMetrics(options.metrics, "dmcp_gateway", ["service", "method", "target", "transport"]);
   }

@@ -4,11 +4,8 @@
  * every change. Tells sessions which lists changed (by fingerprint), warns once per name collision,
  * reports invalid announcements on the bus once each, and keeps the registry's gauges.
  */
-import type { Bus } from "../../bus/connection.js";
-import { RegistryView } from "../../bus/registry.js";
-import { DeliveryTable } from "../../bus/durable/delivery-table.js";
-import { encodeFor } from "../../security/codec.js";
-import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, TASKS_EXTENSION } from "../../protocol/index.js";
+import { DeliveryTable, RegistryView, type Bus } from "../../bus/index.js";
+import { DmcpError, ErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { AggregatedCatalog, catalogsByService } from "./catalog.js";
@@ -135,12 +132,7 @@ export class CatalogKeeper {
     const error = new DmcpError(problem.code ?? ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
       data: { service: problem.service, instance: problem.instance },
     });
-    const envelope = createEnvelope("error_notification", errorPayload(error), { sender: this.options.id });
-    try {
-      this.options.bus.nc.publish(subjects.errors(this.options.id), encodeFor(this.options.bus, envelope));
-    } catch (err) {
-      this.options.logger.debug({ err }, "could not report the invalid announcement");
-    }
+    this.options.bus.reportError(this.options.id, error);
   }
 
   private instrumentRegistry(metrics: Registry): void {

@@ -8,7 +8,7 @@
  * `dmcp://service/<service>/<percent-encoded uri>`.
  */
 import type { UriTemplate } from "@modelcontextprotocol/server";
-import type { LiveInstance } from "../../bus/registry.js";
+import type { LiveInstance } from "../../bus/index.js";
 import { matchableUri, templateMatcher } from "./template-matcher.js";
 import type { Catalog, DeliveryPlan } from "../../protocol/index.js";
 import { EXTENSION_METHODS, mergeExtensions } from "./extensions.js";

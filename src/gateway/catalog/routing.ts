@@ -5,7 +5,7 @@
  * there (durable or direct, to a session's replica or any); and what an access policy judges it by.
  */
 import { DmcpError, ErrorCode, JsonRpcErrorCode, type PriorityLane } from "../../protocol/index.js";
-import type { DeliveryTable } from "../../bus/durable/delivery-table.js";
+import type { DeliveryTable } from "../../bus/index.js";
 import type { AggregatedCatalog, ResourceRoute, Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "../context-service.js";
 import type { PolicyTarget } from "../access/policy.js";

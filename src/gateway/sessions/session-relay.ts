@@ -4,10 +4,7 @@
  * messages and resource updates) and hands it to the MCP client session it belongs to; answers the
  * requests with the client's result or error.
  */
-import type { Msg, Subscription } from "@nats-io/transport-node";
-import type { Bus } from "../../bus/connection.js";
-import { dropReason } from "../../bus/connection.js";
-import { decodeFrom, encodeFor } from "../../security/codec.js";
+import { dropReason, type Bus, type BusMessage, type BusSubscription } from "../../bus/index.js";
 import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 
@@ -29,7 +26,7 @@ const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
 
 export class SessionRelay {
   private readonly peers = new Map<string, SessionPeer>();
-  private subscription: Subscription | undefined;
+  private subscription: BusSubscription | undefined;
 
   constructor(private readonly options: { bus: Bus; id: string; logger: Logger }) {}
 
@@ -38,8 +35,8 @@ export class SessionRelay {
   }
 
   start(): void {
-    this.subscription = this.options.bus.nc.subscribe(this.subject, {
-      callback: (err, msg) => (err ? this.options.logger.error({ err, subject: this.subject }, "subscription error") : void this.onMessage(msg)),
+    this.subscription = this.options.bus.subscribe(this.subject, (msg) => void this.onMessage(msg), {
+      onError: (err) => this.options.logger.error({ err, subject: this.subject }, "subscription error"),
     });
   }
 
@@ -56,10 +53,10 @@ export class SessionRelay {
     };
   }
 
-  private async onMessage(msg: Msg): Promise<void> {
+  private async onMessage(msg: BusMessage): Promise<void> {
     const { bus, id } = this.options;
     // The sender must be trusted for the service it names (signed buses): read the name before verifying.
-    const decoded = decodeFrom(bus, msg.data, { receiver: id, speaksFor: claimedService(msg.data) });
+    const decoded = bus.codec.decode(msg.data, { receiver: id, speaksFor: claimedService(msg.data) });
     if (!decoded.ok) {
       bus.dropped("session", dropReason(decoded));
       if (msg.reply) this.answer(msg, createEnvelope("error_notification", errorPayload(decoded.error), { sender: id }));
@@ -92,9 +89,9 @@ export class SessionRelay {
     }
   }
 
-  private answer(msg: Msg, envelope: Envelope): void {
+  private answer(msg: BusMessage, envelope: Envelope): void {
     try {
-      msg.respond(encodeFor(this.options.bus, envelope));
+      msg.respond(envelope);
     } catch (err) {
       this.options.logger.debug({ err }, "could not answer a server-to-client request");
     }

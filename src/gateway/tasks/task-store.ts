@@ -3,14 +3,10 @@
  * written with compare-and-set so that a terminal status is never overwritten. Any gateway replica
  * (or the same gateway after a restart) reads the same records.
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
-import type { Bus } from "../../bus/connection.js";
-import { ensureStream, kvStream } from "../../bus/streams.js";
+import { ensureKvBucket, type Bus, type KvBucket } from "../../bus/index.js";
 import type { Caller } from "../../protocol/index.js";
 
 export const TASKS_BUCKET = "dmcp_tasks";
-export const TASKS_STREAM = kvStream(TASKS_BUCKET);
 
 export const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -56,13 +52,11 @@ const STORE_TIMEOUT_MS = 5_000;
 export const MAX_TASK_TTL_MS = 24 * 60 * 60_000;
 
 export class TaskStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(private readonly kv: KvBucket) {}
 
-  /** Creates the bucket unless it exists, and checks it (streams.ts). */
+  /** Creates the bucket unless it exists, and checks it (the bus's ensureKvBucket). */
   static async open(bus: Bus): Promise<TaskStore> {
-    const kvm = new Kvm(jetstream(bus.nc, { timeout: STORE_TIMEOUT_MS }));
-    const info = await ensureStream(await jetstreamManager(bus.nc), TASKS_STREAM, () => kvm.create(TASKS_BUCKET, { history: 1, ttl: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload }));
-    return new TaskStore(await kvm.open(TASKS_BUCKET, { allow_direct: info.config.allow_direct === true }));
+    return new TaskStore(await ensureKvBucket(bus, TASKS_BUCKET, { ttlMs: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload, timeoutMs: STORE_TIMEOUT_MS }));
   }
 
   async create(record: TaskRecord): Promise<void> {
@@ -107,7 +101,7 @@ export class TaskStore {
   private async read(taskId: string): Promise<{ record: TaskRecord; revision: number } | undefined> {
     if (!/^[A-Za-z0-9_-]{1,200}$/.test(taskId)) return undefined;
     const entry = await this.kv.get(taskId);
-    if (!entry || entry.operation !== "PUT") return undefined;
+    if (!entry) return undefined;
     const record = decode(entry.value);
     if (!record || Date.parse(record.createdAt) + record.ttlMs < Date.now()) return undefined;
     return { record, revision: entry.revision };

@@ -6,7 +6,7 @@
  * id (the work queue and the result store make that one execution), a direct call is marked failed.
  */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../../bus/connection.js";
+import type { Bus } from "../../bus/index.js";
 import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, toJsonRpcError, type Caller } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
 import type { Identity } from "../access/policy.js";
