@@ -83,6 +83,16 @@ describe("the HTTP session transport's answers", () => {
     expect(messages.at(-1)).toMatchObject({ id: 3, result: { content: [{ type: "text", text: "logged" }] } });
   });
 
+  it("answers a plain call still waiting when its session is deleted with an error, at once", async () => {
+    const headers = await openSession(sse.url);
+    const pending = fetch(sse.url, { method: "POST", headers, body: call(2, "sleep", { ms: 30_000 }) });
+    // The call is under way once the upstream has it: wait for the gateway to hold it, then end the session.
+    const metrics = sse.url.replace(/\/mcp$/, "/metrics");
+    await eventually(async () => /dmcp_gateway_calls_in_flight\{service="writer"\} 1/.test(await (await fetch(metrics)).text()));
+    expect((await fetch(sse.url, { method: "DELETE", headers })).status).toBe(200);
+    expect(await jsonAnswer(await pending, headers["mcp-session-id"]!)).toMatchObject({ id: 2, error: { code: -32016, message: expect.stringContaining("session closed") } });
+  });
+
   it("sends an SSE answer's headers and priming event before a slow call that asks for progress ends, then the result", async () => {
     const headers = await openSession(sse.url);
     const response = await fetch(sse.url, { method: "POST", headers, body: callWithProgress(2, "sleep", { ms: 1500 }) });
