@@ -23,7 +23,7 @@ import {
   type ReplayFrom,
 } from "../bus/index.js";
 import { ErrorCode, isValidToken, isValidTopic, RequestError, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
-import { createLogger, type Logger } from "../util/logger.js";
+import { createLogger, type Logger } from "../util/index.js";
 import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
 import { agentRequestHandler } from "./requests.js";

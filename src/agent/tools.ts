@@ -6,7 +6,7 @@
 import * as z from "zod";
 import type { RequestContext } from "../bus/index.js";
 import { ErrorCode, formatIssues, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { AgentDeclarationError } from "./errors.js";
 
 /** MCP's tool-name rule (SEP-986): 1-128 characters from A-Z a-z 0-9 _ - . */

@@ -16,7 +16,7 @@ import {
 } from "@nats-io/transport-node";
 import { createEnvelope, DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
 import type { BusMetrics } from "../metrics/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { JSON_CODEC, type EnvelopeCodec } from "./codec.js";
 import { NatsMessage, type BusMessage } from "./message.js";
 import { tapConnection, type BusTap } from "./tap.js";

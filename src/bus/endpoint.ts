@@ -23,7 +23,7 @@ import {
 } from "../protocol/index.js";
 import { SpanKind, type Context } from "@opentelemetry/api";
 import { inSpan } from "../tracing/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { Seal, StorePosition } from "./codec.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { contextFromNats } from "./trace-headers.js";

@@ -13,7 +13,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import type { Logger } from "pino";
-import { terminate } from "../util/terminate.js";
+import { terminate } from "../util/index.js";
 
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
 const STDERR_RING_LINES = 50;

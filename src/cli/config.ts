@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import * as z from "zod";
 import type { ContextRetention } from "../bus/index.js";
 import { formatIssues } from "../protocol/index.js";
-import { AccessPolicy, PolicySchema } from "../gateway/access/policy.js";
+import { AccessPolicy, PolicySchema } from "../gateway/index.js";
 import { parseDuration, parseSize } from "./args.js";
 import { DeliveryConfigFields } from "./delivery.js";
 

@@ -4,11 +4,11 @@ import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } 
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
-import { serveProbes } from "../metrics/server.js";
+import { serveProbes } from "../metrics/index.js";
 import { Executor } from "../executor/index.js";
 import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { deliveryFromConfig } from "./delivery.js";
 import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 

@@ -24,7 +24,7 @@ import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/index.js";
 import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import {
   CLIENT_INFO,
   describeError,

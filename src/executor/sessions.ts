@@ -15,7 +15,7 @@ import {
   subjects,
   type ClientSession,
 } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { McpUpstream, UpstreamOpener, UpstreamRequestOptions } from "./upstream/index.js";
 import { completeInputRounds, isInputRequired } from "./input-rounds.js";
 import type { ClientSessionRef, ExecutorRequest, SessionRequest } from "./request.js";

@@ -15,7 +15,7 @@ import {
   topicOfUri,
   type Catalog,
 } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 
 /** The reserved service name of the gateway's own tools and resources. */
 export const GATEWAY_SERVICE = "dmcp";

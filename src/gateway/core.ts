@@ -7,7 +7,7 @@
 import type { Registry } from "prom-client";
 import { Counter } from "prom-client";
 import type { Bus, ContextRetention } from "../bus/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { AccessControl } from "./access/access-control.js";
 import type { CallerAccess } from "./access/policy.js";
 import { Call, type CallRequest } from "./calls/call.js";

@@ -7,7 +7,7 @@
  */
 import type { Bus, BusSubscription } from "../../../src/bus/index.js";
 import { isDmcpError, ErrorCode } from "../../../src/protocol/index.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import { NAME_SEPARATOR, type Gateway, type GatewayCore } from "../../../src/gateway/index.js";
 import { clip } from "./clip.js";
 import type { EnvelopeMeta } from "./envelope-scanner.js";

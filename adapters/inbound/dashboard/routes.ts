@@ -13,7 +13,7 @@
  */
 import type { Express, Response } from "express";
 import type { GatewayMonitor, MonitorUpdate } from "./monitor.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import { dashboardPage } from "./page.js";
 
 export const DASHBOARD_PATH = "/dashboard";

@@ -10,7 +10,7 @@ import express, { type Request, type Response } from "express";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
 import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../../src/gateway/index.js";
 import type { GatewayMonitor } from "../dashboard/monitor.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import {
   authenticatedIdentity,
   cors,

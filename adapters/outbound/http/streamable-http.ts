@@ -18,7 +18,7 @@ import {
   type JsonRpcMessage,
 } from "../../../src/protocol/index.js";
 import { HttpStatusError, type UpstreamTransport } from "../../../src/executor/index.js";
-import { excerpt } from "../../../src/util/excerpt.js";
+import { excerpt } from "../../../src/util/index.js";
 import { SseParser } from "./sse-parser.js";
 
 const GET_RETRY_INITIAL_MS = 1000;

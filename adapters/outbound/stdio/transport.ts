@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE, type JSONRPCMessage } from "@modelcontextprotocol/client";
 import { StdioClientTransport, type StdioServerParameters } from "@modelcontextprotocol/client/stdio";
 import type { UpstreamTransport } from "../../../src/executor/index.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 
 export class StdioUpstreamTransport extends StdioClientTransport implements UpstreamTransport {
   onunreadable: UpstreamTransport["onunreadable"];

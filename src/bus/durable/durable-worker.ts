@@ -26,7 +26,7 @@ import {
   type PriorityLane,
   type PromptRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";

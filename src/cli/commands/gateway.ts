@@ -1,4 +1,4 @@
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { readFileSync } from "node:fs";
 import {
   createAuthenticator,
@@ -12,14 +12,14 @@ import {
   type RateLimit,
 } from "../../../adapters/inbound/index.js";
 import type { ContextRetention } from "../../bus/index.js";
-import { createMetricsRegistry } from "../../metrics/registry.js";
+import { createMetricsRegistry } from "../../metrics/index.js";
 import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
-import type { AccessPolicy } from "../../gateway/access/policy.js";
+import type { AccessPolicy } from "../../gateway/index.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
 

@@ -1,5 +1,5 @@
 import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsHelp, natsOptions, parse } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 

@@ -1,6 +1,6 @@
 import { ContextStreams, type ContextEntry } from "../../bus/index.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal } from "../lifecycle.js";

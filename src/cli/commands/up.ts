@@ -3,16 +3,16 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectBus, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
 import type { Executor } from "../../executor/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
-import { createMetricsRegistry } from "../../metrics/registry.js";
+import { createMetricsRegistry } from "../../metrics/index.js";
 import { contextRetention, loadConfig, loadPolicy, withDataDir } from "../config.js";
 import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 import { resultTtlFromConfig } from "../delivery.js";
-import { provisionStreams } from "../../gateway/provision.js";
+import { provisionStreams } from "../../gateway/index.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */

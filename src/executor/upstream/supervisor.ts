@@ -4,7 +4,7 @@
  * An upstream that never came up fails start() unless asked to keep trying.
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import type { OpensUpstream } from "./opener.js";
 import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 

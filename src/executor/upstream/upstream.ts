@@ -23,8 +23,7 @@ import {
   StatelessErrorCode,
   withoutStatelessMeta,
 } from "../../protocol/index.js";
-import { excerpt } from "../../util/excerpt.js";
-import type { Logger } from "../../util/logger.js";
+import { excerpt, type Logger } from "../../util/index.js";
 import { HttpStatusError, type UpstreamTransport } from "./transport.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */

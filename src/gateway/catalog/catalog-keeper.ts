@@ -6,7 +6,7 @@
  */
 import { DeliveryTable, RegistryView, type Bus } from "../../bus/index.js";
 import { DmcpError, ErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { AggregatedCatalog, catalogsByService } from "./catalog.js";
 import type { ServiceDirectory } from "./routing.js";

@@ -6,7 +6,7 @@
  */
 import { dropReason, type Bus, type BusMessage, type BusSubscription } from "../../bus/index.js";
 import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 
 /** What a client session offers to its upstream sessions. */
 export interface SessionPeer {

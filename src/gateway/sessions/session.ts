@@ -35,7 +35,7 @@ import {
   type JsonRpcMessage,
   type JsonRpcRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
 import type { Call } from "../calls/call.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";

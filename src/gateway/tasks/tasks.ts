@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../../bus/index.js";
 import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, toJsonRpcError, type Caller } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import type { Identity } from "../access/policy.js";
 import type { Call, CallRequest } from "../calls/call.js";
 import { MAX_TASK_TTL_MS, TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
