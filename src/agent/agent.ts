@@ -296,11 +296,16 @@ export class Agent {
   async call(service: string, tool: string, args: Record<string, unknown> = {}, options: AgentCallOptions = {}): Promise<CallToolResult> {
     if (this.state === "stopped") throw new AgentStateError(`agent ${this.name} is stopped`);
     if (!isValidToken(service)) throw new RequestError(ErrorCode.UnknownTarget, `invalid service name ${JSON.stringify(service)}`, { data: { service } });
-    const result = await this.requester.call(service, "tools/call", { name: tool, arguments: args }, {
-      timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
-      sessionId: options.sessionId,
-      signal: options.signal,
-    });
+    const result = await this.requester.call(
+      service,
+      "tools/call",
+      { name: tool, arguments: args },
+      {
+        timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+        sessionId: options.sessionId,
+        signal: options.signal,
+      },
+    );
     return result as CallToolResult;
   }
 

@@ -14,7 +14,7 @@ import {
   type Authenticator,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import { BusError, createEnvelope, DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
+import { BusError, createEnvelope, type DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
 import type { BusMetrics } from "../metrics/index.js";
 import type { Logger } from "../util/index.js";
 import { JSON_CODEC, type EnvelopeCodec } from "./codec.js";

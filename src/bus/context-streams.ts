@@ -14,7 +14,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { BusError, CONTEXT_STREAM, createEnvelope, DmcpError, ErrorCode, RequestError, subjects, topicOfSubject, type ContextUpdate } from "../protocol/index.js";
+import { BusError, CONTEXT_STREAM, createEnvelope, type DmcpError, ErrorCode, RequestError, subjects, topicOfSubject, type ContextUpdate } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/index.js";
 import { isPermissionDenied, natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";

@@ -15,7 +15,7 @@ import {
   cancellation,
   createEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
-  DmcpError,
+  type DmcpError,
   ErrorCode,
   errorPayload,
   paramsProblem,

@@ -64,11 +64,20 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   await gateway.start();
   monitor?.attach(gateway);
   const probes =
-    options.metricsPort !== undefined && options.metrics
-      ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
-      : undefined;
+    options.metricsPort !== undefined && options.metrics ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready }) : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, ssePollMs: options.ssePollMs, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
+  const http = options.http
+    ? await serveHttp(gateway, {
+        ...options.http,
+        logger: options.logger,
+        dashboard: monitor,
+        jsonResponses: options.jsonResponses ?? false,
+        ssePollMs: options.ssePollMs,
+        auth: options.auth,
+        rateLimit: options.rateLimit,
+        corsOrigins: options.corsOrigins,
+      })
+    : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

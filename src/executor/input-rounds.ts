@@ -5,7 +5,7 @@
  * 2025 server would ask it, and the call is retried with the answers (`inputResponses`, and the
  * server's `requestState`) until the server completes it.
  */
-import { DmcpError, ErrorCode, UpstreamError } from "../protocol/index.js";
+import { type DmcpError, ErrorCode, UpstreamError } from "../protocol/index.js";
 
 /** More rounds than this end the call: a server that keeps asking is not converging. */
 export const MAX_INPUT_ROUNDS = 16;

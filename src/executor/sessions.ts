@@ -4,7 +4,7 @@
  * server-to-client requests (sampling, elicitation, roots), log messages and resource updates can go
  * back to that client only, across the bus to the gateway instance that holds it.
  */
-import type { Bus } from "../bus/index.js";
+import type { Bus, BusMessage } from "../bus/index.js";
 import {
   BusError,
   createEnvelope,
@@ -239,7 +239,7 @@ export class UpstreamSessions {
       correlationId: call?.correlationId,
       deadline: new Date(Date.now() + timeoutMs),
     });
-    let reply;
+    let reply: BusMessage;
     try {
       reply = await bus.request(subjects.gatewaySession(session.client.gateway), request, { timeoutMs });
     } catch (cause) {

@@ -5,7 +5,7 @@
  * collision rules.
  */
 import { ContextStreams, type Bus, type BusSubscription, type ContextEntry, type ContextRetention } from "../bus/index.js";
-import { contextUri, DmcpError, ErrorCode, isDmcpError, isValidTopic, JsonRpcErrorCode, RequestError, topicOfUri, type Catalog } from "../protocol/index.js";
+import { contextUri, type DmcpError, ErrorCode, isDmcpError, isValidTopic, JsonRpcErrorCode, RequestError, topicOfUri, type Catalog } from "../protocol/index.js";
 import type { Logger } from "../util/index.js";
 
 /** The reserved service name of the gateway's own tools and resources. */

@@ -55,7 +55,10 @@ export class Gateway {
           for (const session of sessions) this.inc({ transport: session.kind });
         },
       });
-      instrumentBus(options.bus, shared(options.metrics, "bus", () => new BusMetrics(options.metrics!)));
+      instrumentBus(
+        options.bus,
+        shared(options.metrics, "bus", () => new BusMetrics(options.metrics!)),
+      );
     }
     this.core.onListChanged((kind) => {
       for (const session of this.sessions) session.notifyListChanged(kind);

@@ -344,7 +344,10 @@ export class GatewayMonitor {
 
   private serviceCounters(service: string): { calls: number; failed: number } {
     let counters = this.perService.get(service);
-    if (!counters) this.perService.set(service, (counters = { calls: 0, failed: 0 }));
+    if (!counters) {
+      counters = { calls: 0, failed: 0 };
+      this.perService.set(service, counters);
+    }
     return counters;
   }
 
@@ -439,7 +442,6 @@ export class GatewayMonitor {
     this.timer = undefined;
     this.lastSent = { counters: "", services: "", gateway: "" };
   }
-
 }
 
 function targetOf(method: string, params: Record<string, unknown>): string {

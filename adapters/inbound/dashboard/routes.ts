@@ -82,7 +82,10 @@ export function mountDashboard(app: Express, monitor: GatewayMonitor, options: D
   });
   app.get(`${DASHBOARD_PATH}/api/events`, (req, res) => {
     if (clients.size >= maxClients) {
-      res.status(503).set("retry-after", "10").json({ error: `at most ${maxClients} dashboard clients at once` });
+      res
+        .status(503)
+        .set("retry-after", "10")
+        .json({ error: `at most ${maxClients} dashboard clients at once` });
       return;
     }
     res.writeHead(200, {

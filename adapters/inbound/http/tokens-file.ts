@@ -19,11 +19,7 @@ export interface TokensFile {
   close(): void;
 }
 
-export function followTokensFile(
-  path: string,
-  initial: Record<string, string>,
-  options: { logger: Logger; onChange: (tokens: Record<string, string>) => void },
-): TokensFile {
+export function followTokensFile(path: string, initial: Record<string, string>, options: { logger: Logger; onChange: (tokens: Record<string, string>) => void }): TokensFile {
   const { logger } = options;
   let current = initial;
   let settling: NodeJS.Timeout | undefined;

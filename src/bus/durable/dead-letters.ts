@@ -13,7 +13,7 @@ import {
   CallError,
   createEnvelope,
   decodeEnvelope,
-  DmcpError,
+  type DmcpError,
   encodeEnvelope,
   ErrorCode,
   errorPayload,

@@ -16,7 +16,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
   decodeEnvelope,
-  DmcpError,
+  type DmcpError,
   ErrorCode,
   PRIORITY_LANES,
   RequestError,
@@ -223,7 +223,9 @@ export class DurableWorker {
         if (delivery.reply) this.nc.publish(delivery.reply, stored.data);
         return false;
       },
-      respond: (data, error) => void (answer = { data, error }),
+      respond: (data, error) => {
+        answer = { data, error };
+      },
     };
     try {
       await this.options.endpoint.serve(delivery);

@@ -142,7 +142,10 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     dashboard: values.dashboard ?? false,
     policy,
     corsOrigins: values["cors-origin"],
-    forwardClaims: values["forward-claims"]?.split(",").map((claim) => claim.trim()).filter(Boolean),
+    forwardClaims: values["forward-claims"]
+      ?.split(",")
+      .map((claim) => claim.trim())
+      .filter(Boolean),
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
   });

@@ -134,9 +134,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       forwardClaims: config.gateway.forwardClaims,
     });
     const services = Object.keys(config.servers).join(", ") || "none";
-    process.stderr.write(
-      `dmcp up: ${running.http ? `MCP at ${running.http.url}` : "MCP on stdio"}; NATS at ${embedded?.url ?? url}; services: ${services}\n`,
-    );
+    process.stderr.write(`dmcp up: ${running.http ? `MCP at ${running.http.url}` : "MCP on stdio"}; NATS at ${embedded?.url ?? url}; services: ${services}\n`);
     await runUntilSignal(
       logger,
       async () => {

@@ -147,7 +147,7 @@ function resourceRoute(route: ResourceRoute | undefined, uri: string): Route | u
   if (route && "ambiguous" in route) {
     throw new RequestError(
       ErrorCode.UnknownTarget,
-      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); ` + `read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
+      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
       { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { uri, services: route.ambiguous } },
     );
   }

@@ -2,7 +2,7 @@
  * Requests the gateway sends to one MCP client on behalf of an upstream (sampling, elicitation,
  * roots), paired with the client's responses by id.
  */
-import { CallError, DmcpError, ErrorCode, fromJsonRpcError, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+import { CallError, type DmcpError, ErrorCode, fromJsonRpcError, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
 
 interface Waiting {
   resolve: (result: Record<string, unknown>) => void;

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Bus } from "../../bus/index.js";
-import { BusError, CallError, DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, RequestError, toJsonRpcError, type Caller } from "../../protocol/index.js";
+import { BusError, CallError, type DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, RequestError, toJsonRpcError, type Caller } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import type { Identity } from "../access/policy.js";
 import type { Call, CallRequest } from "../calls/call.js";
@@ -136,7 +136,7 @@ export class GatewayTasks {
     const after = await this.settle(record.taskId, "cancelled", { statusMessage: "cancelled by the client" });
     // A call run by another replica stops at that replica's next lease renewal.
     this.running.get(record.taskId)?.abort(new CallError(ErrorCode.Cancelled, "the task was cancelled"));
-    return { record: after ?? record, wasTerminal: after ? false : true };
+    return { record: after ?? record, wasTerminal: !after };
   }
 
   /** A task of `params` (a tools/call; its `task` hint dropped) and the Call that runs it, under the task's correlation id. */
@@ -261,11 +261,19 @@ export class GatewayTasks {
         stopListening();
         signal.removeEventListener("abort", aborted);
       };
-      const timer = setTimeout(() => (done(), resolve()), record.pollIntervalMs);
+      const timer = setTimeout(() => {
+        done();
+        resolve();
+      }, record.pollIntervalMs);
       const stopListening = this.onStatus((changed) => {
-        if (changed.taskId === record.taskId) done(), resolve();
+        if (changed.taskId !== record.taskId) return;
+        done();
+        resolve();
       });
-      const aborted = () => (done(), reject(new CallError(ErrorCode.Cancelled, "tasks/result was cancelled")));
+      const aborted = () => {
+        done();
+        reject(new CallError(ErrorCode.Cancelled, "tasks/result was cancelled"));
+      };
       if (signal.aborted) aborted();
       else signal.addEventListener("abort", aborted, { once: true });
     });
