@@ -6,7 +6,7 @@ import { parseDuration, parsePositiveInt, UsageError } from "./args.js";
 const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 500ms, 30s or 15m")]);
 const Lane = z.enum(["high", "normal"]);
 
-/** The keys a config file's server entry may have for durable delivery (README "Durable calls"). */
+/** The keys a config file's server entry may have for durable delivery (docs/durable-calls.md; the table of docs/configuration.md). */
 export const DeliveryConfigFields = {
   delivery: z.enum(["direct", "durable", "auto"]).default("direct").describe("how tools/call requests reach the server: direct, durable or auto"),
   priority: Lane.default("normal").describe("the lane of durable calls unless `tools` or the caller says otherwise"),

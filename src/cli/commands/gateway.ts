@@ -50,8 +50,8 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         (repeatable)
   --cors-origin ORIGIN  with --http: let browser pages from ORIGIN (e.g. https://app.example.com;
                         * for any) call /mcp; repeatable. Without it no CORS headers are sent
-  --policy FILE         per-identity access to tools, resources and prompts (JSON; see README
-                        "Authorization"); denied items are left out of lists and calls get FORBIDDEN
+  --policy FILE         per-identity access to tools, resources and prompts (JSON; see
+                        docs/security.md); denied items are left out of lists and calls get FORBIDDEN
   --forward-claims LIST JWT claims (comma-separated) copied into each request's caller for executors
                         (the caller's kind, subject and issuer always travel)
   --forward-token       also copy the caller's raw bearer token into each request (off by default)

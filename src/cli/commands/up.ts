@@ -30,7 +30,7 @@ its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio s
 values stands for the data directory (see --data-dir).
 
 Options:
-  --config FILE         config file (JSON; see README "Configuration")
+  --config FILE         config file (JSON; see docs/configuration.md)
   --http PORT           serve MCP over HTTP on PORT (default: the config's gateway.http, 8808)
   --host HOST           address for --http (default: the config's, 127.0.0.1)
   --no-http             do not serve HTTP
