@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectBus, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
+import { connectBus, provisionStreams, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
 import type { Executor } from "../../executor/index.js";
 import type { Logger } from "../../util/index.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
@@ -12,7 +12,6 @@ import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 import { resultTtlFromConfig } from "../delivery.js";
-import { provisionStreams } from "../../gateway/index.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */

@@ -6,12 +6,12 @@
  * id (the work queue and the result store make that one execution), a direct call is marked failed.
  */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../../bus/index.js";
+import { MAX_TASK_TTL_MS, type Bus } from "../../bus/index.js";
 import { BusError, CallError, type DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, RequestError, toJsonRpcError, type Caller } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import type { Identity } from "../access/policy.js";
 import type { Call, CallRequest } from "../calls/call.js";
-import { MAX_TASK_TTL_MS, TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
+import { TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
 
 /** What the task runner needs of the gateway core: a task's call is a Call of its own, sent like any other. */
 export interface TaskHost {
