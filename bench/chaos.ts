@@ -126,7 +126,9 @@ function print(reports: Report[]): void {
     r.phase,
     String(r.sent),
     String(r.answered),
-    Object.entries(r.failed).map(([code, n]) => `${n} ${code}`).join(", ") || "0",
+    Object.entries(r.failed)
+      .map(([code, n]) => `${n} ${code}`)
+      .join(", ") || "0",
     String(r.lost),
     String(r.duplicated),
     String(r.deadLettered),

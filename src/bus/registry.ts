@@ -393,9 +393,12 @@ export class RegistryView {
       return;
     }
     // An instance we evicted (or never saw) is alive: read its announcement again.
-    void this.kv?.get(key).then((entry) => {
-      if (entry && entry.operation === "PUT") this.onAnnouncement(key, entry, false);
-    }, () => undefined);
+    void this.kv?.get(key).then(
+      (entry) => {
+        if (entry && entry.operation === "PUT") this.onAnnouncement(key, entry, false);
+      },
+      () => undefined,
+    );
   }
 
   private sweep(): void {

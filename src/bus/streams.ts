@@ -5,7 +5,7 @@
  * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
  */
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { natsConnectionOf, type Bus } from "./connection.js";
 
 /** What a stream must be for dMCP to use it. */
@@ -28,10 +28,7 @@ export class StreamConfigError extends Error {
     readonly stream: string,
     readonly differences: string[],
   ) {
-    super(
-      `the JetStream stream ${stream} is not what dMCP expects: ${differences.join("; ")}. ` +
-        `Remove it (nats stream rm ${stream}) and let a gateway create it`,
-    );
+    super(`the JetStream stream ${stream} is not what dMCP expects: ${differences.join("; ")}. ` + `Remove it (nats stream rm ${stream}) and let a gateway create it`);
     this.name = "StreamConfigError";
   }
 }
@@ -118,12 +115,7 @@ export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: Strea
  * Runs `begin` now when every stream exists, else in the background once they do. A stream with
  * other settings throws at once when it is there already, and goes to `onFatal` when it appears later.
  */
-export async function whenStreamsExist(
-  bus: Bus,
-  specs: StreamSpec[],
-  begin: () => Promise<void>,
-  options: StreamWaitOptions & { onFatal: (err: Error) => void },
-): Promise<void> {
+export async function whenStreamsExist(bus: Bus, specs: StreamSpec[], begin: () => Promise<void>, options: StreamWaitOptions & { onFatal: (err: Error) => void }): Promise<void> {
   const jsm = await jetstreamManager(natsConnectionOf(bus));
   if (await streamsExist(jsm, specs)) return begin();
   logWaiting(specs, options);

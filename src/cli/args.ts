@@ -27,11 +27,7 @@ const commonOptions = {
   "log-level": { type: "string" },
 } as const;
 
-export function parse<const O extends Record<string, OptionSpec>>(
-  argv: string[],
-  options: O,
-  allowPositionals = false,
-): { values: Values<O>; positionals: string[] } {
+export function parse<const O extends Record<string, OptionSpec>>(argv: string[], options: O, allowPositionals = false): { values: Values<O>; positionals: string[] } {
   try {
     const parsed = parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals, strict: true });
     return { values: parsed.values as Values<O>, positionals: parsed.positionals };

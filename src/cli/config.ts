@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import * as z from "zod";
 import type { ContextRetention } from "../bus/index.js";
 import { formatIssues } from "../protocol/index.js";
-import { AccessPolicy, PolicySchema } from "../gateway/access/policy.js";
+import { AccessPolicy, PolicySchema } from "../gateway/index.js";
 import { parseDuration, parseSize } from "./args.js";
 import { DeliveryConfigFields } from "./delivery.js";
 
@@ -20,7 +20,10 @@ const SecurityConfig = z.strictObject({
   requireSignatures: z.boolean().default(false).describe("reject unsigned messages and untrusted signers"),
   replayWindow: Duration.optional().describe("how far a signed message's timestamp may be off (default 2m)"),
   sealKeys: z.record(ServiceName, z.string().min(1)).default({}).describe("files holding the curve (xkey) seeds of configured services: their calls travel sealed"),
-  sealTo: z.record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)")).default({}).describe("public curve keys of services elsewhere on the bus"),
+  sealTo: z
+    .record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)"))
+    .default({})
+    .describe("public curve keys of services elsewhere on the bus"),
 });
 export type SecurityConfig = z.infer<typeof SecurityConfig>;
 
@@ -43,11 +46,14 @@ const StdioServer = z.strictObject({
 });
 
 /** A secret given inline, or read at start from an environment variable or a file (so the config can be shared). */
-const Secret = z.union([
-  z.string(),
-  z.strictObject({ env: z.string().min(1).describe("environment variable holding the value") }),
-  z.strictObject({ file: z.string().min(1).describe("file holding the value (trailing newline dropped); relative to the config file") }),
-], { error: () => 'a value is a string, {"env": "VARIABLE"} or {"file": "path"}' });
+const Secret = z.union(
+  [
+    z.string(),
+    z.strictObject({ env: z.string().min(1).describe("environment variable holding the value") }),
+    z.strictObject({ file: z.string().min(1).describe("file holding the value (trailing newline dropped); relative to the config file") }),
+  ],
+  { error: () => 'a value is a string, {"env": "VARIABLE"} or {"file": "path"}' },
+);
 export type Secret = z.infer<typeof Secret>;
 
 const HttpServer = z.strictObject({
@@ -95,7 +101,12 @@ export const ConfigSchema = z.strictObject({
     })
     .optional(),
   security: SecurityConfig.optional(),
-  servers: z.record(ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"), ServerEntry).default({}),
+  servers: z
+    .record(
+      ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"),
+      ServerEntry,
+    )
+    .default({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -136,6 +147,7 @@ export function isStdioServer(server: ServerConfig): server is z.infer<typeof St
   return "command" in server;
 }
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the placeholder as a config file writes it, replaced by withDataDir, not a template
 const DATA_DIR_PLACEHOLDER = "${DMCP_DATA_DIR}";
 
 /**

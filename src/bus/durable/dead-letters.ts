@@ -10,9 +10,10 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
+  CallError,
   createEnvelope,
   decodeEnvelope,
-  DmcpError,
+  type DmcpError,
   encodeEnvelope,
   ErrorCode,
   errorPayload,
@@ -44,7 +45,7 @@ export function retriesExhausted(service: string, outcomes: (DeliveryOutcome | u
   ].filter(Boolean);
   const last = outcomes[deliveries - 1];
   const ending = last ? `the last failure: ${last.code}: ${last.message}` : "the replica holding the last one died or was cut off from the server before answering";
-  return new DmcpError(ErrorCode.RetriesExhausted, `"${service}" got no answer in ${deliveries} ${deliveries === 1 ? "delivery" : "deliveries"}: ${tally.join(", ")}; ${ending}`, {
+  return new CallError(ErrorCode.RetriesExhausted, `"${service}" got no answer in ${deliveries} ${deliveries === 1 ? "delivery" : "deliveries"}: ${tally.join(", ")}; ${ending}`, {
     data: {
       service,
       deliveries,

@@ -9,7 +9,7 @@
  */
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
+import { BusError, CallError, createEnvelope, ErrorCode, errorPayload, RequestError, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { DeadLetters } from "./dead-letters.js";
 import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
@@ -131,14 +131,14 @@ export class DurableRoute {
       } catch (err) {
         // Refused for permission: retrying cannot help, and the requester should learn why now.
         if ((this.deniedAt.get(subject) ?? 0) >= attemptStarted) {
-          throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
+          throw new RequestError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
             cause: err,
             data: { service, subject },
           });
         }
         const delay = Math.min(1000, 50 * 2 ** attempt);
         if (this.stopped || natsConnectionOf(this.bus).isClosed() || Date.now() + delay >= giveUpAt) {
-          throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
+          throw new BusError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
         }
         await sleep(delay);
       }
@@ -149,7 +149,7 @@ export class DurableRoute {
   private withdraw(request: PromptRequest): void {
     const correlationId = request.correlation_id ?? request.id;
     this.queued.delete(correlationId);
-    const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
+    const cancelled = new CallError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
     const answer = this.bus.codec.encode(createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
       .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
@@ -190,10 +190,13 @@ export class DurableRoute {
   /** Resolves when the bus is back, or rejects at `until`. */
   private reconnected(until: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.reconnectWaiters = this.reconnectWaiters.filter((waiter) => waiter !== wake);
-        reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected"));
-      }, Math.max(0, until - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.reconnectWaiters = this.reconnectWaiters.filter((waiter) => waiter !== wake);
+          reject(new BusError(ErrorCode.BusUnavailable, "the bus is disconnected"));
+        },
+        Math.max(0, until - Date.now()),
+      );
       const wake = () => {
         clearTimeout(timer);
         resolve();

@@ -16,9 +16,10 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
   decodeEnvelope,
-  DmcpError,
+  type DmcpError,
   ErrorCode,
   PRIORITY_LANES,
+  RequestError,
   salvageIds,
   subjects,
   WORK_STREAM,
@@ -26,7 +27,7 @@ import {
   type PriorityLane,
   type PromptRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
@@ -124,10 +125,7 @@ export class DurableWorker {
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
     this.results = await ResultStore.bind(bus);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
-    bus.tolerateDenial(
-      subjects.maxDeliveriesAdvisory(),
-      "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)",
-    );
+    bus.tolerateDenial(subjects.maxDeliveriesAdvisory(), "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)");
     this.deadLetters.watch();
     for (const lane of PRIORITY_LANES) this.loops.push(this.consume(lane));
     this.options.logger.info({ server: this.features.version, ...settings }, "taking durable requests");
@@ -217,14 +215,17 @@ export class DurableWorker {
         const stored = await this.persistently(() => this.results!.get(this.options.service, correlationOf(validated)));
         if (!stored) {
           // A poison request cannot take down the calls that run beside it twice: no two suspects run together.
-          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, this.options.service, correlationOf(validated))))) releaseSuspect = await this.isolate();
+          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, this.options.service, correlationOf(validated)))))
+            releaseSuspect = await this.isolate();
           return true;
         }
         replayed = true;
         if (delivery.reply) this.nc.publish(delivery.reply, stored.data);
         return false;
       },
-      respond: (data, error) => void (answer = { data, error }),
+      respond: (data, error) => {
+        answer = { data, error };
+      },
     };
     try {
       await this.options.endpoint.serve(delivery);
@@ -263,7 +264,7 @@ export class DurableWorker {
       const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
       const raw = decoded.ok ? decoded.envelope : decoded.raw;
       const replyTo = typeof (raw as { reply_to?: unknown } | undefined)?.reply_to === "string" ? (raw as { reply_to: string }).reply_to : undefined;
-      const error = answer.error ?? new DmcpError(ErrorCode.InvalidEnvelope, "not a valid prompt_request");
+      const error = answer.error ?? new RequestError(ErrorCode.InvalidEnvelope, "not a valid prompt_request");
       await this.deadLetters!.bury({ data: msg.data, service, correlationId: salvageIds(raw).correlationId, replyTo, seq: msg.seq, deliveries: attempt }, error, { report: false });
       this.count("deadLettered");
       this.terminate(msg, `${error.code}: ${error.message}`);
@@ -298,7 +299,9 @@ export class DurableWorker {
   /** Records how a delivery handed back without an answer ended (best effort: unrecorded, it counts as lost). */
   private async record(correlationId: string | undefined, delivery: number, outcome: DeliveryOutcome): Promise<void> {
     if (!correlationId) return;
-    await recordDelivery(this.results!, this.options.service, correlationId, delivery, outcome).catch((err: unknown) => this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"));
+    await recordDelivery(this.results!, this.options.service, correlationId, delivery, outcome).catch((err: unknown) =>
+      this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"),
+    );
   }
 
   /** Ends the delivery of a request that was dead-lettered (with the reason, where the server takes one). */
