@@ -114,7 +114,8 @@ describe("replay stays within the session that owns the stream", () => {
   }
 
   it("replays a call's stream only to its own session", async () => {
-    const call = { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { text: "alice's secret" } } };
+    // A progress token asks for a stream (a plain call is answered with JSON: nothing to resume).
+    const call = { jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "echo", arguments: { text: "alice's secret" }, _meta: { progressToken: "t" } } };
     const [priming] = parseEvents(await (await fetch(gateway.url, { method: "POST", headers: alice(), body: JSON.stringify(call) })).text());
     await expectRefusedElsewhere(priming!.id!);
     // The id was live all along: its own session gets the answer replayed.

@@ -161,8 +161,13 @@ describe("an HTTP upstream's listen and polled streams, through the bus", () => 
       await (await fetch(gateway.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
       return headers;
     };
-    const call = (headers: Record<string, string>) =>
-      fetch(gateway.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "remote__test_reconnection", arguments: {} } }) });
+    /** The call; with `stream`, it asks for progress, and so for a stream of its own (a plain call is answered with JSON). */
+    const call = (headers: Record<string, string>, stream = true) =>
+      fetch(gateway.url, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "remote__test_reconnection", arguments: {}, ...(stream ? { _meta: { progressToken: "p7" } } : {}) } }),
+      });
     const isAnswer = (message: Record<string, any>) => message.id === 7 && message.result !== undefined;
 
     it("closes a resumable client's stream before the answer, and replays the answer after Last-Event-ID", async () => {
@@ -189,6 +194,15 @@ describe("an HTTP upstream's listen and polled streams, through the bus", () => 
       const post = readSse(await call(headers));
       await post.ended;
       expect(post.messages().find(isAnswer)?.result.content).toEqual([{ type: "text", text: "Reconnection test completed" }]);
+    }, 30_000);
+
+    it("answers a plain call with JSON once the executor has the answer: its client holds no stream to close", async () => {
+      const headers = await open("2025-11-25");
+      const response = await call(headers, false);
+      expect(response.headers.get("content-type")).toContain("application/json");
+      const answer = (await response.json()) as Record<string, any>;
+      expect(isAnswer(answer)).toBe(true);
+      expect(answer.result.content).toEqual([{ type: "text", text: "Reconnection test completed" }]);
     }, 30_000);
   });
 });

@@ -178,6 +178,8 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
       // cheaper but drop them, so they are opt-in.
       enableJsonResponse: options.jsonResponses ?? false,
+      // Plain calls answer with JSON unless a message of theirs comes first; SSE polling needs every answer on a stream.
+      directAnswers: !options.jsonResponses && options.ssePollMs === undefined,
       eventStore: events,
       retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {

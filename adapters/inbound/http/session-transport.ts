@@ -17,17 +17,34 @@ import {
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
 import type { SessionEventStore } from "./event-store.js";
+import { DirectAnswers } from "./direct-answers.js";
 import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../../src/protocol/index.js";
 import type { InboundTransport } from "../../../src/gateway/index.js";
+
+export interface HttpSessionTransportOptions extends WebStandardStreamableHTTPServerTransportOptions {
+  eventStore?: SessionEventStore;
+  /** Answer plain calls (no progress asked for) with JSON, past the SDK's transport (direct-answers.ts). */
+  directAnswers?: boolean;
+}
 
 export class HttpSessionTransport implements InboundTransport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
   private readonly eventStore: SessionEventStore | undefined;
+  private readonly direct: DirectAnswers | undefined;
   private messageHandler: InboundTransport["onmessage"];
+  private closeHandler: (() => void) | undefined;
+  private closed = false;
 
-  constructor(options: WebStandardStreamableHTTPServerTransportOptions & { eventStore?: SessionEventStore }) {
+  constructor(options: HttpSessionTransportOptions) {
     this.web = new WebStandardStreamableHTTPServerTransport(options);
     this.eventStore = options.eventStore;
+    this.direct = options.directAnswers ? new DirectAnswers(() => this.web.sessionId) : undefined;
+    // However the session ends (DELETE, close()), the calls answered directly end with it.
+    this.web.onclose = () => {
+      this.closed = true;
+      this.direct?.closeAll();
+      this.closeHandler?.();
+    };
   }
 
   get sessionId(): string | undefined {
@@ -35,10 +52,10 @@ export class HttpSessionTransport implements InboundTransport {
   }
 
   get onclose(): (() => void) | undefined {
-    return this.web.onclose;
+    return this.closeHandler;
   }
   set onclose(handler: (() => void) | undefined) {
-    this.web.onclose = handler;
+    this.closeHandler = handler;
   }
 
   get onerror(): ((error: Error) => void) | undefined {
@@ -65,6 +82,7 @@ export class HttpSessionTransport implements InboundTransport {
   }
 
   send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    if (this.direct?.send(message, options?.relatedRequestId)) return Promise.resolve();
     return this.web.send(message, options);
   }
 
@@ -77,6 +95,10 @@ export class HttpSessionTransport implements InboundTransport {
     const invalid = parsedBody === undefined ? undefined : bodyProblem(parsedBody);
     if (invalid) {
       badRequest(res, invalid);
+      return;
+    }
+    if (this.direct && !this.closed && req.method === "POST" && this.direct.takes(req, parsedBody)) {
+      this.direct.serve(req, res, parsedBody, this.messageHandler);
       return;
     }
     let request: Request;

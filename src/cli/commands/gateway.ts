@@ -32,11 +32,15 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
   --dashboard           with --http, also serve a live dashboard at http://HOST:PORT/dashboard:
                         services and replicas, calls in flight, recent errors, bus traffic (metadata
                         only, no payloads; like /mcp, anyone who can reach the port can open it)
-  --json-responses      with --http: answer with plain JSON instead of SSE streams; faster, but
-                        progress notifications of a call do not reach HTTP clients
-  --sse-poll MS         with --http: close the SSE stream of a call still waiting for its answer
-                        after MS, once; the client resumes it with Last-Event-ID and gets the answer
-                        there (SSE polling, SEP-1699; 2025-11-25 clients). Default: streams stay open
+  --json-responses      with --http: answer every call with plain JSON, also those that ask for
+                        progress, whose notifications then do not reach HTTP clients. Default: a
+                        call that asks for progress gets a resumable SSE stream; any other call a
+                        JSON answer, or an SSE stream (without event ids) when a message of the call
+                        comes before its answer
+  --sse-poll MS         with --http: answer every call on a resumable SSE stream, and close the
+                        stream of a call still waiting for its answer after MS, once; the client
+                        resumes it with Last-Event-ID and gets the answer there (SSE polling,
+                        SEP-1699; 2025-11-25 clients). Default: streams stay open
   --auth-tokens FILE    with --http: require a bearer token from FILE (lines name:token; the
                         name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...).
                         FILE is reread when it changes and on SIGHUP: a name taken out gets 401

@@ -7,10 +7,15 @@
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { JsonRpcId } from "../../protocol/index.js";
 
+/** Reads a request's headers by name (a Fetch `Headers` is one). */
+export interface HeaderReader {
+  get(name: string): string | null;
+}
+
 /** What the adapter knows of a message beyond its body. */
 export interface InboundMessageInfo {
   /** The HTTP request it came in (its headers carry the caller's trace); none over stdio. */
-  request?: { readonly headers: Headers } | undefined;
+  request?: { readonly headers: HeaderReader } | undefined;
   /** Closes this request's SSE stream for the client to resume it (HTTP with an event store only). */
   closeSSEStream?: (() => void) | undefined;
 }

@@ -10,7 +10,7 @@
  * resource. A 2026-07-28 request goes through stateless.ts first, whatever the session did before.
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
-import type { InboundTransport } from "./inbound-transport.js";
+import type { HeaderReader, InboundTransport } from "./inbound-transport.js";
 import { randomUUID } from "node:crypto";
 import {
   CallError,
@@ -400,7 +400,7 @@ export class GatewaySession {
 }
 
 /** The W3C trace headers of an HTTP request (stdio messages have none). */
-function traceHeaders(headers: Headers | undefined): Record<string, string> | undefined {
+function traceHeaders(headers: HeaderReader | undefined): Record<string, string> | undefined {
   const traceparent = headers?.get("traceparent");
   if (!traceparent) return undefined;
   const tracestate = headers?.get("tracestate");
