@@ -22,7 +22,11 @@ import { NatsMessage, type BusMessage } from "./message.js";
 import { tapConnection, type BusTap } from "./tap.js";
 
 export interface BusConnectOptions {
-  /** One URL or several (a cluster); e.g. nats://127.0.0.1:4222. */
+  /**
+   * The seed URLs: one, or several of a cluster (a list, or one string of comma-separated URLs), e.g.
+   * `nats://10.0.0.1:4222,nats://10.0.0.2:4222`. The connection takes any live one, and on losing its
+   * server reconnects to another seed or to a server the cluster announced.
+   */
   servers: string | string[];
   /** Shown by the NATS server's monitoring, e.g. `dmcp-gateway`. */
   name: string;
@@ -144,8 +148,18 @@ export interface Bus {
   drain(): Promise<void>;
 }
 
+/** The URLs of a `servers` option: a list, or comma-separated in one string (nats.js would take "a,b" as one URL). */
+export function seedUrls(servers: string | string[]): string[] {
+  return [servers]
+    .flat()
+    .flatMap((entry) => entry.split(","))
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+}
+
 export async function connectBus(options: BusConnectOptions): Promise<Bus> {
-  const servers = options.servers;
+  const servers = seedUrls(options.servers);
+  if (servers.length === 0) throw new DmcpError(ErrorCode.BusUnavailable, "cannot connect to NATS: no server URL given");
   const authenticator = authenticatorFor(options);
   let nc: NatsConnection;
   try {
@@ -166,7 +180,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     });
   } catch (cause) {
-    const where = [servers].flat().join(", ");
+    const where = servers.join(", ");
     // Wrong credentials are not fixed by starting a server: say which problem it is.
     const hint =
       cause instanceof AuthorizationError

@@ -1,5 +1,6 @@
 /** Command-line parsing shared by the commands (node's util.parseArgs), with errors users can act on. */
 import { parseArgs } from "node:util";
+import { seedUrls } from "../bus/index.js";
 import { defaultDataDir, findRunningUp, type RunningUp } from "./up-store.js";
 
 export class UsageError extends Error {
@@ -133,9 +134,10 @@ export const natsOptions = {
   "data-dir": { type: "string" },
 } as const;
 
-export const natsHelp = `  --nats URL            NATS server URL. Default: $DMCP_NATS_URL, else the bus of the dmcp up running
-                        on this machine with the store --data-dir (its dmcp-up.json there names it),
-                        else nats://127.0.0.1:4222
+export const natsHelp = `  --nats URL[,URL...]   NATS server URL, or the comma-separated seed URLs of a cluster (any live one
+                        will do; on losing its server the process reconnects to another). Default:
+                        $DMCP_NATS_URL, else the bus of the dmcp up running on this machine with the
+                        store --data-dir (its dmcp-up.json there names it), else nats://127.0.0.1:4222
   --data-dir DIR        without --nats: the store of the dmcp up whose bus to use (default:
                         $XDG_STATE_HOME/dmcp/nats, else ~/.local/state/dmcp/nats, as for dmcp up)
   --nats-user U, --nats-pass P, --nats-token T
@@ -165,8 +167,10 @@ export function natsConnection(values: Record<string, unknown>, target: NatsTarg
     throw new UsageError(`--nats-inbox-prefix needs dot-separated tokens without wildcards or spaces, e.g. _INBOX.gateway; got ${JSON.stringify(inboxPrefix)}`);
   }
   const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
+  const servers = seedUrls(target.url);
+  if (servers.length === 0) throw new UsageError(`${target.from} needs a NATS URL or comma-separated URLs, got ${JSON.stringify(target.url)}`);
   return {
-    servers: target.url,
+    servers,
     ...(user ? { user } : {}),
     ...(pass ? { pass } : {}),
     ...(token ? { token } : {}),

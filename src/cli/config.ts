@@ -67,8 +67,12 @@ export const ConfigSchema = z.strictObject({
   $schema: z.string().optional(),
   nats: z
     .strictObject({
-      /** Use an existing NATS server; without it `dmcp up` starts its own. */
-      url: z.string().min(1).optional(),
+      /** Use an existing NATS server (or cluster); without it `dmcp up` starts its own. */
+      url: z
+        .string()
+        .min(1)
+        .optional()
+        .describe("an existing NATS server's URL, or the comma-separated seed URLs of a cluster; without it dmcp up starts its own nats-server"),
       /** Where the embedded server keeps its JetStream store. */
       dataDir: z.string().min(1).optional(),
     })
