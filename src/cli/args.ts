@@ -28,11 +28,7 @@ const commonOptions = {
   "log-level": { type: "string" },
 } as const;
 
-export function parse<const O extends Record<string, OptionSpec>>(
-  argv: string[],
-  options: O,
-  allowPositionals = false,
-): { values: Values<O>; positionals: string[] } {
+export function parse<const O extends Record<string, OptionSpec>>(argv: string[], options: O, allowPositionals = false): { values: Values<O>; positionals: string[] } {
   try {
     const parsed = parseArgs({ args: argv, options: { ...commonOptions, ...options }, allowPositionals, strict: true });
     return { values: parsed.values as Values<O>, positionals: parsed.positionals };
@@ -131,6 +127,8 @@ export const natsOptions = {
   "nats-tls-cert": { type: "string" },
   "nats-tls-key": { type: "string" },
   "nats-inbox-prefix": { type: "string" },
+  "js-domain": { type: "string" },
+  "stream-replicas": { type: "string" },
   "data-dir": { type: "string" },
 } as const;
 
@@ -149,6 +147,11 @@ export const natsHelp = `  --nats URL[,URL...]   NATS server URL, or the comma-s
                         TLS client certificate and key
   --nats-inbox-prefix P reply subjects start with P (default: $DMCP_NATS_INBOX_PREFIX or
                         _INBOX), so that a NATS user may subscribe to P.> only (deploy/nats/)
+  --js-domain D         use the JetStream of domain D (the domain in the servers' jetstream block):
+                        how a process on a leafnode server reaches the cluster's JetStream
+  --stream-replicas N   replicas of the JetStream streams and buckets this process creates (gateways
+                        and dmcp up create them). Default: 3 when the server is one of a cluster of
+                        3 or more, else 1
 `;
 
 /** BusConnectOptions from the NATS flags (and their environment variables). */
@@ -166,6 +169,9 @@ export function natsConnection(values: Record<string, unknown>, target: NatsTarg
   if (inboxPrefix !== undefined && !/^[^.*>\s]+(\.[^.*>\s]+)*$/.test(inboxPrefix)) {
     throw new UsageError(`--nats-inbox-prefix needs dot-separated tokens without wildcards or spaces, e.g. _INBOX.gateway; got ${JSON.stringify(inboxPrefix)}`);
   }
+  const jsDomain = text("js-domain");
+  if (jsDomain !== undefined && !/^[A-Za-z0-9_-]+$/.test(jsDomain)) throw new UsageError(`--js-domain needs a name of letters, digits, - and _, got ${JSON.stringify(jsDomain)}`);
+  const streamReplicas = parsePositiveInt(text("stream-replicas"), "--stream-replicas");
   const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
   const servers = seedUrls(target.url);
   if (servers.length === 0) throw new UsageError(`${target.from} needs a NATS URL or comma-separated URLs, got ${JSON.stringify(target.url)}`);
@@ -178,6 +184,8 @@ export function natsConnection(values: Record<string, unknown>, target: NatsTarg
     ...(nkeySeedFile ? { nkeySeedFile } : {}),
     ...(tls ? { tls } : {}),
     ...(inboxPrefix ? { inboxPrefix } : {}),
+    ...(jsDomain ? { jsDomain } : {}),
+    ...(streamReplicas ? { streamReplicas } : {}),
   };
 }
 

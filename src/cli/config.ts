@@ -20,7 +20,10 @@ const SecurityConfig = z.strictObject({
   requireSignatures: z.boolean().default(false).describe("reject unsigned messages and untrusted signers"),
   replayWindow: Duration.optional().describe("how far a signed message's timestamp may be off (default 2m)"),
   sealKeys: z.record(ServiceName, z.string().min(1)).default({}).describe("files holding the curve (xkey) seeds of configured services: their calls travel sealed"),
-  sealTo: z.record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)")).default({}).describe("public curve keys of services elsewhere on the bus"),
+  sealTo: z
+    .record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)"))
+    .default({})
+    .describe("public curve keys of services elsewhere on the bus"),
 });
 export type SecurityConfig = z.infer<typeof SecurityConfig>;
 
@@ -43,11 +46,14 @@ const StdioServer = z.strictObject({
 });
 
 /** A secret given inline, or read at start from an environment variable or a file (so the config can be shared). */
-const Secret = z.union([
-  z.string(),
-  z.strictObject({ env: z.string().min(1).describe("environment variable holding the value") }),
-  z.strictObject({ file: z.string().min(1).describe("file holding the value (trailing newline dropped); relative to the config file") }),
-], { error: () => 'a value is a string, {"env": "VARIABLE"} or {"file": "path"}' });
+const Secret = z.union(
+  [
+    z.string(),
+    z.strictObject({ env: z.string().min(1).describe("environment variable holding the value") }),
+    z.strictObject({ file: z.string().min(1).describe("file holding the value (trailing newline dropped); relative to the config file") }),
+  ],
+  { error: () => 'a value is a string, {"env": "VARIABLE"} or {"file": "path"}' },
+);
 export type Secret = z.infer<typeof Secret>;
 
 const HttpServer = z.strictObject({
@@ -68,11 +74,20 @@ export const ConfigSchema = z.strictObject({
   nats: z
     .strictObject({
       /** Use an existing NATS server (or cluster); without it `dmcp up` starts its own. */
-      url: z
+      url: z.string().min(1).optional().describe("an existing NATS server's URL, or the comma-separated seed URLs of a cluster; without it dmcp up starts its own nats-server"),
+      /** The JetStream domain to address (`--js-domain`): how a process on a leafnode server reaches the cluster's JetStream. */
+      jsDomain: z
         .string()
-        .min(1)
+        .regex(/^[A-Za-z0-9_-]+$/, "a name of letters, digits, - and _")
         .optional()
-        .describe("an existing NATS server's URL, or the comma-separated seed URLs of a cluster; without it dmcp up starts its own nats-server"),
+        .describe("the JetStream domain to use (the domain in the servers' jetstream block), as --js-domain"),
+      /** Replicas of the streams and buckets `dmcp up` creates (`--stream-replicas`). */
+      streamReplicas: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe("replicas of the JetStream streams and buckets dmcp up creates, as --stream-replicas; default 3 on a cluster of 3 or more servers, else 1"),
       /** Where the embedded server keeps its JetStream store. */
       dataDir: z.string().min(1).optional(),
     })
@@ -99,7 +114,12 @@ export const ConfigSchema = z.strictObject({
     })
     .optional(),
   security: SecurityConfig.optional(),
-  servers: z.record(ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"), ServerEntry).default({}),
+  servers: z
+    .record(
+      ServiceName.refine((name) => name !== "dmcp", "the service name dmcp is reserved for the gateway"),
+      ServerEntry,
+    )
+    .default({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

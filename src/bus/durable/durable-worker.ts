@@ -11,9 +11,8 @@
  * - a request whose answer is already stored (it ran before, or was cancelled) is answered from the
  *   store and not run again.
  */
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import {
   decodeEnvelope,
   DmcpError,
@@ -31,6 +30,7 @@ import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
+import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
 import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
@@ -89,7 +89,7 @@ export class DurableWorker {
 
   constructor(private readonly options: DurableWorkerOptions) {
     this.nc = natsConnectionOf(options.bus);
-    this.js = jetstream(this.nc);
+    this.js = jetStreamOf(options.bus);
     this.admission = new Admission(options.settings.concurrency, options.canServe);
     const registry = options.metrics;
     this.counter = registry
@@ -120,14 +120,11 @@ export class DurableWorker {
   async start(): Promise<void> {
     const { bus, service, settings } = this.options;
     this.features = serverFeatures(this.nc);
-    const jsm = await jetstreamManager(this.nc);
+    const jsm = await jetStreamManagerOf(bus);
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
     this.results = await ResultStore.bind(bus);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
-    bus.tolerateDenial(
-      subjects.maxDeliveriesAdvisory(),
-      "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)",
-    );
+    bus.tolerateDenial(subjects.maxDeliveriesAdvisory(), "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)");
     this.deadLetters.watch();
     for (const lane of PRIORITY_LANES) this.loops.push(this.consume(lane));
     this.options.logger.info({ server: this.features.version, ...settings }, "taking durable requests");
@@ -184,7 +181,7 @@ export class DurableWorker {
         logger.warn({ err, lane }, "durable consumer failed; retrying");
         await sleep(1000);
         // The consumer may have been deleted (or the stream): make them again.
-        await jetstreamManager(this.nc)
+        await jetStreamManagerOf(this.options.bus)
           .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
           .catch(() => undefined);
       }
@@ -217,7 +214,8 @@ export class DurableWorker {
         const stored = await this.persistently(() => this.results!.get(this.options.service, correlationOf(validated)));
         if (!stored) {
           // A poison request cannot take down the calls that run beside it twice: no two suspects run together.
-          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, this.options.service, correlationOf(validated))))) releaseSuspect = await this.isolate();
+          if (attempt > 1 && !releaseSuspect && (await this.persistently(() => isSuspect(this.results!, this.options.service, correlationOf(validated)))))
+            releaseSuspect = await this.isolate();
           return true;
         }
         replayed = true;
@@ -298,7 +296,9 @@ export class DurableWorker {
   /** Records how a delivery handed back without an answer ended (best effort: unrecorded, it counts as lost). */
   private async record(correlationId: string | undefined, delivery: number, outcome: DeliveryOutcome): Promise<void> {
     if (!correlationId) return;
-    await recordDelivery(this.results!, this.options.service, correlationId, delivery, outcome).catch((err: unknown) => this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"));
+    await recordDelivery(this.results!, this.options.service, correlationId, delivery, outcome).catch((err: unknown) =>
+      this.options.logger.debug({ err, correlationId }, "could not record how a delivery ended"),
+    );
   }
 
   /** Ends the delivery of a request that was dead-lettered (with the reason, where the server takes one). */

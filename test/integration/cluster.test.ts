@@ -1,0 +1,160 @@
+/**
+ * dMCP on a real 3-node nats-server cluster (and a leafnode server attached to it), on Debian's 2.9
+ * and, when fetched, on a current server: seed lists with a dead seed, calls that go on after the node
+ * a gateway is connected to is SIGKILLed, 3 replicas for every stream and bucket (and a warning for
+ * one that has fewer), executors behind a leafnode through a JetStream domain. Real gateway, real
+ * executors wrapping npm MCP servers, the MCP SDK's client.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEAD_LETTER_STREAM, subjects } from "../../src/protocol/index.js";
+import { freePort, serverGenerations, startTestCluster, startTestLeafnode, type TestCluster } from "../helpers/cluster.js";
+import type { EmbeddedNats } from "../helpers/nats.js";
+import { REPO_ROOT, runDmcp, startGatewayHttp, type Child } from "../helpers/processes.js";
+
+const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
+const MEMORY_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-memory/dist/index.js`;
+const DOMAIN = "hub";
+
+async function wrap(nats: string, name: string, server: string[], extra: string[] = []): Promise<Child> {
+  const child = runDmcp(["wrap", "--name", name, "--nats", nats, "--heartbeat", "500", ...extra, "--", process.execPath, ...server]);
+  await child.waitFor(/executor serving/, 30_000);
+  return child;
+}
+
+async function sdkClient(url: string): Promise<Client> {
+  const client = new Client({ name: "cluster-test", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  return client;
+}
+
+function text(result: Awaited<ReturnType<Client["callTool"]>>): string {
+  return (result.content as { type: string; text?: string }[]).map((part) => part.text ?? "").join("");
+}
+
+/** The dead-letter stream as a gateway would make it, but with one replica: made by hand before any gateway ran. */
+async function addOneReplicaStream(jsm: JetStreamManager): Promise<void> {
+  await jsm.streams.add({ name: DEAD_LETTER_STREAM, subjects: [subjects.deadLetterAll()], retention: RetentionPolicy.Limits, num_replicas: 1 });
+}
+
+describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) => {
+  let cluster: TestCluster;
+  let raw: NatsConnection;
+  let jsm: JetStreamManager;
+  let deadSeed: string;
+  let gateway: Child & { url: string };
+  let everything: Child;
+  let client: Client;
+  const leaves: { stop(): Promise<void> }[] = [];
+  const children: Child[] = [];
+  const tempDirs: string[] = [];
+
+  beforeAll(async () => {
+    cluster = await startTestCluster({ binary, leafnodes: true, jsDomain: DOMAIN });
+    raw = await connect({ servers: cluster.seeds.split(",") });
+    jsm = await jetstreamManager(raw);
+    await addOneReplicaStream(jsm);
+    // Nothing listens there: the first seed every process is given is dead.
+    deadSeed = `nats://127.0.0.1:${await freePort()},${cluster.seeds}`;
+    gateway = await startGatewayHttp(deadSeed);
+    everything = await wrap(deadSeed, "everything", [EVERYTHING_BIN, "stdio"]);
+    client = await sdkClient(gateway.url);
+  }, 120_000);
+
+  afterAll(async () => {
+    await client?.close();
+    await Promise.all([gateway, everything, ...children].map((child) => child?.stop()));
+    for (const leaf of leaves) await leaf.stop();
+    await raw?.close();
+    await cluster?.stop();
+    await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+  });
+
+  it("serves calls to a gateway and an executor whose first seed is dead", async () => {
+    expect(text(await client.callTool({ name: "echo", arguments: { message: "through the cluster" } }))).toBe("Echo: through the cluster");
+  });
+
+  it("runs dmcp status with a dead seed first and last in --nats", async () => {
+    const status = runDmcp(["status", "--nats", `${deadSeed},nats://127.0.0.1:9`, "--json"]);
+    const stdout: string[] = [];
+    status.process.stdout!.on("data", (chunk: Buffer) => stdout.push(chunk.toString()));
+    expect(await status.exited).toBe(0);
+    const { services } = JSON.parse(stdout.join("")) as { services: Record<string, { tools: string[] }> };
+    expect(services.everything?.tools).toContain("echo");
+  });
+
+  it("gives every stream and bucket it creates 3 replicas, and warns about an existing one with 1", async () => {
+    const replicas: Record<string, number> = {};
+    for await (const info of jsm.streams.list()) replicas[info.config.name] = info.config.num_replicas;
+    expect(Object.keys(replicas).length).toBeGreaterThanOrEqual(5);
+    expect(replicas[DEAD_LETTER_STREAM]).toBe(1);
+    const others = Object.entries(replicas).filter(([name]) => name !== DEAD_LETTER_STREAM);
+    expect(others.filter(([, count]) => count !== 3)).toEqual([]);
+    const warning = await gateway.waitFor(new RegExp(`the JetStream stream ${DEAD_LETTER_STREAM} has 1 replica, fewer than the 3`));
+    expect(warning.input).toContain(`nats stream edit ${DEAD_LETTER_STREAM} --replicas 3`);
+  });
+
+  it("goes on serving calls after the node the gateway is connected to is SIGKILLed", async () => {
+    const node = await cluster.nodeOf("dmcp-gateway");
+    expect(node).toBeDefined();
+    const executorNode = await cluster.nodeOf("dmcp-wrap-everything");
+    cluster.kill(node!);
+    const killedAt = performance.now();
+    let resumedAfterMs: number | undefined;
+    let failures = 0;
+    // Bounded: at most 60 s of calls, each with its own 2 s limit.
+    while (resumedAfterMs === undefined && performance.now() - killedAt < 60_000) {
+      const answer = await client
+        .callTool({ name: "echo", arguments: { message: "after the kill" } }, { timeout: 2_000 })
+        .then(text)
+        .catch(() => undefined);
+      if (answer === "Echo: after the kill") resumedAfterMs = performance.now() - killedAt;
+      else failures++;
+    }
+    console.log(
+      `[cluster figure] ${binary ? "current" : "system"} nats-server: calls resumed ${resumedAfterMs?.toFixed(0)} ms after SIGKILL of the gateway's node ` +
+        `(executor on ${executorNode === node ? "the same" : "another"} node; ${failures} failed calls before)`,
+    );
+    expect(resumedAfterMs).toBeDefined();
+    await cluster.restart(node!);
+    expect(text(await client.callTool({ name: "echo", arguments: { message: "after the restart" } }))).toBe("Echo: after the restart");
+  }, 120_000);
+
+  it("refuses an executor on a leafnode server without a JetStream domain, advising --js-domain", async () => {
+    const leaf = await startTestLeafnode(cluster, { binary });
+    leaves.push(leaf);
+    const status = runDmcp(["status", "--nats", leaf.url]);
+    expect(await status.exited).toBe(1);
+    expect(status.stderr.join("\n")).toContain("give the cluster's JetStream domain with --js-domain");
+  });
+
+  it("serves direct and durable calls through an executor on a leafnode server given --js-domain", async () => {
+    const leaf = await startTestLeafnode(cluster, { binary });
+    leaves.push(leaf);
+    // A graph file of this run's own: server-memory keeps its graph next to its code otherwise.
+    const dir = await mkdtemp(join(tmpdir(), "dmcp-memory-"));
+    tempDirs.push(dir);
+    const graph = join(dir, "memory.jsonl");
+    children.push(await wrap(leaf.url, "memory", [MEMORY_BIN], ["--js-domain", DOMAIN, "--delivery", "durable", "--env", `MEMORY_FILE_PATH=${graph}`]));
+    children.push(await wrap(leaf.url, "edge", [EVERYTHING_BIN, "stdio"], ["--js-domain", DOMAIN]));
+    const created = await client.callTool({
+      name: "memory__create_entities",
+      arguments: { entities: [{ name: "leaf", entityType: "server", observations: ["behind a leafnode"] }] },
+    });
+    expect(text(created)).toContain("behind a leafnode");
+    expect(text(await client.callTool({ name: "memory__read_graph", arguments: {} }))).toContain("behind a leafnode");
+    expect(text(await client.callTool({ name: "edge__echo", arguments: { message: "from the edge" } }))).toBe("Echo: from the edge");
+  }, 120_000);
+
+  it("serves calls through an executor on a leafnode server whose config maps the account to the domain (default_js_domain)", async () => {
+    const leaf: EmbeddedNats & { stop(): Promise<void> } = await startTestLeafnode(cluster, { binary, config: `default_js_domain: { "$G": "${DOMAIN}" }` });
+    leaves.push(leaf);
+    children.push(await wrap(leaf.url, "mapped", [EVERYTHING_BIN, "stdio"], ["--delivery", "durable"]));
+    expect(text(await client.callTool({ name: "mapped__echo", arguments: { message: "mapped" } }))).toBe("Echo: mapped");
+  }, 120_000);
+});
