@@ -122,7 +122,8 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
 async function waitForQuorum(nodes: EmbeddedNats[], domain: string | undefined): Promise<void> {
   const nc = await connect({ servers: nodes.map((node) => node.url), name: "cluster-ready" });
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 2_000, ...(domain ? { domain } : {}) });
+    // No API check at creation: JetStream may have no meta leader yet, which is what is awaited.
+    const jsm = await jetstreamManager(nc, { timeout: 2_000, checkAPI: false, ...(domain ? { domain } : {}) });
     await eventually(
       async () => {
         await jsm.streams.add({ name: "CLUSTER_READY", subjects: ["cluster.ready"], num_replicas: nodes.length });
