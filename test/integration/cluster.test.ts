@@ -12,7 +12,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEAD_LETTER_STREAM, subjects } from "../../src/protocol/index.js";
+import { DEAD_LETTER_STREAM, subjects, WORK_STREAM } from "../../src/protocol/index.js";
 import { freePort, serverGenerations, startTestCluster, startTestLeafnode, type TestCluster } from "../helpers/cluster.js";
 import type { EmbeddedNats } from "../helpers/nats.js";
 import { REPO_ROOT, runDmcp, startGatewayHttp, type Child } from "../helpers/processes.js";
@@ -123,6 +123,34 @@ describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) =>
     expect(resumedAfterMs).toBeDefined();
     await cluster.restart(node!);
     expect(text(await client.callTool({ name: "echo", arguments: { message: "after the restart" } }))).toBe("Echo: after the restart");
+  }, 120_000);
+
+  it("answers durable calls again after the node leading the work stream is SIGKILLed", async () => {
+    children.push(await wrap(deadSeed, "queued", [EVERYTHING_BIN, "stdio"], ["--delivery", "durable"]));
+    expect(text(await client.callTool({ name: "queued__echo", arguments: { message: "queued" } }))).toBe("Echo: queued");
+    const leader = (await jsm.streams.info(WORK_STREAM)).cluster?.leader;
+    const node = Number(leader?.replace(/^n/, "")) - 1;
+    expect(cluster.nodes[node]).toBeDefined();
+    const gatewayNode = await cluster.nodeOf("dmcp-gateway");
+    cluster.kill(node);
+    const killedAt = performance.now();
+    let resumedAfterMs: number | undefined;
+    let failures = 0;
+    // Bounded: at most 60 s of calls, each with its own 15 s limit.
+    while (resumedAfterMs === undefined && performance.now() - killedAt < 60_000) {
+      const answer = await client
+        .callTool({ name: "queued__echo", arguments: { message: "after the leader's kill" } }, { timeout: 15_000 })
+        .then(text)
+        .catch(() => undefined);
+      if (answer === "Echo: after the leader's kill") resumedAfterMs = performance.now() - killedAt;
+      else failures++;
+    }
+    console.log(
+      `[cluster figure] ${binary ? "current" : "system"} nats-server: a durable call answered ${resumedAfterMs?.toFixed(0)} ms after SIGKILL of the work stream's leader ` +
+        `(gateway on ${gatewayNode === node ? "that" : "another"} node; ${failures} failed calls before)`,
+    );
+    expect(resumedAfterMs).toBeDefined();
+    await cluster.restart(node);
   }, 120_000);
 
   it("refuses an executor on a leafnode server without a JetStream domain, advising --js-domain", async () => {
