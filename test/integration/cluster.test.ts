@@ -5,13 +5,15 @@
  * one that has fewer), executors behind a leafnode through a JetStream domain. Real gateway, real
  * executors wrapping npm MCP servers, the MCP SDK's client.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultStreamReplicas, seedUrls } from "../../src/bus/connection.js";
+import { natsConnection } from "../../src/cli/args.js";
 import { DEAD_LETTER_STREAM, subjects, WORK_STREAM } from "../../src/protocol/index.js";
 import { freePort, serverGenerations, startTestCluster, startTestLeafnode, type TestCluster } from "../helpers/cluster.js";
 import type { EmbeddedNats } from "../helpers/nats.js";
@@ -41,6 +43,29 @@ function text(result: Awaited<ReturnType<Client["callTool"]>>): string {
 async function addOneReplicaStream(jsm: JetStreamManager): Promise<void> {
   await jsm.streams.add({ name: DEAD_LETTER_STREAM, subjects: [subjects.deadLetterAll()], retention: RetentionPolicy.Limits, num_replicas: 1 });
 }
+
+describe("the NATS options of a cluster", () => {
+  it("splits comma-separated seed URLs, in --nats and in a bus's servers", () => {
+    expect(natsConnection({ nats: "nats://a:4222, nats://b:4222,,nats://c:4222" }).servers).toEqual(["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+    expect(seedUrls(["nats://a:4222,nats://b:4222", "nats://c:4222"])).toEqual(["nats://a:4222", "nats://b:4222", "nats://c:4222"]);
+  });
+
+  it("refuses --nats without a URL, a --js-domain that is no name and --stream-replicas that is not a positive whole number", () => {
+    expect(() => natsConnection({ nats: " , " })).toThrow(/--nats needs a NATS URL or comma-separated URLs/);
+    expect(() => natsConnection({ nats: "nats://a:4222", "js-domain": "a.b" })).toThrow(/--js-domain needs a name of letters, digits, - and _/);
+    expect(() => natsConnection({ nats: "nats://a:4222", "stream-replicas": "0" })).toThrow(/--stream-replicas needs a positive whole number/);
+    expect(natsConnection({ nats: "nats://a:4222", "js-domain": "hub", "stream-replicas": "3" })).toMatchObject({ jsDomain: "hub", streamReplicas: 3 });
+  });
+
+  it("creates streams with 3 replicas on a cluster of three or more servers, else 1", () => {
+    const urls = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"];
+    expect(defaultStreamReplicas(undefined)).toBe(1);
+    expect(defaultStreamReplicas({ connect_urls: urls })).toBe(1);
+    expect(defaultStreamReplicas({ cluster: "c", connect_urls: urls.slice(0, 2) })).toBe(1);
+    expect(defaultStreamReplicas({ cluster: "c", connect_urls: urls.slice(0, 3) })).toBe(3);
+    expect(defaultStreamReplicas({ cluster: "c", connect_urls: urls })).toBe(3);
+  });
+});
 
 describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) => {
   let cluster: TestCluster;
@@ -178,6 +203,20 @@ describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) =>
     expect(text(await client.callTool({ name: "memory__read_graph", arguments: {} }))).toContain("behind a leafnode");
     expect(text(await client.callTool({ name: "edge__echo", arguments: { message: "from the edge" } }))).toBe("Echo: from the edge");
   }, 120_000);
+
+  it("dmcp up on a leafnode server takes nats.jsDomain and nats.streamReplicas from its config", async () => {
+    const leaf = await startTestLeafnode(cluster, { binary });
+    leaves.push(leaf);
+    const dir = await mkdtemp(join(tmpdir(), "dmcp-up-leaf-"));
+    tempDirs.push(dir);
+    const config = join(dir, "dmcp.config.json");
+    await writeFile(config, JSON.stringify({ nats: { url: leaf.url, jsDomain: DOMAIN, streamReplicas: 5 }, servers: {} }));
+    const up = runDmcp(["up", "--config", config, "--no-http", "--data-dir", dir]);
+    children.push(up);
+    await up.waitFor(/^dmcp up: MCP on stdio; NATS at /, 30_000);
+    // The streams exist with 3 replicas: asked for 5, dmcp up says so and uses them.
+    await up.waitFor(new RegExp(`the JetStream stream ${WORK_STREAM} has 3 replicas, fewer than the 5`));
+  }, 60_000);
 
   it("serves calls through an executor on a leafnode server whose config maps the account to the domain (default_js_domain)", async () => {
     const leaf: EmbeddedNats & { stop(): Promise<void> } = await startTestLeafnode(cluster, { binary, config: `default_js_domain: { "$G": "${DOMAIN}" }` });
