@@ -39,6 +39,8 @@ export interface TestCluster {
   readonly leafUrls: string[];
   /** The index of the node a client connection of this name (its NATS connection name) is on, if any. */
   nodeOf(connectionName: string): Promise<number | undefined>;
+  /** The indexes of the nodes that client connections of this name are on. */
+  nodesOf(connectionName: string): Promise<number[]>;
   /** SIGKILLs one node. */
   kill(index: number): void;
   /** Starts a killed node again on its ports and store, and waits until JetStream has its quorum back. */
@@ -92,13 +94,17 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     seeds: nodes.map((node) => node.url).join(","),
     leafUrls: leafPorts.map((port) => `nats-leaf://127.0.0.1:${port}`),
     async nodeOf(connectionName) {
+      return (await cluster.nodesOf(connectionName))[0];
+    },
+    async nodesOf(connectionName) {
+      const found: number[] = [];
       for (const [index, port] of monitorPorts.entries()) {
         const connz = (await fetch(`http://127.0.0.1:${port}/connz?limit=1024`)
           .then((response) => response.json())
           .catch(() => ({ connections: [] }))) as { connections?: { name?: string }[] };
-        if ((connz.connections ?? []).some((connection) => connection.name === connectionName)) return index;
+        if ((connz.connections ?? []).some((connection) => connection.name === connectionName)) found.push(index);
       }
-      return undefined;
+      return found;
     },
     kill: (index) => nodes[index]!.kill("SIGKILL"),
     async restart(index) {
