@@ -39,6 +39,25 @@ function text(result: Awaited<ReturnType<Client["callTool"]>>): string {
   return (result.content as { type: string; text?: string }[]).map((part) => part.text ?? "").join("");
 }
 
+/**
+ * Calls server-everything's echo (as `tool`) one call after another until one is answered, from now
+ * (a fault just injected): how long that took, and how many calls failed before. Bounded: 60 s of
+ * calls, each with its own limit.
+ */
+async function callUntilAnswered(client: Client, tool: string, message: string, timeoutMs: number): Promise<{ resumedAfterMs: number | undefined; failures: number }> {
+  const since = performance.now();
+  let failures = 0;
+  while (performance.now() - since < 60_000) {
+    const answer = await client
+      .callTool({ name: tool, arguments: { message } }, { timeout: timeoutMs })
+      .then(text)
+      .catch(() => undefined);
+    if (answer === `Echo: ${message}`) return { resumedAfterMs: performance.now() - since, failures };
+    failures++;
+  }
+  return { resumedAfterMs: undefined, failures };
+}
+
 /** The dead-letter stream as a gateway would make it, but with one replica: made by hand before any gateway ran. */
 async function addOneReplicaStream(jsm: JetStreamManager): Promise<void> {
   await jsm.streams.add({ name: DEAD_LETTER_STREAM, subjects: [subjects.deadLetterAll()], retention: RetentionPolicy.Limits, num_replicas: 1 });
@@ -129,18 +148,7 @@ describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) =>
     expect(node).toBeDefined();
     const executorNode = await cluster.nodeOf("dmcp-wrap-everything");
     cluster.kill(node!);
-    const killedAt = performance.now();
-    let resumedAfterMs: number | undefined;
-    let failures = 0;
-    // Bounded: at most 60 s of calls, each with its own 2 s limit.
-    while (resumedAfterMs === undefined && performance.now() - killedAt < 60_000) {
-      const answer = await client
-        .callTool({ name: "echo", arguments: { message: "after the kill" } }, { timeout: 2_000 })
-        .then(text)
-        .catch(() => undefined);
-      if (answer === "Echo: after the kill") resumedAfterMs = performance.now() - killedAt;
-      else failures++;
-    }
+    const { resumedAfterMs, failures } = await callUntilAnswered(client, "echo", "after the kill", 2_000);
     console.log(
       `[cluster figure] ${binary ? "current" : "system"} nats-server: calls resumed ${resumedAfterMs?.toFixed(0)} ms after SIGKILL of the gateway's node ` +
         `(executor on ${executorNode === node ? "the same" : "another"} node; ${failures} failed calls before)`,
@@ -158,18 +166,7 @@ describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) =>
     expect(cluster.nodes[node]).toBeDefined();
     const gatewayNode = await cluster.nodeOf("dmcp-gateway");
     cluster.kill(node);
-    const killedAt = performance.now();
-    let resumedAfterMs: number | undefined;
-    let failures = 0;
-    // Bounded: at most 60 s of calls, each with its own 15 s limit.
-    while (resumedAfterMs === undefined && performance.now() - killedAt < 60_000) {
-      const answer = await client
-        .callTool({ name: "queued__echo", arguments: { message: "after the leader's kill" } }, { timeout: 15_000 })
-        .then(text)
-        .catch(() => undefined);
-      if (answer === "Echo: after the leader's kill") resumedAfterMs = performance.now() - killedAt;
-      else failures++;
-    }
+    const { resumedAfterMs, failures } = await callUntilAnswered(client, "queued__echo", "after the leader's kill", 15_000);
     console.log(
       `[cluster figure] ${binary ? "current" : "system"} nats-server: a durable call answered ${resumedAfterMs?.toFixed(0)} ms after SIGKILL of the work stream's leader ` +
         `(gateway on ${gatewayNode === node ? "that" : "another"} node; ${failures} failed calls before)`,
