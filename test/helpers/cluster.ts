@@ -35,6 +35,8 @@ export interface TestCluster {
   readonly nodes: EmbeddedNats[];
   /** The nodes' client URLs, comma-separated: what --nats takes for a cluster. */
   readonly seeds: string;
+  /** The domain of the cluster's JetStream, if it has one. */
+  readonly jsDomain: string | undefined;
   /** The nodes' leafnode URLs (with `leafnodes: true`). */
   readonly leafUrls: string[];
   /** The index of the node a client connection of this name (its NATS connection name) is on, if any. */
@@ -92,6 +94,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
   const cluster: TestCluster = {
     nodes,
     seeds: nodes.map((node) => node.url).join(","),
+    jsDomain: options.jsDomain,
     leafUrls: leafPorts.map((port) => `nats-leaf://127.0.0.1:${port}`),
     async nodeOf(connectionName) {
       return (await cluster.nodesOf(connectionName))[0];
@@ -110,6 +113,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     async restart(index) {
       await nodes[index]!.restart();
       await cluster.ready();
+      await waitForStreamsCurrent(nodes, options.jsDomain);
     },
     ready: () => waitForQuorum(nodes, options.jsDomain),
     async stop() {
@@ -143,6 +147,27 @@ async function waitForQuorum(nodes: EmbeddedNats[], domain: string | undefined):
   }
 }
 
+/** Waits until every stream has a leader and all its replicas are current (a restarted node has caught up). */
+async function waitForStreamsCurrent(nodes: EmbeddedNats[], domain: string | undefined): Promise<void> {
+  const nc = await connect({ servers: nodes.map((node) => node.url), name: "cluster-current" });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2_000, checkAPI: false, ...(domain ? { domain } : {}) });
+    await eventually(
+      async () => {
+        for await (const info of jsm.streams.list()) {
+          const cluster = info.cluster;
+          if (!cluster?.leader || (cluster.replicas ?? []).some((replica) => !replica.current || replica.offline)) return false;
+        }
+        return true;
+      },
+      30_000,
+      250,
+    );
+  } finally {
+    await nc.close();
+  }
+}
+
 export interface TestLeafnodeOptions {
   binary?: string | undefined;
   /** JetStream on the leaf server itself (default off: a leaf that only relays to the cluster). */
@@ -151,12 +176,15 @@ export interface TestLeafnodeOptions {
   config?: string;
 }
 
+/** Leaf servers started so far: each gets a name of its own (servers of one name confuse the cluster). */
+let leafCount = 0;
+
 /** A nats-server attached to the cluster's leafnode ports as a leafnode; resolves once the leaf link is up. */
 export async function startTestLeafnode(cluster: TestCluster, options: TestLeafnodeOptions = {}): Promise<EmbeddedNats & { stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "dmcp-leaf-"));
   const urls = cluster.leafUrls.map((url) => `"${url}"`).join(", ");
   const file = join(dir, "leaf.conf");
-  await writeFile(file, [`server_name: "leaf"`, `leafnodes { remotes: [ { urls: [${urls}] } ] }`, options.config ?? ""].join("\n"));
+  await writeFile(file, [`server_name: "leaf-${++leafCount}"`, `leafnodes { remotes: [ { urls: [${urls}] } ] }`, options.config ?? ""].join("\n"));
   const leaf = await startNatsServer({ host: "127.0.0.1", port: -1, jetstream: options.jetstream ?? false, binary: options.binary, extraArgs: ["-c", file] });
   const stopLeaf = leaf.stop.bind(leaf);
   const stop = async () => {
@@ -165,11 +193,23 @@ export async function startTestLeafnode(cluster: TestCluster, options: TestLeafn
   };
   try {
     await waitForLeafLink(leaf.url, cluster.seeds);
+    if (cluster.jsDomain) await waitForJetStreamThrough(leaf.url, cluster.jsDomain);
   } catch (err) {
     await stop();
     throw err;
   }
   return Object.assign(leaf, { stop });
+}
+
+/** Resolves once the cluster's JetStream answers, in its domain, a client of the leaf server. */
+async function waitForJetStreamThrough(leafUrl: string, domain: string): Promise<void> {
+  const edge = await connect({ servers: leafUrl, name: "leaf-ready-jetstream" });
+  try {
+    const jsm = await jetstreamManager(edge, { timeout: 1_000, checkAPI: false, domain });
+    await eventually(() => jsm.getAccountInfo(), 30_000, 100);
+  } finally {
+    await edge.close();
+  }
 }
 
 /** Resolves once a request sent on the leaf server is answered on the cluster: the leaf link carries traffic. */
