@@ -16,6 +16,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json dmcp.config.json README.md PROTOCOL.md ./
 COPY schemas ./schemas
+COPY docs ./docs
 USER node
 EXPOSE 8808
 ENTRYPOINT ["node", "dist/src/cli/main.js"]

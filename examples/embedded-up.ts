@@ -10,23 +10,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  check,
-  Child,
-  connectHttpClient,
-  describeExit,
-  DMCP,
-  example,
-  mcpServerBin,
-  NODE,
-  onCleanup,
-  run,
-  sleep,
-  step,
-  textOf,
-  waitFor,
-  waitForTools,
-} from "./lib.js";
+import { check, Child, connectHttpClient, describeExit, DMCP, example, mcpServerBin, NODE, onCleanup, run, sleep, step, textOf, waitFor, waitForTools } from "./lib.js";
 
 example("embedded-up", "dmcp up with a config, dmcp status, then a clean SIGTERM shutdown", async () => {
   const dir = await mkdtemp(join(tmpdir(), "dmcp-example-up-"));

@@ -169,7 +169,10 @@ export function structuredOf<T>(result: { structuredContent?: unknown; isError?:
 /** The text of a tool result's text blocks, joined. */
 export function textOf(result: { content?: unknown }): string {
   const blocks = Array.isArray(result.content) ? (result.content as { type?: string; text?: string }[]) : [];
-  return blocks.filter((block) => block.type === "text").map((block) => block.text).join("\n");
+  return blocks
+    .filter((block) => block.type === "text")
+    .map((block) => block.text)
+    .join("\n");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -213,7 +216,9 @@ export class Child {
     // Its own process group, so stop() also reaches whatever it started (an MCP server, a nats-server).
     this.process = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
     this.process.stdout!.setEncoding("utf8").on("data", (chunk: string) => (this.stdout += chunk));
-    this.stderrLines = keepLines(name, this.process.stderr, () => this.listeners.forEach((listener) => listener()));
+    this.stderrLines = keepLines(name, this.process.stderr, () => {
+      for (const listener of this.listeners) listener();
+    });
     this.exited = new Promise((resolve) => {
       this.process.once("error", (err) => {
         this.stderrLines.push(`spawn failed: ${err.message}`);

@@ -201,7 +201,9 @@ example("seed-000-pressure-anomaly", "sensor -> planner -> model executor -> con
   for (const anomaly of ANOMALIES) {
     const { seq, envelope } = await sensor.publish("plant.anomalies", anomaly);
     published.push({ anomaly, seq, id: envelope.id });
-    step(`sensor published context_update #${seq} on plant.anomalies: "${anomaly.message}" at ${anomaly.unit} (${anomaly.pressure_bar} bar, allowed ${anomaly.min_bar}-${anomaly.max_bar})`);
+    step(
+      `sensor published context_update #${seq} on plant.anomalies: "${anomaly.message}" at ${anomaly.unit} (${anomaly.pressure_bar} bar, allowed ${anomaly.min_bar}-${anomaly.max_bar})`,
+    );
   }
 
   const actions = await waitFor("the control agent's actions on plant.actions", async () => {
@@ -220,15 +222,23 @@ example("seed-000-pressure-anomaly", "sensor -> planner -> model executor -> con
     const plan = plans[i]!;
     const planData = plan.data as Plan;
     check(planData.anomaly_id === anomaly.anomaly_id, `plan #${plan.seq} is for ${planData.anomaly_id}, expected ${anomaly.anomaly_id}`);
-    check(JSON.stringify(planData.steps) === JSON.stringify(expected), `plan for ${anomaly.anomaly_id} has steps ${JSON.stringify(planData.steps)}, the model says ${JSON.stringify(expected)}`);
+    check(
+      JSON.stringify(planData.steps) === JSON.stringify(expected),
+      `plan for ${anomaly.anomaly_id} has steps ${JSON.stringify(planData.steps)}, the model says ${JSON.stringify(expected)}`,
+    );
     check(plan.envelope.correlation_id === id, `plan #${plan.seq} is not correlated with anomaly ${anomaly.anomaly_id}'s update`);
     check(plan.sender === planner.instance, `plan #${plan.seq} was sent by ${plan.sender}, not the planner`);
-    step(`planner -> model-executor prompt_request for ${anomaly.anomaly_id}; prompt_response from ${planData.model}; plan #${plan.seq} on plant.plans: ${planData.steps.join("; ")}`);
+    step(
+      `planner -> model-executor prompt_request for ${anomaly.anomaly_id}; prompt_response from ${planData.model}; plan #${plan.seq} on plant.plans: ${planData.steps.join("; ")}`,
+    );
 
     const action = actions[i]!;
     const actionData = action.data as Action;
     check(actionData.anomaly_id === anomaly.anomaly_id && actionData.status === "executed", `action #${action.seq} is ${JSON.stringify(actionData)}`);
-    check(JSON.stringify(actionData.executed) === JSON.stringify(expected), `action for ${anomaly.anomaly_id} executed ${JSON.stringify(actionData.executed)}, the plan was ${JSON.stringify(expected)}`);
+    check(
+      JSON.stringify(actionData.executed) === JSON.stringify(expected),
+      `action for ${anomaly.anomaly_id} executed ${JSON.stringify(actionData.executed)}, the plan was ${JSON.stringify(expected)}`,
+    );
     check(action.envelope.correlation_id === plan.envelope.id, `action #${action.seq} is not correlated with plan #${plan.seq}`);
     const log = executed.filter((entry) => entry.anomaly_id === anomaly.anomaly_id).map((entry) => entry.step);
     check(JSON.stringify(log) === JSON.stringify(expected), `the control agent's log for ${anomaly.anomaly_id} is ${JSON.stringify(log)}, expected ${JSON.stringify(expected)}`);
@@ -236,32 +246,45 @@ example("seed-000-pressure-anomaly", "sensor -> planner -> model executor -> con
   }
   const planned = plans.reduce((n, plan) => n + (plan.data as Plan).steps.length, 0);
   check(executed.length === planned, `the control agent executed ${executed.length} steps, ${planned} were planned`);
-  check(/relief valve/.test(JSON.stringify(actions[0]!.data)) && /standby feed pump/.test(JSON.stringify(actions[1]!.data)), "overpressure and underpressure got the wrong mitigations");
+  check(
+    /relief valve/.test(JSON.stringify(actions[0]!.data)) && /standby feed pump/.test(JSON.stringify(actions[1]!.data)),
+    "overpressure and underpressure got the wrong mitigations",
+  );
 
   // --- What the MCP client saw.
   const target = "dmcp://context/plant.actions";
   await waitFor("notifications/resources/updated for plant.actions", async () => (updated.filter((uri) => uri === target).length >= ANOMALIES.length ? true : undefined), 10_000);
-  check(updated.every((uri) => uri === target), `notifications for URIs the client did not subscribe to: ${updated.join(", ")}`);
+  check(
+    updated.every((uri) => uri === target),
+    `notifications for URIs the client did not subscribe to: ${updated.join(", ")}`,
+  );
   step(`MCP client got ${updated.length} notifications/resources/updated for ${target}`);
 
   const read = await client.readResource({ uri: target }, { cacheMode: "bypass" });
   const content = read.contents[0] as { text?: string; mimeType?: string; _meta?: Record<string, unknown> } | undefined;
   check(content?.text !== undefined, `resources/read of ${target} returned no text: ${JSON.stringify(read)}`);
   const latest = JSON.parse(content.text) as Action;
-  check(JSON.stringify(latest) === JSON.stringify(actions.at(-1)!.data), `resources/read of ${target} gave ${content.text}, expected the last action ${JSON.stringify(actions.at(-1)!.data)}`);
+  check(
+    JSON.stringify(latest) === JSON.stringify(actions.at(-1)!.data),
+    `resources/read of ${target} gave ${content.text}, expected the last action ${JSON.stringify(actions.at(-1)!.data)}`,
+  );
   check(content._meta?.["io.dmcp/sender"] === control.instance, `the resource's sender is ${String(content._meta?.["io.dmcp/sender"])}, expected ${control.instance}`);
   check(content._meta?.["io.dmcp/seq"] === actions.at(-1)!.seq, `the resource's seq is ${String(content._meta?.["io.dmcp/seq"])}, expected ${actions.at(-1)!.seq}`);
   step(`MCP client read ${target}: ${latest.anomaly_id} at ${latest.unit} ${latest.status} (seq ${actions.at(-1)!.seq}, from ${control.instance})`);
 
   const { resources } = await client.listResources(undefined, { cacheMode: "bypass" });
   const uris = resources.map((resource) => resource.uri);
-  for (const topic of ["plant.anomalies", "plant.plans", "plant.actions"]) check(uris.includes(`dmcp://context/${topic}`), `resources/list lacks dmcp://context/${topic}: ${uris.join(", ")}`);
+  for (const topic of ["plant.anomalies", "plant.plans", "plant.actions"])
+    check(uris.includes(`dmcp://context/${topic}`), `resources/list lacks dmcp://context/${topic}: ${uris.join(", ")}`);
   step(`resources/list shows the topics: ${uris.filter((uri) => uri.startsWith("dmcp://context/")).join(", ")}`);
 
   // The model executor's tool is an MCP tool like any other.
   const direct = await client.callTool({ name: "complete", arguments: { prompt: promptFor(ANOMALIES[0]!) } });
   const answer = structuredOf<{ model: string; completion: string }>(direct, "complete");
-  check(JSON.stringify(stepsOf(answer.completion)) === JSON.stringify((plans[0]!.data as Plan).steps), `complete through MCP answered ${JSON.stringify(answer.completion)}, unlike plan #${plans[0]!.seq}`);
+  check(
+    JSON.stringify(stepsOf(answer.completion)) === JSON.stringify((plans[0]!.data as Plan).steps),
+    `complete through MCP answered ${JSON.stringify(answer.completion)}, unlike plan #${plans[0]!.seq}`,
+  );
   step(`MCP tools/call complete (the model executor) answered the same steps as the planner got: ${JSON.stringify(answer.completion)}`);
   const unparseable = await client.callTool({ name: "complete", arguments: { prompt: "hello" } });
   check(unparseable.isError === true && /cannot suggest steps/.test(textOf(unparseable)), `complete with a useless prompt answered ${JSON.stringify(unparseable)}`);

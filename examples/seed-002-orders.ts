@@ -117,7 +117,11 @@ example("seed-002-orders", "order workflow with durable subscriptions; the payme
   ]);
 
   /** Starts one instance of a consuming service on its own connection. */
-  async function startService(name: "inventory" | "payment" | "notification", output: string, handle: (order: OrderPlaced) => Promise<unknown> | unknown): Promise<{ agent: Agent; bus: Bus }> {
+  async function startService(
+    name: "inventory" | "payment" | "notification",
+    output: string,
+    handle: (order: OrderPlaced) => Promise<unknown> | unknown,
+  ): Promise<{ agent: Agent; bus: Bus }> {
     const bus = await connectParticipant(nats.url, name);
     const service = agent(bus, name, `Handles OrderPlaced: ${output}`).consumes("orders.placed").publishes(output);
     const ledger = ledgers.get(name)!;
@@ -184,18 +188,17 @@ example("seed-002-orders", "order workflow with durable subscriptions; the payme
   for (let n = BEFORE_OUTAGE + DURING_OUTAGE + 1; n <= ORDERS; n++) await placeOrder(n);
   step(`payment service back as ${payments.agent.instance}; frontend placed ${placed[downSince]!.order_id}..${placed.at(-1)!.order_id} while it catches up`);
 
-  await waitFor(
-    "every service to handle every order",
-    async () => ([...ledgers.values()].every((ledger) => ledger.length >= ORDERS) ? true : undefined),
-    20_000,
-  );
+  await waitFor("every service to handle every order", async () => ([...ledgers.values()].every((ledger) => ledger.length >= ORDERS) ? true : undefined), 20_000);
   const caughtUpMs = Date.now() - restarted;
   await sleep(300); // a duplicate delivery would show up here
 
   // --- Exactly once, in order, for every service.
   const expected = placed.map((order) => order.order_id);
   check(expected.length === ORDERS && new Set(expected).size === ORDERS, `the order service assigned ${JSON.stringify(expected)}`);
-  check(placed.every((order, i) => i === 0 || order.seq > placed[i - 1]!.seq), "OrderPlaced sequences are not increasing");
+  check(
+    placed.every((order, i) => i === 0 || order.seq > placed[i - 1]!.seq),
+    "OrderPlaced sequences are not increasing",
+  );
   for (const [name, ledger] of ledgers) {
     const ids = ledger.map((row) => row.order_id);
     const duplicates = ids.filter((id, i) => ids.indexOf(id) !== i);
@@ -207,12 +210,22 @@ example("seed-002-orders", "order workflow with durable subscriptions; the payme
   }
   const paid = ledgers.get("payment")!;
   const bySecond = paid.filter((row) => row.instance === payments.agent.instance).length;
-  check(paid.slice(0, paidBeforeOutage).every((row) => row.instance === firstPayment), "orders before the outage were not captured by the first payment instance");
+  check(
+    paid.slice(0, paidBeforeOutage).every((row) => row.instance === firstPayment),
+    "orders before the outage were not captured by the first payment instance",
+  );
   check(bySecond === ORDERS - paidBeforeOutage, `the restarted payment instance captured ${bySecond} orders, expected ${ORDERS - paidBeforeOutage}`);
   const caughtUp = downSince - paidBeforeOutage;
   check(caughtUp >= DURING_OUTAGE, `only ${caughtUp} orders waited for the payment service`);
   for (const [product, left] of stock) {
-    const sold = placed.reduce((n, _order, i) => n + orderRequest(i + 1).items.filter((item) => item.product_id === product).reduce((q, item) => q + item.quantity, 0), 0);
+    const sold = placed.reduce(
+      (n, _order, i) =>
+        n +
+        orderRequest(i + 1)
+          .items.filter((item) => item.product_id === product)
+          .reduce((q, item) => q + item.quantity, 0),
+      0,
+    );
     check(left === 1000 - sold, `stock of ${product} is ${left}, expected ${1000 - sold}`);
   }
 
@@ -234,18 +247,27 @@ example("seed-002-orders", "order workflow with durable subscriptions; the payme
   // --- Replaying the orders stream: all of it through the gateway, the outage window with agent.history.
   const replay = await history("orders.placed");
   check(JSON.stringify(replay.map((update) => update.data.order_id)) === JSON.stringify(expected), "dmcp_context_history does not replay the orders in order");
-  check(replay.every((update) => update.sender_id === orderService.instance), "an OrderPlaced came from someone other than the order service");
+  check(
+    replay.every((update) => update.sender_id === orderService.instance),
+    "an OrderPlaced came from someone other than the order service",
+  );
   const outage = await orderService.history("orders.placed", { from: { seq: placed[paidBeforeOutage]!.seq }, limit: caughtUp });
   check(
     JSON.stringify(outage.map((event) => (event.data as OrderPlaced).order_id)) === JSON.stringify(expected.slice(paidBeforeOutage, downSince)),
     `agent.history from seq ${placed[paidBeforeOutage]!.seq} gave ${outage.map((event) => (event.data as OrderPlaced).order_id).join(" ")}`,
   );
-  step(`dmcp_context_history replays all ${replay.length} OrderPlaced updates (seq ${replay[0]!.seq}..${replay.at(-1)!.seq}); agent.history from seq ${outage[0]!.seq} replays the ${outage.length} that waited for the payment service`);
+  step(
+    `dmcp_context_history replays all ${replay.length} OrderPlaced updates (seq ${replay[0]!.seq}..${replay.at(-1)!.seq}); agent.history from seq ${outage[0]!.seq} replays the ${outage.length} that waited for the payment service`,
+  );
 
   step(`orders placed: ${placed.length} (${ordered} USD) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   for (const [name, ledger] of ledgers) {
     const instances = [...new Set(ledger.map((row) => row.instance))];
-    step(`${name.padEnd(12)} handled ${ledger.length}/${ORDERS}, exactly once and in order${instances.length > 1 ? ` (${instances.map((id) => `${ledger.filter((row) => row.instance === id).length} by ${id}`).join(", ")})` : ""}`);
+    step(
+      `${name.padEnd(12)} handled ${ledger.length}/${ORDERS}, exactly once and in order${instances.length > 1 ? ` (${instances.map((id) => `${ledger.filter((row) => row.instance === id).length} by ${id}`).join(", ")})` : ""}`,
+    );
   }
-  step(`payment was down while ${DURING_OUTAGE} orders came in; ${caughtUp} orders were waiting for it when it returned, and ${caughtUpMs} ms later it had captured all ${ORDERS} (${revenue} USD)`);
+  step(
+    `payment was down while ${DURING_OUTAGE} orders came in; ${caughtUp} orders were waiting for it when it returned, and ${caughtUpMs} ms later it had captured all ${ORDERS} (${revenue} USD)`,
+  );
 });

@@ -38,7 +38,10 @@ export function headingAnchors(markdown: string): Set<string> {
     const heading = fenced ? null : /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line);
     if (!heading) continue;
     const text = heading[1]!.replace(/!?\[([^\]]*)\]\([^)]*\)/g, "$1").replace(/[`*]/g, "");
-    const base = text.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/\s/g, "-");
+    const base = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+      .replace(/\s/g, "-");
     let anchor = base;
     for (let n = 1; anchors.has(anchor); n++) anchor = `${base}-${n}`;
     anchors.add(anchor);
@@ -72,8 +75,7 @@ export function brokenLinks(root: string, files: string[], pending: string[] = [
     if (relative(root, join(root, link.path)).startsWith("..")) broken.push(`${where}: outside the repository`);
     else if (!existsSync(join(root, link.path))) {
       if (!pending.includes(link.path)) broken.push(`${where}: no such file`);
-    }
-    else if (link.fragment !== undefined && link.path.endsWith(".md") && !headingAnchors(readFileSync(join(root, link.path), "utf8")).has(link.fragment)) {
+    } else if (link.fragment !== undefined && link.path.endsWith(".md") && !headingAnchors(readFileSync(join(root, link.path), "utf8")).has(link.fragment)) {
       broken.push(`${where}: ${link.path} has no heading #${link.fragment}`);
     }
   }

@@ -64,7 +64,7 @@ export function renderCliDocs(page: string, helps: Map<string, string>): string 
     if (end < 0) throw new Error(`docs/cli.md: "${begin[0].trim()}" has no "${endMarker(invocation)}"`);
     if (found.has(invocation)) throw new Error(`docs/cli.md has two blocks for "${invocation} --help"`);
     found.add(invocation);
-    out += page.slice(from, bodyStart) + "```text\n" + help.trimEnd() + "\n```\n";
+    out += `${page.slice(from, bodyStart)}\`\`\`text\n${help.trimEnd()}\n\`\`\`\n`;
     from = end;
   }
   const missing = [...helps.keys()].filter((invocation) => !found.has(invocation));

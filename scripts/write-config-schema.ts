@@ -26,7 +26,10 @@ export function policyJsonSchema(): Record<string, unknown> {
 export function writeConfigSchema(outDir: string): string[] {
   mkdirSync(outDir, { recursive: true });
   const written: string[] = [];
-  for (const [file, schema] of [[CONFIG_SCHEMA_FILE, configJsonSchema()], [POLICY_SCHEMA_FILE, policyJsonSchema()]] as const) {
+  for (const [file, schema] of [
+    [CONFIG_SCHEMA_FILE, configJsonSchema()],
+    [POLICY_SCHEMA_FILE, policyJsonSchema()],
+  ] as const) {
     const path = join(outDir, file);
     writeFileSync(path, `${JSON.stringify(schema, null, 2)}\n`);
     written.push(path);

@@ -6,7 +6,7 @@
  * documented once, in src/cli).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,16 +14,10 @@ import { brokenLinks, headingAnchors, relativeLinks } from "../scripts/doc-links
 import { CLI_DOCS_FILE, commandsOf, helpTexts, renderCliDocs, REPO_ROOT } from "../scripts/write-cli-docs.js";
 
 const PAGES = ["README.md", "PROTOCOL.md", ...readdirSync(join(REPO_ROOT, "docs")).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
-/** Linked before they are written: the lead writes docs/architecture.md once the layout has landed. Remove an entry when its file exists. */
-const PENDING = ["docs/architecture.md"];
 
 describe("links", () => {
   it("every relative link of README.md, PROTOCOL.md and docs/*.md leads to a file, and a #fragment to a heading of it", () => {
-    expect(brokenLinks(REPO_ROOT, PAGES, PENDING)).toEqual([]);
-  });
-
-  it("pending pages are still missing (once written, take them off the PENDING list)", () => {
-    for (const page of PENDING) expect(existsSync(join(REPO_ROOT, page)), page).toBe(false);
+    expect(brokenLinks(REPO_ROOT, PAGES, [])).toEqual([]);
   });
 
   it("the check finds a missing file, a missing heading and a link out of the repository", () => {
@@ -58,7 +52,7 @@ describe("links", () => {
     expect(PAGES.filter((page) => !shipped.includes(page))).toEqual([]);
     // The pages' links into the rest of the repository (sources, examples, deploy/) lead there on GitHub.
     const readmeTargets = relativeLinks(REPO_ROOT, "README.md").map((link) => link.path);
-    const missing = readmeTargets.filter((path) => !PENDING.includes(path) && !shipped.some((file) => file === path || file.startsWith(`${path}/`)));
+    const missing = readmeTargets.filter((path) => !shipped.some((file) => file === path || file.startsWith(`${path}/`)));
     expect(missing).toEqual([]);
   });
 });

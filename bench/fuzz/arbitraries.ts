@@ -94,15 +94,22 @@ const wrongValue: Arbitrary<unknown> = fc.oneof(
 );
 
 /** A value of the wrong kind for whatever field it replaces, sometimes nested deep. */
-const weirdValue: Arbitrary<unknown> = fc.oneof(
-  { weight: 12, arbitrary: wrongValue },
-  { weight: 1, arbitrary: fc.integer({ min: 10, max: 2_000 }).map((depth) => nested(depth)) },
-);
+const weirdValue: Arbitrary<unknown> = fc.oneof({ weight: 12, arbitrary: wrongValue }, { weight: 1, arbitrary: fc.integer({ min: 10, max: 2_000 }).map((depth) => nested(depth)) });
 
 const timestamp: Arbitrary<string> = fc.oneof(
   { weight: 6, arbitrary: fc.constant(null).map(() => new Date().toISOString()) },
   { weight: 3, arbitrary: fc.date({ noInvalidDate: true, min: new Date("0000-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z") }).map((d) => d.toISOString()) },
-  { weight: 1, arbitrary: fc.constantFrom("2025-01-01T00:00:00+05:30", "2025-13-01T00:00:00Z", "2025-01-01", "9999-12-31T23:59:59.999Z", "1970-01-01T00:00:00Z", "+275760-09-13T00:00:00.000Z") },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "2025-01-01T00:00:00+05:30",
+      "2025-13-01T00:00:00Z",
+      "2025-01-01",
+      "9999-12-31T23:59:59.999Z",
+      "1970-01-01T00:00:00Z",
+      "+275760-09-13T00:00:00.000Z",
+    ),
+  },
   { weight: 1, arbitrary: nastyString },
 );
 
@@ -120,9 +127,7 @@ interface Leaves {
 }
 
 const strictToken = fc.stringMatching(/^[A-Za-z0-9_-]{1,16}$/);
-const strictTimestamp = fc
-  .date({ noInvalidDate: true, min: new Date("0000-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z") })
-  .map((d) => d.toISOString());
+const strictTimestamp = fc.date({ noInvalidDate: true, min: new Date("0000-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z") }).map((d) => d.toISOString());
 
 function leaves(strict: boolean): Leaves {
   const futureDeadline = fc.integer({ min: 1_000, max: 10_000 }).map((ms) => new Date(Date.now() + ms).toISOString());
@@ -191,27 +196,44 @@ function mcpParams(world: FuzzWorld, leaf: Leaves): Arbitrary<{ method: string; 
     { weight: 4, arbitrary: pick(world.resourceUris, nastyString) },
     { weight: 1, arbitrary: fc.webUrl() },
     // Long URIs of repeated segments: what an announced template's matcher must reject without backtracking.
-    { weight: 1, arbitrary: fc.tuple(fc.constantFrom("x", "a-", "a.", "a/", "a,"), fc.integer({ min: 20, max: 4_000 }), fc.constantFrom("", "y", "/")).map(([part, n, last]) => part.repeat(n) + last) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(fc.constantFrom("x", "a-", "a.", "a/", "a,"), fc.integer({ min: 20, max: 4_000 }), fc.constantFrom("", "y", "/"))
+        .map(([part, n, last]) => part.repeat(n) + last),
+    },
   );
   const calls = [
-    { weight: 6, arbitrary: fc.record({ method: fc.constant("tools/call"), params: fc.record({ name: pick(world.tools, nastyString), arguments: toolArgs, _meta: requestMeta }, { requiredKeys: ["name"] }) }) },
+    {
+      weight: 6,
+      arbitrary: fc.record({
+        method: fc.constant("tools/call"),
+        params: fc.record({ name: pick(world.tools, nastyString), arguments: toolArgs, _meta: requestMeta }, { requiredKeys: ["name"] }),
+      }),
+    },
     { weight: 2, arbitrary: fc.record({ method: fc.constant("resources/read"), params: fc.record({ uri, _meta: requestMeta }, { requiredKeys: ["uri"] }) }) },
     {
       weight: 1,
       arbitrary: fc.record({
         method: fc.constant("prompts/get"),
-        params: fc.record({ name: fc.oneof(fc.constant("greet"), nastyString), arguments: fc.record({ who: nastyString }), _meta: requestMeta }, { requiredKeys: ["name", "arguments"] }),
+        params: fc.record(
+          { name: fc.oneof(fc.constant("greet"), nastyString), arguments: fc.record({ who: nastyString }), _meta: requestMeta },
+          { requiredKeys: ["name", "arguments"] },
+        ),
       }),
     },
     {
       weight: 1,
       arbitrary: fc.record({
         method: fc.constant("completion/complete"),
-        params: fc.record({
-          ref: fc.record({ type: fc.constantFrom("ref/prompt", "ref/resource", "ref/other"), name: nastyString, uri }, { requiredKeys: ["type"] }),
-          argument: fc.record({ name: nastyString, value: nastyString }),
-          _meta: requestMeta,
-        }, { requiredKeys: ["ref", "argument"] }),
+        params: fc.record(
+          {
+            ref: fc.record({ type: fc.constantFrom("ref/prompt", "ref/resource", "ref/other"), name: nastyString, uri }, { requiredKeys: ["type"] }),
+            argument: fc.record({ name: nastyString, value: nastyString }),
+            _meta: requestMeta,
+          },
+          { requiredKeys: ["ref", "argument"] },
+        ),
       }),
     },
     { weight: 1, arbitrary: fc.record({ method: fc.constantFrom("resources/subscribe", "resources/unsubscribe"), params: fc.record({ uri }) }) },
@@ -252,7 +274,12 @@ export function envelopeOf(
     prompt_request: fc.tuple(service, mcpParams(world, leaf)).map(([svc, call]) => ({ service: svc, ...call })),
     prompt_response: fc.record({ result: jsonObject }),
     error_notification: fc.record(
-      { code: fc.constantFrom("INVALID_ENVELOPE", "UPSTREAM_ERROR", "NOT_A_CODE"), message: nastyString, jsonrpc_code: fc.integer({ min: -32768, max: -32000 }), data: fc.jsonValue({ maxDepth: 2 }) },
+      {
+        code: fc.constantFrom("INVALID_ENVELOPE", "UPSTREAM_ERROR", "NOT_A_CODE"),
+        message: nastyString,
+        jsonrpc_code: fc.integer({ min: -32768, max: -32000 }),
+        data: fc.jsonValue({ maxDepth: 2 }),
+      },
       { requiredKeys: ["code", "message"] },
     ),
     context_update: fc.record(
@@ -261,24 +288,28 @@ export function envelopeOf(
     ),
     agent_heartbeat: fc.oneof(
       ...(options.heartbeat === "announce" ? [] : [fc.record({ kind: fc.constant("heartbeat"), ...liveness, inflight: fc.nat(100), handled: fc.nat() })]),
-      ...(options.heartbeat === "heartbeat" ? [] : [fc.record(
-        {
-          kind: fc.constant("announce"),
-          ...liveness,
-          started_at: leaf.timestamp,
-          capabilities: fc.constantFrom({}, { tools: {} }, { resources: {} }),
-          catalog: fc.record(
-            {
-              tools: fc.array(tool, { maxLength: 3 }),
-              resources: fc.array(catalogItem("uri"), { maxLength: 2 }),
-              resource_templates: fc.array(fc.record({ uriTemplate }), { maxLength: 2 }),
-              prompts: fc.array(catalogItem("name"), { maxLength: 2 }),
-            },
-            { requiredKeys: [] },
-          ),
-        },
-        { requiredKeys: ["kind", "service", "instance", "status", "interval_ms", "started_at", "catalog"] },
-      )]),
+      ...(options.heartbeat === "heartbeat"
+        ? []
+        : [
+            fc.record(
+              {
+                kind: fc.constant("announce"),
+                ...liveness,
+                started_at: leaf.timestamp,
+                capabilities: fc.constantFrom({}, { tools: {} }, { resources: {} }),
+                catalog: fc.record(
+                  {
+                    tools: fc.array(tool, { maxLength: 3 }),
+                    resources: fc.array(catalogItem("uri"), { maxLength: 2 }),
+                    resource_templates: fc.array(fc.record({ uriTemplate }), { maxLength: 2 }),
+                    prompts: fc.array(catalogItem("name"), { maxLength: 2 }),
+                  },
+                  { requiredKeys: [] },
+                ),
+              },
+              { requiredKeys: ["kind", "service", "instance", "status", "interval_ms", "started_at", "catalog"] },
+            ),
+          ]),
     ),
   };
   return fc.constantFrom(...(options.types ?? MESSAGE_TYPES)).chain((type) =>
@@ -302,7 +333,10 @@ export function envelopeOf(
 
 /** URI templates, some of them with many expressions side by side (a matcher must not backtrack on those). */
 const uriTemplate: Arbitrary<string> = fc
-  .array(fc.oneof(fc.constantFrom("file:///", "/", "-", "x", ",", "."), fc.constantFrom("{a}", "{+b}", "{#c}", "{/d}", "{.e}", "{?f,g}", "{&h}", "{i*}")), { minLength: 1, maxLength: 12 })
+  .array(fc.oneof(fc.constantFrom("file:///", "/", "-", "x", ",", "."), fc.constantFrom("{a}", "{+b}", "{#c}", "{/d}", "{.e}", "{?f,g}", "{&h}", "{i*}")), {
+    minLength: 1,
+    maxLength: 12,
+  })
   .map((parts) => parts.join(""));
 
 // ---------------------------------------------------------------------------------------------------
@@ -402,14 +436,27 @@ function applyMutations(root: unknown, mutations: Mutation[]): unknown {
   return root;
 }
 
-type TextMutation = { kind: "none" } | { kind: "number"; token: string; at: number } | { kind: "truncate"; at: number } | { kind: "bytes"; at: number; bytes: number[] } | { kind: "duplicate-key"; key: string; value: string } | { kind: "pad"; text: string };
+type TextMutation =
+  | { kind: "none" }
+  | { kind: "number"; token: string; at: number }
+  | { kind: "truncate"; at: number }
+  | { kind: "bytes"; at: number; bytes: number[] }
+  | { kind: "duplicate-key"; key: string; value: string }
+  | { kind: "pad"; text: string };
 
 const textMutation: Arbitrary<TextMutation> = fc.oneof(
   { weight: 12, arbitrary: fc.constant({ kind: "none" as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("number" as const), token: fc.constantFrom(...NUMBER_TOKENS), at: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("bytes" as const), at: fc.nat(), bytes: fc.constantFrom(...INVALID_UTF8) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("duplicate-key" as const), key: fc.constantFrom("type", "payload", "id", "jsonrpc", "method", "__proto__"), value: fc.constantFrom('"x"', "null", "{}", "[]", "1e999") }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant("duplicate-key" as const),
+      key: fc.constantFrom("type", "payload", "id", "jsonrpc", "method", "__proto__"),
+      value: fc.constantFrom('"x"', "null", "{}", "[]", "1e999"),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("pad" as const), text: fc.constantFrom("\ufeff", "   ", "\t\r", "\u2028", "x", "}", "]", "\u0000") }) },
 );
 
@@ -447,12 +494,12 @@ function render(value: unknown, damage: TextMutation): Uint8Array {
 
 /** A near-valid value: usually intact, often with one to three mutations, sometimes damaged as text. */
 export function mutated(source: string, valid: Arbitrary<unknown>): Arbitrary<FuzzInput> {
-  return fc.tuple(valid, fc.oneof({ weight: 2, arbitrary: fc.constant([] as Mutation[]) }, { weight: 5, arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }) }), textMutation).map(
-    ([value, mutations, damage]) => ({
+  return fc
+    .tuple(valid, fc.oneof({ weight: 2, arbitrary: fc.constant([] as Mutation[]) }, { weight: 5, arbitrary: fc.array(mutation, { minLength: 1, maxLength: 3 }) }), textMutation)
+    .map(([value, mutations, damage]) => ({
       source: `${source}/${mutations.length === 0 && damage.kind === "none" ? "valid" : mutations.length > 0 ? "mutated" : `text-${damage.kind}`}`,
       bytes: render(applyMutations(value, mutations), damage),
-    }),
-  );
+    }));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -461,9 +508,10 @@ export function mutated(source: string, valid: Arbitrary<unknown>): Arbitrary<Fu
 export const rawBytes: Arbitrary<FuzzInput> = fc.uint8Array({ maxLength: 256 }).map((bytes) => ({ source: "bytes", bytes }));
 export const anyJson: Arbitrary<FuzzInput> = fc.jsonValue({ maxDepth: 4 }).map((value) => ({ source: "json", bytes: encoder.encode(JSON.stringify(value)) }));
 /** Nesting far deeper than any object the code builds (JSON.parse copes; recursive code may not). */
-export const deepText: Arbitrary<FuzzInput> = fc
-  .tuple(fc.integer({ min: 1_000, max: 20_000 }), fc.constantFrom("[", '{"a":'))
-  .map(([depth, open]) => ({ source: "deep", bytes: encoder.encode(`{"dMCP_version":"0.1","type":"prompt_request","payload":${open.repeat(depth)}1${(open === "[" ? "]" : "}").repeat(depth)}}`) }));
+export const deepText: Arbitrary<FuzzInput> = fc.tuple(fc.integer({ min: 1_000, max: 20_000 }), fc.constantFrom("[", '{"a":')).map(([depth, open]) => ({
+  source: "deep",
+  bytes: encoder.encode(`{"dMCP_version":"0.1","type":"prompt_request","payload":${open.repeat(depth)}1${(open === "[" ? "]" : "}").repeat(depth)}}`),
+}));
 
 /** Envelopes that satisfy the schema: decodeEnvelope must accept every one. */
 export function strictEnvelope(world: FuzzWorld, options: Parameters<typeof envelopeOf>[1] = {}): Arbitrary<FuzzInput> {

@@ -84,18 +84,32 @@ function busCase(world: FuzzWorld, listeners: BusListeners): Arbitrary<BusCase> 
     { kind: "request", subject: fc.constantFrom(subjects.request(executor.service), subjects.request(agent.service), subjects.request("nosuch")), types: ["prompt_request"] },
     {
       kind: "instance",
-      subject: fc.constantFrom(subjects.instanceRequest(executor.service, executor.instance), subjects.instanceRequest(agent.service, agent.instance), subjects.instanceRequest("nosuch", "nosuch-1")),
+      subject: fc.constantFrom(
+        subjects.instanceRequest(executor.service, executor.instance),
+        subjects.instanceRequest(agent.service, agent.instance),
+        subjects.instanceRequest("nosuch", "nosuch-1"),
+      ),
       types: ["prompt_request"],
     },
     { kind: "cancel", subject: fc.constantFrom(subjects.cancel(executor.service), subjects.cancel(agent.service)), types: ["context_update"] },
     {
       kind: "heartbeat",
-      subject: fc.oneof(fc.constantFrom(subjects.heartbeat("hbsvc", "hb-1"), subjects.heartbeat("hbsvc", "hb-2"), subjects.heartbeat(executor.service, executor.instance)), fc.constantFrom(...BAD_HEARTBEAT_SUBJECTS)),
+      subject: fc.oneof(
+        fc.constantFrom(subjects.heartbeat("hbsvc", "hb-1"), subjects.heartbeat("hbsvc", "hb-2"), subjects.heartbeat(executor.service, executor.instance)),
+        fc.constantFrom(...BAD_HEARTBEAT_SUBJECTS),
+      ),
       types: ["agent_heartbeat"],
       heartbeat: "heartbeat",
     },
     // Made-up topics are written by hand: the subject builder refuses them.
-    { kind: "context", subject: fc.oneof(fc.constantFrom(...topics).map((topic) => subjects.context(topic)), fc.constantFrom("bad$.t", badTopic).map((topic) => `${SUBJECT_ROOT}.ctx.${topic}`)), types: ["context_update"] },
+    {
+      kind: "context",
+      subject: fc.oneof(
+        fc.constantFrom(...topics).map((topic) => subjects.context(topic)),
+        fc.constantFrom("bad$.t", badTopic).map((topic) => `${SUBJECT_ROOT}.ctx.${topic}`),
+      ),
+      types: ["context_update"],
+    },
     {
       kind: "registry",
       subject: fc.oneof(fc.constant(`${REGISTRY_SERVICE}.${REGISTRY_INSTANCE}`), fc.constantFrom(...BAD_REGISTRY_KEYS)).map((key) => `${KV_PREFIX}${key}`),
@@ -142,7 +156,11 @@ export async function fuzzBus(nc: NatsConnection, world: FuzzWorld, listeners: B
     await forEachConcurrently(draw(busCase(world, listeners), count, seed), CONCURRENCY, async (generated) => {
       const one = tally.begin();
       const n = ++sequence;
-      const input = { ...generated, subject: generated.subject.replace(SEQ, String(n)), bytes: generated.kind === "registry" ? replaceAscii(generated.bytes, SEQ, String(n)) : generated.bytes };
+      const input = {
+        ...generated,
+        subject: generated.subject.replace(SEQ, String(n)),
+        bytes: generated.kind === "registry" ? replaceAscii(generated.bytes, SEQ, String(n)) : generated.bytes,
+      };
       const judged = judge(input, listeners);
       const reply = input.reply ? `${inbox}.${n}` : undefined;
       const answered = reply && judged.answered ? awaitReply(waiting, reply, input.kind) : undefined;
@@ -179,17 +197,22 @@ function judge(input: BusCase, listeners: BusListeners): { answered: boolean; cl
   const envelope = decoded.ok ? decoded.envelope : undefined;
   // A message nobody answers: consumed when valid, else dropped and counted where `counted` says.
   const unanswered = (ok: boolean, what: string, counted: (keyof BusExpectations)[]) =>
-    ok ? { answered: false, class: "consumed" as const, kind: `valid ${what}`, counted: [] } : { answered: false, class: "dropped" as const, kind: `invalid ${what} (counted)`, counted };
+    ok
+      ? { answered: false, class: "consumed" as const, kind: `valid ${what}`, counted: [] }
+      : { answered: false, class: "dropped" as const, kind: `invalid ${what} (counted)`, counted };
   switch (input.kind) {
     case "request":
     case "instance": {
-      const servedBy = (who: { service: string; instance: string }) => input.subject === subjects.request(who.service) || input.subject === subjects.instanceRequest(who.service, who.instance);
+      const servedBy = (who: { service: string; instance: string }) =>
+        input.subject === subjects.request(who.service) || input.subject === subjects.instanceRequest(who.service, who.instance);
       const target = servedBy(listeners.agent) ? "agent" : servedBy(listeners.executor) ? "executor" : undefined;
       const ok = envelope?.type === "prompt_request";
       // An invalid request is reported on the error subject, answered or not.
       const counted: (keyof BusExpectations)[] = target && !ok ? [target === "agent" ? "agentReports" : "executorReports"] : [];
       if (input.reply) return { answered: true, class: "consumed", kind: "", counted };
-      return ok ? { answered: false, class: "consumed", kind: "valid request, served without a reply subject", counted } : { answered: false, class: "dropped", kind: "invalid request, reported on dmcp.v1.err (counted)", counted };
+      return ok
+        ? { answered: false, class: "consumed", kind: "valid request, served without a reply subject", counted }
+        : { answered: false, class: "dropped", kind: "invalid request, reported on dmcp.v1.err (counted)", counted };
     }
     case "cancel": {
       const ok = envelope?.type === "context_update" && envelope.payload.method === CANCEL_METHOD;

@@ -93,7 +93,13 @@ export class ChildProc {
   /** The first stderr line matching `pattern` from now on. */
   waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
-      const waiter = { pattern, resolve: (m: RegExpMatchArray) => (clearTimeout(timer), resolve(m)) };
+      const waiter = {
+        pattern,
+        resolve: (m: RegExpMatchArray) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
         reject(new Error(`${this.name}: no ${pattern} on stderr within ${timeoutMs} ms\n${this.stderrTail()}`));

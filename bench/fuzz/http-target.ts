@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import fc, { type Arbitrary } from "fast-check";
 import { draw, jsonRpcInput, type FuzzInput, type FuzzWorld } from "./arbitraries.js";
-import { answerKind, deleteSession, HttpSession, MCP_HEADERS, postMcp, type RpcMessage } from "./mcp-peers.js";
+import { answerKind, deleteSession, type HttpAnswer, HttpSession, MCP_HEADERS, postMcp, type RpcMessage } from "./mcp-peers.js";
 import { forEachConcurrently, notificationOutcome, parseMessages } from "./outcomes.js";
 import { mcpNameField, requestedVersion } from "../../src/protocol/index.js";
 import { preview, Tally, type InputOutcomes } from "./tally.js";
@@ -24,7 +24,11 @@ const CONCURRENCY = 8;
 
 function httpCase(world: FuzzWorld): Arbitrary<HttpCase> {
   const header = (name: string, right: string, wrong: string[]) =>
-    fc.oneof({ weight: 12, arbitrary: fc.constant({ [name]: right }) }, { weight: 1, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: fc.constantFrom(...wrong).map((value) => ({ [name]: value })) });
+    fc.oneof(
+      { weight: 12, arbitrary: fc.constant({ [name]: right }) },
+      { weight: 1, arbitrary: fc.constant({}) },
+      { weight: 1, arbitrary: fc.constantFrom(...wrong).map((value) => ({ [name]: value })) },
+    );
   return fc
     .tuple(
       jsonRpcInput(world),
@@ -97,8 +101,11 @@ export async function fuzzHttp(url: string, world: FuzzWorld, count: number, see
 }
 
 async function fuzzOne(url: string, home: HttpSession, input: HttpCase, one: InputOutcomes, result: HttpFuzzResult): Promise<void> {
-  const headers = { ...input.headers, ...(input.session === "initialized" ? { "mcp-session-id": home.id } : input.session === "unknown" ? { "mcp-session-id": randomUUID() } : {}) };
-  let answer;
+  const headers = {
+    ...input.headers,
+    ...(input.session === "initialized" ? { "mcp-session-id": home.id } : input.session === "unknown" ? { "mcp-session-id": randomUUID() } : {}),
+  };
+  let answer: HttpAnswer;
   try {
     answer = await postMcp(url, input.bytes, headers);
   } catch (err) {

@@ -75,7 +75,11 @@ export class HttpSession {
   ) {}
 
   static async open(url: string): Promise<HttpSession> {
-    const init = await postMcp(url, JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "dmcp-fuzz", version: "1" } } }), MCP_HEADERS);
+    const init = await postMcp(
+      url,
+      JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "dmcp-fuzz", version: "1" } } }),
+      MCP_HEADERS,
+    );
     if (init.status !== 200 || !init.sessionId) throw new Error(`initialize over HTTP answered ${init.status}`);
     const session = new HttpSession(url, init.sessionId);
     await postMcp(url, JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }), session.headers);

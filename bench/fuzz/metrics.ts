@@ -18,4 +18,3 @@ export function metricSum(text: string, name: string, labels: Record<string, str
   }
   return sum;
 }
-

@@ -178,12 +178,14 @@ interface DropCounters {
 }
 
 async function dropCounters(system: FuzzSystem): Promise<DropCounters> {
-  const texts = Object.fromEntries(await Promise.all(Object.entries(system.metricsUrls).map(async ([name, url]) => [name, await scrape(url)] as const))) as Record<keyof FuzzSystem["metricsUrls"], string>;
+  const texts = Object.fromEntries(await Promise.all(Object.entries(system.metricsUrls).map(async ([name, url]) => [name, await scrape(url)] as const))) as Record<
+    keyof FuzzSystem["metricsUrls"],
+    string
+  >;
   const bus = (text: string) =>
-    Object.fromEntries((["cancel", "heartbeat", "context", "registry"] as const).map((subject) => [subject, metricSum(text, "dmcp_bus_messages_dropped_total", { subject })])) as Record<
-      "cancel" | "heartbeat" | "context" | "registry",
-      number
-    >;
+    Object.fromEntries(
+      (["cancel", "heartbeat", "context", "registry"] as const).map((subject) => [subject, metricSum(text, "dmcp_bus_messages_dropped_total", { subject })]),
+    ) as Record<"cancel" | "heartbeat" | "context" | "registry", number>;
   return {
     clientDrops: {
       gatewayHttp: metricSum(texts.gatewayHttp, "dmcp_gateway_client_messages_dropped_total", { transport: "http" }),
@@ -194,7 +196,11 @@ async function dropCounters(system: FuzzSystem): Promise<DropCounters> {
 }
 
 /** Reads the counters until they match what is expected or stop moving (messages may still be in flight). */
-async function settleCounters(system: FuzzSystem, before: DropCounters, checks: { what: string; expected: number; read: (delta: DropCounters) => number }[]): Promise<CounterCheck[]> {
+async function settleCounters(
+  system: FuzzSystem,
+  before: DropCounters,
+  checks: { what: string; expected: number; read: (delta: DropCounters) => number }[],
+): Promise<CounterCheck[]> {
   const until = Date.now() + 20_000;
   for (;;) {
     const now = await dropCounters(system);
@@ -206,7 +212,8 @@ async function settleCounters(system: FuzzSystem, before: DropCounters, checks: 
 }
 
 function subtract(now: DropCounters, before: DropCounters): DropCounters {
-  const bus = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k]! - (b[k] ?? 0)])) as DropCounters["busDrops"]["agent"];
+  const bus = (a: Record<string, number>, b: Record<string, number>) =>
+    Object.fromEntries(Object.keys(a).map((k) => [k, a[k]! - (b[k] ?? 0)])) as DropCounters["busDrops"]["agent"];
   return {
     clientDrops: { gatewayHttp: now.clientDrops.gatewayHttp - before.clientDrops.gatewayHttp, gatewayStdio: now.clientDrops.gatewayStdio - before.clientDrops.gatewayStdio },
     busDrops: {
@@ -241,7 +248,11 @@ async function validCalls(system: FuzzSystem): Promise<FuzzReport["afterwards"]>
     [
       "bus",
       async () => {
-        const request = createEnvelope("prompt_request", { service: AGENT_SERVICE, method: "tools/call", params: { name: `${AGENT_SERVICE}_echo`, arguments: { text } } }, { sender: `fuzz-${randomUUID().slice(0, 8)}` });
+        const request = createEnvelope(
+          "prompt_request",
+          { service: AGENT_SERVICE, method: "tools/call", params: { name: `${AGENT_SERVICE}_echo`, arguments: { text } } },
+          { sender: `fuzz-${randomUUID().slice(0, 8)}` },
+        );
         const reply = await system.nc.request(`dmcp.v1.req.${AGENT_SERVICE}`, encodeEnvelope(request), { timeout: 10_000 });
         const decoded = decodeEnvelope(reply.data);
         return decoded.ok ? decoded.envelope : decoded.error.message;

@@ -45,7 +45,11 @@ export async function fuzzStdio(peer: StdioPeer, world: FuzzWorld, count: number
       received = [];
       arrivedAfterMs = [];
       // The transport reads UTF-8 and splits at newlines; a line's surrounding white space (BOM included) is trimmed.
-      const lines = decoder.decode(input.bytes).split("\n").map((line) => line.trim()).filter((line) => line !== "");
+      const lines = decoder
+        .decode(input.bytes)
+        .split("\n")
+        .map((line) => line.trim())
+        .filter((line) => line !== "");
       const requested = lines.map(requestIdOf).filter((id) => id !== undefined);
       const unanswered = lines.filter((line) => requestIdOf(line) === undefined && takenWithoutAnswer(line));
       written = performance.now();
@@ -54,7 +58,10 @@ export async function fuzzStdio(peer: StdioPeer, world: FuzzWorld, count: number
       let failure: Error | undefined;
       try {
         await peer.request("ping");
-        await until(() => requested.every((id) => received.some((m) => m.id === id)), (wake) => (arrived = wake));
+        await until(
+          () => requested.every((id) => received.some((m) => m.id === id)),
+          (wake) => (arrived = wake),
+        );
       } catch (err) {
         failure = err as Error;
       }

@@ -69,10 +69,35 @@ export async function startSystem(options: { verbose?: boolean } = {}): Promise<
         errorReports.set(reporter, (errorReports.get(reporter) ?? 0) + 1);
       },
     });
-    const executor = spawn("executor", [DMCP_JS, "wrap", "--name", EXECUTOR_SERVICE, "--instance", EXECUTOR_INSTANCE, "--nats", nats.url, "--heartbeat", "1000", "--metrics-port", "0", "--log-level", "info", "--", process.execPath, RAW_SERVER_JS, "--stdio", "--name", EXECUTOR_SERVICE]);
+    const executor = spawn("executor", [
+      DMCP_JS,
+      "wrap",
+      "--name",
+      EXECUTOR_SERVICE,
+      "--instance",
+      EXECUTOR_INSTANCE,
+      "--nats",
+      nats.url,
+      "--heartbeat",
+      "1000",
+      "--metrics-port",
+      "0",
+      "--log-level",
+      "info",
+      "--",
+      process.execPath,
+      RAW_SERVER_JS,
+      "--stdio",
+      "--name",
+      EXECUTOR_SERVICE,
+    ]);
     const agent = spawn("agent", [SDK_AGENT_JS, "--nats", nats.url, "--name", AGENT_SERVICE, "--heartbeat", "1000", "--subscribe", ">", "--metrics-port", "0"]);
     const gatewayHttp = spawn("gateway-http", [DMCP_JS, "gateway", "--nats", nats.url, "--http", "0", "--call-timeout", CALL_TIMEOUT_MS, "--log-level", "warn"]);
-    const gatewayStdio = spawn("gateway-stdio", [DMCP_JS, "gateway", "--nats", nats.url, "--stdio", "--metrics-port", "0", "--call-timeout", CALL_TIMEOUT_MS, "--log-level", "info"], "pipe");
+    const gatewayStdio = spawn(
+      "gateway-stdio",
+      [DMCP_JS, "gateway", "--nats", nats.url, "--stdio", "--metrics-port", "0", "--call-timeout", CALL_TIMEOUT_MS, "--log-level", "info"],
+      "pipe",
+    );
     const [executorMetrics, agentMetrics, agentReady, httpServing, stdioMetrics] = await Promise.all([
       executor.waitFor(METRICS_URL),
       agent.waitFor(/AGENT METRICS (\S+)/),
@@ -93,10 +118,7 @@ export async function startSystem(options: { verbose?: boolean } = {}): Promise<
       resourceUris: ["fixture://fz/static", "fixture://shared/readme", "fixture://fz/items/1", "dmcp://context/fuzz.a", "dmcp://service/fz/fixture%3A%2F%2Ffz%2Fstatic"],
     };
     const children = { gatewayHttp, gatewayStdio, executor, agent };
-    const memory = new MemorySampler(() => [
-      ...Object.values(children).map((child) => ({ name: child.name, pid: child.proc.pid })),
-      { name: "nats-server", pid: nats.pid },
-    ]);
+    const memory = new MemorySampler(() => [...Object.values(children).map((child) => ({ name: child.name, pid: child.proc.pid })), { name: "nats-server", pid: nats.pid }]);
     const harnessNc = nc;
     const metricsUrls = { gatewayHttp: httpUrl.replace(/\/mcp$/, "/metrics"), gatewayStdio: stdioMetrics[1]!, executor: executorMetrics[1]!, agent: agentMetrics[1]! };
     return {
@@ -110,7 +132,13 @@ export async function startSystem(options: { verbose?: boolean } = {}): Promise<
       children,
       memory,
       errorReports,
-      liveHeap: () => Promise.all((Object.keys(children) as (keyof typeof children)[]).map(async (name) => ({ name: children[name].name, bytes: await liveHeapBytes(children[name], dir, metricsUrls[name]) }))),
+      liveHeap: () =>
+        Promise.all(
+          (Object.keys(children) as (keyof typeof children)[]).map(async (name) => ({
+            name: children[name].name,
+            bytes: await liveHeapBytes(children[name], dir, metricsUrls[name]),
+          })),
+        ),
       stop: async () => {
         memory.stop();
         await stopAll();

@@ -141,7 +141,8 @@ export function renderKnownGaps(gaps: readonly KnownGap[]): string {
 
 export function renderVerdict(verdict: Verdict): string {
   const lines: string[] = [];
-  for (const { scenario, target } of verdict.regressions) lines.push(`- REGRESSION: ${scenario} passes directly but fails or loses checks through the bus (${TARGET_TITLES[target]})`);
+  for (const { scenario, target } of verdict.regressions)
+    lines.push(`- REGRESSION: ${scenario} passes directly but fails or loses checks through the bus (${TARGET_TITLES[target]})`);
   for (const scenario of verdict.directFailures) lines.push(`- FIXTURE: ${scenario} fails against the fixture directly`);
   for (const { gap, target } of verdict.staleGaps) lines.push(`- STALE KNOWN GAP: ${gap.scenario} passes (${TARGET_TITLES[target]}); remove it from the known-gaps file`);
   return lines.length > 0 ? lines.join("\n") : "- every scenario that passes directly passes through the bus, or is a listed known gap";

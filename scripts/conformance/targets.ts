@@ -46,7 +46,7 @@ export async function startTarget(name: TargetName, fixture: { url: string }): P
     name,
     url: gateway.url,
     saveLogs(dir) {
-      for (const child of children) writeFileSync(join(dir, `${child.name.replace(/\W+/g, "-")}.log`), child.stderrLines.join("\n") + "\n");
+      for (const child of children) writeFileSync(join(dir, `${child.name.replace(/\W+/g, "-")}.log`), `${child.stderrLines.join("\n")}\n`);
     },
     async stop() {
       await gateway.child.stop();

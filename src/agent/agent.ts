@@ -23,7 +23,7 @@ import {
   type ReplayFrom,
 } from "../bus/index.js";
 import { ErrorCode, isValidToken, isValidTopic, RequestError, subjects, type AgentProfile, type ContextUpdate, type InstanceStatus } from "../protocol/index.js";
-import { createLogger, type Logger } from "../util/logger.js";
+import { createLogger, type Logger } from "../util/index.js";
 import { AgentDeclarationError, AgentStateError } from "./errors.js";
 import { badUpdateReporter } from "./report.js";
 import { agentRequestHandler } from "./requests.js";
@@ -296,11 +296,16 @@ export class Agent {
   async call(service: string, tool: string, args: Record<string, unknown> = {}, options: AgentCallOptions = {}): Promise<CallToolResult> {
     if (this.state === "stopped") throw new AgentStateError(`agent ${this.name} is stopped`);
     if (!isValidToken(service)) throw new RequestError(ErrorCode.UnknownTarget, `invalid service name ${JSON.stringify(service)}`, { data: { service } });
-    const result = await this.requester.call(service, "tools/call", { name: tool, arguments: args }, {
-      timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
-      sessionId: options.sessionId,
-      signal: options.signal,
-    });
+    const result = await this.requester.call(
+      service,
+      "tools/call",
+      { name: tool, arguments: args },
+      {
+        timeoutMs: options.timeoutMs ?? this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+        sessionId: options.sessionId,
+        signal: options.signal,
+      },
+    );
     return result as CallToolResult;
   }
 

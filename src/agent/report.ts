@@ -4,7 +4,7 @@
  * and operators watch; the subscription itself goes on with the next update.
  */
 import type { BadContextMessage, Bus } from "../bus/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 
 export function badUpdateReporter(bus: Bus, instance: string, logger: Logger): (bad: BadContextMessage) => void {
   return (bad) => {

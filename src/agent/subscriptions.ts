@@ -6,7 +6,7 @@
  */
 import type { BadContextMessage, BusSubscription, ContextEntry, ContextStreams, ReplayFrom } from "../bus/index.js";
 import type { ContextUpdate } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 
 /** One context update as a handler sees it. */
 export interface ContextEvent {

@@ -6,7 +6,7 @@
 import * as z from "zod";
 import type { RequestContext } from "../bus/index.js";
 import { ErrorCode, formatIssues, JsonRpcErrorCode, RequestError } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { AgentDeclarationError } from "./errors.js";
 
 /** MCP's tool-name rule (SEP-986): 1-128 characters from A-Z a-z 0-9 _ - . */
@@ -164,9 +164,7 @@ function inputJsonSchema(tool: string, input: z.ZodType): Record<string, unknown
   if (schema.type === "object") return schema;
   // A union of objects (e.g. z.discriminatedUnion) has no root type but only ever accepts objects.
   if (schema.type === undefined && isUnionOfObjects(schema)) return { type: "object", ...schema };
-  throw new AgentDeclarationError(
-    `the input of tool ${tool} must describe an object (use z.object({...})); its JSON Schema has type ${JSON.stringify(schema.type ?? "(none)")}`,
-  );
+  throw new AgentDeclarationError(`the input of tool ${tool} must describe an object (use z.object({...})); its JSON Schema has type ${JSON.stringify(schema.type ?? "(none)")}`);
 }
 
 function isUnionOfObjects(schema: Record<string, unknown>): boolean {

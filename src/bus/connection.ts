@@ -14,9 +14,9 @@ import {
   type Authenticator,
   type NatsConnection,
 } from "@nats-io/transport-node";
-import { createEnvelope, DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
+import { BusError, createEnvelope, type DmcpError, ErrorCode, errorForCode, errorPayload, subjects, type Envelope } from "../protocol/index.js";
 import type { BusMetrics } from "../metrics/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { JSON_CODEC, type EnvelopeCodec } from "./codec.js";
 import { NatsMessage, type BusMessage } from "./message.js";
 import { tapConnection, type BusTap } from "./tap.js";
@@ -181,7 +181,7 @@ export function seedUrls(servers: string | string[]): string[] {
 
 export async function connectBus(options: BusConnectOptions): Promise<Bus> {
   const servers = seedUrls(options.servers);
-  if (servers.length === 0) throw new DmcpError(ErrorCode.BusUnavailable, "cannot connect to NATS: no server URL given");
+  if (servers.length === 0) throw new BusError(ErrorCode.BusUnavailable, "cannot connect to NATS: no server URL given");
   const authenticator = authenticatorFor(options);
   let nc: NatsConnection;
   try {
@@ -208,7 +208,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       cause instanceof AuthorizationError
         ? "The server refused the credentials: check the creds file, nkey, user and password or token given."
         : (options.unreachableHint ?? "Start a nats-server with JetStream there (nats-server -js).");
-    throw new DmcpError(ErrorCode.BusUnavailable, `cannot connect to NATS at ${where}: ${(cause as Error).message}. ${hint}`, { cause });
+    throw new BusError(ErrorCode.BusUnavailable, `cannot connect to NATS at ${where}: ${(cause as Error).message}. ${hint}`, { cause });
   }
   return new NatsBus(nc, new SharedConnection(nc, options), options.security ?? JSON_CODEC);
 }
@@ -454,7 +454,7 @@ function authenticatorFor(options: BusConnectOptions): Authenticator | undefined
     try {
       return readFileSync(file, "utf8");
     } catch (cause) {
-      throw new DmcpError(ErrorCode.BusUnavailable, `cannot read the NATS ${what} ${file}: ${(cause as Error).message}`, { cause });
+      throw new BusError(ErrorCode.BusUnavailable, `cannot read the NATS ${what} ${file}: ${(cause as Error).message}`, { cause });
     }
   };
   if (options.credsFile) return credsAuthenticator(new TextEncoder().encode(read(options.credsFile, "credentials file")));

@@ -4,7 +4,7 @@
  * replayed from a sequence or a time, in order, and consumed durably by agents that were away.
  */
 import { AckPolicy, DeliverPolicy, RetentionPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { CONTEXT_STREAM, createEnvelope, DmcpError, ErrorCode, subjects, topicOfSubject, type ContextUpdate } from "../protocol/index.js";
+import { BusError, CONTEXT_STREAM, createEnvelope, type DmcpError, ErrorCode, RequestError, subjects, topicOfSubject, type ContextUpdate } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/index.js";
 import { isPermissionDenied, natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";
@@ -109,12 +109,12 @@ export class ContextStreams {
     const subject = subjects.context(topic);
     const ack = await this.js.publish(subject, this.bus.codec.encode(envelope), { msgID: envelope.id }).catch((cause: unknown) => {
       if (isPermissionDenied(cause)) {
-        throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied publishing to ${subject}: this participant's NATS user may not publish on ${topic}`, {
+        throw new RequestError(ErrorCode.Forbidden, `the NATS server denied publishing to ${subject}: this participant's NATS user may not publish on ${topic}`, {
           cause,
           data: { topic, subject },
         });
       }
-      throw new DmcpError(ErrorCode.BusUnavailable, `could not store the update of ${topic}: ${(cause as Error).message}`, { cause });
+      throw new BusError(ErrorCode.BusUnavailable, `could not store the update of ${topic}: ${(cause as Error).message}`, { cause });
     });
     return { seq: ack.seq, envelope };
   }
@@ -283,15 +283,15 @@ export class ContextStreams {
    */
   private toEntry(subject: string, seq: number, time: Date, data: Uint8Array, liveReceiver?: string): ContextEntry | { error: DmcpError } {
     const topic = topicOfSubject(subject);
-    if (!topic) return { error: new DmcpError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
+    if (!topic) return { error: new RequestError(ErrorCode.InvalidEnvelope, `${subject} is not a context subject`) };
     const decoded = this.bus.codec.decode(data, liveReceiver ? { receiver: liveReceiver } : { receiver: `${this.sender}-stored`, stored: { at: time, tag: seq } });
     if (!decoded.ok) return { error: decoded.error };
     const envelope = decoded.envelope;
     if (envelope.type !== "context_update") {
-      return { error: new DmcpError(ErrorCode.InvalidEnvelope, `expected a context_update on ${subject}, got ${envelope.type}`) };
+      return { error: new RequestError(ErrorCode.InvalidEnvelope, `expected a context_update on ${subject}, got ${envelope.type}`) };
     }
     if (envelope.payload.topic !== undefined && envelope.payload.topic !== topic) {
-      return { error: new DmcpError(ErrorCode.InvalidEnvelope, `payload.topic ${envelope.payload.topic} does not match the subject's topic ${topic}`) };
+      return { error: new RequestError(ErrorCode.InvalidEnvelope, `payload.topic ${envelope.payload.topic} does not match the subject's topic ${topic}`) };
     }
     return { topic, seq, time, envelope };
   }

@@ -8,14 +8,18 @@
 import { PermissionViolationError, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
+  asDmcpError,
+  BusError,
+  CallError,
   CANCEL_METHOD,
   cancellation,
   createEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
-  DmcpError,
+  type DmcpError,
   ErrorCode,
   errorPayload,
   paramsProblem,
+  RequestError,
   salvageIds,
   subjects,
   type Envelope,
@@ -23,7 +27,7 @@ import {
 } from "../protocol/index.js";
 import { SpanKind, type Context } from "@opentelemetry/api";
 import { inSpan } from "../tracing/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { Seal, StorePosition } from "./codec.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { contextFromNats } from "./trace-headers.js";
@@ -165,7 +169,7 @@ export class ServiceEndpoint {
     await nc.flush();
     if (refused.length > 0) {
       for (const sub of this.subscriptions.splice(0)) sub.unsubscribe();
-      throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied subscribing to ${refused.join(", ")}: this NATS user may not serve "${service}"`, {
+      throw new RequestError(ErrorCode.Forbidden, `the NATS server denied subscribing to ${refused.join(", ")}: this NATS user may not serve "${service}"`, {
         data: { service, subjects: refused },
       });
     }
@@ -251,7 +255,7 @@ export class ServiceEndpoint {
     }
     const envelope = decoded.envelope;
     if (envelope.type !== "prompt_request") {
-      this.reject(delivery, new DmcpError(ErrorCode.InvalidEnvelope, `expected a prompt_request, got ${envelope.type}`), envelope.correlation_id ?? envelope.id);
+      this.reject(delivery, new RequestError(ErrorCode.InvalidEnvelope, `expected a prompt_request, got ${envelope.type}`), envelope.correlation_id ?? envelope.id);
       return;
     }
     const correlationId = envelope.correlation_id ?? envelope.id;
@@ -264,7 +268,8 @@ export class ServiceEndpoint {
       return;
     }
     // Calls that finish quickly need no receipt: it only matters if this instance dies mid-call.
-    const receipt = envelope.receipt === true ? setTimeout(() => this.acknowledge(delivery, correlationId, seal), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
+    const receipt =
+      envelope.receipt === true ? setTimeout(() => this.acknowledge(delivery, correlationId, seal), this.options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS) : undefined;
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
@@ -277,7 +282,7 @@ export class ServiceEndpoint {
       this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
       const raised: unknown = cancel.signal.aborted ? cancel.signal.reason : err;
-      const error = raised instanceof DmcpError ? raised : new DmcpError(ErrorCode.Internal, (raised as Error).message, { cause: raised });
+      const error = asDmcpError(raised);
       // The caller's own doing (bad arguments, unknown tools, a cancellation) is its news, not this process's.
       const callersFault = ([ErrorCode.UpstreamError, ErrorCode.InvalidParams, ErrorCode.UnknownTarget, ErrorCode.Cancelled] as ErrorCode[]).includes(error.code);
       this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
@@ -308,14 +313,14 @@ export class ServiceEndpoint {
       const update = createEnvelope("context_update", { method, params }, { sender: this.options.instance, correlationId });
       this.nc.publish(reply, this.encode(update, seal));
     };
-    if (this.stopping) return Promise.reject(new DmcpError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
+    if (this.stopping) return Promise.reject(new CallError(ErrorCode.ShuttingDown, `${this.options.instance} is shutting down`));
     // Params an MCP server would drop unanswered (e.g. `_meta: "x"`) fail here, at once, as the caller's mistake.
     const invalid = paramsProblem(request.payload.params);
-    if (invalid) return Promise.reject(new DmcpError(ErrorCode.InvalidParams, `Invalid params: ${invalid}`));
+    if (invalid) return Promise.reject(new RequestError(ErrorCode.InvalidParams, `Invalid params: ${invalid}`));
     // A deadline years away is "no hurry", not a timer Node cuts to 1 ms (timers hold at most 2^31-1 ms).
     const timeoutMs = Math.min(request.deadline ? Date.parse(request.deadline) - Date.now() : (this.options.defaultTimeoutMs ?? 60_000), MAX_TIMER_MS);
     if (timeoutMs <= 0) {
-      return Promise.reject(new DmcpError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
+      return Promise.reject(new CallError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
     return inSpan(
       `dmcp process ${request.payload.method}`,
@@ -329,11 +334,7 @@ export class ServiceEndpoint {
   /** Tells the caller which instance holds its call, so that the caller notices if this instance dies. */
   private acknowledge(delivery: Delivery, correlationId: string, seal: Seal | undefined): void {
     if (!delivery.reply) return;
-    const receipt = createEnvelope(
-      "context_update",
-      { method: ACCEPTED_METHOD, params: { instance: this.options.instance } },
-      { sender: this.options.instance, correlationId },
-    );
+    const receipt = createEnvelope("context_update", { method: ACCEPTED_METHOD, params: { instance: this.options.instance } }, { sender: this.options.instance, correlationId });
     this.nc.publish(delivery.reply, this.encode(receipt, seal));
   }
 
@@ -341,7 +342,7 @@ export class ServiceEndpoint {
     const maxPayload = this.options.bus.maxPayload;
     let data = this.encode(envelope, seal);
     if (data.byteLength > maxPayload) {
-      error = new DmcpError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
+      error = new BusError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
       data = this.encode(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }), seal);
     }
     delivery.respond(data, error);

@@ -13,7 +13,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import type { Logger } from "pino";
-import { terminate } from "../util/terminate.js";
+import { terminate } from "../util/index.js";
 
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
 const STDERR_RING_LINES = 50;
@@ -71,7 +71,7 @@ function isExecutableFile(path: string): boolean {
 }
 
 function searchPath(name: string): string | undefined {
-  for (const dir of (process.env["PATH"] ?? "").split(delimiter)) {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
     if (isExecutableFile(candidate)) return candidate;
@@ -92,7 +92,7 @@ function resolveGiven(given: string): string | undefined {
  */
 export function findNatsServerBinary(explicit?: string): string | undefined {
   if (explicit !== undefined && explicit !== "") return resolveGiven(explicit);
-  const fromEnv = process.env["NATS_SERVER_BIN"];
+  const fromEnv = process.env.NATS_SERVER_BIN;
   if (fromEnv !== undefined && fromEnv !== "") return resolveGiven(fromEnv);
   return searchPath("nats-server") ?? WELL_KNOWN_PATHS.find(isExecutableFile);
 }
@@ -205,7 +205,7 @@ interface LaunchSpec {
 export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promise<EmbeddedNats> {
   const binary = findNatsServerBinary(options.binary);
   if (binary === undefined) {
-    throw new NatsServerNotFoundError(options.binary || process.env["NATS_SERVER_BIN"] || undefined);
+    throw new NatsServerNotFoundError(options.binary || process.env.NATS_SERVER_BIN || undefined);
   }
 
   const host = options.host ?? "127.0.0.1";

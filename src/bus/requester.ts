@@ -16,12 +16,15 @@ import { randomUUID } from "node:crypto";
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   ACCEPTED_METHOD,
+  BusError,
+  CallError,
   CANCEL_METHOD,
   cancelReasonOf,
   createEnvelope,
   DmcpError,
   ErrorCode,
   errorFromPayload,
+  RequestError,
   RESULTS_BUCKET,
   subjects,
   type Caller,
@@ -106,7 +109,7 @@ export class Requester {
     }
     // Replies routed to a server we lost are gone: fail those calls now rather than at their deadline.
     // (Durable calls stay: their requests are stored, and their answers too.)
-    bus.onDisconnect(() => this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the bus connection was lost during the call"), (call) => !call.route));
+    bus.onDisconnect(() => this.failAll(new BusError(ErrorCode.BusUnavailable, "the bus connection was lost during the call"), (call) => !call.route));
     // A refused request is dropped by the server in silence: fail its call now rather than at its deadline.
     bus.onPermissionDenied((denial) => this.onDenied(denial));
   }
@@ -114,26 +117,27 @@ export class Requester {
   /** Sends one MCP request to a service and returns the MCP result object, or throws a DmcpError. */
   call(service: string, method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<Record<string, unknown>> {
     const nc = this.nc;
-    if (nc.isClosed() || nc.isDraining()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus connection is closed"));
+    if (nc.isClosed() || nc.isDraining()) return Promise.reject(new BusError(ErrorCode.BusUnavailable, "the bus connection is closed"));
     // While reconnecting, nats.js would buffer the request; a clear error now beats a wait to the deadline.
     // (A durable request is queued once the bus is back, within its deadline.)
-    if (!options.route && !this.bus.isConnected()) return Promise.reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
+    if (!options.route && !this.bus.isConnected()) return Promise.reject(new BusError(ErrorCode.BusUnavailable, "the bus is disconnected; reconnecting"));
     if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
     const id = options.correlationId ?? randomUUID();
-    const request = createEnvelope(
-      "prompt_request",
-      params === undefined ? { service, method } : { service, method, params },
-      { id, correlationId: id, sender: this.sender, sessionId: options.sessionId, deadline: new Date(Date.now() + options.timeoutMs), caller: options.caller },
-    );
+    const request = createEnvelope("prompt_request", params === undefined ? { service, method } : { service, method, params }, {
+      id,
+      correlationId: id,
+      sender: this.sender,
+      sessionId: options.sessionId,
+      deadline: new Date(Date.now() + options.timeoutMs),
+      caller: options.caller,
+    });
     request.receipt = true;
     if (options.clientSession) request.client_session = options.clientSession;
     const token = (++this.sequence).toString(36);
     if (options.route) request.reply_to = `${this.inbox}.${token}`;
     const data = this.bus.codec.encode(request, this.bus.codec.requestSeal(service));
     if (data.byteLength > this.bus.maxPayload) {
-      return Promise.reject(
-        new DmcpError(ErrorCode.PayloadTooLarge, `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`),
-      );
+      return Promise.reject(new BusError(ErrorCode.PayloadTooLarge, `request of ${data.byteLength} bytes exceeds the bus limit of ${this.bus.maxPayload} bytes`));
     }
     this.subscribe();
     const subject = options.instance ? subjects.instanceRequest(service, options.instance) : subjects.request(service);
@@ -152,7 +156,7 @@ export class Requester {
         ...(options.instance ? { instance: options.instance } : {}),
         timer: setTimeout(() => {
           this.settle(token)?.reject(
-            new DmcpError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
+            new CallError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
               data: { service, timeout_ms: options.timeoutMs },
             }),
           );
@@ -176,7 +180,7 @@ export class Requester {
       try {
         nc.publish(subject, data, headers ? { reply: `${this.inbox}.${token}`, headers } : { reply: `${this.inbox}.${token}` });
       } catch (cause) {
-        this.settle(token)?.reject(new DmcpError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
+        this.settle(token)?.reject(new BusError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
       }
     });
   }
@@ -184,11 +188,7 @@ export class Requester {
   /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */
   private publishCancel(service: string, correlationId: string, reason: string): void {
     if (this.nc.isClosed()) return;
-    const envelope = createEnvelope(
-      "context_update",
-      { method: CANCEL_METHOD, params: { reason } },
-      { sender: this.sender, correlationId },
-    );
+    const envelope = createEnvelope("context_update", { method: CANCEL_METHOD, params: { reason } }, { sender: this.sender, correlationId });
     try {
       this.nc.publish(subjects.cancel(service), this.bus.codec.encode(envelope));
     } catch (err) {
@@ -202,7 +202,7 @@ export class Requester {
       // A durable call outlives its executor: the work queue delivers it to another.
       if (call.instance !== instance || call.route) continue;
       this.settle(token)?.reject(
-        new DmcpError(ErrorCode.ExecutorLost, `executor ${instance} of "${call.service}" left the bus before answering`, {
+        new CallError(ErrorCode.ExecutorLost, `executor ${instance} of "${call.service}" left the bus before answering`, {
           data: { service: call.service, instance },
         }),
       );
@@ -219,7 +219,7 @@ export class Requester {
   /** Rejects everything still pending (on stop). */
   close(): void {
     this.probe?.stop();
-    this.failAll(new DmcpError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
+    this.failAll(new BusError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
     this.subscription?.unsubscribe();
     this.subscription = undefined;
   }
@@ -229,16 +229,20 @@ export class Requester {
       for (const [token, call] of this.pending) {
         if (call.subject !== denial.subject) continue;
         this.settle(token)?.reject(
-          new DmcpError(ErrorCode.Forbidden, `the NATS server denied publishing to ${denial.subject}: this participant's NATS user may not call "${call.service}"`, {
+          new RequestError(ErrorCode.Forbidden, `the NATS server denied publishing to ${denial.subject}: this participant's NATS user may not call "${call.service}"`, {
             data: { service: call.service, subject: denial.subject },
           }),
         );
       }
     } else if (denial.subject === `${this.inbox}.*`) {
       this.failAll(
-        new DmcpError(ErrorCode.Forbidden, `the NATS server denied subscribing to the reply inbox ${denial.subject}: give this connection an inbox prefix its NATS user may subscribe to`, {
-          data: { subject: denial.subject },
-        }),
+        new RequestError(
+          ErrorCode.Forbidden,
+          `the NATS server denied subscribing to the reply inbox ${denial.subject}: give this connection an inbox prefix its NATS user may subscribe to`,
+          {
+            data: { subject: denial.subject },
+          },
+        ),
       );
     }
   }
@@ -274,7 +278,7 @@ export class Requester {
     if (!call) return; // late or duplicate answer to a call that already ended
     if (msg.headers?.hasError && msg.headers.code === 503) {
       this.settle(token)?.reject(
-        new DmcpError(ErrorCode.NoResponders, `no executor serves "${call.service}" (nothing subscribes to its request subject)`, {
+        new BusError(ErrorCode.NoResponders, `no executor serves "${call.service}" (nothing subscribes to its request subject)`, {
           data: { service: call.service },
         }),
       );
@@ -292,7 +296,7 @@ export class Requester {
       return;
     }
     if (!decoded.ok) {
-      this.settle(token)?.reject(new DmcpError(ErrorCode.InvalidEnvelope, `the executor answered with ${decoded.error.message}`, { cause: decoded.error }));
+      this.settle(token)?.reject(new RequestError(ErrorCode.InvalidEnvelope, `the executor answered with ${decoded.error.message}`, { cause: decoded.error }));
       return;
     }
     const envelope = decoded.envelope;
@@ -334,10 +338,10 @@ export class Requester {
 }
 
 function asDmcpError(error: unknown): DmcpError {
-  return error instanceof DmcpError ? error : new DmcpError(ErrorCode.BusUnavailable, `could not queue the request: ${(error as Error).message}`, { cause: error });
+  return error instanceof DmcpError ? error : new BusError(ErrorCode.BusUnavailable, `could not queue the request: ${(error as Error).message}`, { cause: error });
 }
 
 /** Why a call's signal aborted: the DmcpError given as the reason (e.g. SHUTTING_DOWN), else CANCELLED. */
 function abortError(signal: AbortSignal): DmcpError {
-  return signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the call was cancelled");
+  return signal.reason instanceof DmcpError ? signal.reason : new CallError(ErrorCode.Cancelled, "the call was cancelled");
 }

@@ -5,7 +5,7 @@
  * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
  */
 import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, type StreamPlacement } from "./jetstream.js";
 

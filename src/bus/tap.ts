@@ -5,7 +5,7 @@
  * getting NO_RESPONDERS at once.)
  */
 import type { NatsConnection, Payload, PublishOptions, Subscription, SubscriptionOptions } from "@nats-io/transport-node";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { EnvelopeCodec } from "./codec.js";
 import { NatsMessage, type BusMessage } from "./message.js";
 

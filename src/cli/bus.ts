@@ -2,7 +2,7 @@
 import { connectBus, hasJetStream, type Bus } from "../bus/index.js";
 import { BusError, ErrorCode } from "../protocol/index.js";
 import type { MessageSecurity } from "../security/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { natsConnection, natsTarget, type NatsTarget } from "./args.js";
 
 export type BusCommand = "up" | "gateway" | "wrap" | "status" | "tail";

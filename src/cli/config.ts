@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import * as z from "zod";
 import type { ContextRetention } from "../bus/index.js";
 import { formatIssues } from "../protocol/index.js";
-import { AccessPolicy, PolicySchema } from "../gateway/access/policy.js";
+import { AccessPolicy, PolicySchema } from "../gateway/index.js";
 import { parseDuration, parseSize } from "./args.js";
 import { DeliveryConfigFields } from "./delivery.js";
 
@@ -160,6 +160,7 @@ export function isStdioServer(server: ServerConfig): server is z.infer<typeof St
   return "command" in server;
 }
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the placeholder as a config file writes it, replaced by withDataDir, not a template
 const DATA_DIR_PLACEHOLDER = "${DMCP_DATA_DIR}";
 
 /**

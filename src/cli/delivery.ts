@@ -6,7 +6,7 @@ import { parseDuration, parsePositiveInt, UsageError } from "./args.js";
 const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 500ms, 30s or 15m")]);
 const Lane = z.enum(["high", "normal"]);
 
-/** The keys a config file's server entry may have for durable delivery (README "Durable calls"). */
+/** The keys a config file's server entry may have for durable delivery (docs/durable-calls.md; the table of docs/configuration.md). */
 export const DeliveryConfigFields = {
   delivery: z.enum(["direct", "durable", "auto"]).default("direct").describe("how tools/call requests reach the server: direct, durable or auto"),
   priority: Lane.default("normal").describe("the lane of durable calls unless `tools` or the caller says otherwise"),
@@ -20,7 +20,9 @@ export const DeliveryConfigFields = {
       ackWait: Duration.optional().describe("a request held this long without a sign of life goes to another replica (default 10s)"),
       backoff: z.array(Duration).min(1).optional().describe("delays before the 2nd, 3rd, ... attempt after a failure (default 1s, 5s, 15s)"),
       concurrency: z.number().int().min(1).max(10_000).optional().describe("durable calls one replica runs at once (default 16)"),
-      resultTtl: Duration.optional().describe("dmcp up: how long its gateway's result store keeps answers, when it creates the store (the longest of the servers' values; default 15m)"),
+      resultTtl: Duration.optional().describe(
+        "dmcp up: how long its gateway's result store keeps answers, when it creates the store (the longest of the servers' values; default 15m)",
+      ),
     })
     .default({}),
 };
@@ -59,7 +61,11 @@ export const deliveryHelp = `  --delivery MODE       how tools/call requests rea
 /** The delivery options the `dmcp wrap` flags give, or undefined when none is given (all direct). */
 export function deliveryFromFlags(values: Partial<Record<keyof typeof deliveryOptionSpec, string | string[]>>): DeliveryOptions | undefined {
   const text = (flag: keyof typeof deliveryOptionSpec) => values[flag] as string | undefined;
-  const list = (flag: keyof typeof deliveryOptionSpec) => ((values[flag] as string[] | undefined) ?? []).flatMap((value) => value.split(",")).map((p) => p.trim()).filter(Boolean);
+  const list = (flag: keyof typeof deliveryOptionSpec) =>
+    ((values[flag] as string[] | undefined) ?? [])
+      .flatMap((value) => value.split(","))
+      .map((p) => p.trim())
+      .filter(Boolean);
   const mode = text("delivery") ?? "direct";
   if (mode !== "direct" && mode !== "durable" && mode !== "auto") throw new UsageError(`--delivery must be direct, durable or auto, got ${mode}`);
   const rules: ToolRule[] = [
@@ -74,7 +80,10 @@ export function deliveryFromFlags(values: Partial<Record<keyof typeof deliveryOp
   if (concurrency) settings.concurrency = concurrency;
   if (text("ack-wait")) settings.ackWaitMs = parseDuration(text("ack-wait")!, "--ack-wait");
   if (text("result-ttl")) throw new UsageError("--result-ttl is a dmcp gateway option: the gateway creates the result store (executors do not)");
-  if (text("backoff")) settings.backoffMs = text("backoff")!.split(",").map((delay) => parseDuration(delay, "--backoff"));
+  if (text("backoff"))
+    settings.backoffMs = text("backoff")!
+      .split(",")
+      .map((delay) => parseDuration(delay, "--backoff"));
   const given = text("delivery") !== undefined || rules.length > 0 || Object.keys(settings).length > 0;
   return given ? { mode, rules, settings } : undefined;
 }

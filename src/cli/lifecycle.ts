@@ -1,7 +1,7 @@
 /** Runs a long-lived command until SIGINT, SIGTERM or SIGHUP, then stops it in order, once. */
 import { constants } from "node:os";
-import { enableTracing, tracingEndpoint } from "../tracing/setup.js";
-import type { Logger } from "../util/logger.js";
+import { enableTracing, tracingEndpoint } from "../tracing/index.js";
+import type { Logger } from "../util/index.js";
 
 /** The first stop signal heard, and what to do with it once the command runs (set by runUntilSignal). */
 let heard: NodeJS.Signals | undefined;

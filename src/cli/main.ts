@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `dmcp` command. */
-import { createLogger } from "../util/logger.js";
+import { createLogger } from "../util/index.js";
 import { UsageError } from "./args.js";
 import { catchStopSignals } from "./lifecycle.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";

@@ -4,11 +4,11 @@ import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } 
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
-import { serveProbes } from "../metrics/server.js";
+import { serveProbes } from "../metrics/index.js";
 import { Executor } from "../executor/index.js";
 import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { deliveryFromConfig } from "./delivery.js";
 import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
@@ -64,11 +64,20 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   await gateway.start();
   monitor?.attach(gateway);
   const probes =
-    options.metricsPort !== undefined && options.metrics
-      ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready })
-      : undefined;
+    options.metricsPort !== undefined && options.metrics ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready }) : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, ssePollMs: options.ssePollMs, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
+  const http = options.http
+    ? await serveHttp(gateway, {
+        ...options.http,
+        logger: options.logger,
+        dashboard: monitor,
+        jsonResponses: options.jsonResponses ?? false,
+        ssePollMs: options.ssePollMs,
+        auth: options.auth,
+        rateLimit: options.rateLimit,
+        corsOrigins: options.corsOrigins,
+      })
+    : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

@@ -4,7 +4,7 @@
  */
 import type { RequestHandler } from "../bus/index.js";
 import { isDmcpError, type Caller } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 
 /** The `_meta` key under which an upstream finds the caller (MCP's reverse-DNS prefix convention). */
 export const CALLER_META_KEY = "io.dmcp/caller";

@@ -23,8 +23,8 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/index.js";
-import { DmcpError, ErrorCode, type Catalog, type InstanceStatus } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import { ErrorCode, type Catalog, type InstanceStatus, UpstreamError } from "../protocol/index.js";
+import type { Logger } from "../util/index.js";
 import {
   CLIENT_INFO,
   describeError,
@@ -84,11 +84,7 @@ export interface ExecutorOptions {
 }
 
 const EMPTY_CATALOG: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [] };
-const LIST_CHANGED = new Set([
-  "notifications/tools/list_changed",
-  "notifications/resources/list_changed",
-  "notifications/prompts/list_changed",
-]);
+const LIST_CHANGED = new Set(["notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"]);
 const LISTEN_ACKNOWLEDGED = "notifications/subscriptions/acknowledged";
 
 export class Executor {
@@ -256,7 +252,7 @@ export class Executor {
   async start(): Promise<void> {
     const description = this.options.connector.description;
     const up = await this.supervisor.start(this.options.waitForUpstream ?? false).catch((err: unknown) => {
-      throw new DmcpError(ErrorCode.UpstreamUnavailable, `could not start the upstream MCP server (${description}): ${describeError(err)}`, { cause: err });
+      throw new UpstreamError(ErrorCode.UpstreamUnavailable, `could not start the upstream MCP server (${description}): ${describeError(err)}`, { cause: err });
     });
     this.lane.start();
     // The first announcement says what discovery found (the main session's, read with the catalog, or
@@ -405,7 +401,15 @@ export class Executor {
       ...(info?.instructions ? { instructions: info.instructions } : {}),
       ...(statelessCapabilities ? { stateless_capabilities: statelessCapabilities } : {}),
       ...(this.sessions.enabled ? { client_sessions: true } : {}),
-      ...(this.options.delivery ? { delivery: planDelivery(this.catalog, this.options.delivery, this.worker ? this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver : undefined) } : {}),
+      ...(this.options.delivery
+        ? {
+            delivery: planDelivery(
+              this.catalog,
+              this.options.delivery,
+              this.worker ? (this.options.delivery.settings?.maxDeliver ?? DEFAULT_DURABLE_SETTINGS.maxDeliver) : undefined,
+            ),
+          }
+        : {}),
     };
   }
 }
@@ -415,4 +419,3 @@ function withDeliveryMeta(params: Record<string, unknown> | undefined, correlati
   const meta = { ...((params?._meta as Record<string, unknown> | undefined) ?? {}), [META_CORRELATION_ID]: correlationId, [META_ATTEMPT]: attempt };
   return { ...(params ?? {}), _meta: meta };
 }
-

@@ -5,7 +5,7 @@
  * 2025 server would ask it, and the call is retried with the answers (`inputResponses`, and the
  * server's `requestState`) until the server completes it.
  */
-import { DmcpError, ErrorCode } from "../protocol/index.js";
+import { type DmcpError, ErrorCode, UpstreamError } from "../protocol/index.js";
 
 /** More rounds than this end the call: a server that keeps asking is not converging. */
 export const MAX_INPUT_ROUNDS = 16;
@@ -27,7 +27,7 @@ export async function completeInputRounds(
 ): Promise<Result> {
   let result = first;
   for (let round = 1; isInputRequired(result); round++) {
-    if (round > MAX_INPUT_ROUNDS) throw new DmcpError(ErrorCode.UpstreamError, `the upstream asked for input more than ${MAX_INPUT_ROUNDS} times for one call`);
+    if (round > MAX_INPUT_ROUNDS) throw new UpstreamError(ErrorCode.UpstreamError, `the upstream asked for input more than ${MAX_INPUT_ROUNDS} times for one call`);
     const inputResponses: Result = {};
     for (const [key, request] of Object.entries(inputRequestsOf(result))) inputResponses[key] = await ask(request.method, request.params);
     result = await retry(result.requestState === undefined ? { inputResponses } : { inputResponses, requestState: result.requestState });
@@ -37,7 +37,7 @@ export async function completeInputRounds(
 
 /** Refusal for a 2025 caller without a client session to ask (a durable call, or beyond --max-sessions). */
 export function inputWithoutSession(): DmcpError {
-  return new DmcpError(
+  return new UpstreamError(
     ErrorCode.UpstreamError,
     "the upstream needs input from the client (an MCP 2026-07-28 input_required result), but this call came without a client session to ask it " +
       "(a durable call, or a client session beyond dmcp wrap --max-sessions)",
@@ -46,11 +46,11 @@ export function inputWithoutSession(): DmcpError {
 
 function inputRequestsOf(result: Result): Record<string, { method: string; params: Record<string, unknown> | undefined }> {
   const raw = result.inputRequests;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new DmcpError(ErrorCode.UpstreamError, "the upstream answered input_required without inputRequests");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UpstreamError(ErrorCode.UpstreamError, "the upstream answered input_required without inputRequests");
   const out: Record<string, { method: string; params: Record<string, unknown> | undefined }> = {};
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const request = value as { method?: unknown; params?: unknown };
-    if (typeof request?.method !== "string") throw new DmcpError(ErrorCode.UpstreamError, `the upstream's input request ${JSON.stringify(key)} names no method`);
+    if (typeof request?.method !== "string") throw new UpstreamError(ErrorCode.UpstreamError, `the upstream's input request ${JSON.stringify(key)} names no method`);
     const params = typeof request.params === "object" && request.params !== null && !Array.isArray(request.params) ? (request.params as Record<string, unknown>) : undefined;
     out[key] = { method: request.method, params };
   }

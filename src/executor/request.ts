@@ -29,11 +29,7 @@ export interface ClientSessionRef {
 export type SessionRequest = ExecutorRequest & { readonly clientSession: ClientSessionRef };
 
 /** The request of an envelope, with the params the executor forwards and the time the caller has left. */
-export function executorRequest(
-  request: PromptRequest,
-  params: Record<string, unknown> | undefined,
-  call: { correlationId: string; timeoutMs: number },
-): ExecutorRequest {
+export function executorRequest(request: PromptRequest, params: Record<string, unknown> | undefined, call: { correlationId: string; timeoutMs: number }): ExecutorRequest {
   const { session_id: id, client_session: client } = request;
   return {
     method: request.payload.method,

@@ -4,18 +4,19 @@
  * server-to-client requests (sampling, elicitation, roots), log messages and resource updates can go
  * back to that client only, across the bus to the gateway instance that holds it.
  */
-import type { Bus } from "../bus/index.js";
+import type { Bus, BusMessage } from "../bus/index.js";
 import {
+  BusError,
   createEnvelope,
-  DmcpError,
   ErrorCode,
   errorFromPayload,
   RELAYED_CLIENT_NOTIFICATIONS,
+  RequestError,
   SESSION_CLOSE_METHOD,
   subjects,
   type ClientSession,
 } from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import type { McpUpstream, UpstreamOpener, UpstreamRequestOptions } from "./upstream/index.js";
 import { completeInputRounds, isInputRequired } from "./input-rounds.js";
 import type { ClientSessionRef, ExecutorRequest, SessionRequest } from "./request.js";
@@ -82,7 +83,8 @@ export class UpstreamSessions {
   accepts(request: ExecutorRequest): request is SessionRequest {
     if (!request.clientSession) return false;
     if (this.sessions.has(keyOf(request.clientSession)) || this.sessions.size < (this.options.maxSessions ?? DEFAULT_MAX_SESSIONS)) return true;
-    if (!this.warnedFull) this.options.logger.warn({ max: this.options.maxSessions ?? DEFAULT_MAX_SESSIONS }, "too many client sessions: further ones share the executor's upstream session");
+    if (!this.warnedFull)
+      this.options.logger.warn({ max: this.options.maxSessions ?? DEFAULT_MAX_SESSIONS }, "too many client sessions: further ones share the executor's upstream session");
     this.warnedFull = true;
     return false;
   }
@@ -237,18 +239,18 @@ export class UpstreamSessions {
       correlationId: call?.correlationId,
       deadline: new Date(Date.now() + timeoutMs),
     });
-    let reply;
+    let reply: BusMessage;
     try {
       reply = await bus.request(subjects.gatewaySession(session.client.gateway), request, { timeoutMs });
     } catch (cause) {
-      throw new DmcpError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
+      throw new BusError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
     }
     const decoded = bus.codec.decode(reply.data, { receiver: instance, maxBytes: Number.POSITIVE_INFINITY });
     if (!decoded.ok) throw decoded.error;
     const envelope = decoded.envelope;
     if (envelope.type === "prompt_response") return envelope.payload.result;
     if (envelope.type === "error_notification") throw errorFromPayload(envelope.payload);
-    throw new DmcpError(ErrorCode.InvalidEnvelope, `the gateway answered ${method} with a ${envelope.type}`);
+    throw new RequestError(ErrorCode.InvalidEnvelope, `the gateway answered ${method} with a ${envelope.type}`);
   }
 }
 

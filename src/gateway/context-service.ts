@@ -5,17 +5,8 @@
  * collision rules.
  */
 import { ContextStreams, type Bus, type BusSubscription, type ContextEntry, type ContextRetention } from "../bus/index.js";
-import {
-  contextUri,
-  DmcpError,
-  ErrorCode,
-  isDmcpError,
-  isValidTopic,
-  JsonRpcErrorCode,
-  topicOfUri,
-  type Catalog,
-} from "../protocol/index.js";
-import type { Logger } from "../util/logger.js";
+import { contextUri, type DmcpError, ErrorCode, isDmcpError, isValidTopic, JsonRpcErrorCode, RequestError, topicOfUri, type Catalog } from "../protocol/index.js";
+import type { Logger } from "../util/index.js";
 
 /** The reserved service name of the gateway's own tools and resources. */
 export const GATEWAY_SERVICE = "dmcp";
@@ -131,7 +122,7 @@ export class ContextService {
         throw err;
       }
     }
-    throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+    throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
   }
 
   /** The topic of a context resource URI this service serves, or undefined. */
@@ -145,7 +136,7 @@ export class ContextService {
       ? await this.streams.latest(topic, (bad) => this.options.logger.warn({ seq: bad.seq, err: bad.error }, "passing over a malformed stored context update"))
       : undefined;
     if (!latest) {
-      throw new DmcpError(ErrorCode.UnknownTarget, `Resource not found: ${uri}`, { jsonrpcCode: JsonRpcErrorCode.ResourceNotFound, data: { uri } });
+      throw new RequestError(ErrorCode.UnknownTarget, `Resource not found: ${uri}`, { jsonrpcCode: JsonRpcErrorCode.ResourceNotFound, data: { uri } });
     }
     return { contents: [{ uri, mimeType: "application/json", text: JSON.stringify(latest.envelope.payload.data ?? null), _meta: entryMeta(latest) }] };
   }
@@ -203,5 +194,5 @@ function requireTopic(value: unknown): string {
 }
 
 function invalid(message: string): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, `Invalid arguments: ${message}`);
+  return new RequestError(ErrorCode.InvalidParams, `Invalid arguments: ${message}`);
 }

@@ -7,7 +7,7 @@
 import type { Registry } from "prom-client";
 import { Counter } from "prom-client";
 import type { Bus, ContextRetention } from "../bus/index.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../util/index.js";
 import { AccessControl } from "./access/access-control.js";
 import type { CallerAccess } from "./access/policy.js";
 import { Call, type CallRequest } from "./calls/call.js";
@@ -71,7 +71,12 @@ export class GatewayCore {
       metrics: options.metrics,
     });
     this.sessions = new SessionRelay({ bus: options.bus, id: options.id, logger: options.logger });
-    this.tasks = new GatewayTasks({ bus: options.bus, id: options.id, logger: options.logger, host: { call: (request) => this.call(request), dispatch: (call) => this.dispatcher.dispatch(call) } });
+    this.tasks = new GatewayTasks({
+      bus: options.bus,
+      id: options.id,
+      logger: options.logger,
+      host: { call: (request) => this.call(request), dispatch: (call) => this.dispatcher.dispatch(call) },
+    });
     if (options.metrics) {
       this.clientDrops = new Counter({
         name: "dmcp_gateway_client_messages_dropped_total",

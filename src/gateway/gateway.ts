@@ -2,8 +2,8 @@
 import { randomUUID } from "node:crypto";
 import { instrumentBus, type Bus, type ContextRetention } from "../bus/index.js";
 import { Gauge, type Registry } from "prom-client";
-import { BusMetrics, shared } from "../metrics/registry.js";
-import type { Logger } from "../util/logger.js";
+import { BusMetrics, shared } from "../metrics/index.js";
+import type { Logger } from "../util/index.js";
 import { GatewayCore } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
@@ -55,7 +55,10 @@ export class Gateway {
           for (const session of sessions) this.inc({ transport: session.kind });
         },
       });
-      instrumentBus(options.bus, shared(options.metrics, "bus", () => new BusMetrics(options.metrics!)));
+      instrumentBus(
+        options.bus,
+        shared(options.metrics, "bus", () => new BusMetrics(options.metrics!)),
+      );
     }
     this.core.onListChanged((kind) => {
       for (const session of this.sessions) session.notifyListChanged(kind);

@@ -36,4 +36,3 @@ export {
   type PolicyConfig,
   type PolicyTarget,
 } from "./access/policy.js";
-export { provisionStreams } from "./provision.js";

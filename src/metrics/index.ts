@@ -1,2 +1,3 @@
-export * from "./registry.js";
-export * from "./server.js";
+/** Prometheus metrics (the bus's and the calls') and the probe server that serves them with /healthz and /readyz. */
+export { BusMetrics, CallMetrics, createMetricsRegistry, outcomeOf, shared } from "./registry.js";
+export { type ProbeServer, serveProbes } from "./server.js";

@@ -21,7 +21,10 @@ const sharedMetrics = new WeakMap<Registry, Map<string, unknown>>();
  */
 export function shared<T>(registry: Registry, key: string, create: () => T): T {
   let byKey = sharedMetrics.get(registry);
-  if (!byKey) sharedMetrics.set(registry, (byKey = new Map()));
+  if (!byKey) {
+    byKey = new Map();
+    sharedMetrics.set(registry, byKey);
+  }
   if (!byKey.has(key)) byKey.set(key, create());
   return byKey.get(key) as T;
 }

@@ -3,11 +3,7 @@ import { randomUUID } from "node:crypto";
 import type * as z from "zod";
 import { DMCP_VERSION, type Caller, type Envelope, type MessageType } from "./envelope.js";
 
-type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends infer E
-  ? E extends { type: T; payload: infer P }
-    ? P
-    : never
-  : never;
+type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends infer E ? (E extends { type: T; payload: infer P } ? P : never) : never;
 
 export interface EnvelopeOptions {
   sender: string;
@@ -21,11 +17,7 @@ export interface EnvelopeOptions {
 }
 
 /** Builds a new envelope with a fresh id and the current time. */
-export function createEnvelope<T extends MessageType>(
-  type: T,
-  payload: InputPayloadOf<T>,
-  options: EnvelopeOptions,
-): Extract<Envelope, { type: T }> {
+export function createEnvelope<T extends MessageType>(type: T, payload: InputPayloadOf<T>, options: EnvelopeOptions): Extract<Envelope, { type: T }> {
   // Ids come before the payload: a reader of an envelope too large to parse finds them in its head.
   const envelope: Record<string, unknown> = { dMCP_version: DMCP_VERSION, type, id: options.id ?? randomUUID() };
   if (options.correlationId !== undefined) envelope.correlation_id = options.correlationId;

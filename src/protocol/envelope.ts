@@ -9,13 +9,7 @@ import { TOPIC_PATTERN } from "./subjects.js";
 
 export const DMCP_VERSION = "0.1";
 
-export const MESSAGE_TYPES = [
-  "context_update",
-  "prompt_request",
-  "prompt_response",
-  "error_notification",
-  "agent_heartbeat",
-] as const;
+export const MESSAGE_TYPES = ["context_update", "prompt_request", "prompt_response", "error_notification", "agent_heartbeat"] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 
 const Timestamp = z.iso.datetime({ offset: true });
@@ -101,13 +95,19 @@ export const AnnouncePayload = z.looseObject({
   server_info: JsonObject.optional().describe("the upstream MCP server's serverInfo"),
   protocol_version: z.string().optional().describe("the MCP revision negotiated with the upstream"),
   capabilities: JsonObject.default({}).describe("the upstream MCP server's capabilities"),
-  stateless_capabilities: JsonObject.optional().describe("the capabilities the upstream declared to a 2026-07-28 server/discover, when it speaks that revision (PROTOCOL.md §17: the tasks extension there means it keeps its own tasks)"),
+  stateless_capabilities: JsonObject.optional().describe(
+    "the capabilities the upstream declared to a 2026-07-28 server/discover, when it speaks that revision (PROTOCOL.md §17: the tasks extension there means it keeps its own tasks)",
+  ),
   instructions: z.string().optional(),
   catalog: Catalog,
   profile: AgentProfile.optional(),
   delivery: DeliveryPlan.optional().describe("how tools/call requests for this service travel (absent: all direct)"),
   client_sessions: z.boolean().optional().describe("true: the instance keeps an upstream session per MCP client session, and gateways pin client sessions to it (PROTOCOL.md §16)"),
-  seal_key: z.string().regex(/^X[A-Z2-7]{55}$/).optional().describe("public curve key (xkey) that requests to this service may be sealed to"),
+  seal_key: z
+    .string()
+    .regex(/^X[A-Z2-7]{55}$/)
+    .optional()
+    .describe("public curve key (xkey) that requests to this service may be sealed to"),
 });
 
 export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayload, AnnouncePayload]);
@@ -115,8 +115,14 @@ export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayl
 /** Appended as the last field by a signer (PROTOCOL.md §14.1): the signature covers every byte before it. */
 export const Signature = z.strictObject({
   alg: z.literal("ed25519"),
-  key: z.string().regex(/^[A-Z2-7]{56}$/).describe("the signer's public nkey"),
-  sig: z.string().regex(/^[A-Za-z0-9_-]{86}$/).describe("the ed25519 signature, base64url without padding"),
+  key: z
+    .string()
+    .regex(/^[A-Z2-7]{56}$/)
+    .describe("the signer's public nkey"),
+  sig: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{86}$/)
+    .describe("the ed25519 signature, base64url without padding"),
 });
 
 const envelopeFields = {
@@ -185,9 +191,18 @@ export const SealedEnvelope = z.looseObject({
   type: z.enum(["prompt_request", "prompt_response", "error_notification", "context_update"]),
   receipt: z.boolean().optional(),
   sealed: z.strictObject({
-    from: z.string().regex(/^X[A-Z2-7]{55}$/).describe("the sender's public curve key"),
-    to: z.string().regex(/^X[A-Z2-7]{55}$/).describe("the recipient's public curve key"),
-    data: z.string().regex(/^[A-Za-z0-9_-]+$/).describe("the xkv1 box of the sealed fields' JSON, base64url without padding"),
+    from: z
+      .string()
+      .regex(/^X[A-Z2-7]{55}$/)
+      .describe("the sender's public curve key"),
+    to: z
+      .string()
+      .regex(/^X[A-Z2-7]{55}$/)
+      .describe("the recipient's public curve key"),
+    data: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/)
+      .describe("the xkv1 box of the sealed fields' JSON, base64url without padding"),
   }),
   payload: z.never().optional().describe("absent: it is inside `sealed`"),
 });

@@ -116,4 +116,14 @@ export {
   type ParamHeader,
 } from "./mcp/param-headers.js";
 export { LATEST_SESSION_PROTOCOL_VERSION, negotiatedVersion, SESSION_PROTOCOL_VERSIONS, SUPPORTED_PROTOCOL_VERSIONS } from "./mcp/versions.js";
-export { checkMetaKeys, checkStatelessMeta, checkVersion, parseSubscriptionFilter, REMOVED_METHODS, statelessResult, TASKS_EXTENSION, wantsLogMessage, type SubscriptionFilter } from "./mcp/stateless.js";
+export {
+  checkMetaKeys,
+  checkStatelessMeta,
+  checkVersion,
+  parseSubscriptionFilter,
+  REMOVED_METHODS,
+  statelessResult,
+  TASKS_EXTENSION,
+  wantsLogMessage,
+  type SubscriptionFilter,
+} from "./mcp/stateless.js";

@@ -47,8 +47,7 @@ export const subjects = {
   /** The queue group name shared by replicas of a service. */
   queueGroup: (service: string) => `dmcp-${assertToken("service", service)}`,
   /** Requests addressed to one executor instance (session pinning, cancellation). */
-  instanceRequest: (service: string, instance: string) =>
-    `${SUBJECT_ROOT}.inst.${assertToken("service", service)}.${assertToken("instance", instance)}.req`,
+  instanceRequest: (service: string, instance: string) => `${SUBJECT_ROOT}.inst.${assertToken("service", service)}.${assertToken("instance", instance)}.req`,
   /**
    * Server-to-client traffic for the MCP client sessions one gateway instance holds: executors send
    * the upstream's requests (sampling, elicitation, roots) and session notifications (logging,
@@ -66,8 +65,7 @@ export const subjects = {
     return `${SUBJECT_ROOT}.ctx.${pattern}`;
   },
   /** Liveness of one instance of a service. */
-  heartbeat: (service: string, instance: string) =>
-    `${SUBJECT_ROOT}.hb.${assertToken("service", service)}.${assertToken("instance", instance)}`,
+  heartbeat: (service: string, instance: string) => `${SUBJECT_ROOT}.hb.${assertToken("service", service)}.${assertToken("instance", instance)}`,
   heartbeatAll: () => `${SUBJECT_ROOT}.hb.>`,
   /** Error notifications raised by a component (reported, not answered). */
   errors: (sender: string) => `${SUBJECT_ROOT}.err.${assertToken("sender", sender)}`,
@@ -116,8 +114,7 @@ export function topicOfUri(uri: string): string | undefined {
 export const REGISTRY_BUCKET = "dmcp_registry";
 
 /** KV key of one instance's announcement. */
-export const registryKey = (service: string, instance: string) =>
-  `${assertToken("service", service)}.${assertToken("instance", instance)}`;
+export const registryKey = (service: string, instance: string) => `${assertToken("service", service)}.${assertToken("instance", instance)}`;
 
 export function parseRegistryKey(key: string): { service: string; instance: string } | undefined {
   const parts = key.split(".");

@@ -133,7 +133,10 @@ export function readSeedFile(path: string): string {
   } catch (cause) {
     throw new KeyError(`cannot read key file ${path}: ${(cause as Error).message}`, { cause });
   }
-  const seed = text.split(/\r?\n/).map((line) => line.trim()).find((line) => /^S[A-Z2-7]{57}$/.test(line));
+  const seed = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .find((line) => /^S[A-Z2-7]{57}$/.test(line));
   if (!seed) throw new KeyError(`${path} holds no nkey seed (a line S… of 58 base32 characters)`);
   return seed;
 }

@@ -4,7 +4,7 @@
  * so that the broker and anyone else on the subject see ciphertext. Everything that routes and
  * correlates (type, ids, timestamps, deadline, subjects, headers) stays in clear.
  */
-import { DmcpError, ErrorCode } from "../protocol/index.js";
+import { ErrorCode, SecurityError } from "../protocol/index.js";
 import type { CurveKey } from "./keys.js";
 
 /** The envelope fields that go inside the box. */
@@ -37,7 +37,7 @@ export function sealEnvelope(envelope: Record<string, unknown>, from: CurveKey, 
  * curve key with that public key, if it has one. Throws DECRYPTION_FAILED.
  */
 export function openEnvelope(raw: Record<string, unknown>, keyFor: (publicKey: string) => CurveKey | undefined): SealInfo {
-  const fail = (why: string) => new DmcpError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${why}`);
+  const fail = (why: string) => new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${why}`);
   const sealed = raw.sealed as { from?: unknown; to?: unknown; data?: unknown } | null;
   if (typeof sealed !== "object" || sealed === null || typeof sealed.from !== "string" || typeof sealed.to !== "string" || typeof sealed.data !== "string") {
     throw fail("sealed needs the strings from, to and data");
@@ -49,14 +49,14 @@ export function openEnvelope(raw: Record<string, unknown>, keyFor: (publicKey: s
   try {
     plain = key.open(Buffer.from(sealed.data, "base64url"), sealed.from);
   } catch (cause) {
-    throw new DmcpError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${(cause as Error).message}`, { cause });
+    throw new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${(cause as Error).message}`, { cause });
   }
   if (!plain) throw fail("the box does not open with these keys (altered, or sealed by another sender)");
   let inside: unknown;
   try {
     inside = JSON.parse(decoder.decode(plain));
   } catch (cause) {
-    throw new DmcpError(ErrorCode.DecryptionFailed, "the sealed payload is not JSON", { cause });
+    throw new SecurityError(ErrorCode.DecryptionFailed, "the sealed payload is not JSON", { cause });
   }
   if (typeof inside !== "object" || inside === null || Array.isArray(inside)) throw fail("the box holds no JSON object");
   delete raw.sealed;

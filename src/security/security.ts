@@ -9,9 +9,11 @@ import { Counter, type Registry } from "prom-client";
 import {
   decodeEnvelope,
   DEFAULT_MAX_ENVELOPE_BYTES,
-  DmcpError,
+  type DmcpError,
   encodeEnvelope,
   ErrorCode,
+  SecurityError,
+  type SecurityErrorCode,
   validateEnvelope,
   type Envelope,
 } from "../protocol/index.js";
@@ -54,9 +56,7 @@ export interface VerifyOptions {
   stored?: StoredAt | undefined;
 }
 
-export type VerifiedDecodeResult =
-  | { ok: true; envelope: Envelope; sealed?: SealInfo | undefined; signer?: string | undefined }
-  | { ok: false; error: DmcpError; raw: unknown };
+export type VerifiedDecodeResult = { ok: true; envelope: Envelope; sealed?: SealInfo | undefined; signer?: string | undefined } | { ok: false; error: DmcpError; raw: unknown };
 
 const SECURITY_CODES: ReadonlySet<string> = new Set([
   ErrorCode.SignatureRequired,
@@ -186,14 +186,15 @@ export class MessageSecurity {
     }
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return validateEnvelope(raw);
     const envelope = raw as Record<string, unknown>;
-    const reject = (code: ErrorCode, message: string): VerifiedDecodeResult => {
+    const reject = (code: SecurityErrorCode, message: string): VerifiedDecodeResult => {
       this.metrics?.rejected.inc({ code });
       const data = { ...(split ? { signer: split.publicKey } : {}), ...idsOf(envelope) };
-      return { ok: false, raw, error: new DmcpError(code, message, { data }) };
+      return { ok: false, raw, error: new SecurityError(code, message, { data }) };
     };
     let verified = false;
     if (!split) {
-      if ("signature" in envelope) return reject(ErrorCode.SignatureInvalid, "malformed signature: it must be the envelope's last field, written exactly as PROTOCOL.md §14.1 says");
+      if ("signature" in envelope)
+        return reject(ErrorCode.SignatureInvalid, "malformed signature: it must be the envelope's last field, written exactly as PROTOCOL.md §14.1 says");
       if (this.requireSignatures) return reject(ErrorCode.SignatureRequired, "unsigned message: this receiver requires signatures");
     } else if (!this.trusts(split.publicKey, options.speaksFor)) {
       if (this.requireSignatures) {
@@ -210,7 +211,8 @@ export class MessageSecurity {
       try {
         sealed = openEnvelope(envelope, (publicKey) => this.curveKeys.get(publicKey));
       } catch (err) {
-        const error = err as DmcpError;
+        // openEnvelope throws only DECRYPTION_FAILED errors.
+        const error = err as SecurityError;
         return reject(error.code, error.message);
       }
     }

@@ -1,2 +1,3 @@
-export * from "./propagation.js";
-export * from "./setup.js";
+/** W3C trace context carried in `_meta` and bus headers, OpenTelemetry spans, and the OTLP export. */
+export { contextFromFields, contextFromMeta, inSpan, traceFields, tracer, withTraceMeta } from "./propagation.js";
+export { enableTracing, type TracingOptions, tracingEndpoint } from "./setup.js";

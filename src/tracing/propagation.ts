@@ -15,7 +15,11 @@ const getter: TextMapGetter<Carrier> = {
   keys: (carrier) => Object.keys(carrier),
   get: (carrier, key) => (typeof carrier[key] === "string" ? (carrier[key] as string) : undefined),
 };
-const setter: TextMapSetter<Carrier> = { set: (carrier, key, value) => void (carrier[key] = value) };
+const setter: TextMapSetter<Carrier> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
 
 export const tracer = () => trace.getTracer("dmcp-gateway", "0.1.0");
 

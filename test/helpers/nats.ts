@@ -2,7 +2,7 @@
 import { connect, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
 import { connectBus } from "../../src/bus/connection.js";
 import { startNatsServer, type EmbeddedNats, type EmbeddedNatsOptions } from "../../src/bus/nats-server.js";
-import { provisionStreams } from "../../src/gateway/provision.js";
+import { provisionStreams } from "../../src/bus/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 
 export type { EmbeddedNats };

@@ -7,7 +7,7 @@
  */
 import type { Bus, BusSubscription } from "../../../src/bus/index.js";
 import { isDmcpError, ErrorCode } from "../../../src/protocol/index.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import { NAME_SEPARATOR, type Gateway, type GatewayCore } from "../../../src/gateway/index.js";
 import { clip } from "./clip.js";
 import type { EnvelopeMeta } from "./envelope-scanner.js";
@@ -344,7 +344,10 @@ export class GatewayMonitor {
 
   private serviceCounters(service: string): { calls: number; failed: number } {
     let counters = this.perService.get(service);
-    if (!counters) this.perService.set(service, (counters = { calls: 0, failed: 0 }));
+    if (!counters) {
+      counters = { calls: 0, failed: 0 };
+      this.perService.set(service, counters);
+    }
     return counters;
   }
 
@@ -439,7 +442,6 @@ export class GatewayMonitor {
     this.timer = undefined;
     this.lastSent = { counters: "", services: "", gateway: "" };
   }
-
 }
 
 function targetOf(method: string, params: Record<string, unknown>): string {

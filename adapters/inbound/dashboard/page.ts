@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 
-const STYLE = String.raw`
+const STYLE = `
 :root {
   --bg: #f6f7f9; --panel: #fff; --text: #1d2330; --muted: #6b7280; --line: #e3e6eb;
   --accent: #2f6fde; --ok: #1f8a4c; --warn: #b7791f; --bad: #c53030; --chip: #eef2f8;
@@ -80,7 +80,7 @@ tr.fresh td { animation: fresh 1.2s ease-out; }
 footer { color: var(--muted); font-size: 12px; padding: 0 20px 20px; }
 `;
 
-const BODY = String.raw`
+const BODY = `
 <header>
   <h1>dmcp gateway</h1>
   <span class="id" id="gateway-id">…</span>

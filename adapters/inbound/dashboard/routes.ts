@@ -13,7 +13,7 @@
  */
 import type { Express, Response } from "express";
 import type { GatewayMonitor, MonitorUpdate } from "./monitor.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import { dashboardPage } from "./page.js";
 
 export const DASHBOARD_PATH = "/dashboard";
@@ -82,7 +82,10 @@ export function mountDashboard(app: Express, monitor: GatewayMonitor, options: D
   });
   app.get(`${DASHBOARD_PATH}/api/events`, (req, res) => {
     if (clients.size >= maxClients) {
-      res.status(503).set("retry-after", "10").json({ error: `at most ${maxClients} dashboard clients at once` });
+      res
+        .status(503)
+        .set("retry-after", "10")
+        .json({ error: `at most ${maxClients} dashboard clients at once` });
       return;
     }
     res.writeHead(200, {

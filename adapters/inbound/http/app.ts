@@ -10,7 +10,7 @@ import express, { type Request, type Response } from "express";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
 import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../../src/gateway/index.js";
 import type { GatewayMonitor } from "../dashboard/monitor.js";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import {
   authenticatedIdentity,
   cors,
@@ -139,7 +139,10 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     app.get([PROTECTED_RESOURCE_PATH, metadataPath], (req, res) => {
       res.json(protectedResourceMetadata(`${origin(req)}/mcp`, authorizationServers));
     });
-    app.use(["/mcp", DASHBOARD_PATH], requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`));
+    app.use(
+      ["/mcp", DASHBOARD_PATH],
+      requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`),
+    );
   }
   if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit));
   // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
@@ -218,12 +221,15 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     sessions.delete(id);
     return entry.transport.close();
   };
-  const sweeper = setInterval(() => {
-    const now = Date.now();
-    for (const [id, session] of sessions) {
-      if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
-    }
-  }, Math.min(sessionIdleMs, 60_000));
+  const sweeper = setInterval(
+    () => {
+      const now = Date.now();
+      for (const [id, session] of sessions) {
+        if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
+      }
+    },
+    Math.min(sessionIdleMs, 60_000),
+  );
   sweeper.unref();
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
   logger.info({ url }, "gateway serving MCP over Streamable HTTP");

@@ -9,6 +9,7 @@
  * replay its stream (another identity's results) to another. Event ids are `<session>/<stream>:<sequence>`.
  */
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
+import { ErrorCode, RequestError } from "../../../src/protocol/index.js";
 
 export const EVENT_STORE_MAX_STREAMS = 1000;
 export const EVENT_STORE_MAX_EVENTS_PER_STREAM = 100;
@@ -47,7 +48,7 @@ export class MemoryEventStore {
       getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId,
       replayEventsAfter: async (lastEventId, { send }) => {
         const stream = owned(lastEventId);
-        if (!stream) throw new Error("Last-Event-ID names no stream of this session");
+        if (!stream) throw new RequestError(ErrorCode.InvalidParams, "Last-Event-ID names no stream of this session");
         const after = Number(lastEventId.slice(lastEventId.lastIndexOf(":") + 1));
         for (const event of stream.events) if (event.sequence > after) await send(event.id, event.message);
         return stream.streamId;

@@ -17,10 +17,10 @@ export const HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 30_00
 
 export function listen(app: RequestListener, port: number, host: string, timeouts: HttpTimeouts): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer(
-      { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs },
-      app,
-    ).listen(port, host);
+    const server = createServer({ headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs }, app).listen(
+      port,
+      host,
+    );
     server.once("listening", () => resolve(server));
     server.once("error", reject);
   });
@@ -28,5 +28,9 @@ export function listen(app: RequestListener, port: number, host: string, timeout
 
 /** The timeouts a server enforces, as it holds them. */
 export function timeoutsOf(server: Server): HttpTimeouts {
-  return { headersMs: server.headersTimeout, requestMs: server.requestTimeout, checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval };
+  return {
+    headersMs: server.headersTimeout,
+    requestMs: server.requestTimeout,
+    checkEveryMs: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval,
+  };
 }

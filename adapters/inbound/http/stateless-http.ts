@@ -6,14 +6,18 @@
  */
 import type { Request, Response } from "express";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
-import { errorResponse, JsonRpcErrorCode, mcpNameField, messageProblem, TASK_METHODS, paramHeaderMismatch, paramHeadersOf, type DmcpError, type JsonRpcId } from "../../../src/protocol/index.js";
 import {
-  checkMetaKeys,
-  checkVersion,
-  SESSION_PROTOCOL_VERSIONS,
-  requestedVersion,
-  StatelessErrorCode,
+  errorResponse,
+  JsonRpcErrorCode,
+  mcpNameField,
+  messageProblem,
+  TASK_METHODS,
+  paramHeaderMismatch,
+  paramHeadersOf,
+  type DmcpError,
+  type JsonRpcId,
 } from "../../../src/protocol/index.js";
+import { checkMetaKeys, checkVersion, SESSION_PROTOCOL_VERSIONS, requestedVersion, StatelessErrorCode } from "../../../src/protocol/index.js";
 import type { Gateway, Identity, InboundTransport } from "../../../src/gateway/index.js";
 
 /** A POST without a session that speaks 2026-07-28 (or a later, unknown revision): by its header or its `_meta`. */
@@ -72,7 +76,8 @@ function headerProblem(req: Request, body: Record<string, unknown>): { code: num
     return { code: error.jsonrpcCode ?? JsonRpcErrorCode.InvalidParams, message: error.message, data: error.data };
   }
   const method = req.header("mcp-method")?.trim();
-  if (method !== body.method) return headerMismatch(method === undefined ? "Missing Mcp-Method header" : `Mcp-Method header ${JSON.stringify(method)} does not match the body's method`);
+  if (method !== body.method)
+    return headerMismatch(method === undefined ? "Missing Mcp-Method header" : `Mcp-Method header ${JSON.stringify(method)} does not match the body's method`);
   const field = mcpNameField(body.method as string);
   const named = field ? params?.[field] : undefined;
   if (typeof named === "string") {

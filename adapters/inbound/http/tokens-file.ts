@@ -7,7 +7,7 @@
  */
 import { watch, type FSWatcher } from "node:fs";
 import { dirname } from "node:path";
-import type { Logger } from "../../../src/util/logger.js";
+import type { Logger } from "../../../src/util/index.js";
 import { readTokensFile } from "./middleware/index.js";
 
 /** Rereads wait this long after the last change, so that a burst of writes is read once, whole. */
@@ -19,11 +19,7 @@ export interface TokensFile {
   close(): void;
 }
 
-export function followTokensFile(
-  path: string,
-  initial: Record<string, string>,
-  options: { logger: Logger; onChange: (tokens: Record<string, string>) => void },
-): TokensFile {
+export function followTokensFile(path: string, initial: Record<string, string>, options: { logger: Logger; onChange: (tokens: Record<string, string>) => void }): TokensFile {
   const { logger } = options;
   let current = initial;
   let settling: NodeJS.Timeout | undefined;

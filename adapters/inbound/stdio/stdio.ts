@@ -110,11 +110,7 @@ export class LineStdioServerTransport implements InboundTransport {
  * Serves the gateway on this process's stdin/stdout; `closed` resolves when stdin ends. The client is
  * whoever started the process: a `local` identity, named by `identity` (default "local").
  */
-export async function serveStdio(
-  gateway: Gateway,
-  streams: { input?: Readable; output?: Writable } = {},
-  identity = "local",
-): Promise<{ closed: Promise<void> }> {
+export async function serveStdio(gateway: Gateway, streams: { input?: Readable; output?: Writable } = {}, identity = "local"): Promise<{ closed: Promise<void> }> {
   const transport = new LineStdioServerTransport(streams.input, streams.output);
   const session = await gateway.connect(transport, "stdio", { kind: "local", subject: identity });
   return { closed: session.closed };

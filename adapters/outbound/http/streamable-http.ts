@@ -9,16 +9,18 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import {
   encodeParamValue,
+  ErrorCode,
   isNotification,
   mcpNameField,
   TASK_METHODS,
   paramHeadersOf,
   paramHeaderValues,
   requestedVersion,
+  UpstreamError,
   type JsonRpcMessage,
 } from "../../../src/protocol/index.js";
 import { HttpStatusError, type UpstreamTransport } from "../../../src/executor/index.js";
-import { excerpt } from "../../../src/util/excerpt.js";
+import { excerpt } from "../../../src/util/index.js";
 import { SseParser } from "./sse-parser.js";
 
 const GET_RETRY_INITIAL_MS = 1000;
@@ -64,7 +66,7 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
   }
 
   async send(message: JSONRPCMessage): Promise<void> {
-    if (this.closed) throw new Error("transport closed");
+    if (this.closed) throw new UpstreamError(ErrorCode.UpstreamClosed, "transport closed");
     if (this.cancelsStatelessRequest(message)) return;
     const isInitialize = "method" in message && message.method === "initialize";
     const stateless = statelessHeaders(message, this.toolSchema);
@@ -102,7 +104,10 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
       response.resume();
     } else {
       const text = await readText(response);
-      this.onrequestfailed?.(request.id, new Error(`the upstream answered ${request.method} with content type ${JSON.stringify(type)}, neither application/json nor text/event-stream: ${excerpt(text)}`));
+      this.onrequestfailed?.(
+        request.id,
+        new Error(`the upstream answered ${request.method} with content type ${JSON.stringify(type)}, neither application/json nor text/event-stream: ${excerpt(text)}`),
+      );
     }
   }
 

@@ -7,7 +7,8 @@ import type { Readable } from "node:stream";
 import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE, type JSONRPCMessage } from "@modelcontextprotocol/client";
 import { StdioClientTransport, type StdioServerParameters } from "@modelcontextprotocol/client/stdio";
 import type { UpstreamTransport } from "../../../src/executor/index.js";
-import type { Logger } from "../../../src/util/logger.js";
+import { ErrorCode, UpstreamError } from "../../../src/protocol/index.js";
+import type { Logger } from "../../../src/util/index.js";
 
 export class StdioUpstreamTransport extends StdioClientTransport implements UpstreamTransport {
   onunreadable: UpstreamTransport["onunreadable"];
@@ -49,7 +50,8 @@ class TellingLineReader {
   append(chunk: Buffer): void {
     if ((this.buffer?.length ?? 0) + chunk.length > STDIO_DEFAULT_MAX_BUFFER_SIZE) {
       this.clear();
-      throw new Error(`ReadBuffer exceeded maximum size of ${STDIO_DEFAULT_MAX_BUFFER_SIZE} bytes`);
+      // The SDK's message for it, of the family of what it is: the upstream wrote past the limit without a newline.
+      throw new UpstreamError(ErrorCode.UpstreamError, `ReadBuffer exceeded maximum size of ${STDIO_DEFAULT_MAX_BUFFER_SIZE} bytes`);
     }
     this.buffer = this.buffer ? Buffer.concat([this.buffer, chunk]) : chunk;
   }

@@ -9,7 +9,19 @@
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, errorPayload, parseWorkSubject, salvageIds, subjects, WORK_STREAM } from "../../protocol/index.js";
+import {
+  CallError,
+  createEnvelope,
+  decodeEnvelope,
+  type DmcpError,
+  encodeEnvelope,
+  ErrorCode,
+  errorPayload,
+  parseWorkSubject,
+  salvageIds,
+  subjects,
+  WORK_STREAM,
+} from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { deliveryOutcomes, type DeliveryOutcome, type ResultStore } from "./result-store.js";
@@ -34,7 +46,7 @@ export function retriesExhausted(service: string, outcomes: (DeliveryOutcome | u
   ].filter(Boolean);
   const last = outcomes[deliveries - 1];
   const ending = last ? `the last failure: ${last.code}: ${last.message}` : "the replica holding the last one died or was cut off from the server before answering";
-  return new DmcpError(ErrorCode.RetriesExhausted, `"${service}" got no answer in ${deliveries} ${deliveries === 1 ? "delivery" : "deliveries"}: ${tally.join(", ")}; ${ending}`, {
+  return new CallError(ErrorCode.RetriesExhausted, `"${service}" got no answer in ${deliveries} ${deliveries === 1 ? "delivery" : "deliveries"}: ${tally.join(", ")}; ${ending}`, {
     data: {
       service,
       deliveries,

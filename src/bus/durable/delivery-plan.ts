@@ -55,7 +55,10 @@ export function planDelivery(catalog: Catalog, options: DeliveryOptions, maxDeli
 
 /** A glob with `*` and `?` as a matcher of whole names. */
 export function patternMatcher(pattern: string): (name: string) => boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   const regex = new RegExp(`^${source}$`);
   return (name) => regex.test(name);
 }

@@ -9,7 +9,7 @@
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
-import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
+import { BusError, CallError, createEnvelope, ErrorCode, errorPayload, RequestError, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { jetStreamOf } from "../jetstream.js";
 import { DeadLetters } from "./dead-letters.js";
@@ -132,14 +132,14 @@ export class DurableRoute {
       } catch (err) {
         // Refused for permission: retrying cannot help, and the requester should learn why now.
         if ((this.deniedAt.get(subject) ?? 0) >= attemptStarted) {
-          throw new DmcpError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
+          throw new RequestError(ErrorCode.Forbidden, `the NATS server denied queueing to ${subject}: this participant's NATS user may not make durable calls to "${service}"`, {
             cause: err,
             data: { service, subject },
           });
         }
         const delay = Math.min(1000, 50 * 2 ** attempt);
         if (this.stopped || natsConnectionOf(this.bus).isClosed() || Date.now() + delay >= giveUpAt) {
-          throw new DmcpError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
+          throw new BusError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
         }
         await sleep(delay);
       }
@@ -150,7 +150,7 @@ export class DurableRoute {
   private withdraw(request: PromptRequest): void {
     const correlationId = request.correlation_id ?? request.id;
     this.queued.delete(correlationId);
-    const cancelled = new DmcpError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
+    const cancelled = new CallError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
     const answer = this.bus.codec.encode(createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
       .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
@@ -194,7 +194,7 @@ export class DurableRoute {
       const timer = setTimeout(
         () => {
           this.reconnectWaiters = this.reconnectWaiters.filter((waiter) => waiter !== wake);
-          reject(new DmcpError(ErrorCode.BusUnavailable, "the bus is disconnected"));
+          reject(new BusError(ErrorCode.BusUnavailable, "the bus is disconnected"));
         },
         Math.max(0, until - Date.now()),
       );

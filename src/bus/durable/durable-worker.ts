@@ -15,9 +15,10 @@ import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstrea
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   decodeEnvelope,
-  DmcpError,
+  type DmcpError,
   ErrorCode,
   PRIORITY_LANES,
+  RequestError,
   salvageIds,
   subjects,
   WORK_STREAM,
@@ -25,7 +26,7 @@ import {
   type PriorityLane,
   type PromptRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
@@ -222,7 +223,9 @@ export class DurableWorker {
         if (delivery.reply) this.nc.publish(delivery.reply, stored.data);
         return false;
       },
-      respond: (data, error) => void (answer = { data, error }),
+      respond: (data, error) => {
+        answer = { data, error };
+      },
     };
     try {
       await this.options.endpoint.serve(delivery);
@@ -261,7 +264,7 @@ export class DurableWorker {
       const decoded = decodeEnvelope(msg.data, Number.POSITIVE_INFINITY);
       const raw = decoded.ok ? decoded.envelope : decoded.raw;
       const replyTo = typeof (raw as { reply_to?: unknown } | undefined)?.reply_to === "string" ? (raw as { reply_to: string }).reply_to : undefined;
-      const error = answer.error ?? new DmcpError(ErrorCode.InvalidEnvelope, "not a valid prompt_request");
+      const error = answer.error ?? new RequestError(ErrorCode.InvalidEnvelope, "not a valid prompt_request");
       await this.deadLetters!.bury({ data: msg.data, service, correlationId: salvageIds(raw).correlationId, replyTo, seq: msg.seq, deliveries: attempt }, error, { report: false });
       this.count("deadLettered");
       this.terminate(msg, `${error.code}: ${error.message}`);

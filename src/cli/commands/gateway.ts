@@ -1,4 +1,4 @@
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { readFileSync } from "node:fs";
 import {
   createAuthenticator,
@@ -12,14 +12,14 @@ import {
   type RateLimit,
 } from "../../../adapters/inbound/index.js";
 import type { ContextRetention } from "../../bus/index.js";
-import { createMetricsRegistry } from "../../metrics/registry.js";
+import { createMetricsRegistry } from "../../metrics/index.js";
 import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
-import type { AccessPolicy } from "../../gateway/access/policy.js";
+import type { AccessPolicy } from "../../gateway/index.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
 
@@ -50,8 +50,8 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         (repeatable)
   --cors-origin ORIGIN  with --http: let browser pages from ORIGIN (e.g. https://app.example.com;
                         * for any) call /mcp; repeatable. Without it no CORS headers are sent
-  --policy FILE         per-identity access to tools, resources and prompts (JSON; see README
-                        "Authorization"); denied items are left out of lists and calls get FORBIDDEN
+  --policy FILE         per-identity access to tools, resources and prompts (JSON; see
+                        docs/security.md); denied items are left out of lists and calls get FORBIDDEN
   --forward-claims LIST JWT claims (comma-separated) copied into each request's caller for executors
                         (the caller's kind, subject and issuer always travel)
   --forward-token       also copy the caller's raw bearer token into each request (off by default)
@@ -142,7 +142,10 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     dashboard: values.dashboard ?? false,
     policy,
     corsOrigins: values["cors-origin"],
-    forwardClaims: values["forward-claims"]?.split(",").map((claim) => claim.trim()).filter(Boolean),
+    forwardClaims: values["forward-claims"]
+      ?.split(",")
+      .map((claim) => claim.trim())
+      .filter(Boolean),
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
   });

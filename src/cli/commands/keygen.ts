@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { CurveKey, KeyError, SigningKey } from "../../security/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { parse, UsageError } from "../args.js";
 import { seedFrom } from "../security.js";
 

@@ -1,5 +1,5 @@
 import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsHelp, natsOptions, parse } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 
@@ -40,12 +40,16 @@ export async function statusCommand(argv: string[], logger: Logger): Promise<num
 function toJson(instances: LiveInstance[]) {
   const services: Record<string, { replicas: unknown[]; tools: string[]; resources: number; prompts: number }> = {};
   for (const live of instances) {
-    const entry = (services[live.service] ??= {
-      replicas: [],
-      tools: live.announcement.catalog.tools.map((t) => t.name),
-      resources: live.announcement.catalog.resources.length,
-      prompts: live.announcement.catalog.prompts.length,
-    });
+    let entry = services[live.service];
+    if (!entry) {
+      entry = {
+        replicas: [],
+        tools: live.announcement.catalog.tools.map((t) => t.name),
+        resources: live.announcement.catalog.resources.length,
+        prompts: live.announcement.catalog.prompts.length,
+      };
+      services[live.service] = entry;
+    }
     entry.replicas.push({
       instance: live.instance,
       status: live.heartbeat?.status ?? live.announcement.status,

@@ -1,6 +1,6 @@
 import { ContextStreams, type ContextEntry } from "../../bus/index.js";
 import { decodeEnvelope, subjects, type Envelope } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsHelp, natsOptions, parse, parsePositiveInt, UsageError } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal } from "../lifecycle.js";
@@ -37,8 +37,7 @@ export async function tailCommand(argv: string[], logger: Logger): Promise<numbe
   const bus = await connectCommandBus("tail", values, { name: "dmcp-tail", logger });
   const streams = new ContextStreams(bus, "dmcp-tail");
   const print = (line: string) => process.stdout.write(`${line}\n`);
-  const printUpdate = (entry: Omit<ContextEntry, "seq"> & { seq?: number }) =>
-    print(json ? JSON.stringify(entry.envelope) : formatUpdate(entry));
+  const printUpdate = (entry: Omit<ContextEntry, "seq"> & { seq?: number }) => print(json ? JSON.stringify(entry.envelope) : formatUpdate(entry));
 
   if (last) {
     // Stream sequences are shared by all topics, so the last N of one topic are found by reading it.

@@ -1,18 +1,17 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectBus, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
+import { connectBus, provisionStreams, startNatsServer, type Bus, type EmbeddedNats } from "../../bus/index.js";
 import type { Executor } from "../../executor/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
-import { createMetricsRegistry } from "../../metrics/registry.js";
+import { createMetricsRegistry } from "../../metrics/index.js";
 import { contextRetention, loadConfig, loadPolicy, withDataDir, type Config } from "../config.js";
 import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 import { resultTtlFromConfig } from "../delivery.js";
-import { provisionStreams } from "../../gateway/provision.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */
@@ -30,7 +29,7 @@ its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio s
 values stands for the data directory (see --data-dir).
 
 Options:
-  --config FILE         config file (JSON; see README "Configuration")
+  --config FILE         config file (JSON; see docs/configuration.md)
   --http PORT           serve MCP over HTTP on PORT (default: the config's gateway.http, 8808)
   --host HOST           address for --http (default: the config's, 127.0.0.1)
   --no-http             do not serve HTTP

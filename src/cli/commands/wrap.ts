@@ -1,10 +1,9 @@
 import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { instrumentBus } from "../../bus/index.js";
-import { BusMetrics, createMetricsRegistry } from "../../metrics/registry.js";
-import { serveProbes } from "../../metrics/server.js";
+import { BusMetrics, createMetricsRegistry, serveProbes } from "../../metrics/index.js";
 import { natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";

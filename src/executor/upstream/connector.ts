@@ -2,7 +2,7 @@
  * How an executor reaches its upstream MCP server, implemented by the outbound adapters: a connector
  * only says how to open a transport (transport.ts); the executor builds the session on it (opener.ts).
  */
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import type { UpstreamTransport } from "./transport.js";
 
 export interface UpstreamConnector {

@@ -4,7 +4,7 @@
  * connection (on a fresh transport) whose requests declare the capabilities a session would have.
  * A connector's fallback transport gets the same once its first kind failed.
  */
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import type { UpstreamConnector } from "./connector.js";
 import { McpUpstream, refusedSessions } from "./upstream.js";
 

@@ -7,7 +7,7 @@
  * versions the server serves), then kept up and restarted with backoff like the main session.
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import type { OpensUpstream, UpstreamOpener } from "./opener.js";
 import { UpstreamSupervisor, type BackoffOptions, type SupervisorEvents } from "./supervisor.js";
 import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";

@@ -3,8 +3,8 @@
  * answers calls made while it is down with a clear UPSTREAM_UNAVAILABLE error instead of waiting.
  * An upstream that never came up fails start() unless asked to keep trying.
  */
-import { DmcpError, ErrorCode } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import { ErrorCode, UpstreamError } from "../../protocol/index.js";
+import type { Logger } from "../../util/index.js";
 import type { OpensUpstream } from "./opener.js";
 import { describeError, type McpUpstream, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 
@@ -60,7 +60,7 @@ export class UpstreamSupervisor {
     if (!upstream || upstream.isClosed) {
       const retryIn = Math.max(0, this.nextRetryAt - Date.now());
       return Promise.reject(
-        new DmcpError(
+        new UpstreamError(
           ErrorCode.UpstreamUnavailable,
           `the upstream MCP server (${this.opener.description}) is down` +
             (this.stopped ? "" : `; restart attempt ${this.attempt} in ${retryIn} ms`) +

@@ -5,7 +5,7 @@
  * executor's usual handler (catalog re-read, announcement), and a stream that ends is reopened.
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { CLIENT_INFO } from "./opener.js";
 import { statelessEnvelope, type UpstreamInfo, type UpstreamRequestOptions } from "./upstream.js";
 

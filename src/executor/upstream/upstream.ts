@@ -4,10 +4,12 @@
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import {
+  CallError,
   cancelReasonOf,
   DmcpError,
   ErrorCode,
   errorResponse,
+  fromJsonRpcError,
   isErrorResponse,
   isNotification,
   isRequest,
@@ -21,10 +23,10 @@ import {
   toJsonRpcError,
   STATELESS_PROTOCOL_VERSIONS,
   StatelessErrorCode,
+  UpstreamError,
   withoutStatelessMeta,
 } from "../../protocol/index.js";
-import { excerpt } from "../../util/excerpt.js";
-import type { Logger } from "../../util/logger.js";
+import { excerpt, type Logger } from "../../util/index.js";
 import { HttpStatusError, type UpstreamTransport } from "./transport.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
@@ -110,17 +112,15 @@ export class McpUpstream {
   /** Starts the transport and performs the MCP initialize handshake. */
   async connect(clientInfo: { name: string; version: string }, capabilities = DEFAULT_CLIENT_CAPABILITIES, timeoutMs = 30_000): Promise<UpstreamInfo> {
     await this.transport.start();
-    const result = await this.request(
-      "initialize",
-      { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo },
-      { timeoutMs, revision: undefined },
-    ).catch((err: unknown) => {
-      throw this.goneBefore("initialize", err);
-    });
+    const result = await this.request("initialize", { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities, clientInfo }, { timeoutMs, revision: undefined }).catch(
+      (err: unknown) => {
+        throw this.goneBefore("initialize", err);
+      },
+    );
     const protocolVersion = typeof result.protocolVersion === "string" ? result.protocolVersion : "";
     if (!KNOWN_VERSIONS.has(protocolVersion)) {
       await this.close();
-      throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream answered with unsupported protocol version ${JSON.stringify(protocolVersion)}`);
+      throw new UpstreamError(ErrorCode.UpstreamUnavailable, `upstream answered with unsupported protocol version ${JSON.stringify(protocolVersion)}`);
     }
     this.transport.setProtocolVersion?.(protocolVersion);
     this.info = {
@@ -156,7 +156,7 @@ export class McpUpstream {
     const statelessVersions = supportedStatelessVersions(result);
     if (statelessVersions.length === 0) {
       await this.close();
-      throw new DmcpError(ErrorCode.UpstreamUnavailable, `upstream serves none of the stateless protocol versions ${STATELESS_PROTOCOL_VERSIONS.join(", ")}`);
+      throw new UpstreamError(ErrorCode.UpstreamUnavailable, `upstream serves none of the stateless protocol versions ${STATELESS_PROTOCOL_VERSIONS.join(", ")}`);
     }
     this.statelessMeta = statelessEnvelope(statelessVersions[0]!, clientInfo, options.capabilities);
     this.info = {
@@ -174,7 +174,7 @@ export class McpUpstream {
   private goneBefore(method: string, err: unknown): unknown {
     if (!(err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed)) return err;
     const reason = err.cause ?? this.lastError;
-    return new DmcpError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : `the upstream MCP server went away before answering ${method}`, { cause: reason });
+    return new UpstreamError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : `the upstream MCP server went away before answering ${method}`, { cause: reason });
   }
 
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -204,14 +204,15 @@ export class McpUpstream {
   }
 
   private learnToolSchemas(result: Record<string, unknown>): Record<string, unknown> {
-    if (Array.isArray(result.tools)) for (const tool of result.tools as { name?: unknown; inputSchema?: unknown }[]) if (typeof tool?.name === "string") this.toolSchemas.set(tool.name, tool.inputSchema);
+    if (Array.isArray(result.tools))
+      for (const tool of result.tools as { name?: unknown; inputSchema?: unknown }[]) if (typeof tool?.name === "string") this.toolSchemas.set(tool.name, tool.inputSchema);
     return result;
   }
 
   private send(method: string, params: Record<string, unknown> | undefined, options: UpstreamRequestOptions): Promise<Record<string, unknown>> {
-    if (this.closed) return Promise.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
+    if (this.closed) return Promise.reject(new UpstreamError(ErrorCode.UpstreamClosed, "the upstream MCP server is not connected"));
     // Cancelled while waiting for its upstream session to open: it never reaches the upstream.
-    if (options.signal?.aborted) return Promise.reject(new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
+    if (options.signal?.aborted) return Promise.reject(new CallError(ErrorCode.Cancelled, "the call was cancelled"));
     const { revision } = options;
     if (revision === undefined && this.statelessMeta) params = { ...params, _meta: { ...this.statelessMeta, ...metaOf(params) } };
     else if (revision !== undefined && method !== "server/discover" && !this.info?.statelessVersions?.includes(revision)) params = withoutStatelessMeta(params);
@@ -219,7 +220,7 @@ export class McpUpstream {
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.settle(id)?.reject(new DmcpError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
+        this.settle(id)?.reject(new CallError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
         void this.cancelUpstream(id, "deadline exceeded");
       }, options.timeoutMs);
       this.pending.set(id, { method, resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
@@ -227,13 +228,13 @@ export class McpUpstream {
         "abort",
         () => {
           const reason = cancelReasonOf(options.signal!, "cancelled by the caller");
-          this.settle(id)?.reject(new DmcpError(ErrorCode.Cancelled, reason));
+          this.settle(id)?.reject(new CallError(ErrorCode.Cancelled, reason));
           void this.cancelUpstream(id, reason);
         },
         { once: true },
       );
       this.transport.send(message).catch((cause: unknown) => {
-        this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, `could not send ${method} upstream: ${(cause as Error).message}`, { cause }));
+        this.settle(id)?.reject(new UpstreamError(ErrorCode.UpstreamClosed, `could not send ${method} upstream: ${(cause as Error).message}`, { cause }));
       });
     });
   }
@@ -280,19 +281,15 @@ export class McpUpstream {
   private onRequestStreamClosed(id: string | number, resuming: boolean): void {
     if (typeof id !== "number") return;
     if (resuming) this.pending.get(id)?.onStreamClosed?.();
-    else this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the request's stream before answering"));
+    else this.settle(id)?.reject(new UpstreamError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the request's stream before answering"));
   }
 
   private onMessage(message: JsonRpcMessage): void {
     if (isResponse(message)) {
       const entry = typeof message.id === "number" ? this.settle(message.id) : undefined;
       if (!entry) return; // late answer to a call that timed out or was cancelled
-      if (isErrorResponse(message)) {
-        const { code, message: text, data } = message.error;
-        entry.reject(new DmcpError(ErrorCode.UpstreamError, text, { jsonrpcCode: code, data }));
-      } else {
-        entry.resolve(message.result);
-      }
+      if (isErrorResponse(message)) entry.reject(fromJsonRpcError(message.error));
+      else entry.resolve(message.result);
       return;
     }
     if (isRequest(message)) {
@@ -324,7 +321,7 @@ export class McpUpstream {
   private failUnreadable(entry: Pending | undefined, message: string): void {
     if (!entry) return; // already settled (answered, timed out or cancelled)
     this.logger.warn({ method: entry.method, reason: message }, "the upstream's answer cannot be read");
-    entry.reject(new DmcpError(ErrorCode.UpstreamError, message));
+    entry.reject(new UpstreamError(ErrorCode.UpstreamError, message));
   }
 
   /** A log message that came with one request goes to that call only (a stateless request has no session to log to). */
@@ -345,17 +342,17 @@ export class McpUpstream {
             (err: unknown) => errorResponse(request.id, toJsonRpcError(err)),
           )
         : request.method === "ping"
-        ? resultResponse(request.id, {})
-        : request.method === "roots/list"
-          ? resultResponse(request.id, { roots: [] })
-          : errorResponse(request.id, {
-              code: JsonRpcErrorCode.MethodNotFound,
-              // The upstream reports this as the call's failure: it should tell the user what to change.
-              message:
-                `${request.method} cannot reach an MCP client from here: the call that asked came without a client session ` +
-                `(an MCP 2026-07-28 stateless request, a durable call, or a client session beyond dmcp wrap --max-sessions), ` +
-                `and this server asks for input with server-to-client requests (MCP 2025-11-25); call it from a 2025-11-25 client session`,
-            });
+          ? resultResponse(request.id, {})
+          : request.method === "roots/list"
+            ? resultResponse(request.id, { roots: [] })
+            : errorResponse(request.id, {
+                code: JsonRpcErrorCode.MethodNotFound,
+                // The upstream reports this as the call's failure: it should tell the user what to change.
+                message:
+                  `${request.method} cannot reach an MCP client from here: the call that asked came without a client session ` +
+                  `(an MCP 2026-07-28 stateless request, a durable call, or a client session beyond dmcp wrap --max-sessions), ` +
+                  `and this server asks for input with server-to-client requests (MCP 2025-11-25); call it from a 2025-11-25 client session`,
+              });
     await this.transport.send(reply as JSONRPCMessage).catch(() => undefined);
   }
 
@@ -363,7 +360,7 @@ export class McpUpstream {
     if (this.closed) return;
     this.closed = true;
     for (const id of [...this.pending.keys()]) {
-      this.settle(id)?.reject(new DmcpError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the connection during the call"));
+      this.settle(id)?.reject(new UpstreamError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the connection during the call"));
     }
     this.onclose?.(this.lastError);
   }

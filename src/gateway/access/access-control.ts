@@ -2,7 +2,7 @@
  * The gateway's access policy applied to calls: what an identity may use, whether a call may go
  * ahead, and the `caller` its envelope carries to the executor (PROTOCOL.md: caller).
  */
-import { DmcpError, ErrorCode, type Caller } from "../../protocol/index.js";
+import { ErrorCode, type Caller, RequestError } from "../../protocol/index.js";
 import { EXTENSION_METHODS } from "../catalog/extensions.js";
 import { ALLOW_ALL, type Access, type CallerAccess, type Identity, type PolicyTarget } from "./policy.js";
 
@@ -28,11 +28,11 @@ export class AccessControl {
     const { access, identity, method } = call;
     if (access === ALLOW_ALL) return;
     // Extension methods name no tool, prompt or listed resource the policy could judge: refused under a policy.
-    if (EXTENSION_METHODS[method]) throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${method} (an extension method) is not offered when an access policy applies`);
+    if (EXTENSION_METHODS[method]) throw new RequestError(ErrorCode.Forbidden, `Forbidden: ${method} (an extension method) is not offered when an access policy applies`);
     const target = call.policyTarget;
     if (!target || access.allows(target.kind, target.names)) return;
     const what = target.kind === "tools" ? "tool" : target.kind === "prompts" ? "prompt" : "resource";
-    throw new DmcpError(ErrorCode.Forbidden, `Forbidden: ${identity.kind} ${JSON.stringify(identity.subject)} may not use ${what} ${target.names[0]}`, {
+    throw new RequestError(ErrorCode.Forbidden, `Forbidden: ${identity.kind} ${JSON.stringify(identity.subject)} may not use ${what} ${target.names[0]}`, {
       data: { [what === "resource" ? "uri" : "name"]: target.names[0] },
     });
   }

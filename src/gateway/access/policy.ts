@@ -31,7 +31,10 @@ const Rule = z.strictObject({
   description: z.string().optional(),
   match: z
     .strictObject({
-      kinds: z.array(z.enum(["token", "jwt", "local", "anonymous"])).optional().describe("how the caller authenticated"),
+      kinds: z
+        .array(z.enum(["token", "jwt", "local", "anonymous"]))
+        .optional()
+        .describe("how the caller authenticated"),
       subjects: Patterns.optional().describe("token names, JWT subjects or the local identity"),
       claims: z
         .record(z.string(), z.union([z.string(), z.array(z.string())]))
@@ -106,7 +109,10 @@ function compileGrants(grants: z.output<typeof Grants> | undefined): Matchers {
 }
 
 export function globToRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${body}$`, "s");
 }
 

@@ -7,10 +7,10 @@
 import { SpanKind, type Context } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
 import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView } from "../../bus/index.js";
-import { DmcpError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
-import { CallMetrics, outcomeOf } from "../../metrics/registry.js";
-import { contextFromMeta, inSpan } from "../../tracing/propagation.js";
-import type { Logger } from "../../util/logger.js";
+import { CallError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
+import { CallMetrics, outcomeOf } from "../../metrics/index.js";
+import { contextFromMeta, inSpan } from "../../tracing/index.js";
+import type { Logger } from "../../util/index.js";
 import type { CallRoute } from "../catalog/routing.js";
 import { type ContextService, GATEWAY_SERVICE } from "../context-service.js";
 import type { Call, CallSession } from "./call.js";
@@ -197,7 +197,7 @@ export class Dispatcher {
           continue;
         }
         // The next call starts a new upstream session on another replica; this client learns its state is gone.
-        throw new DmcpError(
+        throw new CallError(
           ErrorCode.SessionLost,
           `executor ${pinned} of "${service}", which held this session's upstream session, left the bus; the upstream session's state is lost`,
           { data: { service, instance: pinned }, cause: err },

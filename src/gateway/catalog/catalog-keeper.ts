@@ -5,8 +5,8 @@
  * reports invalid announcements on the bus once each, and keeps the registry's gauges.
  */
 import { DeliveryTable, RegistryView, type Bus } from "../../bus/index.js";
-import { DmcpError, ErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import { ErrorCode, errorForCode, TASKS_EXTENSION } from "../../protocol/index.js";
+import type { Logger } from "../../util/index.js";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { AggregatedCatalog, catalogsByService } from "./catalog.js";
 import type { ServiceDirectory } from "./routing.js";
@@ -129,7 +129,7 @@ export class CatalogKeeper {
     if (this.reportedInvalid.size >= MAX_REMEMBERED_PROBLEMS) this.reportedInvalid.clear();
     this.reportedInvalid.add(key);
     this.options.logger.warn(problem, "ignoring an invalid announcement or announced item");
-    const error = new DmcpError(problem.code ?? ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
+    const error = errorForCode(problem.code ?? ErrorCode.InvalidEnvelope, `${problem.service}/${problem.instance}: ${problem.message}`, {
       data: { service: problem.service, instance: problem.instance },
     });
     this.options.bus.reportError(this.options.id, error);

@@ -54,9 +54,30 @@ export class AggregatedCatalog {
   constructor(catalogs: ReadonlyMap<string, ServiceCatalog>) {
     this.services = [...catalogs.keys()].sort();
     const ordered = this.services.map((service) => [service, catalogs.get(service)!] as const);
-    this.merge("tool", ordered.map(([service, c]) => [service, c.catalog.tools]), "name", this.tools, this.toolRoutes, qualifyName);
-    this.merge("prompt", ordered.map(([service, c]) => [service, c.catalog.prompts]), "name", this.prompts, this.promptRoutes, qualifyName);
-    this.merge("resource", ordered.map(([service, c]) => [service, c.catalog.resources]), "uri", this.resources, this.resourceRoutes, qualifyUri);
+    this.merge(
+      "tool",
+      ordered.map(([service, c]) => [service, c.catalog.tools]),
+      "name",
+      this.tools,
+      this.toolRoutes,
+      qualifyName,
+    );
+    this.merge(
+      "prompt",
+      ordered.map(([service, c]) => [service, c.catalog.prompts]),
+      "name",
+      this.prompts,
+      this.promptRoutes,
+      qualifyName,
+    );
+    this.merge(
+      "resource",
+      ordered.map(([service, c]) => [service, c.catalog.resources]),
+      "uri",
+      this.resources,
+      this.resourceRoutes,
+      qualifyUri,
+    );
     ({ declared: this.extensions, owners: this.extensionOwners } = mergeExtensions(ordered.map(([service, c]) => [service, c.capabilities] as const)));
     for (const [service, c] of ordered) {
       for (const tool of c.catalog.tools) this.toolDefinitions.set(`${service}\0${String(tool.name)}`, tool);

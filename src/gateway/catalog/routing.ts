@@ -4,7 +4,7 @@
  * URIs translated back from the exposed, possibly qualified, ones; PROTOCOL.md §8.2); how it travels
  * there (durable or direct, to a session's replica or any); and what an access policy judges it by.
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, type PriorityLane } from "../../protocol/index.js";
+import { ErrorCode, JsonRpcErrorCode, type PriorityLane, RequestError } from "../../protocol/index.js";
 import type { DeliveryTable } from "../../bus/index.js";
 import type { AggregatedCatalog, ResourceRoute, Route } from "./catalog.js";
 import { ContextService, GATEWAY_SERVICE } from "../context-service.js";
@@ -89,7 +89,7 @@ function routeRequest(catalog: AggregatedCatalog, method: string, params: Record
         const forwarded = renamed(ref, "uri", resourceRoute(catalog.template(uri), uri), "resource template");
         return { service: forwarded.service, params: { ...params, ref: forwarded.params } };
       }
-      throw new DmcpError(ErrorCode.UnknownTarget, "completion/complete needs ref.type ref/prompt or ref/resource", {
+      throw new RequestError(ErrorCode.UnknownTarget, "completion/complete needs ref.type ref/prompt or ref/resource", {
         jsonrpcCode: JsonRpcErrorCode.InvalidParams,
       });
     }
@@ -97,7 +97,7 @@ function routeRequest(catalog: AggregatedCatalog, method: string, params: Record
       // An extension's method (skills/list ...) goes to the service that declares the extension.
       const owner = catalog.extensionService(method);
       if (owner) return { service: owner, params };
-      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+      throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
   }
 }
@@ -107,12 +107,17 @@ function policyTarget(catalog: AggregatedCatalog, method: string, params: Record
   const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
   const ref = (params.ref ?? {}) as Record<string, unknown>;
   const [kind, name] =
-    method === "tools/call" ? (["tools", text(params.name)] as const)
-    : method === "prompts/get" ? (["prompts", text(params.name)] as const)
-    : method === "resources/read" || method === "resources/subscribe" ? (["resources", text(params.uri)] as const)
-    : method === "completion/complete" && ref.type === "ref/prompt" ? (["prompts", text(ref.name)] as const)
-    : method === "completion/complete" && ref.type === "ref/resource" ? (["resources", text(ref.uri)] as const)
-    : ([undefined, undefined] as const);
+    method === "tools/call"
+      ? (["tools", text(params.name)] as const)
+      : method === "prompts/get"
+        ? (["prompts", text(params.name)] as const)
+        : method === "resources/read" || method === "resources/subscribe"
+          ? (["resources", text(params.uri)] as const)
+          : method === "completion/complete" && ref.type === "ref/prompt"
+            ? (["prompts", text(ref.name)] as const)
+            : method === "completion/complete" && ref.type === "ref/resource"
+              ? (["resources", text(ref.uri)] as const)
+              : ([undefined, undefined] as const);
   if (!kind || !name) return undefined;
   const route = kind === "tools" ? catalog.tool(name) : kind === "prompts" ? catalog.prompt(name) : catalog.resource(name);
   // Unknown tools and prompts are left to routing (an unknown name); a URI is checked even unlisted:
@@ -125,41 +130,36 @@ function policyTarget(catalog: AggregatedCatalog, method: string, params: Record
 export function listedNames(catalog: AggregatedCatalog, list: "tools" | "prompts" | "resources" | "resourceTemplates", item: Record<string, unknown>): string[] {
   const key = list === "resources" ? "uri" : list === "resourceTemplates" ? "uriTemplate" : "name";
   const exposed = String(item[key]);
-  const route = list === "tools" ? catalog.tool(exposed) : list === "prompts" ? catalog.prompt(exposed) : list === "resources" ? catalog.resource(exposed) : catalog.template(exposed);
+  const route =
+    list === "tools" ? catalog.tool(exposed) : list === "prompts" ? catalog.prompt(exposed) : list === "resources" ? catalog.resource(exposed) : catalog.template(exposed);
   return route && "service" in route ? [exposed, `${route.service}/${route.target}`] : [exposed];
 }
 
 function requireString(params: Record<string, unknown>, field: string): string {
   const value = params[field];
   if (typeof value !== "string" || value === "") {
-    throw new DmcpError(ErrorCode.UnknownTarget, `params.${field} must be a non-empty string`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+    throw new RequestError(ErrorCode.UnknownTarget, `params.${field} must be a non-empty string`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
   }
   return value;
 }
 
 function resourceRoute(route: ResourceRoute | undefined, uri: string): Route | undefined {
   if (route && "ambiguous" in route) {
-    throw new DmcpError(
+    throw new RequestError(
       ErrorCode.UnknownTarget,
-      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); ` +
-        `read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
+      `resource ${uri} matches templates of several services (${route.ambiguous.join(", ")}); read it as dmcp://service/<service>/<percent-encoded uri> to choose one`,
       { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { uri, services: route.ambiguous } },
     );
   }
   return route;
 }
 
-function renamed(
-  params: Record<string, unknown>,
-  field: string,
-  route: Route | undefined,
-  what: string,
-): { service: string; params: Record<string, unknown> } {
+function renamed(params: Record<string, unknown>, field: string, route: Route | undefined, what: string): { service: string; params: Record<string, unknown> } {
   if (!route) {
     const value = String(params[field]);
     const code = what === "resource" ? JsonRpcErrorCode.ResourceNotFound : JsonRpcErrorCode.InvalidParams;
     const message = what === "resource" ? `Resource not found: ${value}` : `Unknown ${what}: ${value}`;
-    throw new DmcpError(ErrorCode.UnknownTarget, message, { jsonrpcCode: code, data: { [field]: value } });
+    throw new RequestError(ErrorCode.UnknownTarget, message, { jsonrpcCode: code, data: { [field]: value } });
   }
   return { service: route.service, params: params[field] === route.target ? params : { ...params, [field]: route.target } };
 }

@@ -4,7 +4,18 @@
  * with the stream's id, until the client goes away (no answer) or the gateway stops (an empty result
  * ends it gracefully).
  */
-import { DmcpError, ErrorCode, META, parseSubscriptionFilter, topicOfUri, type JsonRpcId, type JsonRpcMessage, type SubscriptionFilter } from "../../protocol/index.js";
+import {
+  CallError,
+  DmcpError,
+  ErrorCode,
+  InternalError,
+  META,
+  parseSubscriptionFilter,
+  topicOfUri,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type SubscriptionFilter,
+} from "../../protocol/index.js";
 import type { Call } from "../calls/call.js";
 
 interface OpenStream {
@@ -27,7 +38,7 @@ export class ListenStreams {
   /** Serves one subscriptions/listen request; settles when its stream ends. */
   listen(call: Call): Promise<Record<string, unknown>> {
     const { requestId, signal } = call;
-    if (requestId === undefined) throw new DmcpError(ErrorCode.Internal, "a listen stream belongs to a client's request");
+    if (requestId === undefined) throw new InternalError(ErrorCode.Internal, "a listen stream belongs to a client's request");
     const filter = parseSubscriptionFilter(call.params);
     // Updates exist for context topics only; the acknowledgement names the URIs that will get them.
     const uris = (filter.resourceSubscriptions ?? []).filter((uri) => topicOfUri(uri) !== undefined && this.mayRead(uri));
@@ -47,7 +58,7 @@ export class ListenStreams {
         "abort",
         () => {
           this.open.delete(requestId);
-          reject(signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the listen stream was closed"));
+          reject(signal.reason instanceof DmcpError ? signal.reason : new CallError(ErrorCode.Cancelled, "the listen stream was closed"));
         },
         { once: true },
       );

@@ -2,7 +2,7 @@
  * Requests the gateway sends to one MCP client on behalf of an upstream (sampling, elicitation,
  * roots), paired with the client's responses by id.
  */
-import { DmcpError, ErrorCode, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+import { CallError, type DmcpError, ErrorCode, fromJsonRpcError, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
 
 interface Waiting {
   resolve: (result: Record<string, unknown>) => void;
@@ -25,7 +25,7 @@ export class ServerRequests {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new DmcpError(ErrorCode.DeadlineExceeded, `the MCP client did not answer ${method} within ${timeoutMs} ms`));
+        reject(new CallError(ErrorCode.DeadlineExceeded, `the MCP client did not answer ${method} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
       this.transmit(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params }, related);
@@ -39,7 +39,7 @@ export class ServerRequests {
     this.waiting.delete(id);
     clearTimeout(waiting.timer);
     if ("result" in answer) waiting.resolve(answer.result);
-    else waiting.reject(new DmcpError(ErrorCode.UpstreamError, answer.error.message, { jsonrpcCode: answer.error.code, data: answer.error.data }));
+    else waiting.reject(fromJsonRpcError(answer.error));
     return true;
   }
 

@@ -5,8 +5,8 @@
  * requests with the client's result or error.
  */
 import { dropReason, type Bus, type BusMessage, type BusSubscription } from "../../bus/index.js";
-import { createEnvelope, DmcpError, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import { asDmcpError, CallError, createEnvelope, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
+import type { Logger } from "../../util/index.js";
 
 /** What a client session offers to its upstream sessions. */
 export interface SessionPeer {
@@ -75,7 +75,7 @@ export class SessionRelay {
     if (envelope.type !== "prompt_request" || !msg.reply) return;
     const reply = { sender: id, correlationId: envelope.correlation_id ?? envelope.id, sessionId: envelope.session_id };
     if (!fromPinned) {
-      const error = new DmcpError(ErrorCode.SessionLost, `no client session ${envelope.session_id ?? ""} pinned to ${envelope.sender_id} on gateway ${id}`);
+      const error = new CallError(ErrorCode.SessionLost, `no client session ${envelope.session_id ?? ""} pinned to ${envelope.sender_id} on gateway ${id}`);
       this.answer(msg, createEnvelope("error_notification", errorPayload(error), reply));
       return;
     }
@@ -84,7 +84,7 @@ export class SessionRelay {
       const result = await peer.serverRequest(envelope.payload.method, envelope.payload.params, envelope.correlation_id, timeoutMs);
       this.answer(msg, createEnvelope("prompt_response", { result }, reply));
     } catch (err) {
-      const error = err instanceof DmcpError ? err : new DmcpError(ErrorCode.Internal, (err as Error).message, { cause: err });
+      const error = asDmcpError(err);
       this.answer(msg, createEnvelope("error_notification", errorPayload(error), reply));
     }
   }

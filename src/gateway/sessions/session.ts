@@ -13,6 +13,7 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { InboundTransport } from "./inbound-transport.js";
 import { randomUUID } from "node:crypto";
 import {
+  CallError,
   cancellation,
   contextUri,
   DmcpError,
@@ -25,6 +26,7 @@ import {
   JsonRpcErrorCode,
   negotiatedVersion,
   RELAYED_CLIENT_NOTIFICATIONS,
+  RequestError,
   resultResponse,
   statelessResult,
   STREAM_CLOSED_METHOD,
@@ -35,7 +37,7 @@ import {
   type JsonRpcMessage,
   type JsonRpcRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
 import type { Call } from "../calls/call.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";
@@ -169,7 +171,9 @@ export class GatewaySession {
       void this.onRequest(message, headers);
     } else if (isNotification(message)) {
       this.onNotification(message.method, message.params);
-    } else if (!(isResponse(message) && message.id !== null && this.upstream.settle(message.id, isErrorResponse(message) ? { error: message.error } : { result: message.result }))) {
+    } else if (
+      !(isResponse(message) && message.id !== null && this.upstream.settle(message.id, isErrorResponse(message) ? { error: message.error } : { result: message.result }))
+    ) {
       // A response to no request of ours (or one that timed out).
       this.core.clientMessageDropped(this.kind, "response");
     }
@@ -201,14 +205,14 @@ export class GatewaySession {
 
   /** Ends the calls still in flight with a SHUTTING_DOWN error (after the grace period). */
   abortInflight(): void {
-    const reason = new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down; the call was given up");
+    const reason = new CallError(ErrorCode.ShuttingDown, "the gateway is shutting down; the call was given up");
     for (const controller of this.inflight.values()) controller.abort(reason);
   }
 
   private async onRequest(request: JsonRpcRequest, headers?: Record<string, string>): Promise<void> {
     if (this.draining && request.method !== "ping") {
       this.streams.forget(request.id);
-      this.send(errorResponse(request.id, toJsonRpcError(new DmcpError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
+      this.send(errorResponse(request.id, toJsonRpcError(new CallError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
     const controller = new AbortController();
@@ -264,7 +268,7 @@ export class GatewaySession {
         return {};
       case "logging/setLevel":
         // Applied to this session's upstream sessions with their next call.
-        if (typeof params.level !== "string") throw new DmcpError(ErrorCode.InvalidParams, "params.level must be a string", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
+        if (typeof params.level !== "string") throw new RequestError(ErrorCode.InvalidParams, "params.level must be a string", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
         this.upstream.setLogLevel(params.level);
         return {};
       case "resources/subscribe":
@@ -303,7 +307,7 @@ export class GatewaySession {
         if (SessionTasks.isLegacyTaskCall(call)) return this.taskMethods.createLegacy(call);
         return this.core.dispatcher.dispatch(call);
       default:
-        throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${call.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+        throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${call.method}`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
   }
 

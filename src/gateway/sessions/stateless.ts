@@ -4,16 +4,7 @@
  * listen streams replace initialize and subscribe, and the tasks extension has its own surface. The
  * methods both revisions share (lists, tools/call ...) are left to the session.
  */
-import {
-  checkStatelessMeta,
-  DmcpError,
-  ErrorCode,
-  JsonRpcErrorCode,
-  META,
-  REMOVED_METHODS,
-  SUPPORTED_PROTOCOL_VERSIONS,
-  TASKS_EXTENSION,
-} from "../../protocol/index.js";
+import { checkStatelessMeta, ErrorCode, JsonRpcErrorCode, META, REMOVED_METHODS, RequestError, SUPPORTED_PROTOCOL_VERSIONS, TASKS_EXTENSION } from "../../protocol/index.js";
 import type { Call } from "../calls/call.js";
 import type { GatewayCore } from "../core.js";
 import type { SessionTasks } from "../tasks/task-methods.js";
@@ -32,7 +23,7 @@ export class StatelessDispatch {
   dispatch(call: Call): Answer | undefined {
     checkStatelessMeta(call.params, call.version!);
     if (REMOVED_METHODS.has(call.method)) {
-      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${call.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+      throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${call.method} (removed in MCP 2026-07-28)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
     if (call.method === "server/discover") return this.discover();
     if (call.method === "subscriptions/listen") return this.listens.listen(call);

@@ -5,7 +5,7 @@
  * relay brings for it (server requests, log messages, resource updates).
  */
 import { randomUUID } from "node:crypto";
-import { DmcpError, ErrorCode, SESSION_CLOSE_METHOD, type ClientSession, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+import { CallError, ErrorCode, SESSION_CLOSE_METHOD, type ClientSession, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
 import type { CallSession } from "../calls/call.js";
 import type { Dispatcher } from "../calls/dispatcher.js";
 import { SessionPins } from "../calls/session-pins.js";
@@ -93,7 +93,7 @@ export class UpstreamSessions {
 
   /** The client session ended: its requests to the client fail, and the replicas are told (best effort). */
   close(): void {
-    this.serverRequests.closeAll(new DmcpError(ErrorCode.SessionLost, "the MCP client session closed"));
+    this.serverRequests.closeAll(new CallError(ErrorCode.SessionLost, "the MCP client session closed"));
     this.unregister();
     this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, SESSION_CLOSE_METHOD);
     this.pins.clear();

@@ -11,7 +11,19 @@
  *   `tasks/get` inlines the outcome, `tasks/cancel` acknowledges, `tasks/update` has nothing to
  *   update (gateway tasks never ask for input). `tasks/result` and `tasks/list` are gone.
  */
-import { DmcpError, ErrorCode, JsonRpcErrorCode, META, metaOf, StatelessErrorCode, TASKS_EXTENSION } from "../../protocol/index.js";
+import {
+  DmcpError,
+  ErrorCode,
+  errorForCode,
+  fromJsonRpcError,
+  JsonRpcErrorCode,
+  META,
+  metaOf,
+  RequestError,
+  StatelessErrorCode,
+  TASKS_EXTENSION,
+  UpstreamError,
+} from "../../protocol/index.js";
 import type { Call } from "../calls/call.js";
 import { unknownTask, type GatewayTasks } from "./tasks.js";
 import type { TaskRecord } from "./task-store.js";
@@ -95,7 +107,7 @@ export class SessionTasks {
   stateless(call: Call): Promise<Record<string, unknown>> | undefined {
     const { method, params } = call;
     if (REMOVED_IN_2026.has(method)) {
-      throw new DmcpError(ErrorCode.UnknownTarget, `Method not found: ${method} (removed by the tasks extension)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
+      throw new RequestError(ErrorCode.UnknownTarget, `Method not found: ${method} (removed by the tasks extension)`, { jsonrpcCode: JsonRpcErrorCode.MethodNotFound });
     }
     const declared = declaresExtension(params);
     if (method === "tools/call") {
@@ -118,7 +130,7 @@ export class SessionTasks {
     const { instance } = call;
     if (typeof result.taskId !== "string" || instance === undefined) {
       const missing = typeof result.taskId !== "string" ? "no task id" : "no executor instance to reach it through";
-      throw new DmcpError(ErrorCode.UpstreamError, `the upstream answered with a task but ${missing}`, { jsonrpcCode: JsonRpcErrorCode.InternalError });
+      throw new UpstreamError(ErrorCode.UpstreamError, `the upstream answered with a task but ${missing}`, { jsonrpcCode: JsonRpcErrorCode.InternalError });
     }
     const record = await this.tasks.recordUpstream(call, { service: call.route.service, instance }, result);
     return { ...result, taskId: record.taskId };
@@ -183,7 +195,7 @@ function legacyOutcome(record: TaskRecord): Record<string, unknown> {
     return { ...record.result, _meta: { ...meta, ...related } };
   }
   const error = record.error ?? { code: JsonRpcErrorCode.Cancelled, message: record.statusMessage ?? `the task was ${record.status}` };
-  throw new DmcpError(ErrorCode.UpstreamError, error.message, { jsonrpcCode: error.code, data: { ...(isObject(error.data) ? error.data : {}), taskId: record.taskId } });
+  throw fromJsonRpcError({ ...error, data: { ...(isObject(error.data) ? error.data : {}), taskId: record.taskId } });
 }
 
 /** The Task of the 2026-07-28 extension. */
@@ -223,7 +235,7 @@ function withoutExtension(params: Record<string, unknown>): Record<string, unkno
 }
 
 function extensionRequired(method: string): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, `${method} needs the ${TASKS_EXTENSION} extension in the request's client capabilities`, {
+  return new RequestError(ErrorCode.InvalidParams, `${method} needs the ${TASKS_EXTENSION} extension in the request's client capabilities`, {
     jsonrpcCode: StatelessErrorCode.MissingRequiredClientCapability,
     data: { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
   });
@@ -233,12 +245,12 @@ function extensionRequired(method: string): DmcpError {
 function inGatewayTerms(err: unknown, upstreamId: string, gatewayId: string): unknown {
   if (!(err instanceof DmcpError)) return err;
   const rename = (text: string) => text.split(upstreamId).join(gatewayId);
-  const data = isObject(err.data) ? JSON.parse(rename(JSON.stringify(err.data))) as unknown : err.data;
-  return new DmcpError(err.code, rename(err.message), { jsonrpcCode: err.jsonrpcCode, data, cause: err });
+  const data = isObject(err.data) ? (JSON.parse(rename(JSON.stringify(err.data))) as unknown) : err.data;
+  return errorForCode(err.code, rename(err.message), { jsonrpcCode: err.jsonrpcCode, data, cause: err });
 }
 
 function invalidParams(message: string, data: Record<string, unknown>): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, message, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data });
+  return new RequestError(ErrorCode.InvalidParams, message, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data });
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

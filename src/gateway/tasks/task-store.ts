@@ -3,10 +3,8 @@
  * written with compare-and-set so that a terminal status is never overwritten. Any gateway replica
  * (or the same gateway after a restart) reads the same records.
  */
-import { ensureKvBucket, type Bus, type KvBucket } from "../../bus/index.js";
+import { ensureTasksBucket, type Bus, type KvBucket } from "../../bus/index.js";
 import type { Caller } from "../../protocol/index.js";
-
-export const TASKS_BUCKET = "dmcp_tasks";
 
 export const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -47,16 +45,12 @@ export interface TaskRecord {
   error?: { code: number; message: string; data?: unknown };
 }
 
-const STORE_TIMEOUT_MS = 5_000;
-/** Records older than this are gone whatever their own TTL says (the bucket's max age). */
-export const MAX_TASK_TTL_MS = 24 * 60 * 60_000;
-
 export class TaskStore {
   private constructor(private readonly kv: KvBucket) {}
 
-  /** Creates the bucket unless it exists, and checks it (the bus's ensureKvBucket). */
+  /** Creates the bucket unless it exists, and checks it (the bus's ensureTasksBucket). */
   static async open(bus: Bus): Promise<TaskStore> {
-    return new TaskStore(await ensureKvBucket(bus, TASKS_BUCKET, { ttlMs: MAX_TASK_TTL_MS, maxValueSize: bus.maxPayload, timeoutMs: STORE_TIMEOUT_MS }));
+    return new TaskStore(await ensureTasksBucket(bus));
   }
 
   async create(record: TaskRecord): Promise<void> {

@@ -6,12 +6,12 @@
  * id (the work queue and the result store make that one execution), a direct call is marked failed.
  */
 import { randomUUID } from "node:crypto";
-import type { Bus } from "../../bus/index.js";
-import { DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, toJsonRpcError, type Caller } from "../../protocol/index.js";
-import type { Logger } from "../../util/logger.js";
+import { MAX_TASK_TTL_MS, type Bus } from "../../bus/index.js";
+import { BusError, CallError, type DmcpError, ErrorCode, isDmcpError, JsonRpcErrorCode, RequestError, toJsonRpcError, type Caller } from "../../protocol/index.js";
+import type { Logger } from "../../util/index.js";
 import type { Identity } from "../access/policy.js";
 import type { Call, CallRequest } from "../calls/call.js";
-import { MAX_TASK_TTL_MS, TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
+import { TaskStore, TERMINAL, type TaskRecord, type TaskStatus } from "./task-store.js";
 
 /** What the task runner needs of the gateway core: a task's call is a Call of its own, sent like any other. */
 export interface TaskHost {
@@ -58,20 +58,31 @@ export class GatewayTasks {
    * Runs the call; when it has not answered within `graceMs`, makes it a task and resolves the task's
    * record instead of the result (the 2026-07-28 extension lets a server answer fast calls directly).
    */
-  async callOrCreate(identity: Identity, caller: Caller | undefined, params: Record<string, unknown>, graceMs: number): Promise<{ result: Record<string, unknown> } | { task: TaskRecord }> {
+  async callOrCreate(
+    identity: Identity,
+    caller: Caller | undefined,
+    params: Record<string, unknown>,
+    graceMs: number,
+  ): Promise<{ result: Record<string, unknown> } | { task: TaskRecord }> {
     const controller = new AbortController();
     const task = this.newTask(identity, caller, params, controller.signal);
     const { record } = task;
     const call = this.options.host.dispatch(task.call);
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<"grace">((resolve) => (timer = setTimeout(() => resolve("grace"), graceMs)));
-    const first = await Promise.race([call.then((result) => ({ result }), () => "failed" as const), grace]).finally(() => clearTimeout(timer));
+    const first = await Promise.race([
+      call.then(
+        (result) => ({ result }),
+        () => "failed" as const,
+      ),
+      grace,
+    ]).finally(() => clearTimeout(timer));
     if (first === "failed") await call; // throws the call's error, as a synchronous call would
     if (typeof first === "object") return first;
     try {
       await (await this.tasks()).create(record);
     } catch (err) {
-      controller.abort(new DmcpError(ErrorCode.Cancelled, "the task could not be stored"));
+      controller.abort(new CallError(ErrorCode.Cancelled, "the task could not be stored", { cause: err }));
       throw err;
     }
     this.follow(record, call, controller);
@@ -124,8 +135,8 @@ export class GatewayTasks {
     if (TERMINAL.has(record.status)) return { record, wasTerminal: true };
     const after = await this.settle(record.taskId, "cancelled", { statusMessage: "cancelled by the client" });
     // A call run by another replica stops at that replica's next lease renewal.
-    this.running.get(record.taskId)?.abort(new DmcpError(ErrorCode.Cancelled, "the task was cancelled"));
-    return { record: after ?? record, wasTerminal: after ? false : true };
+    this.running.get(record.taskId)?.abort(new CallError(ErrorCode.Cancelled, "the task was cancelled"));
+    return { record: after ?? record, wasTerminal: !after };
   }
 
   /** A task of `params` (a tools/call; its `task` hint dropped) and the Call that runs it, under the task's correlation id. */
@@ -205,7 +216,7 @@ export class GatewayTasks {
       const record = await (await this.tasks()).update(taskId, (current) =>
         TERMINAL.has(current.status) ? undefined : { ...current, runner: { gateway: this.options.id, leaseUntil: leaseFromNow() } },
       );
-      if (!record || record.status === "cancelled") controller.abort(new DmcpError(ErrorCode.Cancelled, "the task was cancelled"));
+      if (!record || record.status === "cancelled") controller.abort(new CallError(ErrorCode.Cancelled, "the task was cancelled"));
     } catch (err) {
       this.options.logger.debug({ err, taskId }, "could not renew a task's lease");
     }
@@ -238,10 +249,7 @@ export class GatewayTasks {
       this.rerun(adopted);
       return adopted;
     }
-    const lost = new DmcpError(
-      ErrorCode.ExecutorLost,
-      "the gateway running this task stopped before the call answered; calls of direct-delivery services are not resumed",
-    );
+    const lost = new CallError(ErrorCode.ExecutorLost, "the gateway running this task stopped before the call answered; calls of direct-delivery services are not resumed");
     return (await this.settle(adopted.taskId, "failed", { error: toJsonRpcError(lost), statusMessage: lost.message })) ?? adopted;
   }
 
@@ -253,11 +261,19 @@ export class GatewayTasks {
         stopListening();
         signal.removeEventListener("abort", aborted);
       };
-      const timer = setTimeout(() => (done(), resolve()), record.pollIntervalMs);
+      const timer = setTimeout(() => {
+        done();
+        resolve();
+      }, record.pollIntervalMs);
       const stopListening = this.onStatus((changed) => {
-        if (changed.taskId === record.taskId) (done(), resolve());
+        if (changed.taskId !== record.taskId) return;
+        done();
+        resolve();
       });
-      const aborted = () => (done(), reject(new DmcpError(ErrorCode.Cancelled, "tasks/result was cancelled")));
+      const aborted = () => {
+        done();
+        reject(new CallError(ErrorCode.Cancelled, "tasks/result was cancelled"));
+      };
       if (signal.aborted) aborted();
       else signal.addEventListener("abort", aborted, { once: true });
     });
@@ -271,7 +287,9 @@ export class GatewayTasks {
   private tasks(): Promise<TaskStore> {
     this.store ??= TaskStore.open(this.options.bus).catch((err: unknown) => {
       this.store = undefined;
-      throw new DmcpError(ErrorCode.BusUnavailable, `the task store (JetStream KV) is unavailable: ${err instanceof Error ? err.message : String(err)}`);
+      throw new BusError(ErrorCode.BusUnavailable, `the task store (JetStream KV) is unavailable: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     });
     return this.store;
   }
@@ -295,5 +313,5 @@ function leaseFromNow(): string {
 
 /** Another identity's task is reported exactly like a task that does not exist. */
 export function unknownTask(taskId: unknown): DmcpError {
-  return new DmcpError(ErrorCode.InvalidParams, `Unknown task: ${String(taskId)}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { taskId } });
+  return new RequestError(ErrorCode.InvalidParams, `Unknown task: ${String(taskId)}`, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data: { taskId } });
 }

@@ -1,7 +1,7 @@
 /** Errors as JSON-RPC error answers: what the gateway refuses, and body parser failures (never a stack trace). */
 import type { NextFunction, Request, Response } from "express";
 import { errorResponse, JsonRpcErrorCode } from "../../../../src/protocol/index.js";
-import type { Logger } from "../../../../src/util/logger.js";
+import type { Logger } from "../../../../src/util/index.js";
 
 export function sendRpcError(res: Response, status: number, code: number, message: string): void {
   res.status(status).json(errorResponse(null, { code, message }));
