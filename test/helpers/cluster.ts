@@ -121,7 +121,13 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       await rm(dir, { recursive: true, force: true });
     },
   };
-  await cluster.ready();
+  try {
+    await cluster.ready();
+  } catch (err) {
+    // A cluster that never became ready is not left running.
+    await cluster.stop();
+    throw err;
+  }
   return cluster;
 }
 
