@@ -24,7 +24,8 @@ import { connect } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM } from "../src/protocol/index.js";
 import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
 import { gatewayTransport, RawMcpClient } from "../test/helpers/mcp-client.js";
-import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/helpers/load.js";
+import { countResponses, runLoad, whenReached } from "../test/helpers/load.js";
+import { print, summarize, type Report } from "./lib/chaos-report.js";
 import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/helpers/processes.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 500);
@@ -40,18 +41,6 @@ interface Phase {
   fault?: { at: number; inject: () => Promise<void> };
   /** Call indexes that are poison. */
   poison?: Set<number>;
-}
-
-interface Report {
-  phase: string;
-  sent: number;
-  answered: number;
-  failed: Record<string, number>;
-  lost: number;
-  duplicated: number;
-  deadLettered: number;
-  inFlightAtFault?: number;
-  recoveryMs?: number;
 }
 
 let nats: EmbeddedNats;
@@ -93,51 +82,6 @@ async function runPhase(client: RawMcpClient, responses: Map<number, number>, ph
   }
   const outcomes = await load;
   return summarize(phase.name, outcomes, responses, (await deadLetters()) - deadBefore, faultAt);
-}
-
-function summarize(name: string, outcomes: CallOutcome[], responses: Map<number, number>, deadLettered: number, faultAt?: number): Report {
-  const failed: Record<string, number> = {};
-  for (const outcome of outcomes) {
-    if (!outcome.error) continue;
-    const data = outcome.error.data as { dmcp_code?: unknown; last_error?: { code?: unknown } } | undefined;
-    // A dead-lettered call shows why its last attempt failed.
-    const code = String(data?.dmcp_code ?? outcome.error.code) + (data?.last_error?.code ? ` (last: ${String(data.last_error.code)})` : "");
-    failed[code] = (failed[code] ?? 0) + 1;
-  }
-  const report: Report = {
-    phase: name,
-    sent: outcomes.length,
-    answered: outcomes.filter((o) => o.result).length,
-    failed,
-    lost: outcomes.filter((o) => o.lost).length,
-    duplicated: outcomes.filter((o) => (responses.get(o.id) ?? 0) > 1).length,
-    deadLettered,
-  };
-  if (faultAt !== undefined) {
-    const inFlight = outcomes.filter((o) => o.sentAt <= faultAt && (o.answeredAt ?? Number.POSITIVE_INFINITY) > faultAt);
-    report.inFlightAtFault = inFlight.length;
-    report.recoveryMs = Math.max(0, ...inFlight.map((o) => (o.answeredAt ?? Number.NaN) - faultAt));
-  }
-  return report;
-}
-
-function print(reports: Report[]): void {
-  const rows = reports.map((r) => [
-    r.phase,
-    String(r.sent),
-    String(r.answered),
-    Object.entries(r.failed)
-      .map(([code, n]) => `${n} ${code}`)
-      .join(", ") || "0",
-    String(r.lost),
-    String(r.duplicated),
-    String(r.deadLettered),
-    r.recoveryMs === undefined ? "-" : `${Math.round(r.recoveryMs)} ms (${r.inFlightAtFault} in flight)`,
-  ]);
-  const header = ["phase", "sent", "answered", "failed", "lost", "duplicated", "dead-lettered", "recovery"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join("  ");
-  process.stdout.write(`\n${line(header)}\n${line(widths.map((w) => "-".repeat(w)))}\n${rows.map(line).join("\n")}\n`);
 }
 
 async function main(): Promise<void> {

@@ -22,7 +22,11 @@ import { NatsMessage, type BusMessage } from "./message.js";
 import { tapConnection, type BusTap } from "./tap.js";
 
 export interface BusConnectOptions {
-  /** One URL or several (a cluster); e.g. nats://127.0.0.1:4222. */
+  /**
+   * The seed URLs: one, or several of a cluster (a list, or one string of comma-separated URLs), e.g.
+   * `nats://10.0.0.1:4222,nats://10.0.0.2:4222`. The connection takes any live one, and on losing its
+   * server reconnects to another seed or to a server the cluster announced.
+   */
   servers: string | string[];
   /** Shown by the NATS server's monitoring, e.g. `dmcp-gateway`. */
   name: string;
@@ -50,6 +54,28 @@ export interface BusConnectOptions {
   security?: EnvelopeCodec | undefined;
   /** What to do when nothing answers at `servers` (default: start a nats-server with JetStream there). */
   unreachableHint?: string;
+  /**
+   * The JetStream domain to address (the `domain` of the servers' jetstream block): a process on a
+   * leafnode server reaches the cluster's JetStream through it. Default: the server's own JetStream.
+   */
+  jsDomain?: string | undefined;
+  /** Replicas of the streams and buckets this process creates. Default: 3 on a cluster of three or more servers, else 1. */
+  streamReplicas?: number | undefined;
+}
+
+/** How a bus uses JetStream: the domain it addresses, and the replicas of the streams it creates. */
+export interface JetStreamSettings {
+  domain: string | undefined;
+  replicas: number;
+}
+
+/**
+ * 3 when the server says it is one of a cluster of three or more (its INFO's connect_urls lists the
+ * cluster's servers), else 1: a stream needs a majority of its replicas up, so 2 servers gain nothing.
+ */
+export function defaultStreamReplicas(info: { cluster?: string | undefined; connect_urls?: string[] | undefined } | undefined): number {
+  const servers = info?.cluster ? new Set(info.connect_urls ?? []).size : 1;
+  return servers >= 3 ? 3 : 1;
 }
 
 /**
@@ -144,8 +170,18 @@ export interface Bus {
   drain(): Promise<void>;
 }
 
+/** The URLs of a `servers` option: a list, or comma-separated in one string (nats.js would take "a,b" as one URL). */
+export function seedUrls(servers: string | string[]): string[] {
+  return [servers]
+    .flat()
+    .flatMap((entry) => entry.split(","))
+    .map((url) => url.trim())
+    .filter((url) => url !== "");
+}
+
 export async function connectBus(options: BusConnectOptions): Promise<Bus> {
-  const servers = options.servers;
+  const servers = seedUrls(options.servers);
+  if (servers.length === 0) throw new BusError(ErrorCode.BusUnavailable, "cannot connect to NATS: no server URL given");
   const authenticator = authenticatorFor(options);
   let nc: NatsConnection;
   try {
@@ -166,7 +202,7 @@ export async function connectBus(options: BusConnectOptions): Promise<Bus> {
       ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     });
   } catch (cause) {
-    const where = [servers].flat().join(", ");
+    const where = servers.join(", ");
     // Wrong credentials are not fixed by starting a server: say which problem it is.
     const hint =
       cause instanceof AuthorizationError
@@ -193,16 +229,25 @@ class SharedConnection {
   readonly denialListeners: ((denial: PermissionDenial) => void)[] = [];
   readonly dropListeners: ((subject: DroppedSubject, reason: string) => void)[] = [];
   readonly tolerated = new Map<string, string>();
+  readonly jsDomain: string | undefined;
+  private readonly streamReplicas: number | undefined;
 
   constructor(
     private readonly nc: NatsConnection,
     options: BusConnectOptions,
   ) {
     this.logger = options.logger;
+    this.jsDomain = options.jsDomain;
+    this.streamReplicas = options.streamReplicas;
     this.maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.inboxPrefix = options.inboxPrefix ?? "_INBOX";
     this.closed = nc.closed().then((err) => err || undefined);
     void this.followStatus().catch(() => undefined);
+  }
+
+  /** Read when a stream is made, so that it counts the cluster's servers as the server knows them then. */
+  jetStreamSettings(): JetStreamSettings {
+    return { domain: this.jsDomain, replicas: this.streamReplicas ?? defaultStreamReplicas(this.nc.info) };
   }
 
   private async followStatus(): Promise<void> {
@@ -270,6 +315,12 @@ class NatsBus implements Bus {
   static connectionOf(bus: Bus): NatsConnection {
     if (!(#nc in bus)) throw new TypeError("not a bus made by connectBus");
     return (bus as NatsBus).#nc;
+  }
+
+  /** The JetStream settings of a bus, for the modules of src/bus (see jetStreamSettingsOf). */
+  static jetStreamSettingsOf(bus: Bus): JetStreamSettings {
+    if (!(#nc in bus)) throw new TypeError("not a bus made by connectBus");
+    return (bus as NatsBus).shared.jetStreamSettings();
   }
 
   get logger(): Logger {
@@ -390,6 +441,11 @@ class NatsBus implements Bus {
  */
 export function natsConnectionOf(bus: Bus): NatsConnection {
   return NatsBus.connectionOf(bus);
+}
+
+/** How a bus uses JetStream (src/bus only, like natsConnectionOf): see jetstream.ts. */
+export function jetStreamSettingsOf(bus: Bus): JetStreamSettings {
+  return NatsBus.jetStreamSettingsOf(bus);
 }
 
 /** The authenticator of a creds file or nkey seed file, read now so that a missing file is named as such. */

@@ -3,21 +3,12 @@
  * JetStream stream with limits (age, size, count), so that topics can be read (latest value),
  * replayed from a sequence or a time, in order, and consumed durably by agents that were away.
  */
-import {
-  AckPolicy,
-  DeliverPolicy,
-  RetentionPolicy,
-  jetstream,
-  jetstreamManager,
-  type ConsumerMessages,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { BusError, CONTEXT_STREAM, createEnvelope, type DmcpError, ErrorCode, RequestError, subjects, topicOfSubject, type ContextUpdate } from "../protocol/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../metrics/index.js";
 import { isPermissionDenied, natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";
+import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 
 /** How many earlier stream messages `latest` looks through for a valid update when a topic's newest is invalid. */
@@ -85,7 +76,7 @@ export class ContextStreams {
     private readonly sender: string,
     metrics?: Registry,
   ) {
-    this.js = jetstream(natsConnectionOf(bus));
+    this.js = jetStreamOf(bus);
     this.metrics = metrics ? shared(metrics, "context-consumers", () => new ConsumerMetrics(metrics)) : undefined;
   }
 
@@ -106,9 +97,10 @@ export class ContextStreams {
       max_msgs_per_subject: limits.maxMessagesPerTopic,
       duplicate_window: Math.min(DUPLICATE_WINDOW_MS, limits.maxAgeMs) * NANOS_PER_MS,
     };
-    await ensureStream(jsm, CONTEXT_STREAM_SPEC, () => jsm.streams.add(config));
-    // Made just now, by this call or another participant's, or long ago: the limits are the gateway's.
-    if (retention) await jsm.streams.update(CONTEXT_STREAM, config);
+    const info = await ensureStream(jsm, CONTEXT_STREAM_SPEC, (num_replicas) => jsm.streams.add({ ...config, num_replicas }), streamPlacementOf(this.bus));
+    // Made just now, by this call or another participant's, or long ago: the limits are the gateway's,
+    // the replicas the stream's own (an update without them would shrink it to one).
+    if (retention) await jsm.streams.update(CONTEXT_STREAM, { ...config, num_replicas: info.config.num_replicas });
   }
 
   /** Publishes one update; resolves with the stream sequence once JetStream stored it. */
@@ -305,7 +297,7 @@ export class ContextStreams {
   }
 
   private async manager(): Promise<JetStreamManager> {
-    this.jsm ??= await jetstreamManager(natsConnectionOf(this.bus));
+    this.jsm ??= await jetStreamManagerOf(this.bus);
     return this.jsm;
   }
 }

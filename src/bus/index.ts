@@ -8,6 +8,7 @@ export {
   dropReason,
   instrumentBus,
   isPermissionDenied,
+  seedUrls,
   type Bus,
   type BusConnectOptions,
   type BusSubscription,

@@ -3,9 +3,9 @@
  * written with compare-and-set. A gateway makes the bucket unless it exists, and checks what it finds
  * (streams.ts).
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { natsConnectionOf, type Bus } from "./connection.js";
+import type { Bus } from "./connection.js";
+import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, kvStream } from "./streams.js";
 
 /** A value as stored, with its revision (what compare-and-set compares). */
@@ -50,9 +50,8 @@ export async function ensureKvBucket(bus: Bus, bucket: string, options: KvBucket
 
 /** The bucket as nats.js has it, for the modules of src/bus (the registry watches and deletes). */
 export async function ensureKv(bus: Bus, bucket: string, options: KvBucketOptions): Promise<KV> {
-  const nc = natsConnectionOf(bus);
-  const kvm = new Kvm(options.timeoutMs === undefined ? nc : jetstream(nc, { timeout: options.timeoutMs }));
+  const kvm = new Kvm(jetStreamOf(bus, { timeout: options.timeoutMs }));
   const limits = { history: 1, ttl: options.ttlMs, ...(options.maxValueSize === undefined ? {} : { maxValueSize: options.maxValueSize }) };
-  const info = await ensureStream(await jetstreamManager(nc), kvStream(bucket), () => kvm.create(bucket, limits));
+  const info = await ensureStream(await jetStreamManagerOf(bus), kvStream(bucket), (replicas) => kvm.create(bucket, { ...limits, replicas }), streamPlacementOf(bus));
   return kvm.open(bucket, { allow_direct: info.config.allow_direct === true });
 }

@@ -25,6 +25,7 @@ import {
   type InstanceStatus,
 } from "../protocol/index.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
+import { jetStreamOf } from "./jetstream.js";
 import { ensureKv } from "./kv-bucket.js";
 import { kvStream } from "./streams.js";
 
@@ -89,7 +90,7 @@ export class InstancePresence {
 
   /** Announces the instance in the registry bucket, which must exist: a gateway creates it. */
   async start(announcement: AnnouncementInput): Promise<void> {
-    this.kv = await new Kvm(natsConnectionOf(this.bus)).open(REGISTRY_BUCKET);
+    this.kv = await new Kvm(jetStreamOf(this.bus)).open(REGISTRY_BUCKET);
     await this.announce(announcement);
     this.timer = setInterval(() => this.beat(), this.intervalMs);
     this.timer.unref();

@@ -4,9 +4,10 @@
  * them. Whoever uses a stream first checks what it captures and keeps: a stream made by someone else
  * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
  */
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
 import type { Logger } from "../util/index.js";
-import { natsConnectionOf, type Bus } from "./connection.js";
+import type { Bus } from "./connection.js";
+import { jetStreamManagerOf, type StreamPlacement } from "./jetstream.js";
 
 /** What a stream must be for dMCP to use it. */
 export interface StreamSpec {
@@ -61,14 +62,18 @@ export async function streamInfo(jsm: JetStreamManager, name: string): Promise<S
 }
 
 /**
- * The gateway's way: creates the stream with `create` unless it exists, then checks it. Resolves its
- * info. Throws StreamConfigError for a stream someone made with other settings.
+ * The gateway's way: creates the stream with `create` (given the replicas it gets) unless it exists,
+ * then checks it. Resolves its info. Throws StreamConfigError for a stream someone made with other
+ * settings; an existing stream with fewer replicas than `placement` asks for is used as it is, with a
+ * warning (changing replicas is the operator's decision).
  */
-export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, create: () => Promise<unknown>): Promise<StreamInfo> {
+export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, create: (replicas: number) => Promise<unknown>, placement: StreamPlacement): Promise<StreamInfo> {
   let info = await streamInfo(jsm, spec.name);
-  if (!info) {
+  if (info) {
+    warnFewerReplicas(info, placement);
+  } else {
     // Another gateway may create it at the same moment: what counts is that it exists afterwards.
-    const failure = await create().then(
+    const failure = await create(placement.replicas).then(
       () => undefined,
       (err: unknown) => err,
     );
@@ -77,6 +82,17 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, crea
   }
   checkStream(spec, info.config);
   return info;
+}
+
+function warnFewerReplicas(info: StreamInfo, placement: StreamPlacement): void {
+  const replicas = info.config.num_replicas || 1;
+  if (replicas >= placement.replicas) return;
+  const stream = info.config.name;
+  placement.logger.warn(
+    { stream, replicas, wanted: placement.replicas },
+    `the JetStream stream ${stream} has ${replicas} replica${replicas === 1 ? "" : "s"}, fewer than the ${placement.replicas} this process creates streams with; ` +
+      `it is used as it is: raise it with \`nats stream edit ${stream} --replicas ${placement.replicas}\``,
+  );
 }
 
 /** Whether every stream exists (each checked); throws StreamConfigError for one with other settings. */
@@ -105,7 +121,7 @@ export interface StreamWaitOptions {
  * waits for a gateway to create them. Rejects with StreamConfigError for a stream with other settings.
  */
 export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: StreamWaitOptions): Promise<void> {
-  const jsm = await jetstreamManager(natsConnectionOf(bus));
+  const jsm = await jetStreamManagerOf(bus);
   if (await streamsExist(jsm, specs)) return;
   logWaiting(specs, options);
   await pollStreams(jsm, specs, options.signal);
@@ -116,7 +132,7 @@ export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: Strea
  * other settings throws at once when it is there already, and goes to `onFatal` when it appears later.
  */
 export async function whenStreamsExist(bus: Bus, specs: StreamSpec[], begin: () => Promise<void>, options: StreamWaitOptions & { onFatal: (err: Error) => void }): Promise<void> {
-  const jsm = await jetstreamManager(natsConnectionOf(bus));
+  const jsm = await jetStreamManagerOf(bus);
   if (await streamsExist(jsm, specs)) return begin();
   logWaiting(specs, options);
   void pollStreams(jsm, specs, options.signal)
@@ -132,7 +148,7 @@ export async function whenStreamsExist(bus: Bus, specs: StreamSpec[], begin: () 
  */
 export async function hasJetStream(bus: Bus): Promise<boolean> {
   try {
-    await jetstreamManager(natsConnectionOf(bus));
+    await jetStreamManagerOf(bus);
     return true;
   } catch (err) {
     if ((err as Error).name === "JetStreamNotEnabled") return false;

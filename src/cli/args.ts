@@ -1,5 +1,6 @@
 /** Command-line parsing shared by the commands (node's util.parseArgs), with errors users can act on. */
 import { parseArgs } from "node:util";
+import { seedUrls } from "../bus/index.js";
 import { defaultDataDir, findRunningUp, type RunningUp } from "./up-store.js";
 
 export class UsageError extends Error {
@@ -126,12 +127,15 @@ export const natsOptions = {
   "nats-tls-cert": { type: "string" },
   "nats-tls-key": { type: "string" },
   "nats-inbox-prefix": { type: "string" },
+  "js-domain": { type: "string" },
+  "stream-replicas": { type: "string" },
   "data-dir": { type: "string" },
 } as const;
 
-export const natsHelp = `  --nats URL            NATS server URL. Default: $DMCP_NATS_URL, else the bus of the dmcp up running
-                        on this machine with the store --data-dir (its dmcp-up.json there names it),
-                        else nats://127.0.0.1:4222
+export const natsHelp = `  --nats URL[,URL...]   NATS server URL, or the comma-separated seed URLs of a cluster (any live one
+                        will do; on losing its server the process reconnects to another). Default:
+                        $DMCP_NATS_URL, else the bus of the dmcp up running on this machine with the
+                        store --data-dir (its dmcp-up.json there names it), else nats://127.0.0.1:4222
   --data-dir DIR        without --nats: the store of the dmcp up whose bus to use (default:
                         $XDG_STATE_HOME/dmcp/nats, else ~/.local/state/dmcp/nats, as for dmcp up)
   --nats-user U, --nats-pass P, --nats-token T
@@ -143,6 +147,11 @@ export const natsHelp = `  --nats URL            NATS server URL. Default: $DMCP
                         TLS client certificate and key
   --nats-inbox-prefix P reply subjects start with P (default: $DMCP_NATS_INBOX_PREFIX or
                         _INBOX), so that a NATS user may subscribe to P.> only (deploy/nats/)
+  --js-domain D         use the JetStream of domain D (the domain in the servers' jetstream block):
+                        how a process on a leafnode server reaches the cluster's JetStream
+  --stream-replicas N   replicas of the JetStream streams and buckets this process creates (gateways
+                        and dmcp up create them). Default: 3 when the server is one of a cluster of
+                        3 or more, else 1
 `;
 
 /** BusConnectOptions from the NATS flags (and their environment variables). */
@@ -160,9 +169,14 @@ export function natsConnection(values: Record<string, unknown>, target: NatsTarg
   if (inboxPrefix !== undefined && !/^[^.*>\s]+(\.[^.*>\s]+)*$/.test(inboxPrefix)) {
     throw new UsageError(`--nats-inbox-prefix needs dot-separated tokens without wildcards or spaces, e.g. _INBOX.gateway; got ${JSON.stringify(inboxPrefix)}`);
   }
+  const jsDomain = text("js-domain");
+  if (jsDomain !== undefined && !/^[A-Za-z0-9_-]+$/.test(jsDomain)) throw new UsageError(`--js-domain needs a name of letters, digits, - and _, got ${JSON.stringify(jsDomain)}`);
+  const streamReplicas = parsePositiveInt(text("stream-replicas"), "--stream-replicas");
   const tls = caFile || certFile ? { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile, keyFile: keyFile! } : {}) } : undefined;
+  const servers = seedUrls(target.url);
+  if (servers.length === 0) throw new UsageError(`${target.from} needs a NATS URL or comma-separated URLs, got ${JSON.stringify(target.url)}`);
   return {
-    servers: target.url,
+    servers,
     ...(user ? { user } : {}),
     ...(pass ? { pass } : {}),
     ...(token ? { token } : {}),
@@ -170,6 +184,8 @@ export function natsConnection(values: Record<string, unknown>, target: NatsTarg
     ...(nkeySeedFile ? { nkeySeedFile } : {}),
     ...(tls ? { tls } : {}),
     ...(inboxPrefix ? { inboxPrefix } : {}),
+    ...(jsDomain ? { jsDomain } : {}),
+    ...(streamReplicas ? { streamReplicas } : {}),
   };
 }
 

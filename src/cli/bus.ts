@@ -53,7 +53,7 @@ async function requireJetStream(bus: Bus, url: string, logger: Logger): Promise<
   if (!enabled) {
     throw new BusError(
       ErrorCode.BusUnavailable,
-      `the NATS server at ${url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js), or enable JetStream for this NATS account.`,
+      `the NATS server at ${url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js), or enable JetStream for this NATS account; on a leafnode server, give the cluster's JetStream domain with --js-domain.`,
     );
   }
 }

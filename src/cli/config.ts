@@ -73,8 +73,21 @@ export const ConfigSchema = z.strictObject({
   $schema: z.string().optional(),
   nats: z
     .strictObject({
-      /** Use an existing NATS server; without it `dmcp up` starts its own. */
-      url: z.string().min(1).optional(),
+      /** Use an existing NATS server (or cluster); without it `dmcp up` starts its own. */
+      url: z.string().min(1).optional().describe("an existing NATS server's URL, or the comma-separated seed URLs of a cluster; without it dmcp up starts its own nats-server"),
+      /** The JetStream domain to address (`--js-domain`): how a process on a leafnode server reaches the cluster's JetStream. */
+      jsDomain: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+$/, "a name of letters, digits, - and _")
+        .optional()
+        .describe("the JetStream domain to use (the domain in the servers' jetstream block), as --js-domain"),
+      /** Replicas of the streams and buckets `dmcp up` creates (`--stream-replicas`). */
+      streamReplicas: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe("replicas of the JetStream streams and buckets dmcp up creates, as --stream-replicas; default 3 on a cluster of 3 or more servers, else 1"),
       /** Where the embedded server keeps its JetStream store. */
       dataDir: z.string().min(1).optional(),
     })

@@ -7,7 +7,7 @@
  * the server then publishes a max-deliveries advisory, and whichever executor or gateway takes it (one
  * queue group) dead-letters the request and removes it from the work stream.
  */
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   CallError,
@@ -23,6 +23,7 @@ import {
   WORK_STREAM,
 } from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
+import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { deliveryOutcomes, type DeliveryOutcome, type ResultStore } from "./result-store.js";
 
 /**
@@ -90,7 +91,7 @@ export class DeadLetters {
     private readonly results: ResultStore,
   ) {
     this.nc = natsConnectionOf(bus);
-    this.js = jetstream(this.nc);
+    this.js = jetStreamOf(bus);
   }
 
   /**
@@ -142,7 +143,7 @@ export class DeadLetters {
     const advisory = JSON.parse(new TextDecoder().decode(data)) as { stream?: unknown; stream_seq?: unknown; deliveries?: unknown };
     if (advisory.stream !== WORK_STREAM || typeof advisory.stream_seq !== "number") return;
     const seq = advisory.stream_seq;
-    this.jsm ??= await jetstreamManager(this.nc);
+    this.jsm ??= await jetStreamManagerOf(this.bus);
     const stored = await this.jsm.streams.getMessage(WORK_STREAM, { seq }).catch(() => null);
     if (!stored) return; // already handled
     const target = parseWorkSubject(stored.subject);

@@ -7,10 +7,11 @@
  * The Requester keeps the calls: this module gives the `RequestRoute`s (one per priority lane) it
  * queues durable requests through.
  */
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { BusError, CallError, createEnvelope, ErrorCode, errorPayload, RequestError, subjects, type PriorityLane, type PromptRequest } from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
+import { jetStreamOf } from "../jetstream.js";
 import { DeadLetters } from "./dead-letters.js";
 import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
 import type { Requester, RequestRoute } from "../requester.js";
@@ -50,7 +51,7 @@ export class DurableRoute {
     /** The TTL of the result store, should this process create it. */
     private readonly resultTtlMs = DEFAULT_RESULT_TTL_MS,
   ) {
-    this.js = jetstream(natsConnectionOf(bus));
+    this.js = jetStreamOf(bus);
     bus.onPermissionDenied((denial) => {
       if (denial.operation === "publish") this.deniedAt.set(denial.subject, Date.now());
     });

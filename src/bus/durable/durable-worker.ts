@@ -11,9 +11,8 @@
  * - a request whose answer is already stored (it ran before, or was cancelled) is answered from the
  *   store and not run again.
  */
-import { jetstream, type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import {
   decodeEnvelope,
   type DmcpError,
@@ -32,6 +31,7 @@ import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
+import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
 import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
@@ -90,7 +90,7 @@ export class DurableWorker {
 
   constructor(private readonly options: DurableWorkerOptions) {
     this.nc = natsConnectionOf(options.bus);
-    this.js = jetstream(this.nc);
+    this.js = jetStreamOf(options.bus);
     this.admission = new Admission(options.settings.concurrency, options.canServe);
     const registry = options.metrics;
     this.counter = registry
@@ -121,7 +121,7 @@ export class DurableWorker {
   async start(): Promise<void> {
     const { bus, service, settings } = this.options;
     this.features = serverFeatures(this.nc);
-    const jsm = await jetstreamManager(this.nc);
+    const jsm = await jetStreamManagerOf(bus);
     for (const lane of PRIORITY_LANES) await ensureLaneConsumer(jsm, service, lane, settings);
     this.results = await ResultStore.bind(bus);
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
@@ -182,7 +182,7 @@ export class DurableWorker {
         logger.warn({ err, lane }, "durable consumer failed; retrying");
         await sleep(1000);
         // The consumer may have been deleted (or the stream): make them again.
-        await jetstreamManager(this.nc)
+        await jetStreamManagerOf(this.options.bus)
           .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
           .catch(() => undefined);
       }

@@ -5,11 +5,11 @@
  * is never started; a gateway that lost an answer on the wire (its connection dropped) reads it here.
  * Keys start with the service, so that each executor's NATS user can be held to its own service's.
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { RESULTS_BUCKET } from "../../protocol/index.js";
 import type { StorePosition } from "../codec.js";
-import { natsConnectionOf, type Bus } from "../connection.js";
+import type { Bus } from "../connection.js";
+import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "../jetstream.js";
 import { ensureStream, kvStream } from "../streams.js";
 
 /** An answer as stored: the encoded envelope, and when and under which revision it was stored. */
@@ -30,7 +30,8 @@ export class ResultStore {
   /** The gateway's: creates the bucket with this TTL unless it exists (an existing bucket keeps its own), and checks it. */
   static async create(bus: Bus, ttlMs: number): Promise<ResultStore> {
     const kvm = resultsKvm(bus);
-    await ensureStream(await jetstreamManager(natsConnectionOf(bus)), RESULTS_STREAM, () => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload }));
+    const create = (replicas: number) => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload, replicas });
+    await ensureStream(await jetStreamManagerOf(bus), RESULTS_STREAM, create, streamPlacementOf(bus));
     return new ResultStore(await kvm.open(RESULTS_BUCKET, { allow_direct: true }));
   }
 
@@ -89,7 +90,7 @@ export async function isSuspect(store: ResultStore, service: string, correlation
 
 /** A request lost in a server restart is retried after 2 s rather than the default 5 s. */
 function resultsKvm(bus: Bus): Kvm {
-  return new Kvm(jetstream(natsConnectionOf(bus), { timeout: STORE_TIMEOUT_MS }));
+  return new Kvm(jetStreamOf(bus, { timeout: STORE_TIMEOUT_MS }));
 }
 
 /** Suspect marks (and delivery records, below) share the bucket and its TTL, under a token no correlation key has. */

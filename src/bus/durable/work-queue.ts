@@ -3,10 +3,11 @@
  * until an executor has answered them, the dead-letter stream, the lane consumers the replicas of a
  * service share, and what the connected server can do (2.9 lacks per-message TTL and term reasons).
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM, subjects, WORK_STREAM, workConsumer, type PriorityLane } from "../../protocol/index.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
+import { jetStreamManagerOf, streamPlacementOf, type StreamPlacement } from "../jetstream.js";
 import { ensureStream, type StreamSpec } from "../streams.js";
 
 /** How a service's durable requests are retried; set by its executors (the last one started wins). */
@@ -64,7 +65,7 @@ export const WORK_STREAMS: StreamSpec[] = [
  * server with per-message TTL the work stream allows it, so that a request leaves the stream at its
  * deadline even with no executor. Resolves whether requests may carry a TTL.
  */
-export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerFeatures): Promise<{ messageTtl: boolean }> {
+export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerFeatures, placement: StreamPlacement): Promise<{ messageTtl: boolean }> {
   const [workSpec, deadSpec] = WORK_STREAMS as [StreamSpec, StreamSpec];
   const work: StreamConfigInput = {
     name: WORK_STREAM,
@@ -75,7 +76,7 @@ export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerF
     duplicate_window: WORK_DUPLICATE_WINDOW_MS * NANOS_PER_MS,
     ...(features.messageTtl ? { allow_msg_ttl: true } : {}),
   };
-  const existing = (await ensureStream(jsm, workSpec, () => jsm.streams.add(work))).config;
+  const existing = (await ensureStream(jsm, workSpec, (num_replicas) => jsm.streams.add({ ...work, num_replicas }), placement)).config;
   let messageTtl = existing.allow_msg_ttl === true;
   if (features.messageTtl && !messageTtl) {
     // Created by an older server: a TTL can be allowed later (never taken back).
@@ -93,7 +94,7 @@ export async function ensureWorkStreams(jsm: JetStreamManager, features: ServerF
     max_age: DEAD_LETTER_MAX_AGE_MS * NANOS_PER_MS,
     duplicate_window: WORK_DUPLICATE_WINDOW_MS * NANOS_PER_MS,
   };
-  await ensureStream(jsm, deadSpec, () => jsm.streams.add(deadLetters));
+  await ensureStream(jsm, deadSpec, (num_replicas) => jsm.streams.add({ ...deadLetters, num_replicas }), placement);
   return { messageTtl };
 }
 
@@ -102,7 +103,7 @@ type StreamConfigInput = Partial<StreamConfig> & { name: string };
 /** ensureWorkStreams on the bus's server, with what that server can do. */
 export async function provisionWorkStreams(bus: Bus): Promise<{ messageTtl: boolean }> {
   const nc = natsConnectionOf(bus);
-  return ensureWorkStreams(await jetstreamManager(nc), serverFeatures(nc));
+  return ensureWorkStreams(await jetStreamManagerOf(bus), serverFeatures(nc), streamPlacementOf(bus));
 }
 
 /**

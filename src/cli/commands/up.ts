@@ -7,7 +7,7 @@ import type { Logger } from "../../util/index.js";
 import { natsOptions, parse, parsePort, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { createMetricsRegistry } from "../../metrics/index.js";
-import { contextRetention, loadConfig, loadPolicy, withDataDir } from "../config.js";
+import { contextRetention, loadConfig, loadPolicy, withDataDir, type Config } from "../config.js";
 import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
@@ -35,9 +35,10 @@ Options:
   --no-http             do not serve HTTP
   --stdio               also serve MCP on stdin/stdout (for Claude Desktop)
   --dashboard           serve the live dashboard at /dashboard on the HTTP gateway
-  --nats URL            use this NATS server instead of starting one (with --nats-user, --nats-pass,
-                        --nats-token, --nats-creds, --nats-nkey, --nats-tls-*, --nats-inbox-prefix
-                        as for dmcp gateway)
+  --nats URL[,URL...]   use this NATS server, or the cluster of these seed URLs, instead of starting
+                        one (with --nats-user, --nats-pass, --nats-token, --nats-creds, --nats-nkey,
+                        --nats-tls-*, --nats-inbox-prefix, --js-domain, --stream-replicas as for dmcp
+                        gateway; the config's nats.jsDomain and nats.streamReplicas where not given)
   --data-dir DIR        JetStream store of the embedded server (default: the config's nats.dataDir,
                         else $XDG_STATE_HOME/dmcp/nats or ~/.local/state/dmcp/nats). A store belongs
                         to one dmcp up at a time: a second one with the same store exits with an
@@ -104,7 +105,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     // The private server needs no credentials; an external one gets those given on the command line.
     const bus = embedded
       ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
-      : await connectCommandBus("up", { ...values, nats: url }, { name: "dmcp-up", logger, security });
+      : await connectCommandBus("up", { ...values, nats: url, ...jetStreamFromConfig(values, config) }, { name: "dmcp-up", logger, security });
     openedBus = bus;
     const resultTtlMs = resultTtlFromConfig(config.servers);
     // Its gateway's streams first: executors use them and never create them.
@@ -155,4 +156,11 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     throw err;
   }
   return 0;
+}
+
+/** The config's JetStream domain and stream replicas, where the command line gives none. */
+function jetStreamFromConfig(values: Record<string, unknown>, config: Config): Record<string, string> {
+  const domain = values["js-domain"] ?? config.nats.jsDomain;
+  const replicas = values["stream-replicas"] ?? config.nats.streamReplicas;
+  return { ...(domain === undefined ? {} : { "js-domain": String(domain) }), ...(replicas === undefined ? {} : { "stream-replicas": String(replicas) }) };
 }

@@ -1,0 +1,180 @@
+/**
+ * `npm run chaos:cluster`: durable calls while nodes of a 3-node NATS cluster are SIGKILLed, measured.
+ * Not a test: it reports, and exits non-zero only when the run itself breaks.
+ *
+ *   client ──HTTP──▶ dmcp gateway ──JetStream (3 replicas)──▶ 3 × dmcp wrap --delivery durable ──stdio──▶ fixture
+ *
+ * Every process is real and on loopback; each is given the cluster's three seeds. Phases, each a
+ * load of CHAOS_CALLS `sleep` calls with CHAOS_CONCURRENCY in flight, the fault once 30 % are
+ * answered, the killed node started again before the next phase:
+ *
+ *   baseline                no fault
+ *   gateway's node          the node the gateway is connected to
+ *   an executor's node      a node an executor is connected to (not the gateway's, where there is one)
+ *   work stream's leader    the node leading DMCP_WORK (a new leader must be elected)
+ *
+ * Besides `npm run chaos`'s columns: the longest pause between two answers after the fault, and the
+ * time from the fault until one second's answers reach 80 % of the rate before it.
+ *
+ * Environment: CHAOS_CALLS (default 2000), CHAOS_CONCURRENCY (32), CHAOS_ACK_WAIT (2s),
+ * CHAOS_SERVER (system | current | both, default both: the current one from
+ * scripts/fetch-current-nats-server.sh when it is there), CHAOS_VERBOSE=1.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { DEAD_LETTER_STREAM, WORK_STREAM } from "../src/protocol/index.js";
+import { serverGenerations, startTestCluster, type TestCluster } from "../test/helpers/cluster.js";
+import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/helpers/load.js";
+import { gatewayTransport, RawMcpClient } from "../test/helpers/mcp-client.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/helpers/processes.js";
+import { print, summarize, type Report } from "./lib/chaos-report.js";
+import { describeMachine } from "./lib/machine.js";
+
+const CALLS = Number(process.env.CHAOS_CALLS ?? 2000);
+const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 32);
+const ACK_WAIT = process.env.CHAOS_ACK_WAIT ?? "2s";
+const SERVER = process.env.CHAOS_SERVER ?? "both";
+const VERBOSE = process.env.CHAOS_VERBOSE === "1";
+const SERVICE = "chaos";
+/** The share of a phase's calls answered when the fault comes. */
+const FAULT_AT = 0.3;
+/** Throughput is back when one second's answers reach this share of the rate before the fault. */
+const RATE_BACK_SHARE = 0.8;
+
+interface Phase {
+  name: string;
+  /** The node to kill, chosen when the fault comes. */
+  victim?: (cluster: TestCluster) => Promise<number | undefined>;
+}
+
+interface Throughput {
+  stallMs: number;
+  rateBackMs: number | undefined;
+}
+
+const PHASES: Phase[] = [
+  { name: "baseline" },
+  { name: "gateway's node SIGKILL", victim: (cluster) => cluster.nodeOf("dmcp-gateway") },
+  {
+    name: "an executor's node SIGKILL",
+    victim: async (cluster) => {
+      const gateway = await cluster.nodeOf("dmcp-gateway");
+      const executors = await cluster.nodesOf(`dmcp-wrap-${SERVICE}`);
+      return executors.find((node) => node !== gateway) ?? executors[0];
+    },
+  },
+  { name: "work stream's leader SIGKILL", victim: (cluster) => streamLeader(cluster, WORK_STREAM) },
+];
+
+async function streamLeader(cluster: TestCluster, stream: string): Promise<number | undefined> {
+  const nc = await connect({ servers: cluster.seeds.split(",") });
+  try {
+    const leader = (await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader;
+    // The test cluster's servers are named n1, n2, n3.
+    return leader ? Number(leader.replace(/^n/, "")) - 1 : undefined;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function deadLetters(cluster: TestCluster): Promise<number> {
+  const nc = await connect({ servers: cluster.seeds.split(",") });
+  try {
+    return (await (await jetstreamManager(nc)).streams.info(DEAD_LETTER_STREAM).catch(() => undefined))?.state.messages ?? 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The longest pause between answers after the fault, and when one second's answers are back to RATE_BACK_SHARE of the rate before it. */
+function throughputAfter(outcomes: CallOutcome[], faultAt: number): Throughput {
+  const answers = outcomes.flatMap((o) => (o.answeredAt === undefined ? [] : [o.answeredAt])).sort((a, b) => a - b);
+  const before = answers.filter((t) => t <= faultAt);
+  const rateBefore = before.length > 1 ? (before.length - 1) / ((before.at(-1)! - before[0]!) / 1000) : 0;
+  const after = [faultAt, ...answers.filter((t) => t > faultAt)];
+  let stallMs = 0;
+  for (let i = 1; i < after.length; i++) stallMs = Math.max(stallMs, after[i]! - after[i - 1]!);
+  let rateBackMs: number | undefined;
+  for (let start = faultAt; start + 1000 <= (answers.at(-1) ?? 0) && rateBackMs === undefined; start += 100) {
+    const inWindow = answers.filter((t) => t >= start && t < start + 1000).length;
+    if (inWindow >= RATE_BACK_SHARE * rateBefore) rateBackMs = start + 1000 - faultAt;
+  }
+  return { stallMs, rateBackMs };
+}
+
+async function runPhase(cluster: TestCluster, client: RawMcpClient, responses: Map<number, number>, phase: Phase): Promise<{ report: Report; throughput?: Throughput }> {
+  const deadBefore = await deadLetters(cluster);
+  const trigger = whenReached(Math.ceil(CALLS * FAULT_AT));
+  const load = runLoad(client, {
+    calls: CALLS,
+    concurrency: CONCURRENCY,
+    timeoutMs: 180_000,
+    params: (index) => ({ name: "sleep", arguments: { ms: 10 + (index % 40) } }),
+    onAnswer: trigger.onAnswer,
+  });
+  let faultAt: number | undefined;
+  let killed: number | undefined;
+  if (phase.victim) {
+    await trigger.reached;
+    killed = await phase.victim(cluster);
+    if (killed === undefined) throw new Error(`${phase.name}: no node to kill`);
+    faultAt = Date.now();
+    cluster.kill(killed);
+    process.stdout.write(`  killed n${killed + 1}\n`);
+  }
+  const outcomes = await load;
+  if (killed !== undefined) await cluster.restart(killed);
+  const report = summarize(phase.name, outcomes, responses, (await deadLetters(cluster)) - deadBefore, faultAt);
+  return faultAt === undefined ? { report } : { report, throughput: throughputAfter(outcomes, faultAt) };
+}
+
+async function runOn(label: string, binary: string | undefined): Promise<void> {
+  const cluster = await startTestCluster({ binary });
+  const executors: Child[] = [];
+  let gateway: (Child & { url: string }) | undefined;
+  let client: RawMcpClient | undefined;
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const executor = await wrapFixtureStdio(cluster.seeds, SERVICE, ["--delivery", "durable", "--ack-wait", ACK_WAIT, "--backoff", "200ms", "--instance", `${SERVICE}-${i}`]);
+      if (VERBOSE) executor.process.stderr?.pipe(process.stderr);
+      executors.push(executor);
+    }
+    gateway = await startGatewayHttp(cluster.seeds, ["--call-timeout", "180000", "--log-level", "warn"]);
+    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: cluster.seeds, httpUrl: gateway.url }));
+    const responses = countResponses(client);
+    await eventually(async () => (await client!.toolNames()).includes("sleep"), 30_000);
+    process.stdout.write(`\nchaos:cluster on ${label}: ${CALLS} calls per phase, ${CONCURRENCY} in flight, 3 executors, ack wait ${ACK_WAIT}, 3 nodes\n`);
+    const reports: Report[] = [];
+    const throughputs: string[] = [];
+    for (const phase of PHASES) {
+      process.stdout.write(`phase: ${phase.name}...\n`);
+      const { report, throughput } = await runPhase(cluster, client, responses, phase);
+      reports.push(report);
+      if (throughput) {
+        const back = throughput.rateBackMs === undefined ? "not back within the phase" : `back after ${Math.round(throughput.rateBackMs)} ms`;
+        throughputs.push(`${phase.name}: longest pause between answers ${Math.round(throughput.stallMs)} ms; ${RATE_BACK_SHARE * 100} % of the rate before the fault ${back}`);
+      }
+    }
+    print(reports);
+    process.stdout.write(`${throughputs.join("\n")}\n`);
+  } finally {
+    await client?.close().catch(() => undefined);
+    await gateway?.stop();
+    await Promise.all(executors.map((executor) => executor.stop()));
+    await cluster.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(`${describeMachine()}\n`);
+  const generations = serverGenerations().filter(({ binary }) => SERVER === "both" || (SERVER === "current") === (binary !== undefined));
+  for (const { label, binary } of generations) await runOn(label, binary);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`chaos:cluster: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
