@@ -20,4 +20,5 @@ export {
   type RateLimit,
   type TokensFile,
 } from "./http/index.js";
+export { serveNostr, type NostrGatewayServer, type NostrServeOptions } from "./nostr/index.js";
 export { DASHBOARD_PATH, GatewayMonitor, mountDashboard, type Dashboard, type DashboardOptions, type DashboardState, type MonitorOptions, type MonitorUpdate } from "./dashboard/index.js";

@@ -1,6 +1,6 @@
 /** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
 import { resolve } from "node:path";
-import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
+import { serveHttp, serveNostr, serveStdio, type HttpGatewayServer, type HttpServeOptions, type NostrServeOptions } from "../../adapters/inbound/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
@@ -39,6 +39,8 @@ export interface GatewayServeOptions extends CallerAccess {
   corsOrigins?: string[] | undefined;
   /** The identity of the stdio client (default "local"). */
   stdioIdentity?: string | undefined;
+  /** Serve the bus's services to Nostr clients (ContextVM) on these relays. */
+  nostr?: Omit<NostrServeOptions, "logger"> | undefined;
 }
 
 export interface RunningGateway {
@@ -69,6 +71,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, ssePollMs: options.ssePollMs, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
+  const nostr = options.nostr ? await serveNostr(gateway, { ...options.nostr, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,
@@ -76,6 +79,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     stdioClosed,
     async stop() {
       http?.stopAccepting();
+      await nostr?.close();
       await gateway.stop(options.shutdownGraceMs);
       await http?.close();
       monitor?.stop();

@@ -45,8 +45,8 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
   --nostr-key FILE      with --nostr: the secret key (hex or nsec) the executor signs with; without
                         it, a one-time key is generated at start (its public key is logged)
   --nostr-encryption MODE
-                        with --nostr: optional (default: gift-wrapped when the server announces
-                        encryption), required (gift wraps only) or disabled (plain events only)
+                        with --nostr: optional (default: requests gift-wrapped, answers taken
+                        either way), required (gift wraps only) or disabled (plain events only)
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
@@ -190,8 +190,8 @@ type WrapValues = Parameters<typeof upstreamHeaders>[0] & {
 /** How the executor reaches its server: a command (stdio), a URL (HTTP) or a public key on Nostr relays. */
 function upstreamConnector(values: WrapValues, positionals: string[], logger: Logger): UpstreamConnector {
   const kinds = [positionals.length > 0, values.url !== undefined, values.nostr !== undefined].filter(Boolean).length;
-  if (kinds > 1) throw new UsageError("give one of -- COMMAND ARGS..., --url URL or --nostr PUBKEY");
-  if (kinds === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS..., --url URL or --nostr PUBKEY (see dmcp wrap --help)");
+  if (kinds > 1) throw new UsageError("give one of -- COMMAND ARGS..., --url URL and --nostr PUBKEY, not two");
+  if (kinds === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS..., or --url URL, or --nostr PUBKEY (see dmcp wrap --help)");
   if (values.nostr === undefined && (values.relay || values["nostr-key"] || values["nostr-encryption"])) {
     throw new UsageError("--relay, --nostr-key and --nostr-encryption apply to --nostr servers");
   }
