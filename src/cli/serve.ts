@@ -1,6 +1,7 @@
 /** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
 import { resolve } from "node:path";
-import { serveHttp, serveNostr, serveStdio, type HttpGatewayServer, type HttpServeOptions, type NostrServeOptions } from "../../adapters/inbound/index.js";
+import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
+import type { NostrServeOptions } from "../../adapters/inbound/nostr/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
@@ -71,7 +72,8 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       : undefined;
   if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
   const http = options.http ? await serveHttp(gateway, { ...options.http, logger: options.logger, dashboard: monitor, jsonResponses: options.jsonResponses ?? false, ssePollMs: options.ssePollMs, auth: options.auth, rateLimit: options.rateLimit, corsOrigins: options.corsOrigins }) : undefined;
-  const nostr = options.nostr ? await serveNostr(gateway, { ...options.nostr, logger: options.logger }) : undefined;
+  // Loaded only when asked for: the ContextVM SDK is heavy to load.
+  const nostr = options.nostr ? await (await import("../../adapters/inbound/nostr/index.js")).serveNostr(gateway, { ...options.nostr, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,

@@ -1,20 +1,16 @@
 /**
- * The relays of a Nostr adapter: exactly the URLs it was given (the SDK's own discovery and bootstrap
- * relays are never used), with every subscribed event passed through an EventGuard first.
+ * The relays of a Nostr adapter, handed to the ContextVM SDK in place of its own: every subscribed
+ * event passes an EventGuard first. The adapter builds the pool on exactly the URLs it was given, so
+ * the SDK's discovery and bootstrap relays are never used.
  */
 import type { RelayHandler } from "@contextvm/sdk/core";
-import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
 import type { EventGuard } from "./event-guard.js";
 
 export class GuardedRelays implements RelayHandler {
-  private readonly pool: ApplesauceRelayPool;
-
   constructor(
-    private readonly urls: readonly string[],
+    private readonly pool: RelayHandler,
     private readonly guard: EventGuard,
-  ) {
-    this.pool = new ApplesauceRelayPool([...urls]);
-  }
+  ) {}
 
   connect(): Promise<void> {
     return this.pool.connect();
@@ -43,6 +39,6 @@ export class GuardedRelays implements RelayHandler {
   }
 
   getRelayUrls(): string[] {
-    return [...this.urls];
+    return this.pool.getRelayUrls();
   }
 }

@@ -6,6 +6,7 @@
  * as it changes.
  */
 import { EncryptionMode } from "@contextvm/sdk/core";
+import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
 import { PrivateKeySigner } from "@contextvm/sdk/signer";
 import { NostrServerTransport } from "@contextvm/sdk/transport";
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
@@ -40,7 +41,7 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
   const { logger } = options;
   const encryption = options.encryption ?? "optional";
   const pubkey = publicKeyOf(options.secretKey);
-  const relays = new GuardedRelays(options.relays, new EventGuard({ secretKey: options.secretKey, encryption, logger }));
+  const relays = new GuardedRelays(new ApplesauceRelayPool([...options.relays]), new EventGuard({ secretKey: options.secretKey, encryption, logger }));
   const clients = new Map<string, NostrClientConnection>();
   const transport = new NostrServerTransport({
     signer: new PrivateKeySigner(options.secretKey),

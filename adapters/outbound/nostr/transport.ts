@@ -4,6 +4,7 @@
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import { EncryptionMode } from "@contextvm/sdk/core";
+import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
 import { NostrClientTransport } from "@contextvm/sdk/transport";
 import type { UpstreamTransport } from "../../../src/executor/index.js";
 import { EventGuard, type EncryptionPolicy, GuardedRelays } from "../../../src/nostr/index.js";
@@ -35,7 +36,7 @@ export class NostrUpstreamTransport implements UpstreamTransport {
     this.signer = new RequestEventSigner(options.secretKey);
     this.inner = new NostrClientTransport({
       signer: this.signer,
-      relayHandler: new GuardedRelays(options.relays, guard),
+      relayHandler: new GuardedRelays(new ApplesauceRelayPool([...options.relays]), guard),
       serverPubkey: options.serverPubkey,
       encryptionMode: ENCRYPTION_MODES[options.encryption],
       logLevel: sdkLogLevel(logger),

@@ -19,7 +19,6 @@ import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
-import { parseRelayUrls, readSecretKey } from "../../nostr/index.js";
 import type { AccessPolicy } from "../../gateway/access/policy.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard] | --nostr --relay URL... --nostr-key FILE) [options]
@@ -129,7 +128,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     return 0;
   }
   if (!values.stdio && values.http === undefined && !values.nostr) throw new UsageError("dmcp gateway needs --stdio or --http PORT, or --nostr (see dmcp gateway --help)");
-  const nostr = nostrFlags(values);
+  const nostr = await nostrFlags(values);
   if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
@@ -179,7 +178,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
 }
 
 /** The Nostr side of the gateway, from --nostr, --relay, --nostr-key and --nostr-encryption. */
-function nostrFlags(values: { nostr?: boolean; relay?: string[]; "nostr-key"?: string; "nostr-encryption"?: string }) {
+async function nostrFlags(values: { nostr?: boolean; relay?: string[]; "nostr-key"?: string; "nostr-encryption"?: string }) {
   if (!values.nostr) {
     if (values.relay || values["nostr-key"] || values["nostr-encryption"]) throw new UsageError("--relay, --nostr-key and --nostr-encryption apply to --nostr");
     return undefined;
@@ -189,6 +188,7 @@ function nostrFlags(values: { nostr?: boolean; relay?: string[]; "nostr-key"?: s
     throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
   }
   if (!values["nostr-key"]) throw new UsageError("--nostr needs --nostr-key FILE: the gateway's Nostr identity");
+  const { parseRelayUrls, readSecretKey } = await import("../../nostr/index.js");
   try {
     const relays = parseRelayUrls(values.relay, "--relay");
     if (relays.length === 0) throw new Error("--nostr needs at least one --relay URL");

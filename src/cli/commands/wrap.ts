@@ -1,6 +1,6 @@
-import { httpConnector, nostrConnector, stdioConnector } from "../../../adapters/outbound/index.js";
+import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
 import type { UpstreamConnector } from "../../executor/index.js";
-import { type EncryptionPolicy, generateSecretKeyHex, parsePublicKey, parseRelayUrls, publicKeyOf, readSecretKey } from "../../nostr/index.js";
+import type { EncryptionPolicy } from "../../nostr/index.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/logger.js";
@@ -117,7 +117,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const connector = upstreamConnector(values, positionals, logger);
+  const connector = await upstreamConnector(values, positionals, logger);
 
   const delivery = deliveryFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
@@ -188,7 +188,7 @@ type WrapValues = Parameters<typeof upstreamHeaders>[0] & {
 };
 
 /** How the executor reaches its server: a command (stdio), a URL (HTTP) or a public key on Nostr relays. */
-function upstreamConnector(values: WrapValues, positionals: string[], logger: Logger): UpstreamConnector {
+async function upstreamConnector(values: WrapValues, positionals: string[], logger: Logger): Promise<UpstreamConnector> {
   const kinds = [positionals.length > 0, values.url !== undefined, values.nostr !== undefined].filter(Boolean).length;
   if (kinds > 1) throw new UsageError("give one of -- COMMAND ARGS..., --url URL and --nostr PUBKEY, not two");
   if (kinds === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS..., or --url URL, or --nostr PUBKEY (see dmcp wrap --help)");
@@ -207,7 +207,8 @@ function upstreamConnector(values: WrapValues, positionals: string[], logger: Lo
     : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), env: parseEnv(values.env) });
 }
 
-function nostrUpstream(values: WrapValues, logger: Logger): UpstreamConnector {
+/** Loads the Nostr side (the ContextVM SDK, heavy to load) only for --nostr. */
+async function nostrUpstream(values: WrapValues, logger: Logger): Promise<UpstreamConnector> {
   if (values.url || values.header || values["header-env"] || values["bearer-token-env"] || values["bearer-token-file"] || values.transport || values.env) {
     throw new UsageError("--header*, --bearer-token-*, --transport and --env do not apply to --nostr servers");
   }
@@ -215,6 +216,8 @@ function nostrUpstream(values: WrapValues, logger: Logger): UpstreamConnector {
   if (!["optional", "required", "disabled"].includes(encryption)) {
     throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
   }
+  const { generateSecretKeyHex, parsePublicKey, parseRelayUrls, publicKeyOf, readSecretKey } = await import("../../nostr/index.js");
+  const { nostrConnector } = await import("../../../adapters/outbound/nostr/index.js");
   try {
     const serverPubkey = parsePublicKey(values.nostr ?? "", "--nostr");
     const relays = parseRelayUrls(values.relay, "--relay");
