@@ -2,7 +2,9 @@
  * ContextVM announcements of the gateway's catalog: the server (kind 11316, the gateway's initialize
  * result) and its tools, resources, resource templates and prompts (11317–11320, each list whole),
  * published at start and again whenever the gateway says a list changed (services coming and going).
- * They are replaceable events: each replaces the previous one of its kind on the relays.
+ * They are replaceable events: each replaces the previous one of its kind on the relays. A publication
+ * that no relay takes within PUBLISH_TIMEOUT_MS is given up with a warning (the relay pool would
+ * otherwise retry it forever, and hold the gateway's start and stop with it).
  */
 import { finalizeEvent } from "nostr-tools";
 import type { RelayHandler } from "@contextvm/sdk/core";
@@ -28,6 +30,7 @@ const CHANGED: Record<string, ListName[]> = {
 
 /** Pages of one list fetched at most, so that a gateway that keeps paging cannot hold the announcer. */
 const MAX_PAGES = 100;
+export const PUBLISH_TIMEOUT_MS = 10_000;
 
 export interface AnnouncerOptions {
   secretKey: string;
@@ -43,6 +46,7 @@ export class CatalogAnnouncer {
   private readonly secret: Uint8Array;
   private readonly lastCreatedAt = new Map<number, number>();
   private readonly queues = new Map<ListName, Promise<void>>();
+  private first: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly gateway: Gateway,
@@ -51,6 +55,7 @@ export class CatalogAnnouncer {
     this.secret = Uint8Array.from(Buffer.from(options.secretKey, "hex"));
   }
 
+  /** Opens the announcer's session; the first announcements go out in the background. */
   async start(): Promise<void> {
     this.client.onnotification = (method) => {
       for (const list of CHANGED[method] ?? []) this.refresh(list);
@@ -63,11 +68,16 @@ export class CatalogAnnouncer {
       clientInfo: { name: "dmcp-nostr-announcer", version: "1.0.0" },
     });
     this.client.notify("notifications/initialized");
-    await this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags());
-    await Promise.all((Object.keys(LISTS) as ListName[]).map((list) => this.refresh(list)));
+    this.first = Promise.all([
+      this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags()).catch((err: unknown) =>
+        this.options.logger.warn({ err }, "could not announce the server on Nostr"),
+      ),
+      ...(Object.keys(LISTS) as ListName[]).map((list) => this.refresh(list)),
+    ]);
   }
 
   async stop(): Promise<void> {
+    await this.first;
     await this.client.close();
     await this.session?.closed;
   }
@@ -107,7 +117,7 @@ export class CatalogAnnouncer {
     const createdAt = Math.max(Math.floor(Date.now() / 1000), (this.lastCreatedAt.get(kind) ?? 0) + 1);
     this.lastCreatedAt.set(kind, createdAt);
     const event = finalizeEvent({ kind, created_at: createdAt, tags, content: JSON.stringify(content) }, this.secret);
-    await this.options.relays.publish(event);
+    await this.options.relays.publish(event, { abortSignal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS) });
     this.options.logger.debug({ kind, eventId: event.id }, "announced on Nostr");
   }
 }
