@@ -11,7 +11,7 @@ import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/logger.js";
 import { deliveryFromConfig } from "./delivery.js";
-import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
+import { durationMs, isNostrServer, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions extends CallerAccess {
   bus: Bus;
@@ -90,7 +90,8 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   };
 }
 
-export function connectorFor(service: string, server: ServerConfig, baseDir?: string) {
+export async function connectorFor(service: string, server: ServerConfig, baseDir?: string) {
+  if (isNostrServer(server)) return nostrConnectorFor(service, server, baseDir);
   if (isStdioServer(server)) {
     return stdioConnector({
       command: server.command,
@@ -103,6 +104,15 @@ export function connectorFor(service: string, server: ServerConfig, baseDir?: st
   // Secrets from the environment or files are read now, at start; a missing one is a config error.
   const headers = resolveHeaders(server.headers, server.bearerToken, `servers.${service}`, baseDir);
   return httpConnector({ url: server.url, headers, transport: server.transport });
+}
+
+/** A ContextVM server of the config; the Nostr side (the ContextVM SDK, heavy to load) is loaded only for one. */
+async function nostrConnectorFor(service: string, server: Extract<ServerConfig, { nostr: string }>, baseDir?: string) {
+  const { generateSecretKeyHex, parsePublicKey, readSecretKey } = await import("../nostr/index.js");
+  const { nostrConnector } = await import("../../adapters/outbound/nostr/index.js");
+  const where = `servers.${service}`;
+  const secretKey = server.nostrKey ? readSecretKey(baseDir ? resolve(baseDir, server.nostrKey) : server.nostrKey, `${where}.nostrKey`) : generateSecretKeyHex();
+  return nostrConnector({ serverPubkey: parsePublicKey(server.nostr, `${where}.nostr`), relays: [...new Set(server.relays)], secretKey, encryption: server.encryption });
 }
 
 /**
@@ -119,7 +129,7 @@ export async function startExecutors(
   const executors: Executor[] = [];
   for (const [service, server] of Object.entries(servers)) {
     for (let replica = 0; replica < server.replicas; replica++) {
-      const connector = connectorFor(service, server, baseDir);
+      const connector = await connectorFor(service, server, baseDir);
       const delivery = deliveryFromConfig(server);
       executors.push(
         new Executor({

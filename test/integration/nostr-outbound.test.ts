@@ -136,4 +136,21 @@ describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
       expect(result.content).toEqual([{ type: "text", text: "echo: still here" }]);
     });
   });
+
+  // Last: its tools share names with those of `cvm`, so the gateway names both by service from then on.
+  it("makes a ContextVM server of dmcp up's config an executor", async () => {
+    writeFileSync(
+      join(dir, "dmcp.config.json"),
+      JSON.stringify({ gateway: { http: false }, servers: { "cvm-up": { nostr: server.pubkey, relays: [relay.url], nostrKey: "executor.key" } } }),
+    );
+    const up = runDmcp(["up", "--config", join(dir, "dmcp.config.json"), "--nats", nats.url]);
+    try {
+      await up.waitFor(/executor serving/);
+      await eventually(async () => (await client.toolNames()).includes("cvm-up__echo"));
+      const result = await client.result("tools/call", { name: "cvm-up__echo", arguments: { text: "through dmcp up" } });
+      expect(result.content).toEqual([{ type: "text", text: "echo: through dmcp up" }]);
+    } finally {
+      await up.stop();
+    }
+  });
 });
