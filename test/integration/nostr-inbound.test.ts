@@ -102,6 +102,13 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     expect(result.content).toMatchObject([{ type: "text", text: expect.stringContaining("from nostr") }]);
   });
 
+  it("passes a call's progress to the client that made it", async () => {
+    const progress: number[] = [];
+    const result = await client.callTool({ name: "progress", arguments: { steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+    expect(progress).toEqual([1, 2, 3]);
+    expect(result.isError).toBeFalsy();
+  });
+
   it("announces the server and its catalog (kinds 11316 and 11317) to a plain Nostr subscription", async () => {
     const server = await eventually(() => latest(relay.url, gatewayPubkey, 11316));
     expect(JSON.parse(server.content)).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
