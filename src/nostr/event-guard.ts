@@ -24,6 +24,8 @@ export interface EventGuardOptions {
   author?: string;
   maxEventBytes?: number;
   logger: Logger;
+  /** Each message let through: the event that carries it (inside its gift wrap, if wrapped). */
+  onMessage?: (message: NostrEvent) => void;
 }
 
 export class EventGuard {
@@ -62,7 +64,9 @@ export class EventGuard {
     const message = outer.kind === MESSAGE_KIND ? outer : this.unwrap(outer);
     if (typeof message === "string") return message;
     if (this.options.author && message.pubkey !== this.options.author) return `signed by ${message.pubkey}, not by the expected ${this.options.author}`;
-    return jsonRpcRefusal(message.content);
+    const refused = jsonRpcRefusal(message.content);
+    if (refused === undefined) this.options.onMessage?.(message);
+    return refused;
   }
 
   private outerKinds(): number[] {

@@ -139,6 +139,37 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     }
   });
 
+  it("passes a client's cancellation to the call", async () => {
+    const bus: Bus = await connectBus({ servers: nats.url, name: "nostr-patient", logger: silentLogger() });
+    const agent = new Agent({ bus, name: "patient", version: "1.0.0", logger: silentLogger() });
+    let markStarted!: () => void;
+    const started = new Promise<void>((resolve) => (markStarted = resolve));
+    let markAborted!: (reason: unknown) => void;
+    const aborted = new Promise<unknown>((resolve) => (markAborted = resolve));
+    agent.tool("wait_for_abort", { description: "waits until cancelled", input: z.object({}) }, (_args, ctx) => {
+      markStarted();
+      return new Promise((resolve) => {
+        ctx.signal.addEventListener("abort", () => {
+          markAborted(ctx.signal.reason);
+          resolve("stopped");
+        });
+      });
+    });
+    try {
+      await agent.start();
+      await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "wait_for_abort"));
+      const controller = new AbortController();
+      const call = client.callTool({ name: "wait_for_abort", arguments: {} }, undefined, { signal: controller.signal });
+      await started;
+      controller.abort("user pressed stop");
+      await expect(call).rejects.toThrow();
+      expect(String(await aborted)).toContain("user pressed stop");
+    } finally {
+      await agent.stop();
+      await bus.drain();
+    }
+  });
+
   it("applies the access policy to the client's public key", async () => {
     const refused = await contextVmClient(relay.url, gatewayPubkey, blocked);
     try {

@@ -69,9 +69,7 @@ export class CatalogAnnouncer {
     });
     this.client.notify("notifications/initialized");
     this.first = Promise.all([
-      this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags()).catch((err: unknown) =>
-        this.options.logger.warn({ err }, "could not announce the server on Nostr"),
-      ),
+      this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags()).catch((err: unknown) => this.options.logger.warn({ err }, "could not announce the server on Nostr")),
       ...(Object.keys(LISTS) as ListName[]).map((list) => this.refresh(list)),
     ]);
   }

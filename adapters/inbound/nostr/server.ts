@@ -15,6 +15,7 @@ import { EventGuard, type EncryptionPolicy, GuardedRelays, publicKeyOf } from ".
 import type { Logger } from "../../../src/util/logger.js";
 import { CatalogAnnouncer } from "./announcer.js";
 import { NostrClientConnection } from "./client-connection.js";
+import { RequestEvents } from "./request-events.js";
 
 export interface NostrServeOptions {
   relays: readonly string[];
@@ -41,7 +42,9 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
   const { logger } = options;
   const encryption = options.encryption ?? "optional";
   const pubkey = publicKeyOf(options.secretKey);
-  const relays = new GuardedRelays(new ApplesauceRelayPool([...options.relays]), new EventGuard({ secretKey: options.secretKey, encryption, logger }));
+  const requestEvents = new RequestEvents();
+  const guard = new EventGuard({ secretKey: options.secretKey, encryption, logger, onMessage: (message) => requestEvents.note(message) });
+  const relays = new GuardedRelays(new ApplesauceRelayPool([...options.relays]), guard);
   const clients = new Map<string, NostrClientConnection>();
   const transport = new NostrServerTransport({
     signer: new PrivateKeySigner(options.secretKey),
@@ -73,7 +76,8 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
     );
     return connection;
   };
-  transport.onmessageWithContext = (message, { clientPubkey }) => connectionOf(clientPubkey, message as JSONRPCMessage).receive(message as JSONRPCMessage);
+  transport.onmessageWithContext = (message, { clientPubkey }) =>
+    connectionOf(clientPubkey, message as JSONRPCMessage).receive(requestEvents.naming(clientPubkey, message as JSONRPCMessage));
   transport.onerror = (err) => logger.warn({ err }, "Nostr server transport");
 
   await transport.start();
