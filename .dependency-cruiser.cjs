@@ -9,7 +9,7 @@
  */
 
 /** The top-level folders of src/, each entered through its index.ts from outside. */
-const FOLDERS = "(protocol|bus|security|gateway|executor|agent|metrics|tracing|util|cli)";
+const FOLDERS = "(protocol|bus|security|gateway|executor|agent|metrics|tracing|util|cli|nostr)";
 
 /** @type {import("dependency-cruiser").IConfiguration} */
 module.exports = {

@@ -1,4 +1,8 @@
-/** Inbound adapters: the gateway as an MCP server, each transport handing client messages to a gateway session (InboundTransport). */
+/**
+ * Inbound adapters: the gateway as an MCP server, each transport handing client messages to a gateway session (InboundTransport).
+ * The Nostr one (./nostr/index.js) is not re-exported here: it loads the ContextVM SDK, which only
+ * `dmcp gateway --nostr` needs, so the CLI imports it when asked for.
+ */
 export { DEFAULT_MAX_LINE_BYTES, LineStdioServerTransport, serveStdio } from "./stdio/index.js";
 export {
   AuthError,

@@ -65,8 +65,20 @@ const HttpServer = z.strictObject({
   ...ExecutorSettings,
 });
 
-const ServerEntry = z.union([StdioServer, HttpServer], {
-  error: () => 'a server needs either "command" (a stdio MCP server) or "url" (a remote MCP server), and no unknown keys',
+const NostrServer = z.strictObject({
+  nostr: z.string().min(1).describe("the ContextVM server's public key (hex or npub)"),
+  relays: z
+    .array(z.string().regex(/^wss?:\/\/\S+$/, "a ws:// or wss:// URL"))
+    .min(1)
+    .describe("the only relays used to reach the server"),
+  nostrKey: z.string().min(1).optional().describe("file holding the executor's secret key (hex or nsec), relative to the config file; default: a one-time key"),
+  encryption: z.enum(["optional", "required", "disabled"]).default("optional"),
+  replicas: z.number().int().min(1).max(64).default(1),
+  ...ExecutorSettings,
+});
+
+const ServerEntry = z.union([StdioServer, HttpServer, NostrServer], {
+  error: () => 'a server needs either "command" (a stdio MCP server) or "url" (a remote MCP server) or "nostr" (a ContextVM server), and no unknown keys',
 });
 
 export const ConfigSchema = z.strictObject({
@@ -158,6 +170,10 @@ export function parseConfig(raw: unknown, source = "config"): Config {
 
 export function isStdioServer(server: ServerConfig): server is z.infer<typeof StdioServer> {
   return "command" in server;
+}
+
+export function isNostrServer(server: ServerConfig): server is z.infer<typeof NostrServer> {
+  return "nostr" in server;
 }
 
 // biome-ignore lint/suspicious/noTemplateCurlyInString: the placeholder as a config file writes it, replaced by withDataDir, not a template

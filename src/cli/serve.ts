@@ -1,6 +1,7 @@
 /** Composition shared by `dmcp gateway` and `dmcp up`: a gateway on the bus plus its inbound adapters. */
 import { resolve } from "node:path";
 import { serveHttp, serveStdio, type HttpGatewayServer, type HttpServeOptions } from "../../adapters/inbound/index.js";
+import type { NostrServeOptions } from "../../adapters/inbound/nostr/index.js";
 import { httpConnector, stdioConnector } from "../../adapters/outbound/index.js";
 import type { Bus, ContextRetention } from "../bus/index.js";
 import type { Registry } from "prom-client";
@@ -10,7 +11,7 @@ import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/index.js";
 import { deliveryFromConfig } from "./delivery.js";
-import { durationMs, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
+import { durationMs, isNostrServer, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions extends CallerAccess {
   bus: Bus;
@@ -39,6 +40,8 @@ export interface GatewayServeOptions extends CallerAccess {
   corsOrigins?: string[] | undefined;
   /** The identity of the stdio client (default "local"). */
   stdioIdentity?: string | undefined;
+  /** Serve the bus's services to Nostr clients (ContextVM) on these relays. */
+  nostr?: Omit<NostrServeOptions, "logger"> | undefined;
 }
 
 export interface RunningGateway {
@@ -78,6 +81,8 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
         corsOrigins: options.corsOrigins,
       })
     : undefined;
+  // Loaded only when asked for: the ContextVM SDK is heavy to load.
+  const nostr = options.nostr ? await (await import("../../adapters/inbound/nostr/index.js")).serveNostr(gateway, { ...options.nostr, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
   return {
     gateway,
@@ -85,6 +90,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     stdioClosed,
     async stop() {
       http?.stopAccepting();
+      await nostr?.close();
       await gateway.stop(options.shutdownGraceMs);
       await http?.close();
       monitor?.stop();
@@ -93,7 +99,8 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   };
 }
 
-export function connectorFor(service: string, server: ServerConfig, baseDir?: string) {
+export async function connectorFor(service: string, server: ServerConfig, baseDir?: string) {
+  if (isNostrServer(server)) return nostrConnectorFor(service, server, baseDir);
   if (isStdioServer(server)) {
     return stdioConnector({
       command: server.command,
@@ -106,6 +113,15 @@ export function connectorFor(service: string, server: ServerConfig, baseDir?: st
   // Secrets from the environment or files are read now, at start; a missing one is a config error.
   const headers = resolveHeaders(server.headers, server.bearerToken, `servers.${service}`, baseDir);
   return httpConnector({ url: server.url, headers, transport: server.transport });
+}
+
+/** A ContextVM server of the config; the Nostr side (the ContextVM SDK, heavy to load) is loaded only for one. */
+async function nostrConnectorFor(service: string, server: Extract<ServerConfig, { nostr: string }>, baseDir?: string) {
+  const { generateSecretKeyHex, parsePublicKey, readSecretKey } = await import("../nostr/index.js");
+  const { nostrConnector } = await import("../../adapters/outbound/nostr/index.js");
+  const where = `servers.${service}`;
+  const secretKey = server.nostrKey ? readSecretKey(baseDir ? resolve(baseDir, server.nostrKey) : server.nostrKey, `${where}.nostrKey`) : generateSecretKeyHex();
+  return nostrConnector({ serverPubkey: parsePublicKey(server.nostr, `${where}.nostr`), relays: [...new Set(server.relays)], secretKey, encryption: server.encryption });
 }
 
 /**
@@ -122,7 +138,7 @@ export async function startExecutors(
   const executors: Executor[] = [];
   for (const [service, server] of Object.entries(servers)) {
     for (let replica = 0; replica < server.replicas; replica++) {
-      const connector = connectorFor(service, server, baseDir);
+      const connector = await connectorFor(service, server, baseDir);
       const delivery = deliveryFromConfig(server);
       executors.push(
         new Executor({

@@ -141,7 +141,7 @@ const envelopeFields = {
  * upstream decisions. The raw bearer token travels only when the gateway is configured to forward it.
  */
 export const Caller = z.looseObject({
-  kind: z.string().min(1).max(32).describe('how the gateway knows the caller: "token", "jwt", "local" (stdio) or "anonymous"'),
+  kind: z.string().min(1).max(32).describe('how the gateway knows the caller: "token", "jwt", "local" (stdio), "nostr" (a Nostr client) or "anonymous"'),
   subject: z.string().min(1).max(256).describe("the token's name, the JWT's sub, or the local identity"),
   issuer: z.string().max(1024).optional().describe("the JWT's iss"),
   claims: JsonObject.optional().describe("the JWT claims the gateway is configured to forward"),

@@ -21,7 +21,7 @@ import { createSecurity, securityFromFlags, securityHelp, securityOptions, servi
 import { loadPolicy } from "../config.js";
 import type { AccessPolicy } from "../../gateway/index.js";
 
-export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard]) [options]
+export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard] | --nostr --relay URL... --nostr-key FILE) [options]
 
 Serves every service on the bus as one MCP server.
 
@@ -59,6 +59,15 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
   --forward-claims LIST JWT claims (comma-separated) copied into each request's caller for executors
                         (the caller's kind, subject and issuer always travel)
   --forward-token       also copy the caller's raw bearer token into each request (off by default)
+  --nostr               serve the bus's services to Nostr clients as a ContextVM server (see
+                        docs/nostr.md); with --stdio or --http, or on its own
+  --relay URL           with --nostr: a relay (ws:// or wss://) to serve on (repeatable); no other
+                        relay is used
+  --nostr-key FILE      with --nostr: the gateway's secret key (hex or nsec): its public key is the
+                        server's Nostr identity
+  --nostr-encryption MODE
+                        with --nostr: optional (default: answers as the client asked), required
+                        (gift wraps only) or disabled (plain events only)
   --identity NAME       with --stdio: the identity of the stdio client for --policy (default: local)
   --rate-limit N/s      with --http: at most N requests per second per client (its token's name or
                         JWT subject, else its address), bursts up to N; or N/s,burst=M. Over it: 429
@@ -113,12 +122,17 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "forward-claims": { type: "string" },
     "forward-token": { type: "boolean" },
     identity: { type: "string" },
+    nostr: { type: "boolean" },
+    relay: { type: "string", multiple: true },
+    "nostr-key": { type: "string" },
+    "nostr-encryption": { type: "string" },
   });
   if (values.help) {
     process.stdout.write(gatewayHelp);
     return 0;
   }
-  if (!values.stdio && values.http === undefined) throw new UsageError("dmcp gateway needs --stdio or --http PORT (see dmcp gateway --help)");
+  if (!values.stdio && values.http === undefined && !values.nostr) throw new UsageError("dmcp gateway needs --stdio or --http PORT, or --nostr (see dmcp gateway --help)");
+  const nostr = await nostrFlags(values);
   if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
@@ -152,6 +166,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
       .filter(Boolean),
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
+    nostr,
   });
   const tokensFile = auth?.tokensFile && running.http ? followTokens(auth.tokensFile, running.http, logger) : undefined;
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
@@ -167,6 +182,27 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     values.stdio ? running.stdioClosed : undefined,
   );
   return 0;
+}
+
+/** The Nostr side of the gateway, from --nostr, --relay, --nostr-key and --nostr-encryption. */
+async function nostrFlags(values: { nostr?: boolean; relay?: string[]; "nostr-key"?: string; "nostr-encryption"?: string }) {
+  if (!values.nostr) {
+    if (values.relay || values["nostr-key"] || values["nostr-encryption"]) throw new UsageError("--relay, --nostr-key and --nostr-encryption apply to --nostr");
+    return undefined;
+  }
+  const encryption = values["nostr-encryption"] ?? "optional";
+  if (encryption !== "optional" && encryption !== "required" && encryption !== "disabled") {
+    throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
+  }
+  if (!values["nostr-key"]) throw new UsageError("--nostr needs --nostr-key FILE: the gateway's Nostr identity");
+  const { parseRelayUrls, readSecretKey } = await import("../../nostr/index.js");
+  try {
+    const relays = parseRelayUrls(values.relay, "--relay");
+    if (relays.length === 0) throw new Error("--nostr needs at least one --relay URL");
+    return { relays, secretKey: readSecretKey(values["nostr-key"], "--nostr-key"), encryption } as const;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function retentionFlags(values: Record<string, unknown>): ContextRetention | undefined {

@@ -1,4 +1,6 @@
 import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
+import type { UpstreamConnector } from "../../executor/index.js";
+import type { EncryptionPolicy } from "../../nostr/index.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
@@ -13,6 +15,7 @@ import { deliveryFromFlags, deliveryHelp, deliveryOptionSpec } from "../delivery
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
        dmcp wrap --name NAME [--nats URL] --url URL [--header 'Name: value']...
+       dmcp wrap --name NAME [--nats URL] --nostr PUBKEY --relay URL [--relay URL]...
 
 Makes an existing MCP server an executor on the bus: it takes the requests for service NAME,
 calls the server and publishes the answers. Run it several times with the same NAME and the
@@ -35,6 +38,14 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
                         send Authorization: Bearer <token> to --url, the token read from $VAR
   --bearer-token-file FILE
                         the same, the token read from FILE (trailing newline dropped)
+  --nostr PUBKEY        wrap a ContextVM server on Nostr: its public key (hex or npub); only the
+                        --relay URLs are used (see docs/nostr.md)
+  --relay URL           with --nostr: a relay (ws:// or wss://) to reach the server on (repeatable)
+  --nostr-key FILE      with --nostr: the secret key (hex or nsec) the executor signs with; without
+                        it, a one-time key is generated at start (its public key is logged)
+  --nostr-encryption MODE
+                        with --nostr: optional (default: requests gift-wrapped, answers taken
+                        either way), required (gift wraps only) or disabled (plain events only)
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
@@ -75,6 +86,10 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       audit: { type: "boolean" },
       env: { type: "string", multiple: true },
       transport: { type: "string" },
+      nostr: { type: "string" },
+      relay: { type: "string", multiple: true },
+      "nostr-key": { type: "string" },
+      "nostr-encryption": { type: "string" },
       "wait-for-upstream": { type: "boolean" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
@@ -101,17 +116,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.url && positionals.length > 0) throw new UsageError("give either --url URL or -- COMMAND ARGS..., not both");
-  if (!values.url && positionals.length === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS... or --url URL (see dmcp wrap --help)");
-  const transport = values.transport ?? "auto";
-  if (!["auto", "streamable-http", "sse"].includes(transport)) throw new UsageError(`--transport must be auto, streamable-http or sse, got ${transport}`);
-  if (values.url && !URL.canParse(values.url)) throw new UsageError(`--url needs a URL, got ${JSON.stringify(values.url)}`);
-  if (!values.url && (values["header-env"] || values["bearer-token-env"] || values["bearer-token-file"])) {
-    throw new UsageError("--header-env and --bearer-token-* apply to --url servers; a command gets --env");
-  }
-  const connector = values.url
-    ? httpConnector({ url: values.url, headers: upstreamHeaders(values), transport: transport as "auto" })
-    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), env: parseEnv(values.env) });
+  const connector = await upstreamConnector(values, positionals, logger);
 
   const delivery = deliveryFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
@@ -169,6 +174,59 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   );
   if (failure) throw failure;
   return 0;
+}
+
+type WrapValues = Parameters<typeof upstreamHeaders>[0] & {
+  url?: string;
+  env?: string[];
+  transport?: string;
+  nostr?: string;
+  relay?: string[];
+  "nostr-key"?: string;
+  "nostr-encryption"?: string;
+};
+
+/** How the executor reaches its server: a command (stdio), a URL (HTTP) or a public key on Nostr relays. */
+async function upstreamConnector(values: WrapValues, positionals: string[], logger: Logger): Promise<UpstreamConnector> {
+  const kinds = [positionals.length > 0, values.url !== undefined, values.nostr !== undefined].filter(Boolean).length;
+  if (kinds > 1) throw new UsageError("give one of -- COMMAND ARGS..., --url URL and --nostr PUBKEY, not two");
+  if (kinds === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS..., or --url URL, or --nostr PUBKEY (see dmcp wrap --help)");
+  if (values.nostr === undefined && (values.relay || values["nostr-key"] || values["nostr-encryption"])) {
+    throw new UsageError("--relay, --nostr-key and --nostr-encryption apply to --nostr servers");
+  }
+  if (values.nostr !== undefined) return nostrUpstream(values, logger);
+  const transport = values.transport ?? "auto";
+  if (!["auto", "streamable-http", "sse"].includes(transport)) throw new UsageError(`--transport must be auto, streamable-http or sse, got ${transport}`);
+  if (values.url && !URL.canParse(values.url)) throw new UsageError(`--url needs a URL, got ${JSON.stringify(values.url)}`);
+  if (!values.url && (values["header-env"] || values["bearer-token-env"] || values["bearer-token-file"])) {
+    throw new UsageError("--header-env and --bearer-token-* apply to --url servers; a command gets --env");
+  }
+  return values.url
+    ? httpConnector({ url: values.url, headers: upstreamHeaders(values), transport: transport as "auto" })
+    : stdioConnector({ command: positionals[0]!, args: positionals.slice(1), env: parseEnv(values.env) });
+}
+
+/** Loads the Nostr side (the ContextVM SDK, heavy to load) only for --nostr. */
+async function nostrUpstream(values: WrapValues, logger: Logger): Promise<UpstreamConnector> {
+  if (values.url || values.header || values["header-env"] || values["bearer-token-env"] || values["bearer-token-file"] || values.transport || values.env) {
+    throw new UsageError("--header*, --bearer-token-*, --transport and --env do not apply to --nostr servers");
+  }
+  const encryption = values["nostr-encryption"] ?? "optional";
+  if (!["optional", "required", "disabled"].includes(encryption)) {
+    throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
+  }
+  const { generateSecretKeyHex, parsePublicKey, parseRelayUrls, publicKeyOf, readSecretKey } = await import("../../nostr/index.js");
+  const { nostrConnector } = await import("../../../adapters/outbound/nostr/index.js");
+  try {
+    const serverPubkey = parsePublicKey(values.nostr ?? "", "--nostr");
+    const relays = parseRelayUrls(values.relay, "--relay");
+    if (relays.length === 0) throw new Error("--nostr needs at least one --relay URL");
+    const secretKey = values["nostr-key"] ? readSecretKey(values["nostr-key"], "--nostr-key") : generateSecretKeyHex();
+    logger.info({ pubkey: publicKeyOf(secretKey), oneTimeKey: !values["nostr-key"] }, "the executor's Nostr identity");
+    return nostrConnector({ serverPubkey, relays, secretKey, encryption: encryption as EncryptionPolicy });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** The --url server's headers: plain ones, and secrets read from the environment or a file now. */

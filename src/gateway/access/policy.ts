@@ -8,9 +8,9 @@ import { formatIssues } from "../../protocol/index.js";
 
 /** Who sends a session's requests, as the inbound adapter established it. */
 export interface Identity {
-  /** `token` (a static bearer token), `jwt`, `local` (a stdio client) or `anonymous` (an open HTTP gateway). */
-  kind: "token" | "jwt" | "local" | "anonymous";
-  /** The token's name, the JWT's `sub`, or the local identity. */
+  /** `token` (a static bearer token), `jwt`, `local` (a stdio client), `nostr` (a Nostr client) or `anonymous` (an open HTTP gateway). */
+  kind: "token" | "jwt" | "local" | "nostr" | "anonymous";
+  /** The token's name, the JWT's `sub`, the local identity, or the Nostr client's public key (hex). */
   subject: string;
   claims?: Record<string, unknown>;
   /** The raw bearer token; kept in memory for `forwardToken` only, never logged. */
@@ -32,10 +32,10 @@ const Rule = z.strictObject({
   match: z
     .strictObject({
       kinds: z
-        .array(z.enum(["token", "jwt", "local", "anonymous"]))
+        .array(z.enum(["token", "jwt", "local", "nostr", "anonymous"]))
         .optional()
         .describe("how the caller authenticated"),
-      subjects: Patterns.optional().describe("token names, JWT subjects or the local identity"),
+      subjects: Patterns.optional().describe("token names, JWT subjects, the local identity or Nostr public keys (hex)"),
       claims: z
         .record(z.string(), z.union([z.string(), z.array(z.string())]))
         .optional()

@@ -1,0 +1,56 @@
+/**
+ * One Nostr client (a public key) as a connection of the gateway: the messages the server transport
+ * took from that key come in here, and what the gateway sends goes back to that key. Requests carry
+ * the id of their Nostr event (the SDK's server transport swaps the client's id for it and swaps it
+ * back in the answer), so the answers of all clients can share the one transport.
+ */
+import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import type { NostrServerTransport } from "@contextvm/sdk/transport";
+import type { InboundTransport } from "../../../src/gateway/index.js";
+import type { JsonRpcId } from "../../../src/protocol/index.js";
+
+type SdkMessage = Parameters<NostrServerTransport["send"]>[0];
+
+export class NostrClientConnection implements InboundTransport {
+  onmessage: InboundTransport["onmessage"];
+  onerror: InboundTransport["onerror"];
+  onclose: InboundTransport["onclose"];
+  /** Messages that came before the session started. */
+  private early: JSONRPCMessage[] | undefined = [];
+  private closed = false;
+
+  constructor(
+    readonly clientPubkey: string,
+    private readonly transport: NostrServerTransport,
+  ) {}
+
+  async start(): Promise<void> {
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const message of early) this.onmessage?.(message);
+  }
+
+  /** A message from the client. */
+  receive(message: JSONRPCMessage): void {
+    if (this.closed) return;
+    if (this.early) this.early.push(message);
+    else this.onmessage?.(message);
+  }
+
+  async send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
+    if (this.closed) return;
+    if ("id" in message && ("result" in message || "error" in message)) {
+      await this.transport.send(message as SdkMessage);
+      return;
+    }
+    // A notification (tied to the request whose event it answers, when it belongs to one) or a request.
+    const related = options?.relatedRequestId;
+    await this.transport.sendNotification(this.clientPubkey, message as SdkMessage, typeof related === "string" ? related : undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.onclose?.();
+  }
+}

@@ -1,0 +1,1 @@
+export { serveNostr, type NostrGatewayServer, type NostrServeOptions } from "./server.js";

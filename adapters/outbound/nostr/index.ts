@@ -1,0 +1,1 @@
+export { nostrConnector, type NostrServerSpec } from "./connector.js";
