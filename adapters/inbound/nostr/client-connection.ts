@@ -18,6 +18,8 @@ export class NostrClientConnection implements InboundTransport {
   /** Messages that came before the session started. */
   private early: JSONRPCMessage[] | undefined = [];
   private closed = false;
+  /** The last send: each waits for the one before, so a call's progress is published before its result. */
+  private sending: Promise<void> = Promise.resolve();
 
   constructor(
     readonly clientPubkey: string,
@@ -37,7 +39,17 @@ export class NostrClientConnection implements InboundTransport {
     else this.onmessage?.(message);
   }
 
-  async send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
+  /**
+   * Sends in the order the session sent: the session does not wait for one send before the next, and
+   * each one (encrypting, publishing) takes its own time, so a result could overtake its last progress.
+   */
+  send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
+    const sent = this.sending.then(() => this.publish(message, options));
+    this.sending = sent.catch(() => undefined);
+    return sent;
+  }
+
+  private async publish(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
     if (this.closed) return;
     if ("id" in message && ("result" in message || "error" in message)) {
       await this.transport.send(message as SdkMessage);
