@@ -23,9 +23,9 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM } from "../src/protocol/index.js";
 import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
-import { gatewayTransport, RawMcpClient } from "../test/helpers/mcp-client.js";
-import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/helpers/load.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/helpers/processes.js";
+import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
+import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/support/load.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 500);
 const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 48);
