@@ -250,6 +250,7 @@ describe("native dMCP agents", () => {
     // Stopped: no more deliveries.
     await sub.stop();
     await sensor.publish("plant.anomalies", { n: 6 });
+    // A quiet moment, then the count again: no event can say that nothing was delivered.
     await sleep(200);
     expect(seen).toHaveLength(5);
   });
@@ -316,7 +317,12 @@ describe("native dMCP agents", () => {
   });
 
   it("announces tools declared while running, finishes calls in flight when it stops, and leaves the gateway's list at once", async () => {
+    let napping: () => void = () => undefined;
+    const napStarted = new Promise<void>((resolve) => {
+      napping = resolve;
+    });
     const ephemeral = agent("ephemeral").tool("ephemeral_nap", { description: "Sleeps", input: z.object({ ms: z.number() }) }, async ({ ms }) => {
+      napping();
       await sleep(ms);
       return { slept: ms };
     });
@@ -326,7 +332,7 @@ describe("native dMCP agents", () => {
     ephemeral.tool("ephemeral_late", { description: "Declared after start" }, () => "late");
     await eventually(async () => (await listedTools()).some((t) => t.name === "ephemeral_late"));
     const inFlight = caller.call("ephemeral", "tools/call", { name: "ephemeral_nap", arguments: { ms: 400 } }, { timeoutMs: 5000 });
-    await sleep(100);
+    await napStarted;
     const began = Date.now();
     const stopped = ephemeral.stop();
     await eventually(async () => !(await listedTools()).some((t) => t.name.startsWith("ephemeral_")), 2000, 50);

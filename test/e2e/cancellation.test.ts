@@ -9,7 +9,7 @@ import { createEnvelope, decodeEnvelope, encodeEnvelope, subjects, type Envelope
 import { silentLogger } from "../../src/util/logger.js";
 import { connectRawNats, provisionTestStreams, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { eventually, sleep, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 
 describe("cancellation across the bus", () => {
   let nats: EmbeddedNats;
@@ -20,6 +20,8 @@ describe("cancellation across the bus", () => {
   let bus: Bus;
   let agent: Agent;
   let agentSawAbort: unknown;
+  /** Called when the agent's handler starts running a call. */
+  let agentStarted: () => void = () => undefined;
 
   beforeAll(async () => {
     nats = await startTestNats();
@@ -31,6 +33,7 @@ describe("cancellation across the bus", () => {
     agent = new Agent({ bus, name: "patient", version: "1.0.0", logger: silentLogger() });
     agent.tool("wait_for_abort", { description: "waits until cancelled", input: z.object({}) }, (_args, ctx) =>
       new Promise((resolve) => {
+        agentStarted();
         ctx.signal.addEventListener("abort", () => {
           agentSawAbort = ctx.signal.reason;
           resolve("stopped");
@@ -55,13 +58,13 @@ describe("cancellation across the bus", () => {
     await nats?.stop();
   });
 
-  /** Starts a call, waits until it runs, cancels it, and checks that the client gets no answer. */
-  async function startAndCancel(name: string, args: Record<string, unknown>): Promise<void> {
+  /** Starts a call, waits until `running` says it runs, cancels it, and checks that the client gets no answer. */
+  async function startAndCancel(name: string, args: Record<string, unknown>, running: Promise<unknown>): Promise<void> {
     const pending = client.request("tools/call", { name, arguments: args }, 3000).then(
       () => "answered",
       () => "no answer",
     );
-    await sleep(300);
+    await running;
     await client.notify("notifications/cancelled", { requestId: client.lastRequestId, reason: "user pressed stop" });
     expect(await pending).toBe("no answer");
   }
@@ -69,7 +72,7 @@ describe("cancellation across the bus", () => {
   it("stops the upstream call of a wrapped server: the server receives notifications/cancelled with the client's reason", async () => {
     // The session's first call opens its upstream session (a new stdio process): open it before timing a cancel.
     await client.result("tools/call", { name: "echo", arguments: { text: "warm" } });
-    await startAndCancel("sleep", { ms: 20_000 });
+    await startAndCancel("sleep", { ms: 20_000 }, executor.waitFor(/sleep: running 20000/, 10_000, executor.stderr.length));
     const cancellations = await eventually(async () => {
       const result = (await client.result("tools/call", { name: "cancelled", arguments: {} })) as { structuredContent: { cancellations: unknown[] } };
       return result.structuredContent.cancellations.length > 0 ? result.structuredContent.cancellations : undefined;
@@ -84,7 +87,10 @@ describe("cancellation across the bus", () => {
 
   it("aborts a native agent's handler through its signal, with the client's reason", async () => {
     agentSawAbort = undefined;
-    await startAndCancel("wait_for_abort", {});
+    const started = new Promise<void>((resolve) => {
+      agentStarted = resolve;
+    });
+    await startAndCancel("wait_for_abort", {}, started);
     await eventually(() => agentSawAbort !== undefined);
     expect(agentSawAbort).toMatchObject({ code: "CANCELLED", message: "user pressed stop" });
   });

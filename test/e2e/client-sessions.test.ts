@@ -14,7 +14,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { ErrorCode, JsonRpcErrorCode } from "../../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { DMCP_BIN, eventually, isAlive, REPO_ROOT, runDmcp, sleep, spawnNode, startGatewayHttp, wrapFixtureStdio, wrapUrl, type Child } from "../support/processes.js";
+import { DMCP_BIN, eventually, isAlive, REPO_ROOT, runDmcp, spawnNode, startGatewayHttp, wrapFixtureStdio, wrapUrl, type Child } from "../support/processes.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 
@@ -178,9 +178,10 @@ describe("session pinning across two executor replicas (stdio upstreams)", () =>
       expect(response.result).toMatchObject({ content: [{ text: "done after 4 steps" }] });
       const steps = client.notifications.slice(since).filter((n) => n.method === "notifications/progress").map((n) => n.params?.progress);
       expect(steps).toEqual([1, 2, 3, 4]);
+      const logged = replicas.map((r) => r.stderr.length);
       const pending = client.request("tools/call", { name: "sleep", arguments: { ms: 30_000 } }, 60_000);
       // As in cancellation.test.ts: let the call reach the upstream before cancelling it.
-      await sleep(500);
+      await Promise.any(replicas.map((r, i) => r.waitFor(/sleep: running 30000/, 15_000, logged[i])));
       await client.notify("notifications/cancelled", { requestId: client.lastRequestId, reason: "stop" });
       void pending.catch(() => undefined);
       // The cancellation reached the very upstream process that ran the sleep: the one this session is pinned to.
@@ -265,12 +266,13 @@ describe("session pinning under concurrency, three replicas at the default heart
     const pid = await upstreamPid(client);
     const ppid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
     const replica = replicas.find((r) => r.process.pid === ppid)!;
+    const since = replica.stderr.length;
     const pending = client.callTool({ name: "sleep", arguments: { ms: 60_000 } }).then(
       () => undefined,
       (err: unknown) => err as { code?: number },
     );
     // The call has reached the upstream (its receipt is long sent) before the replica dies.
-    await sleep(500);
+    await replica.waitFor(/sleep: running 60000/, 15_000, since);
     replica.kill("SIGKILL");
     const killedAt = Date.now();
     const error = await pending;

@@ -73,6 +73,7 @@ describe("context topics through the gateway", () => {
       expect(await client.result("resources/unsubscribe", { uri: "dmcp://context/plant.temperature" })).toEqual({});
       const after = client.notifications.length;
       await streams.publish("plant.temperature", { c: 60 });
+      // A quiet moment, then the notifications again: no event can say that nothing was sent.
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(client.notifications.slice(after).some((n) => n.method === "notifications/resources/updated")).toBe(false);
     } finally {

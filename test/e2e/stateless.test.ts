@@ -177,8 +177,9 @@ describe("MCP 2026-07-28 clients", () => {
 
   it("cancels the upstream call when the client hangs up", async () => {
     const aborted = new AbortController();
+    const since = executor.stderr.length;
     const call = post("tools/call", { name: "sleep", arguments: { ms: 20_000 } }, { signal: aborted.signal }).catch((err: Error) => err);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await executor.waitFor(/sleep: running 20000/, 15_000, since);
     aborted.abort();
     expect(await call).toBeInstanceOf(Error);
     await eventually(async () => {

@@ -55,6 +55,7 @@ describe("ContextStreams", () => {
     expect(fromSeq.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([6, 7, 8, 9]);
     const limited = await streams.history("replay.me", { limit: 3 });
     expect(limited.map((e) => (e.envelope.payload.data as { i: number }).i)).toEqual([0, 1, 2]);
+    // The clock moves past the last message's timestamp, so that the cut falls between it and the next.
     await sleep(20);
     const cut = new Date();
     await streams.publish("replay.me", { i: 10 });
@@ -67,7 +68,12 @@ describe("ContextStreams", () => {
     await streams.publish("mixed", { ok: 1 });
     bus.publish(subjects.context("mixed"), new TextEncoder().encode("not json"));
     await bus.flush();
-    await sleep(50);
+    // The stream has stored the bad message once a replay reports it.
+    await eventually(async () => {
+      let bad = 0;
+      await streams.history("mixed", { onBad: () => bad++ });
+      return bad === 1;
+    });
     await streams.publish("mixed", { ok: 2 });
     const bad: BadContextMessage[] = [];
     const entries = await streams.history("mixed", { onBad: (b) => bad.push(b) });

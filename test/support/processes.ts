@@ -74,7 +74,8 @@ export function spawnNode(args: string[], options: SpawnOptions = {}): Child {
     process: child,
     stderr,
     exited,
-    waitFor(pattern, timeoutMs = 20_000, since = 0) {
+    // A deadline, not a timing assert: a loaded machine starts processes slowly.
+    waitFor(pattern, timeoutMs = 60_000, since = 0) {
       const seen = stderr
         .slice(since)
         .map((line) => line.match(pattern))
@@ -160,7 +161,7 @@ export function isAlive(pid: number): boolean {
  * Polls `check` until it returns a truthy value or the timeout passes: for a state that no event
  * announces (a list, a metric, a file), never for a fixed pause.
  */
-export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 15_000, everyMs = 100): Promise<NonNullable<T>> {
+export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 30_000, everyMs = 100): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
