@@ -29,8 +29,9 @@ import { planDelivery } from "../../src/bus/durable/delivery-plan.js";
 import { deliveryFromConfig, deliveryFromFlags, resultTtlFromConfig } from "../../src/cli/delivery.js";
 import { parseConfig } from "../../src/cli/config.js";
 import { provisionTestStreams, startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { crashRuns, eventually, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import type { RawMcpClient } from "../support/mcp-client.js";
+import { crashRuns, eventually, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 const DURABLE = ["--delivery", "durable", "--ack-wait", "1s", "--backoff", "100ms"];
 
@@ -244,28 +245,25 @@ describe("durable requests on the bus", () => {
 });
 
 describe("durable calls through the gateway: lanes and cancellation", () => {
+  let world: World;
   let nats: EmbeddedNats;
-  let executor: Child;
-  let gateway: Child & { url: string };
   let client: RawMcpClient;
   let nc: NatsConnection;
 
   beforeAll(async () => {
-    nats = await startTestNats();
     // One call at a time, so that a backlog forms.
-    executor = await wrapFixtureStdio(nats.url, "lanes", [...DURABLE, "--concurrency", "1", "--high-priority-tools", "whoami", "--instance", "lanes-1"]);
-    gateway = await startGatewayHttp(nats.url, ["--call-timeout", "60000"]);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
+    world = await startWorld({
+      services: { lanes: [...DURABLE, "--concurrency", "1", "--high-priority-tools", "whoami", "--instance", "lanes-1"] },
+      gateway: ["--call-timeout", "60000"],
+      awaitTool: "sleep",
+    });
+    ({ nats, client } = world);
     nc = await connect({ servers: nats.url });
-    await eventually(async () => (await client.toolNames()).includes("sleep"));
   }, 60_000);
 
   afterAll(async () => {
-    await client?.close().catch(() => undefined);
     await nc?.close();
-    await gateway?.stop();
-    await executor?.stop();
-    await nats?.stop();
+    await world?.dispose();
   });
 
   it("lets high-priority calls (chosen by the caller in _meta, or by the tool's lane) overtake a backlog of normal ones", async () => {

@@ -1,8 +1,8 @@
 /** Prometheus metrics and probes of the gateway and an executor, read after real calls. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import type { RawMcpClient } from "../support/mcp-client.js";
+import { type Child, eventually } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 /** The value of one series in a Prometheus text exposition, or undefined. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -24,27 +24,21 @@ async function scrape(url: string): Promise<string> {
 }
 
 describe("metrics and probes", () => {
-  let nats: EmbeddedNats;
+  let world: World;
   let executor: Child;
   let executorMetrics: string;
   let gateway: Child & { url: string };
   let client: RawMcpClient;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "metered", ["--metrics-port", "0"]);
+    world = await startWorld({ services: { metered: ["--metrics-port", "0"] }, awaitTool: "echo" });
+    ({ gateway, client } = world);
+    executor = world.executors.metered!;
     const [, url] = await executor.waitFor(/"url":"(http:\/\/[^"]+\/metrics)"/);
     executorMetrics = url!;
-    gateway = await startGatewayHttp(nats.url);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
-    await eventually(async () => (await client.toolNames()).includes("echo"));
   });
 
-  afterAll(async () => {
-    await client?.close();
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
-  });
+  afterAll(() => world?.dispose());
 
   it("counts gateway calls by service, tool, transport and outcome, with latency and sessions", async () => {
     const base = gateway.url.replace(/\/mcp$/, "");

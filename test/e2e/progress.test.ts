@@ -9,25 +9,22 @@ import * as z from "zod";
 import { Agent } from "../../src/agent/index.js";
 import { connectBus } from "../../src/bus/index.js";
 import { silentLogger } from "../../src/util/logger.js";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import type { EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient, type Inbound } from "../support/mcp-client.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, type Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 describe("progress notifications", () => {
+  let world: World;
   let nats: EmbeddedNats;
-  let executor: Child;
   let gateway: Child & { url: string };
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "stepper");
-    gateway = await startGatewayHttp(nats.url);
+    world = await startWorld({ services: { stepper: [] }, client: false });
+    ({ nats, gateway } = world);
   });
 
-  afterAll(async () => {
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
-  });
+  afterAll(() => world?.dispose());
 
   async function connect(inbound: Inbound): Promise<RawMcpClient> {
     const client = await RawMcpClient.connect(gatewayTransport(inbound, { natsUrl: nats.url, httpUrl: gateway.url }));

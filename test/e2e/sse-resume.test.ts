@@ -7,26 +7,21 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import type { Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 import { openSession, parseEvents, readStreamUntil, type SseEvent } from "../support/sse.js";
 
 /** A nats-server, the fixture wrapped as `legacy`, a gateway with `gatewayFlags`, and an open session on it, for the describe block that calls it. */
 function gatewayWithSession(gatewayFlags: string[] = []) {
-  let nats: EmbeddedNats;
-  let executor: Child;
+  let world: World;
   let gateway: Child & { url: string };
   let headers: () => Record<string, string>;
   beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "legacy");
-    gateway = await startGatewayHttp(nats.url, gatewayFlags);
+    world = await startWorld({ services: { legacy: [] }, gateway: gatewayFlags, client: false });
+    gateway = world.gateway;
     headers = await openSession(gateway.url);
   }, 60_000);
-  afterAll(async () => {
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
-  });
+  afterAll(() => world?.dispose());
   return { get url() { return gateway.url; }, headers: () => headers() };
 }
 
@@ -80,24 +75,21 @@ describe("SSE polling of long calls (dmcp gateway --sse-poll)", () => {
 });
 
 describe("replay stays within the session that owns the stream", () => {
-  let nats: EmbeddedNats;
-  let executor: Child;
+  let world: World;
   let gateway: Child & { url: string };
   let dir: string;
   let alice: () => Record<string, string>;
   let aliceAgain: () => Record<string, string>;
   let bob: () => Record<string, string>;
   beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "legacy");
     dir = mkdtempSync(join(tmpdir(), "dmcp-sse-replay-"));
     writeFileSync(join(dir, "tokens"), "alice:alice-token\nbob:bob-token\n");
-    gateway = await startGatewayHttp(nats.url, ["--auth-tokens", join(dir, "tokens")]);
+    world = await startWorld({ services: { legacy: [] }, gateway: ["--auth-tokens", join(dir, "tokens")], client: false });
+    gateway = world.gateway;
     [alice, aliceAgain, bob] = await Promise.all(["alice", "alice", "bob"].map((name) => openSession(gateway.url, `Bearer ${name}-token`)));
   }, 60_000);
   afterAll(async () => {
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
+    await world?.dispose();
     rmSync(dir, { recursive: true, force: true });
   });
 

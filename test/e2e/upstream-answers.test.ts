@@ -11,9 +11,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapUrl, type Child } from "../support/processes.js";
+import type { EmbeddedNats } from "../support/nats.js";
+import type { RawMcpClient } from "../support/mcp-client.js";
+import { eventually, REPO_ROOT, runDmcp, wrapUrl, type Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 const ODD_STDIO_BIN = `${REPO_ROOT}dist/test/support/fixtures/odd-stdio-server.js`;
 
@@ -90,21 +91,16 @@ async function startOddServer(): Promise<{ server: Server; url: string }> {
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp` };
 }
 
+let world: World;
 let nats: EmbeddedNats;
-let gateway: Child & { url: string };
 let client: RawMcpClient;
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  gateway = await startGatewayHttp(nats.url);
-  client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
+  world = await startWorld();
+  ({ nats, client } = world);
 });
 
-afterAll(async () => {
-  await client?.close();
-  await gateway?.stop();
-  await nats?.stop();
-});
+afterAll(() => world?.dispose());
 
 // The gateway's deadline is 60 s: an answer within the client's 15 s is one that did not wait for it.
 const call = (name: string, meta?: Json) => client.request("tools/call", { name, arguments: {}, ...(meta ? { _meta: meta } : {}) }, 15_000);
