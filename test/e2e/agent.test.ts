@@ -12,7 +12,18 @@ import { pino } from "pino";
 import * as z from "zod";
 import { Agent, AgentDeclarationError, AgentStateError, type ContextEvent } from "../../src/agent/index.js";
 import { connectBus, Requester, type Bus } from "../../src/bus/index.js";
-import { createEnvelope, decodeEnvelope, DmcpError, encodeEnvelope, ErrorCode, REGISTRY_BUCKET, registryKey, RequestError, subjects, type Envelope } from "../../src/protocol/index.js";
+import {
+  createEnvelope,
+  decodeEnvelope,
+  DmcpError,
+  encodeEnvelope,
+  ErrorCode,
+  REGISTRY_BUCKET,
+  registryKey,
+  RequestError,
+  subjects,
+  type Envelope,
+} from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { RawMcpClient } from "../support/mcp-client.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
@@ -66,10 +77,14 @@ describe("native dMCP agents", () => {
     client = await RawMcpClient.connect(new StreamableHTTPClientTransport(new URL(gateway.url)));
 
     planner = agent("planner", { description: "Plans mitigations for plant anomalies" })
-      .tool("plan", { description: "Plans mitigation steps for an anomaly", title: "Plan", input: PlanInput, annotations: { readOnlyHint: true } }, async ({ anomaly, severity, location }) => ({
-        steps: [`isolate ${location?.unit ?? "the area"}`, `inspect: ${anomaly}`],
-        severity,
-      }))
+      .tool(
+        "plan",
+        { description: "Plans mitigation steps for an anomaly", title: "Plan", input: PlanInput, annotations: { readOnlyHint: true } },
+        async ({ anomaly, severity, location }) => ({
+          steps: [`isolate ${location?.unit ?? "the area"}`, `inspect: ${anomaly}`],
+          severity,
+        }),
+      )
       .tool("explode", { description: "Always fails" }, () => {
         throw new Error("boom: the handler failed");
       })
@@ -348,14 +363,17 @@ describe("native dMCP agents", () => {
     let sawAbort: unknown;
     let markStarted: () => void = () => undefined;
     const started = new Promise<void>((resolve) => (markStarted = resolve));
-    const leaving = agent("leaving", { stopGraceMs: 30_000 }).tool("hang", { description: "Waits until cancelled" }, (_args, ctx) =>
-      new Promise((resolve) => {
-        markStarted();
-        ctx.signal.addEventListener("abort", () => {
-          sawAbort = ctx.signal.reason;
-          resolve("stopped");
-        });
-      }),
+    const leaving = agent("leaving", { stopGraceMs: 30_000 }).tool(
+      "hang",
+      { description: "Waits until cancelled" },
+      (_args, ctx) =>
+        new Promise((resolve) => {
+          markStarted();
+          ctx.signal.addEventListener("abort", () => {
+            sawAbort = ctx.signal.reason;
+            resolve("stopped");
+          });
+        }),
     );
     await leaving.start();
     const controller = new AbortController();

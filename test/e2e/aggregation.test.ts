@@ -13,9 +13,10 @@ import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, typ
 const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
 /** The gateway's own tools (context topics), listed next to every service's. */
 const GATEWAY_TOOLS = ["dmcp_context_history", "dmcp_publish_context"];
-const FIXTURE_TOOLS = [...["add", "add_tool", "big", "cancelled", "client_notifications", "crash", "echo", "elicitation_complete", "fail", "log", "meta", "progress", "sleep", "whoami"], ...GATEWAY_TOOLS].sort();
-
-type Tool = { name: string; description?: string };
+const FIXTURE_TOOLS = [
+  ...["add", "add_tool", "big", "cancelled", "client_notifications", "crash", "echo", "elicitation_complete", "fail", "log", "meta", "progress", "sleep", "whoami"],
+  ...GATEWAY_TOOLS,
+].sort();
 
 async function wrapEverything(natsUrl: string): Promise<Child> {
   const child = runDmcp(["wrap", "--name", "everything", "--nats", natsUrl, "--heartbeat", "500", "--", process.execPath, EVERYTHING_BIN, "stdio"]);

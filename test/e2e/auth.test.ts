@@ -52,11 +52,16 @@ describe("HTTP gateway authentication", () => {
     await new Promise<void>((resolve) => jwks.listen(0, "127.0.0.1", resolve));
     jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
     keyGateway = await startGatewayHttp(nats.url, [
-      "--auth-tokens", join(dir, "tokens"),
-      "--jwt-public-key", join(dir, "key.pem"),
-      "--jwt-issuer", ISSUER,
-      "--jwt-audience", AUDIENCE,
-      "--auth-server", ISSUER,
+      "--auth-tokens",
+      join(dir, "tokens"),
+      "--jwt-public-key",
+      join(dir, "key.pem"),
+      "--jwt-issuer",
+      ISSUER,
+      "--jwt-audience",
+      AUDIENCE,
+      "--auth-server",
+      ISSUER,
     ]);
     jwksGateway = await startGatewayHttp(nats.url, ["--jwt-jwks", jwksUrl, "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE]);
   });

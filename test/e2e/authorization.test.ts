@@ -104,9 +104,9 @@ describe("per-identity authorization", () => {
     expect((await bob.request("resources/read", { uri: "fixture://files/static" })).error).toMatchObject({ code: FORBIDDEN });
     expect((await bob.request("prompts/get", { name: "files__greet", arguments: { who: "x" } })).error).toMatchObject({ code: FORBIDDEN });
     expect((await bob.request("resources/subscribe", { uri: "dmcp://context/plant.pressure" })).error).toMatchObject({ code: FORBIDDEN });
-    expect(
-      (await bob.request("completion/complete", { ref: { type: "ref/prompt", name: "files__greet" }, argument: { name: "who", value: "a" } })).error,
-    ).toMatchObject({ code: FORBIDDEN });
+    expect((await bob.request("completion/complete", { ref: { type: "ref/prompt", name: "files__greet" }, argument: { name: "who", value: "a" } })).error).toMatchObject({
+      code: FORBIDDEN,
+    });
   });
 
   it("lets alice read her resources and templates but not another service's", async () => {
@@ -138,7 +138,13 @@ describe("per-identity authorization", () => {
     const sessionId = (alice.transport as StreamableHTTPClientTransport).sessionId!;
     const asBob = await fetch(guarded.url, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: "Bearer bob-token", "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" },
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: "Bearer bob-token",
+        "mcp-session-id": sessionId,
+        "mcp-protocol-version": "2025-11-25",
+      },
       body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "files__whoami", arguments: {} } }),
     });
     expect(asBob.status).toBe(403);

@@ -31,14 +31,17 @@ describe("cancellation across the bus", () => {
     metricsUrl = (await executor.waitFor(/"url":"(http:\/\/[^"]+\/metrics)"/))[1]!;
     bus = await connectBus({ servers: nats.url, name: "cancel-test", logger: silentLogger() });
     agent = new Agent({ bus, name: "patient", version: "1.0.0", logger: silentLogger() });
-    agent.tool("wait_for_abort", { description: "waits until cancelled", input: z.object({}) }, (_args, ctx) =>
-      new Promise((resolve) => {
-        agentStarted();
-        ctx.signal.addEventListener("abort", () => {
-          agentSawAbort = ctx.signal.reason;
-          resolve("stopped");
-        });
-      }),
+    agent.tool(
+      "wait_for_abort",
+      { description: "waits until cancelled", input: z.object({}) },
+      (_args, ctx) =>
+        new Promise((resolve) => {
+          agentStarted();
+          ctx.signal.addEventListener("abort", () => {
+            agentSawAbort = ctx.signal.reason;
+            resolve("stopped");
+          });
+        }),
     );
     await agent.start();
     gateway = await startGatewayHttp(nats.url);

@@ -164,7 +164,9 @@ describe("failures exit 1 with a clear message", () => {
       const extra = { gateway: ["--http", "0"], status: [], tail: [], wrap: ["--name", "x", "--", process.execPath, FIXTURE_BIN, "--stdio"] }[command]!;
       const { code, stderr } = await dmcp([command, "--nats", plain.url, "--log-level", "silent", ...extra], 15_000);
       expect(code).toBe(1);
-      expect(stderr).toContain(`dmcp ${command}: the NATS server at ${plain.url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js)`);
+      expect(stderr).toContain(
+        `dmcp ${command}: the NATS server at ${plain.url} has no JetStream, which dMCP needs (registry, context, durable calls): start it with JetStream (nats-server -js)`,
+      );
     });
 
     it("is refused with a BUS_UNAVAILABLE BusError", async () => {
@@ -200,9 +202,7 @@ describe("dmcp up", () => {
   let natsUrl: string;
 
   beforeAll(async () => {
-    const config = tempConfig(
-      JSON.stringify({ servers: { fixture: { command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "fixture"], sessionIdle: "1500ms" } } }),
-    );
+    const config = tempConfig(JSON.stringify({ servers: { fixture: { command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "fixture"], sessionIdle: "1500ms" } } }));
     up = runDmcp(["up", "--config", config, "--http", "0", "--data-dir", tempDir()]);
     const [, url, nats, services] = await up.waitFor(/^dmcp up: MCP at (\S+); NATS at (\S+); services: (.*)$/);
     mcpUrl = url!;

@@ -176,7 +176,10 @@ describe("session pinning across two executor replicas (stdio upstreams)", () =>
       const since = client.notifications.length;
       const response = await client.request("tools/call", { name: "progress", arguments: { steps: 4 }, _meta: { progressToken: "p" } });
       expect(response.result).toMatchObject({ content: [{ text: "done after 4 steps" }] });
-      const steps = client.notifications.slice(since).filter((n) => n.method === "notifications/progress").map((n) => n.params?.progress);
+      const steps = client.notifications
+        .slice(since)
+        .filter((n) => n.method === "notifications/progress")
+        .map((n) => n.params?.progress);
       expect(steps).toEqual([1, 2, 3, 4]);
       const logged = replicas.map((r) => r.stderr.length);
       const pending = client.request("tools/call", { name: "sleep", arguments: { ms: 30_000 } }, 60_000);
@@ -204,7 +207,7 @@ describe("session pinning across two executor replicas (stdio upstreams)", () =>
       replica.kill("SIGKILL");
       const midCall = await pending;
       expect(midCall.error?.code).toBe(JsonRpcErrorCode.SessionLost);
-      expect((midCall.error?.data as { dmcp_code?: string }).dmcp_code).toBe(ErrorCode.SessionLost);
+      expect((midCall.error?.data as { dmcp_code?: string } | undefined)?.dmcp_code).toBe(ErrorCode.SessionLost);
       // The next call starts a new upstream session on the replica left.
       const next = await client.result("tools/call", { name: "echo", arguments: { text: "again" } });
       expect(textOf(next)).toBe("again");
@@ -252,10 +255,7 @@ describe("session pinning under concurrency, three replicas at the default heart
   }
 
   it("runs every call of a session in one upstream session when its first calls are sent all at once", async () => {
-    const sessions = await Promise.all([
-      ...[1, 2, 3, 4].map((n) => sdkSession("http", `http-${n}`)),
-      ...[1, 2].map((n) => sdkSession("stdio", `stdio-${n}`)),
-    ]);
+    const sessions = await Promise.all([...[1, 2, 3, 4].map((n) => sdkSession("http", `http-${n}`)), ...[1, 2].map((n) => sdkSession("stdio", `stdio-${n}`))]);
     // Every session's first calls to the service leave together, before any has answered.
     const pids = await Promise.all(sessions.map((client) => Promise.all(Array.from({ length: 8 }, () => upstreamPid(client)))));
     for (const [index, sessionPids] of pids.entries()) expect({ session: index, pids: [...new Set(sessionPids)] }).toEqual({ session: index, pids: [sessionPids[0]] });
@@ -301,9 +301,22 @@ describe("server-to-client requests with signatures required", () => {
     const gatewayPublic = keygen("gateway.seed");
     const executorPublic = keygen("conf.seed");
     executor = runDmcp([
-      "wrap", "--name", "conf", "--nats", nats.url, "--heartbeat", "500",
-      "--sign-key", join(dir, "conf.seed"), "--trust-key", gatewayPublic, "--require-signatures",
-      "--", process.execPath, CONFORMANCE_BIN, "--stdio",
+      "wrap",
+      "--name",
+      "conf",
+      "--nats",
+      nats.url,
+      "--heartbeat",
+      "500",
+      "--sign-key",
+      join(dir, "conf.seed"),
+      "--trust-key",
+      gatewayPublic,
+      "--require-signatures",
+      "--",
+      process.execPath,
+      CONFORMANCE_BIN,
+      "--stdio",
     ]);
     await executor.waitFor(/executor serving/);
     gateway = await startGatewayHttp(nats.url, ["--sign-key", join(dir, "gateway.seed"), "--trust-key", `conf=${executorPublic}`, "--require-signatures"]);

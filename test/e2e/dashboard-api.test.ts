@@ -40,8 +40,7 @@ class EventStream {
         const text = decoder.decode(chunk, { stream: true });
         this.raw += text;
         buffer += text;
-        let end: number;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
+        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
           const block = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
           const event = /^event: (.*)$/m.exec(block)?.[1];
@@ -180,17 +179,32 @@ describe("dashboard endpoints", () => {
     const listed = (u: MonitorUpdate) => u.calls?.some((c) => c.target === "sleep" && c.service === "api" && c.transport === "http");
     await eventually(() => stream.updates().some(listed));
     await slow;
-    await eventually(() => stream.updates().slice(stream.updates().findIndex(listed)).some((u) => u.calls?.length === 0));
+    await eventually(() =>
+      stream
+        .updates()
+        .slice(stream.updates().findIndex(listed))
+        .some((u) => u.calls?.length === 0),
+    );
 
     const failed = await client.request("tools/call", { name: "add", arguments: { a: "x" } });
     expect(failed.error).toBeDefined();
-    const error = await eventually(() => stream.updates().flatMap((u) => u.errors ?? []).find((e) => e.code === "UPSTREAM_ERROR"));
+    const error = await eventually(() =>
+      stream
+        .updates()
+        .flatMap((u) => u.errors ?? [])
+        .find((e) => e.code === "UPSTREAM_ERROR"),
+    );
     expect(error).toMatchObject({ source: "gateway", service: "api", method: "tools/call", target: "add" });
     expect(error.message).toContain('"a" must be a number');
 
     const unknown = await client.request("tools/call", { name: "no_such_tool", arguments: {} });
     expect(unknown.error).toBeDefined();
-    await eventually(() => stream.updates().flatMap((u) => u.errors ?? []).some((e) => e.code === "UNKNOWN_TARGET" && e.target === "no_such_tool"));
+    await eventually(() =>
+      stream
+        .updates()
+        .flatMap((u) => u.errors ?? [])
+        .some((e) => e.code === "UNKNOWN_TARGET" && e.target === "no_such_tool"),
+    );
 
     stream.close();
     expect(stream.raw).not.toContain(SECRET);
@@ -205,7 +219,12 @@ describe("dashboard endpoints", () => {
     bus.publish(subjects.errors("probe"), new TextEncoder().encode("this is not JSON"));
     bus.publish(subjects.heartbeat("api", "api-00000000"), new TextEncoder().encode('{"type": "agent_heartbeat", "payload": {'));
     bus.publish(subjects.heartbeat("api", "api-00000001"), new Uint8Array([0xff, 0xfe, 0x00]));
-    const error = await eventually(() => stream.updates().flatMap((u) => u.errors ?? []).find((e) => e.source === "bus"));
+    const error = await eventually(() =>
+      stream
+        .updates()
+        .flatMap((u) => u.errors ?? [])
+        .find((e) => e.source === "bus"),
+    );
     expect(error).toMatchObject({ code: "INVALID_ENVELOPE", subject: "dmcp.v1.err.probe" });
     await eventually(() => stream.traffic().filter((t) => t.type === "malformed").length >= 3);
     await eventually(() => stream.updates().some((u) => (u.counters?.malformed ?? 0) >= 3 && (u.counters?.busErrors ?? 0) >= 1));

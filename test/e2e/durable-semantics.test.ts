@@ -38,12 +38,16 @@ const DURABLE = ["--delivery", "durable", "--ack-wait", "1s", "--backoff", "100m
 /** A raw durable request, as an agent in another language would queue it. */
 function request(service: string, tool: string, args: Record<string, unknown>, replyTo: string, extra: Record<string, unknown> = {}) {
   const id = randomUUID();
-  const envelope = createEnvelope("prompt_request", { service, method: "tools/call", params: { name: tool, arguments: args } }, {
-    id,
-    correlationId: id,
-    sender: "test",
-    deadline: new Date(Date.now() + 30_000),
-  });
+  const envelope = createEnvelope(
+    "prompt_request",
+    { service, method: "tools/call", params: { name: tool, arguments: args } },
+    {
+      id,
+      correlationId: id,
+      sender: "test",
+      deadline: new Date(Date.now() + 30_000),
+    },
+  );
   return { id, data: encodeEnvelope({ ...envelope, receipt: true, reply_to: replyTo, ...extra }) };
 }
 
@@ -382,7 +386,12 @@ describe("delivery plans and options", () => {
     expect(options.settings).toEqual({ maxDeliver: 3, ackWaitMs: 20_000, backoffMs: [500, 2000], concurrency: 4 });
     // The result store is the gateway's: dmcp up creates it with the longest TTL its servers ask for.
     expect(resultTtlFromConfig({ ...config.servers, other: parseConfig({ servers: { other: { command: "c", durable: { resultTtl: 60_000 } } } }).servers.other! })).toBe(3_600_000);
-    expect(planDelivery(catalog, options, 3)).toEqual({ mode: "durable", priority: "normal", tools: { read_file: { mode: "direct" }, deploy: { priority: "high" } }, max_deliver: 3 });
+    expect(planDelivery(catalog, options, 3)).toEqual({
+      mode: "durable",
+      priority: "normal",
+      tools: { read_file: { mode: "direct" }, deploy: { priority: "high" } },
+      max_deliver: 3,
+    });
     expect(() => parseConfig({ servers: { x: { command: "c", delivery: "eventually" } } })).toThrow(/servers\.x/);
     expect(deliveryFromConfig(parseConfig({ servers: { x: { command: "c" } } }).servers.x!)).toBeUndefined();
   });

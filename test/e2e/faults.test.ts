@@ -42,7 +42,10 @@ describe("bad input on the bus", () => {
     ["not JSON", "{oops"],
     ["JSON but no envelope", JSON.stringify({ hello: "world" })],
     ["a wrong dMCP_version", JSON.stringify({ dMCP_version: "9", type: "prompt_request", id: "x", timestamp: new Date().toISOString(), sender_id: "t", payload: {} })],
-    ["a prompt_request without a method", JSON.stringify({ dMCP_version: "0.1", type: "prompt_request", id: "x", timestamp: new Date().toISOString(), sender_id: "t", payload: { service: "sturdy" } })],
+    [
+      "a prompt_request without a method",
+      JSON.stringify({ dMCP_version: "0.1", type: "prompt_request", id: "x", timestamp: new Date().toISOString(), sender_id: "t", payload: { service: "sturdy" } }),
+    ],
   ])("answers %s with an INVALID_ENVELOPE error_notification and reports it on the error subject", async (_label, body) => {
     const reported = nc.subscribe(subjects.errorsAll(), { max: 1 });
     const envelope = await requestRaw(body);
@@ -57,7 +60,15 @@ describe("bad input on the bus", () => {
 
   it("answers an envelope of the wrong type with an error and keeps the caller's correlation id", async () => {
     const envelope = await requestRaw(
-      JSON.stringify({ dMCP_version: "0.1", type: "prompt_response", id: "m1", correlation_id: "c-42", timestamp: new Date().toISOString(), sender_id: "t", payload: { result: {} } }),
+      JSON.stringify({
+        dMCP_version: "0.1",
+        type: "prompt_response",
+        id: "m1",
+        correlation_id: "c-42",
+        timestamp: new Date().toISOString(),
+        sender_id: "t",
+        payload: { result: {} },
+      }),
     );
     expect(envelope).toMatchObject({ type: "error_notification", correlation_id: "c-42", payload: { code: ErrorCode.InvalidEnvelope } });
   });
@@ -161,8 +172,7 @@ describe("invalid JSON-RPC from MCP clients", () => {
     let buffer = "";
     child.process.stdout!.on("data", (chunk: Buffer) => {
       buffer += chunk.toString();
-      let newline: number;
-      while ((newline = buffer.indexOf("\n")) !== -1) {
+      for (let newline = buffer.indexOf("\n"); newline !== -1; newline = buffer.indexOf("\n")) {
         lines.push(JSON.parse(buffer.slice(0, newline)) as Record<string, unknown>);
         buffer = buffer.slice(newline + 1);
       }
@@ -316,7 +326,10 @@ describe("a nats-server that is down at start or goes away", () => {
     const nats = await startTestNats();
     const url = nats.url;
     await nats.stop();
-    for (const args of [["gateway", "--http", "0", "--nats", url], ["wrap", "--name", "x", "--nats", url, "--", "node", "-e", "0"]]) {
+    for (const args of [
+      ["gateway", "--http", "0", "--nats", url],
+      ["wrap", "--name", "x", "--nats", url, "--", "node", "-e", "0"],
+    ]) {
       const child = runDmcp(args);
       expect(await child.exited).toBe(1);
       await eventually(() => child.stderr.some((line) => /cannot connect to NATS/.test(line)), 5000);

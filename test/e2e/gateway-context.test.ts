@@ -161,11 +161,7 @@ describe("announcements with invalid tools", () => {
     await presence.start({
       capabilities: { tools: {} },
       catalog: {
-        tools: [
-          { name: "good", inputSchema: { type: "object" } },
-          { name: "no_schema" },
-          { name: "array_schema", inputSchema: { type: "array" } },
-        ],
+        tools: [{ name: "good", inputSchema: { type: "object" } }, { name: "no_schema" }, { name: "array_schema", inputSchema: { type: "array" } }],
         resources: [],
         resource_templates: [],
         prompts: [],

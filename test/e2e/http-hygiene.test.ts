@@ -26,12 +26,16 @@ describe("HTTP hygiene", () => {
 
   /** Sends initialize until the rate limit lets it through: no event says when the bucket has refilled. */
   const admitted = (url: string, headers: Record<string, string> = {}) =>
-    eventually(async () => {
-      const response = await initialize(url, headers);
-      if (response.status !== 429) return response;
-      await response.body?.cancel();
-      return undefined;
-    }, 15_000, 250);
+    eventually(
+      async () => {
+        const response = await initialize(url, headers);
+        if (response.status !== 429) return response;
+        await response.body?.cancel();
+        return undefined;
+      },
+      15_000,
+      250,
+    );
 
   it("answers a client over its rate with 429 and Retry-After, and serves it again later", async () => {
     // All at once, so that the bucket (3, refilling at 2/s) cannot refill in between, however slow the machine.
@@ -69,7 +73,11 @@ describe("HTTP hygiene", () => {
     try {
       const preflight = await fetch(open.url, {
         method: "OPTIONS",
-        headers: { origin: "https://app.example.com", "access-control-request-method": "POST", "access-control-request-headers": "content-type, mcp-protocol-version, mcp-param-region" },
+        headers: {
+          origin: "https://app.example.com",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type, mcp-protocol-version, mcp-param-region",
+        },
       });
       expect(preflight.status).toBe(204);
       expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");

@@ -15,7 +15,12 @@ async function openSession(url: string): Promise<Record<string, string>> {
   const init = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", accept: ACCEPT },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "session-transport", version: "1" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "session-transport", version: "1" } },
+    }),
   });
   const session = init.headers.get("mcp-session-id");
   await init.text();

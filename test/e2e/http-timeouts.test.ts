@@ -118,7 +118,9 @@ describe("an HTTP gateway with short timeouts", () => {
     expect(listening.status).toBe(200);
     const notified = readStreamUntil(listening, "list_changed");
     const call = (id: number, name: string, args: Record<string, unknown>) =>
-      fetch(http.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } }) }).then((r) => r.text());
+      fetch(http.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } }) }).then((r) =>
+        r.text(),
+      );
     // Longer than the request timeout and its check: the answer still comes on the call's stream.
     expect(await call(2, "sleep", { ms: short.requestMs + 1_000 })).toContain(`slept ${short.requestMs + 1_000}`);
     // The GET stream opened before the call is still the same open stream: the notification arrives on it.

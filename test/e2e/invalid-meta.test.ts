@@ -90,14 +90,21 @@ describe("a _meta that fails the MCP schema, to an upstream built on the SDK", (
     http = await startGatewayHttp(nats.url, CALL_TIMEOUT);
     stdio = stdioGateway(nats.url);
     nc = await connect({ servers: nats.url });
-    const init = await post(http.url, { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } } });
+    const init = await post(http.url, {
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+    });
     sessionId = init.sessionId!;
     await post(http.url, { jsonrpc: "2.0", method: "notifications/initialized" }, { "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" });
     const stdioInit = await stdio.request("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } });
     expect(stdioInit.result).toBeDefined();
     stdio.notify("notifications/initialized");
     const listed = (answer: Record<string, any>) => (answer.result?.tools ?? []).some((tool: { name: string }) => tool.name === TOOL);
-    await eventually(async () => listed((await post(http.url, { jsonrpc: "2.0", id: 1, method: "tools/list" }, { "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" })).messages.at(-1)!));
+    await eventually(async () =>
+      listed((await post(http.url, { jsonrpc: "2.0", id: 1, method: "tools/list" }, { "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" })).messages.at(-1)!),
+    );
     await eventually(async () => listed(await stdio.request("tools/list", {})));
   });
 
@@ -115,7 +122,11 @@ describe("a _meta that fails the MCP schema, to an upstream built on the SDK", (
     const session = await post(http.url, call({ progressToken: 1 }), { "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" });
     expect(session.messages.at(-1)?.result?.content?.[0]?.text).toContain("simple text");
     // A token that is a number but no integer is valid MCP; the SDK refuses it, but the executor sends the upstream a token of its own.
-    const stateless = await post(http.url, call(statelessMeta({ progressToken: 2.5 })), { "mcp-protocol-version": STATELESS_VERSION, "mcp-method": "tools/call", "mcp-name": TOOL });
+    const stateless = await post(http.url, call(statelessMeta({ progressToken: 2.5 })), {
+      "mcp-protocol-version": STATELESS_VERSION,
+      "mcp-method": "tools/call",
+      "mcp-name": TOOL,
+    });
     expect(stateless.messages.at(-1)?.result?.content?.[0]?.text).toContain("simple text");
     expect((await stdio.request("tools/call", { name: TOOL, arguments: {}, _meta: { progressToken: 1.5 } })).result?.content?.[0]?.text).toContain("simple text");
   });

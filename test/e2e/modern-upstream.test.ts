@@ -54,7 +54,11 @@ function describeUpstream(kind: "http" | "stdio") {
       }
       gateway = await startGatewayHttp(nats.url);
       // The executor announces itself once the gateway has made the streams (PROTOCOL.md §4).
-      await eventually(async () => ((await statelessPost(gateway.url, "tools/list")).body.result?.tools as { name: string }[] | undefined)?.some((tool) => tool.name === "test_input_required_result_elicitation"));
+      await eventually(async () =>
+        ((await statelessPost(gateway.url, "tools/list")).body.result?.tools as { name: string }[] | undefined)?.some(
+          (tool) => tool.name === "test_input_required_result_elicitation",
+        ),
+      );
     });
 
     afterAll(async () => {
@@ -75,11 +79,23 @@ function describeUpstream(kind: "http" | "stdio") {
       const call = async (params: Record<string, unknown>) => {
         const response = await fetch(gateway.url, {
           method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "test_input_required_result_elicitation" },
+          headers: {
+            "content-type": "application/json",
+            accept: "application/json, text/event-stream",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "tools/call",
+            "mcp-name": "test_input_required_result_elicitation",
+          },
           body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "test_input_required_result_elicitation", arguments: {}, ...params, _meta: meta } }),
         });
         const text = await response.text();
-        const data = text.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim()).filter(Boolean).at(-1) ?? text;
+        const data =
+          text
+            .split("\n")
+            .filter((line) => line.startsWith("data:"))
+            .map((line) => line.slice(5).trim())
+            .filter(Boolean)
+            .at(-1) ?? text;
         return JSON.parse(data) as { result: Record<string, any> };
       };
       const first = await call({});
@@ -153,7 +169,10 @@ describe("a 2025 call without a client session to ask (dmcp wrap --max-sessions 
     const { client } = await legacyClient(gateway.url);
     try {
       // The call declares no capabilities there: the upstream refuses to ask (-32021), which the client sees.
-      const refused = await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }).then(() => "answered", (err: Error) => err.message);
+      const refused = await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }).then(
+        () => "answered",
+        (err: Error) => err.message,
+      );
       expect(refused).toMatch(/Cannot request input .user_name./);
       expect(textOf(await client.callTool({ name: "test_simple_text", arguments: {} }))).toBe("This is a simple text response for testing.");
     } finally {
@@ -173,13 +192,16 @@ async function startAskingServer(): Promise<{ url: string; server: Server }> {
     req.on("data", (chunk: Buffer) => (body += chunk.toString()));
     req.on("end", () => {
       const message = JSON.parse(body || "{}") as { id?: number; method?: string; params?: Record<string, any> };
-      const reply = (payload: Record<string, unknown>, status = 200) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: message.id ?? null, ...payload }));
+      const reply = (payload: Record<string, unknown>, status = 200) =>
+        res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: message.id ?? null, ...payload }));
       if (message.id === undefined) return void res.writeHead(202).end();
       switch (message.method) {
         case "initialize":
           return reply({ error: { code: -32022, message: "Unsupported protocol version: 2025-11-25", data: { supported: ["2026-07-28"] } } }, 400);
         case "server/discover":
-          return reply({ result: { supportedVersions: ["2026-07-28"], capabilities: { tools: {} }, _meta: { "io.modelcontextprotocol/serverInfo": { name: "asking", version: "1" } } } });
+          return reply({
+            result: { supportedVersions: ["2026-07-28"], capabilities: { tools: {} }, _meta: { "io.modelcontextprotocol/serverInfo": { name: "asking", version: "1" } } },
+          });
         case "tools/list":
           return reply({ result: { tools: [{ name: "ask", inputSchema: { type: "object" } }], resultType: "complete" } });
         case "tools/call": {

@@ -71,7 +71,23 @@ describe("NATS credentials and TLS", () => {
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", file("ca.key"), "-out", file("ca.pem"), "-days", "1", "-subj", "/CN=dmcp test CA");
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", file("server.key"), "-out", file("server.csr"), "-subj", "/CN=localhost");
     writeFileSync(file("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-    openssl("x509", "-req", "-in", file("server.csr"), "-CA", file("ca.pem"), "-CAkey", file("ca.key"), "-CAcreateserial", "-out", file("server.pem"), "-days", "1", "-extfile", file("san.ext"));
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      file("server.csr"),
+      "-CA",
+      file("ca.pem"),
+      "-CAkey",
+      file("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      file("server.pem"),
+      "-days",
+      "1",
+      "-extfile",
+      file("san.ext"),
+    );
     const nats = await server(["--tls", "--tlscert", file("server.pem"), "--tlskey", file("server.key")]);
     const tlsUrl = nats.url.replace(/^nats:/, "tls:");
     expect((await status(["--nats", tlsUrl, "--nats-tls-ca", file("ca.pem")])).code).toBe(0);

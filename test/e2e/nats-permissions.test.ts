@@ -20,18 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import {
-  createAccount,
-  createOperator,
-  createUser,
-  encodeAccount,
-  encodeOperator,
-  encodeUser,
-  fmtCreds,
-  newScopedSigner,
-  type KeyPair,
-  type OperatorLimits,
-} from "@nats-io/jwt";
+import { createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds, newScopedSigner, type KeyPair, type OperatorLimits } from "@nats-io/jwt";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, credsAuthenticator, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
@@ -119,11 +108,9 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
    * What the server refused the roles in their normal work: nothing but the executors' subscriptions
    * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
    */
-  const violations = () =>
-    serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
+  const violations = () => serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
   // The user as 2.9 names it (`User "svc-x"`) and as newer servers do (`"$G/user:svc-x"`).
-  const refusedAdvisory = (line: string) =>
-    /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
+  const refusedAdvisory = (line: string) => /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
@@ -211,7 +198,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     const read = await client.result("resources/read", { uri: "dmcp://context/plant.plans" });
     expect(JSON.parse((read.contents as { text: string }[])[0]!.text)).toMatchObject({ anomaly: "pressure" });
     const history = (await client.result("tools/call", { name: "dmcp_context_history", arguments: { topic: "plant.plans" } })) as CallResult;
-    expect((history.structuredContent?.updates as unknown[]).length).toBeGreaterThan(0);
+    expect(history.structuredContent?.updates as unknown[]).not.toHaveLength(0);
 
     // The operator's commands can run as the gateway's user.
     const status = runDmcp(["status", "--json", "--nats", nats.url, ...roleFlags("gateway")]);
@@ -245,10 +232,14 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     const created = await client.result("tools/call", { name: "sleep", arguments: { ms: 300 }, task: { ttl: 60_000 } });
     const task = created.task as { taskId: string; status: string };
     expect(task.status).toBe("working");
-    const done = await eventually(async () => {
-      const polled = await client.result("tasks/get", { taskId: task.taskId });
-      return polled.status === "completed" ? polled : undefined;
-    }, 30_000, 100);
+    const done = await eventually(
+      async () => {
+        const polled = await client.result("tasks/get", { taskId: task.taskId });
+        return polled.status === "completed" ? polled : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(done.taskId).toBe(task.taskId);
     const listed = (await client.result("tasks/list")).tasks as { taskId: string }[];
     expect(listed.map((entry) => entry.taskId)).toContain(task.taskId);
@@ -309,7 +300,8 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
 
   it("ships a server configuration that nats-server accepts, with the passwords from the environment", () => {
     const env = { ...process.env, ...Object.fromEntries(Object.values(ROLES).map(({ variable, pass }) => [variable, pass])) };
-    const check = (environment: NodeJS.ProcessEnv) => spawnSync(findNatsServerBinary()!, ["-c", "nats-server.conf", "-t"], { cwd: `${REPO_ROOT}deploy/nats`, env: environment, encoding: "utf8" });
+    const check = (environment: NodeJS.ProcessEnv) =>
+      spawnSync(findNatsServerBinary()!, ["-c", "nats-server.conf", "-t"], { cwd: `${REPO_ROOT}deploy/nats`, env: environment, encoding: "utf8" });
     expect(check(env).status).toBe(0);
     const withoutPasswords = check(Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith("DMCP_"))));
     expect(withoutPasswords.status).not.toBe(0);
@@ -487,7 +479,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
  * with the service's name in place of `everything`, as the example tells operators to do.
  */
 function withExecutorOf(service: string, config: string): string {
-  const block = /\n    \{\n      user: svc-everything\n[\s\S]*?\n    \}\n/.exec(config)?.[0];
+  const block = /\n {4}\{\n {6}user: svc-everything\n[\s\S]*?\n {4}\}\n/.exec(config)?.[0];
   if (!block) throw new Error(`no svc-everything block in ${EXAMPLE_CONFIG}`);
   const copy = block.replace(/everything/g, service).replace(/EVERYTHING/g, service.toUpperCase());
   const end = config.lastIndexOf("  ]\n}");
@@ -515,8 +507,18 @@ function examplePermissions(user: string): { pub: string[]; sub: string[] } {
 const EXECUTOR_TAGS = (service: string) => [`service:${service}`, `work-normal:dmcp-work-${service}-normal`, `work-high:dmcp-work-${service}-high`];
 
 const NO_LIMITS: OperatorLimits = {
-  subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1,
-  mem_storage: -1, disk_storage: -1, streams: -1, consumer: -1,
+  subs: -1,
+  data: -1,
+  payload: -1,
+  imports: -1,
+  exports: -1,
+  wildcards: true,
+  conn: -1,
+  leaf: -1,
+  mem_storage: -1,
+  disk_storage: -1,
+  streams: -1,
+  consumer: -1,
 };
 
 describe("NATS JWT accounts: creds files, and executors' permissions from one templated signing key", () => {

@@ -160,11 +160,10 @@ describe("dmcp wrap --url --header against a server that requires the header", (
           env: { UPSTREAM_AUTH: "Bearer s3cret" },
         }),
       );
-      const fromFile = await serving(runDmcp(["wrap", "--name", "from-file", "--nats", nats.url, "--heartbeat", "500", "--url", upstream.url, "--bearer-token-file", join(dir, "token")]));
-      writeFileSync(
-        join(dir, "dmcp.config.json"),
-        JSON.stringify({ gateway: { http: false }, servers: { "from-config": { url: upstream.url, bearerToken: { file: "token" } } } }),
+      const fromFile = await serving(
+        runDmcp(["wrap", "--name", "from-file", "--nats", nats.url, "--heartbeat", "500", "--url", upstream.url, "--bearer-token-file", join(dir, "token")]),
       );
+      writeFileSync(join(dir, "dmcp.config.json"), JSON.stringify({ gateway: { http: false }, servers: { "from-config": { url: upstream.url, bearerToken: { file: "token" } } } }));
       const fromConfig = await serving(runDmcp(["up", "--config", join(dir, "dmcp.config.json"), "--nats", nats.url]));
       for (const service of ["from-env", "from-header-env", "from-file", "from-config"]) {
         await eventually(async () => (await client.toolNames()).includes(`${service}__echo`));
@@ -187,7 +186,9 @@ describe("dmcp wrap --url --header against a server that requires the header", (
   it("without the header: the wrap fails at once naming the 401, and does not fall back to SSE", async () => {
     const refused = runDmcp(["wrap", "--name", "unauthorized", "--nats", nats.url, "--url", upstream.url]);
     expect(await refused.exited).toBe(1);
-    expect(refused.stderr.filter((line) => !line.startsWith("{"))).toEqual([expect.stringMatching(/^dmcp wrap: could not start the upstream MCP server \(http: http:\/\/127\.0\.0\.1:\d+\/mcp\): HTTP 401: .*Unauthorized/)]);
+    expect(refused.stderr.filter((line) => !line.startsWith("{"))).toEqual([
+      expect.stringMatching(/^dmcp wrap: could not start the upstream MCP server \(http: http:\/\/127\.0\.0\.1:\d+\/mcp\): HTTP 401: .*Unauthorized/),
+    ]);
     expect(refused.stderr.join("\n")).not.toMatch(/falling back to legacy SSE/);
   });
 

@@ -37,7 +37,10 @@ describe("progress notifications", () => {
     const before = client.notifications.length;
     const response = await client.request("tools/call", { name: "progress", arguments: { steps }, _meta: { progressToken: token } });
     expect(response.result).toMatchObject({ content: [{ text: `done after ${steps} steps` }] });
-    return client.notifications.slice(before).filter((n) => n.method === "notifications/progress").map((n) => n.params);
+    return client.notifications
+      .slice(before)
+      .filter((n) => n.method === "notifications/progress")
+      .map((n) => n.params);
   }
 
   it.each(["stdio", "http"] as const)("delivers them in order before the result, over %s, with the client's own token", async (inbound) => {
@@ -99,7 +102,10 @@ describe("progress notifications", () => {
       await eventually(async () => (await client.toolNames()).includes("count"));
       const before = client.notifications.length;
       await client.result("tools/call", { name: "count", arguments: { n: 3 }, _meta: { progressToken: "agent-tok" } });
-      const progress = client.notifications.slice(before).filter((n) => n.method === "notifications/progress").map((n) => n.params);
+      const progress = client.notifications
+        .slice(before)
+        .filter((n) => n.method === "notifications/progress")
+        .map((n) => n.params);
       expect(progress).toEqual([1, 2, 3].map((i) => ({ progressToken: "agent-tok", progress: i, total: 3, message: `counted ${i}` })));
     } finally {
       await client.close();

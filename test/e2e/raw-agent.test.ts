@@ -189,7 +189,9 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     const jsm = await jetstreamManager(caller);
     const made = (await jsm.streams.info("KV_dmcp_registry")).config;
     // §6.1's config and the same bucket settings through the KV library, under other names.
-    await jsm.streams.add({ ...REGISTRY_STREAM_CONFIG, name: "KV_dmcp_registry_documented", subjects: ["$KV.dmcp_registry_documented.>"] } as Parameters<typeof jsm.streams.add>[0]);
+    await jsm.streams.add({ ...REGISTRY_STREAM_CONFIG, name: "KV_dmcp_registry_documented", subjects: ["$KV.dmcp_registry_documented.>"] } as Parameters<
+      typeof jsm.streams.add
+    >[0]);
     const documented = (await jsm.streams.info("KV_dmcp_registry_documented")).config;
     await new Kvm(caller).create("dmcp_registry_reference", { history: 1, ttl: 30_000 });
     const reference = (await jsm.streams.info("KV_dmcp_registry_reference")).config;
@@ -204,10 +206,14 @@ describe("a native agent written from PROTOCOL.md alone", () => {
   it("publishes heartbeats on dmcp.v1.hb.<service>.<instance> at its interval (§6.2)", async () => {
     const subject = `dmcp.v1.hb.rawcalc.${agent.instance}`;
     const since = Date.now();
-    const beats = await eventually(() => {
-      const seen = tapped.filter((t) => t.subject === subject && t.at >= since);
-      return seen.length >= 3 ? seen : undefined;
-    }, 10_000, 50);
+    const beats = await eventually(
+      () => {
+        const seen = tapped.filter((t) => t.subject === subject && t.at >= since);
+        return seen.length >= 3 ? seen : undefined;
+      },
+      10_000,
+      50,
+    );
     expect(beats.length).toBeGreaterThanOrEqual(3);
     for (const b of beats) {
       expect(b.envelope.payload).toMatchObject({ kind: "heartbeat", service: "rawcalc", instance: agent.instance, status: "ready", interval_ms: 500 });
@@ -262,15 +268,19 @@ describe("a native agent written from PROTOCOL.md alone", () => {
   it("sends a receipt for a slow gateway call and copies correlation_id and session_id (§5.2)", async () => {
     const response = await callTool("wait", { ms: 150 });
     expect(response.result).toEqual({ content: [{ type: "text", text: "waited 150 ms" }] });
-    const req = [...tapped].reverse().find(
-      (t) => t.subject === "dmcp.v1.req.rawcalc" && (t.envelope.payload.params as { name?: string; arguments?: { ms?: number } })?.arguments?.ms === 150,
-    )!;
+    const req = [...tapped]
+      .reverse()
+      .find((t) => t.subject === "dmcp.v1.req.rawcalc" && (t.envelope.payload.params as { name?: string; arguments?: { ms?: number } })?.arguments?.ms === 150)!;
     expect(req.envelope.receipt).toBe(true);
     // The tap is a subscriber of its own: it may see the answer after the client did.
-    const replies = await eventually(() => {
-      const seen = tapped.filter((t) => t.envelope.correlation_id === req.envelope.correlation_id && t.envelope.sender_id === agent.instance);
-      return seen.length >= 2 ? seen : undefined;
-    }, 5000, 20);
+    const replies = await eventually(
+      () => {
+        const seen = tapped.filter((t) => t.envelope.correlation_id === req.envelope.correlation_id && t.envelope.sender_id === agent.instance);
+        return seen.length >= 2 ? seen : undefined;
+      },
+      5000,
+      20,
+    );
     expect(replies.map((r) => r.envelope.type)).toEqual(["context_update", "prompt_response"]);
     expect(replies[0]!.envelope.payload).toEqual({ method: "dmcp/accepted", params: { instance: agent.instance } });
     for (const r of replies) {
@@ -483,10 +493,14 @@ describe("a native agent written from PROTOCOL.md alone", () => {
 
   it("re-puts its announcement at least every 10 s (§6.1)", async () => {
     const key = `$KV.dmcp_registry.rawcalc.${agent.instance}`;
-    const puts = await eventually(() => {
-      const seen = tapped.filter((t) => t.subject === key);
-      return seen.length >= 2 ? seen : undefined;
-    }, 15_000, 100);
+    const puts = await eventually(
+      () => {
+        const seen = tapped.filter((t) => t.subject === key);
+        return seen.length >= 2 ? seen : undefined;
+      },
+      15_000,
+      100,
+    );
     expect(puts.length).toBeGreaterThanOrEqual(2);
     const gaps = puts.slice(1).map((p, i) => p.at - puts[i]!.at);
     for (const gap of gaps) expect(gap).toBeLessThan(10_500);
@@ -498,11 +512,7 @@ describe("a native agent written from PROTOCOL.md alone", () => {
 
   /** Resolves once the agent's receipt for a call (`dmcp/accepted`, sent 20 ms into a slow call) is on the bus. */
   const accepted = (instance: string) =>
-    eventually(
-      () => tapped.some((t) => t.envelope.sender_id === instance && (t.envelope.payload as { method?: string }).method === "dmcp/accepted"),
-      10_000,
-      20,
-    );
+    eventually(() => tapped.some((t) => t.envelope.sender_id === instance && (t.envelope.payload as { method?: string }).method === "dmcp/accepted"), 10_000, 20);
 
   it("stop(): its tools leave the list quickly, and a call in flight still finishes", async () => {
     const leaver = await startRawAgent({ natsUrl: nats.url, name: "rawstop" }); // default heartbeat 2000 ms
@@ -534,9 +544,19 @@ describe("a native agent written from PROTOCOL.md alone", () => {
     await eventually(() => tapped.find((t) => t.envelope.correlation_id === call.id && t.envelope.type === "context_update"));
     const stopping = leaver.stop();
     await eventually(() => tapped.find((t) => t.subject === `dmcp.v1.hb.rawleave.${leaver.instance}` && t.envelope.payload.status === "stopping"));
-    const cancel = { dMCP_version: "0.1", type: "context_update", id: randomUUID(), correlation_id: call.id, timestamp: new Date().toISOString(), sender_id: "conformance-caller", payload: { method: "notifications/cancelled", params: { reason: "not while leaving" } } };
+    const cancel = {
+      dMCP_version: "0.1",
+      type: "context_update",
+      id: randomUUID(),
+      correlation_id: call.id,
+      timestamp: new Date().toISOString(),
+      sender_id: "conformance-caller",
+      payload: { method: "notifications/cancelled", params: { reason: "not while leaving" } },
+    };
     caller.publish("dmcp.v1.cancel.rawleave", JSON.stringify(cancel));
-    expect(finalOf(await replies)).toEqual([expect.objectContaining({ type: "error_notification", payload: expect.objectContaining({ code: "CANCELLED", message: "not while leaving" }) })]);
+    expect(finalOf(await replies)).toEqual([
+      expect.objectContaining({ type: "error_notification", payload: expect.objectContaining({ code: "CANCELLED", message: "not while leaving" }) }),
+    ]);
     await stopping;
     expect((await registry.get(`rawleave.${leaver.instance}`))?.operation).toBe("DEL");
   });

@@ -83,7 +83,11 @@ describe("signed envelopes between callers, agents and the registry", () => {
   /** A tools/call of `bump` as the gateway would send it, encoded by `security` (signed if it has a key). */
   function bumpRequest(security: MessageSecurity | undefined, amount: number, edit: (envelope: Envelope) => void = () => undefined): Uint8Array {
     const id = randomUUID();
-    const envelope = createEnvelope("prompt_request", { service: "counter", method: "tools/call", params: { name: "bump", arguments: { amount } } }, { id, correlationId: id, sender: "gateway-test" });
+    const envelope = createEnvelope(
+      "prompt_request",
+      { service: "counter", method: "tools/call", params: { name: "bump", arguments: { amount } } },
+      { id, correlationId: id, sender: "gateway-test" },
+    );
     edit(envelope);
     return security ? security.encode(envelope) : encodeEnvelope(envelope);
   }
@@ -159,7 +163,9 @@ describe("signed envelopes between callers, agents and the registry", () => {
 
   it("seals what the published schema describes; only the holder of the key opens it, unaltered", () => {
     const require = createRequire(import.meta.url);
-    const Ajv2020 = (require("ajv/dist/2020.js") as { default: new (options: object) => { addSchema(s: object): void; getSchema(id: string): ((v: unknown) => boolean) | undefined } }).default;
+    const Ajv2020 = (
+      require("ajv/dist/2020.js") as { default: new (options: object) => { addSchema(s: object): void; getSchema(id: string): ((v: unknown) => boolean) | undefined } }
+    ).default;
     const ajv = new Ajv2020({ strict: true, validateFormats: false });
     const schema = (file: string) => {
       ajv.addSchema(JSON.parse(readFileSync(join(REPO_ROOT, "schemas", file), "utf8")) as object);
@@ -223,7 +229,10 @@ describe("signed envelopes between callers, agents and the registry", () => {
 
   it("rejects a signed request whose timestamp lies outside the window", async () => {
     const old = new Date(Date.now() - 10 * 60 * 1000).toISOString();
-    await expectRejected(bumpRequest(agentSecurityOf(gatewayKey), 1, (envelope) => (envelope.timestamp = old)), "REPLAYED");
+    await expectRejected(
+      bumpRequest(agentSecurityOf(gatewayKey), 1, (envelope) => (envelope.timestamp = old)),
+      "REPLAYED",
+    );
     const metrics = await agentMetrics.metrics();
     for (const code of ["SIGNATURE_INVALID", "UNTRUSTED_SIGNER", "SIGNATURE_REQUIRED", "REPLAYED"]) {
       expect(metrics).toMatch(new RegExp(`dmcp_messages_rejected_total\\{code="${code}"\\} [1-9]`));
@@ -253,7 +262,10 @@ describe("signed envelopes between callers, agents and the registry", () => {
       responder.unsubscribe();
     }
     const codes = await eventually(() => {
-      const mine = reports.slice(reported).filter((r) => r.subject === subjects.errors("gateway-test")).map((r) => r.code);
+      const mine = reports
+        .slice(reported)
+        .filter((r) => r.subject === subjects.errors("gateway-test"))
+        .map((r) => r.code);
       return mine.length >= 3 ? mine : undefined;
     });
     expect(codes.sort()).toEqual(["SIGNATURE_INVALID", "UNTRUSTED_SIGNER", "UNTRUSTED_SIGNER"]);
@@ -330,7 +342,10 @@ describe("signed envelopes between callers, agents and the registry", () => {
     const stored = await (await jetstreamManager(raw)).streams.getMessage(CONTEXT_STREAM, { seq });
     raw.publish(stored.subject, stored.data);
     const codes = await eventually(() => {
-      const mine = reports.slice(reported).filter((r) => r.subject === subjects.errors(agent.instance)).map((r) => r.code);
+      const mine = reports
+        .slice(reported)
+        .filter((r) => r.subject === subjects.errors(agent.instance))
+        .map((r) => r.code);
       return mine.includes("UNTRUSTED_SIGNER") && mine.includes("REPLAYED") ? mine : undefined;
     });
     expect(codes).toContain("REPLAYED");
@@ -351,7 +366,11 @@ describe("signed envelopes between callers, agents and the registry", () => {
     // Published again now, it is stale by the stream's clock, and the live reader refuses it as well.
     const live: unknown[] = [];
     const bad: string[] = [];
-    const watch = reader.watch("sec.history", (entry) => void live.push(entry.envelope.payload.data), (problem) => void bad.push(problem.error.code));
+    const watch = reader.watch(
+      "sec.history",
+      (entry) => void live.push(entry.envelope.payload.data),
+      (problem) => void bad.push(problem.error.code),
+    );
     await readerBus.flush();
     const stored = await (await jetstreamManager(raw)).streams.getMessage(CONTEXT_STREAM, { seq });
     raw.publish(stored.subject, stored.data);
@@ -397,7 +416,13 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     expect(sealPublic).toMatch(/^X[A-Z2-7]{55}$/);
     raw = await connectRawNats(nats.url, { name: "raw" });
     executor = await wrapFixtureStdio(nats.url, "vault", [
-      "--sign-key", keyFile("vault.seed"), "--trust-key", gatewayPublic, "--require-signatures", "--seal-key", keyFile("vault.xkey"),
+      "--sign-key",
+      keyFile("vault.seed"),
+      "--trust-key",
+      gatewayPublic,
+      "--require-signatures",
+      "--seal-key",
+      keyFile("vault.xkey"),
     ]);
     gateway = await startGatewayHttp(nats.url, ["--sign-key", keyFile("gateway.seed"), "--trust-key", `vault=${executorPublic}`, "--require-signatures"]);
     client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
@@ -483,7 +508,13 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
 
     // Stopped (SIGTERM), it leaves at once by its signed "stopping" heartbeat: no eviction.
     executor = await wrapFixtureStdio(nats.url, "vault", [
-      "--sign-key", keyFile("vault.seed"), "--trust-key", gatewayPublic, "--require-signatures", "--seal-key", keyFile("vault.xkey"),
+      "--sign-key",
+      keyFile("vault.seed"),
+      "--trust-key",
+      gatewayPublic,
+      "--require-signatures",
+      "--seal-key",
+      keyFile("vault.xkey"),
     ]);
     await eventually(listed);
     await executor.stop();
@@ -497,7 +528,11 @@ describe("security options of the commands", () => {
 
   it("are named by --help", () => {
     const shared = ["--sign-key", "--trust-key", "--require-signatures", "--replay-window"];
-    for (const [command, own] of [["gateway", ["--seal-to"]], ["wrap", ["--seal-key"]], ["up", []]] as const) {
+    for (const [command, own] of [
+      ["gateway", ["--seal-to"]],
+      ["wrap", ["--seal-key"]],
+      ["up", []],
+    ] as const) {
       const help = dmcp([command, "--help"]).stdout;
       for (const flag of [...shared, ...own]) expect(help, `${command} ${flag}`).toContain(flag);
     }

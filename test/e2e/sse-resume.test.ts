@@ -22,7 +22,12 @@ function gatewayWithSession(gatewayFlags: string[] = []) {
     headers = await openSession(gateway.url);
   }, 60_000);
   afterAll(() => world?.dispose());
-  return { get url() { return gateway.url; }, headers: () => headers() };
+  return {
+    get url() {
+      return gateway.url;
+    },
+    headers: () => headers(),
+  };
 }
 
 describe("resumable SSE streams (2025-11-25 sessions over HTTP)", () => {
@@ -101,7 +106,11 @@ describe("replay stays within the session that owns the stream", () => {
     for (const other of [bob, aliceAgain]) {
       const response = await resume(other(), lastEventId);
       expect(response.status).toBe(400);
-      expect(await response.json()).toEqual({ jsonrpc: "2.0", id: null, error: { code: -32600, message: expect.stringContaining("Last-Event-ID names no stream of this session") } });
+      expect(await response.json()).toEqual({
+        jsonrpc: "2.0",
+        id: null,
+        error: { code: -32600, message: expect.stringContaining("Last-Event-ID names no stream of this session") },
+      });
     }
   }
 

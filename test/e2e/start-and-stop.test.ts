@@ -62,7 +62,9 @@ describe("an upstream that never starts", () => {
     expect(await wrap.exited).toBe(1);
     const errors = wrap.stderr.filter((line) => !line.startsWith("{"));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(new RegExp(`^dmcp wrap: could not start the upstream MCP server \\(http: ${url.replace(/\./g, "\\.")}\\): .*connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+$`));
+    expect(errors[0]).toMatch(
+      new RegExp(`^dmcp wrap: could not start the upstream MCP server \\(http: ${url.replace(/\./g, "\\.")}\\): .*connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+$`),
+    );
     expect(noise(wrap)).toEqual([]);
   });
 
@@ -91,7 +93,10 @@ describe("an upstream that never starts", () => {
     const config = join(dir, "broken.json");
     writeFileSync(
       config,
-      JSON.stringify({ gateway: { http: false }, servers: { good: { command: fixture("good")[0], args: fixture("good").slice(1) }, broken: { command: "/no/such/mcp-server", replicas: 2 } } }),
+      JSON.stringify({
+        gateway: { http: false },
+        servers: { good: { command: fixture("good")[0], args: fixture("good").slice(1) }, broken: { command: "/no/such/mcp-server", replicas: 2 } },
+      }),
     );
     const up = runDmcp(["up", "--config", config, "--data-dir", join(dir, "nats-broken")], { detached: true });
     expect(await up.exited).toBe(1);

@@ -19,7 +19,10 @@ import { statelessPost } from "../support/stateless-client.js";
 const FIXTURE = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ELICITING = { "io.modelcontextprotocol/clientCapabilities": { elicitation: { form: {} } } };
 const childPids = (pid: number) =>
-  execFileSync("ps", ["-o", "pid=", "--sort", "start_time", "--ppid", String(pid)], { encoding: "utf8" }).split("\n").map((line) => Number(line.trim())).filter((n) => n > 0);
+  execFileSync("ps", ["-o", "pid=", "--sort", "start_time", "--ppid", String(pid)], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => Number(line.trim()))
+    .filter((n) => n > 0);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -109,19 +112,29 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
       expect(first.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step1: { method: "elicitation/create" } } });
       const state1 = first.body.result.requestState as string;
       expect(typeof state1).toBe("string");
-      const second = await statelessPost(gateway.url, "tools/call", {
-        name: tool,
-        arguments: {},
-        inputResponses: { step1: { action: "accept", content: { name: "Ada" } } },
-        requestState: state1,
-      }, { meta: ELICITING });
+      const second = await statelessPost(
+        gateway.url,
+        "tools/call",
+        {
+          name: tool,
+          arguments: {},
+          inputResponses: { step1: { action: "accept", content: { name: "Ada" } } },
+          requestState: state1,
+        },
+        { meta: ELICITING },
+      );
       expect(second.body.result).toMatchObject({ resultType: "input_required", inputRequests: { step2: { method: "elicitation/create" } } });
-      const third = await statelessPost(gateway.url, "tools/call", {
-        name: tool,
-        arguments: {},
-        inputResponses: { step2: { action: "accept", content: { color: "green" } } },
-        requestState: second.body.result.requestState,
-      }, { meta: ELICITING });
+      const third = await statelessPost(
+        gateway.url,
+        "tools/call",
+        {
+          name: tool,
+          arguments: {},
+          inputResponses: { step2: { action: "accept", content: { color: "green" } } },
+          requestState: second.body.result.requestState,
+        },
+        { meta: ELICITING },
+      );
       expect(third.body.result).toMatchObject({ resultType: "complete", content: [{ type: "text", text: "Ada likes green" }] });
       // A state the upstream did not sign is refused by the upstream, and the refusal reaches the client.
       const tampered = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {}, requestState: `${state1}x` }, { meta: ELICITING });
@@ -160,10 +173,14 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
       const [session, laneChild] = childPids(lane.process.pid!);
       expect(childPids(lane.process.pid!)).toHaveLength(2);
       process.kill(laneChild!, "SIGKILL");
-      const again = await eventually(async () => {
-        const answer = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
-        return answer.body.result ? answer : undefined; // UPSTREAM_UNAVAILABLE until the lane is back
-      }, 30_000, 200);
+      const again = await eventually(
+        async () => {
+          const answer = await statelessPost(gateway.url, "tools/call", { name: tool, arguments: {} }, { meta: ELICITING });
+          return answer.body.result ? answer : undefined; // UPSTREAM_UNAVAILABLE until the lane is back
+        },
+        30_000,
+        200,
+      );
       expect(again.body.result).toMatchObject({ resultType: "input_required" });
       const children = childPids(lane.process.pid!);
       expect(children).toHaveLength(2);
@@ -189,7 +206,7 @@ describe("MCP 2026-07-28 clients with 2026-07-28 upstreams", () => {
     await transport.start();
     try {
       const init = await client.request("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "dmcp-test", version: "1" } });
-      expect(Object.keys((init.result?.capabilities as Record<string, any>).extensions ?? {})).toContain("io.modelcontextprotocol/skills");
+      expect(Object.keys((init.result?.capabilities as Record<string, any> | undefined)?.extensions ?? {})).toContain("io.modelcontextprotocol/skills");
       transport.setProtocolVersion?.("2025-11-25");
       expect(JSON.stringify((await client.request("skills/list", {})).result)).toContain("release-notes");
     } finally {

@@ -33,20 +33,25 @@ type PostOptions = { headers?: Record<string, string>; meta?: Record<string, unk
 
 /** One stateless POST with the headers a 2026-07-28 client sends; `headers` overrides them. */
 async function statelessPost(url: string, method: string, params: Record<string, unknown> = {}, options: PostOptions = {}): Promise<Exchange> {
-    const id = nextId++;
-    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": VERSION, "mcp-method": method };
-    const named = params[NAMED_BY[method] ?? ""];
-    if (typeof named === "string") headers["mcp-name"] = named;
-    for (const [name, value] of Object.entries(options.headers ?? {})) {
-      for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
-      if (value !== "") headers[name] = value;
-    }
-    const withMeta = options.meta === null ? params : { ...params, _meta: { ...META, ...(options.meta ?? {}) } };
-    const response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method, params: withMeta }), signal: options.signal ?? null });
-    const contentType = response.headers.get("content-type") ?? "";
-    if (!contentType.includes("text/event-stream")) return { status: response.status, contentType, body: await response.json(), events: [] };
-    const events = parseSse(await response.text());
-    return { status: response.status, contentType, body: events.at(-1)!, events };
+  const id = nextId++;
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "mcp-protocol-version": VERSION,
+    "mcp-method": method,
+  };
+  const named = params[NAMED_BY[method] ?? ""];
+  if (typeof named === "string") headers["mcp-name"] = named;
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
+    if (value !== "") headers[name] = value;
+  }
+  const withMeta = options.meta === null ? params : { ...params, _meta: { ...META, ...(options.meta ?? {}) } };
+  const response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id, method, params: withMeta }), signal: options.signal ?? null });
+  const contentType = response.headers.get("content-type") ?? "";
+  if (!contentType.includes("text/event-stream")) return { status: response.status, contentType, body: await response.json(), events: [] };
+  const events = parseSse(await response.text());
+  return { status: response.status, contentType, body: events.at(-1)!, events };
 }
 
 describe("MCP 2026-07-28 clients", () => {
@@ -141,7 +146,11 @@ describe("MCP 2026-07-28 clients", () => {
     const { contentType, events, body } = await post("tools/call", { name: "progress", arguments: { steps: 3 } }, { meta: { progressToken: "p-1" } });
     expect(contentType).toContain("text/event-stream");
     expect(events.map((event) => event.method ?? "result")).toEqual(["notifications/progress", "notifications/progress", "notifications/progress", "result"]);
-    expect(events.slice(0, 3).map((event) => [event.params.progressToken, event.params.progress])).toEqual([["p-1", 1], ["p-1", 2], ["p-1", 3]]);
+    expect(events.slice(0, 3).map((event) => [event.params.progressToken, event.params.progress])).toEqual([
+      ["p-1", 1],
+      ["p-1", 2],
+      ["p-1", 3],
+    ]);
     expect(body.result).toMatchObject({ resultType: "complete", content: [{ text: "done after 3 steps" }] });
   });
 

@@ -159,10 +159,14 @@ describe("a gateway killed with tasks in flight", () => {
       const leaseLapses = Date.parse((entry!.json() as { runner: { leaseUntil: string } }).runner.leaseUntil);
       const restarted = await gateway();
       const again = await client(restarted.url, "alice-token");
-      const done = await eventually(async () => {
-        const current = await status(again, task.taskId);
-        return current.status === "working" ? undefined : current;
-      }, 60_000, 500);
+      const done = await eventually(
+        async () => {
+          const current = await status(again, task.taskId);
+          return current.status === "working" ? undefined : current;
+        },
+        60_000,
+        500,
+      );
       return { task, done, restarted, again, endedAfterLeaseMs: Date.now() - leaseLapses };
     } finally {
       await nc.close();
@@ -215,10 +219,14 @@ describe("the 2026-07-28 tasks extension", () => {
     expect(created).toMatchObject({ resultType: "task", status: "working" });
     expect(Number.isInteger(created.ttlMs)).toBe(true);
     expect(created).not.toHaveProperty("ttl");
-    const done = await eventually(async () => {
-      const current = await mcp.result("tasks/get", { taskId: created.taskId, _meta: with_ });
-      return current.status === "completed" ? current : undefined;
-    }, 30_000, 200);
+    const done = await eventually(
+      async () => {
+        const current = await mcp.result("tasks/get", { taskId: created.taskId, _meta: with_ });
+        return current.status === "completed" ? current : undefined;
+      },
+      30_000,
+      200,
+    );
     expect(done.result).toMatchObject({ content: [{ type: "text", text: "slept 1500" }] });
 
     const gated = await mcp.request("tasks/get", { taskId: created.taskId, _meta: meta({}) });

@@ -60,11 +60,15 @@ describe("reloading the tokens file", () => {
   };
   /** Waits for the log line of a reload like `expected` (it may come after the 401: stderr is another pipe). */
   const reloadLogged = (expected: Record<string, unknown>) =>
-    eventually(() => {
-      const reloads = gateway.stderr.filter((line) => line.includes("tokens file reloaded")).map((line) => JSON.parse(line) as unknown);
-      expect(reloads).toContainEqual(expect.objectContaining(expected));
-      return true;
-    }, 10_000, 50);
+    eventually(
+      () => {
+        const reloads = gateway.stderr.filter((line) => line.includes("tokens file reloaded")).map((line) => JSON.parse(line) as unknown);
+        expect(reloads).toContainEqual(expect.objectContaining(expected));
+        return true;
+      },
+      10_000,
+      50,
+    );
 
   it("rereads on SIGHUP a change the watch cannot see", async () => {
     const dave = await openSession(gateway.url, "Bearer dave-token");
@@ -103,8 +107,16 @@ describe("reloading the tokens file", () => {
         fetch(closed.url, {
           method: "POST",
           headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...(authorization ? { authorization } : {}) },
-          body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } } }),
-        }).then(async (response) => (await response.text(), response.status));
+          body: JSON.stringify({
+            jsonrpc: "2.0",
+            id: 1,
+            method: "initialize",
+            params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+          }),
+        }).then(async (response) => {
+          await response.text();
+          return response.status;
+        });
       expect(await initialize()).toBe(401);
       writeFileSync(emptyFile, "frank:frank-token\n");
       await eventually(async () => (await initialize("Bearer frank-token")) === 200, 10_000, 50);

@@ -44,7 +44,9 @@ function answerCall(request: Json, res: ServerResponse): void {
       res.write("event: message\ndata: {this is not json\n\n");
       return;
     case "no_answer":
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "no answer here" } }));
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "no answer here" } }));
       return;
     case "html":
       res.writeHead(200, { "content-type": "text/html" }).end("<html><body>maintenance</body></html>");
@@ -64,7 +66,10 @@ function answer(request: Json, res: ServerResponse): void {
   }
   switch (request.method) {
     case "initialize":
-      json({ jsonrpc: "2.0", id: request.id, result: { protocolVersion: "2025-11-25", capabilities: { tools: {} }, serverInfo: { name: "odd", version: "1.0.0" } } }, { "mcp-session-id": "odd-session" });
+      json(
+        { jsonrpc: "2.0", id: request.id, result: { protocolVersion: "2025-11-25", capabilities: { tools: {} }, serverInfo: { name: "odd", version: "1.0.0" } } },
+        { "mcp-session-id": "odd-session" },
+      );
       return;
     case "tools/list":
       json({ jsonrpc: "2.0", id: request.id, result: { tools: TOOLS.map((name) => ({ name, inputSchema: { type: "object" } })) } });

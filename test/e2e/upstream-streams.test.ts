@@ -30,8 +30,7 @@ function readSse(response: Response): { events: SseEvent[]; messages: () => Reco
       const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
       if (done) return;
       buffer += decoder.decode(value, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) !== -1) {
+      for (let end = buffer.indexOf("\n\n"); end !== -1; end = buffer.indexOf("\n\n")) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const event: SseEvent = { data: "" };
@@ -58,7 +57,12 @@ function readSse(response: Response): { events: SseEvent[]; messages: () => Reco
 
 /** A 2026-07-28 listen stream at `url` for tool and prompt list changes. */
 async function listen(url: string) {
-  const body = { jsonrpc: "2.0", id: "listen-1", method: "subscriptions/listen", params: { notifications: { toolsListChanged: true, promptsListChanged: true }, _meta: STATELESS_META } };
+  const body = {
+    jsonrpc: "2.0",
+    id: "listen-1",
+    method: "subscriptions/listen",
+    params: { notifications: { toolsListChanged: true, promptsListChanged: true }, _meta: STATELESS_META },
+  };
   const response = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": STATELESS_VERSION, "mcp-method": "subscriptions/listen" },
@@ -70,8 +74,7 @@ async function listen(url: string) {
   return stream;
 }
 
-const toolNames = async (url: string): Promise<string[]> =>
-  (((await statelessPost(url, "tools/list")).body.result?.tools ?? []) as { name: string }[]).map((tool) => tool.name);
+const toolNames = async (url: string): Promise<string[]> => (((await statelessPost(url, "tools/list")).body.result?.tools ?? []) as { name: string }[]).map((tool) => tool.name);
 
 /** The text of a tool call's result, called as a 2026-07-28 client. */
 async function callText(url: string, name: string): Promise<string> {
@@ -153,7 +156,12 @@ describe("an HTTP upstream's listen and polled streams, through the bus", () => 
       const init = await fetch(gateway.url, {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: version, capabilities: {}, clientInfo: { name: "polling", version: "1" } } }),
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: { protocolVersion: version, capabilities: {}, clientInfo: { name: "polling", version: "1" } },
+        }),
       });
       const session = init.headers.get("mcp-session-id")!;
       await init.text();
@@ -162,7 +170,11 @@ describe("an HTTP upstream's listen and polled streams, through the bus", () => 
       return headers;
     };
     const call = (headers: Record<string, string>) =>
-      fetch(gateway.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "remote__test_reconnection", arguments: {} } }) });
+      fetch(gateway.url, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "remote__test_reconnection", arguments: {} } }),
+      });
     const isAnswer = (message: Record<string, any>) => message.id === 7 && message.result !== undefined;
 
     it("closes a resumable client's stream before the answer, and replays the answer after Last-Event-ID", async () => {

@@ -37,20 +37,21 @@ describe("tasks of upstreams that keep their own", () => {
     return body.result as Record<string, any>;
   };
   const settled = (url: string, token: string, taskId: string, status: string) =>
-    eventually(async () => {
-      const task = await result(url, token, "tasks/get", { taskId });
-      return task.status === status ? task : undefined;
-    }, 20_000, 100);
+    eventually(
+      async () => {
+        const task = await result(url, token, "tasks/get", { taskId });
+        return task.status === status ? task : undefined;
+      },
+      20_000,
+      100,
+    );
 
   beforeAll(async () => {
     nats = await startTestNats();
     dir = mkdtempSync(join(tmpdir(), "dmcp-upstream-tasks-"));
     writeFileSync(join(dir, "tokens"), "alice:alice-token\nbob:bob-token\ncarol:carol-token\n");
     // carol may use the fixture's tools but not slow_compute: her tasks of it are refused at every method.
-    writeFileSync(
-      join(dir, "policy.json"),
-      JSON.stringify({ default: "allow", rules: [{ match: { subjects: ["carol"] }, deny: { tools: ["remote/slow_compute"] } }] }),
-    );
+    writeFileSync(join(dir, "policy.json"), JSON.stringify({ default: "allow", rules: [{ match: { subjects: ["carol"] }, deny: { tools: ["remote/slow_compute"] } }] }));
     fixture = spawnNode([FIXTURE, "--http", "0"]) as Child & { url: string };
     children.push(fixture);
     const [, port] = await fixture.waitFor(/LISTENING (\d+)/);

@@ -27,7 +27,9 @@ afterAll(async () => {
 async function reported(file: string): Promise<Record<string, string>> {
   return eventually(() => {
     if (!existsSync(file)) return undefined;
-    const lines = readFileSync(file, "utf8").split("\n").filter((line) => line.includes("="));
+    const lines = readFileSync(file, "utf8")
+      .split("\n")
+      .filter((line) => line.includes("="));
     const env: Record<string, string> = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
     // Complete once it has what the wrapper always adds (several children may write it).
     return env.DMCP_TEST_ADDED !== undefined && env.PATH !== undefined ? env : undefined;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, Requester, type Bus } from "../../src/bus/index.js";
-import { Gateway, GatewayCore } from "../../src/gateway/index.js";
+import { Gateway } from "../../src/gateway/index.js";
 import { GatewayMonitor, Ring, scanEnvelope, type MonitorUpdate } from "../../adapters/inbound/dashboard/index.js";
 import { createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
@@ -112,7 +112,9 @@ describe("GatewayMonitor", () => {
 
   it("records the gateway's failed calls, bounded, and bus errors even while nobody watches", async () => {
     for (let i = 0; i < 7; i++) {
-      await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: `missing_${i}` } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+      await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: `missing_${i}` } }))).rejects.toMatchObject({
+        code: ErrorCode.UnknownTarget,
+      });
     }
     const report = createEnvelope("error_notification", { code: "INTERNAL", message: "boom" }, { sender: "other" });
     bus.publish(subjects.errors("other"), encodeEnvelope(report));
@@ -130,10 +132,14 @@ describe("GatewayMonitor", () => {
   it("stops following the gateway's calls when it stops", async () => {
     const other = new GatewayMonitor({ bus, logger: silentLogger() });
     other.attach(gateway);
-    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_a" } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_a" } }))).rejects.toMatchObject({
+      code: ErrorCode.UnknownTarget,
+    });
     expect(other.snapshot().counters.calls).toBe(1);
     other.stop();
-    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_b" } }))).rejects.toMatchObject({ code: ErrorCode.UnknownTarget });
+    await expect(gateway.core.dispatcher.dispatch(gateway.core.call({ method: "tools/call", params: { name: "missing_b" } }))).rejects.toMatchObject({
+      code: ErrorCode.UnknownTarget,
+    });
     expect(other.snapshot().counters.calls).toBe(1);
   });
 });

@@ -28,7 +28,10 @@ describe(`fuzzing with ${INPUTS} generated inputs (envelope parsing, HTTP bodies
 
   it("tries every target with its share of the inputs", () => {
     expect(report.tallies.map((t) => t.target)).toEqual(["envelope", "http", "stdio", "bus"]);
-    expect(report.tallies.reduce((sum, t) => sum + t.tried, 0), figures).toBeGreaterThanOrEqual(INPUTS);
+    expect(
+      report.tallies.reduce((sum, t) => sum + t.tried, 0),
+      figures,
+    ).toBeGreaterThanOrEqual(INPUTS);
     for (const tally of report.tallies) expect(tally.tried, figures).toBeGreaterThan(0);
   });
 

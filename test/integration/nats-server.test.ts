@@ -5,13 +5,7 @@ import { join } from "node:path";
 import { describe, it, expect, afterAll } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import {
-  findNatsServerBinary,
-  startNatsServer,
-  NatsServerNotFoundError,
-  NatsServerStartError,
-  type EmbeddedNats,
-} from "../../src/bus/nats-server.js";
+import { findNatsServerBinary, startNatsServer, NatsServerNotFoundError, NatsServerStartError, type EmbeddedNats } from "../../src/bus/nats-server.js";
 import { startTestNats } from "../support/nats.js";
 
 /** Stops servers a failing test left behind. */

@@ -23,7 +23,10 @@ describe("registry view", () => {
     await provisionTestStreams(nats.url);
     for (let i = 0; i < ANNOUNCED; i++) {
       const presence = new InstancePresence(bus, { service: `svc${i}`, instance: `svc${i}-1`, intervalMs: 5000, load: () => ({ status: "ready", inflight: 0, handled: 0 }) });
-      await presence.start({ capabilities: { tools: {} }, catalog: { tools: [{ name: `tool${i}`, inputSchema: { type: "object" } }], resources: [], resource_templates: [], prompts: [] } });
+      await presence.start({
+        capabilities: { tools: {} },
+        catalog: { tools: [{ name: `tool${i}`, inputSchema: { type: "object" } }], resources: [], resource_templates: [], prompts: [] },
+      });
       presences.push(presence);
     }
   });

@@ -97,7 +97,13 @@ export class RawMcpClient {
   waitForNotification(method: string, timeoutMs = 15_000, since = 0): Promise<void> {
     if (this.notifications.slice(since).some((n) => n.method === method)) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const waiter = { method, resolve: () => (clearTimeout(timer), resolve()) };
+      const waiter = {
+        method,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
       const timer = setTimeout(() => {
         this.notificationWaiters.delete(waiter);
         reject(new Error(`no ${method} within ${timeoutMs} ms`));

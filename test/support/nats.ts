@@ -13,10 +13,7 @@ export function startTestNats(opts: EmbeddedNatsOptions = {}): Promise<EmbeddedN
 }
 
 /** Runs `fn` against a fresh server and always stops it afterwards. */
-export async function withNatsServer<T>(
-  fn: (server: EmbeddedNats) => Promise<T>,
-  opts: EmbeddedNatsOptions = {},
-): Promise<T> {
+export async function withNatsServer<T>(fn: (server: EmbeddedNats) => Promise<T>, opts: EmbeddedNatsOptions = {}): Promise<T> {
   const server = await startTestNats(opts);
   try {
     return await fn(server);

@@ -45,11 +45,22 @@ export async function openSession(url: string, authorization?: string): Promise<
   const init = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...auth },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-test", version: "1" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-test", version: "1" } },
+    }),
   });
   const session = init.headers.get("mcp-session-id")!;
   await init.text();
-  const headers = () => ({ "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": session, "mcp-protocol-version": "2025-11-25", ...auth });
+  const headers = () => ({
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "mcp-session-id": session,
+    "mcp-protocol-version": "2025-11-25",
+    ...auth,
+  });
   await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
   await eventually(async () => {
     const listed = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });

@@ -26,7 +26,12 @@ export async function statelessPost(
   params: Record<string, unknown> = {},
   options: { headers?: Record<string, string>; meta?: Record<string, unknown> } = {},
 ): Promise<StatelessAnswer> {
-  const headers = new Headers({ "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": STATELESS_VERSION, "mcp-method": method });
+  const headers = new Headers({
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "mcp-protocol-version": STATELESS_VERSION,
+    "mcp-method": method,
+  });
   const named = params[NAMED_BY[method] ?? ""];
   if (typeof named === "string") headers.set("mcp-name", named);
   for (const [name, value] of Object.entries(options.headers ?? {})) {
@@ -35,7 +40,8 @@ export async function statelessPost(
   }
   const body = JSON.stringify({ jsonrpc: "2.0", id: nextId++, method, params: { ...params, _meta: { ...STATELESS_META, ...options.meta } } });
   const response = await fetch(url, { method: "POST", headers, body });
-  if (!(response.headers.get("content-type") ?? "").includes("text/event-stream")) return { status: response.status, body: (await response.json()) as Record<string, any>, events: [] };
+  if (!(response.headers.get("content-type") ?? "").includes("text/event-stream"))
+    return { status: response.status, body: (await response.json()) as Record<string, any>, events: [] };
   const events = (await response.text())
     .split("\n")
     .filter((line) => line.startsWith("data:") && line.length > 5)

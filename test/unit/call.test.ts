@@ -26,7 +26,7 @@ const call = (request: Partial<CallRequest>, services = directory()) => new Call
 describe("Call", () => {
   it("routes once, however often its route, delivery and policy target are asked for", () => {
     let routed = 0;
-    const counted = directory((service, method, params) => {
+    const counted = directory((service, _method, params) => {
       routed++;
       return service === "beta" && params.name === "add" ? ("high" as PriorityLane) : undefined;
     });

@@ -13,7 +13,13 @@ import { describe, expect, it } from "vitest";
 import { brokenLinks, headingAnchors, relativeLinks } from "../../scripts/doc-links.js";
 import { CLI_DOCS_FILE, commandsOf, helpTexts, renderCliDocs, REPO_ROOT } from "../../scripts/write-cli-docs.js";
 
-const PAGES = ["README.md", "PROTOCOL.md", ...readdirSync(join(REPO_ROOT, "docs")).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)];
+const PAGES = [
+  "README.md",
+  "PROTOCOL.md",
+  ...readdirSync(join(REPO_ROOT, "docs"))
+    .filter((name) => name.endsWith(".md"))
+    .map((name) => `docs/${name}`),
+];
 /** Linked before they are written: the lead writes docs/architecture.md once the layout has landed. Remove an entry when its file exists. */
 const PENDING = ["docs/architecture.md"];
 
@@ -73,7 +79,10 @@ describe("README.md", () => {
   it("starts with the quick start, whose commands are npm ci && npm run up, and npm test (the command CI runs)", () => {
     const firstSection = readme.split(/^## /m)[1]!;
     expect(firstSection).toMatch(/^Quick start\n/);
-    const commands = /```sh\n([\s\S]*?)```/.exec(firstSection)![1]!.split("\n").map((line) => line.replace(/#.*/, "").trim());
+    const commands = /```sh\n([\s\S]*?)```/
+      .exec(firstSection)![1]!
+      .split("\n")
+      .map((line) => line.replace(/#.*/, "").trim());
     expect(commands.filter(Boolean)).toEqual(["npm ci && npm run up", "npm test"]);
     expect(readFileSync(join(REPO_ROOT, ".ci", "run"), "utf8")).toMatch(/^npm test /m);
   });

@@ -13,14 +13,7 @@ import { describe, expect, it } from "vitest";
 import type { LiveInstance } from "../../src/bus/registry.js";
 import { ConfigError, loadConfig, parseConfig } from "../../src/cli/config.js";
 import { configJsonSchema, CONFIG_SCHEMA_FILE, policyJsonSchema, POLICY_SCHEMA_FILE } from "../../scripts/write-config-schema.js";
-import {
-  AggregatedCatalog,
-  catalogsByService,
-  parseQualifiedUri,
-  qualifyName,
-  qualifyUri,
-  type ServiceCatalog,
-} from "../../src/gateway/catalog/catalog.js";
+import { AggregatedCatalog, catalogsByService, parseQualifiedUri, qualifyName, qualifyUri, type ServiceCatalog } from "../../src/gateway/catalog/catalog.js";
 import {
   asDmcpError,
   BusError,
@@ -141,13 +134,17 @@ function decodeError(value: unknown): DmcpError {
 
 describe("envelope", () => {
   it("writes the ids before the payload, so that an oversized envelope's head still names them", () => {
-    const envelope = createEnvelope("prompt_request", { service: "s", method: "tools/call", params: { pad: "x".repeat(100) } }, {
-      sender: "t",
-      id: "req-1",
-      correlationId: "req-1",
-      sessionId: "sess",
-      deadline: new Date(),
-    });
+    const envelope = createEnvelope(
+      "prompt_request",
+      { service: "s", method: "tools/call", params: { pad: "x".repeat(100) } },
+      {
+        sender: "t",
+        id: "req-1",
+        correlationId: "req-1",
+        sessionId: "sess",
+        deadline: new Date(),
+      },
+    );
     const keys = Object.keys(envelope);
     expect(keys.at(-1)).toBe("payload");
     expect(keys.indexOf("correlation_id")).toBeLessThan(keys.indexOf("payload"));
@@ -588,7 +585,11 @@ describe("MCP message schema (what every inbound path checks)", () => {
     ["a related task without a taskId", { params: { _meta: { "io.modelcontextprotocol/related-task": {} } } }, "related-task"],
     ["params that are an array", { params: [1] }, "params must be an object"],
   ])("answers a request with %s with -32602 naming the field, and its id", (_label, fields, named) => {
-    expect(messageProblem({ jsonrpc: "2.0", id: 7, method: "tools/call", ...fields })).toEqual({ code: JsonRpcErrorCode.InvalidParams, message: expect.stringContaining(named), id: 7 });
+    expect(messageProblem({ jsonrpc: "2.0", id: 7, method: "tools/call", ...fields })).toEqual({
+      code: JsonRpcErrorCode.InvalidParams,
+      message: expect.stringContaining(named),
+      id: 7,
+    });
     // A notification has no id to answer with.
     expect(messageProblem({ jsonrpc: "2.0", method: "notifications/progress", ...fields })).toMatchObject({ code: JsonRpcErrorCode.InvalidParams, id: null });
   });
@@ -610,7 +611,9 @@ describe("JSON Schemas", () => {
   const generated = { ...jsonSchemas(), [CONFIG_SCHEMA_FILE]: configJsonSchema(), [POLICY_SCHEMA_FILE]: policyJsonSchema() };
 
   it("are committed exactly as generated (run `npm run schemas` after changing a zod schema)", () => {
-    const committed = readdirSync(schemasDir).filter((f) => f.endsWith(".json")).sort();
+    const committed = readdirSync(schemasDir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
     expect(committed).toEqual(Object.keys(generated).sort());
     for (const [file, schema] of Object.entries(generated)) {
       expect(committedSchema(file), file).toEqual(schema);
@@ -644,7 +647,12 @@ describe("JSON Schemas", () => {
       // Every other type's schema rejects it.
       for (const other of MESSAGE_TYPES.filter((t) => t !== type)) expect(validator(`${other}.schema.json`)(wire), `${other} accepts ${type}`).toBe(false);
       // Schema and zod agree on a few broken variants.
-      for (const broken of [{ ...wire, sender_id: undefined }, { ...wire, dMCP_version: "0.2" }, { ...wire, payload: "x" }, { ...wire, id: "" }]) {
+      for (const broken of [
+        { ...wire, sender_id: undefined },
+        { ...wire, dMCP_version: "0.2" },
+        { ...wire, payload: "x" },
+        { ...wire, id: "" },
+      ]) {
         const json = JSON.parse(JSON.stringify(broken)) as unknown;
         expect(envelopeSchema(json)).toBe(false);
         expect(validateEnvelope(json).ok).toBe(false);
@@ -697,13 +705,11 @@ interface LiveOptions {
 
 function live(service: string, catalog: Partial<Catalog>, options: LiveOptions = {}): LiveInstance {
   const full: Catalog = { tools: [], resources: [], resource_templates: [], prompts: [], ...catalog };
-  const capabilities =
-    options.capabilities ??
-    {
-      ...(full.tools.length ? { tools: {} } : {}),
-      ...(full.resources.length || full.resource_templates.length ? { resources: {} } : {}),
-      ...(full.prompts.length ? { prompts: {} } : {}),
-    };
+  const capabilities = options.capabilities ?? {
+    ...(full.tools.length ? { tools: {} } : {}),
+    ...(full.resources.length || full.resource_templates.length ? { resources: {} } : {}),
+    ...(full.prompts.length ? { prompts: {} } : {}),
+  };
   const instance = options.instance ?? `${service}-1`;
   const announcement: AnnouncePayload = {
     kind: "announce",
@@ -751,11 +757,7 @@ describe("aggregated catalog", () => {
       live("alpha", { tools: [{ name: "echo", description: "alpha echo" }] }),
     );
     expect(catalog.services).toEqual(["alpha", "beta"]);
-    expect(catalog.tools).toEqual([
-      { name: "alpha__echo", description: "alpha echo" },
-      { name: "beta__echo", description: "beta echo" },
-      { name: "only_beta" },
-    ]);
+    expect(catalog.tools).toEqual([{ name: "alpha__echo", description: "alpha echo" }, { name: "beta__echo", description: "beta echo" }, { name: "only_beta" }]);
     expect(catalog.collisions).toEqual([{ kind: "tool", name: "echo", services: ["alpha", "beta"] }]);
     expect(catalog.tool("alpha__echo")).toEqual({ service: "alpha", target: "echo" });
     expect(catalog.tool("beta__echo")).toEqual({ service: "beta", target: "echo" });
@@ -775,10 +777,7 @@ describe("aggregated catalog", () => {
   });
 
   it("treats prompts like tools", () => {
-    const catalog = aggregate(
-      live("alpha", { prompts: [{ name: "greet", arguments: [] }, { name: "solo" }] }),
-      live("beta", { prompts: [{ name: "greet" }] }),
-    );
+    const catalog = aggregate(live("alpha", { prompts: [{ name: "greet", arguments: [] }, { name: "solo" }] }), live("beta", { prompts: [{ name: "greet" }] }));
     expect(catalog.prompts).toEqual([{ name: "alpha__greet", arguments: [] }, { name: "solo" }, { name: "beta__greet" }]);
     expect(catalog.collisions).toEqual([{ kind: "prompt", name: "greet", services: ["alpha", "beta"] }]);
     expect(catalog.prompt("beta__greet")).toEqual({ service: "beta", target: "greet" });
@@ -791,10 +790,7 @@ describe("aggregated catalog", () => {
 
   it("routes listed resource URIs and qualifies colliding ones as dmcp://service/<service>/<encoded uri>", () => {
     const shared = "file:///shared/notes.txt?x=1#y";
-    const catalog = aggregate(
-      live("alpha", { resources: [{ uri: shared, name: "a" }, { uri: "alpha://only" }] }),
-      live("beta", { resources: [{ uri: shared, name: "b" }] }),
-    );
+    const catalog = aggregate(live("alpha", { resources: [{ uri: shared, name: "a" }, { uri: "alpha://only" }] }), live("beta", { resources: [{ uri: shared, name: "b" }] }));
     const qualifiedAlpha = `dmcp://service/alpha/${encodeURIComponent(shared)}`;
     expect(qualifyUri("alpha", shared)).toBe(qualifiedAlpha);
     expect(catalog.resources).toEqual([{ uri: qualifiedAlpha, name: "a" }, { uri: "alpha://only" }, { uri: `dmcp://service/beta/${encodeURIComponent(shared)}`, name: "b" }]);
