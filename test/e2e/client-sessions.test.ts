@@ -349,7 +349,9 @@ describe("upstream session lifetimes (stdio upstream: a process per client sessi
 
   beforeAll(async () => {
     nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "mortal", ["--session-idle", "1500"]);
+    // Idle long enough that a loaded machine's pause between one test's calls does not end its
+    // session (the roots test needs one session throughout), short enough for the idle test to see.
+    executor = await wrapFixtureStdio(nats.url, "mortal", ["--session-idle", "5000"]);
     gateway = await startGatewayHttp(nats.url);
   });
 
