@@ -8,13 +8,14 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, wr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import type { EmbeddedNats } from "../support/nats.js";
+import { eventually, startGatewayHttp, type Child } from "../support/processes.js";
 import { openSession, readStreamUntil } from "../support/sse.js";
+import { startWorld, type World } from "../support/world.js";
 
 describe("reloading the tokens file", () => {
+  let world: World;
   let nats: EmbeddedNats;
-  let executor: Child;
   let gateway: Child & { url: string };
   let dir: string;
   /** The path the gateway was given: a symlink to a file in another directory, which the gateway does not watch. */
@@ -22,8 +23,6 @@ describe("reloading the tokens file", () => {
   let hiddenFile: string;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    executor = await wrapFixtureStdio(nats.url, "legacy");
     dir = mkdtempSync(join(tmpdir(), "dmcp-tokens-"));
     mkdirSync(join(dir, "watched"));
     mkdirSync(join(dir, "elsewhere"));
@@ -31,12 +30,12 @@ describe("reloading the tokens file", () => {
     tokensPath = join(dir, "watched", "tokens");
     writeFileSync(hiddenFile, "alice:alice-token\nbob:bob-token\ndave:dave-token\n");
     symlinkSync(hiddenFile, tokensPath);
-    gateway = await startGatewayHttp(nats.url, ["--auth-tokens", tokensPath]);
+    world = await startWorld({ services: { legacy: [] }, gateway: ["--auth-tokens", tokensPath], client: false });
+    ({ nats, gateway } = world);
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.allSettled([gateway?.stop(), executor?.stop()]);
-    await nats?.stop();
+    await world?.dispose();
     rmSync(dir, { recursive: true, force: true });
   });
 
