@@ -11,6 +11,7 @@ import { silentLogger } from "../../src/util/logger.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
 import { eventually, startGatewayHttp, type Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 describe("context topics through the gateway", () => {
   let nats: EmbeddedNats;
@@ -133,26 +134,23 @@ describe("context topics through the gateway", () => {
 });
 
 describe("announcements with invalid tools", () => {
+  let world: World;
   let nats: EmbeddedNats;
   let bus: Bus;
   let raw: NatsConnection;
-  let gateway: Child & { url: string };
   let client: RawMcpClient;
 
   beforeAll(async () => {
-    nats = await startTestNats();
+    world = await startWorld();
+    ({ nats, client } = world);
     bus = await connectBus({ servers: nats.url, name: "invalid-announce-test", logger: silentLogger() });
     raw = await connect({ servers: nats.url });
-    gateway = await startGatewayHttp(nats.url);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
   });
 
   afterAll(async () => {
-    await client?.close();
-    await gateway?.stop();
     await raw?.close();
     await bus?.drain();
-    await nats?.stop();
+    await world?.dispose();
   });
 
   it("lists the valid tools, drops the invalid ones and reports them as error_notification", async () => {
