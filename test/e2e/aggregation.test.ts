@@ -6,9 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import type { EmbeddedNats } from "../support/nats.js";
 import { RawMcpClient } from "../support/mcp-client.js";
 import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { startWorld, type World } from "../support/world.js";
 
 const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
 /** The gateway's own tools (context topics), listed next to every service's. */
@@ -33,6 +34,7 @@ function text(result: Record<string, unknown>): string {
 }
 
 describe("several services behind one gateway", () => {
+  let world: World;
   let nats: EmbeddedNats;
   let alpha: Child;
   let everything: Child | undefined;
@@ -41,16 +43,16 @@ describe("several services behind one gateway", () => {
   const betas: Child[] = [];
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    alpha = await wrapFixtureStdio(nats.url, "alpha");
-    gateway = await startGatewayHttp(nats.url);
+    world = await startWorld({ services: { alpha: [] }, client: false });
+    ({ nats, gateway } = world);
+    alpha = world.executors.alpha!;
     client = await connectHttp(gateway.url);
   });
 
   afterAll(async () => {
     await client?.close().catch(() => undefined);
-    await Promise.allSettled([gateway?.stop(), alpha?.stop(), everything?.stop(), ...betas.map((b) => b.stop())]);
-    await nats?.stop();
+    await Promise.allSettled([everything?.stop(), ...betas.map((b) => b.stop())]);
+    await world?.dispose();
   });
 
   it("exposes the tool names of a single service unchanged", async () => {
