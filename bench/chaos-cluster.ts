@@ -23,10 +23,10 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM, WORK_STREAM } from "../src/protocol/index.js";
-import { serverGenerations, startTestCluster, type TestCluster } from "../test/helpers/cluster.js";
-import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/helpers/load.js";
-import { gatewayTransport, RawMcpClient } from "../test/helpers/mcp-client.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/helpers/processes.js";
+import { serverGenerations, startTestCluster, type TestCluster } from "../test/support/cluster.js";
+import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/support/load.js";
+import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
 import { describeMachine } from "./lib/machine.js";
 

@@ -23,10 +23,10 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { DEAD_LETTER_STREAM } from "../src/protocol/index.js";
 import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
-import { gatewayTransport, RawMcpClient } from "../test/helpers/mcp-client.js";
-import { countResponses, runLoad, whenReached } from "../test/helpers/load.js";
+import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
+import { countResponses, runLoad, whenReached } from "../test/support/load.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/helpers/processes.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 500);
 const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 48);

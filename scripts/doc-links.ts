@@ -1,7 +1,7 @@
 /**
  * The relative links of markdown pages, and those that lead nowhere: a target file that does not
  * exist, or a `#fragment` that names no heading of its page (headings get GitHub's anchors).
- * test/docs.test.ts runs it over README.md and docs/.
+ * test/unit/docs.test.ts runs it over README.md and docs/.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";

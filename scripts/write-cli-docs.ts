@@ -3,7 +3,7 @@
  * are documented once (in src/cli) and shown there as users see them: `dmcp --help`, then
  * `dmcp <command> --help` for every command the overview lists, each between its markers
  * `<!-- begin: dmcp up --help ... -->` and `<!-- end: dmcp up --help -->`. The prose around the
- * markers is the page's own. test/docs.test.ts fails when docs/cli.md and the help texts differ.
+ * markers is the page's own. test/unit/docs.test.ts fails when docs/cli.md and the help texts differ.
  * Run: `node dist/scripts/write-cli-docs.js` after `npm run build` (npm run docs:cli does both).
  */
 import { execFile } from "node:child_process";

@@ -23,13 +23,13 @@ const SPECS: Record<UpstreamKind, { script: string; args: string[]; description:
   conformance: {
     script: CONFORMANCE_SERVER_JS,
     args: [],
-    description: "the conformance fixture (test/fixtures/conformance-server.ts), tools/call test_simple_text",
+    description: "the conformance fixture (test/support/fixtures/conformance-server.ts), tools/call test_simple_text",
     tool: { name: "test_simple_text", arguments: {}, expectText: "This is a simple text response for testing." },
   },
   raw: {
     script: RAW_SERVER_JS,
     args: ["--name", "bench"],
-    description: "the raw fixture (test/fixtures/raw-server.ts), tools/call echo",
+    description: "the raw fixture (test/support/fixtures/raw-server.ts), tools/call echo",
     tool: { name: "echo", arguments: { text: "x" }, expectText: "x" },
   },
 };

@@ -21,8 +21,8 @@ function findRepoRoot(): string {
 
 export const REPO_ROOT = findRepoRoot();
 export const DMCP_JS = join(REPO_ROOT, "dist/src/cli/main.js");
-export const RAW_SERVER_JS = join(REPO_ROOT, "dist/test/fixtures/raw-server.js");
-export const SDK_AGENT_JS = join(REPO_ROOT, "dist/test/fixtures/sdk-agent.js");
+export const RAW_SERVER_JS = join(REPO_ROOT, "dist/test/support/fixtures/raw-server.js");
+export const SDK_AGENT_JS = join(REPO_ROOT, "dist/test/support/fixtures/sdk-agent.js");
 
 /** Lines a healthy process never writes to stderr. */
 const TROUBLE = /unhandled rejection|uncaught|Maximum call stack|heap out of memory|FATAL ERROR|\(node:\d+\) \[?\w*Warning/i;

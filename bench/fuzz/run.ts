@@ -1,5 +1,5 @@
 /**
- * One fuzz run over every target, shared by `npm run fuzz` and test/fuzz.test.ts: envelope parsing in
+ * One fuzz run over every target, shared by `npm run fuzz` and test/integration/fuzz.long.test.ts: envelope parsing in
  * this process, then HTTP bodies, stdio lines and bus messages together, each with its share of the
  * inputs; every request among them must be answered within ANSWER_WITHIN_MS. Afterwards every process
  * must still be alive and answer a valid call on each edge, no process may have written an unhandled

@@ -1,5 +1,5 @@
 /** The report of a chaos run (`npm run chaos`, `npm run chaos:cluster`): what each phase's calls ended with, as a table. */
-import type { CallOutcome } from "../../test/helpers/load.js";
+import type { CallOutcome } from "../../test/support/load.js";
 
 export interface Report {
   phase: string;

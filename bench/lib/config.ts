@@ -48,8 +48,8 @@ export const envFlag = (name: string): boolean => process.env[name] === "1";
 /** dist/ — this file runs as dist/bench/lib/config.js. */
 export const DIST = fileURLToPath(new URL("../..", import.meta.url));
 /** The test fixtures the bench uses as upstreams (built with the project). */
-export const RAW_SERVER_JS = resolve(DIST, "test/fixtures/raw-server.js");
-export const CONFORMANCE_SERVER_JS = resolve(DIST, "test/fixtures/conformance-server.js");
+export const RAW_SERVER_JS = resolve(DIST, "test/support/fixtures/raw-server.js");
+export const CONFORMANCE_SERVER_JS = resolve(DIST, "test/support/fixtures/conformance-server.js");
 export const DMCP_JS = resolve(DIST, "src/cli/main.js");
 export const TUNNEL_IN_JS = resolve(DIST, "bench/tunnel/tunnel-in.js");
 export const TUNNEL_OUT_JS = resolve(DIST, "bench/tunnel/tunnel-out.js");

@@ -11,9 +11,9 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { connectBus, type Bus } from "../../src/bus/connection.js";
 import { createEnvelope, DmcpError, encodeEnvelope, errorPayload, ErrorCode, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
-import { gatewayTransport, RawMcpClient } from "../helpers/mcp-client.js";
-import { startTestNats, type EmbeddedNats } from "../helpers/nats.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../helpers/processes.js";
+import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
+import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: run sh scripts/ensure-chromium.sh (or set CHROMIUM_BIN)`);

@@ -1,0 +1,221 @@
+/**
+ * `dmcp gateway --nostr`: the bus's services served to Nostr clients. The ContextVM SDK's own client
+ * calls a wrapped stdio server through the gateway; a plain Nostr subscription sees the catalog's
+ * announcements follow services as they come and go; the access policy applies per public key;
+ * bad events are dropped with a log line while the gateway keeps serving.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
+import { PrivateKeySigner } from "@contextvm/sdk/signer";
+import { NostrClientTransport } from "@contextvm/sdk/transport";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { finalizeEvent, generateSecretKey, getPublicKey, nip44, type NostrEvent } from "nostr-tools";
+import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import * as z from "zod";
+import { Agent } from "../../src/agent/index.js";
+import { connectBus, type Bus } from "../../src/bus/index.js";
+import { silentLogger } from "../../src/util/logger.js";
+import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
+import { eventually, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+
+useWebSocketImplementation(WebSocket);
+
+/** A client as ContextVM users write one: the MCP SDK's Client over the ContextVM SDK's client transport. */
+async function contextVmClient(relayUrl: string, serverPubkey: string, secret = generateSecretKey()): Promise<Client> {
+  const transport = new NostrClientTransport({
+    signer: new PrivateKeySigner(Buffer.from(secret).toString("hex")),
+    relayHandler: new ApplesauceRelayPool([relayUrl]),
+    serverPubkey,
+    logLevel: "silent",
+  });
+  const client = new Client({ name: "contextvm-test-client", version: "1.0.0" });
+  await client.connect(transport);
+  return client;
+}
+
+/** The newest event of `kind` by `author` on the relay, asked as any Nostr client would. */
+async function latest(relayUrl: string, author: string, kind: number): Promise<NostrEvent | undefined> {
+  const relay = await Relay.connect(relayUrl);
+  try {
+    const events: NostrEvent[] = [];
+    await new Promise<void>((resolve) => {
+      const sub = relay.subscribe([{ kinds: [kind], authors: [author] }], {
+        onevent: (event) => events.push(event),
+        oneose: () => {
+          sub.close();
+          resolve();
+        },
+      });
+    });
+    return events.sort((a, b) => b.created_at - a.created_at)[0];
+  } finally {
+    relay.close();
+  }
+}
+
+const toolNamesIn = (event: NostrEvent | undefined) => ((JSON.parse(event?.content ?? "{}") as { tools?: { name: string }[] }).tools ?? []).map((tool) => tool.name);
+
+describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
+  let nats: EmbeddedNats;
+  let relay: TestRelay;
+  let executor: Child;
+  let gateway: Child;
+  let client: Client;
+  let dir: string;
+  const gatewaySecret = generateSecretKey();
+  const gatewayPubkey = getPublicKey(gatewaySecret);
+  const blocked = generateSecretKey();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "dmcp-nostr-gw-"));
+    writeFileSync(join(dir, "gateway.key"), Buffer.from(gatewaySecret).toString("hex"));
+    writeFileSync(
+      join(dir, "policy.json"),
+      JSON.stringify({ default: "allow", rules: [{ match: { kinds: ["nostr"], subjects: [getPublicKey(blocked)] }, deny: { tools: ["*"] } }] }),
+    );
+    [nats, relay] = await Promise.all([startTestNats(), startTestRelay()]);
+    executor = await wrapFixtureStdio(nats.url, "fixture");
+    gateway = runDmcp(["gateway", "--nats", nats.url, "--nostr", "--relay", relay.url, "--nostr-key", join(dir, "gateway.key"), "--policy", join(dir, "policy.json")]);
+    // The gateway subscribes before it says so: a request sent earlier would be lost.
+    await gateway.waitFor(/serving MCP on Nostr/);
+    client = await contextVmClient(relay.url, gatewayPubkey);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await gateway?.stop();
+    await executor?.stop();
+    await relay?.stop();
+    await nats?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers a ContextVM client's call from a wrapped stdio server", async () => {
+    const tools = await client.listTools();
+    expect(tools.tools.map((tool) => tool.name)).toContain("echo");
+    const result = await client.callTool({ name: "echo", arguments: { text: "from nostr" } });
+    expect(result.content).toMatchObject([{ type: "text", text: expect.stringContaining("from nostr") }]);
+  });
+
+  it("passes a call's progress to the client that made it", async () => {
+    const progress: number[] = [];
+    const result = await client.callTool({ name: "progress", arguments: { steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+    expect(progress).toEqual([1, 2, 3]);
+    expect(result.isError).toBeFalsy();
+  });
+
+  it("announces the server and its catalog (kinds 11316 and 11317) to a plain Nostr subscription", async () => {
+    const server = await eventually(() => latest(relay.url, gatewayPubkey, 11316));
+    expect(JSON.parse(server.content)).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
+    expect(server.tags).toContainEqual(["name", "dmcp-gateway"]);
+    const tools = await eventually(async () => {
+      const event = await latest(relay.url, gatewayPubkey, 11317);
+      return toolNamesIn(event).includes("echo") ? event : undefined;
+    });
+    expect(toolNamesIn(tools)).toContain("echo");
+    const lists = await Promise.all([11318, 11319, 11320].map((kind) => eventually(() => latest(relay.url, gatewayPubkey, kind))));
+    expect(lists.map((event) => Object.keys(JSON.parse(event.content)))).toEqual([["resources"], ["resourceTemplates"], ["prompts"]]);
+  });
+
+  it("announces the catalog again as services come and go", async () => {
+    const bus: Bus = await connectBus({ servers: nats.url, name: "nostr-agent", logger: silentLogger() });
+    const agent = new Agent({ bus, name: "latecomer", version: "1.0.0", logger: silentLogger() });
+    agent.tool("late_tool", { description: "joins after the gateway started", input: z.object({}) }, () => "here");
+    try {
+      await agent.start();
+      const joined = await eventually(async () => toolNamesIn(await latest(relay.url, gatewayPubkey, 11317)).includes("late_tool") || undefined, 20_000);
+      expect(joined).toBe(true);
+      await agent.stop();
+      const left = await eventually(async () => !toolNamesIn(await latest(relay.url, gatewayPubkey, 11317)).includes("late_tool") || undefined, 30_000);
+      expect(left).toBe(true);
+    } finally {
+      await agent.stop();
+      await bus.drain();
+    }
+  });
+
+  it("passes a client's cancellation to the call", async () => {
+    const bus: Bus = await connectBus({ servers: nats.url, name: "nostr-patient", logger: silentLogger() });
+    const agent = new Agent({ bus, name: "patient", version: "1.0.0", logger: silentLogger() });
+    let markStarted!: () => void;
+    const started = new Promise<void>((resolve) => (markStarted = resolve));
+    let markAborted!: (reason: unknown) => void;
+    const aborted = new Promise<unknown>((resolve) => (markAborted = resolve));
+    agent.tool("wait_for_abort", { description: "waits until cancelled", input: z.object({}) }, (_args, ctx) => {
+      markStarted();
+      return new Promise((resolve) => {
+        ctx.signal.addEventListener("abort", () => {
+          markAborted(ctx.signal.reason);
+          resolve("stopped");
+        });
+      });
+    });
+    try {
+      await agent.start();
+      await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "wait_for_abort"));
+      const controller = new AbortController();
+      const call = client.callTool({ name: "wait_for_abort", arguments: {} }, undefined, { signal: controller.signal });
+      await started;
+      controller.abort("user pressed stop");
+      await expect(call).rejects.toThrow();
+      expect(String(await aborted)).toContain("user pressed stop");
+    } finally {
+      await agent.stop();
+      await bus.drain();
+    }
+  });
+
+  it("applies the access policy to the client's public key", async () => {
+    const refused = await contextVmClient(relay.url, gatewayPubkey, blocked);
+    try {
+      expect((await refused.listTools()).tools).toEqual([]);
+      await expect(refused.callTool({ name: "echo", arguments: { text: "let me in" } })).rejects.toThrow(`Forbidden: nostr "${getPublicKey(blocked)}" may not use tool echo`);
+    } finally {
+      await refused.close();
+    }
+  });
+
+  describe("bad events addressed to the gateway", () => {
+    const stranger = generateSecretKey();
+    const now = () => Math.floor(Date.now() / 1000);
+    const request = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" });
+    const message = (content: string, kind = 25910) => finalizeEvent({ kind, created_at: now(), tags: [["p", gatewayPubkey]], content }, stranger);
+    const wrap = (inner: object) => {
+      const oneTime = generateSecretKey();
+      const key = nip44.v2.utils.getConversationKey(oneTime, gatewayPubkey);
+      return finalizeEvent({ kind: 1059, created_at: now(), tags: [["p", gatewayPubkey]], content: nip44.v2.encrypt(JSON.stringify(inner), key) }, oneTime);
+    };
+
+    it.each([
+      ["a forged signature", () => ({ ...message(request), content: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list" }) }), /forged/],
+      ["a wrong outer kind", () => message(request, 1), /kind 1 is not a message kind/],
+      ["a wrong inner kind", () => wrap(message(request, 4)), /holds an event of kind 4/],
+      [
+        "a gift wrap that cannot be opened",
+        () => finalizeEvent({ kind: 1059, created_at: now(), tags: [["p", gatewayPubkey]], content: "bm90IGVuY3J5cHRlZA==" }, stranger),
+        /cannot be opened/,
+      ],
+      ["malformed content", () => message("{not json"), /content is not JSON/],
+      ["an oversized event", () => message(JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/list", params: { pad: "x".repeat(600_000) } })), /larger than/],
+      ["a malformed event", () => ({ kind: 25910, tags: [["p", gatewayPubkey]], content: 5 }), /not a well-formed event/],
+    ])("drops %s with a log line", async (_name, event, reason) => {
+      relay.pushToEverySubscription(event());
+      const [line] = await gateway.waitFor(new RegExp(`${reason.source}.*dropped a Nostr event|dropped a Nostr event.*${reason.source}`));
+      expect(line).toContain("dropped a Nostr event");
+    });
+
+    it("drops a replayed request with a log line, and keeps serving", async () => {
+      const event = wrap(message(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })));
+      relay.pushToEverySubscription(event);
+      relay.pushToEverySubscription(event);
+      await gateway.waitFor(/replayed/);
+      const result = await client.callTool({ name: "echo", arguments: { text: "still serving" } });
+      expect(result.content).toMatchObject([{ type: "text", text: expect.stringContaining("still serving") }]);
+    });
+  });
+});

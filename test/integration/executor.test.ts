@@ -1,0 +1,112 @@
+/**
+ * The executor and gateway as a library (what `dmcp wrap` and `dmcp gateway` are made of), in-process
+ * against a real nats-server and the fixture MCP server over stdio.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { stdioConnector } from "../../adapters/outbound/index.js";
+import { connectBus, Requester, type Bus } from "../../src/bus/index.js";
+import { Executor } from "../../src/executor/index.js";
+import { decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../../src/protocol/index.js";
+import { silentLogger } from "../../src/util/logger.js";
+import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { FIXTURE_BIN } from "../support/processes.js";
+
+describe("Executor in-process", () => {
+  let nats: EmbeddedNats;
+  let bus: Bus;
+  let executor: Executor;
+  let raw: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    bus = await connectBus({ servers: nats.url, name: "executor-test", logger: silentLogger() });
+    executor = new Executor({
+      bus,
+      service: "lib",
+      logger: silentLogger(),
+      maxEnvelopeBytes: 2048,
+      heartbeatMs: 500,
+      // Long enough that no call of this file is still running when its receipt would be due.
+      receiptDelayMs: 5000,
+      connector: stdioConnector({ command: process.execPath, args: [FIXTURE_BIN, "--stdio", "--name", "lib"] }),
+    });
+    await executor.start();
+    raw = await connect({ servers: nats.url });
+  });
+
+  afterAll(async () => {
+    await raw?.close();
+    await executor?.stop();
+    await bus?.drain();
+    await nats?.stop();
+  });
+
+  it("announces the upstream's catalog", () => {
+    expect(executor.currentCatalog.tools.map((tool) => tool.name)).toContain("echo");
+    expect(executor.currentCatalog.resources).toHaveLength(2);
+  });
+
+  it("serves calls made with a Requester", async () => {
+    const caller = new Requester(bus, "caller-test");
+    const result = await caller.call("lib", "tools/call", { name: "add", arguments: { a: 20, b: 22 } }, { timeoutMs: 5000 });
+    expect(result.structuredContent).toEqual({ sum: 42 });
+    caller.close();
+  });
+
+  it("refuses an envelope over its size limit with PAYLOAD_TOO_LARGE", async () => {
+    const envelope = JSON.stringify({
+      dMCP_version: "0.1",
+      type: "prompt_request",
+      id: "huge-1",
+      correlation_id: "huge-1",
+      timestamp: new Date().toISOString(),
+      sender_id: "t",
+      payload: { service: "lib", method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(4096) } } },
+    });
+    const reply = await raw.request(subjects.request("lib"), envelope, { timeout: 5000 });
+    const decoded = decodeEnvelope(reply.data);
+    expect(decoded.ok && decoded.envelope).toMatchObject({ type: "error_notification", correlation_id: "huge-1", payload: { code: ErrorCode.PayloadTooLarge } });
+  });
+
+  it("gives NO_RESPONDERS for a service nobody serves, at once", async () => {
+    const caller = new Requester(bus, "caller-test");
+    const error = await caller.call("nobody", "tools/list", undefined, { timeoutMs: 30_000 }).catch((err: unknown) => err);
+    expect(isDmcpError(error, ErrorCode.NoResponders)).toBe(true);
+    caller.close();
+  });
+
+  it("cancels a call locally when its signal aborts", async () => {
+    const caller = new Requester(bus, "caller-test");
+    const controller = new AbortController();
+    const pending = caller.call("lib", "tools/call", { name: "sleep", arguments: { ms: 2000 } }, { timeoutMs: 10_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    const error = await pending.catch((err: unknown) => err);
+    expect(isDmcpError(error, ErrorCode.Cancelled)).toBe(true);
+    caller.close();
+  });
+
+  it("sends no receipt for a call that answers before the receipt is due", async () => {
+    const inbox = createInbox();
+    const replies = raw.subscribe(inbox);
+    const request = {
+      dMCP_version: "0.1",
+      type: "prompt_request",
+      id: "quick-1",
+      correlation_id: "quick-1",
+      receipt: true,
+      timestamp: new Date().toISOString(),
+      sender_id: "t",
+      payload: { service: "lib", method: "tools/call", params: { name: "echo", arguments: { text: "quick" } } },
+    };
+    raw.publish(subjects.request("lib"), JSON.stringify(request), { reply: inbox });
+    const types: string[] = [];
+    const timer = setTimeout(() => replies.unsubscribe(), 1000);
+    for await (const msg of replies) {
+      const decoded = decodeEnvelope(msg.data);
+      if (decoded.ok) types.push(decoded.envelope.type);
+    }
+    clearTimeout(timer);
+    expect(types).toEqual(["prompt_response"]);
+  });
+});

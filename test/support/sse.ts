@@ -1,0 +1,70 @@
+/** Test helpers for the HTTP gateway's SSE streams, read with fetch: sessions, events, streams left open. */
+import { eventually } from "./processes.js";
+
+export interface SseEvent {
+  id?: string;
+  retry?: string;
+  data: string;
+}
+
+export function parseEvents(text: string): SseEvent[] {
+  return text
+    .split(/\n\n/)
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const event: SseEvent = { data: "" };
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        const field = line.slice(0, colon);
+        const value = line.slice(colon + 1).trimStart();
+        if (field === "id") event.id = value;
+        else if (field === "retry") event.retry = value;
+        else if (field === "data") event.data += value;
+      }
+      return event;
+    });
+}
+
+/** Reads an SSE stream that stays open until its text includes `marker` (or it ends), then lets it go. */
+export async function readStreamUntil(response: Response, marker: string): Promise<SseEvent[]> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes(marker)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  await reader.cancel();
+  return parseEvents(text);
+}
+
+/** Opens a 2025-11-25 session on the gateway (as the identity of `authorization`, if given) and returns the headers of its requests. */
+export async function openSession(url: string, authorization?: string): Promise<() => Record<string, string>> {
+  const auth: Record<string, string> = authorization ? { authorization } : {};
+  const init = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...auth },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-test", version: "1" } },
+    }),
+  });
+  const session = init.headers.get("mcp-session-id")!;
+  await init.text();
+  const headers = () => ({
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "mcp-session-id": session,
+    "mcp-protocol-version": "2025-11-25",
+    ...auth,
+  });
+  await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  await eventually(async () => {
+    const listed = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
+    return (await listed.text()).includes('"progress"');
+  });
+  return headers;
+}
