@@ -9,7 +9,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { Child, DMCP, NODE, ROOT, startGateway, startNats, waitForTools } from "../../examples/lib.js";
 import type { TargetName } from "./target-names.js";
 
-const FIXTURE = join(ROOT, "dist", "test", "fixtures", "conformance-server.js");
+const FIXTURE = join(ROOT, "dist", "test", "support", "fixtures", "conformance-server.js");
 const SERVICE = "conformance";
 /**
  * The gateway polls long calls' SSE streams (`--sse-poll`): every call of the suite that runs longer

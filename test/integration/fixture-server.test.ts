@@ -15,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startRawServerHttp } from "../support/fixtures/raw-server.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-const serverJs = path.join(repoRoot, "dist", "test", "fixtures", "raw-server.js");
+const serverJs = path.join(repoRoot, "dist", "test", "support", "fixtures", "raw-server.js");
 
 beforeAll(() => {
   // `npm test` builds before vitest runs; several files compiling into dist/ at once would collide.

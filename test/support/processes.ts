@@ -115,31 +115,44 @@ export function runDmcp(args: string[], options: SpawnOptions = {}): Child {
   return spawnNode([DMCP_BIN, ...args], options);
 }
 
+/**
+ * Waits for the line that says a child started; when it does not come, the child is killed, so that a
+ * failed start does not leave a process running after its test file (it would outlive the nats-server).
+ */
+async function startedOrKilled(child: Child, started: RegExp): Promise<RegExpMatchArray> {
+  try {
+    return await child.waitFor(started);
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  }
+}
+
 /** `dmcp wrap` around the fixture over stdio; resolves once the executor serves. */
 export async function wrapFixtureStdio(natsUrl: string, service: string, extra: string[] = []): Promise<Child> {
   const child = runDmcp(["wrap", "--name", service, "--nats", natsUrl, "--heartbeat", "500", ...extra, "--", process.execPath, FIXTURE_BIN, "--stdio", "--name", service]);
-  await child.waitFor(/executor serving/);
+  await startedOrKilled(child, /executor serving/);
   return child;
 }
 
 /** The fixture as an HTTP server in its own process. */
 export async function startFixtureHttp(name: string): Promise<Child & { url: string }> {
   const child = spawnNode([FIXTURE_BIN, "--http", "0", "--name", name]);
-  const [, port] = await child.waitFor(/LISTENING (\d+)/);
+  const [, port] = await startedOrKilled(child, /LISTENING (\d+)/);
   return Object.assign(child, { url: `http://127.0.0.1:${port}/mcp` });
 }
 
 /** `dmcp wrap --url` around an HTTP MCP server; resolves once the executor serves. */
 export async function wrapUrl(natsUrl: string, service: string, url: string, extra: string[] = []): Promise<Child> {
   const child = runDmcp(["wrap", "--name", service, "--nats", natsUrl, "--heartbeat", "500", "--url", url, ...extra]);
-  await child.waitFor(/executor serving/);
+  await startedOrKilled(child, /executor serving/);
   return child;
 }
 
 /** `dmcp gateway --http 0`; resolves with its MCP URL. */
 export async function startGatewayHttp(natsUrl: string, extra: string[] = []): Promise<Child & { url: string }> {
   const child = runDmcp(["gateway", "--nats", natsUrl, "--http", "0", ...extra]);
-  const [, url] = await child.waitFor(/serving MCP at (\S+)/);
+  const [, url] = await startedOrKilled(child, /serving MCP at (\S+)/);
   return Object.assign(child, { url: url! });
 }
 
