@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
-import { ErrorCode, JsonRpcErrorCode, decodeEnvelope, subjects } from "../../src/protocol/index.js";
+import { ACCEPTED_METHOD, ErrorCode, JsonRpcErrorCode, decodeEnvelope, subjects } from "../../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
 import { eventually, runDmcp, sleep, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
@@ -270,10 +270,16 @@ describe("executors, upstreams and deadlines", () => {
     // default heartbeat (2 s): missed heartbeats would evict the killed executor only after 6 s.
     const executor = await wrapFixtureStdio(nats.url, "fragile", ["--max-sessions", "0", "--heartbeat", "2000"]);
     await eventually(async () => (await client.toolNames()).includes("sleep"));
-    const since = executor.stderr.length;
+    // The executor's receipt naming its instance (sent 20 ms after it took the call) tells the gateway
+    // which instance to watch: kill the executor once the receipt is on the bus, not before.
+    const watcher = await connect({ servers: nats.url });
+    const receipts = watcher.subscribe(">");
+    const receipted = (async () => {
+      for await (const message of receipts) if (message.string().includes(ACCEPTED_METHOD)) return;
+    })();
     const pending = client.request("tools/call", { name: "sleep", arguments: { ms: 60_000 } }, 60_000);
-    // The call has reached the upstream (and so its receipt the gateway).
-    await executor.waitFor(/sleep: running 60000/, 15_000, since);
+    await receipted;
+    await watcher.close();
     executor.kill("SIGKILL");
     const killedAt = Date.now();
     const response = await pending;
