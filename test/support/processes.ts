@@ -31,8 +31,15 @@ export interface Child {
 }
 
 const running = new Set<ChildProcess>();
-process.once("exit", () => {
+const killRunning = () => {
   for (const child of running) child.kill("SIGKILL");
+};
+process.once("exit", killRunning);
+// vitest ends a test file's worker with SIGTERM, which skips "exit" handlers: a child a test left
+// running (a gateway retrying its dead nats-server forever) would outlive the run.
+process.once("SIGTERM", () => {
+  killRunning();
+  process.exit(143);
 });
 
 export interface SpawnOptions {
