@@ -4,14 +4,14 @@
  * gateway, `dmcp status`, orderly exit), and stdout reserved for the protocol in stdio mode.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, isAlive, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, freePort, isAlive, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { connectBus, ContextStreams } from "../../src/bus/index.js";
 import { connectCommandBus } from "../../src/cli/bus.js";
 import { BusError, createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../../src/protocol/index.js";
@@ -34,17 +34,6 @@ async function dmcp(args: string[], timeoutMs = 15_000): Promise<Finished> {
   // Let the readline interface deliver the last stderr lines.
   await new Promise((resolve) => setImmediate(resolve));
   return { code, stdout, stderr: child.stderr.join("\n") };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves true when something accepts a TCP connection on the port, false when it is refused. */

@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultStreamReplicas, seedUrls } from "../../src/bus/connection.js";
 import { natsConnection } from "../../src/cli/args.js";
 import { DEAD_LETTER_STREAM, subjects, WORK_STREAM } from "../../src/protocol/index.js";
-import { freePort, serverGenerations, startTestCluster, startTestLeafnode, type TestCluster } from "../support/cluster.js";
+import { serverGenerations, startTestCluster, startTestLeafnode, type TestCluster } from "../support/cluster.js";
 import type { EmbeddedNats } from "../support/nats.js";
-import { REPO_ROOT, runDmcp, startGatewayHttp, type Child } from "../support/processes.js";
+import { freePort, REPO_ROOT, runDmcp, startGatewayHttp, type Child } from "../support/processes.js";
 
 const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
 const MEMORY_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-memory/dist/index.js`;

@@ -5,7 +5,6 @@
  * Every party is a real process: nats-server, `dmcp wrap`, `dmcp gateway --http`, the MCP servers.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -14,22 +13,10 @@ import { decodeEnvelope, ErrorCode, subjects } from "../../src/protocol/index.js
 import { startRawServerHttp } from "../support/fixtures/raw-server.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { eventually, FIXTURE_BIN, REPO_ROOT, runDmcp, spawnNode, startGatewayHttp, wrapUrl, type Child } from "../support/processes.js";
+import { eventually, FIXTURE_BIN, freePort, REPO_ROOT, runDmcp, spawnNode, startGatewayHttp, wrapUrl, type Child } from "../support/processes.js";
 
 const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
 const AUTH = "Authorization: Bearer s3cret";
-
-/** A port nothing listens on (right now). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** The fixture over HTTP in its own process, with extra CLI flags. */
 async function startFixture(name: string, port: number, extra: string[] = []): Promise<Child & { url: string }> {

@@ -6,25 +6,15 @@
  * stop everything without restarts, failed announcements or stack traces, and leave no process.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, FIXTURE_BIN, isAlive, runDmcp, type Child } from "../support/processes.js";
+import { eventually, FIXTURE_BIN, freePort, isAlive, runDmcp, type Child } from "../support/processes.js";
 
 /** Log lines that an expected stop or a failed start must not print (besides the one error line). */
 const NOISE = /restart|announcement failed|went away|"stack"|^\s+at |"level":(50|60)/;
 const noise = (child: Child) => child.stderr.filter((line) => !line.startsWith("dmcp ") && NOISE.test(line));
-
-/** A port nothing listens on (right now). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const fixture = (name: string) => [process.execPath, FIXTURE_BIN, "--stdio", "--name", name];
 

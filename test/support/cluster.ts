@@ -4,13 +4,12 @@
  */
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { startNatsServer, type EmbeddedNats } from "../../src/bus/nats-server.js";
-import { eventually, REPO_ROOT } from "./processes.js";
+import { eventually, freePort, REPO_ROOT } from "./processes.js";
 
 /** The nats-server generations the cluster tests run on: the system's (Debian's 2.9) and, when fetched, a current one. */
 export function serverGenerations(): { label: string; binary: string | undefined }[] {
@@ -50,18 +49,6 @@ export interface TestCluster {
   /** Resolves once the routes are up and JetStream has a meta leader that places streams on every node. */
   ready(): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** A free loopback port (free now: the server that probed it is closed again). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Starts a cluster of `size` nodes and resolves once it is ready. Call `stop()` in afterAll. */

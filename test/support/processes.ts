@@ -1,6 +1,7 @@
 /** Test helpers: the real `dmcp` CLI and the fixture server as child processes (built into dist/). */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { terminate } from "../../src/util/terminate.js";
@@ -161,6 +162,18 @@ export async function startGatewayHttp(natsUrl: string, extra: string[] = []): P
   const child = runDmcp(["gateway", "--nats", natsUrl, "--http", "0", ...extra]);
   const [, url] = await startedOrKilled(child, /serving MCP at (\S+)/);
   return Object.assign(child, { url: url! });
+}
+
+/** A free loopback port (free now: the server that probed it is closed again). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export function sleep(ms: number): Promise<void> {
