@@ -3,4 +3,13 @@ export { generateSecretKeyHex, parsePublicKey, publicKeyOf, readSecretKey } from
 export { parseRelayUrls } from "./relay-urls.js";
 export { DEFAULT_MAX_EVENT_BYTES, EventGuard, type EncryptionPolicy, type EventGuardOptions } from "./event-guard.js";
 export { GuardedRelays } from "./guarded-relays.js";
-export { ANNOUNCEMENT_KINDS, EPHEMERAL_GIFT_WRAP_KIND, GIFT_WRAP_KIND, MESSAGE_KIND } from "./kinds.js";
+export {
+  ANNOUNCEMENT_KINDS,
+  DVMCP_ANNOUNCEMENT_KINDS,
+  DVMCP_NOTIFICATION_KIND,
+  DVMCP_REQUEST_KIND,
+  DVMCP_RESPONSE_KIND,
+  EPHEMERAL_GIFT_WRAP_KIND,
+  GIFT_WRAP_KIND,
+  MESSAGE_KIND,
+} from "./kinds.js";

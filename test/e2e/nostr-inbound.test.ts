@@ -11,6 +11,7 @@ import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
 import { PrivateKeySigner } from "@contextvm/sdk/signer";
 import { NostrClientTransport } from "@contextvm/sdk/transport";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { type ClientCapabilities, CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { finalizeEvent, generateSecretKey, getPublicKey, nip44, type NostrEvent } from "nostr-tools";
 import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,19 +22,21 @@ import { connectBus, type Bus } from "../../src/bus/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
-import { eventually, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, REPO_ROOT, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+
+const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 
 useWebSocketImplementation(WebSocket);
 
 /** A client as ContextVM users write one: the MCP SDK's Client over the ContextVM SDK's client transport. */
-async function contextVmClient(relayUrl: string, serverPubkey: string, secret = generateSecretKey()): Promise<Client> {
+async function contextVmClient(relayUrl: string, serverPubkey: string, secret = generateSecretKey(), capabilities: ClientCapabilities = {}): Promise<Client> {
   const transport = new NostrClientTransport({
     signer: new PrivateKeySigner(Buffer.from(secret).toString("hex")),
     relayHandler: new ApplesauceRelayPool([relayUrl]),
     serverPubkey,
     logLevel: "silent",
   });
-  const client = new Client({ name: "contextvm-test-client", version: "1.0.0" });
+  const client = new Client({ name: "contextvm-test-client", version: "1.0.0" }, { capabilities });
   await client.connect(transport);
   return client;
 }
@@ -64,6 +67,7 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
   let nats: EmbeddedNats;
   let relay: TestRelay;
   let executor: Child;
+  let asking: Child;
   let gateway: Child;
   let client: Client;
   let dir: string;
@@ -76,10 +80,20 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     writeFileSync(join(dir, "gateway.key"), Buffer.from(gatewaySecret).toString("hex"));
     writeFileSync(
       join(dir, "policy.json"),
-      JSON.stringify({ default: "allow", rules: [{ match: { kinds: ["nostr"], subjects: [getPublicKey(blocked)] }, deny: { tools: ["*"] } }] }),
+      JSON.stringify({
+        default: "allow",
+        rules: [
+          { match: { kinds: ["nostr"], subjects: [getPublicKey(blocked)] }, deny: { tools: ["*"] } },
+          // No Nostr client may crash the fixture: the tool is not announced.
+          { match: { kinds: ["nostr"] }, deny: { tools: ["crash"] } },
+        ],
+      }),
     );
     [nats, relay] = await Promise.all([startTestNats(), startTestRelay()]);
     executor = await wrapFixtureStdio(nats.url, "fixture");
+    // An upstream whose tools ask the client (sampling, elicitation, roots).
+    asking = runDmcp(["wrap", "--name", "asking", "--nats", nats.url, "--", process.execPath, CONFORMANCE_BIN, "--stdio"]);
+    await asking.waitFor(/executor serving/);
     gateway = runDmcp(["gateway", "--nats", nats.url, "--nostr", "--relay", relay.url, "--nostr-key", join(dir, "gateway.key"), "--policy", join(dir, "policy.json")]);
     // The gateway subscribes before it says so: a request sent earlier would be lost.
     await gateway.waitFor(/serving MCP on Nostr/);
@@ -90,6 +104,7 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     await client?.close();
     await gateway?.stop();
     await executor?.stop();
+    await asking?.stop();
     await relay?.stop();
     await nats?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -120,6 +135,48 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     expect(toolNamesIn(tools)).toContain("echo");
     const lists = await Promise.all([11318, 11319, 11320].map((kind) => eventually(() => latest(relay.url, gatewayPubkey, kind))));
     expect(lists.map((event) => Object.keys(JSON.parse(event.content)))).toEqual([["resources"], ["resourceTemplates"], ["prompts"]]);
+  });
+
+  it("announces the DVMCP kinds too: the server (31316) and its lists (31317-31319), addressable by their d tags", async () => {
+    const server = await eventually(() => latest(relay.url, gatewayPubkey, 31316));
+    expect(server.tags).toEqual(
+      expect.arrayContaining([
+        ["d", "dmcp-gateway"],
+        ["k", "25910"],
+        ["name", "dmcp-gateway"],
+      ]),
+    );
+    expect(JSON.parse(server.content)).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
+    const tools = await eventually(async () => {
+      const event = await latest(relay.url, gatewayPubkey, 31317);
+      return toolNamesIn(event).includes("echo") ? event : undefined;
+    });
+    expect(tools.tags).toEqual(
+      expect.arrayContaining([
+        ["d", "dmcp-gateway/tools/list"],
+        ["s", "dmcp-gateway"],
+        ["cap", "echo"],
+      ]),
+    );
+    const lists = await Promise.all([31318, 31319].map((kind) => eventually(() => latest(relay.url, gatewayPubkey, kind))));
+    expect(lists.map((event) => event.tags.find((tag) => tag[0] === "d"))).toEqual([
+      ["d", "dmcp-gateway/resources/list"],
+      ["d", "dmcp-gateway/prompts/list"],
+    ]);
+    expect(lists.map((event) => Object.keys(JSON.parse(event.content)))).toEqual([["resources"], ["prompts"]]);
+  });
+
+  it("announces only what the access policy lets any Nostr client use", async () => {
+    for (const kind of [11317, 31317]) {
+      const event = await eventually(async () => {
+        const latestTools = await latest(relay.url, gatewayPubkey, kind);
+        return toolNamesIn(latestTools).includes("echo") ? latestTools : undefined;
+      });
+      expect(toolNamesIn(event)).not.toContain("crash");
+      expect(event.tags).not.toContainEqual(["cap", "crash"]);
+    }
+    expect((await client.listTools()).tools.map((tool) => tool.name)).not.toContain("crash");
+    await expect(client.callTool({ name: "crash", arguments: {} })).rejects.toThrow(/Forbidden: nostr ".*" may not use tool crash/);
   });
 
   it("announces the catalog again as services come and go", async () => {
@@ -167,6 +224,24 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     } finally {
       await agent.stop();
       await bus.drain();
+    }
+  });
+
+  it("answers an upstream's request to a Nostr client (sampling) with a clear error: ContextVM clients take none", async () => {
+    const asked: unknown[] = [];
+    const sampler = await contextVmClient(relay.url, gatewayPubkey, generateSecretKey(), { sampling: {} });
+    sampler.setRequestHandler(CreateMessageRequestSchema, (request) => {
+      asked.push(request);
+      return { role: "assistant", model: "test", content: { type: "text", text: "never asked" } };
+    });
+    try {
+      await eventually(async () => (await sampler.listTools()).tools.some((tool) => tool.name === "test_sampling"));
+      const result = await sampler.callTool({ name: "test_sampling", arguments: { prompt: "hello?" } });
+      expect(result.isError).toBe(true);
+      expect(JSON.stringify(result.content)).toContain("sampling/createMessage cannot reach a Nostr client");
+      expect(asked).toEqual([]);
+    } finally {
+      await sampler.close();
     }
   });
 

@@ -3,6 +3,9 @@
  * took from that key come in here, and what the gateway sends goes back to that key. Requests carry
  * the id of their Nostr event (the SDK's server transport swaps the client's id for it and swaps it
  * back in the answer), so the answers of all clients can share the one transport.
+ *
+ * Requests to the client (sampling, elicitation, roots) are answered here with an error at once: the
+ * ContextVM SDK's client transport drops requests from a server, so one sent would never be answered.
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
 import type { NostrServerTransport } from "@contextvm/sdk/transport";
@@ -51,6 +54,10 @@ export class NostrClientConnection implements InboundTransport {
 
   private async publish(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
     if (this.closed) return;
+    if ("method" in message && "id" in message) {
+      this.refuse(message.id, message.method);
+      return;
+    }
     if ("id" in message && ("result" in message || "error" in message)) {
       await this.transport.send(message as SdkMessage);
       return;
@@ -58,6 +65,11 @@ export class NostrClientConnection implements InboundTransport {
     // A notification (tied to the request whose event it answers, when it belongs to one) or a request.
     const related = options?.relatedRequestId;
     await this.transport.sendNotification(this.clientPubkey, message as SdkMessage, typeof related === "string" ? related : undefined);
+  }
+
+  private refuse(id: JsonRpcId, method: string): void {
+    const message = `${method} cannot reach a Nostr client: ContextVM clients take no requests from the server`;
+    queueMicrotask(() => this.onmessage?.({ jsonrpc: "2.0", id, error: { code: -32601, message } } as JSONRPCMessage));
   }
 
   async close(): Promise<void> {
