@@ -1,7 +1,7 @@
 /** Nostr, as both Nostr adapters need it: keys, relay URLs, and the guard in front of every subscribed event. */
 export { generateSecretKeyHex, parsePublicKey, publicKeyOf, readSecretKey } from "./keys.js";
 export { parseRelayUrls } from "./relay-urls.js";
-export { DEFAULT_MAX_EVENT_BYTES, EventGuard, type EncryptionPolicy, type EventGuardOptions } from "./event-guard.js";
+export { DEFAULT_MAX_EVENT_BYTES, EventGuard, type EncryptionPolicy, type EventGuardOptions, type NostrDialect } from "./event-guard.js";
 export { GuardedRelays } from "./guarded-relays.js";
 export {
   ANNOUNCEMENT_KINDS,
