@@ -7,11 +7,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
-import { PrivateKeySigner } from "@contextvm/sdk/signer";
-import { NostrClientTransport } from "@contextvm/sdk/transport";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { type ClientCapabilities, CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { finalizeEvent, generateSecretKey, getPublicKey, nip44, type NostrEvent } from "nostr-tools";
 import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +17,7 @@ import * as z from "zod";
 import { Agent } from "../../src/agent/index.js";
 import { connectBus, type Bus } from "../../src/bus/index.js";
 import { silentLogger } from "../../src/util/logger.js";
+import { contextVmClient } from "../support/contextvm-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
 import { eventually, REPO_ROOT, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
@@ -27,19 +25,6 @@ import { eventually, REPO_ROOT, runDmcp, wrapFixtureStdio, type Child } from "..
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 
 useWebSocketImplementation(WebSocket);
-
-/** A client as ContextVM users write one: the MCP SDK's Client over the ContextVM SDK's client transport. */
-async function contextVmClient(relayUrl: string, serverPubkey: string, secret = generateSecretKey(), capabilities: ClientCapabilities = {}): Promise<Client> {
-  const transport = new NostrClientTransport({
-    signer: new PrivateKeySigner(Buffer.from(secret).toString("hex")),
-    relayHandler: new ApplesauceRelayPool([relayUrl]),
-    serverPubkey,
-    logLevel: "silent",
-  });
-  const client = new Client({ name: "contextvm-test-client", version: "1.0.0" }, { capabilities });
-  await client.connect(transport);
-  return client;
-}
 
 /** The newest event of `kind` by `author` on the relay, asked as any Nostr client would. */
 async function latest(relayUrl: string, author: string, kind: number): Promise<NostrEvent | undefined> {
