@@ -2,14 +2,16 @@
  * `dmcp wrap --nostr`: a ContextVM server (the ContextVM SDK's own server transport, encryption
  * required) on a real relay becomes an executor; an MCP client of the gateway calls it through the bus.
  */
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptionMode } from "@contextvm/sdk/core";
-import { finalizeEvent, generateSecretKey, nip44 } from "nostr-tools";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { finalizeEvent, generateSecretKey, nip19, nip44 } from "nostr-tools";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startContextVmServer, type ContextVmServer } from "../support/contextvm-server.js";
 import { itPassesProgressErrorsAndCancellation, type NostrExecutorWorld, startNostrExecutor } from "../support/nostr-executor.js";
-import { eventually, runDmcp } from "../support/processes.js";
+import { type Child, DMCP_BIN, eventually, runDmcp } from "../support/processes.js";
 
 describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
   let world: NostrExecutorWorld<ContextVmServer>;
@@ -73,6 +75,33 @@ describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
       const result = await world.client.result("tools/call", { name: "echo", arguments: { text: "still here" } });
       expect(result.content).toEqual([{ type: "text", text: "echo: still here" }]);
     });
+  });
+
+  it("serves a Nostr-only server to Claude Desktop as docs/nostr.md shows: dmcp up --stdio with the config, and a dmcp wrap --nostr started by hand joins it", async () => {
+    const dir = join(world.dir, "claude");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "nostr.key"), Buffer.from(generateSecretKey()).toString("hex"));
+    // The page's config, with this test's relay and server (as npub, as the page writes it).
+    const config = join(dir, "dmcp.config.json");
+    writeFileSync(config, JSON.stringify({ servers: { weather: { nostr: nip19.npubEncode(world.server.pubkey), relays: [world.relay.url], nostrKey: "nostr.key" } } }));
+    // Claude Desktop's "mcpServers" entry: node main.js up --stdio --no-http --config FILE; its own bus and data directory.
+    const env = { ...(process.env as Record<string, string>), XDG_STATE_HOME: join(dir, "state"), DMCP_NATS_URL: "" };
+    const claude = new Client({ name: "claude-desktop", version: "1.0.0" });
+    await claude.connect(new StdioClientTransport({ command: process.execPath, args: [DMCP_BIN, "up", "--stdio", "--no-http", "--config", config], env, stderr: "ignore" }));
+    let byHand: Child | undefined;
+    try {
+      await eventually(async () => (await claude.listTools()).tools.some((tool) => tool.name === "echo"), 60_000);
+      expect(await claude.callTool({ name: "echo", arguments: { text: "from claude" } })).toMatchObject({ content: [{ type: "text", text: "echo: from claude" }] });
+      // No --nats: it finds the bus of that dmcp up through the data directory.
+      byHand = runDmcp(["wrap", "--name", "weather2", "--nostr", world.server.pubkey, "--relay", world.relay.url], {
+        env: { XDG_STATE_HOME: join(dir, "state"), DMCP_NATS_URL: "" },
+      });
+      await eventually(async () => (await claude.listTools()).tools.some((tool) => tool.name === "weather2__echo"), 60_000);
+      expect(await claude.callTool({ name: "weather2__echo", arguments: { text: "by hand" } })).toMatchObject({ content: [{ type: "text", text: "echo: by hand" }] });
+    } finally {
+      await byHand?.stop();
+      await claude.close();
+    }
   });
 
   // Last: its tools share names with those of `cvm`, so the gateway names both by service from then on.
