@@ -9,6 +9,7 @@
  */
 import { getPublicKey, nip44, validateEvent, verifyEvent, type NostrEvent } from "nostr-tools";
 import type { Logger } from "../util/index.js";
+import { dvmcpMessageOf } from "./dvmcp-messages.js";
 import { DVMCP_NOTIFICATION_KIND, DVMCP_RESPONSE_KIND, EPHEMERAL_GIFT_WRAP_KIND, GIFT_WRAP_KIND, MESSAGE_KIND } from "./kinds.js";
 
 /** A message event larger than this (its JSON text) is dropped. */
@@ -26,6 +27,11 @@ export interface EventGuardOptions {
   encryption: EncryptionPolicy;
   /** contextvm (the default) or dvmcp: the latter for a DVMCP client, and then `encryption` is not used. */
   dialect?: NostrDialect;
+  /**
+   * For a ContextVM server that serves DVMCP clients too: also let through their requests and
+   * notifications, plain events of kind 25910 or 21316 holding a simplified message (`{ method }`).
+   */
+  dvmcpRequests?: boolean;
   /** When set, only messages signed by this public key are let through (a client talks to one server). */
   author?: string;
   maxEventBytes?: number;
@@ -70,13 +76,23 @@ export class EventGuard {
     const message = outer.kind === GIFT_WRAP_KIND || outer.kind === EPHEMERAL_GIFT_WRAP_KIND ? this.unwrap(outer) : outer;
     if (typeof message === "string") return message;
     if (this.options.author && message.pubkey !== this.options.author) return `signed by ${message.pubkey}, not by the expected ${this.options.author}`;
-    const refused = this.options.dialect === "dvmcp" ? dvmcpRefusal(message) : jsonRpcRefusal(message.content);
+    const refused = this.options.dialect === "dvmcp" ? dvmcpRefusal(message) : message === outer && this.isDvmcpRequest(message) ? undefined : jsonRpcRefusal(message.content);
     if (refused === undefined) this.options.onMessage?.(message);
     return refused;
   }
 
+  /** A DVMCP client's request or notification, in the clear, for a server that takes them. */
+  private isDvmcpRequest(message: NostrEvent): boolean {
+    return this.options.dvmcpRequests === true && (message.kind === MESSAGE_KIND || message.kind === DVMCP_NOTIFICATION_KIND) && dvmcpMessageOf(message.content) !== undefined;
+  }
+
   private outerKinds(): number[] {
     if (this.options.dialect === "dvmcp") return [DVMCP_RESPONSE_KIND, DVMCP_NOTIFICATION_KIND];
+    if (this.options.dvmcpRequests && this.options.encryption !== "required") return [...this.contextVmKinds(), DVMCP_NOTIFICATION_KIND];
+    return this.contextVmKinds();
+  }
+
+  private contextVmKinds(): number[] {
     switch (this.options.encryption) {
       case "required":
         return [GIFT_WRAP_KIND, EPHEMERAL_GIFT_WRAP_KIND];

@@ -13,3 +13,4 @@ export {
   GIFT_WRAP_KIND,
   MESSAGE_KIND,
 } from "./kinds.js";
+export { answerOf, dvmcpContent, dvmcpMessageOf, isObject, notificationOf, responseContent } from "./dvmcp-messages.js";

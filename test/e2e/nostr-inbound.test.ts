@@ -240,6 +240,62 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     }
   });
 
+  describe("a DVMCP client (spec 2025-03-26)", () => {
+    /** A request as DVMCP's spec writes one; resolves with the answer (kind 26910) and the notifications (21316) tied to it. */
+    async function dvmcpCall(secret: Uint8Array, method: string, params: object, serverId?: string) {
+      const relayConnection = await Relay.connect(relay.url);
+      const request = finalizeEvent(
+        {
+          kind: 25910,
+          created_at: Math.floor(Date.now() / 1000),
+          tags: [["p", gatewayPubkey], ["method", method], ...(serverId ? [["s", serverId]] : [])],
+          content: JSON.stringify({ method, params }),
+        },
+        secret,
+      );
+      const notifications: unknown[] = [];
+      try {
+        const answer = await new Promise<NostrEvent>((resolve) => {
+          relayConnection.subscribe([{ kinds: [26910, 21316], authors: [gatewayPubkey], "#p": [getPublicKey(secret)] }], {
+            onevent: (event) => {
+              if (!event.tags.some((tag) => tag[0] === "e" && tag[1] === request.id)) return;
+              if (event.kind === 21316) notifications.push(JSON.parse(event.content));
+              else resolve(event);
+            },
+            oneose: () => void relayConnection.publish(request),
+          });
+        });
+        return { answer, content: JSON.parse(answer.content) as Record<string, unknown>, notifications };
+      } finally {
+        relayConnection.close();
+      }
+    }
+
+    it("answers a client that found it by its announcement and calls at once (no initialize)", async () => {
+      const announcement = await eventually(() => latest(relay.url, gatewayPubkey, 31316));
+      const serverId = announcement.tags.find((tag) => tag[0] === "d")?.[1];
+      const secret = generateSecretKey();
+      const { answer, content } = await dvmcpCall(secret, "tools/call", { name: "echo", arguments: { text: "from dvmcp" } }, serverId);
+      expect(answer.tags).toContainEqual(["p", getPublicKey(secret)]);
+      expect(content).toMatchObject({ content: [{ type: "text", text: expect.stringContaining("from dvmcp") }] });
+    });
+
+    it("answers initialize with the server's d tag, and sends a call's progress as notifications tied to it", async () => {
+      const secret = generateSecretKey();
+      const initialized = await dvmcpCall(secret, "initialize", { protocolVersion: "2025-03-26", capabilities: {}, clientInfo: { name: "dvmcp-test", version: "1" } });
+      expect(initialized.answer.tags).toContainEqual(["d", "dmcp-gateway"]);
+      expect(initialized.content).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
+      const call = await dvmcpCall(secret, "tools/call", { name: "progress", arguments: { steps: 3 }, _meta: { progressToken: "dv-1" } }, "dmcp-gateway");
+      expect(call.content.isError).toBeFalsy();
+      expect(call.notifications).toEqual([1, 2, 3].map((progress) => ({ method: "notifications/progress", params: expect.objectContaining({ progressToken: "dv-1", progress }) })));
+    });
+
+    it("applies the access policy to its key, and answers a refused call with { error }", async () => {
+      const { content } = await dvmcpCall(blocked, "tools/call", { name: "echo", arguments: { text: "let me in" } }, "dmcp-gateway");
+      expect(content).toEqual({ error: expect.objectContaining({ message: `Forbidden: nostr "${getPublicKey(blocked)}" may not use tool echo` }) });
+    });
+  });
+
   describe("bad events addressed to the gateway", () => {
     const stranger = generateSecretKey();
     const now = () => Math.floor(Date.now() / 1000);

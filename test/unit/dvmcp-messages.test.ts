@@ -1,6 +1,6 @@
 /** DVMCP's simplified messages read as JSON-RPC: results, errors, and the notifications MCP has a form for. */
 import { describe, expect, it } from "vitest";
-import { answerOf, dvmcpContent, notificationOf } from "../../adapters/outbound/nostr/dvmcp-messages.js";
+import { answerOf, dvmcpContent, notificationOf } from "../../src/nostr/index.js";
 
 describe("DVMCP messages", () => {
   it("writes a request or notification as { method, params }, without jsonrpc or id", () => {

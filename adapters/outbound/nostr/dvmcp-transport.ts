@@ -9,9 +9,20 @@ import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
 import { finalizeEvent, type NostrEvent } from "nostr-tools";
 import type { UpstreamTransport } from "../../../src/executor/index.js";
-import { DVMCP_NOTIFICATION_KIND, DVMCP_REQUEST_KIND, DVMCP_RESPONSE_KIND, EventGuard, GuardedRelays, publicKeyOf } from "../../../src/nostr/index.js";
+import {
+  answerOf,
+  DVMCP_NOTIFICATION_KIND,
+  DVMCP_REQUEST_KIND,
+  DVMCP_RESPONSE_KIND,
+  dvmcpContent,
+  EventGuard,
+  GuardedRelays,
+  isObject,
+  notificationOf,
+  publicKeyOf,
+} from "../../../src/nostr/index.js";
 import type { Logger } from "../../../src/util/index.js";
-import { answerOf, dvmcpContent, isObject, notificationOf } from "./dvmcp-messages.js";
+
 import type { NostrClientOptions } from "./transport.js";
 
 /** Requests whose answers never came are forgotten past this many. */

@@ -37,6 +37,23 @@ export function notificationOf(content: Record<string, unknown>, progressToken: 
   return { jsonrpc: "2.0", method: "notifications/progress", params: { ...params, progressToken: token } } as JSONRPCMessage;
 }
 
+/** A response's content: the result itself, or `{ error }`. */
+export function responseContent(message: { result?: unknown; error?: unknown }): string {
+  return JSON.stringify("error" in message && message.error !== undefined ? { error: message.error } : (message.result ?? {}));
+}
+
+/** The simplified message an event's content holds (`{ method, params? }`, no `jsonrpc`), or undefined. */
+export function dvmcpMessageOf(content: string): { method: string; params?: Record<string, unknown> } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content);
+  } catch {
+    return undefined;
+  }
+  if (!isObject(parsed) || "jsonrpc" in parsed || typeof parsed.method !== "string") return undefined;
+  return isObject(parsed.params) ? { method: parsed.method, params: parsed.params } : { method: parsed.method };
+}
+
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
