@@ -23,6 +23,9 @@ export interface DvmcpFrontOptions {
   logger: Logger;
 }
 
+/** DVMCP client keys with a session at most: past that, the session of the one heard from longest ago is closed. */
+const MAX_CLIENTS = 1_000;
+
 /** The id of the initialize the front sends for a client that did not. */
 const IMPLICIT_INITIALIZE = "dvmcp-implicit-initialize";
 
@@ -67,8 +70,18 @@ export class DvmcpFront {
 
   private connectionOf(clientPubkey: string, method: string): DvmcpClientConnection {
     const known = this.clients.get(clientPubkey);
-    if (known && method !== "initialize") return known;
+    // Map order is the order last heard from: a client that speaks moves to the end.
+    this.clients.delete(clientPubkey);
+    if (known && method !== "initialize") {
+      this.clients.set(clientPubkey, known);
+      return known;
+    }
     void known?.close();
+    const oldest = this.clients.size >= MAX_CLIENTS ? this.clients.entries().next().value : undefined;
+    if (oldest) {
+      this.clients.delete(oldest[0]);
+      void oldest[1].close();
+    }
     const connection = new DvmcpClientConnection(clientPubkey, (kind, content, tags) => this.publish(kind, content, tags), this.options.serverId);
     this.clients.set(clientPubkey, connection);
     this.gateway.connect(connection, "nostr", { kind: "nostr", subject: clientPubkey }).then(
