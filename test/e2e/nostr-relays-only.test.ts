@@ -1,9 +1,9 @@
 /**
- * `dmcp wrap --nostr` and `dmcp gateway --nostr` contact only the relays they are given. A second
+ * `dmcp wrap --nostr` (ContextVM and DVMCP) and `dmcp gateway --nostr` contact only the relays they are given. A second
  * relay is named where the ContextVM SDK would look for more (the relay lists, kind 10002, of the
  * server and of the client) and must see no connection; and each process runs with a recorder of
  * every socket it opens, none of which may leave loopback. A call crosses both processes: a
- * ContextVM client calls the gateway, whose bus reaches the wrapped ContextVM server.
+ * ContextVM client calls the gateway, whose bus reaches the wrapped ContextVM and DVMCP servers.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { contextVmClient } from "../support/contextvm-client.js";
 import { startContextVmServer, type ContextVmServer } from "../support/contextvm-server.js";
+import { type DvmcpServer, startDvmcpServer } from "../support/dvmcp-server.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
 import { DMCP_BIN, eventually, REPO_ROOT, spawnNode, type Child } from "../support/processes.js";
@@ -41,7 +42,9 @@ describe("Nostr processes contact only the relays they are given", () => {
   let given: TestRelay;
   let other: TestRelay;
   let server: ContextVmServer;
+  let dvmcpServer: DvmcpServer;
   let executor: Child;
+  let dvmcpExecutor: Child;
   let gateway: Child;
   let client: Client;
   let dir: string;
@@ -65,11 +68,24 @@ describe("Nostr processes contact only the relays they are given", () => {
     dir = mkdtempSync(join(tmpdir(), "dmcp-nostr-relays-"));
     writeFileSync(join(dir, "gateway.key"), Buffer.from(gatewaySecret).toString("hex"));
     [nats, given, other] = await Promise.all([startTestNats(), startTestRelay(), startTestRelay()]);
-    server = await startContextVmServer(given.url);
-    await Promise.all([relayListNamingTheOther(server.secretKey), relayListNamingTheOther(clientSecret)]);
+    [server, dvmcpServer] = await Promise.all([startContextVmServer(given.url), startDvmcpServer(given.url)]);
+    await Promise.all([server.secretKey, dvmcpServer.secretKey, clientSecret].map(relayListNamingTheOther));
     executor = recorded(join(dir, "wrap.log"), ["wrap", "--name", "far", "--nats", nats.url, "--nostr", server.pubkey, "--relay", given.url]);
     gateway = recorded(join(dir, "gateway.log"), ["gateway", "--nats", nats.url, "--nostr", "--relay", given.url, "--nostr-key", join(dir, "gateway.key")]);
-    await Promise.all([executor.waitFor(/executor serving/), gateway.waitFor(/serving MCP on Nostr/)]);
+    dvmcpExecutor = recorded(join(dir, "wrap-dvmcp.log"), [
+      "wrap",
+      "--name",
+      "older",
+      "--nats",
+      nats.url,
+      "--nostr",
+      dvmcpServer.pubkey,
+      "--relay",
+      given.url,
+      "--nostr-dialect",
+      "dvmcp",
+    ]);
+    await Promise.all([executor.waitFor(/executor serving/), dvmcpExecutor.waitFor(/executor serving/), gateway.waitFor(/serving MCP on Nostr/)]);
     client = await contextVmClient(given.url, getPublicKey(gatewaySecret), clientSecret);
   });
 
@@ -77,25 +93,28 @@ describe("Nostr processes contact only the relays they are given", () => {
     await client?.close();
     await gateway?.stop();
     await executor?.stop();
+    await dvmcpExecutor?.stop();
     await server?.stop();
+    await dvmcpServer?.stop();
     await Promise.all([given?.stop(), other?.stop()]);
     await nats?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("passes a ContextVM client's call through the gateway and the bus to a wrapped ContextVM server", async () => {
-    await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "echo"));
-    const result = await client.callTool({ name: "echo", arguments: { text: "two hops" } });
-    expect(result.content).toEqual([{ type: "text", text: "echo: two hops" }]);
+  it("passes a ContextVM client's call through the gateway and the bus to a wrapped ContextVM server, and to a wrapped DVMCP one", async () => {
+    // Both servers have the same tools: the gateway names them by service.
+    await eventually(async () => (await client.listTools()).tools.filter((tool) => ["far__echo", "older__echo"].includes(tool.name)).length === 2 || undefined);
+    expect(await client.callTool({ name: "far__echo", arguments: { text: "two hops" } })).toMatchObject({ content: [{ type: "text", text: "echo: two hops" }] });
+    expect(await client.callTool({ name: "older__echo", arguments: { text: "to DVMCP" } })).toMatchObject({ content: [{ type: "text", text: "echo: to DVMCP" }] });
   });
 
   it("leaves the relay named only in the relay lists alone", () => {
     expect(other.connections).toBe(0);
     // The given one was used (by both processes and the test's own peers).
-    expect(given.connections).toBeGreaterThanOrEqual(4);
+    expect(given.connections).toBeGreaterThanOrEqual(6);
   });
 
-  it.each(["wrap", "gateway"])("dmcp %s --nostr opens no socket beyond loopback, and its relay's among them", (name) => {
+  it.each(["wrap", "wrap-dvmcp", "gateway"])("dmcp %s --nostr opens no socket beyond loopback, and its relay's among them", (name) => {
     const connections = connectionsIn(join(dir, `${name}.log`));
     const relayPort = Number(new URL(given.url).port);
     expect(connections.filter((c) => c.port !== undefined && Number(c.port) === relayPort && LOOPBACK.test(c.host ?? ""))).not.toEqual([]);
