@@ -14,6 +14,7 @@ import type { Gateway } from "../../../src/gateway/index.js";
 import { DVMCP_NOTIFICATION_KIND, DVMCP_RESPONSE_KIND, dvmcpContent, dvmcpMessageOf, MESSAGE_KIND, publicKeyOf, responseContent } from "../../../src/nostr/index.js";
 import type { JsonRpcId } from "../../../src/protocol/index.js";
 import type { Logger } from "../../../src/util/index.js";
+import { PUBLISH_TIMEOUT_MS } from "./announcer.js";
 import { NostrClientConnection } from "./client-connection.js";
 
 export interface DvmcpFrontOptions {
@@ -97,7 +98,8 @@ export class DvmcpFront {
 
   private async publish(kind: number, content: string, tags: string[][]): Promise<void> {
     if (!this.relays) throw new Error("the DVMCP front has not started");
-    await this.relays.publish(finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content }, this.secret));
+    const event = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags, content }, this.secret);
+    await this.relays.publish(event, { abortSignal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS) });
   }
 }
 

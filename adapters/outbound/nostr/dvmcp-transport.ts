@@ -25,6 +25,8 @@ import type { Logger } from "../../../src/util/index.js";
 
 import type { NostrClientOptions } from "./transport.js";
 
+/** A publication no relay takes within this fails the send (the relay pool would otherwise retry it forever). */
+const PUBLISH_TIMEOUT_MS = 10_000;
 /** Requests whose answers never came are forgotten past this many. */
 const REMEMBERED = 1_000;
 
@@ -75,13 +77,13 @@ export class DvmcpUpstreamTransport implements UpstreamTransport {
     if ("id" in message) {
       const event = this.sign(DVMCP_REQUEST_KIND, dvmcpContent(message.method, params), message.method);
       this.remember(event.id, { id: message.id, method: message.method, progressToken: params?._meta && (params._meta as { progressToken?: unknown }).progressToken });
-      await this.relays.publish(event);
+      await this.publish(event);
       return;
     }
     // A server knows a request by the id of its event: a cancellation names that, and points at it.
     const cancelled = message.method === "notifications/cancelled" ? this.eventOf.get(params?.requestId as JsonRpcId) : undefined;
     const content = dvmcpContent(message.method, cancelled ? { ...params, requestId: cancelled } : params);
-    await this.relays.publish(this.sign(DVMCP_NOTIFICATION_KIND, content, message.method, cancelled ? [["e", cancelled]] : []));
+    await this.publish(this.sign(DVMCP_NOTIFICATION_KIND, content, message.method, cancelled ? [["e", cancelled]] : []));
   }
 
   async close(): Promise<void> {
@@ -90,6 +92,10 @@ export class DvmcpUpstreamTransport implements UpstreamTransport {
     this.unsubscribe?.();
     await this.relays.disconnect();
     this.onclose?.();
+  }
+
+  private publish(event: NostrEvent): Promise<void> {
+    return this.relays.publish(event, { abortSignal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS) });
   }
 
   private sign(kind: number, content: string, method: string, extraTags: string[][] = []): NostrEvent {
