@@ -73,7 +73,10 @@ const NostrServer = z.strictObject({
     .describe("the only relays used to reach the server"),
   nostrKey: z.string().min(1).optional().describe("file holding the executor's secret key (hex or nsec), relative to the config file; default: a one-time key"),
   encryption: z.enum(["optional", "required", "disabled"]).default("optional"),
-  dialect: z.enum(["contextvm", "dvmcp"]).default("contextvm").describe("the form of the server's messages: ContextVM's, or DVMCP's (spec 2025-03-26, plain events only)"),
+  dialect: z
+    .enum(["contextvm", "dvmcp", "auto"])
+    .default("contextvm")
+    .describe("the form of the server's messages: ContextVM's, DVMCP's (spec 2025-03-26, plain events only), or auto: told by the server's announcements"),
   replicas: z.number().int().min(1).max(64).default(1),
   ...ExecutorSettings,
 });

@@ -6,6 +6,7 @@ import { finalizeEvent, generateSecretKey } from "nostr-tools";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DVMCP_SERVER_ID, type DvmcpServer, startDvmcpServer } from "../support/dvmcp-server.js";
 import { itPassesProgressErrorsAndCancellation, type NostrExecutorWorld, startNostrExecutor } from "../support/nostr-executor.js";
+import { eventually, runDmcp } from "../support/processes.js";
 
 describe("dmcp wrap --nostr --nostr-dialect dvmcp: a DVMCP server as an executor", () => {
   let world: NostrExecutorWorld<DvmcpServer>;
@@ -30,6 +31,19 @@ describe("dmcp wrap --nostr --nostr-dialect dvmcp: a DVMCP server as an executor
       ]),
     );
     expect(JSON.parse(call?.content ?? "{}")).toEqual({ method: "tools/call", params: expect.objectContaining({ name: "echo" }) });
+  });
+
+  it("tells a DVMCP server by its announcement with --nostr-dialect auto", async () => {
+    const auto = runDmcp(["wrap", "--name", "dvm-auto", "--nats", world.nats.url, "--nostr", world.server.pubkey, "--relay", world.relay.url, "--nostr-dialect", "auto"]);
+    try {
+      const [line] = await auto.waitFor(/.*executor serving.*/);
+      expect(line).toContain("nostr (DVMCP)");
+      await eventually(async () => (await world.client.toolNames()).includes("dvm-auto__echo"));
+      const result = await world.client.result("tools/call", { name: "dvm-auto__echo", arguments: { text: "told apart" } });
+      expect(result.content).toEqual([{ type: "text", text: "echo: told apart" }]);
+    } finally {
+      await auto.stop();
+    }
   });
 
   itPassesProgressErrorsAndCancellation(() => world, "passes progress (and leaves out DVMCP's progress without a figure)");

@@ -120,4 +120,17 @@ describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
       await up.stop();
     }
   });
+
+  it("takes a server without announcements (a private one) for a ContextVM server with --nostr-dialect auto", async () => {
+    const auto = runDmcp(["wrap", "--name", "cvm-auto", "--nats", world.nats.url, "--nostr", world.server.pubkey, "--relay", world.relay.url, "--nostr-dialect", "auto"]);
+    try {
+      const [line] = await auto.waitFor(/.*executor serving.*/);
+      expect(line).toContain(`"upstream":"nostr: ${world.server.pubkey}`);
+      await eventually(async () => (await world.client.toolNames()).includes("cvm-auto__echo"));
+      const result = await world.client.result("tools/call", { name: "cvm-auto__echo", arguments: { text: "private" } });
+      expect(result.content).toEqual([{ type: "text", text: "echo: private" }]);
+    } finally {
+      await auto.stop();
+    }
+  });
 });

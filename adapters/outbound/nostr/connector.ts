@@ -1,6 +1,7 @@
 /** Outbound adapter: a ContextVM server (the ContextVM SDK's client transport) or a DVMCP server on Nostr relays. */
 import type { UpstreamConnector } from "../../../src/executor/index.js";
 import type { EncryptionPolicy, NostrDialect } from "../../../src/nostr/index.js";
+import { probeDialect } from "./dialect-probe.js";
 import { DvmcpUpstreamTransport } from "./dvmcp-transport.js";
 import { NostrUpstreamTransport } from "./transport.js";
 
@@ -13,13 +14,13 @@ export interface NostrServerSpec {
   secretKey: string;
   /** optional (default): encrypt when the server does; required: only gift wraps; disabled: only plain events. A DVMCP server: plain events always (required is refused). */
   encryption?: EncryptionPolicy;
-  /** contextvm (default) or dvmcp: the form of the server's messages. */
-  dialect?: NostrDialect;
+  /** contextvm (default) or dvmcp: the form of the server's messages; auto: told by the server's announcements. */
+  dialect?: NostrDialect | "auto";
 }
 
-export function nostrConnector(spec: NostrServerSpec): UpstreamConnector {
+export async function nostrConnector(spec: NostrServerSpec): Promise<UpstreamConnector> {
   if (spec.relays.length === 0) throw new Error("a Nostr server needs at least one relay");
-  const dialect = spec.dialect ?? "contextvm";
+  const dialect = spec.dialect === "auto" ? await probeDialect(spec.serverPubkey, spec.relays) : (spec.dialect ?? "contextvm");
   if (dialect === "dvmcp" && spec.encryption === "required") throw new Error("a DVMCP server is reached in the clear: encryption required cannot be met");
   const options = { ...spec, encryption: spec.encryption ?? "optional" };
   return {

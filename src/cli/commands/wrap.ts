@@ -47,7 +47,9 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
                         with --nostr: optional (default: requests gift-wrapped, answers taken
                         either way), required (gift wraps only) or disabled (plain events only)
   --nostr-dialect D     with --nostr: contextvm (default) or dvmcp: a DVMCP server (spec 2025-03-26:
-                        answers of kind 26910, simplified messages), reached in plain events only
+                        answers of kind 26910, simplified messages), reached in plain events only;
+                        auto: dvmcp if the relays hold the server's DVMCP announcement (kind 31316)
+                        and no ContextVM one (11316), else contextvm
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
@@ -220,7 +222,7 @@ async function nostrUpstream(values: WrapValues, logger: Logger): Promise<Upstre
     throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
   }
   const dialect = values["nostr-dialect"] ?? "contextvm";
-  if (!["contextvm", "dvmcp"].includes(dialect)) throw new UsageError(`--nostr-dialect must be contextvm or dvmcp, got ${dialect}`);
+  if (!["contextvm", "dvmcp", "auto"].includes(dialect)) throw new UsageError(`--nostr-dialect must be contextvm, dvmcp or auto, got ${dialect}`);
   const { generateSecretKeyHex, parsePublicKey, parseRelayUrls, publicKeyOf, readSecretKey } = await import("../../nostr/index.js");
   const { nostrConnector } = await import("../../../adapters/outbound/nostr/index.js");
   try {
@@ -229,7 +231,7 @@ async function nostrUpstream(values: WrapValues, logger: Logger): Promise<Upstre
     if (relays.length === 0) throw new Error("--nostr needs at least one --relay URL");
     const secretKey = values["nostr-key"] ? readSecretKey(values["nostr-key"], "--nostr-key") : generateSecretKeyHex();
     logger.info({ pubkey: publicKeyOf(secretKey), oneTimeKey: !values["nostr-key"] }, "the executor's Nostr identity");
-    return nostrConnector({ serverPubkey, relays, secretKey, encryption: encryption as EncryptionPolicy, dialect: dialect as NostrDialect });
+    return await nostrConnector({ serverPubkey, relays, secretKey, encryption: encryption as EncryptionPolicy, dialect: dialect as NostrDialect | "auto" });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
