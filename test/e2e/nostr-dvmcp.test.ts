@@ -13,7 +13,8 @@ describe("dmcp wrap --nostr --nostr-dialect dvmcp: a DVMCP server as an executor
 
   beforeAll(async () => {
     world = await startNostrExecutor("dvm", startDvmcpServer, ["--nostr-dialect", "dvmcp"]);
-  });
+    // A deadline, not a timing assert: several processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
     await world?.stop();

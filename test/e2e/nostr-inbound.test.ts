@@ -75,15 +75,15 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
       }),
     );
     [nats, relay] = await Promise.all([startTestNats(), startTestRelay()]);
-    executor = await wrapFixtureStdio(nats.url, "fixture");
-    // An upstream whose tools ask the client (sampling, elicitation, roots).
+    // An upstream whose tools ask the client (sampling, elicitation, roots), next to the fixture.
     asking = runDmcp(["wrap", "--name", "asking", "--nats", nats.url, "--", process.execPath, CONFORMANCE_BIN, "--stdio"]);
-    await asking.waitFor(/executor serving/);
+    [executor] = await Promise.all([wrapFixtureStdio(nats.url, "fixture"), asking.waitFor(/executor serving/)]);
     gateway = runDmcp(["gateway", "--nats", nats.url, "--nostr", "--relay", relay.url, "--nostr-key", join(dir, "gateway.key"), "--policy", join(dir, "policy.json")]);
     // The gateway subscribes before it says so: a request sent earlier would be lost.
     await gateway.waitFor(/serving MCP on Nostr/);
     client = await contextVmClient(relay.url, gatewayPubkey);
-  });
+    // A deadline, not a timing assert: four processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
     await client?.close();

@@ -20,7 +20,8 @@ describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
   beforeAll(async () => {
     world = await startNostrExecutor("cvm", (relayUrl) => startContextVmServer(relayUrl, { encryption: EncryptionMode.REQUIRED }));
     executorPubkey = world.executorPubkey;
-  });
+    // A deadline, not a timing assert: several processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
     await world?.stop();

@@ -87,7 +87,8 @@ describe("Nostr processes contact only the relays they are given", () => {
     ]);
     await Promise.all([executor.waitFor(/executor serving/), dvmcpExecutor.waitFor(/executor serving/), gateway.waitFor(/serving MCP on Nostr/)]);
     client = await contextVmClient(given.url, getPublicKey(gatewaySecret), clientSecret);
-  });
+    // A deadline, not a timing assert: several processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
     await client?.close();
