@@ -66,13 +66,17 @@ const HttpServer = z.strictObject({
 });
 
 const NostrServer = z.strictObject({
-  nostr: z.string().min(1).describe("the ContextVM server's public key (hex or npub)"),
+  nostr: z.string().min(1).describe("the ContextVM (or DVMCP) server's public key (hex or npub)"),
   relays: z
     .array(z.string().regex(/^wss?:\/\/\S+$/, "a ws:// or wss:// URL"))
     .min(1)
     .describe("the only relays used to reach the server"),
   nostrKey: z.string().min(1).optional().describe("file holding the executor's secret key (hex or nsec), relative to the config file; default: a one-time key"),
   encryption: z.enum(["optional", "required", "disabled"]).default("optional"),
+  dialect: z
+    .enum(["contextvm", "dvmcp", "auto"])
+    .default("contextvm")
+    .describe("the form of the server's messages: ContextVM's, DVMCP's (spec 2025-03-26, plain events only), or auto: told by the server's announcements"),
   replicas: z.number().int().min(1).max(64).default(1),
   ...ExecutorSettings,
 });

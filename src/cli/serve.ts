@@ -121,7 +121,13 @@ async function nostrConnectorFor(service: string, server: Extract<ServerConfig, 
   const { nostrConnector } = await import("../../adapters/outbound/nostr/index.js");
   const where = `servers.${service}`;
   const secretKey = server.nostrKey ? readSecretKey(baseDir ? resolve(baseDir, server.nostrKey) : server.nostrKey, `${where}.nostrKey`) : generateSecretKeyHex();
-  return nostrConnector({ serverPubkey: parsePublicKey(server.nostr, `${where}.nostr`), relays: [...new Set(server.relays)], secretKey, encryption: server.encryption });
+  return nostrConnector({
+    serverPubkey: parsePublicKey(server.nostr, `${where}.nostr`),
+    relays: [...new Set(server.relays)],
+    secretKey,
+    encryption: server.encryption,
+    dialect: server.dialect,
+  });
 }
 
 /**

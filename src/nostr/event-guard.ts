@@ -3,11 +3,14 @@
  * formed, within the size limit, of a message kind, addressed to this key, correctly signed and not
  * seen before; inside a gift wrap, the same holds for the wrapped event, and its content must be a
  * JSON-RPC message. Anything else is dropped with a log line (events for other keys quietly: relays
- * that do not filter by tag send them).
+ * that do not filter by tag send them). A DVMCP client takes DVMCP's answers and notifications
+ * instead: plain events whose content is a simplified message (a JSON object), or, for a
+ * notification, empty (a status told in tags).
  */
 import { getPublicKey, nip44, validateEvent, verifyEvent, type NostrEvent } from "nostr-tools";
 import type { Logger } from "../util/index.js";
-import { EPHEMERAL_GIFT_WRAP_KIND, GIFT_WRAP_KIND, MESSAGE_KIND } from "./kinds.js";
+import { dvmcpMessageOf } from "./dvmcp-messages.js";
+import { DVMCP_NOTIFICATION_KIND, DVMCP_RESPONSE_KIND, EPHEMERAL_GIFT_WRAP_KIND, GIFT_WRAP_KIND, MESSAGE_KIND } from "./kinds.js";
 
 /** A message event larger than this (its JSON text) is dropped. */
 export const DEFAULT_MAX_EVENT_BYTES = 512 * 1024;
@@ -15,11 +18,20 @@ export const DEFAULT_MAX_EVENT_BYTES = 512 * 1024;
 const SEEN_IDS = 10_000;
 
 export type EncryptionPolicy = "optional" | "required" | "disabled";
+/** The form of the messages: ContextVM's (JSON-RPC, maybe gift-wrapped) or DVMCP's (simplified, plain, as its client takes them). */
+export type NostrDialect = "contextvm" | "dvmcp";
 
 export interface EventGuardOptions {
   /** This process's secret key (hex): events must be addressed to its public half, gift wraps are opened with it. */
   secretKey: string;
   encryption: EncryptionPolicy;
+  /** contextvm (the default) or dvmcp: the latter for a DVMCP client, and then `encryption` is not used. */
+  dialect?: NostrDialect;
+  /**
+   * For a ContextVM server that serves DVMCP clients too: also let through their requests and
+   * notifications, plain events of kind 25910 or 21316 holding a simplified message (`{ method }`).
+   */
+  dvmcpRequests?: boolean;
   /** When set, only messages signed by this public key are let through (a client talks to one server). */
   author?: string;
   maxEventBytes?: number;
@@ -61,15 +73,26 @@ export class EventGuard {
     if (!addressedTo(outer, this.publicKey)) return NOT_FOR_US;
     if (!verifyEvent(outer)) return "forged: its id or signature does not check";
     if (!this.firstSight(outer.id)) return "replayed: this event was seen before";
-    const message = outer.kind === MESSAGE_KIND ? outer : this.unwrap(outer);
+    const message = outer.kind === GIFT_WRAP_KIND || outer.kind === EPHEMERAL_GIFT_WRAP_KIND ? this.unwrap(outer) : outer;
     if (typeof message === "string") return message;
     if (this.options.author && message.pubkey !== this.options.author) return `signed by ${message.pubkey}, not by the expected ${this.options.author}`;
-    const refused = jsonRpcRefusal(message.content);
+    const refused = this.options.dialect === "dvmcp" ? dvmcpRefusal(message) : message === outer && this.isDvmcpRequest(message) ? undefined : jsonRpcRefusal(message.content);
     if (refused === undefined) this.options.onMessage?.(message);
     return refused;
   }
 
+  /** A DVMCP client's request or notification, in the clear, for a server that takes them. */
+  private isDvmcpRequest(message: NostrEvent): boolean {
+    return this.options.dvmcpRequests === true && (message.kind === MESSAGE_KIND || message.kind === DVMCP_NOTIFICATION_KIND) && dvmcpMessageOf(message.content) !== undefined;
+  }
+
   private outerKinds(): number[] {
+    if (this.options.dialect === "dvmcp") return [DVMCP_RESPONSE_KIND, DVMCP_NOTIFICATION_KIND];
+    if (this.options.dvmcpRequests && this.options.encryption !== "required") return [...this.contextVmKinds(), DVMCP_NOTIFICATION_KIND];
+    return this.contextVmKinds();
+  }
+
+  private contextVmKinds(): number[] {
     switch (this.options.encryption) {
       case "required":
         return [GIFT_WRAP_KIND, EPHEMERAL_GIFT_WRAP_KIND];
@@ -128,6 +151,17 @@ function jsonRpcRefusal(content: string): string | undefined {
     return "content is not a JSON-RPC message";
   }
   return undefined;
+}
+
+function dvmcpRefusal(event: NostrEvent): string | undefined {
+  if (event.content === "" && event.kind === DVMCP_NOTIFICATION_KIND) return undefined;
+  let message: unknown;
+  try {
+    message = JSON.parse(event.content);
+  } catch {
+    return "content is not JSON";
+  }
+  return typeof message === "object" && message !== null && !Array.isArray(message) ? undefined : "content is not a DVMCP message (a JSON object)";
 }
 
 function clip(value: unknown): unknown {

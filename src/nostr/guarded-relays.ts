@@ -1,15 +1,18 @@
 /**
  * The relays of a Nostr adapter, handed to the ContextVM SDK in place of its own: every subscribed
  * event passes an EventGuard first. The adapter builds the pool on exactly the URLs it was given, so
- * the SDK's discovery and bootstrap relays are never used.
+ * the SDK's discovery and bootstrap relays are never used. An event `divert` takes (DVMCP's, which
+ * the SDK does not speak) goes there instead of to the subscriber.
  */
 import type { RelayHandler } from "@contextvm/sdk/core";
+import type { NostrEvent } from "nostr-tools";
 import type { EventGuard } from "./event-guard.js";
 
 export class GuardedRelays implements RelayHandler {
   constructor(
     private readonly pool: RelayHandler,
     private readonly guard: EventGuard,
+    private readonly divert: (event: NostrEvent) => boolean = () => false,
   ) {}
 
   connect(): Promise<void> {
@@ -28,7 +31,7 @@ export class GuardedRelays implements RelayHandler {
     return this.pool.subscribe(
       filters,
       (event) => {
-        if (this.guard.admit(event)) onEvent(event);
+        if (this.guard.admit(event) && !this.divert(event)) onEvent(event);
       },
       onEose,
     );

@@ -7,10 +7,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
-import { PrivateKeySigner } from "@contextvm/sdk/signer";
-import { NostrClientTransport } from "@contextvm/sdk/transport";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { finalizeEvent, generateSecretKey, getPublicKey, nip44, type NostrEvent } from "nostr-tools";
 import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,24 +17,14 @@ import * as z from "zod";
 import { Agent } from "../../src/agent/index.js";
 import { connectBus, type Bus } from "../../src/bus/index.js";
 import { silentLogger } from "../../src/util/logger.js";
+import { contextVmClient } from "../support/contextvm-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
-import { eventually, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, REPO_ROOT, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+
+const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 
 useWebSocketImplementation(WebSocket);
-
-/** A client as ContextVM users write one: the MCP SDK's Client over the ContextVM SDK's client transport. */
-async function contextVmClient(relayUrl: string, serverPubkey: string, secret = generateSecretKey()): Promise<Client> {
-  const transport = new NostrClientTransport({
-    signer: new PrivateKeySigner(Buffer.from(secret).toString("hex")),
-    relayHandler: new ApplesauceRelayPool([relayUrl]),
-    serverPubkey,
-    logLevel: "silent",
-  });
-  const client = new Client({ name: "contextvm-test-client", version: "1.0.0" });
-  await client.connect(transport);
-  return client;
-}
 
 /** The newest event of `kind` by `author` on the relay, asked as any Nostr client would. */
 async function latest(relayUrl: string, author: string, kind: number): Promise<NostrEvent | undefined> {
@@ -64,6 +52,7 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
   let nats: EmbeddedNats;
   let relay: TestRelay;
   let executor: Child;
+  let asking: Child;
   let gateway: Child;
   let client: Client;
   let dir: string;
@@ -76,20 +65,31 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     writeFileSync(join(dir, "gateway.key"), Buffer.from(gatewaySecret).toString("hex"));
     writeFileSync(
       join(dir, "policy.json"),
-      JSON.stringify({ default: "allow", rules: [{ match: { kinds: ["nostr"], subjects: [getPublicKey(blocked)] }, deny: { tools: ["*"] } }] }),
+      JSON.stringify({
+        default: "allow",
+        rules: [
+          { match: { kinds: ["nostr"], subjects: [getPublicKey(blocked)] }, deny: { tools: ["*"] } },
+          // No Nostr client may crash the fixture: the tool is not announced.
+          { match: { kinds: ["nostr"] }, deny: { tools: ["crash"] } },
+        ],
+      }),
     );
     [nats, relay] = await Promise.all([startTestNats(), startTestRelay()]);
-    executor = await wrapFixtureStdio(nats.url, "fixture");
+    // An upstream whose tools ask the client (sampling, elicitation, roots), next to the fixture.
+    asking = runDmcp(["wrap", "--name", "asking", "--nats", nats.url, "--", process.execPath, CONFORMANCE_BIN, "--stdio"]);
+    [executor] = await Promise.all([wrapFixtureStdio(nats.url, "fixture"), asking.waitFor(/executor serving/)]);
     gateway = runDmcp(["gateway", "--nats", nats.url, "--nostr", "--relay", relay.url, "--nostr-key", join(dir, "gateway.key"), "--policy", join(dir, "policy.json")]);
     // The gateway subscribes before it says so: a request sent earlier would be lost.
     await gateway.waitFor(/serving MCP on Nostr/);
     client = await contextVmClient(relay.url, gatewayPubkey);
-  });
+    // A deadline, not a timing assert: four processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
     await client?.close();
     await gateway?.stop();
     await executor?.stop();
+    await asking?.stop();
     await relay?.stop();
     await nats?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -120,6 +120,48 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     expect(toolNamesIn(tools)).toContain("echo");
     const lists = await Promise.all([11318, 11319, 11320].map((kind) => eventually(() => latest(relay.url, gatewayPubkey, kind))));
     expect(lists.map((event) => Object.keys(JSON.parse(event.content)))).toEqual([["resources"], ["resourceTemplates"], ["prompts"]]);
+  });
+
+  it("announces the DVMCP kinds too: the server (31316) and its lists (31317-31319), addressable by their d tags", async () => {
+    const server = await eventually(() => latest(relay.url, gatewayPubkey, 31316));
+    expect(server.tags).toEqual(
+      expect.arrayContaining([
+        ["d", "dmcp-gateway"],
+        ["k", "25910"],
+        ["name", "dmcp-gateway"],
+      ]),
+    );
+    expect(JSON.parse(server.content)).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
+    const tools = await eventually(async () => {
+      const event = await latest(relay.url, gatewayPubkey, 31317);
+      return toolNamesIn(event).includes("echo") ? event : undefined;
+    });
+    expect(tools.tags).toEqual(
+      expect.arrayContaining([
+        ["d", "dmcp-gateway/tools/list"],
+        ["s", "dmcp-gateway"],
+        ["cap", "echo"],
+      ]),
+    );
+    const lists = await Promise.all([31318, 31319].map((kind) => eventually(() => latest(relay.url, gatewayPubkey, kind))));
+    expect(lists.map((event) => event.tags.find((tag) => tag[0] === "d"))).toEqual([
+      ["d", "dmcp-gateway/resources/list"],
+      ["d", "dmcp-gateway/prompts/list"],
+    ]);
+    expect(lists.map((event) => Object.keys(JSON.parse(event.content)))).toEqual([["resources"], ["prompts"]]);
+  });
+
+  it("announces only what the access policy lets any Nostr client use", async () => {
+    for (const kind of [11317, 31317]) {
+      const event = await eventually(async () => {
+        const latestTools = await latest(relay.url, gatewayPubkey, kind);
+        return toolNamesIn(latestTools).includes("echo") ? latestTools : undefined;
+      });
+      expect(toolNamesIn(event)).not.toContain("crash");
+      expect(event.tags).not.toContainEqual(["cap", "crash"]);
+    }
+    expect((await client.listTools()).tools.map((tool) => tool.name)).not.toContain("crash");
+    await expect(client.callTool({ name: "crash", arguments: {} })).rejects.toThrow(/Forbidden: nostr ".*" may not use tool crash/);
   });
 
   it("announces the catalog again as services come and go", async () => {
@@ -170,6 +212,24 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     }
   });
 
+  it("answers an upstream's request to a Nostr client (sampling) with a clear error: ContextVM clients take none", async () => {
+    const asked: unknown[] = [];
+    const sampler = await contextVmClient(relay.url, gatewayPubkey, generateSecretKey(), { sampling: {} });
+    sampler.setRequestHandler(CreateMessageRequestSchema, (request) => {
+      asked.push(request);
+      return { role: "assistant", model: "test", content: { type: "text", text: "never asked" } };
+    });
+    try {
+      await eventually(async () => (await sampler.listTools()).tools.some((tool) => tool.name === "test_sampling"));
+      const result = await sampler.callTool({ name: "test_sampling", arguments: { prompt: "hello?" } });
+      expect(result.isError).toBe(true);
+      expect(JSON.stringify(result.content)).toContain("sampling/createMessage cannot reach a Nostr client");
+      expect(asked).toEqual([]);
+    } finally {
+      await sampler.close();
+    }
+  });
+
   it("applies the access policy to the client's public key", async () => {
     const refused = await contextVmClient(relay.url, gatewayPubkey, blocked);
     try {
@@ -178,6 +238,62 @@ describe("dmcp gateway --nostr: the bus served to Nostr clients", () => {
     } finally {
       await refused.close();
     }
+  });
+
+  describe("a DVMCP client (spec 2025-03-26)", () => {
+    /** A request as DVMCP's spec writes one; resolves with the answer (kind 26910) and the notifications (21316) tied to it. */
+    async function dvmcpCall(secret: Uint8Array, method: string, params: object, serverId?: string) {
+      const relayConnection = await Relay.connect(relay.url);
+      const request = finalizeEvent(
+        {
+          kind: 25910,
+          created_at: Math.floor(Date.now() / 1000),
+          tags: [["p", gatewayPubkey], ["method", method], ...(serverId ? [["s", serverId]] : [])],
+          content: JSON.stringify({ method, params }),
+        },
+        secret,
+      );
+      const notifications: unknown[] = [];
+      try {
+        const answer = await new Promise<NostrEvent>((resolve) => {
+          relayConnection.subscribe([{ kinds: [26910, 21316], authors: [gatewayPubkey], "#p": [getPublicKey(secret)] }], {
+            onevent: (event) => {
+              if (!event.tags.some((tag) => tag[0] === "e" && tag[1] === request.id)) return;
+              if (event.kind === 21316) notifications.push(JSON.parse(event.content));
+              else resolve(event);
+            },
+            oneose: () => void relayConnection.publish(request),
+          });
+        });
+        return { answer, content: JSON.parse(answer.content) as Record<string, unknown>, notifications };
+      } finally {
+        relayConnection.close();
+      }
+    }
+
+    it("answers a client that found it by its announcement and calls at once (no initialize)", async () => {
+      const announcement = await eventually(() => latest(relay.url, gatewayPubkey, 31316));
+      const serverId = announcement.tags.find((tag) => tag[0] === "d")?.[1];
+      const secret = generateSecretKey();
+      const { answer, content } = await dvmcpCall(secret, "tools/call", { name: "echo", arguments: { text: "from dvmcp" } }, serverId);
+      expect(answer.tags).toContainEqual(["p", getPublicKey(secret)]);
+      expect(content).toMatchObject({ content: [{ type: "text", text: expect.stringContaining("from dvmcp") }] });
+    });
+
+    it("answers initialize with the server's d tag, and sends a call's progress as notifications tied to it", async () => {
+      const secret = generateSecretKey();
+      const initialized = await dvmcpCall(secret, "initialize", { protocolVersion: "2025-03-26", capabilities: {}, clientInfo: { name: "dvmcp-test", version: "1" } });
+      expect(initialized.answer.tags).toContainEqual(["d", "dmcp-gateway"]);
+      expect(initialized.content).toMatchObject({ serverInfo: expect.objectContaining({ name: expect.any(String) }) });
+      const call = await dvmcpCall(secret, "tools/call", { name: "progress", arguments: { steps: 3 }, _meta: { progressToken: "dv-1" } }, "dmcp-gateway");
+      expect(call.content.isError).toBeFalsy();
+      expect(call.notifications).toEqual([1, 2, 3].map((progress) => ({ method: "notifications/progress", params: expect.objectContaining({ progressToken: "dv-1", progress }) })));
+    });
+
+    it("applies the access policy to its key, and answers a refused call with { error }", async () => {
+      const { content } = await dvmcpCall(blocked, "tools/call", { name: "echo", arguments: { text: "let me in" } }, "dmcp-gateway");
+      expect(content).toEqual({ error: expect.objectContaining({ message: `Forbidden: nostr "${getPublicKey(blocked)}" may not use tool echo` }) });
+    });
   });
 
   describe("bad events addressed to the gateway", () => {

@@ -2,101 +2,42 @@
  * `dmcp wrap --nostr`: a ContextVM server (the ContextVM SDK's own server transport, encryption
  * required) on a real relay becomes an executor; an MCP client of the gateway calls it through the bus.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EncryptionMode } from "@contextvm/sdk/core";
-import { finalizeEvent, generateSecretKey, getPublicKey, nip44 } from "nostr-tools";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { finalizeEvent, generateSecretKey, nip19, nip44 } from "nostr-tools";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startContextVmServer, type ContextVmServer } from "../support/contextvm-server.js";
-import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { startTestRelay, type TestRelay } from "../support/nostr-relay.js";
-import { eventually, runDmcp, startGatewayHttp, type Child } from "../support/processes.js";
+import { itPassesProgressErrorsAndCancellation, type NostrExecutorWorld, startNostrExecutor } from "../support/nostr-executor.js";
+import { type Child, DMCP_BIN, eventually, runDmcp } from "../support/processes.js";
 
 describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
-  let nats: EmbeddedNats;
-  let relay: TestRelay;
-  let server: ContextVmServer;
-  let executor: Child;
-  let gateway: Child & { url: string };
-  let client: RawMcpClient;
-  let dir: string;
-  const executorSecret = generateSecretKey();
-  const executorPubkey = getPublicKey(executorSecret);
+  let world: NostrExecutorWorld<ContextVmServer>;
+  let executorPubkey: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dmcp-nostr-"));
-    writeFileSync(join(dir, "executor.key"), `${Buffer.from(executorSecret).toString("hex")}\n`);
-    [nats, relay] = await Promise.all([startTestNats(), startTestRelay()]);
-    server = await startContextVmServer(relay.url, { encryption: EncryptionMode.REQUIRED });
-    gateway = await startGatewayHttp(nats.url);
-    executor = runDmcp([
-      "wrap",
-      "--name",
-      "cvm",
-      "--nats",
-      nats.url,
-      "--heartbeat",
-      "500",
-      "--nostr",
-      server.pubkey,
-      "--relay",
-      relay.url,
-      "--nostr-key",
-      join(dir, "executor.key"),
-    ]);
-    await executor.waitFor(/executor serving/);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
-    await eventually(async () => (await client.toolNames()).includes("echo"));
-  });
+    world = await startNostrExecutor("cvm", (relayUrl) => startContextVmServer(relayUrl, { encryption: EncryptionMode.REQUIRED }));
+    executorPubkey = world.executorPubkey;
+    // A deadline, not a timing assert: several processes start here, slowly on a loaded machine.
+  }, 180_000);
 
   afterAll(async () => {
-    await client?.close();
-    await gateway?.stop();
-    await executor?.stop();
-    await server?.stop();
-    await relay?.stop();
-    await nats?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await world?.stop();
   });
 
   it("signs with the key of --nostr-key", async () => {
-    const [, pubkey] = await executor.waitFor(/"pubkey":"([0-9a-f]{64})".*Nostr identity/);
+    const [, pubkey] = await world.executor.waitFor(/"pubkey":"([0-9a-f]{64})".*Nostr identity/);
     expect(pubkey).toBe(executorPubkey);
   });
 
-  it("puts the server's tools in the catalog", async () => {
-    expect(await client.toolNames()).toEqual(expect.arrayContaining(["count", "echo", "fail", "wait"]));
-  });
-
   it("passes a call and its answer (gift-wrapped: the server requires encryption)", async () => {
-    const result = await client.result("tools/call", { name: "echo", arguments: { text: "over nostr" } });
+    const result = await world.client.result("tools/call", { name: "echo", arguments: { text: "over nostr" } });
     expect(result.content).toEqual([{ type: "text", text: "echo: over nostr" }]);
   });
 
-  it("passes progress", async () => {
-    const since = client.notifications.length;
-    const result = await client.result("tools/call", { name: "count", arguments: { n: 3 }, _meta: { progressToken: "count-3" } });
-    expect(result.content).toEqual([{ type: "text", text: "counted to 3" }]);
-    const progress = client.notifications.slice(since).filter((n) => n.method === "notifications/progress");
-    expect(progress.map((n) => n.params)).toEqual([1, 2, 3].map((progress) => ({ progressToken: "count-3", progress, total: 3 })));
-  });
-
-  it("passes a tool's error", async () => {
-    const result = await client.result("tools/call", { name: "fail", arguments: {} });
-    expect(result).toMatchObject({ isError: true, content: [{ type: "text", text: "the fixture failed on purpose" }] });
-  });
-
-  it("passes a cancellation to the server", async () => {
-    const pending = client.request("tools/call", { name: "wait", arguments: {} });
-    const id = client.lastRequestId;
-    await server.waiting;
-    await client.notify("notifications/cancelled", { requestId: id, reason: "user pressed stop" });
-    expect(await server.cancelled).toBe("user pressed stop");
-    // A cancelled request gets no answer (MCP): nothing to wait for.
-    pending.catch(() => undefined);
-  });
+  itPassesProgressErrorsAndCancellation(() => world);
 
   describe("bad events addressed to the executor", () => {
     const stranger = generateSecretKey();
@@ -117,40 +58,80 @@ describe("dmcp wrap --nostr: a ContextVM server as an executor", () => {
       ["a stranger's message", () => message(answer), /not by the expected/],
       ["a wrong outer kind", () => message(answer, 4), /kind 4 is not a message kind/],
       ["a wrong inner kind", () => wrap(message(answer, 1)), /holds an event of kind 1/],
-      ["malformed content", () => wrap(message("{not json", 25910, server.secretKey)), /content is not JSON/],
-      ["content that is no JSON-RPC message", () => message("[1, 2]", 25910, server.secretKey), /not a JSON-RPC message/],
+      ["malformed content", () => wrap(message("{not json", 25910, world.server.secretKey)), /content is not JSON/],
+      ["content that is no JSON-RPC message", () => message("[1, 2]", 25910, world.server.secretKey), /not a JSON-RPC message/],
       ["an oversized event", () => message(JSON.stringify({ jsonrpc: "2.0", method: "x", params: { pad: "x".repeat(600_000) } })), /larger than/],
       ["a malformed event", () => ({ kind: 25910, id: "nope", tags: [["p", executorPubkey]] }), /not a well-formed event/],
     ])("drops %s with a log line", async (_name, event, reason) => {
-      relay.pushToEverySubscription(event());
-      const [line] = await executor.waitFor(new RegExp(`${reason.source}.*dropped a Nostr event|dropped a Nostr event.*${reason.source}`));
+      world.relay.pushToEverySubscription(event());
+      const [line] = await world.executor.waitFor(new RegExp(`${reason.source}.*dropped a Nostr event|dropped a Nostr event.*${reason.source}`));
       expect(line).toContain("dropped a Nostr event");
     });
 
     it("drops a replayed event with a log line, and keeps serving", async () => {
-      const event = wrap(message(JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "once" } }), 25910, server.secretKey));
-      relay.pushToEverySubscription(event);
-      relay.pushToEverySubscription(event);
-      await executor.waitFor(/replayed/);
-      const result = await client.result("tools/call", { name: "echo", arguments: { text: "still here" } });
+      const event = wrap(message(JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "once" } }), 25910, world.server.secretKey));
+      world.relay.pushToEverySubscription(event);
+      world.relay.pushToEverySubscription(event);
+      await world.executor.waitFor(/replayed/);
+      const result = await world.client.result("tools/call", { name: "echo", arguments: { text: "still here" } });
       expect(result.content).toEqual([{ type: "text", text: "echo: still here" }]);
     });
+  });
+
+  it("serves a Nostr-only server to Claude Desktop as docs/nostr.md shows: dmcp up --stdio with the config, and a dmcp wrap --nostr started by hand joins it", async () => {
+    const dir = join(world.dir, "claude");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "nostr.key"), Buffer.from(generateSecretKey()).toString("hex"));
+    // The page's config, with this test's relay and server (as npub, as the page writes it).
+    const config = join(dir, "dmcp.config.json");
+    writeFileSync(config, JSON.stringify({ servers: { weather: { nostr: nip19.npubEncode(world.server.pubkey), relays: [world.relay.url], nostrKey: "nostr.key" } } }));
+    // Claude Desktop's "mcpServers" entry: node main.js up --stdio --no-http --config FILE; its own bus and data directory.
+    const env = { ...(process.env as Record<string, string>), XDG_STATE_HOME: join(dir, "state"), DMCP_NATS_URL: "" };
+    const claude = new Client({ name: "claude-desktop", version: "1.0.0" });
+    await claude.connect(new StdioClientTransport({ command: process.execPath, args: [DMCP_BIN, "up", "--stdio", "--no-http", "--config", config], env, stderr: "ignore" }));
+    let byHand: Child | undefined;
+    try {
+      await eventually(async () => (await claude.listTools()).tools.some((tool) => tool.name === "echo"), 60_000);
+      expect(await claude.callTool({ name: "echo", arguments: { text: "from claude" } })).toMatchObject({ content: [{ type: "text", text: "echo: from claude" }] });
+      // No --nats: it finds the bus of that dmcp up through the data directory.
+      byHand = runDmcp(["wrap", "--name", "weather2", "--nostr", world.server.pubkey, "--relay", world.relay.url], {
+        env: { XDG_STATE_HOME: join(dir, "state"), DMCP_NATS_URL: "" },
+      });
+      await eventually(async () => (await claude.listTools()).tools.some((tool) => tool.name === "weather2__echo"), 60_000);
+      expect(await claude.callTool({ name: "weather2__echo", arguments: { text: "by hand" } })).toMatchObject({ content: [{ type: "text", text: "echo: by hand" }] });
+    } finally {
+      await byHand?.stop();
+      await claude.close();
+    }
   });
 
   // Last: its tools share names with those of `cvm`, so the gateway names both by service from then on.
   it("makes a ContextVM server of dmcp up's config an executor", async () => {
     writeFileSync(
-      join(dir, "dmcp.config.json"),
-      JSON.stringify({ gateway: { http: false }, servers: { "cvm-up": { nostr: server.pubkey, relays: [relay.url], nostrKey: "executor.key" } } }),
+      join(world.dir, "dmcp.config.json"),
+      JSON.stringify({ gateway: { http: false }, servers: { "cvm-up": { nostr: world.server.pubkey, relays: [world.relay.url], nostrKey: "executor.key" } } }),
     );
-    const up = runDmcp(["up", "--config", join(dir, "dmcp.config.json"), "--nats", nats.url]);
+    const up = runDmcp(["up", "--config", join(world.dir, "dmcp.config.json"), "--nats", world.nats.url]);
     try {
       await up.waitFor(/executor serving/);
-      await eventually(async () => (await client.toolNames()).includes("cvm-up__echo"));
-      const result = await client.result("tools/call", { name: "cvm-up__echo", arguments: { text: "through dmcp up" } });
+      await eventually(async () => (await world.client.toolNames()).includes("cvm-up__echo"));
+      const result = await world.client.result("tools/call", { name: "cvm-up__echo", arguments: { text: "through dmcp up" } });
       expect(result.content).toEqual([{ type: "text", text: "echo: through dmcp up" }]);
     } finally {
       await up.stop();
+    }
+  });
+
+  it("takes a server without announcements (a private one) for a ContextVM server with --nostr-dialect auto", async () => {
+    const auto = runDmcp(["wrap", "--name", "cvm-auto", "--nats", world.nats.url, "--nostr", world.server.pubkey, "--relay", world.relay.url, "--nostr-dialect", "auto"]);
+    try {
+      const [line] = await auto.waitFor(/.*executor serving.*/);
+      expect(line).toContain(`"upstream":"nostr: ${world.server.pubkey}`);
+      await eventually(async () => (await world.client.toolNames()).includes("cvm-auto__echo"));
+      const result = await world.client.result("tools/call", { name: "cvm-auto__echo", arguments: { text: "private" } });
+      expect(result.content).toEqual([{ type: "text", text: "echo: private" }]);
+    } finally {
+      await auto.stop();
     }
   });
 });

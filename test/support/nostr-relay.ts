@@ -11,6 +11,8 @@ import { type WebSocket, WebSocketServer } from "ws";
 
 export interface TestRelay {
   readonly url: string;
+  /** WebSocket connections the relay has taken so far. */
+  readonly connections: number;
   /** Hands `event` to every open subscription, unchecked and whatever their filters: a dishonest relay. */
   pushToEverySubscription(event: unknown): void;
   stop(): Promise<void>;
@@ -56,7 +58,9 @@ export async function startTestRelay(): Promise<TestRelay> {
   const relay = new NostrRelay(new MemoryEventRepository());
   const validator = new Validator();
   const subscriptions = new Map<WebSocket, Set<string>>();
+  let connections = 0;
   wss.on("connection", (ws) => {
+    connections++;
     relay.handleConnection(ws);
     subscriptions.set(ws, new Set());
     ws.on("message", async (data) => {
@@ -76,6 +80,9 @@ export async function startTestRelay(): Promise<TestRelay> {
   const { port } = wss.address() as AddressInfo;
   return {
     url: `ws://127.0.0.1:${port}`,
+    get connections() {
+      return connections;
+    },
     pushToEverySubscription(event) {
       for (const [ws, ids] of subscriptions) for (const id of ids) ws.send(JSON.stringify(["EVENT", id, event]));
     },

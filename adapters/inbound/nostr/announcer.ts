@@ -1,7 +1,9 @@
 /**
  * ContextVM announcements of the gateway's catalog: the server (kind 11316, the gateway's initialize
  * result) and its tools, resources, resource templates and prompts (11317–11320, each list whole),
- * published at start and again whenever the gateway says a list changed (services coming and going).
+ * published at start and again whenever the gateway says a list changed (services coming and going),
+ * each with its DVMCP twin (31316–31319) where DVMCP has a kind for it. What they list is what the
+ * access policy grants a Nostr client that no rule names by its key.
  * They are replaceable events: each replaces the previous one of its kind on the relays. A publication
  * that no relay takes within PUBLISH_TIMEOUT_MS is given up with a warning (the relay pool would
  * otherwise retry it forever, and hold the gateway's start and stop with it).
@@ -9,11 +11,16 @@
 import { finalizeEvent } from "nostr-tools";
 import type { RelayHandler } from "@contextvm/sdk/core";
 import { ANNOUNCEMENT_KINDS, type EncryptionPolicy } from "../../../src/nostr/index.js";
-import { ANONYMOUS, type Gateway, type GatewaySession } from "../../../src/gateway/index.js";
+import type { Gateway, GatewaySession, Identity } from "../../../src/gateway/index.js";
 import type { Logger } from "../../../src/util/index.js";
+import { type AnnouncedList as ListName, dvmcpListAnnouncement, dvmcpServerAnnouncement } from "./dvmcp-announcements.js";
 import { LocalClient } from "./local-client.js";
 
-type ListName = "tools" | "resources" | "resourceTemplates" | "prompts";
+/**
+ * Whom the announcements are for: any Nostr client. A rule for kind "nostr" with no subjects (or a
+ * subject pattern like "*" that matches the empty key) applies to it; a rule naming keys does not.
+ */
+export const UNNAMED_NOSTR_CLIENT: Identity = { kind: "nostr", subject: "" };
 
 const LISTS: Record<ListName, { method: string; field: string }> = {
   tools: { method: "tools/list", field: "tools" },
@@ -60,8 +67,8 @@ export class CatalogAnnouncer {
     this.client.onnotification = (method) => {
       for (const list of CHANGED[method] ?? []) this.refresh(list);
     };
-    // What the announcements show is what the access policy lets an anonymous caller see.
-    this.session = await this.gateway.connect(this.client, "nostr-announcer", ANONYMOUS);
+    // What the announcements show is what the access policy lets any Nostr client see.
+    this.session = await this.gateway.connect(this.client, "nostr-announcer", UNNAMED_NOSTR_CLIENT);
     const initialized = await this.client.request("initialize", {
       protocolVersion: "2025-11-25",
       capabilities: {},
@@ -69,7 +76,7 @@ export class CatalogAnnouncer {
     });
     this.client.notify("notifications/initialized");
     this.first = Promise.all([
-      this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags()).catch((err: unknown) => this.options.logger.warn({ err }, "could not announce the server on Nostr")),
+      this.announceServer(initialized).catch((err: unknown) => this.options.logger.warn({ err }, "could not announce the server on Nostr")),
       ...(Object.keys(LISTS) as ListName[]).map((list) => this.refresh(list)),
     ]);
   }
@@ -98,10 +105,17 @@ export class CatalogAnnouncer {
         cursor = result.nextCursor;
         if (typeof cursor !== "string") break;
       }
-      await this.publish(ANNOUNCEMENT_KINDS[list], { [field]: items }, []);
+      const content = { [field]: items };
+      const dvmcp = dvmcpListAnnouncement(list, items, this.options.name);
+      await Promise.all([this.publish(ANNOUNCEMENT_KINDS[list], content, []), dvmcp && this.publish(dvmcp.kind, content, dvmcp.tags)]);
     } catch (err) {
       this.options.logger.warn({ err, list }, "could not announce a list of the catalog on Nostr");
     }
+  }
+
+  private async announceServer(initialized: unknown): Promise<void> {
+    const dvmcp = dvmcpServerAnnouncement(this.options.name, this.options.name);
+    await Promise.all([this.publish(ANNOUNCEMENT_KINDS.server, initialized, this.serverTags()), this.publish(dvmcp.kind, initialized, dvmcp.tags)]);
   }
 
   private serverTags(): string[][] {

@@ -1,30 +1,28 @@
 /**
- * One Nostr client (a public key) as a connection of the gateway: the messages the server transport
- * took from that key come in here, and what the gateway sends goes back to that key. Requests carry
- * the id of their Nostr event (the SDK's server transport swaps the client's id for it and swaps it
- * back in the answer), so the answers of all clients can share the one transport.
+ * One Nostr client (a public key) as a connection of the gateway: the messages taken from that key
+ * come in here, and what the gateway sends goes back to that key, in the order the session sent it.
+ * Subclasses say how a message is published: ContextVM's (through the SDK's server transport) or
+ * DVMCP's.
+ *
+ * Requests to the client (sampling, elicitation, roots) are answered here with an error at once:
+ * the ContextVM SDK's client transport drops requests from a server, and DVMCP has none, so one
+ * sent would never be answered.
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
-import type { NostrServerTransport } from "@contextvm/sdk/transport";
 import type { InboundTransport } from "../../../src/gateway/index.js";
 import type { JsonRpcId } from "../../../src/protocol/index.js";
 
-type SdkMessage = Parameters<NostrServerTransport["send"]>[0];
-
-export class NostrClientConnection implements InboundTransport {
+export abstract class NostrClientConnection implements InboundTransport {
   onmessage: InboundTransport["onmessage"];
   onerror: InboundTransport["onerror"];
   onclose: InboundTransport["onclose"];
   /** Messages that came before the session started. */
   private early: JSONRPCMessage[] | undefined = [];
-  private closed = false;
+  protected closed = false;
   /** The last send: each waits for the one before, so a call's progress is published before its result. */
   private sending: Promise<void> = Promise.resolve();
 
-  constructor(
-    readonly clientPubkey: string,
-    private readonly transport: NostrServerTransport,
-  ) {}
+  constructor(readonly clientPubkey: string) {}
 
   async start(): Promise<void> {
     const early = this.early ?? [];
@@ -44,20 +42,21 @@ export class NostrClientConnection implements InboundTransport {
    * each one (encrypting, publishing) takes its own time, so a result could overtake its last progress.
    */
   send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
-    const sent = this.sending.then(() => this.publish(message, options));
+    const sent = this.sending.then(() => {
+      if (this.closed) return;
+      if ("method" in message && "id" in message) return this.refuse(message.id, message.method);
+      return this.publish(message, options?.relatedRequestId);
+    });
     this.sending = sent.catch(() => undefined);
     return sent;
   }
 
-  private async publish(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined }): Promise<void> {
-    if (this.closed) return;
-    if ("id" in message && ("result" in message || "error" in message)) {
-      await this.transport.send(message as SdkMessage);
-      return;
-    }
-    // A notification (tied to the request whose event it answers, when it belongs to one) or a request.
-    const related = options?.relatedRequestId;
-    await this.transport.sendNotification(this.clientPubkey, message as SdkMessage, typeof related === "string" ? related : undefined);
+  /** Publishes an answer or a notification (tied to request `related`, when it belongs to one) to the client. */
+  protected abstract publish(message: JSONRPCMessage, related: JsonRpcId | undefined): Promise<void>;
+
+  private refuse(id: JsonRpcId, method: string): void {
+    const message = `${method} cannot reach a Nostr client: ContextVM and DVMCP clients take no requests from the server`;
+    queueMicrotask(() => this.onmessage?.({ jsonrpc: "2.0", id, error: { code: -32601, message } } as JSONRPCMessage));
   }
 
   async close(): Promise<void> {

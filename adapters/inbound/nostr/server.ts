@@ -2,8 +2,8 @@
  * Inbound adapter: the gateway as a ContextVM server on Nostr relays. The ContextVM SDK's server
  * transport takes the requests (one transport for all clients, over only the relays given, behind
  * the guard); each client public key gets a gateway session of its own, whose identity is that key
- * (kind "nostr"), so the access policy applies per key. The catalog is announced, and re-announced
- * as it changes.
+ * (kind "nostr"), so the access policy applies per key. DVMCP's clients are served too, by the
+ * DVMCP front, on the same key and relays. The catalog is announced, and re-announced as it changes.
  */
 import { EncryptionMode } from "@contextvm/sdk/core";
 import { ApplesauceRelayPool } from "@contextvm/sdk/relay";
@@ -14,7 +14,8 @@ import type { Gateway } from "../../../src/gateway/index.js";
 import { EventGuard, type EncryptionPolicy, GuardedRelays, publicKeyOf } from "../../../src/nostr/index.js";
 import type { Logger } from "../../../src/util/index.js";
 import { CatalogAnnouncer } from "./announcer.js";
-import { NostrClientConnection } from "./client-connection.js";
+import { ContextVmClientConnection } from "./contextvm-connection.js";
+import { DvmcpFront } from "./dvmcp-front.js";
 import { RequestEvents } from "./request-events.js";
 
 export interface NostrServeOptions {
@@ -43,9 +44,12 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
   const encryption = options.encryption ?? "optional";
   const pubkey = publicKeyOf(options.secretKey);
   const requestEvents = new RequestEvents();
-  const guard = new EventGuard({ secretKey: options.secretKey, encryption, logger, onMessage: (message) => requestEvents.note(message) });
-  const relays = new GuardedRelays(new ApplesauceRelayPool([...options.relays]), guard);
-  const clients = new Map<string, NostrClientConnection>();
+  const name = options.name ?? "dmcp-gateway";
+  // DVMCP's clients speak in the clear: with encryption required, only ContextVM's are served.
+  const dvmcp = encryption === "required" ? undefined : new DvmcpFront(gateway, { secretKey: options.secretKey, serverId: name, logger });
+  const guard = new EventGuard({ secretKey: options.secretKey, encryption, dvmcpRequests: dvmcp !== undefined, logger, onMessage: (message) => requestEvents.note(message) });
+  const relays = new GuardedRelays(new ApplesauceRelayPool([...options.relays]), guard, (event) => dvmcp?.take(event) ?? false);
+  const clients = new Map<string, ContextVmClientConnection>();
   const transport = new NostrServerTransport({
     signer: new PrivateKeySigner(options.secretKey),
     relayHandler: relays,
@@ -55,17 +59,17 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
     isAnnouncedServer: false,
     publishRelayList: false,
     bootstrapRelayUrls: [],
-    serverInfo: { name: options.name ?? "dmcp-gateway" },
+    serverInfo: { name },
     logLevel: logger.level === "debug" || logger.level === "trace" ? "debug" : logger.level === "silent" ? "silent" : "error",
     onClientSessionEvicted: ({ clientPubkey }) => void clients.get(clientPubkey)?.close(),
   });
 
-  const connectionOf = (clientPubkey: string, message: JSONRPCMessage): NostrClientConnection => {
+  const connectionOf = (clientPubkey: string, message: JSONRPCMessage): ContextVmClientConnection => {
     const known = clients.get(clientPubkey);
     // A client that initializes again starts a new session.
     if (known && !("method" in message && message.method === "initialize")) return known;
     void known?.close();
-    const connection = new NostrClientConnection(clientPubkey, transport);
+    const connection = new ContextVmClientConnection(clientPubkey, transport);
     clients.set(clientPubkey, connection);
     gateway.connect(connection, "nostr", { kind: "nostr", subject: clientPubkey }).then(
       (session) => session.closed.then(() => clients.get(clientPubkey) === connection && clients.delete(clientPubkey)),
@@ -81,7 +85,8 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
   transport.onerror = (err) => logger.warn({ err }, "Nostr server transport");
 
   await transport.start();
-  const announcer = new CatalogAnnouncer(gateway, { secretKey: options.secretKey, relays, name: options.name ?? "dmcp-gateway", encryption, logger });
+  await dvmcp?.start(relays);
+  const announcer = new CatalogAnnouncer(gateway, { secretKey: options.secretKey, relays, name, encryption, logger });
   await announcer.start();
   logger.info({ pubkey, relays: options.relays }, "serving MCP on Nostr");
   return {
@@ -89,6 +94,7 @@ export async function serveNostr(gateway: Gateway, options: NostrServeOptions): 
     async close() {
       await announcer.stop();
       await Promise.allSettled([...clients.values()].map((client) => client.close()));
+      await dvmcp?.close();
       await transport.close();
     },
   };

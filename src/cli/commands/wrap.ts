@@ -1,6 +1,6 @@
 import { httpConnector, stdioConnector } from "../../../adapters/outbound/index.js";
 import type { UpstreamConnector } from "../../executor/index.js";
-import type { EncryptionPolicy } from "../../nostr/index.js";
+import type { EncryptionPolicy, NostrDialect } from "../../nostr/index.js";
 import { Executor } from "../../executor/index.js";
 import { assertToken } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
@@ -38,14 +38,18 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
                         send Authorization: Bearer <token> to --url, the token read from $VAR
   --bearer-token-file FILE
                         the same, the token read from FILE (trailing newline dropped)
-  --nostr PUBKEY        wrap a ContextVM server on Nostr: its public key (hex or npub); only the
-                        --relay URLs are used (see docs/nostr.md)
+  --nostr PUBKEY        wrap a ContextVM (or DVMCP) server on Nostr: its public key (hex or npub);
+                        only the --relay URLs are used (see docs/nostr.md)
   --relay URL           with --nostr: a relay (ws:// or wss://) to reach the server on (repeatable)
   --nostr-key FILE      with --nostr: the secret key (hex or nsec) the executor signs with; without
                         it, a one-time key is generated at start (its public key is logged)
   --nostr-encryption MODE
                         with --nostr: optional (default: requests gift-wrapped, answers taken
                         either way), required (gift wraps only) or disabled (plain events only)
+  --nostr-dialect D     with --nostr: contextvm (default) or dvmcp: a DVMCP server (spec 2025-03-26:
+                        answers of kind 26910, simplified messages), reached in plain events only;
+                        auto: dvmcp if the relays hold the server's DVMCP announcement (kind 31316)
+                        and no ContextVM one (11316), else contextvm
   --env K=V             environment variable for the wrapped command (repeatable); the command
                         also inherits this process's environment
   --transport MODE      with --url: auto (default), streamable-http or sse
@@ -90,6 +94,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       relay: { type: "string", multiple: true },
       "nostr-key": { type: "string" },
       "nostr-encryption": { type: "string" },
+      "nostr-dialect": { type: "string" },
       "wait-for-upstream": { type: "boolean" },
       instance: { type: "string" },
       heartbeat: { type: "string" },
@@ -184,6 +189,7 @@ type WrapValues = Parameters<typeof upstreamHeaders>[0] & {
   relay?: string[];
   "nostr-key"?: string;
   "nostr-encryption"?: string;
+  "nostr-dialect"?: string;
 };
 
 /** How the executor reaches its server: a command (stdio), a URL (HTTP) or a public key on Nostr relays. */
@@ -191,8 +197,8 @@ async function upstreamConnector(values: WrapValues, positionals: string[], logg
   const kinds = [positionals.length > 0, values.url !== undefined, values.nostr !== undefined].filter(Boolean).length;
   if (kinds > 1) throw new UsageError("give one of -- COMMAND ARGS..., --url URL and --nostr PUBKEY, not two");
   if (kinds === 0) throw new UsageError("dmcp wrap needs -- COMMAND ARGS..., or --url URL, or --nostr PUBKEY (see dmcp wrap --help)");
-  if (values.nostr === undefined && (values.relay || values["nostr-key"] || values["nostr-encryption"])) {
-    throw new UsageError("--relay, --nostr-key and --nostr-encryption apply to --nostr servers");
+  if (values.nostr === undefined && (values.relay || values["nostr-key"] || values["nostr-encryption"] || values["nostr-dialect"])) {
+    throw new UsageError("--relay, --nostr-key, --nostr-encryption and --nostr-dialect apply to --nostr servers");
   }
   if (values.nostr !== undefined) return nostrUpstream(values, logger);
   const transport = values.transport ?? "auto";
@@ -215,6 +221,8 @@ async function nostrUpstream(values: WrapValues, logger: Logger): Promise<Upstre
   if (!["optional", "required", "disabled"].includes(encryption)) {
     throw new UsageError(`--nostr-encryption must be optional, required or disabled, got ${encryption}`);
   }
+  const dialect = values["nostr-dialect"] ?? "contextvm";
+  if (!["contextvm", "dvmcp", "auto"].includes(dialect)) throw new UsageError(`--nostr-dialect must be contextvm, dvmcp or auto, got ${dialect}`);
   const { generateSecretKeyHex, parsePublicKey, parseRelayUrls, publicKeyOf, readSecretKey } = await import("../../nostr/index.js");
   const { nostrConnector } = await import("../../../adapters/outbound/nostr/index.js");
   try {
@@ -223,7 +231,7 @@ async function nostrUpstream(values: WrapValues, logger: Logger): Promise<Upstre
     if (relays.length === 0) throw new Error("--nostr needs at least one --relay URL");
     const secretKey = values["nostr-key"] ? readSecretKey(values["nostr-key"], "--nostr-key") : generateSecretKeyHex();
     logger.info({ pubkey: publicKeyOf(secretKey), oneTimeKey: !values["nostr-key"] }, "the executor's Nostr identity");
-    return nostrConnector({ serverPubkey, relays, secretKey, encryption: encryption as EncryptionPolicy });
+    return await nostrConnector({ serverPubkey, relays, secretKey, encryption: encryption as EncryptionPolicy, dialect: dialect as NostrDialect | "auto" });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
