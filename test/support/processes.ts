@@ -52,7 +52,12 @@ export interface SpawnOptions {
 }
 
 export function spawnNode(args: string[], options: SpawnOptions = {}): Child {
-  const child = spawn(process.execPath, args, {
+  return spawnProgram(process.execPath, args, options);
+}
+
+/** Any program (nats-server, haproxy) as a child the test tracks like a Node one. */
+export function spawnProgram(program: string, args: string[], options: SpawnOptions = {}): Child {
+  const child = spawn(program, args, {
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
     detached: options.detached ?? false,
     ...(options.cwd ? { cwd: options.cwd } : {}),
