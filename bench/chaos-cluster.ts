@@ -29,6 +29,7 @@ import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
 import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
 import { describeMachine } from "./lib/machine.js";
+import "./lib/unlimited-listeners.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 2000);
 const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 32);
