@@ -13,7 +13,8 @@
  *   an executor's node      a node an executor is connected to (not the gateway's, where there is one)
  *   work stream's leader    the node leading DMCP_WORK (a new leader must be elected)
  *
- * Besides `npm run chaos`'s columns: the longest pause between two answers after the fault, and the
+ * Besides `npm run chaos`'s columns: how many calls ran upstream more than once (the fixture logs
+ * each run with its correlation id), the longest pause between two answers after the fault, and the
  * time from the fault until one second's answers reach 80 % of the rate before it.
  *
  * Environment: CHAOS_CALLS (default 2000), CHAOS_CONCURRENCY (32), CHAOS_ACK_WAIT (2s),
@@ -26,9 +27,10 @@ import { DEAD_LETTER_STREAM, WORK_STREAM } from "../src/protocol/index.js";
 import { serverGenerations, startTestCluster, type TestCluster } from "../test/support/cluster.js";
 import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/support/load.js";
 import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
+import { eventually, startGatewayHttp, upstreamRuns, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
 import { describeMachine } from "./lib/machine.js";
+import "./lib/unlimited-listeners.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 2000);
 const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 32);
@@ -102,8 +104,15 @@ function throughputAfter(outcomes: CallOutcome[], faultAt: number): Throughput {
   return { stallMs, rateBackMs };
 }
 
-async function runPhase(cluster: TestCluster, client: RawMcpClient, responses: Map<number, number>, phase: Phase): Promise<{ report: Report; throughput?: Throughput }> {
+async function runPhase(
+  cluster: TestCluster,
+  executors: Child[],
+  client: RawMcpClient,
+  responses: Map<number, number>,
+  phase: Phase,
+): Promise<{ report: Report; throughput?: Throughput }> {
   const deadBefore = await deadLetters(cluster);
+  const logged = executors.map((executor) => executor.stderr.length);
   const trigger = whenReached(Math.ceil(CALLS * FAULT_AT));
   const load = runLoad(client, {
     calls: CALLS,
@@ -125,6 +134,8 @@ async function runPhase(cluster: TestCluster, client: RawMcpClient, responses: M
   const outcomes = await load;
   if (killed !== undefined) await cluster.restart(killed);
   const report = summarize(phase.name, outcomes, responses, (await deadLetters(cluster)) - deadBefore, faultAt);
+  const runs = upstreamRuns(executors, "sleep", logged);
+  report.ranAgain = [...runs.values()].filter((count) => count > 1).length;
   return faultAt === undefined ? { report } : { report, throughput: throughputAfter(outcomes, faultAt) };
 }
 
@@ -148,7 +159,7 @@ async function runOn(label: string, binary: string | undefined): Promise<void> {
     const throughputs: string[] = [];
     for (const phase of PHASES) {
       process.stdout.write(`phase: ${phase.name}...\n`);
-      const { report, throughput } = await runPhase(cluster, client, responses, phase);
+      const { report, throughput } = await runPhase(cluster, executors, client, responses, phase);
       reports.push(report);
       if (throughput) {
         const back = throughput.rateBackMs === undefined ? "not back within the phase" : `back after ${Math.round(throughput.rateBackMs)} ms`;

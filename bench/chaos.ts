@@ -26,6 +26,7 @@ import { startNatsServer, type EmbeddedNats } from "../src/bus/nats-server.js";
 import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
 import { countResponses, runLoad, whenReached } from "../test/support/load.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
+import "./lib/unlimited-listeners.js";
 import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 
 const CALLS = Number(process.env.CHAOS_CALLS ?? 500);

@@ -9,6 +9,8 @@ export interface Report {
   lost: number;
   duplicated: number;
   deadLettered: number;
+  /** Calls whose tool ran upstream more than once (when the run counts them). */
+  ranAgain?: number;
   inFlightAtFault?: number;
   recoveryMs?: number;
 }
@@ -50,9 +52,10 @@ export function print(reports: Report[]): void {
     String(r.lost),
     String(r.duplicated),
     String(r.deadLettered),
+    r.ranAgain === undefined ? "-" : String(r.ranAgain),
     r.recoveryMs === undefined ? "-" : `${Math.round(r.recoveryMs)} ms (${r.inFlightAtFault} in flight)`,
   ]);
-  const header = ["phase", "sent", "answered", "failed", "lost", "duplicated", "dead-lettered", "recovery"];
+  const header = ["phase", "sent", "answered", "failed", "lost", "duplicated", "dead-lettered", "ran again", "recovery"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join("  ");
   process.stdout.write(`\n${line(header)}\n${line(widths.map((w) => "-".repeat(w)))}\n${rows.map(line).join("\n")}\n`);

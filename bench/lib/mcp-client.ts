@@ -1,13 +1,8 @@
 /** The bench's MCP clients: SDK `Client` sessions over Streamable HTTP, and the call loop that drives them. */
-import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { BenchError } from "./config.js";
-
-// Node's fetch ties each request to the session's AbortSignal with a listener it removes only when the
-// request is garbage-collected; thousands of calls on one session outrun the collector and its limit
-// of 1500 (a MaxListenersExceededWarning per call past it). New signals get no limit.
-EventEmitter.defaultMaxListeners = 0;
+import "./unlimited-listeners.js";
 
 /** The tool every measured call invokes, and the text its answer must carry. */
 export interface ToolCall {

@@ -52,7 +52,12 @@ export interface SpawnOptions {
 }
 
 export function spawnNode(args: string[], options: SpawnOptions = {}): Child {
-  const child = spawn(process.execPath, args, {
+  return spawnProgram(process.execPath, args, options);
+}
+
+/** Any program (nats-server, haproxy) as a child the test tracks like a Node one. */
+export function spawnProgram(program: string, args: string[], options: SpawnOptions = {}): Child {
+  const child = spawn(program, args, {
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
     detached: options.detached ?? false,
     ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -210,21 +215,30 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 30_
 }
 
 /**
- * How many times the fixture's `crash` tool ran for one durable call, across these `dmcp wrap`
- * processes: the fixture says so on its stderr, which the executor logs as `upstream_stderr`.
+ * How many times the fixture's `tool` (`crash` or `sleep`) ran for each call, by correlation id, across
+ * these `dmcp wrap` processes (from stderr line `since` of each): the fixture says so on its stderr,
+ * which the executor logs as `upstream_stderr`.
  */
-export function crashRuns(executors: Child[], correlationId: string): number {
-  const marker = "crash: running ";
-  let runs = 0;
-  for (const line of executors.flatMap((executor) => executor.stderr)) {
-    let logged: unknown;
-    try {
-      logged = (JSON.parse(line) as { upstream_stderr?: unknown }).upstream_stderr;
-    } catch {
-      continue;
+export function upstreamRuns(executors: Child[], tool: "crash" | "sleep", since: number[] = []): Map<string, number> {
+  const marker = new RegExp(`^${tool}: running (?:\\d+ )?(\\{.*\\})$`);
+  const runs = new Map<string, number>();
+  for (const [index, executor] of executors.entries()) {
+    for (const line of executor.stderr.slice(since[index] ?? 0)) {
+      let logged: unknown;
+      try {
+        logged = (JSON.parse(line) as { upstream_stderr?: unknown }).upstream_stderr;
+      } catch {
+        continue;
+      }
+      const run = typeof logged === "string" ? logged.match(marker) : null;
+      const correlationId = run ? (JSON.parse(run[1]!) as { correlation_id?: unknown }).correlation_id : undefined;
+      if (typeof correlationId === "string") runs.set(correlationId, (runs.get(correlationId) ?? 0) + 1);
     }
-    if (typeof logged !== "string" || !logged.startsWith(marker)) continue;
-    if ((JSON.parse(logged.slice(marker.length)) as { correlation_id?: unknown }).correlation_id === correlationId) runs++;
   }
   return runs;
+}
+
+/** How many times the fixture's `crash` tool ran for one durable call, across these `dmcp wrap` processes. */
+export function crashRuns(executors: Child[], correlationId: string): number {
+  return upstreamRuns(executors, "crash").get(correlationId) ?? 0;
 }

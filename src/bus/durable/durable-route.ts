@@ -21,6 +21,13 @@ import { provisionWorkStreams, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js"
 const SWEEP_INTERVAL_MS = 5_000;
 /** How often a call whose request was queued before (by a requester that died) looks for its answer there. */
 const RESUMED_POLL_MS = 500;
+/**
+ * After a reconnection, how often and for how long waiting calls look there: answers sent to this
+ * process while it was away were lost on the wire, and executors store them moments later (the sweep
+ * alone would find them only after SWEEP_INTERVAL_MS, or twice that for calls queued just before).
+ */
+const AFTER_RECONNECT_POLL_MS = 250;
+const AFTER_RECONNECT_WINDOW_MS = 10_000;
 const PUBLISH_TIMEOUT_MS = 2_000;
 /** A queued request outlives its deadline by this much (where the server has per-message TTL). */
 const TTL_MARGIN_S = 5;
@@ -58,7 +65,7 @@ export class DurableRoute {
     bus.onReconnect(() => {
       for (const wake of this.reconnectWaiters.splice(0)) wake();
       // Answers published while this process was away are in the result store.
-      this.recoverSoon(0);
+      void this.recoverAfterReconnect();
     });
   }
 
@@ -170,22 +177,45 @@ export class DurableRoute {
     void read().catch(failed);
   }
 
-  private recoverSoon(minAgeMs: number): void {
-    this.recover(minAgeMs).catch((err: unknown) => this.bus.logger.debug({ err }, "could not read answers from the result store"));
+  /**
+   * Reads the result store for the calls that were waiting when the bus came back, every
+   * AFTER_RECONNECT_POLL_MS, until all are answered or the window ends.
+   */
+  private async recoverAfterReconnect(): Promise<void> {
+    const reconnectedAt = Date.now();
+    const until = reconnectedAt + AFTER_RECONNECT_WINDOW_MS;
+    while (!this.stopped && Date.now() < until) {
+      const left = await this.recover((at) => at <= reconnectedAt).catch((err: unknown) => {
+        this.bus.logger.debug({ err }, "could not read answers from the result store");
+        return 1;
+      });
+      if (left === 0) return;
+      await sleep(AFTER_RECONNECT_POLL_MS);
+    }
   }
 
-  /** Settles waiting durable calls (queued at least `minAgeMs` ago) whose answers are in the result store. */
-  private async recover(minAgeMs: number): Promise<void> {
-    if (!this.setup || this.stopped) return;
+  private recoverSoon(minAgeMs: number): void {
+    const queuedBefore = Date.now() - minAgeMs;
+    this.recover((at) => at <= queuedBefore).catch((err: unknown) => this.bus.logger.debug({ err }, "could not read answers from the result store"));
+  }
+
+  /**
+   * Settles waiting durable calls whose answers are in the result store, of those whose queueing time
+   * `include` takes; resolves with how many of those are still waiting.
+   */
+  private async recover(include: (queuedAt: number) => boolean): Promise<number> {
+    if (!this.setup || this.stopped) return 0;
     const { results } = await this.setup;
     const waiting = new Set(this.requester.durableCalls());
     for (const id of this.queued.keys()) if (!waiting.has(id)) this.queued.delete(id);
-    const now = Date.now();
+    let left = 0;
     for (const [correlationId, { at, service }] of this.queued) {
-      if (now - at < minAgeMs) continue;
+      if (!include(at)) continue;
       const stored = await results.get(service, correlationId).catch(() => undefined);
       if (stored) this.requester.deliverStored(correlationId, stored.data, stored.stored);
+      else left++;
     }
+    return left;
   }
 
   /** Resolves when the bus is back, or rejects at `until`. */
