@@ -11,6 +11,8 @@ const SUPPORT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const REPO_ROOT = SUPPORT_ROOT.endsWith("/dist/") ? SUPPORT_ROOT.slice(0, -"dist/".length) : SUPPORT_ROOT;
 export const DMCP_BIN = `${REPO_ROOT}dist/src/cli/main.js`;
 export const FIXTURE_BIN = `${REPO_ROOT}dist/test/support/fixtures/raw-server.js`;
+/** The fixture that counts the requests it gets (the cache's tests). */
+export const COUNTING_FIXTURE_BIN = `${REPO_ROOT}dist/test/support/fixtures/counting-server.js`;
 
 if (!existsSync(DMCP_BIN) || !existsSync(FIXTURE_BIN)) {
   throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
