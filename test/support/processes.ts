@@ -18,6 +18,18 @@ if (!existsSync(DMCP_BIN) || !existsSync(FIXTURE_BIN)) {
   throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
 }
 
+/**
+ * The nats-server binaries version-dependent tests run on: the system's, and a current one (2.11+,
+ * from `scripts/fetch-current-nats-server.sh` or $NATS_SERVER_CURRENT_BIN) when it is there.
+ */
+export function natsServersToCompare(what: string): { label: string; binary: string | undefined }[] {
+  const current = process.env.NATS_SERVER_CURRENT_BIN ?? `${REPO_ROOT}.cache/nats-server-current/root/usr/sbin/nats-server`;
+  const servers = [{ label: "the system's nats-server", binary: undefined as string | undefined }];
+  if (existsSync(current)) servers.push({ label: "a current nats-server", binary: current });
+  else console.warn(`no current nats-server at ${current}: run scripts/fetch-current-nats-server.sh to test ${what} on it too`);
+  return servers;
+}
+
 export interface Child {
   process: ChildProcess;
   /** Every stderr line so far (pino JSON lines and plain text). */
