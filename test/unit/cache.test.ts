@@ -12,6 +12,7 @@ import { decide, lifetimeOf, neverCached, ServiceCacheRules } from "../../src/ga
 import { SingleFlight } from "../../src/gateway/cache/single-flight.js";
 import { CallError, ErrorCode } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/index.js";
+import { cacheFromConfig, cacheFromFlags, gatewayCacheFromFlags } from "../../src/cli/cache.js";
 
 const alice: Identity = { kind: "token", subject: "alice" };
 const bob: Identity = { kind: "token", subject: "bob" };
@@ -116,11 +117,11 @@ describe("what may be cached", () => {
     expect(neverCached({ name: "read", task: { ttl: 1000 } }, "http")).toBe(true);
     expect(neverCached({ name: "read" }, "task")).toBe(true);
     expect(neverCached({ name: "read" }, "http")).toBe(false);
-    const sealed = new GatewayCache({ logger: silentLogger, id: "g", sealed: () => true });
+    const sealed = new GatewayCache({ logger: silentLogger(), id: "g", sealed: () => true });
     sealed.servicesChanged(new Map([["svc", catalog({ rules: [{ pattern: "*", ttl_ms: 1000, scope: "private" }] })]]));
     const call = { method: "tools/call", params: { name: "read" }, transport: "http", identity: ANONYMOUS, stateless: false, signal: new AbortController().signal };
     expect(sealed.decide(call, { service: "svc", params: { name: "read" } })).toBeUndefined();
-    const open = new GatewayCache({ logger: silentLogger, id: "g", sealed: () => false });
+    const open = new GatewayCache({ logger: silentLogger(), id: "g", sealed: () => false });
     open.servicesChanged(new Map([["svc", catalog({ rules: [{ pattern: "*", ttl_ms: 1000, scope: "private" }] })]]));
     expect(open.decide(call, { service: "svc", params: { name: "read" } })).toBeDefined();
   });
@@ -168,5 +169,33 @@ describe("SingleFlight", () => {
     const follower = flights.run("k", never, (a) => a, never, controller.signal);
     controller.abort(new CallError(ErrorCode.Cancelled, "follower cancelled"));
     await expect(follower).rejects.toThrow("follower cancelled");
+  });
+});
+
+describe("cache settings from flags and the config file", () => {
+  it("makes announced rules of --cache-ttl and --cache-public-ttl, in order, and refuses what is not PATTERN=DURATION", () => {
+    expect(cacheFromFlags({ "cache-ttl": ["get_*=30s"], "cache-public-ttl": ["docs://*=1m"] })).toEqual({
+      rules: [
+        { pattern: "get_*", ttl_ms: 30_000, scope: "private" },
+        { pattern: "docs://*", ttl_ms: 60_000, scope: "public" },
+      ],
+    });
+    expect(cacheFromFlags({})).toBeUndefined();
+    expect(() => cacheFromFlags({ "cache-ttl": ["get_*"] })).toThrow(/PATTERN=DURATION/);
+    expect(() => cacheFromFlags({ "cache-ttl": ["get_*=soon"] })).toThrow(/duration/);
+    expect(() => cacheFromFlags({ "cache-ttl": ["get_*=2d"] })).toThrow(/between 1ms and 24h/);
+  });
+
+  it("reads a server entry's cache map and the gateway's bound; --no-cache turns the cache off", () => {
+    expect(cacheFromConfig({ "a*": "5s", "b://x": { ttl: 100, scope: "public" } }, "servers.s.cache")).toEqual({
+      rules: [
+        { pattern: "a*", ttl_ms: 5_000, scope: "private" },
+        { pattern: "b://x", ttl_ms: 100, scope: "public" },
+      ],
+    });
+    expect(cacheFromConfig({}, "servers.s.cache")).toBeUndefined();
+    expect(gatewayCacheFromFlags({ "cache-max-bytes": "1MB" })).toEqual({ enabled: true, maxBytes: 1_000_000 });
+    expect(gatewayCacheFromFlags({ "no-cache": true })).toEqual({ enabled: false });
+    expect(() => gatewayCacheFromFlags({ "cache-max-bytes": "0" })).toThrow(/more than 0/);
   });
 });
