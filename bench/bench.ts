@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- compare|memory|scale|all]`: what a tools/call costs through dmcp and through the
+ * `npm run bench [-- compare|memory|scale|cache|all]`: what a tools/call costs through dmcp and through the
  * alternatives, side by side in one run, and the targets of issue 14 against it.
  *
  * compare (the default): one upstream (the conformance fixture over Streamable HTTP, `test_simple_text`)
@@ -24,6 +24,8 @@
  *
  * memory: the gateway's RSS with many calls in flight on a slow tool, and after them.
  * scale: calls/s of K replicas of an I/O-bound tool, for each K.
+ * cache: a cached read's latency against ping and an uncached call, and the upstream requests of
+ * 100 concurrent readers of one key (bench/cache.ts).
  *
  * Targets are reported, never enforced: a bench is a measurement, not a test. The exit code is
  * non-zero only when the bench itself breaks (a process does not start, a call fails).
@@ -57,6 +59,9 @@
  *   BENCH_SCALE_CONCURRENCY  client sessions calling in a loop (default 32)
  *   BENCH_SCALE_SLEEP_MS     how long the tool sleeps (default 20)
  *   BENCH_SCALE_SECONDS      measured seconds per K (default 5)
+ * Environment (cache, also run by the default command when BENCH_CACHE=1):
+ *   BENCH_CACHE_CALLS    calls at concurrency 1 per measured kind (default 2000)
+ *   BENCH_CACHE_READERS  client sessions reading one key at once (default 100)
  * Always:
  *   BENCH_VERBOSE=1    echo the children's stderr
  *   BENCH_MARKDOWN=1   print the tables as Markdown (as in docs/performance.md)
@@ -71,10 +76,11 @@ import { describeMachine } from "./lib/machine.js";
 import { childDied, cleanup, setVerbose } from "./lib/processes.js";
 import { setMarkdown } from "./lib/stats.js";
 import { formatTargets, type TargetLine } from "./lib/targets.js";
+import { runCache } from "./cache.js";
 import { runMemory } from "./memory.js";
 import { runScale } from "./scale.js";
 
-const COMMANDS = ["compare", "memory", "scale", "all"] as const;
+const COMMANDS = ["compare", "memory", "scale", "cache", "all"] as const;
 type Command = (typeof COMMANDS)[number];
 const DEFAULT_CHAINS: ChainName[] = ["direct", "dmcp", "supergateway", "mcp-proxy", "tunnel"];
 
@@ -128,6 +134,12 @@ const scale = () =>
     seconds: envNumber("BENCH_SCALE_SECONDS", 5, { integer: false, min: 0.1 }),
   });
 
+const cache = () =>
+  runCache({
+    serialCalls: envNumber("BENCH_CACHE_CALLS", 2000, { min: 2 }),
+    readers: envNumber("BENCH_CACHE_READERS", 100),
+  });
+
 async function main(): Promise<void> {
   const which = command();
   setVerbose(envFlag("BENCH_VERBOSE"));
@@ -139,6 +151,7 @@ async function main(): Promise<void> {
   if (which === "compare" || which === "all") targets.push(...(await compare()));
   if (which === "memory" || which === "all" || (which === "compare" && envFlag("BENCH_MEMORY"))) targets.push(...(await memory()));
   if (which === "scale" || which === "all" || (which === "compare" && envFlag("BENCH_SCALE"))) targets.push(...(await scale()));
+  if (which === "cache" || which === "all" || (which === "compare" && envFlag("BENCH_CACHE"))) targets.push(...(await cache()));
   console.log("\ntargets (issue 14 unless marked; reported, not enforced):");
   console.log(formatTargets(targets));
   console.log(

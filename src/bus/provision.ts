@@ -8,11 +8,13 @@ import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./durable/result-store.js";
 import { provisionWorkStreams } from "./durable/work-queue.js";
 import { createRegistryBucket } from "./registry.js";
 import { ensureTasksBucket } from "./tasks-bucket.js";
+import { ensureCacheBucket } from "./cache-bucket.js";
 
 export async function provisionStreams(bus: Bus, options: { contextRetention?: ContextRetention | undefined; resultTtlMs?: number | undefined } = {}): Promise<void> {
   await createRegistryBucket(bus);
   await new ContextStreams(bus, "provision").ensureStream(options.contextRetention);
   await ensureTasksBucket(bus);
+  await ensureCacheBucket(bus);
   await ResultStore.create(bus, options.resultTtlMs ?? DEFAULT_RESULT_TTL_MS);
   await provisionWorkStreams(bus);
 }

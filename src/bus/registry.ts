@@ -20,6 +20,7 @@ import {
   type ErrorCode,
   type AnnouncePayload,
   type Catalog,
+  type CachePlan,
   type DeliveryPlan,
   type HeartbeatPayload,
   type InstanceStatus,
@@ -59,6 +60,8 @@ export interface AnnouncementInput {
   profile?: AgentProfile;
   /** How the service's tools/call requests travel (PROTOCOL.md §15.2). */
   delivery?: DeliveryPlan;
+  /** Opt-in cache TTLs for the service's read-only tools and resources (PROTOCOL.md §18). */
+  cache?: CachePlan;
 }
 
 export interface PresenceOptions {

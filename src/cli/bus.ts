@@ -5,7 +5,7 @@ import type { MessageSecurity } from "../security/index.js";
 import type { Logger } from "../util/index.js";
 import { natsConnection, natsTarget, type NatsTarget } from "./args.js";
 
-export type BusCommand = "up" | "gateway" | "wrap" | "status" | "tail";
+export type BusCommand = "up" | "gateway" | "wrap" | "status" | "tail" | "cache";
 
 export interface CommandBusOptions {
   name: string;

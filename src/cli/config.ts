@@ -7,6 +7,7 @@ import { formatIssues } from "../protocol/index.js";
 import { AccessPolicy, PolicySchema } from "../gateway/index.js";
 import { parseDuration, parseSize } from "./args.js";
 import { DeliveryConfigFields } from "./delivery.js";
+import { CacheConfigFields, GatewayCacheConfig } from "./cache.js";
 
 const ServiceName = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "service names use 1-128 characters from A-Z a-z 0-9 _ -");
 const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 30s, 15m, 24h or 7d")]);
@@ -34,6 +35,7 @@ const ExecutorSettings = {
   maxSessions: z.number().int().min(0).optional().describe("MCP client sessions that get an upstream session of their own on each replica (default 32; 0: none)"),
   sessionIdle: Duration.optional().describe("close a client session's upstream session after this long without calls (default 10m)"),
   ...DeliveryConfigFields,
+  ...CacheConfigFields,
 };
 
 const StdioServer = z.strictObject({
@@ -118,8 +120,10 @@ export const ConfigSchema = z.strictObject({
       policy: z.union([z.string().min(1), PolicySchema]).optional(),
       /** JWT claims copied into each request's `caller` for executors. */
       forwardClaims: z.array(z.string().min(1)).optional(),
+      /** The gateway cache (docs/caching.md). */
+      cache: GatewayCacheConfig,
     })
-    .default({ http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000 }),
+    .default({ http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000, cache: { enabled: true } }),
   /** Limits of the context stream (see PROTOCOL.md §13.3); each as a number or a string like "7d" / "1GiB". */
   context: z
     .strictObject({

@@ -3,6 +3,7 @@
 import { createLogger } from "../util/index.js";
 import { UsageError } from "./args.js";
 import { catchStopSignals } from "./lifecycle.js";
+import { cacheCommand, cacheHelp } from "./commands/cache.js";
 import { gatewayCommand, gatewayHelp } from "./commands/gateway.js";
 import { keygenCommand, keygenHelp } from "./commands/keygen.js";
 import { statusCommand, statusHelp } from "./commands/status.js";
@@ -23,6 +24,7 @@ Commands:
   wrap      make an MCP server (stdio command or HTTP URL) an executor on the bus
   status    list live services, their replicas and tools
   tail      print context updates and errors from the bus as they happen
+  cache     purge the gateway cache (every answer, or one service's) on every gateway
   keygen    create a signing key (--sign-key) or a curve key (--seal-key) for message security
   help      show help for a command
 
@@ -39,6 +41,7 @@ const commands = {
   status: { run: statusCommand, help: statusHelp },
   tail: { run: tailCommand, help: tailHelp },
   keygen: { run: keygenCommand, help: keygenHelp },
+  cache: { run: cacheCommand, help: cacheHelp },
 } as const;
 type CommandName = keyof typeof commands;
 /** Commands that run until SIGINT or SIGTERM. */
@@ -75,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`dmcp: unknown command ${JSON.stringify(name)}\n\n${mainHelp}`);
     return 2;
   }
-  const level = logLevel(rest, name === "status" || name === "tail" || name === "keygen" ? "warn" : "info");
+  const level = logLevel(rest, name === "status" || name === "tail" || name === "keygen" || name === "cache" ? "warn" : "info");
   const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
   if (!levels.includes(level)) {
     process.stderr.write(`dmcp: --log-level must be one of ${levels.join(", ")}\n`);

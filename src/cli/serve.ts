@@ -11,6 +11,7 @@ import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/index.js";
 import { deliveryFromConfig } from "./delivery.js";
+import { cacheFromConfig } from "./cache.js";
 import { durationMs, isNostrServer, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions extends CallerAccess {
@@ -22,6 +23,8 @@ export interface GatewayServeOptions extends CallerAccess {
   contextRetention?: ContextRetention | undefined;
   /** The TTL of the result store of durable calls, should the gateway create it. */
   resultTtlMs?: number | undefined;
+  /** The gateway cache: on unless `enabled` is false, its local tier bounded by `maxBytes`. */
+  cache?: { enabled: boolean; maxBytes?: number | undefined } | undefined;
   metrics?: Registry | undefined;
   /** Serve /metrics, /healthz and /readyz on their own port (for a stdio gateway). */
   metricsPort?: number | undefined;
@@ -61,6 +64,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
     ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
     ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
     resultTtlMs: options.resultTtlMs,
+    cache: options.cache,
     ...(options.metrics ? { metrics: options.metrics } : {}),
     ...callerAccess(options),
   });
@@ -146,6 +150,7 @@ export async function startExecutors(
     for (let replica = 0; replica < server.replicas; replica++) {
       const connector = await connectorFor(service, server, baseDir);
       const delivery = deliveryFromConfig(server);
+      const cache = cacheFromConfig(server.cache, `servers.${service}.cache`);
       executors.push(
         new Executor({
           bus,
@@ -158,6 +163,7 @@ export async function startExecutors(
           sessionIdleMs: server.sessionIdle === undefined ? undefined : durationMs(server.sessionIdle, `servers.${service}.sessionIdle`),
           ...(metrics ? { metrics } : {}),
           ...(delivery ? { delivery } : {}),
+          cache,
           waitForUpstream: options.waitForUpstream,
         }),
       );

@@ -23,7 +23,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { CallMetrics, shared } from "../metrics/index.js";
 import { SpanKind } from "@opentelemetry/api";
 import { inSpan, withTraceMeta } from "../tracing/index.js";
-import { ErrorCode, type Catalog, type InstanceStatus, UpstreamError } from "../protocol/index.js";
+import { ErrorCode, type CachePlan, type Catalog, type InstanceStatus, UpstreamError } from "../protocol/index.js";
 import type { Logger } from "../util/index.js";
 import {
   CLIENT_INFO,
@@ -72,6 +72,8 @@ export interface ExecutorOptions {
   audit?: boolean | undefined;
   /** Durable delivery of tools/call (PROTOCOL.md §15); without it every call is direct. */
   delivery?: DeliveryOptions | undefined;
+  /** Opt-in cache TTLs announced to gateways (PROTOCOL.md §18), for read-only tools and resources by pattern. */
+  cache?: CachePlan | undefined;
   /** Closes a client session's upstream session after this long without calls (PROTOCOL.md §16). */
   sessionIdleMs?: number | undefined;
   /** At most this many client sessions get upstream sessions of their own; more share the executor's. */
@@ -401,6 +403,7 @@ export class Executor {
       ...(info?.instructions ? { instructions: info.instructions } : {}),
       ...(statelessCapabilities ? { stateless_capabilities: statelessCapabilities } : {}),
       ...(this.sessions.enabled ? { client_sessions: true } : {}),
+      ...(this.options.cache && this.options.cache.rules.length > 0 ? { cache: this.options.cache } : {}),
       ...(this.options.delivery
         ? {
             delivery: planDelivery(

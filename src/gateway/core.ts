@@ -6,9 +6,11 @@
  */
 import type { Registry } from "prom-client";
 import { Counter } from "prom-client";
-import type { Bus, ContextRetention } from "../bus/index.js";
+import { ensureCacheBucket, type Bus, type ContextRetention } from "../bus/index.js";
+import { instrumentCache } from "../metrics/index.js";
 import type { Logger } from "../util/index.js";
 import { AccessControl } from "./access/access-control.js";
+import { GatewayCache } from "./cache/index.js";
 import type { CallerAccess } from "./access/policy.js";
 import { Call, type CallRequest } from "./calls/call.js";
 import { Dispatcher, type CallObserver } from "./calls/dispatcher.js";
@@ -32,6 +34,8 @@ export interface GatewayCoreOptions extends CallerAccess {
   resultTtlMs?: number | undefined;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry;
+  /** The gateway cache (docs/caching.md): on unless `enabled` is false; its local tier holds at most `maxBytes`. */
+  cache?: { enabled?: boolean | undefined; maxBytes?: number | undefined } | undefined;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
@@ -49,6 +53,8 @@ export class GatewayCore {
   readonly sessions: SessionRelay;
   /** MCP Tasks run by this gateway, their records in NATS KV (PROTOCOL.md §17). */
   readonly tasks: GatewayTasks;
+  /** Read-only answers served without a bus hop; undefined when the cache is off. */
+  readonly cache: GatewayCache | undefined;
   private readonly clientDrops: Counter<"transport" | "reason"> | undefined;
 
   constructor(private readonly options: GatewayCoreOptions) {
@@ -61,6 +67,17 @@ export class GatewayCore {
     this.serverInfo = options.serverInfo ?? { name: "dmcp-gateway", version: "0.1.0" };
     this.catalogKeeper = new CatalogKeeper({ bus: options.bus, logger: options.logger, id: options.id, context: this.context, metrics: options.metrics });
     this.access = new AccessControl(options);
+    if (options.cache?.enabled !== false) {
+      const cache = new GatewayCache({
+        logger: options.logger,
+        id: options.id,
+        maxBytes: options.cache?.maxBytes,
+        sealed: (service) => options.bus.codec.requestSeal(service) !== undefined,
+      });
+      this.catalogKeeper.onServicesChanged((catalogs) => cache.servicesChanged(catalogs));
+      if (options.metrics) instrumentCache(options.metrics, () => cache.stats());
+      this.cache = cache;
+    }
     this.dispatcher = new Dispatcher({
       bus: options.bus,
       logger: options.logger,
@@ -69,6 +86,7 @@ export class GatewayCore {
       context: this.context,
       resultTtlMs: options.resultTtlMs,
       metrics: options.metrics,
+      cache: this.cache,
     });
     this.sessions = new SessionRelay({ bus: options.bus, id: options.id, logger: options.logger });
     this.tasks = new GatewayTasks({
@@ -97,8 +115,19 @@ export class GatewayCore {
     await this.context.start();
     await this.dispatcher.prepare();
     await this.tasks.prepare();
+    await this.attachSharedCache();
     this.sessions.start();
     await this.catalogKeeper.start();
+  }
+
+  /** The cache's shared tier; without it (no bucket, no permission) the cache stays local to this gateway. */
+  private async attachSharedCache(): Promise<void> {
+    if (!this.cache) return;
+    try {
+      this.cache.attachShared(await ensureCacheBucket(this.options.bus));
+    } catch (err) {
+      this.options.logger.warn({ err }, "the shared cache bucket is unavailable: this gateway caches locally only");
+    }
   }
 
   get busConnected(): boolean {

@@ -4,7 +4,7 @@ import { instrumentBus, type Bus, type ContextRetention } from "../bus/index.js"
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/index.js";
 import type { Logger } from "../util/index.js";
-import { GatewayCore } from "./core.js";
+import { GatewayCore, type GatewayCoreOptions } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 import type { InboundTransport } from "./sessions/inbound-transport.js";
@@ -19,6 +19,8 @@ export interface GatewayOptions extends CallerAccess {
   resultTtlMs?: number | undefined;
   /** Where to record metrics (calls, sessions, registry, bus); none are kept without it. */
   metrics?: Registry;
+  /** The gateway cache (docs/caching.md): on unless `enabled` is false. */
+  cache?: GatewayCoreOptions["cache"];
 }
 
 export class Gateway {
@@ -39,6 +41,7 @@ export class Gateway {
       ...(options.callTimeoutMs ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.contextRetention ? { contextRetention: options.contextRetention } : {}),
       resultTtlMs: options.resultTtlMs,
+      cache: options.cache,
       ...(options.metrics ? { metrics: options.metrics } : {}),
       ...callerAccess(options),
     });

@@ -6,6 +6,7 @@ export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-tr
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";
 export { Dispatcher, type CallObserver, type CallStart, type DispatcherOptions } from "./calls/dispatcher.js";
 export { SessionPins } from "./calls/session-pins.js";
+export { DEFAULT_CACHE_MAX_BYTES, GatewayCache, type CacheStats } from "./cache/index.js";
 export {
   AggregatedCatalog,
   catalogsByService,

@@ -4,6 +4,7 @@
  * can add fields without breaking older ones.
  */
 import * as z from "zod";
+import { CachePlan } from "./cache.js";
 import { DeliveryPlan } from "./delivery.js";
 import { TOPIC_PATTERN } from "./subjects.js";
 
@@ -102,6 +103,7 @@ export const AnnouncePayload = z.looseObject({
   catalog: Catalog,
   profile: AgentProfile.optional(),
   delivery: DeliveryPlan.optional().describe("how tools/call requests for this service travel (absent: all direct)"),
+  cache: CachePlan.optional().describe("opt-in TTLs for the answers of read-only tools and resources, by pattern (absent: only the upstream's own ttlMs)"),
   client_sessions: z.boolean().optional().describe("true: the instance keeps an upstream session per MCP client session, and gateways pin client sessions to it (PROTOCOL.md §16)"),
   seal_key: z
     .string()

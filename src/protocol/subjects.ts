@@ -78,6 +78,8 @@ export const subjects = {
   deadLetterAll: () => `${SUBJECT_ROOT}.dead.>`,
   /** The server's advisory when a message of the work stream has used up its delivery attempts. */
   maxDeliveriesAdvisory: () => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.*`,
+  /** Purge notices of the gateway cache: every gateway drops what one names from its local cache. */
+  cachePurge: () => `${SUBJECT_ROOT}.cache.purge`,
 } as const;
 
 /** Parses `dmcp.v1.hb.<service>.<instance>` back into its tokens. */

@@ -3,7 +3,6 @@
  * `scripts/fetch-current-nats-server.sh` or $NATS_SERVER_CURRENT_BIN): what depends on the version is
  * detected at start and used only where the server has it (per-message TTL, a reason on AckTerm).
  */
-import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -15,12 +14,9 @@ import { serverFeatures } from "../../src/bus/durable/work-queue.js";
 import { DEAD_LETTER_STREAM, ErrorCode, subjects, WORK_STREAM } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { provisionTestStreams, startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, REPO_ROOT, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, natsServersToCompare, wrapFixtureStdio, type Child } from "../support/processes.js";
 
-const current = process.env.NATS_SERVER_CURRENT_BIN ?? `${REPO_ROOT}.cache/nats-server-current/root/usr/sbin/nats-server`;
-const servers = [{ label: "the system's nats-server", binary: undefined as string | undefined }];
-if (existsSync(current)) servers.push({ label: "a current nats-server", binary: current });
-else console.warn(`no current nats-server at ${current}: run scripts/fetch-current-nats-server.sh to test durable delivery on it too`);
+const servers = natsServersToCompare("durable delivery");
 
 describe.each(servers)("durable delivery on $label", ({ binary }) => {
   let nats: EmbeddedNats;

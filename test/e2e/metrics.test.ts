@@ -2,19 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RawMcpClient } from "../support/mcp-client.js";
 import { type Child, eventually } from "../support/processes.js";
+import { sample } from "../support/prometheus.js";
 import { startWorld, type World } from "../support/world.js";
-
-/** The value of one series in a Prometheus text exposition, or undefined. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const match = /^([^{\s]+)(?:\{([^}]*)\})?\s+(\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
-  }
-  return undefined;
-}
 
 async function scrape(url: string): Promise<string> {
   const response = await fetch(url);

@@ -11,9 +11,23 @@ const SUPPORT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const REPO_ROOT = SUPPORT_ROOT.endsWith("/dist/") ? SUPPORT_ROOT.slice(0, -"dist/".length) : SUPPORT_ROOT;
 export const DMCP_BIN = `${REPO_ROOT}dist/src/cli/main.js`;
 export const FIXTURE_BIN = `${REPO_ROOT}dist/test/support/fixtures/raw-server.js`;
+/** The fixture that counts the requests it gets (the cache's tests). */
+export const COUNTING_FIXTURE_BIN = `${REPO_ROOT}dist/test/support/fixtures/counting-server.js`;
 
 if (!existsSync(DMCP_BIN) || !existsSync(FIXTURE_BIN)) {
   throw new Error("dist/ is missing: run `npm run build` (npm test does it) before the tests");
+}
+
+/**
+ * The nats-server binaries version-dependent tests run on: the system's, and a current one (2.11+,
+ * from `scripts/fetch-current-nats-server.sh` or $NATS_SERVER_CURRENT_BIN) when it is there.
+ */
+export function natsServersToCompare(what: string): { label: string; binary: string | undefined }[] {
+  const current = process.env.NATS_SERVER_CURRENT_BIN ?? `${REPO_ROOT}.cache/nats-server-current/root/usr/sbin/nats-server`;
+  const servers = [{ label: "the system's nats-server", binary: undefined as string | undefined }];
+  if (existsSync(current)) servers.push({ label: "a current nats-server", binary: current });
+  else console.warn(`no current nats-server at ${current}: run scripts/fetch-current-nats-server.sh to test ${what} on it too`);
+  return servers;
 }
 
 export interface Child {

@@ -858,7 +858,7 @@ describe("config", () => {
   it("fills every default for an empty file", () => {
     expect(parseConfig({})).toEqual({
       nats: {},
-      gateway: { http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000 },
+      gateway: { http: { port: 8808, host: "127.0.0.1" }, callTimeoutMs: 60_000, cache: { enabled: true } },
       servers: {},
     });
     expect(parseConfig({ gateway: { http: false } }).gateway.http).toBe(false);
@@ -873,6 +873,7 @@ describe("config", () => {
       durable: {},
       priority: "normal",
       tools: {},
+      cache: {},
     });
   });
 

@@ -8,7 +8,7 @@
 import type { Bus, BusSubscription } from "../../../src/bus/index.js";
 import { isDmcpError, ErrorCode } from "../../../src/protocol/index.js";
 import type { Logger } from "../../../src/util/index.js";
-import { NAME_SEPARATOR, type Gateway, type GatewayCore } from "../../../src/gateway/index.js";
+import { NAME_SEPARATOR, type CacheStats, type Gateway, type GatewayCore } from "../../../src/gateway/index.js";
 import { clip } from "./clip.js";
 import type { EnvelopeMeta } from "./envelope-scanner.js";
 import { Ring } from "./ring.js";
@@ -110,6 +110,8 @@ export interface GatewayStatus {
   ready: boolean;
   busConnected: boolean;
   sessions: number;
+  /** What the gateway cache did, or null when it is off. */
+  cache: CacheStats | null;
 }
 
 export interface DashboardState {
@@ -356,7 +358,7 @@ export class GatewayMonitor {
   private gatewayStatus(): GatewayStatus | null {
     const gateway = this.gateway;
     if (!gateway) return null;
-    return { id: gateway.id, ready: gateway.core.ready, busConnected: gateway.core.busConnected, sessions: gateway.sessionCount };
+    return { id: gateway.id, ready: gateway.core.ready, busConnected: gateway.core.busConnected, sessions: gateway.sessionCount, cache: gateway.core.cache?.stats() ?? null };
   }
 
   private services(): ServiceView[] {

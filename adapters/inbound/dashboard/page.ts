@@ -88,6 +88,7 @@ const BODY = `
   <span class="pill" id="gateway-ready">registry</span>
   <span class="pill" id="gateway-bus">bus</span>
   <span class="pill" id="gateway-sessions">0 sessions</span>
+  <span class="pill" id="gateway-cache" title="the gateway cache: hits (local, shared, joined), misses, evictions, bytes held">cache</span>
   <span class="pill warn" id="connection">connecting…</span>
 </header>
 <main>
@@ -186,6 +187,10 @@ const SCRIPT = String.raw`
     setPill($("gateway-ready"), g.ready ? "ok" : "warn", g.ready ? "ready" : "not ready");
     setPill($("gateway-bus"), g.busConnected ? "ok" : "bad", g.busConnected ? "bus connected" : "bus disconnected");
     $("gateway-sessions").textContent = plural(g.sessions, "MCP session");
+    var k = g.cache;
+    if (!k) { setPill($("gateway-cache"), "warn", "cache off"); return; }
+    var hits = k.hits.local + k.hits.shared + k.hits.inflight;
+    $("gateway-cache").textContent = "cache: " + plural(hits, "hit") + ", " + k.misses + (k.misses === 1 ? " miss" : " misses") + ", " + plural(k.evictions, "eviction") + ", " + bytes(k.bytes) + " of " + bytes(k.maxBytes) + (k.shared ? "" : " (local only)");
   }
   function setPill(node, kind, text) { node.className = "pill " + kind; node.textContent = text; }
 

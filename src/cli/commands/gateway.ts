@@ -19,6 +19,7 @@ import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
+import { gatewayCacheFromFlags, gatewayCacheHelp } from "../cache.js";
 import type { AccessPolicy } from "../../gateway/index.js";
 
 export const gatewayHelp = `Usage: dmcp gateway [--nats URL] (--stdio | --http PORT [--host HOST] [--dashboard] | --nostr --relay URL... --nostr-key FILE) [options]
@@ -83,7 +84,7 @@ ${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answ
   --result-ttl D        how long the result store keeps the answers of durable calls, e.g. 1h
                         (default: 15m; longer than the longest call timeout). It applies when this
                         gateway creates the store: an existing one keeps its own
-  --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
+${gatewayCacheHelp}  --shutdown-grace MS   on SIGTERM, how long calls in flight may take to finish (default: 10000)
   --metrics-port PORT   also serve /metrics, /healthz and /readyz on this port (the HTTP gateway
                         serves them on its own port as well)
 ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (default: info; logs go to stderr)
@@ -102,6 +103,8 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-msgs": { type: "string" },
     "context-max-per-topic": { type: "string" },
     "result-ttl": { type: "string" },
+    "cache-max-bytes": { type: "string" },
+    "no-cache": { type: "boolean" },
     "metrics-port": { type: "string" },
     "shutdown-grace": { type: "string" },
     "otel-endpoint": { type: "string" },
@@ -133,6 +136,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   }
   if (!values.stdio && values.http === undefined && !values.nostr) throw new UsageError("dmcp gateway needs --stdio or --http PORT, or --nostr (see dmcp gateway --help)");
   const nostr = await nostrFlags(values);
+  const cache = gatewayCacheFromFlags(values);
   if (values.dashboard && values.http === undefined) throw new UsageError("--dashboard needs --http PORT: the dashboard is served by the HTTP gateway");
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
@@ -150,6 +154,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     callTimeoutMs: parsePositiveInt(values["call-timeout"], "--call-timeout"),
     contextRetention: retentionFlags(values),
     resultTtlMs: values["result-ttl"] === undefined ? undefined : parseDuration(values["result-ttl"], "--result-ttl"),
+    cache,
     metrics,
     metricsPort: values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port"),
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),

@@ -12,6 +12,7 @@ import { defaultDataDir, lockStore, UP_FILE, type StoreLock } from "../up-store.
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startExecutors, startGateway } from "../serve.js";
 import { resultTtlFromConfig } from "../delivery.js";
+import { gatewayCacheFromConfig } from "../cache.js";
 import { createSecurity, securityFromConfig, securityFromFlags, securityHelp, securityOptions } from "../security.js";
 
 /** The sample config shipped with the package, used when no config file is given or found. */
@@ -128,6 +129,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       callTimeoutMs: config.gateway.callTimeoutMs,
       contextRetention: contextRetention(config.context),
       resultTtlMs,
+      cache: gatewayCacheFromConfig(config.gateway.cache),
       metrics,
       dashboard: values.dashboard ?? false,
       policy,

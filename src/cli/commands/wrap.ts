@@ -12,6 +12,7 @@ import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom } from "../security.js";
 import { resolveHeaders, type Secret } from "../config.js";
 import { deliveryFromFlags, deliveryHelp, deliveryOptionSpec } from "../delivery.js";
+import { cacheFromFlags, cacheHelp, cacheOptionSpec } from "../cache.js";
 
 export const wrapHelp = `Usage: dmcp wrap --name NAME [--nats URL] -- COMMAND [ARGS...]
        dmcp wrap --name NAME [--nats URL] --url URL [--header 'Name: value']...
@@ -64,7 +65,7 @@ ${natsHelp}  --url URL             wrap a remote MCP server over Streamable HTTP
                         resource updates
   --session-idle MS     close a client session's upstream session after MS without calls
                         (default: 600000)
-${deliveryHelp}  --instance ID         instance id on the bus (default: NAME-<random>)
+${deliveryHelp}${cacheHelp}  --instance ID         instance id on the bus (default: NAME-<random>)
   --heartbeat MS        heartbeat interval (default: 2000)
 ${securityHelp}  --seal-key FILE       the service's curve (xkey) seed in FILE (dmcp keygen --curve): requests
                         sealed to its public half are opened, answers sealed back; it is announced,
@@ -106,6 +107,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
       ...securityOptions,
       "seal-key": { type: "string" },
       ...deliveryOptionSpec,
+      ...cacheOptionSpec,
     },
     true,
   );
@@ -124,6 +126,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   const connector = await upstreamConnector(values, positionals, logger);
 
   const delivery = deliveryFromFlags(values);
+  const cache = cacheFromFlags(values);
   const stopTracing = startTracing(values["otel-endpoint"], `dmcp-wrap-${values.name}`, logger);
   const heartbeatMs = parsePositiveInt(values.heartbeat, "--heartbeat");
   const maxSessions = parseNonNegativeInt(values["max-sessions"], "--max-sessions");
@@ -147,6 +150,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
     forwardCaller: values["forward-caller"] ?? false,
     audit: values.audit ?? false,
     ...(delivery ? { delivery } : {}),
+    cache,
     waitForUpstream: values["wait-for-upstream"] ?? false,
   });
   try {

@@ -11,6 +11,7 @@ import { CallError, ErrorCode, isDmcpError, type ClientSession } from "../../pro
 import { CallMetrics, outcomeOf } from "../../metrics/index.js";
 import { contextFromMeta, inSpan } from "../../tracing/index.js";
 import type { Logger } from "../../util/index.js";
+import type { GatewayCache } from "../cache/index.js";
 import type { CallRoute } from "../catalog/routing.js";
 import { type ContextService, GATEWAY_SERVICE } from "../context-service.js";
 import type { Call, CallSession } from "./call.js";
@@ -29,6 +30,8 @@ export interface DispatcherOptions {
   resultTtlMs?: number | undefined;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry | undefined;
+  /** The gateway cache, when it is on. */
+  cache?: GatewayCache | undefined;
 }
 
 /** A routed call as observers see it: the owning service and the client's own params. */
@@ -137,8 +140,15 @@ export class Dispatcher {
     }
   }
 
-  private async send(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
+  private send(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
     if (route.service === GATEWAY_SERVICE) return this.options.context.handle(call.method, route.params);
+    // The cache's one hook: a call no rule or upstream word can make cacheable costs one lookup here.
+    const caching = this.options.cache?.decide(call, route);
+    if (caching) return this.options.cache!.serve(call, route, caching, () => this.forward(call, route, trace));
+    return this.forward(call, route, trace);
+  }
+
+  private async forward(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
     const options: CallOptions = {
       onInstance: (instance) => (call.instance = instance),
       timeoutMs: call.timeoutMs,

@@ -8,7 +8,7 @@ import { DeliveryTable, RegistryView, type Bus } from "../../bus/index.js";
 import { ErrorCode, errorForCode, TASKS_EXTENSION } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { AggregatedCatalog, catalogsByService } from "./catalog.js";
+import { AggregatedCatalog, catalogsByService, type ServiceCatalog } from "./catalog.js";
 import type { ServiceDirectory } from "./routing.js";
 import { type ContextService, GATEWAY_SERVICE } from "../context-service.js";
 
@@ -50,6 +50,7 @@ export class CatalogKeeper {
   readonly registry: RegistryView;
   private loaded = false;
   private readonly listeners = new Set<(kind: ListKind) => void>();
+  private readonly serviceListeners = new Set<(catalogs: ReadonlyMap<string, ServiceCatalog>) => void>();
   private readonly fingerprints: Record<ListKind, string> = { tools: "[]", resources: "[][]", prompts: "[]" };
   private readonly reportedCollisions = new Set<string>();
   private readonly reportedInvalid = new Set<string>();
@@ -87,6 +88,12 @@ export class CatalogKeeper {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called with every service's catalog as announced, after each rebuild (the cache drops what a new catalog outdates). */
+  onServicesChanged(listener: (catalogs: ReadonlyMap<string, ServiceCatalog>) => void): () => void {
+    this.serviceListeners.add(listener);
+    return () => this.serviceListeners.delete(listener);
+  }
+
   private rebuild(): void {
     const { logger } = this.options;
     const live = this.registry.list();
@@ -102,6 +109,7 @@ export class CatalogKeeper {
       sessionServices: new Set(live.filter((instance) => instance.announcement.client_sessions === true).map((instance) => instance.service)),
       taskServices: new Set(live.filter((instance) => keepsOwnTasks(instance.announcement.stateless_capabilities)).map((instance) => instance.service)),
     };
+    for (const listener of this.serviceListeners) listener(catalogs);
     for (const collision of catalog.collisions) {
       const key = `${collision.kind}:${collision.name}:${collision.services.join(",")}`;
       if (this.reportedCollisions.has(key)) continue;

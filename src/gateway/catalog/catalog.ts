@@ -10,7 +10,7 @@
 import type { UriTemplate } from "@modelcontextprotocol/server";
 import type { LiveInstance } from "../../bus/index.js";
 import { matchableUri, templateMatcher } from "./template-matcher.js";
-import type { Catalog, DeliveryPlan } from "../../protocol/index.js";
+import type { CachePlan, Catalog, DeliveryPlan } from "../../protocol/index.js";
 import { EXTENSION_METHODS, mergeExtensions } from "./extensions.js";
 
 export const NAME_SEPARATOR = "__";
@@ -189,6 +189,8 @@ export interface ServiceCatalog {
   instructions?: string | undefined;
   /** How the service's tools/call requests travel (durable delivery), when it says. */
   delivery?: DeliveryPlan | undefined;
+  /** What the service's executors say may be cached, and for how long (the gateway cache). */
+  cache?: CachePlan | undefined;
 }
 
 /**
@@ -208,6 +210,7 @@ export function catalogsByService(instances: readonly LiveInstance[]): Map<strin
       capabilities: live.announcement.capabilities,
       instructions: live.announcement.instructions,
       ...(live.announcement.delivery ? { delivery: live.announcement.delivery } : {}),
+      ...(live.announcement.cache ? { cache: live.announcement.cache } : {}),
     });
   }
   return out;

@@ -122,6 +122,7 @@ export class GatewaySession {
       relay: core.sessions,
       dispatcher,
       send: (message, related) => this.send(message, related),
+      resourceUpdated: core.cache ? (service, uri) => core.cache?.resourceUpdated(service, uri) : undefined,
     });
   }
 

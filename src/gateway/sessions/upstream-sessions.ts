@@ -22,6 +22,8 @@ export interface UpstreamSessionsOptions {
   dispatcher: Dispatcher;
   /** Sends a message to the client (on the stream of request `related`, when given). */
   send: (message: JsonRpcMessage, related?: JsonRpcId) => void;
+  /** Told of each `notifications/resources/updated` an upstream session sends (the cache drops the resource). */
+  resourceUpdated?: ((service: string, uri: string) => void) | undefined;
 }
 
 export class UpstreamSessions {
@@ -106,6 +108,7 @@ export class UpstreamSessions {
   /** Logging and resource updates of an upstream session, for this client. */
   private onNotification(service: string, method: string, params: Record<string, unknown>): void {
     if (method === "notifications/resources/updated") {
+      if (typeof params.uri === "string") this.options.resourceUpdated?.(service, params.uri);
       const uri = this.subscriptions.get(`${service}\n${String(params.uri)}`);
       if (uri !== undefined) this.options.send({ jsonrpc: "2.0", method, params: { ...params, uri } });
       return;

@@ -33,6 +33,11 @@ const CACHEABLE = new Set([
   "resources/directory/read",
 ]);
 
+/** Whether MCP 2026-07-28 lets `method`'s results carry `ttlMs` and `cacheScope` (a cache may honour them). */
+export function isCacheableMethod(method: string): boolean {
+  return CACHEABLE.has(method);
+}
+
 /** A 2026 request (one that names `version` in its `_meta`) must name its capabilities too, and a version the gateway speaks statelessly. */
 export function checkStatelessMeta(params: Record<string, unknown> | undefined, version: string): void {
   checkMetaKeys(params);

@@ -1,0 +1,240 @@
+/**
+ * The gateway cache (docs/caching.md): answers of read-only calls served without a bus hop. A local
+ * tier bounded in bytes (lru.ts) in front of the shared one in a KV bucket on the bus, which every
+ * gateway reads and writes; concurrent misses for one key go upstream once (single-flight.ts). What
+ * may be kept and for how long is policy.ts's; keys are key.ts's. Invalidation: a resource's update,
+ * a service's new catalog, and purges (this gateway's, or any other's by a purge notice on the bus).
+ */
+import type { CacheScope, CachePurgeNotice } from "../../protocol/index.js";
+import { META_CACHE } from "../../protocol/index.js";
+import type { SharedCache } from "../../bus/index.js";
+import type { CacheCounts } from "../../metrics/index.js";
+import type { Logger } from "../../util/index.js";
+import type { Identity } from "../access/policy.js";
+import type { ServiceCatalog } from "../catalog/catalog.js";
+import { cacheKeysOf, keyOfScope, resourceTarget, type CacheKeys } from "./key.js";
+import { ByteLru, type CachedEntry } from "./lru.js";
+import { decide, lifetimeOf, neverCached, ServiceCacheRules, type CacheDecision } from "./policy.js";
+import { SingleFlight } from "./single-flight.js";
+
+export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
+
+/** What a call tells the cache: the forwarded method and params, who asks, and whether its answer travels sealed. */
+export interface CacheableCall {
+  method: string;
+  /** The client's params (for the task check). */
+  params: Record<string, unknown>;
+  transport: string;
+  identity: Identity;
+  /** `2026` for a 2026-07-28 request, `2025` for one of a session: the answers differ in shape. */
+  stateless: boolean;
+  signal: AbortSignal;
+}
+
+export interface CacheRoute {
+  service: string;
+  params: Record<string, unknown>;
+}
+
+/** Counts of what the cache did, for /metrics and the dashboard; `shared`: whether it uses the bucket on the bus. */
+export interface CacheStats extends CacheCounts {
+  shared: boolean;
+}
+
+export interface GatewayCacheOptions {
+  logger: Logger;
+  /** The local tier's bound (default 64 MiB). */
+  maxBytes?: number | undefined;
+  /** This gateway's id, named in the purge notices it sends. */
+  id: string;
+  /** Whether a call to `service` travels sealed: its answer is never cached (the shared tier is on the broker). */
+  sealed: (service: string) => boolean;
+}
+
+/** What a shared entry holds: its expiry and age, and the result. */
+interface SharedEntry {
+  e: number;
+  s: number;
+  r: unknown;
+}
+
+export class GatewayCache {
+  private readonly local: ByteLru;
+  private readonly flights = new SingleFlight<Record<string, unknown>>();
+  private rules = new Map<string, ServiceCacheRules>();
+  private fingerprints = new Map<string, string>();
+  /** Bumped by each invalidation of a service: a fetch that started before one is not stored. */
+  private readonly epochs = new Map<string, number>();
+  private shared: SharedCache | undefined;
+  private readonly counts = { local: 0, sharedHits: 0, inflight: 0, misses: 0, stores: 0, invalidations: 0 };
+
+  constructor(private readonly options: GatewayCacheOptions) {
+    this.local = new ByteLru(options.maxBytes ?? DEFAULT_CACHE_MAX_BYTES);
+  }
+
+  /** Uses the shared tier on the bus from now on, and follows the purge notices of every gateway. */
+  attachShared(shared: SharedCache): void {
+    this.shared = shared;
+    shared.onPurgeNotice((notice) => this.onPurgeNotice(notice));
+  }
+
+  /**
+   * How the call may be cached, or undefined when it never is: then the caller fetches it as usual,
+   * and nothing was allocated for it here.
+   */
+  decide(call: CacheableCall, route: CacheRoute): CacheDecision | undefined {
+    const decision = decide(this.rules.get(route.service), call.method, route.params);
+    if (!decision || neverCached(call.params, call.transport) || this.options.sealed(route.service)) return undefined;
+    return decision;
+  }
+
+  /** The services' catalogs as announced now: their rules, and a service with a new catalog loses its entries. */
+  servicesChanged(catalogs: ReadonlyMap<string, ServiceCatalog>): void {
+    const rules = new Map<string, ServiceCacheRules>();
+    const fingerprints = new Map<string, string>();
+    for (const [service, catalog] of catalogs) {
+      const compiled = new ServiceCacheRules(catalog);
+      if (!compiled.empty) rules.set(service, compiled);
+      fingerprints.set(service, JSON.stringify(catalog.catalog));
+    }
+    for (const [service, fingerprint] of this.fingerprints) {
+      // Every gateway sees the announcement: each drops its own entries and the shared ones.
+      if (fingerprints.get(service) !== fingerprint) this.invalidate(service, undefined, "catalog");
+    }
+    this.rules = rules;
+    this.fingerprints = fingerprints;
+  }
+
+  /** An upstream said a resource changed: its entries go here, in the shared tier, and (by a notice) at every gateway. */
+  resourceUpdated(service: string, uri: string): void {
+    const target = resourceTarget(service, uri);
+    this.invalidate(service, target, "resource updated");
+    this.shared?.announcePurge({ service, target: target.slice(service.length + 1), sender: this.options.id });
+  }
+
+  stats(): CacheStats {
+    return {
+      hits: { local: this.counts.local, shared: this.counts.sharedHits, inflight: this.counts.inflight },
+      misses: this.counts.misses,
+      stores: this.counts.stores,
+      evictions: this.local.evictions,
+      invalidations: this.counts.invalidations,
+      bytes: this.local.bytes,
+      entries: this.local.size,
+      maxBytes: this.local.maxBytes,
+      shared: this.shared !== undefined,
+    };
+  }
+
+  /** The call's answer through the cache (`decision`: what decide() said), fetched with `fetch` on a miss. */
+  async serve(call: CacheableCall, route: CacheRoute, decision: CacheDecision, fetch: () => Promise<Record<string, unknown>>): Promise<Record<string, unknown>> {
+    const keys = cacheKeysOf(route.service, call.method, route.params, call.identity, call.stateless ? "2026" : "2025");
+    // A rule knows its scope; an upstream's word comes with the answer, which may be for this caller or for all.
+    const candidates = decision.rule ? [keyOfScope(keys, decision.rule.scope)] : [keys.private, keys.public];
+    const now = Date.now();
+    for (const key of candidates) {
+      const entry = this.local.get(key, now);
+      if (entry) {
+        this.counts.local += 1;
+        return served(entry, "local", now);
+      }
+    }
+    const lead = () => this.fetchThrough(call, keys, candidates, decision, fetch);
+    const follow = (result: Record<string, unknown>) => {
+      this.counts.inflight += 1;
+      return withMarker(structuredClone(result), "inflight", 0);
+    };
+    return this.flights.run(candidates[0]!, lead, follow, fetch, call.signal);
+  }
+
+  /** A miss here: the shared tier, else the upstream, whose answer is kept if it may be. */
+  private async fetchThrough(
+    call: CacheableCall,
+    keys: CacheKeys,
+    candidates: string[],
+    decision: CacheDecision,
+    fetch: () => Promise<Record<string, unknown>>,
+  ): Promise<Record<string, unknown>> {
+    const found = await this.readShared(candidates);
+    if (found) return found;
+    this.counts.misses += 1;
+    const epoch = this.epochs.get(keys.service) ?? 0;
+    const result = await fetch();
+    const lifetime = lifetimeOf(call.method, result, decision);
+    // An invalidation while the call ran: its answer may be the old one.
+    if (lifetime && (this.epochs.get(keys.service) ?? 0) === epoch) this.store(keyOfScope(keys, lifetime.scope), result, lifetime.ttlMs, lifetime.scope);
+    return result;
+  }
+
+  private async readShared(candidates: string[]): Promise<Record<string, unknown> | undefined> {
+    const shared = this.shared;
+    if (!shared) return undefined;
+    const values = await Promise.all(candidates.map((key) => shared.get(key)));
+    const now = Date.now();
+    for (const [index, value] of values.entries()) {
+      const entry = value && parseShared(value);
+      if (!entry || entry.expiresAt <= now) continue;
+      this.local.set(candidates[index]!, entry);
+      this.counts.sharedHits += 1;
+      return served(entry, "shared", now);
+    }
+    return undefined;
+  }
+
+  private store(key: string, result: Record<string, unknown>, ttlMs: number, scope: CacheScope): void {
+    const json = JSON.stringify(result);
+    const storedAt = Date.now();
+    const entry: CachedEntry = { json, storedAt, expiresAt: storedAt + ttlMs, bytes: Buffer.byteLength(json) };
+    this.local.set(key, entry);
+    this.counts.stores += 1;
+    const shared: SharedEntry = { e: entry.expiresAt, s: storedAt, r: result };
+    this.shared
+      ?.put(key, new TextEncoder().encode(JSON.stringify(shared)), ttlMs)
+      .catch((err: unknown) => this.options.logger.debug({ err, scope }, "could not store a cached answer on the bus"));
+  }
+
+  /** Drops a service's entries (or one target's), here and in the shared tier. */
+  private invalidate(service: string, target: string | undefined, why: string): void {
+    this.dropLocal(service, target);
+    this.shared?.purge(target ?? service).catch((err: unknown) => this.options.logger.debug({ err, service, why }, "could not purge cached answers on the bus"));
+  }
+
+  private dropLocal(service: string | undefined, target: string | undefined): void {
+    if (service === undefined) {
+      for (const known of this.fingerprints.keys()) this.epochs.set(known, (this.epochs.get(known) ?? 0) + 1);
+    } else {
+      this.epochs.set(service, (this.epochs.get(service) ?? 0) + 1);
+    }
+    this.counts.invalidations += 1;
+    this.local.deletePrefix(service === undefined ? undefined : `${target ?? service}.`);
+  }
+
+  private onPurgeNotice(notice: CachePurgeNotice): void {
+    if (notice.service === undefined) this.dropLocal(undefined, undefined);
+    else this.dropLocal(notice.service, notice.target ? `${notice.service}.${notice.target}` : undefined);
+  }
+}
+
+function parseShared(value: Uint8Array): CachedEntry | undefined {
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<SharedEntry>;
+    if (typeof parsed.e !== "number" || typeof parsed.s !== "number" || typeof parsed.r !== "object" || parsed.r === null || Array.isArray(parsed.r)) return undefined;
+    const json = JSON.stringify(parsed.r);
+    return { json, storedAt: parsed.s, expiresAt: parsed.e, bytes: Buffer.byteLength(json) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A fresh copy of a cached answer, marked as served from the cache; a `ttlMs` it carries counts down. */
+function served(entry: CachedEntry, tier: "local" | "shared", now: number): Record<string, unknown> {
+  const result = JSON.parse(entry.json) as Record<string, unknown>;
+  if (typeof result.ttlMs === "number") result.ttlMs = Math.max(0, entry.expiresAt - now);
+  return withMarker(result, tier, now - entry.storedAt);
+}
+
+function withMarker(result: Record<string, unknown>, tier: "local" | "shared" | "inflight", ageMs: number): Record<string, unknown> {
+  const meta = typeof result._meta === "object" && result._meta !== null && !Array.isArray(result._meta) ? (result._meta as Record<string, unknown>) : {};
+  result._meta = { ...meta, [META_CACHE]: { hit: true, tier, age_ms: Math.max(0, ageMs) } };
+  return result;
+}
