@@ -3,7 +3,8 @@
  * `prompt_response` or `error_notification` with the same correlation id, within the call's deadline.
  *
  * All replies arrive on one wildcard inbox subscription per requester (one SUB, not one per call). The
- * executor first sends an "accepted" receipt naming its instance; if that instance then leaves the
+ * executor of a call sent to the queue group first sends an "accepted" receipt naming its instance (a
+ * call sent to one instance's subject knows it from the start); if that instance then leaves the
  * registry for missed heartbeats, or (for a requester given the registry) stops listening on its own
  * subject while it is listed (instance-probe.ts), the call fails with EXECUTOR_LOST instead of waiting
  * out its deadline.
@@ -47,6 +48,11 @@ export interface CallOptions {
   signal?: AbortSignal | undefined;
   /** Send to one executor instance instead of the service's queue group. */
   instance?: string | undefined;
+  /**
+   * Ask the executor for its acceptance receipt (PROTOCOL.md §5.2). By default only a call that the
+   * queue group hands to some instance asks: a call sent to one instance knows its holder already.
+   */
+  receipt?: boolean | undefined;
   /** The trace this call belongs to; it travels in the request's NATS headers. */
   trace?: Context | undefined;
   /** Receives the MCP notifications that belong to the call (progress, logging), in order, before the answer. */
@@ -131,7 +137,7 @@ export class Requester {
       deadline: new Date(Date.now() + options.timeoutMs),
       caller: options.caller,
     });
-    request.receipt = true;
+    if (options.receipt ?? !options.instance) request.receipt = true;
     if (options.clientSession) request.client_session = options.clientSession;
     const token = (++this.sequence).toString(36);
     if (options.route) request.reply_to = `${this.inbox}.${token}`;

@@ -236,7 +236,8 @@ export class Executor {
   /** Runs one request where it belongs: the stateless lane, its client session's upstream session, or the shared one. */
   private async serve(call: ExecutorRequest, options: UpstreamRequestOptions, notify: RequestContext["notify"]): Promise<Record<string, unknown>> {
     // 2026-07-28 requests on the upstream's stateless lane, if its transport needs one (stdio) and it serves them.
-    if (await this.lane.takes(call.revision)) return this.lane.request(call.method, call.params, options);
+    // (A session-based request skips the lane's wait: most calls are, and that wait is a promise each.)
+    if (call.revision !== undefined && (await this.lane.takes(call.revision))) return this.lane.request(call.method, call.params, options);
     // A client session's calls run in its own upstream session; other calls share the executor's.
     if (this.sessions.accepts(call)) return this.sessions.request(call, notify, options);
     // Nothing to close or tell in the shared session.

@@ -14,8 +14,12 @@ export const MESSAGE_TYPES = ["context_update", "prompt_request", "prompt_respon
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 
 const Timestamp = z.iso.datetime({ offset: true });
+/** The pattern Timestamp checks (an ISO 8601 date-time with Z or an offset), for envelope-check.ts. */
+export const TIMESTAMP_PATTERN: RegExp = Timestamp._zod.def.pattern!;
 const JsonObject = z.record(z.string(), z.unknown());
-const Name = z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, "use 1-128 characters from A-Z a-z 0-9 _ -");
+/** A service or instance name. */
+export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+const Name = z.string().regex(NAME_PATTERN, "use 1-128 characters from A-Z a-z 0-9 _ -");
 
 /** An MCP request carried across the bus: the JSON-RPC request minus `jsonrpc` and `id`. */
 export const PromptRequestPayload = z.looseObject({
@@ -114,17 +118,15 @@ export const AnnouncePayload = z.looseObject({
 
 export const AgentHeartbeatPayload = z.discriminatedUnion("kind", [HeartbeatPayload, AnnouncePayload]);
 
+/** A signer's public nkey, and an ed25519 signature in base64url without padding. */
+export const SIGNER_KEY_PATTERN = /^[A-Z2-7]{56}$/;
+export const SIGNATURE_PATTERN = /^[A-Za-z0-9_-]{86}$/;
+
 /** Appended as the last field by a signer (PROTOCOL.md §14.1): the signature covers every byte before it. */
 export const Signature = z.strictObject({
   alg: z.literal("ed25519"),
-  key: z
-    .string()
-    .regex(/^[A-Z2-7]{56}$/)
-    .describe("the signer's public nkey"),
-  sig: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]{86}$/)
-    .describe("the ed25519 signature, base64url without padding"),
+  key: z.string().regex(SIGNER_KEY_PATTERN).describe("the signer's public nkey"),
+  sig: z.string().regex(SIGNATURE_PATTERN).describe("the ed25519 signature, base64url without padding"),
 });
 
 const envelopeFields = {

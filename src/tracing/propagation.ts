@@ -4,7 +4,18 @@
  * again towards the upstream MCP server. The W3C propagator is used directly, so trace ids travel
  * even when no tracing SDK is set up.
  */
-import { context as otelContext, ROOT_CONTEXT, trace, type Context, type Span, type SpanKind, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import {
+  context as otelContext,
+  INVALID_SPAN_CONTEXT,
+  ProxyTracerProvider,
+  ROOT_CONTEXT,
+  trace,
+  type Context,
+  type Span,
+  type SpanKind,
+  type TextMapGetter,
+  type TextMapSetter,
+} from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 
 const propagator = new W3CTraceContextPropagator();
@@ -22,6 +33,16 @@ const setter: TextMapSetter<Carrier> = {
 };
 
 export const tracer = () => trace.getTracer("dmcp-gateway", "0.1.0");
+
+/** What the API's tracer provider delegates to while no SDK is registered. */
+const NO_SDK = new ProxyTracerProvider().getDelegate();
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** Whether spans are recorded: a tracer provider (an SDK) is registered, by enableTracing or by whoever embeds this. */
+export function spansRecorded(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NO_SDK;
+}
 
 /** The trace context carried in an MCP request's `params._meta`, else in HTTP-style headers. */
 export function contextFromMeta(params: Record<string, unknown> | undefined, headers?: Carrier): Context {
@@ -61,17 +82,30 @@ export function contextFromFields(get: (field: string) => string | undefined): C
 
 /**
  * Runs `work` inside a span that is a child of `parent`, ends it, and records a failure. The span's
- * context is handed to `work` for the next hop.
+ * context is handed to `work` for the next hop. With no SDK registered a span would record nothing
+ * and carry its parent's trace context unchanged, so `work` runs in `parent` itself: the hot path
+ * makes no span, context switch or extra promise per call.
  */
-export async function inSpan<T>(
+export function inSpan<T>(
   name: string,
   kind: SpanKind,
   parent: Context,
   attributes: Record<string, string | number | boolean>,
   work: (ctx: Context, span: Span) => Promise<T>,
 ): Promise<T> {
+  if (!spansRecorded()) {
+    try {
+      return work(parent, trace.getSpan(parent) ?? NO_SPAN);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   const span = tracer().startSpan(name, { kind, attributes }, parent);
-  const ctx = trace.setSpan(parent, span);
+  return runInSpan(span, trace.setSpan(parent, span), work);
+}
+
+/** Runs `work` in `ctx` (which holds `span`), records its failure on the span and ends it. */
+async function runInSpan<T>(span: Span, ctx: Context, work: (ctx: Context, span: Span) => Promise<T>): Promise<T> {
   try {
     return await otelContext.with(ctx, () => work(ctx, span));
   } catch (err) {

@@ -1,4 +1,5 @@
-/** The HTTP gateway's guards: per-client rate limits (429 with Retry-After), Origin validation on loopback, CORS only when configured. */
+/** The HTTP gateway's guards: per-client rate limits (429 with Retry-After), Host and Origin validation on loopback, CORS only when configured. */
+import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, startGatewayHttp, type Child } from "../support/processes.js";
@@ -61,6 +62,27 @@ describe("HTTP hygiene", () => {
     const local = await admitted(limited.url, { origin: "http://localhost:5173" });
     expect(local.status).toBe(200);
     await local.body?.cancel();
+  });
+
+  it("refuses a request whose Host is not a loopback name on a loopback gateway, before and after accepted ones (DNS rebinding)", async () => {
+    // fetch may not set Host: node:http may. The /healthz route is behind the guard too and needs no session.
+    const statusWithHost = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const url = new URL(limited.url);
+        const req = request({ hostname: url.hostname, port: url.port, path: "/healthz", headers: { host } }, (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    const port = new URL(limited.url).port;
+    expect(await statusWithHost(`evil.example:${port}`)).toBe(403);
+    expect(await statusWithHost(`127.0.0.1:${port}`)).toBe(200);
+    expect(await statusWithHost(`localhost:${port}`)).toBe(200);
+    expect(await statusWithHost(`localhost:${port}`)).toBe(200);
+    expect(await statusWithHost(`evil.example:${port}`)).toBe(403);
+    expect(await statusWithHost("localhost.evil.example")).toBe(403);
   });
 
   it("sends no CORS headers unless origins are configured; then answers preflights and exposes the session id", async () => {

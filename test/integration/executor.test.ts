@@ -86,6 +86,29 @@ describe("Executor in-process", () => {
     caller.close();
   });
 
+  it("asks for a receipt on a call to the queue group, not on one to an instance unless told to", async () => {
+    // What each request asked for, in order, as a plain subscriber of both subjects sees it.
+    const asked: Record<string, unknown[]> = { group: [], instance: [] };
+    const watch = (subject: string, into: unknown[]) =>
+      raw.subscribe(subject, {
+        callback: (_err, msg) => {
+          const decoded = decodeEnvelope(msg.data);
+          if (decoded.ok && decoded.envelope.type === "prompt_request") into.push(decoded.envelope.receipt);
+        },
+      });
+    const subscriptions = [watch(subjects.request("lib"), asked.group!), watch(subjects.instanceRequest("lib", executor.instance), asked.instance!)];
+    await raw.flush();
+    const caller = new Requester(bus, "receipt-test");
+    const echo = { name: "echo", arguments: { text: "r" } };
+    await caller.call("lib", "tools/call", echo, { timeoutMs: 5000 });
+    await caller.call("lib", "tools/call", echo, { timeoutMs: 5000, instance: executor.instance });
+    await caller.call("lib", "tools/call", echo, { timeoutMs: 5000, instance: executor.instance, receipt: true });
+    caller.close();
+    await raw.flush();
+    for (const subscription of subscriptions) subscription.unsubscribe();
+    expect(asked).toEqual({ group: [true], instance: [undefined, true] });
+  });
+
   it("sends no receipt for a call that answers before the receipt is due", async () => {
     const inbox = createInbox();
     const replies = raw.subscribe(inbox);

@@ -6,6 +6,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { urlToHttpOptions } from "node:url";
 import type { JSONRPCMessage } from "@modelcontextprotocol/client";
 import {
   encodeParamValue,
@@ -43,6 +44,8 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
   private protocolVersion: string | undefined;
   private readonly agent: HttpAgent;
   private readonly request: typeof httpRequest;
+  /** The URL as request options, worked out once (node:http would convert the URL on every request). */
+  private readonly target: ReturnType<typeof urlToHttpOptions>;
   private closed = false;
   private getStream: IncomingMessage | undefined;
   private getRetryMs = GET_RETRY_INITIAL_MS;
@@ -51,12 +54,13 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
   private readonly statelessStreams = new Map<string | number, IncomingMessage>();
 
   constructor(
-    private readonly url: URL,
+    url: URL,
     private readonly headers: Record<string, string> = {},
   ) {
     const https = url.protocol === "https:";
     this.agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    this.target = urlToHttpOptions(url);
   }
 
   async start(): Promise<void> {}
@@ -150,7 +154,7 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     }
     if (lastEventId && method === "GET") headers["last-event-id"] = lastEventId;
     return new Promise((resolve, reject) => {
-      const req = this.request(this.url, { method, headers, agent: this.agent }, (response) => {
+      const req = this.request({ ...this.target, method, headers, agent: this.agent }, (response) => {
         const status = response.statusCode ?? 0;
         if (status >= 200 && status < 300) {
           resolve(response);

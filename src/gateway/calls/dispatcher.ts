@@ -193,6 +193,8 @@ export class Dispatcher {
           clientSession: session.clientSession,
           correlationId: call.correlationId,
           instance: pinned,
+          // Until a call reached the pinned replica, a receipt is what says it did (a call that fails there then loses the session).
+          receipt: !pins.isReached(service),
           onInstance: (instance) => {
             pins.reached(service, instance);
             call.instance = instance;

@@ -20,6 +20,11 @@ export class SessionPins {
     return this.pins.get(service)?.instance;
   }
 
+  /** Whether a call of the session has reached the replica pinned for `service`. */
+  isReached(service: string): boolean {
+    return this.pins.get(service)?.reached === true;
+  }
+
   /** A call of the session was taken by `instance`: it holds the session's upstream session (pinned now, if nothing was). */
   reached(service: string, instance: string): void {
     const pinned = this.pins.get(service);

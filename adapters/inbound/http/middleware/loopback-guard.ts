@@ -14,9 +14,21 @@ export function isLoopbackHost(host: string): boolean {
   return LOOPBACK_HOSTS.has(host);
 }
 
+/** How many accepted Host headers are remembered (a client sends the same one on every request). */
+const REMEMBERED_HOSTS = 16;
+
 export function loopbackGuard(corsOrigins: readonly string[]) {
   const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
   const validateOrigin = localhostOriginValidation();
+  // The check parses the Host header as a URL; one already accepted is not parsed again.
+  const acceptedHosts = new Set<string>();
+  const hostAllowed = (req: Request, res: Response): boolean => {
+    const host = req.headers.host;
+    if (host !== undefined && acceptedHosts.has(host)) return true;
+    if (!validateHost(req, res)) return false;
+    if (host !== undefined && acceptedHosts.size < REMEMBERED_HOSTS) acceptedHosts.add(host);
+    return true;
+  };
   return (req: Request, res: Response, next: NextFunction): void =>
-    validateHost(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined;
+    hostAllowed(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined;
 }
