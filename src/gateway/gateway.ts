@@ -8,6 +8,7 @@ import { GatewayCore } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 import type { InboundTransport } from "./sessions/inbound-transport.js";
+import { SharedSessions } from "./sessions/shared-sessions.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;
@@ -28,8 +29,10 @@ export class Gateway {
   readonly metrics: Registry | undefined;
   private readonly sessions = new Set<GatewaySession>();
   private readonly logger: Logger;
+  private readonly bus: Bus;
 
   constructor(options: GatewayOptions) {
+    this.bus = options.bus;
     this.id = options.id ?? `gateway-${randomUUID().slice(0, 8)}`;
     this.logger = options.logger.child({ gateway: this.id });
     this.core = new GatewayCore({
@@ -82,6 +85,11 @@ export class Gateway {
     session.onclose = () => this.sessions.delete(session);
     await session.start();
     return session;
+  }
+
+  /** The sessions bucket, for an inbound adapter whose sessions any gateway may serve (`idleMs`: the bucket's max age, should this gateway create it). */
+  shareSessions(idleMs: number): Promise<SharedSessions> {
+    return SharedSessions.open(this.bus, { idleMs, gatewayId: this.id, logger: this.logger });
   }
 
   get sessionCount(): number {

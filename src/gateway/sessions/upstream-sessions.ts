@@ -57,6 +57,11 @@ export class UpstreamSessions {
     if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.capabilities = capabilities as Record<string, unknown>;
   }
 
+  /** The client's capabilities and log level, as declared to the upstream sessions. */
+  get declared(): { capabilities: Record<string, unknown>; logLevel: string | undefined } {
+    return { capabilities: this.capabilities, logLevel: this.logLevel };
+  }
+
   /** Applied to the upstream sessions with the session's next call to each (logging/setLevel). */
   setLogLevel(level: string): void {
     this.logLevel = level;
