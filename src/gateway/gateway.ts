@@ -9,6 +9,7 @@ import { callerAccess, type CallerAccess, type Identity } from "./access/policy.
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 import type { InboundTransport } from "./sessions/inbound-transport.js";
 import { SharedSessions } from "./sessions/shared-sessions.js";
+import { RateSharing, type RateShare } from "./access/rate-sharing.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;
@@ -85,6 +86,11 @@ export class Gateway {
     session.onclose = () => this.sessions.delete(session);
     await session.start();
     return session;
+  }
+
+  /** Shares per-client rate limits with the other gateways on the bus (an inbound adapter's limiter uses it). */
+  shareRateLimits(): RateShare {
+    return new RateSharing({ bus: this.bus, gatewayId: this.id, logger: this.logger });
   }
 
   /** The sessions bucket, for an inbound adapter whose sessions any gateway may serve (`idleMs`: the bucket's max age, should this gateway create it). */

@@ -3,6 +3,7 @@ export { Gateway, type GatewayOptions } from "./gateway.js";
 export { DEFAULT_CALL_TIMEOUT_MS, GatewayCore, type GatewayCoreOptions } from "./core.js";
 export { GatewaySession, type SessionOptions, type SharedState } from "./sessions/session.js";
 export { SharedSessions, type SessionChanges } from "./sessions/shared-sessions.js";
+export { RATE_SHARE_INTERVAL_MS, RateSharing, type RateShare } from "./access/rate-sharing.js";
 export type { SessionState } from "./sessions/session-state.js";
 export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-transport.js";
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";

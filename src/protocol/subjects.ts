@@ -54,6 +54,8 @@ export const subjects = {
    * resources/updated) here.
    */
   gatewaySession: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.session`,
+  /** What each gateway let through per client, for the rate limits all gateways share (PROTOCOL.md §18.1). */
+  rateSpent: `${SUBJECT_ROOT}.rate.spent`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */
   cancel: (service: string) => `${SUBJECT_ROOT}.cancel.${assertToken("service", service)}`,
   /** Context updates of a topic (topics may have dot-separated segments). */

@@ -40,17 +40,19 @@ async function post(url: string, headers: Record<string, string>, message: Recor
 const echo = (id: number, message: string) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "legacy__echo", arguments: { text: message } } });
 
 /** A nats-server or a cluster, the fixture wrapped as `legacy`, and two gateways with a tokens file: alice and bob. */
-function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<void> }>) {
+function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<void> }>, extraFlags: string[] = []) {
   const world = {} as { a: Gateway; b: Gateway; executor: Child; dir: string; stop: () => Promise<void>; seeds: string };
   beforeAll(async () => {
     const nats = await start();
     world.stop = nats.stop;
     world.seeds = nats.seeds;
     world.dir = mkdtempSync(join(tmpdir(), "dmcp-shared-sessions-"));
-    writeFileSync(join(world.dir, "tokens"), "alice:alice-token\nbob:bob-token\n");
-    const flags = ["--auth-tokens", join(world.dir, "tokens"), "--log-level", "debug"];
+    writeFileSync(join(world.dir, "tokens"), "alice:alice-token\nbob:bob-token\ncarol:carol-token\n");
+    const flags = ["--auth-tokens", join(world.dir, "tokens"), "--log-level", "debug", ...extraFlags];
     world.executor = await wrapFixtureStdio(nats.seeds, "legacy");
-    [world.a, world.b] = await Promise.all([startGatewayHttp(nats.seeds, flags), startGatewayHttp(nats.seeds, flags)]);
+    // One after the other: two gateways creating the streams at once on a fresh 2.9 cluster can time out.
+    world.a = await startGatewayHttp(nats.seeds, flags);
+    world.b = await startGatewayHttp(nats.seeds, flags);
     // Each gateway lists the fixture's tools before the tests start (openSession waits for them).
     await Promise.all([openSession(world.a.url, ALICE), openSession(world.b.url, ALICE)]);
   }, 120_000);
@@ -148,6 +150,27 @@ describe("two gateways on one nats-server share their sessions", () => {
     world.a.kill("SIGKILL");
     await world.a.exited;
     expect((await post(world.b.url, headers(), echo(2, "after A"))).answer).toMatchObject({ id: 2, result: { content: [{ text: "after A" }] } });
+  });
+});
+
+describe("two gateways share each client's rate limit", () => {
+  let nats: EmbeddedNats;
+  // Three requests at once, then one a second, per client: on all gateways together.
+  const world = twoGateways(async () => {
+    nats = await startTestNats();
+    return { seeds: nats.url, stop: () => nats.stop() };
+  }, ["--rate-limit", "1/s,burst=3"]);
+  const ping = (url: string, authorization: string) => fetch(url, { method: "GET", headers: { authorization, accept: "text/event-stream" } }).then((r) => r.status);
+
+  it("refuses on B a client that spent its burst on A, and serves another client there", async () => {
+    const CAROL = "Bearer carol-token";
+    // Carol's burst on A (each request answered 400: no session id; what counts is that it got past the limiter).
+    for (let i = 0; i < 3; i++) expect(await ping(world.a.url, CAROL)).toBe(400);
+    expect(await ping(world.a.url, CAROL)).toBe(429);
+    // Once A has told B (every 100 ms), B refuses her too; one gateway per process would serve her 3 more.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await ping(world.b.url, CAROL)).toBe(429);
+    expect(await ping(world.b.url, BOB)).toBe(400);
   });
 });
 

@@ -136,7 +136,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`),
     );
   }
-  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit));
+  // Each client's limit holds across the gateways on the bus, not per process.
+  const rateShare = options.rateLimit ? gateway.shareRateLimits() : undefined;
+  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit, rateShare));
   // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
@@ -198,6 +200,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     async close() {
       accepting = false;
       dashboard?.close();
+      rateShare?.stop();
       await sessions.close();
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       // close() waits for open connections (keep-alive, half-sent bodies); end them so it can finish.

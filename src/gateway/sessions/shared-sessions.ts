@@ -59,7 +59,10 @@ export class SharedSessions {
   /** Follows what other gateways do to the sessions, until `stop`. */
   async watch(changes: SessionChanges): Promise<void> {
     this.stopWatch = await this.bucket.watch(({ key, value }) => {
-      if (value === undefined) return changes.removed(key);
+      if (value === undefined) {
+        changes.removed(key);
+        return;
+      }
       const state = this.parse(key, value);
       if (state && state.gateway !== this.gatewayId) changes.changed(key, state);
     });
