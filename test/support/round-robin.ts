@@ -1,8 +1,9 @@
 /**
  * A non-sticky load balancer for tests: an HTTP proxy that sends each request (not each connection)
  * to the next backend in turn, as an ordinary round-robin balancer does. Responses stream through
- * (SSE included). A backend that refuses the connection is skipped for that request (the request goes
- * to the next one, like a balancer's redispatch); when every backend refuses, the answer is 502.
+ * (SSE included). A backend that refuses the connection, or drops it before any answer (a process
+ * just killed), is skipped for that request: it goes to the next one, as HAProxy's `retry-on
+ * conn-failure empty-response` with `option redispatch` does. When every backend fails, the answer is 502.
  */
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -34,7 +35,7 @@ export async function startRoundRobinProxy(backends: string[], path = "/mcp"): P
     });
     upstream.on("error", (err: NodeJS.ErrnoException) => {
       if (res.headersSent) return void res.destroy();
-      if (err.code === "ECONNREFUSED" && triesLeft > 1) return forward(req, res, body, (index + 1) % backends.length, triesLeft - 1);
+      if ((err.code === "ECONNREFUSED" || err.code === "ECONNRESET") && triesLeft > 1) return forward(req, res, body, (index + 1) % backends.length, triesLeft - 1);
       res.writeHead(502, { "content-type": "text/plain" }).end(`bad gateway: ${err.message}`);
     });
     // The client went away: so does the request to the backend (an SSE stream left open ends there too).
