@@ -54,6 +54,8 @@ export const subjects = {
    * resources/updated) here.
    */
   gatewaySession: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.session`,
+  /** A client's answers to a gateway's server-to-client requests that reached another gateway (PROTOCOL.md §18.2). */
+  gatewayAnswer: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.answer`,
   /** What each gateway let through per client, for the rate limits all gateways share (PROTOCOL.md §18.1). */
   rateSpent: `${SUBJECT_ROOT}.rate.spent`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */

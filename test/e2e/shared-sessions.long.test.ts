@@ -8,17 +8,18 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serverGenerations, startTestCluster, type TestCluster } from "../support/cluster.js";
 import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
 import { openSession, parseEvents } from "../support/sse.js";
 
+const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ALICE = "Bearer alice-token";
 const BOB = "Bearer bob-token";
 
@@ -41,7 +42,7 @@ const echo = (id: number, message: string) => ({ jsonrpc: "2.0", id, method: "to
 
 /** A nats-server or a cluster, the fixture wrapped as `legacy`, and two gateways with a tokens file: alice and bob. */
 function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<void> }>, extraFlags: string[] = []) {
-  const world = {} as { a: Gateway; b: Gateway; executor: Child; dir: string; stop: () => Promise<void>; seeds: string };
+  const world = {} as { a: Gateway; b: Gateway; executor: Child; conformance: Child; dir: string; stop: () => Promise<void>; seeds: string };
   beforeAll(async () => {
     const nats = await start();
     world.stop = nats.stop;
@@ -50,6 +51,9 @@ function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<v
     writeFileSync(join(world.dir, "tokens"), "alice:alice-token\nbob:bob-token\ncarol:carol-token\n");
     const flags = ["--auth-tokens", join(world.dir, "tokens"), "--log-level", "debug", ...extraFlags];
     world.executor = await wrapFixtureStdio(nats.seeds, "legacy");
+    // The conformance fixture's tools ask the client for sampling and elicitation (server-to-client requests).
+    world.conformance = runDmcp(["wrap", "--name", "conf", "--nats", nats.seeds, "--heartbeat", "500", "--", process.execPath, CONFORMANCE_BIN, "--stdio"]);
+    await world.conformance.waitFor(/executor serving/, 30_000);
     // One after the other: two gateways creating the streams at once on a fresh 2.9 cluster can time out.
     world.a = await startGatewayHttp(nats.seeds, flags);
     world.b = await startGatewayHttp(nats.seeds, flags);
@@ -57,7 +61,7 @@ function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<v
     await Promise.all([openSession(world.a.url, ALICE), openSession(world.b.url, ALICE)]);
   }, 120_000);
   afterAll(async () => {
-    await Promise.allSettled([world.a?.stop(), world.b?.stop(), world.executor?.stop()]);
+    await Promise.allSettled([world.a?.stop(), world.b?.stop(), world.executor?.stop(), world.conformance?.stop()]);
     await world.stop?.();
     if (world.dir) rmSync(world.dir, { recursive: true, force: true });
   });
@@ -141,6 +145,31 @@ describe("two gateways on one nats-server share their sessions", () => {
       expect(await client.result("tasks/get", { taskId: longId })).toMatchObject({ status: "cancelled" });
     } finally {
       await client.close();
+      await proxy.close();
+    }
+  });
+
+  it("routes a client's answers to sampling and elicitation requests back to the gateway that asked, whichever gateway it posts them to", async () => {
+    const proxy = await startRoundRobinProxy([new URL(world.a.url).origin, new URL(world.b.url).origin]);
+    const sdk = new Client({ name: "s2c", version: "1.0.0" }, { capabilities: { sampling: {}, elicitation: { form: {} } } });
+    sdk.setRequestHandler("sampling/createMessage", () => ({ role: "assistant", content: { type: "text", text: "sampled by the client" }, model: "test-model" }));
+    sdk.setRequestHandler("elicitation/create", () => ({ action: "accept", content: { username: "across", email: "across@example.com" } }));
+    await sdk.connect(new StreamableHTTPClientTransport(new URL(proxy.url), { requestInit: { headers: { authorization: ALICE } } }));
+    try {
+      await eventually(async () => (await sdk.listTools()).tools.some((tool) => tool.name === "test_sampling"));
+      const routed = () => world.a.stderr.concat(world.b.stderr).filter((line) => line.includes('"unknown_request"')).length;
+      // Each call's POST and the client's answer to its request go to different gateways (strict alternation), in either order.
+      for (let i = 0; i < 2; i++) {
+        const sampled = await sdk.callTool({ name: "test_sampling", arguments: { prompt: `p${i}` } }, { timeout: 20_000 });
+        expect(JSON.stringify(sampled.content)).toContain("sampled by the client");
+        const elicited = await sdk.callTool({ name: "test_elicitation", arguments: { message: "who?" } }, { timeout: 20_000 });
+        expect(JSON.stringify(elicited.content)).toContain("across");
+      }
+      expect(routed()).toBe(0);
+      // At least one answer reached the gateway that did not ask (it would have hung there before).
+      expect(world.a.stderr.concat(world.b.stderr).some((line) => line.includes("passing a client's answer on to the gateway that asked"))).toBe(true);
+    } finally {
+      await sdk.close();
       await proxy.close();
     }
   });
