@@ -17,7 +17,7 @@ import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
-import { openSession, parseEvents } from "../support/sse.js";
+import { openSession as openAnySession, parseEvents } from "../support/sse.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ALICE = "Bearer alice-token";
@@ -38,11 +38,14 @@ async function post(url: string, headers: Record<string, string>, message: Recor
   return { status: response.status, ...(answers.length > 0 ? { answer: answers.at(-1)! } : {}) };
 }
 
+/** A session on the gateway at `url`, once it lists the tools of both fixture services (named by service: their names collide). */
+const openSession = (url: string, authorization?: string) => openAnySession(url, authorization, '"queued__sleep"');
+
 const echo = (id: number, message: string) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "legacy__echo", arguments: { text: message } } });
 
 /** A nats-server or a cluster, the fixture wrapped as `legacy`, and two gateways with a tokens file: alice and bob. */
 function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<void> }>, extraFlags: string[] = []) {
-  const world = {} as { a: Gateway; b: Gateway; executor: Child; conformance: Child; dir: string; stop: () => Promise<void>; seeds: string };
+  const world = {} as { a: Gateway; b: Gateway; executor: Child; durable: Child; conformance: Child; dir: string; stop: () => Promise<void>; seeds: string };
   beforeAll(async () => {
     const nats = await start();
     world.stop = nats.stop;
@@ -57,11 +60,13 @@ function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<v
     // One after the other: two gateways creating the streams at once on a fresh 2.9 cluster can time out.
     world.a = await startGatewayHttp(nats.seeds, flags);
     world.b = await startGatewayHttp(nats.seeds, flags);
+    // After a gateway: durable executors wait for the streams it creates.
+    world.durable = await wrapFixtureStdio(nats.seeds, "queued", ["--delivery", "durable", "--ack-wait", "5s"]);
     // Each gateway lists the fixture's tools before the tests start (openSession waits for them).
     await Promise.all([openSession(world.a.url, ALICE), openSession(world.b.url, ALICE)]);
   }, 120_000);
   afterAll(async () => {
-    await Promise.allSettled([world.a?.stop(), world.b?.stop(), world.executor?.stop(), world.conformance?.stop()]);
+    await Promise.allSettled([world.a?.stop(), world.b?.stop(), world.executor?.stop(), world.durable?.stop(), world.conformance?.stop()]);
     await world.stop?.();
     if (world.dir) rmSync(world.dir, { recursive: true, force: true });
   });
@@ -174,12 +179,18 @@ describe("two gateways on one nats-server share their sessions", () => {
     }
   });
 
-  it("goes on serving a session through B once A, which initialized it, is SIGKILLed", async () => {
+  it("goes on serving a session through B once A, which initialized it, is SIGKILLed; a durable call's task started through A is answered through B", async () => {
     const headers = await openSession(world.a.url, ALICE);
+    const task = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "queued__sleep", arguments: { ms: 1500 }, task: { ttl: 600_000 } } };
+    const created = await post(world.a.url, headers(), task);
+    const taskId = (created.answer?.result as { task: { taskId: string } }).task.taskId;
     world.a.kill("SIGKILL");
     await world.a.exited;
-    expect((await post(world.b.url, headers(), echo(2, "after A"))).answer).toMatchObject({ id: 2, result: { content: [{ text: "after A" }] } });
-  });
+    expect((await post(world.b.url, headers(), echo(3, "after A"))).answer).toMatchObject({ id: 3, result: { content: [{ text: "after A" }] } });
+    // B adopts the task once A's lease ran out (PROTOCOL.md §17.2) and gives its stored answer.
+    const result = await post(world.b.url, headers(), { jsonrpc: "2.0", id: 4, method: "tasks/result", params: { taskId } });
+    expect(result.answer).toMatchObject({ id: 4, result: { content: [{ text: "slept 1500" }] } });
+  }, 60_000);
 });
 
 describe("two gateways share each client's rate limit", () => {
