@@ -183,7 +183,8 @@ describe("two gateways on one nats-server share their sessions", () => {
     const headers = await openSession(world.a.url, ALICE);
     const task = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "queued__sleep", arguments: { ms: 1500 }, task: { ttl: 600_000 } } };
     const created = await post(world.a.url, headers(), task);
-    const taskId = (created.answer?.result as { task: { taskId: string } }).task.taskId;
+    expect(created.answer).toMatchObject({ result: { task: { status: "working" } } });
+    const taskId = (created.answer!.result as { task: { taskId: string } }).task.taskId;
     world.a.kill("SIGKILL");
     await world.a.exited;
     expect((await post(world.b.url, headers(), echo(3, "after A"))).answer).toMatchObject({ id: 3, result: { content: [{ text: "after A" }] } });
