@@ -1,6 +1,6 @@
 /** The gateway: one core, any number of client sessions from any inbound transport. */
 import { randomUUID } from "node:crypto";
-import { instrumentBus, type Bus, type ContextRetention } from "../bus/index.js";
+import { instrumentBus, openSessionEvents, type Bus, type ContextRetention, type SessionEventLog } from "../bus/index.js";
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/index.js";
 import type { Logger } from "../util/index.js";
@@ -91,6 +91,11 @@ export class Gateway {
   /** Shares per-client rate limits with the other gateways on the bus (an inbound adapter's limiter uses it). */
   shareRateLimits(): RateShare {
     return new RateSharing({ bus: this.bus, gatewayId: this.id, logger: this.logger });
+  }
+
+  /** The SSE events of HTTP sessions on the bus, for an inbound adapter whose streams any gateway may resume (PROTOCOL.md §18.3). */
+  openSessionEvents(): Promise<SessionEventLog> {
+    return openSessionEvents(this.bus);
   }
 
   /** The sessions bucket, for an inbound adapter whose sessions any gateway may serve (`idleMs`: the bucket's max age, should this gateway create it). */

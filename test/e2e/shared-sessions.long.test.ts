@@ -17,7 +17,7 @@ import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
-import { openSession as openAnySession, parseEvents } from "../support/sse.js";
+import { openSession as openAnySession, parseEvents, readStreamUntil } from "../support/sse.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ALICE = "Bearer alice-token";
@@ -98,6 +98,26 @@ describe("two gateways on one nats-server share their sessions", () => {
     expect((await post(b.url, headers(), echo(3, "gone"))).status).toBe(404);
     // A hears of the delete through the bucket's watch.
     await eventually(async () => (await post(a.url, headers(), echo(4, "gone"))).status === 404, 10_000);
+  });
+
+  it("resumes on B, with Last-Event-ID, a call's stream that A sent, and only for the session that owns it", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE);
+    const call = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "legacy__progress", arguments: { steps: 2 }, _meta: { progressToken: "t" } } };
+    const response = await fetch(a.url, { method: "POST", headers: headers(), body: JSON.stringify(call) });
+    const [priming, ...sent] = parseEvents(await response.text());
+    expect(sent.at(-1)?.data).toContain('"result"');
+    // The client lost the stream right after the priming event, and its balancer sends the resumption to B.
+    const resumed = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": priming!.id! } });
+    expect(resumed.status).toBe(200);
+    const replayed = (await readStreamUntil(resumed, '"result"')).filter((event) => event.data !== "");
+    expect(replayed.map((event) => event.id)).toEqual(sent.map((event) => event.id));
+    expect(JSON.parse(replayed.at(-1)!.data)).toMatchObject({ id: 2, result: { content: expect.any(Array) } });
+    // Another session of the same identity, on B, cannot replay it.
+    const other = await openSession(b.url, ALICE);
+    const refused = await fetch(b.url, { method: "GET", headers: { ...other(), accept: "text/event-stream", "last-event-id": priming!.id! } });
+    expect(refused.status).toBe(400);
+    await refused.body?.cancel();
   });
 
   it("keeps a session bound to the identity that opened it, on every gateway", async () => {

@@ -82,6 +82,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const sessions = new HttpSessions({
     gateway,
     shared: await gateway.shareSessions(sessionIdleMs),
+    events: await gateway.openSessionEvents(),
     logger,
     idleMs: sessionIdleMs,
     jsonResponses: options.jsonResponses,

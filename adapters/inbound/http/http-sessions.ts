@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import type { Request, Response } from "express";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
-import type { Gateway, GatewaySession, Identity, SessionState, SharedSessions } from "../../../src/gateway/index.js";
+import type { Gateway, GatewaySession, Identity, SessionEventLog, SessionState, SharedSessions } from "../../../src/gateway/index.js";
 import type { Logger } from "../../../src/util/index.js";
 import { sendRpcError } from "./middleware/index.js";
 import { MemoryEventStore } from "./event-store.js";
@@ -29,6 +29,8 @@ export interface HttpSession {
 export interface HttpSessionsOptions {
   gateway: Gateway;
   shared: SharedSessions;
+  /** The SSE events on the bus: a stream resumes on any gateway. */
+  events?: SessionEventLog | undefined;
   logger: Logger;
   /** Sessions with no request here for this long are dropped here. */
   idleMs: number;
@@ -137,7 +139,7 @@ export class HttpSessions {
 
   private async create(identity: Identity, restored: { id: string; state: SessionState } | undefined): Promise<HttpSession> {
     const { gateway, shared, jsonResponses, ssePollMs } = this.options;
-    const events = this.eventStore.forSession();
+    const events = this.eventStore.forSession(() => transport.sessionId, this.options.events);
     const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
