@@ -61,6 +61,10 @@ export async function streamInfo(jsm: JetStreamManager, name: string): Promise<S
   }
 }
 
+/** How long a gateway whose create failed looks for the stream another process created meanwhile (20 × 250 ms). */
+const CREATED_ELSEWHERE_TRIES = 20;
+const CREATED_ELSEWHERE_POLL_MS = 250;
+
 /**
  * The gateway's way: creates the stream with `create` (given the replicas it gets) unless it exists,
  * then checks it. Resolves its info. Throws StreamConfigError for a stream someone made with other
@@ -78,6 +82,12 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, crea
       (err: unknown) => err,
     );
     info = await streamInfo(jsm, spec.name);
+    // On a 2.9 cluster a stream just created (by this process or another) can take a moment to show:
+    // two gateways started together, one of them exited saying it could not be created.
+    for (let tries = 0; !info && tries < CREATED_ELSEWHERE_TRIES; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, CREATED_ELSEWHERE_POLL_MS));
+      info = await streamInfo(jsm, spec.name);
+    }
     if (!info) throw failure ?? new Error(`the JetStream stream ${spec.name} could not be created`);
   }
   checkStream(spec, info.config);

@@ -1,6 +1,6 @@
 /** The gateway: one core, any number of client sessions from any inbound transport. */
 import { randomUUID } from "node:crypto";
-import { instrumentBus, type Bus, type ContextRetention } from "../bus/index.js";
+import { instrumentBus, openSessionEvents, type Bus, type ContextRetention, type SessionEventLog } from "../bus/index.js";
 import { Gauge, type Registry } from "prom-client";
 import { BusMetrics, shared } from "../metrics/index.js";
 import type { Logger } from "../util/index.js";
@@ -8,6 +8,8 @@ import { GatewayCore, type GatewayCoreOptions } from "./core.js";
 import { callerAccess, type CallerAccess, type Identity } from "./access/policy.js";
 import { GatewaySession, type SessionOptions } from "./sessions/session.js";
 import type { InboundTransport } from "./sessions/inbound-transport.js";
+import { SharedSessions } from "./sessions/shared-sessions.js";
+import { RateSharing, type RateShare } from "./access/rate-sharing.js";
 
 export interface GatewayOptions extends CallerAccess {
   bus: Bus;
@@ -30,8 +32,10 @@ export class Gateway {
   readonly metrics: Registry | undefined;
   private readonly sessions = new Set<GatewaySession>();
   private readonly logger: Logger;
+  private readonly bus: Bus;
 
   constructor(options: GatewayOptions) {
+    this.bus = options.bus;
     this.id = options.id ?? `gateway-${randomUUID().slice(0, 8)}`;
     this.logger = options.logger.child({ gateway: this.id });
     this.core = new GatewayCore({
@@ -85,6 +89,21 @@ export class Gateway {
     session.onclose = () => this.sessions.delete(session);
     await session.start();
     return session;
+  }
+
+  /** Shares per-client rate limits with the other gateways on the bus (an inbound adapter's limiter uses it). */
+  shareRateLimits(): RateShare {
+    return new RateSharing({ bus: this.bus, gatewayId: this.id, logger: this.logger });
+  }
+
+  /** The SSE events of HTTP sessions on the bus, for an inbound adapter whose streams any gateway may resume (PROTOCOL.md §19.3). */
+  openSessionEvents(): Promise<SessionEventLog> {
+    return openSessionEvents(this.bus);
+  }
+
+  /** The sessions bucket, for an inbound adapter whose sessions any gateway may serve (`idleMs`: the bucket's max age, should this gateway create it). */
+  shareSessions(idleMs: number): Promise<SharedSessions> {
+    return SharedSessions.open(this.bus, { idleMs, gatewayId: this.id, logger: this.logger });
   }
 
   get sessionCount(): number {

@@ -1,7 +1,11 @@
 /** The gateway: the MCP-facing core, its client sessions and what they are built from. */
 export { Gateway, type GatewayOptions } from "./gateway.js";
 export { DEFAULT_CALL_TIMEOUT_MS, GatewayCore, type GatewayCoreOptions } from "./core.js";
-export { GatewaySession, type SessionOptions } from "./sessions/session.js";
+export { GatewaySession, type SessionOptions, type SharedState } from "./sessions/session.js";
+export { SharedSessions, type SessionChanges } from "./sessions/shared-sessions.js";
+export { RATE_SHARE_INTERVAL_MS, RateSharing, type RateShare } from "./access/rate-sharing.js";
+export type { SessionState } from "./sessions/session-state.js";
+export type { SessionEventLog, StoredEvent } from "../bus/index.js";
 export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-transport.js";
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";
 export { Dispatcher, type CallObserver, type CallStart, type DispatcherOptions } from "./calls/dispatcher.js";

@@ -54,6 +54,14 @@ export const subjects = {
    * resources/updated) here.
    */
   gatewaySession: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.session`,
+  /** A client's answers to a gateway's server-to-client requests that reached another gateway (PROTOCOL.md §19.2). */
+  gatewayAnswer: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.answer`,
+  /** The SSE events of one stream of one HTTP session, kept in DMCP_SESSION_EVENTS (PROTOCOL.md §19.3). */
+  sessionEvents: (session: string, stream: string) => `${SUBJECT_ROOT}.sse.${assertToken("session", session)}.${assertToken("stream", stream)}`,
+  /** Every session's SSE events (the stream's subjects). */
+  sessionEventsAll: () => `${SUBJECT_ROOT}.sse.>`,
+  /** What each gateway let through per client, for the rate limits all gateways share (PROTOCOL.md §19.1). */
+  rateSpent: `${SUBJECT_ROOT}.rate.spent`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */
   cancel: (service: string) => `${SUBJECT_ROOT}.cancel.${assertToken("service", service)}`,
   /** Context updates of a topic (topics may have dot-separated segments). */

@@ -391,7 +391,17 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   });
 
   it("refuses executors and agents creating or changing any stream: the gateway creates them", async () => {
-    const streams = ["KV_dmcp_registry", "KV_dmcp_results", "KV_dmcp_tasks", "DMCP_WORK", "DMCP_DEAD_LETTERS", "DMCP_CONTEXT", "ANY_OTHER"];
+    const streams = [
+      "KV_dmcp_registry",
+      "KV_dmcp_results",
+      "KV_dmcp_tasks",
+      "KV_dmcp_sessions",
+      "DMCP_SESSION_EVENTS",
+      "DMCP_WORK",
+      "DMCP_DEAD_LETTERS",
+      "DMCP_CONTEXT",
+      "ANY_OTHER",
+    ];
     for (const role of ["executor", "agent"] as const) {
       const raw = await rawConnection(role);
       await raw.refusesPublishing(streams.flatMap((stream) => [`$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`]));
@@ -419,6 +429,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
       "dmcp.v1.work.everything.normal",
       "$JS.API.CONSUMER.MSG.NEXT.DMCP_WORK.dmcp-work-everything-normal",
       "$KV.dmcp_tasks.forged",
+      "$KV.dmcp_sessions.forged",
     ]);
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.plant.plans");
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.>");

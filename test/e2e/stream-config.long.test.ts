@@ -116,7 +116,16 @@ describe("dMCP's JetStream streams: created by gateways only, checked by everyon
 
     const gateway = await startGatewayHttp(nats.url, ["--result-ttl", "1h"]);
     children.push(gateway);
-    expect(await streamNames()).toEqual(["DMCP_CONTEXT", "DMCP_DEAD_LETTERS", "DMCP_WORK", "KV_dmcp_registry", "KV_dmcp_results", "KV_dmcp_tasks"]);
+    expect(await streamNames()).toEqual([
+      "DMCP_CONTEXT",
+      "DMCP_DEAD_LETTERS",
+      "DMCP_SESSION_EVENTS",
+      "DMCP_WORK",
+      "KV_dmcp_registry",
+      "KV_dmcp_results",
+      "KV_dmcp_sessions",
+      "KV_dmcp_tasks",
+    ]);
     expect((await jsm.streams.info("KV_dmcp_results")).config.max_age).toBe(3600 * 1e9);
     await starting;
     const client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));

@@ -39,8 +39,11 @@ export async function readStreamUntil(response: Response, marker: string): Promi
   return parseEvents(text);
 }
 
-/** Opens a 2025-11-25 session on the gateway (as the identity of `authorization`, if given) and returns the headers of its requests. */
-export async function openSession(url: string, authorization?: string): Promise<() => Record<string, string>> {
+/**
+ * Opens a 2025-11-25 session on the gateway (as the identity of `authorization`, if given) and returns
+ * the headers of its requests, once its tools/list includes `listed` (the fixture's tools).
+ */
+export async function openSession(url: string, authorization?: string, listed = '"progress"'): Promise<() => Record<string, string>> {
   const auth: Record<string, string> = authorization ? { authorization } : {};
   const init = await fetch(url, {
     method: "POST",
@@ -63,8 +66,8 @@ export async function openSession(url: string, authorization?: string): Promise<
   });
   await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
   await eventually(async () => {
-    const listed = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
-    return (await listed.text()).includes('"progress"');
+    const tools = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
+    return (await tools.text()).includes(listed);
   });
   return headers;
 }

@@ -311,6 +311,10 @@ describe("subjects", () => {
     expect(subjects.heartbeatAll()).toBe("dmcp.v1.hb.>");
     expect(subjects.errors("svc-1")).toBe("dmcp.v1.err.svc-1");
     expect(subjects.errorsAll()).toBe("dmcp.v1.err.>");
+    expect(subjects.gatewayAnswer("gateway-1a2b")).toBe("dmcp.v1.gw.gateway-1a2b.answer");
+    expect(subjects.sessionEvents("0f8b1c1e-0000-4000-8000-000000000000", "_GET_stream")).toBe("dmcp.v1.sse.0f8b1c1e-0000-4000-8000-000000000000._GET_stream");
+    expect(subjects.sessionEventsAll()).toBe("dmcp.v1.sse.>");
+    expect(subjects.rateSpent).toBe("dmcp.v1.rate.spent");
     expect(REGISTRY_BUCKET).toBe("dmcp_registry");
     expect(registryKey("svc", "svc-1")).toBe("svc.svc-1");
   });
@@ -325,6 +329,9 @@ describe("subjects", () => {
       (v) => subjects.heartbeat(v, "i"),
       (v) => subjects.heartbeat("s", v),
       (v) => subjects.errors(v),
+      (v) => subjects.gatewayAnswer(v),
+      (v) => subjects.sessionEvents(v, "s"),
+      (v) => subjects.sessionEvents("s", v),
       (v) => registryKey(v, "i"),
       (v) => registryKey("s", v),
     ];

@@ -4,11 +4,10 @@
  * session id in `Mcp-Session-Id` routes later requests; a 2026-07-28 request is an exchange of its own
  * (stateless-http.ts). The middleware is in middleware/, the Node server and its timeouts in server.ts.
  */
-import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import express, { type Request, type Response } from "express";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
-import { ANONYMOUS, type Gateway, type GatewaySession, type Identity } from "../../../src/gateway/index.js";
+import { ANONYMOUS, type Gateway, type Identity } from "../../../src/gateway/index.js";
 import type { GatewayMonitor } from "../dashboard/monitor.js";
 import type { Logger } from "../../../src/util/index.js";
 import {
@@ -26,8 +25,7 @@ import {
 } from "./middleware/index.js";
 import { HTTP_TIMEOUTS, listen, timeoutsOf, type HttpTimeouts } from "./server.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
-import { MemoryEventStore } from "./event-store.js";
-import { HttpSessionTransport } from "./session-transport.js";
+import { HttpSessions, storeUnavailable, type HttpSession } from "./http-sessions.js";
 import { DASHBOARD_PATH, mountDashboard } from "../dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -71,35 +69,9 @@ export interface HttpGatewayServer {
   close(): Promise<void>;
 }
 
-/** How long a client whose SSE stream dropped waits before it reconnects (the SSE `retry` field). */
-const SSE_RETRY_MS = 1000;
-
-interface HttpSession {
-  transport: HttpSessionTransport;
-  lastUsed: number;
-  /** Set once the gateway session exists (right after the transport). */
-  session?: GatewaySession;
-}
-
 /** Who sent an HTTP request: its authenticated identity, or anonymous on an open gateway. */
 function identityOf(req: Request): Identity {
   return authenticatedIdentity(req) ?? ANONYMOUS;
-}
-
-/**
- * A session belongs to the identity that opened it: a request with another identity's session id is
- * refused (a leaked session id is not a credential). The same subject may come back with a refreshed token.
- */
-function admit(entry: HttpSession, req: Request, res: Response): boolean {
-  const identity = identityOf(req);
-  const owner = entry.session?.identity;
-  if (owner && (owner.kind !== identity.kind || owner.subject !== identity.subject)) {
-    sendRpcError(res, 403, JsonRpcErrorCode.InvalidRequest, "Forbidden: this session belongs to another identity");
-    return false;
-  }
-  if (entry.session) entry.session.identity = identity;
-  entry.lastUsed = Date.now();
-  return true;
 }
 
 export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Promise<HttpGatewayServer> {
@@ -107,10 +79,31 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const maxBodyBytes = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const sessionIdleMs = options.sessionIdleMs ?? 60 * 60 * 1000;
   const logger = options.logger;
-  const sessions = new Map<string, HttpSession>();
-  // Session SSE streams get event ids, a priming event and a retry hint: a client that loses one
-  // resumes it with Last-Event-ID (bounded memory, each session sees only its own streams: see event-store.ts).
-  const eventStore = new MemoryEventStore();
+  const sessions = new HttpSessions({
+    gateway,
+    shared: await gateway.shareSessions(sessionIdleMs),
+    events: await gateway.openSessionEvents(),
+    logger,
+    idleMs: sessionIdleMs,
+    jsonResponses: options.jsonResponses,
+    ssePollMs: options.ssePollMs,
+  });
+  await sessions.watch();
+  /** The request's session (held here or taken up from the bus), or undefined once the request is answered. */
+  const sessionOf = async (req: Request, res: Response): Promise<HttpSession | undefined> => {
+    const sessionId = req.header("mcp-session-id");
+    if (!sessionId) return undefined;
+    let entry: HttpSession | undefined;
+    try {
+      entry = await sessions.find(sessionId);
+    } catch (err) {
+      storeUnavailable(res, req, logger, err);
+      return undefined;
+    }
+    if (!entry) sendRpcError(res, 404, JsonRpcErrorCode.InvalidRequest, req.method === "POST" ? "Session not found: initialize a new session" : "Session not found");
+    else if (!sessions.admit(entry, identityOf(req), res)) return undefined;
+    return entry;
+  };
 
   const app = express();
   app.disable("x-powered-by");
@@ -144,19 +137,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`),
     );
   }
-  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit));
+  // Each client's limit holds across the gateways on the bus, not per process.
+  const rateShare = options.rateLimit ? gateway.shareRateLimits() : undefined;
+  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit, rateShare));
   // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
-    const sessionId = req.header("mcp-session-id");
-    const existing = sessionId ? sessions.get(sessionId) : undefined;
-    if (existing) {
-      if (admit(existing, req, res)) await existing.transport.handleRequest(req, res, req.body);
-      return;
-    }
-    if (sessionId) {
-      sendRpcError(res, 404, JsonRpcErrorCode.InvalidRequest, "Session not found: initialize a new session");
+    if (req.header("mcp-session-id")) {
+      const entry = await sessionOf(req, res);
+      if (entry) await entry.transport.handleRequest(req, res, req.body);
       return;
     }
     if (!accepting) {
@@ -172,44 +162,19 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Bad Request: no Mcp-Session-Id header and not an initialize request");
       return;
     }
-    const events = eventStore.forSession();
-    const transport = new HttpSessionTransport({
-      sessionIdGenerator: () => randomUUID(),
-      // SSE answers carry a call's progress notifications before its result; plain JSON answers are
-      // cheaper but drop them, so they are opt-in.
-      enableJsonResponse: options.jsonResponses ?? false,
-      // Plain calls answer with JSON unless a message of theirs comes first; SSE polling needs every answer on a stream.
-      directAnswers: !options.jsonResponses && options.ssePollMs === undefined,
-      eventStore: events,
-      retryInterval: SSE_RETRY_MS,
-      onsessioninitialized: (id) => {
-        sessions.set(id, entry);
-      },
-      onsessionclosed: (id) => {
-        sessions.delete(id);
-      },
-    });
-    // Registered under its id by onsessioninitialized, which runs during handleRequest below.
-    const entry: HttpSession = { transport, lastUsed: Date.now() };
-    const session = await gateway.connect(transport, "http", identityOf(req), { ssePollMs: options.ssePollMs });
-    entry.session = session;
-    session.onclose = chain(session.onclose, () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
-      events.forget();
-    });
+    const { transport, session } = await sessions.open(identityOf(req));
     await transport.handleRequest(req, res, req.body);
     // The transport refused the initialize (not valid JSON-RPC, in a batch, wrong Accept header): no
     // session came of it, and nothing would ever close this one.
-    if (transport.sessionId === undefined) await session.close();
+    if (transport.sessionId === undefined) await session?.close();
   });
   const byHeader = async (req: Request, res: Response) => {
-    const sessionId = req.header("mcp-session-id");
-    const session = sessionId ? sessions.get(sessionId) : undefined;
-    if (!session) {
-      sendRpcError(res, sessionId ? 404 : 400, JsonRpcErrorCode.InvalidRequest, sessionId ? "Session not found" : "Missing Mcp-Session-Id header");
+    if (!req.header("mcp-session-id")) {
+      sendRpcError(res, 400, JsonRpcErrorCode.InvalidRequest, "Missing Mcp-Session-Id header");
       return;
     }
-    if (admit(session, req, res)) await session.transport.handleRequest(req, res);
+    const entry = await sessionOf(req, res);
+    if (entry) await entry.transport.handleRequest(req, res);
   };
   app.get("/mcp", byHeader);
   app.delete("/mcp", byHeader);
@@ -218,21 +183,6 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
 
   const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
-  const closeSession = (id: string, entry: HttpSession, why: string): Promise<void> => {
-    logger.info({ session: id, subject: entry.session?.identity.subject }, why);
-    sessions.delete(id);
-    return entry.transport.close();
-  };
-  const sweeper = setInterval(
-    () => {
-      const now = Date.now();
-      for (const [id, session] of sessions) {
-        if (now - session.lastUsed > sessionIdleMs) void closeSession(id, session, "closing idle session");
-      }
-    },
-    Math.min(sessionIdleMs, 60_000),
-  );
-  sweeper.unref();
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
   logger.info({ url }, "gateway serving MCP over Streamable HTTP");
   const dashboardUrl = dashboard ? url.replace(/\/mcp$/, DASHBOARD_PATH) : undefined;
@@ -243,20 +193,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     ...(dashboardUrl ? { dashboardUrl } : {}),
     timeouts: timeoutsOf(server),
     sessionCount: () => sessions.size,
-    async closeSessionsOf(revoked) {
-      const closing = [...sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
-      await Promise.allSettled(closing.map(([id, entry]) => closeSession(id, entry, "closing the session of an identity no longer accepted")));
-    },
+    closeSessionsOf: (revoked) => sessions.closeSessionsOf(revoked),
     stopAccepting() {
       accepting = false;
       server.close();
     },
     async close() {
       accepting = false;
-      clearInterval(sweeper);
       dashboard?.close();
-      await Promise.allSettled([...sessions.values()].map((session) => session.transport.close()));
-      sessions.clear();
+      rateShare?.stop();
+      await sessions.close();
       const closed = new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
       // close() waits for open connections (keep-alive, half-sent bodies); end them so it can finish.
       server.closeAllConnections();
@@ -268,11 +214,4 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
 function containsInitialize(body: unknown): boolean {
   const messages = Array.isArray(body) ? body : [body];
   return messages.some((m) => typeof m === "object" && m !== null && (m as { method?: unknown }).method === "initialize");
-}
-
-function chain(first: (() => void) | undefined, second: () => void): () => void {
-  return () => {
-    first?.();
-    second();
-  };
 }

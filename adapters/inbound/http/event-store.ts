@@ -7,9 +7,14 @@
  * One store serves every session, but each session sees only its own streams (`forSession`): the SDK
  * names every session's GET stream alike, and an event id that leaked out of one session must not
  * replay its stream (another identity's results) to another. Event ids are `<session>/<stream>:<sequence>`.
+ *
+ * With the bus's event log, every event is also published under the session's HTTP id and its stream
+ * (PROTOCOL.md §19.3): a gateway that did not send a stream replays it from there, looked up under
+ * the session it serves only, so an id from another session finds nothing there either.
  */
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
 import { ErrorCode, RequestError } from "../../../src/protocol/index.js";
+import type { SessionEventLog, StoredEvent } from "../../../src/gateway/index.js";
 
 export const EVENT_STORE_MAX_STREAMS = 1000;
 export const EVENT_STORE_MAX_EVENTS_PER_STREAM = 100;
@@ -37,18 +42,35 @@ export class MemoryEventStore {
     private readonly maxEventsPerStream = EVENT_STORE_MAX_EVENTS_PER_STREAM,
   ) {}
 
-  forSession(): SessionEventStore {
+  /** `httpSession` names the session on the bus once it has an id; `log` is the bus's event log, if any. */
+  forSession(httpSession: () => string | undefined = () => undefined, log?: SessionEventLog): SessionEventStore {
     const session = ++this.sessions;
     const owned = (eventId: EventId) => {
       const stream = this.streams.get(eventId.slice(0, eventId.lastIndexOf(":")));
       return stream?.session === session ? stream : undefined;
     };
+    // A stream another gateway sent, as the log has it: read once per resumption (lookup, then replay).
+    let remote: { eventId: EventId; streamId: StreamId; events: StoredEvent[] } | undefined;
+    const fromLog = async (eventId: EventId) => {
+      const id = httpSession();
+      const streamId = eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
+      if (!log || !id || !/^[A-Za-z0-9_-]{1,128}$/.test(streamId)) return undefined;
+      if (remote?.eventId === eventId) return remote;
+      const events = await log.read(id, streamId);
+      remote = events.some((event) => event.id === eventId) ? { eventId, streamId, events } : undefined;
+      return remote;
+    };
     return {
-      storeEvent: async (streamId, message) => this.store(session, streamId, message),
-      getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId,
+      storeEvent: async (streamId, message) => {
+        const id = this.store(session, streamId, message);
+        const sessionId = httpSession();
+        if (log && sessionId) log.append(sessionId, streamId, { id, message });
+        return id;
+      },
+      getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId ?? (await fromLog(eventId))?.streamId,
       replayEventsAfter: async (lastEventId, { send }) => {
         const stream = owned(lastEventId);
-        if (!stream) throw new RequestError(ErrorCode.InvalidParams, "Last-Event-ID names no stream of this session");
+        if (!stream) return replayRemote(await fromLog(lastEventId), lastEventId, send);
         const after = Number(lastEventId.slice(lastEventId.lastIndexOf(":") + 1));
         for (const event of stream.events) if (event.sequence > after) await send(event.id, event.message);
         return stream.streamId;
@@ -73,4 +95,16 @@ export class MemoryEventStore {
     if (stream.events.length > this.maxEventsPerStream) stream.events.shift();
     return id;
   }
+}
+
+/** Replays what followed `lastEventId` in a stream read from the bus's log. */
+async function replayRemote(
+  remote: { streamId: StreamId; events: StoredEvent[] } | undefined,
+  lastEventId: EventId,
+  send: (eventId: EventId, message: JSONRPCMessage) => Promise<void>,
+): Promise<StreamId> {
+  if (!remote) throw new RequestError(ErrorCode.InvalidParams, "Last-Event-ID names no stream of this session");
+  const from = remote.events.findIndex((event) => event.id === lastEventId);
+  for (const event of remote.events.slice(from + 1)) await send(event.id, event.message as JSONRPCMessage);
+  return remote.streamId;
 }

@@ -77,6 +77,17 @@ export class HttpSessionTransport implements InboundTransport {
     return this.web.start();
   }
 
+  /**
+   * Serves session `id`, initialized through another gateway (shared sessions): as if this transport
+   * had answered its initialize. The SDK's transport has no way to say so: its session id is public,
+   * its initialized flag is not (SDK 2.4; the cross-gateway tests fail if that changes).
+   */
+  adopt(id: string): void {
+    const web = this.web as unknown as { sessionId: string | undefined; _initialized: boolean };
+    web.sessionId = id;
+    web._initialized = true;
+  }
+
   close(): Promise<void> {
     return this.web.close();
   }

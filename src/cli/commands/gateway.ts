@@ -71,7 +71,8 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         (gift wraps only) or disabled (plain events only)
   --identity NAME       with --stdio: the identity of the stdio client for --policy (default: local)
   --rate-limit N/s      with --http: at most N requests per second per client (its token's name or
-                        JWT subject, else its address), bursts up to N; or N/s,burst=M. Over it: 429
+                        JWT subject, else its address), bursts up to N; or N/s,burst=M. Over it: 429.
+                        Shared by the gateways on the bus (give them all the same limit)
 ${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answers) with its public curve key KEY
                         (X…); without it, to the key the service announces, if any (repeatable)
   --call-timeout MS     deadline of each forwarded call (default: 60000)

@@ -10,18 +10,29 @@ interface Waiting {
   timer: NodeJS.Timeout;
 }
 
-type Answer = { result: Record<string, unknown> } | { error: { code: number; message: string; data?: unknown } };
+export type Answer = { result: Record<string, unknown> } | { error: { code: number; message: string; data?: unknown } };
+
+/** The gateway a server-to-client request's id names (ids are `dmcp-<n>@<gateway>`), if it is one of ours. */
+export function gatewayOfRequestId(id: JsonRpcId): string | undefined {
+  if (typeof id !== "string" || !id.startsWith("dmcp-")) return undefined;
+  const at = id.lastIndexOf("@");
+  return at < 0 ? undefined : id.slice(at + 1);
+}
 
 export class ServerRequests {
   private readonly waiting = new Map<JsonRpcId, Waiting>();
   private sequence = 0;
 
-  constructor(private readonly transmit: (message: JsonRpcMessage, relatedRequestId?: JsonRpcId) => void) {}
+  constructor(
+    private readonly transmit: (message: JsonRpcMessage, relatedRequestId?: JsonRpcId) => void,
+    /** Named in every id: a client that answers through another gateway is routed back here (PROTOCOL.md §19.2). */
+    private readonly gatewayId: string,
+  ) {}
 
   /** Sends a request to the client (on the stream of `related`, when given) and resolves with its result. */
   send(method: string, params: Record<string, unknown> | undefined, related: JsonRpcId | undefined, timeoutMs: number): Promise<Record<string, unknown>> {
     // Ids of our own kind, so they cannot be mistaken for the client's.
-    const id = `dmcp-${++this.sequence}`;
+    const id = `dmcp-${++this.sequence}@${this.gatewayId}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);

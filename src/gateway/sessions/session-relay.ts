@@ -5,8 +5,9 @@
  * requests with the client's result or error.
  */
 import { dropReason, type Bus, type BusMessage, type BusSubscription } from "../../bus/index.js";
-import { asDmcpError, CallError, createEnvelope, ErrorCode, errorPayload, subjects, type Envelope } from "../../protocol/index.js";
+import { asDmcpError, CallError, createEnvelope, ErrorCode, errorPayload, subjects, type Envelope, type JsonRpcId } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
+import type { Answer } from "./server-requests.js";
 
 /** What a client session offers to its upstream sessions. */
 export interface SessionPeer {
@@ -20,6 +21,8 @@ export interface SessionPeer {
   serverRequest(method: string, params: Record<string, unknown> | undefined, correlationId: string | undefined, timeoutMs: number): Promise<Record<string, unknown>>;
   /** A notification of the session (logging, resources/updated) from a service's upstream session. */
   sessionNotification(service: string, method: string, params: Record<string, unknown>): void;
+  /** Settles a server-to-client request of this gateway with the client's answer; false when it is not waiting. */
+  settle(id: JsonRpcId, answer: Answer): boolean;
 }
 
 const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
@@ -27,6 +30,7 @@ const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
 export class SessionRelay {
   private readonly peers = new Map<string, SessionPeer>();
   private subscription: BusSubscription | undefined;
+  private answers: BusSubscription | undefined;
 
   constructor(private readonly options: { bus: Bus; id: string; logger: Logger }) {}
 
@@ -38,11 +42,34 @@ export class SessionRelay {
     this.subscription = this.options.bus.subscribe(this.subject, (msg) => void this.onMessage(msg), {
       onError: (err) => this.options.logger.error({ err, subject: this.subject }, "subscription error"),
     });
+    const answers = subjects.gatewayAnswer(this.options.id);
+    this.answers = this.options.bus.subscribe(answers, (msg) => this.onAnswer(msg.data), {
+      onError: (err) => this.options.logger.error({ err, subject: answers }, "subscription error"),
+    });
   }
 
   stop(): void {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
+    this.answers?.unsubscribe();
+    this.answers = undefined;
+  }
+
+  /** Sends a client's answer to a server-to-client request of gateway `gateway` there (PROTOCOL.md §19.2). */
+  forwardAnswer(gateway: string, sessionId: string, id: JsonRpcId, answer: Answer): void {
+    this.options.logger.debug({ gateway, rpc: id }, "passing a client's answer on to the gateway that asked");
+    try {
+      this.options.bus.publish(subjects.gatewayAnswer(gateway), new TextEncoder().encode(JSON.stringify({ session_id: sessionId, id, ...answer })));
+    } catch (err) {
+      this.options.logger.debug({ err, gateway }, "could not pass a client's answer on to the gateway that asked");
+    }
+  }
+
+  /** A client's answer that reached another gateway: to the request of this gateway it answers. */
+  private onAnswer(data: Uint8Array): void {
+    const answer = parseAnswer(data);
+    const peer = answer ? this.peers.get(answer.sessionId) : undefined;
+    if (!answer || !peer?.settle(answer.id, answer.answer)) this.options.bus.dropped("session", answer ? "unknown_request" : "invalid_message");
   }
 
   /** Registers a client session under its bus session id; the returned function unregisters it. */
@@ -96,6 +123,23 @@ export class SessionRelay {
       this.options.logger.debug({ err }, "could not answer a server-to-client request");
     }
   }
+}
+
+/** A forwarded answer: `{ session_id, id, result }` or `{ session_id, id, error: { code, message, data? } }`. */
+function parseAnswer(data: Uint8Array): { sessionId: string; id: JsonRpcId; answer: Answer } | undefined {
+  let raw: { session_id?: unknown; id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } };
+  try {
+    raw = JSON.parse(new TextDecoder().decode(data)) as typeof raw;
+  } catch {
+    return undefined;
+  }
+  if (typeof raw?.session_id !== "string" || (typeof raw.id !== "string" && typeof raw.id !== "number")) return undefined;
+  const { session_id: sessionId, id } = raw;
+  if (typeof raw.result === "object" && raw.result !== null && !Array.isArray(raw.result)) return { sessionId, id, answer: { result: raw.result as Record<string, unknown> } };
+  const error = raw.error;
+  if (typeof error?.code === "number" && typeof error.message === "string")
+    return { sessionId, id, answer: { error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } } };
+  return undefined;
 }
 
 function serviceOf(envelope: Envelope): string | undefined {

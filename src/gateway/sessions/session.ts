@@ -49,6 +49,7 @@ import { ListenStreams } from "./listen-streams.js";
 import { StatelessDispatch, type Answer } from "./stateless.js";
 import { StreamClosers } from "./stream-closers.js";
 import { UpstreamSessions } from "./upstream-sessions.js";
+import type { SessionState } from "./session-state.js";
 
 export interface SessionOptions {
   /**
@@ -56,7 +57,14 @@ export interface SessionOptions {
    * has its SSE stream closed, once, for the client to resume it with Last-Event-ID; never without it.
    */
   ssePollMs?: number | undefined;
+  /** The session as another gateway left it (shared-sessions.ts): it goes on from there. */
+  restored?: SessionState | undefined;
+  /** Stores the session's state when it changes, for other gateways; the change is answered once it resolves. */
+  share?: ((state: SharedState) => Promise<void>) | undefined;
 }
+
+/** The state a session shares, without what the store adds. */
+export type SharedState = Omit<SessionState, "v" | "gateway">;
 
 export class GatewaySession {
   private initialized = false;
@@ -84,7 +92,8 @@ export class GatewaySession {
   /** The lists as this session's identity may see them, for the catalog they were filtered from. */
   private visible: { catalog: AggregatedCatalog; lists: Record<string, Record<string, unknown>[]> } | undefined;
   /** The session's id on the bus (a UUID of its own: an HTTP session id is assigned only later, at initialize). */
-  readonly busSessionId = randomUUID();
+  readonly busSessionId: string;
+  private readonly share: ((state: SharedState) => Promise<void>) | undefined;
   /** Its upstream sessions, one per service (PROTOCOL.md §16). */
   private readonly upstream: UpstreamSessions;
   private readonly taskMethods: SessionTasks;
@@ -102,6 +111,8 @@ export class GatewaySession {
     this.currentIdentity = identity;
     this.access = core.access.accessFor(identity);
     this.streams = new StreamClosers(options.ssePollMs);
+    this.busSessionId = options.restored?.busSessionId ?? randomUUID();
+    this.share = options.share;
     const { dispatcher } = core;
     this.taskMethods = new SessionTasks(core.tasks, {
       authorize: (call) => core.access.authorize(call),
@@ -124,6 +135,42 @@ export class GatewaySession {
       send: (message, related) => this.send(message, related),
       resourceUpdated: core.cache ? (service, uri) => core.cache?.resourceUpdated(service, uri) : undefined,
     });
+    if (options.restored) this.applyState(options.restored);
+  }
+
+  /** What another gateway needs to serve this session. */
+  sharedState(): SharedState {
+    const { capabilities, logLevel } = this.upstream.declared;
+    return {
+      busSessionId: this.busSessionId,
+      owner: { kind: this.identity.kind, subject: this.identity.subject },
+      ...(this.protocolVersion ? { protocolVersion: this.protocolVersion } : {}),
+      initialized: this.initialized,
+      capabilities,
+      ...(logLevel ? { logLevel } : {}),
+      topics: [...this.subscriptions],
+    };
+  }
+
+  /** Takes the state another gateway wrote for this session (restored, or changed there since). */
+  applyState(state: SessionState): void {
+    this.initialized = state.initialized;
+    this.protocolVersion = state.protocolVersion;
+    if (state.protocolVersion) this.transport.setProtocolVersion?.(state.protocolVersion);
+    this.upstream.declareCapabilities(state.capabilities);
+    if (state.logLevel) this.upstream.setLogLevel(state.logLevel);
+    this.subscriptions.clear();
+    for (const topic of state.topics) this.subscriptions.add(topic);
+  }
+
+  /** Shares the session's state (when it is shared); a failure is logged, the session goes on here. */
+  async shareState(): Promise<void> {
+    if (!this.share) return;
+    try {
+      await this.share(this.sharedState());
+    } catch (err) {
+      this.logger.warn({ err, session: this.id }, "could not store the session's state: other gateways do not know this change");
+    }
   }
 
   get id(): string | undefined {
@@ -183,6 +230,7 @@ export class GatewaySession {
   private onNotification(method: string, params: Record<string, unknown> | undefined): void {
     if (method === "notifications/initialized") {
       this.initialized = true;
+      void this.shareState();
     } else if (method === "notifications/cancelled") {
       const requestId = params?.requestId;
       // The client's reason goes with the cancellation to the agent or upstream running the call (PROTOCOL.md §5.5).
@@ -271,7 +319,7 @@ export class GatewaySession {
         // Applied to this session's upstream sessions with their next call.
         if (typeof params.level !== "string") throw new RequestError(ErrorCode.InvalidParams, "params.level must be a string", { jsonrpcCode: JsonRpcErrorCode.InvalidParams });
         this.upstream.setLogLevel(params.level);
-        return {};
+        return this.shareState().then(() => ({}));
       case "resources/subscribe":
       case "resources/unsubscribe":
         this.core.access.authorize(call);
@@ -335,6 +383,7 @@ export class GatewaySession {
     if (topic) {
       if (subscribing) this.subscriptions.add(topic);
       else this.subscriptions.delete(topic);
+      await this.shareState();
       return {};
     }
     const route = call.route;
@@ -357,12 +406,14 @@ export class GatewaySession {
     else this.send({ jsonrpc: "2.0", method, params }, call.requestId);
   }
 
-  private initialize(params: Record<string, unknown>): Record<string, unknown> {
+  private async initialize(params: Record<string, unknown>): Promise<Record<string, unknown>> {
     this.protocolVersion = negotiatedVersion(params.protocolVersion);
     this.transport.setProtocolVersion?.(this.protocolVersion);
     this.upstream.declareCapabilities(params.capabilities);
     const { catalog, serverInfo } = this.core;
     const instructions = catalog.instructions.join("\n");
+    // Stored before the client has its answer: its next request may go to another gateway.
+    await this.shareState();
     return {
       protocolVersion: this.protocolVersion,
       capabilities: {

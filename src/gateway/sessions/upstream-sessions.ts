@@ -10,7 +10,7 @@ import type { CallSession } from "../calls/call.js";
 import type { Dispatcher } from "../calls/dispatcher.js";
 import { SessionPins } from "../calls/session-pins.js";
 import type { RoutedRequest } from "../catalog/routing.js";
-import { ServerRequests } from "./server-requests.js";
+import { gatewayOfRequestId, ServerRequests, type Answer } from "./server-requests.js";
 import type { SessionRelay } from "./session-relay.js";
 
 export interface UpstreamSessionsOptions {
@@ -40,7 +40,7 @@ export class UpstreamSessions {
   private logLevel: string | undefined;
 
   constructor(private readonly options: UpstreamSessionsOptions) {
-    this.serverRequests = new ServerRequests(options.send);
+    this.serverRequests = new ServerRequests(options.send, options.gatewayId);
     this.unregister = options.relay.register(options.busSessionId, {
       holdsSession: (service, instance, correlationId) => {
         if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
@@ -51,12 +51,18 @@ export class UpstreamSessions {
         return this.serverRequests.send(method, params, related, timeoutMs);
       },
       sessionNotification: (service, method, params) => this.onNotification(service, method, params),
+      settle: (id, answer) => this.serverRequests.settle(id, answer),
     });
   }
 
   /** The client's capabilities (from initialize), declared with every call from now on. */
   declareCapabilities(capabilities: unknown): void {
     if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.capabilities = capabilities as Record<string, unknown>;
+  }
+
+  /** The client's capabilities and log level, as declared to the upstream sessions. */
+  get declared(): { capabilities: Record<string, unknown>; logLevel: string | undefined } {
+    return { capabilities: this.capabilities, logLevel: this.logLevel };
   }
 
   /** Applied to the upstream sessions with the session's next call to each (logging/setLevel). */
@@ -76,9 +82,17 @@ export class UpstreamSessions {
     this.callIds.delete(correlationId);
   }
 
-  /** Settles the server-to-client request a client response answers; false when it answers none of ours. */
-  settle(id: JsonRpcId, answer: { result: Record<string, unknown> } | { error: { code: number; message: string; data?: unknown } }): boolean {
-    return this.serverRequests.settle(id, answer);
+  /**
+   * Settles the server-to-client request a client response answers; one that another gateway sent
+   * (the client answered through this one) goes to that gateway over the bus. False when it answers
+   * no request of any gateway.
+   */
+  settle(id: JsonRpcId, answer: Answer): boolean {
+    if (this.serverRequests.settle(id, answer)) return true;
+    const gateway = gatewayOfRequestId(id);
+    if (gateway === undefined || gateway === this.options.gatewayId) return false;
+    this.options.relay.forwardAnswer(gateway, this.options.busSessionId, id, answer);
+    return true;
   }
 
   /** Remembers (or forgets) the URI the client knows an upstream resource by, for its update notifications. */

@@ -1,8 +1,11 @@
 /**
  * Per-client rate limiting for the HTTP gateway: a token bucket per client (its authenticated
- * identity, else its address). Over the limit a request gets 429 with `Retry-After`.
+ * identity, else its address). Over the limit a request gets 429 with `Retry-After`. With a share
+ * (the gateways on one bus), what the other gateways let through for a client comes out of its
+ * bucket here too (src/gateway/access/rate-sharing.ts).
  */
 import type { NextFunction, Request, Response } from "express";
+import type { RateShare } from "../../../../src/gateway/index.js";
 import { authenticatedIdentity } from "./auth.js";
 
 export interface RateLimit {
@@ -21,9 +24,21 @@ interface Bucket {
 const IDLE_MS = 60_000;
 const MAX_CLIENTS = 100_000;
 
-export function rateLimiter(limit: RateLimit) {
+export function rateLimiter(limit: RateLimit, share?: RateShare) {
   const buckets = new Map<string, Bucket>();
   let lastSweep = Date.now();
+  const refill = (bucket: Bucket, now: number) => {
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.updated) / 1000) * limit.perSecond);
+    bucket.updated = now;
+  };
+  // Another gateway's requests of this client: out of the bucket here, down to one burst of debt.
+  share?.onSpent((key, count) => {
+    const now = Date.now();
+    const bucket = buckets.get(key) ?? { tokens: limit.burst, updated: now };
+    refill(bucket, now);
+    bucket.tokens = Math.max(-limit.burst, bucket.tokens - count);
+    buckets.set(key, bucket);
+  });
   return (req: Request, res: Response, next: NextFunction): void => {
     const now = Date.now();
     if (now - lastSweep > IDLE_MS || buckets.size > MAX_CLIENTS) {
@@ -33,11 +48,11 @@ export function rateLimiter(limit: RateLimit) {
     const identity = authenticatedIdentity(req);
     const key = identity ? `id:${identity.subject}` : `ip:${req.socket.remoteAddress ?? "?"}`;
     const bucket = buckets.get(key) ?? { tokens: limit.burst, updated: now };
-    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.updated) / 1000) * limit.perSecond);
-    bucket.updated = now;
+    refill(bucket, now);
     buckets.set(key, bucket);
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
+      share?.spent(key);
       next();
       return;
     }

@@ -1,0 +1,83 @@
+/**
+ * The SSE events of HTTP sessions on the bus (PROTOCOL.md §19.3): every event a gateway writes on a
+ * session's stream is also published to `dmcp.v1.sse.<session>.<stream>`, kept in the
+ * DMCP_SESSION_EVENTS stream (the last 100 per session stream, for 15 minutes), so that another
+ * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID.
+ * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory.
+ */
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from "@nats-io/jetstream";
+import { subjects } from "../protocol/index.js";
+import type { Bus } from "./connection.js";
+import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
+import { ensureStream, type StreamSpec } from "./streams.js";
+
+export const SESSION_EVENTS_STREAM = "DMCP_SESSION_EVENTS";
+export const SESSION_EVENTS_PER_STREAM = 100;
+export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
+const NANOS_PER_MS = 1_000_000;
+
+export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
+
+/** One stored event: its SSE id and the JSON-RPC message it carried (`{}` for a priming event). */
+export interface StoredEvent {
+  id: string;
+  message: unknown;
+}
+
+export interface SessionEventLog {
+  /** Publishes an event of `stream` of `session` (without waiting for it to be stored). */
+  append(session: string, stream: string, event: StoredEvent): void;
+  /** The events of `stream` of `session` still kept, oldest first. */
+  read(session: string, stream: string): Promise<StoredEvent[]>;
+}
+
+/** Creates the stream unless it exists (and checks it), and opens the log. */
+export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
+  const jsm = await jetStreamManagerOf(bus);
+  await ensureStream(
+    jsm,
+    SESSION_EVENTS_SPEC,
+    (num_replicas) =>
+      jsm.streams.add({
+        name: SESSION_EVENTS_STREAM,
+        subjects: SESSION_EVENTS_SPEC.subjects,
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        max_msgs_per_subject: SESSION_EVENTS_PER_STREAM,
+        max_age: SESSION_EVENTS_MAX_AGE_MS * NANOS_PER_MS,
+        max_msg_size: bus.maxPayload,
+        num_replicas,
+      }),
+    streamPlacementOf(bus),
+  );
+  const js: JetStreamClient = jetStreamOf(bus);
+  return {
+    append(session, stream, event) {
+      bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(event)));
+    },
+    async read(session, stream) {
+      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
+      const pending = (await consumer.info()).num_pending;
+      const events: StoredEvent[] = [];
+      if (pending === 0) return events;
+      const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
+      for await (const msg of batch) {
+        const event = parseEvent(msg.data);
+        if (event) events.push(event);
+        if (msg.info.pending === 0) break;
+      }
+      await batch.close().catch(() => undefined);
+      return events;
+    },
+  };
+}
+
+function parseEvent(data: Uint8Array): StoredEvent | undefined {
+  try {
+    const event = JSON.parse(new TextDecoder().decode(data)) as { id?: unknown; message?: unknown };
+    return typeof event.id === "string" && typeof event.message === "object" && event.message !== null ? { id: event.id, message: event.message } : undefined;
+  } catch {
+    return undefined;
+  }
+}

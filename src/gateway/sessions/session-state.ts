@@ -1,0 +1,25 @@
+/**
+ * What another gateway needs to go on serving a 2025-11-25 client session (PROTOCOL.md §19): kept in
+ * the sessions bucket, read back and checked (a record that fails the check is treated as absent).
+ */
+import { z } from "zod";
+
+export const SessionStateSchema = z.object({
+  v: z.literal(1),
+  /** The session's id on the bus (`session_id` of its calls). */
+  busSessionId: z.string().min(1),
+  /** The identity that opened the session: the only one that may use it. */
+  owner: z.object({ kind: z.enum(["token", "jwt", "local", "nostr", "anonymous"]), subject: z.string() }),
+  protocolVersion: z.string().optional(),
+  /** The client sent `notifications/initialized`. */
+  initialized: z.boolean(),
+  /** The client's capabilities from its initialize, declared to the upstream sessions. */
+  capabilities: z.record(z.string(), z.unknown()),
+  logLevel: z.string().optional(),
+  /** Context topics the client subscribed to. */
+  topics: z.array(z.string()),
+  /** The gateway that wrote the record last. */
+  gateway: z.string(),
+});
+
+export type SessionState = z.infer<typeof SessionStateSchema>;
