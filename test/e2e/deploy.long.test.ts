@@ -2,7 +2,8 @@
  * deploy/cluster/ run for real on loopback ports: three nats-servers from its nats-cluster.conf, two
  * gateways behind HAProxy from its haproxy.cfg (round-robin per request), one service wrapped twice,
  * each executor on its own NATS node, as compose.yaml wires them. The compose file itself needs a
- * container engine; what it passes to these files is checked against them here.
+ * container engine; what it passes to these files is checked against them here. A 2025-11-25 session
+ * keeps working across both gateways, and through the one left when the other is SIGKILLed.
  */
 import { readFileSync } from "node:fs";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
@@ -89,10 +90,17 @@ describe("deploy/cluster on loopback: a 3-node cluster, two gateways behind HAPr
   }, 60_000);
 
   it("serves every call through the other gateway once one is SIGKILLed, and through the nodes left once an executor's node is", async () => {
+    const session = new Client({ name: "deploy-test", version: "1.0.0" });
+    await session.connect(new StreamableHTTPClientTransport(new URL(balancer.url)));
     gateways[0]!.kill("SIGKILL");
     await gateways[0]!.exited;
-    // Calls go on at once: a refused connection is retried on the other gateway.
+    // Calls go on at once: a refused connection is retried on the other gateway, which serves the
+    // 2025-11-25 session too (its state is on the bus).
     for (let call = 0; call < 10; call++) expect(await whoami(balancer.url)).toMatch(new RegExp(`^${SERVICE}:`));
+    for (let call = 0; call < 5; call++) {
+      expect(sdkText(await session.callTool({ name: "echo", arguments: { text: `after the kill ${call}` } }))).toContain(`after the kill ${call}`);
+    }
+    await session.close();
 
     nats.kill(1);
     // The executor on that node reconnects to another; until then the other executor serves.
