@@ -65,6 +65,8 @@ export class GatewayCache {
   private fingerprints = new Map<string, string>();
   /** Bumped by each invalidation of a service: a fetch that started before one is not stored. */
   private readonly epochs = new Map<string, number>();
+  /** The shared tier's purge under way for each service, which reads of that service wait for. */
+  private readonly purging = new Map<string, Promise<void>>();
   private shared: SharedCache | undefined;
   private readonly counts = { local: 0, sharedHits: 0, inflight: 0, misses: 0, stores: 0, invalidations: 0 };
 
@@ -99,7 +101,7 @@ export class GatewayCache {
     }
     for (const [service, fingerprint] of this.fingerprints) {
       // Every gateway sees the announcement: each drops its own entries and the shared ones.
-      if (fingerprints.get(service) !== fingerprint) this.invalidate(service, undefined, "catalog");
+      if (fingerprints.get(service) !== fingerprint) void this.invalidate(service, undefined, "catalog");
     }
     this.rules = rules;
     this.fingerprints = fingerprints;
@@ -108,8 +110,11 @@ export class GatewayCache {
   /** An upstream said a resource changed: its entries go here, in the shared tier, and (by a notice) at every gateway. */
   resourceUpdated(service: string, uri: string): void {
     const target = resourceTarget(service, uri);
-    this.invalidate(service, target, "resource updated");
-    this.shared?.announcePurge({ service, target: target.slice(service.length + 1), sender: this.options.id });
+    // The notice goes once the shared tier is purged: a gateway that dropped its copy earlier could
+    // read the old answer back from the bucket and keep it.
+    void this.invalidate(service, target, "resource updated").then(() =>
+      this.shared?.announcePurge({ service, target: target.slice(service.length + 1), sender: this.options.id }),
+    );
   }
 
   stats(): CacheStats {
@@ -155,10 +160,12 @@ export class GatewayCache {
     decision: CacheDecision,
     fetch: () => Promise<Record<string, unknown>>,
   ): Promise<Record<string, unknown>> {
-    const found = await this.readShared(candidates);
+    // A purge of the service under way: the bucket may still hold what it removes.
+    await this.purging.get(keys.service);
+    const epoch = this.epochs.get(keys.service) ?? 0;
+    const found = await this.readShared(candidates, keys.service, epoch);
     if (found) return found;
     this.counts.misses += 1;
-    const epoch = this.epochs.get(keys.service) ?? 0;
     const result = await fetch();
     const lifetime = lifetimeOf(call.method, result, decision);
     // An invalidation while the call ran: its answer may be the old one.
@@ -166,7 +173,8 @@ export class GatewayCache {
     return result;
   }
 
-  private async readShared(candidates: string[]): Promise<Record<string, unknown> | undefined> {
+  /** The first live entry of `candidates` in the shared tier; kept locally unless the service was invalidated meanwhile. */
+  private async readShared(candidates: string[], service: string, epoch: number): Promise<Record<string, unknown> | undefined> {
     const shared = this.shared;
     if (!shared) return undefined;
     const values = await Promise.all(candidates.map((key) => shared.get(key)));
@@ -174,7 +182,7 @@ export class GatewayCache {
     for (const [index, value] of values.entries()) {
       const entry = value && parseShared(value);
       if (!entry || entry.expiresAt <= now) continue;
-      this.local.set(candidates[index]!, entry);
+      if ((this.epochs.get(service) ?? 0) === epoch) this.local.set(candidates[index]!, entry);
       this.counts.sharedHits += 1;
       return served(entry, "shared", now);
     }
@@ -193,10 +201,18 @@ export class GatewayCache {
       .catch((err: unknown) => this.options.logger.debug({ err, scope }, "could not store a cached answer on the bus"));
   }
 
-  /** Drops a service's entries (or one target's), here and in the shared tier. */
-  private invalidate(service: string, target: string | undefined, why: string): void {
+  /** Drops a service's entries (or one target's), here and in the shared tier; resolves once the shared tier is purged (or failed to be). */
+  private invalidate(service: string, target: string | undefined, why: string): Promise<void> {
     this.dropLocal(service, target);
-    this.shared?.purge(target ?? service).catch((err: unknown) => this.options.logger.debug({ err, service, why }, "could not purge cached answers on the bus"));
+    if (!this.shared) return Promise.resolve();
+    const purged = this.shared
+      .purge(target ?? service)
+      .catch((err: unknown) => this.options.logger.debug({ err, service, why }, "could not purge cached answers on the bus"))
+      .finally(() => {
+        if (this.purging.get(service) === purged) this.purging.delete(service);
+      });
+    this.purging.set(service, purged);
+    return purged;
   }
 
   private dropLocal(service: string | undefined, target: string | undefined): void {
