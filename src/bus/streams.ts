@@ -5,6 +5,7 @@
  * with other subjects could capture replies or requests meant for others (PROTOCOL.md §4).
  */
 import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
+import { errors } from "@nats-io/transport-node";
 import type { Logger } from "../util/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, type StreamPlacement } from "./jetstream.js";
@@ -72,6 +73,30 @@ const CREATED_ELSEWHERE_POLL_MS = 250;
  * warning (changing replicas is the operator's decision).
  */
 export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, create: (replicas: number) => Promise<unknown>, placement: StreamPlacement): Promise<StreamInfo> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ensureStreamOnce(jsm, spec, create, placement);
+    } catch (err) {
+      // A cluster busy placing streams (several gateways starting at once on a fresh cluster, a
+      // leader election) can leave a JetStream request unanswered: what is asked is safe to ask again.
+      if (!isJetStreamBusy(err) || attempt >= BUSY_TRIES) throw err;
+      placement.logger.warn({ stream: spec.name, attempt }, `JetStream did not answer in time about the stream ${spec.name}; asking again`);
+      await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS * attempt));
+    }
+  }
+}
+
+/** How often, and after how long a pause (times the attempt), ensureStream asks again when JetStream is busy. */
+const BUSY_TRIES = 6;
+const BUSY_PAUSE_MS = 500;
+
+function isJetStreamBusy(err: unknown): boolean {
+  if (err instanceof errors.TimeoutError) return true;
+  // 10008: "JetStream system temporarily unavailable", as during a meta leader election.
+  return err instanceof JetStreamApiError && err.code === 10008;
+}
+
+async function ensureStreamOnce(jsm: JetStreamManager, spec: StreamSpec, create: (replicas: number) => Promise<unknown>, placement: StreamPlacement): Promise<StreamInfo> {
   let info = await streamInfo(jsm, spec.name);
   if (info) {
     warnFewerReplicas(info, placement);

@@ -395,6 +395,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
       "KV_dmcp_registry",
       "KV_dmcp_results",
       "KV_dmcp_tasks",
+      "KV_dmcp_cache",
       "KV_dmcp_sessions",
       "DMCP_SESSION_EVENTS",
       "DMCP_WORK",

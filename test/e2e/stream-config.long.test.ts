@@ -121,6 +121,7 @@ describe("dMCP's JetStream streams: created by gateways only, checked by everyon
       "DMCP_DEAD_LETTERS",
       "DMCP_SESSION_EVENTS",
       "DMCP_WORK",
+      "KV_dmcp_cache",
       "KV_dmcp_registry",
       "KV_dmcp_results",
       "KV_dmcp_sessions",

@@ -65,9 +65,10 @@ export async function openSession(url: string, authorization?: string, listed = 
     ...auth,
   });
   await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
+  // A deadline, not a timing assert: on a loaded machine, a cluster's gateways can take a while to list what executors announced.
   await eventually(async () => {
     const tools = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
     return (await tools.text()).includes(listed);
-  });
+  }, 90_000);
   return headers;
 }
