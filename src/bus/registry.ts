@@ -199,6 +199,9 @@ export interface LiveInstance {
  * What a gateway (or `dmcp status`) knows of the services on the bus, kept current from the registry
  * bucket and the heartbeats. `onChange` fires when an instance joins, leaves or changes its catalog.
  */
+/** How long a registry view waits before it watches the registry again after its watch ended. */
+const REWATCH_PAUSE_MS = 1000;
+
 export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
   private readonly listeners = new Set<() => void>();
@@ -210,6 +213,7 @@ export class RegistryView {
   private watcher: { stop(): void } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private kv: KV | undefined;
+  private stopped = false;
 
   constructor(private readonly bus: Bus) {}
 
@@ -255,9 +259,28 @@ export class RegistryView {
         if (seen >= stored || entry.isUpdate) markInitialDone();
       }
       markInitialDone();
-    })().catch((err: unknown) => this.bus.logger.warn({ err }, "registry watch ended"));
+    })()
+      .catch((err: unknown) => this.bus.logger.warn({ err }, "registry watch failed"))
+      .finally(() => this.watchAgainSoon(kv));
     // The initial values are all delivered quickly; never block start-up on a bucket that is still filling.
     return Promise.race([initialDone, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
+  }
+
+  /**
+   * A watch that ends while the view runs (its consumer lost on a cluster busy electing leaders, for
+   * one) would freeze the catalog: services announced later would never show. It starts again, and
+   * delivers every entry anew.
+   */
+  private watchAgainSoon(kv: KV): void {
+    if (this.stopped) return;
+    this.bus.logger.warn("the registry watch ended; watching the registry again");
+    setTimeout(() => {
+      if (this.stopped) return;
+      this.watch(kv).catch((err: unknown) => {
+        this.bus.logger.warn({ err }, "could not watch the registry");
+        this.watchAgainSoon(kv);
+      });
+    }, REWATCH_PAUSE_MS).unref();
   }
 
   onChange(listener: () => void): () => void {
@@ -290,6 +313,7 @@ export class RegistryView {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.watcher?.stop();
     this.heartbeatSub?.unsubscribe();

@@ -66,9 +66,14 @@ export async function openSession(url: string, authorization?: string, listed = 
   });
   await (await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) })).text();
   // A deadline, not a timing assert: on a loaded machine, a cluster's gateways can take a while to list what executors announced.
+  let last = "";
   await eventually(async () => {
     const tools = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }) });
-    return (await tools.text()).includes(listed);
-  }, 90_000);
+    last = await tools.text();
+    return last.includes(listed);
+  }, 90_000).catch((err: unknown) => {
+    const names = [...last.matchAll(/"name":"([^"]+)"/g)].map((match) => match[1]).join(", ");
+    throw new Error(`${(err as Error).message}: ${url} lists no ${listed} (it lists: ${names || last.slice(0, 300)})`);
+  });
   return headers;
 }
