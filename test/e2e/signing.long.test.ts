@@ -406,6 +406,10 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     return execFileSync(process.execPath, [DMCP_BIN, "keygen", ...(curve ? ["--curve"] : []), "--out", keyFile(file)], { encoding: "utf8" }).trim();
   }
 
+  /** The `vault` executor: it signs, trusts only the gateway, requires signatures and opens sealed payloads. */
+  const wrapVault = () =>
+    wrapFixtureStdio(nats.url, "vault", ["--sign-key", keyFile("vault.seed"), "--trust-key", gatewayPublic, "--require-signatures", "--seal-key", keyFile("vault.xkey")]);
+
   beforeAll(async () => {
     nats = await startTestNats();
     dir = mkdtempSync(join(tmpdir(), "dmcp-keys-"));
@@ -415,15 +419,7 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     expect(gatewayPublic).toMatch(/^U[A-Z2-7]{55}$/);
     expect(sealPublic).toMatch(/^X[A-Z2-7]{55}$/);
     raw = await connectRawNats(nats.url, { name: "raw" });
-    executor = await wrapFixtureStdio(nats.url, "vault", [
-      "--sign-key",
-      keyFile("vault.seed"),
-      "--trust-key",
-      gatewayPublic,
-      "--require-signatures",
-      "--seal-key",
-      keyFile("vault.xkey"),
-    ]);
+    executor = await wrapVault();
     gateway = await startGatewayHttp(nats.url, ["--sign-key", keyFile("gateway.seed"), "--trust-key", `vault=${executorPublic}`, "--require-signatures"]);
     client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
     await eventually(async () => (await client.toolNames()).includes("echo"));
@@ -507,15 +503,7 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     expect(await evictions()).toBe(1);
 
     // Stopped (SIGTERM), it leaves at once by its signed "stopping" heartbeat: no eviction.
-    executor = await wrapFixtureStdio(nats.url, "vault", [
-      "--sign-key",
-      keyFile("vault.seed"),
-      "--trust-key",
-      gatewayPublic,
-      "--require-signatures",
-      "--seal-key",
-      keyFile("vault.xkey"),
-    ]);
+    executor = await wrapVault();
     await eventually(listed);
     await executor.stop();
     await eventually(async () => !(await listed()));
