@@ -5,7 +5,7 @@
  * instances leave behind.
  */
 import { randomUUID } from "node:crypto";
-import { Kvm, type KV, type KvEntry } from "@nats-io/kv";
+import { Kvm, KvWatchInclude, type KV, type KvEntry } from "@nats-io/kv";
 import type { Subscription } from "@nats-io/transport-node";
 import {
   createEnvelope,
@@ -28,6 +28,7 @@ import {
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { jetStreamOf } from "./jetstream.js";
 import { ensureKv } from "./kv-bucket.js";
+import { keepWatching } from "./kv-watch.js";
 import { kvStream } from "./streams.js";
 
 /** Entries not refreshed for this long disappear from the bucket. */
@@ -199,9 +200,6 @@ export interface LiveInstance {
  * What a gateway (or `dmcp status`) knows of the services on the bus, kept current from the registry
  * bucket and the heartbeats. `onChange` fires when an instance joins, leaves or changes its catalog.
  */
-/** How long a registry view waits before it watches the registry again after its watch ended. */
-const REWATCH_PAUSE_MS = 1000;
-
 export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
   private readonly listeners = new Set<() => void>();
@@ -213,7 +211,6 @@ export class RegistryView {
   private watcher: { stop(): void } | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private kv: KV | undefined;
-  private stopped = false;
 
   constructor(private readonly bus: Bus) {}
 
@@ -230,57 +227,37 @@ export class RegistryView {
         }
       },
     });
-    const initialDone = await this.watch(this.kv);
-    await initialDone;
+    await this.watchRegistry(this.kv);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
 
-  /** Watches the bucket; resolves (to a promise of the initial load) once the watch is set up. */
-  private async watch(kv: KV): Promise<Promise<void>> {
+  /**
+   * Watches the bucket (again whenever the watch ends: kv-watch.ts), and waits for the values it held
+   * at the start, but never long: a bucket still filling must not block start-up.
+   */
+  private async watchRegistry(kv: KV): Promise<void> {
     // How many entries the bucket holds (one message per key): the watch delivers each of them first.
     // (The iterator's own pending count is what it has buffered so far, often none yet.)
     const stored = (await kv.status()).values;
-    const iterator = await kv.watch({ key: ">" });
-    this.watcher = iterator;
     let markInitialDone: () => void = () => undefined;
     const initialDone = new Promise<void>((resolve) => (markInitialDone = resolve));
     if (stored === 0) markInitialDone();
     let seen = 0;
-    void (async () => {
-      for await (const entry of iterator) {
+    this.watcher = await keepWatching(
+      kv,
+      (entry) => {
         try {
           if (entry.operation === "PUT") this.onAnnouncement(entry.key, entry, !entry.isUpdate);
           else this.onDeleted(entry.key);
-        } catch (err) {
-          this.bus.logger.warn({ err, key: entry.key }, "ignoring bad registry entry");
+        } finally {
+          seen++;
+          if (seen >= stored || entry.isUpdate) markInitialDone();
         }
-        seen++;
-        if (seen >= stored || entry.isUpdate) markInitialDone();
-      }
-      markInitialDone();
-    })()
-      .catch((err: unknown) => this.bus.logger.warn({ err }, "registry watch failed"))
-      .finally(() => this.watchAgainSoon(kv));
-    // The initial values are all delivered quickly; never block start-up on a bucket that is still filling.
-    return Promise.race([initialDone, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
-  }
-
-  /**
-   * A watch that ends while the view runs (its consumer lost on a cluster busy electing leaders, for
-   * one) would freeze the catalog: services announced later would never show. It starts again, and
-   * delivers every entry anew.
-   */
-  private watchAgainSoon(kv: KV): void {
-    if (this.stopped) return;
-    this.bus.logger.warn("the registry watch ended; watching the registry again");
-    setTimeout(() => {
-      if (this.stopped) return;
-      this.watch(kv).catch((err: unknown) => {
-        this.bus.logger.warn({ err }, "could not watch the registry");
-        this.watchAgainSoon(kv);
-      });
-    }, REWATCH_PAUSE_MS).unref();
+      },
+      { include: KvWatchInclude.LastValue, what: "registry", logger: this.bus.logger },
+    );
+    await Promise.race([initialDone, new Promise<void>((resolve) => setTimeout(resolve, 2000).unref())]);
   }
 
   onChange(listener: () => void): () => void {
@@ -313,7 +290,6 @@ export class RegistryView {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.watcher?.stop();
     this.heartbeatSub?.unsubscribe();

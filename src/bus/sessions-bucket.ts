@@ -2,11 +2,12 @@
  * The bucket of 2025-11-25 HTTP client sessions (PROTOCOL.md §19): what any gateway needs to serve a
  * session another gateway initialized. One value per session id; the bucket's max age is the
  * sessions' idle timeout (gateways write a used session again before it runs out), and a delete (the
- * client's DELETE) reaches every gateway through the watch.
+ * client's DELETE) reaches every gateway through the watch, which resumes when it ends (kv-watch.ts).
  */
 import { KvWatchInclude, type KV } from "@nats-io/kv";
 import type { Bus } from "./connection.js";
 import { ensureKv } from "./kv-bucket.js";
+import { keepWatching } from "./kv-watch.js";
 
 export const SESSIONS_BUCKET = "dmcp_sessions";
 const SESSIONS_BUCKET_TIMEOUT_MS = 5_000;
@@ -33,11 +34,12 @@ export async function ensureSessionsBucket(bus: Bus, idleMs: number): Promise<Se
     put: async (key, value) => void (await kv.put(key, value)),
     delete: async (key) => void (await kv.delete(key)),
     async watch(onChange) {
-      const iterator = await kv.watch({ key: ">", include: KvWatchInclude.UpdatesOnly });
-      void (async () => {
-        for await (const entry of iterator) onChange({ key: entry.key, value: entry.operation === "PUT" ? entry.value : undefined });
-      })().catch((err: unknown) => bus.logger.warn({ err }, "session bucket watch ended"));
-      return () => iterator.stop();
+      const watch = await keepWatching(kv, (entry) => onChange({ key: entry.key, value: entry.operation === "PUT" ? entry.value : undefined }), {
+        include: KvWatchInclude.UpdatesOnly,
+        what: "sessions",
+        logger: bus.logger,
+      });
+      return () => watch.stop();
     },
   };
 }
