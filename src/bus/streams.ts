@@ -159,7 +159,7 @@ export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: Strea
   const jsm = await jetStreamManagerOf(bus);
   if (await streamsExist(jsm, specs)) return;
   logWaiting(specs, options);
-  await pollStreams(jsm, specs, options.signal);
+  await pollStreams(jsm, specs, options);
 }
 
 /**
@@ -170,7 +170,7 @@ export async function whenStreamsExist(bus: Bus, specs: StreamSpec[], begin: () 
   const jsm = await jetStreamManagerOf(bus);
   if (await streamsExist(jsm, specs)) return begin();
   logWaiting(specs, options);
-  void pollStreams(jsm, specs, options.signal)
+  void pollStreams(jsm, specs, options)
     .then(begin)
     .catch((err: unknown) => {
       if (!options.signal?.aborted) options.onFatal(err instanceof Error ? err : new Error(String(err)));
@@ -198,9 +198,29 @@ function logWaiting(specs: StreamSpec[], options: StreamWaitOptions): void {
   );
 }
 
-async function pollStreams(jsm: JetStreamManager, specs: StreamSpec[], signal: AbortSignal | undefined): Promise<void> {
-  do await abortableSleep(WAIT_POLL_MS, signal);
-  while (!(await streamsExist(jsm, specs)));
+/**
+ * Asks every second until the streams exist. A question JetStream leaves unanswered (a server gone
+ * for a moment, a fresh cluster still electing its leader: timeouts, "temporarily unavailable", no
+ * responders, which nats.js reports as "jetstream is not enabled") is asked again: an executor
+ * waiting for a gateway is not stopped by what a gateway also waits out. Its first question, before
+ * the wait, still fails on a server without JetStream.
+ */
+async function pollStreams(jsm: JetStreamManager, specs: StreamSpec[], options: StreamWaitOptions): Promise<void> {
+  for (;;) {
+    await abortableSleep(WAIT_POLL_MS, options.signal);
+    try {
+      if (await streamsExist(jsm, specs)) return;
+    } catch (err) {
+      if (!isJetStreamUnreachable(err)) throw err;
+      options.logger.debug({ err }, "JetStream did not answer about the streams; asking again");
+    }
+  }
+}
+
+function isJetStreamUnreachable(err: unknown): boolean {
+  if (isJetStreamBusy(err) || (err as Error).name === "ConnectionError") return true;
+  // nats.js names a request no server answered "not enabled"; an account refused JetStream is another error.
+  return (err as Error).name === "JetStreamNotEnabled" && ((err as Error).cause as Error | undefined)?.name === "RequestError";
 }
 
 function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -342,6 +342,32 @@ describe("a nats-server that is down at start or goes away", () => {
     }
   });
 
+  it("keeps an executor that waits for a gateway's streams waiting while the server is gone, and serves once a gateway made them", async () => {
+    const nats = await startTestNats();
+    const executor = await wrapFixtureStdio(nats.url, "patient");
+    let gateway: Awaited<ReturnType<typeof startGatewayHttp>> | undefined;
+    try {
+      await executor.waitFor(/waits for a gateway/, 30_000);
+      // Its polls fail while the server is away (timeouts, no responders): none of that is a reason to give up.
+      nats.kill("SIGKILL");
+      await sleep(8_000);
+      expect(executor.process.exitCode).toBeNull();
+      await nats.restart();
+      gateway = await startGatewayHttp(nats.url);
+      const client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: nats.url, httpUrl: gateway.url }));
+      try {
+        await eventually(async () => (await client.toolNames()).includes("echo"), 30_000);
+        expect(await client.result("tools/call", { name: "echo", arguments: { text: "waited" } })).toMatchObject({ content: [{ text: "waited" }] });
+      } finally {
+        await client.close();
+      }
+      expect(executor.process.exitCode).toBeNull();
+    } finally {
+      await Promise.allSettled([gateway?.stop(), executor.stop()]);
+      await nats.stop();
+    }
+  }, 90_000);
+
   it("answers calls with BUS_UNAVAILABLE while the server is gone and recovers when it returns", async () => {
     const nats = await startTestNats();
     const executor = await wrapFixtureStdio(nats.url, "survivor");
