@@ -163,19 +163,39 @@ export async function awaitStreams(bus: Bus, specs: StreamSpec[], options: Strea
 }
 
 /**
- * Runs `begin` now when every stream exists, else in the background once they do. A stream with
- * other settings throws at once when it is there already, and goes to `onFatal` when it appears later.
+ * Runs `begin` now when every stream exists, else in the background once they do (again while
+ * JetStream does not answer: beginOnceReachable). A stream with other settings throws at once when it
+ * is there already, and goes to `onFatal` when it appears later.
  */
 export async function whenStreamsExist(bus: Bus, specs: StreamSpec[], begin: () => Promise<void>, options: StreamWaitOptions & { onFatal: (err: Error) => void }): Promise<void> {
   const jsm = await jetStreamManagerOf(bus);
-  if (await streamsExist(jsm, specs)) return begin();
+  if (await streamsExist(jsm, specs)) return beginOnceReachable(begin, options);
   logWaiting(specs, options);
   void pollStreams(jsm, specs, options)
-    .then(begin)
+    .then(() => beginOnceReachable(begin, options))
     .catch((err: unknown) => {
       if (!options.signal?.aborted) options.onFatal(err instanceof Error ? err : new Error(String(err)));
     });
 }
+
+/**
+ * Runs `begin` (which must be safe to run again after it failed), again after a pause for as long as
+ * it fails only because JetStream does not answer: on a fresh cluster the streams can exist before
+ * every node answers JetStream requests.
+ */
+async function beginOnceReachable(begin: () => Promise<void>, options: StreamWaitOptions): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await begin();
+    } catch (err) {
+      if (!isJetStreamUnreachable(err) || options.signal?.aborted) throw err;
+      options.logger.warn({ err, attempt }, `${options.who}: JetStream did not answer; trying again`);
+      await abortableSleep(Math.min(WAIT_POLL_MS * attempt, MAX_BEGIN_PAUSE_MS), options.signal);
+    }
+  }
+}
+
+const MAX_BEGIN_PAUSE_MS = 5000;
 
 /**
  * Whether the bus's server has JetStream for this connection's account (false when the server says it
