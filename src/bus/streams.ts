@@ -79,7 +79,7 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, crea
     } catch (err) {
       // A cluster busy placing streams (several gateways starting at once on a fresh cluster, a
       // leader election) can leave a JetStream request unanswered: what is asked is safe to ask again.
-      if (!isJetStreamBusy(err) || attempt >= BUSY_TRIES) throw err;
+      if (!isJetStreamUnreachable(err) || attempt >= BUSY_TRIES) throw err;
       placement.logger.warn({ stream: spec.name, attempt }, `JetStream did not answer in time about the stream ${spec.name}; asking again`);
       await new Promise((resolve) => setTimeout(resolve, BUSY_PAUSE_MS * attempt));
     }
