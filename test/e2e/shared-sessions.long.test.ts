@@ -241,13 +241,7 @@ describe("two gateways share each client's rate limit", () => {
   });
 });
 
-// Opt-in (DMCP_TEST_SHARED_SESSIONS_CLUSTER=1): beside the other cluster suites on a 2-core machine, a
-// gateway here sometimes never lists the durable executor started after it (seen in about half of
-// the runs of this file with cluster.long and deploy.long; alone it passes). The cause is not found
-// yet; the one-server suites above cover the same behaviour.
-const clusterRuns = process.env.DMCP_TEST_SHARED_SESSIONS_CLUSTER === "1";
-if (!clusterRuns) console.warn("shared sessions on 3-node clusters skipped: set DMCP_TEST_SHARED_SESSIONS_CLUSTER=1 to run them");
-describe.skipIf(!clusterRuns).each(serverGenerations())("two gateways on a 3-node cluster ($label) share their sessions", ({ binary }) => {
+describe.each(serverGenerations())("two gateways on a 3-node cluster ($label) share their sessions", ({ binary }) => {
   let cluster: TestCluster;
   let proxy: RoundRobinProxy;
   const world = twoGateways(async () => {
