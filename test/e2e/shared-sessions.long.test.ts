@@ -49,7 +49,21 @@ function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<v
   beforeAll(async () => {
     const diagTimer = setTimeout(async () => {
       const { writeFileSync: w } = await import("node:fs");
-      w(`/tmp/diag-timeout-${Date.now()}.log`, ["== durable", ...(world.durable?.stderr ?? []), "== A", ...(world.a?.stderr ?? []), "== B", ...(world.b?.stderr ?? []), "== exec", ...(world.executor?.stderr ?? []), "== conf", ...(world.conformance?.stderr ?? [])].join("\n"));
+      w(
+        `/tmp/diag-timeout-${Date.now()}.log`,
+        [
+          "== durable",
+          ...(world.durable?.stderr ?? []),
+          "== A",
+          ...(world.a?.stderr ?? []),
+          "== B",
+          ...(world.b?.stderr ?? []),
+          "== exec",
+          ...(world.executor?.stderr ?? []),
+          "== conf",
+          ...(world.conformance?.stderr ?? []),
+        ].join("\n"),
+      );
     }, 100_000);
     diagTimer.unref();
     const nats = await start();
