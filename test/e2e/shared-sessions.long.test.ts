@@ -47,25 +47,6 @@ const echo = (id: number, message: string) => ({ jsonrpc: "2.0", id, method: "to
 function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<void> }>, extraFlags: string[] = []) {
   const world = {} as { a: Gateway; b: Gateway; executor: Child; durable: Child; conformance: Child; dir: string; stop: () => Promise<void>; seeds: string };
   beforeAll(async () => {
-    const diagTimer = setTimeout(async () => {
-      const { writeFileSync: w } = await import("node:fs");
-      w(
-        `/tmp/diag-timeout-${Date.now()}.log`,
-        [
-          "== durable",
-          ...(world.durable?.stderr ?? []),
-          "== A",
-          ...(world.a?.stderr ?? []),
-          "== B",
-          ...(world.b?.stderr ?? []),
-          "== exec",
-          ...(world.executor?.stderr ?? []),
-          "== conf",
-          ...(world.conformance?.stderr ?? []),
-        ].join("\n"),
-      );
-    }, 100_000);
-    diagTimer.unref();
     const nats = await start();
     world.stop = nats.stop;
     world.seeds = nats.seeds;
@@ -83,7 +64,6 @@ function twoGateways(start: () => Promise<{ seeds: string; stop: () => Promise<v
     world.durable = await wrapFixtureStdio(nats.seeds, "queued", ["--delivery", "durable", "--ack-wait", "5s"]);
     // Each gateway lists the fixture's tools before the tests start (openSession waits for them).
     await Promise.all([openSession(world.a.url, ALICE), openSession(world.b.url, ALICE)]);
-    clearTimeout(diagTimer);
   }, 120_000);
   afterAll(async () => {
     await Promise.allSettled([world.a?.stop(), world.b?.stop(), world.executor?.stop(), world.durable?.stop(), world.conformance?.stop()]);
