@@ -20,7 +20,7 @@ const ODD_STDIO_BIN = `${REPO_ROOT}dist/test/support/fixtures/odd-stdio-server.j
 
 type Json = Record<string, unknown>;
 
-const TOOLS = ["ndjson", "not_json", "sse_not_json", "no_answer", "html", "accepted"];
+const TOOLS = ["ndjson", "not_json", "sse_not_json", "no_answer", "html", "accepted", "sse_ends", "sse_reset", "sse_unresumable"];
 
 /** Answers one tools/call the odd way its tool name asks for. */
 function answerCall(request: Json, res: ServerResponse): void {
@@ -54,6 +54,20 @@ function answerCall(request: Json, res: ServerResponse): void {
     case "accepted":
       // What answers a notification, not a request.
       res.writeHead(202).end();
+      return;
+    case "sse_ends":
+      // A log message, then the end of the stream: no answer, and no event id to resume from.
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "then nothing" } })}\n\n`);
+      return;
+    case "sse_reset":
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(": working\n\n", () => res.socket?.destroy());
+      return;
+    case "sse_unresumable":
+      // An event id, so the stream could be resumed, but this server refuses the GET that would.
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end("id: odd-1\ndata: \n\n");
       return;
   }
 }
@@ -167,6 +181,24 @@ describe("an HTTP upstream whose answers are not one JSON-RPC message", () => {
     const response = await call("accepted");
     expect(response.error?.code).toBe(-32603);
     expect(response.error?.message).toBe("the upstream answered tools/call with HTTP 202 and no body");
+  });
+
+  it("fails a call at once whose SSE stream ends without its answer and without an event id to resume from", async () => {
+    const response = await call("sse_ends");
+    expect(response.error?.code).toBe(-32015);
+    expect(response.error?.message).toMatch(/closed the request's stream before answering/);
+  });
+
+  it("fails a call at once whose SSE stream's connection is reset before its answer", async () => {
+    const response = await call("sse_reset");
+    expect(response.error?.code).toBe(-32015);
+    expect(response.error?.message).toMatch(/closed the request's stream before answering/);
+  });
+
+  it("fails a call at once whose SSE stream ends with an event id but whose resumption the server refuses", async () => {
+    const response = await call("sse_unresumable");
+    expect(response.error?.code).toBe(-32015);
+    expect(response.error?.message).toMatch(/closed the request's stream before answering/);
   });
 
   it("keeps serving after such answers", async () => {

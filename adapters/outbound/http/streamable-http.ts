@@ -26,7 +26,7 @@ import { SseParser } from "./sse-parser.js";
 
 const GET_RETRY_INITIAL_MS = 1000;
 const GET_RETRY_MAX_MS = 30_000;
-/** How many times one POST stream is resumed before the call is left to its deadline. */
+/** How many times one POST stream is resumed; a stream that ends once more without the answer fails the call. */
 const MAX_POST_RESUMES = 10;
 
 /** The hooks of UpstreamTransport it calls: per-request notifications, lost streams, unreadable answers; tool schemas for `Mcp-Param-*`. */
@@ -221,14 +221,15 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     let lastId: string | undefined;
     let answered = false;
     let ended = false;
-    // The end of a request's stream without its answer: resumed when it can be, else reported as lost.
+    // The end of a request's stream without its answer: resumed when it can be (a session's stream with
+    // an event id, SEP-1699), else reported as lost, so that the call fails now instead of at its deadline.
     const lost = () => {
       if (ended) return;
       ended = true;
       if (requestId !== undefined && stateless) this.statelessStreams.delete(requestId);
       if (answered || requestId === undefined || this.closed) return;
-      if (stateless) this.onrequeststreamclosed?.(requestId, false);
-      else if (lastId !== undefined && this.resumePostStream(lastId, resumes, requestId)) this.onrequeststreamclosed?.(requestId, true);
+      const resuming = !stateless && lastId !== undefined && this.resumePostStream(lastId, resumes, requestId);
+      this.onrequeststreamclosed?.(requestId, resuming);
     };
     const parser = new SseParser((data, id) => {
       if (id !== undefined) lastId = id;
@@ -251,8 +252,7 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     stream.on("data", (chunk: string) => parser.push(chunk));
     stream.on("error", (err) => {
       if (standing) this.retryGetStream(err);
-      else if (stateless) lost();
-      else this.onerror?.(err);
+      else if (!stateless) this.onerror?.(err);
     });
     stream.on("end", () => {
       parser.end();
@@ -260,7 +260,7 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
       else lost();
     });
     // Destroyed without an end (cancelled here, or the connection reset).
-    if (stateless) stream.on("close", lost);
+    if (!standing) stream.on("close", lost);
   }
 
   /**
@@ -271,7 +271,11 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     if (this.closed || !this.sessionId || resumes >= MAX_POST_RESUMES) return false;
     this.exchange("GET", undefined, "text/event-stream", false, undefined, undefined, lastEventId).then(
       (response) => this.readEvents(response, false, resumes + 1, requestId),
-      (err: unknown) => this.onerror?.(err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => {
+        this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+        // The stream cannot be picked up again: its answer will not come.
+        if (!this.closed) this.onrequeststreamclosed?.(requestId, false);
+      },
     );
     return true;
   }
