@@ -10,11 +10,14 @@ import { createRegistryBucket } from "./registry.js";
 import { ensureTasksBucket } from "./tasks-bucket.js";
 import { ensureCacheBucket } from "./cache-bucket.js";
 
-export async function provisionStreams(bus: Bus, options: { contextRetention?: ContextRetention | undefined; resultTtlMs?: number | undefined } = {}): Promise<void> {
+export async function provisionStreams(
+  bus: Bus,
+  options: { contextRetention?: ContextRetention | undefined; resultTtlMs?: number | undefined; cacheMaxBytes?: number | undefined } = {},
+): Promise<void> {
   await createRegistryBucket(bus);
   await new ContextStreams(bus, "provision").ensureStream(options.contextRetention);
   await ensureTasksBucket(bus);
-  await ensureCacheBucket(bus);
+  await ensureCacheBucket(bus, { maxBytes: options.cacheMaxBytes });
   await ResultStore.create(bus, options.resultTtlMs ?? DEFAULT_RESULT_TTL_MS);
   await provisionWorkStreams(bus);
 }

@@ -1,8 +1,9 @@
-/** The gateway cache's settings: `dmcp wrap`'s opt-in TTLs (announced to gateways) and `dmcp gateway`'s local bound and off switch. */
+/** The gateway cache's settings: `dmcp wrap`'s opt-in TTLs (announced to gateways) and `dmcp gateway`'s bounds and off switch. */
 import * as z from "zod";
 import { MAX_CACHE_TTL_MS, type CachePlan, type CacheRule, type CacheScope } from "../protocol/index.js";
 import { parseDuration, parseSize, UsageError } from "./args.js";
 
+const Size = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*([kmgKMG]i?[bB]|[bB])?$/, "a size such as 64MB or 1GiB")]);
 const Duration = z.union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)?$/, "a duration such as 500ms, 30s or 15m")]);
 
 /** The key a config file's server entry may have for the cache (docs/caching.md; the table of docs/configuration.md). */
@@ -19,10 +20,8 @@ export const CacheConfigFields = {
 export const GatewayCacheConfig = z
   .strictObject({
     enabled: z.boolean().default(true).describe("false: no cache at all (every call reaches the upstream)"),
-    maxBytes: z
-      .union([z.number().int().positive(), z.string().regex(/^\d+(\.\d+)?\s*([kmgKMG]i?[bB]|[bB])?$/, "a size such as 64MB or 1GiB")])
-      .optional()
-      .describe("the local tier's bound (default 64MiB)"),
+    maxBytes: Size.optional().describe("the local tier's bound (default 64MiB)"),
+    sharedMaxBytes: Size.optional().describe("the shared bucket's bound, set on the bucket (default 256MiB for a bucket without one); when full, its oldest answers go"),
   })
   .default({ enabled: true });
 
@@ -41,6 +40,9 @@ export const cacheHelp = `  --cache-ttl PATTERN=DURATION
 `;
 
 export const gatewayCacheHelp = `  --cache-max-bytes S   bound of the gateway cache's local tier, e.g. 64MB (default: 64MiB)
+  --cache-shared-max-bytes S
+                        bound of the cache bucket on the bus that gateways share, set on the bucket
+                        (default: 256MiB for a bucket that has none); when full, its oldest answers go
   --no-cache            no gateway cache: every call reaches its upstream
 `;
 
@@ -62,18 +64,38 @@ export function cacheFromConfig(cache: z.infer<(typeof CacheConfigFields)["cache
   return rules.length > 0 ? { rules } : undefined;
 }
 
-/** `dmcp gateway`'s cache settings from --cache-max-bytes and --no-cache. */
-export function gatewayCacheFromFlags(values: { "cache-max-bytes"?: string | undefined; "no-cache"?: boolean | undefined }): { enabled: boolean; maxBytes?: number } {
-  if (values["no-cache"] && values["cache-max-bytes"] !== undefined) throw new UsageError("--cache-max-bytes does not go with --no-cache");
-  const maxBytes = values["cache-max-bytes"] === undefined ? undefined : parseSize(values["cache-max-bytes"], "--cache-max-bytes");
-  if (maxBytes === 0) throw new UsageError("--cache-max-bytes must be more than 0 (--no-cache turns the cache off)");
-  return { enabled: values["no-cache"] !== true, ...(maxBytes === undefined ? {} : { maxBytes }) };
+/** A gateway's cache: on unless `enabled` is false; its local tier's bound, and the shared bucket's. */
+export interface GatewayCacheSettings {
+  enabled: boolean;
+  maxBytes?: number;
+  sharedMaxBytes?: number;
+}
+
+/** `dmcp gateway`'s cache settings from --cache-max-bytes, --cache-shared-max-bytes and --no-cache. */
+export function gatewayCacheFromFlags(values: {
+  "cache-max-bytes"?: string | undefined;
+  "cache-shared-max-bytes"?: string | undefined;
+  "no-cache"?: boolean | undefined;
+}): GatewayCacheSettings {
+  for (const flag of ["cache-max-bytes", "cache-shared-max-bytes"] as const) {
+    if (values["no-cache"] && values[flag] !== undefined) throw new UsageError(`--${flag} does not go with --no-cache`);
+  }
+  const size = (flag: "cache-max-bytes" | "cache-shared-max-bytes") => {
+    const bytes = values[flag] === undefined ? undefined : parseSize(values[flag], `--${flag}`);
+    if (bytes === 0) throw new UsageError(`--${flag} must be more than 0 (--no-cache turns the cache off)`);
+    return bytes;
+  };
+  return settings(values["no-cache"] !== true, size("cache-max-bytes"), size("cache-shared-max-bytes"));
 }
 
 /** The gateway's cache settings of a config file. */
-export function gatewayCacheFromConfig(cache: z.infer<typeof GatewayCacheConfig>): { enabled: boolean; maxBytes?: number } {
-  const { maxBytes } = cache;
-  return { enabled: cache.enabled, ...(maxBytes === undefined ? {} : { maxBytes: typeof maxBytes === "string" ? parseSize(maxBytes, "gateway.cache.maxBytes") : maxBytes }) };
+export function gatewayCacheFromConfig(cache: z.infer<typeof GatewayCacheConfig>): GatewayCacheSettings {
+  const size = (value: number | string | undefined, key: string) => (typeof value === "string" ? parseSize(value, `gateway.cache.${key}`) : value);
+  return settings(cache.enabled, size(cache.maxBytes, "maxBytes"), size(cache.sharedMaxBytes, "sharedMaxBytes"));
+}
+
+function settings(enabled: boolean, maxBytes: number | undefined, sharedMaxBytes: number | undefined): GatewayCacheSettings {
+  return { enabled, ...(maxBytes === undefined ? {} : { maxBytes }), ...(sharedMaxBytes === undefined ? {} : { sharedMaxBytes }) };
 }
 
 function ruleOf(pair: string, scope: CacheScope, flag: string): CacheRule {

@@ -11,7 +11,7 @@ import { callerAccess, Gateway, type CallerAccess } from "../gateway/index.js";
 import { GatewayMonitor } from "../../adapters/inbound/dashboard/index.js";
 import type { Logger } from "../util/index.js";
 import { deliveryFromConfig } from "./delivery.js";
-import { cacheFromConfig } from "./cache.js";
+import { cacheFromConfig, type GatewayCacheSettings } from "./cache.js";
 import { durationMs, isNostrServer, isStdioServer, resolveHeaders, type ServerConfig } from "./config.js";
 
 export interface GatewayServeOptions extends CallerAccess {
@@ -23,8 +23,8 @@ export interface GatewayServeOptions extends CallerAccess {
   contextRetention?: ContextRetention | undefined;
   /** The TTL of the result store of durable calls, should the gateway create it. */
   resultTtlMs?: number | undefined;
-  /** The gateway cache: on unless `enabled` is false, its local tier bounded by `maxBytes`. */
-  cache?: { enabled: boolean; maxBytes?: number | undefined } | undefined;
+  /** The gateway cache: on unless `enabled` is false, its local tier bounded by `maxBytes`, the shared bucket by `sharedMaxBytes`. */
+  cache?: GatewayCacheSettings | undefined;
   metrics?: Registry | undefined;
   /** Serve /metrics, /healthz and /readyz on their own port (for a stdio gateway). */
   metricsPort?: number | undefined;

@@ -34,8 +34,11 @@ export interface GatewayCoreOptions extends CallerAccess {
   resultTtlMs?: number | undefined;
   /** Where to record call metrics; none are kept without it. */
   metrics?: Registry;
-  /** The gateway cache (docs/caching.md): on unless `enabled` is false; its local tier holds at most `maxBytes`. */
-  cache?: { enabled?: boolean | undefined; maxBytes?: number | undefined } | undefined;
+  /**
+   * The gateway cache (docs/caching.md): on unless `enabled` is false; its local tier holds at most
+   * `maxBytes`, the shared bucket `sharedMaxBytes` (set on the bucket; unset: a bucket without a bound gets the default).
+   */
+  cache?: { enabled?: boolean | undefined; maxBytes?: number | undefined; sharedMaxBytes?: number | undefined } | undefined;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
@@ -124,7 +127,7 @@ export class GatewayCore {
   private async attachSharedCache(): Promise<void> {
     if (!this.cache) return;
     try {
-      this.cache.attachShared(await ensureCacheBucket(this.options.bus));
+      this.cache.attachShared(await ensureCacheBucket(this.options.bus, { maxBytes: this.options.cache?.sharedMaxBytes }));
     } catch (err) {
       this.options.logger.warn({ err }, "the shared cache bucket is unavailable: this gateway caches locally only");
     }

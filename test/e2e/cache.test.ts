@@ -57,7 +57,7 @@ describe("the gateway cache", () => {
     writeFileSync(join(dir, "tokens"), "alice:token-alice\nbob:token-bob\n");
     writeFileSync(join(dir, "counts"), "");
     nats = await startTestNats();
-    const ttls = ["lookup", "slow_lookup", "fail_read", "error_read", "write"].flatMap((tool) => ["--cache-ttl", `${tool}=60s`]);
+    const ttls = ["lookup", "slow_lookup", "stall_once", "fail_read", "error_read", "write"].flatMap((tool) => ["--cache-ttl", `${tool}=60s`]);
     executor = runDmcp([
       "wrap",
       "--name",
@@ -160,6 +160,37 @@ describe("the gateway cache", () => {
     // Those that came while the first was under way joined it; any that came after it was stored are local hits.
     expect(answers.filter((answer) => markerOf(answer)?.hit === true)).toHaveLength(99);
     expect(answers.some((answer) => markerOf(answer)?.tier === "inflight")).toBe(true);
+  });
+
+  it("gives callers that joined a call whose answer is not kept that answer, without the cache's marker", async () => {
+    const before = upstreamCount("fail_read");
+    const answers = await Promise.all(Array.from({ length: 5 }, () => alice.result("tools/call", { name: "fail_read", arguments: { ms: 500 } })));
+    expect(answers.every((answer) => answer.isError === true && markerOf(answer) === undefined)).toBe(true);
+    expect(upstreamCount("fail_read") - before).toBe(1);
+  });
+
+  it("calls the upstream once for concurrent readers spread over both gateways", async () => {
+    const slow = (client: RawMcpClient) => client.result("tools/call", { name: "slow_lookup", arguments: { key: "spread", ms: 1_000 } });
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => slow(i % 2 === 0 ? alice : aliceElsewhere)));
+    expect(new Set(answers.map(textOf))).toEqual(new Set(["slow_lookup spread #1"]));
+    expect(upstreamCount("slow_lookup:spread")).toBe(1);
+  });
+
+  it("answers the readers of a gateway that died while fetching for them: another gateway takes the claim over", async () => {
+    const doomed = await startGatewayHttp(nats.url, ["--auth-tokens", join(dir, "tokens")]);
+    const client = await connect(doomed.url, "token-alice");
+    await eventually(async () => (await client.toolNames()).includes("stall_once"));
+    const stall = (on: RawMcpClient) => on.result("tools/call", { name: "stall_once", arguments: { key: "orphan", ms: 120_000 } });
+    // Its first request stalls at the upstream: the doomed gateway holds the claim, and dies holding it.
+    void stall(client).catch(() => undefined);
+    await eventually(() => upstreamCount("stall_once:orphan") === 1);
+    doomed.kill("SIGKILL");
+    await doomed.exited;
+    void client.close().catch(() => undefined);
+    // Without a takeover these would wait for the call's deadline (60 s) and fail; the claim is abandoned after 3 s.
+    const answers = await Promise.all([stall(alice), stall(aliceElsewhere), stall(alice)]);
+    expect(new Set(answers.map(textOf))).toEqual(new Set(["stall_once orphan #2"]));
+    expect(upstreamCount("stall_once:orphan")).toBe(2);
   });
 
   it("drops a resource on notifications/resources/updated, at every gateway", async () => {

@@ -1,11 +1,15 @@
 /**
  * The gateway cache's shared tier (src/bus/cache-bucket.ts) on the Debian nats-server (2.9) and on a
  * current one: entries with a per-message TTL where the server has it (it drops them by itself),
- * purges by service and in all, and purge notices (a malformed one is dropped, not passed on).
+ * purges by service and in all, purge notices (a malformed one is dropped, not passed on), the
+ * compare-and-set writes that claims of concurrent misses are made of, and the bucket's byte bound.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, type Bus } from "../../src/bus/connection.js";
 import { ensureCacheBucket, type SharedCache } from "../../src/bus/index.js";
+import { DEFAULT_CACHE_BUCKET_MAX_BYTES } from "../../src/bus/cache-bucket.js";
+import { jetStreamManagerOf } from "../../src/bus/jetstream.js";
+import { CACHE_BUCKET } from "../../src/protocol/index.js";
 import { serverFeatures } from "../../src/bus/durable/work-queue.js";
 import { natsConnectionOf } from "../../src/bus/connection.js";
 import { subjects, type CachePurgeNotice } from "../../src/protocol/index.js";
@@ -72,5 +76,40 @@ describe.each(natsServersToCompare("the shared cache"))("the shared cache bucket
     await eventually(() => seen.length > 0);
     subscription.unsubscribe();
     expect(seen).toEqual([{ service: "svc", sender: "test" }]);
+  });
+
+  it("writes a key only over the revision given (0: none yet), and removes writes up to one revision but not later ones", async () => {
+    const first = await cache.putIfRevision("svc.t4.claim", bytes("one"), 0, 10_000);
+    expect(first).toBeGreaterThan(0);
+    // Another writer that also saw no claim comes second.
+    expect(await cache.putIfRevision("svc.t4.claim", bytes("two"), 0, 10_000)).toBeUndefined();
+    expect(await cache.revisionOf("svc.t4.claim")).toMatchObject({ revision: first });
+    const second = await cache.putIfRevision("svc.t4.claim", bytes("two"), first!, 10_000);
+    expect(second).toBeGreaterThan(first!);
+    expect(await cache.putIfRevision("svc.t4.claim", bytes("stale"), first!, 10_000)).toBeUndefined();
+    // Removing up to the first write leaves the second.
+    await cache.removeUpTo("svc.t4.claim", first!);
+    expect(text(await cache.get("svc.t4.claim"))).toBe("two");
+    await cache.removeUpTo("svc.t4.claim", second!);
+    expect(await cache.revisionOf("svc.t4.claim")).toBeUndefined();
+    // Gone without a trace: a new claim is a first write again.
+    expect(await cache.putIfRevision("svc.t4.claim", bytes("three"), 0, 10_000)).toBeGreaterThan(0);
+  });
+
+  it("is bounded in bytes; when full the oldest entries go and writes still succeed", async () => {
+    const jsm = await jetStreamManagerOf(bus);
+    const stream = `KV_${CACHE_BUCKET}`;
+    expect((await jsm.streams.info(stream)).config).toMatchObject({ max_bytes: DEFAULT_CACHE_BUCKET_MAX_BYTES, discard: "old" });
+    const small = await ensureCacheBucket(bus, { maxBytes: 64 * 1024 });
+    expect((await jsm.streams.info(stream)).config.max_bytes).toBe(64 * 1024);
+    // Opened without a bound of its own (dmcp cache purge, a gateway without the flag), a bounded bucket keeps its bound.
+    await ensureCacheBucket(bus);
+    expect((await jsm.streams.info(stream)).config.max_bytes).toBe(64 * 1024);
+    const value = bytes("x".repeat(1024));
+    for (let i = 0; i < 200; i++) await small.put(`full.t.e${i}`, value, 60_000);
+    expect(await small.get("full.t.e0")).toBeUndefined();
+    expect(text(await small.get("full.t.e199"))).toBe("x".repeat(1024));
+    await ensureCacheBucket(bus, { maxBytes: DEFAULT_CACHE_BUCKET_MAX_BYTES });
+    expect((await jsm.streams.info(stream)).config.max_bytes).toBe(DEFAULT_CACHE_BUCKET_MAX_BYTES);
   });
 });

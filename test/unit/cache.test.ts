@@ -12,7 +12,7 @@ import { decide, lifetimeOf, neverCached, ServiceCacheRules } from "../../src/ga
 import { SingleFlight } from "../../src/gateway/cache/single-flight.js";
 import { CallError, ErrorCode } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/index.js";
-import { cacheFromConfig, cacheFromFlags, gatewayCacheFromFlags } from "../../src/cli/cache.js";
+import { cacheFromConfig, cacheFromFlags, gatewayCacheFromConfig, gatewayCacheFromFlags } from "../../src/cli/cache.js";
 
 const alice: Identity = { kind: "token", subject: "alice" };
 const bob: Identity = { kind: "token", subject: "bob" };
@@ -197,5 +197,14 @@ describe("cache settings from flags and the config file", () => {
     expect(gatewayCacheFromFlags({ "cache-max-bytes": "1MB" })).toEqual({ enabled: true, maxBytes: 1_000_000 });
     expect(gatewayCacheFromFlags({ "no-cache": true })).toEqual({ enabled: false });
     expect(() => gatewayCacheFromFlags({ "cache-max-bytes": "0" })).toThrow(/more than 0/);
+  });
+
+  it("reads the shared bucket's bound from --cache-shared-max-bytes and gateway.cache.sharedMaxBytes", () => {
+    expect(gatewayCacheFromFlags({ "cache-shared-max-bytes": "1GiB" })).toEqual({ enabled: true, sharedMaxBytes: 1024 ** 3 });
+    expect(() => gatewayCacheFromFlags({ "cache-shared-max-bytes": "0" })).toThrow(/--cache-shared-max-bytes must be more than 0/);
+    expect(() => gatewayCacheFromFlags({ "no-cache": true, "cache-shared-max-bytes": "1MB" })).toThrow(/does not go with --no-cache/);
+    expect(() => gatewayCacheFromFlags({ "cache-shared-max-bytes": "lots" })).toThrow(/cache-shared-max-bytes/);
+    expect(gatewayCacheFromConfig({ enabled: true, maxBytes: "1MB", sharedMaxBytes: 2048 })).toEqual({ enabled: true, maxBytes: 1_000_000, sharedMaxBytes: 2048 });
+    expect(gatewayCacheFromConfig({ enabled: true, sharedMaxBytes: "512MiB" })).toEqual({ enabled: true, sharedMaxBytes: 512 * 1024 ** 2 });
   });
 });

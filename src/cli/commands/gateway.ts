@@ -105,6 +105,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "context-max-per-topic": { type: "string" },
     "result-ttl": { type: "string" },
     "cache-max-bytes": { type: "string" },
+    "cache-shared-max-bytes": { type: "string" },
     "no-cache": { type: "boolean" },
     "metrics-port": { type: "string" },
     "shutdown-grace": { type: "string" },

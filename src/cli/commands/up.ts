@@ -29,6 +29,9 @@ Config: --config FILE, else ./dmcp.config.json, else the sample config shipped w
 its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio server's args and env
 values stands for the data directory (see --data-dir).
 
+Its gateway's settings (call timeout, context limits, policy, cache) are the config's "gateway" and
+"context" sections; the options below choose only how it serves and which bus it uses.
+
 Options:
   --config FILE         config file (JSON; see docs/configuration.md)
   --http PORT           serve MCP over HTTP on PORT (default: the config's gateway.http, 8808)
@@ -110,7 +113,8 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     openedBus = bus;
     const resultTtlMs = resultTtlFromConfig(config.servers);
     // Its gateway's streams first: executors use them and never create them.
-    await provisionStreams(bus, { contextRetention: contextRetention(config.context), resultTtlMs });
+    const cache = gatewayCacheFromConfig(config.gateway.cache);
+    await provisionStreams(bus, { contextRetention: contextRetention(config.context), resultTtlMs, cacheMaxBytes: cache.sharedMaxBytes });
     executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), { baseDir, metrics, waitForUpstream: values["wait-for-upstream"] });
     const configuredHttp = config.gateway.http;
     const http = values["no-http"]
@@ -129,7 +133,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       callTimeoutMs: config.gateway.callTimeoutMs,
       contextRetention: contextRetention(config.context),
       resultTtlMs,
-      cache: gatewayCacheFromConfig(config.gateway.cache),
+      cache,
       metrics,
       dashboard: values.dashboard ?? false,
       policy,

@@ -1,7 +1,8 @@
 /**
  * The gateway cache (docs/caching.md): answers of read-only calls served without a bus hop. A local
  * tier bounded in bytes (lru.ts) in front of the shared one in a KV bucket on the bus, which every
- * gateway reads and writes; concurrent misses for one key go upstream once (single-flight.ts). What
+ * gateway reads and writes; concurrent misses for one key go upstream once, at this gateway
+ * (single-flight.ts) and across gateways (claims.ts, by a claim in the bucket). What
  * may be kept and for how long is policy.ts's; keys are key.ts's. Invalidation: a resource's update,
  * a service's new catalog, and purges (this gateway's, or any other's by a purge notice on the bus).
  */
@@ -16,6 +17,7 @@ import { cacheKeysOf, keyOfScope, resourceTarget, type CacheKeys } from "./key.j
 import { ByteLru, type CachedEntry } from "./lru.js";
 import { decide, lifetimeOf, neverCached, ServiceCacheRules, type CacheDecision } from "./policy.js";
 import { SingleFlight } from "./single-flight.js";
+import { SharedFlights, type ClaimTiming, type Fetched } from "./claims.js";
 
 export const DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -29,6 +31,8 @@ export interface CacheableCall {
   /** `2026` for a 2026-07-28 request, `2025` for one of a session: the answers differ in shape. */
   stateless: boolean;
   signal: AbortSignal;
+  /** The call's deadline from now: a wait for another gateway's fetch ends then. */
+  timeoutMs?: number | undefined;
 }
 
 export interface CacheRoute {
@@ -49,6 +53,8 @@ export interface GatewayCacheOptions {
   id: string;
   /** Whether a call to `service` travels sealed: its answer is never cached (the shared tier is on the broker). */
   sealed: (service: string) => boolean;
+  /** How claims of concurrent misses across gateways are kept and given up (claims.ts; tests shorten them). */
+  claimTiming?: ClaimTiming | undefined;
 }
 
 /** What a shared entry holds: its expiry and age, and the result. */
@@ -68,6 +74,9 @@ export class GatewayCache {
   /** The shared tier's purge under way for each service, which reads of that service wait for. */
   private readonly purging = new Map<string, Promise<void>>();
   private shared: SharedCache | undefined;
+  private sharedFlights: SharedFlights | undefined;
+  /** When each answer a fetch gave was stored (kept here, or read from the bucket): those the callers that joined it get marked. */
+  private readonly keptAt = new WeakMap<object, number>();
   private readonly counts = { local: 0, sharedHits: 0, inflight: 0, misses: 0, stores: 0, invalidations: 0 };
 
   constructor(private readonly options: GatewayCacheOptions) {
@@ -77,6 +86,7 @@ export class GatewayCache {
   /** Uses the shared tier on the bus from now on, and follows the purge notices of every gateway. */
   attachShared(shared: SharedCache): void {
     this.shared = shared;
+    this.sharedFlights = new SharedFlights(shared, this.options.id, this.options.logger, this.options.claimTiming);
     shared.onPurgeNotice((notice) => this.onPurgeNotice(notice));
   }
 
@@ -145,9 +155,12 @@ export class GatewayCache {
       }
     }
     const lead = () => this.fetchThrough(call, keys, candidates, decision, fetch);
+    // A caller that joined the call gets its answer; it is marked as the cache's only if the cache keeps it.
     const follow = (result: Record<string, unknown>) => {
+      const keptAt = this.keptAt.get(result);
+      if (keptAt === undefined) return structuredClone(result);
       this.counts.inflight += 1;
-      return withMarker(structuredClone(result), "inflight", 0);
+      return withMarker(structuredClone(result), "inflight", Date.now() - keptAt);
     };
     return this.flights.run(candidates[0]!, lead, follow, fetch, call.signal);
   }
@@ -163,14 +176,25 @@ export class GatewayCache {
     // A purge of the service under way: the bucket may still hold what it removes.
     await this.purging.get(keys.service);
     const epoch = this.epochs.get(keys.service) ?? 0;
-    const found = await this.readShared(candidates, keys.service, epoch);
-    if (found) return found;
-    this.counts.misses += 1;
-    const result = await fetch();
-    const lifetime = lifetimeOf(call.method, result, decision);
-    // An invalidation while the call ran: its answer may be the old one.
-    if (lifetime && (this.epochs.get(keys.service) ?? 0) === epoch) this.store(keyOfScope(keys, lifetime.scope), result, lifetime.ttlMs, lifetime.scope);
-    return result;
+    const lookup = () => this.readShared(candidates, keys.service, epoch);
+    // The claim of a miss across gateways travels with the look in the bucket.
+    const claim = this.sharedFlights?.begin(candidates[0]!);
+    const found = await lookup();
+    if (found) {
+      if (claim) this.sharedFlights!.drop(claim);
+      return found;
+    }
+    const fetchAndStore = async (): Promise<Fetched<Record<string, unknown>>> => {
+      this.counts.misses += 1;
+      const result = await fetch();
+      const lifetime = lifetimeOf(call.method, result, decision);
+      // An invalidation while the call ran: its answer may be the old one.
+      if (!lifetime || (this.epochs.get(keys.service) ?? 0) !== epoch) return { result, stored: Promise.resolve() };
+      return { result, stored: this.store(keyOfScope(keys, lifetime.scope), result, lifetime.ttlMs, lifetime.scope) };
+    };
+    if (!claim) return (await fetchAndStore()).result;
+    const deadline = call.timeoutMs === undefined ? undefined : Date.now() + call.timeoutMs;
+    return this.sharedFlights!.run(claim, { lookup, fetch: fetchAndStore, signal: call.signal, deadline });
   }
 
   /** The first live entry of `candidates` in the shared tier; kept locally unless the service was invalidated meanwhile. */
@@ -184,20 +208,25 @@ export class GatewayCache {
       if (!entry || entry.expiresAt <= now) continue;
       if ((this.epochs.get(service) ?? 0) === epoch) this.local.set(candidates[index]!, entry);
       this.counts.sharedHits += 1;
-      return served(entry, "shared", now);
+      const result = served(entry, "shared", now);
+      this.keptAt.set(result, entry.storedAt);
+      return result;
     }
     return undefined;
   }
 
-  private store(key: string, result: Record<string, unknown>, ttlMs: number, scope: CacheScope): void {
+  /** Keeps the answer here and in the shared tier; resolves once the shared tier has it (or failed to take it: a full bucket, no bus). */
+  private store(key: string, result: Record<string, unknown>, ttlMs: number, scope: CacheScope): Promise<void> {
     const json = JSON.stringify(result);
     const storedAt = Date.now();
     const entry: CachedEntry = { json, storedAt, expiresAt: storedAt + ttlMs, bytes: Buffer.byteLength(json) };
     this.local.set(key, entry);
+    this.keptAt.set(result, storedAt);
     this.counts.stores += 1;
     const shared: SharedEntry = { e: entry.expiresAt, s: storedAt, r: result };
-    this.shared
-      ?.put(key, new TextEncoder().encode(JSON.stringify(shared)), ttlMs)
+    if (!this.shared) return Promise.resolve();
+    return this.shared
+      .put(key, new TextEncoder().encode(JSON.stringify(shared)), ttlMs)
       .catch((err: unknown) => this.options.logger.debug({ err, scope }, "could not store a cached answer on the bus"));
   }
 
