@@ -29,8 +29,8 @@ Config: --config FILE, else ./dmcp.config.json, else the sample config shipped w
 its graph in memory.jsonl in the data directory). \${DMCP_DATA_DIR} in a stdio server's args and env
 values stands for the data directory (see --data-dir).
 
-Its gateway's settings (call timeout, context limits, policy, cache) are the config's "gateway" and
-"context" sections; the options below choose only how it serves and which bus it uses.
+Its gateway's settings (call timeout, context limits, policy, cache) come from the config's
+"gateway" and "context" sections only: dmcp gateway's flags for them have no counterpart here.
 
 Options:
   --config FILE         config file (JSON; see docs/configuration.md)
