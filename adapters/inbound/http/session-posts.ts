@@ -123,6 +123,8 @@ function readBody(req: IncomingMessage, length: number): Promise<string> {
 /** The parsed body as body-parser's strict JSON parser takes it (an object or an array), else undefined. */
 function parseBody(text: string): { value: unknown } | undefined {
   const start = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  // body-parser makes an empty body (a lone byte order mark) an empty object.
+  if (start.length === 0) return { value: {} };
   // Other leading whitespace than JSON's makes JSON.parse fail below: a parse error either way.
   const first = start.trimStart()[0];
   if (first !== "{" && first !== "[") return undefined;
