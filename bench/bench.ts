@@ -62,6 +62,8 @@
  * Environment (cache, also run by the default command when BENCH_CACHE=1):
  *   BENCH_CACHE_CALLS    calls at concurrency 1 per measured kind (default 2000)
  *   BENCH_CACHE_READERS  client sessions reading one key at once (default 100)
+ *   BENCH_BASELINE       as above: the same stack through that build, measured alongside (p50s and
+ *                        gateway CPU per call by kind)
  * Always:
  *   BENCH_VERBOSE=1    echo the children's stderr
  *   BENCH_MARKDOWN=1   print the tables as Markdown (as in docs/performance.md)
@@ -71,7 +73,7 @@ import { loadavg } from "node:os";
 import { resolve } from "node:path";
 import { CHAIN_NAMES, startUpstream, UPSTREAM_KINDS, type ChainName } from "./chains/index.js";
 import { runCompare } from "./compare/run.js";
-import { BenchError, DMCP_JS, envFlag, envIntegers, envList, envNumber, requireBuilt } from "./lib/config.js";
+import { baselineDmcpJs, BenchError, DMCP_JS, envFlag, envIntegers, envList, envNumber, requireBuilt } from "./lib/config.js";
 import { describeMachine } from "./lib/machine.js";
 import { childDied, cleanup, setVerbose } from "./lib/processes.js";
 import { setMarkdown } from "./lib/stats.js";
@@ -138,6 +140,7 @@ const cache = () =>
   runCache({
     serialCalls: envNumber("BENCH_CACHE_CALLS", 2000, { min: 2 }),
     readers: envNumber("BENCH_CACHE_READERS", 100),
+    baselineDmcpJs: process.env.BENCH_BASELINE ? baselineDmcpJs(resolve(process.env.BENCH_BASELINE)) : undefined,
   });
 
 async function main(): Promise<void> {

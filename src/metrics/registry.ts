@@ -56,14 +56,26 @@ export class BusMetrics {
   }
 }
 
+/** One label set's series, bound once: prom-client hashes a label object on every inc/observe otherwise. */
+interface CallSeries {
+  inflight: { inc(): void; dec(): void };
+  /** The calls counter and duration histogram, by outcome. */
+  outcomes: Map<string, { calls: { inc(): void }; duration: { observe(seconds: number): void } }>;
+}
+
 /** Call metrics as seen by one side (gateway or executor). */
 export class CallMetrics {
   readonly calls: Counter<string>;
   readonly duration: Histogram<string>;
   readonly inflight: Gauge<string>;
+  private readonly series = new Map<string, CallSeries>();
 
-  constructor(registry: Registry, prefix: "dmcp_gateway" | "dmcp_executor", labels: string[]) {
-    this.calls = new Counter({ name: `${prefix}_calls_total`, help: "Calls answered, by outcome", labelNames: [...labels, "outcome"], registers: [registry] });
+  constructor(
+    registry: Registry,
+    prefix: "dmcp_gateway" | "dmcp_executor",
+    private readonly labelNames: string[],
+  ) {
+    this.calls = new Counter({ name: `${prefix}_calls_total`, help: "Calls answered, by outcome", labelNames: [...labelNames, "outcome"], registers: [registry] });
     this.duration = new Histogram({
       name: `${prefix}_call_duration_seconds`,
       help: "Time from receiving a call to answering it",
@@ -76,9 +88,9 @@ export class CallMetrics {
 
   /** Times one call and records it under `labels` plus its outcome. */
   async observe<T extends Record<string, unknown>>(labels: Record<string, string>, work: () => Promise<T>): Promise<T> {
-    const service = labels.service ?? "";
+    const series = this.seriesOf(labels);
     const started = performance.now();
-    this.inflight.inc({ service });
+    series.inflight.inc();
     let outcome = "ok";
     try {
       const result = await work();
@@ -88,9 +100,33 @@ export class CallMetrics {
       outcome = outcomeOf(undefined, err);
       throw err;
     } finally {
-      this.inflight.dec({ service });
-      this.calls.inc({ ...labels, outcome });
-      this.duration.observe({ service, method: labels.method ?? "", outcome }, (performance.now() - started) / 1000);
+      series.inflight.dec();
+      const ended = this.outcomeSeries(series, labels, outcome);
+      ended.calls.inc();
+      ended.duration.observe((performance.now() - started) / 1000);
     }
+  }
+
+  private seriesOf(labels: Record<string, string>): CallSeries {
+    let key = "";
+    for (const name of this.labelNames) key += `${labels[name] ?? ""}\u0000`;
+    let series = this.series.get(key);
+    if (!series) {
+      series = { inflight: this.inflight.labels({ service: labels.service ?? "" }), outcomes: new Map() };
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  private outcomeSeries(series: CallSeries, labels: Record<string, string>, outcome: string): { calls: { inc(): void }; duration: { observe(seconds: number): void } } {
+    let bound = series.outcomes.get(outcome);
+    if (!bound) {
+      bound = {
+        calls: this.calls.labels({ ...labels, outcome }),
+        duration: this.duration.labels({ service: labels.service ?? "", method: labels.method ?? "", outcome }),
+      };
+      series.outcomes.set(outcome, bound);
+    }
+    return bound;
   }
 }

@@ -4,6 +4,7 @@
  * session id in `Mcp-Session-Id` routes later requests; a 2026-07-28 request is an exchange of its own
  * (stateless-http.ts). The middleware is in middleware/, the Node server and its timeouts in server.ts.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import express, { type Request, type Response } from "express";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
@@ -11,6 +12,8 @@ import { ANONYMOUS, type Gateway, type Identity } from "../../../src/gateway/ind
 import type { GatewayMonitor } from "../dashboard/monitor.js";
 import type { Logger } from "../../../src/util/index.js";
 import {
+  asAsyncMiddleware,
+  asMiddleware,
   authenticatedIdentity,
   cors,
   isLoopbackHost,
@@ -20,12 +23,14 @@ import {
   rateLimiter,
   requireAuth,
   sendRpcError,
+  type AsyncRequestGate,
   type Authenticate,
   type RateLimit,
 } from "./middleware/index.js";
 import { HTTP_TIMEOUTS, listen, timeoutsOf, type HttpTimeouts } from "./server.js";
 import { handleStatelessRequest, isStatelessRequest } from "./stateless-http.js";
 import { HttpSessions, storeUnavailable, type HttpSession } from "./http-sessions.js";
+import { sessionPosts } from "./session-posts.js";
 import { DASHBOARD_PATH, mountDashboard } from "../dashboard/index.js";
 
 const PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource";
@@ -70,7 +75,7 @@ export interface HttpGatewayServer {
 }
 
 /** Who sent an HTTP request: its authenticated identity, or anonymous on an open gateway. */
-function identityOf(req: Request): Identity {
+function identityOf(req: IncomingMessage): Identity {
   return authenticatedIdentity(req) ?? ANONYMOUS;
 }
 
@@ -90,9 +95,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   });
   await sessions.watch();
   /** The request's session (held here or taken up from the bus), or undefined once the request is answered. */
-  const sessionOf = async (req: Request, res: Response): Promise<HttpSession | undefined> => {
-    const sessionId = req.header("mcp-session-id");
-    if (!sessionId) return undefined;
+  const sessionOf = async (req: IncomingMessage, res: ServerResponse): Promise<HttpSession | undefined> => {
+    const sessionId = req.headers["mcp-session-id"];
+    if (typeof sessionId !== "string" || !sessionId) return undefined;
     let entry: HttpSession | undefined;
     try {
       entry = await sessions.find(sessionId);
@@ -109,8 +114,9 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   app.disable("x-powered-by");
   // A gateway bound to loopback only answers to loopback names and loopback pages (DNS rebinding).
   const corsOrigins = options.corsOrigins ?? [];
-  if (isLoopbackHost(host)) app.use(loopbackGuard(corsOrigins));
-  if (corsOrigins.length > 0) app.use(cors(corsOrigins));
+  // The gates before /mcp, in order; the fast path for session POSTs runs the same ones.
+  const gates = [...(isLoopbackHost(host) ? [loopbackGuard(corsOrigins)] : []), ...(corsOrigins.length > 0 ? [cors(corsOrigins)] : [])];
+  for (const gate of gates) app.use(asMiddleware(gate));
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok", sessions: sessions.size });
   });
@@ -124,29 +130,34 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
       metrics.metrics().then((text) => res.type(metrics.contentType).send(text), next);
     });
   }
+  let authGate: AsyncRequestGate | undefined;
   if (options.auth) {
     // RFC 9728: where clients learn which authorization servers issue tokens for /mcp.
     const { authenticate, authorizationServers } = options.auth;
-    const origin = (req: Request) => `${req.protocol}://${req.get("host") ?? `${host}:${port}`}`;
+    // A plain HTTP server: express's req.protocol is http here too (no proxy is trusted).
+    const origin = (req: IncomingMessage) => `http://${req.headers.host ?? `${host}:${port}`}`;
     const metadataPath = `${PROTECTED_RESOURCE_PATH}/mcp`;
     app.get([PROTECTED_RESOURCE_PATH, metadataPath], (req, res) => {
       res.json(protectedResourceMetadata(`${origin(req)}/mcp`, authorizationServers));
     });
-    app.use(
-      ["/mcp", DASHBOARD_PATH],
-      requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`),
-    );
+    authGate = requireAuth(authenticate, (req) => `${origin(req)}${metadataPath}`);
+    app.use(["/mcp", DASHBOARD_PATH], asAsyncMiddleware(authGate));
   }
   // Each client's limit holds across the gateways on the bus, not per process.
   const rateShare = options.rateLimit ? gateway.shareRateLimits() : undefined;
-  if (options.rateLimit) app.use("/mcp", rateLimiter(options.rateLimit, rateShare));
+  const rateGate = options.rateLimit ? rateLimiter(options.rateLimit, rateShare) : undefined;
+  if (rateGate) app.use("/mcp", asMiddleware(rateGate));
   // After the host-header guard and authentication, so the dashboard is guarded like /mcp.
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
+  /** A POST of a session, its body parsed: by express's route, or ahead of express (session-posts.ts). */
+  const postToSession = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
+    const entry = await sessionOf(req, res);
+    if (entry) await entry.transport.handleRequest(req, res, body);
+  };
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
     if (req.header("mcp-session-id")) {
-      const entry = await sessionOf(req, res);
-      if (entry) await entry.transport.handleRequest(req, res, req.body);
+      await postToSession(req, res, req.body);
       return;
     }
     if (!accepting) {
@@ -181,7 +192,20 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   app.all("/mcp", (_req, res) => sendRpcError(res, 405, JsonRpcErrorCode.InvalidRequest, "Method not allowed"));
   app.use(jsonRpcErrors(maxBodyBytes, logger));
 
-  const server = await listen(app, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
+  const listener = sessionPosts(
+    {
+      maxBodyBytes,
+      gates,
+      authenticate: authGate,
+      rateLimit: rateGate,
+      cors: corsOrigins.length > 0,
+      holds: (id) => sessions.holds(id),
+      serve: postToSession,
+      logger,
+    },
+    app,
+  );
+  const server = await listen(listener, options.port, host, options.timeouts ?? HTTP_TIMEOUTS);
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/mcp`;
   logger.info({ url }, "gateway serving MCP over Streamable HTTP");

@@ -6,7 +6,7 @@
  * A DELETE ends the session on every gateway; a session idle here is only dropped here.
  */
 import { randomUUID } from "node:crypto";
-import type { Request, Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { JsonRpcErrorCode } from "../../../src/protocol/index.js";
 import type { Gateway, GatewaySession, Identity, SessionEventLog, SessionState, SharedSessions } from "../../../src/gateway/index.js";
 import type { Logger } from "../../../src/util/index.js";
@@ -67,6 +67,11 @@ export class HttpSessions {
     return this.sessions.size;
   }
 
+  /** Whether the session `id` is held here (no lookup on the bus). */
+  holds(id: string): boolean {
+    return this.sessions.has(id);
+  }
+
   /** The session `id`: held here, or taken up from the sessions bucket; undefined when no gateway has it. Rejects when the bucket cannot be read. */
   find(id: string): Promise<HttpSession | undefined> | HttpSession | undefined {
     const held = this.sessions.get(id);
@@ -88,7 +93,7 @@ export class HttpSessions {
    * A session belongs to the identity that opened it: a request with another identity's session id is
    * refused (a leaked session id is not a credential). The same subject may come back with a refreshed token.
    */
-  admit(entry: HttpSession, identity: Identity, res: Response): boolean {
+  admit(entry: HttpSession, identity: Identity, res: ServerResponse): boolean {
     const owner = entry.session?.identity;
     if (owner && (owner.kind !== identity.kind || owner.subject !== identity.subject)) {
       sendRpcError(res, 403, JsonRpcErrorCode.InvalidRequest, "Forbidden: this session belongs to another identity");
@@ -203,8 +208,8 @@ export class HttpSessions {
 }
 
 /** Answers a request whose session could not be looked up (the bus is down or slow). */
-export function storeUnavailable(res: Response, req: Request, logger: Logger, err: unknown): void {
-  logger.warn({ err, session: req.header("mcp-session-id") }, "could not read the sessions bucket");
+export function storeUnavailable(res: ServerResponse, req: IncomingMessage, logger: Logger, err: unknown): void {
+  logger.warn({ err, session: req.headers["mcp-session-id"] }, "could not read the sessions bucket");
   res.setHeader("retry-after", "1");
   sendRpcError(res, 503, JsonRpcErrorCode.InternalError, "Service unavailable: the session store cannot be read; retry");
 }

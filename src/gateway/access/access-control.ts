@@ -16,6 +16,9 @@ export interface AuthorizedCall {
 }
 
 export class AccessControl {
+  /** Each identity's `caller`, worked out once: a session's requests share one identity object. */
+  private readonly callers = new WeakMap<Identity, Caller>();
+
   constructor(private readonly options: CallerAccess) {}
 
   /** What an identity may use under the gateway's policy. */
@@ -39,11 +42,14 @@ export class AccessControl {
 
   /** The envelope's `caller` for a request of this identity: subject and issuer, plus what the gateway is configured to forward. */
   callerOf(identity: Identity): Caller {
+    const known = this.callers.get(identity);
+    if (known) return known;
     const caller: Caller = { kind: identity.kind, subject: identity.subject };
     if (typeof identity.claims?.iss === "string") caller.issuer = identity.claims.iss;
     const claims = this.options.forwardClaims?.filter((claim) => identity.claims?.[claim] !== undefined);
     if (claims?.length) caller.claims = Object.fromEntries(claims.map((claim) => [claim, identity.claims![claim]]));
     if (this.options.forwardToken && identity.token) caller.token = identity.token;
+    this.callers.set(identity, caller);
     return caller;
   }
 }

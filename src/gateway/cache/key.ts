@@ -5,7 +5,7 @@
  * (hashes, so that any name or URI makes a valid KV key), and a purge by service or target is a
  * purge by prefix.
  */
-import { createHash } from "node:crypto";
+import { hash as digest } from "node:crypto";
 import type { CacheScope } from "../../protocol/index.js";
 import type { Identity } from "../access/policy.js";
 
@@ -19,15 +19,24 @@ export interface CacheKeys {
   public: string;
 }
 
-/** The keys of a call to `service` with these (upstream) params, by the calling identity. */
+/** The keys of a call to `service` with these (upstream) params, by the calling identity; each entry key is hashed when first read. */
 export function cacheKeysOf(service: string, method: string, params: Record<string, unknown>, identity: Identity, revision: string): CacheKeys {
   const target = `${service}.${targetHash(method, targetOf(method, params))}`;
   const args = canonicalJson(withoutMeta(params));
+  // A call with an announced rule needs the key of its scope only.
+  let privateKey: string | undefined;
+  let publicKey: string | undefined;
   return {
     service,
     target,
-    private: `${target}.${hash(`${revision}\n${identity.kind}\n${identity.subject}\n${args}`)}`,
-    public: `${target}.${hash(`${revision}\n\n\n${args}`)}`,
+    get private() {
+      privateKey ??= `${target}.${hash(`${revision}\n${identity.kind}\n${identity.subject}\n${args}`)}`;
+      return privateKey;
+    },
+    get public() {
+      publicKey ??= `${target}.${hash(`${revision}\n\n\n${args}`)}`;
+      return publicKey;
+    },
   };
 }
 
@@ -65,7 +74,8 @@ function targetHash(method: string, target: string): string {
 }
 
 function hash(text: string): string {
-  return createHash("sha256").update(text).digest("base64url").slice(0, 43);
+  // One-shot: no Hash object per key.
+  return digest("sha256", text, "base64url").slice(0, 43);
 }
 
 function withoutMeta(params: Record<string, unknown>): Record<string, unknown> {

@@ -6,9 +6,11 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { NextFunction, Request, Response } from "express";
+import type { IncomingMessage } from "node:http";
 import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type CryptoKey, type JWTVerifyGetKey } from "jose";
 import type { Identity } from "../../../../src/gateway/index.js";
+import { sendJson } from "./errors.js";
+import type { AsyncRequestGate } from "./gate.js";
 
 export interface AuthOptions {
   /** Static tokens by name (the name is the caller's identity); a `StaticTokens` may be replaced later, and may be empty. */
@@ -137,30 +139,28 @@ export function protectedResourceMetadata(resource: string, authorizationServers
   return { resource, authorization_servers: authorizationServers, bearer_methods_supported: ["header"], resource_name: "dmcp-gateway" };
 }
 
-type AuthenticatedRequest = Request & { identity?: Identity };
+type AuthenticatedRequest = IncomingMessage & { identity?: Identity };
 
 /** Who sent a request, as requireAuth found out; undefined on an open gateway. */
-export function authenticatedIdentity(req: Request): Identity | undefined {
+export function authenticatedIdentity(req: IncomingMessage): Identity | undefined {
   return (req as AuthenticatedRequest).identity;
 }
 
-/** Express middleware: authenticate, or answer 401 with the right headers. */
-export function requireAuth(authenticate: Authenticate, metadataUrl: (req: Request) => string) {
-  return (req: Request, res: Response, next: NextFunction): void => {
-    authenticate(req.header("authorization")).then(
+/** Authenticates the request (its identity is then authenticatedIdentity's), or answers 401 with the right headers. */
+export function requireAuth(authenticate: Authenticate, metadataUrl: (req: IncomingMessage) => string): AsyncRequestGate {
+  return (req, res) =>
+    authenticate(req.headers.authorization).then(
       (identity) => {
         (req as AuthenticatedRequest).identity = identity;
-        next();
+        return true;
       },
       (err: unknown) => {
         const error = err instanceof AuthError ? err : new AuthError("authentication failed", "invalid_token");
         const params = [`realm="dmcp-gateway"`, `resource_metadata="${metadataUrl(req)}"`];
         if (error.bearerError) params.push(`error="${error.bearerError}"`, `error_description="${error.message.replace(/["\\]/g, "'")}"`);
-        res
-          .status(401)
-          .setHeader("WWW-Authenticate", `Bearer ${params.join(", ")}`)
-          .json({ jsonrpc: "2.0", id: null, error: { code: -32001, message: error.message } });
+        res.setHeader("WWW-Authenticate", `Bearer ${params.join(", ")}`);
+        sendJson(res, 401, { jsonrpc: "2.0", id: null, error: { code: -32001, message: error.message } });
+        return false;
       },
     );
-  };
 }

@@ -14,4 +14,5 @@ export {
 export { allowsOrigin, cors } from "./cors.js";
 export { parseRateLimit, rateLimiter, type RateLimit } from "./rate-limit.js";
 export { isLoopbackHost, loopbackGuard } from "./loopback-guard.js";
-export { jsonRpcErrors, sendRpcError } from "./errors.js";
+export { jsonRpcErrors, sendJson, sendRpcError } from "./errors.js";
+export { asAsyncMiddleware, asMiddleware, type AsyncRequestGate, type RequestGate } from "./gate.js";

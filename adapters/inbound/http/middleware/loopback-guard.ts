@@ -3,7 +3,8 @@
  * header) and to loopback pages (the Origin a browser sends). Origins configured for CORS are trusted
  * pages: the Origin guard lets them through.
  */
-import type { NextFunction, Request, Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { RequestGate } from "./gate.js";
 import { hostHeaderValidation, localhostOriginValidation } from "@modelcontextprotocol/node";
 import { allowsOrigin } from "./cors.js";
 
@@ -17,18 +18,18 @@ export function isLoopbackHost(host: string): boolean {
 /** How many accepted Host headers are remembered (a client sends the same one on every request). */
 const REMEMBERED_HOSTS = 16;
 
-export function loopbackGuard(corsOrigins: readonly string[]) {
+/** The guards: false once the request is answered with 403. */
+export function loopbackGuard(corsOrigins: readonly string[]): RequestGate {
   const validateHost = hostHeaderValidation(["localhost", "127.0.0.1", "[::1]"]);
   const validateOrigin = localhostOriginValidation();
   // The check parses the Host header as a URL; one already accepted is not parsed again.
   const acceptedHosts = new Set<string>();
-  const hostAllowed = (req: Request, res: Response): boolean => {
+  const hostAllowed = (req: IncomingMessage, res: ServerResponse): boolean => {
     const host = req.headers.host;
     if (host !== undefined && acceptedHosts.has(host)) return true;
     if (!validateHost(req, res)) return false;
     if (host !== undefined && acceptedHosts.size < REMEMBERED_HOSTS) acceptedHosts.add(host);
     return true;
   };
-  return (req: Request, res: Response, next: NextFunction): void =>
-    hostAllowed(req, res) && (allowsOrigin(corsOrigins, req.header("origin")) || validateOrigin(req, res)) ? next() : undefined;
+  return (req, res) => hostAllowed(req, res) && (allowsOrigin(corsOrigins, req.headers.origin) || validateOrigin(req, res));
 }

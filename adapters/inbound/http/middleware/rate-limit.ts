@@ -4,7 +4,8 @@
  * (the gateways on one bus), what the other gateways let through for a client comes out of its
  * bucket here too (src/gateway/access/rate-sharing.ts).
  */
-import type { NextFunction, Request, Response } from "express";
+import { sendJson } from "./errors.js";
+import type { RequestGate } from "./gate.js";
 import type { RateShare } from "../../../../src/gateway/index.js";
 import { authenticatedIdentity } from "./auth.js";
 
@@ -24,7 +25,8 @@ interface Bucket {
 const IDLE_MS = 60_000;
 const MAX_CLIENTS = 100_000;
 
-export function rateLimiter(limit: RateLimit, share?: RateShare) {
+/** The limit as a gate: false once a request over it is answered with 429. */
+export function rateLimiter(limit: RateLimit, share?: RateShare): RequestGate {
   const buckets = new Map<string, Bucket>();
   let lastSweep = Date.now();
   const refill = (bucket: Bucket, now: number) => {
@@ -39,7 +41,7 @@ export function rateLimiter(limit: RateLimit, share?: RateShare) {
     bucket.tokens = Math.max(-limit.burst, bucket.tokens - count);
     buckets.set(key, bucket);
   });
-  return (req: Request, res: Response, next: NextFunction): void => {
+  return (req, res) => {
     const now = Date.now();
     if (now - lastSweep > IDLE_MS || buckets.size > MAX_CLIENTS) {
       for (const [key, bucket] of buckets) if (now - bucket.updated > IDLE_MS) buckets.delete(key);
@@ -53,14 +55,12 @@ export function rateLimiter(limit: RateLimit, share?: RateShare) {
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       share?.spent(key);
-      next();
-      return;
+      return true;
     }
     const retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / limit.perSecond));
-    res
-      .status(429)
-      .setHeader("Retry-After", String(retryAfter))
-      .json({ jsonrpc: "2.0", id: null, error: { code: -32029, message: `rate limit of ${limit.perSecond} requests/s exceeded; retry in ${retryAfter} s` } });
+    res.setHeader("Retry-After", String(retryAfter));
+    sendJson(res, 429, { jsonrpc: "2.0", id: null, error: { code: -32029, message: `rate limit of ${limit.perSecond} requests/s exceeded; retry in ${retryAfter} s` } });
+    return false;
   };
 }
 
