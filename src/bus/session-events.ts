@@ -6,7 +6,7 @@
  * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory.
  */
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from "@nats-io/jetstream";
-import { subjects } from "../protocol/index.js";
+import { isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
@@ -24,11 +24,36 @@ export interface StoredEvent {
   message: unknown;
 }
 
+/**
+ * A call whose answer belongs on a stream, as the gateway that sent it on the bus recorded it: what
+ * another gateway needs to find the answer when the client resumes the stream there and the sending
+ * gateway is gone (PROTOCOL.md §19.4). Never sent to the client.
+ */
+export interface StreamCall {
+  /** The client's JSON-RPC request id. */
+  requestId: string | number;
+  service: string;
+  correlationId: string;
+  delivery: "direct" | "durable";
+  /** When the sending gateway stops waiting for the answer (epoch ms). */
+  deadline: number;
+}
+
+/** A stream as the log keeps it: its events and the calls answered on it, oldest first. */
+export interface LoggedStream {
+  events: StoredEvent[];
+  calls: StreamCall[];
+}
+
 export interface SessionEventLog {
   /** Publishes an event of `stream` of `session` (without waiting for it to be stored). */
   append(session: string, stream: string, event: StoredEvent): void;
+  /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
+  appendCall(session: string, stream: string, call: StreamCall): void;
   /** The events of `stream` of `session` still kept, oldest first. */
   read(session: string, stream: string): Promise<StoredEvent[]>;
+  /** The events of `stream` of `session` still kept and the calls recorded on it. */
+  readStream(session: string, stream: string): Promise<LoggedStream>;
 }
 
 /** Creates the stream unless it exists (and checks it), and opens the log. */
@@ -52,32 +77,56 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     streamPlacementOf(bus),
   );
   const js: JetStreamClient = jetStreamOf(bus);
+  const publish = (session: string, stream: string, record: unknown) => bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(record)));
+  const readStream = async (session: string, stream: string): Promise<LoggedStream> => {
+    const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
+    const pending = (await consumer.info()).num_pending;
+    const logged: LoggedStream = { events: [], calls: [] };
+    if (pending === 0) return logged;
+    const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
+    for await (const msg of batch) {
+      parseRecord(msg.data, logged);
+      if (msg.info.pending === 0) break;
+    }
+    await batch.close().catch(() => undefined);
+    return logged;
+  };
   return {
-    append(session, stream, event) {
-      bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(event)));
-    },
-    async read(session, stream) {
-      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
-      const pending = (await consumer.info()).num_pending;
-      const events: StoredEvent[] = [];
-      if (pending === 0) return events;
-      const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
-      for await (const msg of batch) {
-        const event = parseEvent(msg.data);
-        if (event) events.push(event);
-        if (msg.info.pending === 0) break;
-      }
-      await batch.close().catch(() => undefined);
-      return events;
-    },
+    append: (session, stream, event) => publish(session, stream, event),
+    appendCall: (session, stream, call) =>
+      publish(session, stream, {
+        call: {
+          request_id: call.requestId,
+          service: call.service,
+          correlation_id: call.correlationId,
+          delivery: call.delivery,
+          deadline: new Date(call.deadline).toISOString(),
+        },
+      }),
+    read: async (session, stream) => (await readStream(session, stream)).events,
+    readStream,
   };
 }
 
-function parseEvent(data: Uint8Array): StoredEvent | undefined {
+/** Adds an event or a call record to `into`; anything else on the subject (any gateway may publish there) is skipped. */
+function parseRecord(data: Uint8Array, into: LoggedStream): void {
+  let record: { id?: unknown; message?: unknown; call?: unknown };
   try {
-    const event = JSON.parse(new TextDecoder().decode(data)) as { id?: unknown; message?: unknown };
-    return typeof event.id === "string" && typeof event.message === "object" && event.message !== null ? { id: event.id, message: event.message } : undefined;
+    record = JSON.parse(new TextDecoder().decode(data)) as typeof record;
   } catch {
-    return undefined;
+    return;
   }
+  if (typeof record.id === "string" && typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message });
+  const call = parseCall(record.call);
+  if (call) into.calls.push(call);
+}
+
+function parseCall(value: unknown): StreamCall | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { request_id: requestId, service, correlation_id: correlationId, delivery, deadline } = value as Record<string, unknown>;
+  const at = typeof deadline === "string" ? Date.parse(deadline) : Number.NaN;
+  if ((typeof requestId !== "string" && typeof requestId !== "number") || typeof service !== "string" || !isValidToken(service)) return undefined;
+  if (typeof correlationId !== "string" || correlationId.length === 0 || correlationId.length > 256) return undefined;
+  if ((delivery !== "direct" && delivery !== "durable") || Number.isNaN(at)) return undefined;
+  return { requestId, service, correlationId, delivery, deadline: at };
 }
