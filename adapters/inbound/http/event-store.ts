@@ -14,7 +14,7 @@
  */
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
 import { ErrorCode, RequestError } from "../../../src/protocol/index.js";
-import type { SessionEventLog, StoredEvent } from "../../../src/gateway/index.js";
+import type { LoggedStream, SessionEventLog, StoredEvent, StreamCall } from "../../../src/gateway/index.js";
 
 export const EVENT_STORE_MAX_STREAMS = 1000;
 export const EVENT_STORE_MAX_EVENTS_PER_STREAM = 100;
@@ -25,9 +25,22 @@ interface StoredStream {
   events: { id: EventId; sequence: number; message: JSONRPCMessage }[];
 }
 
+/** A stream of the session as the bus's log has it, for one that another gateway sent. */
+export interface LoggedSessionStream extends LoggedStream {
+  streamId: StreamId;
+}
+
 /** The store as one session sees it; `forget` drops its streams when the session closes. */
 export interface SessionEventStore extends EventStore {
   getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined>;
+  /** Stores an event at once (and publishes it to the log): its id. */
+  storeNow(streamId: StreamId, message: JSONRPCMessage): EventId;
+  /** Records on the log a call whose answer belongs on `streamId` (PROTOCOL.md §19.4). */
+  recordCall(streamId: StreamId, call: StreamCall): void;
+  /** Whether this gateway holds the stream of `eventId` in memory (it sent it). */
+  holds(eventId: EventId): boolean;
+  /** The stream of `eventId` as the log has it, when the id is among its events. */
+  logged(eventId: EventId): Promise<LoggedSessionStream | undefined>;
   forget(): void;
 }
 
@@ -50,23 +63,31 @@ export class MemoryEventStore {
       return stream?.session === session ? stream : undefined;
     };
     // A stream another gateway sent, as the log has it: read once per resumption (lookup, then replay).
-    let remote: { eventId: EventId; streamId: StreamId; events: StoredEvent[] } | undefined;
+    let remote: (LoggedSessionStream & { eventId: EventId }) | undefined;
     const fromLog = async (eventId: EventId) => {
       const id = httpSession();
-      const streamId = eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
+      const streamId = streamOfEventId(eventId);
       if (!log || !id || !/^[A-Za-z0-9_-]{1,128}$/.test(streamId)) return undefined;
       if (remote?.eventId === eventId) return remote;
-      const events = await log.read(id, streamId);
-      remote = events.some((event) => event.id === eventId) ? { eventId, streamId, events } : undefined;
+      const { events, calls } = await log.readStream(id, streamId);
+      remote = events.some((event) => event.id === eventId) ? { eventId, streamId, events, calls } : undefined;
       return remote;
     };
+    const storeNow = (streamId: StreamId, message: JSONRPCMessage) => {
+      const id = this.store(session, streamId, message);
+      const sessionId = httpSession();
+      if (log && sessionId) log.append(sessionId, streamId, { id, message });
+      return id;
+    };
     return {
-      storeEvent: async (streamId, message) => {
-        const id = this.store(session, streamId, message);
+      storeEvent: async (streamId, message) => storeNow(streamId, message),
+      storeNow,
+      recordCall: (streamId, call) => {
         const sessionId = httpSession();
-        if (log && sessionId) log.append(sessionId, streamId, { id, message });
-        return id;
+        if (log && sessionId) log.appendCall(sessionId, streamId, call);
       },
+      holds: (eventId) => owned(eventId) !== undefined,
+      logged: fromLog,
       getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId ?? (await fromLog(eventId))?.streamId,
       replayEventsAfter: async (lastEventId, { send }) => {
         const stream = owned(lastEventId);
@@ -95,6 +116,11 @@ export class MemoryEventStore {
     if (stream.events.length > this.maxEventsPerStream) stream.events.shift();
     return id;
   }
+}
+
+/** The stream an event id names: ids are `<session>/<stream>:<sequence>`. */
+export function streamOfEventId(eventId: EventId): StreamId {
+  return eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
 }
 
 /** Replays what followed `lastEventId` in a stream read from the bus's log. */

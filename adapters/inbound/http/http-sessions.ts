@@ -36,6 +36,8 @@ export interface HttpSessionsOptions {
   idleMs: number;
   jsonResponses?: boolean | undefined;
   ssePollMs?: number | undefined;
+  /** A plain call still unanswered after this many ms gets a resumable stream (direct-answers.ts); 0: never. */
+  resumableAfterMs?: number | undefined;
 }
 
 export class HttpSessions {
@@ -138,7 +140,7 @@ export class HttpSessions {
   }
 
   private async create(identity: Identity, restored: { id: string; state: SessionState } | undefined): Promise<HttpSession> {
-    const { gateway, shared, jsonResponses, ssePollMs } = this.options;
+    const { gateway, shared, jsonResponses, ssePollMs, resumableAfterMs } = this.options;
     const events = this.eventStore.forSession(() => transport.sessionId, this.options.events);
     const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
@@ -148,6 +150,7 @@ export class HttpSessions {
       // Plain calls answer with JSON unless a message of theirs comes first; SSE polling needs every answer on a stream.
       directAnswers: !jsonResponses && ssePollMs === undefined,
       eventStore: events,
+      resumableAfterMs,
       retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {
         this.sessions.set(id, entry);

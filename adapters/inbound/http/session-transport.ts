@@ -17,15 +17,21 @@ import {
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
 import type { SessionEventStore } from "./event-store.js";
-import { DirectAnswers } from "./direct-answers.js";
-import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../../src/protocol/index.js";
-import type { InboundTransport } from "../../../src/gateway/index.js";
+import { DirectAnswers, RESUMABLE_AFTER_MS } from "./direct-answers.js";
+import { serveRecoveredStream, unansweredCalls } from "./recovered-streams.js";
+import { errorResponse, JsonRpcErrorCode, messageProblem, type JsonRpcId, type MessageProblem } from "../../../src/protocol/index.js";
+import type { InboundTransport, StreamCall } from "../../../src/gateway/index.js";
 
 export interface HttpSessionTransportOptions extends WebStandardStreamableHTTPServerTransportOptions {
   eventStore?: SessionEventStore;
   /** Answer plain calls (no progress asked for) with JSON, past the SDK's transport (direct-answers.ts). */
   directAnswers?: boolean;
+  /** Where plain calls are answered so: one unanswered after this many ms gets a resumable stream (default RESUMABLE_AFTER_MS); 0: never. */
+  resumableAfterMs?: number | undefined;
 }
+
+/** The SDK transport's map from a request to its POST stream: not public (SDK 2.4), read to record a call with its stream. */
+type StreamsOfRequests = { _requestToStreamMapping?: Map<JsonRpcId, string> };
 
 export class HttpSessionTransport implements InboundTransport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
@@ -34,11 +40,14 @@ export class HttpSessionTransport implements InboundTransport {
   private messageHandler: InboundTransport["onmessage"];
   private closeHandler: (() => void) | undefined;
   private closed = false;
+  onrecover: InboundTransport["onrecover"];
 
   constructor(options: HttpSessionTransportOptions) {
     this.web = new WebStandardStreamableHTTPServerTransport(options);
     this.eventStore = options.eventStore;
-    this.direct = options.directAnswers ? new DirectAnswers(() => this.web.sessionId) : undefined;
+    const afterMs = options.resumableAfterMs ?? RESUMABLE_AFTER_MS;
+    const resumable = options.eventStore && afterMs > 0 ? { events: options.eventStore, retryMs: options.retryInterval ?? 1000, afterMs } : undefined;
+    this.direct = options.directAnswers ? new DirectAnswers(() => this.web.sessionId, resumable) : undefined;
     // However the session ends (DELETE, close()), the calls answered directly end with it.
     this.web.onclose = () => {
       this.closed = true;
@@ -92,6 +101,13 @@ export class HttpSessionTransport implements InboundTransport {
     return this.web.close();
   }
 
+  /** Records a call that left on the bus with its request's stream, for another gateway to find its answer (PROTOCOL.md §19.4). */
+  callSent(call: StreamCall): void {
+    if (this.direct?.callSent(call)) return;
+    const streamId = (this.web as unknown as StreamsOfRequests)._requestToStreamMapping?.get(call.requestId);
+    if (streamId && this.eventStore) this.eventStore.recordCall(streamId, call);
+  }
+
   send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     if (this.direct?.send(message, options?.relatedRequestId)) return Promise.resolve();
     return this.web.send(message, options);
@@ -120,8 +136,11 @@ export class HttpSessionTransport implements InboundTransport {
       badRequest(res, { code: JsonRpcErrorCode.InvalidRequest, message: `Bad Request: ${(err as Error).message}`, id: null });
       return;
     }
-    // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
     const lastEventId = req.method === "GET" ? request.headers.get("last-event-id") : null;
+    // A stream the SDK's transport did not write (a plain call's, or one another gateway sent) is resumed here.
+    const ours = lastEventId !== null && !this.closed && request.headers.get("accept")?.includes("text/event-stream") === true;
+    if (ours && ((await this.direct?.resume(lastEventId, res)) || (await this.recover(lastEventId, res)))) return;
+    // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
     if (lastEventId && this.eventStore && !(await this.eventStore.getStreamIdForEventId(lastEventId))) {
       badRequest(res, {
         code: JsonRpcErrorCode.InvalidRequest,
@@ -135,6 +154,22 @@ export class HttpSessionTransport implements InboundTransport {
       ...(parsedBody !== undefined ? { parsedBody } : {}),
     });
     await writeResponse(response, res);
+  }
+
+  /**
+   * Serves the resumption of a stream another gateway sent, when calls recorded on it have no answer
+   * in the log (that gateway died with them in flight): false when there is nothing to recover.
+   */
+  private async recover(lastEventId: string, res: ServerResponse): Promise<boolean> {
+    const events = this.eventStore;
+    const recover = this.onrecover;
+    const sessionId = this.web.sessionId;
+    if (!events || !recover || !sessionId || events.holds(lastEventId)) return false;
+    const stream = await events.logged(lastEventId);
+    const pending = stream ? unansweredCalls(stream) : [];
+    if (!stream || pending.length === 0) return false;
+    await serveRecoveredStream(res, lastEventId, stream, pending, { sessionId, events, recover });
+    return true;
   }
 }
 

@@ -39,7 +39,8 @@ import {
 } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
-import type { Call } from "../calls/call.js";
+import type { StreamCall } from "../../bus/index.js";
+import type { Call, SentCall } from "../calls/call.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";
 import type { ListKind } from "../catalog/catalog-keeper.js";
 import { listedNames } from "../catalog/routing.js";
@@ -125,6 +126,7 @@ export class GatewaySession {
       if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.streams.track((message as JsonRpcRequest).id, extra.closeSSEStream);
       this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     };
+    transport.onrecover = (call, signal) => this.recoverAnswer(call, signal);
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
     this.upstream = new UpstreamSessions({
@@ -303,8 +305,25 @@ export class GatewaySession {
       sessionId: this.busSessionId,
       upstream: this.upstream,
       onNotification: (method, params) => this.onCallNotification(call, method, params),
+      ...(this.transport.callSent ? { onSent: (sent: SentCall) => this.transport.callSent?.({ ...sent, requestId: request.id }) } : {}),
     });
     return call;
+  }
+
+  /**
+   * The answer of a call of this session that another gateway sent and died before answering (its
+   * client resumed the call's stream here, PROTOCOL.md §19.4), as the JSON-RPC response that gateway
+   * would have sent.
+   */
+  private async recoverAnswer(call: StreamCall, signal: AbortSignal): Promise<JSONRPCMessage> {
+    const { service, correlationId, delivery } = call;
+    this.logger.info({ session: this.id, service, correlationId, delivery }, "looking for the answer of a call another gateway sent: its client resumed the call's stream here");
+    try {
+      return resultResponse(call.requestId, await this.core.dispatcher.recover(call, signal)) as JSONRPCMessage;
+    } catch (err) {
+      this.logger.debug({ err, service, correlationId }, "could not recover a call's answer");
+      return errorResponse(call.requestId, toJsonRpcError(err)) as JSONRPCMessage;
+    }
   }
 
   /** The methods of the session-based revisions that the gateway answers itself, or undefined for the shared ones. */
