@@ -46,8 +46,8 @@ export interface LoggedStream {
 }
 
 export interface SessionEventLog {
-  /** Publishes an event of `stream` of `session` (without waiting for it to be stored). */
-  append(session: string, stream: string, event: StoredEvent): void;
+  /** Publishes an event of `stream` of `session` (without waiting for it to be stored), with the record of `call` when given (one message). */
+  append(session: string, stream: string, event: StoredEvent, call?: StreamCall): void;
   /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
   appendCall(session: string, stream: string, call: StreamCall): void;
   /** The events of `stream` of `session` still kept, oldest first. */
@@ -92,19 +92,20 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     return logged;
   };
   return {
-    append: (session, stream, event) => publish(session, stream, event),
-    appendCall: (session, stream, call) =>
-      publish(session, stream, {
-        call: {
-          request_id: call.requestId,
-          service: call.service,
-          correlation_id: call.correlationId,
-          delivery: call.delivery,
-          deadline: new Date(call.deadline).toISOString(),
-        },
-      }),
+    append: (session, stream, event, call) => publish(session, stream, call ? { ...event, call: callRecord(call) } : event),
+    appendCall: (session, stream, call) => publish(session, stream, { call: callRecord(call) }),
     read: async (session, stream) => (await readStream(session, stream)).events,
     readStream,
+  };
+}
+
+function callRecord(call: StreamCall): Record<string, unknown> {
+  return {
+    request_id: call.requestId,
+    service: call.service,
+    correlation_id: call.correlationId,
+    delivery: call.delivery,
+    deadline: new Date(call.deadline).toISOString(),
   };
 }
 

@@ -169,9 +169,14 @@ class DirectAnswer {
   /** Takes over a GET that resumes this call's stream after `lastEventId`: what followed it, then the rest as it comes. */
   async resume(lastEventId: string, res: ServerResponse): Promise<boolean> {
     const missed: string[] = [];
-    await this.streams!.events.replayEventsAfter(lastEventId, {
-      send: async (id, message) => void missed.push(sseEvent(message, id)),
-    });
+    try {
+      await this.streams!.events.replayEventsAfter(lastEventId, {
+        send: async (id, message) => void missed.push(sseEvent(message, id)),
+      });
+    } catch {
+      // Not an event of this stream the store still has: refused like any unknown id.
+      return false;
+    }
     // No await from here on: a message of the call cannot slip between the replay and the switch.
     if (this.open()) this.res.end();
     this.res = res;
@@ -196,9 +201,9 @@ class DirectAnswer {
     if (!this.streams) return;
     // A priming event (an id, no data): what the client resumes from (SEP-1699).
     this.streamId = randomUUID();
-    const priming = this.streams.events.storeNow(this.streamId, {} as JSONRPCMessage);
+    // The call's record travels with it (one message on the bus), when the call is on the bus already.
+    const priming = this.streams.events.storeNow(this.streamId, {} as JSONRPCMessage, this.call);
     this.res.write(`id: ${priming}\nretry: ${this.streams.retryMs}\ndata: \n\n`);
-    if (this.call) this.streams.events.recordCall(this.streamId, this.call);
   }
 }
 

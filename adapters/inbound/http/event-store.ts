@@ -33,8 +33,8 @@ export interface LoggedSessionStream extends LoggedStream {
 /** The store as one session sees it; `forget` drops its streams when the session closes. */
 export interface SessionEventStore extends EventStore {
   getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined>;
-  /** Stores an event at once (and publishes it to the log): its id. */
-  storeNow(streamId: StreamId, message: JSONRPCMessage): EventId;
+  /** Stores an event at once (and publishes it to the log, with the record of `call` when given): its id. */
+  storeNow(streamId: StreamId, message: JSONRPCMessage, call?: StreamCall): EventId;
   /** Records on the log a call whose answer belongs on `streamId` (PROTOCOL.md §19.4). */
   recordCall(streamId: StreamId, call: StreamCall): void;
   /** Whether this gateway holds the stream of `eventId` in memory (it sent it). */
@@ -73,10 +73,10 @@ export class MemoryEventStore {
       remote = events.some((event) => event.id === eventId) ? { eventId, streamId, events, calls } : undefined;
       return remote;
     };
-    const storeNow = (streamId: StreamId, message: JSONRPCMessage) => {
+    const storeNow = (streamId: StreamId, message: JSONRPCMessage, call?: StreamCall) => {
       const id = this.store(session, streamId, message);
       const sessionId = httpSession();
-      if (log && sessionId) log.append(sessionId, streamId, { id, message });
+      if (log && sessionId) log.append(sessionId, streamId, { id, message }, call);
       return id;
     };
     return {
