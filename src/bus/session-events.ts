@@ -2,10 +2,11 @@
  * The SSE events of HTTP sessions on the bus (PROTOCOL.md §19.3): every event a gateway writes on a
  * session's stream is also published to `dmcp.v1.sse.<session>.<stream>`, kept in the
  * DMCP_SESSION_EVENTS stream (the last 100 per session stream, for 15 minutes), so that another
- * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID.
+ * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID,
+ * and then follow it live (`follow`: what the sending gateway, or any other, writes on it later).
  * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory.
  */
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from "@nats-io/jetstream";
+import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
 import { subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
@@ -22,13 +23,32 @@ export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, su
 export interface StoredEvent {
   id: string;
   message: unknown;
+  /** Its sequence in the stream, when read from it (where a follow that continues a read starts). */
+  seq?: number;
 }
+
+/** A follow of one session stream under way. */
+export interface EventFollow {
+  /** Ends it (idempotent). */
+  stop(): void;
+  /** Settles when it ended: stopped, or the log could no longer be read (the error, then). */
+  readonly ended: Promise<Error | undefined>;
+}
+
+/** Where a follow starts: right after a sequence read before, or with what is published from now on. */
+export type FollowStart = { afterSeq: number } | "now";
 
 export interface SessionEventLog {
   /** Publishes an event of `stream` of `session` (without waiting for it to be stored). */
   append(session: string, stream: string, event: StoredEvent): void;
   /** The events of `stream` of `session` still kept, oldest first. */
   read(session: string, stream: string): Promise<StoredEvent[]>;
+  /**
+   * Hands every event of `stream` of `session` stored from `start` on to `onEvent`, in order and once
+   * each, until stopped (an ordered consumer: it survives a server lost in a cluster without a gap).
+   * Resolves once the consumer exists: an event published after that is delivered.
+   */
+  follow(session: string, stream: string, start: FollowStart, onEvent: (event: StoredEvent) => void): Promise<EventFollow>;
 }
 
 /** Creates the stream unless it exists (and checks it), and opens the log. */
@@ -52,6 +72,8 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     streamPlacementOf(bus),
   );
   const js: JetStreamClient = jetStreamOf(bus);
+  /** The sequence the next event stored will have (a follow "from now" starts there). */
+  const nextSeq = async () => (await jsm.streams.info(SESSION_EVENTS_STREAM)).state.last_seq + 1;
   return {
     append(session, stream, event) {
       bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(event)));
@@ -63,20 +85,52 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
       if (pending === 0) return events;
       const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
       for await (const msg of batch) {
-        const event = parseEvent(msg.data);
+        const event = parseEvent(msg.data, msg.seq);
         if (event) events.push(event);
         if (msg.info.pending === 0) break;
       }
       await batch.close().catch(() => undefined);
       return events;
     },
+    async follow(session, stream, start, onEvent) {
+      const opt_start_seq = start === "now" ? await nextSeq() : start.afterSeq + 1;
+      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
+        filter_subjects: subjects.sessionEvents(session, stream),
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq,
+      });
+      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM });
+      let stopped = false;
+      const ended = (async (): Promise<Error | undefined> => {
+        try {
+          for await (const msg of messages) {
+            const event = parseEvent(msg.data, msg.seq);
+            if (event) onEvent(event);
+          }
+          return undefined;
+        } catch (err) {
+          return stopped ? undefined : (err as Error);
+        } finally {
+          // An ordered consumer lingers on the server for minutes unless deleted.
+          void consumer.delete().catch(() => undefined);
+        }
+      })();
+      return {
+        stop() {
+          if (stopped) return;
+          stopped = true;
+          messages.stop();
+        },
+        ended,
+      };
+    },
   };
 }
 
-function parseEvent(data: Uint8Array): StoredEvent | undefined {
+function parseEvent(data: Uint8Array, seq: number): StoredEvent | undefined {
   try {
     const event = JSON.parse(new TextDecoder().decode(data)) as { id?: unknown; message?: unknown };
-    return typeof event.id === "string" && typeof event.message === "object" && event.message !== null ? { id: event.id, message: event.message } : undefined;
+    return typeof event.id === "string" && typeof event.message === "object" && event.message !== null ? { id: event.id, message: event.message, seq } : undefined;
   } catch {
     return undefined;
   }

@@ -13,12 +13,20 @@ export interface RoundRobinProxy {
   url: string;
   /** Which backend (its index) each request went to, in order. */
   readonly served: number[];
+  /** Each request answered so far: its method and backend, in order. */
+  readonly requests: { method: string; backend: number }[];
+  /** How many answers with `method` are still streaming to their clients. */
+  streaming(method: string): number;
+  /** Cuts the connections of the answers with `method` still streaming (a network fault between client and balancer). */
+  cut(method: string): void;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on a free loopback port in front of `backends` (base URLs, e.g. `http://127.0.0.1:8808`). */
 export async function startRoundRobinProxy(backends: string[], path = "/mcp"): Promise<RoundRobinProxy> {
   const served: number[] = [];
+  const requests: { method: string; backend: number }[] = [];
+  const open = new Set<{ method: string; res: ServerResponse }>();
   let next = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -29,9 +37,15 @@ export async function startRoundRobinProxy(backends: string[], path = "/mcp"): P
     const target = new URL(req.url ?? "/", backends[index]);
     const upstream = request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent: false }, (answer) => {
       served.push(index);
+      requests.push({ method: req.method ?? "", backend: index });
+      const streaming = { method: req.method ?? "", res };
+      open.add(streaming);
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
-      res.on("close", () => answer.destroy());
+      res.on("close", () => {
+        open.delete(streaming);
+        answer.destroy();
+      });
     });
     upstream.on("error", (err: NodeJS.ErrnoException) => {
       if (res.headersSent) return void res.destroy();
@@ -47,6 +61,11 @@ export async function startRoundRobinProxy(backends: string[], path = "/mcp"): P
   return {
     url: `http://127.0.0.1:${port}${path}`,
     served,
+    requests,
+    streaming: (method) => [...open].filter((answer) => answer.method === method && !answer.res.writableEnded).length,
+    cut(method) {
+      for (const answer of open) if (answer.method === method && !answer.res.writableEnded) answer.res.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
