@@ -196,6 +196,29 @@ describe("two gateways on one nats-server share their sessions", () => {
     await reader.cancel();
   });
 
+  it("sends a list change that both gateways holding a session see once, from the gateway holding its GET stream", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE);
+    // Both gateways hold the session (its calls went to both); its GET stream opens on B.
+    await post(b.url, headers(), echo(2, "on B"));
+    const listening = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream" } });
+    const reader = eventReader(listening);
+    const late = await wrapFixtureStdio(world.seeds, "late");
+    try {
+      await reader.until("notifications/tools/list_changed");
+      // Once A lists the new service it has sent whatever it would send; then a message only A sends marks the end.
+      await eventually(async () => JSON.stringify((await post(a.url, headers(), { jsonrpc: "2.0", id: 3, method: "tools/list" })).answer).includes("late__echo"), 30_000);
+      await post(a.url, headers(), { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "legacy__elicitation_complete", arguments: { id: "marker" } } });
+      const events = await reader.until('"marker"');
+      const origin = (event: SseEvent) => event.id!.slice(0, event.id!.indexOf("-"));
+      const fromA = origin(events.at(-1)!);
+      expect(events.filter((event) => event.data.includes("list_changed")).map(origin)).not.toContain(fromA);
+    } finally {
+      await reader.cancel();
+      await late.stop();
+    }
+  });
+
   it("keeps a session bound to the identity that opened it, on every gateway", async () => {
     const { a, b } = world;
     const headers = await openSession(a.url, ALICE);
