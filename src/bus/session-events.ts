@@ -16,6 +16,8 @@ export const SESSION_EVENTS_STREAM = "DMCP_SESSION_EVENTS";
 export const SESSION_EVENTS_PER_STREAM = 100;
 export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
 const NANOS_PER_MS = 1_000_000;
+/** How long one pull of a follow waits on the server (its heartbeats come every half of it). */
+const FOLLOW_PULL_MS = 10_000;
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -99,7 +101,8 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
         deliver_policy: DeliverPolicy.StartSequence,
         opt_start_seq,
       });
-      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM });
+      // Heartbeats every 5 s: a consumer lost with its server is made again after two are missed.
+      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
       let stopped = false;
       const ended = (async (): Promise<Error | undefined> => {
         try {

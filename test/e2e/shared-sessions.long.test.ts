@@ -142,6 +142,12 @@ describe("two gateways on one nats-server share their sessions", () => {
     const refused = await fetch(b.url, { method: "GET", headers: { ...other(), accept: "text/event-stream", "last-event-id": priming!.id! } });
     expect(refused.status).toBe(400);
     await refused.body?.cancel();
+    // Ids that name nothing the bus keeps for this session, however they look, get 400 too.
+    for (const id of ["nonsense", "0a0a0a0a-1/_GET_stream:1", "0a0a0a0a-1/a.b.>:2", `x/${"y".repeat(300)}:3`]) {
+      const unknown = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": id } });
+      expect([id, unknown.status]).toEqual([id, 400]);
+      await unknown.body?.cancel();
+    }
   });
 
   it("goes on live on B with a call's stream that A sent and the client lost mid-call, up to the call's answer", async () => {

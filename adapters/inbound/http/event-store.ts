@@ -67,8 +67,10 @@ export class MemoryEventStore {
     };
     return {
       storeEvent: async (streamId, message) => {
-        const id = this.store(session, streamId, message);
         const sessionId = httpSession();
+        // A GET stream is only ever read back from the log (every gateway writes on it): not kept here then.
+        const kept = !(log && sessionId && streamId === STANDALONE_STREAM);
+        const id = this.store(session, streamId, kept ? message : undefined);
         if (log && sessionId) log.append(sessionId, streamId, { id, message });
         return id;
       },
@@ -97,16 +99,18 @@ export class MemoryEventStore {
     };
   }
 
-  private store(session: number, streamId: StreamId, message: JSONRPCMessage): EventId {
+  /** The next event id of the stream, keeping `message` under it when given. */
+  private store(session: number, streamId: StreamId, message: JSONRPCMessage | undefined): EventId {
     const key = `${this.origin}-${session}/${streamId}`;
+    const sequence = ++this.sequence;
+    const id = `${key}:${sequence}`;
+    if (message === undefined) return id;
     let stream = this.streams.get(key);
     if (!stream) {
       stream = { session, streamId, events: [] };
       this.streams.set(key, stream);
       if (this.streams.size > this.maxStreams) this.streams.delete(this.streams.keys().next().value!);
     }
-    const sequence = ++this.sequence;
-    const id = `${key}:${sequence}`;
     stream.events.push({ id, sequence, message });
     if (stream.events.length > this.maxEventsPerStream) stream.events.shift();
     return id;
