@@ -16,6 +16,12 @@ export interface RoundRobinProxy {
   readonly served: number[];
   /** Which backend each request was first sent to, in the order the requests arrived (before any answer). */
   readonly routed: number[];
+  /** Each request answered so far: its method and backend, in order. */
+  readonly requests: { method: string; backend: number }[];
+  /** How many answers with `method` are still streaming to their clients. */
+  streaming(method: string): number;
+  /** Cuts the connections of the answers with `method` still streaming (a network fault between client and balancer). */
+  cut(method: string): void;
   close(): Promise<void>;
 }
 
@@ -23,6 +29,8 @@ export interface RoundRobinProxy {
 export async function startRoundRobinProxy(backends: string[], path = "/mcp"): Promise<RoundRobinProxy> {
   const served: number[] = [];
   const routed: number[] = [];
+  const requests: { method: string; backend: number }[] = [];
+  const open = new Set<{ method: string; res: ServerResponse }>();
   let next = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -37,9 +45,15 @@ export async function startRoundRobinProxy(backends: string[], path = "/mcp"): P
     const target = new URL(req.url ?? "/", backends[index]);
     const upstream = request(target, { method: req.method, headers: { ...req.headers, host: target.host }, agent: false }, (answer) => {
       served.push(index);
+      requests.push({ method: req.method ?? "", backend: index });
+      const streaming = { method: req.method ?? "", res };
+      open.add(streaming);
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
-      res.on("close", () => answer.destroy());
+      res.on("close", () => {
+        open.delete(streaming);
+        answer.destroy();
+      });
       // The backend died mid-answer (SIGKILL): the client's connection is cut too, as a balancer's would be.
       answer.on("close", () => {
         if (!answer.complete) res.destroy();
@@ -60,6 +74,11 @@ export async function startRoundRobinProxy(backends: string[], path = "/mcp"): P
     url: `http://127.0.0.1:${port}${path}`,
     served,
     routed,
+    requests,
+    streaming: (method) => [...open].filter((answer) => answer.method === method && !answer.res.writableEnded).length,
+    cut(method) {
+      for (const answer of open) if (answer.method === method && !answer.res.writableEnded) answer.res.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

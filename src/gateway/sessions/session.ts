@@ -99,6 +99,8 @@ export class GatewaySession {
   private readonly upstream: UpstreamSessions;
   private readonly taskMethods: SessionTasks;
   private readonly stateless: StatelessDispatch;
+  /** The gateway on which the client's GET stream opened last (shared sessions); none before its first. */
+  private listener: string | undefined;
 
   constructor(
     private readonly core: GatewayCore,
@@ -151,6 +153,7 @@ export class GatewaySession {
       capabilities,
       ...(logLevel ? { logLevel } : {}),
       topics: [...this.subscriptions],
+      ...(this.listener ? { listener: this.listener } : {}),
     };
   }
 
@@ -163,6 +166,22 @@ export class GatewaySession {
     if (state.logLevel) this.upstream.setLogLevel(state.logLevel);
     this.subscriptions.clear();
     for (const topic of state.topics) this.subscriptions.add(topic);
+    this.listener = state.listener;
+  }
+
+  /**
+   * The client's GET stream opened on this gateway: from now on this gateway sends the session's
+   * notifications that every gateway holding the session would send alike (PROTOCOL.md §19.3), once.
+   */
+  standaloneStreamOpened(): void {
+    if (this.listener === this.core.gatewayId) return;
+    this.listener = this.core.gatewayId;
+    void this.shareState();
+  }
+
+  /** Whether this gateway sends the notifications every gateway would send alike: it holds the GET stream, or nobody said. */
+  private get sendsSessionWide(): boolean {
+    return this.listener === undefined || this.listener === this.core.gatewayId;
   }
 
   /** Shares the session's state (when it is shared); a failure is logged, the session goes on here. */
@@ -204,14 +223,14 @@ export class GatewaySession {
   notifyResourceUpdated(topic: string): void {
     if (this.isClosed) return;
     const uri = contextUri(topic);
-    if (this.initialized && this.subscriptions.has(topic)) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+    if (this.initialized && this.subscriptions.has(topic) && this.sendsSessionWide) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
     this.listens.notify("notifications/resources/updated", (filter) => filter.resourceSubscriptions?.includes(uri) === true, { uri });
   }
 
   /** Tells the client that a list changed: a 2025 client once it has initialized, 2026 listen streams that opted in. */
   notifyListChanged(kind: ListKind): void {
     if (this.isClosed) return;
-    if (this.initialized) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
+    if (this.initialized && this.sendsSessionWide) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
     const opted = `${kind}ListChanged` as "toolsListChanged" | "promptsListChanged" | "resourcesListChanged";
     this.listens.notify(`notifications/${kind}/list_changed`, (filter) => filter[opted] === true);
   }
