@@ -83,7 +83,7 @@ export function defaultStreamReplicas(info: { cluster?: string | undefined; conn
  * registry entries, context updates. The reason is `invalid_subject`, `unexpected_type`, `key_mismatch`
  * (an announcement under another instance's registry key) or the decoding error's code in lower case.
  */
-export type DroppedSubject = "cancel" | "heartbeat" | "registry" | "context" | "session" | "cache-purge" | "rate";
+export type DroppedSubject = "cancel" | "heartbeat" | "registry" | "context" | "session" | "cache-purge" | "rate" | "recover";
 
 /** The reason of a dropped message: its decoding error's code in lower case, or `unexpected_type` for a valid envelope of the wrong kind. */
 export function dropReason(decoded: { ok: true } | { ok: false; error: { code: string } }): string {

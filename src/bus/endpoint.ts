@@ -32,6 +32,7 @@ import type { Seal, StorePosition } from "./codec.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { contextFromNats } from "./trace-headers.js";
 import { EarlyCancellations } from "./early-cancellations.js";
+import { RecentAnswers } from "./recent-answers.js";
 
 /** The longest delay a Node timer takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -107,6 +108,7 @@ export interface EndpointStats {
 export class ServiceEndpoint {
   private readonly subscriptions: Subscription[] = [];
   private cancelSubscription: Subscription | undefined;
+  private recoverSubscription: Subscription | undefined;
   private readonly inflight = new Set<Promise<void>>();
   /** Every call being served, direct or durable: a leaving instance finishes them, still cancellable. */
   private readonly serving = new Set<Promise<void>>();
@@ -117,11 +119,14 @@ export class ServiceEndpoint {
   private readonly running = new Map<string, AbortController>();
   /** Cancellations of calls that had not started here when they arrived. */
   private readonly earlyCancellations = new EarlyCancellations();
+  /** The answers of direct calls given lately, for a gateway whose peer died before passing one on (PROTOCOL.md §19.4). */
+  private readonly recent: RecentAnswers;
 
   private readonly nc: NatsConnection;
 
   constructor(private readonly options: EndpointOptions) {
     this.nc = natsConnectionOf(options.bus);
+    this.recent = new RecentAnswers((subject, data) => this.nc.publish(subject, data));
   }
 
   get inflightCount(): number {
@@ -173,6 +178,38 @@ export class ServiceEndpoint {
         data: { service, subjects: refused },
       });
     }
+    this.serveLookups();
+  }
+
+  /**
+   * Answers gateways looking for the answer of a direct call whose gateway died (PROTOCOL.md §19.4).
+   * Optional: a NATS user not allowed this subscription (permissions older than it) serves as before.
+   */
+  private serveLookups(): void {
+    const subject = subjects.recover(this.options.service);
+    this.recoverSubscription = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (!err) return this.onLookup(msg);
+        this.options.logger.warn({ err, subject }, "cannot take lookups of recent answers: a gateway whose peer died cannot recover this instance's answers");
+        this.recoverSubscription?.unsubscribe();
+      },
+    });
+  }
+
+  private onLookup(msg: Msg): void {
+    const correlationId = lookupOf(msg.data);
+    if (!correlationId || !msg.reply) {
+      this.options.bus.dropped("recover", "not_a_lookup");
+      return;
+    }
+    const outcome = this.recent.lookup(correlationId, msg.reply, this.running.has(correlationId));
+    if (outcome === "unknown") return;
+    // Still running here: a receipt says who holds the call (the gateway notices if this instance dies), the answer follows.
+    const data =
+      outcome === "waiting"
+        ? this.encode(createEnvelope("context_update", { method: ACCEPTED_METHOD, params: { instance: this.options.instance } }, { sender: this.options.instance, correlationId }))
+        : outcome.answer;
+    this.nc.publish(msg.reply, data);
   }
 
   /**
@@ -189,6 +226,7 @@ export class ServiceEndpoint {
     await Promise.race([drained, grace]);
     await Promise.race([Promise.allSettled([...this.serving]), grace]);
     this.cancelSubscription?.unsubscribe();
+    this.recoverSubscription?.unsubscribe();
   }
 
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
@@ -273,13 +311,14 @@ export class ServiceEndpoint {
     const reply = { sender: this.options.instance, correlationId, sessionId: envelope.session_id };
     const cancel = new AbortController();
     this.running.set(correlationId, cancel);
+    let answer: Uint8Array | undefined;
     try {
       const cancelledEarly = this.earlyCancellations.take(correlationId);
       if (cancelledEarly) throw cancelledEarly;
       const result = await this.execute(envelope, correlationId, contextFromNats(delivery.headers), cancel.signal, delivery.reply, seal, delivery.attempt);
       // A cancelled call is answered CANCELLED, whatever its handler made of the cancellation (PROTOCOL.md §5.5).
       if (cancel.signal.aborted) throw cancel.signal.reason;
-      this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
+      answer = this.respond(delivery, createEnvelope("prompt_response", { result }, reply), seal);
     } catch (err) {
       const raised: unknown = cancel.signal.aborted ? cancel.signal.reason : err;
       const error = asDmcpError(raised);
@@ -291,11 +330,14 @@ export class ServiceEndpoint {
       const payload = errorPayload(error);
       // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
       if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
-      this.respond(delivery, createEnvelope("error_notification", payload, reply), seal, error);
+      answer = this.respond(delivery, createEnvelope("error_notification", payload, reply), seal, error);
     } finally {
       clearTimeout(receipt);
       if (this.running.get(correlationId) === cancel) this.running.delete(correlationId);
       this.handledCount++;
+      // A direct answer (not read from a stream) is kept a while; a durable one is in the result store.
+      if (answer && !delivery.stored) this.recent.answered(correlationId, answer);
+      else this.recent.ended(correlationId);
     }
   }
 
@@ -338,7 +380,8 @@ export class ServiceEndpoint {
     this.nc.publish(delivery.reply, this.encode(receipt, seal));
   }
 
-  private respond(delivery: Delivery, envelope: Envelope, seal?: Seal, error?: DmcpError): void {
+  /** Hands the answer to the delivery; returns it as encoded. */
+  private respond(delivery: Delivery, envelope: Envelope, seal?: Seal, error?: DmcpError): Uint8Array {
     const maxPayload = this.options.bus.maxPayload;
     let data = this.encode(envelope, seal);
     if (data.byteLength > maxPayload) {
@@ -346,6 +389,7 @@ export class ServiceEndpoint {
       data = this.encode(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }), seal);
     }
     delivery.respond(data, error);
+    return data;
   }
 
   /** Answers a message that cannot be served and reports it on the error subject. */
@@ -376,6 +420,16 @@ function fromMsg(msg: Msg): Delivery {
       if (msg.reply) msg.respond(data);
     },
   };
+}
+
+/** The correlation id a lookup names: UTF-8 JSON `{ "correlation_id": "..." }`. */
+function lookupOf(data: Uint8Array): string | undefined {
+  try {
+    const { correlation_id: id } = JSON.parse(new TextDecoder().decode(data)) as { correlation_id?: unknown };
+    return typeof id === "string" && id.length > 0 && id.length <= 256 ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -67,7 +67,16 @@ export {
 export { ensureKvBucket, type KvBucket, type KvBucketOptions, type KvValue } from "./kv-bucket.js";
 export { ensureTasksBucket, MAX_TASK_TTL_MS, TASKS_BUCKET } from "./tasks-bucket.js";
 export { ensureCacheBucket, type SharedCache } from "./cache-bucket.js";
-export { openSessionEvents, SESSION_EVENTS_STREAM, type SessionEventLog, type StoredEvent } from "./session-events.js";
+export {
+  openSessionEvents,
+  SESSION_EVENTS_STREAM,
+  type EventFollow,
+  type FollowStart,
+  type LoggedStream,
+  type SessionEventLog,
+  type StoredEvent,
+  type StreamCall,
+} from "./session-events.js";
 export { ensureSessionsBucket, SESSIONS_BUCKET, type SessionChange, type SessionsBucket } from "./sessions-bucket.js";
 // Every stream and bucket at once, as `dmcp up` creates them before its executors start.
 export { provisionStreams } from "./provision.js";

@@ -38,6 +38,10 @@ import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.
 import { natsHeadersFor } from "./trace-headers.js";
 import { InstanceProbe } from "./instance-probe.js";
 
+/** How often, and how many times, a gateway asks the instances of a service for a direct call's answer before it gives up. */
+const LOOKUP_INTERVAL_MS = 1000;
+const LOOKUP_ATTEMPTS = 3;
+
 export interface CallOptions {
   /** Milliseconds until nobody waits for the answer. */
   timeoutMs: number;
@@ -148,35 +152,10 @@ export class Requester {
     this.subscribe();
     const subject = options.instance ? subjects.instanceRequest(service, options.instance) : subjects.request(service);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
-      const call: PendingCall = {
-        correlationId: request.id,
-        service,
-        subject,
-        resolve,
-        reject,
-        signal: options.signal,
-        onNotification: options.onNotification,
-        onInstance: options.onInstance,
-        route: options.route,
-        // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
-        ...(options.instance ? { instance: options.instance } : {}),
-        timer: setTimeout(() => {
-          this.settle(token)?.reject(
-            new CallError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
-              data: { service, timeout_ms: options.timeoutMs },
-            }),
-          );
-        }, options.timeoutMs),
-      };
-      if (options.signal) {
-        call.onAbort = () => {
-          this.settle(token)?.reject(abortError(options.signal!));
-          this.publishCancel(service, id, cancelReasonOf(options.signal!, "cancelled by the caller"));
-          options.route?.withdraw(request);
-        };
-        options.signal.addEventListener("abort", call.onAbort, { once: true });
-      }
-      this.pending.set(token, call);
+      const call = this.pend(token, { correlationId: request.id, service, subject, resolve, reject, options }, () => {
+        this.publishCancel(service, id, cancelReasonOf(options.signal!, "cancelled by the caller"));
+        options.route?.withdraw(request);
+      });
       if (call.instance && !call.route) this.probe?.watch();
       const headers = options.trace ? natsHeadersFor(options.trace) : undefined;
       if (options.route) {
@@ -189,6 +168,88 @@ export class Requester {
         this.settle(token)?.reject(new BusError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
       }
     });
+  }
+
+  /**
+   * Waits for the answer of a call that another gateway sent and can no longer pass on (it died with
+   * the call in flight, PROTOCOL.md §19.4). A durable call's answer is read from the result store by
+   * `route`'s owner (durable-route.ts `readStored`); a direct call's is asked of the service's
+   * instances, on `dmcp.v1.recover.<service>`: the one that ran it answers, at once or when it is
+   * done. Nobody answering means no instance has it (it ended too long ago, or its instance died):
+   * EXECUTOR_LOST. Aborting `signal` only stops the wait: the call is not cancelled.
+   */
+  resume(
+    service: string,
+    correlationId: string,
+    options: { timeoutMs: number; signal?: AbortSignal | undefined; route?: RequestRoute | undefined },
+  ): Promise<Record<string, unknown>> {
+    if (this.nc.isClosed()) return Promise.reject(new BusError(ErrorCode.BusUnavailable, "the bus connection is closed"));
+    const token = (++this.sequence).toString(36);
+    this.subscribe();
+    const subject = subjects.recover(service);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      this.pend(token, { correlationId, service, subject, resolve, reject, options });
+      if (!options.route) this.lookUp(token, subject, correlationId, 1);
+    });
+  }
+
+  /** Asks the service's instances for a direct call's answer, again after a pause until one says it has the call. */
+  private lookUp(token: string, subject: string, correlationId: string, attempt: number): void {
+    const call = this.pending.get(token);
+    if (!call || call.instance) return;
+    if (attempt > LOOKUP_ATTEMPTS) {
+      this.settle(token)?.reject(
+        new CallError(ErrorCode.ExecutorLost, `no instance of "${call.service}" has the answer of call ${correlationId}: it was lost with the gateway that sent the call`, {
+          data: { service: call.service },
+        }),
+      );
+      return;
+    }
+    try {
+      if (this.bus.isConnected()) this.nc.publish(subject, new TextEncoder().encode(JSON.stringify({ correlation_id: correlationId })), { reply: `${this.inbox}.${token}` });
+    } catch (err) {
+      this.bus.logger.debug({ err, correlationId }, "could not ask for a call's answer");
+    }
+    setTimeout(() => this.lookUp(token, subject, correlationId, attempt + 1), LOOKUP_INTERVAL_MS).unref();
+  }
+
+  /** Registers a call waiting for its answer, with its deadline and its caller's signal; `cancel` tells the bus when the caller gives it up. */
+  private pend(
+    token: string,
+    call: Pick<PendingCall, "correlationId" | "service" | "subject" | "resolve" | "reject"> & { options: Omit<CallOptions, "timeoutMs"> & { timeoutMs: number } },
+    cancel?: () => void,
+  ): PendingCall {
+    const { options, service } = call;
+    const pending: PendingCall = {
+      correlationId: call.correlationId,
+      service,
+      subject: call.subject,
+      resolve: call.resolve,
+      reject: call.reject,
+      signal: options.signal,
+      onNotification: options.onNotification,
+      onInstance: options.onInstance,
+      route: options.route,
+      // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
+      ...(options.instance ? { instance: options.instance } : {}),
+      timer: setTimeout(() => {
+        this.settle(token)?.reject(
+          new CallError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
+            data: { service, timeout_ms: options.timeoutMs },
+          }),
+        );
+      }, options.timeoutMs),
+    };
+    const signal = options.signal;
+    if (signal) {
+      pending.onAbort = () => {
+        this.settle(token)?.reject(abortError(signal));
+        cancel?.();
+      };
+      signal.addEventListener("abort", pending.onAbort, { once: true });
+    }
+    this.pending.set(token, pending);
+    return pending;
   }
 
   /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */

@@ -2,11 +2,12 @@
  * The SSE events of HTTP sessions on the bus (PROTOCOL.md §19.3): every event a gateway writes on a
  * session's stream is also published to `dmcp.v1.sse.<session>.<stream>`, kept in the
  * DMCP_SESSION_EVENTS stream (the last 100 per session stream, for 15 minutes), so that another
- * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID.
+ * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID,
+ * and then follow it live (`follow`: what the sending gateway, or any other, writes on it later).
  * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory.
  */
-import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient } from "@nats-io/jetstream";
-import { subjects } from "../protocol/index.js";
+import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
+import { isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
@@ -15,6 +16,8 @@ export const SESSION_EVENTS_STREAM = "DMCP_SESSION_EVENTS";
 export const SESSION_EVENTS_PER_STREAM = 100;
 export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
 const NANOS_PER_MS = 1_000_000;
+/** How long one pull of a follow waits on the server (its heartbeats come every half of it). */
+const FOLLOW_PULL_MS = 10_000;
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -22,13 +25,57 @@ export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, su
 export interface StoredEvent {
   id: string;
   message: unknown;
+  /** Its sequence in the stream, when read from it (where a follow that continues a read starts). */
+  seq?: number;
 }
 
+/**
+ * A call whose answer belongs on a stream, as the gateway that sent it on the bus recorded it: what
+ * another gateway needs to find the answer when the client resumes the stream there and the sending
+ * gateway is gone (PROTOCOL.md §19.4). Never sent to the client.
+ */
+export interface StreamCall {
+  /** The client's JSON-RPC request id. */
+  requestId: string | number;
+  service: string;
+  correlationId: string;
+  delivery: "direct" | "durable";
+  /** When the sending gateway stops waiting for the answer (epoch ms). */
+  deadline: number;
+}
+
+/** A stream as the log keeps it: its events and the calls answered on it, oldest first. */
+export interface LoggedStream {
+  events: StoredEvent[];
+  calls: StreamCall[];
+}
+
+/** A follow of one session stream under way. */
+export interface EventFollow {
+  /** Ends it (idempotent). */
+  stop(): void;
+  /** Settles when it ended: stopped, or the log could no longer be read (the error, then). */
+  readonly ended: Promise<Error | undefined>;
+}
+
+/** Where a follow starts: right after a sequence read before, or with what is published from now on. */
+export type FollowStart = { afterSeq: number } | "now";
+
 export interface SessionEventLog {
-  /** Publishes an event of `stream` of `session` (without waiting for it to be stored). */
-  append(session: string, stream: string, event: StoredEvent): void;
+  /** Publishes an event of `stream` of `session` (without waiting for it to be stored), with the record of `call` when given (one message). */
+  append(session: string, stream: string, event: StoredEvent, call?: StreamCall): void;
+  /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
+  appendCall(session: string, stream: string, call: StreamCall): void;
   /** The events of `stream` of `session` still kept, oldest first. */
   read(session: string, stream: string): Promise<StoredEvent[]>;
+  /** The events of `stream` of `session` still kept and the calls recorded on it. */
+  readStream(session: string, stream: string): Promise<LoggedStream>;
+  /**
+   * Hands every event of `stream` of `session` stored from `start` on to `onEvent`, in order and once
+   * each, until stopped (an ordered consumer: it survives a server lost in a cluster without a gap).
+   * Resolves once the consumer exists: an event published after that is delivered.
+   */
+  follow(session: string, stream: string, start: FollowStart, onEvent: (event: StoredEvent) => void): Promise<EventFollow>;
 }
 
 /** Creates the stream unless it exists (and checks it), and opens the log. */
@@ -52,32 +99,98 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     streamPlacementOf(bus),
   );
   const js: JetStreamClient = jetStreamOf(bus);
+  /** The sequence the next event stored will have (a follow "from now" starts there). */
+  const nextSeq = async () => (await jsm.streams.info(SESSION_EVENTS_STREAM)).state.last_seq + 1;
+  const publish = (session: string, stream: string, record: unknown) => bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(record)));
+  const readStream = async (session: string, stream: string): Promise<LoggedStream> => {
+    const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
+    const pending = (await consumer.info()).num_pending;
+    const logged: LoggedStream = { events: [], calls: [] };
+    if (pending === 0) return logged;
+    const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
+    for await (const msg of batch) {
+      parseRecord(msg.data, msg.seq, logged);
+      if (msg.info.pending === 0) break;
+    }
+    await batch.close().catch(() => undefined);
+    return logged;
+  };
   return {
-    append(session, stream, event) {
-      bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(event)));
-    },
-    async read(session, stream) {
-      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
-      const pending = (await consumer.info()).num_pending;
-      const events: StoredEvent[] = [];
-      if (pending === 0) return events;
-      const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
-      for await (const msg of batch) {
-        const event = parseEvent(msg.data);
-        if (event) events.push(event);
-        if (msg.info.pending === 0) break;
-      }
-      await batch.close().catch(() => undefined);
-      return events;
+    append: (session, stream, event, call) => publish(session, stream, call ? { ...event, call: callRecord(call) } : event),
+    appendCall: (session, stream, call) => publish(session, stream, { call: callRecord(call) }),
+    read: async (session, stream) => (await readStream(session, stream)).events,
+    readStream,
+    async follow(session, stream, start, onEvent) {
+      const opt_start_seq = start === "now" ? await nextSeq() : start.afterSeq + 1;
+      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
+        filter_subjects: subjects.sessionEvents(session, stream),
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq,
+      });
+      // Heartbeats every 5 s: a consumer lost with its server is made again after two are missed.
+      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
+      let stopped = false;
+      const ended = (async (): Promise<Error | undefined> => {
+        try {
+          for await (const msg of messages) {
+            const event = parseEvent(msg.data, msg.seq);
+            if (event) onEvent(event);
+          }
+          return undefined;
+        } catch (err) {
+          return stopped ? undefined : (err as Error);
+        } finally {
+          // An ordered consumer lingers on the server for minutes unless deleted.
+          void consumer.delete().catch(() => undefined);
+        }
+      })();
+      return {
+        stop() {
+          if (stopped) return;
+          stopped = true;
+          messages.stop();
+        },
+        ended,
+      };
     },
   };
 }
 
-function parseEvent(data: Uint8Array): StoredEvent | undefined {
+function parseEvent(data: Uint8Array, seq: number): StoredEvent | undefined {
+  const logged: LoggedStream = { events: [], calls: [] };
+  parseRecord(data, seq, logged);
+  return logged.events[0];
+}
+
+function callRecord(call: StreamCall): Record<string, unknown> {
+  return {
+    request_id: call.requestId,
+    service: call.service,
+    correlation_id: call.correlationId,
+    delivery: call.delivery,
+    deadline: new Date(call.deadline).toISOString(),
+  };
+}
+
+/** Adds an event or a call record to `into`; anything else on the subject (any gateway may publish there) is skipped. */
+function parseRecord(data: Uint8Array, seq: number, into: LoggedStream): void {
+  let record: { id?: unknown; message?: unknown; call?: unknown };
   try {
-    const event = JSON.parse(new TextDecoder().decode(data)) as { id?: unknown; message?: unknown };
-    return typeof event.id === "string" && typeof event.message === "object" && event.message !== null ? { id: event.id, message: event.message } : undefined;
+    record = JSON.parse(new TextDecoder().decode(data)) as typeof record;
   } catch {
-    return undefined;
+    return;
   }
+  if (typeof record.id === "string" && typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message, seq });
+  const call = parseCall(record.call);
+  if (call) into.calls.push(call);
+}
+
+function parseCall(value: unknown): StreamCall | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { request_id: requestId, service, correlation_id: correlationId, delivery, deadline } = value as Record<string, unknown>;
+  const at = typeof deadline === "string" ? Date.parse(deadline) : Number.NaN;
+  if ((typeof requestId !== "string" && typeof requestId !== "number") || typeof service !== "string" || !isValidToken(service)) return undefined;
+  if (typeof correlationId !== "string" || correlationId.length === 0 || correlationId.length > 256) return undefined;
+  if ((delivery !== "direct" && delivery !== "durable") || Number.isNaN(at)) return undefined;
+  return { requestId, service, correlationId, delivery, deadline: at };
 }

@@ -35,6 +35,8 @@ export interface GatewayServeOptions extends CallerAccess {
   /** Plain JSON answers on the HTTP gateway (no in-call notifications such as progress). */
   jsonResponses?: boolean | undefined;
   ssePollMs?: number | undefined;
+  /** A plain HTTP call unanswered this long gets a resumable stream (0: never). */
+  resumableAfterMs?: number | undefined;
   /** Authentication of the HTTP gateway. */
   auth?: HttpServeOptions["auth"];
   /** Per-client request rate of the HTTP gateway. */
@@ -80,6 +82,7 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
         dashboard: monitor,
         jsonResponses: options.jsonResponses ?? false,
         ssePollMs: options.ssePollMs,
+        resumableAfterMs: options.resumableAfterMs,
         auth: options.auth,
         rateLimit: options.rateLimit,
         corsOrigins: options.corsOrigins,

@@ -5,7 +5,7 @@ export { GatewaySession, type SessionOptions, type SharedState } from "./session
 export { SharedSessions, type SessionChanges } from "./sessions/shared-sessions.js";
 export { RATE_SHARE_INTERVAL_MS, RateSharing, type RateShare } from "./access/rate-sharing.js";
 export type { SessionState } from "./sessions/session-state.js";
-export type { SessionEventLog, StoredEvent } from "../bus/index.js";
+export type { EventFollow, FollowStart, LoggedStream, SessionEventLog, StoredEvent, StreamCall } from "../bus/index.js";
 export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-transport.js";
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";
 export { Dispatcher, type CallObserver, type CallStart, type DispatcherOptions } from "./calls/dispatcher.js";

@@ -60,6 +60,11 @@ export const subjects = {
   sessionEvents: (session: string, stream: string) => `${SUBJECT_ROOT}.sse.${assertToken("session", session)}.${assertToken("stream", stream)}`,
   /** Every session's SSE events (the stream's subjects). */
   sessionEventsAll: () => `${SUBJECT_ROOT}.sse.>`,
+  /**
+   * Lookups of a direct call's answer by a gateway that did not send the call (the one that did died,
+   * PROTOCOL.md §19.4). Every instance of the service subscribes, without a queue group.
+   */
+  recover: (service: string) => `${SUBJECT_ROOT}.recover.${assertToken("service", service)}`,
   /** What each gateway let through per client, for the rate limits all gateways share (PROTOCOL.md §19.1). */
   rateSpent: `${SUBJECT_ROOT}.rate.spent`,
   /** Cancellations of calls to a service; every instance subscribes (no queue group). */

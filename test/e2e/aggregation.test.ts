@@ -15,7 +15,24 @@ const EVERYTHING_BIN = `${REPO_ROOT}node_modules/@modelcontextprotocol/server-ev
 /** The gateway's own tools (context topics), listed next to every service's. */
 const GATEWAY_TOOLS = ["dmcp_context_history", "dmcp_publish_context"];
 const FIXTURE_TOOLS = [
-  ...["add", "add_tool", "big", "cancelled", "client_notifications", "crash", "echo", "elicitation_complete", "fail", "log", "meta", "progress", "sleep", "whoami"],
+  ...[
+    "add",
+    "add_tool",
+    "ask_client",
+    "big",
+    "cancelled",
+    "client_answers",
+    "client_notifications",
+    "crash",
+    "echo",
+    "elicitation_complete",
+    "fail",
+    "log",
+    "meta",
+    "progress",
+    "sleep",
+    "whoami",
+  ],
   ...GATEWAY_TOOLS,
 ].sort();
 

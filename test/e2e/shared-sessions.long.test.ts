@@ -17,7 +17,7 @@ import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
-import { openSession as openAnySession, parseEvents, readStreamUntil } from "../support/sse.js";
+import { openSession as openAnySession, parseEvents, readStreamUntil, type SseEvent } from "../support/sse.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ALICE = "Bearer alice-token";
@@ -38,8 +38,32 @@ async function post(url: string, headers: Record<string, string>, message: Recor
   return { status: response.status, ...(answers.length > 0 ? { answer: answers.at(-1)! } : {}) };
 }
 
+/** Reads an SSE stream that stays open, event by event: `until(marker)` returns the events read until one contains it. */
+function eventReader(response: Response) {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  return {
+    async until(marker: string): Promise<SseEvent[]> {
+      for (;;) {
+        const end = text.indexOf("\n\n", text.indexOf(marker));
+        if (text.includes(marker) && end >= 0) {
+          const events = parseEvents(text.slice(0, end + 2));
+          text = text.slice(end + 2);
+          return events;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended before ${marker}: ${text}`);
+        text += decoder.decode(value, { stream: true });
+      }
+    },
+    cancel: () => reader.cancel(),
+  };
+}
+
 /** A session on the gateway at `url`, once it lists the tools of both fixture services (named by service: their names collide). */
-const openSession = (url: string, authorization?: string) => openAnySession(url, authorization, '"queued__sleep"');
+const openSession = (url: string, authorization?: string, listed = '"queued__sleep"', capabilities: Record<string, unknown> = {}) =>
+  openAnySession(url, authorization, listed, capabilities);
 
 const echo = (id: number, message: string) => ({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "legacy__echo", arguments: { text: message } } });
 
@@ -118,6 +142,87 @@ describe("two gateways on one nats-server share their sessions", () => {
     const refused = await fetch(b.url, { method: "GET", headers: { ...other(), accept: "text/event-stream", "last-event-id": priming!.id! } });
     expect(refused.status).toBe(400);
     await refused.body?.cancel();
+    // Ids that name nothing the bus keeps for this session, however they look, get 400 too.
+    for (const id of ["nonsense", "0a0a0a0a-1/_GET_stream:1", "0a0a0a0a-1/a.b.>:2", `x/${"y".repeat(300)}:3`]) {
+      const unknown = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": id } });
+      expect([id, unknown.status]).toEqual([id, 400]);
+      await unknown.body?.cancel();
+    }
+  });
+
+  it("goes on live on B with a call's stream that A sent and the client lost mid-call, up to the call's answer", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE);
+    const call = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "legacy__sleep", arguments: { ms: 2000 }, _meta: { progressToken: "t" } } };
+    const response = await fetch(a.url, { method: "POST", headers: headers(), body: JSON.stringify(call) });
+    // The client loses the stream after its priming event, long before the answer, and resumes on B.
+    const [priming] = await readStreamUntil(response, "\n\n");
+    const resumed = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": priming!.id! } });
+    expect(resumed.status).toBe(200);
+    // B had nothing to replay: the answer A sends later reaches the client through B, and the stream ends with it.
+    const events = parseEvents(await resumed.text()).filter((event) => event.data !== "");
+    expect(events.map((event) => JSON.parse(event.data))).toEqual([
+      expect.objectContaining({ id: 2, result: expect.objectContaining({ content: [{ type: "text", text: "slept 2000" }] }) }),
+    ]);
+  });
+
+  it("sends a call's request to the client on its stream resumed on B, and the answer posted to B completes the call on A", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE, '"test_sampling"', { sampling: {} });
+    const call = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "test_sampling", arguments: { prompt: "across?" }, _meta: { progressToken: "t" } } };
+    const response = await fetch(a.url, { method: "POST", headers: headers(), body: JSON.stringify(call) });
+    const [priming] = await readStreamUntil(response, "sampling/createMessage");
+    // Lost before the client could answer: B replays the request from the bus, then follows the stream.
+    const resumed = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": priming!.id! } });
+    const reader = eventReader(resumed);
+    const request = JSON.parse((await reader.until("sampling/createMessage")).at(-1)!.data) as { id: string };
+    const answer = { jsonrpc: "2.0", id: request.id, result: { role: "assistant", content: { type: "text", text: "sampled through B" }, model: "m" } };
+    expect((await fetch(b.url, { method: "POST", headers: headers(), body: JSON.stringify(answer) })).status).toBe(202);
+    const result = JSON.parse((await reader.until('"result"')).at(-1)!.data) as Record<string, unknown>;
+    expect(result).toMatchObject({ id: 2, result: { content: [{ type: "text", text: expect.stringContaining("sampled through B") }] } });
+    await reader.cancel();
+  });
+
+  it("sends what A sends outside any call on the GET stream the client holds on B: a session notification, and a request whose answer posted to B reaches the upstream", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE, '"legacy__ask_client"', { roots: { listChanged: true } });
+    const listening = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream" } });
+    expect(listening.status).toBe(200);
+    const reader = eventReader(listening);
+    const callOnA = (id: number, name: string, args: Record<string, unknown>) =>
+      post(a.url, headers(), { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args } });
+    await callOnA(2, "legacy__elicitation_complete", { id: "e-7" });
+    expect(JSON.parse((await reader.until("elicitation/complete")).at(-1)!.data)).toMatchObject({ method: "notifications/elicitation/complete", params: { elicitationId: "e-7" } });
+    await callOnA(3, "legacy__ask_client", { method: "roots/list", ms: 100 });
+    const request = JSON.parse((await reader.until("roots/list")).at(-1)!.data) as { id: string; method: string };
+    expect(request.id).toMatch(/^dmcp-\d+@/);
+    const roots = { roots: [{ uri: "file:///through-b", name: "b" }] };
+    expect((await fetch(b.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: request.id, result: roots }) })).status).toBe(202);
+    await eventually(async () => JSON.stringify((await callOnA(4, "legacy__client_answers", {})).answer).includes("file:///through-b"), 10_000);
+    await reader.cancel();
+  });
+
+  it("sends a list change that both gateways holding a session see once, from the gateway holding its GET stream", async () => {
+    const { a, b } = world;
+    const headers = await openSession(a.url, ALICE);
+    // Both gateways hold the session (its calls went to both); its GET stream opens on B.
+    await post(b.url, headers(), echo(2, "on B"));
+    const listening = await fetch(b.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream" } });
+    const reader = eventReader(listening);
+    const late = await wrapFixtureStdio(world.seeds, "late");
+    try {
+      await reader.until("notifications/tools/list_changed");
+      // Once A lists the new service it has sent whatever it would send; then a message only A sends marks the end.
+      await eventually(async () => JSON.stringify((await post(a.url, headers(), { jsonrpc: "2.0", id: 3, method: "tools/list" })).answer).includes("late__echo"), 30_000);
+      await post(a.url, headers(), { jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "legacy__elicitation_complete", arguments: { id: "marker" } } });
+      const events = await reader.until('"marker"');
+      const origin = (event: SseEvent) => event.id!.slice(0, event.id!.indexOf("-"));
+      const fromA = origin(events.at(-1)!);
+      expect(events.filter((event) => event.data.includes("list_changed")).map(origin)).not.toContain(fromA);
+    } finally {
+      await reader.cancel();
+      await late.stop();
+    }
   });
 
   it("keeps a session bound to the identity that opened it, on every gateway", async () => {
@@ -193,6 +298,37 @@ describe("two gateways on one nats-server share their sessions", () => {
       expect(routed()).toBe(0);
       // At least one answer reached the gateway that did not ask (it would have hung there before).
       expect(world.a.stderr.concat(world.b.stderr).some((line) => line.includes("passing a client's answer on to the gateway that asked"))).toBe(true);
+    } finally {
+      await sdk.close();
+      await proxy.close();
+    }
+  });
+
+  it("serves an MCP client behind the balancer whose call's stream is cut mid-call: it resumes on the other gateway, which follows it to the answer; requests outside calls reach its GET stream", async () => {
+    const proxy = await startRoundRobinProxy([new URL(world.a.url).origin, new URL(world.b.url).origin]);
+    const sdk = new Client({ name: "live", version: "1.0.0" }, { capabilities: { roots: { listChanged: true } } });
+    let asked = 0;
+    sdk.setRequestHandler("roots/list", () => {
+      asked++;
+      return { roots: [{ uri: "file:///from-the-client", name: "client" }] };
+    });
+    await sdk.connect(new StreamableHTTPClientTransport(new URL(proxy.url), { requestInit: { headers: { authorization: ALICE } } }));
+    try {
+      // A progress token asks for a resumable stream (a plain call is answered with JSON).
+      const answer = sdk.callTool({ name: "legacy__sleep", arguments: { ms: 2500 } }, { onprogress: () => undefined, timeout: 30_000 });
+      await eventually(async () => proxy.streaming("POST") > 0, 10_000);
+      const before = proxy.requests.length;
+      const postedTo = proxy.requests.filter((request) => request.method === "POST").at(-1)!.backend;
+      proxy.cut("POST");
+      expect(await answer).toMatchObject({ content: [{ type: "text", text: "slept 2500" }] });
+      // One resumption, on the other gateway, which followed the stream to its answer (no second resumption).
+      expect(proxy.requests.slice(before)).toEqual([{ method: "GET", backend: 1 - postedTo }]);
+
+      // A request the upstream makes outside any call goes out on the GET stream, whichever gateway holds it.
+      await sdk.callTool({ name: "legacy__ask_client", arguments: { method: "roots/list", ms: 100 } });
+      await eventually(async () => asked === 1, 10_000);
+      // The answer reached the upstream session of the gateway the call went through (read it there: calls alternate).
+      await eventually(async () => JSON.stringify(await sdk.callTool({ name: "legacy__client_answers", arguments: {} })).includes("file:///from-the-client"), 10_000);
     } finally {
       await sdk.close();
       await proxy.close();

@@ -40,10 +40,10 @@ export async function readStreamUntil(response: Response, marker: string): Promi
 }
 
 /**
- * Opens a 2025-11-25 session on the gateway (as the identity of `authorization`, if given) and returns
- * the headers of its requests, once its tools/list includes `listed` (the fixture's tools).
+ * Opens a 2025-11-25 session on the gateway (as the identity of `authorization`, if given, declaring
+ * `capabilities`) and returns the headers of its requests, once its tools/list includes `listed` (the fixture's tools).
  */
-export async function openSession(url: string, authorization?: string, listed = '"progress"'): Promise<() => Record<string, string>> {
+export async function openSession(url: string, authorization?: string, listed = '"progress"', capabilities: Record<string, unknown> = {}): Promise<() => Record<string, string>> {
   const auth: Record<string, string> = authorization ? { authorization } : {};
   const init = await fetch(url, {
     method: "POST",
@@ -52,7 +52,7 @@ export async function openSession(url: string, authorization?: string, listed = 
       jsonrpc: "2.0",
       id: 0,
       method: "initialize",
-      params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "sse-test", version: "1" } },
+      params: { protocolVersion: "2025-11-25", capabilities, clientInfo: { name: "sse-test", version: "1" } },
     }),
   });
   const session = init.headers.get("mcp-session-id")!;

@@ -46,6 +46,8 @@ export interface HttpServeOptions {
   jsonResponses?: boolean;
   /** Close a call's SSE stream once it has waited this many ms for its answer, for the client to resume it (SSE polling); never without it. */
   ssePollMs?: number | undefined;
+  /** A plain call still unanswered after this many ms gets a resumable SSE stream (direct-answers.ts); 0: never. */
+  resumableAfterMs?: number | undefined;
   logger: Logger;
   /** Serve the live dashboard of this monitor at /dashboard; without it there is no /dashboard. */
   dashboard?: GatewayMonitor | undefined;
@@ -92,6 +94,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     idleMs: sessionIdleMs,
     jsonResponses: options.jsonResponses,
     ssePollMs: options.ssePollMs,
+    resumableAfterMs: options.resumableAfterMs,
   });
   await sessions.watch();
   /** The request's session (held here or taken up from the bus), or undefined once the request is answered. */

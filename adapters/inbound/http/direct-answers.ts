@@ -7,14 +7,35 @@
  * the web stream, the event store and the SDK's second validation of the body, which together cost
  * the gateway more CPU than the bus hop.
  *
+ * A call not answered within `afterMs` (RESUMABLE_AFTER_MS by default) becomes an SSE stream too,
+ * and where streams are resumable every such stream is (a priming event with an id, then every
+ * message with an id, all in the session's event store and so on the bus):
+ * a client that loses it resumes it with Last-Event-ID, here (`resume`) or on another gateway, which
+ * finds the answer on the bus should this one die (PROTOCOL.md §19.4). Fast calls keep plain JSON.
+ *
  * What needs the SDK's transport stays with it: initialize, batches, requests with a progress token
- * (their streams are resumable, with event ids), and every request whose headers the SDK would
+ * (their streams are resumable from the start), and every request whose headers the SDK would
  * refuse (it answers those with its own errors).
  */
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isJsonContentType, SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage } from "@modelcontextprotocol/server";
 import { errorResponse, JsonRpcErrorCode, type JsonRpcId } from "../../../src/protocol/index.js";
-import type { InboundMessageInfo } from "../../../src/gateway/index.js";
+import type { InboundMessageInfo, StreamCall } from "../../../src/gateway/index.js";
+import { streamOfEventId, type SessionEventStore } from "./event-store.js";
+import { sseEvent, startSse } from "./sse-writing.js";
+
+/** By default, a plain call still unanswered after this long becomes a resumable stream. */
+export const RESUMABLE_AFTER_MS = 50;
+/** The first revision whose clients take a priming event (an SSE event without data). */
+const PRIMING_SINCE = "2025-11-25";
+
+/** Where a session's plain calls become resumable streams: its event store, the reconnection delay its clients are told, and after how long. */
+export interface ResumableStreams {
+  events: SessionEventStore;
+  retryMs: number;
+  afterMs: number;
+}
 
 /** A request this path serves: one JSON-RPC request, already checked against the MCP schema. */
 export interface PlainRequest {
@@ -28,7 +49,10 @@ export class DirectAnswers {
   private readonly open = new Map<JsonRpcId, DirectAnswer>();
 
   /** `sessionId`: the session's id once it has one (requests before that are the SDK's to refuse). */
-  constructor(private readonly sessionId: () => string | undefined) {}
+  constructor(
+    private readonly sessionId: () => string | undefined,
+    private readonly resumable?: ResumableStreams,
+  ) {}
 
   /** Whether a POST (its body checked against the MCP schema) is a plain call this path answers. */
   takes(req: IncomingMessage, body: unknown): body is PlainRequest {
@@ -51,13 +75,29 @@ export class DirectAnswers {
 
   /** Hands the request to the session (`deliver`); its answer comes back through `send`. */
   serve(req: IncomingMessage, res: ServerResponse, request: PlainRequest, deliver: ((message: JSONRPCMessage, extra?: InboundMessageInfo) => void) | undefined): void {
-    const answer = new DirectAnswer(res, request.id, this.sessionId() ?? "");
+    const version = req.headers["mcp-protocol-version"];
+    const resumable = typeof version === "string" && version >= PRIMING_SINCE ? this.resumable : undefined;
+    const answer = new DirectAnswer(res, request.id, this.sessionId() ?? "", resumable);
     this.open.set(request.id, answer);
-    // A client that went away gets nothing more; the call itself goes on, as with a dropped SSE stream.
+    // A client that went away gets nothing more, unless it can resume the stream; the call itself goes on.
     res.on("close", () => {
-      if (this.open.get(request.id) === answer) this.open.delete(request.id);
+      if (this.open.get(request.id) === answer && !answer.resumable) this.open.delete(request.id);
     });
     deliver?.(request as JSONRPCMessage, { request: { headers: headerReader(req) } });
+  }
+
+  /** Records where a call answered here went on the bus, with its stream; false when no call here has that request id. */
+  callSent(call: StreamCall): boolean {
+    const answer = this.open.get(call.requestId);
+    answer?.sent(call);
+    return answer !== undefined;
+  }
+
+  /** Serves a GET that resumes the stream of a call still running here; false when no such call has the stream `lastEventId` names. */
+  async resume(lastEventId: string, res: ServerResponse): Promise<boolean> {
+    const streamId = streamOfEventId(lastEventId);
+    for (const answer of this.open.values()) if (answer.streamId === streamId) return answer.resume(lastEventId, res);
+    return false;
   }
 
   /** Sends a message that belongs to a call answered here; false when it belongs to none. */
@@ -79,36 +119,91 @@ export class DirectAnswers {
   }
 }
 
-/** The HTTP response of one plain call: JSON for a lone answer, SSE once a message precedes it. */
+/**
+ * The HTTP response of one plain call: JSON for a lone answer, SSE once a message precedes it or, where
+ * streams are resumable, once the call is slow; then the stream's events are stored and a client that
+ * resumes it gets them (`resume`).
+ */
 class DirectAnswer {
   private streaming = false;
+  /** The stream's id in the event store, once it is resumable. */
+  streamId: string | undefined;
+  private call: StreamCall | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly res: ServerResponse,
+    private res: ServerResponse,
     private readonly requestId: JsonRpcId,
     private readonly sessionId: string,
-  ) {}
+    private readonly streams: ResumableStreams | undefined,
+  ) {
+    if (streams) this.timer = setTimeout(() => this.startStream(), streams.afterMs);
+  }
+
+  get resumable(): boolean {
+    return this.streamId !== undefined;
+  }
+
+  /** The call went on the bus: recorded with the stream, now or once there is one. */
+  sent(call: StreamCall): void {
+    this.call = call;
+    if (this.streamId) this.streams?.events.recordCall(this.streamId, call);
+  }
 
   write(message: JSONRPCMessage, final: boolean): void {
-    const res = this.res;
-    if (res.destroyed || res.writableEnded) return;
-    const json = JSON.stringify(message);
+    if (final) clearTimeout(this.timer);
     if (final && !this.streaming) {
-      const body = Buffer.from(json);
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.byteLength, "mcp-session-id": this.sessionId }).end(body);
+      if (!this.open()) return;
+      const body = Buffer.from(JSON.stringify(message));
+      this.res.writeHead(200, { "content-type": "application/json", "content-length": body.byteLength, "mcp-session-id": this.sessionId }).end(body);
       return;
     }
-    if (!this.streaming) {
-      this.streaming = true;
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache, no-transform", connection: "keep-alive", "mcp-session-id": this.sessionId });
+    this.startStream();
+    // Stored even when the client is away: it gets the message when it resumes.
+    const id = this.streamId ? this.streams!.events.storeNow(this.streamId, message) : undefined;
+    if (!this.open()) return;
+    this.res.write(sseEvent(message, id));
+    if (final) this.res.end();
+  }
+
+  /** Takes over a GET that resumes this call's stream after `lastEventId`: what followed it, then the rest as it comes. */
+  async resume(lastEventId: string, res: ServerResponse): Promise<boolean> {
+    const missed: string[] = [];
+    try {
+      await this.streams!.events.replayEventsAfter(lastEventId, {
+        send: async (id, message) => void missed.push(sseEvent(message, id)),
+      });
+    } catch {
+      // Not an event of this stream the store still has: refused like any unknown id.
+      return false;
     }
-    res.write(`event: message\ndata: ${json}\n\n`);
-    if (final) res.end();
+    // No await from here on: a message of the call cannot slip between the replay and the switch.
+    if (this.open()) this.res.end();
+    this.res = res;
+    startSse(res, this.sessionId);
+    for (const event of missed) res.write(event);
+    return true;
   }
 
   abandon(): void {
     const error = { code: JsonRpcErrorCode.Cancelled, message: "the MCP client session closed before the call was answered" };
     this.write(errorResponse(this.requestId, error) as JSONRPCMessage, true);
+  }
+
+  private open(): boolean {
+    return !this.res.destroyed && !this.res.writableEnded;
+  }
+
+  private startStream(): void {
+    if (this.streaming || !this.open()) return;
+    this.streaming = true;
+    startSse(this.res, this.sessionId);
+    if (!this.streams) return;
+    // A priming event (an id, no data): what the client resumes from (SEP-1699).
+    this.streamId = randomUUID();
+    // The call's record travels with it (one message on the bus), when the call is on the bus already.
+    const priming = this.streams.events.storeNow(this.streamId, {} as JSONRPCMessage, this.call);
+    this.res.write(`id: ${priming}\nretry: ${this.streams.retryMs}\ndata: \n\n`);
   }
 }
 

@@ -6,15 +6,28 @@
  *
  * One store serves every session, but each session sees only its own streams (`forSession`): the SDK
  * names every session's GET stream alike, and an event id that leaked out of one session must not
- * replay its stream (another identity's results) to another. Event ids are `<session>/<stream>:<sequence>`.
+ * replay its stream (another identity's results) to another. Event ids are
+ * `<origin>-<session>/<stream>:<sequence>`, `<origin>` a random tag of this store, so that the ids
+ * of gateways writing on one session's stream (its GET stream) never collide.
  *
  * With the bus's event log, every event is also published under the session's HTTP id and its stream
- * (PROTOCOL.md §19.3): a gateway that did not send a stream replays it from there, looked up under
- * the session it serves only, so an id from another session finds nothing there either.
+ * (PROTOCOL.md §19.3): a stream this gateway did not send, and every GET stream (which any gateway
+ * writes on), resumes from there (`resumption`), looked up under the session it serves only, so an id
+ * from another session finds nothing there either.
  */
+import { randomBytes } from "node:crypto";
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
-import { ErrorCode, RequestError } from "../../../src/protocol/index.js";
-import type { SessionEventLog, StoredEvent } from "../../../src/gateway/index.js";
+import type { SessionEventLog, StoredEvent, StreamCall } from "../../../src/gateway/index.js";
+
+/** The SDK's id of a session's standalone (GET) stream. */
+export const STANDALONE_STREAM = "_GET_stream";
+
+/**
+ * How a GET with Last-Event-ID resumes: from this gateway's memory (the SDK's replay: a call's stream
+ * it sent), or from the bus's log: `replay` (the events after the id), then a follow of the stream
+ * from the sequence after `afterSeq`; `unanswered` are the calls recorded on the stream with no answer among its events (PROTOCOL.md §19.4).
+ */
+export type Resumption = { from: "memory" } | { from: "log"; streamId: StreamId; replay: StoredEvent[]; afterSeq: number; unanswered: StreamCall[] };
 
 export const EVENT_STORE_MAX_STREAMS = 1000;
 export const EVENT_STORE_MAX_EVENTS_PER_STREAM = 100;
@@ -28,6 +41,12 @@ interface StoredStream {
 /** The store as one session sees it; `forget` drops its streams when the session closes. */
 export interface SessionEventStore extends EventStore {
   getStreamIdForEventId(eventId: EventId): Promise<StreamId | undefined>;
+  /** Where the stream `lastEventId` names resumes from; undefined when it names no stream of this session. Rejects when the log cannot be read. */
+  resumption(lastEventId: EventId): Promise<Resumption | undefined>;
+  /** Stores an event at once (and publishes it to the log, with the record of `call` when given): its id. */
+  storeNow(streamId: StreamId, message: JSONRPCMessage, call?: StreamCall): EventId;
+  /** Records on the log a call whose answer belongs on `streamId` (PROTOCOL.md §19.4). */
+  recordCall(streamId: StreamId, call: StreamCall): void;
   forget(): void;
 }
 
@@ -36,6 +55,7 @@ export class MemoryEventStore {
   private readonly streams = new Map<string, StoredStream>();
   private sequence = 0;
   private sessions = 0;
+  private readonly origin = randomBytes(4).toString("hex");
 
   constructor(
     private readonly maxStreams = EVENT_STORE_MAX_STREAMS,
@@ -49,28 +69,36 @@ export class MemoryEventStore {
       const stream = this.streams.get(eventId.slice(0, eventId.lastIndexOf(":")));
       return stream?.session === session ? stream : undefined;
     };
-    // A stream another gateway sent, as the log has it: read once per resumption (lookup, then replay).
-    let remote: { eventId: EventId; streamId: StreamId; events: StoredEvent[] } | undefined;
-    const fromLog = async (eventId: EventId) => {
-      const id = httpSession();
-      const streamId = eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
-      if (!log || !id || !/^[A-Za-z0-9_-]{1,128}$/.test(streamId)) return undefined;
-      if (remote?.eventId === eventId) return remote;
-      const events = await log.read(id, streamId);
-      remote = events.some((event) => event.id === eventId) ? { eventId, streamId, events } : undefined;
-      return remote;
+    const storeNow = (streamId: StreamId, message: JSONRPCMessage, call?: StreamCall) => {
+      const sessionId = httpSession();
+      // A GET stream is only ever read back from the log (every gateway writes on it): not kept here then.
+      const kept = !(log && sessionId && streamId === STANDALONE_STREAM);
+      const id = this.store(session, streamId, kept ? message : undefined);
+      if (log && sessionId) log.append(sessionId, streamId, { id, message }, call);
+      return id;
     };
     return {
-      storeEvent: async (streamId, message) => {
-        const id = this.store(session, streamId, message);
+      storeEvent: async (streamId, message) => storeNow(streamId, message),
+      storeNow,
+      recordCall: (streamId, call) => {
         const sessionId = httpSession();
-        if (log && sessionId) log.append(sessionId, streamId, { id, message });
-        return id;
+        if (log && sessionId) log.appendCall(sessionId, streamId, call);
       },
-      getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId ?? (await fromLog(eventId))?.streamId,
+      getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId,
+      resumption: async (eventId) => {
+        const held = owned(eventId);
+        if (held && held.streamId !== STANDALONE_STREAM) return { from: "memory" };
+        const streamId = held?.streamId ?? eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
+        const id = httpSession();
+        if (!log || !id || !/^[A-Za-z0-9_-]{1,128}$/.test(streamId)) return undefined;
+        const { events, calls } = await log.readStream(id, streamId);
+        const at = events.findIndex((event) => event.id === eventId);
+        if (at < 0) return undefined;
+        return { from: "log", streamId, replay: events.slice(at + 1), afterSeq: events.at(-1)?.seq ?? 0, unanswered: unansweredCalls(events, calls) };
+      },
       replayEventsAfter: async (lastEventId, { send }) => {
         const stream = owned(lastEventId);
-        if (!stream) return replayRemote(await fromLog(lastEventId), lastEventId, send);
+        if (!stream) throw new Error("Last-Event-ID names no stream of this session held here");
         const after = Number(lastEventId.slice(lastEventId.lastIndexOf(":") + 1));
         for (const event of stream.events) if (event.sequence > after) await send(event.id, event.message);
         return stream.streamId;
@@ -81,30 +109,37 @@ export class MemoryEventStore {
     };
   }
 
-  private store(session: number, streamId: StreamId, message: JSONRPCMessage): EventId {
-    const key = `${session}/${streamId}`;
+  /** The next event id of the stream, keeping `message` under it when given. */
+  private store(session: number, streamId: StreamId, message: JSONRPCMessage | undefined): EventId {
+    const key = `${this.origin}-${session}/${streamId}`;
+    const sequence = ++this.sequence;
+    const id = `${key}:${sequence}`;
+    if (message === undefined) return id;
     let stream = this.streams.get(key);
     if (!stream) {
       stream = { session, streamId, events: [] };
       this.streams.set(key, stream);
       if (this.streams.size > this.maxStreams) this.streams.delete(this.streams.keys().next().value!);
     }
-    const sequence = ++this.sequence;
-    const id = `${key}:${sequence}`;
     stream.events.push({ id, sequence, message });
     if (stream.events.length > this.maxEventsPerStream) stream.events.shift();
     return id;
   }
 }
 
-/** Replays what followed `lastEventId` in a stream read from the bus's log. */
-async function replayRemote(
-  remote: { streamId: StreamId; events: StoredEvent[] } | undefined,
-  lastEventId: EventId,
-  send: (eventId: EventId, message: JSONRPCMessage) => Promise<void>,
-): Promise<StreamId> {
-  if (!remote) throw new RequestError(ErrorCode.InvalidParams, "Last-Event-ID names no stream of this session");
-  const from = remote.events.findIndex((event) => event.id === lastEventId);
-  for (const event of remote.events.slice(from + 1)) await send(event.id, event.message as JSONRPCMessage);
-  return remote.streamId;
+/** The stream an event id names: ids are `<origin>-<session>/<stream>:<sequence>`. */
+export function streamOfEventId(eventId: EventId): StreamId {
+  return eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
+}
+
+/** The calls recorded on a stream whose answers are not among its events. */
+function unansweredCalls(events: StoredEvent[], calls: StreamCall[]): StreamCall[] {
+  const answered = new Set<unknown>();
+  for (const { message } of events) {
+    const m = message as Record<string, unknown>;
+    if (!("method" in m) && ("result" in m || "error" in m)) answered.add(m.id);
+  }
+  const pending = new Map<string | number, StreamCall>();
+  for (const call of calls) if (!answered.has(call.requestId)) pending.set(call.requestId, call);
+  return [...pending.values()];
 }

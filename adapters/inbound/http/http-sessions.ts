@@ -13,6 +13,7 @@ import type { Logger } from "../../../src/util/index.js";
 import { sendRpcError } from "./middleware/index.js";
 import { MemoryEventStore } from "./event-store.js";
 import { HttpSessionTransport } from "./session-transport.js";
+import { FollowedStreams } from "./stream-follower.js";
 
 /** How long a client whose SSE stream dropped waits before it reconnects (the SSE `retry` field). */
 const SSE_RETRY_MS = 1000;
@@ -36,6 +37,8 @@ export interface HttpSessionsOptions {
   idleMs: number;
   jsonResponses?: boolean | undefined;
   ssePollMs?: number | undefined;
+  /** A plain call still unanswered after this many ms gets a resumable stream (direct-answers.ts); 0: never. */
+  resumableAfterMs?: number | undefined;
 }
 
 export class HttpSessions {
@@ -143,8 +146,10 @@ export class HttpSessions {
   }
 
   private async create(identity: Identity, restored: { id: string; state: SessionState } | undefined): Promise<HttpSession> {
-    const { gateway, shared, jsonResponses, ssePollMs } = this.options;
-    const events = this.eventStore.forSession(() => transport.sessionId, this.options.events);
+    const { gateway, shared, jsonResponses, ssePollMs, resumableAfterMs } = this.options;
+    const log = this.options.events;
+    const sessionId = (): string | undefined => transport.sessionId;
+    const events = this.eventStore.forSession(sessionId, log);
     const transport = new HttpSessionTransport({
       sessionIdGenerator: () => randomUUID(),
       // SSE answers carry a call's progress notifications before its result; plain JSON answers are
@@ -153,6 +158,10 @@ export class HttpSessions {
       // Plain calls answer with JSON unless a message of theirs comes first; SSE polling needs every answer on a stream.
       directAnswers: !jsonResponses && ssePollMs === undefined,
       eventStore: events,
+      resumableAfterMs,
+      // GET streams come from the bus's log, followed live: any gateway's messages reach the client on them.
+      ...(log ? { followed: new FollowedStreams(log, sessionId) } : {}),
+      onstandalone: () => entry.session?.standaloneStreamOpened(),
       retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (id) => {
         this.sessions.set(id, entry);

@@ -10,45 +10,69 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
+  SUPPORTED_PROTOCOL_VERSIONS,
   WebStandardStreamableHTTPServerTransport,
   type AuthInfo,
   type JSONRPCMessage,
   type TransportSendOptions,
   type WebStandardStreamableHTTPServerTransportOptions,
 } from "@modelcontextprotocol/server";
-import type { SessionEventStore } from "./event-store.js";
-import { DirectAnswers } from "./direct-answers.js";
-import { errorResponse, JsonRpcErrorCode, messageProblem, type MessageProblem } from "../../../src/protocol/index.js";
-import type { InboundTransport } from "../../../src/gateway/index.js";
+import { STANDALONE_STREAM, type Resumption, type SessionEventStore } from "./event-store.js";
+import { DirectAnswers, RESUMABLE_AFTER_MS } from "./direct-answers.js";
+import { logUnavailable, type FollowedStreams } from "./stream-follower.js";
+import { errorResponse, JsonRpcErrorCode, messageProblem, type JsonRpcId, type MessageProblem } from "../../../src/protocol/index.js";
+import type { InboundTransport, StreamCall } from "../../../src/gateway/index.js";
 
 export interface HttpSessionTransportOptions extends WebStandardStreamableHTTPServerTransportOptions {
   eventStore?: SessionEventStore;
   /** Answer plain calls (no progress asked for) with JSON, past the SDK's transport (direct-answers.ts). */
   directAnswers?: boolean;
+  /** Where plain calls are answered so: one unanswered after this many ms gets a resumable stream (default RESUMABLE_AFTER_MS); 0: never. */
+  resumableAfterMs?: number | undefined;
+  /** Serve GET streams from the bus's event log, followed live (stream-follower.ts): with `eventStore` only. */
+  followed?: FollowedStreams;
+  /** Told when the session's GET stream opens on this transport. */
+  onstandalone?: () => void;
 }
+
+/** The SDK transport's map from a request to its POST stream: not public (SDK 2.4), read to record a call with its stream. */
+type StreamsOfRequests = { _requestToStreamMapping?: Map<JsonRpcId, string> };
 
 export class HttpSessionTransport implements InboundTransport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
   private readonly eventStore: SessionEventStore | undefined;
   private readonly direct: DirectAnswers | undefined;
+  private readonly followed: FollowedStreams | undefined;
+  private readonly onstandalone: (() => void) | undefined;
   private messageHandler: InboundTransport["onmessage"];
   private closeHandler: (() => void) | undefined;
   private closed = false;
+  onrecover: InboundTransport["onrecover"];
 
   constructor(options: HttpSessionTransportOptions) {
     this.web = new WebStandardStreamableHTTPServerTransport(options);
     this.eventStore = options.eventStore;
-    this.direct = options.directAnswers ? new DirectAnswers(() => this.web.sessionId) : undefined;
-    // However the session ends (DELETE, close()), the calls answered directly end with it.
+    const afterMs = options.resumableAfterMs ?? RESUMABLE_AFTER_MS;
+    const resumable = options.eventStore && afterMs > 0 ? { events: options.eventStore, retryMs: options.retryInterval ?? 1000, afterMs } : undefined;
+    this.direct = options.directAnswers ? new DirectAnswers(() => this.web.sessionId, resumable) : undefined;
+    this.followed = options.eventStore ? options.followed : undefined;
+    this.onstandalone = options.onstandalone;
+    // However the session ends (DELETE, close()), the calls answered directly and the streams followed end with it.
     this.web.onclose = () => {
       this.closed = true;
       this.direct?.closeAll();
+      this.followed?.closeAll();
       this.closeHandler?.();
     };
   }
 
   get sessionId(): string | undefined {
     return this.web.sessionId;
+  }
+
+  /** Whether the session's GET stream is open on this transport. */
+  get holdsStandaloneStream(): boolean {
+    return this.followed?.holds(STANDALONE_STREAM) ?? false;
   }
 
   get onclose(): (() => void) | undefined {
@@ -92,6 +116,13 @@ export class HttpSessionTransport implements InboundTransport {
     return this.web.close();
   }
 
+  /** Records a call that left on the bus with its request's stream, for another gateway to find its answer (PROTOCOL.md §19.4). */
+  callSent(call: StreamCall): void {
+    if (this.direct?.callSent(call)) return;
+    const streamId = (this.web as unknown as StreamsOfRequests)._requestToStreamMapping?.get(call.requestId);
+    if (streamId && this.eventStore) this.eventStore.recordCall(streamId, call);
+  }
+
   send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     if (this.direct?.send(message, options?.relatedRequestId)) return Promise.resolve();
     return this.web.send(message, options);
@@ -112,6 +143,10 @@ export class HttpSessionTransport implements InboundTransport {
       this.direct.serve(req, res, parsedBody, this.messageHandler);
       return;
     }
+    // A plain call's stream still running here (not the SDK's: its transport would end it at once).
+    const lastEventId = req.headers["last-event-id"];
+    if (req.method === "GET" && typeof lastEventId === "string" && !this.closed && (await this.direct?.resume(lastEventId, res))) return;
+    if (req.method === "GET" && (await this.servedFromLog(req, res))) return;
     let request: Request;
     try {
       request = webRequest(req);
@@ -120,21 +155,70 @@ export class HttpSessionTransport implements InboundTransport {
       badRequest(res, { code: JsonRpcErrorCode.InvalidRequest, message: `Bad Request: ${(err as Error).message}`, id: null });
       return;
     }
-    // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
-    const lastEventId = req.method === "GET" ? request.headers.get("last-event-id") : null;
-    if (lastEventId && this.eventStore && !(await this.eventStore.getStreamIdForEventId(lastEventId))) {
-      badRequest(res, {
-        code: JsonRpcErrorCode.InvalidRequest,
-        message: "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay",
-        id: null,
-      });
-      return;
-    }
     const response = await this.web.handleRequest(request, {
       ...(req.auth !== undefined ? { authInfo: req.auth } : {}),
       ...(parsedBody !== undefined ? { parsedBody } : {}),
     });
     await writeResponse(response, res);
+  }
+
+  /**
+   * Serves a GET from the bus's event log (stream-follower.ts): a fresh GET stream, or a resumption
+   * that the log holds (every GET stream; a call's stream another gateway sent). False when it is the
+   * SDK's: a call's stream this gateway sent (replayed from memory and continued), or a request the
+   * SDK refuses with its own errors (no SSE in Accept, unsupported version, no session yet).
+   */
+  private async servedFromLog(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const { followed, eventStore } = this;
+    const version = req.headers["mcp-protocol-version"];
+    if (!followed || !eventStore || this.closed || this.web.sessionId === undefined) return false;
+    if (!req.headers.accept?.includes("text/event-stream")) return false;
+    if (version !== undefined && !(typeof version === "string" && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(version))) return false;
+    const lastEventId = req.headers["last-event-id"];
+    if (typeof lastEventId !== "string" || lastEventId === "") {
+      await followed.serve(res, { streamId: STANDALONE_STREAM, replay: [], start: "now" });
+      if (followed.holds(STANDALONE_STREAM)) this.onstandalone?.();
+      return true;
+    }
+    let resumption: Resumption | undefined;
+    try {
+      resumption = await eventStore.resumption(lastEventId);
+    } catch {
+      logUnavailable(res);
+      return true;
+    }
+    if (resumption?.from === "memory") return false;
+    if (!resumption) {
+      // The SDK would say "Invalid event ID format" of an id that is well formed but not this session's.
+      badRequest(res, {
+        code: JsonRpcErrorCode.InvalidRequest,
+        message: "Bad Request: Last-Event-ID names no stream of this session (unknown, expired or another session's): nothing to replay",
+        id: null,
+      });
+      return true;
+    }
+    await followed.serve(res, { streamId: resumption.streamId, replay: resumption.replay, start: { afterSeq: resumption.afterSeq } });
+    if (resumption.unanswered.length > 0 && followed.holds(resumption.streamId)) this.recoverAnswers(resumption.streamId, resumption.unanswered, res);
+    if (resumption.streamId === STANDALONE_STREAM && followed.holds(STANDALONE_STREAM)) this.onstandalone?.();
+    return true;
+  }
+
+  /**
+   * A stream resumed here whose recorded calls have no answer in the log: the gateway that sent them
+   * died with them in flight, or cannot reach the client. Their answers are looked for where the bus
+   * keeps them (the session's `onrecover`) and published on the stream (PROTOCOL.md §19.4), whose
+   * follow writes them to the client and ends it; the search stops when the client leaves.
+   */
+  private recoverAnswers(streamId: string, calls: StreamCall[], res: ServerResponse): void {
+    const { onrecover: recover, eventStore: events } = this;
+    if (!recover || !events) return;
+    const gone = new AbortController();
+    res.on("close", () => gone.abort());
+    for (const call of calls) {
+      void recover(call, gone.signal).then((answer) => {
+        if (!gone.signal.aborted) events.storeNow(streamId, answer);
+      });
+    }
   }
 }
 

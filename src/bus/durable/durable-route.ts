@@ -134,7 +134,7 @@ export class DurableRoute {
         this.queued.set(correlationId, { at: Date.now(), service });
         // Queued before, under the same id (a call resumed after its requester died, e.g. an adopted task):
         // its answer went, or will go, to that requester's inbox, so it is read from the result store.
-        if (ack.duplicate) this.readResumed(service, correlationId);
+        if (ack.duplicate) this.readStored(service, correlationId);
         return;
       } catch (err) {
         // Refused for permission: retrying cannot help, and the requester should learn why now.
@@ -164,8 +164,11 @@ export class DurableRoute {
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
   }
 
-  /** Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while it waits. */
-  private readResumed(service: string, correlationId: string): void {
+  /**
+   * Settles a resumed call from the result store: now, and every RESUMED_POLL_MS while the requester
+   * waits for it (a call queued before by a requester that died, or one another gateway sent, §19.4).
+   */
+  readStored(service: string, correlationId: string): void {
     const read = async (): Promise<void> => {
       if (this.stopped || !this.requester.durableCalls().includes(correlationId)) return;
       const { results } = await this.ready();

@@ -13,7 +13,7 @@ import {
 } from "../../../adapters/inbound/index.js";
 import type { ContextRetention } from "../../bus/index.js";
 import { createMetricsRegistry } from "../../metrics/index.js";
-import { natsHelp, natsOptions, parse, parseDuration, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
+import { natsHelp, natsOptions, parse, parseDuration, parseNonNegativeInt, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
@@ -42,6 +42,11 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         stream of a call still waiting for its answer after MS, once; the client
                         resumes it with Last-Event-ID and gets the answer there (SSE polling,
                         SEP-1699; 2025-11-25 clients). Default: streams stay open
+  --resumable-after MS  with --http: a plain call of a 2025-11-25 client still unanswered after MS
+                        (default 50) gets a resumable SSE stream, which the client resumes with
+                        Last-Event-ID on this or, should this one die, another gateway; 0: never
+                        (plain calls get JSON, or SSE without event ids when a message of the
+                        call comes first)
   --auth-tokens FILE    with --http: require a bearer token from FILE (lines name:token; the
                         name is the caller's identity); also $DMCP_AUTH_TOKENS (name:token,...).
                         FILE is reread when it changes and on SIGHUP: a name taken out gets 401
@@ -113,6 +118,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     dashboard: { type: "boolean" },
     "json-responses": { type: "boolean" },
     "sse-poll": { type: "string" },
+    "resumable-after": { type: "string" },
     "auth-tokens": { type: "string" },
     "jwt-jwks": { type: "string" },
     "jwt-public-key": { type: "string" },
@@ -162,6 +168,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     shutdownGraceMs: parsePositiveInt(values["shutdown-grace"], "--shutdown-grace"),
     jsonResponses: values["json-responses"] ?? false,
     ssePollMs: parsePositiveInt(values["sse-poll"], "--sse-poll"),
+    resumableAfterMs: parseNonNegativeInt(values["resumable-after"], "--resumable-after"),
     auth,
     rateLimit: rateLimitFlag(values["rate-limit"]),
     dashboard: values.dashboard ?? false,

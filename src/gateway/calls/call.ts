@@ -4,6 +4,7 @@
  * to the dispatcher (calls/dispatcher.ts), which sends it over the bus (bus/requester.ts).
  * A Call carries everything about the request that the steps after the edge ask for, worked out once.
  */
+import type { StreamCall } from "../../bus/index.js";
 import { requestedVersion, type Caller, type ClientSession, type JsonRpcId } from "../../protocol/index.js";
 import { ALLOW_ALL, ANONYMOUS, type Access, type Identity, type PolicyTarget } from "../access/policy.js";
 import { routeOf, type CallRoute, type Routing, type ServiceDirectory } from "../catalog/routing.js";
@@ -11,6 +12,9 @@ import type { SessionPins } from "./session-pins.js";
 
 /** Receives a call's notifications (progress, log messages), in order, before its result. */
 export type NotificationSink = (method: string, params: Record<string, unknown>) => void;
+
+/** A call as it left on the bus: what another gateway needs to find its answer there (PROTOCOL.md §19.4). */
+export type SentCall = Omit<StreamCall, "requestId">;
 
 /** What ties a call to its MCP client session's upstream sessions (PROTOCOL.md §16); 2025 requests only. */
 export interface CallSession {
@@ -51,6 +55,8 @@ export interface CallRequest {
   /** The call's correlation id on the bus (server-to-client requests and durable retries name it); a fresh one by default. */
   correlationId?: string | undefined;
   onNotification?: NotificationSink | undefined;
+  /** Told when the call leaves on the bus (not when the cache or the gateway itself answers it). */
+  onSent?: ((sent: SentCall) => void) | undefined;
 }
 
 export class Call {
@@ -73,6 +79,7 @@ export class Call {
   readonly session: CallSession | undefined;
   readonly correlationId: string | undefined;
   readonly onNotification: NotificationSink | undefined;
+  readonly onSent: ((sent: SentCall) => void) | undefined;
   /** The executor instance that took the call, once its receipt or answer named it. */
   instance: string | undefined;
   private routing: Routing | undefined;
@@ -99,6 +106,7 @@ export class Call {
     this.session = tie?.session;
     this.correlationId = request.correlationId ?? tie?.correlationId;
     this.onNotification = request.onNotification;
+    this.onSent = request.onSent;
   }
 
   /** A request of MCP 2026-07-28: it names its revision and needs no session. */

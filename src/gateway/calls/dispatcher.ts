@@ -6,7 +6,7 @@
  */
 import { SpanKind, type Context } from "@opentelemetry/api";
 import type { Registry } from "prom-client";
-import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView } from "../../bus/index.js";
+import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView, type StreamCall } from "../../bus/index.js";
 import { CallError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
 import { CallMetrics, outcomeOf } from "../../metrics/index.js";
 import { contextFromMeta, inSpan } from "../../tracing/index.js";
@@ -16,6 +16,9 @@ import type { CallRoute } from "../catalog/routing.js";
 import { type ContextService, GATEWAY_SERVICE } from "../context-service.js";
 import type { Call, CallSession } from "./call.js";
 import type { SessionPins } from "./session-pins.js";
+
+/** A call recovered for a resumed stream gets at least this long, even past its deadline: its answer may be kept already. */
+const RECOVER_AT_LEAST_MS = 3_000;
 
 export interface DispatcherOptions {
   bus: Bus;
@@ -131,6 +134,24 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * The answer of a call another gateway sent on the bus and died before passing on (PROTOCOL.md
+   * §19.4): a durable call's from the result store, a direct call's from the instance that ran it.
+   * Waits until the call's deadline (a few seconds at least, for an answer kept meanwhile); aborting
+   * `signal` stops the wait, not the call.
+   */
+  recover(call: StreamCall, signal: AbortSignal): Promise<Record<string, unknown>> {
+    const { service, correlationId } = call;
+    const timeoutMs = Math.max(call.deadline - Date.now(), RECOVER_AT_LEAST_MS);
+    if (call.delivery === "direct") return this.requester.resume(service, correlationId, { timeoutMs, signal });
+    const answer = this.requester.resume(service, correlationId, { timeoutMs, signal, route: this.durable.route("normal") });
+    void this.durable.prepare().then(
+      () => this.durable.readStored(service, correlationId),
+      (err: unknown) => this.options.logger.warn({ err, service, correlationId }, "cannot read the result store for a resumed call"),
+    );
+    return answer;
+  }
+
   /** Passes a message of a client session (a notification, its end) to the replicas holding its upstream sessions (best effort). */
   toSessionReplicas(sessionId: string, clientSession: ClientSession, pins: SessionPins, method: string, params?: Record<string, unknown>): void {
     for (const [service, instance] of pins.entries()) {
@@ -160,6 +181,9 @@ export class Dispatcher {
       // Tasks name their calls, so that a durable call can be resumed under the same id.
       ...(call.correlationId ? { correlationId: call.correlationId } : {}),
     };
+    if (call.onSent && call.correlationId) {
+      call.onSent({ service: route.service, correlationId: call.correlationId, delivery: route.lane ? "durable" : "direct", deadline: Date.now() + call.timeoutMs });
+    }
     // A durable call is retried by the work queue itself, on whichever replica can serve it.
     if (route.lane) return this.requester.call(route.service, call.method, route.params, { ...options, route: this.durable.route(route.lane) });
     if (call.session && route.keepsSessions) return this.pinnedCall(call, route, options, call.session);

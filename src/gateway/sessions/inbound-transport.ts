@@ -5,6 +5,7 @@
  * adapters/inbound implement it.
  */
 import type { JSONRPCMessage } from "@modelcontextprotocol/server";
+import type { StreamCall } from "../../bus/index.js";
 import type { JsonRpcId } from "../../protocol/index.js";
 
 /** Reads a request's headers by name (a Fetch `Headers` is one). */
@@ -38,4 +39,14 @@ export interface InboundTransport {
   close(): Promise<void>;
   /** The revision the session negotiated at initialize, for a transport that wants to know it. */
   setProtocolVersion?: ((version: string) => void) | undefined;
+  /**
+   * Told of each call of a client's request that left on the bus, for a transport that records it
+   * with the request's stream, so that another gateway finds its answer (PROTOCOL.md §19.4).
+   */
+  callSent?: ((call: StreamCall) => void) | undefined;
+  /**
+   * Set by the session: the answer (a JSON-RPC response) of a call of this session that another
+   * gateway sent and died before answering, for a transport on which the client resumed its stream.
+   */
+  onrecover?: ((call: StreamCall, signal: AbortSignal) => Promise<JSONRPCMessage>) | undefined;
 }

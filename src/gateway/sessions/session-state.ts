@@ -18,6 +18,8 @@ export const SessionStateSchema = z.object({
   logLevel: z.string().optional(),
   /** Context topics the client subscribed to. */
   topics: z.array(z.string()),
+  /** The gateway on which the session's GET stream opened last: the one that sends what every gateway would send alike (list changes, context topic updates). */
+  listener: z.string().optional(),
   /** The gateway that wrote the record last. */
   gateway: z.string(),
 });

@@ -39,7 +39,8 @@ import {
 } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
-import type { Call } from "../calls/call.js";
+import type { StreamCall } from "../../bus/index.js";
+import type { Call, SentCall } from "../calls/call.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";
 import type { ListKind } from "../catalog/catalog-keeper.js";
 import { listedNames } from "../catalog/routing.js";
@@ -98,6 +99,8 @@ export class GatewaySession {
   private readonly upstream: UpstreamSessions;
   private readonly taskMethods: SessionTasks;
   private readonly stateless: StatelessDispatch;
+  /** The gateway on which the client's GET stream opened last (shared sessions); none before its first. */
+  private listener: string | undefined;
 
   constructor(
     private readonly core: GatewayCore,
@@ -125,6 +128,7 @@ export class GatewaySession {
       if (extra?.closeSSEStream && isRequest(message as JsonRpcMessage)) this.streams.track((message as JsonRpcRequest).id, extra.closeSSEStream);
       this.onMessage(message as JsonRpcMessage, traceHeaders(extra?.request?.headers));
     };
+    transport.onrecover = (call, signal) => this.recoverAnswer(call, signal);
     transport.onerror = (error) => this.logger.warn({ err: error }, "client transport error");
     transport.onclose = () => this.onClosed();
     this.upstream = new UpstreamSessions({
@@ -149,6 +153,7 @@ export class GatewaySession {
       capabilities,
       ...(logLevel ? { logLevel } : {}),
       topics: [...this.subscriptions],
+      ...(this.listener ? { listener: this.listener } : {}),
     };
   }
 
@@ -161,6 +166,22 @@ export class GatewaySession {
     if (state.logLevel) this.upstream.setLogLevel(state.logLevel);
     this.subscriptions.clear();
     for (const topic of state.topics) this.subscriptions.add(topic);
+    this.listener = state.listener;
+  }
+
+  /**
+   * The client's GET stream opened on this gateway: from now on this gateway sends the session's
+   * notifications that every gateway holding the session would send alike (PROTOCOL.md §19.3), once.
+   */
+  standaloneStreamOpened(): void {
+    if (this.listener === this.core.gatewayId) return;
+    this.listener = this.core.gatewayId;
+    void this.shareState();
+  }
+
+  /** Whether this gateway sends the notifications every gateway would send alike: it holds the GET stream, or nobody said. */
+  private get sendsSessionWide(): boolean {
+    return this.listener === undefined || this.listener === this.core.gatewayId;
   }
 
   /** Shares the session's state (when it is shared); a failure is logged, the session goes on here. */
@@ -202,14 +223,14 @@ export class GatewaySession {
   notifyResourceUpdated(topic: string): void {
     if (this.isClosed) return;
     const uri = contextUri(topic);
-    if (this.initialized && this.subscriptions.has(topic)) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+    if (this.initialized && this.subscriptions.has(topic) && this.sendsSessionWide) this.send({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
     this.listens.notify("notifications/resources/updated", (filter) => filter.resourceSubscriptions?.includes(uri) === true, { uri });
   }
 
   /** Tells the client that a list changed: a 2025 client once it has initialized, 2026 listen streams that opted in. */
   notifyListChanged(kind: ListKind): void {
     if (this.isClosed) return;
-    if (this.initialized) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
+    if (this.initialized && this.sendsSessionWide) this.send({ jsonrpc: "2.0", method: `notifications/${kind}/list_changed` });
     const opted = `${kind}ListChanged` as "toolsListChanged" | "promptsListChanged" | "resourcesListChanged";
     this.listens.notify(`notifications/${kind}/list_changed`, (filter) => filter[opted] === true);
   }
@@ -303,8 +324,25 @@ export class GatewaySession {
       sessionId: this.busSessionId,
       upstream: this.upstream,
       onNotification: (method, params) => this.onCallNotification(call, method, params),
+      ...(this.transport.callSent ? { onSent: (sent: SentCall) => this.transport.callSent?.({ ...sent, requestId: request.id }) } : {}),
     });
     return call;
+  }
+
+  /**
+   * The answer of a call of this session that another gateway sent and died before answering (its
+   * client resumed the call's stream here, PROTOCOL.md §19.4), as the JSON-RPC response that gateway
+   * would have sent.
+   */
+  private async recoverAnswer(call: StreamCall, signal: AbortSignal): Promise<JSONRPCMessage> {
+    const { service, correlationId, delivery } = call;
+    this.logger.info({ session: this.id, service, correlationId, delivery }, "looking for the answer of a call another gateway sent: its client resumed the call's stream here");
+    try {
+      return resultResponse(call.requestId, await this.core.dispatcher.recover(call, signal)) as JSONRPCMessage;
+    } catch (err) {
+      this.logger.debug({ err, service, correlationId }, "could not recover a call's answer");
+      return errorResponse(call.requestId, toJsonRpcError(err)) as JSONRPCMessage;
+    }
   }
 
   /** The methods of the session-based revisions that the gateway answers itself, or undefined for the shared ones. */
