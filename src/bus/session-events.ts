@@ -18,6 +18,8 @@ export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
 const NANOS_PER_MS = 1_000_000;
 /** How long one pull of a follow waits on the server (its heartbeats come every half of it). */
 const FOLLOW_PULL_MS = 10_000;
+/** A follow whose consumer cannot be made again this many times in a row ends (1 s apart). */
+const FOLLOW_REOPEN_TRIES = 10;
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -95,27 +97,48 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
       return events;
     },
     async follow(session, stream, start, onEvent) {
-      const opt_start_seq = start === "now" ? await nextSeq() : start.afterSeq + 1;
-      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
-        filter_subjects: subjects.sessionEvents(session, stream),
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq,
-      });
-      // Heartbeats every 5 s: a consumer lost with its server is made again after two are missed.
-      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
+      let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
       let stopped = false;
+      /** An ordered consumer from `next` on. Its client re-creates it when it learns the consumer is gone, but not when its one server is down: that is left to us (missed heartbeats). */
+      const open = async (): Promise<ConsumerMessages> => {
+        const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
+          filter_subjects: subjects.sessionEvents(session, stream),
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: next,
+        });
+        const opened = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
+        void (async () => {
+          for await (const status of opened.status()) if (status.type === "heartbeats_missed" && status.count >= 2) opened.stop();
+        })().catch(() => undefined);
+        // An ordered consumer lingers on the server for minutes unless deleted.
+        void opened.closed().finally(() => void consumer.delete().catch(() => undefined));
+        return opened;
+      };
+      let messages = await open();
       const ended = (async (): Promise<Error | undefined> => {
-        try {
-          for await (const msg of messages) {
-            const event = parseEvent(msg.data, msg.seq);
-            if (event) onEvent(event);
+        for (;;) {
+          try {
+            for await (const msg of messages) {
+              next = msg.seq + 1;
+              const event = parseEvent(msg.data, msg.seq);
+              if (event) onEvent(event);
+            }
+          } catch {
+            // Made again below, from the next sequence.
           }
-          return undefined;
-        } catch (err) {
-          return stopped ? undefined : (err as Error);
-        } finally {
-          // An ordered consumer lingers on the server for minutes unless deleted.
-          void consumer.delete().catch(() => undefined);
+          for (let failures = 1; !stopped; failures++) {
+            try {
+              messages = await open();
+              break;
+            } catch (err) {
+              if (failures >= FOLLOW_REOPEN_TRIES) return err as Error;
+              await new Promise((resolve) => setTimeout(resolve, FOLLOW_PULL_MS / 10).unref());
+            }
+          }
+          if (stopped) {
+            messages.stop();
+            return undefined;
+          }
         }
       })();
       return {
