@@ -99,7 +99,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     async follow(session, stream, start, onEvent) {
       let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
       let stopped = false;
-      /** An ordered consumer from `next` on. Its client re-creates it when it learns the consumer is gone, but not when its one server is down: that is left to us (missed heartbeats). */
+      /** An ordered consumer from `next` on. nats.js makes it again when it learns it is gone, but not while its one server is down: that is left to us. */
       const open = async (): Promise<ConsumerMessages> => {
         const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
           filter_subjects: subjects.sessionEvents(session, stream),
@@ -107,11 +107,18 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
           opt_start_seq: next,
         });
         const opened = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
-        void (async () => {
-          for await (const status of opened.status()) if (status.type === "heartbeats_missed" && status.count >= 2) opened.stop();
-        })().catch(() => undefined);
+        // A quiet consumer is asked after itself once a pull: one that does not answer is made again.
+        let seen = next;
+        const check = setInterval(() => {
+          if (next === seen) void consumer.info().catch(() => opened.stop());
+          seen = next;
+        }, FOLLOW_PULL_MS);
+        check.unref();
         // An ordered consumer lingers on the server for minutes unless deleted.
-        void opened.closed().finally(() => void consumer.delete().catch(() => undefined));
+        void opened.closed().finally(() => {
+          clearInterval(check);
+          void consumer.delete().catch(() => undefined);
+        });
         return opened;
       };
       let messages = await open();
