@@ -18,6 +18,8 @@ export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
 const NANOS_PER_MS = 1_000_000;
 /** How long one pull of a follow waits on the server (its heartbeats come every half of it). */
 const FOLLOW_PULL_MS = 10_000;
+/** A follow whose consumer cannot be made again this many times in a row ends (1 s apart). */
+const FOLLOW_REOPEN_TRIES = 10;
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -121,27 +123,55 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     read: async (session, stream) => (await readStream(session, stream)).events,
     readStream,
     async follow(session, stream, start, onEvent) {
-      const opt_start_seq = start === "now" ? await nextSeq() : start.afterSeq + 1;
-      const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
-        filter_subjects: subjects.sessionEvents(session, stream),
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq,
-      });
-      // Heartbeats every 5 s: a consumer lost with its server is made again after two are missed.
-      const messages: ConsumerMessages = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
+      let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
       let stopped = false;
-      const ended = (async (): Promise<Error | undefined> => {
-        try {
-          for await (const msg of messages) {
-            const event = parseEvent(msg.data, msg.seq);
-            if (event) onEvent(event);
-          }
-          return undefined;
-        } catch (err) {
-          return stopped ? undefined : (err as Error);
-        } finally {
-          // An ordered consumer lingers on the server for minutes unless deleted.
+      /** An ordered consumer from `next` on. nats.js makes it again when it learns it is gone, but not while its one server is down: that is left to us. */
+      const open = async (): Promise<ConsumerMessages> => {
+        const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, {
+          filter_subjects: subjects.sessionEvents(session, stream),
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: next,
+        });
+        const opened = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
+        // A quiet consumer is asked after itself once a pull: one that does not answer is made again.
+        let seen = next;
+        const check = setInterval(() => {
+          if (next === seen) void consumer.info().catch(() => opened.stop());
+          seen = next;
+        }, FOLLOW_PULL_MS);
+        check.unref();
+        // An ordered consumer lingers on the server for minutes unless deleted.
+        void opened.closed().finally(() => {
+          clearInterval(check);
           void consumer.delete().catch(() => undefined);
+        });
+        return opened;
+      };
+      let messages = await open();
+      const ended = (async (): Promise<Error | undefined> => {
+        for (;;) {
+          try {
+            for await (const msg of messages) {
+              next = msg.seq + 1;
+              const event = parseEvent(msg.data, msg.seq);
+              if (event) onEvent(event);
+            }
+          } catch {
+            // Made again below, from the next sequence.
+          }
+          for (let failures = 1; !stopped; failures++) {
+            try {
+              messages = await open();
+              break;
+            } catch (err) {
+              if (failures >= FOLLOW_REOPEN_TRIES) return err as Error;
+              await new Promise((resolve) => setTimeout(resolve, FOLLOW_PULL_MS / 10).unref());
+            }
+          }
+          if (stopped) {
+            messages.stop();
+            return undefined;
+          }
         }
       })();
       return {
