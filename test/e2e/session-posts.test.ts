@@ -65,7 +65,8 @@ describe("session POSTs ahead of express", () => {
     dir = mkdtempSync(join(tmpdir(), "dmcp-session-posts-"));
     writeFileSync(join(dir, "tokens"), "alice:alice-token\nbob:bob-token\n");
     fixture = await wrapFixtureStdio(nats.url, "fx");
-    gateway = await startGatewayHttp(nats.url, ["--auth-tokens", join(dir, "tokens")]);
+    // Plain JSON answers whatever the load: a call unanswered after 50 ms would get a resumable SSE stream.
+    gateway = await startGatewayHttp(nats.url, ["--auth-tokens", join(dir, "tokens"), "--resumable-after", "60000"]);
   });
 
   afterAll(async () => {
