@@ -68,8 +68,6 @@ export interface SessionEventLog {
   append(session: string, stream: string, event: StoredEvent, call?: StreamCall): void;
   /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
   appendCall(session: string, stream: string, call: StreamCall): void;
-  /** The events of `stream` of `session` still kept, oldest first. */
-  read(session: string, stream: string): Promise<StoredEvent[]>;
   /** The events of `stream` of `session` still kept and the calls recorded on it. */
   readStream(session: string, stream: string): Promise<LoggedStream>;
   /**
@@ -120,7 +118,6 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
   return {
     append: (session, stream, event, call) => publish(session, stream, call ? { ...event, call: callRecord(call) } : event),
     appendCall: (session, stream, call) => publish(session, stream, { call: callRecord(call) }),
-    read: async (session, stream) => (await readStream(session, stream)).events,
     readStream,
     async follow(session, stream, start, onEvent) {
       let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
