@@ -13,7 +13,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import type { Logger } from "pino";
-import { terminate } from "../util/index.js";
+import { sleep, terminate } from "../util/index.js";
 
 const WELL_KNOWN_PATHS = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
 const STDERR_RING_LINES = 50;
@@ -408,8 +408,4 @@ function canConnect(host: string, port: number): Promise<boolean> {
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -6,7 +6,7 @@
  */
 import { JetStreamApiCodes, JetStreamApiError, RetentionPolicy, type JetStreamManager, type StreamConfig, type StreamInfo } from "@nats-io/jetstream";
 import { errors } from "@nats-io/transport-node";
-import type { Logger } from "../util/index.js";
+import { abortableSleep, type Logger } from "../util/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, type StreamPlacement } from "./jetstream.js";
 
@@ -241,19 +241,4 @@ function isJetStreamUnreachable(err: unknown): boolean {
   if (isJetStreamBusy(err) || (err as Error).name === "ConnectionError") return true;
   // nats.js names a request no server answered "not enabled"; an account refused JetStream is another error.
   return (err as Error).name === "JetStreamNotEnabled" && ((err as Error).cause as Error | undefined)?.name === "RequestError";
-}
-
-function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      signal?.removeEventListener("abort", aborted);
-      resolve();
-    }
-    function aborted() {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    }
-    signal?.addEventListener("abort", aborted, { once: true });
-  });
 }

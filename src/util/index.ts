@@ -1,4 +1,5 @@
-/** Small helpers every folder shares: the pino logger, text excerpts for error messages, stopping a child process. */
+/** Small helpers every folder shares: the pino logger, text excerpts for error messages, pauses, stopping a child process. */
 export { excerpt } from "./excerpt.js";
 export { createLogger, type Logger, silentLogger } from "./logger.js";
+export { abortableSleep, sleep } from "./sleep.js";
 export { DEFAULT_STOP_GRACE_MS, terminate } from "./terminate.js";

@@ -16,6 +16,7 @@ import { DeadLetters } from "./dead-letters.js";
 import { DEFAULT_RESULT_TTL_MS, ResultStore } from "./result-store.js";
 import type { Requester, RequestRoute } from "../requester.js";
 import { provisionWorkStreams, WORK_DUPLICATE_WINDOW_MS } from "./work-queue.js";
+import { sleep } from "../../util/index.js";
 
 /** How often waiting durable calls look for an answer in the result store (a backstop for lost messages). */
 const SWEEP_INTERVAL_MS = 5_000;
@@ -238,8 +239,4 @@ export class DurableRoute {
       this.reconnectWaiters.push(wake);
     });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -26,7 +26,7 @@ import {
   type PriorityLane,
   type PromptRequest,
 } from "../../protocol/index.js";
-import type { Logger } from "../../util/index.js";
+import { sleep, type Logger } from "../../util/index.js";
 import { Counter, type Registry } from "prom-client";
 import { shared } from "../../metrics/index.js";
 import { Admission } from "./admission.js";
@@ -342,8 +342,4 @@ function correlationOfMessage(msg: JsMsg): string | undefined {
 
 function correlationOf(request: PromptRequest): string {
   return request.correlation_id ?? request.id;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

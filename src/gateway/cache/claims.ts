@@ -9,7 +9,7 @@
  */
 import { DmcpError, ErrorCode } from "../../protocol/index.js";
 import type { SharedCache } from "../../bus/index.js";
-import type { Logger } from "../../util/index.js";
+import { abortableSleep, type Logger } from "../../util/index.js";
 
 export interface ClaimTiming {
   /** How often a claimer rewrites its claim. */
@@ -154,17 +154,7 @@ export function claimKeyOf(key: string): string {
 
 /** A pause, ended early by the call's cancellation (as a call's: its DmcpError reason, else CANCELLED). */
 function pauseFor(ms: number, signal: AbortSignal): Promise<void> {
-  const cancelled = () => (signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the call was cancelled"));
-  if (signal.aborted) return Promise.reject(cancelled());
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(cancelled());
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
+  return abortableSleep(ms, signal).catch(() => {
+    throw signal.reason instanceof DmcpError ? signal.reason : new DmcpError(ErrorCode.Cancelled, "the call was cancelled");
   });
 }
