@@ -34,11 +34,14 @@ interface RunningCall {
   correlationId: string;
   notify: Notify;
   deadline: number;
+  /** The gateway that sent the call: its server-to-client requests go there. */
+  gateway: string;
 }
 
 interface UpstreamSession {
   key: string;
   sessionId: string;
+  /** As the latest call declared it: notifications outside a call go to its gateway. */
   client: ClientSession;
   opened: Promise<McpUpstream>;
   calls: RunningCall[];
@@ -104,10 +107,12 @@ export class UpstreamSessions {
       return {};
     }
     const session = this.sessions.get(key) ?? this.open(key, clientSession);
+    // Gateways that share the client session (PROTOCOL.md §19) send its calls in turn: the latest speaks for it.
+    session.client = clientSession.client;
     this.touch(session);
     const upstream = await session.opened;
     await this.applyLogLevel(session, upstream, clientSession.client.log_level, options);
-    const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline };
+    const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline, gateway: clientSession.client.gateway };
     session.calls.push(running);
     try {
       const result = await upstream.request(method, params, options);
@@ -226,8 +231,8 @@ export class UpstreamSessions {
   }
 
   /**
-   * A server-to-client request travels to the gateway instance holding the client session, tagged with
-   * the call it belongs to (the latest call running in the session, if any), and its answer back.
+   * A server-to-client request travels to the gateway that sent the call it belongs to (the latest call
+   * running in the session, if any; else the gateway of the session's latest call), and its answer back.
    */
   private async relayRequest(session: UpstreamSession, method: string, params: Record<string, unknown> | undefined): Promise<Record<string, unknown>> {
     const { bus, instance, service } = this.options;
@@ -241,7 +246,7 @@ export class UpstreamSessions {
     });
     let reply: BusMessage;
     try {
-      reply = await bus.request(subjects.gatewaySession(session.client.gateway), request, { timeoutMs });
+      reply = await bus.request(subjects.gatewaySession(call?.gateway ?? session.client.gateway), request, { timeoutMs });
     } catch (cause) {
       throw new BusError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
     }
@@ -257,8 +262,9 @@ export class UpstreamSessions {
 /** Notifications of an upstream session that go to its client session (outside a call's stream). */
 const SESSION_NOTIFICATIONS = new Set(["notifications/message", "notifications/resources/updated", "notifications/elicitation/complete"]);
 
+/** A client session is known by the gateway that opened it and its id there, whichever gateway sends its calls. */
 function keyOf({ id, client }: ClientSessionRef): string {
-  return `${client.gateway}/${id}`;
+  return `${client.origin ?? client.gateway}/${id}`;
 }
 
 /** What the upstream session declares: the client's own capabilities for server-to-client features. */

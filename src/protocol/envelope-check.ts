@@ -46,7 +46,13 @@ function isPlainRequest(raw: Fields, payload: Fields): boolean {
   const session = raw.client_session;
   if (session === undefined) return true;
   // Capabilities must be there: the schema would fill in a default.
-  return isPlainRecord(session) && isName(session.gateway) && isPlainRecord(session.capabilities) && (session.log_level === undefined || typeof session.log_level === "string");
+  return (
+    isPlainRecord(session) &&
+    isName(session.gateway) &&
+    (session.origin === undefined || isName(session.origin)) &&
+    isPlainRecord(session.capabilities) &&
+    (session.log_level === undefined || typeof session.log_level === "string")
+  );
 }
 
 /** The schema's Signature is strict: these three fields and no other. */

@@ -159,7 +159,10 @@ export type Caller = z.infer<typeof Caller>;
  * traffic to the gateway instance's session subject.
  */
 export const ClientSession = z.looseObject({
-  gateway: Name.describe("the gateway instance holding the client session (dmcp.v1.gw.<gateway>.session)"),
+  gateway: Name.describe("the gateway instance sending this call of the client session (dmcp.v1.gw.<gateway>.session)"),
+  origin: Name.optional().describe(
+    "the gateway that opened the client session, when gateways share it (PROTOCOL.md §19): with session_id, the key of its upstream sessions (default: gateway)",
+  ),
   capabilities: JsonObject.default({}).describe("the client's capabilities from its initialize (sampling, elicitation, roots)"),
   log_level: z.string().optional().describe("the client's logging/setLevel, applied to the upstream session"),
 });

@@ -304,6 +304,33 @@ describe("two gateways on one nats-server share their sessions", () => {
     }
   });
 
+  it("gives a client session one upstream session per service, whichever gateway sends its calls: the replica its first call reached, through A and B alike", async () => {
+    // Two replicas of a stdio service: each client session gets a server process of its own on one of them.
+    const replicas = [await wrapFixtureStdio(world.seeds, "stateful", ["--log-level", "info"]), await wrapFixtureStdio(world.seeds, "stateful", ["--log-level", "info"])];
+    const opened = () => replicas.flatMap((replica) => replica.stderr).filter((line) => line.includes("upstream session opened for a client session")).length;
+    try {
+      await Promise.all([openSession(world.a.url, ALICE, '"stateful__whoami"'), openSession(world.b.url, ALICE, '"stateful__whoami"')]);
+      const before = opened();
+      const sessions = 4;
+      for (let n = 0; n < sessions; n++) {
+        const headers = await openSession(world.a.url, ALICE, '"stateful__whoami"');
+        const whoami = async (url: string, id: number) => {
+          const { answer } = await post(url, headers(), { jsonrpc: "2.0", id, method: "tools/call", params: { name: "stateful__whoami", arguments: {} } });
+          return JSON.stringify(answer?.result);
+        };
+        const first = await whoami(world.a.url, 2);
+        expect(first).toContain("stateful:");
+        // The upstream's process id: the same server process answers every call of the session.
+        for (let call = 3; call < 9; call++) expect(await whoami(call % 2 === 0 ? world.a.url : world.b.url, call)).toBe(first);
+        await fetch(world.b.url, { method: "DELETE", headers: headers() });
+      }
+      // One upstream session per client session, over both replicas and both gateways.
+      expect(opened() - before).toBe(sessions);
+    } finally {
+      await Promise.allSettled(replicas.map((replica) => replica.stop()));
+    }
+  }, 90_000);
+
   it("serves an MCP client behind the balancer whose call's stream is cut mid-call: it resumes on the other gateway, which follows it to the answer; requests outside calls reach its GET stream", async () => {
     const proxy = await startRoundRobinProxy([new URL(world.a.url).origin, new URL(world.b.url).origin]);
     const sdk = new Client({ name: "live", version: "1.0.0" }, { capabilities: { roots: { listChanged: true } } });
@@ -341,12 +368,16 @@ describe("two gateways on one nats-server share their sessions", () => {
     const created = await post(world.a.url, headers(), task);
     expect(created.answer).toMatchObject({ result: { task: { status: "working" } } });
     const taskId = (created.answer!.result as { task: { taskId: string } }).task.taskId;
+    const whoami = { jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "legacy__whoami", arguments: {} } };
+    const upstreamBefore = JSON.stringify((await post(world.a.url, headers(), whoami)).answer?.result);
     world.a.kill("SIGKILL");
     await world.a.exited;
     expect((await post(world.b.url, headers(), echo(3, "after A"))).answer).toMatchObject({ id: 3, result: { content: [{ text: "after A" }] } });
     // B adopts the task once A's lease ran out (PROTOCOL.md §17.2) and gives its stored answer.
     const result = await post(world.b.url, headers(), { jsonrpc: "2.0", id: 4, method: "tasks/result", params: { taskId } });
     expect(result.answer).toMatchObject({ id: 4, result: { content: [{ text: "slept 1500" }] } });
+    // The session's upstream session outlives the gateway that opened it.
+    expect(JSON.stringify((await post(world.b.url, headers(), { ...whoami, id: 6 })).answer?.result)).toBe(upstreamBefore);
   }, 60_000);
 });
 

@@ -61,7 +61,8 @@ export class HttpSessions {
       changed: (id, state) => this.sessions.get(id)?.session?.applyState(state),
       removed: (id) => {
         const entry = this.sessions.get(id);
-        if (entry) void this.closeHere(id, entry, "closing a session deleted through another gateway");
+        // The gateway that deleted it ended its upstream sessions.
+        if (entry) void this.closeHere(id, entry, "closing a session deleted through another gateway", "elsewhere");
       },
     });
   }
@@ -120,17 +121,17 @@ export class HttpSessions {
     const closing = [...this.sessions].filter(([, entry]) => entry.session && revoked(entry.session.identity));
     await Promise.allSettled(
       closing.map(async ([id, entry]) => {
-        await this.closeHere(id, entry, "closing the session of an identity no longer accepted");
+        await this.closeHere(id, entry, "closing the session of an identity no longer accepted", "end");
         await this.remove(id);
       }),
     );
   }
 
-  /** Drops every session here (they live on in the bucket, for the other gateways). */
+  /** Drops every session here (they live on in the bucket, with their upstream sessions, for the other gateways). */
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.options.shared.stop();
-    await Promise.allSettled([...this.sessions.values()].map((entry) => entry.transport.close()));
+    await Promise.allSettled([...this.sessions.values()].map((entry) => (entry.session ? entry.session.leave("elsewhere") : entry.transport.close())));
     this.sessions.clear();
   }
 
@@ -202,16 +203,18 @@ export class HttpSessions {
     }
   }
 
-  private closeHere(id: string, entry: HttpSession, why: string): Promise<void> {
+  /** Drops a session here; `end` ends its upstream sessions too, else GatewaySession.leave decides. */
+  private closeHere(id: string, entry: HttpSession, why: string, how: "end" | "idle" | "elsewhere"): Promise<void> {
     this.options.logger.info({ session: id, subject: entry.session?.identity.subject }, why);
     this.sessions.delete(id);
-    return entry.transport.close();
+    if (!entry.session) return entry.transport.close();
+    return how === "end" ? entry.session.close() : entry.session.leave(how);
   }
 
   private sweep(): void {
     const now = Date.now();
     for (const [id, entry] of this.sessions) {
-      if (now - entry.lastUsed > this.options.idleMs) void this.closeHere(id, entry, "closing idle session");
+      if (now - entry.lastUsed > this.options.idleMs) void this.closeHere(id, entry, "closing idle session", "idle");
     }
   }
 }

@@ -7,6 +7,9 @@
 export class SessionPins {
   private readonly pins = new Map<string, { instance: string; reached: boolean }>();
 
+  /** `onReached`: a replica became reached for a service (its upstream session now exists), told once per pin. */
+  constructor(private readonly onReached?: () => void) {}
+
   /** The replica pinned for `service`; pins `choose()`'s pick first when there is none (none to pick: undefined). */
   pinFor(service: string, choose: () => string | undefined): string | undefined {
     const pinned = this.pins.get(service);
@@ -29,7 +32,21 @@ export class SessionPins {
   reached(service: string, instance: string): void {
     const pinned = this.pins.get(service);
     if (!pinned) this.pins.set(service, { instance, reached: true });
-    else if (pinned.instance === instance) pinned.reached = true;
+    else if (pinned.instance === instance && !pinned.reached) pinned.reached = true;
+    else return;
+    this.onReached?.();
+  }
+
+  /** The replicas a call of the session reached, by service: what another gateway serving the session pins too. */
+  reachedPins(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [service, pinned] of this.pins) if (pinned.reached) out[service] = pinned.instance;
+    return out;
+  }
+
+  /** Pins what another gateway's calls of the session reached, for the services this gateway has not pinned yet. */
+  adopt(reached: Record<string, string>): void {
+    for (const [service, instance] of Object.entries(reached)) if (!this.pins.has(service)) this.pins.set(service, { instance, reached: true });
   }
 
   /**

@@ -20,6 +20,10 @@ export const SessionStateSchema = z.object({
   topics: z.array(z.string()),
   /** The gateway on which the session's GET stream opened last: the one that sends what every gateway would send alike (list changes, context topic updates). */
   listener: z.string().optional(),
+  /** The gateway that opened the session: the executors key its upstream sessions by it (PROTOCOL.md §16, §19). */
+  origin: z.string().optional(),
+  /** The replica holding the session's upstream session, by service, for each service a call of it reached. */
+  pins: z.record(z.string(), z.string()).optional(),
   /** The gateway that wrote the record last. */
   gateway: z.string(),
 });

@@ -101,6 +101,12 @@ export class GatewaySession {
   private readonly stateless: StatelessDispatch;
   /** The gateway on which the client's GET stream opened last (shared sessions); none before its first. */
   private listener: string | undefined;
+  /** The gateway that opened the session, when it is shared (its upstream sessions are keyed by it). */
+  private readonly origin: string | undefined;
+  /** Another gateway wrote the session's record since this one last did: it serves the session too. */
+  private othersWrote = false;
+  /** Whether closing here ends the session's upstream sessions too (not when other gateways may go on serving it). */
+  private endsUpstream = true;
 
   constructor(
     private readonly core: GatewayCore,
@@ -116,6 +122,8 @@ export class GatewaySession {
     this.streams = new StreamClosers(options.ssePollMs);
     this.busSessionId = options.restored?.busSessionId ?? randomUUID();
     this.share = options.share;
+    // A record written before origins were kept has none: this gateway's calls then get upstream sessions of their own.
+    this.origin = options.share ? (options.restored ? options.restored.origin : core.gatewayId) : undefined;
     const { dispatcher } = core;
     this.taskMethods = new SessionTasks(core.tasks, {
       authorize: (call) => core.access.authorize(call),
@@ -134,6 +142,9 @@ export class GatewaySession {
     this.upstream = new UpstreamSessions({
       busSessionId: this.busSessionId,
       gatewayId: core.gatewayId,
+      origin: this.origin,
+      // Other gateways serving the session pin the replicas its calls reached here.
+      onPinReached: options.share ? () => void this.shareState() : undefined,
       relay: core.sessions,
       dispatcher,
       send: (message, related) => this.send(message, related),
@@ -154,6 +165,8 @@ export class GatewaySession {
       ...(logLevel ? { logLevel } : {}),
       topics: [...this.subscriptions],
       ...(this.listener ? { listener: this.listener } : {}),
+      ...(this.origin ? { origin: this.origin } : {}),
+      ...pinsOf(this.upstream.reachedPins),
     };
   }
 
@@ -167,6 +180,8 @@ export class GatewaySession {
     this.subscriptions.clear();
     for (const topic of state.topics) this.subscriptions.add(topic);
     this.listener = state.listener;
+    if (state.pins) this.upstream.adoptPins(state.pins);
+    if (state.gateway !== this.core.gatewayId) this.othersWrote = true;
   }
 
   /**
@@ -189,6 +204,7 @@ export class GatewaySession {
     if (!this.share) return;
     try {
       await this.share(this.sharedState());
+      this.othersWrote = false;
     } catch (err) {
       this.logger.warn({ err, session: this.id }, "could not store the session's state: other gateways do not know this change");
     }
@@ -217,6 +233,17 @@ export class GatewaySession {
   async close(): Promise<void> {
     await this.transport.close().catch(() => undefined);
     this.onClosed();
+  }
+
+  /**
+   * Drops the session on this gateway only: `elsewhere` (deleted through another gateway, or this one
+   * stopping) leaves its upstream sessions to the gateways that go on serving it (PROTOCOL.md §19);
+   * `idle` (no request here for the idle timeout) ends them unless another gateway wrote the
+   * session's record since this one last did.
+   */
+  leave(why: "idle" | "elsewhere"): Promise<void> {
+    this.endsUpstream = why === "idle" && !this.othersWrote;
+    return this.close();
   }
 
   /** Tells the client that a subscribed context resource has a new value. */
@@ -482,11 +509,17 @@ export class GatewaySession {
     for (const controller of this.inflight.values()) controller.abort(closed);
     this.inflight.clear();
     this.taskMethods.close();
-    this.upstream.close();
+    this.upstream.close(this.endsUpstream);
     for (const resolve of this.idleWaiters.splice(0)) resolve();
     this.onclose?.();
     this.markClosed();
   }
+}
+
+/** The record's `pins`, when a call of the session reached any replica. */
+function pinsOf(reached: Record<string, string>): { pins?: Record<string, string> } {
+  for (const _ in reached) return { pins: reached };
+  return {};
 }
 
 /** The W3C trace headers of an HTTP request (stdio messages have none). */

@@ -18,6 +18,13 @@ export interface UpstreamSessionsOptions {
   busSessionId: string;
   /** This gateway's id (declared to the upstream sessions: the relay subject is named after it). */
   gatewayId: string;
+  /**
+   * The gateway that opened the client session, when gateways share it (PROTOCOL.md §19): the
+   * executors key its upstream sessions by it, so that every gateway's calls reach the same ones.
+   */
+  origin?: string | undefined;
+  /** A call reached a replica that holds none of this session's upstream sessions yet (the pins changed). */
+  onPinReached?: (() => void) | undefined;
   relay: SessionRelay;
   dispatcher: Dispatcher;
   /** Sends a message to the client (on the stream of request `related`, when given). */
@@ -28,7 +35,7 @@ export interface UpstreamSessionsOptions {
 
 export class UpstreamSessions {
   /** The replica holding this session's upstream session, per service. */
-  private readonly pins = new SessionPins();
+  private readonly pins: SessionPins;
   /** Client request ids of the calls on the bus, by correlation id: server-to-client requests name the call. */
   private readonly callIds = new Map<string, JsonRpcId>();
   /** Upstream resources this client subscribed to (service and upstream URI), with the URI the client knows. */
@@ -40,6 +47,7 @@ export class UpstreamSessions {
   private logLevel: string | undefined;
 
   constructor(private readonly options: UpstreamSessionsOptions) {
+    this.pins = new SessionPins(options.onPinReached);
     this.serverRequests = new ServerRequests(options.send, options.gatewayId);
     this.unregister = options.relay.register(options.busSessionId, {
       holdsSession: (service, instance, correlationId) => {
@@ -53,6 +61,16 @@ export class UpstreamSessions {
       sessionNotification: (service, method, params) => this.onNotification(service, method, params),
       settle: (id, answer) => this.serverRequests.settle(id, answer),
     });
+  }
+
+  /** The replicas holding the session's upstream sessions, by service (for the session record). */
+  get reachedPins(): Record<string, string> {
+    return this.pins.reachedPins();
+  }
+
+  /** Pins the replicas another gateway's calls of the session reached (their upstream sessions serve this gateway's calls too). */
+  adoptPins(reached: Record<string, string>): void {
+    this.pins.adopt(reached);
   }
 
   /** The client's capabilities (from initialize), declared with every call from now on. */
@@ -107,16 +125,26 @@ export class UpstreamSessions {
     this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, method);
   }
 
-  /** The client session ended: its requests to the client fail, and the replicas are told (best effort). */
-  close(): void {
+  /**
+   * The client session ended here: its requests to the client fail, and with `endUpstream` the
+   * replicas are told to close its upstream sessions (best effort); without, they stay for the
+   * other gateways serving the session, until the executors' idle timeout.
+   */
+  close(endUpstream = true): void {
     this.serverRequests.closeAll(new CallError(ErrorCode.SessionLost, "the MCP client session closed"));
     this.unregister();
-    this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, SESSION_CLOSE_METHOD);
+    if (endUpstream) this.options.dispatcher.toSessionReplicas(this.options.busSessionId, this.clientSession(), this.pins, SESSION_CLOSE_METHOD);
     this.pins.clear();
   }
 
   private clientSession(): ClientSession {
-    return { gateway: this.options.gatewayId, capabilities: this.capabilities, ...(this.logLevel ? { log_level: this.logLevel } : {}) };
+    const { gatewayId, origin } = this.options;
+    return {
+      gateway: gatewayId,
+      ...(origin !== undefined && origin !== gatewayId ? { origin } : {}),
+      capabilities: this.capabilities,
+      ...(this.logLevel ? { log_level: this.logLevel } : {}),
+    };
   }
 
   /** Logging and resource updates of an upstream session, for this client. */
