@@ -86,7 +86,8 @@ describe("docs/cli.md", () => {
   it("shows the help texts of the built dmcp exactly (run npm run docs:cli after changing one)", async () => {
     const page = readFileSync(CLI_DOCS_FILE, "utf8");
     expect(page).toBe(renderCliDocs(page, await helpTexts()));
-  });
+    // One dmcp process per command at once: under CI load they took over 60 s.
+  }, 120_000);
 
   it("is the only page that lists options (others name a flag in a sentence and link to it)", () => {
     const optionLine = /^ {2}-(-[a-z][a-z-]*|[a-z]),? .* {2,}\S/m;
