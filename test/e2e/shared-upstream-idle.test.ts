@@ -43,7 +43,11 @@ afterAll(async () => {
 
 /** The pid of the upstream server process that answers the session's `whoami`. */
 async function upstreamPid(url: string, headers: () => Record<string, string>, id: number): Promise<number> {
-  const response = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "whoami", arguments: {} } }) });
+  const response = await fetch(url, {
+    method: "POST",
+    headers: headers(),
+    body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "whoami", arguments: {} } }),
+  });
   const text = await response.text();
   const match = /legacy:(\d+)/.exec(text);
   if (!match) throw new Error(`no whoami answer: ${response.status} ${text}`);
