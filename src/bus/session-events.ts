@@ -16,10 +16,16 @@ export const SESSION_EVENTS_STREAM = "DMCP_SESSION_EVENTS";
 export const SESSION_EVENTS_PER_STREAM = 100;
 export const SESSION_EVENTS_MAX_AGE_MS = 15 * 60_000;
 const NANOS_PER_MS = 1_000_000;
-/** How long one pull of a follow waits on the server (its heartbeats come every half of it). */
-const FOLLOW_PULL_MS = 10_000;
-/** A follow whose consumer cannot be made again this many times in a row ends (1 s apart). */
+/**
+ * How long one pull of a follow waits on the server. Its heartbeats come every half of it, and two
+ * missed make the consumer again: a follow whose consumer's server died goes on after about this long.
+ */
+const FOLLOW_PULL_MS = 4_000;
+/** A follow whose consumer cannot be made again this many times in a row, this far apart, ends. */
 const FOLLOW_REOPEN_TRIES = 10;
+const FOLLOW_REOPEN_PAUSE_MS = 1_000;
+/** How often a follow that delivered nothing asks after its consumer (what heartbeats and reconnects did not catch). */
+const FOLLOW_QUIET_CHECK_MS = 30_000;
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -99,6 +105,11 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     streamPlacementOf(bus),
   );
   const js: JetStreamClient = jetStreamOf(bus);
+  // The follows under way, each by what makes its consumer again: after a reconnect, their server may be the one lost.
+  const following = new Set<() => void>();
+  bus.onReconnect(() => {
+    for (const remake of following) remake();
+  });
   /** The sequence the next event stored will have (a follow "from now" starts there). */
   const nextSeq = async () => (await jsm.streams.info(SESSION_EVENTS_STREAM)).state.last_seq + 1;
   const publish = (session: string, stream: string, record: unknown) => bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(record)));
@@ -130,12 +141,16 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
           opt_start_seq: next,
         });
         const opened = await consumer.consume({ max_messages: SESSION_EVENTS_PER_STREAM, expires: FOLLOW_PULL_MS });
-        // A quiet consumer is asked after itself once a pull: one that does not answer is made again.
+        // Missed heartbeats: nats.js would go on asking a consumer whose server is gone; it is made again.
+        void (async () => {
+          for await (const status of opened.status()) if (status.type === "heartbeats_missed") opened.stop();
+        })().catch(() => undefined);
+        // A quiet consumer is asked after itself now and then: one that does not answer is made again.
         let seen = next;
         const check = setInterval(() => {
           if (next === seen) void consumer.info().catch(() => opened.stop());
           seen = next;
-        }, FOLLOW_PULL_MS);
+        }, FOLLOW_QUIET_CHECK_MS);
         check.unref();
         // An ordered consumer lingers on the server for minutes unless deleted.
         void opened.closed().finally(() => {
@@ -145,6 +160,8 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
         return opened;
       };
       let messages = await open();
+      const remake = () => messages.stop();
+      following.add(remake);
       const ended = (async (): Promise<Error | undefined> => {
         for (;;) {
           try {
@@ -162,7 +179,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
               break;
             } catch (err) {
               if (failures >= FOLLOW_REOPEN_TRIES) return err as Error;
-              await new Promise((resolve) => setTimeout(resolve, FOLLOW_PULL_MS / 10).unref());
+              await new Promise((resolve) => setTimeout(resolve, FOLLOW_REOPEN_PAUSE_MS).unref());
             }
           }
           if (stopped) {
@@ -170,7 +187,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
             return undefined;
           }
         }
-      })();
+      })().finally(() => following.delete(remake));
       return {
         stop() {
           if (stopped) return;
