@@ -27,6 +27,8 @@ import {
   errorFromPayload,
   RequestError,
   RESULTS_BUCKET,
+  salvageIds,
+  SecurityError,
   subjects,
   type Caller,
   type ClientSession,
@@ -95,6 +97,8 @@ interface PendingCall {
   signal?: AbortSignal | undefined;
   /** Set for durable calls. */
   route?: RequestRoute | undefined;
+  /** A call another gateway sent (resume()): an answer sealed to that gateway's key fails it at once. */
+  resumed?: boolean;
 }
 
 /** Calls services on the bus. One per process; `sender` is this process's id. */
@@ -188,7 +192,7 @@ export class Requester {
     this.subscribe();
     const subject = subjects.recover(service);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
-      this.pend(token, { correlationId, service, subject, resolve, reject, options });
+      this.pend(token, { correlationId, service, subject, resolve, reject, options }).resumed = true;
       if (!options.route) this.lookUp(token, subject, correlationId, 1);
     });
   }
@@ -250,6 +254,14 @@ export class Requester {
     }
     this.pending.set(token, pending);
     return pending;
+  }
+
+  /**
+   * Cancels a call this requester did not send (another gateway did, and died: PROTOCOL.md §19.4) on
+   * behalf of its client: the cancellation of §5.5, which the instance running it obeys.
+   */
+  cancelElsewhere(service: string, correlationId: string, reason: string): void {
+    this.publishCancel(service, correlationId, reason);
   }
 
   /** Tells the instances of a service to stop a call nobody waits for any more (best effort). */
@@ -360,6 +372,9 @@ export class Requester {
       // Not the executor's answer as far as we can tell: the call waits for one we can trust.
       this.bus.logger.warn({ err: decoded.error, service: call.service }, "rejected a reply");
       this.bus.reportError(this.sender, decoded.error, { subject, service: call.service });
+      if (call.resumed && decoded.error.code === ErrorCode.DecryptionFailed && salvageIds(decoded.raw).correlationId === call.correlationId) {
+        this.settle(token)?.reject(sealedElsewhere(call, decoded.raw));
+      }
       return;
     }
     if (!decoded.ok) {
@@ -402,6 +417,20 @@ export class Requester {
     if (call.onAbort) call.signal?.removeEventListener("abort", call.onAbort);
     return call;
   }
+}
+
+/**
+ * The answer of a resumed call is sealed to the curve key of the gateway that sent the call, which is
+ * gone: no other key opens it, and waiting for another answer would only last until the deadline.
+ */
+function sealedElsewhere(call: PendingCall, raw: unknown): SecurityError {
+  const sealed = (raw as { sealed?: { to?: unknown } }).sealed;
+  const to = typeof sealed?.to === "string" ? sealed.to : "another key";
+  return new SecurityError(
+    ErrorCode.DecryptionFailed,
+    `the answer of call ${call.correlationId} to "${call.service}" is sealed to ${to}, the key of the gateway that sent the call, which is gone: no other gateway can open it (PROTOCOL.md §19.4)`,
+    { data: { service: call.service, sealed_to: to } },
+  );
 }
 
 function asDmcpError(error: unknown): DmcpError {

@@ -2,41 +2,106 @@
  * Failover mid-call (issue 15, item 3): a gateway SIGKILLed with calls in flight. Its client resumes
  * each call's stream (GET + Last-Event-ID) through a round-robin balancer, so on the other gateway,
  * which finds each call's answer on the bus (PROTOCOL.md §19.4): a durable call's in the result store,
- * a direct call's at the executor that ran it. Each call runs once. Real nats-server, gateways,
- * executors and the MCP SDK's client.
+ * a direct call's at the executor that ran it. Each call runs once. The client's cancellation of such
+ * a call, posted to the other gateway, reaches its executor and the upstream; an answer sealed to the
+ * dead gateway fails the call at once. Real nats-server, gateways, executors and the MCP SDK's client.
  */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { DMCP_BIN, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
 import { parseEvents } from "../support/sse.js";
 import { openSession } from "../support/sse.js";
 
 type Gateway = Child & { url: string };
 
+/** A bus with two gateways behind the round-robin proxy, a direct executor (`legacy`) and a durable one (`queued`). */
+interface World {
+  nats: EmbeddedNats;
+  gateways: Gateway[];
+  direct: Child;
+  durable: Child;
+  proxy: RoundRobinProxy;
+  close(): Promise<void>;
+}
+
+/** Starts a World; `executorArgs` go to both executors (e.g. their seal keys), `gatewayArgs` to both gateways. */
+async function startWorld(executorArgs: string[] = [], gatewayArgs: string[] = []): Promise<World> {
+  const nats = await startTestNats();
+  const direct = await wrapFixtureStdio(nats.url, "legacy", ["--log-level", "debug", ...executorArgs]);
+  // One after the other: the first creates the streams.
+  const gateways = [await startGatewayHttp(nats.url, ["--log-level", "debug", ...gatewayArgs]), await startGatewayHttp(nats.url, ["--log-level", "debug", ...gatewayArgs])];
+  // After a gateway: durable executors wait for the streams it creates.
+  const durable = await wrapFixtureStdio(nats.url, "queued", ["--delivery", "durable", "--ack-wait", "5s", "--log-level", "debug", ...executorArgs]);
+  await Promise.all(gateways.map((gateway) => openSession(gateway.url, undefined, '"queued__sleep"')));
+  const proxy = await startRoundRobinProxy(gateways.map((gateway) => new URL(gateway.url).origin));
+  return {
+    nats,
+    gateways,
+    direct,
+    durable,
+    proxy,
+    async close() {
+      await proxy.close();
+      await Promise.allSettled([...gateways.map((gateway) => gateway.stop()), direct.stop(), durable.stop()]);
+      await nats.stop();
+    },
+  };
+}
+
+/**
+ * Sends a direct call (`legacy__sleep`) and a durable one (`queued__sleep`) through the proxy so that
+ * both reach the same gateway, waits until both run upstream, and SIGKILLs that gateway. Resolves with
+ * the calls' promises and the index of the gateway left.
+ */
+async function callsOnAKilledGateway(
+  world: World,
+  client: Client,
+  ms: { direct: number; durable: number },
+  signals: { direct?: AbortSignal; durable?: AbortSignal } = {},
+): Promise<{ directCall: Promise<unknown>; durableCall: Promise<unknown>; survivor: number }> {
+  const { proxy, gateways, direct, durable } = world;
+  await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "queued__sleep"), 30_000);
+  // Both calls go to the same gateway: the one the first went to (a ping steers the balancer's turn).
+  const sent = proxy.routed.length;
+  const options = (signal?: AbortSignal) => ({ timeout: 300_000, ...(signal ? { signal } : {}) });
+  const directCall = client.callTool({ name: "legacy__sleep", arguments: { ms: ms.direct } }, options(signals.direct));
+  await eventually(() => proxy.routed.length > sent);
+  const victim = proxy.routed[sent]!;
+  if (proxy.routed.length % 2 !== victim) await client.ping();
+  const before = proxy.routed.length;
+  const durableCall = client.callTool({ name: "queued__sleep", arguments: { ms: ms.durable } }, options(signals.durable));
+  await eventually(() => proxy.routed.length > before);
+  expect(proxy.routed[before]).toBe(victim);
+  // Settled promises the test reads later must not count as unhandled meanwhile.
+  directCall.catch(() => undefined);
+  durableCall.catch(() => undefined);
+  await Promise.all([direct.waitFor(new RegExp(`sleep: running ${ms.direct}`), 15_000), durable.waitFor(new RegExp(`sleep: running ${ms.durable}`), 15_000)]);
+  const killed = gateways[victim]!;
+  killed.kill("SIGKILL");
+  await killed.exited;
+  return { directCall, durableCall, survivor: 1 - victim };
+}
+
 describe("calls in flight on a gateway that dies are answered through another", () => {
-  let nats: EmbeddedNats;
+  let world: World;
   let gateways: Gateway[] = [];
   let direct: Child;
   let durable: Child;
   let proxy: RoundRobinProxy;
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    direct = await wrapFixtureStdio(nats.url, "legacy");
-    // One after the other: the first creates the streams.
-    gateways = [await startGatewayHttp(nats.url, ["--log-level", "debug"]), await startGatewayHttp(nats.url, ["--log-level", "debug"])];
-    // After a gateway: durable executors wait for the streams it creates.
-    durable = await wrapFixtureStdio(nats.url, "queued", ["--delivery", "durable", "--ack-wait", "5s"]);
-    await Promise.all(gateways.map((gateway) => openSession(gateway.url, undefined, '"queued__sleep"')));
-    proxy = await startRoundRobinProxy(gateways.map((gateway) => new URL(gateway.url).origin));
+    world = await startWorld();
+    ({ gateways, direct, durable, proxy } = world);
   }, 120_000);
 
   afterAll(async () => {
-    await proxy?.close();
-    await Promise.allSettled([...gateways.map((gateway) => gateway.stop()), direct?.stop(), durable?.stop()]);
-    await nats?.stop();
+    await world?.close();
   });
 
   it("answers a slow plain call with a resumable stream: a priming event, then the answer with an event id", async () => {
@@ -70,27 +135,12 @@ describe("calls in flight on a gateway that dies are answered through another", 
     const client = new Client({ name: "failover", version: "1.0.0" });
     await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
     try {
-      await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "queued__sleep"), 30_000);
-      // Both calls go to the same gateway: the one the first went to (a ping steers the balancer's turn).
-      const sent = proxy.routed.length;
-      const directCall = client.callTool({ name: "legacy__sleep", arguments: { ms: 3001 } }, { timeout: 30_000 });
-      await eventually(() => proxy.routed.length > sent);
-      const victim = proxy.routed[sent]!;
-      if (proxy.routed.length % 2 !== victim) await client.ping();
-      const before = proxy.routed.length;
-      const durableCall = client.callTool({ name: "queued__sleep", arguments: { ms: 3002 } }, { timeout: 30_000 });
-      await eventually(() => proxy.routed.length > before);
-      expect(proxy.routed[before]).toBe(victim);
-      await Promise.all([direct.waitFor(/sleep: running 3001/, 15_000), durable.waitFor(/sleep: running 3002/, 15_000)]);
-
-      const killed = gateways[victim]!;
-      killed.kill("SIGKILL");
-      await killed.exited;
+      const { directCall, durableCall, survivor } = await callsOnAKilledGateway(world, client, { direct: 3001, durable: 3002 });
       const [directAnswer, durableAnswer] = await Promise.all([directCall, durableCall]);
       expect(directAnswer).toMatchObject({ content: [{ type: "text", text: "slept 3001" }] });
       expect(durableAnswer).toMatchObject({ content: [{ type: "text", text: "slept 3002" }] });
       // The survivor found both answers on the bus, for streams the killed gateway had sent.
-      const recovered = gateways[1 - victim]!.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent"));
+      const recovered = gateways[survivor]!.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent"));
       expect(recovered.map((line) => (JSON.parse(line) as { delivery: string }).delivery).sort()).toEqual(["direct", "durable"]);
       // Nothing ran twice: one run of each call upstream.
       expect(direct.stderr.filter((line) => line.includes("sleep: running 3001"))).toHaveLength(1);
@@ -99,4 +149,95 @@ describe("calls in flight on a gateway that dies are answered through another", 
       await client.close().catch(() => undefined);
     }
   }, 60_000);
+});
+
+describe("a client's cancellation of a call whose gateway died", () => {
+  let world: World;
+
+  beforeAll(async () => {
+    world = await startWorld();
+  }, 120_000);
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it("reaches the executor and the upstream through the gateway that follows the call's stream, direct and durable", async () => {
+    const client = new Client({ name: "failover-cancel", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(world.proxy.url)));
+    try {
+      const cancelDirect = new AbortController();
+      const cancelDurable = new AbortController();
+      const { directCall, durableCall, survivor } = await callsOnAKilledGateway(
+        world,
+        client,
+        { direct: 20_001, durable: 20_002 },
+        { direct: cancelDirect.signal, durable: cancelDurable.signal },
+      );
+      const follower = world.gateways[survivor]!;
+      // The client resumed both streams on the survivor, which looks for both answers ...
+      await eventually(() => follower.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent")).length === 2, 30_000);
+      // ... when the client cancels them: its notifications/cancelled go to the survivor (the other is dead).
+      cancelDirect.abort("stop the direct one");
+      cancelDurable.abort("stop the durable one");
+      await expect(directCall).rejects.toThrow();
+      await expect(durableCall).rejects.toThrow();
+      // Each upstream got the cancellation of its call, with the client's reason, long before the call would end.
+      await world.direct.waitFor(/cancelled: .*stop the direct one/, 15_000);
+      await world.durable.waitFor(/cancelled: .*stop the durable one/, 15_000);
+      // The gateway's log comes through its own pipe, which may lag behind the executors'.
+      const cancelled = await eventually(() => {
+        const lines = follower.stderr.filter((line) => line.includes("the client cancelled a call another gateway sent"));
+        return lines.length === 2 ? lines : undefined;
+      }, 15_000);
+      expect(cancelled.map((line) => (JSON.parse(line) as { delivery: string }).delivery).sort()).toEqual(["direct", "durable"]);
+      // The durable call is not delivered again: its CANCELLED answer is in the result store.
+      expect(world.durable.stderr.filter((line) => line.includes("sleep: running 20002"))).toHaveLength(1);
+      expect(world.direct.stderr.filter((line) => line.includes("sleep: running 20001"))).toHaveLength(1);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  }, 90_000);
+});
+
+describe("an answer sealed to the gateway that died", () => {
+  let world: World;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "dmcp-failover-seal-"));
+    // Both services open sealed requests (one curve key for both, as replicas of a service share one);
+    // the gateways seal every call to them, each with a curve key of its own.
+    const sealKey = join(dir, "services.xkey");
+    const sealPublic = execFileSync(process.execPath, [DMCP_BIN, "keygen", "--curve", "--out", sealKey], { encoding: "utf8" }).trim();
+    // Calls wait far longer than this test may take: an answer that came only at the deadline would fail it.
+    world = await startWorld(["--seal-key", sealKey], ["--call-timeout", "300000", "--seal-to", `legacy=${sealPublic}`, "--seal-to", `queued=${sealPublic}`]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await world?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fails the direct and the durable call at once with DECRYPTION_FAILED, saying why, instead of waiting for the deadline", async () => {
+    const client = new Client({ name: "failover-sealed", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(world.proxy.url)));
+    try {
+      const { directCall, durableCall, survivor } = await callsOnAKilledGateway(world, client, { direct: 2001, durable: 2002 });
+      const failures = await Promise.allSettled([directCall, durableCall]);
+      for (const failure of failures) {
+        expect(failure.status).toBe("rejected");
+        const error = (failure as PromiseRejectedResult).reason as { code?: number; message: string };
+        expect(error.code).toBe(-32044);
+        expect(error.message).toMatch(/is sealed to X[A-Z2-7]{55}, the key of the gateway that sent the call, which is gone/);
+      }
+      // The survivor found both answers (and could not open them): nothing ran again.
+      const recovered = world.gateways[survivor]!.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent"));
+      expect(recovered).toHaveLength(2);
+      expect(world.direct.stderr.filter((line) => line.includes("sleep: running 2001"))).toHaveLength(1);
+      expect(world.durable.stderr.filter((line) => line.includes("sleep: running 2002"))).toHaveLength(1);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  }, 90_000);
 });

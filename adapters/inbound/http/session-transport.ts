@@ -216,7 +216,7 @@ export class HttpSessionTransport implements InboundTransport {
     res.on("close", () => gone.abort());
     for (const call of calls) {
       void recover(call, gone.signal).then((answer) => {
-        if (!gone.signal.aborted) events.storeNow(streamId, answer);
+        if (answer && !gone.signal.aborted) events.storeNow(streamId, answer);
       });
     }
   }

@@ -156,12 +156,16 @@ export class DurableRoute {
 
   /** Marks the call cancelled in the result store: a worker that takes its request answers it from there. */
   private withdraw(request: PromptRequest): void {
-    const correlationId = request.correlation_id ?? request.id;
+    this.withdrawCall(request.payload.service, request.correlation_id ?? request.id);
+  }
+
+  /** Marks a durable call cancelled in the result store, this requester's or one another gateway sent (PROTOCOL.md §19.4). */
+  withdrawCall(service: string, correlationId: string): void {
     this.queued.delete(correlationId);
     const cancelled = new CallError(ErrorCode.Cancelled, "the call was cancelled by its caller before it ran");
     const answer = this.bus.codec.encode(createEnvelope("error_notification", errorPayload(cancelled), { sender: this.sender, correlationId }));
     void this.ready()
-      .then(({ results }) => results.settle(request.payload.service, correlationId, answer))
+      .then(({ results }) => results.settle(service, correlationId, answer))
       .catch((err: unknown) => this.bus.logger.debug({ err, correlationId }, "could not mark a durable call cancelled"));
   }
 

@@ -152,6 +152,17 @@ export class Dispatcher {
     return answer;
   }
 
+  /**
+   * Cancels a call another gateway sent and died with (its client's `notifications/cancelled` reached
+   * this gateway, which follows the call's stream, PROTOCOL.md §19.4) as that gateway would have: the
+   * cancellation of §5.5 to the instance running it, and, for a durable call, its CANCELLED answer in
+   * the result store, so that a request still queued never starts (§15.8).
+   */
+  cancelRecovered(call: StreamCall, reason: string): void {
+    this.requester.cancelElsewhere(call.service, call.correlationId, reason);
+    if (call.delivery === "durable") this.durable.withdrawCall(call.service, call.correlationId);
+  }
+
   /** Passes a message of a client session (a notification, its end) to the replicas holding its upstream sessions (best effort). */
   toSessionReplicas(sessionId: string, clientSession: ClientSession, pins: SessionPins, method: string, params?: Record<string, unknown>): void {
     for (const [service, instance] of pins.entries()) {

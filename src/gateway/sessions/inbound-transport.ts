@@ -46,7 +46,8 @@ export interface InboundTransport {
   callSent?: ((call: StreamCall) => void) | undefined;
   /**
    * Set by the session: the answer (a JSON-RPC response) of a call of this session that another
-   * gateway sent and died before answering, for a transport on which the client resumed its stream.
+   * gateway sent and died before answering, for a transport on which the client resumed its stream;
+   * undefined when the client cancelled the call (nothing is sent).
    */
-  onrecover?: ((call: StreamCall, signal: AbortSignal) => Promise<JSONRPCMessage>) | undefined;
+  onrecover?: ((call: StreamCall, signal: AbortSignal) => Promise<JSONRPCMessage | undefined>) | undefined;
 }

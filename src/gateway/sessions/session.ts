@@ -71,6 +71,11 @@ export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
   private readonly inflight = new Map<JsonRpcId, AbortController>();
+  /**
+   * Calls another gateway sent and died with, whose answers this gateway looks for (PROTOCOL.md §19.4),
+   * by request id: a cancellation from the client reaches their executors from here.
+   */
+  private readonly recovering = new Map<JsonRpcId, { call: StreamCall; stop: AbortController }>();
   /** The SSE streams of requests that the client can resume (HTTP with an event store only). */
   private readonly streams: StreamClosers;
   /** Set when the gateway shuts down: new requests are refused, calls in flight may finish. */
@@ -282,7 +287,11 @@ export class GatewaySession {
     } else if (method === "notifications/cancelled") {
       const requestId = params?.requestId;
       // The client's reason goes with the cancellation to the agent or upstream running the call (PROTOCOL.md §5.5).
-      if (typeof requestId === "string" || typeof requestId === "number") this.inflight.get(requestId)?.abort(cancellation(params?.reason, "the client cancelled the request"));
+      if (typeof requestId !== "string" && typeof requestId !== "number") return;
+      const reason = cancellation(params?.reason, "the client cancelled the request");
+      const held = this.inflight.get(requestId);
+      if (held) held.abort(reason);
+      else this.cancelRecovered(requestId, reason);
     } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
       // Without the client's params: they mean nothing to the upstream, and unchecked they could make an envelope executors refuse.
       this.upstream.relay(method);
@@ -359,17 +368,38 @@ export class GatewaySession {
   /**
    * The answer of a call of this session that another gateway sent and died before answering (its
    * client resumed the call's stream here, PROTOCOL.md §19.4), as the JSON-RPC response that gateway
-   * would have sent.
+   * would have sent; none once the client cancelled the call (a cancelled request gets no answer).
    */
-  private async recoverAnswer(call: StreamCall, signal: AbortSignal): Promise<JSONRPCMessage> {
+  private async recoverAnswer(call: StreamCall, signal: AbortSignal): Promise<JSONRPCMessage | undefined> {
     const { service, correlationId, delivery } = call;
     this.logger.info({ session: this.id, service, correlationId, delivery }, "looking for the answer of a call another gateway sent: its client resumed the call's stream here");
+    // The wait ends when the client leaves the stream (`signal`) or cancels the call (cancelRecovered).
+    const stop = new AbortController();
+    const left = () => stop.abort(signal.reason);
+    if (signal.aborted) left();
+    else signal.addEventListener("abort", left, { once: true });
+    this.recovering.set(call.requestId, { call, stop });
     try {
-      return resultResponse(call.requestId, await this.core.dispatcher.recover(call, signal)) as JSONRPCMessage;
+      return resultResponse(call.requestId, await this.core.dispatcher.recover(call, stop.signal)) as JSONRPCMessage;
     } catch (err) {
+      if (err instanceof DmcpError && err.code === ErrorCode.Cancelled) return undefined;
       this.logger.debug({ err, service, correlationId }, "could not recover a call's answer");
       return errorResponse(call.requestId, toJsonRpcError(err)) as JSONRPCMessage;
+    } finally {
+      signal.removeEventListener("abort", left);
+      if (this.recovering.get(call.requestId)?.stop === stop) this.recovering.delete(call.requestId);
     }
+  }
+
+  /** The client cancelled a call whose answer this gateway looks for: the cancellation goes to its executor, and the search stops. */
+  private cancelRecovered(requestId: JsonRpcId, reason: CallError): void {
+    const recovering = this.recovering.get(requestId);
+    if (!recovering) return;
+    this.recovering.delete(requestId);
+    const { service, correlationId, delivery } = recovering.call;
+    this.logger.info({ session: this.id, service, correlationId, delivery }, "the client cancelled a call another gateway sent: cancelling it on the bus");
+    this.core.dispatcher.cancelRecovered(recovering.call, reason.message);
+    recovering.stop.abort(reason);
   }
 
   /** The methods of the session-based revisions that the gateway answers itself, or undefined for the shared ones. */
@@ -508,6 +538,9 @@ export class GatewaySession {
     const closed = cancellation(undefined, "the MCP client session closed");
     for (const controller of this.inflight.values()) controller.abort(closed);
     this.inflight.clear();
+    // Searches for other gateways' answers stop; the calls go on (the client did not cancel them).
+    for (const { stop } of this.recovering.values()) stop.abort(closed);
+    this.recovering.clear();
     this.taskMethods.close();
     this.upstream.close(this.endsUpstream);
     for (const resolve of this.idleWaiters.splice(0)) resolve();
