@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { callsOnAKilledGateway as killedWithCalls } from "../support/failover.js";
 import { DMCP_BIN, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
 import { parseEvents } from "../support/sse.js";
@@ -54,38 +55,18 @@ async function startWorld(executorArgs: string[] = [], gatewayArgs: string[] = [
   };
 }
 
-/**
- * Sends a direct call (`legacy__sleep`) and a durable one (`queued__sleep`) through the proxy so that
- * both reach the same gateway, waits until both run upstream, and SIGKILLs that gateway. Resolves with
- * the calls' promises and the index of the gateway left.
- */
+/** A direct call (`legacy__sleep`) and a durable one (`queued__sleep`) in flight on one gateway, which is SIGKILLed. */
 async function callsOnAKilledGateway(
   world: World,
   client: Client,
   ms: { direct: number; durable: number },
   signals: { direct?: AbortSignal; durable?: AbortSignal } = {},
 ): Promise<{ directCall: Promise<unknown>; durableCall: Promise<unknown>; survivor: number }> {
-  const { proxy, gateways, direct, durable } = world;
-  await eventually(async () => (await client.listTools()).tools.some((tool) => tool.name === "queued__sleep"), 30_000);
-  // Both calls go to the same gateway: the one the first went to (a ping steers the balancer's turn).
-  const sent = proxy.routed.length;
-  const options = (signal?: AbortSignal) => ({ timeout: 300_000, ...(signal ? { signal } : {}) });
-  const directCall = client.callTool({ name: "legacy__sleep", arguments: { ms: ms.direct } }, options(signals.direct));
-  await eventually(() => proxy.routed.length > sent);
-  const victim = proxy.routed[sent]!;
-  if (proxy.routed.length % 2 !== victim) await client.ping();
-  const before = proxy.routed.length;
-  const durableCall = client.callTool({ name: "queued__sleep", arguments: { ms: ms.durable } }, options(signals.durable));
-  await eventually(() => proxy.routed.length > before);
-  expect(proxy.routed[before]).toBe(victim);
-  // Settled promises the test reads later must not count as unhandled meanwhile.
-  directCall.catch(() => undefined);
-  durableCall.catch(() => undefined);
-  await Promise.all([direct.waitFor(new RegExp(`sleep: running ${ms.direct}`), 15_000), durable.waitFor(new RegExp(`sleep: running ${ms.durable}`), 15_000)]);
-  const killed = gateways[victim]!;
-  killed.kill("SIGKILL");
-  await killed.exited;
-  return { directCall, durableCall, survivor: 1 - victim };
+  const { answers, survivor } = await killedWithCalls(world.proxy, world.gateways, client, [
+    { tool: "legacy__sleep", ms: ms.direct, executor: world.direct, ...(signals.direct ? { signal: signals.direct } : {}) },
+    { tool: "queued__sleep", ms: ms.durable, executor: world.durable, ...(signals.durable ? { signal: signals.durable } : {}) },
+  ]);
+  return { directCall: answers[0]!, durableCall: answers[1]!, survivor };
 }
 
 describe("calls in flight on a gateway that dies are answered through another", () => {

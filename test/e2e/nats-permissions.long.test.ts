@@ -29,9 +29,11 @@ import { Agent, type ContextEvent } from "../../src/agent/index.js";
 import { connectBus, findNatsServerBinary, type Bus } from "../../src/bus/index.js";
 import { decodeEnvelope, DmcpError, ErrorCode } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
+import { callsOnAKilledGateway } from "../support/failover.js";
 import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, FIXTURE_BIN, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
 
 const EXAMPLE_CONFIG = `${REPO_ROOT}deploy/nats/dmcp-permissions.conf`;
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
@@ -47,6 +49,8 @@ const ROLES = {
   conf: { user: "svc-conf", pass: "conf-secret", variable: "DMCP_SVC_CONF_PASSWORD" },
   /** The executor of service `fragile`, killed during a call's last attempt (copied the same way). */
   fragile: { user: "svc-fragile", pass: "fragile-secret", variable: "DMCP_SVC_FRAGILE_PASSWORD" },
+  /** The executor of service `slow`, serving direct calls whose gateway is killed (copied the same way). */
+  slow: { user: "svc-slow", pass: "slow-secret", variable: "DMCP_SVC_SLOW_PASSWORD" },
 } as const;
 type Role = keyof typeof ROLES;
 
@@ -90,6 +94,31 @@ function recordingDenials(nc: NatsConnection): RawConnection {
   };
 }
 
+/**
+ * What the server refused the roles in their normal work: nothing but the executors' subscriptions
+ * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
+ */
+function violationsIn(serverLog: string[]): string[] {
+  // The user as 2.9 names it (`User "svc-x"`) and as newer servers do (`"$G/user:svc-x"`).
+  const refusedAdvisory = (line: string) => /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
+  return serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
+}
+
+/** Starts nats-server with the example config (and executor users for `services` copied in), its log lines kept in `serverLog`. */
+async function startExampleNats(dir: string, services: string[], serverLog: string[]): Promise<EmbeddedNats> {
+  // The example as it is, after the variables its passwords refer to (port and store come from flags;
+  // nats-server refuses a variable nothing refers to).
+  const config = join(dir, "nats.conf");
+  const example = services.reduce((text, service) => withExecutorOf(service, text), readFileSync(EXAMPLE_CONFIG, "utf8"));
+  const variables = Object.values(ROLES)
+    .filter(({ variable }) => example.includes(`$${variable}`))
+    .map(({ variable, pass }) => `${variable}: "${pass}"`);
+  writeFileSync(config, `${variables.join("\n")}\n${example}`);
+  const logger = pino({ level: "debug" }, { write: (line: string) => void serverLog.push(String(JSON.parse(line).msg)) });
+  // DMCP_TEST_TRACE=FILE keeps the server's protocol trace: the subjects each user really used.
+  return startTestNats({ extraArgs: ["-c", config, ...(process.env.DMCP_TEST_TRACE ? ["-V"] : [])], logger });
+}
+
 describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => {
   let dir: string;
   let nats: EmbeddedNats;
@@ -104,13 +133,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
   const raws: NatsConnection[] = [];
   const children: Child[] = [];
 
-  /**
-   * What the server refused the roles in their normal work: nothing but the executors' subscriptions
-   * to max-deliveries advisories, which the example leaves to the gateway (see its executor block).
-   */
-  const violations = () => serverLog.filter((line) => /Violation/.test(line) && !refusedAdvisory(line));
-  // The user as 2.9 names it (`User "svc-x"`) and as newer servers do (`"$G/user:svc-x"`).
-  const refusedAdvisory = (line: string) => /(User "|user:)svc-[a-z]+"/.test(line) && line.includes('Subject "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DMCP_WORK.*"');
+  const violations = () => violationsIn(serverLog);
 
   async function rawConnection(role: Role): Promise<RawConnection> {
     const { user, pass } = ROLES[role];
@@ -131,13 +154,7 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "dmcp-nats-perms-"));
-    // The example as it is, after the variables its passwords refer to (port and store come from flags).
-    const variables = Object.values(ROLES).map(({ variable, pass }) => `${variable}: "${pass}"`);
-    const config = join(dir, "nats.conf");
-    writeFileSync(config, `${variables.join("\n")}\n${withExecutorOf("fragile", withExecutorOf("conf", readFileSync(EXAMPLE_CONFIG, "utf8")))}`);
-    const logger = pino({ level: "debug" }, { write: (line: string) => void serverLog.push(String(JSON.parse(line).msg)) });
-    // DMCP_TEST_TRACE=FILE keeps the server's protocol trace: the subjects each user really used.
-    nats = await startTestNats({ extraArgs: ["-c", config, ...(process.env.DMCP_TEST_TRACE ? ["-V"] : [])], logger });
+    nats = await startExampleNats(dir, ["conf", "fragile"], serverLog);
 
     // Executor and agent start first, on a bus without streams: they create none (their users may
     // not) and wait for the gateway, which creates them all under its own user.
@@ -484,6 +501,59 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     const plan = (await client.result("tools/call", { name: "plan", arguments: { anomaly: "again" } })) as CallResult;
     expect(plan.isError).toBeFalsy();
   });
+});
+
+describe("calls in flight on a SIGKILLed gateway, recovered through another under the example's users (PROTOCOL.md §19.4)", () => {
+  let dir: string;
+  let nats: EmbeddedNats;
+  const serverLog: string[] = [];
+  let gateways: (Child & { url: string })[] = [];
+  let direct: Child;
+  let durable: Child;
+  let proxy: RoundRobinProxy;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "dmcp-nats-perms-failover-"));
+    nats = await startExampleNats(dir, ["slow"], serverLog);
+    // `everything` takes its calls from the work queue; `slow` is called directly.
+    durable = await wrapFixtureStdio(nats.url, "everything", [...roleFlags("executor"), "--delivery", "durable", "--ack-wait", "5s"]);
+    direct = await wrapFixtureStdio(nats.url, "slow", roleFlags("slow"));
+    gateways = [
+      await startGatewayHttp(nats.url, [...roleFlags("gateway"), "--log-level", "debug"]),
+      await startGatewayHttp(nats.url, [...roleFlags("gateway"), "--log-level", "debug"]),
+    ];
+    proxy = await startRoundRobinProxy(gateways.map((gateway) => new URL(gateway.url).origin));
+  }, 120_000);
+
+  afterAll(async () => {
+    await proxy?.close();
+    await Promise.allSettled([...gateways.map((gateway) => gateway.stop()), direct?.stop(), durable?.stop()]);
+    await nats?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("answers the direct call (dmcp.v1.recover.<service> and its reply) and the durable one (the result store) through the other gateway", async () => {
+    const client = new Client({ name: "perms-failover", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    try {
+      const { answers, survivor } = await callsOnAKilledGateway(proxy, gateways, client, [
+        { tool: "slow__sleep", ms: 3101, executor: direct },
+        { tool: "everything__sleep", ms: 3102, executor: durable },
+      ]);
+      const [directAnswer, durableAnswer] = await Promise.all(answers);
+      expect(directAnswer).toMatchObject({ content: [{ type: "text", text: "slept 3101" }] });
+      expect(durableAnswer).toMatchObject({ content: [{ type: "text", text: "slept 3102" }] });
+      const recovered = gateways[survivor]!.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent"));
+      expect(recovered.map((line) => (JSON.parse(line) as { delivery: string }).delivery).sort()).toEqual(["direct", "durable"]);
+      expect(direct.stderr.filter((line) => line.includes("sleep: running 3101"))).toHaveLength(1);
+      expect(durable.stderr.filter((line) => line.includes("sleep: running 3102"))).toHaveLength(1);
+      // Nothing of the recovery was refused: not the lookup, its reply, nor the result store's read.
+      expect(violationsIn(serverLog)).toEqual([]);
+      expect(direct.stderr.some((line) => line.includes("cannot take lookups of recent answers"))).toBe(false);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  }, 90_000);
 });
 
 /**
