@@ -56,6 +56,11 @@ export const subjects = {
   gatewaySession: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.session`,
   /** A client's answers to a gateway's server-to-client requests that reached another gateway (PROTOCOL.md §19.2). */
   gatewayAnswer: (gateway: string) => `${SUBJECT_ROOT}.gw.${assertToken("gateway", gateway)}.answer`,
+  /**
+   * A client's cancellation of a call that reached a gateway which does not hold the call, for the
+   * gateway that does (it sent the call, or looks for its answer: PROTOCOL.md §19.4). Every gateway subscribes.
+   */
+  gatewayCancel: `${SUBJECT_ROOT}.gw.cancel`,
   /** The SSE events of one stream of one HTTP session, kept in DMCP_SESSION_EVENTS (PROTOCOL.md §19.3). */
   sessionEvents: (session: string, stream: string) => `${SUBJECT_ROOT}.sse.${assertToken("session", session)}.${assertToken("stream", stream)}`,
   /** Every session's SSE events (the stream's subjects). */

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { callsOnAKilledGateway as killedWithCalls } from "../support/failover.js";
 import { DMCP_BIN, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
@@ -179,6 +179,93 @@ describe("a client's cancellation of a call whose gateway died", () => {
       await client.close().catch(() => undefined);
     }
   }, 90_000);
+});
+
+describe("a client's cancellation posted to a gateway that does not hold the call", () => {
+  let world: World;
+  /** A third gateway, outside the balancer: the client posts its cancellations there. */
+  let third: Gateway;
+
+  beforeAll(async () => {
+    world = await startWorld();
+    third = await startGatewayHttp(world.nats.url, ["--log-level", "debug"]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await third?.stop();
+    await world?.close();
+  });
+
+  /** Posts the client's cancellation of request `id` to `url`. */
+  const cancel = async (url: string, headers: () => Record<string, string>, id: number, reason: string) => {
+    const body = { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: id, reason } };
+    const posted = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    expect(posted.status).toBe(202);
+  };
+
+  it("reaches the gateway holding the call in flight, which cancels it (dmcp.v1.gw.cancel)", async () => {
+    const [holder, other] = world.gateways as [Gateway, Gateway];
+    const headers = await openSession(holder.url, undefined, '"queued__sleep"');
+    const call = { jsonrpc: "2.0", id: 5, method: "tools/call", params: { name: "legacy__sleep", arguments: { ms: 20_005 } } };
+    const left = new AbortController();
+    const sent = fetch(holder.url, { method: "POST", headers: headers(), body: JSON.stringify(call), signal: left.signal });
+    sent.catch(() => undefined);
+    await world.direct.waitFor(/sleep: running 20005/, 15_000);
+    await cancel(other.url, headers, 5, "cancelled through the other gateway");
+    await world.direct.waitFor(/cancelled: .*cancelled through the other gateway/, 15_000);
+    left.abort();
+  }, 60_000);
+
+  it("reaches the gateway that follows the call's stream after the call's gateway was SIGKILLed", async () => {
+    const [sender, follower] = world.gateways as [Gateway, Gateway];
+    const headers = await openSession(sender.url, undefined, '"queued__sleep"');
+    const call = { jsonrpc: "2.0", id: 6, method: "tools/call", params: { name: "legacy__sleep", arguments: { ms: 20_006 } } };
+    const sent = await fetch(sender.url, { method: "POST", headers: headers(), body: JSON.stringify(call) });
+    const reader = sent.body!.getReader();
+    const primingId = parseEvents(new TextDecoder().decode((await reader.read()).value))[0]!.id!;
+    await world.direct.waitFor(/sleep: running 20006/, 15_000);
+    sender.kill("SIGKILL");
+    await sender.exited;
+    await reader.cancel().catch(() => undefined);
+    // The client resumes the call's stream on the follower, and posts its cancellation to the third gateway.
+    const resumed = new AbortController();
+    const stream = fetch(follower.url, { method: "GET", headers: { ...headers(), accept: "text/event-stream", "last-event-id": primingId }, signal: resumed.signal });
+    expect((await stream).status).toBe(200);
+    await follower.waitFor(/looking for the answer of a call another gateway sent/, 15_000);
+    await cancel(third.url, headers, 6, "cancelled through a third gateway");
+    await world.direct.waitFor(/cancelled: .*cancelled through a third gateway/, 15_000);
+    await follower.waitFor(/the client cancelled a call another gateway sent/, 15_000);
+    resumed.abort();
+  }, 60_000);
+
+  it("drops and counts what is not a cancellation on dmcp.v1.gw.cancel, and goes on serving", async () => {
+    const raw = await connectRawNats(world.nats.url);
+    try {
+      for (const junk of [
+        "not json",
+        "[]",
+        "null",
+        '{"gateway":"x","session_id":"s"}',
+        '{"gateway":"x","session_id":"s","request_id":{},"reason":"r"}',
+        '{"gateway":"x","session_id":"s","request_id":1,"reason":7}',
+      ]) {
+        raw.publish("dmcp.v1.gw.cancel", junk);
+      }
+      // One for a session no gateway holds: ignored.
+      raw.publish("dmcp.v1.gw.cancel", JSON.stringify({ gateway: "x", session_id: "no-such-session", request_id: 1 }));
+      await raw.flush();
+      const dropped = async () => {
+        const metrics = await (await fetch(third.url.replace(/\/mcp$/, "/metrics"))).text();
+        return Number(/dmcp_bus_messages_dropped_total\{subject="session",reason="invalid_message"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+      };
+      await eventually(async () => (await dropped()) === 6, 10_000);
+      const headers = await openSession(third.url, undefined, '"queued__sleep"');
+      const pinged = await fetch(third.url, { method: "POST", headers: headers(), body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }) });
+      expect(await pinged.json()).toMatchObject({ id: 1, result: {} });
+    } finally {
+      await raw.close();
+    }
+  }, 60_000);
 });
 
 describe("an answer sealed to the gateway that died", () => {

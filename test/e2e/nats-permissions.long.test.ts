@@ -34,6 +34,7 @@ import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, FIXTURE_BIN, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
+import { openSession } from "../support/sse.js";
 
 const EXAMPLE_CONFIG = `${REPO_ROOT}deploy/nats/dmcp-permissions.conf`;
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
@@ -531,6 +532,20 @@ describe("calls in flight on a SIGKILLed gateway, recovered through another unde
     await nats?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  it("passes a client's cancellation posted to the other gateway on to the one holding the call (dmcp.v1.gw.cancel)", async () => {
+    const [holder, other] = gateways as [Child & { url: string }, Child & { url: string }];
+    const headers = await openSession(holder.url, undefined, '"slow__sleep"');
+    const left = new AbortController();
+    const call = { jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "slow__sleep", arguments: { ms: 20_100 } } };
+    fetch(holder.url, { method: "POST", headers: headers(), body: JSON.stringify(call), signal: left.signal }).catch(() => undefined);
+    await direct.waitFor(/sleep: running 20100/, 15_000);
+    const cancel = { jsonrpc: "2.0", method: "notifications/cancelled", params: { requestId: 2, reason: "cancelled under the users" } };
+    expect((await fetch(other.url, { method: "POST", headers: headers(), body: JSON.stringify(cancel) })).status).toBe(202);
+    await direct.waitFor(/cancelled: .*cancelled under the users/, 15_000);
+    left.abort();
+    expect(violationsIn(serverLog)).toEqual([]);
+  }, 60_000);
 
   it("answers the direct call (dmcp.v1.recover.<service> and its reply) and the durable one (the result store) through the other gateway", async () => {
     const client = new Client({ name: "perms-failover", version: "1.0.0" });

@@ -312,6 +312,7 @@ describe("subjects", () => {
     expect(subjects.errors("svc-1")).toBe("dmcp.v1.err.svc-1");
     expect(subjects.errorsAll()).toBe("dmcp.v1.err.>");
     expect(subjects.gatewayAnswer("gateway-1a2b")).toBe("dmcp.v1.gw.gateway-1a2b.answer");
+    expect(subjects.gatewayCancel).toBe("dmcp.v1.gw.cancel");
     expect(subjects.sessionEvents("0f8b1c1e-0000-4000-8000-000000000000", "_GET_stream")).toBe("dmcp.v1.sse.0f8b1c1e-0000-4000-8000-000000000000._GET_stream");
     expect(subjects.sessionEventsAll()).toBe("dmcp.v1.sse.>");
     expect(subjects.rateSpent).toBe("dmcp.v1.rate.spent");

@@ -23,6 +23,8 @@ export interface SessionPeer {
   sessionNotification(service: string, method: string, params: Record<string, unknown>): void;
   /** Settles a server-to-client request of this gateway with the client's answer; false when it is not waiting. */
   settle(id: JsonRpcId, answer: Answer): boolean;
+  /** The client cancelled its request `id` through another gateway: cancels the call if this gateway holds it. */
+  cancel(id: JsonRpcId, reason: string | undefined): void;
 }
 
 const DEFAULT_SERVER_REQUEST_TIMEOUT_MS = 10 * 60_000;
@@ -31,6 +33,7 @@ export class SessionRelay {
   private readonly peers = new Map<string, SessionPeer>();
   private subscription: BusSubscription | undefined;
   private answers: BusSubscription | undefined;
+  private cancellations: BusSubscription | undefined;
 
   constructor(private readonly options: { bus: Bus; id: string; logger: Logger }) {}
 
@@ -46,6 +49,10 @@ export class SessionRelay {
     this.answers = this.options.bus.subscribe(answers, (msg) => this.onAnswer(msg.data), {
       onError: (err) => this.options.logger.error({ err, subject: answers }, "subscription error"),
     });
+    const cancellations = subjects.gatewayCancel;
+    this.cancellations = this.options.bus.subscribe(cancellations, (msg) => this.onCancellation(msg.data), {
+      onError: (err) => this.options.logger.error({ err, subject: cancellations }, "subscription error"),
+    });
   }
 
   stop(): void {
@@ -53,6 +60,33 @@ export class SessionRelay {
     this.subscription = undefined;
     this.answers?.unsubscribe();
     this.answers = undefined;
+    this.cancellations?.unsubscribe();
+    this.cancellations = undefined;
+  }
+
+  /**
+   * Passes a client's cancellation of a request this gateway does not hold on to every gateway: the
+   * one holding the session and the call cancels it (PROTOCOL.md §19.4).
+   */
+  forwardCancellation(sessionId: string, id: JsonRpcId, reason: string | undefined): void {
+    this.options.logger.debug({ rpc: id }, "passing a client's cancellation on to the gateways");
+    const message = { gateway: this.options.id, session_id: sessionId, request_id: id, ...(reason === undefined ? {} : { reason }) };
+    try {
+      this.options.bus.publish(subjects.gatewayCancel, new TextEncoder().encode(JSON.stringify(message)));
+    } catch (err) {
+      this.options.logger.debug({ err }, "could not pass a client's cancellation on to the gateways");
+    }
+  }
+
+  /** A client's cancellation that reached another gateway: to the session it names, if this gateway holds it. */
+  private onCancellation(data: Uint8Array): void {
+    const cancellation = parseCancellation(data);
+    if (!cancellation) {
+      this.options.bus.dropped("session", "invalid_message");
+      return;
+    }
+    if (cancellation.gateway === this.options.id) return;
+    this.peers.get(cancellation.sessionId)?.cancel(cancellation.id, cancellation.reason);
   }
 
   /** Sends a client's answer to a server-to-client request of gateway `gateway` there (PROTOCOL.md §19.2). */
@@ -123,6 +157,20 @@ export class SessionRelay {
       this.options.logger.debug({ err }, "could not answer a server-to-client request");
     }
   }
+}
+
+/** A forwarded cancellation: `{ gateway, session_id, request_id, reason? }`. */
+function parseCancellation(data: Uint8Array): { gateway: string; sessionId: string; id: JsonRpcId; reason: string | undefined } | undefined {
+  let raw: { gateway?: unknown; session_id?: unknown; request_id?: unknown; reason?: unknown };
+  try {
+    raw = JSON.parse(new TextDecoder().decode(data)) as typeof raw;
+  } catch {
+    return undefined;
+  }
+  const { gateway, session_id: sessionId, request_id: id, reason } = raw ?? {};
+  if (typeof gateway !== "string" || typeof sessionId !== "string" || (typeof id !== "string" && typeof id !== "number")) return undefined;
+  if (reason !== undefined && typeof reason !== "string") return undefined;
+  return { gateway, sessionId, id, reason };
 }
 
 /** A forwarded answer: `{ session_id, id, result }` or `{ session_id, id, error: { code, message, data? } }`. */

@@ -154,6 +154,7 @@ export class GatewaySession {
       dispatcher,
       send: (message, related) => this.send(message, related),
       resourceUpdated: core.cache ? (service, uri) => core.cache?.resourceUpdated(service, uri) : undefined,
+      cancelled: (id, reason) => this.cancelHere(id, cancellation(reason, "the client cancelled the request")),
     });
     if (options.restored) this.applyState(options.restored);
   }
@@ -289,9 +290,8 @@ export class GatewaySession {
       // The client's reason goes with the cancellation to the agent or upstream running the call (PROTOCOL.md §5.5).
       if (typeof requestId !== "string" && typeof requestId !== "number") return;
       const reason = cancellation(params?.reason, "the client cancelled the request");
-      const held = this.inflight.get(requestId);
-      if (held) held.abort(reason);
-      else this.cancelRecovered(requestId, reason);
+      // A shared session's call may be held by another gateway (its client came here since): it is told.
+      if (!this.cancelHere(requestId, reason) && this.share) this.upstream.forwardCancellation(requestId, typeof params?.reason === "string" ? reason.message : undefined);
     } else if (RELAYED_CLIENT_NOTIFICATIONS.has(method)) {
       // Without the client's params: they mean nothing to the upstream, and unchecked they could make an envelope executors refuse.
       this.upstream.relay(method);
@@ -391,15 +391,24 @@ export class GatewaySession {
     }
   }
 
+  /** Cancels request `requestId` of the client if this gateway holds it (in flight, or its answer looked for); false when it does not. */
+  private cancelHere(requestId: JsonRpcId, reason: CallError): boolean {
+    const held = this.inflight.get(requestId);
+    if (held) held.abort(reason);
+    else if (!this.cancelRecovered(requestId, reason)) return false;
+    return true;
+  }
+
   /** The client cancelled a call whose answer this gateway looks for: the cancellation goes to its executor, and the search stops. */
-  private cancelRecovered(requestId: JsonRpcId, reason: CallError): void {
+  private cancelRecovered(requestId: JsonRpcId, reason: CallError): boolean {
     const recovering = this.recovering.get(requestId);
-    if (!recovering) return;
+    if (!recovering) return false;
     this.recovering.delete(requestId);
     const { service, correlationId, delivery } = recovering.call;
     this.logger.info({ session: this.id, service, correlationId, delivery }, "the client cancelled a call another gateway sent: cancelling it on the bus");
     this.core.dispatcher.cancelRecovered(recovering.call, reason.message);
     recovering.stop.abort(reason);
+    return true;
   }
 
   /** The methods of the session-based revisions that the gateway answers itself, or undefined for the shared ones. */

@@ -31,6 +31,8 @@ export interface UpstreamSessionsOptions {
   send: (message: JsonRpcMessage, related?: JsonRpcId) => void;
   /** Told of each `notifications/resources/updated` an upstream session sends (the cache drops the resource). */
   resourceUpdated?: ((service: string, uri: string) => void) | undefined;
+  /** The client cancelled request `id` through another gateway (PROTOCOL.md §19.4). */
+  cancelled?: ((id: JsonRpcId, reason: string | undefined) => void) | undefined;
 }
 
 export class UpstreamSessions {
@@ -60,6 +62,7 @@ export class UpstreamSessions {
       },
       sessionNotification: (service, method, params) => this.onNotification(service, method, params),
       settle: (id, answer) => this.serverRequests.settle(id, answer),
+      cancel: (id, reason) => this.options.cancelled?.(id, reason),
     });
   }
 
@@ -71,6 +74,11 @@ export class UpstreamSessions {
   /** Pins the replicas another gateway's calls of the session reached (their upstream sessions serve this gateway's calls too). */
   adoptPins(reached: Record<string, string>): void {
     this.pins.adopt(reached);
+  }
+
+  /** Passes the client's cancellation of a request this gateway does not hold on to the gateway that does. */
+  forwardCancellation(id: JsonRpcId, reason: string | undefined): void {
+    this.options.relay.forwardCancellation(this.options.busSessionId, id, reason);
   }
 
   /** The client's capabilities (from initialize), declared with every call from now on. */
