@@ -41,6 +41,12 @@ export interface SecurityOptions {
   sealKeys?: Record<string, CurveKey | string> | undefined;
   /** Public curve keys (`X…`) to seal requests to, by service; other services get requests sealed to the key they announce, if any. */
   sealTo?: Record<string, string> | undefined;
+  /**
+   * The curve seed (`SX…`) this process seals its requests with and opens their answers with, instead
+   * of a key it makes for itself: processes given the same one (the gateways of a deployment) open each
+   * other's answers, so that another gateway can pass on the answer of a call whose gateway died.
+   */
+  callerSealKey?: CurveKey | string | undefined;
   /** Where to count verified, unverified and rejected messages. */
   metrics?: Registry | undefined;
 }
@@ -110,6 +116,10 @@ export class MessageSecurity {
       if (!isCurvePublicKey(key)) throw new KeyError(`the seal key of service ${service} is not a public curve key (X…): ${key}`);
     }
     this.configuredSealTo = new Map(Object.entries(options.sealTo ?? {}));
+    if (options.callerSealKey !== undefined) {
+      this.ownCurveKey = typeof options.callerSealKey === "string" ? CurveKey.fromSeed(options.callerSealKey) : options.callerSealKey;
+      this.curveKeys.set(this.ownCurveKey.publicKey, this.ownCurveKey);
+    }
     this.metrics = options.metrics ? shared(options.metrics, "security", () => new SecurityMetrics(options.metrics!)) : undefined;
   }
 

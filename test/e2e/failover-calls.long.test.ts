@@ -14,7 +14,7 @@ import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/cli
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { callsOnAKilledGateway as killedWithCalls } from "../support/failover.js";
-import { DMCP_BIN, eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { DMCP_BIN, eventually, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
 import { parseEvents } from "../support/sse.js";
 import { openSession } from "../support/sse.js";
@@ -51,6 +51,36 @@ async function startWorld(executorArgs: string[] = [], gatewayArgs: string[] = [
       await proxy.close();
       await Promise.allSettled([...gateways.map((gateway) => gateway.stop()), direct.stop(), durable.stop()]);
       await nats.stop();
+    },
+  };
+}
+
+/** A World whose calls travel sealed, and the directory of its keys. */
+interface SealedWorld {
+  world: World;
+  dir: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A World whose two services open sealed requests (one curve key for both, as replicas of a service
+ * share one) and whose gateways seal every call to them: each with a key of its own, or with one they
+ * share (`--caller-seal-key`).
+ */
+async function startSealedWorld(options: { shareCallerKey: boolean; gatewayArgs?: string[] }): Promise<SealedWorld> {
+  const dir = mkdtempSync(join(tmpdir(), "dmcp-failover-seal-"));
+  const keygen = (name: string) => execFileSync(process.execPath, [DMCP_BIN, "keygen", "--curve", "--out", join(dir, name)], { encoding: "utf8" }).trim();
+  const sealPublic = keygen("services.xkey");
+  if (options.shareCallerKey) keygen("gateways.xkey");
+  const shared = options.shareCallerKey ? ["--caller-seal-key", join(dir, "gateways.xkey")] : [];
+  const gatewayArgs = ["--seal-to", `legacy=${sealPublic}`, "--seal-to", `queued=${sealPublic}`, ...shared, ...(options.gatewayArgs ?? [])];
+  const world = await startWorld(["--seal-key", join(dir, "services.xkey")], gatewayArgs);
+  return {
+    world,
+    dir,
+    async close() {
+      await world.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
@@ -269,22 +299,17 @@ describe("a client's cancellation posted to a gateway that does not hold the cal
 });
 
 describe("an answer sealed to the gateway that died", () => {
+  let sealed: SealedWorld;
   let world: World;
-  let dir: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "dmcp-failover-seal-"));
-    // Both services open sealed requests (one curve key for both, as replicas of a service share one);
-    // the gateways seal every call to them, each with a curve key of its own.
-    const sealKey = join(dir, "services.xkey");
-    const sealPublic = execFileSync(process.execPath, [DMCP_BIN, "keygen", "--curve", "--out", sealKey], { encoding: "utf8" }).trim();
     // Calls wait far longer than this test may take: an answer that came only at the deadline would fail it.
-    world = await startWorld(["--seal-key", sealKey], ["--call-timeout", "300000", "--seal-to", `legacy=${sealPublic}`, "--seal-to", `queued=${sealPublic}`]);
+    sealed = await startSealedWorld({ shareCallerKey: false, gatewayArgs: ["--call-timeout", "300000"] });
+    world = sealed.world;
   }, 120_000);
 
   afterAll(async () => {
-    await world?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await sealed?.close();
   });
 
   it("fails the direct and the durable call at once with DECRYPTION_FAILED, saying why, instead of waiting for the deadline", async () => {
@@ -308,4 +333,40 @@ describe("an answer sealed to the gateway that died", () => {
       await client.close().catch(() => undefined);
     }
   }, 90_000);
+});
+
+describe("answers sealed to a caller seal key the gateways share", () => {
+  let sealed: SealedWorld;
+  let world: World;
+
+  beforeAll(async () => {
+    sealed = await startSealedWorld({ shareCallerKey: true });
+    world = sealed.world;
+  }, 120_000);
+
+  afterAll(async () => {
+    await sealed?.close();
+  });
+
+  it("answers the sealed direct and durable calls in flight on a SIGKILLed gateway through the other", async () => {
+    const client = new Client({ name: "failover-shared-seal", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(world.proxy.url)));
+    try {
+      const { directCall, durableCall, survivor } = await callsOnAKilledGateway(world, client, { direct: 3201, durable: 3202 });
+      expect(await directCall).toMatchObject({ content: [{ type: "text", text: "slept 3201" }] });
+      expect(await durableCall).toMatchObject({ content: [{ type: "text", text: "slept 3202" }] });
+      const recovered = world.gateways[survivor]!.stderr.filter((line) => line.includes("looking for the answer of a call another gateway sent"));
+      expect(recovered).toHaveLength(2);
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+  }, 90_000);
+
+  it("refuses a caller seal key file that holds no curve seed, saying so", async () => {
+    const bad = join(sealed.dir, "not-a-curve.seed");
+    execFileSync(process.execPath, [DMCP_BIN, "keygen", "--out", bad]);
+    const gateway = runDmcp(["gateway", "--nats", world.nats.url, "--http", "0", "--caller-seal-key", bad]);
+    expect(await gateway.exited).toBe(2);
+    expect(gateway.stderr.join("\n")).toMatch(/curve/);
+  }, 30_000);
 });

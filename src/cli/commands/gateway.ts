@@ -17,7 +17,7 @@ import { natsHelp, natsOptions, parse, parseDuration, parseNonNegativeInt, parse
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
-import { createSecurity, securityFromFlags, securityHelp, securityOptions, servicePairs } from "../security.js";
+import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
 import { gatewayCacheFromFlags, gatewayCacheHelp } from "../cache.js";
 import type { AccessPolicy } from "../../gateway/index.js";
@@ -80,6 +80,11 @@ ${natsHelp}  --stdio               serve MCP on stdin/stdout (for Claude Desktop
                         Shared by the gateways on the bus (give them all the same limit)
 ${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answers) with its public curve key KEY
                         (X…); without it, to the key the service announces, if any (repeatable)
+  --caller-seal-key FILE
+                        seal requests with, and open their answers with, the curve seed in FILE
+                        (dmcp keygen --curve) instead of a key made per process: gateways given the
+                        same one open each other's answers, so that a sealed call whose gateway died
+                        is answered through another
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -128,6 +133,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     "rate-limit": { type: "string" },
     ...securityOptions,
     "seal-to": { type: "string", multiple: true },
+    "caller-seal-key": { type: "string" },
     policy: { type: "string" },
     "cors-origin": { type: "string", multiple: true },
     "forward-claims": { type: "string" },
@@ -152,7 +158,8 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   if (values["cors-origin"] && values.http === undefined) throw new UsageError("--cors-origin applies to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
-  const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to") }), metrics);
+  const callerSealKey = values["caller-seal-key"] === undefined ? undefined : seedFrom(values["caller-seal-key"], "--caller-seal-key");
+  const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to"), callerSealKey }), metrics);
   const bus = await connectCommandBus("gateway", values, { name: "dmcp-gateway", logger, security });
   const running = await startGateway({
     bus,
