@@ -41,6 +41,8 @@ export interface EnvelopeCodec {
   isRejection(error: DmcpError): boolean;
   /** Every message must be signed: what carries no envelope (a bucket delete) cannot be trusted. */
   readonly requireSignatures: boolean;
+  /** Whether requests can be sealed at all (false: every call travels in clear, whatever services announce). */
+  readonly seals?: boolean;
   /** How to seal a request to `service`, or undefined to send it in clear. */
   requestSeal(service: string): Seal | undefined;
   /** The public key this process announces for a service it serves, so that callers seal to it. */
@@ -55,6 +57,7 @@ export const JSON_CODEC: EnvelopeCodec = {
   decode: (bytes, options) => decodeEnvelope(bytes, options.maxBytes ?? DEFAULT_MAX_ENVELOPE_BYTES),
   isRejection: () => false,
   requireSignatures: false,
+  seals: false,
   requestSeal: () => undefined,
   servedSealKey: () => undefined,
   learnSealKey: () => undefined,

@@ -202,6 +202,8 @@ export interface LiveInstance {
  */
 export class RegistryView {
   private readonly instances = new Map<string, LiveInstance>();
+  /** Services whose announced seal key this process cannot use (no message security), warned about once. */
+  private readonly warnedInClear = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private readonly lostListeners = new Set<(instance: LiveInstance) => void>();
   private readonly invalidListeners = new Set<(problem: RegistryProblem) => void>();
@@ -212,7 +214,11 @@ export class RegistryView {
   private sweeper: NodeJS.Timeout | undefined;
   private kv: KV | undefined;
 
-  constructor(private readonly bus: Bus) {}
+  constructor(
+    private readonly bus: Bus,
+    /** `calls`: this process calls the services it sees (a gateway), and says when it cannot seal to one that announces a key. */
+    private readonly options: { calls?: boolean } = {},
+  ) {}
 
   async start(): Promise<void> {
     this.kv = await createRegistryBucket(this.bus);
@@ -352,7 +358,15 @@ export class RegistryView {
    */
   private learnSealKey(service: string): void {
     const keys = new Set([...this.instances.values()].filter((live) => live.service === service).map((live) => live.announcement.seal_key));
-    this.bus.codec.learnSealKey(service, keys.size === 1 ? [...keys][0] : undefined);
+    const key = keys.size === 1 ? [...keys][0] : undefined;
+    this.bus.codec.learnSealKey(service, key);
+    if (key !== undefined && this.options.calls && this.bus.codec.seals === false && !this.warnedInClear.has(service)) {
+      this.warnedInClear.add(service);
+      this.bus.logger.warn(
+        { service },
+        "the service announces a seal key, but this process runs without message security: its calls to it travel in clear (give it a security option, such as --seal-to or --sign-key, to seal them)",
+      );
+    }
   }
 
   /** Drops (and reports) tools without a name or an object inputSchema: clients would reject the list. */

@@ -81,6 +81,7 @@ const decoder = new TextDecoder();
 
 export class MessageSecurity {
   readonly requireSignatures: boolean;
+  readonly seals = true;
   private readonly signingKey: SigningKey | undefined;
   private readonly trustedKeys: ReadonlySet<string>;
   /** Service keys: the services each one may speak for. */

@@ -464,6 +464,18 @@ describe("dmcp gateway and dmcp wrap with signatures required and sealed payload
     expect(metrics).toMatch(/dmcp_messages_accepted_total\{verification="verified"\} [1-9]/);
   });
 
+  it("says so when a gateway without message security sees a service that announces a seal key: its calls travel in clear", async () => {
+    const unsecured = await startGatewayHttp(nats.url);
+    try {
+      await unsecured.waitFor(/announces a seal key, but this process runs without message security/, 30_000);
+      expect(unsecured.stderr.find((entry) => entry.includes("without message security"))).toContain('"service":"vault"');
+    } finally {
+      await unsecured.stop();
+    }
+    // The gateway with message security seals to the key by itself, and says nothing of the kind.
+    expect(gateway.stderr.some((entry) => entry.includes("without message security"))).toBe(false);
+  });
+
   it("leaves out an executor that does not sign, and reports its announcement", async () => {
     const reports = collectReports(raw);
     try {

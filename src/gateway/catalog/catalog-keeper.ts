@@ -56,7 +56,7 @@ export class CatalogKeeper {
   private readonly reportedInvalid = new Set<string>();
 
   constructor(private readonly options: CatalogKeeperOptions) {
-    this.registry = new RegistryView(options.bus);
+    this.registry = new RegistryView(options.bus, { calls: true });
     this.registry.onChange(() => this.rebuild());
     this.registry.onInvalid((problem) => this.reportInvalid(problem));
     options.context.onTopicsChanged(() => this.rebuild());
