@@ -33,6 +33,7 @@ import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { contextFromNats } from "./trace-headers.js";
 import { EarlyCancellations } from "./early-cancellations.js";
 import { RecentAnswers } from "./recent-answers.js";
+import { ReplyBatch } from "./reply-batch.js";
 
 /** The longest delay a Node timer takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -121,12 +122,15 @@ export class ServiceEndpoint {
   private readonly earlyCancellations = new EarlyCancellations();
   /** The answers of direct calls given lately, for a gateway whose peer died before passing one on (PROTOCOL.md §19.4). */
   private readonly recent: RecentAnswers;
+  /** Answers on NATS reply subjects, published together with the others of the same turn of the event loop. */
+  private readonly replies: ReplyBatch;
 
   private readonly nc: NatsConnection;
 
   constructor(private readonly options: EndpointOptions) {
     this.nc = natsConnectionOf(options.bus);
     this.recent = new RecentAnswers((subject, data) => this.nc.publish(subject, data));
+    this.replies = new ReplyBatch(options.logger);
   }
 
   get inflightCount(): number {
@@ -225,6 +229,7 @@ export class ServiceEndpoint {
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([drained, grace]);
     await Promise.race([Promise.allSettled([...this.serving]), grace]);
+    this.replies.flush();
     this.cancelSubscription?.unsubscribe();
     this.recoverSubscription?.unsubscribe();
   }
@@ -232,7 +237,7 @@ export class ServiceEndpoint {
   /** A cancellation for a call this instance serves aborts it; others are not ours (or already done). */
   private onCancel(msg: Msg): void {
     const decoded = this.options.bus.codec.decode(msg.data, { receiver: this.options.instance });
-    if (!decoded.ok && this.options.bus.codec.isRejection(decoded.error)) this.reject(fromMsg(msg), decoded.error, salvageIds(decoded.raw).correlationId);
+    if (!decoded.ok && this.options.bus.codec.isRejection(decoded.error)) this.reject(this.fromMsg(msg), decoded.error, salvageIds(decoded.raw).correlationId);
     if (!decoded.ok || decoded.envelope.type !== "context_update" || decoded.envelope.payload.method !== CANCEL_METHOD) {
       this.options.bus.dropped("cancel", dropReason(decoded));
       return;
@@ -261,7 +266,7 @@ export class ServiceEndpoint {
     const started = process.hrtime.bigint();
     this.counters.requests++;
     try {
-      await this.serve(fromMsg(msg));
+      await this.serve(this.fromMsg(msg));
     } finally {
       this.counters.processingTimeNs += Number(process.hrtime.bigint() - started);
     }
@@ -403,23 +408,23 @@ export class ServiceEndpoint {
     this.nc.publish(subjects.errors(this.options.instance), this.encode(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
   }
 
+  /** A message on the endpoint's own subscriptions: answered on its NATS reply subject, when it has one. */
+  private fromMsg(msg: Msg): Delivery {
+    return {
+      data: msg.data,
+      headers: msg.headers,
+      subject: msg.subject,
+      reply: msg.reply,
+      respond: (data) => {
+        if (msg.reply) this.replies.add(() => msg.respond(data));
+      },
+    };
+  }
+
   /** Signed, and sealed to the caller when its request was, as the bus's message security says. */
   private encode(envelope: Envelope, seal?: Seal): Uint8Array {
     return this.options.bus.codec.encode(envelope, seal);
   }
-}
-
-/** A message on the endpoint's own subscriptions: answered on its NATS reply subject, when it has one. */
-function fromMsg(msg: Msg): Delivery {
-  return {
-    data: msg.data,
-    headers: msg.headers,
-    subject: msg.subject,
-    reply: msg.reply,
-    respond: (data) => {
-      if (msg.reply) msg.respond(data);
-    },
-  };
 }
 
 /** The correlation id a lookup names: UTF-8 JSON `{ "correlation_id": "..." }`. */
