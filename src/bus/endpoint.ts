@@ -110,7 +110,8 @@ export class ServiceEndpoint {
   private readonly subscriptions: Subscription[] = [];
   private cancelSubscription: Subscription | undefined;
   private recoverSubscription: Subscription | undefined;
-  private readonly inflight = new Set<Promise<void>>();
+  /** Messages off the endpoint's own subscriptions being served (durable deliveries are the worker's count). */
+  private inflight = 0;
   /** Every call being served, direct or durable: a leaving instance finishes them, still cancellable. */
   private readonly serving = new Set<Promise<void>>();
   private handledCount = 0;
@@ -126,15 +127,18 @@ export class ServiceEndpoint {
   private readonly replies: ReplyBatch;
 
   private readonly nc: NatsConnection;
+  /** The attributes of this hop's span (the same for every call). */
+  private readonly spanAttributes: Record<string, string>;
 
   constructor(private readonly options: EndpointOptions) {
     this.nc = natsConnectionOf(options.bus);
+    this.spanAttributes = { "messaging.system": "nats", "messaging.destination.name": subjects.request(options.service), "dmcp.instance": options.instance };
     this.recent = new RecentAnswers((subject, data) => this.nc.publish(subject, data));
     this.replies = new ReplyBatch(options.logger);
   }
 
   get inflightCount(): number {
-    return this.inflight.size;
+    return this.inflight;
   }
 
   get handled(): number {
@@ -168,7 +172,7 @@ export class ServiceEndpoint {
     const serve = (subject: string, queue?: string) =>
       nc.subscribe(subject, {
         ...(queue ? { queue } : {}),
-        callback: (err, msg) => (err ? failed(err, subject) : this.track(this.handle(msg))),
+        callback: (err, msg) => (err ? failed(err, subject) : this.handle(msg)),
       });
     const cancel = subjects.cancel(service);
     const requests = [serve(subjects.request(service), subjects.queueGroup(service)), serve(subjects.instanceRequest(service, instance))];
@@ -256,20 +260,23 @@ export class ServiceEndpoint {
     controller.abort(error);
   }
 
-  private track(work: Promise<void>): void {
-    this.inflight.add(work);
-    // A failure here is a bug, but must not become an unhandled rejection: log it and go on serving.
-    void work.catch((err: unknown) => this.options.logger.error({ err }, "serving a message failed")).finally(() => this.inflight.delete(work));
-  }
-
-  private async handle(msg: Msg): Promise<void> {
-    const started = process.hrtime.bigint();
+  /** Serves one message of the endpoint's own subscriptions, timed for `$SRV.STATS`. */
+  private handle(msg: Msg): void {
+    const started = performance.now();
     this.counters.requests++;
-    try {
-      await this.serve(this.fromMsg(msg));
-    } finally {
-      this.counters.processingTimeNs += Number(process.hrtime.bigint() - started);
-    }
+    this.inflight++;
+    const work = this.answer(this.fromMsg(msg));
+    this.serving.add(work);
+    const done = () => {
+      this.serving.delete(work);
+      this.inflight--;
+      this.counters.processingTimeNs += Math.round((performance.now() - started) * 1e6);
+    };
+    // A failure here is a bug, but must not become an unhandled rejection: log it and go on serving.
+    work.then(done, (err: unknown) => {
+      done();
+      this.options.logger.error({ err }, "serving a message failed");
+    });
   }
 
   /**
@@ -369,12 +376,8 @@ export class ServiceEndpoint {
     if (timeoutMs <= 0) {
       return Promise.reject(new CallError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
-    return inSpan(
-      `dmcp process ${request.payload.method}`,
-      SpanKind.CONSUMER,
-      trace,
-      { "messaging.system": "nats", "messaging.destination.name": subjects.request(this.options.service), "dmcp.instance": this.options.instance },
-      (ctx) => this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal, notify, attempt }),
+    return inSpan(`dmcp process ${request.payload.method}`, SpanKind.CONSUMER, trace, this.spanAttributes, (ctx) =>
+      this.options.handler(request, { timeoutMs, correlationId, sessionId: request.session_id, trace: ctx, signal, notify, attempt }),
     );
   }
 
