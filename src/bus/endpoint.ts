@@ -434,7 +434,10 @@ export class ServiceEndpoint {
       subject: msg.subject,
       reply: msg.reply,
       respond: (data) => {
-        if (msg.reply) this.replies.add(() => msg.respond(data));
+        if (!msg.reply) return;
+        this.replies.add(() => msg.respond(data));
+        // The only call in flight here: no other answer can join it in this turn of the loop.
+        if (this.serving.size <= 1) this.replies.flush();
       },
     };
   }

@@ -3,7 +3,8 @@
  * what was published within one microtask turn in one socket write, but a serving instance finishes
  * its calls in separate I/O callbacks (one per upstream response), so each answer cost a write of
  * its own. Queued and published in one `setImmediate`, the answers finished in one turn of the loop
- * share one write. The answer waits for nothing else: the loop's check phase follows its poll phase.
+ * share one write. The answer waits for nothing else: the loop's check phase follows its poll phase
+ * (and the endpoint flushes at once the answer of the only call in flight).
  */
 import type { Logger } from "../util/index.js";
 
