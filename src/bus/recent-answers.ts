@@ -22,9 +22,22 @@ export interface RecentAnswersLimits {
 /** What an instance makes of a lookup. */
 export type LookupOutcome = { answer: Uint8Array } | "waiting" | "unknown";
 
+/** One kept answer; the queue may hold an entry the map no longer does (answered again, or forgotten). */
+interface Kept {
+  readonly correlationId: string;
+  readonly data: Uint8Array;
+  readonly at: number;
+}
+
 export class RecentAnswers {
-  /** By correlation id, oldest first. */
-  private readonly answers = new Map<string, { data: Uint8Array; at: number }>();
+  /** By correlation id. */
+  private readonly answers = new Map<string, Kept>();
+  /**
+   * The same answers, oldest first, for eviction: iterating the map from its start would step over
+   * every entry deleted since its last rehash (thousands once the count bound is reached), on every call.
+   */
+  private queue: (Kept | undefined)[] = [];
+  private head = 0;
   private bytes = 0;
   /** The reply subjects of gateways waiting for the answer of a call still running here. */
   private readonly waiting = new Map<string, Set<string>>();
@@ -37,16 +50,22 @@ export class RecentAnswers {
 
   /** Keeps the answer of a direct call (its encoded envelope) and sends it to the gateways that asked meanwhile. */
   answered(correlationId: string, data: Uint8Array): void {
-    const waiting = this.waiting.get(correlationId);
-    if (waiting) {
-      this.waiting.delete(correlationId);
-      for (const reply of waiting) this.send(reply, data);
+    if (this.waiting.size > 0) {
+      const waiting = this.waiting.get(correlationId);
+      if (waiting) {
+        this.waiting.delete(correlationId);
+        for (const reply of waiting) this.send(reply, data);
+      }
     }
     const now = Date.now();
-    this.evict(now);
-    if (data.byteLength > this.limits.maxBytes) return;
+    if (data.byteLength > this.limits.maxBytes) {
+      this.evict(now);
+      return;
+    }
     this.forget(correlationId);
-    this.answers.set(correlationId, { data, at: now });
+    const kept: Kept = { correlationId, data, at: now };
+    this.answers.set(correlationId, kept);
+    this.queue.push(kept);
     this.bytes += data.byteLength;
     this.evict(now);
   }
@@ -85,12 +104,21 @@ export class RecentAnswers {
     this.bytes -= kept.data.byteLength;
   }
 
+  /** Drops the oldest answers while one is too old or the bounds are exceeded. */
   private evict(now: number): void {
     const { maxAgeMs, maxBytes, maxCount } = this.limits;
-    for (const [correlationId, kept] of this.answers) {
-      if (now - kept.at <= maxAgeMs && this.bytes <= maxBytes && this.answers.size <= maxCount) return;
-      this.answers.delete(correlationId);
-      this.bytes -= kept.data.byteLength;
+    const queue = this.queue;
+    while (this.head < queue.length) {
+      const kept = queue[this.head]!;
+      const current = this.answers.get(kept.correlationId) === kept;
+      if (current && now - kept.at <= maxAgeMs && this.bytes <= maxBytes && this.answers.size <= maxCount) break;
+      if (current) this.forget(kept.correlationId);
+      queue[this.head++] = undefined;
+    }
+    // The queue's dropped head is cut off once it is most of the queue (amortized: each entry is copied about once).
+    if (this.head > 1024 && this.head * 2 > queue.length) {
+      this.queue = queue.slice(this.head);
+      this.head = 0;
     }
   }
 }

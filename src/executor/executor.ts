@@ -134,8 +134,9 @@ export class Executor {
         const call = executorRequest(request, withTraceMeta(params, ctx), context);
         // An upstream that closes the call's stream to be polled: the caller's own stream may close too (PROTOCOL.md §5.6).
         const onStreamClosed = () => context.notify(STREAM_CLOSED_METHOD, {});
-        const upstreamOptions = { timeoutMs: context.timeoutMs, revision: call.revision, signal: context.signal, onNotification: context.notify, onStreamClosed };
-        return this.serve(call, upstreamOptions, context.notify).finally(retagged.release);
+        const upstreamOptions = { timeoutMs: context.timeoutMs, revision: call.revision, signal: context.cancellation, onNotification: context.notify, onStreamClosed };
+        const served = this.serve(call, upstreamOptions, context.notify);
+        return retagged.release ? served.finally(retagged.release) : served;
       });
     const metrics = options.metrics ? this.instrument(options.metrics) : undefined;
     const measured: RequestHandler = metrics

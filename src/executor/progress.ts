@@ -14,11 +14,11 @@ export class ProgressRelay {
   private readonly routes = new Map<string, Route>();
   private sequence = 0;
 
-  /** The params to send upstream, and a release to call when the call ends. */
-  retag(params: Record<string, unknown> | undefined, notify: Notify): { params: Record<string, unknown> | undefined; release: () => void } {
+  /** The params to send upstream, and a release to call when the call ends (none when the call asked for no progress). */
+  retag(params: Record<string, unknown> | undefined, notify: Notify): { params: Record<string, unknown> | undefined; release?: () => void } {
     const meta = params?._meta as Record<string, unknown> | undefined;
     const callerToken = meta?.progressToken;
-    if (typeof callerToken !== "string" && typeof callerToken !== "number") return { params, release: () => undefined };
+    if (typeof callerToken !== "string" && typeof callerToken !== "number") return { params };
     const token = `dmcp-progress-${++this.sequence}`;
     this.routes.set(token, { callerToken, notify });
     return {

@@ -14,8 +14,18 @@ export function cancellation(reason: unknown, fallback: string): CallError {
   return new CallError(ErrorCode.Cancelled, text);
 }
 
+/**
+ * What a call's handler follows of its cancellation: whether and why it was cancelled, and listeners
+ * called once when it is. An AbortSignal is one; the serving endpoint's own is cheaper to make.
+ */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+}
+
 /** The reason an aborted signal carries, as the text of a `notifications/cancelled`. */
-export function cancelReasonOf(signal: AbortSignal, fallback: string): string {
+export function cancelReasonOf(signal: Pick<CancelSignal, "reason">, fallback: string): string {
   const reason: unknown = signal.reason;
   return reason instanceof Error && reason.message.length > 0 ? reason.message : fallback;
 }

@@ -1,6 +1,6 @@
 /** The dMCP wire, pure: what travels on the bus and how it is checked, built, encoded and named. No I/O. */
 export { CACHE_BUCKET, CACHE_SCOPES, CachePlan, CachePurgeNotice, MAX_CACHE_TTL_MS, META_CACHE, type CacheRule, type CacheScope } from "./cache.js";
-export { cancellation, cancelReasonOf, MAX_CANCEL_REASON_CHARS } from "./cancellation.js";
+export { cancellation, cancelReasonOf, type CancelSignal, MAX_CANCEL_REASON_CHARS } from "./cancellation.js";
 export { decodeEnvelope, DEFAULT_MAX_ENVELOPE_BYTES, encodeEnvelope, MAX_REPORTED_ISSUES, salvageIds, validateEnvelope, type DecodeResult } from "./codec.js";
 export { ACCEPTED_METHOD, CANCEL_METHOD, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "./control-methods.js";
 export { createEnvelope, type EnvelopeOptions } from "./create-envelope.js";

@@ -59,6 +59,32 @@ describe("recent answers of direct calls", () => {
     expect(recent.lookup("huge", "r", false)).toBe("unknown");
   });
 
+  it("keeps one answer per call: an answer given again replaces the first, and the bounds count it once", () => {
+    const { recent } = store();
+    recent.answered("a", bytes("first"));
+    recent.answered("b", bytes("b"));
+    recent.answered("a", bytes("second"));
+    recent.answered("c", bytes("c"));
+    expect(recent.size).toBe(3);
+    expect(recent.lookup("a", "r", false)).toEqual({ answer: bytes("second") });
+    // a is now younger than b: d pushes b out, then e pushes a out.
+    recent.answered("d", bytes("d"));
+    expect(recent.lookup("b", "r", false)).toBe("unknown");
+    expect(recent.lookup("a", "r", false)).toEqual({ answer: bytes("second") });
+    recent.answered("e", bytes("e"));
+    expect(recent.lookup("a", "r", false)).toBe("unknown");
+    expect([..."cde"].map((id) => recent.lookup(id, "r", false))).toEqual([..."cde"].map((id) => ({ answer: bytes(id) })));
+  });
+
+  it("stays within its bounds over many answers, the newest kept", () => {
+    const { recent } = store({ maxAgeMs: 60_000, maxBytes: 1_000_000, maxCount: 100 });
+    for (let i = 0; i < 10_000; i++) recent.answered(`c${i}`, bytes(`answer ${i}`));
+    expect(recent.size).toBe(100);
+    expect(recent.lookup("c9899", "r", false)).toBe("unknown");
+    expect(recent.lookup("c9900", "r", false)).toEqual({ answer: bytes("answer 9900") });
+    expect(recent.lookup("c9999", "r", false)).toEqual({ answer: bytes("answer 9999") });
+  });
+
   it("forgets answers older than maxAgeMs", () => {
     vi.useFakeTimers({ now: 0 });
     const { recent } = store();

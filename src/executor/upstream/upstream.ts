@@ -18,6 +18,7 @@ import {
   resultResponse,
   type JsonRpcMessage,
   type JsonRpcRequest,
+  type CancelSignal,
   META,
   metaOf,
   toJsonRpcError,
@@ -51,7 +52,7 @@ export interface UpstreamRequestOptions {
    * makes the request; undefined for a request of a session-based revision.
    */
   revision: string | undefined;
-  signal?: AbortSignal | undefined;
+  signal?: CancelSignal | undefined;
   /** Log messages the server sent with this request (where the transport can tell, e.g. on its POST stream). */
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   /** The server closed the request's SSE stream before answering, to be polled (SEP-1699); the answer comes later. */
