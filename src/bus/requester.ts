@@ -36,7 +36,7 @@ import type { Context } from "@opentelemetry/api";
 import type { StorePosition } from "./codec.js";
 import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.js";
 import { natsHeadersFor } from "./trace-headers.js";
-import { InstanceProbe } from "./instance-probe.js";
+import { InstanceProbe, type BusyInstance } from "./instance-probe.js";
 
 /** How often, and how many times, a gateway asks the instances of a service for a direct call's answer before it gives up. */
 const LOOKUP_INTERVAL_MS = 1000;
@@ -87,6 +87,8 @@ interface PendingCall {
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
+  /** When it was sent (epoch ms): the probe asks after the instances of calls that waited a while. */
+  sentAt: number;
   /** The executor instance that accepted the call, once its receipt arrived. */
   instance?: string;
   onAbort?: () => void;
@@ -230,6 +232,7 @@ export class Requester {
       onNotification: options.onNotification,
       onInstance: options.onInstance,
       route: options.route,
+      sentAt: Date.now(),
       // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
       ...(options.instance ? { instance: options.instance } : {}),
       timer: setTimeout(() => {
@@ -276,10 +279,15 @@ export class Requester {
     }
   }
 
-  /** The instances holding direct calls right now, each with its service (durable calls outlive their instances). */
-  private busyInstances(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const call of this.pending.values()) if (call.instance && !call.route) out.set(call.instance, call.service);
+  /** The instances holding direct calls right now, each with its service and its oldest call's start (durable calls outlive their instances). */
+  private busyInstances(): Map<string, BusyInstance> {
+    const out = new Map<string, BusyInstance>();
+    for (const call of this.pending.values()) {
+      if (!call.instance || call.route) continue;
+      const known = out.get(call.instance);
+      if (!known) out.set(call.instance, { service: call.service, since: call.sentAt });
+      else if (call.sentAt < known.since) known.since = call.sentAt;
+    }
     return out;
   }
 
