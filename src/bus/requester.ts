@@ -42,6 +42,17 @@ import { InstanceProbe, type BusyInstance } from "./instance-probe.js";
 const LOOKUP_INTERVAL_MS = 1000;
 const LOOKUP_ATTEMPTS = 3;
 
+/**
+ * What the requester needs of a call's cancellation: an AbortSignal has it, and so does a lighter
+ * object that makes no EventTarget per call (the gateway's CallAbort).
+ */
+export interface CallSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
 export interface CallOptions {
   /** Milliseconds until nobody waits for the answer. */
   timeoutMs: number;
@@ -49,7 +60,7 @@ export interface CallOptions {
   /** Who made the call at the MCP edge (travels in the envelope to the executor). */
   caller?: Caller | undefined;
   /** Aborting rejects the call at once with CANCELLED. */
-  signal?: AbortSignal | undefined;
+  signal?: CallSignal | undefined;
   /** Send to one executor instance instead of the service's queue group. */
   instance?: string | undefined;
   /**
@@ -94,7 +105,7 @@ interface PendingCall {
   onAbort?: () => void;
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   onInstance?: ((instance: string) => void) | undefined;
-  signal?: AbortSignal | undefined;
+  signal?: CallSignal | undefined;
   /** Set for durable calls. */
   route?: RequestRoute | undefined;
 }
@@ -417,6 +428,6 @@ function asDmcpError(error: unknown): DmcpError {
 }
 
 /** Why a call's signal aborted: the DmcpError given as the reason (e.g. SHUTTING_DOWN), else CANCELLED. */
-function abortError(signal: AbortSignal): DmcpError {
+function abortError(signal: CallSignal): DmcpError {
   return signal.reason instanceof DmcpError ? signal.reason : new CallError(ErrorCode.Cancelled, "the call was cancelled");
 }
