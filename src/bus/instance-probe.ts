@@ -1,9 +1,11 @@
 /**
  * Notices within about two probe intervals that an instance holding direct calls died without leaving
  * (killed, crashed, its connection cut), where missed heartbeats take three heartbeat intervals
- * (PROTOCOL.md §5.2). While calls wait on an instance, the caller sends it one `ping` per interval on
- * its own subject: the server drops a dead connection's subscriptions at once and answers such a
- * request "no responders". An instance that leaves in order also unsubscribes, but finishes its calls:
+ * (PROTOCOL.md §5.2). While a call has waited on an instance for an interval or more, the caller sends
+ * it one `ping` per interval on its own subject: the server drops a dead connection's subscriptions at
+ * once and answers such a request "no responders". A call answered within the interval (nearly every
+ * call) costs no probe, so the probes add no messages to a bus of quick calls. An instance that leaves
+ * in order also unsubscribes, but finishes its calls:
  * it says so (a `stopping` heartbeat, its registry entry deleted) and is then no longer listed, so a
  * miss counts only for a listed instance, and only when the next probe misses too.
  */
@@ -18,12 +20,18 @@ const PROBE_TIMEOUT_MS = 2_000;
 export interface InstanceProbeOptions {
   bus: Bus;
   sender: string;
-  /** The instances holding direct calls now, each with its service. */
-  busy(): Map<string, string>;
+  /** The instances holding direct calls now, each with its service and when the oldest of those calls was sent (epoch ms). */
+  busy(): Map<string, BusyInstance>;
   /** Whether the registry lists the instance (one that left in order is not listed). */
   listed(service: string, instance: string): boolean;
   /** The instance is gone: its calls fail. */
   lost(instance: string): void;
+}
+
+/** An instance holding direct calls: its service, and when the oldest of them was sent (epoch ms). */
+export interface BusyInstance {
+  service: string;
+  since: number;
 }
 
 export class InstanceProbe {
@@ -58,7 +66,9 @@ export class InstanceProbe {
       return;
     }
     if (!this.options.bus.isConnected()) return;
-    for (const [instance, service] of busy) if (!this.probing.has(instance)) void this.probe(service, instance);
+    // Only instances holding a call that has waited an interval: younger calls may still be answered without one.
+    const due = Date.now() - PROBE_INTERVAL_MS;
+    for (const [instance, { service, since }] of busy) if (since <= due && !this.probing.has(instance)) void this.probe(service, instance);
   }
 
   private async probe(service: string, instance: string): Promise<void> {

@@ -38,11 +38,22 @@ import type { Context } from "@opentelemetry/api";
 import type { StorePosition } from "./codec.js";
 import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.js";
 import { natsHeadersFor } from "./trace-headers.js";
-import { InstanceProbe } from "./instance-probe.js";
+import { InstanceProbe, type BusyInstance } from "./instance-probe.js";
 
 /** How often, and how many times, a gateway asks the instances of a service for a direct call's answer before it gives up. */
 const LOOKUP_INTERVAL_MS = 1000;
 const LOOKUP_ATTEMPTS = 3;
+
+/**
+ * What the requester needs of a call's cancellation: an AbortSignal has it, and so does a lighter
+ * object that makes no EventTarget per call (the gateway's CallAbort).
+ */
+export interface CallSignal {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
 
 export interface CallOptions {
   /** Milliseconds until nobody waits for the answer. */
@@ -51,7 +62,7 @@ export interface CallOptions {
   /** Who made the call at the MCP edge (travels in the envelope to the executor). */
   caller?: Caller | undefined;
   /** Aborting rejects the call at once with CANCELLED. */
-  signal?: AbortSignal | undefined;
+  signal?: CallSignal | undefined;
   /** Send to one executor instance instead of the service's queue group. */
   instance?: string | undefined;
   /**
@@ -89,12 +100,14 @@ interface PendingCall {
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
   timer: NodeJS.Timeout;
+  /** When it was sent (epoch ms): the probe asks after the instances of calls that waited a while. */
+  sentAt: number;
   /** The executor instance that accepted the call, once its receipt arrived. */
   instance?: string;
   onAbort?: () => void;
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   onInstance?: ((instance: string) => void) | undefined;
-  signal?: AbortSignal | undefined;
+  signal?: CallSignal | undefined;
   /** Set for durable calls. */
   route?: RequestRoute | undefined;
   /** A call another gateway sent (resume()): an answer sealed to that gateway's key fails it at once. */
@@ -234,6 +247,7 @@ export class Requester {
       onNotification: options.onNotification,
       onInstance: options.onInstance,
       route: options.route,
+      sentAt: Date.now(),
       // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
       ...(options.instance ? { instance: options.instance } : {}),
       timer: setTimeout(() => {
@@ -288,10 +302,15 @@ export class Requester {
     }
   }
 
-  /** The instances holding direct calls right now, each with its service (durable calls outlive their instances). */
-  private busyInstances(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const call of this.pending.values()) if (call.instance && !call.route) out.set(call.instance, call.service);
+  /** The instances holding direct calls right now, each with its service and its oldest call's start (durable calls outlive their instances). */
+  private busyInstances(): Map<string, BusyInstance> {
+    const out = new Map<string, BusyInstance>();
+    for (const call of this.pending.values()) {
+      if (!call.instance || call.route) continue;
+      const known = out.get(call.instance);
+      if (!known) out.set(call.instance, { service: call.service, since: call.sentAt });
+      else if (call.sentAt < known.since) known.since = call.sentAt;
+    }
     return out;
   }
 
@@ -438,6 +457,6 @@ function asDmcpError(error: unknown): DmcpError {
 }
 
 /** Why a call's signal aborted: the DmcpError given as the reason (e.g. SHUTTING_DOWN), else CANCELLED. */
-function abortError(signal: AbortSignal): DmcpError {
+function abortError(signal: CallSignal): DmcpError {
   return signal.reason instanceof DmcpError ? signal.reason : new CallError(ErrorCode.Cancelled, "the call was cancelled");
 }

@@ -5,6 +5,8 @@ import { contextFromFields, traceFields } from "../tracing/index.js";
 
 /** NATS headers carrying the context, or undefined when there is none to carry. */
 export function natsHeadersFor(ctx: Context): MsgHdrs | undefined {
+  // The context of a call that carried no trace: nothing to inject (the common case, checked first).
+  if (ctx === ROOT_CONTEXT) return undefined;
   const fields = traceFields(ctx);
   if (!fields) return undefined;
   const headers = natsHeaders();

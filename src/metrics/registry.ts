@@ -56,11 +56,16 @@ export class BusMetrics {
   }
 }
 
-/** One label set's series, bound once: prom-client hashes a label object on every inc/observe otherwise. */
+/**
+ * One label set's series. Counts are kept here as plain numbers and handed to prom-client when it is
+ * read (a scrape): prom-client hashes and checks a label object on every inc and dec, even of a
+ * series bound with labels(), three times per call here. Durations still go to its histogram, bound.
+ */
 interface CallSeries {
-  inflight: { inc(): void; dec(): void };
-  /** The calls counter and duration histogram, by outcome. */
-  outcomes: Map<string, { calls: { inc(): void }; duration: { observe(seconds: number): void } }>;
+  labels: Record<string, string>;
+  service: string;
+  /** Calls answered, and the duration histogram, by outcome. */
+  outcomes: Map<string, { calls: number; duration: { observe(seconds: number): void } }>;
 }
 
 /** Call metrics as seen by one side (gateway or executor). */
@@ -69,13 +74,25 @@ export class CallMetrics {
   readonly duration: Histogram<string>;
   readonly inflight: Gauge<string>;
   private readonly series = new Map<string, CallSeries>();
+  /** Calls being handled now, by service. */
+  private readonly running = new Map<string, number>();
 
   constructor(
     registry: Registry,
     prefix: "dmcp_gateway" | "dmcp_executor",
     private readonly labelNames: string[],
   ) {
-    this.calls = new Counter({ name: `${prefix}_calls_total`, help: "Calls answered, by outcome", labelNames: [...labelNames, "outcome"], registers: [registry] });
+    const { series, running } = this;
+    this.calls = new Counter({
+      name: `${prefix}_calls_total`,
+      help: "Calls answered, by outcome",
+      labelNames: [...labelNames, "outcome"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { labels, outcomes } of series.values()) for (const [outcome, { calls }] of outcomes) this.inc({ ...labels, outcome }, calls);
+      },
+    });
     this.duration = new Histogram({
       name: `${prefix}_call_duration_seconds`,
       help: "Time from receiving a call to answering it",
@@ -83,14 +100,23 @@ export class CallMetrics {
       buckets: DURATION_BUCKETS,
       registers: [registry],
     });
-    this.inflight = new Gauge({ name: `${prefix}_calls_in_flight`, help: "Calls being handled now", labelNames: ["service"], registers: [registry] });
+    this.inflight = new Gauge({
+      name: `${prefix}_calls_in_flight`,
+      help: "Calls being handled now",
+      labelNames: ["service"],
+      registers: [registry],
+      collect() {
+        for (const [service, count] of running) this.set({ service }, count);
+      },
+    });
   }
 
   /** Times one call and records it under `labels` plus its outcome. */
   async observe<T extends Record<string, unknown>>(labels: Record<string, string>, work: () => Promise<T>): Promise<T> {
     const series = this.seriesOf(labels);
     const started = performance.now();
-    series.inflight.inc();
+    const { running } = this;
+    running.set(series.service, (running.get(series.service) ?? 0) + 1);
     let outcome = "ok";
     try {
       const result = await work();
@@ -100,9 +126,9 @@ export class CallMetrics {
       outcome = outcomeOf(undefined, err);
       throw err;
     } finally {
-      series.inflight.dec();
-      const ended = this.outcomeSeries(series, labels, outcome);
-      ended.calls.inc();
+      running.set(series.service, running.get(series.service)! - 1);
+      const ended = this.outcomeSeries(series, outcome);
+      ended.calls += 1;
       ended.duration.observe((performance.now() - started) / 1000);
     }
   }
@@ -112,19 +138,19 @@ export class CallMetrics {
     for (const name of this.labelNames) key += `${labels[name] ?? ""}\u0000`;
     let series = this.series.get(key);
     if (!series) {
-      series = { inflight: this.inflight.labels({ service: labels.service ?? "" }), outcomes: new Map() };
+      const own: Record<string, string> = {};
+      for (const name of this.labelNames) own[name] = labels[name] ?? "";
+      series = { labels: own, service: labels.service ?? "", outcomes: new Map() };
       this.series.set(key, series);
     }
     return series;
   }
 
-  private outcomeSeries(series: CallSeries, labels: Record<string, string>, outcome: string): { calls: { inc(): void }; duration: { observe(seconds: number): void } } {
+  private outcomeSeries(series: CallSeries, outcome: string): { calls: number; duration: { observe(seconds: number): void } } {
     let bound = series.outcomes.get(outcome);
     if (!bound) {
-      bound = {
-        calls: this.calls.labels({ ...labels, outcome }),
-        duration: this.duration.labels({ service: labels.service ?? "", method: labels.method ?? "", outcome }),
-      };
+      const { labels } = series;
+      bound = { calls: 0, duration: this.duration.labels({ service: labels.service ?? "", method: labels.method ?? "", outcome }) };
       series.outcomes.set(outcome, bound);
     }
     return bound;

@@ -25,7 +25,7 @@ export interface CancelSignal {
 }
 
 /** The reason an aborted signal carries, as the text of a `notifications/cancelled`. */
-export function cancelReasonOf(signal: Pick<CancelSignal, "reason">, fallback: string): string {
+export function cancelReasonOf(signal: { readonly reason?: unknown }, fallback: string): string {
   const reason: unknown = signal.reason;
   return reason instanceof Error && reason.message.length > 0 ? reason.message : fallback;
 }

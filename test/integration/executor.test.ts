@@ -7,7 +7,8 @@ import { connect, createInbox, type NatsConnection } from "@nats-io/transport-no
 import { stdioConnector } from "../../adapters/outbound/index.js";
 import { connectBus, Requester, type Bus } from "../../src/bus/index.js";
 import { Executor } from "../../src/executor/index.js";
-import { decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../../src/protocol/index.js";
+import { CallAbort } from "../../src/gateway/calls/call-abort.js";
+import { CallError, decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { FIXTURE_BIN } from "../support/processes.js";
@@ -84,6 +85,47 @@ describe("Executor in-process", () => {
     const error = await pending.catch((err: unknown) => err);
     expect(isDmcpError(error, ErrorCode.Cancelled)).toBe(true);
     caller.close();
+  });
+
+  it("cancels a call when the CallAbort it was given aborts, with the abort's reason", async () => {
+    const caller = new Requester(bus, "caller-test");
+    const abort = new CallAbort();
+    const pending = caller.call("lib", "tools/call", { name: "sleep", arguments: { ms: 2000 } }, { timeoutMs: 10_000, signal: abort });
+    setTimeout(() => abort.abort(new CallError(ErrorCode.ShuttingDown, "stopping")), 100);
+    const error = await pending.catch((err: unknown) => err);
+    expect(isDmcpError(error, ErrorCode.ShuttingDown)).toBe(true);
+    caller.close();
+  });
+
+  it("probes an instance holding a call once the call has waited 250 ms, and not for calls answered sooner", async () => {
+    const pings: number[] = [];
+    const probes = raw.subscribe(subjects.instanceRequest("lib", executor.instance), {
+      callback: (_err, msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (decoded.ok && decoded.envelope.type === "prompt_request" && decoded.envelope.payload.method === "ping") pings.push(Date.now());
+      },
+    });
+    await raw.flush();
+    const caller = new Requester(bus, "probe-test", { listed: () => true });
+    const at = { timeoutMs: 5000, instance: executor.instance };
+    // Quick calls one after the other for 700 ms: the probe's ticks find one in flight, never an old one.
+    const quick: number[] = [];
+    for (const until = Date.now() + 700; Date.now() < until; ) {
+      const started = Date.now();
+      await caller.call("lib", "tools/call", { name: "echo", arguments: { text: "q" } }, at);
+      quick.push(Date.now() - started);
+    }
+    // Wait out a probe interval with nothing in flight: any ping for the quick calls would be sent by now.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await raw.flush();
+    const afterQuick = pings.length;
+    await caller.call("lib", "tools/call", { name: "sleep", arguments: { ms: 1200 } }, at);
+    await raw.flush();
+    caller.close();
+    probes.unsubscribe();
+    // A call that took 250 ms itself (a very loaded machine) may rightly have been probed.
+    if (quick.every((ms) => ms < 200)) expect(afterQuick).toBe(0);
+    expect(pings.length - afterQuick).toBeGreaterThanOrEqual(2);
   });
 
   it("asks for a receipt on a call to the queue group, not on one to an instance unless told to", async () => {

@@ -154,9 +154,16 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
   const dashboard = options.dashboard ? mountDashboard(app, options.dashboard, { logger }) : undefined;
   let accepting = true;
   /** A POST of a session, its body parsed: by express's route, or ahead of express (session-posts.ts). */
-  const postToSession = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
-    const entry = await sessionOf(req, res);
-    if (entry) await entry.transport.handleRequest(req, res, body);
+  const postToSession = (req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> => {
+    // A session held here is served at once (no wait for a lookup that cannot be needed).
+    const sessionId = req.headers["mcp-session-id"];
+    const held = typeof sessionId === "string" ? sessions.held(sessionId) : undefined;
+    if (!held) return sessionOf(req, res).then((entry) => entry?.transport.handleRequest(req, res, body));
+    try {
+      return sessions.admit(held, identityOf(req), res) ? held.transport.handleRequest(req, res, body) : Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   };
   app.post("/mcp", express.json({ limit: maxBodyBytes, type: () => true }), async (req, res) => {
     if (req.header("mcp-session-id")) {

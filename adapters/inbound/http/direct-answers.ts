@@ -46,7 +46,10 @@ export interface PlainRequest {
 }
 
 export class DirectAnswers {
+  /** The calls answered here, in the order they came (so also in the order they become due for a stream). */
   private readonly open = new Map<JsonRpcId, DirectAnswer>();
+  /** One timer for the session, at the oldest waiting call's due time: no timer per call. */
+  private dueTimer: NodeJS.Timeout | undefined;
 
   /** `sessionId`: the session's id once it has one (requests before that are the SDK's to refuse). */
   constructor(
@@ -79,6 +82,7 @@ export class DirectAnswers {
     const resumable = typeof version === "string" && version >= PRIMING_SINCE ? this.resumable : undefined;
     const answer = new DirectAnswer(res, request.id, this.sessionId() ?? "", resumable);
     this.open.set(request.id, answer);
+    if (resumable && !this.dueTimer) this.armDue(resumable.afterMs);
     // A client that went away gets nothing more, unless it can resume the stream; the call itself goes on.
     res.on("close", () => {
       if (this.open.get(request.id) === answer && !answer.resumable) this.open.delete(request.id);
@@ -114,8 +118,30 @@ export class DirectAnswers {
 
   /** The session closed: calls still open get an error answer (their calls were cancelled with it). */
   closeAll(): void {
+    clearTimeout(this.dueTimer);
+    this.dueTimer = undefined;
     for (const answer of this.open.values()) answer.abandon();
     this.open.clear();
+  }
+
+  private armDue(inMs: number): void {
+    this.dueTimer = setTimeout(() => this.streamDue(), Math.max(inMs, 1));
+  }
+
+  /** Gives the calls waiting `afterMs` or more their resumable streams; waits for the next one due. */
+  private streamDue(): void {
+    this.dueTimer = undefined;
+    const now = Date.now();
+    for (const answer of this.open.values()) {
+      const dueAt = answer.dueAt;
+      if (dueAt === undefined) continue;
+      if (dueAt > now) {
+        this.armDue(dueAt - now);
+        return;
+      }
+      answer.dueAt = undefined;
+      answer.startStream();
+    }
   }
 }
 
@@ -129,7 +155,8 @@ class DirectAnswer {
   /** The stream's id in the event store, once it is resumable. */
   streamId: string | undefined;
   private call: StreamCall | undefined;
-  private readonly timer: NodeJS.Timeout | undefined;
+  /** When an unanswered call gets its resumable stream (epoch ms), until it has one or its answer. */
+  dueAt: number | undefined;
 
   constructor(
     private res: ServerResponse,
@@ -137,7 +164,7 @@ class DirectAnswer {
     private readonly sessionId: string,
     private readonly streams: ResumableStreams | undefined,
   ) {
-    if (streams) this.timer = setTimeout(() => this.startStream(), streams.afterMs);
+    if (streams) this.dueAt = Date.now() + streams.afterMs;
   }
 
   get resumable(): boolean {
@@ -151,7 +178,7 @@ class DirectAnswer {
   }
 
   write(message: JSONRPCMessage, final: boolean): void {
-    if (final) clearTimeout(this.timer);
+    if (final) this.dueAt = undefined;
     if (final && !this.streaming) {
       if (!this.open()) return;
       const body = Buffer.from(JSON.stringify(message));
@@ -194,7 +221,8 @@ class DirectAnswer {
     return !this.res.destroyed && !this.res.writableEnded;
   }
 
-  private startStream(): void {
+  startStream(): void {
+    this.dueAt = undefined;
     if (this.streaming || !this.open()) return;
     this.streaming = true;
     startSse(this.res, this.sessionId);

@@ -76,6 +76,11 @@ export class HttpSessions {
     return this.sessions.has(id);
   }
 
+  /** The session `id` when it is held here (no lookup on the bus). */
+  held(id: string): HttpSession | undefined {
+    return this.sessions.get(id);
+  }
+
   /** The session `id`: held here, or taken up from the sessions bucket; undefined when no gateway has it. Rejects when the bucket cannot be read. */
   find(id: string): Promise<HttpSession | undefined> | HttpSession | undefined {
     const held = this.sessions.get(id);

@@ -93,6 +93,8 @@ function plainBodyLength(req: IncomingMessage, options: SessionPostOptions): num
 /** `application/json`, with no charset or UTF-8 (what body-parser would decode the same way). */
 function isUtf8Json(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
+  // What clients send nearly always: no parameters to read.
+  if (contentType === "application/json") return true;
   const [type, ...parameters] = contentType.split(";");
   if (type!.trim().toLowerCase() !== "application/json") return false;
   return parameters.every((parameter) => {

@@ -9,7 +9,7 @@ import type { Registry } from "prom-client";
 import { DurableRoute, Requester, type Bus, type CallOptions, type RegistryView, type StreamCall } from "../../bus/index.js";
 import { CallError, ErrorCode, isDmcpError, type ClientSession } from "../../protocol/index.js";
 import { CallMetrics, outcomeOf } from "../../metrics/index.js";
-import { contextFromMeta, inSpan } from "../../tracing/index.js";
+import { contextFromMeta, inSpan, spansRecorded } from "../../tracing/index.js";
 import type { Logger } from "../../util/index.js";
 import type { GatewayCache } from "../cache/index.js";
 import type { CallRoute } from "../catalog/routing.js";
@@ -95,15 +95,20 @@ export class Dispatcher {
     }
     // Tool and prompt names label the series; resource URIs would be unbounded, so they do not.
     const target = method === "tools/call" || method === "prompts/get" ? String(route.params.name ?? "") : "";
-    // The client's trace (from _meta, else HTTP headers) continues in a span of this hop.
-    const traced = () =>
-      inSpan(
-        target ? `${method} ${target}` : method,
-        SpanKind.SERVER,
-        contextFromMeta(params, call.traceHeaders),
-        { "mcp.method.name": method, "dmcp.service": route.service, ...(target ? { "dmcp.target": target } : {}) },
-        (trace) => this.send(call, route, trace),
-      );
+    // The client's trace (from _meta, else HTTP headers) continues in a span of this hop; with no
+    // tracing SDK a span would record nothing, so the call goes on in the client's context (its name
+    // and attributes are not even built).
+    const parent = contextFromMeta(params, call.traceHeaders);
+    const traced = !spansRecorded()
+      ? () => this.send(call, route, parent)
+      : () =>
+          inSpan(
+            target ? `${method} ${target}` : method,
+            SpanKind.SERVER,
+            parent,
+            { "mcp.method.name": method, "dmcp.service": route.service, ...(target ? { "dmcp.target": target } : {}) },
+            (trace) => this.send(call, route, trace),
+          );
     const run = this.callMetrics ? () => this.callMetrics!.observe({ service: route.service, method, target, transport }, traced) : traced;
     if (this.callObservers.size === 0) return run();
     const ends = [...this.callObservers].map((observer) => observer({ service: route.service, method, params, transport }));
@@ -123,7 +128,7 @@ export class Dispatcher {
    * same upstream over HTTP; a per-process upstream (stdio) there answers that it does not know the task.
    */
   async toTaskHolder(call: Call, holder: { service: string; instance: string }, params: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const options: CallOptions = { timeoutMs: call.timeoutMs, signal: call.signal, caller: call.caller };
+    const options: CallOptions = { timeoutMs: call.timeoutMs, signal: call.cancellation, caller: call.caller };
     const send = () => this.requester.call(holder.service, call.method, params, { ...options, instance: holder.instance });
     const run = this.callMetrics ? () => this.callMetrics!.observe({ service: holder.service, method: call.method, target: "", transport: call.transport }, send) : send;
     try {
@@ -180,24 +185,43 @@ export class Dispatcher {
     return this.forward(call, route, trace);
   }
 
-  private async forward(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
+  private forward(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
+    try {
+      return this.forwardNow(call, route, trace);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private forwardNow(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
+    if (call.onSent && call.correlationId) {
+      call.onSent({ service: route.service, correlationId: call.correlationId, delivery: route.lane ? "durable" : "direct", deadline: Date.now() + call.timeoutMs });
+    }
+    // The options are built once, whole (one object shape per route kind, no spreads per call).
+    const session = call.session && route.keepsSessions && !route.lane ? call.session : undefined;
     const options: CallOptions = {
       onInstance: (instance) => (call.instance = instance),
       timeoutMs: call.timeoutMs,
-      signal: call.signal,
+      signal: call.cancellation,
       sessionId: call.sessionId,
       caller: call.caller,
       trace,
       onNotification: call.onNotification,
       // Tasks name their calls, so that a durable call can be resumed under the same id.
-      ...(call.correlationId ? { correlationId: call.correlationId } : {}),
+      correlationId: call.correlationId,
+      // A durable call is retried by the work queue itself, on whichever replica can serve it.
+      route: route.lane ? this.durable.route(route.lane) : undefined,
+      clientSession: session?.clientSession,
+      instance: undefined,
+      receipt: undefined,
     };
-    if (call.onSent && call.correlationId) {
-      call.onSent({ service: route.service, correlationId: call.correlationId, delivery: route.lane ? "durable" : "direct", deadline: Date.now() + call.timeoutMs });
-    }
-    // A durable call is retried by the work queue itself, on whichever replica can serve it.
-    if (route.lane) return this.requester.call(route.service, call.method, route.params, { ...options, route: this.durable.route(route.lane) });
-    if (call.session && route.keepsSessions) return this.pinnedCall(call, route, options, call.session);
+    if (options.route) return this.requester.call(route.service, call.method, route.params, options);
+    if (session) return this.pinnedCall(call, route, options, session);
+    return this.anyReplica(call, route, options);
+  }
+
+  /** A call any replica may serve: the queue group picks one. */
+  private async anyReplica(call: Call, route: CallRoute, options: CallOptions): Promise<Record<string, unknown>> {
     try {
       return await this.requester.call(route.service, call.method, route.params, options);
     } catch (err) {
@@ -218,28 +242,25 @@ export class Dispatcher {
   private async pinnedCall(call: Call, route: CallRoute, options: CallOptions, session: CallSession): Promise<Record<string, unknown>> {
     const { service } = route;
     const { pins } = session;
-    const tried = new Set<string>();
+    let tried: Set<string> | undefined;
+    options.onInstance = (instance) => {
+      pins.reached(service, instance);
+      call.instance = instance;
+    };
     for (;;) {
       // No replica to choose (none listed yet): the queue group picks, and its answer pins.
       const pinned = pins.pinFor(service, () => this.sessionReplica(service, tried));
+      options.instance = pinned;
+      // Until a call reached the pinned replica, a receipt is what says it did (a call that fails there then loses the session).
+      options.receipt = !pins.isReached(service);
       try {
-        return await this.requester.call(service, call.method, route.params, {
-          ...options,
-          clientSession: session.clientSession,
-          correlationId: call.correlationId,
-          instance: pinned,
-          // Until a call reached the pinned replica, a receipt is what says it did (a call that fails there then loses the session).
-          receipt: !pins.isReached(service),
-          onInstance: (instance) => {
-            pins.reached(service, instance);
-            call.instance = instance;
-          },
-        });
+        return await this.requester.call(service, call.method, route.params, options);
       } catch (err) {
         const gone = pinned !== undefined && (isDmcpError(err, ErrorCode.NoResponders) || isDmcpError(err, ErrorCode.ExecutorLost));
         if (!gone) throw err;
         // No responders there and no call of the session ever reached it: nothing was lost, try another.
         if (!pins.release(service, pinned) && isDmcpError(err, ErrorCode.NoResponders)) {
+          tried ??= new Set();
           tried.add(pinned);
           continue;
         }
@@ -254,8 +275,8 @@ export class Dispatcher {
   }
 
   /** A replica for a client session's upstream session: at random (as the queue group picks) among those that keep client sessions, ready ones first. */
-  private sessionReplica(service: string, except: Set<string>): string | undefined {
-    const candidates = this.options.registry.list().filter((live) => live.service === service && live.announcement.client_sessions === true && !except.has(live.instance));
+  private sessionReplica(service: string, except: Set<string> | undefined): string | undefined {
+    const candidates = this.options.registry.list().filter((live) => live.service === service && live.announcement.client_sessions === true && !except?.has(live.instance));
     const ready = candidates.filter((live) => live.announcement.status === "ready");
     const pool = ready.length > 0 ? ready : candidates;
     return pool[Math.floor(Math.random() * pool.length)]?.instance;

@@ -41,6 +41,7 @@ import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
 import type { StreamCall } from "../../bus/index.js";
 import type { Call, SentCall } from "../calls/call.js";
+import { CallAbort } from "../calls/call-abort.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";
 import type { ListKind } from "../catalog/catalog-keeper.js";
 import { listedNames } from "../catalog/routing.js";
@@ -70,7 +71,7 @@ export type SharedState = Omit<SessionState, "v" | "gateway">;
 export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
-  private readonly inflight = new Map<JsonRpcId, AbortController>();
+  private readonly inflight = new Map<JsonRpcId, CallAbort>();
   /**
    * Calls another gateway sent and died with, whose answers this gateway looks for (PROTOCOL.md §19.4),
    * by request id: a cancellation from the client reaches their executors from here.
@@ -321,9 +322,9 @@ export class GatewaySession {
       this.send(errorResponse(request.id, toJsonRpcError(new CallError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
-    const controller = new AbortController();
-    this.inflight.set(request.id, controller);
-    const call = this.callOf(request, controller.signal, headers);
+    const abort = new CallAbort();
+    this.inflight.set(request.id, abort);
+    const call = this.callOf(request, abort, headers);
     try {
       // A request that names its protocol version in _meta is a 2026-07-28 (stateless) request, whatever came before.
       const result = await ((call.stateless ? this.stateless.dispatch(call) : this.sessionMethod(call)) ?? this.forwardedMethod(call));
@@ -347,7 +348,7 @@ export class GatewaySession {
   }
 
   /** The request's Call, built once here at the edge; a 2025 request's is tied to this session's upstream sessions. */
-  private callOf(request: JsonRpcRequest, signal: AbortSignal, headers: Record<string, string> | undefined): Call {
+  private callOf(request: JsonRpcRequest, signal: CallAbort, headers: Record<string, string> | undefined): Call {
     const call: Call = this.core.call({
       method: request.method,
       params: request.params ?? {},
@@ -502,7 +503,7 @@ export class GatewaySession {
    * closes the client's).
    */
   private onCallNotification(call: Call, method: string, params: Record<string, unknown>): void {
-    if (call.signal.aborted || call.requestId === undefined) return;
+    if (call.cancellation.aborted || call.requestId === undefined) return;
     // The upstream closed its stream to be polled: so does this client's, which then resumes it with
     // Last-Event-ID and gets the answer from the event store. Other clients wait.
     if (method === STREAM_CLOSED_METHOD) this.streams.close(call.requestId);

@@ -44,6 +44,8 @@ export class UpstreamSessions {
   private readonly subscriptions = new Map<string, string>();
   private readonly serverRequests: ServerRequests;
   private readonly unregister: () => void;
+  /** What the calls of the session carry (the same object until the capabilities or the log level change). */
+  private callSession: CallSession | undefined;
   /** The client's capabilities from initialize. */
   private capabilities: Record<string, unknown> = {};
   private logLevel: string | undefined;
@@ -84,6 +86,7 @@ export class UpstreamSessions {
   /** The client's capabilities (from initialize), declared with every call from now on. */
   declareCapabilities(capabilities: unknown): void {
     if (typeof capabilities === "object" && capabilities !== null && !Array.isArray(capabilities)) this.capabilities = capabilities as Record<string, unknown>;
+    this.callSession = undefined;
   }
 
   /** The client's capabilities and log level, as declared to the upstream sessions. */
@@ -94,13 +97,15 @@ export class UpstreamSessions {
   /** Applied to the upstream sessions with the session's next call to each (logging/setLevel). */
   setLogLevel(level: string): void {
     this.logLevel = level;
+    this.callSession = undefined;
   }
 
   /** Ties a call of the client's request `requestId` to the upstream sessions: what its Call carries. */
   tie(requestId: JsonRpcId): { correlationId: string; session: CallSession } {
     const correlationId = randomUUID();
     this.callIds.set(correlationId, requestId);
-    return { correlationId, session: { clientSession: this.clientSession(), pins: this.pins } };
+    this.callSession ??= { clientSession: this.clientSession(), pins: this.pins };
+    return { correlationId, session: this.callSession };
   }
 
   /** The call was answered: server-to-client requests can no longer name it. */
