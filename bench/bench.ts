@@ -187,7 +187,9 @@ Promise.race([main(), childDied]).then(
     if (interrupted) return; // calls fail while the signal handler tears everything down; it exits
     const verbose = envFlag("BENCH_VERBOSE");
     const detail = err instanceof Error ? (verbose || !(err instanceof BenchError || "code" in err) ? (err.stack ?? err.message) : err.message) : String(err);
-    process.stderr.write(`bench failed: ${detail}\n`);
+    // fetch's own message says nothing ("fetch failed"): what failed is in its cause.
+    const cause = err instanceof Error && err.cause instanceof Error ? `\ncaused by: ${err.cause.message}` : "";
+    process.stderr.write(`bench failed: ${detail}${cause}\n`);
     await cleanup().catch(() => undefined);
     process.exit(1);
   },
