@@ -22,7 +22,8 @@
  * after each round; client and upstream shown, never counted in a chain's total), messages through
  * its nats-server, and ratios against direct, the tunnel and supergateway.
  *
- * memory: the gateway's RSS with many calls in flight on a slow tool, and after them.
+ * memory: the gateway's RSS and V8 heap with many calls in flight on a slow tool, and after them
+ * (as they run, and after full GCs that a probe preloaded into the gateway runs: bench/memory.ts).
  * scale: calls/s of K replicas of an I/O-bound tool, for each K.
  * cache: a cached read's latency against ping and an uncached call, and the upstream requests of
  * 100 concurrent readers of one key (bench/cache.ts).
@@ -54,6 +55,9 @@
  *   BENCH_MEMORY_SESSIONS  client sessions they are spread over (default 100)
  *   BENCH_MEMORY_SLEEP_MS  how long each call sleeps (default 15000; enough for all to be in flight)
  *   BENCH_MEMORY_SETTLE_S  seconds without calls before the "after" figure (default 5)
+ *   BENCH_MEMORY_SNAPSHOTS a directory: heap snapshots of the gateway at idle and after, to compare by
+ *                          constructor (writing one grows RSS: the figures after it mean nothing)
+ *   BENCH_BASELINE         as above: that build's gateway measured first, on the same stack
  * Environment (scale, also run by the default command when BENCH_SCALE=1):
  *   BENCH_SCALE_REPLICAS     values of K (default 1,2,4,8)
  *   BENCH_SCALE_CONCURRENCY  client sessions calling in a loop (default 32)
@@ -126,6 +130,7 @@ const memory = () =>
     sessions: envNumber("BENCH_MEMORY_SESSIONS", 100),
     sleepMs: envNumber("BENCH_MEMORY_SLEEP_MS", 15_000),
     settleSeconds: envNumber("BENCH_MEMORY_SETTLE_S", 5, { integer: false, min: 0 }),
+    baselineDmcpJs: process.env.BENCH_BASELINE ? baselineDmcpJs(resolve(process.env.BENCH_BASELINE)) : undefined,
   });
 
 const scale = () =>
@@ -182,7 +187,9 @@ Promise.race([main(), childDied]).then(
     if (interrupted) return; // calls fail while the signal handler tears everything down; it exits
     const verbose = envFlag("BENCH_VERBOSE");
     const detail = err instanceof Error ? (verbose || !(err instanceof BenchError || "code" in err) ? (err.stack ?? err.message) : err.message) : String(err);
-    process.stderr.write(`bench failed: ${detail}\n`);
+    // fetch's own message says nothing ("fetch failed"): what failed is in its cause.
+    const cause = err instanceof Error && err.cause instanceof Error ? `\ncaused by: ${err.cause.message}` : "";
+    process.stderr.write(`bench failed: ${detail}${cause}\n`);
     await cleanup().catch(() => undefined);
     process.exit(1);
   },

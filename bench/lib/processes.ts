@@ -98,7 +98,8 @@ export function spawnNode(name: string, args: string[], options: SpawnOptions = 
     if (ready === undefined) proc.once("spawn", () => settle(() => resolveReady({ child, match: undefined })));
     void exited.then(() => {
       settle(() => rejectReady(withTail(`${name} exited before it was ready (${exitInfo})`)));
-      if (!shuttingDown) reportDeath(withTail(`${name} exited unexpectedly (${exitInfo})`));
+      // A child stopped on purpose (stopChild) is no longer listed.
+      if (!shuttingDown && children.includes(child)) reportDeath(withTail(`${name} exited unexpectedly (${exitInfo})`));
     });
   });
 }

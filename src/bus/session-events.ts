@@ -4,7 +4,8 @@
  * DMCP_SESSION_EVENTS stream (the last 100 per session stream, for 15 minutes), so that another
  * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID,
  * and then follow it live (`follow`: what the sending gateway, or any other, writes on it later).
- * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory.
+ * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory
+ * while it holds it (until the call's answer reached the client).
  */
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
 import { isValidToken, subjects } from "../protocol/index.js";

@@ -69,6 +69,8 @@ export interface HttpGatewayServer {
   /** The timeouts the HTTP server enforces, as it holds them. */
   timeouts: HttpTimeouts;
   sessionCount(): number;
+  /** How many SSE streams have events held in this gateway's memory (for a resumption), all sessions together. */
+  heldStreamCount(): number;
   /** Closes at once the sessions of identities that may no longer come in (a user removed from the tokens file). */
   closeSessionsOf(revoked: (identity: Identity) => boolean): Promise<void>;
   /** Takes no new connections or sessions; open ones keep working (for a graceful stop). */
@@ -227,6 +229,7 @@ export async function serveHttp(gateway: Gateway, options: HttpServeOptions): Pr
     ...(dashboardUrl ? { dashboardUrl } : {}),
     timeouts: timeoutsOf(server),
     sessionCount: () => sessions.size,
+    heldStreamCount: () => sessions.heldStreamCount,
     closeSessionsOf: (revoked) => sessions.closeSessionsOf(revoked),
     stopAccepting() {
       accepting = false;

@@ -190,7 +190,10 @@ class DirectAnswer {
     const id = this.streamId ? this.streams!.events.storeNow(this.streamId, message) : undefined;
     if (!this.open()) return;
     this.res.write(sseEvent(message, id));
-    if (final) this.res.end();
+    if (!final) return;
+    this.res.end();
+    // Written whole to an open connection: the store need not keep the stream for a resumption.
+    if (this.streamId) this.streams!.events.finished(this.streamId);
   }
 
   /** Takes over a GET that resumes this call's stream after `lastEventId`: what followed it, then the rest as it comes. */

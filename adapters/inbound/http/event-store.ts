@@ -4,6 +4,10 @@
  * streams are forgotten first, and a stream keeps only its latest events (a client that fell further
  * behind gets what is left).
  *
+ * A call's stream whose answer was written to the client's open connection is forgotten then
+ * (`finished`): what stays is the streams of calls still running, and of calls whose client was away
+ * at the answer.
+ *
  * One store serves every session, but each session sees only its own streams (`forSession`): the SDK
  * names every session's GET stream alike, and an event id that leaked out of one session must not
  * replay its stream (another identity's results) to another. Event ids are
@@ -11,8 +15,8 @@
  * of gateways writing on one session's stream (its GET stream) never collide.
  *
  * With the bus's event log, every event is also published under the session's HTTP id and its stream
- * (PROTOCOL.md §19.3): a stream this gateway did not send, and every GET stream (which any gateway
- * writes on), resumes from there (`resumption`), looked up under the session it serves only, so an id
+ * (PROTOCOL.md §19.3): a stream this gateway does not hold (it did not send it, or forgot it once
+ * answered), and every GET stream (which any gateway writes on), resumes from there (`resumption`), looked up under the session it serves only, so an id
  * from another session finds nothing there either.
  */
 import { randomBytes } from "node:crypto";
@@ -47,6 +51,12 @@ export interface SessionEventStore extends EventStore {
   storeNow(streamId: StreamId, message: JSONRPCMessage, call?: StreamCall): EventId;
   /** Records on the log a call whose answer belongs on `streamId` (PROTOCOL.md §19.4). */
   recordCall(streamId: StreamId, call: StreamCall): void;
+  /**
+   * A call's stream ended with its answer written to the client's open connection: its events go
+   * from memory (a gateway keeps nothing of a call once it is over). With the bus's log a client that
+   * resumes it anyway is served from there, as on any other gateway; without one they stay (bounded).
+   */
+  finished(streamId: StreamId): void;
   forget(): void;
 }
 
@@ -103,10 +113,18 @@ export class MemoryEventStore {
         for (const event of stream.events) if (event.sequence > after) await send(event.id, event.message);
         return stream.streamId;
       },
+      finished: (streamId) => {
+        if (log && streamId !== STANDALONE_STREAM) this.streams.delete(`${this.origin}-${session}/${streamId}`);
+      },
       forget: () => {
         for (const [key, stream] of this.streams) if (stream.session === session) this.streams.delete(key);
       },
     };
+  }
+
+  /** How many streams have events held here (every session's). */
+  get streamCount(): number {
+    return this.streams.size;
   }
 
   /** The next event id of the stream, keeping `message` under it when given. */

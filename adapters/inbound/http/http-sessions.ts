@@ -67,6 +67,11 @@ export class HttpSessions {
     });
   }
 
+  /** How many SSE streams have events held in memory, all sessions together. */
+  get heldStreamCount(): number {
+    return this.eventStore.streamCount;
+  }
+
   get size(): number {
     return this.sessions.size;
   }

@@ -35,8 +35,11 @@ export interface HttpSessionTransportOptions extends WebStandardStreamableHTTPSe
   onstandalone?: () => void;
 }
 
-/** The SDK transport's map from a request to its POST stream: not public (SDK 2.4), read to record a call with its stream. */
-type StreamsOfRequests = { _requestToStreamMapping?: Map<JsonRpcId, string> };
+/**
+ * The SDK transport's map from a request to its POST stream, and its streams with an open connection:
+ * not public (SDK 2.4), read to record a call with its stream and to know when a stream ended.
+ */
+type StreamsOfRequests = { _requestToStreamMapping?: Map<JsonRpcId, string>; _streamMapping?: Map<string, unknown> };
 
 export class HttpSessionTransport implements InboundTransport {
   private readonly web: WebStandardStreamableHTTPServerTransport;
@@ -125,7 +128,23 @@ export class HttpSessionTransport implements InboundTransport {
 
   send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
     if (this.direct?.send(message, options?.relatedRequestId)) return Promise.resolve();
-    return this.web.send(message, options);
+    const m = message as Record<string, unknown>;
+    if (!this.eventStore || "method" in m || !("result" in m || "error" in m)) return this.web.send(message, options);
+    return this.sendAnswer(message, m.id as JsonRpcId, this.eventStore, options);
+  }
+
+  /**
+   * An answer through the SDK's transport: when it was the last one its stream waited for and the
+   * stream's connection was open, the SDK wrote it and ended the stream, and the event store forgets it.
+   */
+  private async sendAnswer(message: JSONRPCMessage, id: JsonRpcId, events: SessionEventStore, options: TransportSendOptions | undefined): Promise<void> {
+    const web = this.web as unknown as StreamsOfRequests;
+    const streamId = web._requestToStreamMapping?.get(id);
+    const connected = streamId !== undefined && web._streamMapping?.has(streamId) === true;
+    await this.web.send(message, options);
+    if (!connected || web._requestToStreamMapping === undefined) return;
+    for (const other of web._requestToStreamMapping.values()) if (other === streamId) return;
+    events.finished(streamId);
   }
 
   /**
