@@ -207,6 +207,56 @@ describe("an HTTP upstream whose answers are not one JSON-RPC message", () => {
   });
 });
 
+describe("an HTTP upstream that closes a kept-alive connection as a request goes out on it", () => {
+  let server: Server;
+  let wrap: Child;
+  /** Set to reset the next request that comes on a connection used before (what an idle timeout does at the wrong moment). */
+  let resetNext = false;
+  let resets = 0;
+  let tool: string;
+  const used = new WeakSet<object>();
+
+  beforeAll(async () => {
+    server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      if (resetNext && used.has(req.socket)) {
+        resetNext = false;
+        resets++;
+        req.socket.destroy();
+        return;
+      }
+      used.add(req.socket);
+      if (req.method !== "POST") {
+        res.writeHead(req.method === "DELETE" ? 200 : 405).end();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => answer(JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json, res));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    wrap = await wrapUrl(nats.url, "keepalive", `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`);
+    // Named by service only while another service has a tool of that name (the odd server's wrap may still be listed).
+    tool = await eventually(async () => (await client.toolNames()).find((name) => name === "ndjson" || name === "keepalive__ndjson"));
+  });
+
+  afterAll(async () => {
+    await wrap?.stop();
+    server?.closeAllConnections();
+    await new Promise((resolve) => server?.close(resolve));
+  });
+
+  it("sends the request again on a new connection, and the call and its upstream session go on", async () => {
+    expect((await call(tool)).result).toMatchObject({ content: [{ text: "ndjson done" }] });
+    resetNext = true;
+    const response = await call(tool);
+    expect(resets).toBe(1);
+    expect(response.error).toBeUndefined();
+    expect(response.result).toMatchObject({ content: [{ text: "ndjson done" }] });
+    expect(wrap.stderr.some((line) => line.includes("socket hang up") || line.includes("ECONNRESET"))).toBe(false);
+    expect((await call(tool)).result).toMatchObject({ content: [{ text: "ndjson done" }] });
+  });
+});
+
 describe("a stdio upstream that writes lines that are not JSON-RPC messages", () => {
   let wrap: Child;
 

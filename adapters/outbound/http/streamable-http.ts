@@ -154,27 +154,38 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     }
     if (lastEventId && method === "GET") headers["last-event-id"] = lastEventId;
     return new Promise((resolve, reject) => {
-      const req = this.request({ ...this.target, method, headers, agent: this.agent }, (response) => {
-        const status = response.statusCode ?? 0;
-        if (status >= 200 && status < 300) {
-          resolve(response);
-          return;
-        }
-        void readText(response).then((text) => {
-          // A session the server no longer knows: the session is over, the owner reconnects.
-          if (status === 404 && this.sessionId && !isInitialize) void this.close();
-          reject(new HttpStatusError(status, text));
-        }, reject);
-      });
-      req.on("error", (err) => {
-        // No answer at all (refused, reset, unknown host): the server is gone, and so is this session.
-        // Told first, so that the calls the close fails name the cause (e.g. ECONNREFUSED).
-        if (!this.closed) this.onerror?.(err);
-        reject(err);
-        void this.close();
-      });
-      if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`HTTP ${method} timed out`)));
-      req.end(body);
+      const send = (again: boolean) => {
+        let answered = false;
+        const req = this.request({ ...this.target, method, headers, agent: this.agent }, (response) => {
+          answered = true;
+          const status = response.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            resolve(response);
+            return;
+          }
+          void readText(response).then((text) => {
+            // A session the server no longer knows: the session is over, the owner reconnects.
+            if (status === 404 && this.sessionId && !isInitialize) void this.close();
+            reject(new HttpStatusError(status, text));
+          }, reject);
+        });
+        req.on("error", (err) => {
+          // A kept-alive connection that the server closed as idle just as this request went out on it:
+          // the server never read the request, so it goes once more, on a new connection.
+          if (!again && !answered && req.reusedSocket && isConnectionReset(err)) {
+            send(true);
+            return;
+          }
+          // No answer at all (refused, reset, unknown host): the server is gone, and so is this session.
+          // Told first, so that the calls the close fails name the cause (e.g. ECONNREFUSED).
+          if (!this.closed) this.onerror?.(err);
+          reject(err);
+          void this.close();
+        });
+        if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`HTTP ${method} timed out`)));
+        req.end(body);
+      };
+      send(false);
     });
   }
 
@@ -391,4 +402,10 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
   if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
   return headers;
+}
+
+/** A connection reset or broken before any answer came (what a server closing an idle kept-alive connection causes). */
+function isConnectionReset(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === "ECONNRESET" || code === "EPIPE";
 }
