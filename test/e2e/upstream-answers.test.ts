@@ -96,16 +96,19 @@ function answer(request: Json, res: ServerResponse): void {
   }
 }
 
+/** The odd server's HTTP side: POSTs answered as `answer` says, a DELETE ends the session, nothing else is served. */
+function serveOdd(req: IncomingMessage, res: ServerResponse): void {
+  if (req.method !== "POST") {
+    res.writeHead(req.method === "DELETE" ? 200 : 405).end();
+    return;
+  }
+  const chunks: Buffer[] = [];
+  req.on("data", (chunk: Buffer) => chunks.push(chunk));
+  req.on("end", () => answer(JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json, res));
+}
+
 async function startOddServer(): Promise<{ server: Server; url: string }> {
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== "POST") {
-      res.writeHead(req.method === "DELETE" ? 200 : 405).end();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => answer(JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json, res));
-  });
+  const server = createServer(serveOdd);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp` };
 }
@@ -225,13 +228,7 @@ describe("an HTTP upstream that closes a kept-alive connection as a request goes
         return;
       }
       used.add(req.socket);
-      if (req.method !== "POST") {
-        res.writeHead(req.method === "DELETE" ? 200 : 405).end();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => answer(JSON.parse(Buffer.concat(chunks).toString("utf8")) as Json, res));
+      serveOdd(req, res);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     wrap = await wrapUrl(nats.url, "keepalive", `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`);
