@@ -11,7 +11,7 @@
  * - a request whose answer is already stored (it ran before, or was cancelled) is answered from the
  *   store and not run again.
  */
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   decodeEnvelope,
@@ -37,7 +37,17 @@ import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
 import { backoffDelay, ensureLaneConsumer, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
 
-const PULL_EXPIRES_MS = 5_000;
+/**
+ * Short pull requests with frequent idle heartbeats: a pull left on a server that died, or on a
+ * consumer leader that died, is seen missing after two heartbeats (1 to 1.5 s) and made again.
+ */
+const PULL_EXPIRES_MS = 2_000;
+const PULL_HEARTBEAT_MS = 500;
+/** Missed heartbeats (at PULL_HEARTBEAT_MS) after which the worker checks that its consumer still exists. */
+const CHECK_CONSUMER_AFTER_MISSED = 20;
+/** How long asking for the lane consumer may take, and the pause before asking again (it may be electing a leader). */
+const CONSUMER_INFO_TIMEOUT_MS = 1_000;
+const CONSUMER_RETRY_MS = 250;
 /** How long an answer is retried into the result store through a loss of the server. */
 const STORE_RETRY_MS = 30_000;
 
@@ -74,6 +84,7 @@ export interface DurableWorkerStats {
 
 export class DurableWorker {
   private readonly nc: NatsConnection;
+  /** Asks for lane consumers with a short timeout: while one has no leader, the loop asks again soon. */
   private readonly js: JetStreamClient;
   private readonly admission: Admission;
   private readonly iterators = new Set<ConsumerMessages>();
@@ -90,7 +101,7 @@ export class DurableWorker {
 
   constructor(private readonly options: DurableWorkerOptions) {
     this.nc = natsConnectionOf(options.bus);
-    this.js = jetStreamOf(options.bus);
+    this.js = jetStreamOf(options.bus, { timeout: CONSUMER_INFO_TIMEOUT_MS });
     this.admission = new Admission(options.settings.concurrency, options.canServe);
     const registry = options.metrics;
     this.counter = registry
@@ -153,12 +164,20 @@ export class DurableWorker {
   private async consume(lane: PriorityLane): Promise<void> {
     const { service, settings, logger } = this.options;
     const keepAliveMs = Math.max(250, Math.floor(settings.ackWaitMs / 3));
+    let failures = 0;
+    // Kept across pulls refused for want of a leader: asking for it again would wait for the election too.
+    let consumer: Consumer | undefined;
     while (!this.stopping) {
       try {
-        const consumer = await this.js.consumers.get(WORK_STREAM, workConsumer(service, lane));
-        // Short pull requests: after a server restart the lane pulls again within seconds, not 30 s.
-        const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS });
+        consumer ??= await this.js.consumers.get(WORK_STREAM, workConsumer(service, lane));
+        failures = 0;
+        // Bound, nats.js pulls again at once after a reconnection or missed heartbeats, where it would
+        // otherwise first ask for the consumer's info: while the consumer has no leader (an election,
+        // seconds) that request times out, and nats.js then waits 0.5 to 1.5 times `expires` to ask again.
+        // Whether the consumer is there is checked here instead (watchStatus).
+        const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS, bind: true });
         this.iterators.add(messages);
+        const watched = this.watchStatus(messages, lane);
         if (this.stopping) await messages.close();
         for await (const msg of messages) {
           // A request on its last attempt is held rather than handed back: handing it back would use that attempt up.
@@ -177,16 +196,65 @@ export class DurableWorker {
           this.track(this.process(msg).finally(() => this.admission.leave()));
         }
         this.iterators.delete(messages);
+        // Ended by watchStatus (the consumer had no leader, or is gone): a pause before asking again.
+        const ended = await Promise.race([watched, sleep(CONSUMER_RETRY_MS).then(() => "stopped" as const)]);
+        if (ended === "gone") consumer = undefined;
+        if (!this.stopping && ended !== "stopped") await sleep(CONSUMER_RETRY_MS);
       } catch (err) {
         if (this.stopping) break;
-        logger.warn({ err, lane }, "durable consumer failed; retrying");
-        await sleep(1000);
+        consumer = undefined;
+        failures++;
+        // An election fails a few requests in a row: said once, then at debug level.
+        if (failures === 1) logger.warn({ err, lane }, "durable consumer failed; retrying");
+        else logger.debug({ err, lane, failures }, "durable consumer failed again; retrying");
+        await sleep(CONSUMER_RETRY_MS);
         // The consumer may have been deleted (or the stream): make them again.
-        await jetStreamManagerOf(this.options.bus)
-          .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
-          .catch(() => undefined);
+        if (/not found/i.test((err as Error).message)) {
+          await jetStreamManagerOf(this.options.bus)
+            .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
+            .catch(() => undefined);
+        }
       }
     }
+  }
+
+  /**
+   * What the pull consumer reports besides messages (missed heartbeats, pulls refused), at debug
+   * level, and when to give up on these messages so that the loop asks for the consumer again:
+   *
+   * - a pull refused for want of a responder (a current server says so at once while the consumer
+   *   elects a leader): nats.js would pull again at once, hundreds of times a second;
+   * - the consumer deleted, or not found after many missed heartbeats (a bound consumer does not
+   *   notice that it is gone).
+   *
+   * Resolves "stopped" when the messages ended otherwise.
+   */
+  private async watchStatus(messages: ConsumerMessages, lane: PriorityLane): Promise<"refused" | "gone" | "stopped"> {
+    const { service, logger } = this.options;
+    for await (const status of messages.status()) {
+      // A pull, a heartbeat, and a pull that expired empty (408) come every second or two: only what departs from them is told.
+      if (status.type === "next" || status.type === "heartbeat" || status.type === "discard" || (status.type === "debug" && status.code === 408)) continue;
+      logger.debug({ lane, status }, "durable consumer status");
+      if (this.stopping) continue;
+      if (status.type === "no_responders") {
+        await messages.close().catch(() => undefined);
+        return "refused";
+      }
+      const suspicious = status.type === "consumer_deleted" || (status.type === "heartbeats_missed" && status.count % CHECK_CONSUMER_AFTER_MISSED === 0);
+      if (!suspicious) continue;
+      const gone = await jetStreamManagerOf(this.options.bus)
+        .then((jsm) => jsm.consumers.info(WORK_STREAM, workConsumer(service, lane)))
+        .then(
+          () => false,
+          (err: unknown) => /not found/i.test((err as Error).message),
+        );
+      if (gone) {
+        logger.warn({ lane }, "the durable consumer is gone; making it again");
+        await messages.close().catch(() => undefined);
+        return "gone";
+      }
+    }
+    return "stopped";
   }
 
   private track(work: Promise<void>): void {
