@@ -38,13 +38,17 @@ import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, 
 import { backoffDelay, ensureLaneConsumer, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
 
 /**
- * Short pull requests with frequent idle heartbeats: a pull left on a server that died, or on a
- * consumer leader that died, is seen missing after two heartbeats (1 to 1.5 s) and made again.
+ * Pull requests of 5 s with idle heartbeats every 2.5 s (nats.js's default for that expiry): a pull
+ * left on a server that died, or on a consumer leader that died, is seen missing after two heartbeats
+ * and made again at once (the consumer is bound, below). Shorter heartbeats would see it sooner, but a
+ * server drops the pull of an executor that died at its next heartbeat, and the max-deliveries
+ * advisory of a request that executor held on its last attempt needs a pull still waiting when the
+ * ack wait ends (PROTOCOL.md §15.6): with none left, the request stays in the queue.
  */
-const PULL_EXPIRES_MS = 2_000;
-const PULL_HEARTBEAT_MS = 500;
+const PULL_EXPIRES_MS = 5_000;
+const PULL_HEARTBEAT_MS = 2_500;
 /** Missed heartbeats (at PULL_HEARTBEAT_MS) after which the worker checks that its consumer still exists. */
-const CHECK_CONSUMER_AFTER_MISSED = 20;
+const CHECK_CONSUMER_AFTER_MISSED = 4;
 /** How long asking for the lane consumer may take, and the pause before asking again (it may be electing a leader). */
 const CONSUMER_INFO_TIMEOUT_MS = 1_000;
 const CONSUMER_RETRY_MS = 250;
