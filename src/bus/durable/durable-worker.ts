@@ -12,7 +12,7 @@
  *   store and not run again.
  */
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   decodeEnvelope,
   type DmcpError,
@@ -92,6 +92,9 @@ export class DurableWorker {
   private readonly js: JetStreamClient;
   private readonly admission: Admission;
   private readonly iterators = new Set<ConsumerMessages>();
+  /** Each lane's current messages, ended when a leader is elected so that the lane pulls again at once. */
+  private readonly pulling = new Map<PriorityLane, ConsumerMessages>();
+  private readonly elections: Subscription[] = [];
   private readonly inflight = new Set<Promise<void>>();
   private readonly loops: Promise<void>[] = [];
   private results: ResultStore | undefined;
@@ -142,6 +145,7 @@ export class DurableWorker {
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
     bus.tolerateDenial(subjects.maxDeliveriesAdvisory(), "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)");
     this.deadLetters.watch();
+    this.watchElections();
     for (const lane of PRIORITY_LANES) this.loops.push(this.consume(lane));
     this.options.logger.info({ server: this.features.version, ...settings }, "taking durable requests");
   }
@@ -157,6 +161,7 @@ export class DurableWorker {
     this.admission.close();
     await Promise.allSettled([...this.iterators].map((messages) => messages.close()));
     this.deadLetters?.stop();
+    for (const subscription of this.elections) subscription.unsubscribe();
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.inflight, ...this.loops]), grace]);
   }
@@ -181,6 +186,7 @@ export class DurableWorker {
         // Whether the consumer is there is checked here instead (watchStatus).
         const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS, bind: true });
         this.iterators.add(messages);
+        this.pulling.set(lane, messages);
         const watched = this.watchStatus(messages, lane);
         if (this.stopping) await messages.close();
         for await (const msg of messages) {
@@ -200,6 +206,7 @@ export class DurableWorker {
           this.track(this.process(msg).finally(() => this.admission.leave()));
         }
         this.iterators.delete(messages);
+        if (this.pulling.get(lane) === messages) this.pulling.delete(lane);
         // Ended by watchStatus (the consumer had no leader, or is gone): a pause before asking again.
         const ended = await Promise.race([watched, sleep(CONSUMER_RETRY_MS).then(() => "stopped" as const)]);
         if (ended === "gone") consumer = undefined;
@@ -259,6 +266,32 @@ export class DurableWorker {
       }
     }
     return "stopped";
+  }
+
+  /**
+   * A pull made while the work stream or a lane consumer had no leader is lost (a 2.9 server does not
+   * refuse it, and missed heartbeats tell of it only seconds later): when the server announces a new
+   * leader, the lanes pull again at once.
+   */
+  private watchElections(): void {
+    const { bus, service, logger } = this.options;
+    const watch = (subject: string, lanes: readonly PriorityLane[]) => {
+      bus.tolerateDenial(subject, "this executor may not take leader-election advisories; it pulls again when it misses heartbeats (deploy/nats/dmcp-permissions.conf)");
+      const subscription = this.nc.subscribe(subject, {
+        callback: () => {
+          if (this.stopping) return;
+          logger.debug({ subject }, "a JetStream leader was elected; pulling again");
+          for (const lane of lanes)
+            void this.pulling
+              .get(lane)
+              ?.close()
+              .catch(() => undefined);
+        },
+      });
+      this.elections.push(subscription);
+    };
+    watch(subjects.workLeaderElected(), PRIORITY_LANES);
+    for (const lane of PRIORITY_LANES) watch(subjects.laneLeaderElected(service, lane), [lane]);
   }
 
   private track(work: Promise<void>): void {
