@@ -1,5 +1,6 @@
 /**
- * `npm run chaos:cluster`: durable calls while nodes of a 3-node NATS cluster are SIGKILLed, measured.
+ * `npm run chaos:cluster`: durable calls while nodes of a 3-node NATS cluster are SIGKILLed (or
+ * stopped, CHAOS_SIGNAL), measured.
  * Not a test: it reports, and exits non-zero only when the run itself breaks.
  *
  *   client ──HTTP──▶ dmcp gateway ──JetStream (3 replicas)──▶ 3 × dmcp wrap --delivery durable ──stdio──▶ fixture
@@ -10,25 +11,33 @@
  *
  *   baseline                no fault
  *   gateway's node          the node the gateway is connected to
- *   an executor's node      a node an executor is connected to (not the gateway's, where there is one)
+ *   an executor's node      a node an executor is connected to (not a gateway's, where there is one)
  *   work stream's leader    the node leading DMCP_WORK (a new leader must be elected)
  *
  * Besides `npm run chaos`'s columns: how many calls ran upstream more than once (the fixture logs
  * each run with its correlation id), the longest pause between two answers after the fault, and the
  * time from the fault until one second's answers reach 80 % of the rate before it.
  *
- * Environment: CHAOS_CALLS (default 2000), CHAOS_CONCURRENCY (32), CHAOS_ACK_WAIT (2s),
+ * With CHAOS_GATEWAYS=2, two gateways behind the tests' round-robin proxy (test/support/round-robin.ts)
+ * serve the client's one 2025-11-25 session, each request going to the next gateway (PROTOCOL.md §19).
+ *
+ * Environment: CHAOS_CALLS (default 2000), CHAOS_CONCURRENCY (32), CHAOS_ACK_WAIT (2s), CHAOS_GATEWAYS (1),
  * CHAOS_SERVER (system | current | both, default both: the current one from
- * scripts/fetch-current-nats-server.sh when it is there), CHAOS_VERBOSE=1.
+ * scripts/fetch-current-nats-server.sh when it is there), CHAOS_SIGNAL (SIGKILL; SIGTERM stops the node the
+ * way a shutdown for maintenance does), CHAOS_VERBOSE=1 (the executors' logs on
+ * stderr), CHAOS_TIMELINE=1 (after each fault, what the pause was made of: bench/lib/chaos-timeline.ts;
+ * the processes then log at debug level).
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { DEAD_LETTER_STREAM, WORK_STREAM } from "../src/protocol/index.js";
+import { DEAD_LETTER_STREAM, RESULTS_BUCKET, WORK_STREAM, workConsumer } from "../src/protocol/index.js";
 import { serverGenerations, startTestCluster, type TestCluster } from "../test/support/cluster.js";
 import { countResponses, runLoad, whenReached, type CallOutcome } from "../test/support/load.js";
 import { gatewayTransport, RawMcpClient } from "../test/support/mcp-client.js";
+import { startRoundRobinProxy, type RoundRobinProxy } from "../test/support/round-robin.js";
 import { eventually, startGatewayHttp, upstreamRuns, wrapFixtureStdio, type Child } from "../test/support/processes.js";
 import { print, summarize, type Report } from "./lib/chaos-report.js";
+import { formatTimeline, watchLeaders, type LeaderWatch } from "./lib/chaos-timeline.js";
 import { describeMachine } from "./lib/machine.js";
 import "./lib/unlimited-listeners.js";
 
@@ -37,6 +46,10 @@ const CONCURRENCY = Number(process.env.CHAOS_CONCURRENCY ?? 32);
 const ACK_WAIT = process.env.CHAOS_ACK_WAIT ?? "2s";
 const SERVER = process.env.CHAOS_SERVER ?? "both";
 const VERBOSE = process.env.CHAOS_VERBOSE === "1";
+const TIMELINE = process.env.CHAOS_TIMELINE === "1";
+const GATEWAYS = Number(process.env.CHAOS_GATEWAYS ?? 1);
+/** How the node is stopped: SIGKILL (a crash), or SIGTERM (a shutdown, as for maintenance). */
+const SIGNAL = (process.env.CHAOS_SIGNAL ?? "SIGKILL") as NodeJS.Signals;
 const SERVICE = "chaos";
 /** The share of a phase's calls answered when the fault comes. */
 const FAULT_AT = 0.3;
@@ -56,16 +69,16 @@ interface Throughput {
 
 const PHASES: Phase[] = [
   { name: "baseline" },
-  { name: "gateway's node SIGKILL", victim: (cluster) => cluster.nodeOf("dmcp-gateway") },
+  { name: `gateway's node ${SIGNAL}`, victim: (cluster) => cluster.nodeOf("dmcp-gateway") },
   {
-    name: "an executor's node SIGKILL",
+    name: `an executor's node ${SIGNAL}`,
     victim: async (cluster) => {
-      const gateway = await cluster.nodeOf("dmcp-gateway");
+      const gateways = await cluster.nodesOf("dmcp-gateway");
       const executors = await cluster.nodesOf(`dmcp-wrap-${SERVICE}`);
-      return executors.find((node) => node !== gateway) ?? executors[0];
+      return executors.find((node) => !gateways.includes(node)) ?? executors[0];
     },
   },
-  { name: "work stream's leader SIGKILL", victim: (cluster) => streamLeader(cluster, WORK_STREAM) },
+  { name: `work stream's leader ${SIGNAL}`, victim: (cluster) => streamLeader(cluster, WORK_STREAM) },
 ];
 
 async function streamLeader(cluster: TestCluster, stream: string): Promise<number | undefined> {
@@ -106,6 +119,7 @@ function throughputAfter(outcomes: CallOutcome[], faultAt: number): Throughput {
 
 async function runPhase(
   cluster: TestCluster,
+  gateways: Child[],
   executors: Child[],
   client: RawMcpClient,
   responses: Map<number, number>,
@@ -113,6 +127,11 @@ async function runPhase(
 ): Promise<{ report: Report; throughput?: Throughput }> {
   const deadBefore = await deadLetters(cluster);
   const logged = executors.map((executor) => executor.stderr.length);
+  const gatewaysLogged = gateways.map((gateway) => gateway.stderr.length);
+  const leaders: LeaderWatch | undefined =
+    TIMELINE && phase.victim
+      ? await watchLeaders(cluster.seeds, [{ stream: WORK_STREAM }, { stream: WORK_STREAM, consumer: workConsumer(SERVICE, "normal") }, { stream: `KV_${RESULTS_BUCKET}` }])
+      : undefined;
   const trigger = whenReached(Math.ceil(CALLS * FAULT_AT));
   const load = runLoad(client, {
     calls: CALLS,
@@ -128,10 +147,19 @@ async function runPhase(
     killed = await phase.victim(cluster);
     if (killed === undefined) throw new Error(`${phase.name}: no node to kill`);
     faultAt = Date.now();
-    cluster.kill(killed);
+    cluster.nodes[killed]!.kill(SIGNAL);
     process.stdout.write(`  killed n${killed + 1}\n`);
   }
   const outcomes = await load;
+  const changes = await leaders?.stop();
+  if (changes && faultAt !== undefined) {
+    const processes = [
+      ...gateways.map((gateway, index) => ({ label: gateways.length > 1 ? `gateway ${index + 1}` : "gateway", lines: gateway.stderr, since: gatewaysLogged[index]! })),
+      ...executors.map((executor, index) => ({ label: `executor ${index + 1}`, lines: executor.stderr, since: logged[index]! })),
+    ];
+    const answers = outcomes.flatMap((o) => (o.answeredAt === undefined ? [] : [o.answeredAt]));
+    process.stdout.write(`  timeline of ${phase.name} (n${killed! + 1} killed at 0 ms):\n${formatTimeline(faultAt, changes, processes, answers)}\n`);
+  }
   if (killed !== undefined) await cluster.restart(killed);
   const report = summarize(phase.name, outcomes, responses, (await deadLetters(cluster)) - deadBefore, faultAt);
   const runs = upstreamRuns(executors, "sleep", logged);
@@ -142,24 +170,40 @@ async function runPhase(
 async function runOn(label: string, binary: string | undefined): Promise<void> {
   const cluster = await startTestCluster({ binary });
   const executors: Child[] = [];
-  let gateway: (Child & { url: string }) | undefined;
+  const gateways: (Child & { url: string })[] = [];
+  let proxy: RoundRobinProxy | undefined;
   let client: RawMcpClient | undefined;
   try {
+    const logLevel = TIMELINE ? ["--log-level", "debug"] : [];
     for (let i = 1; i <= 3; i++) {
-      const executor = await wrapFixtureStdio(cluster.seeds, SERVICE, ["--delivery", "durable", "--ack-wait", ACK_WAIT, "--backoff", "200ms", "--instance", `${SERVICE}-${i}`]);
+      const executor = await wrapFixtureStdio(cluster.seeds, SERVICE, [
+        "--delivery",
+        "durable",
+        "--ack-wait",
+        ACK_WAIT,
+        "--backoff",
+        "200ms",
+        "--instance",
+        `${SERVICE}-${i}`,
+        ...logLevel,
+      ]);
       if (VERBOSE) executor.process.stderr?.pipe(process.stderr);
       executors.push(executor);
     }
-    gateway = await startGatewayHttp(cluster.seeds, ["--call-timeout", "180000", "--log-level", "warn"]);
-    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: cluster.seeds, httpUrl: gateway.url }));
+    for (let i = 0; i < GATEWAYS; i++) gateways.push(await startGatewayHttp(cluster.seeds, ["--call-timeout", "180000", "--log-level", TIMELINE ? "debug" : "warn"]));
+    // Two gateways: the proxy sends each request of the client's one session to the next.
+    if (GATEWAYS > 1) proxy = await startRoundRobinProxy(gateways.map((gateway) => new URL(gateway.url).origin));
+    const httpUrl = proxy?.url ?? gateways[0]!.url;
+    client = await RawMcpClient.connect(gatewayTransport("http", { natsUrl: cluster.seeds, httpUrl }));
     const responses = countResponses(client);
     await eventually(async () => (await client!.toolNames()).includes("sleep"), 30_000);
-    process.stdout.write(`\nchaos:cluster on ${label}: ${CALLS} calls per phase, ${CONCURRENCY} in flight, 3 executors, ack wait ${ACK_WAIT}, 3 nodes\n`);
+    const through = GATEWAYS > 1 ? `${GATEWAYS} gateways behind a round-robin proxy` : "1 gateway";
+    process.stdout.write(`\nchaos:cluster on ${label}: ${CALLS} calls per phase, ${CONCURRENCY} in flight, ${through}, 3 executors, ack wait ${ACK_WAIT}, 3 nodes\n`);
     const reports: Report[] = [];
     const throughputs: string[] = [];
     for (const phase of PHASES) {
       process.stdout.write(`phase: ${phase.name}...\n`);
-      const { report, throughput } = await runPhase(cluster, executors, client, responses, phase);
+      const { report, throughput } = await runPhase(cluster, gateways, executors, client, responses, phase);
       reports.push(report);
       if (throughput) {
         const back = throughput.rateBackMs === undefined ? "not back within the phase" : `back after ${Math.round(throughput.rateBackMs)} ms`;
@@ -170,7 +214,8 @@ async function runOn(label: string, binary: string | undefined): Promise<void> {
     process.stdout.write(`${throughputs.join("\n")}\n`);
   } finally {
     await client?.close().catch(() => undefined);
-    await gateway?.stop();
+    await proxy?.close();
+    await Promise.all(gateways.map((gateway) => gateway.stop()));
     await Promise.all(executors.map((executor) => executor.stop()));
     await cluster.stop();
   }

@@ -96,6 +96,10 @@ export const subjects = {
   deadLetterAll: () => `${SUBJECT_ROOT}.dead.>`,
   /** The server's advisory when a message of the work stream has used up its delivery attempts. */
   maxDeliveriesAdvisory: () => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${WORK_STREAM}.*`,
+  /** The server's advisory when the work stream has a new leader (after a server of its replicas was lost). */
+  workLeaderElected: () => `$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.${WORK_STREAM}`,
+  /** The server's advisory when a service's lane consumer has a new leader. */
+  laneLeaderElected: (service: string, lane: PriorityLane) => `$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.${WORK_STREAM}.${workConsumer(service, lane)}`,
   /** Purge notices of the gateway cache: every gateway drops what one names from its local cache. */
   cachePurge: () => `${SUBJECT_ROOT}.cache.purge`,
 } as const;

@@ -2,13 +2,13 @@
  * Durable calls under faults, with real processes: three `dmcp wrap --delivery durable` replicas of the
  * fixture behind `dmcp gateway --http`, 500 calls in flight while one replica is killed with SIGKILL,
  * or while the nats-server restarts on the same store. Every call is answered exactly once; none is
- * lost. A poison request (the fixture's `crash` kills its upstream) ends in the dead-letter stream.
+ * lost. A lane consumer deleted under the executors is made again. A poison request (the fixture's `crash` kills its upstream) ends in the dead-letter stream.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { DEAD_LETTER_HEADERS } from "../../src/bus/durable/dead-letters.js";
-import { DEAD_LETTER_STREAM, decodeEnvelope, ErrorCode, subjects, WORK_STREAM } from "../../src/protocol/index.js";
+import { DEAD_LETTER_STREAM, decodeEnvelope, ErrorCode, subjects, WORK_STREAM, workConsumer } from "../../src/protocol/index.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
 import { countResponses, runLoad, whenReached, type CallOutcome } from "../support/load.js";
@@ -112,6 +112,29 @@ describe("a nats-server restarted under load (same store)", () => {
     // Direct calls work again too: everyone reconnected.
     expect((await cluster.client.result("tools/call", { name: "echo", arguments: { text: "back" } })).content).toEqual([{ type: "text", text: "back" }]);
   }, 240_000);
+});
+
+describe("a lane consumer deleted under its executors", () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster("renewed");
+  }, 60_000);
+  afterAll(async () => cluster?.stop());
+
+  it("is made again by the executors, which serve the calls queued meanwhile", async () => {
+    const nc = await connect({ servers: cluster.nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      await jsm.consumers.delete(WORK_STREAM, workConsumer("renewed", "normal"));
+      // The executors pull from a bound consumer: only their own check notices that it is gone.
+      const outcomes = await runLoad(cluster.client, { calls: 20, concurrency: 4, params: sleepCall, timeoutMs: 60_000 });
+      expect(outcomes.filter((o) => o.lost || o.error).length, "calls not answered").toBe(0);
+      expect((await jsm.consumers.info(WORK_STREAM, workConsumer("renewed", "normal"))).config.durable_name).toBe(workConsumer("renewed", "normal"));
+      expect(cluster.executors.some((executor) => executor.stderr.some((line) => line.includes("the durable consumer is gone; making it again")))).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  }, 120_000);
 });
 
 describe("a poison request", () => {

@@ -30,6 +30,12 @@ const RESUMED_POLL_MS = 500;
 const AFTER_RECONNECT_POLL_MS = 250;
 const AFTER_RECONNECT_WINDOW_MS = 10_000;
 const PUBLISH_TIMEOUT_MS = 2_000;
+/**
+ * The longest pause between two publishes of a request the stream did not take. While the stream
+ * elects a leader (seconds) each publish is refused at once (no responders): a short pause queues
+ * the request within this time of the new leader.
+ */
+const PUBLISH_RETRY_MAX_MS = 250;
 /** A queued request outlives its deadline by this much (where the server has per-message TTL). */
 const TTL_MARGIN_S = 5;
 
@@ -145,10 +151,11 @@ export class DurableRoute {
             data: { service, subject },
           });
         }
-        const delay = Math.min(1000, 50 * 2 ** attempt);
+        const delay = Math.min(PUBLISH_RETRY_MAX_MS, 50 * 2 ** attempt);
         if (this.stopped || natsConnectionOf(this.bus).isClosed() || Date.now() + delay >= giveUpAt) {
           throw new BusError(ErrorCode.BusUnavailable, `could not queue the request for "${service}": ${(err as Error).message}`, { cause: err, data: { service } });
         }
+        if (attempt === 0) this.bus.logger.debug({ err, service, id: request.id }, "the work stream did not take a durable request; publishing it again");
         await sleep(delay);
       }
     }

@@ -11,8 +11,8 @@
  * - a request whose answer is already stored (it ran before, or was cancelled) is answered from the
  *   store and not run again.
  */
-import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   decodeEnvelope,
   type DmcpError,
@@ -37,7 +37,21 @@ import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
 import { backoffDelay, ensureLaneConsumer, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
 
+/**
+ * Pull requests of 5 s with idle heartbeats every 2.5 s (nats.js's default for that expiry): a pull
+ * left on a server that died, or on a consumer leader that died, is seen missing after two heartbeats
+ * and made again at once (the consumer is bound, below). Shorter heartbeats would see it sooner, but a
+ * server drops the pull of an executor that died at its next heartbeat, and the max-deliveries
+ * advisory of a request that executor held on its last attempt needs a pull still waiting when the
+ * ack wait ends (PROTOCOL.md §15.6): with none left, the request stays in the queue.
+ */
 const PULL_EXPIRES_MS = 5_000;
+const PULL_HEARTBEAT_MS = 2_500;
+/** Missed heartbeats (at PULL_HEARTBEAT_MS) after which the worker checks that its consumer still exists. */
+const CHECK_CONSUMER_AFTER_MISSED = 4;
+/** How long asking for the lane consumer may take, and the pause before asking again (it may be electing a leader). */
+const CONSUMER_INFO_TIMEOUT_MS = 1_000;
+const CONSUMER_RETRY_MS = 250;
 /** How long an answer is retried into the result store through a loss of the server. */
 const STORE_RETRY_MS = 30_000;
 
@@ -74,9 +88,13 @@ export interface DurableWorkerStats {
 
 export class DurableWorker {
   private readonly nc: NatsConnection;
+  /** Asks for lane consumers with a short timeout: while one has no leader, the loop asks again soon. */
   private readonly js: JetStreamClient;
   private readonly admission: Admission;
   private readonly iterators = new Set<ConsumerMessages>();
+  /** Each lane's current messages, ended when a leader is elected so that the lane pulls again at once. */
+  private readonly pulling = new Map<PriorityLane, ConsumerMessages>();
+  private readonly elections: Subscription[] = [];
   private readonly inflight = new Set<Promise<void>>();
   private readonly loops: Promise<void>[] = [];
   private results: ResultStore | undefined;
@@ -90,7 +108,7 @@ export class DurableWorker {
 
   constructor(private readonly options: DurableWorkerOptions) {
     this.nc = natsConnectionOf(options.bus);
-    this.js = jetStreamOf(options.bus);
+    this.js = jetStreamOf(options.bus, { timeout: CONSUMER_INFO_TIMEOUT_MS });
     this.admission = new Admission(options.settings.concurrency, options.canServe);
     const registry = options.metrics;
     this.counter = registry
@@ -127,6 +145,7 @@ export class DurableWorker {
     this.deadLetters = new DeadLetters(bus, this.options.instance, this.results);
     bus.tolerateDenial(subjects.maxDeliveriesAdvisory(), "this executor may not take max-deliveries advisories; gateways take them (deploy/nats/dmcp-permissions.conf)");
     this.deadLetters.watch();
+    this.watchElections();
     for (const lane of PRIORITY_LANES) this.loops.push(this.consume(lane));
     this.options.logger.info({ server: this.features.version, ...settings }, "taking durable requests");
   }
@@ -142,6 +161,7 @@ export class DurableWorker {
     this.admission.close();
     await Promise.allSettled([...this.iterators].map((messages) => messages.close()));
     this.deadLetters?.stop();
+    for (const subscription of this.elections) subscription.unsubscribe();
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.inflight, ...this.loops]), grace]);
   }
@@ -153,12 +173,21 @@ export class DurableWorker {
   private async consume(lane: PriorityLane): Promise<void> {
     const { service, settings, logger } = this.options;
     const keepAliveMs = Math.max(250, Math.floor(settings.ackWaitMs / 3));
+    let failures = 0;
+    // Kept across pulls refused for want of a leader: asking for it again would wait for the election too.
+    let consumer: Consumer | undefined;
     while (!this.stopping) {
       try {
-        const consumer = await this.js.consumers.get(WORK_STREAM, workConsumer(service, lane));
-        // Short pull requests: after a server restart the lane pulls again within seconds, not 30 s.
-        const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS });
+        consumer ??= await this.js.consumers.get(WORK_STREAM, workConsumer(service, lane));
+        failures = 0;
+        // Bound, nats.js pulls again at once after a reconnection or missed heartbeats, where it would
+        // otherwise first ask for the consumer's info: while the consumer has no leader (an election,
+        // seconds) that request times out, and nats.js then waits 0.5 to 1.5 times `expires` to ask again.
+        // Whether the consumer is there is checked here instead (watchStatus).
+        const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS, bind: true });
         this.iterators.add(messages);
+        this.pulling.set(lane, messages);
+        const watched = this.watchStatus(messages, lane);
         if (this.stopping) await messages.close();
         for await (const msg of messages) {
           // A request on its last attempt is held rather than handed back: handing it back would use that attempt up.
@@ -177,16 +206,92 @@ export class DurableWorker {
           this.track(this.process(msg).finally(() => this.admission.leave()));
         }
         this.iterators.delete(messages);
+        if (this.pulling.get(lane) === messages) this.pulling.delete(lane);
+        // Ended by watchStatus (the consumer had no leader, or is gone): a pause before asking again.
+        const ended = await Promise.race([watched, sleep(CONSUMER_RETRY_MS).then(() => "stopped" as const)]);
+        if (ended === "gone") consumer = undefined;
+        if (!this.stopping && ended !== "stopped") await sleep(CONSUMER_RETRY_MS);
       } catch (err) {
         if (this.stopping) break;
-        logger.warn({ err, lane }, "durable consumer failed; retrying");
-        await sleep(1000);
+        consumer = undefined;
+        failures++;
+        // An election fails a few requests in a row: said once, then at debug level.
+        if (failures === 1) logger.warn({ err, lane }, "durable consumer failed; retrying");
+        else logger.debug({ err, lane, failures }, "durable consumer failed again; retrying");
+        await sleep(CONSUMER_RETRY_MS);
         // The consumer may have been deleted (or the stream): make them again.
-        await jetStreamManagerOf(this.options.bus)
-          .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
-          .catch(() => undefined);
+        if (/not found/i.test((err as Error).message)) {
+          await jetStreamManagerOf(this.options.bus)
+            .then((jsm) => ensureLaneConsumer(jsm, service, lane, settings))
+            .catch(() => undefined);
+        }
       }
     }
+  }
+
+  /**
+   * What the pull consumer reports besides messages (missed heartbeats, pulls refused), at debug
+   * level, and when to give up on these messages so that the loop asks for the consumer again:
+   *
+   * - a pull refused for want of a responder (a current server says so at once while the consumer
+   *   elects a leader): nats.js would pull again at once, hundreds of times a second;
+   * - the consumer deleted, or not found after many missed heartbeats (a bound consumer does not
+   *   notice that it is gone).
+   *
+   * Resolves "stopped" when the messages ended otherwise.
+   */
+  private async watchStatus(messages: ConsumerMessages, lane: PriorityLane): Promise<"refused" | "gone" | "stopped"> {
+    const { service, logger } = this.options;
+    for await (const status of messages.status()) {
+      // A pull, a heartbeat, and a pull that expired empty (408) come every second or two: only what departs from them is told.
+      if (status.type === "next" || status.type === "heartbeat" || status.type === "discard" || (status.type === "debug" && status.code === 408)) continue;
+      logger.debug({ lane, status }, "durable consumer status");
+      if (this.stopping) continue;
+      if (status.type === "no_responders") {
+        await messages.close().catch(() => undefined);
+        return "refused";
+      }
+      const suspicious = status.type === "consumer_deleted" || (status.type === "heartbeats_missed" && status.count % CHECK_CONSUMER_AFTER_MISSED === 0);
+      if (!suspicious) continue;
+      const gone = await jetStreamManagerOf(this.options.bus)
+        .then((jsm) => jsm.consumers.info(WORK_STREAM, workConsumer(service, lane)))
+        .then(
+          () => false,
+          (err: unknown) => /not found/i.test((err as Error).message),
+        );
+      if (gone) {
+        logger.warn({ lane }, "the durable consumer is gone; making it again");
+        await messages.close().catch(() => undefined);
+        return "gone";
+      }
+    }
+    return "stopped";
+  }
+
+  /**
+   * A pull made while the work stream or a lane consumer had no leader is lost (a 2.9 server does not
+   * refuse it, and missed heartbeats tell of it only seconds later): when the server announces a new
+   * leader, the lanes pull again at once.
+   */
+  private watchElections(): void {
+    const { bus, service, logger } = this.options;
+    const watch = (subject: string, lanes: readonly PriorityLane[]) => {
+      bus.tolerateDenial(subject, "this executor may not take leader-election advisories; it pulls again when it misses heartbeats (deploy/nats/dmcp-permissions.conf)");
+      const subscription = this.nc.subscribe(subject, {
+        callback: () => {
+          if (this.stopping) return;
+          logger.debug({ subject }, "a JetStream leader was elected; pulling again");
+          for (const lane of lanes)
+            void this.pulling
+              .get(lane)
+              ?.close()
+              .catch(() => undefined);
+        },
+      });
+      this.elections.push(subscription);
+    };
+    watch(subjects.workLeaderElected(), PRIORITY_LANES);
+    for (const lane of PRIORITY_LANES) watch(subjects.laneLeaderElected(service, lane), [lane]);
   }
 
   private track(work: Promise<void>): void {
