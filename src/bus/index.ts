@@ -22,6 +22,7 @@ export type { BusTap } from "./tap.js";
 export { JSON_CODEC, type DecodedEnvelope, type DecodeOptions, type EnvelopeCodec, type Seal, type StorePosition } from "./codec.js";
 // Calling services, and serving one.
 export { Requester, type CallOptions, type CallSignal, type RequestRoute } from "./requester.js";
+export { CallCancellation } from "./call-cancellation.js";
 export { DEFAULT_RECEIPT_DELAY_MS, ServiceEndpoint, type Delivery, type EndpointOptions, type EndpointStats, type RequestContext, type RequestHandler } from "./endpoint.js";
 export { NatsServicesEndpoint, type NatsServicesOptions } from "./nats-services.js";
 // The registry of services.

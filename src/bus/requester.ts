@@ -31,6 +31,7 @@ import {
   SecurityError,
   subjects,
   type Caller,
+  type CancelSignal,
   type ClientSession,
   type PromptRequest,
 } from "../protocol/index.js";
@@ -46,12 +47,9 @@ const LOOKUP_ATTEMPTS = 3;
 
 /**
  * What the requester needs of a call's cancellation: an AbortSignal has it, and so does a lighter
- * object that makes no EventTarget per call (the gateway's CallAbort).
+ * object that makes no EventTarget per call (call-cancellation.ts).
  */
-export interface CallSignal {
-  readonly aborted: boolean;
-  readonly reason: unknown;
-  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+export interface CallSignal extends CancelSignal {
   removeEventListener(type: "abort", listener: () => void): void;
 }
 

@@ -7,7 +7,7 @@ import { connect, createInbox, type NatsConnection } from "@nats-io/transport-no
 import { stdioConnector } from "../../adapters/outbound/index.js";
 import { connectBus, Requester, type Bus } from "../../src/bus/index.js";
 import { Executor } from "../../src/executor/index.js";
-import { CallAbort } from "../../src/gateway/calls/call-abort.js";
+import { CallCancellation } from "../../src/bus/call-cancellation.js";
 import { CallError, decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
@@ -87,9 +87,9 @@ describe("Executor in-process", () => {
     caller.close();
   });
 
-  it("cancels a call when the CallAbort it was given aborts, with the abort's reason", async () => {
+  it("cancels a call when the CallCancellation it was given aborts, with the abort's reason", async () => {
     const caller = new Requester(bus, "caller-test");
-    const abort = new CallAbort();
+    const abort = new CallCancellation();
     const pending = caller.call("lib", "tools/call", { name: "sleep", arguments: { ms: 2000 } }, { timeoutMs: 10_000, signal: abort });
     setTimeout(() => abort.abort(new CallError(ErrorCode.ShuttingDown, "stopping")), 100);
     const error = await pending.catch((err: unknown) => err);

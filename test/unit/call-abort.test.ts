@@ -1,14 +1,14 @@
 /**
- * A call's CallAbort (src/gateway/calls/call-abort.ts): what the requester listens to instead of an
- * AbortSignal, with the AbortSignal made only on demand and always in step with it.
+ * A gateway call's CallCancellation (src/bus/call-cancellation.ts): what the requester listens to instead
+ * of an AbortSignal, with the AbortSignal made only on demand and always in step with it.
  */
 import { describe, expect, it } from "vitest";
-import { CallAbort } from "../../src/gateway/calls/call-abort.js";
+import { CallCancellation } from "../../src/bus/call-cancellation.js";
 import { Call, type ServiceDirectory } from "../../src/gateway/index.js";
 
-describe("CallAbort", () => {
+describe("a gateway call's CallCancellation", () => {
   it("runs each listener still registered once, at the abort, and none added after it", () => {
-    const abort = new CallAbort();
+    const abort = new CallCancellation();
     const heard: string[] = [];
     const kept = () => heard.push("kept");
     const removed = () => heard.push("removed");
@@ -25,14 +25,14 @@ describe("CallAbort", () => {
   });
 
   it("gives an AbortSignal that follows it: made before the abort or after, with the same reason", () => {
-    const before = new CallAbort();
+    const before = new CallCancellation();
     const signal = before.signal;
     expect(signal.aborted).toBe(false);
     const reason = new Error("client went away");
     before.abort(reason);
     expect(signal.aborted).toBe(true);
     expect(signal.reason).toBe(reason);
-    const after = new CallAbort();
+    const after = new CallCancellation();
     after.abort();
     expect(after.signal.aborted).toBe(true);
     expect(after.signal.reason).toBe(after.reason);
@@ -40,7 +40,7 @@ describe("CallAbort", () => {
   });
 
   it("is a Call's cancellation, and the Call's signal is its AbortSignal", () => {
-    const abort = new CallAbort();
+    const abort = new CallCancellation();
     const call = new Call({ method: "ping", params: {}, signal: abort }, {} as ServiceDirectory, 1000);
     expect(call.cancellation).toBe(abort);
     const signal = call.signal;

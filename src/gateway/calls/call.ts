@@ -4,8 +4,7 @@
  * to the dispatcher (calls/dispatcher.ts), which sends it over the bus (bus/requester.ts).
  * A Call carries everything about the request that the steps after the edge ask for, worked out once.
  */
-import type { CallSignal, StreamCall } from "../../bus/index.js";
-import { CallAbort } from "./call-abort.js";
+import { CallCancellation, type CallSignal, type StreamCall } from "../../bus/index.js";
 import { requestedVersion, type Caller, type ClientSession, type JsonRpcId } from "../../protocol/index.js";
 import { ALLOW_ALL, ANONYMOUS, type Access, type Identity, type PolicyTarget } from "../access/policy.js";
 import { routeOf, type CallRoute, type Routing, type ServiceDirectory } from "../catalog/routing.js";
@@ -45,8 +44,8 @@ export interface CallRequest {
   access?: Access | undefined;
   /** Who made the call, for the envelope; by default worked out from `identity`. */
   caller?: Caller | undefined;
-  /** Aborted when the client cancels or goes away (a session's CallAbort makes no AbortSignal unless asked for one). */
-  signal?: AbortSignal | CallAbort | undefined;
+  /** Aborted when the client cancels or goes away (a session's CallCancellation makes no AbortSignal unless asked for one). */
+  signal?: AbortSignal | CallCancellation | undefined;
   /** The W3C trace headers of the HTTP request (the trace continues from `_meta` first). */
   traceHeaders?: Record<string, string> | undefined;
   /** The client session's id on the bus. */
@@ -100,7 +99,7 @@ export class Call {
     this.identity = request.identity ?? ANONYMOUS;
     this.access = request.access ?? ALLOW_ALL;
     this.caller = request.caller;
-    this.cancellation = request.signal ?? new CallAbort();
+    this.cancellation = request.signal ?? new CallCancellation();
     this.traceHeaders = request.traceHeaders;
     this.sessionId = request.sessionId;
     const tie = this.stateless || request.requestId === undefined ? undefined : request.upstream?.tie(request.requestId);
@@ -110,10 +109,10 @@ export class Call {
     this.onSent = request.onSent;
   }
 
-  /** `cancellation` as an AbortSignal (made on first use when it is a CallAbort), for what takes one. */
+  /** `cancellation` as an AbortSignal (made on first use when it is a CallCancellation), for what takes one. */
   get signal(): AbortSignal {
     const { cancellation } = this;
-    return cancellation instanceof CallAbort ? cancellation.signal : (cancellation as AbortSignal);
+    return cancellation instanceof CallCancellation ? cancellation.signal : (cancellation as AbortSignal);
   }
 
   /** A request of MCP 2026-07-28: it names its revision and needs no session. */

@@ -39,9 +39,8 @@ import {
 } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 import { ANONYMOUS, type Access, type Identity, type ItemKind } from "../access/policy.js";
-import type { StreamCall } from "../../bus/index.js";
+import { CallCancellation, type StreamCall } from "../../bus/index.js";
 import type { Call, SentCall } from "../calls/call.js";
-import { CallAbort } from "../calls/call-abort.js";
 import type { AggregatedCatalog } from "../catalog/catalog.js";
 import type { ListKind } from "../catalog/catalog-keeper.js";
 import { listedNames } from "../catalog/routing.js";
@@ -71,7 +70,7 @@ export type SharedState = Omit<SessionState, "v" | "gateway">;
 export class GatewaySession {
   private initialized = false;
   private protocolVersion: string | undefined;
-  private readonly inflight = new Map<JsonRpcId, CallAbort>();
+  private readonly inflight = new Map<JsonRpcId, CallCancellation>();
   /**
    * Calls another gateway sent and died with, whose answers this gateway looks for (PROTOCOL.md §19.4),
    * by request id: a cancellation from the client reaches their executors from here.
@@ -322,7 +321,7 @@ export class GatewaySession {
       this.send(errorResponse(request.id, toJsonRpcError(new CallError(ErrorCode.ShuttingDown, "the gateway is shutting down"))), request.id);
       return;
     }
-    const abort = new CallAbort();
+    const abort = new CallCancellation();
     this.inflight.set(request.id, abort);
     const call = this.callOf(request, abort, headers);
     try {
@@ -348,7 +347,7 @@ export class GatewaySession {
   }
 
   /** The request's Call, built once here at the edge; a 2025 request's is tied to this session's upstream sessions. */
-  private callOf(request: JsonRpcRequest, signal: CallAbort, headers: Record<string, string> | undefined): Call {
+  private callOf(request: JsonRpcRequest, signal: CallCancellation, headers: Record<string, string> | undefined): Call {
     const call: Call = this.core.call({
       method: request.method,
       params: request.params ?? {},
