@@ -91,8 +91,7 @@ export class DurableWorker {
   /** Asks for lane consumers with a short timeout: while one has no leader, the loop asks again soon. */
   private readonly js: JetStreamClient;
   private readonly admission: Admission;
-  private readonly iterators = new Set<ConsumerMessages>();
-  /** Each lane's current messages, ended when a leader is elected so that the lane pulls again at once. */
+  /** Each lane's current messages: ended when a leader is elected (the lane pulls again at once) and when the worker stops. */
   private readonly pulling = new Map<PriorityLane, ConsumerMessages>();
   private readonly elections: Subscription[] = [];
   private readonly inflight = new Set<Promise<void>>();
@@ -159,7 +158,7 @@ export class DurableWorker {
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     this.admission.close();
-    await Promise.allSettled([...this.iterators].map((messages) => messages.close()));
+    await Promise.allSettled([...this.pulling.values()].map((messages) => messages.close()));
     this.deadLetters?.stop();
     for (const subscription of this.elections) subscription.unsubscribe();
     const grace = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
@@ -185,7 +184,6 @@ export class DurableWorker {
         // seconds) that request times out, and nats.js then waits 0.5 to 1.5 times `expires` to ask again.
         // Whether the consumer is there is checked here instead (watchStatus).
         const messages = await consumer.consume({ max_messages: 1, expires: PULL_EXPIRES_MS, idle_heartbeat: PULL_HEARTBEAT_MS, bind: true });
-        this.iterators.add(messages);
         this.pulling.set(lane, messages);
         const watched = this.watchStatus(messages, lane);
         if (this.stopping) await messages.close();
@@ -205,8 +203,7 @@ export class DurableWorker {
           }
           this.track(this.process(msg).finally(() => this.admission.leave()));
         }
-        this.iterators.delete(messages);
-        if (this.pulling.get(lane) === messages) this.pulling.delete(lane);
+        this.pulling.delete(lane);
         // Ended by watchStatus (the consumer had no leader, or is gone): a pause before asking again.
         const ended = await Promise.race([watched, sleep(CONSUMER_RETRY_MS).then(() => "stopped" as const)]);
         if (ended === "gone") consumer = undefined;
