@@ -28,7 +28,7 @@ import {
 } from "../protocol/index.js";
 import { SpanKind, type Context } from "@opentelemetry/api";
 import { inSpan } from "../tracing/index.js";
-import type { Logger } from "../util/index.js";
+import { jsonObjectOf, type Logger } from "../util/index.js";
 import type { Seal, StorePosition } from "./codec.js";
 import { dropReason, natsConnectionOf, type Bus } from "./connection.js";
 import { contextFromNats } from "./trace-headers.js";
@@ -450,12 +450,8 @@ export class ServiceEndpoint {
 
 /** The correlation id a lookup names: UTF-8 JSON `{ "correlation_id": "..." }`. */
 function lookupOf(data: Uint8Array): string | undefined {
-  try {
-    const { correlation_id: id } = JSON.parse(new TextDecoder().decode(data)) as { correlation_id?: unknown };
-    return typeof id === "string" && id.length > 0 && id.length <= 256 ? id : undefined;
-  } catch {
-    return undefined;
-  }
+  const id = jsonObjectOf(data)?.correlation_id;
+  return typeof id === "string" && id.length > 0 && id.length <= 256 ? id : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

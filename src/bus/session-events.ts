@@ -12,6 +12,7 @@ import { isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
+import { jsonObjectOf } from "../util/index.js";
 
 export const SESSION_EVENTS_STREAM = "DMCP_SESSION_EVENTS";
 export const SESSION_EVENTS_PER_STREAM = 100;
@@ -219,12 +220,8 @@ function callRecord(call: StreamCall): Record<string, unknown> {
 
 /** Adds an event or a call record to `into`; anything else on the subject (any gateway may publish there) is skipped. */
 function parseRecord(data: Uint8Array, seq: number, into: LoggedStream): void {
-  let record: { id?: unknown; message?: unknown; call?: unknown };
-  try {
-    record = JSON.parse(new TextDecoder().decode(data)) as typeof record;
-  } catch {
-    return;
-  }
+  const record = jsonObjectOf(data);
+  if (!record) return;
   if (typeof record.id === "string" && typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message, seq });
   const call = parseCall(record.call);
   if (call) into.calls.push(call);

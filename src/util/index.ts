@@ -1,5 +1,6 @@
-/** Small helpers every folder shares: the pino logger, text excerpts for error messages, pauses, stopping a child process. */
+/** Small helpers every folder shares: the pino logger, text excerpts for error messages, pauses, stopping a child process, JSON off the bus. */
 export { excerpt } from "./excerpt.js";
 export { createLogger, type Logger, silentLogger } from "./logger.js";
 export { abortableSleep, sleep } from "./sleep.js";
 export { DEFAULT_STOP_GRACE_MS, terminate } from "./terminate.js";
+export { jsonObjectOf } from "./json.js";

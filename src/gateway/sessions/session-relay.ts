@@ -6,7 +6,7 @@
  */
 import { dropReason, type Bus, type BusMessage, type BusSubscription } from "../../bus/index.js";
 import { asDmcpError, CallError, createEnvelope, ErrorCode, errorPayload, subjects, type Envelope, type JsonRpcId } from "../../protocol/index.js";
-import type { Logger } from "../../util/index.js";
+import { jsonObjectOf, type Logger } from "../../util/index.js";
 import type { Answer } from "./server-requests.js";
 
 /** What a client session offers to its upstream sessions. */
@@ -161,13 +161,7 @@ export class SessionRelay {
 
 /** A forwarded cancellation: `{ gateway, session_id, request_id, reason? }`. */
 function parseCancellation(data: Uint8Array): { gateway: string; sessionId: string; id: JsonRpcId; reason: string | undefined } | undefined {
-  let raw: { gateway?: unknown; session_id?: unknown; request_id?: unknown; reason?: unknown };
-  try {
-    raw = JSON.parse(new TextDecoder().decode(data)) as typeof raw;
-  } catch {
-    return undefined;
-  }
-  const { gateway, session_id: sessionId, request_id: id, reason } = raw ?? {};
+  const { gateway, session_id: sessionId, request_id: id, reason } = jsonObjectOf(data) ?? {};
   if (typeof gateway !== "string" || typeof sessionId !== "string" || (typeof id !== "string" && typeof id !== "number")) return undefined;
   if (reason !== undefined && typeof reason !== "string") return undefined;
   return { gateway, sessionId, id, reason };
@@ -175,12 +169,7 @@ function parseCancellation(data: Uint8Array): { gateway: string; sessionId: stri
 
 /** A forwarded answer: `{ session_id, id, result }` or `{ session_id, id, error: { code, message, data? } }`. */
 function parseAnswer(data: Uint8Array): { sessionId: string; id: JsonRpcId; answer: Answer } | undefined {
-  let raw: { session_id?: unknown; id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } };
-  try {
-    raw = JSON.parse(new TextDecoder().decode(data)) as typeof raw;
-  } catch {
-    return undefined;
-  }
+  const raw = jsonObjectOf(data) as { session_id?: unknown; id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } } | undefined;
   if (typeof raw?.session_id !== "string" || (typeof raw.id !== "string" && typeof raw.id !== "number")) return undefined;
   const { session_id: sessionId, id } = raw;
   if (typeof raw.result === "object" && raw.result !== null && !Array.isArray(raw.result)) return { sessionId, id, answer: { result: raw.result as Record<string, unknown> } };

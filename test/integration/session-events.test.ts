@@ -1,0 +1,71 @@
+/**
+ * The session event log (src/bus/session-events.ts, PROTOCOL.md §19.3) on a real nats-server, fed
+ * what anyone allowed to publish on a session stream's subject may send: JSON that is not an object
+ * (`null`, an array, a number), text that is not JSON, an object that is neither an event nor a call
+ * record. Reading the stream and following it skip all of it and keep the events and calls around it.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, openSessionEvents, type Bus, type SessionEventLog, type StoredEvent } from "../../src/bus/index.js";
+import { subjects } from "../../src/protocol/index.js";
+import { silentLogger } from "../../src/util/logger.js";
+import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
+import { eventually } from "../support/processes.js";
+
+const JUNK = ["null", "[1,2]", "42", '"text"', "not json", '{"neither":"event nor call"}'];
+const CALL = { request_id: 7, service: "files", correlation_id: "c-1", delivery: "direct", deadline: "2026-12-07T12:00:00.000Z" };
+
+let nats: EmbeddedNats;
+let bus: Bus;
+let raw: NatsConnection;
+let log: SessionEventLog;
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  bus = await connectBus({ servers: nats.url, name: "events", logger: silentLogger() });
+  log = await openSessionEvents(bus);
+  raw = await connectRawNats(nats.url);
+});
+
+afterAll(async () => {
+  await raw?.drain();
+  await bus?.drain();
+  await nats?.stop();
+});
+
+/** Publishes junk between two events and a call record on stream `stream` of session `session`, then waits until the stream holds them all. */
+async function publishAmongJunk(session: string, stream: string): Promise<void> {
+  const subject = subjects.sessionEvents(session, stream);
+  raw.publish(subject, JSON.stringify({ id: "e1", message: { jsonrpc: "2.0", method: "first" } }));
+  for (const junk of JUNK) raw.publish(subject, junk);
+  raw.publish(subject, JSON.stringify({ call: CALL }));
+  raw.publish(subject, JSON.stringify({ id: "e2", message: { jsonrpc: "2.0", method: "second" } }));
+  await raw.flush();
+}
+
+describe("the session event log, fed what is not an event", () => {
+  it("reads a stream's events and calls past it", async () => {
+    await publishAmongJunk("s-read", "st");
+    const read = await eventually(async () => {
+      const logged = await log.readStream("s-read", "st");
+      return logged.events.length === 2 ? logged : undefined;
+    }, 10_000);
+    expect(read.events.map((event) => event.id)).toEqual(["e1", "e2"]);
+    expect(read.calls).toEqual([{ requestId: 7, service: "files", correlationId: "c-1", delivery: "direct", deadline: Date.parse(CALL.deadline) }]);
+  });
+
+  it("follows a stream past it, each event once", async () => {
+    const delivered: StoredEvent[] = [];
+    const follow = await log.follow("s-follow", "st", "now", (event) => delivered.push(event));
+    try {
+      await publishAmongJunk("s-follow", "st");
+      await eventually(() => delivered.length >= 2, 10_000);
+      // A later event still arrives: the junk did not end or restart the follow.
+      raw.publish(subjects.sessionEvents("s-follow", "st"), JSON.stringify({ id: "e3", message: {} }));
+      await eventually(() => delivered.length >= 3, 10_000);
+      expect(delivered.map((event) => event.id)).toEqual(["e1", "e2", "e3"]);
+    } finally {
+      follow.stop();
+    }
+  });
+});
