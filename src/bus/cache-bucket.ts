@@ -13,6 +13,7 @@ import { CACHE_BUCKET, CachePurgeNotice, MAX_CACHE_TTL_MS, subjects } from "../p
 import { natsConnectionOf, type Bus, type BusSubscription } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, kvStream } from "./streams.js";
+import { readBusJson } from "./bus-json.js";
 import { serverFeatures } from "./durable/work-queue.js";
 
 const CACHE_STREAM = kvStream(CACHE_BUCKET, { allowDirect: true });
@@ -112,14 +113,8 @@ export async function ensureCacheBucket(bus: Bus, options: { maxBytes?: number |
     },
     onPurgeNotice(handler) {
       return bus.subscribe(subjects.cachePurge(), (message) => {
-        let parsed: ReturnType<typeof CachePurgeNotice.safeParse>;
-        try {
-          parsed = CachePurgeNotice.safeParse(JSON.parse(new TextDecoder().decode(message.data)));
-        } catch {
-          return bus.dropped("cache-purge", "invalid_json");
-        }
-        if (parsed.success) handler(parsed.data);
-        else bus.dropped("cache-purge", "invalid_notice");
+        const notice = readBusJson(bus, "cache-purge", message.data, (json) => CachePurgeNotice.safeParse(json).data, "invalid_notice");
+        if (notice) handler(notice);
       });
     },
   };

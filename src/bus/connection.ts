@@ -80,10 +80,26 @@ export function defaultStreamReplicas(info: { cluster?: string | undefined; conn
 
 /**
  * Subjects whose messages are never answered, so an invalid one is dropped: cancellations, heartbeats,
- * registry entries, context updates. The reason is `invalid_subject`, `unexpected_type`, `key_mismatch`
- * (an announcement under another instance's registry key) or the decoding error's code in lower case.
+ * registry entries, context updates, relayed client messages, purge notices, rate shares, recover
+ * lookups, max-deliveries advisories (`dead-letter`); and records read from buckets (task records,
+ * delivery records in the result store, shared cache entries), skipped as if absent. The reason is
+ * `invalid_subject`, `unexpected_type`, `key_mismatch` (an announcement under another instance's
+ * registry key), the decoding error's code in lower case, or one the reader names (`invalid_json`:
+ * no JSON object; `invalid_message`, `invalid_record` and the like: an object of the wrong shape).
  */
-export type DroppedSubject = "cancel" | "heartbeat" | "registry" | "context" | "session" | "cache-purge" | "rate" | "recover";
+export type DroppedSubject =
+  | "cancel"
+  | "heartbeat"
+  | "registry"
+  | "context"
+  | "session"
+  | "cache-purge"
+  | "rate"
+  | "recover"
+  | "dead-letter"
+  | "task-record"
+  | "delivery-record"
+  | "cache-entry";
 
 /** The reason of a dropped message: its decoding error's code in lower case, or `unexpected_type` for a valid envelope of the wrong kind. */
 export function dropReason(decoded: { ok: true } | { ok: false; error: { code: string } }): string {

@@ -18,6 +18,7 @@ import {
   type DmcpError,
   ErrorCode,
   errorPayload,
+  isEnvelopeId,
   paramsProblem,
   RequestError,
   salvageIds,
@@ -448,10 +449,10 @@ export class ServiceEndpoint {
   }
 }
 
-/** The correlation id a lookup names: UTF-8 JSON `{ "correlation_id": "..." }`. */
+/** The correlation id a lookup names: UTF-8 JSON `{ "correlation_id": "..." }`, an id an envelope may carry. */
 function lookupOf(data: Uint8Array): string | undefined {
   const id = jsonObjectOf(data)?.correlation_id;
-  return typeof id === "string" && id.length > 0 && id.length <= 256 ? id : undefined;
+  return isEnvelopeId(id) ? id : undefined;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -16,6 +16,7 @@ export {
   type PermissionDenial,
   type BusSubscribeOptions,
 } from "./connection.js";
+export { readBusJson } from "./bus-json.js";
 export type { BusMessage } from "./message.js";
 export type { BusTap } from "./tap.js";
 // How envelopes travel: the codec message security plugs in as.

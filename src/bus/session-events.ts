@@ -8,7 +8,7 @@
  * while it holds it (until the call's answer reached the client).
  */
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
-import { isValidToken, subjects } from "../protocol/index.js";
+import { isEnvelopeId, isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
@@ -232,7 +232,7 @@ function parseCall(value: unknown): StreamCall | undefined {
   const { request_id: requestId, service, correlation_id: correlationId, delivery, deadline } = value as Record<string, unknown>;
   const at = typeof deadline === "string" ? Date.parse(deadline) : Number.NaN;
   if ((typeof requestId !== "string" && typeof requestId !== "number") || typeof service !== "string" || !isValidToken(service)) return undefined;
-  if (typeof correlationId !== "string" || correlationId.length === 0 || correlationId.length > 256) return undefined;
+  if (!isEnvelopeId(correlationId)) return undefined;
   if ((delivery !== "direct" && delivery !== "durable") || Number.isNaN(at)) return undefined;
   return { requestId, service, correlationId, delivery, deadline: at };
 }

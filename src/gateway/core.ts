@@ -127,7 +127,7 @@ export class GatewayCore {
   private async attachSharedCache(): Promise<void> {
     if (!this.cache) return;
     try {
-      this.cache.attachShared(await ensureCacheBucket(this.options.bus, { maxBytes: this.options.cache?.sharedMaxBytes }));
+      this.cache.attachShared(await ensureCacheBucket(this.options.bus, { maxBytes: this.options.cache?.sharedMaxBytes }), this.options.bus);
     } catch (err) {
       this.options.logger.warn({ err }, "the shared cache bucket is unavailable: this gateway caches locally only");
     }

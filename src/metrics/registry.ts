@@ -49,7 +49,7 @@ export class BusMetrics {
     this.reconnects = new Counter({ name: "dmcp_bus_reconnects_total", help: "Times the NATS connection was re-established", registers: [registry] });
     this.dropped = new Counter({
       name: "dmcp_bus_messages_dropped_total",
-      help: "Invalid messages dropped unanswered, by subject (cancel, heartbeat, registry, context, session) and reason",
+      help: "Invalid messages dropped unanswered, and bucket records skipped, by subject (cancel, heartbeat, registry, context, session, rate, recover, dead-letter, task-record, ...) and reason",
       labelNames: ["subject", "reason"],
       registers: [registry],
     });

@@ -4,7 +4,7 @@
  */
 import { ErrorCode } from "./error-codes.js";
 import { BusError, RequestError, type DmcpError } from "./errors.js";
-import { Envelope } from "./envelope.js";
+import { Envelope, isEnvelopeId, MAX_ENVELOPE_ID_CHARS } from "./envelope.js";
 import { isPlainCallEnvelope } from "./envelope-check.js";
 import { formatIssues } from "./zod-issues.js";
 
@@ -50,7 +50,7 @@ function peekIds(bytes: Uint8Array): Record<string, string> {
   const head = decoder.decode(bytes.subarray(0, 64 * 1024));
   const ids: Record<string, string> = {};
   for (const field of ["correlation_id", "id", "sender_id"]) {
-    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,256})"`).exec(head);
+    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,${MAX_ENVELOPE_ID_CHARS}})"`).exec(head);
     if (match) ids[field] = match[1]!;
   }
   return ids;
@@ -82,9 +82,4 @@ export function salvageIds(raw: unknown): { correlationId?: string; sender?: str
   const correlationId = isEnvelopeId(record.correlation_id) ? record.correlation_id : isEnvelopeId(record.id) ? record.id : undefined;
   const sender = isEnvelopeId(record.sender_id) ? record.sender_id : undefined;
   return { ...(correlationId ? { correlationId } : {}), ...(sender ? { sender } : {}) };
-}
-
-/** A string that fits an envelope's id fields (1-256 characters). */
-function isEnvelopeId(value: unknown): value is string {
-  return typeof value === "string" && value.length >= 1 && value.length <= 256;
 }

@@ -7,15 +7,15 @@
  * topics, a client session without capabilities, anything doubtful or wrong)
  * goes to the schema, which decides and names the issues.
  */
-import { DMCP_VERSION, type Envelope, NAME_PATTERN, SIGNATURE_PATTERN, SIGNER_KEY_PATTERN, TIMESTAMP_PATTERN } from "./envelope.js";
+import { DMCP_VERSION, type Envelope, isEnvelopeId, MAX_ENVELOPE_ID_CHARS, NAME_PATTERN, SIGNATURE_PATTERN, SIGNER_KEY_PATTERN, TIMESTAMP_PATTERN } from "./envelope.js";
 
 type Fields = Record<string, unknown>;
 
 /** True when `raw` is an envelope of a call that the schema would accept as it is. */
 export function isPlainCallEnvelope(raw: unknown): raw is Envelope {
   if (!isPlainRecord(raw) || raw.dMCP_version !== DMCP_VERSION || !(raw.signature === undefined || isSignature(raw.signature))) return false;
-  if (!isId(raw.id) || !isId(raw.sender_id) || !(raw.correlation_id === undefined || isId(raw.correlation_id))) return false;
-  if (!(raw.session_id === undefined || isString(raw.session_id, 0, 256))) return false;
+  if (!isEnvelopeId(raw.id) || !isEnvelopeId(raw.sender_id) || !(raw.correlation_id === undefined || isEnvelopeId(raw.correlation_id))) return false;
+  if (!(raw.session_id === undefined || isString(raw.session_id, 0, MAX_ENVELOPE_ID_CHARS))) return false;
   if (!isTimestamp(raw.timestamp) || !(raw.deadline === undefined || isTimestamp(raw.deadline))) return false;
   const payload = raw.payload;
   if (!isPlainRecord(payload)) return false;
@@ -81,6 +81,7 @@ function isString(value: unknown, min: number, max = Number.POSITIVE_INFINITY): 
   return typeof value === "string" && value.length >= min && value.length <= max;
 }
 
+/** `reply_to` and a caller's subject: 1-256 characters, as their schemas say. */
 function isId(value: unknown): value is string {
   return isString(value, 1, 256);
 }

@@ -21,6 +21,19 @@ const JsonObject = z.record(z.string(), z.unknown());
 export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const Name = z.string().regex(NAME_PATTERN, "use 1-128 characters from A-Z a-z 0-9 _ -");
 
+/** The most characters an envelope's ids (`id`, `correlation_id`, `sender_id`, `session_id`) have (PROTOCOL.md §2, §10). */
+export const MAX_ENVELOPE_ID_CHARS = 256;
+const EnvelopeId = z.string().min(1).max(MAX_ENVELOPE_ID_CHARS);
+
+/**
+ * A string that fits an envelope's `id`, `correlation_id` or `sender_id` (1-256 characters): the one
+ * rule for a correlation id wherever one is read, in an envelope or out of one (a recover lookup, a
+ * call record on a session stream, ids salvaged from a message that failed validation).
+ */
+export function isEnvelopeId(value: unknown): value is string {
+  return typeof value === "string" && value.length >= 1 && value.length <= MAX_ENVELOPE_ID_CHARS;
+}
+
 /** An MCP request carried across the bus: the JSON-RPC request minus `jsonrpc` and `id`. */
 export const PromptRequestPayload = z.looseObject({
   service: Name.describe("the service (queue group) the request is addressed to"),
@@ -131,11 +144,11 @@ export const Signature = z.strictObject({
 
 const envelopeFields = {
   dMCP_version: z.literal(DMCP_VERSION),
-  id: z.string().min(1).max(256).describe("unique per message, for de-duplication"),
-  correlation_id: z.string().min(1).max(256).optional().describe("pairs a response with its request"),
-  session_id: z.string().max(256).optional().describe("optional session grouping"),
+  id: EnvelopeId.describe("unique per message, for de-duplication"),
+  correlation_id: EnvelopeId.optional().describe("pairs a response with its request"),
+  session_id: z.string().max(MAX_ENVELOPE_ID_CHARS).optional().describe("optional session grouping"),
   timestamp: Timestamp,
-  sender_id: z.string().min(1).max(256),
+  sender_id: EnvelopeId,
   deadline: Timestamp.optional().describe("after this instant nobody waits for the answer"),
   signature: Signature.optional(),
 };

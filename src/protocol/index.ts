@@ -31,6 +31,8 @@ export {
   ErrorNotificationPayload,
   HeartbeatPayload,
   InstanceStatus,
+  isEnvelopeId,
+  MAX_ENVELOPE_ID_CHARS,
   MESSAGE_TYPES,
   PromptRequest,
   PromptRequestPayload,

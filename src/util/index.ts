@@ -3,4 +3,4 @@ export { excerpt } from "./excerpt.js";
 export { createLogger, type Logger, silentLogger } from "./logger.js";
 export { abortableSleep, sleep } from "./sleep.js";
 export { DEFAULT_STOP_GRACE_MS, terminate } from "./terminate.js";
-export { jsonObjectOf } from "./json.js";
+export { isJsonObject, jsonObjectOf } from "./json.js";

@@ -2,7 +2,9 @@
  * The session event log (src/bus/session-events.ts, PROTOCOL.md §19.3) on a real nats-server, fed
  * what anyone allowed to publish on a session stream's subject may send: JSON that is not an object
  * (`null`, an array, a number), text that is not JSON, an object that is neither an event nor a call
- * record. Reading the stream and following it skip all of it and keep the events and calls around it.
+ * record, a call record whose correlation id would not fit an envelope (PROTOCOL.md §19.4: the one
+ * rule of src/protocol, 1-256 characters). Reading the stream and following it skip all of it and
+ * keep the events and calls around it.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,8 +14,18 @@ import { silentLogger } from "../../src/util/logger.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually } from "../support/processes.js";
 
-const JUNK = ["null", "[1,2]", "42", '"text"', "not json", '{"neither":"event nor call"}'];
 const CALL = { request_id: 7, service: "files", correlation_id: "c-1", delivery: "direct", deadline: "2026-12-07T12:00:00.000Z" };
+const LONGEST_ID_CALL = { ...CALL, request_id: 8, correlation_id: "c".repeat(256) };
+const JUNK = [
+  "null",
+  "[1,2]",
+  "42",
+  '"text"',
+  "not json",
+  '{"neither":"event nor call"}',
+  JSON.stringify({ call: { ...CALL, correlation_id: "c".repeat(257) } }),
+  JSON.stringify({ call: { ...CALL, correlation_id: "" } }),
+];
 
 let nats: EmbeddedNats;
 let bus: Bus;
@@ -39,6 +51,7 @@ async function publishAmongJunk(session: string, stream: string): Promise<void> 
   raw.publish(subject, JSON.stringify({ id: "e1", message: { jsonrpc: "2.0", method: "first" } }));
   for (const junk of JUNK) raw.publish(subject, junk);
   raw.publish(subject, JSON.stringify({ call: CALL }));
+  raw.publish(subject, JSON.stringify({ call: LONGEST_ID_CALL }));
   raw.publish(subject, JSON.stringify({ id: "e2", message: { jsonrpc: "2.0", method: "second" } }));
   await raw.flush();
 }
@@ -51,7 +64,10 @@ describe("the session event log, fed what is not an event", () => {
       return logged.events.length === 2 ? logged : undefined;
     }, 10_000);
     expect(read.events.map((event) => event.id)).toEqual(["e1", "e2"]);
-    expect(read.calls).toEqual([{ requestId: 7, service: "files", correlationId: "c-1", delivery: "direct", deadline: Date.parse(CALL.deadline) }]);
+    expect(read.calls).toEqual([
+      { requestId: 7, service: "files", correlationId: "c-1", delivery: "direct", deadline: Date.parse(CALL.deadline) },
+      { requestId: 8, service: "files", correlationId: "c".repeat(256), delivery: "direct", deadline: Date.parse(CALL.deadline) },
+    ]);
   });
 
   it("follows a stream past it, each event once", async () => {

@@ -34,8 +34,10 @@ import {
   InternalError,
   InvalidSubjectTokenError,
   isDmcpError,
+  isEnvelopeId,
   jsonRpcCodeFor,
   JsonRpcErrorCode,
+  MAX_ENVELOPE_ID_CHARS,
   MESSAGE_TYPES,
   messageProblem,
   parseHeartbeatSubject,
@@ -53,6 +55,7 @@ import {
   type AnnouncePayload,
   type Catalog,
   type Envelope,
+  Envelope as EnvelopeSchema,
 } from "../../src/protocol/index.js";
 import { jsonSchemas } from "../../src/protocol/json-schema.js";
 
@@ -281,6 +284,19 @@ describe("envelope", () => {
     // The limit is checked before parsing, so even bad JSON over the limit is PAYLOAD_TOO_LARGE.
     const junk = decodeEnvelope(new Uint8Array(11), 10);
     expect(!junk.ok && junk.error.code).toBe(ErrorCode.PayloadTooLarge);
+  });
+
+  it("has one rule for correlation ids (1-256 characters), which envelopes, salvaged ids and isEnvelopeId all follow", () => {
+    expect(MAX_ENVELOPE_ID_CHARS).toBe(256);
+    const request = sampleEnvelopes().prompt_request;
+    for (const id of ["", "c", "c".repeat(255), "c".repeat(256), "c".repeat(257), 7, null]) {
+      const fits = typeof id === "string" && id.length >= 1 && id.length <= 256;
+      expect(isEnvelopeId(id)).toBe(fits);
+      // The quick check of a call's envelopes and the schema agree with it.
+      expect(validateEnvelope({ ...request, correlation_id: id }).ok).toBe(fits);
+      expect(EnvelopeSchema.safeParse({ ...request, correlation_id: id }).success).toBe(fits);
+      expect(salvageIds({ correlation_id: id }).correlationId).toBe(fits ? id : undefined);
+    }
   });
 
   it("salvages correlation_id (else id) and sender_id from anything", () => {

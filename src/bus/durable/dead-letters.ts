@@ -22,6 +22,7 @@ import {
   subjects,
   WORK_STREAM,
 } from "../../protocol/index.js";
+import { readBusJson } from "../bus-json.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { deliveryOutcomes, type DeliveryOutcome, type ResultStore } from "./result-store.js";
@@ -140,9 +141,9 @@ export class DeadLetters {
 
   /** The request's last delivery was neither answered nor handed back (its replica died, or was cut off): dead-letter it. */
   private async onMaxDeliveries(data: Uint8Array): Promise<void> {
-    const advisory = JSON.parse(new TextDecoder().decode(data)) as { stream?: unknown; stream_seq?: unknown; deliveries?: unknown };
-    if (advisory.stream !== WORK_STREAM || typeof advisory.stream_seq !== "number") return;
-    const seq = advisory.stream_seq;
+    const advisory = readBusJson(this.bus, "dead-letter", data, advisoryOf, "invalid_advisory");
+    if (!advisory) return;
+    const { seq, deliveries } = advisory;
     this.jsm ??= await jetStreamManagerOf(this.bus);
     const stored = await this.jsm.streams.getMessage(WORK_STREAM, { seq }).catch(() => null);
     if (!stored) return; // already handled
@@ -151,8 +152,6 @@ export class DeadLetters {
     const envelope = decoded.ok && decoded.envelope.type === "prompt_request" ? decoded.envelope : undefined;
     const correlationId = envelope ? (envelope.correlation_id ?? envelope.id) : salvageIds(decoded.ok ? decoded.envelope : decoded.raw).correlationId;
     const replyTo = envelope?.reply_to;
-    // The server's count (at least 1); bounded, since each is a read of the result store.
-    const deliveries = Number.isInteger(advisory.deliveries) ? Math.min(Math.max(advisory.deliveries as number, 1), MAX_DELIVERIES_READ) : 1;
     const answered = correlationId && target ? await this.results.get(target.service, correlationId) : undefined;
     if (answered) {
       // The last attempt finished and stored its answer; only its acknowledgement was lost.
@@ -165,4 +164,12 @@ export class DeadLetters {
     }
     await this.jsm.streams.deleteMessage(WORK_STREAM, seq, false).catch(() => undefined);
   }
+}
+
+/** A max-deliveries advisory of a message of the work stream: its sequence there, and the deliveries it had. */
+function advisoryOf(json: Record<string, unknown>): { seq: number; deliveries: number } | undefined {
+  const { stream, stream_seq: seq, deliveries } = json;
+  if (stream !== WORK_STREAM || typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) return undefined;
+  // The server's count (at least 1); bounded, since each is a read of the result store.
+  return { seq, deliveries: Number.isInteger(deliveries) ? Math.min(Math.max(deliveries as number, 1), MAX_DELIVERIES_READ) : 1 };
 }

@@ -11,6 +11,7 @@ import type { StorePosition } from "../codec.js";
 import type { Bus } from "../connection.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "../jetstream.js";
 import { ensureStream, kvStream } from "../streams.js";
+import { readBusJson } from "../bus-json.js";
 
 /** An answer as stored: the encoded envelope, and when and under which revision it was stored. */
 export interface StoredAnswer {
@@ -25,14 +26,17 @@ export const DEFAULT_RESULT_TTL_MS = 15 * 60_000;
 export const RESULTS_STREAM = kvStream(RESULTS_BUCKET, { allowDirect: true });
 
 export class ResultStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(
+    private readonly kv: KV,
+    private readonly bus: Bus,
+  ) {}
 
   /** The gateway's: creates the bucket with this TTL unless it exists (an existing bucket keeps its own), and checks it. */
   static async create(bus: Bus, ttlMs: number): Promise<ResultStore> {
     const kvm = resultsKvm(bus);
     const create = (replicas: number) => kvm.create(RESULTS_BUCKET, { history: 1, ttl: ttlMs, maxValueSize: bus.maxPayload, replicas });
     await ensureStream(await jetStreamManagerOf(bus), RESULTS_STREAM, create, streamPlacementOf(bus));
-    return new ResultStore(await kvm.open(RESULTS_BUCKET, { allow_direct: true }));
+    return new ResultStore(await kvm.open(RESULTS_BUCKET, { allow_direct: true }), bus);
   }
 
   /**
@@ -40,7 +44,7 @@ export class ResultStore {
    * user may not: the info lists every service's keys), read by direct get of one key.
    */
   static async bind(bus: Bus): Promise<ResultStore> {
-    return new ResultStore(await resultsKvm(bus).open(RESULTS_BUCKET, { allow_direct: true }));
+    return new ResultStore(await resultsKvm(bus).open(RESULTS_BUCKET, { allow_direct: true }), bus);
   }
 
   /** The stored answer (an encoded envelope) of a call to `service`, if any. */
@@ -60,6 +64,15 @@ export class ResultStore {
   async read(key: string): Promise<Uint8Array | undefined> {
     const entry = await this.kv.get(key);
     return entry?.operation === "PUT" ? entry.value : undefined;
+  }
+
+  /**
+   * The JSON record under `key` as `shape` reads it (delivery records are the store's only JSON: any
+   * replica writes them); one that is not such a record is skipped as if absent, and counted.
+   */
+  async readRecord<T>(key: string, shape: (json: Record<string, unknown>) => T | undefined): Promise<T | undefined> {
+    const value = await this.read(key);
+    return value && readBusJson(this.bus, "delivery-record", value, shape, "invalid_record");
   }
 
   /**
@@ -119,21 +132,16 @@ export async function recordDelivery(store: ResultStore, service: string, correl
 /** The recorded outcomes of deliveries 1 to `deliveries` of a call; undefined where none was recorded. */
 export async function deliveryOutcomes(store: ResultStore, service: string, correlationId: string, deliveries: number): Promise<(DeliveryOutcome | undefined)[]> {
   const numbers = Array.from({ length: deliveries }, (_, index) => index + 1);
-  return Promise.all(numbers.map(async (delivery) => parseOutcome(await store.read(deliveryKey(service, correlationId, delivery)).catch(() => undefined))));
+  return Promise.all(numbers.map((delivery) => store.readRecord(deliveryKey(service, correlationId, delivery), outcomeOf).catch(() => undefined)));
 }
 
 const deliveryKey = (service: string, correlationId: string, delivery: number) => `${service}.delivery.${correlationKey(correlationId)}.${delivery}`;
 
-function parseOutcome(value: Uint8Array | undefined): DeliveryOutcome | undefined {
-  if (!value) return undefined;
-  try {
-    const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<DeliveryOutcome>;
-    // Written by any replica: only a well-formed record, with an error code's length, counts.
-    if (typeof parsed.ran !== "boolean" || typeof parsed.code !== "string" || !/^[A-Z_]{1,64}$/.test(parsed.code) || typeof parsed.message !== "string") return undefined;
-    return { ran: parsed.ran, code: parsed.code, message: parsed.message.slice(0, 512) };
-  } catch {
-    return undefined;
-  }
+/** Only a well-formed record, with an error code's length, counts. */
+function outcomeOf(json: Record<string, unknown>): DeliveryOutcome | undefined {
+  const { ran, code, message } = json;
+  if (typeof ran !== "boolean" || typeof code !== "string" || !/^[A-Z_]{1,64}$/.test(code) || typeof message !== "string") return undefined;
+  return { ran, code, message: message.slice(0, 512) };
 }
 
 /** Correlation ids made of key-safe characters are their own key; others are base64url-encoded under `b64.`. */

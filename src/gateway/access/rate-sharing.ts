@@ -4,7 +4,7 @@
  * client; each takes what the others let through out of its own buckets. No request waits for the
  * bus: the limit holds across gateways within what they let through in one interval.
  */
-import type { Bus, BusSubscription } from "../../bus/index.js";
+import { readBusJson, type Bus, type BusSubscription } from "../../bus/index.js";
 import { subjects } from "../../protocol/index.js";
 import type { Logger } from "../../util/index.js";
 
@@ -66,21 +66,18 @@ export class RateSharing implements RateShare {
   }
 
   private onMessage(data: Uint8Array): void {
-    let message: { gateway?: unknown; spent?: unknown };
-    try {
-      message = JSON.parse(new TextDecoder().decode(data)) as typeof message;
-    } catch {
-      this.options.bus.dropped("rate", "invalid_json");
-      return;
-    }
-    if (message.gateway === this.options.gatewayId) return;
-    if (typeof message.spent !== "object" || message.spent === null) {
-      this.options.bus.dropped("rate", "invalid_message");
-      return;
-    }
+    const message = readBusJson(this.options.bus, "rate", data, rateShareOf);
+    if (!message || message.gateway === this.options.gatewayId) return;
     for (const [key, count] of Object.entries(message.spent)) {
       if (typeof count !== "number" || !Number.isFinite(count) || count <= 0) continue;
       for (const listener of this.listeners) listener(key, count);
     }
   }
+}
+
+/** `{ "gateway": <its id>, "spent": { <key>: <count>, … } }`; counts that are not positive numbers are skipped one by one. */
+function rateShareOf(json: Record<string, unknown>): { gateway: string; spent: Record<string, unknown> } | undefined {
+  const { gateway, spent } = json;
+  if (typeof gateway !== "string" || typeof spent !== "object" || spent === null || Array.isArray(spent)) return undefined;
+  return { gateway, spent: spent as Record<string, unknown> };
 }

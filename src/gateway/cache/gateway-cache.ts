@@ -8,9 +8,9 @@
  */
 import type { CacheScope, CachePurgeNotice } from "../../protocol/index.js";
 import { META_CACHE } from "../../protocol/index.js";
-import type { SharedCache } from "../../bus/index.js";
+import { readBusJson, type Bus, type SharedCache } from "../../bus/index.js";
 import type { CacheCounts } from "../../metrics/index.js";
-import type { Logger } from "../../util/index.js";
+import { isJsonObject, type Logger } from "../../util/index.js";
 import type { Identity } from "../access/policy.js";
 import type { ServiceCatalog } from "../catalog/catalog.js";
 import { cacheKeysOf, keyOfScope, resourceTarget, type CacheKeys } from "./key.js";
@@ -74,6 +74,8 @@ export class GatewayCache {
   /** The shared tier's purge under way for each service, which reads of that service wait for. */
   private readonly purging = new Map<string, Promise<void>>();
   private shared: SharedCache | undefined;
+  /** Counts a shared entry that is not one (any gateway writes the bucket). */
+  private bus: Pick<Bus, "dropped"> | undefined;
   private sharedFlights: SharedFlights | undefined;
   /** When each answer a fetch gave was stored (kept here, or read from the bucket): those the callers that joined it get marked. */
   private readonly keptAt = new WeakMap<object, number>();
@@ -84,8 +86,9 @@ export class GatewayCache {
   }
 
   /** Uses the shared tier on the bus from now on, and follows the purge notices of every gateway. */
-  attachShared(shared: SharedCache): void {
+  attachShared(shared: SharedCache, bus: Pick<Bus, "dropped">): void {
     this.shared = shared;
+    this.bus = bus;
     this.sharedFlights = new SharedFlights(shared, this.options.id, this.options.logger, this.options.claimTiming);
     shared.onPurgeNotice((notice) => this.onPurgeNotice(notice));
   }
@@ -199,12 +202,12 @@ export class GatewayCache {
 
   /** The first live entry of `candidates` in the shared tier; kept locally unless the service was invalidated meanwhile. */
   private async readShared(candidates: string[], service: string, epoch: number): Promise<Record<string, unknown> | undefined> {
-    const shared = this.shared;
-    if (!shared) return undefined;
+    const { shared, bus } = this;
+    if (!shared || !bus) return undefined;
     const values = await Promise.all(candidates.map((key) => shared.get(key)));
     const now = Date.now();
     for (const [index, value] of values.entries()) {
-      const entry = value && parseShared(value);
+      const entry = value && readBusJson(bus, "cache-entry", value, sharedEntryOf, "invalid_entry");
       if (!entry || entry.expiresAt <= now) continue;
       if ((this.epochs.get(service) ?? 0) === epoch) this.local.set(candidates[index]!, entry);
       this.counts.sharedHits += 1;
@@ -260,15 +263,12 @@ export class GatewayCache {
   }
 }
 
-function parseShared(value: Uint8Array): CachedEntry | undefined {
-  try {
-    const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<SharedEntry>;
-    if (typeof parsed.e !== "number" || typeof parsed.s !== "number" || typeof parsed.r !== "object" || parsed.r === null || Array.isArray(parsed.r)) return undefined;
-    const json = JSON.stringify(parsed.r);
-    return { json, storedAt: parsed.s, expiresAt: parsed.e, bytes: Buffer.byteLength(json) };
-  } catch {
-    return undefined;
-  }
+/** A shared entry as the local tier keeps it, when `json` is one (`{ "e": <expiry>, "s": <stored at>, "r": <the result object> }`). */
+function sharedEntryOf(json: Record<string, unknown>): CachedEntry | undefined {
+  const { e: expiresAt, s: storedAt, r: result } = json as Partial<SharedEntry>;
+  if (typeof expiresAt !== "number" || typeof storedAt !== "number" || !isJsonObject(result)) return undefined;
+  const text = JSON.stringify(result);
+  return { json: text, storedAt, expiresAt, bytes: Buffer.byteLength(text) };
 }
 
 /** A fresh copy of a cached answer, marked as served from the cache; a `ttlMs` it carries counts down. */

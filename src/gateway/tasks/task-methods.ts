@@ -24,6 +24,7 @@ import {
   TASKS_EXTENSION,
   UpstreamError,
 } from "../../protocol/index.js";
+import { isJsonObject } from "../../util/index.js";
 import type { Call } from "../calls/call.js";
 import { unknownTask, type GatewayTasks } from "./tasks.js";
 import type { TaskRecord } from "./task-store.js";
@@ -195,7 +196,7 @@ function legacyOutcome(record: TaskRecord): Record<string, unknown> {
     return { ...record.result, _meta: { ...meta, ...related } };
   }
   const error = record.error ?? { code: JsonRpcErrorCode.Cancelled, message: record.statusMessage ?? `the task was ${record.status}` };
-  throw fromJsonRpcError({ ...error, data: { ...(isObject(error.data) ? error.data : {}), taskId: record.taskId } });
+  throw fromJsonRpcError({ ...error, data: { ...(isJsonObject(error.data) ? error.data : {}), taskId: record.taskId } });
 }
 
 /** The Task of the 2026-07-28 extension. */
@@ -245,16 +246,12 @@ function extensionRequired(method: string): DmcpError {
 function inGatewayTerms(err: unknown, upstreamId: string, gatewayId: string): unknown {
   if (!(err instanceof DmcpError)) return err;
   const rename = (text: string) => text.split(upstreamId).join(gatewayId);
-  const data = isObject(err.data) ? (JSON.parse(rename(JSON.stringify(err.data))) as unknown) : err.data;
+  const data = isJsonObject(err.data) ? (JSON.parse(rename(JSON.stringify(err.data))) as unknown) : err.data;
   return errorForCode(err.code, rename(err.message), { jsonrpcCode: err.jsonrpcCode, data, cause: err });
 }
 
 function invalidParams(message: string, data: Record<string, unknown>): DmcpError {
   return new RequestError(ErrorCode.InvalidParams, message, { jsonrpcCode: JsonRpcErrorCode.InvalidParams, data });
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** tools/list with every tool offered as a task (`execution.taskSupport`), unless its server says otherwise. */

@@ -3,8 +3,9 @@
  * written with compare-and-set so that a terminal status is never overwritten. Any gateway replica
  * (or the same gateway after a restart) reads the same records.
  */
-import { ensureTasksBucket, type Bus, type KvBucket } from "../../bus/index.js";
+import { ensureTasksBucket, readBusJson, type Bus, type KvBucket } from "../../bus/index.js";
 import type { Caller } from "../../protocol/index.js";
+import { isJsonObject } from "../../util/index.js";
 
 export const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -46,11 +47,14 @@ export interface TaskRecord {
 }
 
 export class TaskStore {
-  private constructor(private readonly kv: KvBucket) {}
+  private constructor(
+    private readonly kv: KvBucket,
+    private readonly bus: Bus,
+  ) {}
 
   /** Creates the bucket unless it exists, and checks it (the bus's ensureTasksBucket). */
   static async open(bus: Bus): Promise<TaskStore> {
-    return new TaskStore(await ensureTasksBucket(bus));
+    return new TaskStore(await ensureTasksBucket(bus), bus);
   }
 
   async create(record: TaskRecord): Promise<void> {
@@ -96,7 +100,8 @@ export class TaskStore {
     if (!/^[A-Za-z0-9_-]{1,200}$/.test(taskId)) return undefined;
     const entry = await this.kv.get(taskId);
     if (!entry) return undefined;
-    const record = decode(entry.value);
+    // Anyone allowed to write the bucket may write anything: a record that is not one is no task.
+    const record = readBusJson(this.bus, "task-record", entry.value, taskRecordOf, "invalid_record");
     if (!record || Date.parse(record.createdAt) + record.ttlMs < Date.now()) return undefined;
     return { record, revision: entry.revision };
   }
@@ -106,11 +111,28 @@ function encode(record: TaskRecord): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(record));
 }
 
-function decode(data: Uint8Array): TaskRecord | undefined {
-  try {
-    const value = JSON.parse(new TextDecoder().decode(data)) as TaskRecord;
-    return value?.v === 1 && typeof value.taskId === "string" && TASK_STATUSES.includes(value.status) ? value : undefined;
-  } catch {
-    return undefined;
-  }
+/** The record `json` is, when it has every field a gateway reads of one (version 1), else undefined. */
+function taskRecordOf(json: Record<string, unknown>): TaskRecord | undefined {
+  const { v, taskId, owner, status, createdAt, lastUpdatedAt, ttlMs, pollIntervalMs, request, runner, upstream, result, error } = json;
+  const valid =
+    v === 1 &&
+    typeof taskId === "string" &&
+    TASK_STATUSES.includes(status as TaskStatus) &&
+    isJsonObject(owner) &&
+    typeof owner.kind === "string" &&
+    typeof owner.subject === "string" &&
+    typeof createdAt === "string" &&
+    typeof lastUpdatedAt === "string" &&
+    Number.isFinite(ttlMs) &&
+    Number.isFinite(pollIntervalMs) &&
+    isJsonObject(request) &&
+    isJsonObject(request.params) &&
+    typeof request.correlationId === "string" &&
+    isJsonObject(runner) &&
+    typeof runner.gateway === "string" &&
+    typeof runner.leaseUntil === "string" &&
+    (upstream === undefined || (isJsonObject(upstream) && typeof upstream.service === "string" && typeof upstream.instance === "string" && typeof upstream.taskId === "string")) &&
+    (result === undefined || isJsonObject(result)) &&
+    (error === undefined || (isJsonObject(error) && typeof error.code === "number" && typeof error.message === "string"));
+  return valid ? (json as unknown as TaskRecord) : undefined;
 }
