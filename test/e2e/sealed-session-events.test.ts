@@ -44,16 +44,18 @@ beforeAll(async () => {
   keygen("gateways.xkey");
   executor = await wrapFixtureStdio(nats.url, "vault", ["--seal-key", join(dir, "service.xkey")]);
   const sealing = ["--seal-to", `vault=${servicePublic}`];
-  // One after the other: the first creates the streams.
-  shared = [await startGatewayHttp(nats.url, [...sealing, "--caller-seal-key", join(dir, "gateways.xkey")])];
-  shared.push(await startGatewayHttp(nats.url, [...sealing, "--caller-seal-key", join(dir, "gateways.xkey")]));
-  other = await startGatewayHttp(nats.url, sealing);
+  // The first creates the streams; the others then start together.
+  const sharing = [...sealing, "--caller-seal-key", join(dir, "gateways.xkey")];
+  const first = await startGatewayHttp(nats.url, sharing);
+  const [second, third] = await Promise.all([startGatewayHttp(nats.url, sharing), startGatewayHttp(nats.url, sealing)]);
+  shared = [first, second];
+  other = third;
   raw = await connectRawNats(nats.url);
   tap = raw.subscribe("dmcp.v1.sse.>");
   void (async () => {
     for await (const msg of tap) onTheBus.push(msg.string());
   })();
-}, 90_000);
+}, 150_000);
 
 afterAll(async () => {
   tap?.unsubscribe();

@@ -81,7 +81,10 @@ export class MemoryEventStore {
     // The streams of this session that carry a sealed call: their events go on the bus sealed.
     const sealed = new Set<StreamId>();
     const noteCall = (streamId: StreamId, call: StreamCall | undefined) => {
-      if (call?.sealedTo) sealed.add(streamId);
+      if (!call?.sealedTo) return;
+      sealed.add(streamId);
+      // Bounded like the streams kept: the oldest go first (a stream is dropped here once answered).
+      if (sealed.size > this.maxStreams) sealed.delete(sealed.values().next().value!);
     };
     const owned = (eventId: EventId) => {
       const stream = this.streams.get(eventId.slice(0, eventId.lastIndexOf(":")));
@@ -129,9 +132,11 @@ export class MemoryEventStore {
         return stream.streamId;
       },
       finished: (streamId) => {
+        sealed.delete(streamId);
         if (log && streamId !== STANDALONE_STREAM) this.streams.delete(`${this.origin}-${session}/${streamId}`);
       },
       forget: () => {
+        sealed.clear();
         for (const [key, stream] of this.streams) if (stream.session === session) this.streams.delete(key);
       },
     };

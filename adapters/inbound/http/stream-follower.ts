@@ -99,7 +99,8 @@ export class FollowedStreams {
         for (const message of lockedAnswers(unansweredCalls(read, calls), event.locked)) res.write(sseMessage(message));
         return finish();
       }
-      read.push(event);
+      // Only a call's stream needs what it wrote (to tell its answered calls); a GET stream runs for hours.
+      if (endsCall) read.push(event);
       res.write(sseEvent(event));
       if ((endsCall && isAnswer(event.message)) || res.writableLength > MAX_UNSENT_BYTES) finish();
     };
@@ -110,7 +111,7 @@ export class FollowedStreams {
         plan.streamId,
         plan.start,
         (event) => (backlog ? backlog.push(event) : write(event)),
-        (call) => calls.push(call),
+        (call) => endsCall && calls.push(call),
       );
     } catch {
       this.open.delete(plan.streamId);
