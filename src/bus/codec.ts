@@ -49,6 +49,19 @@ export interface EnvelopeCodec {
   servedSealKey(service: string): string | undefined;
   /** The seal key a service's live instances announce, or undefined (none, or they disagree). */
   learnSealKey(service: string, publicKey: string | undefined): void;
+  /** Seals a JSON value to this process's own caller key (the `from` of its sealed requests); absent when the codec cannot seal. */
+  sealToSelf?(value: unknown): SealedValue;
+  /** Opens what sealToSelf sealed (here, or in a process with the same caller key). Throws a DECRYPTION_FAILED DmcpError. */
+  openFromSelf?(sealed: unknown): Record<string, unknown>;
+  /** Whether `publicKey` is this process's own caller key. */
+  isCallerKey?(publicKey: string): boolean;
+}
+
+/** A value sealed by a codec: the xkv1 box of its JSON from one curve key to another (PROTOCOL.md §14.3). */
+export interface SealedValue {
+  from: string;
+  to: string;
+  data: string;
 }
 
 /** Plain JSON envelopes: nothing signed, verified or sealed. */

@@ -5,11 +5,14 @@
  * gateway can replay a stream it did not send when the client resumes it there with Last-Event-ID,
  * and then follow it live (`follow`: what the sending gateway, or any other, writes on it later).
  * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory
- * while it holds it (until the call's answer reached the client).
+ * while it holds it (until the call's answer reached the client). The events of a sealed call's stream
+ * are published sealed to the gateway's own caller key (the codec's `sealToSelf`), so that only
+ * gateways holding that key read them back.
  */
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
 import { isEnvelopeId, isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
+import type { EnvelopeCodec } from "./codec.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 import { jsonObjectOf } from "../util/index.js";
@@ -34,9 +37,12 @@ export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, su
 /** One stored event: its SSE id and the JSON-RPC message it carried (`{}` for a priming event). */
 export interface StoredEvent {
   id: string;
+  /** Undefined when the event came sealed and this gateway cannot open it (`locked`). */
   message: unknown;
   /** Its sequence in the stream, when read from it (where a follow that continues a read starts). */
   seq?: number;
+  /** Why the event, sealed to a key this gateway does not hold, cannot be read here. */
+  locked?: string;
 }
 
 /**
@@ -52,6 +58,14 @@ export interface StreamCall {
   delivery: "direct" | "durable";
   /** When the sending gateway stops waiting for the answer (epoch ms). */
   deadline: number;
+  /** The call travelled sealed: the public curve key the events of its stream are sealed to (the sending gateway's caller key). */
+  sealedTo?: string | undefined;
+}
+
+/** How an event is published: with the record of the call that opened its stream, sealed (the stream is a sealed call's). */
+export interface AppendOptions {
+  call?: StreamCall | undefined;
+  seal?: boolean | undefined;
 }
 
 /** A stream as the log keeps it: its events and the calls answered on it, oldest first. */
@@ -72,8 +86,12 @@ export interface EventFollow {
 export type FollowStart = { afterSeq: number } | "now";
 
 export interface SessionEventLog {
-  /** Publishes an event of `stream` of `session` (without waiting for it to be stored), with the record of `call` when given (one message). */
-  append(session: string, stream: string, event: StoredEvent, call?: StreamCall): void;
+  /**
+   * Publishes an event of `stream` of `session` (without waiting for it to be stored), with the record
+   * of `options.call` when given (one message); its message sealed to this gateway's caller key with
+   * `options.seal` (when the bus's codec can seal: with message security).
+   */
+  append(session: string, stream: string, event: StoredEvent, options?: AppendOptions): void;
   /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
   appendCall(session: string, stream: string, call: StreamCall): void;
   /** The events of `stream` of `session` still kept and the calls recorded on it. */
@@ -83,7 +101,9 @@ export interface SessionEventLog {
    * each, until stopped (an ordered consumer: it survives a server lost in a cluster without a gap).
    * Resolves once the consumer exists: an event published after that is delivered.
    */
-  follow(session: string, stream: string, start: FollowStart, onEvent: (event: StoredEvent) => void): Promise<EventFollow>;
+  follow(session: string, stream: string, start: FollowStart, onEvent: (event: StoredEvent) => void, onCall?: (call: StreamCall) => void): Promise<EventFollow>;
+  /** Whether this gateway reads events sealed to `publicKey` (its own caller key). */
+  opens(publicKey: string): boolean;
 }
 
 /** Creates the stream unless it exists (and checks it), and opens the log. */
@@ -115,6 +135,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
   /** The sequence the next event stored will have (a follow "from now" starts there). */
   const nextSeq = async () => (await jsm.streams.info(SESSION_EVENTS_STREAM)).state.last_seq + 1;
   const publish = (session: string, stream: string, record: unknown) => bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(record)));
+  const { codec } = bus;
   const readStream = async (session: string, stream: string): Promise<LoggedStream> => {
     const consumer = await js.consumers.get(SESSION_EVENTS_STREAM, { filter_subjects: subjects.sessionEvents(session, stream) });
     const pending = (await consumer.info()).num_pending;
@@ -122,17 +143,24 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     if (pending === 0) return logged;
     const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
     for await (const msg of batch) {
-      parseRecord(msg.data, msg.seq, logged);
+      parseRecord(msg.data, msg.seq, logged, codec);
       if (msg.info.pending === 0) break;
     }
     await batch.close().catch(() => undefined);
     return logged;
   };
   return {
-    append: (session, stream, event, call) => publish(session, stream, call ? { ...event, call: callRecord(call) } : event),
+    append: (session, stream, event, options = {}) => {
+      const { call, seal } = options;
+      // A priming event's message ({}) holds nothing to hide: it stays in clear.
+      const sealed = seal && codec.sealToSelf && !isEmpty(event.message);
+      const body = sealed ? { id: event.id, sealed: codec.sealToSelf!({ message: event.message }) } : { id: event.id, message: event.message };
+      publish(session, stream, call ? { ...body, call: callRecord(call) } : body);
+    },
+    opens: (publicKey) => codec.isCallerKey?.(publicKey) ?? false,
     appendCall: (session, stream, call) => publish(session, stream, { call: callRecord(call) }),
     readStream,
-    async follow(session, stream, start, onEvent) {
+    async follow(session, stream, start, onEvent, onCall) {
       let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
       let stopped = false;
       /** An ordered consumer from `next` on. nats.js makes it again when it learns it is gone, but not while its one server is down: that is left to us. */
@@ -169,8 +197,10 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
           try {
             for await (const msg of messages) {
               next = msg.seq + 1;
-              const event = parseEvent(msg.data, msg.seq);
-              if (event) onEvent(event);
+              const logged: LoggedStream = { events: [], calls: [] };
+              parseRecord(msg.data, msg.seq, logged, codec);
+              for (const call of logged.calls) onCall?.(call);
+              for (const event of logged.events) onEvent(event);
             }
           } catch {
             // Made again below, from the next sequence.
@@ -202,10 +232,8 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
   };
 }
 
-function parseEvent(data: Uint8Array, seq: number): StoredEvent | undefined {
-  const logged: LoggedStream = { events: [], calls: [] };
-  parseRecord(data, seq, logged);
-  return logged.events[0];
+function isEmpty(message: unknown): boolean {
+  return typeof message === "object" && message !== null && Object.keys(message).length === 0;
 }
 
 function callRecord(call: StreamCall): Record<string, unknown> {
@@ -215,24 +243,43 @@ function callRecord(call: StreamCall): Record<string, unknown> {
     correlation_id: call.correlationId,
     delivery: call.delivery,
     deadline: new Date(call.deadline).toISOString(),
+    ...(call.sealedTo ? { sealed_to: call.sealedTo } : {}),
   };
 }
 
-/** Adds an event or a call record to `into`; anything else on the subject (any gateway may publish there) is skipped. */
-function parseRecord(data: Uint8Array, seq: number, into: LoggedStream): void {
+/**
+ * Adds an event or a call record to `into`; anything else on the subject (any gateway may publish
+ * there) is skipped. A sealed event is opened with `codec`; one it cannot open is added `locked`.
+ */
+function parseRecord(data: Uint8Array, seq: number, into: LoggedStream, codec: EnvelopeCodec): void {
   const record = jsonObjectOf(data);
   if (!record) return;
-  if (typeof record.id === "string" && typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message, seq });
   const call = parseCall(record.call);
   if (call) into.calls.push(call);
+  if (typeof record.id !== "string") return;
+  if ("sealed" in record) into.events.push(openEvent(record.id, record.sealed, seq, codec));
+  else if (typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message, seq });
+}
+
+/** A sealed event opened, or locked with the reason it cannot be. */
+function openEvent(id: string, sealed: unknown, seq: number, codec: EnvelopeCodec): StoredEvent {
+  if (!codec.openFromSelf) return { id, message: undefined, seq, locked: "the event is sealed, and this gateway runs without message security" };
+  try {
+    const { message } = codec.openFromSelf(sealed);
+    if (typeof message === "object" && message !== null) return { id, message, seq };
+    return { id, message: undefined, seq, locked: "the sealed event holds no message" };
+  } catch (err) {
+    return { id, message: undefined, seq, locked: (err as Error).message };
+  }
 }
 
 function parseCall(value: unknown): StreamCall | undefined {
   if (typeof value !== "object" || value === null) return undefined;
-  const { request_id: requestId, service, correlation_id: correlationId, delivery, deadline } = value as Record<string, unknown>;
+  const { request_id: requestId, service, correlation_id: correlationId, delivery, deadline, sealed_to: sealedTo } = value as Record<string, unknown>;
   const at = typeof deadline === "string" ? Date.parse(deadline) : Number.NaN;
   if ((typeof requestId !== "string" && typeof requestId !== "number") || typeof service !== "string" || !isValidToken(service)) return undefined;
   if (!isEnvelopeId(correlationId)) return undefined;
   if ((delivery !== "direct" && delivery !== "durable") || Number.isNaN(at)) return undefined;
-  return { requestId, service, correlationId, delivery, deadline: at };
+  if (sealedTo !== undefined && (typeof sealedTo !== "string" || !/^X[A-Z2-7]{55}$/.test(sealedTo))) return undefined;
+  return { requestId, service, correlationId, delivery, deadline: at, ...(sealedTo ? { sealedTo } : {}) };
 }

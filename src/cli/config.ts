@@ -25,6 +25,11 @@ const SecurityConfig = z.strictObject({
     .record(ServiceName, z.string().regex(/^X[A-Z2-7]{55}$/, "a public curve key (X…)"))
     .default({})
     .describe("public curve keys of services elsewhere on the bus"),
+  callerSealKey: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("file holding the curve (xkey) seed the gateway seals its requests and its sealed calls' SSE events with (as dmcp gateway --caller-seal-key)"),
 });
 export type SecurityConfig = z.infer<typeof SecurityConfig>;
 

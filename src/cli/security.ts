@@ -45,6 +45,7 @@ export function securityFromFlags(values: Record<string, unknown>, extra: Securi
 export function securityFromConfig(section: SecurityConfig | undefined, baseDir: string): SecurityOptions {
   if (!section) return {};
   const seed = (file: string, key: string) => seedFrom(resolve(baseDir, file), key);
+  const curveSeed = (file: string, key: string) => curveSeedFrom(resolve(baseDir, file), key);
   const window = section.replayWindow;
   return {
     ...(section.signKey ? { signingKey: seed(section.signKey, "security.signKey") } : {}),
@@ -52,8 +53,9 @@ export function securityFromConfig(section: SecurityConfig | undefined, baseDir:
     serviceKeys: section.serviceKeys,
     requireSignatures: section.requireSignatures,
     ...(window !== undefined ? { replayWindowMs: durationMs(window, "security.replayWindow") } : {}),
-    sealKeys: Object.fromEntries(Object.entries(section.sealKeys).map(([service, file]) => [service, seed(file, `security.sealKeys.${service}`)])),
+    sealKeys: Object.fromEntries(Object.entries(section.sealKeys).map(([service, file]) => [service, curveSeed(file, `security.sealKeys.${service}`)])),
     sealTo: section.sealTo,
+    ...(section.callerSealKey ? { callerSealKey: curveSeed(section.callerSealKey, "security.callerSealKey") } : {}),
   };
 }
 
@@ -77,6 +79,13 @@ export function seedFrom(file: string, flag: string): string {
   } catch (err) {
     throw new UsageError(`${flag}: ${(err as Error).message}`);
   }
+}
+
+/** Reads a curve seed file (a seal key), as a usage error naming `flag` when it is missing or holds no curve seed (`SX…`). */
+export function curveSeedFrom(file: string, flag: string): string {
+  const seed = seedFrom(file, flag);
+  if (!seed.startsWith("SX")) throw new UsageError(`${flag}: ${file} holds no curve seed (SX…, not ${seed.slice(0, 2)}…): make one with dmcp keygen --curve`);
+  return seed;
 }
 
 /** Parses `SERVICE=VALUE` flags (repeatable) into a record. */

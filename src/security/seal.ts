@@ -19,35 +19,34 @@ export interface SealInfo {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The envelope with its sealed fields replaced by `sealed`, the other fields in their order. */
-export function sealEnvelope(envelope: Record<string, unknown>, from: CurveKey, to: string): Record<string, unknown> {
-  const inside: Record<string, unknown> = {};
-  const out: Record<string, unknown> = {};
-  for (const [field, value] of Object.entries(envelope)) {
-    if (SEALED_FIELDS.includes(field)) inside[field] = value;
-    else out[field] = value;
-  }
-  const box = from.seal(encoder.encode(JSON.stringify(inside)), to);
-  out.sealed = { from: from.publicKey, to, data: Buffer.from(box).toString("base64url") };
-  return out;
+/** A sealed value as it travels: who sealed it, to whom, and the xkv1 box of its JSON (base64url). */
+export interface SealedBox {
+  from: string;
+  to: string;
+  data: string;
+}
+
+/** The xkv1 box of `value`'s JSON from `from` to `to`. */
+export function sealValue(value: unknown, from: CurveKey, to: string): SealedBox {
+  const box = from.seal(encoder.encode(JSON.stringify(value)), to);
+  return { from: from.publicKey, to, data: Buffer.from(box).toString("base64url") };
 }
 
 /**
- * Opens `raw.sealed` in place: the box's fields return to the envelope. `keyFor` gives this process's
- * curve key with that public key, if it has one. Throws DECRYPTION_FAILED.
+ * The JSON object in a sealed box. `keyFor` gives this process's curve key with that public key, if
+ * it has one. Throws DECRYPTION_FAILED.
  */
-export function openEnvelope(raw: Record<string, unknown>, keyFor: (publicKey: string) => CurveKey | undefined): SealInfo {
+export function openValue(sealed: unknown, keyFor: (publicKey: string) => CurveKey | undefined): { value: Record<string, unknown>; seal: SealInfo } {
   const fail = (why: string) => new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${why}`);
-  const sealed = raw.sealed as { from?: unknown; to?: unknown; data?: unknown } | null;
-  if (typeof sealed !== "object" || sealed === null || typeof sealed.from !== "string" || typeof sealed.to !== "string" || typeof sealed.data !== "string") {
+  const box = sealed as { from?: unknown; to?: unknown; data?: unknown } | null;
+  if (typeof box !== "object" || box === null || typeof box.from !== "string" || typeof box.to !== "string" || typeof box.data !== "string") {
     throw fail("sealed needs the strings from, to and data");
   }
-  if ("payload" in raw) throw fail("a sealed envelope carries no payload outside the box");
-  const key = keyFor(sealed.to);
-  if (!key) throw fail(`it is sealed to ${sealed.to}, a key this receiver does not hold`);
+  const key = keyFor(box.to);
+  if (!key) throw fail(`it is sealed to ${box.to}, a key this receiver does not hold`);
   let plain: Uint8Array | null;
   try {
-    plain = key.open(Buffer.from(sealed.data, "base64url"), sealed.from);
+    plain = key.open(Buffer.from(box.data, "base64url"), box.from);
   } catch (cause) {
     throw new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed payload: ${(cause as Error).message}`, { cause });
   }
@@ -59,7 +58,29 @@ export function openEnvelope(raw: Record<string, unknown>, keyFor: (publicKey: s
     throw new SecurityError(ErrorCode.DecryptionFailed, "the sealed payload is not JSON", { cause });
   }
   if (typeof inside !== "object" || inside === null || Array.isArray(inside)) throw fail("the box holds no JSON object");
+  return { value: inside as Record<string, unknown>, seal: { from: box.from, to: box.to } };
+}
+
+/** The envelope with its sealed fields replaced by `sealed`, the other fields in their order. */
+export function sealEnvelope(envelope: Record<string, unknown>, from: CurveKey, to: string): Record<string, unknown> {
+  const inside: Record<string, unknown> = {};
+  const out: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(envelope)) {
+    if (SEALED_FIELDS.includes(field)) inside[field] = value;
+    else out[field] = value;
+  }
+  out.sealed = sealValue(inside, from, to);
+  return out;
+}
+
+/**
+ * Opens `raw.sealed` in place: the box's fields return to the envelope. `keyFor` gives this process's
+ * curve key with that public key, if it has one. Throws DECRYPTION_FAILED.
+ */
+export function openEnvelope(raw: Record<string, unknown>, keyFor: (publicKey: string) => CurveKey | undefined): SealInfo {
+  if ("payload" in raw) throw new SecurityError(ErrorCode.DecryptionFailed, "cannot open the sealed payload: a sealed envelope carries no payload outside the box");
+  const { value: inside, seal } = openValue(raw.sealed, keyFor);
   delete raw.sealed;
-  for (const field of SEALED_FIELDS) if (field in inside) raw[field] = (inside as Record<string, unknown>)[field];
-  return { from: sealed.from, to: sealed.to };
+  for (const field of SEALED_FIELDS) if (field in inside) raw[field] = inside[field];
+  return seal;
 }

@@ -20,7 +20,7 @@ import {
 import { shared } from "../metrics/index.js";
 import { CurveKey, isCurvePublicKey, isSigningPublicKey, KeyError, SigningKey, verifySignature } from "./keys.js";
 import { DEFAULT_REPLAY_WINDOW_MS, ReplayGuard, type StoredAt } from "./replay.js";
-import { openEnvelope, sealEnvelope, type SealInfo } from "./seal.js";
+import { openEnvelope, openValue, sealEnvelope, sealValue, type SealedBox, type SealInfo } from "./seal.js";
 import { appendSignature, splitSignature } from "./signature.js";
 
 export interface SecurityOptions {
@@ -154,12 +154,45 @@ export class MessageSecurity {
   requestSeal(service: string): SealInfo | undefined {
     const to = this.configuredSealTo.get(service) ?? this.announcedSealTo.get(service);
     if (!to) return undefined;
+    return { from: this.callerKey().publicKey, to };
+  }
+
+  /**
+   * Seals a JSON value to this process's own caller key (from it, to it): only this process, and
+   * processes given the same `callerSealKey`, can open it. What a gateway keeps on the bus for itself
+   * and its peers (the SSE events of sealed calls, PROTOCOL.md §19.3).
+   */
+  sealToSelf(value: unknown): SealedBox {
+    const own = this.callerKey();
+    return sealValue(value, own, own.publicKey);
+  }
+
+  /**
+   * Opens what sealToSelf sealed, here or in a process with the same caller key: only a box from that
+   * key to itself, which nobody without the key can make. Throws DECRYPTION_FAILED.
+   */
+  openFromSelf(sealed: unknown): Record<string, unknown> {
+    const own = this.ownCurveKey;
+    const box = sealed as { from?: unknown; to?: unknown } | null;
+    if (own && typeof box === "object" && box !== null && box.from !== box.to) {
+      throw new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed event: it was sealed by ${String(box.from)}, not by the key it is sealed to`);
+    }
+    return openValue(sealed, (publicKey) => (publicKey === own?.publicKey ? own : undefined)).value;
+  }
+
+  /** Whether `publicKey` is the caller key of this process (what sealToSelf seals to). */
+  isCallerKey(publicKey: string): boolean {
+    return this.ownCurveKey?.publicKey === publicKey;
+  }
+
+  /** The curve key this process seals its requests with: the configured one, else one made when first needed. */
+  private callerKey(): CurveKey {
     if (!this.ownCurveKey) {
-      // One key per process, made when first needed: it only has to live as long as the calls it seals.
+      // One key per process: it only has to live as long as the calls it seals.
       this.ownCurveKey = CurveKey.generate();
       this.curveKeys.set(this.ownCurveKey.publicKey, this.ownCurveKey);
     }
-    return { from: this.ownCurveKey.publicKey, to };
+    return this.ownCurveKey;
   }
 
   /** The public curve key this process announces for a service it serves. */

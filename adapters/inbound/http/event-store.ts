@@ -17,7 +17,9 @@
  * With the bus's event log, every event is also published under the session's HTTP id and its stream
  * (PROTOCOL.md §19.3): a stream this gateway does not hold (it did not send it, or forgot it once
  * answered), and every GET stream (which any gateway writes on), resumes from there (`resumption`), looked up under the session it serves only, so an id
- * from another session finds nothing there either.
+ * from another session finds nothing there either. The events of a stream that carries a sealed call
+ * (its record names the key they are sealed to) are published sealed, from the call's record on; a
+ * resumption here of such a stream that this gateway cannot read is `locked`.
  */
 import { randomBytes } from "node:crypto";
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
@@ -30,8 +32,9 @@ export const STANDALONE_STREAM = "_GET_stream";
  * How a GET with Last-Event-ID resumes: from this gateway's memory (the SDK's replay: a call's stream
  * it sent), or from the bus's log: `replay` (the events after the id), then a follow of the stream
  * from the sequence after `afterSeq`; `unanswered` are the calls recorded on the stream with no answer among its events (PROTOCOL.md §19.4).
+ * `locked`, when the stream's events are sealed to a key this gateway does not hold: why (its unanswered calls then fail with DECRYPTION_FAILED).
  */
-export type Resumption = { from: "memory" } | { from: "log"; streamId: StreamId; replay: StoredEvent[]; afterSeq: number; unanswered: StreamCall[] };
+export type Resumption = { from: "memory" } | { from: "log"; streamId: StreamId; replay: StoredEvent[]; afterSeq: number; unanswered: StreamCall[]; locked?: string | undefined };
 
 export const EVENT_STORE_MAX_STREAMS = 1000;
 export const EVENT_STORE_MAX_EVENTS_PER_STREAM = 100;
@@ -75,16 +78,25 @@ export class MemoryEventStore {
   /** `httpSession` names the session on the bus once it has an id; `log` is the bus's event log, if any. */
   forSession(httpSession: () => string | undefined = () => undefined, log?: SessionEventLog): SessionEventStore {
     const session = ++this.sessions;
+    // The streams of this session that carry a sealed call: their events go on the bus sealed.
+    const sealed = new Set<StreamId>();
+    const noteCall = (streamId: StreamId, call: StreamCall | undefined) => {
+      if (!call?.sealedTo) return;
+      sealed.add(streamId);
+      // Bounded like the streams kept: the oldest go first (a stream is dropped here once answered).
+      if (sealed.size > this.maxStreams) sealed.delete(sealed.values().next().value!);
+    };
     const owned = (eventId: EventId) => {
       const stream = this.streams.get(eventId.slice(0, eventId.lastIndexOf(":")));
       return stream?.session === session ? stream : undefined;
     };
     const storeNow = (streamId: StreamId, message: JSONRPCMessage, call?: StreamCall) => {
       const sessionId = httpSession();
+      noteCall(streamId, call);
       // A GET stream is only ever read back from the log (every gateway writes on it): not kept here then.
       const kept = !(log && sessionId && streamId === STANDALONE_STREAM);
       const id = this.store(session, streamId, kept ? message : undefined);
-      if (log && sessionId) log.append(sessionId, streamId, { id, message }, call);
+      if (log && sessionId) log.append(sessionId, streamId, { id, message }, { call, seal: sealed.has(streamId) });
       return id;
     };
     return {
@@ -92,6 +104,7 @@ export class MemoryEventStore {
       storeNow,
       recordCall: (streamId, call) => {
         const sessionId = httpSession();
+        noteCall(streamId, call);
         if (log && sessionId) log.appendCall(sessionId, streamId, call);
       },
       getStreamIdForEventId: async (eventId) => owned(eventId)?.streamId,
@@ -104,7 +117,12 @@ export class MemoryEventStore {
         const { events, calls } = await log.readStream(id, streamId);
         const at = events.findIndex((event) => event.id === eventId);
         if (at < 0) return undefined;
-        return { from: "log", streamId, replay: events.slice(at + 1), afterSeq: events.at(-1)?.seq ?? 0, unanswered: unansweredCalls(events, calls) };
+        // What this gateway publishes on the stream (answers it finds) is sealed as the call's own events are.
+        for (const call of calls) noteCall(streamId, call);
+        // The GET stream carries no sealed events (PROTOCOL.md §19.3): one there that cannot be read is skipped.
+        const locked = streamId === STANDALONE_STREAM ? undefined : lockedReason(events, calls, log);
+        const replay = events.slice(at + 1).filter((event) => event.locked === undefined);
+        return { from: "log", streamId, replay, afterSeq: events.at(-1)?.seq ?? 0, unanswered: unansweredCalls(events, calls), locked };
       },
       replayEventsAfter: async (lastEventId, { send }) => {
         const stream = owned(lastEventId);
@@ -114,9 +132,11 @@ export class MemoryEventStore {
         return stream.streamId;
       },
       finished: (streamId) => {
+        sealed.delete(streamId);
         if (log && streamId !== STANDALONE_STREAM) this.streams.delete(`${this.origin}-${session}/${streamId}`);
       },
       forget: () => {
+        sealed.clear();
         for (const [key, stream] of this.streams) if (stream.session === session) this.streams.delete(key);
       },
     };
@@ -150,12 +170,20 @@ export function streamOfEventId(eventId: EventId): StreamId {
   return eventId.slice(eventId.indexOf("/") + 1, eventId.lastIndexOf(":"));
 }
 
-/** The calls recorded on a stream whose answers are not among its events. */
-function unansweredCalls(events: StoredEvent[], calls: StreamCall[]): StreamCall[] {
+/** Why this gateway cannot read the stream: an event it cannot open, or a call sealed to a key it does not hold; undefined when it can. */
+function lockedReason(events: StoredEvent[], calls: StreamCall[], log: SessionEventLog): string | undefined {
+  const call = calls.find((each) => each.sealedTo !== undefined && !log.opens(each.sealedTo));
+  if (call)
+    return `the events of call ${call.correlationId} to "${call.service}" are sealed to ${call.sealedTo}, the key of the gateway that sent it, which this gateway does not hold`;
+  return events.find((each) => each.locked !== undefined)?.locked;
+}
+
+/** The calls recorded on a stream whose answers are not among its events (those it can read). */
+export function unansweredCalls(events: StoredEvent[], calls: StreamCall[]): StreamCall[] {
   const answered = new Set<unknown>();
   for (const { message } of events) {
-    const m = message as Record<string, unknown>;
-    if (!("method" in m) && ("result" in m || "error" in m)) answered.add(m.id);
+    const m = message as Record<string, unknown> | undefined;
+    if (m && !("method" in m) && ("result" in m || "error" in m)) answered.add(m.id);
   }
   const pending = new Map<string | number, StreamCall>();
   for (const call of calls) if (!answered.has(call.requestId)) pending.set(call.requestId, call);

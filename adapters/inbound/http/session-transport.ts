@@ -216,8 +216,9 @@ export class HttpSessionTransport implements InboundTransport {
       });
       return true;
     }
-    await followed.serve(res, { streamId: resumption.streamId, replay: resumption.replay, start: { afterSeq: resumption.afterSeq } });
-    if (resumption.unanswered.length > 0 && followed.holds(resumption.streamId)) this.recoverAnswers(resumption.streamId, resumption.unanswered, res);
+    const { streamId, replay, afterSeq, unanswered, locked } = resumption;
+    await followed.serve(res, { streamId, replay, start: { afterSeq }, calls: unanswered, locked });
+    if (unanswered.length > 0 && followed.holds(streamId)) this.recoverAnswers(streamId, unanswered, res);
     if (resumption.streamId === STANDALONE_STREAM && followed.holds(STANDALONE_STREAM)) this.onstandalone?.();
     return true;
   }

@@ -7,13 +7,19 @@
  * stream ends after the call's answer; any stream ends when the client goes away, the session closes
  * here, or the log cannot be read any more (the client then resumes it, here or elsewhere).
  *
+ * A call's stream whose events are sealed to a key this gateway does not hold (another gateway's own
+ * caller key, PROTOCOL.md §19.3) cannot be passed on: its calls without an answer are answered with
+ * DECRYPTION_FAILED and the stream ends, at once when the resumption finds it so (`locked`), or at
+ * the first such event the follow meets. Such an event on the GET stream (where gateways seal nothing)
+ * is skipped.
+ *
  * The API the rest of the gateway uses: `serve(res, plan)` for one GET, `holds(stream)` (whether the
  * stream is open here), `closeAll()` when the session ends here.
  */
 import type { ServerResponse } from "node:http";
-import type { EventFollow, FollowStart, SessionEventLog, StoredEvent } from "../../../src/gateway/index.js";
-import { errorResponse, JsonRpcErrorCode } from "../../../src/protocol/index.js";
-import { STANDALONE_STREAM } from "./event-store.js";
+import type { EventFollow, FollowStart, SessionEventLog, StoredEvent, StreamCall } from "../../../src/gateway/index.js";
+import { ErrorCode, errorResponse, JsonRpcErrorCode, SecurityError, toJsonRpcError } from "../../../src/protocol/index.js";
+import { STANDALONE_STREAM, unansweredCalls } from "./event-store.js";
 
 /** How often an idle stream gets an SSE comment, so that proxies keep it open (the SDK's interval). */
 export const FOLLOW_KEEP_ALIVE_MS = 15_000;
@@ -25,6 +31,10 @@ export interface FollowPlan {
   streamId: string;
   replay: StoredEvent[];
   start: FollowStart;
+  /** The calls recorded on the stream without an answer among its events before the replay (failed when the stream turns out locked). */
+  calls?: StreamCall[] | undefined;
+  /** The stream's events cannot be read here: why (its unanswered calls are failed at once). */
+  locked?: string | undefined;
 }
 
 export class FollowedStreams {
@@ -52,6 +62,15 @@ export class FollowedStreams {
       return refuse(res, 409, `Conflict: ${what}`);
     }
     const endsCall = plan.streamId !== STANDALONE_STREAM;
+    // What the stream holds, as far as the follow has read it: for a stream that turns out locked.
+    const calls = [...(plan.calls ?? [])];
+    const read = [...plan.replay];
+    if (endsCall && plan.locked !== undefined) {
+      open(res, session);
+      for (const message of lockedAnswers(unansweredCalls(read, calls), plan.locked)) res.write(sseMessage(message));
+      res.end();
+      return;
+    }
     const answered = endsCall ? plan.replay.findIndex((event) => isAnswer(event.message)) : -1;
     if (answered >= 0) {
       // The call's answer is in the replay: nothing will follow it.
@@ -75,12 +94,25 @@ export class FollowedStreams {
     };
     const write = (event: StoredEvent) => {
       if (finished) return;
+      if (event.locked !== undefined) {
+        if (!endsCall) return;
+        for (const message of lockedAnswers(unansweredCalls(read, calls), event.locked)) res.write(sseMessage(message));
+        return finish();
+      }
+      // Only a call's stream needs what it wrote (to tell its answered calls); a GET stream runs for hours.
+      if (endsCall) read.push(event);
       res.write(sseEvent(event));
       if ((endsCall && isAnswer(event.message)) || res.writableLength > MAX_UNSENT_BYTES) finish();
     };
     this.open.set(plan.streamId, finish);
     try {
-      follow = await this.log.follow(session, plan.streamId, plan.start, (event) => (backlog ? backlog.push(event) : write(event)));
+      follow = await this.log.follow(
+        session,
+        plan.streamId,
+        plan.start,
+        (event) => (backlog ? backlog.push(event) : write(event)),
+        (call) => endsCall && calls.push(call),
+      );
     } catch {
       this.open.delete(plan.streamId);
       return logUnavailable(res);
@@ -103,8 +135,23 @@ export class FollowedStreams {
 
 /** A JSON-RPC response (result or error): what ends a call's stream. */
 function isAnswer(message: unknown): boolean {
-  const m = message as Record<string, unknown>;
-  return !("method" in m) && "id" in m && ("result" in m || "error" in m);
+  const m = message as Record<string, unknown> | undefined;
+  return m !== undefined && !("method" in m) && "id" in m && ("result" in m || "error" in m);
+}
+
+/** DECRYPTION_FAILED answers for the calls of a stream this gateway cannot read, as the client would get from a sealed answer it cannot open (PROTOCOL.md §19.4). */
+function lockedAnswers(calls: StreamCall[], reason: string): unknown[] {
+  return calls.map((call) => {
+    const error = new SecurityError(ErrorCode.DecryptionFailed, `the stream of this call cannot be read on this gateway: ${reason} (PROTOCOL.md §19.3)`, {
+      data: { service: call.service, ...(call.sealedTo ? { sealed_to: call.sealedTo } : {}) },
+    });
+    return errorResponse(call.requestId, toJsonRpcError(error));
+  });
+}
+
+/** A message written without an event id: not on the log, so nothing to resume from. */
+function sseMessage(message: unknown): string {
+  return `event: message\ndata: ${JSON.stringify(message)}\n\n`;
 }
 
 function open(res: ServerResponse, session: string): void {

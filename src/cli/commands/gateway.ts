@@ -17,7 +17,7 @@ import { natsHelp, natsOptions, parse, parseDuration, parseNonNegativeInt, parse
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
 import { startGateway } from "../serve.js";
-import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom, servicePairs } from "../security.js";
+import { createSecurity, securityFromFlags, securityHelp, securityOptions, curveSeedFrom, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
 import { gatewayCacheFromFlags, gatewayCacheHelp } from "../cache.js";
 import type { AccessPolicy } from "../../gateway/index.js";
@@ -82,9 +82,10 @@ ${securityHelp}  --seal-to SERVICE=KEY seal requests to SERVICE (and so its answ
                         (X…); without it, to the key the service announces, if any (repeatable)
   --caller-seal-key FILE
                         seal requests with, and open their answers with, the curve seed in FILE
-                        (dmcp keygen --curve) instead of a key made per process: gateways given the
-                        same one open each other's answers, so that a sealed call whose gateway died
-                        is answered through another
+                        (dmcp keygen --curve) instead of a key made per process; the SSE events of
+                        sealed calls go on the bus sealed to it. Gateways given the same one open
+                        each other's answers and resume each other's sealed calls' streams, so that
+                        a sealed call whose gateway died is answered through another
   --call-timeout MS     deadline of each forwarded call (default: 60000)
   --context-max-age D   keep context updates this long, e.g. 24h or 7d (default: 7d)
   --context-max-bytes S keep at most this much context, e.g. 512MB (default: 1GiB)
@@ -158,7 +159,7 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   if (values["cors-origin"] && values.http === undefined) throw new UsageError("--cors-origin applies to the HTTP gateway: add --http PORT");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
-  const callerSealKey = values["caller-seal-key"] === undefined ? undefined : seedFrom(values["caller-seal-key"], "--caller-seal-key");
+  const callerSealKey = values["caller-seal-key"] === undefined ? undefined : curveSeedFrom(values["caller-seal-key"], "--caller-seal-key");
   const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to"), callerSealKey }), metrics);
   const bus = await connectCommandBus("gateway", values, { name: "dmcp-gateway", logger, security });
   const running = await startGateway({

@@ -9,7 +9,7 @@ import { BusMetrics, createMetricsRegistry, serveProbes } from "../../metrics/in
 import { natsHelp, natsOptions, parse, parseEnv, parseHeaders, parseNonNegativeInt, parsePort, parsePositiveInt, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
-import { createSecurity, securityFromFlags, securityHelp, securityOptions, seedFrom } from "../security.js";
+import { createSecurity, securityFromFlags, securityHelp, securityOptions, curveSeedFrom } from "../security.js";
 import { resolveHeaders, type Secret } from "../config.js";
 import { deliveryFromFlags, deliveryHelp, deliveryOptionSpec } from "../delivery.js";
 import { cacheFromFlags, cacheHelp, cacheOptionSpec } from "../cache.js";
@@ -133,7 +133,7 @@ export async function wrapCommand(argv: string[], logger: Logger): Promise<numbe
   const sessionIdleMs = parsePositiveInt(values["session-idle"], "--session-idle");
   const metricsPort = values["metrics-port"] === undefined ? undefined : parsePort(values["metrics-port"], "--metrics-port");
   const metrics = metricsPort === undefined ? undefined : createMetricsRegistry();
-  const sealKeys = values["seal-key"] ? { [values.name]: seedFrom(values["seal-key"], "--seal-key") } : undefined;
+  const sealKeys = values["seal-key"] ? { [values.name]: curveSeedFrom(values["seal-key"], "--seal-key") } : undefined;
   const security = createSecurity(securityFromFlags(values, { sealKeys }), metrics);
   const bus = await connectCommandBus("wrap", values, { name: `dmcp-wrap-${values.name}`, logger, security });
   if (metrics) instrumentBus(bus, new BusMetrics(metrics));

@@ -195,7 +195,9 @@ export class Dispatcher {
 
   private forwardNow(call: Call, route: CallRoute, trace: Context): Promise<Record<string, unknown>> {
     if (call.onSent && call.correlationId) {
-      call.onSent({ service: route.service, correlationId: call.correlationId, delivery: route.lane ? "durable" : "direct", deadline: Date.now() + call.timeoutMs });
+      // The requester seals the request the same way, in this same turn: the stream's events are sealed as the call is (PROTOCOL.md §19.3).
+      const sealedTo = this.options.bus.codec.requestSeal(route.service)?.from;
+      call.onSent({ service: route.service, correlationId: call.correlationId, delivery: route.lane ? "durable" : "direct", deadline: Date.now() + call.timeoutMs, sealedTo });
     }
     // The options are built once, whole (one object shape per route kind, no spreads per call).
     const session = call.session && route.keepsSessions && !route.lane ? call.session : undefined;
