@@ -382,18 +382,7 @@ export class ServiceEndpoint {
       return Promise.reject(new CallError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
     return inSpan(`dmcp process ${request.payload.method}`, SpanKind.CONSUMER, trace, this.spanAttributes, (ctx) =>
-      this.options.handler(request, {
-        timeoutMs,
-        correlationId,
-        sessionId: request.session_id,
-        trace: ctx,
-        get signal() {
-          return cancel.signal;
-        },
-        cancellation: cancel,
-        notify,
-        attempt,
-      }),
+      this.options.handler(request, new CallContext(timeoutMs, correlationId, request.session_id, ctx, cancel, notify, attempt)),
     );
   }
 
@@ -446,6 +435,26 @@ export class ServiceEndpoint {
   /** Signed, and sealed to the caller when its request was, as the bus's message security says. */
   private encode(envelope: Envelope, seal?: Seal): Uint8Array {
     return this.options.bus.codec.encode(envelope, seal);
+  }
+}
+
+/**
+ * A call's RequestContext. A class, not an object literal: a literal with a getter (`signal`) is built
+ * on V8's slow path, about 1-3 µs per call against some 20 ns for an instance.
+ */
+class CallContext implements RequestContext {
+  constructor(
+    readonly timeoutMs: number,
+    readonly correlationId: string,
+    readonly sessionId: string | undefined,
+    readonly trace: Context,
+    readonly cancellation: CallCancellation,
+    readonly notify: RequestContext["notify"],
+    readonly attempt: number | undefined,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.cancellation.signal;
   }
 }
 

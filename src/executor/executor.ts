@@ -126,7 +126,7 @@ export class Executor {
     // The upstream sees the trace in `_meta` (MCP's place for it), as a child of this hop's span, and a
     // progress token of this executor's own (callers' tokens may collide in the shared upstream session).
     const forward: RequestHandler = (request, context) =>
-      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, async (ctx) => {
+      inSpan(`mcp ${request.payload.method}`, SpanKind.CLIENT, context.trace, { "mcp.method.name": request.payload.method, "dmcp.service": this.service }, (ctx) => {
         const retagged = this.progress.retag(request.payload.params, context.notify);
         const withCaller = options.forwardCaller ? withCallerMeta(retagged.params, request.caller) : retagged.params;
         // Durable calls may run more than once (after a crash): the upstream gets what it needs to tell.

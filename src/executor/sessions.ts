@@ -44,6 +44,8 @@ interface UpstreamSession {
   /** As the latest call declared it: notifications outside a call go to its gateway. */
   client: ClientSession;
   opened: Promise<McpUpstream>;
+  /** What `opened` resolved to, once it has. */
+  upstream?: McpUpstream | undefined;
   calls: RunningCall[];
   logLevel: string | undefined;
   idle: NodeJS.Timeout | undefined;
@@ -110,8 +112,10 @@ export class UpstreamSessions {
     // Gateways that share the client session (PROTOCOL.md §19) send its calls in turn: the latest speaks for it.
     session.client = clientSession.client;
     this.touch(session);
-    const upstream = await session.opened;
-    await this.applyLogLevel(session, upstream, clientSession.client.log_level, options);
+    // Once open, the session's upstream is at hand: no await (a promise and a turn) per call.
+    const upstream = session.upstream ?? (await session.opened);
+    const level = clientSession.client.log_level;
+    if (level && level !== session.logLevel) await this.applyLogLevel(session, upstream, level, options);
     const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline, gateway: clientSession.client.gateway };
     session.calls.push(running);
     try {
@@ -154,6 +158,7 @@ export class UpstreamSessions {
         this.options.onLost?.();
       };
       logger.info({ sessions: this.sessions.size }, "upstream session opened for a client session");
+      session.upstream = upstream;
       return upstream;
     });
     session.opened.catch(() => this.sessions.get(key) === session && this.sessions.delete(key));

@@ -53,6 +53,8 @@ export function contextFromMeta(params: Record<string, unknown> | undefined, hea
 
 /** `params` with `_meta.traceparent`/`tracestate` set to the given context (other `_meta` kept). */
 export function withTraceMeta(params: Record<string, unknown> | undefined, ctx: Context): Record<string, unknown> | undefined {
+  // No span context, nothing to inject (the propagator would find the same): the executor's calls mostly carry none.
+  if (!trace.getSpanContext(ctx)) return params;
   const carrier: Carrier = {};
   propagator.inject(ctx, carrier, setter);
   if (!carrier.traceparent) return params;

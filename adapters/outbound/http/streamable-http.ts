@@ -46,6 +46,8 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
   private readonly request: typeof httpRequest;
   /** The URL as request options, worked out once (node:http would convert the URL on every request). */
   private readonly target: ReturnType<typeof urlToHttpOptions>;
+  /** The headers every request carries (the caller's, Host, the URL's credentials), lower-cased name first. */
+  private readonly fixedHeaders: readonly (readonly [lowerName: string, name: string, value: string])[];
   private closed = false;
   private getStream: IncomingMessage | undefined;
   private getRetryMs = GET_RETRY_INITIAL_MS;
@@ -53,14 +55,12 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
   /** The open answer streams of 2026-07-28 requests: such a request is cancelled by closing its stream. */
   private readonly statelessStreams = new Map<string | number, IncomingMessage>();
 
-  constructor(
-    url: URL,
-    private readonly headers: Record<string, string> = {},
-  ) {
+  constructor(url: URL, headers: Record<string, string> = {}) {
     const https = url.protocol === "https:";
     this.agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
     this.target = urlToHttpOptions(url);
+    this.fixedHeaders = fixedHeadersOf(url, this.target.auth, headers);
   }
 
   async start(): Promise<void> {}
@@ -142,17 +142,18 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
     /** Where a GET resumes (default: the standing stream's last event). */
     lastEventId = this.lastEventId,
   ): Promise<IncomingMessage> {
-    const headers: Record<string, string> = { ...this.headers, accept };
+    const own: Record<string, string> = { accept };
     if (body !== undefined) {
-      headers["content-type"] = "application/json";
-      headers["content-length"] = String(Buffer.byteLength(body));
+      own["content-type"] = "application/json";
+      own["content-length"] = String(Buffer.byteLength(body));
     }
-    if (stateless) Object.assign(headers, stateless);
+    if (stateless) Object.assign(own, stateless);
     else {
-      if (this.sessionId && !isInitialize) headers["mcp-session-id"] = this.sessionId;
-      if (this.protocolVersion) headers["mcp-protocol-version"] = this.protocolVersion;
+      if (this.sessionId && !isInitialize) own["mcp-session-id"] = this.sessionId;
+      if (this.protocolVersion) own["mcp-protocol-version"] = this.protocolVersion;
     }
-    if (lastEventId && method === "GET") headers["last-event-id"] = lastEventId;
+    if (lastEventId && method === "GET") own["last-event-id"] = lastEventId;
+    const headers = this.headerList(own);
     return new Promise((resolve, reject) => {
       const send = (again: boolean) => {
         let answered = false;
@@ -187,6 +188,18 @@ export class StreamableHttpClientTransport implements UpstreamTransport {
       };
       send(false);
     });
+  }
+
+  /**
+   * The request's headers as a flat list of names and values (node:http's raw form): given as an
+   * object, node:http sets and checks them one by one, which cost about a third of a request's CPU in
+   * the client. This request's own headers win over the fixed ones of the same name, as setHeader did.
+   */
+  private headerList(own: Record<string, string>): string[] {
+    const list: string[] = [];
+    for (const [lowerName, name, value] of this.fixedHeaders) if (!hasHeader(own, lowerName)) list.push(name, value);
+    for (const name in own) list.push(name, own[name]!);
+    return list;
   }
 
   /** The standing GET stream for server-initiated messages (list_changed and the like). */
@@ -402,6 +415,26 @@ function statelessHeaders(message: JSONRPCMessage, toolSchema?: (name: string) =
   if (typeof named === "string") headers["mcp-name"] = encodeParamValue(named)!;
   if (message.method === "tools/call" && typeof named === "string" && toolSchema) Object.assign(headers, paramHeaderValues(paramHeadersOf(toolSchema(named)), params?.arguments));
   return headers;
+}
+
+/**
+ * The headers of every request: the caller's (the last of names equal but for case, as setHeader kept),
+ * then what node:http adds itself to headers given as an object but not to a list: Host (the URL's host,
+ * its port when not the scheme's default) and Basic credentials from the URL, unless the caller set them.
+ */
+function fixedHeadersOf(url: URL, auth: string | null | undefined, headers: Record<string, string>): [string, string, string][] {
+  const byName = new Map<string, [string, string, string]>();
+  for (const [name, value] of Object.entries(headers)) byName.set(name.toLowerCase(), [name.toLowerCase(), name, value]);
+  if (!byName.has("host")) byName.set("host", ["host", "Host", url.host]);
+  if (auth && !byName.has("authorization")) byName.set("authorization", ["authorization", "Authorization", `Basic ${Buffer.from(auth).toString("base64")}`]);
+  return [...byName.values()];
+}
+
+/** Whether `headers` (names as sent, mostly lower-case already) has one named `lowerName`, case-insensitively. */
+function hasHeader(headers: Record<string, string>, lowerName: string): boolean {
+  if (lowerName in headers) return true;
+  for (const name in headers) if (name.toLowerCase() === lowerName) return true;
+  return false;
 }
 
 /** A connection reset or broken before any answer came (what a server closing an idle kept-alive connection causes). */
