@@ -5,9 +5,6 @@
  * its own. Queued and published in one `setImmediate`, the answers finished in one turn of the loop
  * share one write. The answer waits for nothing else: the loop's check phase follows its poll phase
  * (and the endpoint flushes at once the answer of the only call in flight).
- *
- * The requester queues its requests the same way while other calls are in flight: a gateway reads
- * its clients' requests in separate I/O callbacks too.
  */
 import type { Logger } from "../util/index.js";
 

@@ -40,7 +40,6 @@ import type { StorePosition } from "./codec.js";
 import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.js";
 import { natsHeadersFor } from "./trace-headers.js";
 import { InstanceProbe, type BusyInstance } from "./instance-probe.js";
-import { ReplyBatch } from "./reply-batch.js";
 
 /** How often, and how many times, a gateway asks the instances of a service for a direct call's answer before it gives up. */
 const LOOKUP_INTERVAL_MS = 1000;
@@ -121,8 +120,6 @@ export class Requester {
   private subscription: Subscription | undefined;
   private sequence = 0;
   private readonly probe: InstanceProbe | undefined;
-  /** Requests published together once the event loop has run the I/O callbacks at hand (reply-batch.ts). */
-  private readonly requests: ReplyBatch;
 
   /** With `registry`, the instances holding direct calls are probed, so that a dead one is noticed within a second. */
   constructor(
@@ -132,7 +129,6 @@ export class Requester {
   ) {
     this.nc = natsConnectionOf(bus);
     this.inbox = createInbox(bus.inboxPrefix);
-    this.requests = new ReplyBatch(bus.logger);
     if (registry) {
       this.probe = new InstanceProbe({ bus, sender, busy: () => this.busyInstances(), listed: registry.listed, lost: (instance) => this.instanceLost(instance) });
     }
@@ -181,18 +177,11 @@ export class Requester {
         options.route.send(request, data, headers).catch((error: unknown) => this.settle(token)?.reject(asDmcpError(error)));
         return;
       }
-      const publish = () => {
-        // Cancelled or failed while queued: the request need not leave at all.
-        if (!this.pending.has(token)) return;
-        try {
-          nc.publish(subject, data, headers ? { reply: `${this.inbox}.${token}`, headers } : { reply: `${this.inbox}.${token}` });
-        } catch (cause) {
-          this.settle(token)?.reject(new BusError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
-        }
-      };
-      // The only call in flight leaves at once; with others, the requests of this turn of the loop share one socket write.
-      if (this.pending.size <= 1) publish();
-      else this.requests.add(publish);
+      try {
+        nc.publish(subject, data, headers ? { reply: `${this.inbox}.${token}`, headers } : { reply: `${this.inbox}.${token}` });
+      } catch (cause) {
+        this.settle(token)?.reject(new BusError(ErrorCode.BusUnavailable, `could not publish the request: ${(cause as Error).message}`, { cause }));
+      }
     });
   }
 

@@ -97,33 +97,6 @@ describe("Executor in-process", () => {
     caller.close();
   });
 
-  it("publishes the requests of calls made together, answers each, and never sends the request of one cancelled before it left", async () => {
-    const caller = new Requester(bus, "caller-batch");
-    const sent: string[] = [];
-    const requests = raw.subscribe(subjects.request("lib"), {
-      callback: (_err, msg) => {
-        const decoded = decodeEnvelope(msg.data);
-        if (decoded.ok && decoded.envelope.type === "prompt_request") sent.push(decoded.envelope.correlation_id ?? "");
-      },
-    });
-    await raw.flush();
-    // Made in one turn of the event loop: the first leaves at once, the others wait for the rest of the turn's requests.
-    const calls = [1, 2, 3].map((n) => caller.call("lib", "tools/call", { name: "add", arguments: { a: n, b: 1 } }, { timeoutMs: 10_000, correlationId: `batch-${n}` }));
-    const abort = new CallCancellation();
-    const cancelled = caller
-      .call("lib", "tools/call", { name: "add", arguments: { a: 0, b: 0 } }, { timeoutMs: 10_000, signal: abort, correlationId: "batch-cancelled" })
-      .catch((err: unknown) => err);
-    abort.abort();
-    const results = await Promise.all(calls);
-    expect(results.map((result) => result.structuredContent)).toEqual([{ sum: 2 }, { sum: 3 }, { sum: 4 }]);
-    expect(isDmcpError(await cancelled, ErrorCode.Cancelled)).toBe(true);
-    // Every request published before the answers came has reached this subscriber once its round trip to the server is back.
-    await raw.flush();
-    expect(sent.sort()).toEqual(["batch-1", "batch-2", "batch-3"]);
-    requests.unsubscribe();
-    caller.close();
-  });
-
   it("probes an instance holding a call once the call has waited 250 ms, and not for calls answered sooner", async () => {
     const pings: number[] = [];
     const probes = raw.subscribe(subjects.instanceRequest("lib", executor.instance), {
