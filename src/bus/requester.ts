@@ -153,7 +153,7 @@ export class Requester {
       correlationId: id,
       sender: this.sender,
       sessionId: options.sessionId,
-      deadline: new Date(Date.now() + options.timeoutMs),
+      deadline: Date.now() + options.timeoutMs,
       caller: options.caller,
     });
     if (options.receipt ?? !options.instance) request.receipt = true;

@@ -181,6 +181,6 @@ export class GatewayCore {
    */
   call(request: CallRequest): Call {
     const caller = request.caller ?? (request.identity ? this.access.callerOf(request.identity) : undefined);
-    return new Call({ ...request, caller }, this.catalogKeeper.directory, this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+    return new Call(request, this.catalogKeeper.directory, this.options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS, caller);
   }
 }

@@ -113,24 +113,32 @@ export class CallMetrics {
 
   /** Times one call and records it under `labels` plus its outcome. */
   async observe<T extends Record<string, unknown>>(labels: Record<string, string>, work: () => Promise<T>): Promise<T> {
-    const series = this.seriesOf(labels);
-    const started = performance.now();
-    const { running } = this;
-    running.set(series.service, (running.get(series.service) ?? 0) + 1);
-    let outcome = "ok";
+    const timing = this.start(labels);
     try {
       const result = await work();
-      outcome = outcomeOf(result);
+      timing.end(outcomeOf(result));
       return result;
     } catch (err) {
-      outcome = outcomeOf(undefined, err);
+      timing.end(outcomeOf(undefined, err));
       throw err;
-    } finally {
-      running.set(series.service, running.get(series.service)! - 1);
-      const ended = this.outcomeSeries(series, outcome);
-      ended.calls += 1;
-      ended.duration.observe((performance.now() - started) / 1000);
     }
+  }
+
+  /** Starts timing one call under `labels`; `end` records it with its outcome (once). For a caller that awaits the work itself, without a closure around it. */
+  start(labels: Record<string, string>): CallTiming {
+    const series = this.seriesOf(labels);
+    const { running } = this;
+    running.set(series.service, (running.get(series.service) ?? 0) + 1);
+    return new CallTiming(this, series);
+  }
+
+  /** A timed call ended with `outcome`, `seconds` after it started. */
+  ended(series: CallSeries, outcome: string, seconds: number): void {
+    const { running } = this;
+    running.set(series.service, running.get(series.service)! - 1);
+    const ended = this.outcomeSeries(series, outcome);
+    ended.calls += 1;
+    ended.duration.observe(seconds);
   }
 
   private seriesOf(labels: Record<string, string>): CallSeries {
@@ -154,5 +162,23 @@ export class CallMetrics {
       series.outcomes.set(outcome, bound);
     }
     return bound;
+  }
+}
+
+/** One call being timed (CallMetrics.start). */
+export class CallTiming {
+  private readonly started = performance.now();
+  private done = false;
+
+  constructor(
+    private readonly metrics: CallMetrics,
+    private readonly series: CallSeries,
+  ) {}
+
+  /** Records the call with its outcome (`ok`, `tool_error` or an error code in lower case); a second end counts nothing. */
+  end(outcome: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.metrics.ended(this.series, outcome, (performance.now() - this.started) / 1000);
   }
 }

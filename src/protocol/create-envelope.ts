@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type * as z from "zod";
 import { DMCP_VERSION, type Caller, type Envelope, type MessageType } from "./envelope.js";
+import { isoTime } from "./iso-time.js";
 
 type InputPayloadOf<T extends MessageType> = z.input<typeof Envelope> extends infer E ? (E extends { type: T; payload: infer P } ? P : never) : never;
 
@@ -11,7 +12,8 @@ export interface EnvelopeOptions {
   id?: string | undefined;
   correlationId?: string | undefined;
   sessionId?: string | undefined;
-  deadline?: Date | string | undefined;
+  /** A Date, an ISO 8601 string, or epoch milliseconds. */
+  deadline?: Date | string | number | undefined;
   /** Who made the call (prompt_request only). */
   caller?: Caller | undefined;
 }
@@ -22,10 +24,11 @@ export function createEnvelope<T extends MessageType>(type: T, payload: InputPay
   const envelope: Record<string, unknown> = { dMCP_version: DMCP_VERSION, type, id: options.id ?? randomUUID() };
   if (options.correlationId !== undefined) envelope.correlation_id = options.correlationId;
   if (options.sessionId !== undefined) envelope.session_id = options.sessionId;
-  envelope.timestamp = new Date().toISOString();
+  envelope.timestamp = isoTime(Date.now());
   envelope.sender_id = options.sender;
   if (options.deadline !== undefined) {
-    envelope.deadline = typeof options.deadline === "string" ? options.deadline : options.deadline.toISOString();
+    const { deadline } = options;
+    envelope.deadline = typeof deadline === "string" ? deadline : isoTime(typeof deadline === "number" ? deadline : deadline.getTime());
   }
   if (options.caller !== undefined) envelope.caller = options.caller;
   envelope.payload = payload;

@@ -4,6 +4,7 @@ export { cancellation, cancelReasonOf, type CancelSignal, MAX_CANCEL_REASON_CHAR
 export { decodeEnvelope, DEFAULT_MAX_ENVELOPE_BYTES, encodeEnvelope, MAX_REPORTED_ISSUES, salvageIds, validateEnvelope, type DecodeResult } from "./codec.js";
 export { ACCEPTED_METHOD, CANCEL_METHOD, RELAYED_CLIENT_NOTIFICATIONS, SESSION_CLOSE_METHOD, STREAM_CLOSED_METHOD } from "./control-methods.js";
 export { createEnvelope, type EnvelopeOptions } from "./create-envelope.js";
+export { isoTime } from "./iso-time.js";
 export {
   DeliveryPlan,
   DELIVERY_MODES,

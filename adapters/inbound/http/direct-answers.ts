@@ -181,8 +181,9 @@ class DirectAnswer {
     if (final) this.dueAt = undefined;
     if (final && !this.streaming) {
       if (!this.open()) return;
-      const body = Buffer.from(JSON.stringify(message));
-      this.res.writeHead(200, { "content-type": "application/json", "content-length": body.byteLength, "mcp-session-id": this.sessionId }).end(body);
+      // A string body: Node writes it with the headers in one piece (a Buffer goes in a second, vectored write).
+      const body = JSON.stringify(message);
+      this.res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body), "mcp-session-id": this.sessionId }).end(body);
       return;
     }
     this.startStream();

@@ -89,6 +89,8 @@ export class Call {
     /** The services on the bus as they were when the request arrived: the call is routed by them. */
     private readonly directory: ServiceDirectory,
     timeoutMs: number,
+    /** Who made the call when the request does not say (worked out from its identity): given apart, so that the request is not copied per call. */
+    caller?: Caller | undefined,
   ) {
     this.method = request.method;
     this.params = request.params;
@@ -98,7 +100,7 @@ export class Call {
     this.requestId = request.requestId;
     this.identity = request.identity ?? ANONYMOUS;
     this.access = request.access ?? ALLOW_ALL;
-    this.caller = request.caller;
+    this.caller = request.caller ?? caller;
     this.cancellation = request.signal ?? new CallCancellation();
     this.traceHeaders = request.traceHeaders;
     this.sessionId = request.sessionId;
@@ -143,7 +145,7 @@ export class Call {
    * method checks or sends on behalf of its request); it is not tied to upstream sessions.
    */
   derive(method: string, params: Record<string, unknown>): Call {
-    return new Call({ ...this.request, method, params, upstream: undefined }, this.directory, this.timeoutMs);
+    return new Call({ ...this.request, method, params, upstream: undefined }, this.directory, this.timeoutMs, this.caller);
   }
 
   private routed(): Routing {
