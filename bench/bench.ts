@@ -43,6 +43,9 @@
  *                      worker its own, as the bench did before: supergateway then runs N stdio children)
  *   BENCH_WARMUP       warm-up calls per chain before measuring (default 300)
  *   BENCH_SERIAL_CALLS calls at concurrency 1 per chain, split over the rounds (default 1000)
+ *   BENCH_IDLE_SECONDS seconds with no call after the warm-up, over which each chain's nats-server counts
+ *                      the messages of its own (heartbeats, refreshes), taken off the rounds' counts as a
+ *                      rate to give the calls' own messages per call (default 20; 0: not measured)
  *   BENCH_CPU_PROF     a directory: run the dmcp gateway and wrap, the tunnel and the upstream with
  *                      --cpu-prof into it (the bench prints which pid is which)
  *   BENCH_GATEWAY_ARGS extra `dmcp gateway` flags, e.g. "--json-responses"
@@ -117,6 +120,7 @@ async function compare(): Promise<TargetLine[]> {
     seconds: envNumber("BENCH_SECONDS", 5, { integer: false, min: 0.1 }),
     rounds: envNumber("BENCH_ROUNDS", 2),
     warmup: envNumber("BENCH_WARMUP", 300, { min: 0 }),
+    idleSeconds: envNumber("BENCH_IDLE_SECONDS", 20, { integer: false, min: 0 }),
     serialCalls: envNumber("BENCH_SERIAL_CALLS", 1000),
     nodeFlags,
     gatewayArgs: (process.env.BENCH_GATEWAY_ARGS ?? "").split(/\s+/).filter(Boolean),
