@@ -8,8 +8,7 @@ import type { ChainStats } from "./summary.js";
 export interface Results {
   chains: Chain[];
   concurrency: number;
-  /** Seconds of the idle window, and each chain's message rates over it (chains with a nats-server; none when 0 s). */
-  idleSeconds: number;
+  /** Each chain's message rates over the idle window (chains with a nats-server; none without the window). */
   idleRates: Partial<Record<ChainName, MessageRates>>;
   /** By chain name, at concurrency N and at concurrency 1. */
   concurrent: Partial<Record<ChainName, ChainStats>>;

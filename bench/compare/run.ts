@@ -57,7 +57,7 @@ export async function runCompare(upstream: Upstream, settings: CompareSettings):
   const samples = await measure(chains, pools, upstream.tool, upstream.child.proc.pid, settings);
   await Promise.all(Object.values(sessions).flatMap((pool) => pool.map(closeClient)));
 
-  const results: Results = { chains, concurrency, idleSeconds: settings.idleSeconds, idleRates, concurrent: {}, serial: {} };
+  const results: Results = { chains, concurrency, idleRates, concurrent: {}, serial: {} };
   for (const chain of chains) {
     results.concurrent[chain.name] = summarize(chain, samples.concurrent[chain.name]!, idleRates[chain.name]);
     results.serial[chain.name] = summarize(chain, samples.serial[chain.name]!, idleRates[chain.name]);
