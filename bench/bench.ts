@@ -43,6 +43,9 @@
  *                      worker its own, as the bench did before: supergateway then runs N stdio children)
  *   BENCH_WARMUP       warm-up calls per chain before measuring (default 300)
  *   BENCH_SERIAL_CALLS calls at concurrency 1 per chain, split over the rounds (default 1000)
+ *   BENCH_IDLE_SECONDS seconds with no call after the warm-up, over which each chain's nats-server counts
+ *                      the messages of its own (heartbeats, refreshes), taken off the rounds' counts as a
+ *                      rate to give the calls' own messages per call (default 20; 0: not measured)
  *   BENCH_CPU_PROF     a directory: run the dmcp gateway and wrap, the tunnel and the upstream with
  *                      --cpu-prof into it (the bench prints which pid is which)
  *   BENCH_GATEWAY_ARGS extra `dmcp gateway` flags, e.g. "--json-responses"
@@ -54,7 +57,9 @@
  *   BENCH_MEMORY_CALLS     calls in flight at once (default 1000)
  *   BENCH_MEMORY_SESSIONS  client sessions they are spread over (default 100)
  *   BENCH_MEMORY_SLEEP_MS  how long each call sleeps (default 15000; enough for all to be in flight)
- *   BENCH_MEMORY_SETTLE_S  seconds without calls before the "after" figure (default 5)
+ *   BENCH_MEMORY_SETTLE_S  seconds without calls before the "after" figure (default 60: V8 gives the
+ *                          memory back when its memory reducer runs, 15 to 60 s after the calls in
+ *                          the runs of docs/performance.md, Round 5); read on the way at 1, 5, 15, 30 s
  *   BENCH_MEMORY_SNAPSHOTS a directory: heap snapshots of the gateway at idle and after, to compare by
  *                          constructor (writing one grows RSS: the figures after it mean nothing)
  *   BENCH_BASELINE         as above: that build's gateway measured first, on the same stack
@@ -117,6 +122,7 @@ async function compare(): Promise<TargetLine[]> {
     seconds: envNumber("BENCH_SECONDS", 5, { integer: false, min: 0.1 }),
     rounds: envNumber("BENCH_ROUNDS", 2),
     warmup: envNumber("BENCH_WARMUP", 300, { min: 0 }),
+    idleSeconds: envNumber("BENCH_IDLE_SECONDS", 20, { integer: false, min: 0 }),
     serialCalls: envNumber("BENCH_SERIAL_CALLS", 1000),
     nodeFlags,
     gatewayArgs: (process.env.BENCH_GATEWAY_ARGS ?? "").split(/\s+/).filter(Boolean),
@@ -129,7 +135,7 @@ const memory = () =>
     calls: envNumber("BENCH_MEMORY_CALLS", 1000),
     sessions: envNumber("BENCH_MEMORY_SESSIONS", 100),
     sleepMs: envNumber("BENCH_MEMORY_SLEEP_MS", 15_000),
-    settleSeconds: envNumber("BENCH_MEMORY_SETTLE_S", 5, { integer: false, min: 0 }),
+    settleSeconds: envNumber("BENCH_MEMORY_SETTLE_S", 60, { integer: false, min: 0 }),
     baselineDmcpJs: process.env.BENCH_BASELINE ? baselineDmcpJs(resolve(process.env.BENCH_BASELINE)) : undefined,
   });
 

@@ -44,6 +44,7 @@ const IDLE_TOLERANCE = 0.1;
 const IN_FLIGHT = "dmcp_gateway_calls_in_flight";
 const HEAP_USED = "nodejs_heap_size_used_bytes";
 const HEAP_TOTAL = "nodejs_heap_size_total_bytes";
+const SPACE_SIZE = "nodejs_heap_space_size_total_bytes";
 const PROBE_JS = fileURLToPath(new URL("./lib/memory-probe.js", import.meta.url));
 const PROBE_TIMEOUT_MS = 60_000;
 
@@ -52,8 +53,13 @@ interface Phase {
   rss: number | undefined;
   heapTotal: number | undefined;
   heapUsed: number | undefined;
+  /** V8's young generation as it is (its semi-spaces grow under allocation and shrink only at a GC of V8's choosing). */
+  newSpace: number | undefined;
   probe?: Probed | undefined;
 }
+
+/** The seconds after the calls at which the bench reads the gateway as it settles, up to the settle time. */
+const SETTLE_CHECKPOINTS_S = [1, 5, 15, 30, 60, 120];
 
 interface Measured {
   label: string;
@@ -61,6 +67,8 @@ interface Measured {
   idle: Phase;
   inFlight: Phase & { calls: number | undefined };
   peakRss: number;
+  /** The gateway as it settles: read at each checkpoint (seconds after the calls) up to the settle time. */
+  settling: { seconds: number; phase: Phase }[];
   after: Phase;
 }
 
@@ -89,6 +97,13 @@ export async function runMemory(settings: MemorySettings): Promise<TargetLine[]>
           ["peak (sampled every 100 ms)", mib(m.peakRss), "", ""],
           row(`after, ${settings.settleSeconds} s without calls`, m.after),
         ],
+      ),
+    );
+    console.log(`gateway${mark(m.label)} as it settles after the calls (no GC forced)`);
+    console.log(
+      table(
+        ["seconds after the calls", "RSS", "heap total", "heap used", "new space"],
+        m.settling.map(({ seconds, phase }) => [`${fmt(seconds, 0)} s`, mib(phase.rss), mib(phase.heapTotal), mib(phase.heapUsed), mib(phase.newSpace)]),
       ),
     );
     const gcRow = (what: string, u: ProbedUsage | undefined): string[] => [
@@ -123,11 +138,20 @@ export async function runMemory(settings: MemorySettings): Promise<TargetLine[]>
       },
       {
         target: `gateway${mark(m.label)} RSS back to idle after them (within ${fmt(IDLE_TOLERANCE * 100, 0)} %, ${settings.settleSeconds} s later, no GC forced)`,
-        measured: `${mib(m.after.rss)} against ${mib(m.idle.rss)} idle`,
-        met: m.after.rss !== undefined && m.idle.rss !== undefined && m.after.rss <= m.idle.rss * (1 + IDLE_TOLERANCE),
+        measured: `${mib(m.after.rss)} against ${mib(m.idle.rss)} idle (${backAt(m)})`,
+        met: backToIdle(m.after, m.idle),
       },
     ];
   });
+}
+
+const backToIdle = (phase: Phase, idle: Phase) => phase.rss !== undefined && idle.rss !== undefined && phase.rss <= idle.rss * (1 + IDLE_TOLERANCE);
+
+/** The first checkpoint of the settling at which RSS was back to idle, as the target line tells it. */
+function backAt(m: Measured): string {
+  const first = m.settling.find(({ phase }) => backToIdle(phase, m.idle));
+  const read = m.settling.map(({ seconds }) => fmt(seconds, 0)).join(", ");
+  return first === undefined ? `not back at ${read} s` : `back at ${fmt(first.seconds, 0)} s of ${read} s`;
 }
 
 /** One gateway (`dmcpJs`) on the stack at `natsUrl`, through the phases; stopped at the end. */
@@ -140,7 +164,12 @@ async function measureGateway(label: string, dmcpJs: string, natsUrl: string, se
   const pid = gateway.child.proc.pid;
   const phase = async (): Promise<Phase> => {
     const rss = rssBytes(pid);
-    return { rss, heapTotal: await gatewayMetric(url, HEAP_TOTAL), heapUsed: await gatewayMetric(url, HEAP_USED) };
+    return {
+      rss,
+      heapTotal: await gatewayMetric(url, HEAP_TOTAL),
+      heapUsed: await gatewayMetric(url, HEAP_USED),
+      newSpace: await gatewayMetric(url, SPACE_SIZE, { space: "new" }),
+    };
   };
   await waitForTool(url, "sleep");
   const started = await phase();
@@ -169,7 +198,7 @@ async function measureGateway(label: string, dmcpJs: string, natsUrl: string, se
     () => (settled = true),
   );
   // The gateway's in-flight gauge, polled (it offers no push): its highest value and the memory then.
-  let inFlight: Measured["inFlight"] = { calls: undefined, rss: undefined, heapTotal: undefined, heapUsed: undefined };
+  let inFlight: Measured["inFlight"] = { calls: undefined, rss: undefined, heapTotal: undefined, heapUsed: undefined, newSpace: undefined };
   while (!settled) {
     const value = await gatewayMetric(url, IN_FLIGHT);
     if (value === undefined) break;
@@ -180,13 +209,19 @@ async function measureGateway(label: string, dmcpJs: string, natsUrl: string, se
   await calls;
   clearInterval(sampler);
   if (inFlight.calls !== undefined) await waitForMetric(url, IN_FLIGHT, {}, (value) => (value ?? 0) === 0, "no call in flight", 10_000);
-  // Settling is the measurement here: the time the gateway gets to give memory back.
-  await new Promise((r) => setTimeout(r, settings.settleSeconds * 1000));
-  const after = await phase();
+  // Settling is the measurement here: the time the gateway gets to give memory back, read on the way.
+  const settledAt = Date.now();
+  const checkpoints = [...SETTLE_CHECKPOINTS_S.filter((s) => s < settings.settleSeconds), settings.settleSeconds];
+  const settling: Measured["settling"] = [];
+  for (const seconds of checkpoints) {
+    await new Promise((r) => setTimeout(r, Math.max(0, settledAt + seconds * 1000 - Date.now())));
+    settling.push({ seconds, phase: await phase() });
+  }
+  const after = settling.at(-1)!.phase;
   after.probe = await probe(gateway.child);
   await Promise.all(clients.map(closeClient));
   await stopChild(gateway.child);
-  return { label, started, idle, inFlight, peakRss, after };
+  return { label, started, idle, inFlight, peakRss, settling, after };
 }
 
 /** Asks the gateway's probe (SIGUSR2) for its memory before and after a full GC. */

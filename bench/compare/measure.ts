@@ -3,10 +3,11 @@
  * reversed, so that no chain is always first or last and drift favours none), first at concurrency N
  * for a time, then at concurrency 1 for a number of calls; CPU, latencies and NATS messages per round.
  */
+import { performance } from "node:perf_hooks";
 import type { Client } from "@modelcontextprotocol/client";
 import type { Chain, ChainName } from "../chains/index.js";
 import { drive, type ToolCall } from "../lib/mcp-client.js";
-import type { MessageCounts } from "../lib/nats-monitor.js";
+import { countedBetween, type MessageCounts } from "../lib/nats-monitor.js";
 import { fmt } from "../lib/stats.js";
 import { cpuSpent, snapshot } from "./cpu.js";
 
@@ -16,8 +17,8 @@ export interface Sample {
   latencies: number[];
   /** CPU ms by process name (the chain's, "client" and "upstream"). */
   cpu: Record<string, number | undefined>;
-  /** Messages through the chain's nats-server. */
-  messages?: MessageCounts;
+  /** Messages through the chain's nats-server, and the seconds between the two counts they come from. */
+  messages?: MessageCounts & { seconds: number };
 }
 
 export type Samples = Record<string, Sample[]>;
@@ -39,11 +40,13 @@ export function roundOrder<T>(items: T[], round: number): T[] {
 
 async function measured(chain: Chain, upstreamPid: number | undefined, run: () => Promise<{ calls: number; seconds: number; latencies: number[] }>): Promise<Sample> {
   const messagesBefore = await chain.nats?.counts();
+  const countedFrom = performance.now();
   const before = snapshot(chain, upstreamPid);
   const driven = await run();
   const cpu = cpuSpent(before, snapshot(chain, upstreamPid));
   const messagesAfter = await chain.nats?.counts();
-  const messages = messagesBefore && messagesAfter ? { in: messagesAfter.in - messagesBefore.in, out: messagesAfter.out - messagesBefore.out } : undefined;
+  const seconds = (performance.now() - countedFrom) / 1000;
+  const messages = messagesBefore && messagesAfter ? { ...countedBetween(messagesBefore, messagesAfter), seconds } : undefined;
   return { ...driven, cpu, ...(messages ? { messages } : {}) };
 }
 

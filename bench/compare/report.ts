@@ -2,11 +2,14 @@
 import type { Chain, ChainName } from "../chains/index.js";
 import { fmt, ratio, table } from "../lib/stats.js";
 import { CLIENT, UPSTREAM } from "./cpu.js";
+import type { MessageRates } from "./background.js";
 import type { ChainStats } from "./summary.js";
 
 export interface Results {
   chains: Chain[];
   concurrency: number;
+  /** Each chain's message rates over the idle window (chains with a nats-server; none without the window). */
+  idleRates: Partial<Record<ChainName, MessageRates>>;
   /** By chain name, at concurrency N and at concurrency 1. */
   concurrent: Partial<Record<ChainName, ChainStats>>;
   serial: Partial<Record<ChainName, ChainStats>>;
@@ -82,4 +85,45 @@ export function processTable({ chains, concurrency, concurrent, serial }: Result
     for (const name of [CLIENT, UPSTREAM]) rows.push([chain.name, `(${name})`, fmt(many.cpuPerCall[name], 3), fmt(one.cpuPerCall[name], 3)]);
   }
   return table(["chain", "process", `CPU/call c=${concurrency} ms`, "CPU/call c=1 ms"], rows);
+}
+
+const inOut = (counts: { in: number; out: number } | undefined, digits: number) => (counts === undefined ? "n/a" : `${fmt(counts.in, digits)} / ${fmt(counts.out, digits)}`);
+
+/**
+ * Messages of the chains with a nats-server: idle rates, and per call all of them and the calls' own;
+ * then, by stream, what JetStream stored of them. Undefined when no chain has a nats-server.
+ */
+export function messagesTable({ chains, concurrency, idleRates, concurrent, serial }: Results): string | undefined {
+  const monitored = chains.filter((chain) => chain.nats !== undefined);
+  if (monitored.length === 0) return undefined;
+  const c = `c=${concurrency}`;
+  const rows: string[][] = [];
+  for (const chain of monitored) {
+    const [idle, many, one] = [idleRates[chain.name], concurrent[chain.name]!, serial[chain.name]!];
+    rows.push([
+      chain.name,
+      "published / delivered",
+      inOut(idle, 2),
+      inOut(many.messagesPerCall, 4),
+      inOut(many.callMessagesPerCall, 4),
+      inOut(one.messagesPerCall, 4),
+      inOut(one.callMessagesPerCall, 4),
+    ]);
+    const streams = new Set([...Object.keys(idle?.stored ?? {}), ...Object.keys(many.messagesPerCall?.stored ?? {}), ...Object.keys(one.messagesPerCall?.stored ?? {})]);
+    for (const stream of [...streams].sort()) {
+      // Streams that stored nothing idle or in the rounds (e.g. the durable work queue of a direct chain) are left out.
+      if (![idle, many.messagesPerCall, one.messagesPerCall].some((counts) => (counts?.stored[stream] ?? 0) !== 0)) continue;
+      const stored = (counts: { stored: Record<string, number> } | undefined, digits: number) => fmt(counts === undefined ? undefined : (counts.stored[stream] ?? 0), digits);
+      rows.push([
+        chain.name,
+        `stored in ${stream}`,
+        stored(idle, 2),
+        stored(many.messagesPerCall, 4),
+        stored(many.callMessagesPerCall, 4),
+        stored(one.messagesPerCall, 4),
+        stored(one.callMessagesPerCall, 4),
+      ]);
+    }
+  }
+  return table(["chain", "messages", "idle, per s", `per call ${c}, all`, `${c}, the calls' own`, "c=1, all", "c=1, the calls' own"], rows);
 }

@@ -7,8 +7,9 @@ import { startChain, type Chain, type ChainName, type ChainSettings, type Upstre
 import { closeClient, connectPool, drive } from "../lib/mcp-client.js";
 import { startedChildren } from "../lib/processes.js";
 import type { TargetLine } from "../lib/targets.js";
+import { idleMessageRates } from "./background.js";
 import { measure, type MeasureSettings } from "./measure.js";
-import { figuresTable, processTable, ratiosTable, type Results } from "./report.js";
+import { figuresTable, messagesTable, processTable, ratiosTable, type Results } from "./report.js";
 import { summarize } from "./summary.js";
 import { compareTargets } from "./targets.js";
 
@@ -18,6 +19,8 @@ export interface CompareSettings extends MeasureSettings, ChainSettings {
   /** Client sessions per chain, shared by the workers in turn (one each when equal to the concurrency). */
   sessions: number;
   warmup: number;
+  /** Seconds with no call, after the warm-up, over which each chain's nats-server traffic of its own is counted. */
+  idleSeconds: number;
 }
 
 export async function runCompare(upstream: Upstream, settings: CompareSettings): Promise<TargetLine[]> {
@@ -49,14 +52,15 @@ export async function runCompare(upstream: Upstream, settings: CompareSettings):
   }
   // Warm-up: JIT, connection pools, upstream sessions.
   for (const chain of chains) await drive(pools[chain.name]!, upstream.tool, { calls: settings.warmup }, false);
+  const idleRates = settings.idleSeconds > 0 ? await idleMessageRates(chains, settings.idleSeconds) : {};
 
   const samples = await measure(chains, pools, upstream.tool, upstream.child.proc.pid, settings);
   await Promise.all(Object.values(sessions).flatMap((pool) => pool.map(closeClient)));
 
-  const results: Results = { chains, concurrency, concurrent: {}, serial: {} };
+  const results: Results = { chains, concurrency, idleRates, concurrent: {}, serial: {} };
   for (const chain of chains) {
-    results.concurrent[chain.name] = summarize(chain, samples.concurrent[chain.name]!);
-    results.serial[chain.name] = summarize(chain, samples.serial[chain.name]!);
+    results.concurrent[chain.name] = summarize(chain, samples.concurrent[chain.name]!, idleRates[chain.name]);
+    results.serial[chain.name] = summarize(chain, samples.serial[chain.name]!, idleRates[chain.name]);
   }
   console.log(`\ntools/call per chain (CPU/call: the chain's own processes, client and upstream not counted; NATS msgs: through the chain's nats-server):`);
   console.log(figuresTable(results));
@@ -64,5 +68,12 @@ export async function runCompare(upstream: Upstream, settings: CompareSettings):
   console.log(ratiosTable(results));
   console.log(`\nCPU time per call by process (/proc utime+stime over the measured rounds; client and upstream in parentheses):`);
   console.log(processTable(results));
+  const messages = messagesTable(results);
+  if (messages !== undefined) {
+    console.log(
+      `\nNATS messages through each chain's nats-server (/varz): with no call, over ${settings.idleSeconds} s after the warm-up; per call, all that the rounds counted, and what is left without the idle rate over their time (the calls' own):`,
+    );
+    console.log(messages);
+  }
   return compareTargets(results);
 }

@@ -1,6 +1,8 @@
 /** Figures of one chain at one concurrency, from its rounds' samples. */
 import type { Chain } from "../chains/index.js";
 import { latency, type Latency } from "../lib/stats.js";
+import type { MessageCounts } from "../lib/nats-monitor.js";
+import { beyondIdle, perUnit, type MessageRates } from "./background.js";
 import type { Sample } from "./measure.js";
 
 export interface ChainStats {
@@ -16,14 +18,16 @@ export interface ChainStats {
   chainCpuPerCall: number | undefined;
   /** CPU ms per call of each round, the chain's processes together. */
   roundChainCpu: Array<number | undefined>;
-  /** Messages published to (in) and delivered by (out) the chain's nats-server, per call. */
-  messagesPerCall?: { in: number; out: number };
+  /** Messages published to (in), delivered by (out) and stored by the chain's nats-server, per call: all it counted. */
+  messagesPerCall?: MessageCounts;
+  /** The same without the chain's idle traffic over the rounds (its idle rate × their time): the calls' own. */
+  callMessagesPerCall?: MessageCounts;
 }
 
 const chainCpu = (chain: Chain, cpu: Record<string, number | undefined>): number | undefined =>
   chain.processes.reduce<number | undefined>((sum, proc) => (sum === undefined || cpu[proc.name] === undefined ? undefined : sum + cpu[proc.name]!), 0);
 
-export function summarize(chain: Chain, samples: Sample[]): ChainStats {
+export function summarize(chain: Chain, samples: Sample[], idleRates: MessageRates | undefined): ChainStats {
   const calls = samples.reduce((n, s) => n + s.calls, 0);
   const seconds = samples.reduce((n, s) => n + s.seconds, 0);
   const names = new Set(samples.flatMap((s) => Object.keys(s.cpu)));
@@ -44,10 +48,16 @@ export function summarize(chain: Chain, samples: Sample[]): ChainStats {
     }),
   };
   if (samples.every((s) => s.messages !== undefined)) {
-    stats.messagesPerCall = {
-      in: samples.reduce((n, s) => n + s.messages!.in, 0) / calls,
-      out: samples.reduce((n, s) => n + s.messages!.out, 0) / calls,
-    };
+    const total: MessageCounts = { in: 0, out: 0, stored: {} };
+    let seconds = 0;
+    for (const { messages } of samples) {
+      total.in += messages!.in;
+      total.out += messages!.out;
+      for (const [stream, n] of Object.entries(messages!.stored)) total.stored[stream] = (total.stored[stream] ?? 0) + n;
+      seconds += messages!.seconds;
+    }
+    stats.messagesPerCall = perUnit(total, calls);
+    if (idleRates !== undefined) stats.callMessagesPerCall = perUnit(beyondIdle(total, idleRates, seconds), calls);
   }
   return stats;
 }

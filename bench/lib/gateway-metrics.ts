@@ -3,8 +3,11 @@ import { BenchError } from "./config.js";
 
 /** The sum of a metric's samples whose labels contain every `labels` pair; undefined when the gateway has no such metric. */
 export async function gatewayMetric(mcpUrl: string, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-  const response = await fetch(new URL("/metrics", mcpUrl));
-  if (!response.ok) throw new BenchError(`${new URL("/metrics", mcpUrl)} answered ${response.status}`);
+  const url = new URL("/metrics", mcpUrl);
+  // Tried twice: after a pause as long as the gateway's keep-alive timeout (5 s), the pooled connection
+  // may be closed by the gateway just as the request goes out on it ("other side closed").
+  const response = await fetch(url).catch(() => fetch(url));
+  if (!response.ok) throw new BenchError(`${url} answered ${response.status}`);
   const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);
   let sum: number | undefined;
   for (const line of (await response.text()).split("\n")) {
