@@ -81,6 +81,22 @@ describe("a session dropped as idle by one gateway", () => {
     await eventually(() => !isRunning(pid), 20_000);
   }, 60_000);
 
+  it("keeps a session whose call outlasts the idle timeout, and its upstream session with it", async () => {
+    const b = gateways[1]!;
+    const headers = await openSession(b.http.url, undefined, '"whoami"');
+    const pid = await upstreamPid(b.http.url, headers, 2);
+    const held = b.http.sessionCount();
+    // More than two idle timeouts without a request, the call running all along.
+    const response = await fetch(b.http.url, {
+      method: "POST",
+      headers: headers(),
+      body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "sleep", arguments: { ms: 2.5 * IDLE_MS } } }),
+    });
+    expect(await response.text()).toContain(`slept ${2.5 * IDLE_MS}`);
+    expect(b.http.sessionCount()).toBe(held);
+    expect(await upstreamPid(b.http.url, headers, 4)).toBe(pid);
+  }, 60_000);
+
   it("ends the upstream session of a session only one gateway served", async () => {
     const [a] = gateways.map((g) => g.http.url) as [string, string];
     const headers = await openSession(a, undefined, '"whoami"');

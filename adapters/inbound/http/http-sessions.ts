@@ -33,7 +33,7 @@ export interface HttpSessionsOptions {
   /** The SSE events on the bus: a stream resumes on any gateway. */
   events?: SessionEventLog | undefined;
   logger: Logger;
-  /** Sessions with no request here for this long are dropped here. */
+  /** Sessions with no request here and no call in flight here for this long are dropped here. */
   idleMs: number;
   jsonResponses?: boolean | undefined;
   ssePollMs?: number | undefined;
@@ -51,7 +51,8 @@ export class HttpSessions {
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly options: HttpSessionsOptions) {
-    this.sweeper = setInterval(() => this.sweep(), Math.min(options.idleMs, 60_000));
+    // Twice per idle timeout at least: a busy session's record is written again before it can expire.
+    this.sweeper = setInterval(() => this.sweep(), Math.min(options.idleMs / 2, 60_000));
     this.sweeper.unref();
   }
 
@@ -113,17 +114,18 @@ export class HttpSessions {
       sendRpcError(res, 403, JsonRpcErrorCode.InvalidRequest, "Forbidden: this session belongs to another identity");
       return false;
     }
-    const now = Date.now();
-    entry.lastUsed = now;
-    if (entry.session) {
-      entry.session.identity = identity;
-      // Keeps the record from expiring while the session is in use (its max age is the idle timeout).
-      if (now - entry.lastShared > this.options.shared.refreshMs) {
-        entry.lastShared = now;
-        void entry.session.shareState();
-      }
-    }
+    if (entry.session) entry.session.identity = identity;
+    this.used(entry, Date.now());
     return true;
+  }
+
+  /** The session is in use now: not idle here, and its record kept from expiring (its max age is the idle timeout). */
+  private used(entry: HttpSession, now: number): void {
+    entry.lastUsed = now;
+    if (entry.session && now - entry.lastShared > this.options.shared.refreshMs) {
+      entry.lastShared = now;
+      void entry.session.shareState();
+    }
   }
 
   /** Ends, on every gateway, the sessions of identities that may no longer come in. */
@@ -224,7 +226,9 @@ export class HttpSessions {
   private sweep(): void {
     const now = Date.now();
     for (const [id, entry] of this.sessions) {
-      if (now - entry.lastUsed > this.options.idleMs) void this.closeHere(id, entry, "closing idle session", "idle");
+      // A call still running (a tool slower than the idle timeout) keeps its session: its client waits on it.
+      if (entry.session && entry.session.callsInFlight > 0) this.used(entry, now);
+      else if (now - entry.lastUsed > this.options.idleMs) void this.closeHere(id, entry, "closing idle session", "idle");
     }
   }
 }

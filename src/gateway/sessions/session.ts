@@ -300,6 +300,11 @@ export class GatewaySession {
     }
   }
 
+  /** How many of the client's calls are in flight here. */
+  get callsInFlight(): number {
+    return this.inflight.size;
+  }
+
   /** Refuses new requests from now on; resolves when the calls in flight have answered. */
   drain(): Promise<void> {
     this.draining = true;
