@@ -1,0 +1,102 @@
+/**
+ * Answers sent before they are stored (PROTOCOL.md §15.5): while the result store elects a leader
+ * (seconds, after the node leading it died) it takes no writes, and waiting for it would stop every
+ * durable answer. An answer whose store write was refused for want of a leader is sent at once and
+ * kept here until the store takes it; its request is acknowledged only then, so a replica that dies
+ * meanwhile leaves the request in the queue, as before.
+ *
+ * One call probes the store at a time, so that a thousand waiting answers do not each ask every
+ * 250 ms; once one is stored, the rest are stored together.
+ */
+import { errors } from "@nats-io/transport-node";
+import { sleep, type Logger } from "../../util/index.js";
+
+/** An answer sent before it was stored. */
+export interface EarlyAnswer {
+  /** Stores the answer (the first stored for its call stays the answer). */
+  store: () => Promise<unknown>;
+  /** Reports progress to the server, so that the request is not delivered again meanwhile. */
+  keepAlive: () => void;
+  /** Stored: the request may be acknowledged. */
+  stored: () => void;
+  /** Not stored in time: the request is left to be delivered again. */
+  abandoned: (err: unknown) => void;
+  /** Until when storing is tried. */
+  until: number;
+}
+
+export interface EarlyAnswersOptions {
+  keepAliveMs: number;
+  retryMs: number;
+  logger: Logger;
+}
+
+export class EarlyAnswers {
+  private readonly waiting: EarlyAnswer[] = [];
+  private flushing: Promise<void> | undefined;
+
+  constructor(private readonly options: EarlyAnswersOptions) {}
+
+  get size(): number {
+    return this.waiting.length;
+  }
+
+  /** Keeps storing `answer` until the store takes it; resolves once the store took every answer kept, or they were given up. */
+  add(answer: EarlyAnswer): Promise<void> {
+    this.waiting.push(answer);
+    this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async flush(): Promise<void> {
+    const keepAlive = setInterval(() => {
+      for (const answer of this.waiting) answer.keepAlive();
+    }, this.options.keepAliveMs);
+    try {
+      while (this.waiting.length > 0) {
+        const probe = this.waiting[0]!;
+        if (await this.tryStore(probe)) {
+          // The store takes writes again: the rest together.
+          await Promise.all(this.waiting.splice(0).map(async (answer) => (await this.tryStore(answer)) || this.waiting.push(answer)));
+        }
+        if (this.waiting.length > 0) await sleep(this.options.retryMs);
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  /** Stores one answer; resolves whether it is settled (stored, or given up on). */
+  private async tryStore(answer: EarlyAnswer): Promise<boolean> {
+    try {
+      await answer.store();
+      this.remove(answer);
+      answer.stored();
+      return true;
+    } catch (err) {
+      if (Date.now() < answer.until) return false;
+      this.remove(answer);
+      this.options.logger.warn({ err }, "could not store an answer already sent; its request will be delivered again");
+      answer.abandoned(err);
+      return true;
+    }
+  }
+
+  private remove(answer: EarlyAnswer): void {
+    const index = this.waiting.indexOf(answer);
+    if (index >= 0) this.waiting.splice(index, 1);
+  }
+}
+
+/**
+ * Whether a write failed for want of a stream leader: a server refuses it at once (no responders)
+ * while the stream elects one, or it goes unanswered. nats.js wraps the refusal in a "JetStream not
+ * enabled" error whose cause says so.
+ */
+export function isLeaderless(error: unknown): boolean {
+  for (let depth = 0; error instanceof Error && depth < 5; depth++, error = error.cause) {
+    if (error instanceof errors.NoRespondersError || error instanceof errors.TimeoutError) return true;
+    if (error instanceof errors.RequestError && error.isNoResponders()) return true;
+  }
+  return false;
+}
