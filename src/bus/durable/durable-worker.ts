@@ -417,11 +417,11 @@ export class DurableWorker {
   private answerEarly(msg: JsMsg, request: PromptRequest, answer: Uint8Array, store: () => Promise<unknown>): void {
     if (request.reply_to) this.nc.publish(request.reply_to, answer);
     this.count("answered");
+    this.options.logger.debug({ seq: msg.seq }, "the result store takes no writes (no leader): answer sent before it is stored");
     const flushed = this.earlyAnswers.add({
       store,
       keepAlive: () => msg.working(),
       stored: () => msg.ack(),
-      abandoned: () => undefined,
       until: Date.now() + Math.max(this.options.settings.ackWaitMs, STORE_RETRY_MS),
     });
     if (!this.inflight.has(flushed)) this.track(flushed);

@@ -19,9 +19,7 @@ export interface EarlyAnswer {
   keepAlive: () => void;
   /** Stored: the request may be acknowledged. */
   stored: () => void;
-  /** Not stored in time: the request is left to be delivered again. */
-  abandoned: (err: unknown) => void;
-  /** Until when storing is tried. */
+  /** Until when storing is tried; then the request is left to be delivered again. */
   until: number;
 }
 
@@ -32,31 +30,32 @@ export interface EarlyAnswersOptions {
 }
 
 export class EarlyAnswers {
+  /** Not stored yet, in the order they came: the first is the probe. */
   private readonly waiting: EarlyAnswer[] = [];
+  /** Not stored yet, including those being stored now: their requests' progress is reported. */
+  private readonly held = new Set<EarlyAnswer>();
   private flushing: Promise<void> | undefined;
 
   constructor(private readonly options: EarlyAnswersOptions) {}
 
-  get size(): number {
-    return this.waiting.length;
-  }
-
   /** Keeps storing `answer` until the store takes it; resolves once the store took every answer kept, or they were given up. */
   add(answer: EarlyAnswer): Promise<void> {
     this.waiting.push(answer);
+    this.held.add(answer);
     this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
     return this.flushing;
   }
 
   private async flush(): Promise<void> {
     const keepAlive = setInterval(() => {
-      for (const answer of this.waiting) answer.keepAlive();
+      for (const answer of this.held) answer.keepAlive();
     }, this.options.keepAliveMs);
     try {
       while (this.waiting.length > 0) {
         const probe = this.waiting[0]!;
         if (await this.tryStore(probe)) {
           // The store takes writes again: the rest together.
+          if (this.waiting.length > 0) this.options.logger.debug({ answers: this.waiting.length + 1 }, "the result store takes writes again: storing the answers sent before");
           await Promise.all(this.waiting.splice(0).map(async (answer) => (await this.tryStore(answer)) || this.waiting.push(answer)));
         }
         if (this.waiting.length > 0) await sleep(this.options.retryMs);
@@ -77,12 +76,12 @@ export class EarlyAnswers {
       if (Date.now() < answer.until) return false;
       this.remove(answer);
       this.options.logger.warn({ err }, "could not store an answer already sent; its request will be delivered again");
-      answer.abandoned(err);
       return true;
     }
   }
 
   private remove(answer: EarlyAnswer): void {
+    this.held.delete(answer);
     const index = this.waiting.indexOf(answer);
     if (index >= 0) this.waiting.splice(index, 1);
   }
