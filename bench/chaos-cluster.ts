@@ -62,6 +62,8 @@ interface Phase {
   name: string;
   /** The node to kill, chosen when the fault comes. */
   victim?: (cluster: TestCluster) => Promise<number | undefined>;
+  /** Arranges the cluster before the phase's load starts. */
+  prepare?: (cluster: TestCluster) => Promise<unknown>;
 }
 
 interface Throughput {
@@ -81,7 +83,12 @@ const PHASES: Phase[] = [
     },
   },
   { name: `work stream's leader ${SIGNAL}`, victim: (cluster) => streamLeader(cluster, WORK_STREAM) },
-  { name: `result store's leader alone ${SIGNAL}`, victim: (cluster) => resultStoreLeaderAlone(cluster) },
+  {
+    name: `result store's leader alone ${SIGNAL}`,
+    prepare: (cluster) => resultStoreLeaderAlone(cluster, STEPDOWNS),
+    // Checked again at the fault: the leaders may have moved during the load.
+    victim: (cluster) => resultStoreLeaderAlone(cluster, 3),
+  },
 ];
 
 const RESULTS_STREAM = `KV_${RESULTS_BUCKET}`;
@@ -104,11 +111,11 @@ async function streamLeader(cluster: TestCluster, stream: string): Promise<numbe
  * The node leading the result store and neither the work stream nor the lane consumer: the store's
  * leader is asked to step down (the servers pick another) until it is on such a node.
  */
-async function resultStoreLeaderAlone(cluster: TestCluster): Promise<number | undefined> {
+async function resultStoreLeaderAlone(cluster: TestCluster, stepdowns: number): Promise<number | undefined> {
   const nc = await connect({ servers: cluster.seeds.split(",") });
   try {
     const jsm = await jetstreamManager(nc);
-    for (let tries = 0; tries < STEPDOWNS; tries++) {
+    for (let tries = 0; tries <= stepdowns; tries++) {
       const store = (await jsm.streams.info(RESULTS_STREAM).catch(() => undefined))?.cluster?.leader;
       const work = (await jsm.streams.info(WORK_STREAM)).cluster?.leader;
       const lane = (await jsm.consumers.info(WORK_STREAM, workConsumer(SERVICE, "normal"))).cluster?.leader;
@@ -155,6 +162,7 @@ async function runPhase(
   responses: Map<number, number>,
   phase: Phase,
 ): Promise<{ report: Report; throughput?: Throughput }> {
+  await phase.prepare?.(cluster);
   const deadBefore = await deadLetters(cluster);
   const logged = executors.map((executor) => executor.stderr.length);
   const gatewaysLogged = gateways.map((gateway) => gateway.stderr.length);
