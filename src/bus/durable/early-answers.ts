@@ -42,7 +42,7 @@ export class EarlyAnswers {
   add(answer: EarlyAnswer): Promise<void> {
     this.waiting.push(answer);
     this.held.add(answer);
-    this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+    this.flushing ??= this.flush();
     return this.flushing;
   }
 
@@ -62,6 +62,8 @@ export class EarlyAnswers {
       }
     } finally {
       clearInterval(keepAlive);
+      // In the same turn as the loop's last look at `waiting`: an answer added later starts a new flush.
+      this.flushing = undefined;
     }
   }
 
