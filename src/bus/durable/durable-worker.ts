@@ -400,10 +400,10 @@ export class DurableWorker {
     const store = () => this.results!.settle(service, correlationId, answer.data);
     let settled: Awaited<ReturnType<typeof store>>;
     try {
-      settled = await store();
+      settled = await this.persistently(store, isLeaderless);
     } catch (err) {
-      if (!isLeaderless(err)) settled = await this.persistently(store);
-      else return this.answerEarly(msg, request, answer.data, store);
+      if (!isLeaderless(err)) throw err;
+      return this.answerEarly(msg, request, answer.data, store);
     }
     if (request.reply_to) this.nc.publish(request.reply_to, settled.answer);
     this.count("answered");
@@ -444,14 +444,15 @@ export class DurableWorker {
   /**
    * Retries a result-store operation through a short loss of the server (a restart). Meanwhile the
    * request may be delivered to another replica; whichever answer is stored first stays the answer.
+   * An error `giveUpOn` picks is thrown at once.
    */
-  private async persistently<T>(operation: () => Promise<T>): Promise<T> {
+  private async persistently<T>(operation: () => Promise<T>, giveUpOn: (err: unknown) => boolean = () => false): Promise<T> {
     const until = Date.now() + Math.max(this.options.settings.ackWaitMs, STORE_RETRY_MS);
     for (;;) {
       try {
         return await operation();
       } catch (err) {
-        if (Date.now() >= until || this.nc.isClosed()) throw err;
+        if (Date.now() >= until || this.nc.isClosed() || giveUpOn(err)) throw err;
         await sleep(STORE_RETRY_PAUSE_MS);
       }
     }

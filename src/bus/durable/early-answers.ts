@@ -90,13 +90,13 @@ export class EarlyAnswers {
 }
 
 /**
- * Whether a write failed for want of a stream leader: a server refuses it at once (no responders)
- * while the stream elects one, or it goes unanswered. nats.js wraps the refusal in a "JetStream not
- * enabled" error whose cause says so.
+ * Whether a write was refused for want of a stream leader: a server refuses it at once (no
+ * responders) while the stream elects one. nats.js wraps the refusal in a "JetStream not enabled"
+ * error whose cause says so. A write that went unanswered is not counted: it may still be stored.
  */
 export function isLeaderless(error: unknown): boolean {
   for (let depth = 0; error instanceof Error && depth < 5; depth++, error = error.cause) {
-    if (error instanceof errors.NoRespondersError || error instanceof errors.TimeoutError) return true;
+    if (error instanceof errors.NoRespondersError) return true;
     if (error instanceof errors.RequestError && error.isNoResponders()) return true;
   }
   return false;
