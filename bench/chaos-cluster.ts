@@ -13,6 +13,8 @@
  *   gateway's node          the node the gateway is connected to
  *   an executor's node      a node an executor is connected to (not a gateway's, where there is one)
  *   work stream's leader    the node leading DMCP_WORK (a new leader must be elected)
+ *   result store's leader   the node leading KV_dmcp_results and neither DMCP_WORK nor the lane
+ *                           consumer (the store's leader is stepped down until it is such a node)
  *
  * Besides `npm run chaos`'s columns: how many calls ran upstream more than once (the fixture logs
  * each run with its correlation id), the longest pause between two answers after the fault, and the
@@ -60,6 +62,8 @@ interface Phase {
   name: string;
   /** The node to kill, chosen when the fault comes. */
   victim?: (cluster: TestCluster) => Promise<number | undefined>;
+  /** Arranges the cluster before the phase's load starts. */
+  prepare?: (cluster: TestCluster) => Promise<unknown>;
 }
 
 interface Throughput {
@@ -79,14 +83,47 @@ const PHASES: Phase[] = [
     },
   },
   { name: `work stream's leader ${SIGNAL}`, victim: (cluster) => streamLeader(cluster, WORK_STREAM) },
+  {
+    name: `result store's leader alone ${SIGNAL}`,
+    prepare: (cluster) => resultStoreLeaderAlone(cluster, STEPDOWNS),
+    // Checked again at the fault: the leaders may have moved during the load.
+    victim: (cluster) => resultStoreLeaderAlone(cluster, 3),
+  },
 ];
+
+const RESULTS_STREAM = `KV_${RESULTS_BUCKET}`;
+/** Leader step-downs tried to get the result store's leader away from the work stream's and the lane consumer's. */
+const STEPDOWNS = 30;
+
+/** The test cluster's servers are named n1, n2, n3. */
+const nodeIndex = (leader: string | undefined) => (leader ? Number(leader.replace(/^n/, "")) - 1 : undefined);
 
 async function streamLeader(cluster: TestCluster, stream: string): Promise<number | undefined> {
   const nc = await connect({ servers: cluster.seeds.split(",") });
   try {
-    const leader = (await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader;
-    // The test cluster's servers are named n1, n2, n3.
-    return leader ? Number(leader.replace(/^n/, "")) - 1 : undefined;
+    return nodeIndex((await (await jetstreamManager(nc)).streams.info(stream)).cluster?.leader);
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * The node leading the result store and neither the work stream nor the lane consumer: the store's
+ * leader is asked to step down (the servers pick another) until it is on such a node.
+ */
+async function resultStoreLeaderAlone(cluster: TestCluster, stepdowns: number): Promise<number | undefined> {
+  const nc = await connect({ servers: cluster.seeds.split(",") });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (let tries = 0; tries <= stepdowns; tries++) {
+      const store = (await jsm.streams.info(RESULTS_STREAM).catch(() => undefined))?.cluster?.leader;
+      const work = (await jsm.streams.info(WORK_STREAM)).cluster?.leader;
+      const lane = (await jsm.consumers.info(WORK_STREAM, workConsumer(SERVICE, "normal"))).cluster?.leader;
+      if (store && store !== work && store !== lane) return nodeIndex(store);
+      if (store) await nc.request(`$JS.API.STREAM.LEADER.STEPDOWN.${RESULTS_STREAM}`, undefined, { timeout: 5_000 }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    return undefined;
   } finally {
     await nc.close();
   }
@@ -125,6 +162,7 @@ async function runPhase(
   responses: Map<number, number>,
   phase: Phase,
 ): Promise<{ report: Report; throughput?: Throughput }> {
+  await phase.prepare?.(cluster);
   const deadBefore = await deadLetters(cluster);
   const logged = executors.map((executor) => executor.stderr.length);
   const gatewaysLogged = gateways.map((gateway) => gateway.stderr.length);

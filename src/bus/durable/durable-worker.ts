@@ -4,7 +4,8 @@
  * decoding, checks and execution as a direct request), and only then settles it:
  *
  * - an answer (a result, a tool error, an upstream JSON-RPC error, an expired deadline) is stored in
- *   the result store, published to the request's `reply_to`, and acknowledged, in that order;
+ *   the result store, published to the request's `reply_to`, and acknowledged, in that order (while
+ *   the store has no leader, published first and stored as soon as it has one: early-answers.ts);
  * - a failure of this replica or its upstream (down, closed mid-call, shutting down) is handed back
  *   with a delay (nak) for another attempt, until the last attempt, which is dead-lettered; how each
  *   delivery ended is recorded in the result store, so that the dead letter can say what happened;
@@ -33,6 +34,7 @@ import { Admission } from "./admission.js";
 import { natsConnectionOf, type Bus } from "../connection.js";
 import { jetStreamManagerOf, jetStreamOf } from "../jetstream.js";
 import { DeadLetters, retriesExhausted } from "./dead-letters.js";
+import { EarlyAnswers, isLeaderless } from "./early-answers.js";
 import type { Delivery, ServiceEndpoint } from "../endpoint.js";
 import { deliveryOutcomes, isSuspect, markSuspect, recordDelivery, ResultStore, type DeliveryOutcome } from "./result-store.js";
 import { backoffDelay, ensureLaneConsumer, serverFeatures, type DurableSettings, type ServerFeatures } from "./work-queue.js";
@@ -52,8 +54,9 @@ const CHECK_CONSUMER_AFTER_MISSED = 4;
 /** How long asking for the lane consumer may take, and the pause before asking again (it may be electing a leader). */
 const CONSUMER_INFO_TIMEOUT_MS = 1_000;
 const CONSUMER_RETRY_MS = 250;
-/** How long an answer is retried into the result store through a loss of the server. */
+/** How long an answer is retried into the result store through a loss of the server, and the pause between tries. */
 const STORE_RETRY_MS = 30_000;
+const STORE_RETRY_PAUSE_MS = 250;
 
 /** How long a durable call that found its upstream down waits for it before being handed back. */
 const UPSTREAM_WAIT_MS = 30_000;
@@ -97,6 +100,7 @@ export class DurableWorker {
   private readonly inflight = new Set<Promise<void>>();
   private readonly loops: Promise<void>[] = [];
   private results: ResultStore | undefined;
+  private readonly earlyAnswers: EarlyAnswers;
   private deadLetters: DeadLetters | undefined;
   private features: ServerFeatures | undefined;
   private stopping = false;
@@ -109,6 +113,7 @@ export class DurableWorker {
     this.nc = natsConnectionOf(options.bus);
     this.js = jetStreamOf(options.bus, { timeout: CONSUMER_INFO_TIMEOUT_MS });
     this.admission = new Admission(options.settings.concurrency, options.canServe);
+    this.earlyAnswers = new EarlyAnswers({ keepAliveMs: keepAliveOf(options.settings), retryMs: STORE_RETRY_PAUSE_MS, logger: options.logger });
     const registry = options.metrics;
     this.counter = registry
       ? shared(
@@ -171,7 +176,7 @@ export class DurableWorker {
    */
   private async consume(lane: PriorityLane): Promise<void> {
     const { service, settings, logger } = this.options;
-    const keepAliveMs = Math.max(250, Math.floor(settings.ackWaitMs / 3));
+    const keepAliveMs = keepAliveOf(settings);
     let failures = 0;
     // Kept across pulls refused for want of a leader: asking for it again would wait for the election too.
     let consumer: Consumer | undefined;
@@ -300,7 +305,7 @@ export class DurableWorker {
     const { settings, logger } = this.options;
     const attempt = msg.info.deliveryCount;
     if (attempt > 1) logger.info({ seq: msg.seq, attempt }, "durable request delivered again");
-    const working = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
+    const working = setInterval(() => msg.working(), keepAliveOf(settings));
     let request: PromptRequest | undefined;
     let answer: { data: Uint8Array; error?: DmcpError | undefined } | undefined;
     let replayed = false;
@@ -392,10 +397,34 @@ export class DurableWorker {
     }
     // Stored before it is published, published before it is acknowledged: a crash in between leaves
     // the request in the queue, and its next delivery is answered from the store.
-    const settled = await this.persistently(() => this.results!.settle(service, correlationId, answer.data));
+    const store = () => this.results!.settle(service, correlationId, answer.data);
+    let settled: Awaited<ReturnType<typeof store>>;
+    try {
+      settled = await this.persistently(store, isLeaderless);
+    } catch (err) {
+      if (!isLeaderless(err)) throw err;
+      return this.answerEarly(msg, request, answer.data, store);
+    }
     if (request.reply_to) this.nc.publish(request.reply_to, settled.answer);
     this.count("answered");
     msg.ack();
+  }
+
+  /**
+   * The result store takes no writes (it is electing a leader): the answer is sent now and stored
+   * when it can be, and its request acknowledged then. The replica's slot is free meanwhile.
+   */
+  private answerEarly(msg: JsMsg, request: PromptRequest, answer: Uint8Array, store: () => Promise<unknown>): void {
+    if (request.reply_to) this.nc.publish(request.reply_to, answer);
+    this.count("answered");
+    this.options.logger.debug({ seq: msg.seq }, "the result store takes no writes (no leader): answer sent before it is stored");
+    const flushed = this.earlyAnswers.add({
+      store,
+      keepAlive: () => msg.working(),
+      stored: () => msg.ack(),
+      until: Date.now() + Math.max(this.options.settings.ackWaitMs, STORE_RETRY_MS),
+    });
+    if (!this.inflight.has(flushed)) this.track(flushed);
   }
 
   /** Records how a delivery handed back without an answer ended (best effort: unrecorded, it counts as lost). */
@@ -415,18 +444,24 @@ export class DurableWorker {
   /**
    * Retries a result-store operation through a short loss of the server (a restart). Meanwhile the
    * request may be delivered to another replica; whichever answer is stored first stays the answer.
+   * An error `giveUpOn` picks is thrown at once.
    */
-  private async persistently<T>(operation: () => Promise<T>): Promise<T> {
+  private async persistently<T>(operation: () => Promise<T>, giveUpOn: (err: unknown) => boolean = () => false): Promise<T> {
     const until = Date.now() + Math.max(this.options.settings.ackWaitMs, STORE_RETRY_MS);
     for (;;) {
       try {
         return await operation();
       } catch (err) {
-        if (Date.now() >= until || this.nc.isClosed()) throw err;
-        await sleep(250);
+        if (Date.now() >= until || this.nc.isClosed() || giveUpOn(err)) throw err;
+        await sleep(STORE_RETRY_PAUSE_MS);
       }
     }
   }
+}
+
+/** How often a held request's progress is reported: three times per ack wait. */
+function keepAliveOf(settings: DurableSettings): number {
+  return Math.max(250, Math.floor(settings.ackWaitMs / 3));
 }
 
 /** A delivery this replica hands back before running it. */
