@@ -486,8 +486,13 @@ export function isNoResponders(err: unknown): boolean {
 
 /** Whether an error (or one of its causes: nats.js wraps a refused request) is a permission refusal. */
 export function isPermissionDenied(error: unknown): boolean {
+  return causedBy(error, (cause) => cause instanceof PermissionViolationError);
+}
+
+/** Whether `error` or one of its causes (a few deep: nats.js wraps what a server answered) passes `test`. */
+export function causedBy(error: unknown, test: (cause: Error) => boolean): boolean {
   for (let depth = 0; error instanceof Error && depth < 5; depth++, error = error.cause) {
-    if (error instanceof PermissionViolationError) return true;
+    if (test(error)) return true;
   }
   return false;
 }

@@ -8,7 +8,7 @@
  * One call probes the store at a time, so that a thousand waiting answers do not each ask every
  * 250 ms; once one is stored, the rest are stored together.
  */
-import { errors } from "@nats-io/transport-node";
+import { causedBy, isNoResponders } from "../connection.js";
 import { sleep, type Logger } from "../../util/index.js";
 
 /** An answer sent before it was stored. */
@@ -95,9 +95,5 @@ export class EarlyAnswers {
  * error whose cause says so. A write that went unanswered is not counted: it may still be stored.
  */
 export function isLeaderless(error: unknown): boolean {
-  for (let depth = 0; error instanceof Error && depth < 5; depth++, error = error.cause) {
-    if (error instanceof errors.NoRespondersError) return true;
-    if (error instanceof errors.RequestError && error.isNoResponders()) return true;
-  }
-  return false;
+  return causedBy(error, isNoResponders);
 }
