@@ -69,8 +69,10 @@ export {
 export { ensureKvBucket, type KvBucket, type KvBucketOptions, type KvValue } from "./kv-bucket.js";
 export { ensureTasksBucket, MAX_TASK_TTL_MS, TASKS_BUCKET } from "./tasks-bucket.js";
 export { ensureCacheBucket, type SharedCache } from "./cache-bucket.js";
+export { EventsDiscardedError } from "./follow-gaps.js";
 export {
   openSessionEvents,
+  SESSION_EVENTS_PER_STREAM,
   SESSION_EVENTS_STREAM,
   type EventFollow,
   type FollowStart,

@@ -9,10 +9,11 @@
  * are published sealed to the gateway's own caller key (the codec's `sealToSelf`), so that only
  * gateways holding that key read them back.
  */
-import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
+import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type MsgRequest } from "@nats-io/jetstream";
 import { isEnvelopeId, isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
 import type { EnvelopeCodec } from "./codec.js";
+import { EventsDiscardedError, skippedBefore, type SubjectHistory } from "./follow-gaps.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 import { jsonObjectOf } from "../util/index.js";
@@ -99,7 +100,8 @@ export interface SessionEventLog {
   /**
    * Hands every event of `stream` of `session` stored from `start` on to `onEvent`, in order and once
    * each, until stopped (an ordered consumer: it survives a server lost in a cluster without a gap).
-   * Resolves once the consumer exists: an event published after that is delivered.
+   * Resolves once the consumer exists: an event published after that is delivered. Ends with an
+   * EventsDiscardedError when events after the last one it delivered were discarded unread.
    */
   follow(session: string, stream: string, start: FollowStart, onEvent: (event: StoredEvent) => void, onCall?: (call: StreamCall) => void): Promise<EventFollow>;
   /** Whether this gateway reads events sealed to `publicKey` (its own caller key). */
@@ -134,6 +136,16 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
   });
   /** The sequence the next event stored will have (a follow "from now" starts there). */
   const nextSeq = async () => (await jsm.streams.info(SESSION_EVENTS_STREAM)).state.last_seq + 1;
+  /** A subject as the stream's leader holds it (message get and stream info are answered by the leader). */
+  const historyOf = (subject: string): SubjectHistory => ({
+    holds: async (seq) => (await jsm.streams.getMessage(SESSION_EVENTS_STREAM, { seq })) !== null,
+    async firstFrom(seq) {
+      // The server's message get takes `next_by_subj` (since 2.9); nats.js types it for direct get only.
+      const held = await jsm.streams.getMessage(SESSION_EVENTS_STREAM, { seq, next_by_subj: subject } as unknown as MsgRequest);
+      return held ? { seq: held.seq, data: held.data } : undefined;
+    },
+    count: async () => (await jsm.streams.info(SESSION_EVENTS_STREAM, { subjects_filter: subject })).state.subjects?.[subject] ?? 0,
+  });
   const publish = (session: string, stream: string, record: unknown) => bus.publish(subjects.sessionEvents(session, stream), new TextEncoder().encode(JSON.stringify(record)));
   const { codec } = bus;
   const readStream = async (session: string, stream: string): Promise<LoggedStream> => {
@@ -162,6 +174,16 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     readStream,
     async follow(session, stream, start, onEvent, onCall) {
       let next = start === "now" ? await nextSeq() : start.afterSeq + 1;
+      let last = start === "now" ? undefined : start.afterSeq;
+      const history = historyOf(subjects.sessionEvents(session, stream));
+      const deliver = (seq: number, data: Uint8Array) => {
+        next = seq + 1;
+        last = seq;
+        const logged: LoggedStream = { events: [], calls: [] };
+        parseRecord(data, seq, logged, codec);
+        for (const call of logged.calls) onCall?.(call);
+        for (const event of logged.events) onEvent(event);
+      };
       let stopped = false;
       /** An ordered consumer from `next` on. nats.js makes it again when it learns it is gone, but not while its one server is down: that is left to us. */
       const open = async (): Promise<ConsumerMessages> => {
@@ -196,14 +218,20 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
         for (;;) {
           try {
             for await (const msg of messages) {
-              next = msg.seq + 1;
-              const logged: LoggedStream = { events: [], calls: [] };
-              parseRecord(msg.data, msg.seq, logged, codec);
-              for (const call of logged.calls) onCall?.(call);
-              for (const event of logged.events) onEvent(event);
+              // A consumer on a copy of the stream still catching up starts at its end: before `next`.
+              if (msg.seq < next) continue;
+              // A new consumer (made again by us or by nats.js) may start past events not yet handed on.
+              if (msg.info.deliverySequence === 1) {
+                const position = { next, last, keptPerSubject: SESSION_EVENTS_PER_STREAM };
+                for (const held of await skippedBefore(history, msg.seq, position)) deliver(held.seq, held.data);
+              }
+              deliver(msg.seq, msg.data);
             }
-          } catch {
-            // Made again below, from the next sequence.
+          } catch (err) {
+            messages.stop();
+            if (err instanceof EventsDiscardedError) return err;
+            // Made again below, from the next sequence; not at once (the leader may not answer yet).
+            await new Promise((resolve) => setTimeout(resolve, FOLLOW_REOPEN_PAUSE_MS).unref());
           }
           for (let failures = 1; !stopped; failures++) {
             try {

@@ -454,6 +454,15 @@ describe("NATS permissions per role (deploy/nats/dmcp-permissions.conf)", () => 
     expect(raw.denied.map((error) => error.subject)).not.toContain("dmcp.v1.ctx.>");
   });
 
+  it("lets the gateway's user ask the session events' leader for a message, as a follow checks a new consumer (PROTOCOL.md §19.3)", async () => {
+    const raw = await rawConnection("gateway");
+    const asked = { seq: 1, next_by_subj: "dmcp.v1.sse.perms-session.perms-stream" };
+    // Answered (a message or "no message found"), not refused.
+    const answer = await raw.nc.request("$JS.API.STREAM.MSG.GET.DMCP_SESSION_EVENTS", JSON.stringify(asked), { timeout: 5000 });
+    expect(JSON.parse(answer.string()).type).toBe("io.nats.jetstream.api.v1.stream_msg_get_response");
+    expect(raw.denied.map((error) => error.subject)).not.toContain("$JS.API.STREAM.MSG.GET.DMCP_SESSION_EVENTS");
+  });
+
   it("refuses the gateway's user serving a service or posing as an instance", async () => {
     const raw = await rawConnection("gateway");
     await trySubscribe(raw, "dmcp.v1.req.everything", "dmcp-everything");

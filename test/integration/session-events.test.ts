@@ -4,11 +4,12 @@
  * (`null`, an array, a number), text that is not JSON, an object that is neither an event nor a call
  * record, a call record whose correlation id would not fit an envelope (PROTOCOL.md §19.4: the one
  * rule of src/protocol, 1-256 characters). Reading the stream and following it skip all of it and
- * keep the events and calls around it.
+ * keep the events and calls around it. And a follow whose next events the stream discarded before it
+ * read them (it keeps the last 100 of a subject) ends saying so, rather than going on past the gap.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, openSessionEvents, type Bus, type SessionEventLog, type StoredEvent } from "../../src/bus/index.js";
+import { connectBus, EventsDiscardedError, openSessionEvents, SESSION_EVENTS_PER_STREAM, type Bus, type SessionEventLog, type StoredEvent } from "../../src/bus/index.js";
 import { subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
@@ -83,5 +84,50 @@ describe("the session event log, fed what is not an event", () => {
     } finally {
       follow.stop();
     }
+  });
+});
+
+/** Stores `count` events (`e<from>` on) on stream `stream` of `session`, and waits until the stream holds the last one. */
+async function store(session: string, stream: string, from: number, count: number): Promise<void> {
+  const subject = subjects.sessionEvents(session, stream);
+  for (let n = from; n < from + count; n++) raw.publish(subject, JSON.stringify({ id: `e${n}`, message: {} }));
+  await raw.flush();
+  const lastId = `e${from + count - 1}`;
+  await eventually(async () => (await log.readStream(session, stream)).events.at(-1)?.id === lastId, 10_000);
+}
+
+/** Follows `stream` of `session` after sequence `afterSeq` until it ends (its result) or has delivered `count` events ("running"). */
+async function followAfter(session: string, stream: string, afterSeq: number, count: number): Promise<{ delivered: string[]; ended: Error | undefined | "running" }> {
+  const delivered: string[] = [];
+  const follow = await log.follow(session, stream, { afterSeq }, (event) => delivered.push(event.id));
+  const running = eventually(() => delivered.length >= count, 10_000).then(() => "running" as const);
+  const ended = await Promise.race([follow.ended, running]);
+  follow.stop();
+  return { delivered, ended };
+}
+
+/** Stores `e0` and returns its sequence. */
+async function storeFirst(session: string, stream: string): Promise<number> {
+  await store(session, stream, 0, 1);
+  return (await log.readStream(session, stream)).events[0]!.seq!;
+}
+
+describe("a follow of a stream whose events the stream discards (it keeps the last 100 of each)", () => {
+  it("ends with EventsDiscardedError when events after its last one were discarded unread", async () => {
+    const firstSeq = await storeFirst("s-gone", "st");
+    // 150 more stored before the follow reads any: e1..e50 are discarded.
+    await store("s-gone", "st", 1, SESSION_EVENTS_PER_STREAM + 50);
+    // Without the check, the follow goes on from e51 as if nothing were missing, and never ends.
+    const { delivered, ended } = await followAfter("s-gone", "st", firstSeq, SESSION_EVENTS_PER_STREAM);
+    expect(ended).toBeInstanceOf(EventsDiscardedError);
+    expect(delivered).toEqual([]);
+  });
+
+  it("goes on when every event after its last one is still kept", async () => {
+    const firstSeq = await storeFirst("s-kept", "st");
+    await store("s-kept", "st", 1, SESSION_EVENTS_PER_STREAM - 1);
+    const { delivered, ended } = await followAfter("s-kept", "st", firstSeq, SESSION_EVENTS_PER_STREAM - 1);
+    expect(ended).toBe("running");
+    expect(delivered).toEqual(Array.from({ length: SESSION_EVENTS_PER_STREAM - 1 }, (_, i) => `e${i + 1}`));
   });
 });
