@@ -58,9 +58,9 @@ export class UpstreamSessions {
         if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
         return this.pins.get(service) === instance;
       },
-      serverRequest: (method, params, correlationId, timeoutMs) => {
+      serverRequest: (method, params, correlationId, timeoutMs, sealedTo) => {
         const related = correlationId === undefined ? undefined : this.callIds.get(correlationId);
-        return this.serverRequests.send(method, params, related, timeoutMs);
+        return this.serverRequests.send(method, params, related, timeoutMs, sealedTo);
       },
       sessionNotification: (service, method, params) => this.onNotification(service, method, params),
       settle: (id, answer) => this.serverRequests.settle(id, answer),
