@@ -50,15 +50,11 @@ beforeAll(async () => {
   sealing = await startGatewayHttp(nats.url, sealTo);
   [other, plain] = await Promise.all([startGatewayHttp(nats.url, sealTo), startGatewayHttp(nats.url)]);
   raw = await connectRawNats(nats.url);
-  // Requests and notifications on the gateways' session subjects, forwarded answers, and every reply.
-  taps = ["dmcp.v1.gw.>", "_INBOX.>"].map((subject) => raw.subscribe(subject));
+  // Requests and notifications on the gateways' session subjects, forwarded answers, every reply, and the SSE events on the bus.
+  taps = ["dmcp.v1.gw.>", "_INBOX.>", "dmcp.v1.sse.>"].map((subject) => raw.subscribe(subject));
   for (const tap of taps) {
     void (async () => {
-      for await (const msg of tap) {
-        // SSE events that JetStream delivers to the gateways' inboxes are another subject's (§19.3, the sealed-events test;
-        // what goes on a session's GET stream outside any call stays in clear there: docs/limitations.md).
-        if (!msg.subject.startsWith("dmcp.v1.sse.")) onTheBus.push({ subject: msg.subject, text: msg.string() });
-      }
+      for await (const msg of tap) onTheBus.push({ subject: msg.subject, text: msg.string() });
     })();
   }
 }, 150_000);
@@ -124,7 +120,7 @@ describe("the server-to-client requests of a sealed call", () => {
     expectSealedOnly(/^dmcp\.v1\.gw\.[^.]+\.session$/);
   });
 
-  it("and outside a call: a roots request and its answer, and a session notification, sealed as the session's latest call", async () => {
+  it("and outside a call: a roots request and its answer, and a session notification, sealed as the session's latest call, on the bus's GET stream too", async () => {
     const { client } = await sdkClient(sealing.url);
     const notified: string[] = [];
     client.fallbackNotificationHandler = async (notification) => void notified.push(JSON.stringify(notification));
@@ -145,6 +141,8 @@ describe("the server-to-client requests of a sealed call", () => {
     const notes = onTheBus.filter((message) => message.subject.endsWith(".session") && message.text.includes('"context_update"'));
     expect(notes.length).toBeGreaterThan(0);
     for (const note of notes) expect(note.text).toContain('"sealed"');
+    // The gateway wrote it and the roots request on the session's GET stream, which it follows: sealed on the bus.
+    expect(onTheBus.some((message) => message.subject.endsWith("._GET_stream") && message.text.includes('"sealed"'))).toBe(true);
   });
 });
 

@@ -32,7 +32,8 @@ export class ServerRequests {
   private sequence = 0;
 
   constructor(
-    private readonly transmit: (message: JsonRpcMessage, relatedRequestId?: JsonRpcId) => void,
+    /** Sends a message to the client; `sealed`: the request came sealed (PROTOCOL.md §16). */
+    private readonly transmit: (message: JsonRpcMessage, relatedRequestId?: JsonRpcId, sealed?: boolean) => void,
     /** Named in every id: a client that answers through another gateway is routed back here (PROTOCOL.md §19.2). */
     private readonly gatewayId: string,
   ) {}
@@ -57,7 +58,7 @@ export class ServerRequests {
         reject(new CallError(ErrorCode.DeadlineExceeded, `the MCP client did not answer ${method} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      this.transmit(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params }, related);
+      this.transmit(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params }, related, sealedTo !== undefined);
     });
   }
 

@@ -40,8 +40,8 @@ export interface SessionPeer {
     timeoutMs: number,
     sealedTo: string | undefined,
   ): Promise<Record<string, unknown>>;
-  /** A notification of the session (logging, resources/updated) from a service's upstream session. */
-  sessionNotification(service: string, method: string, params: Record<string, unknown>): void;
+  /** A notification of the session (logging, resources/updated) from a service's upstream session; `sealed`: it came sealed. */
+  sessionNotification(service: string, method: string, params: Record<string, unknown>, sealed: boolean): void;
   /** Settles a server-to-client request of this gateway with the client's answer (or fails it); false when it is not waiting. */
   settle(id: JsonRpcId, answer: Answer | DmcpError): boolean;
   /** The client cancelled its request `id` through another gateway: cancels the call if this gateway holds it. */
@@ -178,7 +178,7 @@ export class SessionRelay {
     // Only the replica that holds the session's upstream session may speak to its client.
     const fromPinned = peer !== undefined && service !== undefined && peer.holdsSession(service, envelope.sender_id, envelope.correlation_id);
     if (envelope.type === "context_update") {
-      if (fromPinned && envelope.payload.method) peer.sessionNotification(service, envelope.payload.method, envelope.payload.params ?? {});
+      if (fromPinned && envelope.payload.method) peer.sessionNotification(service, envelope.payload.method, envelope.payload.params ?? {}, seal !== undefined);
       else bus.dropped("session", "unknown_session");
       return;
     }
