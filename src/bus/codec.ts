@@ -23,8 +23,11 @@ export interface DecodeOptions {
   receiver: string;
   /** Larger envelopes are refused with PAYLOAD_TOO_LARGE (default 1 MiB). */
   maxBytes?: number | undefined;
-  /** The service the sender must be trusted to speak for: answers to a call, announcements, heartbeats. */
-  speaksFor?: string | undefined;
+  /**
+   * The service the sender must be trusted to speak for: answers to a call, announcements, heartbeats.
+   * A function reads it from the envelope once it is opened: a sealed message's service is in its box.
+   */
+  speaksFor?: string | ((envelope: Envelope) => string | undefined) | undefined;
   /** Read from a stream or bucket rather than received live. */
   stored?: StorePosition | undefined;
 }
@@ -55,6 +58,10 @@ export interface EnvelopeCodec {
   openFromSelf?(sealed: unknown): Record<string, unknown>;
   /** Whether `publicKey` is this process's own caller key. */
   isCallerKey?(publicKey: string): boolean;
+  /** Seals a JSON value from this process's own caller key to the curve key `to`; absent when the codec cannot seal. */
+  sealFromSelf?(value: unknown, to: string): SealedValue;
+  /** Opens a box sealed to this process's own caller key, whoever sealed it. Throws a DECRYPTION_FAILED DmcpError. */
+  openToSelf?(sealed: unknown): Record<string, unknown>;
 }
 
 /** A value sealed by a codec: the xkv1 box of its JSON from one curve key to another (PROTOCOL.md §14.3). */

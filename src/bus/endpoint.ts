@@ -63,6 +63,8 @@ export interface RequestContext {
   sessionId?: string | undefined;
   /** Durable requests: which delivery attempt this is (1 = the first). */
   attempt?: number | undefined;
+  /** How what is sent back for a sealed request is sealed (from the key that opened it to its sender's); undefined for a plain one. */
+  readonly seal?: Seal | undefined;
 }
 
 /**
@@ -382,7 +384,7 @@ export class ServiceEndpoint {
       return Promise.reject(new CallError(ErrorCode.DeadlineExceeded, "the request's deadline passed before it could start"));
     }
     return inSpan(`dmcp process ${request.payload.method}`, SpanKind.CONSUMER, trace, this.spanAttributes, (ctx) =>
-      this.options.handler(request, new CallContext(timeoutMs, correlationId, request.session_id, ctx, cancel, notify, attempt)),
+      this.options.handler(request, new CallContext(timeoutMs, correlationId, request.session_id, ctx, cancel, notify, attempt, seal)),
     );
   }
 
@@ -451,6 +453,7 @@ class CallContext implements RequestContext {
     readonly cancellation: CallCancellation,
     readonly notify: RequestContext["notify"],
     readonly attempt: number | undefined,
+    readonly seal: Seal | undefined,
   ) {}
 
   get signal(): AbortSignal {

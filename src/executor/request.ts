@@ -3,6 +3,7 @@
  * what it asks, at which MCP revision, until when, for whom, and from which client session. The
  * stateless lane, the client sessions' upstream sessions and the shared session read it from here.
  */
+import type { Seal } from "../bus/index.js";
 import { requestedVersion, type Caller, type ClientSession, type PromptRequest } from "../protocol/index.js";
 
 export interface ExecutorRequest {
@@ -17,6 +18,8 @@ export interface ExecutorRequest {
   readonly caller: Caller | undefined;
   /** The MCP client session it comes from, when it has one. */
   readonly clientSession: ClientSessionRef | undefined;
+  /** How what goes back to the caller is sealed (the request came sealed), else undefined. */
+  readonly seal: Seal | undefined;
 }
 
 /** An MCP client session as its requests name it (PROTOCOL.md §16): its id on the bus, and what the gateway told of it. */
@@ -29,7 +32,11 @@ export interface ClientSessionRef {
 export type SessionRequest = ExecutorRequest & { readonly clientSession: ClientSessionRef };
 
 /** The request of an envelope, with the params the executor forwards and the time the caller has left. */
-export function executorRequest(request: PromptRequest, params: Record<string, unknown> | undefined, call: { correlationId: string; timeoutMs: number }): ExecutorRequest {
+export function executorRequest(
+  request: PromptRequest,
+  params: Record<string, unknown> | undefined,
+  call: { correlationId: string; timeoutMs: number; seal?: Seal | undefined },
+): ExecutorRequest {
   const { session_id: id, client_session: client } = request;
   return {
     method: request.payload.method,
@@ -40,5 +47,6 @@ export function executorRequest(request: PromptRequest, params: Record<string, u
     correlationId: call.correlationId,
     caller: request.caller,
     clientSession: id && client ? { id, client } : undefined,
+    seal: call.seal,
   };
 }

@@ -4,7 +4,7 @@
  * server-to-client requests (sampling, elicitation, roots), log messages and resource updates can go
  * back to that client only, across the bus to the gateway instance that holds it.
  */
-import type { Bus, BusMessage } from "../bus/index.js";
+import type { Bus, BusMessage, Seal } from "../bus/index.js";
 import {
   BusError,
   createEnvelope,
@@ -36,6 +36,8 @@ interface RunningCall {
   deadline: number;
   /** The gateway that sent the call: its server-to-client requests go there. */
   gateway: string;
+  /** A sealed call's seal: its server-to-client requests go sealed the same way (PROTOCOL.md §14.3). */
+  seal: Seal | undefined;
 }
 
 interface UpstreamSession {
@@ -43,6 +45,8 @@ interface UpstreamSession {
   sessionId: string;
   /** As the latest call declared it: notifications outside a call go to its gateway. */
   client: ClientSession;
+  /** The latest call's seal: what goes to its gateway outside a call is sealed as that call was. */
+  seal: Seal | undefined;
   opened: Promise<McpUpstream>;
   /** What `opened` resolved to, once it has. */
   upstream?: McpUpstream | undefined;
@@ -111,12 +115,13 @@ export class UpstreamSessions {
     const session = this.sessions.get(key) ?? this.open(key, clientSession);
     // Gateways that share the client session (PROTOCOL.md §19) send its calls in turn: the latest speaks for it.
     session.client = clientSession.client;
+    session.seal = request.seal;
     this.touch(session);
     // Once open, the session's upstream is at hand: no await (a promise and a turn) per call.
     const upstream = session.upstream ?? (await session.opened);
     const level = clientSession.client.log_level;
     if (level && level !== session.logLevel) await this.applyLogLevel(session, upstream, level, options);
-    const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline, gateway: clientSession.client.gateway };
+    const running: RunningCall = { correlationId: request.correlationId, notify, deadline: request.deadline, gateway: clientSession.client.gateway, seal: request.seal };
     session.calls.push(running);
     try {
       const result = await upstream.request(method, params, options);
@@ -144,7 +149,7 @@ export class UpstreamSessions {
   }
 
   private open(key: string, { id, client }: ClientSessionRef): UpstreamSession {
-    const session: UpstreamSession = { key, sessionId: id, client, calls: [], logLevel: undefined, idle: undefined, lastUsed: Date.now(), opened: undefined! };
+    const session: UpstreamSession = { key, sessionId: id, client, seal: undefined, calls: [], logLevel: undefined, idle: undefined, lastUsed: Date.now(), opened: undefined! };
     const logger = this.options.logger.child({ clientSession: id, gateway: client.gateway });
     session.opened = this.options.opener.connect(logger, upstreamCapabilities(client.capabilities)).then((upstream) => {
       upstream.onrequest = (method, params) => this.relayRequest(session, method, params);
@@ -229,7 +234,7 @@ export class UpstreamSessions {
     const { bus, instance, service } = this.options;
     const update = createEnvelope("context_update", { method, params, data: { service } }, { sender: instance, sessionId: session.sessionId });
     try {
-      bus.publish(subjects.gatewaySession(session.client.gateway), update);
+      bus.publish(subjects.gatewaySession(session.client.gateway), bus.codec.encode(update, session.seal));
     } catch (err) {
       this.options.logger.debug({ err, method }, "could not send a session notification to the gateway");
     }
@@ -237,7 +242,9 @@ export class UpstreamSessions {
 
   /**
    * A server-to-client request travels to the gateway that sent the call it belongs to (the latest call
-   * running in the session, if any; else the gateway of the session's latest call), and its answer back.
+   * running in the session, if any; else the gateway of the session's latest call), and its answer back:
+   * sealed as that call was, to the key it was sealed from. The answer is opened whichever way it comes
+   * (a gateway of an earlier version answers in clear).
    */
   private async relayRequest(session: UpstreamSession, method: string, params: Record<string, unknown> | undefined): Promise<Record<string, unknown>> {
     const { bus, instance, service } = this.options;
@@ -249,9 +256,10 @@ export class UpstreamSessions {
       correlationId: call?.correlationId,
       deadline: new Date(Date.now() + timeoutMs),
     });
+    const seal = call ? call.seal : session.seal;
     let reply: BusMessage;
     try {
-      reply = await bus.request(subjects.gatewaySession(call?.gateway ?? session.client.gateway), request, { timeoutMs });
+      reply = await bus.request(subjects.gatewaySession(call?.gateway ?? session.client.gateway), bus.codec.encode(request, seal), { timeoutMs });
     } catch (cause) {
       throw new BusError(ErrorCode.NoResponders, `the client session's gateway did not answer ${method}: ${(cause as Error).message}`, { cause });
     }

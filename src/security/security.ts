@@ -56,8 +56,11 @@ export interface VerifyOptions {
   receiver: string;
   /** Larger envelopes are refused with PAYLOAD_TOO_LARGE (default 1 MiB). */
   maxBytes?: number | undefined;
-  /** The service the signer must be trusted to speak for: answers to a call, announcements, heartbeats. */
-  speaksFor?: string | undefined;
+  /**
+   * The service the signer must be trusted to speak for: answers to a call, announcements, heartbeats.
+   * A function reads it from the envelope once it is opened: a sealed message's service is in its box.
+   */
+  speaksFor?: string | ((envelope: Envelope) => string | undefined) | undefined;
   /** Read from a stream or bucket: freshness is judged against the storage time; the sequence tells a re-read from a replay. */
   stored?: StoredAt | undefined;
 }
@@ -180,6 +183,20 @@ export class MessageSecurity {
     return openValue(sealed, (publicKey) => (publicKey === own?.publicKey ? own : undefined)).value;
   }
 
+  /**
+   * Seals a JSON value from this process's own caller key to the curve key `to`: what a gateway hands
+   * another gateway for it (a client's answer to that gateway's sealed request, PROTOCOL.md §19.2).
+   */
+  sealFromSelf(value: unknown, to: string): SealedBox {
+    return sealValue(value, this.callerKey(), to);
+  }
+
+  /** Opens a box sealed to this process's own caller key, by whichever key sealed it. Throws DECRYPTION_FAILED. */
+  openToSelf(sealed: unknown): Record<string, unknown> {
+    const own = this.ownCurveKey;
+    return openValue(sealed, (publicKey) => (publicKey === own?.publicKey ? own : undefined)).value;
+  }
+
   /** Whether `publicKey` is the caller key of this process (what sealToSelf seals to). */
   isCallerKey(publicKey: string): boolean {
     return this.ownCurveKey?.publicKey === publicKey;
@@ -240,11 +257,8 @@ export class MessageSecurity {
       if ("signature" in envelope)
         return reject(ErrorCode.SignatureInvalid, "malformed signature: it must be the envelope's last field, written exactly as PROTOCOL.md §14.1 says");
       if (this.requireSignatures) return reject(ErrorCode.SignatureRequired, "unsigned message: this receiver requires signatures");
-    } else if (!this.trusts(split.publicKey, options.speaksFor)) {
-      if (this.requireSignatures) {
-        const role = options.speaksFor === undefined ? "" : ` to speak for service "${options.speaksFor}"`;
-        return reject(ErrorCode.UntrustedSigner, `untrusted signer: ${split.publicKey} is not trusted${role}`);
-      }
+    } else if (!this.trusts(split.publicKey, typeof options.speaksFor === "string" ? options.speaksFor : undefined)) {
+      if (this.requireSignatures) return reject(ErrorCode.UntrustedSigner, untrusted(split.publicKey, options.speaksFor));
     } else if (!verifySignature(split.publicKey, split.signed, split.signature)) {
       return reject(ErrorCode.SignatureInvalid, `invalid signature: it does not match the message under ${split.publicKey} (altered, or signed with another key)`);
     } else {
@@ -262,6 +276,12 @@ export class MessageSecurity {
     }
     const validated = validateEnvelope(envelope);
     if (!validated.ok) return validated;
+    // A service read from the opened envelope: its signer was trusted for some role, now for this one.
+    const service = typeof options.speaksFor === "function" ? options.speaksFor(validated.envelope) : undefined;
+    if (verified && service !== undefined && !this.trusts(split!.publicKey, service)) {
+      if (this.requireSignatures) return reject(ErrorCode.UntrustedSigner, untrusted(split!.publicKey, service));
+      verified = false;
+    }
     if (verified) {
       const replayed = this.replay.check(options.receiver, validated.envelope.id, validated.envelope.timestamp, options.stored);
       if (replayed) return reject(ErrorCode.Replayed, `replayed message: ${replayed}`);
@@ -275,6 +295,11 @@ export class MessageSecurity {
     const services = this.serviceKeys.get(publicKey);
     return services !== undefined && (speaksFor === undefined || services.has(speaksFor));
   }
+}
+
+function untrusted(publicKey: string, speaksFor: VerifyOptions["speaksFor"]): string {
+  const role = typeof speaksFor === "string" ? ` to speak for service "${speaksFor}"` : "";
+  return `untrusted signer: ${publicKey} is not trusted${role}`;
 }
 
 function signingPublicKey(key: string, what: string): string {

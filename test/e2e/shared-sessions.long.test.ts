@@ -17,7 +17,7 @@ import { RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 import { startRoundRobinProxy, type RoundRobinProxy } from "../support/round-robin.js";
-import { openSession as openAnySession, parseEvents, readStreamUntil, type SseEvent } from "../support/sse.js";
+import { eventReader, openSession as openAnySession, parseEvents, readStreamUntil, type SseEvent } from "../support/sse.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 const ALICE = "Bearer alice-token";
@@ -36,29 +36,6 @@ async function post(url: string, headers: Record<string, string>, message: Recor
     .map((event) => JSON.parse(event.data) as Record<string, unknown>)
     .filter((m) => "result" in m || "error" in m);
   return { status: response.status, ...(answers.length > 0 ? { answer: answers.at(-1)! } : {}) };
-}
-
-/** Reads an SSE stream that stays open, event by event: `until(marker)` returns the events read until one contains it. */
-function eventReader(response: Response) {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  return {
-    async until(marker: string): Promise<SseEvent[]> {
-      for (;;) {
-        const end = text.indexOf("\n\n", text.indexOf(marker));
-        if (text.includes(marker) && end >= 0) {
-          const events = parseEvents(text.slice(0, end + 2));
-          text = text.slice(end + 2);
-          return events;
-        }
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`the stream ended before ${marker}: ${text}`);
-        text += decoder.decode(value, { stream: true });
-      }
-    },
-    cancel: () => reader.cancel(),
-  };
 }
 
 /** A session on the gateway at `url`, once it lists the tools of both fixture services (named by service: their names collide). */

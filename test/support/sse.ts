@@ -77,3 +77,26 @@ export async function openSession(url: string, authorization?: string, listed = 
   });
   return headers;
 }
+
+/** Reads an SSE stream that stays open, event by event: `until(marker)` returns the events read until one contains it. */
+export function eventReader(response: Response) {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  return {
+    async until(marker: string): Promise<SseEvent[]> {
+      for (;;) {
+        const end = text.indexOf("\n\n", text.indexOf(marker));
+        if (text.includes(marker) && end >= 0) {
+          const events = parseEvents(text.slice(0, end + 2));
+          text = text.slice(end + 2);
+          return events;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the stream ended before ${marker}: ${text}`);
+        text += decoder.decode(value, { stream: true });
+      }
+    },
+    cancel: () => reader.cancel(),
+  };
+}

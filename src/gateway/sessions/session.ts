@@ -152,7 +152,7 @@ export class GatewaySession {
       onPinReached: options.share ? () => void this.shareState() : undefined,
       relay: core.sessions,
       dispatcher,
-      send: (message, related) => this.send(message, related),
+      send: (message, related, sealed) => this.send(message, related, sealed),
       resourceUpdated: core.cache ? (service, uri) => core.cache?.resourceUpdated(service, uri) : undefined,
       cancelled: (id, reason) => this.cancelHere(id, cancellation(reason, "the client cancelled the request")),
     });
@@ -539,10 +539,10 @@ export class GatewaySession {
     };
   }
 
-  private send(message: JsonRpcMessage, relatedRequestId?: JsonRpcId): void {
+  private send(message: JsonRpcMessage, relatedRequestId?: JsonRpcId, sealed?: boolean): void {
     if (this.isClosed) return;
     this.transport
-      .send(message as JSONRPCMessage, relatedRequestId === undefined ? undefined : { relatedRequestId })
+      .send(message as JSONRPCMessage, relatedRequestId === undefined && !sealed ? undefined : { relatedRequestId, sealed })
       .catch((err: unknown) => this.logger.debug({ err }, "could not send to the client"));
   }
 

@@ -27,8 +27,8 @@ export interface UpstreamSessionsOptions {
   onPinReached?: (() => void) | undefined;
   relay: SessionRelay;
   dispatcher: Dispatcher;
-  /** Sends a message to the client (on the stream of request `related`, when given). */
-  send: (message: JsonRpcMessage, related?: JsonRpcId) => void;
+  /** Sends a message to the client (on the stream of request `related`, when given; `sealed`: it came sealed, §16). */
+  send: (message: JsonRpcMessage, related?: JsonRpcId, sealed?: boolean) => void;
   /** Told of each `notifications/resources/updated` an upstream session sends (the cache drops the resource). */
   resourceUpdated?: ((service: string, uri: string) => void) | undefined;
   /** The client cancelled request `id` through another gateway (PROTOCOL.md §19.4). */
@@ -58,11 +58,11 @@ export class UpstreamSessions {
         if (correlationId !== undefined && this.callIds.has(correlationId)) this.pins.reached(service, instance);
         return this.pins.get(service) === instance;
       },
-      serverRequest: (method, params, correlationId, timeoutMs) => {
+      serverRequest: (method, params, correlationId, timeoutMs, sealedTo) => {
         const related = correlationId === undefined ? undefined : this.callIds.get(correlationId);
-        return this.serverRequests.send(method, params, related, timeoutMs);
+        return this.serverRequests.send(method, params, related, timeoutMs, sealedTo);
       },
-      sessionNotification: (service, method, params) => this.onNotification(service, method, params),
+      sessionNotification: (service, method, params, sealed) => this.onNotification(service, method, params, sealed),
       settle: (id, answer) => this.serverRequests.settle(id, answer),
       cancel: (id, reason) => this.options.cancelled?.(id, reason),
     });
@@ -161,13 +161,13 @@ export class UpstreamSessions {
   }
 
   /** Logging and resource updates of an upstream session, for this client. */
-  private onNotification(service: string, method: string, params: Record<string, unknown>): void {
+  private onNotification(service: string, method: string, params: Record<string, unknown>, sealed: boolean): void {
     if (method === "notifications/resources/updated") {
       if (typeof params.uri === "string") this.options.resourceUpdated?.(service, params.uri);
       const uri = this.subscriptions.get(`${service}\n${String(params.uri)}`);
-      if (uri !== undefined) this.options.send({ jsonrpc: "2.0", method, params: { ...params, uri } });
+      if (uri !== undefined) this.options.send({ jsonrpc: "2.0", method, params: { ...params, uri } }, undefined, sealed);
       return;
     }
-    this.options.send({ jsonrpc: "2.0", method, params });
+    this.options.send({ jsonrpc: "2.0", method, params }, undefined, sealed);
   }
 }
