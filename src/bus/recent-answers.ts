@@ -63,7 +63,10 @@ export class RecentAnswers {
       return;
     }
     this.forget(correlationId);
-    const kept: Kept = { correlationId, data, at: now };
+    // An envelope encoded from Node's shared pool is a view of a larger buffer, which keeping it would
+    // keep whole: a copy of its own keeps the bytes the bounds count, and no more.
+    const own = data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
+    const kept: Kept = { correlationId, data: own, at: now };
     this.answers.set(correlationId, kept);
     this.queue.push(kept);
     this.bytes += data.byteLength;

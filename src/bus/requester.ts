@@ -40,6 +40,7 @@ import type { StorePosition } from "./codec.js";
 import { natsConnectionOf, type Bus, type PermissionDenial } from "./connection.js";
 import { natsHeadersFor } from "./trace-headers.js";
 import { InstanceProbe, type BusyInstance } from "./instance-probe.js";
+import { DeadlineSweep } from "../util/index.js";
 
 /** How often, and how many times, a gateway asks the instances of a service for a direct call's answer before it gives up. */
 const LOOKUP_INTERVAL_MS = 1000;
@@ -97,11 +98,13 @@ interface PendingCall {
   subject: string;
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
-  timer: NodeJS.Timeout;
+  /** When nobody waits for the answer any more (epoch ms), and the wait it came from, for the error. */
+  deadline: number;
+  timeoutMs: number;
   /** When it was sent (epoch ms): the probe asks after the instances of calls that waited a while. */
   sentAt: number;
   /** The executor instance that accepted the call, once its receipt arrived. */
-  instance?: string;
+  instance?: string | undefined;
   onAbort?: () => void;
   onNotification?: ((method: string, params: Record<string, unknown>) => void) | undefined;
   onInstance?: ((instance: string) => void) | undefined;
@@ -120,6 +123,12 @@ export class Requester {
   private subscription: Subscription | undefined;
   private sequence = 0;
   private readonly probe: InstanceProbe | undefined;
+  /** One timer for all the calls' deadlines, not one per call. */
+  private readonly deadlines = new DeadlineSweep(this.pending, (token, call) =>
+    this.settle(token)?.reject(
+      new CallError(ErrorCode.DeadlineExceeded, `"${call.service}" did not answer within ${call.timeoutMs} ms`, { data: { service: call.service, timeout_ms: call.timeoutMs } }),
+    ),
+  );
 
   /** With `registry`, the instances holding direct calls are probed, so that a dead one is noticed within a second. */
   constructor(
@@ -234,10 +243,11 @@ export class Requester {
     call: Pick<PendingCall, "correlationId" | "service" | "subject" | "resolve" | "reject"> & { options: Omit<CallOptions, "timeoutMs"> & { timeoutMs: number } },
     cancel?: () => void,
   ): PendingCall {
-    const { options, service } = call;
+    const { options } = call;
+    const sentAt = Date.now();
     const pending: PendingCall = {
       correlationId: call.correlationId,
-      service,
+      service: call.service,
       subject: call.subject,
       resolve: call.resolve,
       reject: call.reject,
@@ -245,16 +255,11 @@ export class Requester {
       onNotification: options.onNotification,
       onInstance: options.onInstance,
       route: options.route,
-      sentAt: Date.now(),
+      sentAt,
       // Addressed to one instance: if it leaves the bus, the call fails even before its receipt.
-      ...(options.instance ? { instance: options.instance } : {}),
-      timer: setTimeout(() => {
-        this.settle(token)?.reject(
-          new CallError(ErrorCode.DeadlineExceeded, `"${service}" did not answer within ${options.timeoutMs} ms`, {
-            data: { service, timeout_ms: options.timeoutMs },
-          }),
-        );
-      }, options.timeoutMs),
+      instance: options.instance,
+      deadline: sentAt + options.timeoutMs,
+      timeoutMs: options.timeoutMs,
     };
     const signal = options.signal;
     if (signal) {
@@ -265,6 +270,7 @@ export class Requester {
       signal.addEventListener("abort", pending.onAbort, { once: true });
     }
     this.pending.set(token, pending);
+    this.deadlines.due(pending.deadline);
     return pending;
   }
 
@@ -315,6 +321,7 @@ export class Requester {
   /** Rejects everything still pending (on stop). */
   close(): void {
     this.probe?.stop();
+    this.deadlines.stop();
     this.failAll(new BusError(ErrorCode.BusUnavailable, "the gateway is shutting down"));
     this.subscription?.unsubscribe();
     this.subscription = undefined;
@@ -430,7 +437,6 @@ export class Requester {
     const call = this.pending.get(token);
     if (!call) return undefined;
     this.pending.delete(token);
-    clearTimeout(call.timer);
     if (call.onAbort) call.signal?.removeEventListener("abort", call.onAbort);
     return call;
   }

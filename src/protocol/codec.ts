@@ -8,11 +8,12 @@ import { Envelope, isEnvelopeId, MAX_ENVELOPE_ID_CHARS } from "./envelope.js";
 import { isPlainCallEnvelope } from "./envelope-check.js";
 import { formatIssues } from "./zod-issues.js";
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function encodeEnvelope(envelope: Envelope | Record<string, unknown>): Uint8Array {
-  return encoder.encode(JSON.stringify(envelope));
+  // Buffer.from takes a small string's bytes from Node's shared pool: less than half the CPU of a
+  // TextEncoder, which allocates an ArrayBuffer per envelope (TextDecoder stays: it decodes faster).
+  return Buffer.from(JSON.stringify(envelope), "utf8");
 }
 
 /** The default upper bound for one envelope; NATS' own default max_payload is 1 MiB. */

@@ -11,7 +11,7 @@ import { CallCancellation } from "../../src/bus/call-cancellation.js";
 import { CallError, decodeEnvelope, ErrorCode, isDmcpError, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { FIXTURE_BIN } from "../support/processes.js";
+import { eventually, FIXTURE_BIN } from "../support/processes.js";
 
 describe("Executor in-process", () => {
   let nats: EmbeddedNats;
@@ -76,6 +76,56 @@ describe("Executor in-process", () => {
     expect(isDmcpError(error, ErrorCode.NoResponders)).toBe(true);
     caller.close();
   });
+
+  it("ends a call at its own deadline when a call with a later deadline is pending (one timer for all the requester's calls)", async () => {
+    const silent = raw.subscribe(subjects.request("silent"), { callback: () => undefined });
+    await raw.flush();
+    const caller = new Requester(bus, "deadline-test");
+    let longSettled = false;
+    const long = caller.call("silent", "tools/list", undefined, { timeoutMs: 60_000 }).finally(() => (longSettled = true));
+    const short = await caller.call("silent", "tools/list", undefined, { timeoutMs: 200 }).catch((err: unknown) => err);
+    expect(isDmcpError(short, ErrorCode.DeadlineExceeded)).toBe(true);
+    expect((short as Error).message).toContain("within 200 ms");
+    expect(longSettled).toBe(false);
+    caller.close();
+    expect(isDmcpError(await long.catch((err: unknown) => err), ErrorCode.BusUnavailable)).toBe(true);
+    silent.unsubscribe();
+  });
+
+  it("ends an upstream request at its own deadline while one with a later deadline runs (one timer for all of an upstream's requests)", async () => {
+    const inbox = createInbox();
+    const answers: { correlationId: string; type: string; code?: unknown; message?: unknown }[] = [];
+    const sub = raw.subscribe(inbox, {
+      callback: (_err, msg) => {
+        const decoded = decodeEnvelope(msg.data);
+        if (!decoded.ok || decoded.envelope.type === "context_update") return;
+        const { correlation_id, type, payload } = decoded.envelope as { correlation_id: string; type: string; payload: { code?: unknown; message?: unknown } };
+        answers.push({ correlationId: correlation_id, type, code: payload.code, message: payload.message });
+      },
+    });
+    const send = (id: string, sleepMs: number, deadlineMs: number) =>
+      raw.publish(
+        subjects.request("lib"),
+        JSON.stringify({
+          dMCP_version: "0.1",
+          type: "prompt_request",
+          id,
+          correlation_id: id,
+          timestamp: new Date().toISOString(),
+          deadline: new Date(Date.now() + deadlineMs).toISOString(),
+          sender_id: "t",
+          payload: { service: "lib", method: "tools/call", params: { name: "sleep", arguments: { ms: sleepMs } } },
+        }),
+        { reply: inbox },
+      );
+    // The first answers after 1.5 s, well within its deadline; the second outlives its own, which is earlier.
+    send("slow-ok", 1500, 20_000);
+    send("too-slow", 5000, 300);
+    await eventually(() => answers.length === 2, 10_000);
+    sub.unsubscribe();
+    expect(answers[0]).toMatchObject({ correlationId: "too-slow", type: "error_notification", code: ErrorCode.DeadlineExceeded });
+    expect(answers[1]).toMatchObject({ correlationId: "slow-ok", type: "prompt_response" });
+  }, 15_000);
 
   it("cancels a call locally when its signal aborts", async () => {
     const caller = new Requester(bus, "caller-test");

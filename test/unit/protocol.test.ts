@@ -136,6 +136,16 @@ function decodeError(value: unknown): DmcpError {
 // ---------------------------------------------------------------------------
 
 describe("envelope", () => {
+  it("encodes an envelope as the UTF-8 bytes of its JSON, whatever the characters, and decodes it back", () => {
+    const text = 'é ü 中文 😀 \u2028 \ud800 \u0000 "quoted"';
+    const envelope = createEnvelope("prompt_request", { service: "s", method: "tools/call", params: { text, big: "x".repeat(10_000) } }, { sender: "t" });
+    const bytes = encodeEnvelope(envelope);
+    expect(bytes).toBeInstanceOf(Uint8Array);
+    expect(Array.from(bytes)).toEqual(Array.from(new TextEncoder().encode(JSON.stringify(envelope))));
+    const decoded = decodeEnvelope(bytes);
+    expect(decoded.ok && decoded.envelope).toEqual(envelope);
+  });
+
   it("writes the ids before the payload, so that an oversized envelope's head still names them", () => {
     const envelope = createEnvelope(
       "prompt_request",

@@ -26,6 +26,16 @@ describe("recent answers of direct calls", () => {
     expect(recent.lookup("c2", "reply.2", false)).toBe("unknown");
   });
 
+  it("keeps an answer that is a view of a larger buffer (Node's pool) as a copy of its own bytes, which the bounds count", () => {
+    const { recent } = store();
+    const pooled = Buffer.from("pooled answer", "utf8");
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.byteLength);
+    recent.answered("c1", pooled);
+    const kept = recent.lookup("c1", "reply.1", false);
+    expect(kept).toEqual({ answer: bytes("pooled answer") });
+    expect((kept as { answer: Uint8Array }).answer.buffer.byteLength).toBe(pooled.byteLength);
+  });
+
   it("sends the answer of a call still running to each gateway that asked, once it comes", () => {
     const { recent, sent } = store();
     expect(recent.lookup("c1", "reply.1", true)).toBe("waiting");

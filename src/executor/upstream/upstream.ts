@@ -27,7 +27,7 @@ import {
   UpstreamError,
   withoutStatelessMeta,
 } from "../../protocol/index.js";
-import { excerpt, type Logger } from "../../util/index.js";
+import { DeadlineSweep, excerpt, type Logger } from "../../util/index.js";
 import { HttpStatusError, type UpstreamTransport } from "./transport.js";
 
 /** The MCP revision the executor asks upstream servers for; older servers answer with their own. */
@@ -63,7 +63,9 @@ interface Pending {
   method: string;
   resolve: (result: Record<string, unknown>) => void;
   reject: (error: DmcpError) => void;
-  timer: NodeJS.Timeout;
+  /** When the caller stops waiting (epoch ms), and the wait it came from, for the error. */
+  deadline: number;
+  timeoutMs: number;
   onNotification: UpstreamRequestOptions["onNotification"];
   onStreamClosed?: (() => void) | undefined;
 }
@@ -81,6 +83,11 @@ export class McpUpstream {
   onclose: ((error?: Error) => void) | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** One timer for all the requests' deadlines, not one per request. */
+  private readonly deadlines = new DeadlineSweep(this.pending, (id, entry) => {
+    this.settle(id)?.reject(new CallError(ErrorCode.DeadlineExceeded, `upstream did not answer ${entry.method} within ${entry.timeoutMs} ms`));
+    void this.cancelUpstream(id, "deadline exceeded");
+  });
   private closed = false;
   private lastError: Error | undefined;
   info: UpstreamInfo | undefined;
@@ -220,11 +227,9 @@ export class McpUpstream {
     const id = this.nextId++;
     const message: JsonRpcRequest = params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params };
     return new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.settle(id)?.reject(new CallError(ErrorCode.DeadlineExceeded, `upstream did not answer ${method} within ${options.timeoutMs} ms`));
-        void this.cancelUpstream(id, "deadline exceeded");
-      }, options.timeoutMs);
-      this.pending.set(id, { method, resolve, reject, timer, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
+      const deadline = Date.now() + options.timeoutMs;
+      this.pending.set(id, { method, resolve, reject, deadline, timeoutMs: options.timeoutMs, onNotification: options.onNotification, onStreamClosed: options.onStreamClosed });
+      this.deadlines.due(deadline);
       options.signal?.addEventListener(
         "abort",
         () => {
@@ -270,7 +275,6 @@ export class McpUpstream {
     const entry = this.pending.get(id);
     if (!entry) return undefined;
     this.pending.delete(id);
-    clearTimeout(entry.timer);
     return entry;
   }
 
@@ -360,6 +364,7 @@ export class McpUpstream {
   private onClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.deadlines.stop();
     for (const id of [...this.pending.keys()]) {
       this.settle(id)?.reject(new UpstreamError(ErrorCode.UpstreamClosed, "the upstream MCP server closed the connection during the call"));
     }
