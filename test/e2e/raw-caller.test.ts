@@ -5,12 +5,13 @@
  */
 import { randomUUID } from "node:crypto";
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { gatewayTransport, RawMcpClient } from "../support/mcp-client.js";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
 
 type Envelope = Record<string, unknown> & { type: string; correlation_id?: string; session_id?: string; payload: Record<string, unknown> };
 
@@ -72,6 +73,50 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
       );
       const answer = await ask(request);
       expect(answer).toMatchObject({ correlation_id: request.id, session_id: "raw-session", payload: { code: "PAYLOAD_TOO_LARGE", jsonrpc_code: -32014, data: { instance } } });
+    });
+  });
+
+  describe("the gateway as the caller of a service that answers with the wrong type (§5.3)", () => {
+    const service = "odd";
+    const oddInstance = "odd-0001";
+
+    beforeAll(async () => {
+      // Answers each tools/call with a message of the type the tool is named after, correlated with the call.
+      const answer = (msg: Msg) => {
+        const request = msg.json<Envelope>();
+        const params = request.payload.params as { name?: string } | undefined;
+        const payloads: Record<string, Record<string, unknown>> = {
+          agent_heartbeat: { kind: "heartbeat", service, instance: oddInstance, status: "ready", interval_ms: 60_000, inflight: 1, handled: 0 },
+          prompt_request: { service, method: "tools/call", params: { name: "x" } },
+          prompt_response: { result: { content: [{ type: "text", text: "fine" }] } },
+        };
+        const type = request.payload.method === "ping" ? "prompt_response" : String(params?.name);
+        const payload = request.payload.method === "ping" ? { result: {} } : payloads[type]!;
+        msg.respond(JSON.stringify(envelope(type, payload, { correlation_id: request.correlation_id, sender_id: oddInstance })));
+      };
+      nc.subscribe(`dmcp.v1.req.${service}`, { queue: `dmcp-${service}`, callback: (_err, msg) => answer(msg) });
+      nc.subscribe(`dmcp.v1.inst.${service}.${oddInstance}.req`, { callback: (_err, msg) => answer(msg) });
+      await nc.flush();
+      const tools = ["agent_heartbeat", "prompt_request", "prompt_response"].map((name) => ({ name, inputSchema: { type: "object" } }));
+      const announcement = envelope(
+        "agent_heartbeat",
+        { kind: "announce", service, instance: oddInstance, status: "ready", interval_ms: 60_000, started_at: new Date().toISOString(), catalog: { tools } },
+        { sender_id: oddInstance },
+      );
+      delete announcement.correlation_id;
+      const registry = await new Kvm(nc).open("dmcp_registry");
+      await registry.put(`${service}.${oddInstance}`, JSON.stringify(announcement));
+      await eventually(async () => (await client.toolNames()).includes("prompt_response"));
+    });
+
+    it("a correlated prompt_response settles the call", async () => {
+      expect(await client.result("tools/call", { name: "prompt_response", arguments: {} })).toMatchObject({ content: [{ text: "fine" }] });
+    });
+
+    it.each(["agent_heartbeat", "prompt_request"])("a correlated %s fails the call with INVALID_ENVELOPE instead of waiting for the deadline", async (type) => {
+      const response = await client.request("tools/call", { name: type, arguments: {} });
+      expect(response.error).toMatchObject({ code: -32600, data: { dmcp_code: "INVALID_ENVELOPE", service } });
+      expect(response.error?.message).toContain(type);
     });
   });
 });
