@@ -90,14 +90,34 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
           prompt_request: { service, method: "tools/call", params: { name: "x" } },
           prompt_response: { result: { content: [{ type: "text", text: "fine" }] } },
         };
+        if (params?.name === "chatty") return chatter(msg, request);
         const type = request.payload.method === "ping" ? "prompt_response" : String(params?.name);
         const payload = request.payload.method === "ping" ? { result: {} } : payloads[type]!;
         msg.respond(JSON.stringify(envelope(type, payload, { correlation_id: request.correlation_id, sender_id: oddInstance })));
       };
+      // Sends, before its answer, notifications of every kind a service could put on the reply subject.
+      const chatter = (msg: Msg, request: Envelope) => {
+        const token = (request.payload.params as { _meta?: { progressToken?: unknown } })._meta?.progressToken;
+        const notifications: [string, Record<string, unknown>][] = [
+          ["notifications/progress", { progressToken: token, progress: 1, total: 2 }],
+          ["notifications/progress", { progressToken: "not-the-clients", progress: 1 }],
+          ["notifications/progress", { progress: 1 }],
+          ["notifications/message", { level: "info", data: "from the service" }],
+          ["notifications/resources/updated", { uri: "file:///made-up" }],
+          ["notifications/cancelled", { requestId: 1, reason: "made up" }],
+          ["sampling/createMessage", { messages: [] }],
+          ["x-odd/whatever", {}],
+        ];
+        for (const [method, params] of notifications) {
+          msg.respond(JSON.stringify(envelope("context_update", { method, params }, { correlation_id: request.correlation_id, sender_id: oddInstance })));
+        }
+        const done = { result: { content: [{ type: "text", text: "said it all" }] } };
+        msg.respond(JSON.stringify(envelope("prompt_response", done, { correlation_id: request.correlation_id, sender_id: oddInstance })));
+      };
       nc.subscribe(`dmcp.v1.req.${service}`, { queue: `dmcp-${service}`, callback: (_err, msg) => answer(msg) });
       nc.subscribe(`dmcp.v1.inst.${service}.${oddInstance}.req`, { callback: (_err, msg) => answer(msg) });
       await nc.flush();
-      const tools = ["agent_heartbeat", "prompt_request", "prompt_response"].map((name) => ({ name, inputSchema: { type: "object" } }));
+      const tools = ["agent_heartbeat", "prompt_request", "prompt_response", "chatty"].map((name) => ({ name, inputSchema: { type: "object" } }));
       const announcement = envelope(
         "agent_heartbeat",
         { kind: "announce", service, instance: oddInstance, status: "ready", interval_ms: 60_000, started_at: new Date().toISOString(), catalog: { tools } },
@@ -111,6 +131,17 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
 
     it("a correlated prompt_response settles the call", async () => {
       expect(await client.result("tools/call", { name: "prompt_response", arguments: {} })).toMatchObject({ content: [{ text: "fine" }] });
+    });
+
+    it("passes on to the client only progress for its own token and log messages, ignoring the rest (§5.6)", async () => {
+      const since = client.notifications.length;
+      expect(await client.result("tools/call", { name: "chatty", arguments: {}, _meta: { progressToken: "tok-1" } })).toMatchObject({ content: [{ text: "said it all" }] });
+      // The gateway's own list_changed, should the catalog change meanwhile, is not the call's.
+      const got = client.notifications.slice(since).filter((n) => !n.method.endsWith("/list_changed"));
+      expect(got).toEqual([
+        { method: "notifications/progress", params: { progressToken: "tok-1", progress: 1, total: 2 } },
+        { method: "notifications/message", params: { level: "info", data: "from the service" } },
+      ]);
     });
 
     it.each(["agent_heartbeat", "prompt_request"])("a correlated %s fails the call with INVALID_ENVELOPE instead of waiting for the deadline", async (type) => {
