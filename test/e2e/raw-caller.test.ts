@@ -150,4 +150,69 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
       expect(response.error?.message).toContain(type);
     });
   });
+
+  describe("a replica pinned to a client session, sending it session notifications (§16)", () => {
+    const service = "pinned";
+    const pinnedInstance = "pinned-0001";
+    let stdioClient: RawMcpClient;
+
+    beforeAll(async () => {
+      // Its one tool publishes, on the session subject of the gateway that sent the call, notifications
+      // of every kind for the call's client session, the log message last; then it answers.
+      const serve = (msg: Msg) => {
+        const request = msg.json<Envelope>();
+        const answer = (result: Record<string, unknown>) =>
+          msg.respond(JSON.stringify(envelope("prompt_response", { result }, { correlation_id: request.correlation_id, sender_id: pinnedInstance })));
+        if (request.payload.method !== "tools/call") return answer({});
+        const gateway = (request.client_session as { gateway: string }).gateway;
+        const notifications: [string, Record<string, unknown>][] = [
+          ["notifications/progress", { progressToken: 1, progress: 1 }],
+          ["notifications/cancelled", { requestId: 1, reason: "made up" }],
+          ["sampling/createMessage", { messages: [] }],
+          ["x-odd/whatever", {}],
+          ["notifications/message", { level: "info", data: "the last one" }],
+        ];
+        for (const [method, params] of notifications) {
+          const update = envelope("context_update", { method, params, data: { service } }, { sender_id: pinnedInstance, session_id: request.session_id });
+          delete update.correlation_id;
+          nc.publish(`dmcp.v1.gw.${gateway}.session`, JSON.stringify(update));
+        }
+        answer({ content: [{ type: "text", text: "notified" }] });
+      };
+      nc.subscribe(`dmcp.v1.req.${service}`, { queue: `dmcp-${service}`, callback: (_err, msg) => serve(msg) });
+      nc.subscribe(`dmcp.v1.inst.${service}.${pinnedInstance}.req`, { callback: (_err, msg) => serve(msg) });
+      await nc.flush();
+      const announcement = envelope(
+        "agent_heartbeat",
+        {
+          kind: "announce",
+          service,
+          instance: pinnedInstance,
+          status: "ready",
+          interval_ms: 60_000,
+          started_at: new Date().toISOString(),
+          client_sessions: true,
+          catalog: { tools: [{ name: "notify", inputSchema: { type: "object" } }] },
+        },
+        { sender_id: pinnedInstance },
+      );
+      delete announcement.correlation_id;
+      await (await new Kvm(nc).open("dmcp_registry")).put(`${service}.${pinnedInstance}`, JSON.stringify(announcement));
+      // Over stdio every notification the gateway sends the session reaches this client, in order.
+      stdioClient = await RawMcpClient.connect(gatewayTransport("stdio", { natsUrl: nats.url }));
+      await eventually(async () => (await stdioClient.toolNames()).includes("notify"));
+    });
+
+    afterAll(async () => {
+      await stdioClient?.close();
+    });
+
+    it("the gateway hands the client session its log messages, and none of the methods §16 does not list", async () => {
+      const since = stdioClient.notifications.length;
+      expect(await stdioClient.result("tools/call", { name: "notify", arguments: {} })).toMatchObject({ content: [{ text: "notified" }] });
+      await stdioClient.waitForNotification("notifications/message", 15_000, since);
+      const got = stdioClient.notifications.slice(since).filter((n) => !n.method.endsWith("/list_changed"));
+      expect(got).toEqual([{ method: "notifications/message", params: { level: "info", data: "the last one" } }]);
+    });
+  });
 });
