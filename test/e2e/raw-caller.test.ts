@@ -215,4 +215,43 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
       expect(got).toEqual([{ method: "notifications/message", params: { level: "info", data: "the last one" } }]);
     });
   });
+
+  it("a heartbeat whose payload names another instance than its subject keeps no instance alive (§6.2)", async () => {
+    const service = "ghost";
+    const instance = "ghost-0001";
+    const heartbeat = (named: string) => {
+      const beat = envelope(
+        "agent_heartbeat",
+        { kind: "heartbeat", service, instance: named, status: "ready", interval_ms: 500, inflight: 0, handled: 0 },
+        { sender_id: instance },
+      );
+      delete beat.correlation_id;
+      nc.publish(`dmcp.v1.hb.${service}.${instance}`, JSON.stringify(beat));
+    };
+    let named = instance;
+    const beats = setInterval(() => heartbeat(named), 200);
+    try {
+      const announcement = envelope(
+        "agent_heartbeat",
+        {
+          kind: "announce",
+          service,
+          instance,
+          status: "ready",
+          interval_ms: 500,
+          started_at: new Date().toISOString(),
+          catalog: { tools: [{ name: "haunt", inputSchema: { type: "object" } }] },
+        },
+        { sender_id: instance },
+      );
+      delete announcement.correlation_id;
+      await (await new Kvm(nc).open("dmcp_registry")).put(`${service}.${instance}`, JSON.stringify(announcement));
+      await eventually(async () => (await client.toolNames()).includes("haunt"));
+      // From now on its subject's heartbeats name someone else: the instance has stopped beating.
+      named = "ghost-9999";
+      await eventually(async () => !(await client.toolNames()).includes("haunt"), 20_000);
+    } finally {
+      clearInterval(beats);
+    }
+  });
 });
