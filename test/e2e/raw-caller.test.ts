@@ -60,6 +60,12 @@ describe("a caller and a service written from PROTOCOL.md alone", () => {
       expect(answer.payload.data).toMatchObject({ instance, issues: [{ path: "payload.method" }] });
     });
 
+    it("INVALID_ENVELOPE correlated with an id of 256 characters in more UTF-16 units (§2: ids are counted in characters)", async () => {
+      const id = "😀".repeat(256);
+      const answer = await ask({ ...envelope("prompt_request", { service: "fx" }), id, correlation_id: id });
+      expect(answer).toMatchObject({ correlation_id: id, payload: { code: "INVALID_ENVELOPE", data: { instance } } });
+    });
+
     it("INVALID_ENVELOPE for a message that is not JSON", async () => {
       const answer = await ask("{not json");
       expect(answer.payload).toMatchObject({ code: "INVALID_ENVELOPE", data: { instance } });
