@@ -84,7 +84,7 @@ export function defaultStreamReplicas(info: { cluster?: string | undefined; conn
  * lookups, max-deliveries advisories (`dead-letter`); and records read from buckets (task records,
  * delivery records in the result store, shared cache entries), skipped as if absent. The reason is
  * `invalid_subject`, `unexpected_type`, `key_mismatch` (an announcement under another instance's
- * registry key), the decoding error's code in lower case, or one the reader names (`invalid_json`:
+ * registry key), `subject_mismatch` (a heartbeat naming another instance than its subject), the decoding error's code in lower case, or one the reader names (`invalid_json`:
  * no JSON object; `invalid_message`, `invalid_record` and the like: an object of the wrong shape).
  */
 export type DroppedSubject =

@@ -346,10 +346,7 @@ export class ServiceEndpoint {
       this.options.logger[callersFault ? "debug" : "warn"]({ err: error, method: envelope.payload.method, correlationId }, "call failed");
       this.counters.errors++;
       this.counters.lastError = `${error.code}: ${error.message}`;
-      const payload = errorPayload(error);
-      // Which replica failed, so a caller can try another (upstream errors are the upstream's own data).
-      if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
-      answer = this.respond(delivery, createEnvelope("error_notification", payload, reply), seal, error);
+      answer = this.respond(delivery, createEnvelope("error_notification", this.errorPayload(error), reply), seal, error);
     } finally {
       clearTimeout(receipt);
       if (this.running.get(correlationId) === cancel) this.running.delete(correlationId);
@@ -401,7 +398,8 @@ export class ServiceEndpoint {
     let data = this.encode(envelope, seal);
     if (data.byteLength > maxPayload) {
       error = new BusError(ErrorCode.PayloadTooLarge, `the result of ${data.byteLength} bytes exceeds the bus limit of ${maxPayload} bytes`);
-      data = this.encode(createEnvelope("error_notification", errorPayload(error), { sender: this.options.instance, correlationId: envelope.correlation_id }), seal);
+      const reply = { sender: this.options.instance, correlationId: envelope.correlation_id, sessionId: envelope.session_id };
+      data = this.encode(createEnvelope("error_notification", this.errorPayload(error), reply), seal);
     }
     delivery.respond(data, error);
     return data;
@@ -412,10 +410,17 @@ export class ServiceEndpoint {
     this.counters.errors++;
     this.counters.lastError = `${error.code}: ${error.message}`;
     this.options.logger.warn({ err: error, subject: delivery.subject }, "rejected a bad message");
-    const payload = errorPayload(error);
+    const payload = this.errorPayload(error);
     this.respond(delivery, createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId }), undefined, error);
     // The report is a message of its own, with its own id.
     this.nc.publish(subjects.errors(this.options.instance), this.encode(createEnvelope("error_notification", payload, { sender: this.options.instance, correlationId })));
+  }
+
+  /** The payload of an error this instance raises: its `data` names the instance, so a caller can try another replica (PROTOCOL.md §5.1); an upstream's error keeps the upstream's own data. */
+  private errorPayload(error: DmcpError): ReturnType<typeof errorPayload> {
+    const payload = errorPayload(error);
+    if (error.code !== ErrorCode.UpstreamError) payload.data = { ...(isRecord(payload.data) ? payload.data : {}), instance: this.options.instance };
+    return payload;
   }
 
   /** A message on the endpoint's own subscriptions: answered on its NATS reply subject, when it has one. */

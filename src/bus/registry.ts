@@ -399,6 +399,11 @@ export class RegistryView {
       return;
     }
     const heartbeat = decoded.envelope.payload;
+    // A heartbeat speaks for the instance its subject names (PROTOCOL.md §6.2), as an announcement for its key.
+    if (heartbeat.service !== ids.service || heartbeat.instance !== ids.instance) {
+      this.bus.dropped("heartbeat", "subject_mismatch");
+      return;
+    }
     const key = registryKey(ids.service, ids.instance);
     const known = this.instances.get(key);
     if (heartbeat.status === "stopping") {

@@ -407,12 +407,13 @@ export class Requester {
     }
     const envelope = decoded.envelope;
     if (envelope.correlation_id !== call.correlationId) return; // not an answer to this call
-    if (envelope.type !== "context_update") call.onInstance?.(envelope.sender_id);
     switch (envelope.type) {
       case "prompt_response":
+        call.onInstance?.(envelope.sender_id);
         this.settle(token)?.resolve(envelope.payload.result);
         return;
       case "error_notification":
+        call.onInstance?.(envelope.sender_id);
         this.settle(token)?.reject(errorFromPayload(envelope.payload));
         return;
       case "context_update": {
@@ -429,6 +430,12 @@ export class Requester {
         return;
       }
       default:
+        // A request or a heartbeat is no answer, and no answer of the right type will follow it: waiting would only reach the deadline.
+        this.settle(token)?.reject(
+          new RequestError(ErrorCode.InvalidEnvelope, `the executor answered with a ${envelope.type}, not a prompt_response or an error_notification`, {
+            data: { service: call.service },
+          }),
+        );
         return;
     }
   }

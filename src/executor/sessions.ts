@@ -13,6 +13,7 @@ import {
   RELAYED_CLIENT_NOTIFICATIONS,
   RequestError,
   SESSION_CLOSE_METHOD,
+  SESSION_NOTIFICATIONS,
   subjects,
   type ClientSession,
 } from "../protocol/index.js";
@@ -273,7 +274,6 @@ export class UpstreamSessions {
 }
 
 /** Notifications of an upstream session that go to its client session (outside a call's stream). */
-const SESSION_NOTIFICATIONS = new Set(["notifications/message", "notifications/resources/updated", "notifications/elicitation/complete"]);
 
 /** A client session is known by the gateway that opened it and its id there, whichever gateway sends its calls. */
 function keyOf({ id, client }: ClientSessionRef): string {

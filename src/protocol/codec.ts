@@ -51,7 +51,8 @@ function peekIds(bytes: Uint8Array): Record<string, string> {
   const head = decoder.decode(bytes.subarray(0, 64 * 1024));
   const ids: Record<string, string> = {};
   for (const field of ["correlation_id", "id", "sender_id"]) {
-    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,${MAX_ENVELOPE_ID_CHARS}})"`).exec(head);
+    // With the u flag a character is a code point, as the schemas count them.
+    const match = new RegExp(`"${field}"\\s*:\\s*"([^"\\\\]{1,${MAX_ENVELOPE_ID_CHARS}})"`, "u").exec(head);
     if (match) ids[field] = match[1]!;
   }
   return ids;

@@ -31,7 +31,12 @@ const EnvelopeId = z.string().min(1).max(MAX_ENVELOPE_ID_CHARS);
  * call record on a session stream, ids salvaged from a message that failed validation).
  */
 export function isEnvelopeId(value: unknown): value is string {
-  return typeof value === "string" && value.length >= 1 && value.length <= MAX_ENVELOPE_ID_CHARS;
+  return typeof value === "string" && value.length >= 1 && fitsIdLength(value);
+}
+
+/** At most 256 characters counted as the schemas count them: code points (an emoji is one, in two UTF-16 units). */
+function fitsIdLength(value: string): boolean {
+  return value.length <= MAX_ENVELOPE_ID_CHARS || (value.length <= 2 * MAX_ENVELOPE_ID_CHARS && [...value].length <= MAX_ENVELOPE_ID_CHARS);
 }
 
 /** An MCP request carried across the bus: the JSON-RPC request minus `jsonrpc` and `id`. */

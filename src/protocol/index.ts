@@ -109,6 +109,7 @@ export { formatIssues } from "./zod-issues.js";
 
 // MCP revision rules (protocol/mcp/).
 export { isJsonRpcId, isPlainObject, messageProblem, paramsProblem, type MessageProblem } from "./mcp/message-schema.js";
+export { isCallNotificationForClient, SESSION_NOTIFICATIONS } from "./mcp/call-notifications.js";
 export { mcpNameField, META, metaOf, requestedVersion, STATELESS_PROTOCOL_VERSIONS, StatelessErrorCode, TASK_METHODS, withoutStatelessMeta } from "./mcp/meta.js";
 export {
   decodeParamValue,

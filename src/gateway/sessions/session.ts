@@ -19,6 +19,7 @@ import {
   DmcpError,
   ErrorCode,
   errorResponse,
+  isCallNotificationForClient,
   isErrorResponse,
   isNotification,
   isRequest,
@@ -503,14 +504,15 @@ export class GatewaySession {
 
   /**
    * Where a forwarded call's notifications go: out on its request's own stream, before its result (log
-   * messages of a 2026-07-28 request only at or above the level it asked for; a closed upstream stream
-   * closes the client's).
+   * messages of a 2026-07-28 request only at or above the level it asked for; progress only for the
+   * client's own token; a closed upstream stream closes the client's; nothing else).
    */
   private onCallNotification(call: Call, method: string, params: Record<string, unknown>): void {
     if (call.cancellation.aborted || call.requestId === undefined) return;
     // The upstream closed its stream to be polled: so does this client's, which then resumes it with
     // Last-Event-ID and gets the answer from the event store. Other clients wait.
     if (method === STREAM_CLOSED_METHOD) this.streams.close(call.requestId);
+    else if (!isCallNotificationForClient(call.params, method, params)) this.logger.debug({ method, instance: call.instance }, "ignored a notification that is not the client's");
     else if (method === "notifications/message" && call.stateless && !wantsLogMessage(call.params, params)) return;
     else this.send({ jsonrpc: "2.0", method, params }, call.requestId);
   }

@@ -5,7 +5,7 @@
  * relay brings for it (server requests, log messages, resource updates).
  */
 import { randomUUID } from "node:crypto";
-import { CallError, ErrorCode, SESSION_CLOSE_METHOD, type ClientSession, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
+import { CallError, ErrorCode, SESSION_CLOSE_METHOD, SESSION_NOTIFICATIONS, type ClientSession, type JsonRpcId, type JsonRpcMessage } from "../../protocol/index.js";
 import type { CallSession } from "../calls/call.js";
 import type { Dispatcher } from "../calls/dispatcher.js";
 import { SessionPins } from "../calls/session-pins.js";
@@ -160,8 +160,9 @@ export class UpstreamSessions {
     };
   }
 
-  /** Logging and resource updates of an upstream session, for this client. */
+  /** Logging, elicitation completions and resource updates of an upstream session, for this client; nothing else. */
   private onNotification(service: string, method: string, params: Record<string, unknown>, sealed: boolean): void {
+    if (!SESSION_NOTIFICATIONS.has(method)) return;
     if (method === "notifications/resources/updated") {
       if (typeof params.uri === "string") this.options.resourceUpdated?.(service, params.uri);
       const uri = this.subscriptions.get(`${service}\n${String(params.uri)}`);
