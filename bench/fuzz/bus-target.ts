@@ -100,6 +100,8 @@ function busCase(world: FuzzWorld, listeners: BusListeners): Arbitrary<BusCase> 
       ),
       types: ["agent_heartbeat"],
       heartbeat: "heartbeat",
+      // Heartbeats mostly for an instance their subject names (the rest are ignored for naming another).
+      world: { ...world, services: ["hbsvc"], instances: ["hb-1", "hb-2"] },
     },
     // Made-up topics are written by hand: the subject builder refuses them.
     {
@@ -219,7 +221,10 @@ function judge(input: BusCase, listeners: BusListeners): { answered: boolean; cl
       return unanswered(ok, "cancellation (of no running call)", [input.subject === subjects.cancel(listeners.agent.service) ? "agentCancel" : "executorCancel"]);
     }
     case "heartbeat": {
-      const ok = parseHeartbeatSubject(input.subject) !== undefined && envelope?.type === "agent_heartbeat" && envelope.payload.kind === "heartbeat";
+      // A heartbeat speaks only for the instance its subject names (PROTOCOL.md §6.2).
+      const named = parseHeartbeatSubject(input.subject);
+      const payload = envelope?.type === "agent_heartbeat" && envelope.payload.kind === "heartbeat" ? envelope.payload : undefined;
+      const ok = named !== undefined && payload?.service === named.service && payload.instance === named.instance;
       return unanswered(ok, "heartbeat", ["gatewayHeartbeat"]);
     }
     case "context": {
