@@ -58,6 +58,8 @@ export interface EnvelopeCodec {
   openFromSelf?(sealed: unknown): Record<string, unknown>;
   /** Whether `publicKey` is this process's own caller key. */
   isCallerKey?(publicKey: string): boolean;
+  /** This process's own caller key (public): what others seal to for it; absent when the codec cannot seal. */
+  callerPublicKey?(): string;
   /** Seals a JSON value from this process's own caller key to the curve key `to`; absent when the codec cannot seal. */
   sealFromSelf?(value: unknown, to: string): SealedValue;
   /** Opens a box sealed to this process's own caller key, whoever sealed it. Throws a DECRYPTION_FAILED DmcpError. */

@@ -71,6 +71,7 @@ export { ensureTasksBucket, MAX_TASK_TTL_MS, TASKS_BUCKET } from "./tasks-bucket
 export { ensureCacheBucket, type SharedCache } from "./cache-bucket.js";
 export { EventsDiscardedError } from "./follow-gaps.js";
 export {
+  GET_STREAM,
   openSessionEvents,
   SESSION_EVENTS_PER_STREAM,
   SESSION_EVENTS_STREAM,

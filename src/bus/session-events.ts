@@ -7,12 +7,13 @@
  * Publishing does not wait for JetStream: the gateway that sent the stream replays it from memory
  * while it holds it (until the call's answer reached the client). The events of a sealed call's stream
  * are published sealed to the gateway's own caller key (the codec's `sealToSelf`), so that only
- * gateways holding that key read them back.
+ * gateways holding that key read them back. On the GET stream, which any gateway writes on, a sealed
+ * event may be sealed by one gateway to another's key (the one following it, `sealTo`).
  */
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type MsgRequest } from "@nats-io/jetstream";
 import { isEnvelopeId, isValidToken, subjects } from "../protocol/index.js";
 import type { Bus } from "./connection.js";
-import type { EnvelopeCodec } from "./codec.js";
+import type { EnvelopeCodec, SealedValue } from "./codec.js";
 import { EventsDiscardedError, skippedBefore, type SubjectHistory } from "./follow-gaps.js";
 import { jetStreamManagerOf, jetStreamOf, streamPlacementOf } from "./jetstream.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
@@ -32,6 +33,9 @@ const FOLLOW_REOPEN_TRIES = 10;
 const FOLLOW_REOPEN_PAUSE_MS = 1_000;
 /** How often a follow that delivered nothing asks after its consumer (what heartbeats and reconnects did not catch). */
 const FOLLOW_QUIET_CHECK_MS = 30_000;
+
+/** The stream id of a session's standalone `GET` stream (the SDK's, PROTOCOL.md §19.3). */
+export const GET_STREAM = "_GET_stream";
 
 export const SESSION_EVENTS_SPEC: StreamSpec = { name: SESSION_EVENTS_STREAM, subjects: [subjects.sessionEventsAll()], retention: RetentionPolicy.Limits };
 
@@ -63,10 +67,15 @@ export interface StreamCall {
   sealedTo?: string | undefined;
 }
 
-/** How an event is published: with the record of the call that opened its stream, sealed (the stream is a sealed call's). */
+/**
+ * How an event is published: with the record of the call that opened its stream, sealed (the stream is a
+ * sealed call's, or a sealed message goes on the GET stream), to `sealTo` (another gateway's caller key,
+ * on the GET stream only) rather than to this gateway's own.
+ */
 export interface AppendOptions {
   call?: StreamCall | undefined;
   seal?: boolean | undefined;
+  sealTo?: string | undefined;
 }
 
 /** A stream as the log keeps it: its events and the calls answered on it, oldest first. */
@@ -89,8 +98,8 @@ export type FollowStart = { afterSeq: number } | "now";
 export interface SessionEventLog {
   /**
    * Publishes an event of `stream` of `session` (without waiting for it to be stored), with the record
-   * of `options.call` when given (one message); its message sealed to this gateway's caller key with
-   * `options.seal` (when the bus's codec can seal: with message security).
+   * of `options.call` when given (one message); its message sealed with `options.seal` (when the bus's
+   * codec can seal: with message security) to this gateway's caller key, or to `options.sealTo`.
    */
   append(session: string, stream: string, event: StoredEvent, options?: AppendOptions): void;
   /** Records a call whose answer belongs on `stream` of `session` (without waiting for it to be stored). */
@@ -155,7 +164,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     if (pending === 0) return logged;
     const batch = await consumer.fetch({ max_messages: pending, expires: 5000 });
     for await (const msg of batch) {
-      parseRecord(msg.data, msg.seq, logged, codec);
+      parseRecord(msg.data, msg.seq, logged, codec, stream);
       if (msg.info.pending === 0) break;
     }
     await batch.close().catch(() => undefined);
@@ -165,8 +174,8 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
     append: (session, stream, event, options = {}) => {
       const { call, seal } = options;
       // A priming event's message ({}) holds nothing to hide: it stays in clear.
-      const sealed = seal && codec.sealToSelf && !isEmpty(event.message);
-      const body = sealed ? { id: event.id, sealed: codec.sealToSelf!({ message: event.message }) } : { id: event.id, message: event.message };
+      const sealed = seal && !isEmpty(event.message) ? sealEvent(codec, event.message, stream === GET_STREAM ? options.sealTo : undefined) : undefined;
+      const body = sealed ? { id: event.id, sealed } : { id: event.id, message: event.message };
       publish(session, stream, call ? { ...body, call: callRecord(call) } : body);
     },
     opens: (publicKey) => codec.isCallerKey?.(publicKey) ?? false,
@@ -180,7 +189,7 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
         next = seq + 1;
         last = seq;
         const logged: LoggedStream = { events: [], calls: [] };
-        parseRecord(data, seq, logged, codec);
+        parseRecord(data, seq, logged, codec, stream);
         for (const call of logged.calls) onCall?.(call);
         for (const event of logged.events) onEvent(event);
       };
@@ -260,6 +269,12 @@ export async function openSessionEvents(bus: Bus): Promise<SessionEventLog> {
   };
 }
 
+/** `message` sealed to this process's caller key, or to `to` (another's); undefined when the codec cannot seal. */
+function sealEvent(codec: EnvelopeCodec, message: unknown, to: string | undefined): SealedValue | undefined {
+  if (to !== undefined && !codec.isCallerKey?.(to)) return codec.sealFromSelf?.({ message }, to);
+  return codec.sealToSelf?.({ message });
+}
+
 function isEmpty(message: unknown): boolean {
   return typeof message === "object" && message !== null && Object.keys(message).length === 0;
 }
@@ -276,24 +291,29 @@ function callRecord(call: StreamCall): Record<string, unknown> {
 }
 
 /**
- * Adds an event or a call record to `into`; anything else on the subject (any gateway may publish
- * there) is skipped. A sealed event is opened with `codec`; one it cannot open is added `locked`.
+ * Adds an event or a call record of `stream` to `into`; anything else on the subject (any gateway may
+ * publish there) is skipped. A sealed event is opened with `codec`; one it cannot open is added `locked`.
  */
-function parseRecord(data: Uint8Array, seq: number, into: LoggedStream, codec: EnvelopeCodec): void {
+function parseRecord(data: Uint8Array, seq: number, into: LoggedStream, codec: EnvelopeCodec, stream: string): void {
   const record = jsonObjectOf(data);
   if (!record) return;
   const call = parseCall(record.call);
   if (call) into.calls.push(call);
   if (typeof record.id !== "string") return;
-  if ("sealed" in record) into.events.push(openEvent(record.id, record.sealed, seq, codec));
+  if ("sealed" in record) into.events.push(openEvent(record.id, record.sealed, seq, codec, stream === GET_STREAM));
   else if (typeof record.message === "object" && record.message !== null) into.events.push({ id: record.id, message: record.message, seq });
 }
 
-/** A sealed event opened, or locked with the reason it cannot be. */
-function openEvent(id: string, sealed: unknown, seq: number, codec: EnvelopeCodec): StoredEvent {
-  if (!codec.openFromSelf) return { id, message: undefined, seq, locked: "the event is sealed, and this gateway runs without message security" };
+/**
+ * A sealed event opened, or locked with the reason it cannot be. On a call's stream only a box from
+ * and to this gateway's key opens (nobody else can make one); on the GET stream, where any gateway may
+ * write in clear too (`fromAnyKey`), a box to its key from another gateway's opens as well.
+ */
+function openEvent(id: string, sealed: unknown, seq: number, codec: EnvelopeCodec, fromAnyKey: boolean): StoredEvent {
+  const open = fromAnyKey ? codec.openToSelf : codec.openFromSelf;
+  if (!open) return { id, message: undefined, seq, locked: "the event is sealed, and this gateway runs without message security" };
   try {
-    const { message } = codec.openFromSelf(sealed);
+    const { message } = open.call(codec, sealed);
     if (typeof message === "object" && message !== null) return { id, message, seq };
     return { id, message: undefined, seq, locked: "the sealed event holds no message" };
   } catch (err) {

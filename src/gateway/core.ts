@@ -165,6 +165,11 @@ export class GatewayCore {
     return this.options.id;
   }
 
+  /** This gateway's caller key (public curve key), which other gateways seal to for it; undefined without message security. */
+  get callerKey(): string | undefined {
+    return this.options.bus.codec.callerPublicKey?.();
+  }
+
   /** Called with the kind of list that changed, after every registry change that alters it. */
   onListChanged(listener: (kind: ListKind) => void): () => void {
     return this.catalogKeeper.onListChanged(listener);

@@ -6,6 +6,7 @@ export { SharedSessions, type SessionChanges } from "./sessions/shared-sessions.
 export { RATE_SHARE_INTERVAL_MS, RateSharing, type RateShare } from "./access/rate-sharing.js";
 export type { SessionState } from "./sessions/session-state.js";
 export type { EventFollow, FollowStart, LoggedStream, SessionEventLog, StoredEvent, StreamCall } from "../bus/index.js";
+export { GET_STREAM } from "../bus/index.js";
 export type { InboundMessageInfo, InboundTransport } from "./sessions/inbound-transport.js";
 export { Call, type CallRequest, type CallSession, type NotificationSink, type UpstreamTie } from "./calls/call.js";
 export { Dispatcher, type CallObserver, type CallStart, type DispatcherOptions } from "./calls/dispatcher.js";

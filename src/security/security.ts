@@ -202,6 +202,11 @@ export class MessageSecurity {
     return this.ownCurveKey?.publicKey === publicKey;
   }
 
+  /** The public half of this process's caller key, which other gateways seal to for it (PROTOCOL.md §19.3). */
+  callerPublicKey(): string {
+    return this.callerKey().publicKey;
+  }
+
   /** The curve key this process seals its requests with: the configured one, else one made when first needed. */
   private callerKey(): CurveKey {
     if (!this.ownCurveKey) {

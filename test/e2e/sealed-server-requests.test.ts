@@ -18,7 +18,7 @@ import { createEnvelope } from "../../src/protocol/index.js";
 import { CurveKey, MessageSecurity } from "../../src/security/index.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { DMCP_BIN, eventually, REPO_ROOT, runDmcp, startGatewayHttp, wrapFixtureStdio, type Child } from "../support/processes.js";
-import { eventReader, openSession } from "../support/sse.js";
+import { eventReader, openSession, parseEvents } from "../support/sse.js";
 
 const CONFORMANCE_BIN = `${REPO_ROOT}dist/test/support/fixtures/conformance-server.js`;
 /** What no byte on the bus may hold: it is in what the upstream asks and what the client answers only. */
@@ -143,6 +143,74 @@ describe("the server-to-client requests of a sealed call", () => {
     for (const note of notes) expect(note.text).toContain('"sealed"');
     // The gateway wrote it and the roots request on the session's GET stream, which it follows: sealed on the bus.
     expect(onTheBus.some((message) => message.subject.endsWith("._GET_stream") && message.text.includes('"sealed"'))).toBe(true);
+  });
+});
+
+/** Opens the session's GET stream on `url` and reads it in the background: `text()` is what it carried so far. */
+async function openGetStream(url: string, headers: () => Record<string, string>) {
+  const response = await fetch(url, {
+    method: "GET",
+    headers: { accept: "text/event-stream", "mcp-session-id": headers()["mcp-session-id"]!, "mcp-protocol-version": "2025-11-25" },
+  });
+  expect(response.status).toBe(200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  void (async () => {
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) return;
+      text += decoder.decode(value, { stream: true });
+    }
+  })();
+  const messages = () => parseEvents(text).flatMap((event) => (event.data.startsWith("{") ? [JSON.parse(event.data) as Record<string, unknown>] : []));
+  return { text: () => text, messages, close: () => reader.cancel() };
+}
+
+describe("sealed traffic outside a call while the client's GET stream is open on another gateway", () => {
+  it("goes on the bus's GET stream sealed to that gateway's key, which opens it: the client gets it there", async () => {
+    const headers = await openSession(sealing.url, undefined, 'elicitation_complete"', { roots: { listChanged: true } });
+    // `other` takes the session up with its GET stream and becomes the listener its record names, with its caller key.
+    const get = await openGetStream(other.url, headers);
+    let id = 10;
+    const callOnSealing = async (tool: string, args: Record<string, unknown>) =>
+      (
+        await fetch(sealing.url, {
+          method: "POST",
+          headers: headers(),
+          body: JSON.stringify({ jsonrpc: "2.0", id: ++id, method: "tools/call", params: { name: tool, arguments: args } }),
+        })
+      ).text();
+    try {
+      // Until `sealing` has read the record, what it writes there is sealed to its own key, which `other` skips.
+      await eventually(
+        async () => {
+          await callOnSealing("vault__elicitation_complete", { id: `${MARKER}-get-${id}` });
+          return get.text().includes(`${MARKER}-get-`);
+        },
+        30_000,
+        500,
+      );
+      // A request between calls (asked while no call runs: one asked during a call goes on the call's stream), answered through
+      // `other`, which passes the answer on sealed to `sealing`'s key.
+      const request = await eventually(async () => {
+        await callOnSealing("vault__ask_client", { method: "roots/list", ms: 300 });
+        return eventually(() => get.messages().find((message) => message.method === "roots/list"), 3000).catch(() => undefined);
+      }, 30_000);
+      expect(request.id).toMatch(/^dmcp-\d+\.X[A-Z2-7]{55}@/);
+      const answer = { jsonrpc: "2.0", id: request.id, result: { roots: [{ uri: `file:///${MARKER}-get-root`, name: "root" }] } };
+      expect((await fetch(other.url, { method: "POST", headers: headers(), body: JSON.stringify(answer) })).status).toBe(202);
+      await eventually(async () => (await callOnSealing("vault__client_answers", {})).includes(`${MARKER}-get-root`), 15_000);
+    } finally {
+      await get.close();
+    }
+    const leaks = onTheBus.filter((message) => message.text.includes(MARKER));
+    expect(leaks, JSON.stringify(leaks.slice(0, 2))).toEqual([]);
+    // On the GET stream: boxes from `sealing`'s key to `other`'s.
+    const boxes = onTheBus
+      .filter((message) => message.subject.endsWith("._GET_stream"))
+      .map((message) => (JSON.parse(message.text) as { sealed?: { from: string; to: string } }).sealed);
+    expect(boxes.some((box) => box !== undefined && box.from !== box.to)).toBe(true);
   });
 });
 

@@ -6,11 +6,22 @@
  * rule of src/protocol, 1-256 characters). Reading the stream and following it skip all of it and
  * keep the events and calls around it. And a follow whose next events the stream discarded before it
  * read them (it keeps the last 100 of a subject) ends saying so, rather than going on past the gap.
+ * A box from one gateway's caller key to another's opens on the GET stream only, for that other.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectBus, EventsDiscardedError, openSessionEvents, SESSION_EVENTS_PER_STREAM, type Bus, type SessionEventLog, type StoredEvent } from "../../src/bus/index.js";
+import {
+  connectBus,
+  EventsDiscardedError,
+  GET_STREAM,
+  openSessionEvents,
+  SESSION_EVENTS_PER_STREAM,
+  type Bus,
+  type SessionEventLog,
+  type StoredEvent,
+} from "../../src/bus/index.js";
 import { subjects } from "../../src/protocol/index.js";
+import { CurveKey, MessageSecurity } from "../../src/security/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 import { connectRawNats, startTestNats, type EmbeddedNats } from "../support/nats.js";
 import { eventually } from "../support/processes.js";
@@ -129,5 +140,29 @@ describe("a follow of a stream whose events the stream discards (it keeps the la
     const { delivered, ended } = await followAfter("s-kept", "st", firstSeq, SESSION_EVENTS_PER_STREAM - 1);
     expect(ended).toBe("running");
     expect(delivered).toEqual(Array.from({ length: SESSION_EVENTS_PER_STREAM - 1 }, (_, i) => `e${i + 1}`));
+  });
+});
+
+describe("sealed events from one gateway's key to another's (PROTOCOL.md §19.3)", () => {
+  const keyA = CurveKey.generate();
+  const keyB = CurveKey.generate();
+  const securityA = new MessageSecurity({ callerSealKey: keyA });
+  const securityB = new MessageSecurity({ callerSealKey: keyB });
+  const message = { jsonrpc: "2.0", method: "notifications/message", params: { data: "secret" } };
+
+  it("open on the GET stream for the gateway they are sealed to, and for no other", async () => {
+    const [logA, logB] = await Promise.all([openSessionEvents(bus.withCodec(securityA)), openSessionEvents(bus.withCodec(securityB))]);
+    logA.append("s-peer", GET_STREAM, { id: "g1", message }, { seal: true, sealTo: keyB.publicKey });
+    const readB = await eventually(async () => (await logB.readStream("s-peer", GET_STREAM)).events.at(0), 10_000);
+    expect(readB).toMatchObject({ id: "g1", message });
+    expect((await logA.readStream("s-peer", GET_STREAM)).events[0]?.locked).toBeDefined();
+  });
+
+  it("stay locked on a call's stream, where only a box from and to the reader's own key opens", async () => {
+    const logB = await openSessionEvents(bus.withCodec(securityB));
+    raw.publish(subjects.sessionEvents("s-peer", "st"), JSON.stringify({ id: "c1", sealed: securityA.sealFromSelf({ message }, keyB.publicKey) }));
+    const readB = await eventually(async () => (await logB.readStream("s-peer", "st")).events.at(0), 10_000);
+    expect(readB.message).toBeUndefined();
+    expect(readB.locked).toMatch(/sealed by/);
   });
 });

@@ -23,10 +23,10 @@
  */
 import { randomBytes } from "node:crypto";
 import type { EventId, EventStore, JSONRPCMessage, StreamId } from "@modelcontextprotocol/server";
-import type { SessionEventLog, StoredEvent, StreamCall } from "../../../src/gateway/index.js";
+import { GET_STREAM, type SessionEventLog, type StoredEvent, type StreamCall } from "../../../src/gateway/index.js";
 
 /** The SDK's id of a session's standalone (GET) stream. */
-export const STANDALONE_STREAM = "_GET_stream";
+export const STANDALONE_STREAM = GET_STREAM;
 
 /**
  * How a GET with Last-Event-ID resumes: from this gateway's memory (the SDK's replay: a call's stream
@@ -60,8 +60,11 @@ export interface SessionEventStore extends EventStore {
    * resumes it anyway is served from there, as on any other gateway; without one they stay (bounded).
    */
   finished(streamId: StreamId): void;
-  /** `message`, when it goes on the GET stream, goes on the bus sealed (it came sealed: PROTOCOL.md §16, §19.3). */
-  sealOnGet(message: JSONRPCMessage): void;
+  /**
+   * `message`, when it goes on the GET stream, goes on the bus sealed (it came sealed: PROTOCOL.md §16,
+   * §19.3): to the caller key `to` (the gateway following the GET stream), or to this gateway's own.
+   */
+  sealOnGet(message: JSONRPCMessage, to?: string | undefined): void;
   forget(): void;
 }
 
@@ -82,8 +85,8 @@ export class MemoryEventStore {
     const session = ++this.sessions;
     // The streams of this session that carry a sealed call: their events go on the bus sealed.
     const sealed = new Set<StreamId>();
-    // Messages of the GET stream that came sealed (the SDK stores the very object it was given).
-    const sealedOnGet = new WeakSet<JSONRPCMessage>();
+    // Messages of the GET stream that came sealed, with the key they go sealed to (the SDK stores the very object it was given).
+    const sealedOnGet = new WeakMap<JSONRPCMessage, { to?: string | undefined }>();
     const noteCall = (streamId: StreamId, call: StreamCall | undefined) => {
       if (!call?.sealedTo) return;
       sealed.add(streamId);
@@ -100,14 +103,15 @@ export class MemoryEventStore {
       // A GET stream is only ever read back from the log (every gateway writes on it): not kept here then.
       const kept = !(log && sessionId && streamId === STANDALONE_STREAM);
       const id = this.store(session, streamId, kept ? message : undefined);
-      const seal = sealed.has(streamId) || (streamId === STANDALONE_STREAM && sealedOnGet.has(message));
-      if (log && sessionId) log.append(sessionId, streamId, { id, message }, { call, seal });
+      const onGet = streamId === STANDALONE_STREAM ? sealedOnGet.get(message) : undefined;
+      const seal = sealed.has(streamId) || onGet !== undefined;
+      if (log && sessionId) log.append(sessionId, streamId, { id, message }, { call, seal, sealTo: onGet?.to });
       return id;
     };
     return {
       storeEvent: async (streamId, message) => storeNow(streamId, message),
       storeNow,
-      sealOnGet: (message) => void sealedOnGet.add(message),
+      sealOnGet: (message, to) => void sealedOnGet.set(message, { to }),
       recordCall: (streamId, call) => {
         const sessionId = httpSession();
         noteCall(streamId, call);
@@ -125,7 +129,7 @@ export class MemoryEventStore {
         if (at < 0) return undefined;
         // What this gateway publishes on the stream (answers it finds) is sealed as the call's own events are.
         for (const call of calls) noteCall(streamId, call);
-        // The GET stream holds sealed events only of its follower's own key (PROTOCOL.md §19.3): one there that cannot be read is skipped.
+        // The GET stream's sealed events are sealed to its follower's key (PROTOCOL.md §19.3): one there that cannot be read is skipped.
         const locked = streamId === STANDALONE_STREAM ? undefined : lockedReason(events, calls, log);
         const replay = events.slice(at + 1).filter((event) => event.locked === undefined);
         return { from: "log", streamId, replay, afterSeq: events.at(-1)?.seq ?? 0, unanswered: unansweredCalls(events, calls), locked };

@@ -126,10 +126,11 @@ export class HttpSessionTransport implements InboundTransport {
     if (streamId && this.eventStore) this.eventStore.recordCall(streamId, call);
   }
 
-  send(message: JSONRPCMessage, options?: TransportSendOptions & { sealed?: boolean | undefined }): Promise<void> {
+  send(message: JSONRPCMessage, options?: TransportSendOptions & { sealed?: boolean | undefined; listenerKey?: string | undefined }): Promise<void> {
     if (this.direct?.send(message, options?.relatedRequestId)) return Promise.resolve();
-    // Outside any call a message goes on the GET stream: sealed on the bus when it came sealed and this gateway follows that stream (it reads it back).
-    if (options?.sealed && options.relatedRequestId === undefined && this.followed?.holds(STANDALONE_STREAM)) this.eventStore?.sealOnGet(message);
+    // Outside any call a message goes on the GET stream: when it came sealed, sealed there to this gateway's
+    // own key while it follows that stream, else to the key of the gateway the record names (or its own).
+    if (options?.sealed && options.relatedRequestId === undefined) this.eventStore?.sealOnGet(message, this.holdsStandaloneStream ? undefined : options.listenerKey);
     const m = message as Record<string, unknown>;
     if (!this.eventStore || "method" in m || !("result" in m || "error" in m)) return this.web.send(message, options);
     return this.sendAnswer(message, m.id as JsonRpcId, this.eventStore, options);

@@ -10,8 +10,8 @@
  * A call's stream whose events are sealed to a key this gateway does not hold (another gateway's own
  * caller key, PROTOCOL.md §19.3) cannot be passed on: its calls without an answer are answered with
  * DECRYPTION_FAILED and the stream ends, at once when the resumption finds it so (`locked`), or at
- * the first such event the follow meets. Such an event on the GET stream (where a gateway seals only
- * what it reads back itself) is skipped.
+ * the first such event the follow meets. Such an event on the GET stream (sealed to the key of the
+ * gateway that followed it when it was written) is skipped.
  *
  * The API the rest of the gateway uses: `serve(res, plan)` for one GET, `holds(stream)` (whether the
  * stream is open here), `closeAll()` when the session ends here.

@@ -35,9 +35,10 @@ export interface InboundTransport {
    * A message to the client. `relatedRequestId`: the client's request it belongs to (a notification
    * during a call, or the call's answer), which a transport with a stream per request sends it on.
    * `sealed`: it came over the bus sealed (PROTOCOL.md §16), so what the transport keeps of it on the
-   * bus stays sealed where the transport can read it back (§19.3).
+   * bus stays sealed (§19.3): outside any call, to `listenerKey` (the caller key of the gateway the
+   * session's record names as following its GET stream, when that is another) or else to its own key.
    */
-  send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined; sealed?: boolean | undefined }): Promise<void>;
+  send(message: JSONRPCMessage, options?: { relatedRequestId?: JsonRpcId | undefined; sealed?: boolean | undefined; listenerKey?: string | undefined }): Promise<void>;
   close(): Promise<void>;
   /** The revision the session negotiated at initialize, for a transport that wants to know it. */
   setProtocolVersion?: ((version: string) => void) | undefined;

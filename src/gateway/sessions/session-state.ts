@@ -20,6 +20,14 @@ export const SessionStateSchema = z.object({
   topics: z.array(z.string()),
   /** The gateway on which the session's GET stream opened last: the one that sends what every gateway would send alike (list changes, context topic updates). */
   listener: z.string().optional(),
+  /**
+   * The listener's caller key (public curve key), when it has one: the sealed traffic other gateways
+   * write outside any call on the GET stream is sealed to it (PROTOCOL.md §19.3). Older records have none.
+   */
+  listenerKey: z
+    .string()
+    .regex(/^X[A-Z2-7]{55}$/)
+    .optional(),
   /** The gateway that opened the session: the executors key its upstream sessions by it (PROTOCOL.md §16, §19). */
   origin: z.string().optional(),
   /** The replica holding the session's upstream session, by service, for each service a call of it reached. */

@@ -107,6 +107,8 @@ export class GatewaySession {
   private readonly stateless: StatelessDispatch;
   /** The gateway on which the client's GET stream opened last (shared sessions); none before its first. */
   private listener: string | undefined;
+  /** The listener's caller key, as its record names it: what this gateway seals to when it writes sealed traffic on the GET stream. */
+  private listenerKey: string | undefined;
   /** The gateway that opened the session, when it is shared (its upstream sessions are keyed by it). */
   private readonly origin: string | undefined;
   /** Another gateway wrote the session's record since this one last did: it serves the session too. */
@@ -172,6 +174,7 @@ export class GatewaySession {
       ...(logLevel ? { logLevel } : {}),
       topics: [...this.subscriptions],
       ...(this.listener ? { listener: this.listener } : {}),
+      ...(this.listenerKey ? { listenerKey: this.listenerKey } : {}),
       ...(this.origin ? { origin: this.origin } : {}),
       ...pinsOf(this.upstream.reachedPins),
     };
@@ -187,6 +190,8 @@ export class GatewaySession {
     this.subscriptions.clear();
     for (const topic of state.topics) this.subscriptions.add(topic);
     this.listener = state.listener;
+    // A record rewritten by a gateway of an earlier version lost the key: this gateway still knows its own.
+    this.listenerKey = state.listener === this.core.gatewayId ? this.core.callerKey : state.listenerKey;
     if (state.pins) this.upstream.adoptPins(state.pins);
     if (state.gateway !== this.core.gatewayId) this.othersWrote = true;
   }
@@ -196,8 +201,10 @@ export class GatewaySession {
    * notifications that every gateway holding the session would send alike (PROTOCOL.md §19.3), once.
    */
   standaloneStreamOpened(): void {
-    if (this.listener === this.core.gatewayId) return;
+    const key = this.core.callerKey;
+    if (this.listener === this.core.gatewayId && this.listenerKey === key) return;
     this.listener = this.core.gatewayId;
+    this.listenerKey = key;
     void this.shareState();
   }
 
@@ -543,8 +550,10 @@ export class GatewaySession {
 
   private send(message: JsonRpcMessage, relatedRequestId?: JsonRpcId, sealed?: boolean): void {
     if (this.isClosed) return;
+    // Sealed traffic outside any call goes on the GET stream sealed to the key of the gateway following it (PROTOCOL.md §19.3).
+    const listenerKey = sealed && relatedRequestId === undefined && this.listener !== this.core.gatewayId ? this.listenerKey : undefined;
     this.transport
-      .send(message as JSONRPCMessage, relatedRequestId === undefined && !sealed ? undefined : { relatedRequestId, sealed })
+      .send(message as JSONRPCMessage, relatedRequestId === undefined && !sealed ? undefined : { relatedRequestId, sealed, listenerKey })
       .catch((err: unknown) => this.logger.debug({ err }, "could not send to the client"));
   }
 
