@@ -25,7 +25,7 @@ export class StdioUpstreamTransport extends StdioClientTransport implements Upst
 
   override async start(): Promise<void> {
     await super.start();
-    this.logger.debug({ pid: this.pid }, "upstream child started");
+    this.logger.debug({ childPid: this.pid }, "upstream child started");
   }
 
   /**
