@@ -43,6 +43,19 @@ describe("usage errors name what is wrong and exit 2", () => {
     ["--ack-wait 0", ["wrap", "--name", "x", "--ack-wait", "0", "--", "true"], {}, /^dmcp wrap: --ack-wait needs a duration/m],
     ["--auth-tokens naming no file", ["gateway", "--http", "0", "--auth-tokens", "/nonexistent/tokens"], {}, /^dmcp gateway: --auth-tokens: ENOENT/m],
     ["--jwt-jwks that is no URL", ["gateway", "--http", "0", "--jwt-jwks", "jwks.json"], {}, /^dmcp gateway: --jwt-jwks needs the URL of a JWKS, got "jwks.json"$/m],
+    [
+      "HTTP options without --http",
+      ["gateway", "--stdio", "--host", "0.0.0.0", "--rate-limit", "5/s"],
+      {},
+      /^dmcp gateway: --host, --rate-limit apply to the HTTP gateway: add --http PORT$/m,
+    ],
+    ["--identity without --stdio", ["gateway", "--http", "0", "--identity", "bob"], {}, /^dmcp gateway: --identity names the stdio client: it applies with --stdio$/m],
+    [
+      "a rate limit whose burst of 0 would refuse every request",
+      ["gateway", "--http", "0", "--rate-limit", "5/s,burst=0"],
+      {},
+      /^dmcp gateway: --rate-limit: a rate limit reads N\/s or N\/s,burst=M, got "5\/s,burst=0"$/m,
+    ],
   ])("%s", async (_, args, env, message) => {
     const { code, stdout, stderr } = await dmcp(args, env);
     expect(stderr).toMatch(message);

@@ -103,6 +103,9 @@ ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (de
   -h, --help            show this help
 `;
 
+/** Options that only the HTTP gateway reads: given without --http they would do nothing. */
+const HTTP_ONLY_FLAGS = ["host", "json-responses", "sse-poll", "resumable-after", "rate-limit", "cors-origin"] as const;
+
 export async function gatewayCommand(argv: string[], logger: Logger): Promise<number> {
   const { values } = parse(argv, {
     ...natsOptions,
@@ -156,7 +159,10 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
   if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
-  if (values["cors-origin"] && values.http === undefined) throw new UsageError("--cors-origin applies to the HTTP gateway: add --http PORT");
+  const httpOnly = HTTP_ONLY_FLAGS.filter((flag) => values[flag] !== undefined).map((flag) => `--${flag}`);
+  if (httpOnly.length > 0 && values.http === undefined)
+    throw new UsageError(`${httpOnly.join(", ")} ${httpOnly.length > 1 ? "apply" : "applies"} to the HTTP gateway: add --http PORT`);
+  if (values.identity !== undefined && !values.stdio) throw new UsageError("--identity names the stdio client: it applies with --stdio");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
   const callerSealKey = values["caller-seal-key"] === undefined ? undefined : curveSeedFrom(values["caller-seal-key"], "--caller-seal-key");
