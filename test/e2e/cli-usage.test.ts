@@ -33,6 +33,9 @@ function tempConfig(config: unknown): string {
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+// With --stdio and stdin closed, a dmcp up that should have refused its flags stops at once instead of running on.
+const emptyConfig = tempConfig({ servers: {} });
+
 describe("usage errors name what is wrong and exit 2", () => {
   it.each([
     ["dmcp help with an unknown command", ["help", "frobnicate"], {}, /^dmcp help: unknown command "frobnicate"/m],
@@ -43,6 +46,12 @@ describe("usage errors name what is wrong and exit 2", () => {
     ["--ack-wait 0", ["wrap", "--name", "x", "--ack-wait", "0", "--", "true"], {}, /^dmcp wrap: --ack-wait needs a duration/m],
     ["--auth-tokens naming no file", ["gateway", "--http", "0", "--auth-tokens", "/nonexistent/tokens"], {}, /^dmcp gateway: --auth-tokens: ENOENT/m],
     ["--jwt-jwks that is no URL", ["gateway", "--http", "0", "--jwt-jwks", "jwks.json"], {}, /^dmcp gateway: --jwt-jwks needs the URL of a JWKS, got "jwks.json"$/m],
+    [
+      "dmcp up --no-http with --http",
+      ["up", "--config", emptyConfig, "--no-http", "--http", "0", "--stdio", "--data-dir", join(root, "no-store")],
+      {},
+      /^dmcp up: --no-http does not go with --http or --host$/m,
+    ],
     [
       "HTTP options without --http",
       ["gateway", "--stdio", "--host", "0.0.0.0", "--rate-limit", "5/s"],

@@ -164,7 +164,10 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
 /** Where its gateway serves MCP: --no-http, --http PORT, --host, else the config's gateway.http. */
 function httpOf(values: { "no-http"?: boolean; http?: string; host?: string }, config: Config): { port: number; host: string } | undefined {
   const configured = config.gateway.http;
-  if (values["no-http"]) return undefined;
+  if (values["no-http"]) {
+    if (values.http !== undefined || values.host !== undefined) throw new UsageError("--no-http does not go with --http or --host");
+    return undefined;
+  }
   if (values.http !== undefined) return { port: parsePort(values.http, "--http"), host: values.host ?? (configured ? configured.host : "127.0.0.1") };
   return configured ? { port: configured.port, host: values.host ?? configured.host } : undefined;
 }
