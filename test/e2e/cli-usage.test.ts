@@ -2,7 +2,8 @@
  * What a new user tries with the `dmcp` command, as README.md, docs/cli.md and each `--help` promise:
  * wrong values give a usage error (exit 2) that names the flag or the environment variable before
  * anything starts, a port that is taken is named with the option that picks another, and the start
- * line and logs of `dmcp up` say what is true.
+ * line and logs of `dmcp up` say what is true; a stdio server that ends at start is told with its exit
+ * code and the last line it wrote on stderr.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -95,7 +96,7 @@ describe("usage errors name what is wrong and exit 2", () => {
   });
 });
 
-describe("a port that is taken", () => {
+describe("failures to start, on a live bus", () => {
   let nats: EmbeddedNats;
   let taken: Server;
   let port: number;
@@ -118,6 +119,13 @@ describe("a port that is taken", () => {
   ])("dmcp gateway %s names the address and the option that picks another, and exits 1", async (flag, args) => {
     const { code, stderr } = await dmcp(["gateway", "--nats", nats.url, ...args.map((arg) => (arg === "PORT" ? String(port) : arg))]);
     expect(stderr).toContain(`dmcp gateway: cannot listen on 127.0.0.1:${port}: the port is in use; pick another with ${flag} PORT (0: any free port)`);
+    expect(code).toBe(1);
+  });
+
+  it("a stdio server that ends before it answers initialize fails dmcp wrap with its exit code and last stderr line", async () => {
+    const script = 'console.error("starting up"); console.error("missing --counts FILE"); process.exit(3)';
+    const { code, stderr } = await dmcp(["wrap", "--name", "early", "--nats", nats.url, "--log-level", "warn", "--", process.execPath, "-e", script]);
+    expect(stderr).toContain('went away before answering initialize (exit code 3; its stderr ended with a line starting "missing --counts FILE")');
     expect(code).toBe(1);
   });
 });
