@@ -101,11 +101,12 @@ export function parseEnv(values: string[] | undefined): Record<string, string> {
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
 
-/** `90s`, `15m`, `24h`, `7d` or plain milliseconds. */
+/** `90s`, `15m`, `24h`, `7d` or plain milliseconds; at least 1 ms (0 would mean "no limit" to JetStream, or nothing at all). */
 export function parseDuration(value: string, flag: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!match) throw new UsageError(`${flag} needs a duration such as 30s, 15m, 24h or 7d, got ${JSON.stringify(value)}`);
-  return Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? "ms"]!);
+  const ms = match ? Math.round(Number(match[1]) * DURATION_UNITS[match[2] ?? "ms"]!) : 0;
+  if (ms < 1) throw new UsageError(`${flag} needs a duration such as 30s, 15m, 24h or 7d (1ms or more), got ${JSON.stringify(value)}`);
+  return ms;
 }
 
 /** `512MB`, `1GiB` or plain bytes. */

@@ -16,7 +16,7 @@ export interface CommandBusOptions {
 /** Connects as the NATS flags say (see natsTarget), and makes sure the server has JetStream. */
 export async function connectCommandBus(command: BusCommand, values: Record<string, unknown>, options: CommandBusOptions): Promise<Bus> {
   const target = natsTarget(values);
-  if (target.up) options.logger.info({ url: target.url, pid: target.up.pid, dataDir: target.dataDir }, "using the bus of the dmcp up running on this machine");
+  if (target.up) options.logger.info({ url: target.url, upPid: target.up.pid, dataDir: target.dataDir }, "using the bus of the dmcp up running on this machine");
   const bus = await connectBus({ ...natsConnection(values, target), ...options, unreachableHint: unreachableAdvice(command, target) });
   try {
     await requireJetStream(bus, target.url, options.logger);

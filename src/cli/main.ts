@@ -71,7 +71,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name === "help") {
     const topic = rest[0];
-    process.stdout.write(isCommand(topic) ? commands[topic].help : mainHelp);
+    if (topic !== undefined && !isCommand(topic)) {
+      process.stderr.write(`dmcp help: unknown command ${JSON.stringify(topic)}\n\n${mainHelp}`);
+      return 2;
+    }
+    process.stdout.write(topic === undefined ? mainHelp : commands[topic].help);
     return 0;
   }
   if (!isCommand(name)) {
@@ -81,7 +85,8 @@ async function main(argv: string[]): Promise<number> {
   const level = logLevel(rest, name === "status" || name === "tail" || name === "keygen" || name === "cache" ? "warn" : "info");
   const levels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
   if (!levels.includes(level)) {
-    process.stderr.write(`dmcp: --log-level must be one of ${levels.join(", ")}\n`);
+    const from = rest.some((arg) => arg === "--log-level" || arg.startsWith("--log-level=")) ? "--log-level" : "$DMCP_LOG_LEVEL";
+    process.stderr.write(`dmcp ${name}: ${from} must be one of ${levels.join(", ")}, got ${JSON.stringify(level)}\n`);
     return 2;
   }
   const logger = createLogger({ name: `dmcp-${name}`, level });

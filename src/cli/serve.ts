@@ -72,22 +72,37 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
   });
   await gateway.start();
   monitor?.attach(gateway);
-  const probes =
-    options.metricsPort !== undefined && options.metrics ? await serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready }) : undefined;
-  if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
-  const http = options.http
-    ? await serveHttp(gateway, {
-        ...options.http,
-        logger: options.logger,
-        dashboard: monitor,
-        jsonResponses: options.jsonResponses ?? false,
-        ssePollMs: options.ssePollMs,
-        resumableAfterMs: options.resumableAfterMs,
-        auth: options.auth,
-        rateLimit: options.rateLimit,
-        corsOrigins: options.corsOrigins,
-      })
-    : undefined;
+  let probes: Awaited<ReturnType<typeof serveProbes>> | undefined;
+  let http: HttpGatewayServer | undefined;
+  try {
+    probes =
+      options.metricsPort !== undefined && options.metrics
+        ? await listening(serveProbes({ registry: options.metrics, port: options.metricsPort, ready: () => gateway.core.ready }), "--metrics-port")
+        : undefined;
+    if (probes) options.logger.info({ url: `${probes.url}/metrics` }, "serving metrics");
+    http = options.http
+      ? await listening(
+          serveHttp(gateway, {
+            ...options.http,
+            logger: options.logger,
+            dashboard: monitor,
+            jsonResponses: options.jsonResponses ?? false,
+            ssePollMs: options.ssePollMs,
+            resumableAfterMs: options.resumableAfterMs,
+            auth: options.auth,
+            rateLimit: options.rateLimit,
+            corsOrigins: options.corsOrigins,
+          }),
+          "--http",
+        )
+      : undefined;
+  } catch (err) {
+    // A port that is taken: the gateway started must stop too, or its watches outlive the failed start.
+    await probes?.close();
+    monitor?.stop();
+    await gateway.stop(0);
+    throw err;
+  }
   // Loaded only when asked for: the ContextVM SDK is heavy to load.
   const nostr = options.nostr ? await (await import("../../adapters/inbound/nostr/index.js")).serveNostr(gateway, { ...options.nostr, logger: options.logger }) : undefined;
   const stdioClosed = options.stdio ? (await serveStdio(gateway, {}, options.stdioIdentity)).closed : new Promise<void>(() => undefined);
@@ -104,6 +119,18 @@ export async function startGateway(options: GatewayServeOptions): Promise<Runnin
       await probes?.close();
     },
   };
+}
+
+/** A listen that fails because the address is taken says which one and which option picks another. */
+async function listening<T>(server: Promise<T>, flag: string): Promise<T> {
+  try {
+    return await server;
+  } catch (err) {
+    const { code, address, port } = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    if (code !== "EADDRINUSE" && code !== "EACCES") throw err;
+    const why = code === "EADDRINUSE" ? "is in use" : "may not be opened by this user";
+    throw new Error(`cannot listen on ${address}:${port}: the port ${why}; pick another with ${flag} PORT (0: any free port)`);
+  }
 }
 
 export async function connectorFor(service: string, server: ServerConfig, baseDir?: string) {

@@ -5,9 +5,16 @@ import type * as z from "zod";
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
   return issues
     .flatMap((issue) => explainUnion(issue))
+    .map(explainKey)
     .slice(0, 5)
     .map((issue) => `${issue.path.length ? issue.path.join(".") : "(root)"}: ${issue.message}`)
     .join("; ");
+}
+
+/** A record key that breaks its rule yields "Invalid key in record": say the rule it breaks instead. */
+function explainKey(issue: { path: PropertyKey[]; message: string; code?: string; issues?: readonly { message: string }[] }): { path: PropertyKey[]; message: string } {
+  if (issue.code !== "invalid_key" || !issue.issues?.length) return issue;
+  return { path: issue.path, message: `invalid name: ${issue.issues.map((inner) => inner.message).join("; ")}` };
 }
 
 /**

@@ -11,29 +11,15 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { startTestNats, type EmbeddedNats } from "../support/nats.js";
-import { eventually, freePort, isAlive, FIXTURE_BIN, runDmcp, wrapFixtureStdio, type Child } from "../support/processes.js";
+import { eventually, freePort, isAlive, FIXTURE_BIN, runDmcp, runDmcpToEnd, wrapFixtureStdio, type Child, type FinishedRun } from "../support/processes.js";
 import { connectBus, ContextStreams } from "../../src/bus/index.js";
 import { connectCommandBus } from "../../src/cli/bus.js";
 import { BusError, createEnvelope, encodeEnvelope, ErrorCode, subjects } from "../../src/protocol/index.js";
 import { silentLogger } from "../../src/util/logger.js";
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `dmcp ARGS` to completion (killing it after the timeout) and collects both streams. */
-async function dmcp(args: string[], timeoutMs = 15_000): Promise<Finished> {
-  const child = runDmcp(args);
-  let stdout = "";
-  child.process.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const code = await child.exited;
-  clearTimeout(timer);
-  // Let the readline interface deliver the last stderr lines.
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stdout, stderr: child.stderr.join("\n") };
+function dmcp(args: string[], timeoutMs = 15_000): Promise<FinishedRun> {
+  return runDmcpToEnd(args, { timeoutMs });
 }
 
 /** Resolves true when something accepts a TCP connection on the port, false when it is refused. */

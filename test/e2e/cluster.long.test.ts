@@ -210,7 +210,7 @@ describe.each(serverGenerations())("a 3-node cluster on $label", ({ binary }) =>
     await writeFile(config, JSON.stringify({ nats: { url: leaf.url, jsDomain: DOMAIN, streamReplicas: 5 }, servers: {} }));
     const up = runDmcp(["up", "--config", config, "--no-http", "--data-dir", dir]);
     children.push(up);
-    await up.waitFor(/^dmcp up: MCP on stdio; NATS at /, 30_000);
+    await up.waitFor(/^dmcp up: MCP not served here \(.*\); NATS at /, 30_000);
     // The streams exist with 3 replicas: asked for 5, dmcp up says so and uses them.
     await up.waitFor(new RegExp(`the JetStream stream ${WORK_STREAM} has 3 replicas, fewer than the 5`));
   }, 60_000);

@@ -142,6 +142,26 @@ export function runDmcp(args: string[], options: SpawnOptions = {}): Child {
   return spawnNode([DMCP_BIN, ...args], options);
 }
 
+/** What `dmcp ARGS` printed and its exit code, once it has ended. */
+export interface FinishedRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `dmcp ARGS` to its end (killing it after the timeout) and collects both streams. */
+export async function runDmcpToEnd(args: string[], options: SpawnOptions & { timeoutMs?: number } = {}): Promise<FinishedRun> {
+  const child = runDmcp(args, options);
+  let stdout = "";
+  child.process.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 15_000);
+  const code = await child.exited;
+  clearTimeout(timer);
+  // Let the readline interface deliver the last stderr lines.
+  await new Promise((resolve) => setImmediate(resolve));
+  return { code, stdout, stderr: child.stderr.join("\n") };
+}
+
 /**
  * Waits for the line that says a child started; when it does not come, the child is killed, so that a
  * failed start does not leave a process running after its test file (it would outlive the nats-server).

@@ -2,13 +2,14 @@
  * The upstream transport of a child process: the SDK's stdio client transport, with the child's stderr
  * kept in our log and the lines on its stdout that are not messages told to the executor.
  */
+import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { deserializeMessage, STDIO_DEFAULT_MAX_BUFFER_SIZE, type JSONRPCMessage } from "@modelcontextprotocol/client";
 import { StdioClientTransport, type StdioServerParameters } from "@modelcontextprotocol/client/stdio";
 import type { UpstreamTransport } from "../../../src/executor/index.js";
 import { ErrorCode, UpstreamError } from "../../../src/protocol/index.js";
-import type { Logger } from "../../../src/util/index.js";
+import { excerpt, type Logger } from "../../../src/util/index.js";
 
 export class StdioUpstreamTransport extends StdioClientTransport implements UpstreamTransport {
   onunreadable: UpstreamTransport["onunreadable"];
@@ -19,13 +20,25 @@ export class StdioUpstreamTransport extends StdioClientTransport implements Upst
     private readonly logger: Logger,
   ) {
     super({ ...server, stderr: "pipe" });
-    forwardStderr(this.stderr as Readable | null, logger);
+    forwardStderr(this.stderr as Readable | null, logger, (line) => (this.lastStderrLine = line));
     this.readLinesTelling();
   }
 
+  /** What the child said last on stderr, and how it exited: why a server that went away did. */
+  private lastStderrLine: string | undefined;
+  private exit: string | undefined;
+
   override async start(): Promise<void> {
     await super.start();
-    this.logger.debug({ pid: this.pid }, "upstream child started");
+    this.logger.debug({ childPid: this.pid }, "upstream child started");
+    // The SDK keeps the child in a private field; without it (another SDK version) the exit is not told.
+    const child = Reflect.get(this, "_process") as ChildProcess | undefined;
+    child?.once("exit", (code, signal) => (this.exit = signal ? `killed by ${signal}` : `exit code ${code}`));
+  }
+
+  endedHow(): string | undefined {
+    if (!this.exit) return undefined;
+    return this.lastStderrLine ? `${this.exit}; its stderr ended with a line ${excerpt(this.lastStderrLine)}` : this.exit;
   }
 
   /**
@@ -77,11 +90,13 @@ class TellingLineReader {
 }
 
 /** The child's stderr is its log: keep it, line by line, in ours (stdout belongs to MCP). */
-function forwardStderr(stream: Readable | null, logger: Logger): void {
+function forwardStderr(stream: Readable | null, logger: Logger, onLine: (line: string) => void): void {
   if (!stream) return;
   const lines = createInterface({ input: stream });
   lines.on("line", (line) => {
-    if (line.trim()) logger.info({ upstream_stderr: line }, "upstream log");
+    if (!line.trim()) return;
+    logger.info({ upstream_stderr: line }, "upstream log");
+    onLine(line);
   });
   lines.on("error", () => undefined);
 }

@@ -16,7 +16,7 @@ import { createMetricsRegistry } from "../../metrics/index.js";
 import { natsHelp, natsOptions, parse, parseDuration, parseNonNegativeInt, parsePort, parsePositiveInt, parseSize, UsageError, otelHelp } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 import { runUntilSignal, startTracing } from "../lifecycle.js";
-import { startGateway } from "../serve.js";
+import { startGateway, type GatewayServeOptions } from "../serve.js";
 import { createSecurity, securityFromFlags, securityHelp, securityOptions, curveSeedFrom, servicePairs } from "../security.js";
 import { loadPolicy } from "../config.js";
 import { gatewayCacheFromFlags, gatewayCacheHelp } from "../cache.js";
@@ -103,6 +103,9 @@ ${otelHelp}  --log-level LEVEL     trace, debug, info, warn, error or silent (de
   -h, --help            show this help
 `;
 
+/** Options that only the HTTP gateway reads: given without --http they would do nothing. */
+const HTTP_ONLY_FLAGS = ["host", "json-responses", "sse-poll", "resumable-after", "rate-limit", "cors-origin"] as const;
+
 export async function gatewayCommand(argv: string[], logger: Logger): Promise<number> {
   const { values } = parse(argv, {
     ...natsOptions,
@@ -156,14 +159,16 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
   const auth = await authFlags(values);
   const policy = values.policy === undefined ? undefined : policyFlag(values.policy);
   if (auth && values.http === undefined) throw new UsageError("authentication options apply to the HTTP gateway: add --http PORT");
-  if (values["cors-origin"] && values.http === undefined) throw new UsageError("--cors-origin applies to the HTTP gateway: add --http PORT");
+  const httpOnly = HTTP_ONLY_FLAGS.filter((flag) => values[flag] !== undefined).map((flag) => `--${flag}`);
+  if (httpOnly.length > 0 && values.http === undefined)
+    throw new UsageError(`${httpOnly.join(", ")} ${httpOnly.length > 1 ? "apply" : "applies"} to the HTTP gateway: add --http PORT`);
+  if (values.identity !== undefined && !values.stdio) throw new UsageError("--identity names the stdio client: it applies with --stdio");
   const stopTracing = startTracing(values["otel-endpoint"], "dmcp-gateway", logger);
   const metrics = createMetricsRegistry();
   const callerSealKey = values["caller-seal-key"] === undefined ? undefined : curveSeedFrom(values["caller-seal-key"], "--caller-seal-key");
   const security = createSecurity(securityFromFlags(values, { sealTo: servicePairs(values["seal-to"], "--seal-to"), callerSealKey }), metrics);
-  const bus = await connectCommandBus("gateway", values, { name: "dmcp-gateway", logger, security });
-  const running = await startGateway({
-    bus,
+  // Every flag is read before the bus is reached: a wrong value is a usage error, whether NATS is up or not.
+  const serving: Omit<GatewayServeOptions, "bus"> = {
     logger,
     stdio: values.stdio ?? false,
     http: values.http === undefined ? undefined : { port: parsePort(values.http, "--http"), host: values.host ?? "127.0.0.1" },
@@ -189,7 +194,9 @@ export async function gatewayCommand(argv: string[], logger: Logger): Promise<nu
     forwardToken: values["forward-token"] ?? false,
     stdioIdentity: values.identity,
     nostr,
-  });
+  };
+  const bus = await connectCommandBus("gateway", values, { name: "dmcp-gateway", logger, security });
+  const running = await startGateway({ bus, ...serving });
   const tokensFile = auth?.tokensFile && running.http ? followTokens(auth.tokensFile, running.http, logger) : undefined;
   if (running.http) process.stderr.write(`dmcp gateway: serving MCP at ${running.http.url}\n`);
   if (running.http?.dashboardUrl) process.stderr.write(`dmcp gateway: dashboard at ${running.http.dashboardUrl}\n`);
@@ -249,32 +256,45 @@ interface AuthFlags {
 /** The authenticator the flags (and $DMCP_AUTH_TOKENS) describe, or undefined for an open gateway. */
 async function authFlags(values: Record<string, unknown>): Promise<AuthFlags | undefined> {
   const text = (flag: string) => (typeof values[flag] === "string" ? (values[flag] as string) : undefined);
+  const path = text("auth-tokens");
+  const fromEnvironment = process.env.DMCP_AUTH_TOKENS ? await flagged("$DMCP_AUTH_TOKENS", () => parseTokens(process.env.DMCP_AUTH_TOKENS!)) : {};
+  const fromFile = path ? await flagged("--auth-tokens", () => readTokensFile(path)) : {};
+  // With a tokens file, authentication is on even while the file names nobody: users may be added later.
+  const fileTokens = path ? new StaticTokens({ ...fromEnvironment, ...fromFile }) : undefined;
+  const jwksUrl = text("jwt-jwks");
+  if (jwksUrl !== undefined && !URL.canParse(jwksUrl)) throw new UsageError(`--jwt-jwks needs the URL of a JWKS, got ${JSON.stringify(jwksUrl)}`);
+  const keyFile = text("jwt-public-key");
+  const publicKeyPem = keyFile ? await flagged("--jwt-public-key", () => pemPublicKey(readFileSync(keyFile, "utf8"), keyFile)) : undefined;
+  const jwt =
+    jwksUrl || publicKeyPem
+      ? {
+          ...(jwksUrl ? { jwksUrl } : {}),
+          ...(publicKeyPem ? { publicKeyPem } : {}),
+          ...(text("jwt-issuer") ? { issuer: text("jwt-issuer")! } : {}),
+          ...(text("jwt-audience") ? { audience: text("jwt-audience")! } : {}),
+        }
+      : undefined;
+  if (!path && Object.keys(fromEnvironment).length === 0 && !jwt) return undefined;
+  const authenticate = await flagged("authentication", () => createAuthenticator({ tokens: fileTokens ?? fromEnvironment, ...(jwt ? { jwt } : {}) }));
+  return {
+    authenticate,
+    authorizationServers: (values["auth-server"] as string[] | undefined) ?? [],
+    ...(path && fileTokens ? { tokensFile: { path, initial: fromFile, fromEnvironment, tokens: fileTokens } } : {}),
+  };
+}
+
+/** The key of --jwt-public-key: a PEM public key (SPKI), the only form it takes. */
+function pemPublicKey(pem: string, file: string): string {
+  if (!pem.includes("-----BEGIN PUBLIC KEY-----")) throw new Error(`${file} holds no PEM public key (-----BEGIN PUBLIC KEY-----)`);
+  return pem;
+}
+
+/** Runs a reading of what FLAG names; its failure is a usage error that names FLAG. */
+async function flagged<T>(flag: string, read: () => T | Promise<T>): Promise<T> {
   try {
-    const path = text("auth-tokens");
-    const fromEnvironment = process.env.DMCP_AUTH_TOKENS ? parseTokens(process.env.DMCP_AUTH_TOKENS) : {};
-    const fromFile = path ? readTokensFile(path) : {};
-    // With a tokens file, authentication is on even while the file names nobody: users may be added later.
-    const fileTokens = path ? new StaticTokens({ ...fromEnvironment, ...fromFile }) : undefined;
-    const jwksUrl = text("jwt-jwks");
-    const keyFile = text("jwt-public-key");
-    const jwt =
-      jwksUrl || keyFile
-        ? {
-            ...(jwksUrl ? { jwksUrl } : {}),
-            ...(keyFile ? { publicKeyPem: readFileSync(keyFile, "utf8") } : {}),
-            ...(text("jwt-issuer") ? { issuer: text("jwt-issuer")! } : {}),
-            ...(text("jwt-audience") ? { audience: text("jwt-audience")! } : {}),
-          }
-        : undefined;
-    if (!path && Object.keys(fromEnvironment).length === 0 && !jwt) return undefined;
-    const authenticate = await createAuthenticator({ tokens: fileTokens ?? fromEnvironment, ...(jwt ? { jwt } : {}) });
-    return {
-      authenticate,
-      authorizationServers: (values["auth-server"] as string[] | undefined) ?? [],
-      ...(path && fileTokens ? { tokensFile: { path, initial: fromFile, fromEnvironment, tokens: fileTokens } } : {}),
-    };
+    return await read();
   } catch (err) {
-    throw new UsageError(`authentication: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
   }
 }
 

@@ -1,6 +1,6 @@
 import { DEFAULT_HEARTBEAT_MS, RegistryView, type LiveInstance } from "../../bus/index.js";
 import type { Logger } from "../../util/index.js";
-import { natsHelp, natsOptions, parse } from "../args.js";
+import { natsHelp, natsOptions, parse, parseNonNegativeInt } from "../args.js";
 import { connectCommandBus } from "../bus.js";
 
 export const statusHelp = `Usage: dmcp status [--nats URL] [--json] [--wait MS]
@@ -22,12 +22,13 @@ export async function statusCommand(argv: string[], logger: Logger): Promise<num
     process.stdout.write(statusHelp);
     return 0;
   }
+  const waitMs = parseNonNegativeInt(values.wait, "--wait") ?? DEFAULT_HEARTBEAT_MS + 500;
   const bus = await connectCommandBus("status", values, { name: "dmcp-status", logger });
   const view = new RegistryView(bus);
   try {
     await view.start();
     // The registry holds the announcements; one heartbeat interval shows which replicas are alive.
-    await new Promise((resolve) => setTimeout(resolve, Number(values.wait ?? DEFAULT_HEARTBEAT_MS + 500)));
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
     const instances = view.list();
     process.stdout.write(values.json ? `${JSON.stringify(toJson(instances), null, 2)}\n` : renderTable(instances));
   } finally {

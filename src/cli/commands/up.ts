@@ -80,6 +80,12 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   logger.info({ config: resolve(configPath) }, "loaded config");
   const policy = config.gateway.policy === undefined ? undefined : loadPolicy(config.gateway.policy, baseDir);
 
+  // Flags are checked before anything starts: a bad one must not cost a nats-server and the servers' start.
+  const http = httpOf(values, config);
+  const securitySettings = securityFromFlags(values, securityFromConfig(config.security, baseDir));
+  if (values.dashboard && !http)
+    throw new UsageError(`--dashboard needs the HTTP gateway (${values["no-http"] ? "leave out --no-http" : "give --http PORT: the config's gateway.http is false"})`);
+
   let embedded: EmbeddedNats | undefined;
   let lock: StoreLock | undefined;
   const url = values.nats ?? config.nats.url;
@@ -105,7 +111,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
   try {
     // One registry for the process: the gateway's /metrics shows the executors' series too.
     const metrics = createMetricsRegistry();
-    const security = createSecurity(securityFromFlags(values, securityFromConfig(config.security, baseDir)), metrics);
+    const security = createSecurity(securitySettings, metrics);
     // The private server needs no credentials; an external one gets those given on the command line.
     const bus = embedded
       ? await connectBus({ servers: embedded.url, name: "dmcp-up", logger, security })
@@ -116,15 +122,6 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     const cache = gatewayCacheFromConfig(config.gateway.cache);
     await provisionStreams(bus, { contextRetention: contextRetention(config.context), resultTtlMs, cacheMaxBytes: cache.sharedMaxBytes });
     executors = await startExecutors(bus, logger, withDataDir(config.servers, dataDir), { baseDir, metrics, waitForUpstream: values["wait-for-upstream"] });
-    const configuredHttp = config.gateway.http;
-    const http = values["no-http"]
-      ? undefined
-      : values.http !== undefined
-        ? { port: parsePort(values.http, "--http"), host: values.host ?? (configuredHttp ? configuredHttp.host : "127.0.0.1") }
-        : configuredHttp
-          ? { port: configuredHttp.port, host: values.host ?? configuredHttp.host }
-          : undefined;
-    if (values.dashboard && !http) throw new UsageError("--dashboard needs the HTTP gateway (leave out --no-http)");
     const running = await startGateway({
       bus,
       logger,
@@ -140,7 +137,7 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
       forwardClaims: config.gateway.forwardClaims,
     });
     const services = Object.keys(config.servers).join(", ") || "none";
-    process.stderr.write(`dmcp up: ${running.http ? `MCP at ${running.http.url}` : "MCP on stdio"}; NATS at ${embedded?.url ?? url}; services: ${services}\n`);
+    process.stderr.write(`dmcp up: ${servedAt(running.http?.url, values.stdio ?? false)}; NATS at ${embedded?.url ?? url}; services: ${services}\n`);
     await runUntilSignal(
       logger,
       async () => {
@@ -162,6 +159,23 @@ export async function upCommand(argv: string[], logger: Logger): Promise<number>
     throw err;
   }
   return 0;
+}
+
+/** Where its gateway serves MCP: --no-http, --http PORT, --host, else the config's gateway.http. */
+function httpOf(values: { "no-http"?: boolean; http?: string; host?: string }, config: Config): { port: number; host: string } | undefined {
+  const configured = config.gateway.http;
+  if (values["no-http"]) {
+    if (values.http !== undefined || values.host !== undefined) throw new UsageError("--no-http does not go with --http or --host");
+    return undefined;
+  }
+  if (values.http !== undefined) return { port: parsePort(values.http, "--http"), host: values.host ?? (configured ? configured.host : "127.0.0.1") };
+  return configured ? { port: configured.port, host: values.host ?? configured.host } : undefined;
+}
+
+/** The start line's account of where MCP is served: a gateway without HTTP or stdio serves no client here. */
+function servedAt(httpUrl: string | undefined, stdio: boolean): string {
+  if (httpUrl) return `MCP at ${httpUrl}${stdio ? " and on stdio" : ""}`;
+  return stdio ? "MCP on stdio" : "MCP not served here (no --stdio, and --no-http or gateway.http false)";
 }
 
 /** The config's JetStream domain and stream replicas, where the command line gives none. */

@@ -29,6 +29,8 @@ export interface UpstreamTransport extends Transport {
    * true when the executor took it; otherwise the transport hands it to `onmessage`.
    */
   onrequestnotification?: ((requestId: JsonRpcId, message: JSONRPCMessage) => boolean) | undefined;
+  /** How the server ended, when the transport can tell (a child process: its exit code and last stderr line). */
+  endedHow?: (() => string | undefined) | undefined;
   /** A listed tool's input schema by name, for a transport that mirrors arguments into `Mcp-Param-*` headers. */
   toolSchema?: ((name: string) => unknown) | undefined;
   /**

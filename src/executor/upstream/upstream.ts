@@ -182,7 +182,9 @@ export class McpUpstream {
   private goneBefore(method: string, err: unknown): unknown {
     if (!(err instanceof DmcpError && err.code === ErrorCode.UpstreamClosed)) return err;
     const reason = err.cause ?? this.lastError;
-    return new UpstreamError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : `the upstream MCP server went away before answering ${method}`, { cause: reason });
+    const how = this.transport.endedHow?.();
+    const gone = `the upstream MCP server went away before answering ${method}${how ? ` (${how})` : ""}`;
+    return new UpstreamError(ErrorCode.UpstreamClosed, reason ? describeError(reason) : gone, { cause: reason });
   }
 
   private discover(clientInfo: { name: string; version: string }, timeoutMs: number): Promise<Record<string, unknown>> {

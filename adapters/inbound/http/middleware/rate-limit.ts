@@ -66,7 +66,8 @@ export function rateLimiter(limit: RateLimit, share?: RateShare): RequestGate {
 
 /** Parses `N` or `N/s` or `N/s,burst=M`. */
 export function parseRateLimit(text: string): RateLimit {
-  const match = /^(\d+(?:\.\d+)?)(?:\/s)?(?:,burst=(\d+))?$/.exec(text.trim());
+  // A burst of 0 would refuse every request.
+  const match = /^(\d+(?:\.\d+)?)(?:\/s)?(?:,burst=([1-9]\d*))?$/.exec(text.trim());
   if (!match || Number(match[1]) <= 0) throw new Error(`a rate limit reads N/s or N/s,burst=M, got ${JSON.stringify(text)}`);
   const perSecond = Number(match[1]);
   return { perSecond, burst: match[2] ? Number(match[2]) : Math.max(1, Math.ceil(perSecond)) };
