@@ -5,6 +5,7 @@
  * correlates (type, ids, timestamps, deadline, subjects, headers) stays in clear.
  */
 import { ErrorCode, SecurityError } from "../protocol/index.js";
+import { isJsonObject } from "../util/index.js";
 import type { CurveKey } from "./keys.js";
 
 /** The envelope fields that go inside the box. */
@@ -57,8 +58,8 @@ export function openValue(sealed: unknown, keyFor: (publicKey: string) => CurveK
   } catch (cause) {
     throw new SecurityError(ErrorCode.DecryptionFailed, "the sealed payload is not JSON", { cause });
   }
-  if (typeof inside !== "object" || inside === null || Array.isArray(inside)) throw fail("the box holds no JSON object");
-  return { value: inside as Record<string, unknown>, seal: { from: box.from, to: box.to } };
+  if (!isJsonObject(inside)) throw fail("the box holds no JSON object");
+  return { value: inside, seal: { from: box.from, to: box.to } };
 }
 
 /** The envelope with its sealed fields replaced by `sealed`, the other fields in their order. */

@@ -180,7 +180,7 @@ export class MessageSecurity {
     if (own && typeof box === "object" && box !== null && box.from !== box.to) {
       throw new SecurityError(ErrorCode.DecryptionFailed, `cannot open the sealed event: it was sealed by ${String(box.from)}, not by the key it is sealed to`);
     }
-    return openValue(sealed, (publicKey) => (publicKey === own?.publicKey ? own : undefined)).value;
+    return this.openToSelf(sealed);
   }
 
   /**

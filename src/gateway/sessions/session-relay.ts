@@ -18,7 +18,7 @@ import {
   type Envelope,
   type JsonRpcId,
 } from "../../protocol/index.js";
-import { jsonObjectOf, type Logger } from "../../util/index.js";
+import { isJsonObject, jsonObjectOf, type Logger } from "../../util/index.js";
 import { sealedToOfRequestId, type Answer } from "./server-requests.js";
 
 /** What a client session offers to its upstream sessions. */
@@ -231,7 +231,7 @@ function parseAnswer(data: Uint8Array): { sessionId: string; id: JsonRpcId; answ
 
 /** `{ result }` or `{ error: { code, message, data? } }`, from a forwarded answer or what its box held. */
 function answerOf(raw: Record<string, unknown>): Answer | undefined {
-  if (typeof raw.result === "object" && raw.result !== null && !Array.isArray(raw.result)) return { result: raw.result as Record<string, unknown> };
+  if (isJsonObject(raw.result)) return { result: raw.result };
   const error = raw.error as { code?: unknown; message?: unknown; data?: unknown } | undefined;
   if (typeof error?.code === "number" && typeof error.message === "string")
     return { error: { code: error.code, message: error.message, ...(error.data === undefined ? {} : { data: error.data }) } };
